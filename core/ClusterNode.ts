@@ -1,0 +1,173 @@
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { Express } from 'express';
+import type { Config } from './config.ts';
+import { CpuMeter } from './CpuMeter.ts';
+import { createApp, errorHandler, notFound } from './http.ts';
+import type { Logger } from './logger.ts';
+import { Metrics } from './metrics.ts';
+import { NodeRegistry } from './NodeRegistry.ts';
+import { Database } from '../db/Database.ts';
+import type { NodeLoad } from '../db/repositories/nodes.ts';
+import { WorkerPool } from '../media/WorkerPool.ts';
+
+/**
+ * How long start-up waits between attempts to reach and migrate the database. The process stays
+ * up and answers /healthz meanwhile; a cluster whose Postgres starts after its nodes just works.
+ */
+const DATABASE_RETRY_MS = 2000;
+
+/**
+ * How long shutdown lets open HTTP requests finish before closing their connections. Kubernetes
+ * gives 30 s between SIGTERM and SIGKILL; signalling requests take milliseconds.
+ */
+const HTTP_DRAIN_MS = 5000;
+
+/**
+ * One Relaycast process: the roles it runs (origin, edge, balancer) over the parts they share —
+ * the database, the node registry, the mediasoup workers and one HTTP server.
+ */
+export class ClusterNode {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly db: Database;
+  readonly app: Express;
+  readonly #cpu = new CpuMeter();
+  #registry: NodeRegistry | undefined;
+  #workers: WorkerPool | undefined;
+  #server: Server | undefined;
+  #stopping = false;
+  #databaseReady = false;
+
+  constructor(config: Config, logger: Logger) {
+    this.config = config;
+    this.logger = logger;
+    this.metrics = new Metrics({ node: config.nodeId });
+    this.db = Database.open({ url: config.databaseUrl, pgliteDir: Database.pgliteDirIn(config.dataDir) });
+    this.app = createApp();
+  }
+
+  get workers(): WorkerPool | undefined {
+    return this.#workers;
+  }
+
+  get httpPort(): number {
+    const address = this.#server?.address();
+    return typeof address === 'object' && address ? address.port : this.config.httpPort;
+  }
+
+  /** Starts every part; resolves once the node is registered (or stop() was called meanwhile). */
+  async start(): Promise<void> {
+    const { config } = this;
+    this.logger.info(
+      { roles: config.roles, region: config.region, database: this.db.kind, version: config.version },
+      'starting relaycast',
+    );
+    if (config.roles.includes('origin') || config.roles.includes('edge')) {
+      this.#workers = await WorkerPool.create({
+        count: config.workers,
+        workerBin: WorkerPool.resolveWorkerBin(config.workerBin),
+        logger: this.logger,
+        metrics: this.metrics,
+      });
+    }
+    this.#mountRoutes();
+    this.#server = this.app.listen(config.httpPort, config.httpHost);
+    await once(this.#server, 'listening');
+    this.logger.info({ url: config.publicUrl, port: this.httpPort }, 'http listening');
+
+    if (!(await this.#migrateWhenReachable())) return;
+    this.#registry = new NodeRegistry({
+      knex: this.db.knex,
+      info: {
+        id: config.nodeId,
+        roles: config.roles,
+        region: config.region,
+        lat: config.lat,
+        lon: config.lon,
+        publicUrl: config.publicUrl,
+        announcedIp: config.announcedIp,
+        version: config.version,
+        capacity: config.capacity,
+      },
+      load: () => this.#load(),
+      heartbeatMs: config.heartbeatMs,
+      ttlMs: config.nodeTtlMs,
+      logger: this.logger,
+      metrics: this.metrics,
+    });
+    await this.#registry.start();
+    this.logger.info('relaycast ready');
+  }
+
+  /** Leaves the cluster cleanly: node marked gone, connections closed, workers and database closed. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.logger.info('shutting down');
+    await this.#registry?.stop();
+    if (this.#server) {
+      const server = this.#server;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), HTTP_DRAIN_MS);
+      await closed;
+      clearTimeout(timer);
+    }
+    await this.#workers?.close();
+    await this.db.close();
+    this.logger.info('stopped');
+  }
+
+  #load(): NodeLoad {
+    const load: NodeLoad = { viewers: 0, streams: 0, bitrateOut: 0, cpu: this.#cpu.read(), draining: false };
+    this.metrics.viewers.set(load.viewers);
+    this.metrics.streams.set(load.streams);
+    this.metrics.bitrateOut.set(load.bitrateOut);
+    return load;
+  }
+
+  async #migrateWhenReachable(): Promise<boolean> {
+    for (let attempt = 1; !this.#stopping; attempt++) {
+      try {
+        const applied = await this.db.migrate();
+        if (applied.length > 0) this.logger.info({ migrations: applied }, 'database migrated');
+        this.#databaseReady = true;
+        return true;
+      } catch (error) {
+        this.logger.error({ err: error, attempt }, 'database not ready; retrying');
+        await new Promise((resolve) => setTimeout(resolve, DATABASE_RETRY_MS));
+      }
+    }
+    return false;
+  }
+
+  #mountRoutes(): void {
+    const { app, config } = this;
+    const health = () => ({
+      node: config.nodeId,
+      roles: config.roles,
+      region: config.region,
+      version: config.version,
+      database: this.#databaseReady && (this.#registry?.databaseUp ?? false) ? 'up' : 'down',
+      mediaWorkers: this.#workers ? this.#workers.workers.length : undefined,
+    });
+    // Liveness: the process serves HTTP. It stays 200 through a database outage, so that an
+    // orchestrator does not restart every node of the cluster when Postgres blips.
+    app.get('/healthz', (_req, res) => {
+      res.json({ status: 'ok', ...health() });
+    });
+    // Readiness: registered, database reachable, media workers running.
+    app.get('/readyz', (_req, res) => {
+      const h = health();
+      const ready = h.database === 'up' && h.mediaWorkers !== 0 && !this.#stopping;
+      res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', ...h });
+    });
+    app.get('/metrics', async (_req, res) => {
+      res.type(this.metrics.registry.contentType).send(await this.metrics.registry.metrics());
+    });
+    app.use(notFound);
+    app.use(errorHandler(this.logger));
+  }
+}

@@ -1,0 +1,158 @@
+import type { Knex } from 'knex';
+import type { Logger } from './logger.ts';
+import type { Metrics } from './metrics.ts';
+import { recordAudit } from '../db/repositories/audit.ts';
+import {
+  heartbeatNode,
+  markExpiredNodesDead,
+  markNodeGone,
+  upsertNode,
+  type NodeInfo,
+  type NodeLoad,
+} from '../db/repositories/nodes.ts';
+import { deleteRelaysOfNodes, deleteRelaysOfStreams } from '../db/repositories/relays.ts';
+import { releaseStreamsOfOrigins } from '../db/repositories/streams.ts';
+
+export interface NodeRegistryOptions {
+  knex: Knex;
+  info: NodeInfo;
+  /** Called at every heartbeat for the node's current load. */
+  load: () => NodeLoad;
+  heartbeatMs: number;
+  ttlMs: number;
+  logger: Logger;
+  metrics?: Metrics;
+}
+
+/**
+ * This node's membership of the cluster: registers it, heartbeats its load, and declares other
+ * nodes dead when their heartbeat is older than the TTL, cleaning up their streams and relays.
+ *
+ * A database error never escapes: it is logged, counted, and the next tick tries again. If the
+ * node was declared dead while cut off, it registers anew when the database is back.
+ */
+export class NodeRegistry {
+  readonly #knex: Knex;
+  readonly #info: NodeInfo;
+  readonly #load: () => NodeLoad;
+  readonly #heartbeatMs: number;
+  readonly #ttlMs: number;
+  readonly #logger: Logger;
+  readonly #metrics?: Metrics;
+  #registered = false;
+  #databaseUp: boolean | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #tick: Promise<void> | undefined;
+  #stopped = false;
+
+  constructor(options: NodeRegistryOptions) {
+    if (options.heartbeatMs * 2 > options.ttlMs) {
+      throw new TypeError('ttlMs must be at least twice heartbeatMs');
+    }
+    this.#knex = options.knex;
+    this.#info = options.info;
+    this.#load = options.load;
+    this.#heartbeatMs = options.heartbeatMs;
+    this.#ttlMs = options.ttlMs;
+    this.#logger = options.logger.child({ component: 'registry' });
+    this.#metrics = options.metrics;
+  }
+
+  get id(): string {
+    return this.#info.id;
+  }
+
+  /** Whether the last round trip to the database succeeded. */
+  get databaseUp(): boolean {
+    return this.#databaseUp === true;
+  }
+
+  /** Runs the first tick (register, reap) and schedules the next ones; never throws. */
+  async start(): Promise<void> {
+    if (this.#stopped) throw new Error('NodeRegistry was stopped');
+    await this.#runTick();
+  }
+
+  /** Stops heartbeating and marks the node gone, ending its streams and relays. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#tick;
+    if (!this.#registered) return;
+    try {
+      await this.#knex.transaction(async (trx) => {
+        if (await markNodeGone(trx, this.#info.id)) {
+          const streams = await NodeRegistry.#cleanUpAfter(trx, [this.#info.id]);
+          await recordAudit(trx, { actor: this.#info.id, action: 'node.gone', target: this.#info.id, detail: { streams } });
+        }
+      });
+      this.#logger.info('node marked gone');
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'could not mark node gone; its TTL will expire instead');
+    }
+  }
+
+  /**
+   * Declares dead every up node whose heartbeat is older than the TTL and ends its streams and
+   * relays, in one transaction. Returns the ids this call declared dead.
+   */
+  async reap(): Promise<string[]> {
+    return this.#knex.transaction(async (trx) => {
+      const dead = await markExpiredNodesDead(trx, this.#ttlMs);
+      if (dead.length === 0) return dead;
+      const entries = [];
+      for (const id of dead) {
+        const streams = await NodeRegistry.#cleanUpAfter(trx, [id]);
+        entries.push({ actor: this.#info.id, action: 'node.dead', target: id, detail: { streams } });
+      }
+      await recordAudit(trx, entries);
+      return dead;
+    });
+  }
+
+  static async #cleanUpAfter(trx: Knex, nodeIds: string[]): Promise<string[]> {
+    const streams = await releaseStreamsOfOrigins(trx, nodeIds);
+    await deleteRelaysOfStreams(trx, streams);
+    await deleteRelaysOfNodes(trx, nodeIds);
+    return streams;
+  }
+
+  #runTick(): Promise<void> {
+    this.#tick = this.#beat().finally(() => {
+      if (!this.#stopped) this.#timer = setTimeout(() => void this.#runTick(), this.#heartbeatMs);
+    });
+    return this.#tick;
+  }
+
+  async #beat(): Promise<void> {
+    const load = this.#load();
+    try {
+      if (!this.#registered || !(await heartbeatNode(this.#knex, this.#info.id, load))) {
+        if (this.#registered) this.#logger.warn('this node had been declared dead; registering again');
+        await upsertNode(this.#knex, this.#info, load);
+        await recordAudit(this.#knex, { actor: this.#info.id, action: 'node.up', target: this.#info.id });
+        this.#registered = true;
+        this.#logger.info({ registered: this.#info }, 'node registered');
+      }
+      const dead = await this.reap();
+      for (const id of dead) this.#logger.warn({ deadNode: id }, 'node missed its heartbeats; declared dead and cleaned up');
+      this.#metrics?.nodesReaped.inc(dead.length);
+      this.#metrics?.heartbeats.inc({ outcome: 'ok' });
+      this.#setDatabaseUp(true);
+    } catch (error) {
+      this.#metrics?.heartbeats.inc({ outcome: 'failed' });
+      this.#setDatabaseUp(false, error);
+    }
+  }
+
+  #setDatabaseUp(up: boolean, error?: unknown): void {
+    this.#metrics?.databaseUp.set(up ? 1 : 0);
+    if (up && this.#databaseUp === false) this.#logger.info('database reachable again');
+    if (!up) {
+      // Log the first failure loudly and the rest quietly, so an outage is one line, not thousands.
+      const level = this.#databaseUp === false ? 'debug' : 'error';
+      this.#logger[level]({ err: error }, 'registry heartbeat failed; retrying');
+    }
+    this.#databaseUp = up;
+  }
+}

@@ -1,0 +1,197 @@
+import { readFileSync } from 'node:fs';
+import { hostname, availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+
+/**
+ * The one config loader. A setting comes from, highest first: a command-line flag, an environment
+ * variable, the config file (JSON, `--config` / `RELAYCAST_CONFIG`), the default. Every source
+ * goes through the same zod schema, so a bad value is reported the same way wherever it came from,
+ * naming the field, its flag and its variable.
+ */
+
+export const ROLES = ['origin', 'edge', 'balancer'] as const;
+export type Role = (typeof ROLES)[number];
+
+const port = z.coerce.number().int().min(1).max(65535);
+
+/** What the process needs to know; defaults make `relaycast all` work with nothing set. */
+const schema = z.object({
+  nodeId: z
+    .string()
+    .regex(/^[A-Za-z0-9._:-]{1,64}$/, 'letters, digits and . _ : - only, at most 64')
+    .optional(),
+  httpPort: port.default(8080),
+  httpHost: z.string().min(1).default('0.0.0.0'),
+  region: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lower-case letters, digits and -, at most 32')
+    .default('default'),
+  lat: z.coerce.number().min(-90).max(90).default(0),
+  lon: z.coerce.number().min(-180).max(180).default(0),
+  publicUrl: z.url({ protocol: /^https?$/ }).optional(),
+  announcedIp: z.union([z.ipv4(), z.ipv6()]).default('127.0.0.1'),
+  dataDir: z.string().min(1).default('./data'),
+  databaseUrl: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
+  adminToken: z.string().min(16, 'must be at least 16 characters').optional(),
+  clusterSecret: z.string().min(16, 'must be at least 16 characters').optional(),
+  workers: z.coerce.number().int().min(1).max(256).default(availableParallelism()),
+  workerBin: z.string().min(1).optional(),
+  rtcMinPort: port.default(40000),
+  rtcMaxPort: port.default(49999),
+  /** Viewers this node takes at full load; the balancer's thresholds are fractions of it. */
+  capacity: z.coerce.number().int().min(1).optional(),
+  heartbeatMs: z.coerce.number().int().min(100).max(60_000).default(2000),
+  nodeTtlMs: z.coerce.number().int().min(300).max(600_000).default(10_000),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+type Parsed = z.infer<typeof schema>;
+
+export interface Config extends Omit<Parsed, 'nodeId' | 'publicUrl' | 'capacity'> {
+  roles: Role[];
+  nodeId: string;
+  publicUrl: string;
+  capacity: number;
+  version: string;
+}
+
+export type ConfigKey = keyof z.infer<typeof schema>;
+
+export interface Field {
+  key: ConfigKey;
+  flag: string;
+  env: string;
+  description: string;
+}
+
+const descriptions: Record<ConfigKey, string> = {
+  nodeId: 'id of this node in the registry (default: <hostname>-<http port>)',
+  httpPort: 'HTTP port for signalling, API, player, /healthz and /metrics',
+  httpHost: 'address the HTTP server listens on',
+  region: 'region this node serves (balancer groups edges by it)',
+  lat: 'latitude of this node',
+  lon: 'longitude of this node',
+  publicUrl: 'base URL clients reach this node at (default: http://127.0.0.1:<http port>)',
+  announcedIp: 'IP address announced in ICE candidates',
+  dataDir: 'directory for the embedded database and other state',
+  databaseUrl: 'Postgres URL; unset = embedded PGlite under the data dir',
+  adminToken: 'first admin API token (at least 16 characters)',
+  clusterSecret: 'secret shared by all nodes for the internal relay API',
+  workers: 'mediasoup workers (default: one per core)',
+  workerBin: 'path of the mediasoup-worker binary (default: mediasoup\'s own, or MEDIASOUP_WORKER_BIN)',
+  rtcMinPort: 'lowest UDP/TCP port for WebRTC media',
+  rtcMaxPort: 'highest UDP/TCP port for WebRTC media',
+  capacity: 'viewers this node serves at full load (default: 500 per worker)',
+  heartbeatMs: 'how often the node reports its load to the registry',
+  nodeTtlMs: 'a node whose last heartbeat is older than this is dead',
+  logLevel: 'pino log level',
+};
+
+const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** Flag and variable names are derived from the key: httpPort → --http-port, RELAYCAST_HTTP_PORT. */
+export const FIELDS: Field[] = (Object.keys(schema.shape) as ConfigKey[]).map((key) => ({
+  key,
+  flag: `--${kebab(key)}`,
+  env: key === 'databaseUrl' ? 'DATABASE_URL' : `RELAYCAST_${kebab(key).replace(/-/g, '_').toUpperCase()}`,
+  description: descriptions[key],
+}));
+
+export interface ConfigSources {
+  roles: string[];
+  /** Values given on the command line, by key. */
+  flags?: Partial<Record<ConfigKey, unknown>>;
+  env?: NodeJS.ProcessEnv;
+  /** Path of a JSON config file; RELAYCAST_CONFIG when not given. */
+  configFile?: string;
+}
+
+export function parseRoles(names: string[]): Role[] {
+  const roles = new Set<Role>();
+  for (const name of names) {
+    for (const part of name.split(',')) {
+      if (part === 'all') ROLES.forEach((r) => roles.add(r));
+      else if ((ROLES as readonly string[]).includes(part)) roles.add(part as Role);
+      else throw new ConfigError('roles', `unknown role "${part}" (expected origin, edge, balancer or all)`);
+    }
+  }
+  if (roles.size === 0) throw new ConfigError('roles', 'no role given (expected origin, edge, balancer or all)');
+  return ROLES.filter((r) => roles.has(r));
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError('config', `cannot read config file ${path}: ${(error as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError('config', `config file ${path} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError('config', `config file ${path} must hold a JSON object`);
+  }
+  const known = new Set<string>(FIELDS.map((f) => f.key));
+  for (const key of Object.keys(value)) {
+    if (!known.has(key)) throw new ConfigError(key, `unknown setting in config file ${path}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+export function loadConfig(sources: ConfigSources): Config {
+  const env = sources.env ?? process.env;
+  const roles = parseRoles(sources.roles);
+  const configFile = sources.configFile ?? env.RELAYCAST_CONFIG;
+  const merged: Record<string, unknown> = configFile ? readConfigFile(configFile) : {};
+  for (const field of FIELDS) {
+    const fromEnv = env[field.env];
+    if (fromEnv !== undefined && fromEnv !== '') merged[field.key] = fromEnv;
+    const fromFlag = sources.flags?.[field.key];
+    if (fromFlag !== undefined) merged[field.key] = fromFlag;
+  }
+  // mediasoup reads this variable itself too; honouring it here keeps one place that decides.
+  if (merged.workerBin === undefined && env.MEDIASOUP_WORKER_BIN) merged.workerBin = env.MEDIASOUP_WORKER_BIN;
+
+  const result = schema.safeParse(merged);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const key = String(issue.path[0] ?? 'config');
+    throw new ConfigError(key, issue.message);
+  }
+  const parsed = result.data;
+  if (parsed.rtcMinPort > parsed.rtcMaxPort) {
+    throw new ConfigError('rtcMinPort', `must not be above rtcMaxPort (${parsed.rtcMaxPort})`);
+  }
+  if (parsed.heartbeatMs * 2 > parsed.nodeTtlMs) {
+    throw new ConfigError('nodeTtlMs', `must be at least twice heartbeatMs (${parsed.heartbeatMs}), or live nodes look dead`);
+  }
+  return {
+    ...parsed,
+    roles,
+    dataDir: resolve(parsed.dataDir),
+    nodeId: parsed.nodeId ?? `${hostname()}-${parsed.httpPort}`,
+    publicUrl: (parsed.publicUrl ?? `http://127.0.0.1:${parsed.httpPort}`).replace(/\/+$/, ''),
+    // ~500 consumers per mediasoup worker is mediasoup's own rough figure.
+    capacity: parsed.capacity ?? 500 * parsed.workers,
+    version: VERSION,
+  };
+}
+
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+/** The flag and variable that set a key, for error messages. */
+export function describeKey(key: string): string {
+  const field = FIELDS.find((f) => f.key === key);
+  return field ? `${key} (${field.flag} / ${field.env})` : key;
+}

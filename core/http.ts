@@ -1,0 +1,62 @@
+import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
+import type { Logger } from './logger.ts';
+import { DatabaseUnavailableError, Problem } from './errors.ts';
+
+/**
+ * The HTTP glue every role shares: one express app per process, one error shape
+ * (application/problem+json, RFC 9457) for every failure, whatever threw it.
+ */
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+export function createApp(): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  return app;
+}
+
+/** Mount after every router: unknown paths get a 404 problem. */
+export const notFound: RequestHandler = (req, _res, next) => {
+  next(new Problem(404, 'Not Found', `no route for ${req.method} ${req.path}`));
+};
+
+function toProblem(error: unknown): Problem {
+  if (error instanceof Problem) return error;
+  if (error instanceof DatabaseUnavailableError) {
+    return new Problem(503, 'Service Unavailable', 'the cluster database is unreachable; try again shortly');
+  }
+  // body-parser and friends flag client errors with status/statusCode and `expose`.
+  const e = error as { status?: number; statusCode?: number; expose?: boolean; message?: string; type?: string };
+  const status = e.status ?? e.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const title = e.type === 'entity.too.large' ? 'Payload Too Large' : 'Bad Request';
+    return new Problem(status, title, e.expose ? e.message : undefined);
+  }
+  return new Problem(500, 'Internal Server Error', 'the server failed to handle this request');
+}
+
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (error, req, res, _next) => {
+    const problem = toProblem(error);
+    if (problem.status >= 500) logger.error({ err: error, method: req.method, path: req.path }, 'request failed');
+    else logger.debug({ status: problem.status, method: req.method, path: req.path, detail: problem.message }, 'request refused');
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res
+      .status(problem.status)
+      .type(PROBLEM_CONTENT_TYPE)
+      .send(
+        JSON.stringify({
+          type: problem.type,
+          title: problem.title,
+          status: problem.status,
+          detail: problem.message,
+          instance: req.originalUrl,
+          ...problem.extra,
+        }),
+      );
+  };
+}

@@ -1,0 +1,48 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The one metrics registry of a process, served as Prometheus text on `/metrics` by every role.
+ * Everything is prefixed `relaycast_`; process and Node.js metrics come from prom-client.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly viewers = new Gauge({ name: 'relaycast_viewers', help: 'Viewers connected to this node', registers: [this.registry] });
+  readonly streams = new Gauge({ name: 'relaycast_streams', help: 'Streams published on or relayed to this node', registers: [this.registry] });
+  readonly bitrateOut = new Gauge({
+    name: 'relaycast_bitrate_out_bits_per_second',
+    help: 'Media bitrate sent by this node',
+    registers: [this.registry],
+  });
+  readonly heartbeats = new Counter({
+    name: 'relaycast_heartbeats_total',
+    help: 'Registry heartbeats by outcome',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly nodesReaped = new Counter({
+    name: 'relaycast_nodes_reaped_total',
+    help: 'Dead nodes this node declared dead and cleaned up after',
+    registers: [this.registry],
+  });
+  readonly databaseUp = new Gauge({
+    name: 'relaycast_database_up',
+    help: '1 when the last registry round trip to the database succeeded',
+    registers: [this.registry],
+  });
+  readonly mediaWorkers = new Gauge({
+    name: 'relaycast_media_workers',
+    help: 'Running mediasoup workers',
+    registers: [this.registry],
+  });
+  readonly mediaWorkerRestarts = new Counter({
+    name: 'relaycast_media_worker_restarts_total',
+    help: 'mediasoup workers that died and were replaced',
+    registers: [this.registry],
+  });
+
+  constructor(labels: Record<string, string> = {}) {
+    this.registry.setDefaultLabels(labels);
+    collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,79 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+import ClientPgLite from 'knex-pglite';
+import { migrationSource } from './migrations/index.ts';
+
+/**
+ * Knex over one of two backends with one code path: a real Postgres when a URL is given, else the
+ * embedded PGlite (the zero-setup default), on a directory or in memory.
+ */
+
+export type DatabaseKind = 'postgres' | 'pglite';
+
+export interface DatabaseOptions {
+  /** postgres:// URL; without it, PGlite. */
+  url?: string;
+  /** PGlite's data directory; without it (and without url), an in-memory PGlite. */
+  pgliteDir?: string;
+}
+
+/**
+ * How long a query waits for a connection before failing. Short, so that a dead database turns
+ * into a quick 503 and a logged heartbeat miss, not a request hanging for knex's default 60 s.
+ */
+const ACQUIRE_TIMEOUT_MS = 3000;
+
+export class Database {
+  readonly knex: Knex;
+  readonly kind: DatabaseKind;
+
+  private constructor(knex: Knex, kind: DatabaseKind) {
+    this.knex = knex;
+    this.kind = kind;
+  }
+
+  static open(options: DatabaseOptions = {}): Database {
+    if (options.url) {
+      const knex = knexFactory({
+        client: 'pg',
+        connection: { connectionString: options.url, connectionTimeoutMillis: ACQUIRE_TIMEOUT_MS },
+        // min 0: no idle connection is kept to die with the server; each query gets a live one.
+        pool: { min: 0, max: 10, idleTimeoutMillis: 10_000 },
+        acquireConnectionTimeout: ACQUIRE_TIMEOUT_MS,
+      });
+      return new Database(knex, 'postgres');
+    }
+    if (options.pgliteDir) mkdirSync(options.pgliteDir, { recursive: true });
+    const knex = knexFactory({
+      client: ClientPgLite as unknown as typeof Knex.Client,
+      dialect: 'postgres',
+      connection: options.pgliteDir ? { filename: options.pgliteDir } : {},
+    } as Knex.Config);
+    return new Database(knex, 'pglite');
+  }
+
+  /** PGlite's directory under a node's data dir. */
+  static pgliteDirIn(dataDir: string): string {
+    return join(dataDir, 'pglite');
+  }
+
+  async migrate(): Promise<string[]> {
+    const [, applied] = (await this.knex.migrate.latest({ migrationSource })) as [number, string[]];
+    return applied;
+  }
+
+  async rollbackAll(): Promise<string[]> {
+    const [, undone] = (await this.knex.migrate.rollback({ migrationSource }, true)) as [number, string[]];
+    return undone;
+  }
+
+  /** Throws when the database cannot answer. */
+  async ping(): Promise<void> {
+    await this.knex.raw('select 1');
+  }
+
+  async close(): Promise<void> {
+    await this.knex.destroy();
+  }
+}

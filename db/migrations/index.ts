@@ -1,0 +1,16 @@
+import type { Knex } from 'knex';
+import * as initial from './001_initial.ts';
+
+/**
+ * Migrations are listed here rather than found on disk, so they load the same way under tsx, in a
+ * bundle or in the container image. Append new ones; never edit one that has shipped.
+ */
+const MIGRATIONS: Record<string, Knex.Migration> = {
+  '001_initial': initial,
+};
+
+export const migrationSource: Knex.MigrationSource<string> = {
+  getMigrations: async () => Object.keys(MIGRATIONS),
+  getMigrationName: (name) => name,
+  getMigration: async (name) => MIGRATIONS[name]!,
+};

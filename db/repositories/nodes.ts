@@ -1,0 +1,159 @@
+import type { Knex } from 'knex';
+
+/** The `nodes` table: who is in the cluster, where, and how loaded. */
+
+export type NodeState = 'up' | 'dead' | 'gone';
+
+export interface NodeInfo {
+  id: string;
+  roles: string[];
+  region: string;
+  lat: number;
+  lon: number;
+  publicUrl: string;
+  announcedIp: string;
+  version: string;
+  capacity: number;
+}
+
+export interface NodeLoad {
+  viewers: number;
+  streams: number;
+  /** Bits per second sent to viewers and downstream edges. */
+  bitrateOut: number;
+  /** Share of one machine's CPU, 0..1. */
+  cpu: number;
+  draining: boolean;
+}
+
+export interface NodeRecord extends NodeInfo, NodeLoad {
+  state: NodeState;
+  startedAt: Date;
+  heartbeatAt: Date;
+  endedAt: Date | null;
+}
+
+interface NodeRow {
+  id: string;
+  roles: string[];
+  region: string;
+  lat: number;
+  lon: number;
+  public_url: string;
+  announced_ip: string;
+  version: string;
+  state: NodeState;
+  capacity: number;
+  viewers: number;
+  streams: number;
+  bitrate_out: string | number;
+  cpu: number;
+  draining: boolean;
+  started_at: Date;
+  heartbeat_at: Date;
+  ended_at: Date | null;
+}
+
+function toRecord(row: NodeRow): NodeRecord {
+  return {
+    id: row.id,
+    roles: row.roles,
+    region: row.region,
+    lat: row.lat,
+    lon: row.lon,
+    publicUrl: row.public_url,
+    announcedIp: row.announced_ip,
+    version: row.version,
+    state: row.state,
+    capacity: row.capacity,
+    viewers: row.viewers,
+    streams: row.streams,
+    bitrateOut: Number(row.bitrate_out),
+    cpu: row.cpu,
+    draining: row.draining,
+    startedAt: new Date(row.started_at),
+    heartbeatAt: new Date(row.heartbeat_at),
+    endedAt: row.ended_at ? new Date(row.ended_at) : null,
+  };
+}
+
+function loadColumns(load: NodeLoad) {
+  return {
+    viewers: load.viewers,
+    streams: load.streams,
+    bitrate_out: Math.round(load.bitrateOut),
+    cpu: load.cpu,
+    draining: load.draining,
+  };
+}
+
+/** Inserts the node, or brings an earlier row with the same id back to life. */
+export async function upsertNode(db: Knex, info: NodeInfo, load: NodeLoad): Promise<void> {
+  const row = {
+    id: info.id,
+    roles: info.roles,
+    region: info.region,
+    lat: info.lat,
+    lon: info.lon,
+    public_url: info.publicUrl,
+    announced_ip: info.announcedIp,
+    version: info.version,
+    capacity: info.capacity,
+    ...loadColumns(load),
+    state: 'up',
+    started_at: db.fn.now(),
+    heartbeat_at: db.fn.now(),
+    ended_at: null,
+  };
+  await db('nodes').insert(row).onConflict('id').merge();
+}
+
+/** Records a heartbeat; false when the row is no longer up (another node declared it dead). */
+export async function heartbeatNode(db: Knex, id: string, load: NodeLoad): Promise<boolean> {
+  const updated = await db('nodes')
+    .where({ id, state: 'up' })
+    .update({ ...loadColumns(load), heartbeat_at: db.fn.now() });
+  return updated === 1;
+}
+
+/**
+ * Marks every up node whose heartbeat is older than `ttlMs` as dead and returns their ids. Row
+ * locks make this safe to run from several nodes at once: each dead node is returned to exactly
+ * one caller, which then cleans up after it.
+ */
+export async function markExpiredNodesDead(db: Knex, ttlMs: number): Promise<string[]> {
+  const rows: Array<{ id: string }> = await db('nodes')
+    .where('state', 'up')
+    .andWhere('heartbeat_at', '<', db.raw(`now() - make_interval(secs => ?)`, [ttlMs / 1000]))
+    .update({ state: 'dead', ended_at: db.fn.now(), viewers: 0, streams: 0, bitrate_out: 0 })
+    .returning('id');
+  return rows.map((r) => r.id);
+}
+
+export async function markNodeGone(db: Knex, id: string): Promise<boolean> {
+  const updated = await db('nodes')
+    .where({ id })
+    .whereNot('state', 'gone')
+    .update({ state: 'gone', ended_at: db.fn.now(), viewers: 0, streams: 0, bitrate_out: 0 });
+  return updated === 1;
+}
+
+export async function getNode(db: Knex, id: string): Promise<NodeRecord | undefined> {
+  const row: NodeRow | undefined = await db('nodes').where({ id }).first();
+  return row ? toRecord(row) : undefined;
+}
+
+export interface NodeFilter {
+  state?: NodeState;
+  role?: string;
+  region?: string;
+}
+
+export async function listNodes(db: Knex, filter: NodeFilter = {}): Promise<NodeRecord[]> {
+  const query = db<NodeRow>('nodes').orderBy('id');
+  if (filter.state) query.where('state', filter.state);
+  if (filter.region) query.where('region', filter.region);
+  if (filter.role) query.whereRaw('? = any(roles)', [filter.role]);
+  const rows: NodeRow[] = await query;
+  return rows.map(toRecord);
+}

@@ -1,0 +1,68 @@
+import type { Knex } from 'knex';
+
+/** The `relays` table: which edge pulls which stream, from which upstream node. */
+
+export interface RelayRecord {
+  id: string;
+  streamId: string;
+  edgeNodeId: string;
+  upstreamNodeId: string;
+  state: string;
+  viewers: number;
+  createdAt: Date;
+}
+
+interface RelayRow {
+  id: string | number;
+  stream_id: string | number;
+  edge_node_id: string;
+  upstream_node_id: string;
+  state: string;
+  viewers: number;
+  created_at: Date;
+}
+
+function toRecord(row: RelayRow): RelayRecord {
+  return {
+    id: String(row.id),
+    streamId: String(row.stream_id),
+    edgeNodeId: row.edge_node_id,
+    upstreamNodeId: row.upstream_node_id,
+    state: row.state,
+    viewers: row.viewers,
+    createdAt: new Date(row.created_at),
+  };
+}
+
+export async function createRelay(
+  db: Knex,
+  relay: { streamId: string; edgeNodeId: string; upstreamNodeId: string },
+): Promise<RelayRecord> {
+  const [row] = (await db('relays')
+    .insert({ stream_id: relay.streamId, edge_node_id: relay.edgeNodeId, upstream_node_id: relay.upstreamNodeId })
+    .onConflict(['stream_id', 'edge_node_id'])
+    .merge({ upstream_node_id: relay.upstreamNodeId, state: 'connecting' })
+    .returning('*')) as RelayRow[];
+  return toRecord(row!);
+}
+
+/** Deletes every relay an ended node took part in, as edge or as upstream; returns how many. */
+export async function deleteRelaysOfNodes(db: Knex, nodeIds: string[]): Promise<number> {
+  if (nodeIds.length === 0) return 0;
+  return db('relays').whereIn('edge_node_id', nodeIds).orWhereIn('upstream_node_id', nodeIds).delete();
+}
+
+/** Deletes the relays of streams that are no longer live. */
+export async function deleteRelaysOfStreams(db: Knex, streamNames: string[]): Promise<number> {
+  if (streamNames.length === 0) return 0;
+  return db('relays')
+    .whereIn('stream_id', db('streams').select('id').whereIn('name', streamNames))
+    .delete();
+}
+
+export async function listRelays(db: Knex, filter: { edgeNodeId?: string } = {}): Promise<RelayRecord[]> {
+  const query = db<RelayRow>('relays').orderBy('id');
+  if (filter.edgeNodeId) query.where('edge_node_id', filter.edgeNodeId);
+  const rows: RelayRow[] = await query;
+  return rows.map(toRecord);
+}

@@ -1,0 +1,107 @@
+import type { Knex } from 'knex';
+
+/** The `streams` table: each stream's placement (its origin) and state. */
+
+export type StreamState = 'idle' | 'live';
+
+export interface StreamRecord {
+  id: string;
+  name: string;
+  state: StreamState;
+  originNodeId: string | null;
+  ingestProtocol: string | null;
+  codecs: unknown;
+  private: boolean;
+  createdAt: Date;
+  startedAt: Date | null;
+  endedAt: Date | null;
+}
+
+interface StreamRow {
+  id: string | number;
+  name: string;
+  state: StreamState;
+  origin_node_id: string | null;
+  ingest_protocol: string | null;
+  codecs: unknown;
+  private: boolean;
+  created_at: Date;
+  started_at: Date | null;
+  ended_at: Date | null;
+}
+
+function toRecord(row: StreamRow): StreamRecord {
+  return {
+    id: String(row.id),
+    name: row.name,
+    state: row.state,
+    originNodeId: row.origin_node_id,
+    ingestProtocol: row.ingest_protocol,
+    codecs: row.codecs,
+    private: row.private,
+    createdAt: new Date(row.created_at),
+    startedAt: row.started_at ? new Date(row.started_at) : null,
+    endedAt: row.ended_at ? new Date(row.ended_at) : null,
+  };
+}
+
+export async function getStream(db: Knex, name: string): Promise<StreamRecord | undefined> {
+  const row: StreamRow | undefined = await db('streams').where({ name }).first();
+  return row ? toRecord(row) : undefined;
+}
+
+export interface LivePlacement {
+  name: string;
+  originNodeId: string;
+  ingestProtocol: string;
+  codecs: unknown;
+  publisherSession: string;
+}
+
+/**
+ * Places a live stream on its origin. Returns false, changing nothing, when the stream is already
+ * live elsewhere: the caller answers 409.
+ */
+export async function markStreamLive(db: Knex, placement: LivePlacement): Promise<boolean> {
+  const columns = {
+    state: 'live',
+    origin_node_id: placement.originNodeId,
+    ingest_protocol: placement.ingestProtocol,
+    codecs: JSON.stringify(placement.codecs ?? null),
+    publisher_session: placement.publisherSession,
+    started_at: db.fn.now(),
+    ended_at: null,
+  };
+  const rows = await db('streams')
+    .insert({ name: placement.name, ...columns })
+    .onConflict('name')
+    .merge(columns)
+    .where('streams.state', 'idle')
+    .returning('id');
+  return rows.length === 1;
+}
+
+/** Ends one publish; a no-op when that session is no longer the stream's publisher. */
+export async function markStreamIdle(db: Knex, name: string, publisherSession: string): Promise<boolean> {
+  const updated = await db('streams')
+    .where({ name, state: 'live', publisher_session: publisherSession })
+    .update({ state: 'idle', origin_node_id: null, publisher_session: null, ended_at: db.fn.now() });
+  return updated === 1;
+}
+
+/** Ends every live stream placed on these origins (they died or shut down); returns the names. */
+export async function releaseStreamsOfOrigins(db: Knex, nodeIds: string[]): Promise<string[]> {
+  if (nodeIds.length === 0) return [];
+  const rows: Array<{ name: string }> = await db('streams')
+    .whereIn('origin_node_id', nodeIds)
+    .update({ state: 'idle', origin_node_id: null, publisher_session: null, ended_at: db.fn.now() })
+    .returning('name');
+  return rows.map((r) => r.name);
+}
+
+export async function listStreams(db: Knex, filter: { state?: StreamState } = {}): Promise<StreamRecord[]> {
+  const query = db<StreamRow>('streams').orderBy('name');
+  if (filter.state) query.where('state', filter.state);
+  const rows: StreamRow[] = await query;
+  return rows.map(toRecord);
+}

@@ -1,0 +1,143 @@
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import * as mediasoup from 'mediasoup';
+import type { Worker } from 'mediasoup/types';
+import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../core/metrics.ts';
+
+export interface WorkerPoolOptions {
+  count: number;
+  /** mediasoup-worker binary; see WorkerPool.resolveWorkerBin(). */
+  workerBin?: string;
+  logger: Logger;
+  metrics?: Metrics;
+}
+
+export interface WorkerPoolEvents {
+  /** A worker died; everything it carried (routers, transports) is gone with it. */
+  workerdied: [index: number, worker: Worker, error: Error];
+  /** A replacement worker is running at `index`. */
+  workerreplaced: [index: number, worker: Worker];
+}
+
+/**
+ * How long to wait before replacing a worker that died, and again after a failed replacement. Long
+ * enough that a binary crashing at start-up does not spin a core, short enough that the node is
+ * back to full capacity within a couple of seconds.
+ */
+const RESPAWN_DELAY_MS = 1000;
+
+/**
+ * One mediasoup worker per core (vertical scaling inside a node). A worker that dies is logged,
+ * counted and replaced; the pool never shrinks while it is open.
+ */
+export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
+  readonly #workerBin: string | undefined;
+  readonly #logger: Logger;
+  readonly #metrics?: Metrics;
+  readonly #workers: Array<Worker | undefined>;
+  #next = 0;
+  #closed = false;
+  readonly #respawnTimers = new Set<NodeJS.Timeout>();
+
+  private constructor(options: WorkerPoolOptions) {
+    super();
+    this.#workerBin = options.workerBin;
+    this.#logger = options.logger.child({ component: 'media' });
+    this.#metrics = options.metrics;
+    this.#workers = new Array<Worker | undefined>(options.count).fill(undefined);
+  }
+
+  /**
+   * The worker binary to run: the one configured (or MEDIASOUP_WORKER_BIN), else the one
+   * scripts/setup.sh built offline if it is there, else mediasoup's own (downloaded by npm install).
+   */
+  static resolveWorkerBin(configured?: string): string | undefined {
+    if (configured) return configured;
+    const built = join(homedir(), '.cache', 'mediasoup-worker', `mediasoup-worker-${mediasoup.version}`);
+    return existsSync(built) ? built : undefined;
+  }
+
+  static async create(options: WorkerPoolOptions): Promise<WorkerPool> {
+    if (!Number.isInteger(options.count) || options.count < 1) {
+      throw new TypeError(`WorkerPool count must be a positive integer, got ${options.count}`);
+    }
+    const pool = new WorkerPool(options);
+    try {
+      for (let i = 0; i < options.count; i++) pool.#workers[i] = await pool.#spawn(i);
+    } catch (error) {
+      await pool.close();
+      throw error;
+    }
+    pool.#logger.info({ workers: options.count, workerBin: pool.#workerBin ?? 'mediasoup default' }, 'media workers running');
+    return pool;
+  }
+
+  get size(): number {
+    return this.#workers.length;
+  }
+
+  /** The running workers (a dead one is absent until replaced). */
+  get workers(): Worker[] {
+    return this.#workers.filter((w): w is Worker => w !== undefined);
+  }
+
+  /** The next running worker, round robin. */
+  next(): Worker {
+    for (let tried = 0; tried < this.#workers.length; tried++) {
+      const worker = this.#workers[this.#next];
+      this.#next = (this.#next + 1) % this.#workers.length;
+      if (worker && !worker.closed) return worker;
+    }
+    throw new Error('no mediasoup worker is running');
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const timer of this.#respawnTimers) clearTimeout(timer);
+    this.#respawnTimers.clear();
+    for (const worker of this.#workers) worker?.close();
+    this.#workers.fill(undefined);
+    this.#metrics?.mediaWorkers.set(0);
+  }
+
+  async #spawn(index: number): Promise<Worker> {
+    const worker = await mediasoup.createWorker({ workerBin: this.#workerBin, logLevel: 'warn', appData: { index } });
+    worker.on('died', (error) => this.#onDied(index, worker, error));
+    this.#metrics?.mediaWorkers.set(this.workers.length + 1);
+    return worker;
+  }
+
+  #onDied(index: number, worker: Worker, error: Error): void {
+    if (this.#workers[index] === worker) this.#workers[index] = undefined;
+    this.#metrics?.mediaWorkers.set(this.workers.length);
+    if (this.#closed) return;
+    this.#logger.error({ worker: index, pid: worker.pid, err: error }, 'media worker died; replacing it');
+    this.emit('workerdied', index, worker, error);
+    this.#scheduleRespawn(index);
+  }
+
+  #scheduleRespawn(index: number): void {
+    const timer = setTimeout(async () => {
+      this.#respawnTimers.delete(timer);
+      if (this.#closed) return;
+      try {
+        const worker = await this.#spawn(index);
+        if (this.#closed) {
+          worker.close();
+          return;
+        }
+        this.#workers[index] = worker;
+        this.#metrics?.mediaWorkerRestarts.inc();
+        this.#logger.warn({ worker: index, pid: worker.pid }, 'media worker replaced');
+        this.emit('workerreplaced', index, worker);
+      } catch (error) {
+        this.#logger.error({ worker: index, err: error }, 'could not replace media worker; trying again');
+        this.#scheduleRespawn(index);
+      }
+    }, RESPAWN_DELAY_MS);
+    this.#respawnTimers.add(timer);
+  }
+}
