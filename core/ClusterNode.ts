@@ -44,7 +44,7 @@ export class ClusterNode {
     this.config = config;
     this.logger = logger;
     this.metrics = new Metrics({ node: config.nodeId });
-    this.db = Database.open({ url: config.databaseUrl, pgliteDir: Database.pgliteDirIn(config.dataDir) });
+    this.db = Database.open({ url: config.databaseUrl, pgliteDir: Database.pgliteDirIn(config.dataDir), logger });
     this.app = createApp();
   }
 
@@ -124,7 +124,7 @@ export class ClusterNode {
     const load: NodeLoad = { viewers: 0, streams: 0, bitrateOut: 0, cpu: this.#cpu.read(), draining: false };
     this.metrics.viewers.set(load.viewers);
     this.metrics.streams.set(load.streams);
-    this.metrics.bitrateOut.set(load.bitrateOut);
+    this.metrics.egress.set(load.bitrateOut / 8);
     return load;
   }
 

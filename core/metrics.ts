@@ -9,9 +9,9 @@ export class Metrics {
 
   readonly viewers = new Gauge({ name: 'relaycast_viewers', help: 'Viewers connected to this node', registers: [this.registry] });
   readonly streams = new Gauge({ name: 'relaycast_streams', help: 'Streams published on or relayed to this node', registers: [this.registry] });
-  readonly bitrateOut = new Gauge({
-    name: 'relaycast_bitrate_out_bits_per_second',
-    help: 'Media bitrate sent by this node',
+  readonly egress = new Gauge({
+    name: 'relaycast_egress_bytes_per_second',
+    help: 'Media sent by this node to viewers and downstream edges',
     registers: [this.registry],
   });
   readonly heartbeats = new Counter({
@@ -44,5 +44,10 @@ export class Metrics {
   constructor(labels: Record<string, string> = {}) {
     this.registry.setDefaultLabels(labels);
     collectDefaultMetrics({ register: this.registry });
+    // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool
+    // rejects them); the same counts stay available by type in nodejs_active_{handles,requests,resources}.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      this.registry.removeSingleMetric(name);
+    }
   }
 }

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import ClientPgLite from 'knex-pglite';
+import type { Logger } from '../core/logger.ts';
 import { migrationSource } from './migrations/index.ts';
 
 /**
@@ -16,6 +17,8 @@ export interface DatabaseOptions {
   url?: string;
   /** PGlite's data directory; without it (and without url), an in-memory PGlite. */
   pgliteDir?: string;
+  /** Where knex's own warnings go (it writes to the console otherwise). */
+  logger?: Logger;
 }
 
 /**
@@ -34,6 +37,7 @@ export class Database {
   }
 
   static open(options: DatabaseOptions = {}): Database {
+    const log = knexLog(options.logger);
     if (options.url) {
       const knex = knexFactory({
         client: 'pg',
@@ -41,6 +45,7 @@ export class Database {
         // min 0: no idle connection is kept to die with the server; each query gets a live one.
         pool: { min: 0, max: 10, idleTimeoutMillis: 10_000 },
         acquireConnectionTimeout: ACQUIRE_TIMEOUT_MS,
+        log,
       });
       return new Database(knex, 'postgres');
     }
@@ -49,6 +54,7 @@ export class Database {
       client: ClientPgLite as unknown as typeof Knex.Client,
       dialect: 'postgres',
       connection: options.pgliteDir ? { filename: options.pgliteDir } : {},
+      log,
     } as Knex.Config);
     return new Database(knex, 'pglite');
   }
@@ -76,4 +82,12 @@ export class Database {
   async close(): Promise<void> {
     await this.knex.destroy();
   }
+}
+
+/** knex reports connection trouble itself; send it to our logger (or nowhere), not the console. */
+function knexLog(logger?: Logger): Knex.Config['log'] {
+  const to = (level: 'warn' | 'error' | 'debug') => (message: unknown) => {
+    logger?.[level]({ component: 'db', detail: message instanceof Error ? message.message : message }, 'knex');
+  };
+  return { warn: to('warn'), error: to('error'), debug: to('debug'), deprecate: to('warn') };
 }

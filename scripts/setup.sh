@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Sets up Relaycast on a fresh Debian 12 / Ubuntu machine; safe to run again (it skips what is done).
+#
+#   bash scripts/setup.sh          what `npm start` needs: ffmpeg, haproxy, the mediasoup worker, npm ci
+#   bash scripts/setup.sh --test   also what `npm test` needs: chromium, prometheus (promtool),
+#                                  and a running PostgreSQL server on 127.0.0.1:5432
+#
+# mediasoup's own install downloads a prebuilt worker from GitHub. Machines without that access
+# build it here from the npm tarball and Debian's libraries (scripts/mediasoup-offline/, a few
+# minutes, cached in ~/.cache/mediasoup-worker); npm ci then skips the download. Relaycast finds
+# that binary by itself at run time (or set MEDIASOUP_WORKER_BIN).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+MEDIASOUP_VERSION=$(node -p "require('./package.json').dependencies.mediasoup")
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+
+sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+packages=(ffmpeg haproxy)
+[ $want_test = 1 ] && packages+=(chromium prometheus postgresql)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]} (apt-get)"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ -z "${MEDIASOUP_WORKER_BIN:-}" ]; then
+  log "mediasoup worker $MEDIASOUP_VERSION (built offline once, then cached)"
+  MEDIASOUP_WORKER_BIN=$(sh scripts/mediasoup-offline/build-worker.sh "$MEDIASOUP_VERSION" | tail -n 1)
+  export MEDIASOUP_WORKER_BIN
+fi
+log "worker: $MEDIASOUP_WORKER_BIN"
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-fund --no-audit --loglevel=error
+fi
+
+if [ $want_test = 1 ]; then
+  # Debian's postgresql package creates cluster "main"; start it if it is not running.
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    version=$(ls /etc/postgresql | sort -n | tail -n 1)
+    log "starting PostgreSQL $version"
+    sudo_if_needed pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  # The tests connect as postgres over TCP without a password; a stock Debian cluster asks for
+  # one, so allow trust from the loopback address only.
+  if ! psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+    version=$(ls /etc/postgresql | sort -n | tail -n 1)
+    hba=/etc/postgresql/$version/main/pg_hba.conf
+    log "allowing trust auth from 127.0.0.1 in $hba"
+    sudo_if_needed sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    sudo_if_needed pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+  fi
+  psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null
+  log "PostgreSQL ready on 127.0.0.1:5432"
+fi
+log "done"

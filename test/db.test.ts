@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import type { Database } from '../db/Database.ts';
+import { getStream, markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
+import { upsertNode } from '../db/repositories/nodes.ts';
+import { BACKENDS } from './helpers/backends.ts';
+
+const TABLES = ['audit', 'nodes', 'relays', 'streams', 'tokens'];
+
+async function tables(db: Database): Promise<string[]> {
+  const rows: Array<{ table_name: string }> = await db
+    .knex('information_schema.tables')
+    .select('table_name')
+    .where('table_schema', 'public')
+    .whereIn('table_name', TABLES)
+    .orderBy('table_name');
+  return rows.map((r) => r.table_name);
+}
+
+for (const backend of BACKENDS) {
+  describe(`database on ${backend.name}`, () => {
+    let handle: Awaited<ReturnType<typeof backend.open>>;
+    beforeEach(async () => {
+      handle = await backend.open();
+    });
+    afterEach(async () => {
+      await handle?.close();
+    });
+
+    it('migrates up, down and up again', async () => {
+      const { db } = handle;
+      assert.deepEqual(await db.migrate(), ['001_initial']);
+      assert.deepEqual(await tables(db), TABLES);
+      assert.deepEqual(await db.migrate(), [], 'a second run applies nothing');
+      assert.deepEqual(await db.rollbackAll(), ['001_initial']);
+      assert.deepEqual(await tables(db), []);
+      assert.deepEqual(await db.migrate(), ['001_initial']);
+      assert.deepEqual(await tables(db), TABLES);
+    });
+
+    it('places a live stream on one origin and refuses a second publisher', async () => {
+      const { db } = handle;
+      await db.migrate();
+      const info = { roles: ['origin'], region: 'eu', lat: 0, lon: 0, publicUrl: 'http://o', announcedIp: '127.0.0.1', version: 't', capacity: 10 };
+      const load = { viewers: 0, streams: 0, bitrateOut: 0, cpu: 0, draining: false };
+      await upsertNode(db.knex, { id: 'o1', ...info }, load);
+      await upsertNode(db.knex, { id: 'o2', ...info }, load);
+      const placement = { name: 'show', ingestProtocol: 'whip', codecs: { video: 'VP8' } };
+
+      assert.equal(await markStreamLive(db.knex, { ...placement, originNodeId: 'o1', publisherSession: 's1' }), true);
+      assert.equal(await markStreamLive(db.knex, { ...placement, originNodeId: 'o2', publisherSession: 's2' }), false);
+      const live = await getStream(db.knex, 'show');
+      assert.equal(live?.state, 'live');
+      assert.equal(live?.originNodeId, 'o1');
+      assert.deepEqual(live?.codecs, { video: 'VP8' });
+
+      assert.equal(await markStreamIdle(db.knex, 'show', 's2'), false, 'only the publishing session ends it');
+      assert.equal(await markStreamIdle(db.knex, 'show', 's1'), true);
+      assert.equal((await getStream(db.knex, 'show'))?.state, 'idle');
+      assert.equal(await markStreamLive(db.knex, { ...placement, originNodeId: 'o2', publisherSession: 's3' }), true);
+      assert.equal((await getStream(db.knex, 'show'))?.originNodeId, 'o2');
+    });
+  });
+}

@@ -1,0 +1,116 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from './postgres.ts';
+
+/**
+ * Relaycast processes started by tests, as a user would start them (bin/relaycast.js). Every one
+ * is stopped by the test that started it; any left over when mocha exits are killed.
+ */
+
+export const BIN = fileURLToPath(new URL('../../bin/relaycast.js', import.meta.url));
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+export interface RelaycastProcess {
+  child: ChildProcess;
+  port: number;
+  url: string;
+  dataDir: string;
+  /** stdout and stderr so far (pino JSON lines). */
+  output(): string;
+  /** SIGTERM, and the exit code (SIGKILL after 20 s). */
+  stop(): Promise<number | null>;
+  kill(): Promise<void>;
+}
+
+export interface StartOptions {
+  roles?: string[];
+  databaseUrl?: string;
+  args?: string[];
+  env?: Record<string, string>;
+}
+
+/** The environment a test process gets: nothing inherited that would point it elsewhere. */
+function cleanEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const key of Object.keys(env)) if (key.startsWith('RELAYCAST_') || key === 'DATABASE_URL') delete env[key];
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
+  return env;
+}
+
+export function runRelaycast(args: string[], env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, [BIN, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+
+export async function startRelaycast(options: StartOptions = {}): Promise<RelaycastProcess> {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'relaycast-data-'));
+  const child = runRelaycast(
+    [...(options.roles ?? ['all']), '--http-port', String(port), '--http-host', '127.0.0.1', '--workers', '1', ...(options.args ?? [])],
+    { RELAYCAST_DATA_DIR: dataDir, ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : {}), ...options.env },
+  );
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const url = `http://127.0.0.1:${port}`;
+  const exited = once(child, 'exit');
+
+  const stop = async (signal: NodeJS.Signals) => {
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const [code] = (await exited) as [number | null];
+    clearTimeout(timer);
+    return code;
+  };
+  const proc: RelaycastProcess = {
+    child,
+    port,
+    url,
+    dataDir,
+    output: () => output,
+    stop: async () => {
+      const code = await stop('SIGTERM');
+      rmSync(dataDir, { recursive: true, force: true });
+      return code;
+    },
+    kill: async () => {
+      await stop('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await waitFor(`${url}/readyz to answer 200`, async () => {
+      if (child.exitCode !== null) throw new Error(`relaycast exited with ${child.exitCode}:\n${output}`);
+      const res = await fetch(`${url}/readyz`).catch(() => undefined);
+      return res?.status === 200;
+    });
+  } catch (error) {
+    await proc.kill();
+    throw error;
+  }
+  return proc;
+}
+
+/**
+ * Polls `check` until it returns true: every `intervalMs`, at most `timeoutMs`. Bounded in count
+ * and time; a condition that never holds fails the test with `what` in the message.
+ */
+export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000, intervalMs = 200): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
