@@ -1,15 +1,20 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { Express } from 'express';
+import { clusterSecret } from './clusterSecret.ts';
 import type { Config } from './config.ts';
 import { CpuMeter } from './CpuMeter.ts';
+import { Problem } from './errors.ts';
 import { createApp, errorHandler, notFound } from './http.ts';
 import type { Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { NodeRegistry } from './NodeRegistry.ts';
+import type { Role, RoleLoad } from './Role.ts';
 import { Database } from '../db/Database.ts';
 import type { NodeLoad } from '../db/repositories/nodes.ts';
 import { WorkerPool } from '../media/WorkerPool.ts';
+import { Edge } from '../edge/Edge.ts';
+import { Origin } from '../origin/Origin.ts';
 
 /**
  * How long start-up waits between attempts to reach and migrate the database. The process stays
@@ -36,6 +41,9 @@ export class ClusterNode {
   readonly #cpu = new CpuMeter();
   #registry: NodeRegistry | undefined;
   #workers: WorkerPool | undefined;
+  #origin: Origin | undefined;
+  #edge: Edge | undefined;
+  #roles: Role[] = [];
   #server: Server | undefined;
   #stopping = false;
   #databaseReady = false;
@@ -50,6 +58,14 @@ export class ClusterNode {
 
   get workers(): WorkerPool | undefined {
     return this.#workers;
+  }
+
+  get origin(): Origin | undefined {
+    return this.#origin;
+  }
+
+  get edge(): Edge | undefined {
+    return this.#edge;
   }
 
   get httpPort(): number {
@@ -71,6 +87,17 @@ export class ClusterNode {
         logger: this.logger,
         metrics: this.metrics,
       });
+      const ctx = {
+        config,
+        logger: this.logger,
+        metrics: this.metrics,
+        db: this.db,
+        workers: this.#workers,
+        clusterSecret: clusterSecret(config, this.logger),
+        rtc: { listenIp: config.rtcListenIp, announcedIp: config.announcedIp, minPort: config.rtcMinPort, maxPort: config.rtcMaxPort },
+      };
+      if (config.roles.includes('origin')) this.#roles.push((this.#origin = new Origin(ctx)));
+      if (config.roles.includes('edge')) this.#roles.push((this.#edge = new Edge(ctx)));
     }
     this.#mountRoutes();
     this.#server = this.app.listen(config.httpPort, config.httpHost);
@@ -106,11 +133,13 @@ export class ClusterNode {
     if (this.#stopping) return;
     this.#stopping = true;
     this.logger.info('shutting down');
+    const server = this.#server;
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
+    server?.closeIdleConnections();
+    // Ending the sessions ends the relay requests that hold connections open.
+    for (const role of this.#roles) await role.close().catch((error) => this.logger.error({ err: error }, 'role close failed'));
     await this.#registry?.stop();
-    if (this.#server) {
-      const server = this.#server;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
+    if (server) {
       const timer = setTimeout(() => server.closeAllConnections(), HTTP_DRAIN_MS);
       await closed;
       clearTimeout(timer);
@@ -120,12 +149,23 @@ export class ClusterNode {
     this.logger.info('stopped');
   }
 
-  #load(): NodeLoad {
-    const load: NodeLoad = { viewers: 0, streams: 0, bitrateOut: 0, cpu: this.#cpu.read(), draining: false };
-    this.metrics.viewers.set(load.viewers);
-    this.metrics.streams.set(load.streams);
-    this.metrics.egress.set(load.bitrateOut / 8);
-    return load;
+  async #load(): Promise<NodeLoad> {
+    return { ...(await this.#roleLoad()), cpu: this.#cpu.read(), draining: false };
+  }
+
+  /** The roles' load summed; the metrics gauges are set from it, so heartbeat and /metrics agree. */
+  async #roleLoad(): Promise<RoleLoad> {
+    const total: RoleLoad = { viewers: 0, streams: 0, bitrateOut: 0 };
+    for (const role of this.#roles) {
+      const load = await role.load();
+      total.viewers += load.viewers;
+      total.streams += load.streams;
+      total.bitrateOut += load.bitrateOut;
+    }
+    this.metrics.viewers.set(total.viewers);
+    this.metrics.streams.set(total.streams);
+    this.metrics.egress.set(total.bitrateOut / 8);
+    return total;
   }
 
   async #migrateWhenReachable(): Promise<boolean> {
@@ -165,8 +205,15 @@ export class ClusterNode {
       res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', ...h });
     });
     app.get('/metrics', async (_req, res) => {
+      await this.#roleLoad();
       res.type(this.metrics.registry.contentType).send(await this.metrics.registry.metrics());
     });
+    // Until the node is registered, its streams could not be placed: refuse rather than fail later.
+    app.use((_req, _res, next) => {
+      if (this.#registry && !this.#stopping) return next();
+      next(new Problem(503, 'Service Unavailable', this.#stopping ? 'this node is shutting down' : 'this node is starting', { headers: { 'Retry-After': '2' } }));
+    });
+    for (const role of this.#roles) app.use(role.router);
     app.use(notFound);
     app.use(errorHandler(this.logger));
   }

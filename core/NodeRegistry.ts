@@ -17,7 +17,7 @@ export interface NodeRegistryOptions {
   knex: Knex;
   info: NodeInfo;
   /** Called at every heartbeat for the node's current load. */
-  load: () => NodeLoad;
+  load: () => NodeLoad | Promise<NodeLoad>;
   heartbeatMs: number;
   ttlMs: number;
   logger: Logger;
@@ -34,7 +34,7 @@ export interface NodeRegistryOptions {
 export class NodeRegistry {
   readonly #knex: Knex;
   readonly #info: NodeInfo;
-  readonly #load: () => NodeLoad;
+  readonly #load: () => NodeLoad | Promise<NodeLoad>;
   readonly #heartbeatMs: number;
   readonly #ttlMs: number;
   readonly #logger: Logger;
@@ -125,11 +125,13 @@ export class NodeRegistry {
   }
 
   async #beat(): Promise<void> {
-    const load = this.#load();
     try {
+      const load = await this.#load();
       if (!this.#registered || !(await heartbeatNode(this.#knex, this.#info.id, load))) {
         if (this.#registered) this.#logger.warn('this node had been declared dead; registering again');
         await upsertNode(this.#knex, this.#info, load);
+        // A process starting under an id that crashed before holds none of the old one's streams.
+        if (!this.#registered) await NodeRegistry.#cleanUpAfter(this.#knex, [this.#info.id]);
         await recordAudit(this.#knex, { actor: this.#info.id, action: 'node.up', target: this.#info.id });
         this.#registered = true;
         this.#logger.info({ registered: this.#info }, 'node registered');

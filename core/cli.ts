@@ -3,12 +3,15 @@ import { ClusterNode } from './ClusterNode.ts';
 import { FIELDS, describeKey, loadConfig, VERSION, type ConfigKey } from './config.ts';
 import { ConfigError } from './errors.ts';
 import { createLogger } from './logger.ts';
+import { clusterSecret } from './clusterSecret.ts';
+import { signStreamToken, type StreamAction } from './tokens.ts';
 
 /**
  * `relaycast <roles...> [flags]`: starts one process running the given roles. Exit codes:
  * 0 after a clean shutdown, 1 when start-up fails, 2 for bad configuration.
  */
 export async function main(argv: string[]): Promise<void> {
+  if (argv[2] === 'token') return printToken(argv);
   const program = new Command('relaycast')
     .description('Origin/edge WebRTC live-streaming cluster')
     .version(VERSION)
@@ -64,5 +67,29 @@ export async function main(argv: string[]): Promise<void> {
     logger.fatal({ err: error }, 'start-up failed');
     await node.stop().catch(() => undefined);
     process.exit(1);
+  }
+}
+
+/**
+ * `relaycast token --stream NAME [--action publish|play] [--ttl SECONDS]`: prints a stream token
+ * signed with this machine's cluster secret (the same config sources as the server).
+ */
+async function printToken(argv: string[]): Promise<void> {
+  const program = new Command('relaycast token')
+    .description('print a publish or play token for one stream')
+    .requiredOption('--stream <name>', 'stream name')
+    .addOption(new Option('--action <action>', 'what the token allows').choices(['publish', 'play']).default('publish'))
+    .option('--ttl <seconds>', 'lifetime in seconds', '86400')
+    .option('--data-dir <dir>', 'data dir holding a generated cluster secret [RELAYCAST_DATA_DIR]')
+    .option('--cluster-secret <secret>', 'cluster secret [RELAYCAST_CLUSTER_SECRET]');
+  program.parse(argv.slice(1));
+  const options = program.opts<{ stream: string; action: StreamAction; ttl: string; dataDir?: string; clusterSecret?: string }>();
+  try {
+    const config = loadConfig({ roles: ['origin'], flags: { dataDir: options.dataDir, clusterSecret: options.clusterSecret } });
+    const token = await signStreamToken(clusterSecret(config), { stream: options.stream, action: options.action, ttlSeconds: Number(options.ttl) });
+    process.stdout.write(`${token}\n`);
+  } catch (error) {
+    process.stderr.write(`relaycast token: ${(error as Error).message}\n`);
+    process.exit(2);
   }
 }

@@ -41,10 +41,17 @@ const schema = z.object({
   clusterSecret: z.string().min(16, 'must be at least 16 characters').optional(),
   workers: z.coerce.number().int().min(1).max(256).default(availableParallelism()),
   workerBin: z.string().min(1).optional(),
+  rtcListenIp: z.union([z.ipv4(), z.ipv6()]).default('0.0.0.0'),
   rtcMinPort: port.default(40000),
   rtcMaxPort: port.default(49999),
   /** Viewers this node takes at full load; the balancer's thresholds are fractions of it. */
   capacity: z.coerce.number().int().min(1).optional(),
+  /** How long an edge keeps a relay with no viewers, so that a viewer who reloads finds it warm. */
+  relayLingerMs: z.coerce.number().int().min(0).max(3_600_000).default(5000),
+  iceServers: z
+    .string()
+    .regex(/^((stuns?|turns?):[^,\s]+)(,(stuns?|turns?):[^,\s]+)*$/, 'comma-separated stun:/turn: URLs')
+    .optional(),
   heartbeatMs: z.coerce.number().int().min(100).max(60_000).default(2000),
   nodeTtlMs: z.coerce.number().int().min(300).max(600_000).default(10_000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -84,9 +91,12 @@ const descriptions: Record<ConfigKey, string> = {
   clusterSecret: 'secret shared by all nodes for the internal relay API',
   workers: 'mediasoup workers (default: one per core)',
   workerBin: 'path of the mediasoup-worker binary (default: mediasoup\'s own, or MEDIASOUP_WORKER_BIN)',
+  rtcListenIp: 'address WebRTC media sockets listen on',
   rtcMinPort: 'lowest UDP/TCP port for WebRTC media',
   rtcMaxPort: 'highest UDP/TCP port for WebRTC media',
   capacity: 'viewers this node serves at full load (default: 500 per worker)',
+  relayLingerMs: 'how long an edge keeps a stream\'s relay after its last viewer left',
+  iceServers: 'STUN/TURN servers offered to clients, e.g. stun:stun.example.com,turn:user:pass@turn.example.com:3478',
   heartbeatMs: 'how often the node reports its load to the registry',
   nodeTtlMs: 'a node whose last heartbeat is older than this is dead',
   logLevel: 'pino log level',

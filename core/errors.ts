@@ -19,9 +19,17 @@ export class Problem extends Error {
   readonly status: number;
   readonly title: string;
   readonly type: string;
+  /** Members added to the problem+json body. */
   readonly extra: Record<string, unknown>;
+  /** Response headers that go with it (WWW-Authenticate, Retry-After, Allow…). */
+  readonly headers: Record<string, string>;
 
-  constructor(status: number, title: string, detail?: string, extra: Record<string, unknown> = {}) {
+  constructor(
+    status: number,
+    title: string,
+    detail?: string,
+    options: { extra?: Record<string, unknown>; headers?: Record<string, string> } = {},
+  ) {
     super(detail ?? title);
     if (!Number.isInteger(status) || status < 400 || status > 599) {
       throw new TypeError(`Problem status must be 4xx or 5xx, got ${status}`);
@@ -30,14 +38,23 @@ export class Problem extends Error {
     this.status = status;
     this.title = title;
     this.type = `https://relaycast.dev/problems/${title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`;
-    this.extra = extra;
+    this.extra = options.extra ?? {};
+    this.headers = options.headers ?? {};
   }
 }
 
-/** The database could not be reached; handlers map it to 503 and the process stays up. */
-export class DatabaseUnavailableError extends Error {
-  constructor(cause: unknown) {
-    super(`database unavailable: ${(cause as Error)?.message ?? String(cause)}`, { cause });
-    this.name = 'DatabaseUnavailableError';
+/** An SDP offer (or sdpfrag) that cannot be parsed or breaks WebRTC's rules: answered 400. */
+export class InvalidSdpError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidSdpError';
+  }
+}
+
+/** A well-formed offer with nothing we can take (codecs, directions): answered 422. */
+export class UnsupportedMediaError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UnsupportedMediaError';
   }
 }

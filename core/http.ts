@@ -1,6 +1,7 @@
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import type { Logger } from './logger.ts';
-import { DatabaseUnavailableError, Problem } from './errors.ts';
+import { isDatabaseUnavailable } from '../db/Database.ts';
+import { InvalidSdpError, Problem, UnsupportedMediaError } from './errors.ts';
 
 /**
  * The HTTP glue every role shares: one express app per process, one error shape
@@ -23,8 +24,12 @@ export const notFound: RequestHandler = (req, _res, next) => {
 
 function toProblem(error: unknown): Problem {
   if (error instanceof Problem) return error;
-  if (error instanceof DatabaseUnavailableError) {
-    return new Problem(503, 'Service Unavailable', 'the cluster database is unreachable; try again shortly');
+  if (error instanceof InvalidSdpError) return new Problem(400, 'Malformed SDP', error.message);
+  if (error instanceof UnsupportedMediaError) return new Problem(422, 'Unsupported Media', error.message);
+  if (isDatabaseUnavailable(error)) {
+    return new Problem(503, 'Service Unavailable', 'the cluster database is unreachable; try again shortly', {
+      headers: { 'Retry-After': '2' },
+    });
   }
   // body-parser and friends flag client errors with status/statusCode and `expose`.
   const e = error as { status?: number; statusCode?: number; expose?: boolean; message?: string; type?: string };
@@ -46,6 +51,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     res
+      .set(problem.headers)
       .status(problem.status)
       .type(PROBLEM_CONTENT_TYPE)
       .send(

@@ -14,6 +14,12 @@ export class Metrics {
     help: 'Media sent by this node to viewers and downstream edges',
     registers: [this.registry],
   });
+  readonly relays = new Gauge({
+    name: 'relaycast_relays',
+    help: 'Stream relays: out = piped from this node to edges, in = pulled by this edge from upstream',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
   readonly heartbeats = new Counter({
     name: 'relaycast_heartbeats_total',
     help: 'Registry heartbeats by outcome',

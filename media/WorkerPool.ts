@@ -56,7 +56,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
    */
   static resolveWorkerBin(configured?: string): string | undefined {
     if (configured) return configured;
-    const built = join(homedir(), '.cache', 'mediasoup-worker', `mediasoup-worker-${mediasoup.version}`);
+    const built = join(homedir(), '.cache', 'mediasoup-worker', `mediasoup-worker-${mediasoup.version}-static-openssl`);
     return existsSync(built) ? built : undefined;
   }
 

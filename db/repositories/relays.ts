@@ -39,11 +39,15 @@ export async function createRelay(
   relay: { streamId: string; edgeNodeId: string; upstreamNodeId: string },
 ): Promise<RelayRecord> {
   const [row] = (await db('relays')
-    .insert({ stream_id: relay.streamId, edge_node_id: relay.edgeNodeId, upstream_node_id: relay.upstreamNodeId })
+    .insert({ stream_id: relay.streamId, edge_node_id: relay.edgeNodeId, upstream_node_id: relay.upstreamNodeId, state: 'up' })
     .onConflict(['stream_id', 'edge_node_id'])
-    .merge({ upstream_node_id: relay.upstreamNodeId, state: 'connecting' })
+    .merge({ upstream_node_id: relay.upstreamNodeId, state: 'up', created_at: db.fn.now() })
     .returning('*')) as RelayRow[];
   return toRecord(row!);
+}
+
+export async function deleteRelay(db: Knex, id: string): Promise<void> {
+  await db('relays').where({ id }).delete();
 }
 
 /** Deletes every relay an ended node took part in, as edge or as upstream; returns how many. */

@@ -1,0 +1,34 @@
+import type { Router } from 'express';
+import type { Config } from './config.ts';
+import type { Logger } from './logger.ts';
+import type { Metrics } from './metrics.ts';
+import type { Database } from '../db/Database.ts';
+import type { WorkerPool } from '../media/WorkerPool.ts';
+import type { RtcListen } from '../media/WebRtcSession.ts';
+
+/** What every role of a process shares. */
+export interface RoleContext {
+  config: Config;
+  logger: Logger;
+  metrics: Metrics;
+  db: Database;
+  workers: WorkerPool;
+  /** Signs stream tokens and authenticates the internal relay API. */
+  clusterSecret: string;
+  rtc: RtcListen;
+}
+
+/** A role's load, summed into the node's heartbeat. */
+export interface RoleLoad {
+  viewers: number;
+  streams: number;
+  bitrateOut: number;
+}
+
+/** Origin, edge or balancer, as the process runs it. */
+export interface Role {
+  readonly router: Router;
+  load(): Promise<RoleLoad>;
+  /** Ends the role's sessions and frees its media resources. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,143 @@
+import express, { type Request, type Response, type Router } from 'express';
+import { Problem } from './errors.ts';
+import { bearerToken, STREAM_NAME, type StreamAction } from './tokens.ts';
+import type { Logger } from './logger.ts';
+import { buildSdpFrag, parseOffer, parseSdpFrag, type Offer } from '../media/sdp.ts';
+import type { WebRtcSession } from '../media/WebRtcSession.ts';
+
+/**
+ * The HTTP side of WHIP (RFC 9725) and WHEP, which share it: POST an SDP offer to
+ * `/{whip|whep}/{stream}` → 201 with the answer, `Location` of the session and its `ETag`;
+ * PATCH the session with a trickle-ice-sdpfrag (ICE restart included); DELETE it; OPTIONS for
+ * CORS preflight. What differs — who may do it and what media the session carries — is the
+ * handler's.
+ */
+
+export interface SignallingHandler {
+  /** Throws a 401/403 Problem unless `token` may `action` on `stream`. */
+  authorize(stream: string, token: string | undefined, action: StreamAction): Promise<void>;
+  /** Sets up a session for the offer and returns it with the SDP answer. */
+  accept(stream: string, offer: Offer): Promise<{ session: WebRtcSession; answer: string }>;
+}
+
+export interface SignallingOptions {
+  kind: 'whip' | 'whep';
+  publicUrl: string;
+  /** STUN/TURN URLs for `Link: rel="ice-server"` (a `user:pass@` part becomes the credentials). */
+  iceServers?: string[];
+  logger: Logger;
+}
+
+/**
+ * An SDP offer is a few kilobytes (Chromium's, with every codec, about 6 KB). Anything near this
+ * limit is not an offer; refusing it before parsing keeps a client from making us parse megabytes.
+ */
+const MAX_BODY = '64kb';
+
+const CORS = {
+  'Access-Control-Allow-Origin': '*',
+  'Access-Control-Allow-Methods': 'POST, PATCH, DELETE, OPTIONS',
+  'Access-Control-Allow-Headers': 'Authorization, Content-Type, If-Match',
+  'Access-Control-Expose-Headers': 'Location, ETag, Link, Accept-Post, Accept-Patch',
+  'Access-Control-Max-Age': '86400',
+};
+
+function linkHeader(url: string): string {
+  const match = /^(turns?):([^:@]+):([^@]+)@(.+)$/.exec(url);
+  if (!match) return `<${url}>; rel="ice-server"`;
+  const [, scheme, username, credential, rest] = match;
+  return `<${scheme}:${rest}>; rel="ice-server"; username="${username}"; credential="${credential}"; credential-type="password"`;
+}
+
+function requireContentType(req: Request, type: string): void {
+  if (!req.is(type)) {
+    throw new Problem(415, 'Unsupported Media Type', `the body must be ${type}`, { headers: { 'Accept-Post': type } });
+  }
+}
+
+function streamParam(req: Request): string {
+  const stream = String(req.params.stream);
+  if (!STREAM_NAME.test(stream)) {
+    throw new Problem(400, 'Invalid Stream Name', 'stream names are 1 to 64 letters, digits, "_" or "-"');
+  }
+  return stream;
+}
+
+export function signallingRouter(handler: SignallingHandler, options: SignallingOptions): Router {
+  const { kind } = options;
+  const action: StreamAction = kind === 'whip' ? 'publish' : 'play';
+  const sessions = new Map<string, WebRtcSession>();
+  const links = (options.iceServers ?? []).map(linkHeader);
+  const router = express.Router();
+  const text = (type: string) => express.text({ type, limit: MAX_BODY });
+
+  router.use(`/${kind}`, (_req, res, next) => {
+    res.set(CORS);
+    next();
+  });
+
+  router.options([`/${kind}/:stream`, `/${kind}/:stream/:session`], (_req, res) => {
+    res.set('Accept-Post', 'application/sdp').status(204).end();
+  });
+
+  router.post(`/${kind}/:stream`, async (req: Request, res: Response) => {
+    const stream = streamParam(req);
+    await handler.authorize(stream, bearerToken(req.get('authorization')), action);
+    requireContentType(req, 'application/sdp');
+    await new Promise<void>((resolve, reject) => text('application/sdp')(req, res, (e?: unknown) => (e ? reject(e) : resolve())));
+    if (typeof req.body !== 'string' || req.body.trim() === '') throw new Problem(400, 'Empty Body', 'the body must be an SDP offer');
+
+    const offer = parseOffer(req.body);
+    const { session, answer } = await handler.accept(stream, offer);
+    sessions.set(session.id, session);
+    session.once('closed', (reason) => {
+      sessions.delete(session.id);
+      options.logger.info({ kind, stream, session: session.id, reason }, 'session ended');
+    });
+    options.logger.info({ kind, stream, session: session.id }, 'session started');
+    if (links.length > 0) res.set('Link', links.join(', '));
+    res
+      .status(201)
+      .set({ Location: `${options.publicUrl}/${kind}/${stream}/${session.id}`, ETag: session.etag, 'Accept-Patch': 'application/trickle-ice-sdpfrag' })
+      .type('application/sdp')
+      .send(answer);
+  });
+
+  const sessionOf = async (req: Request): Promise<WebRtcSession> => {
+    const stream = streamParam(req);
+    const session = sessions.get(String(req.params.session));
+    if (!session || session.stream !== stream) throw new Problem(404, 'Not Found', 'no such session (it may have ended)');
+    await handler.authorize(stream, bearerToken(req.get('authorization')), action);
+    return session;
+  };
+
+  router.patch(`/${kind}/:stream/:session`, async (req: Request, res: Response) => {
+    const session = await sessionOf(req);
+    requireContentType(req, 'application/trickle-ice-sdpfrag');
+    const ifMatch = req.get('if-match');
+    if (!ifMatch) throw new Problem(428, 'Precondition Required', 'PATCH needs If-Match with the session ETag (or * for an ICE restart)');
+    if (ifMatch !== '*' && ifMatch !== session.etag) throw new Problem(412, 'Precondition Failed', 'the ETag does not match the session');
+    await new Promise<void>((resolve, reject) =>
+      text('application/trickle-ice-sdpfrag')(req, res, (e?: unknown) => (e ? reject(e) : resolve())),
+    );
+    const frag = parseSdpFrag(typeof req.body === 'string' ? req.body : '');
+    if (frag.iceUfrag && frag.icePwd && frag.iceUfrag !== session.remoteIceUfrag) {
+      // New client credentials: an ICE restart. Answer with ours, under a new ETag.
+      session.remoteIceUfrag = frag.iceUfrag;
+      await session.restartIce();
+      const mid = /^a=mid:(\S+)/m.exec(String(req.body))?.[1] ?? '0';
+      res.status(200).set('ETag', session.etag).type('application/trickle-ice-sdpfrag').send(buildSdpFrag(mid, session.local));
+      return;
+    }
+    // Trickled candidates: mediasoup is ICE-lite and learns the client's address from its checks.
+    res.status(204).end();
+  });
+
+  router.delete(`/${kind}/:stream/:session`, async (req: Request, res: Response) => {
+    const session = await sessionOf(req);
+    session.close('deleted by client');
+    res.status(200).end();
+  });
+
+  return router;
+}

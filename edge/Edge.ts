@@ -1,0 +1,145 @@
+import express, { type Router } from 'express';
+import type { Consumer } from 'mediasoup/types';
+import { Problem, UnsupportedMediaError } from '../core/errors.ts';
+import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
+import { signallingRouter } from '../core/signalling.ts';
+import { authorizeStream } from '../core/tokens.ts';
+import { getNode } from '../db/repositories/nodes.ts';
+import { createRelay, deleteRelay } from '../db/repositories/relays.ts';
+import { getStream } from '../db/repositories/streams.ts';
+import { buildAnswer, consumerCapabilities, isSupported, receivableCodecs, type AcceptedSection, type Offer } from '../media/sdp.ts';
+import { WebRtcSession } from '../media/WebRtcSession.ts';
+import { Relay, RelayError } from './Relay.ts';
+
+/**
+ * The edge role: WHEP viewers. The first viewer of a stream makes the edge pull it from its origin
+ * (one Relay per stream, shared by all its viewers here); each viewer gets a WebRTC transport and
+ * a consumer per track on the relay's router.
+ */
+export class Edge implements Role {
+  readonly router: Router;
+  readonly #ctx: RoleContext;
+  readonly #relays = new Map<string, Relay>();
+  /** Relays being opened, so that viewers arriving together share one. */
+  readonly #opening = new Map<string, Promise<Relay>>();
+
+  constructor(ctx: RoleContext) {
+    this.#ctx = ctx;
+    this.router = express.Router();
+    this.router.use(
+      signallingRouter(
+        { authorize: (stream, token) => this.#authorize(stream, token), accept: (stream, offer) => this.#play(stream, offer) },
+        { kind: 'whep', publicUrl: ctx.config.publicUrl, iceServers: ctx.config.iceServers?.split(','), logger: ctx.logger },
+      ),
+    );
+  }
+
+  relay(stream: string): Relay | undefined {
+    return this.#relays.get(stream);
+  }
+
+  get viewers(): number {
+    let n = 0;
+    for (const relay of this.#relays.values()) n += relay.viewers;
+    return n;
+  }
+
+  async load(): Promise<RoleLoad> {
+    let bitrateOut = 0;
+    for (const relay of this.#relays.values()) bitrateOut += await relay.bitrateOut();
+    this.#ctx.metrics.relays.set({ direction: 'in' }, this.#relays.size);
+    return { viewers: this.viewers, streams: this.#relays.size, bitrateOut };
+  }
+
+  async close(): Promise<void> {
+    for (const relay of this.#relays.values()) relay.close('edge shutting down');
+  }
+
+  /** Streams are public to play unless marked private; a private one needs a play token. */
+  async #authorize(stream: string, token: string | undefined): Promise<void> {
+    const row = this.#relays.has(stream) ? undefined : await getStream(this.#ctx.db.knex, stream);
+    if (!token && !row?.private) return;
+    await authorizeStream(token, { secret: this.#ctx.clusterSecret, adminToken: this.#ctx.config.adminToken, stream, action: 'play' });
+  }
+
+  async #play(name: string, offer: Offer) {
+    const relay = await this.#relayFor(name);
+    const sections = offer.sections.filter(isSupported).filter((s) => s.direction === 'recvonly' || s.direction === 'sendrecv');
+    const fanout = await relay.fanoutFor(sections.flatMap(receivableCodecs));
+    const session = await WebRtcSession.create(fanout.router, name, this.#ctx.rtc);
+    try {
+      const accepted = new Map<string, AcceptedSection>();
+      const consumers: Consumer[] = [];
+      const kinds = new Set<string>();
+      for (const section of sections) {
+        if (kinds.has(section.kind)) continue;
+        const producer = fanout.producers.find((p) => p.kind === section.kind);
+        const rtpCapabilities = consumerCapabilities(section);
+        if (!producer || !fanout.router.canConsume({ producerId: producer.id, rtpCapabilities })) continue;
+        // No RTX: its payload type is the router's, not the viewer's. NACKed packets are resent as is.
+        const consumer = await session.transport.consume({ producerId: producer.id, rtpCapabilities, mid: section.mid, enableRtx: false });
+        kinds.add(section.kind);
+        consumers.push(consumer);
+        accepted.set(section.mid, { direction: 'sendonly', rtpParameters: consumer.rtpParameters, msid: { stream: name, track: consumer.id } });
+      }
+      if (accepted.size === 0) {
+        const published = relay.producers.map((p) => p.rtpParameters.codecs[0]!.mimeType).join(', ');
+        throw new UnsupportedMediaError(`the offer can receive none of what stream ${name} carries (${published})`);
+      }
+      await session.connect(offer);
+      // The picture starts at the next key frame: ask for one as soon as media can flow.
+      session.once('connected', () => {
+        for (const c of consumers) if (c.kind === 'video') void c.requestKeyFrame().catch(() => undefined);
+      });
+      relay.addViewer(session);
+      return { session, answer: buildAnswer(offer, session.local, accepted, String(Date.now())) };
+    } catch (error) {
+      session.close('setup failed');
+      throw error;
+    }
+  }
+
+  async #relayFor(stream: string): Promise<Relay> {
+    const existing = this.#relays.get(stream);
+    if (existing && !existing.closed) return existing;
+    let opening = this.#opening.get(stream);
+    if (!opening) {
+      opening = this.#openRelay(stream).finally(() => this.#opening.delete(stream));
+      this.#opening.set(stream, opening);
+    }
+    return opening;
+  }
+
+  async #openRelay(name: string): Promise<Relay> {
+    const { db, config, logger } = this.#ctx;
+    const row = await getStream(db.knex, name);
+    if (!row || row.state !== 'live' || !row.originNodeId) throw new Problem(404, 'Stream Not Live', `stream ${name} is not live`);
+    const origin = await getNode(db.knex, row.originNodeId);
+    if (!origin || origin.state !== 'up') throw new Problem(404, 'Stream Not Live', `stream ${name} has no live origin`);
+    let relay: Relay;
+    try {
+      relay = await Relay.open(
+        { stream: name, upstreamNodeId: origin.id, upstreamUrl: origin.publicUrl, clusterSecret: this.#ctx.clusterSecret, edgeNodeId: config.nodeId },
+        this.#ctx.workers,
+        this.#ctx.rtc,
+        config.relayLingerMs,
+        logger,
+      );
+    } catch (error) {
+      if (error instanceof RelayError) {
+        throw new Problem(error.status, error.status === 404 ? 'Stream Not Live' : 'Bad Gateway', error.message);
+      }
+      throw error;
+    }
+    this.#relays.set(name, relay);
+    const record = await createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: origin.id }).catch((error) => {
+      logger.warn({ err: error, stream: name }, 'could not record the relay');
+      return undefined;
+    });
+    relay.once('closed', () => {
+      if (this.#relays.get(name) === relay) this.#relays.delete(name);
+      if (record) void deleteRelay(db.knex, record.id).catch((error) => logger.warn({ err: error, stream: name }, 'could not delete the relay row'));
+    });
+    return relay;
+  }
+}

@@ -1,0 +1,255 @@
+import { EventEmitter } from 'node:events';
+import type { Producer, Router, RouterRtpCodecCapability } from 'mediasoup/types';
+import type { Logger } from '../core/logger.ts';
+import { MEDIA_CODECS } from '../media/codecs.ts';
+import type { RtcListen, WebRtcSession } from '../media/WebRtcSession.ts';
+import type { WorkerPool } from '../media/WorkerPool.ts';
+import { RELAY_PATH, RELAY_PING_MS, type RelayLine, type RelayRequest } from '../media/relayProtocol.ts';
+
+/** A router that sends to viewers whose offers share one payload-type mapping, fed from the relay. */
+export interface Fanout {
+  router: Router;
+  producers: Producer[];
+}
+
+export interface RelayEvents {
+  closed: [reason: string];
+}
+
+export interface RelaySource {
+  stream: string;
+  /** The upstream node (the stream's origin) and the base URL of its internal API. */
+  upstreamNodeId: string;
+  upstreamUrl: string;
+  clusterSecret: string;
+  edgeNodeId: string;
+}
+
+/**
+ * How long an edge waits for the origin to answer a relay request with its `ready` line. Setting
+ * up a pipe takes milliseconds; a viewer waiting longer than this is better told 502 to retry.
+ */
+const RELAY_OPEN_TIMEOUT_MS = 10_000;
+
+/** Three missed pings and the origin is taken for gone, even if TCP has not noticed. */
+const RELAY_SILENCE_MS = 3 * RELAY_PING_MS;
+
+export class RelayError extends Error {
+  readonly status: number;
+
+  constructor(status: number, message: string) {
+    super(message);
+    this.name = 'RelayError';
+    this.status = status;
+  }
+}
+
+/**
+ * One stream pulled from its origin onto this edge, shared by all of the edge's viewers of it:
+ * a router, a PipeTransport connected to the origin's, and a pipe producer per origin producer.
+ * It lives as long as the relay request to the origin; it closes when the stream ends upstream,
+ * the origin goes silent, or its last viewer has been gone for the linger time.
+ */
+export class Relay extends EventEmitter<RelayEvents> {
+  readonly stream: string;
+  readonly upstreamNodeId: string;
+  readonly router: Router;
+  readonly producers: Producer[] = [];
+  readonly #abort: AbortController;
+  readonly #workers: WorkerPool;
+  /**
+   * Viewer-facing routers by payload-type mapping. mediasoup sends with its router's payload types
+   * while a WHEP viewer expects the ones it offered, and browsers differ (Chrome's Opus is 111,
+   * Firefox's 109): one router per mapping, each fed by pipeToRouter from the relay's router. A
+   * handful per stream in practice, and they spread viewers over the node's workers.
+   */
+  readonly #fanouts = new Map<string, Promise<Fanout>>();
+  readonly #viewers = new Set<WebRtcSession>();
+  readonly #lingerMs: number;
+  readonly #logger: Logger;
+  #linger: NodeJS.Timeout | undefined;
+  #silence: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  private constructor(source: RelaySource, router: Router, abort: AbortController, workers: WorkerPool, lingerMs: number, logger: Logger) {
+    super();
+    this.#workers = workers;
+    this.stream = source.stream;
+    this.upstreamNodeId = source.upstreamNodeId;
+    this.router = router;
+    this.#abort = abort;
+    this.#lingerMs = lingerMs;
+    this.#logger = logger;
+  }
+
+  /** Pulls `source.stream` from its origin. Throws a RelayError (404 or 502) when it cannot. */
+  static async open(source: RelaySource, workers: WorkerPool, rtc: RtcListen, lingerMs: number, logger: Logger): Promise<Relay> {
+    const log = logger.child({ stream: source.stream, upstream: source.upstreamNodeId });
+    const router = await workers.next().createRouter({ mediaCodecs: MEDIA_CODECS, appData: { stream: source.stream } });
+    const abort = new AbortController();
+    let relay: Relay | undefined;
+    try {
+      const pipe = await router.createPipeTransport({
+        listenInfo: { protocol: 'udp', ip: rtc.listenIp, announcedAddress: rtc.announcedIp, portRange: { min: rtc.minPort, max: rtc.maxPort } },
+        enableSrtp: true,
+        enableRtx: true,
+      });
+      relay = new Relay(source, router, abort, workers, lingerMs, log);
+      const openTimer = setTimeout(() => abort.abort(new Error('timeout')), RELAY_OPEN_TIMEOUT_MS);
+      let response: globalThis.Response;
+      try {
+        response = await fetch(`${source.upstreamUrl}${RELAY_PATH}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${source.clusterSecret}` },
+          body: JSON.stringify({
+            stream: source.stream,
+            edgeNodeId: source.edgeNodeId,
+            ip: pipe.tuple.localAddress,
+            port: pipe.tuple.localPort,
+            srtpParameters: pipe.srtpParameters,
+          } satisfies RelayRequest),
+          signal: abort.signal,
+        });
+      } catch (error) {
+        throw new RelayError(502, `origin ${source.upstreamNodeId} unreachable: ${(error as Error).message}`);
+      } finally {
+        clearTimeout(openTimer);
+      }
+      if (response.status === 404) throw new RelayError(404, `stream ${source.stream} is not live on its origin`);
+      if (!response.ok || !response.body) throw new RelayError(502, `origin ${source.upstreamNodeId} answered ${response.status}`);
+
+      const lines = relay.#lines(response.body);
+      const first = await lines.next();
+      if (first.done || first.value.type !== 'ready') throw new RelayError(502, 'origin closed the relay before it was ready');
+      const offer = first.value;
+      await pipe.connect({ ip: offer.ip, port: offer.port, srtpParameters: offer.srtpParameters });
+      for (const p of offer.producers) {
+        relay.producers.push(await pipe.produce({ kind: p.kind, rtpParameters: p.rtpParameters, paused: p.paused }));
+      }
+      void relay.#follow(lines);
+      relay.#startLinger();
+      log.info({ producers: offer.producers.length }, 'relay up');
+      return relay;
+    } catch (error) {
+      abort.abort();
+      router.close();
+      relay?.close('setup failed');
+      throw error;
+    }
+  }
+
+  get viewers(): number {
+    return this.#viewers.size;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * The router for viewers that receive `codecs` (their own payload types, see
+   * sdp.receivableCodecs), with this relay's producers piped into it. Producers whose codec the
+   * viewer cannot take are left out.
+   */
+  async fanoutFor(codecs: RouterRtpCodecCapability[]): Promise<Fanout> {
+    if (this.#closed) throw new Error('relay closed');
+    const key = JSON.stringify(codecs.map((c) => [c.mimeType, c.preferredPayloadType, c.parameters]));
+    let fanout = this.#fanouts.get(key);
+    if (!fanout) {
+      fanout = this.#createFanout(codecs);
+      this.#fanouts.set(key, fanout);
+      fanout.catch(() => this.#fanouts.delete(key));
+    }
+    return fanout;
+  }
+
+  async #createFanout(codecs: RouterRtpCodecCapability[]): Promise<Fanout> {
+    const router = await this.#workers.next().createRouter({ mediaCodecs: codecs, appData: { stream: this.stream } });
+    const producers: Producer[] = [];
+    for (const producer of this.producers) {
+      if (!router.rtpCapabilities.codecs?.some((c) => c.kind === producer.kind)) continue;
+      try {
+        const { pipeProducer } = await this.router.pipeToRouter({ producerId: producer.id, router, keepId: false });
+        if (pipeProducer) producers.push(pipeProducer);
+      } catch {
+        // The viewer offered no codec this producer's fits (e.g. only H.264 for a VP8 stream).
+      }
+    }
+    if (this.#closed) router.close();
+    return { router, producers };
+  }
+
+  /** Adds a viewer's session; the relay stays while it is open. */
+  addViewer(session: WebRtcSession): void {
+    if (this.#closed) throw new Error('relay closed');
+    this.#viewers.add(session);
+    clearTimeout(this.#linger);
+    session.once('closed', () => {
+      this.#viewers.delete(session);
+      if (this.#viewers.size === 0) this.#startLinger();
+    });
+  }
+
+  /** Bits per second sent to this relay's viewers. */
+  async bitrateOut(): Promise<number> {
+    let total = 0;
+    for (const viewer of this.#viewers) {
+      const [stats] = await viewer.transport.getStats().catch(() => []);
+      total += stats?.sendBitrate ?? 0;
+    }
+    return total;
+  }
+
+  close(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#linger);
+    clearTimeout(this.#silence);
+    this.#abort.abort();
+    for (const viewer of this.#viewers) viewer.close(`relay closed: ${reason}`);
+    for (const fanout of this.#fanouts.values()) void fanout.then((f) => f.router.close(), () => undefined);
+    this.router.close();
+    this.#logger.info({ reason }, 'relay closed');
+    this.emit('closed', reason);
+  }
+
+  #startLinger(): void {
+    clearTimeout(this.#linger);
+    this.#linger = setTimeout(() => this.close('no viewers'), this.#lingerMs);
+  }
+
+  #armSilence(): void {
+    clearTimeout(this.#silence);
+    this.#silence = setTimeout(() => this.close('origin silent'), RELAY_SILENCE_MS);
+  }
+
+  async #follow(lines: AsyncGenerator<RelayLine>): Promise<void> {
+    this.#armSilence();
+    try {
+      for await (const line of lines) {
+        this.#armSilence();
+        if (line.type === 'end') {
+          this.close(`stream ended upstream: ${line.reason}`);
+          return;
+        }
+      }
+      this.close('origin closed the relay');
+    } catch (error) {
+      this.close(`relay connection lost: ${(error as Error).message}`);
+    }
+  }
+
+  async *#lines(body: ReadableStream<Uint8Array>): AsyncGenerator<RelayLine> {
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let newline: number;
+      while ((newline = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, newline).trim();
+        buffer = buffer.slice(newline + 1);
+        if (line) yield JSON.parse(line) as RelayLine;
+      }
+    }
+  }
+}

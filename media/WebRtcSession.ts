@@ -1,0 +1,129 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Router, WebRtcTransport } from 'mediasoup/types';
+import type { LocalTransport, Offer } from './sdp.ts';
+
+/** Where WebRTC media is received: the listen address, the address announced in candidates, ports. */
+export interface RtcListen {
+  listenIp: string;
+  announcedIp: string;
+  minPort: number;
+  maxPort: number;
+}
+
+export interface WebRtcSessionEvents {
+  /** The session ended, by DELETE, ICE/DTLS failure, timeout or its stream ending. */
+  closed: [reason: string];
+  /** DTLS is up: media flows from now on. */
+  connected: [];
+}
+
+/**
+ * How long a client has from its offer to a working DTLS connection. ICE and DTLS take well under
+ * a second on a good network and a few over a bad one; a client that has not connected by then
+ * has gone away, and its session would otherwise hold the stream key or a relay.
+ */
+const CONNECT_TIMEOUT_MS = 20_000;
+
+/**
+ * How long an ICE-disconnected session waits for the client to come back (network change, ICE
+ * restart by PATCH) before it is ended. mediasoup reports `disconnected` once ICE consent has
+ * lapsed, so the client has already been silent for a while by then.
+ */
+const DISCONNECTED_GRACE_MS = 10_000;
+
+/**
+ * One WHIP or WHEP client: its WebRTC transport and the HTTP session resource around it (id,
+ * ETag for PATCH). mediasoup is ICE-lite, so the client's trickled candidates need no action.
+ */
+export class WebRtcSession extends EventEmitter<WebRtcSessionEvents> {
+  /** Random, unguessable: it is the capability to PATCH and DELETE the session. */
+  readonly id = randomBytes(18).toString('base64url');
+  readonly stream: string;
+  readonly transport: WebRtcTransport;
+  /** The client's current ICE username fragment; a PATCH with another one is an ICE restart. */
+  remoteIceUfrag: string | undefined;
+  #etag = WebRtcSession.#newEtag();
+  #closed = false;
+  #connected = false;
+  #timer: NodeJS.Timeout | undefined;
+
+  private constructor(stream: string, transport: WebRtcTransport) {
+    super();
+    this.stream = stream;
+    this.transport = transport;
+    transport.on('dtlsstatechange', (state) => {
+      if (state === 'connected') {
+        this.#connected = true;
+        clearTimeout(this.#timer);
+        this.emit('connected');
+      } else if (state === 'failed' || state === 'closed') {
+        this.close(`dtls ${state}`);
+      }
+    });
+    transport.on('icestatechange', (state) => {
+      if (state === 'disconnected') {
+        clearTimeout(this.#timer);
+        this.#timer = setTimeout(() => this.close('ice disconnected'), DISCONNECTED_GRACE_MS);
+      } else if ((state === 'connected' || state === 'completed') && this.#connected) {
+        clearTimeout(this.#timer);
+      }
+    });
+    transport.observer.once('close', () => this.close('transport closed'));
+    this.#timer = setTimeout(() => this.close('connect timeout'), CONNECT_TIMEOUT_MS);
+  }
+
+  static async create(router: Router, stream: string, listen: RtcListen): Promise<WebRtcSession> {
+    const portRange = { min: listen.minPort, max: listen.maxPort };
+    const transport = await router.createWebRtcTransport({
+      listenInfos: [
+        { protocol: 'udp', ip: listen.listenIp, announcedAddress: listen.announcedIp, portRange },
+        // ICE-TCP: the fallback for networks that block UDP.
+        { protocol: 'tcp', ip: listen.listenIp, announcedAddress: listen.announcedIp, portRange },
+      ],
+      preferUdp: true,
+      // 1 Mbps to start with instead of mediasoup's 600 kbps: a viewer's first seconds look sharp.
+      initialAvailableOutgoingBitrate: 1_000_000,
+    });
+    return new WebRtcSession(stream, transport);
+  }
+
+  static #newEtag(): string {
+    return `"${randomBytes(9).toString('base64url')}"`;
+  }
+
+  get etag(): string {
+    return this.#etag;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get local(): LocalTransport {
+    return {
+      iceParameters: this.transport.iceParameters,
+      iceCandidates: this.transport.iceCandidates,
+      dtlsParameters: this.transport.dtlsParameters,
+    };
+  }
+
+  async connect(offer: Offer): Promise<void> {
+    this.remoteIceUfrag = offer.iceUfrag;
+    await this.transport.connect({ dtlsParameters: offer.dtlsParameters });
+  }
+
+  /** New ICE credentials (the client asked for an ICE restart); the ETag changes with them. */
+  async restartIce(): Promise<void> {
+    await this.transport.restartIce();
+    this.#etag = WebRtcSession.#newEtag();
+  }
+
+  close(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    if (!this.transport.closed) this.transport.close();
+    this.emit('closed', reason);
+  }
+}

@@ -1,0 +1,26 @@
+import type { RouterRtpCodecCapability } from 'mediasoup/types';
+
+/**
+ * What a Relaycast router accepts from publishers and offers to viewers: Opus audio, and H.264 or
+ * VP8 video. H.264 is listed once per profile browsers send (Constrained Baseline, Baseline, Main,
+ * High), because mediasoup matches H.264 by profile; packetization-mode 1 is what WebRTC uses.
+ * An offer with none of these gets a clear 422, never a broken answer.
+ */
+const h264 = (profileLevelId: string): RouterRtpCodecCapability => ({
+  kind: 'video',
+  mimeType: 'video/H264',
+  clockRate: 90000,
+  parameters: { 'packetization-mode': 1, 'profile-level-id': profileLevelId, 'level-asymmetry-allowed': 1 },
+});
+
+export const MEDIA_CODECS: RouterRtpCodecCapability[] = [
+  { kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2 },
+  { kind: 'video', mimeType: 'video/VP8', clockRate: 90000 },
+  h264('42e01f'),
+  h264('42001f'),
+  h264('4d001f'),
+  h264('64001f'),
+];
+
+/** Human-readable list for error messages. */
+export const SUPPORTED_CODECS = 'audio: opus; video: H264 (packetization-mode=1), VP8';

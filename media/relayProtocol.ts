@@ -1,0 +1,36 @@
+import type { RtpParameters, SrtpParameters } from 'mediasoup/types';
+
+/**
+ * The internal relay API between an edge and the node it pulls a stream from (its origin, or an
+ * upstream edge). The edge POSTs a RelayRequest to `/internal/v1/relays` with the cluster secret;
+ * the answer is application/x-ndjson that lasts as long as the relay: one `ready` line (a
+ * RelayOffer), `ping` lines, and an `end` line when the stream ends upstream. Closing the request
+ * ends the relay.
+ */
+
+export const RELAY_PATH = '/internal/v1/relays';
+
+/**
+ * How often the upstream writes a `ping` line. An edge that hears nothing for three intervals
+ * takes the upstream for gone even when TCP has not noticed (a host that vanished).
+ */
+export const RELAY_PING_MS = 5000;
+
+/** The edge's side of the pipe. */
+export interface RelayRequest {
+  stream: string;
+  edgeNodeId: string;
+  ip: string;
+  port: number;
+  srtpParameters?: SrtpParameters;
+}
+
+/** The upstream's side of the pipe and the producers it carries. */
+export interface RelayOffer {
+  ip: string;
+  port: number;
+  srtpParameters?: SrtpParameters;
+  producers: Array<{ id: string; kind: 'audio' | 'video'; rtpParameters: RtpParameters; paused: boolean }>;
+}
+
+export type RelayLine = ({ type: 'ready' } & RelayOffer) | { type: 'ping' } | { type: 'end'; reason: string };

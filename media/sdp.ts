@@ -1,0 +1,357 @@
+import * as sdpTransform from 'sdp-transform';
+import type { MediaAttributes, MediaDescription, SessionDescription } from 'sdp-transform';
+import type {
+  DtlsParameters,
+  IceCandidate,
+  IceParameters,
+  MediaKind,
+  RtpCapabilities,
+  RtpCodecCapability,
+  RtpCodecParameters,
+  RtpHeaderExtensionParameters,
+  RtpParameters,
+  RouterRtpCodecCapability,
+} from 'mediasoup/types';
+import { getProducerRtpParametersMapping } from 'mediasoup/ortc';
+import { InvalidSdpError } from '../core/errors.ts';
+
+/**
+ * SDP ⇄ mediasoup RTP parameters, for WHIP (the client sends) and WHEP (the client receives).
+ * Offers are parsed with sdp-transform and answers written with it; mediasoup's own ORTC rules
+ * decide what a router can take. mediasoup is ICE-lite and takes the DTLS server role, so answers
+ * carry `a=ice-lite` and `a=setup:passive`.
+ */
+
+export interface OfferSection {
+  mid: string;
+  kind: MediaKind;
+  direction: 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
+  media: MediaDescription;
+}
+
+export interface Offer {
+  session: SessionDescription;
+  sections: Array<OfferSection | { mid: string; kind: string; media: MediaDescription; unsupported: true }>;
+  /** The client's DTLS parameters (it is the DTLS client). */
+  dtlsParameters: DtlsParameters;
+  iceUfrag: string;
+  icePwd: string;
+}
+
+const MAX_SECTIONS = 16;
+
+export function parseOffer(text: string): Offer {
+  if (!/^v=0\r?\n/.test(text)) throw new InvalidSdpError('the body is not an SDP offer (it must start with "v=0")');
+  let session: SessionDescription;
+  try {
+    session = sdpTransform.parse(text);
+  } catch (error) {
+    throw new InvalidSdpError(`the SDP could not be parsed: ${(error as Error).message}`);
+  }
+  const media = session.media ?? [];
+  if (media.length === 0) throw new InvalidSdpError('the offer has no media section');
+  if (media.length > MAX_SECTIONS) throw new InvalidSdpError(`the offer has more than ${MAX_SECTIONS} media sections`);
+
+  const fingerprint = session.fingerprint ?? media.find((m) => m.fingerprint)?.fingerprint;
+  if (!fingerprint) throw new InvalidSdpError('the offer has no DTLS fingerprint');
+  const iceUfrag = session.iceUfrag ?? media[0]!.iceUfrag;
+  const icePwd = session.icePwd ?? media[0]!.icePwd;
+  if (!iceUfrag || !icePwd) throw new InvalidSdpError('the offer has no ICE credentials');
+  const setup = media[0]!.setup ?? session.setup;
+  if (setup === 'passive') throw new InvalidSdpError('the offer must let the server take the DTLS server role (setup:actpass or active)');
+
+  const mids = new Set<string>();
+  const sections: Offer['sections'] = media.map((m, index) => {
+    const mid = m.mid === undefined ? undefined : String(m.mid);
+    if (mid === undefined) throw new InvalidSdpError(`media section ${index} has no a=mid`);
+    if (mids.has(mid)) throw new InvalidSdpError(`a=mid:${mid} appears twice`);
+    mids.add(mid);
+    if ((m.type !== 'audio' && m.type !== 'video') || !/SAVPF/.test(m.protocol) || m.port === 0) {
+      return { mid, kind: m.type, media: m, unsupported: true as const };
+    }
+    if (!Array.isArray(m.rtp) || m.rtp.length === 0) throw new InvalidSdpError(`media section ${mid} lists no codecs`);
+    return { mid, kind: m.type, direction: (m.direction ?? 'sendrecv') as OfferSection['direction'], media: m };
+  });
+  return {
+    session,
+    sections,
+    dtlsParameters: {
+      role: 'client',
+      fingerprints: [{ algorithm: fingerprint.type.toLowerCase() as 'sha-256', value: fingerprint.hash }],
+    },
+    iceUfrag,
+    icePwd,
+  };
+}
+
+export function isSupported(section: Offer['sections'][number]): section is OfferSection {
+  return !('unsupported' in section);
+}
+
+/** fmtp values as mediasoup wants them: numbers where numeric, except ids that only look numeric. */
+function fmtpParameters(media: MediaDescription, payload: number): Record<string, string | number> {
+  const config = media.fmtp?.find((f) => f.payload === payload)?.config;
+  const parameters: Record<string, string | number> = {};
+  for (const pair of config?.split(';') ?? []) {
+    const [key, value] = pair.split('=').map((s) => s.trim());
+    if (!key || value === undefined) continue;
+    parameters[key] = /^\d+$/.test(value) && key !== 'profile-level-id' ? Number(value) : value;
+  }
+  return parameters;
+}
+
+function rtcpFeedback(media: MediaDescription, payload: number) {
+  return (media.rtcpFb ?? [])
+    .filter((fb) => String(fb.payload) === String(payload) || fb.payload === '*')
+    .map((fb) => ({ type: fb.type, parameter: fb.subtype ?? '' }));
+}
+
+function codecOf(kind: MediaKind, media: MediaDescription, rtp: MediaAttributes['rtp'][number]): RtpCodecParameters {
+  return {
+    mimeType: `${kind}/${rtp.codec}`,
+    payloadType: rtp.payload,
+    clockRate: rtp.rate ?? 90000,
+    ...(kind === 'audio' ? { channels: rtp.encoding ?? 1 } : {}),
+    parameters: fmtpParameters(media, rtp.payload),
+    rtcpFeedback: rtcpFeedback(media, rtp.payload),
+  };
+}
+
+/** Offered payload types in the client's order of preference. */
+function offeredRtp(media: MediaDescription): MediaAttributes['rtp'] {
+  const order = String(media.payloads ?? '')
+    .split(/\s+/)
+    .filter(Boolean)
+    .map(Number);
+  return [...media.rtp].sort((a, b) => order.indexOf(a.payload) - order.indexOf(b.payload));
+}
+
+function headerExtensions(section: OfferSection, routerCaps: RtpCapabilities): RtpHeaderExtensionParameters[] {
+  const known = new Set(routerCaps.headerExtensions?.filter((e) => e.kind === section.kind).map((e) => e.uri));
+  return (section.media.ext ?? [])
+    .filter((e) => known.has(e.uri as never))
+    .map((e) => ({ uri: e.uri as RtpHeaderExtensionParameters['uri'], id: e.value }));
+}
+
+/**
+ * What a publisher's m-section sends, as mediasoup Producer parameters: the first offered codec
+ * (in the client's order) that the router takes, with its RTX, and the SSRCs the offer announces.
+ * Undefined when the router takes none of the offered codecs.
+ */
+export function producerParameters(section: OfferSection, routerCaps: RtpCapabilities): RtpParameters | undefined {
+  const { media, kind } = section;
+  const ssrcGroup = media.ssrcGroups?.find((g) => g.semantics === 'FID');
+  const [primary, rtxSsrc] = ssrcGroup ? ssrcGroup.ssrcs.split(/\s+/).map(Number) : [media.ssrcs?.[0]?.id, undefined];
+  const cname = media.ssrcs?.find((s) => s.attribute === 'cname')?.value;
+  const rids = (media.rids ?? []).filter((r) => r.direction === 'send');
+  if (primary === undefined && rids.length === 0) {
+    throw new InvalidSdpError(`media section ${section.mid} announces neither a=ssrc nor a=rid`);
+  }
+
+  for (const rtp of offeredRtp(media)) {
+    if (/^(rtx|red|ulpfec|flexfec-03|telephone-event|CN)$/i.test(rtp.codec)) continue;
+    const codec = codecOf(kind, media, rtp);
+    const rtx = media.rtp.find((r) => r.codec.toLowerCase() === 'rtx' && fmtpParameters(media, r.payload).apt === rtp.payload);
+    const codecs = [codec];
+    if (rtx) codecs.push({ mimeType: `${kind}/rtx`, payloadType: rtx.payload, clockRate: rtx.rate ?? 90000, parameters: { apt: rtp.payload }, rtcpFeedback: [] });
+    const rtpParameters: RtpParameters = {
+      mid: section.mid,
+      codecs,
+      headerExtensions: headerExtensions(section, routerCaps),
+      encodings:
+        rids.length > 0
+          ? rids.map((r) => ({ rid: String(r.id) }))
+          : [{ ssrc: Number(primary), ...(rtx && rtxSsrc !== undefined ? { rtx: { ssrc: rtxSsrc } } : {}) }],
+      rtcp: { cname, reducedSize: media.rtcpRsize === 'rtcp-rsize' },
+    };
+    try {
+      getProducerRtpParametersMapping(rtpParameters, routerCaps);
+      return rtpParameters;
+    } catch {
+      // Not a codec this router takes: try the client's next choice.
+    }
+  }
+  return undefined;
+}
+
+/**
+ * What a viewer's m-section can receive, as mediasoup RtpCapabilities for Transport.consume().
+ *
+ * Header extensions: a mediasoup consumer keeps only those whose id the client offered under the
+ * router's own id, and writes extensions with the router's ids. Browsers pick other ids, so in
+ * practice the answer announces none, and an answer may not re-number them (Chromium refuses
+ * that). Chromium then ignores the extensions in the packets; an older libwebrtc that reads them
+ * by its offered ids must offer none (see test/clients/wrtc.ts).
+ */
+export function consumerCapabilities(section: OfferSection): RtpCapabilities {
+  const { media, kind } = section;
+  const codecs: RtpCodecCapability[] = media.rtp.map((rtp) => {
+    const c = codecOf(kind, media, rtp);
+    return { kind, mimeType: c.mimeType, preferredPayloadType: c.payloadType, clockRate: c.clockRate, channels: c.channels, parameters: c.parameters, rtcpFeedback: c.rtcpFeedback } as RtpCodecCapability;
+  });
+  return {
+    codecs: codecs.filter((c) => !/\/(red|ulpfec|flexfec-03|telephone-event|CN)$/i.test(c.mimeType)),
+    headerExtensions: (media.ext ?? []).map((e) => ({
+      kind,
+      uri: e.uri as RtpHeaderExtensionParameters['uri'],
+      preferredId: e.value,
+      direction: 'sendrecv' as const,
+    })),
+  };
+}
+
+/**
+ * The client's own codecs that a router can send, with the client's payload types: a router made
+ * with these sends packets the client recognises. (mediasoup consumers send with their router's
+ * payload types, and a WHEP client, being the offerer, expects its own.)
+ */
+export function receivableCodecs(section: OfferSection): RouterRtpCodecCapability[] {
+  const { media, kind } = section;
+  const codecs: RouterRtpCodecCapability[] = [];
+  for (const rtp of media.rtp) {
+    const codec = codecOf(kind, media, rtp);
+    const name = codec.mimeType.toLowerCase();
+    const usable =
+      name === 'audio/opus' || name === 'video/vp8' || (name === 'video/h264' && Number(codec.parameters?.['packetization-mode']) === 1);
+    if (!usable) continue;
+    codecs.push({
+      kind,
+      mimeType: codec.mimeType,
+      clockRate: codec.clockRate,
+      ...(codec.channels ? { channels: codec.channels } : {}),
+      parameters: codec.parameters,
+      preferredPayloadType: codec.payloadType,
+    } as RouterRtpCodecCapability);
+  }
+  return codecs;
+}
+
+export interface LocalTransport {
+  iceParameters: IceParameters;
+  iceCandidates: IceCandidate[];
+  dtlsParameters: DtlsParameters;
+}
+
+export interface AcceptedSection {
+  direction: 'recvonly' | 'sendonly';
+  rtpParameters: RtpParameters;
+  /** For sendonly sections: the media stream and track ids the client sees. */
+  msid?: { stream: string; track: string };
+}
+
+function candidateLines(candidates: IceCandidate[]): NonNullable<MediaAttributes['candidates']> {
+  return candidates.map((c) => ({
+    foundation: c.foundation,
+    component: 1,
+    transport: c.protocol,
+    priority: c.priority,
+    ip: c.address,
+    port: c.port,
+    type: c.type,
+    ...(c.tcpType ? { tcptype: c.tcpType } : {}),
+  }));
+}
+
+function writeCodecs(params: RtpParameters): Pick<MediaAttributes, 'rtp' | 'fmtp' | 'rtcpFb'> {
+  const rtp: MediaAttributes['rtp'] = [];
+  const fmtp: MediaAttributes['fmtp'] = [];
+  const rtcpFb: NonNullable<MediaAttributes['rtcpFb']> = [];
+  for (const codec of params.codecs) {
+    rtp.push({ payload: codec.payloadType, codec: codec.mimeType.split('/')[1]!, rate: codec.clockRate, ...(codec.channels && codec.channels > 1 ? { encoding: codec.channels } : {}) });
+    const config = Object.entries(codec.parameters ?? {}).map(([k, v]) => `${k}=${v}`).join(';');
+    if (config) fmtp.push({ payload: codec.payloadType, config });
+    for (const fb of codec.rtcpFeedback ?? []) rtcpFb.push({ payload: codec.payloadType, type: fb.type, ...(fb.parameter ? { subtype: fb.parameter } : {}) });
+  }
+  return { rtp, fmtp, rtcpFb };
+}
+
+/**
+ * The SDP answer: every offered m-section in order, the accepted ones with their codecs, the
+ * rejected ones with port 0, all bundled on the one transport.
+ */
+export function buildAnswer(offer: Offer, local: LocalTransport, accepted: Map<string, AcceptedSection>, sessionId: string): string {
+  const fingerprint = local.dtlsParameters.fingerprints.find((f) => f.algorithm === 'sha-256') ?? local.dtlsParameters.fingerprints[0]!;
+  const bundle = offer.sections.filter((s) => accepted.has(s.mid)).map((s) => s.mid);
+  const media: MediaDescription[] = offer.sections.map((section) => {
+    const answer = accepted.get(section.mid);
+    if (!answer) {
+      return {
+        type: section.media.type,
+        port: 0,
+        protocol: section.media.protocol,
+        payloads: String(section.media.payloads ?? '').split(/\s+/)[0] || '0',
+        mid: section.mid,
+        direction: 'inactive',
+        rtp: [],
+        fmtp: [],
+      } as MediaDescription;
+    }
+    const { rtpParameters: params } = answer;
+    const m: MediaDescription = {
+      type: section.media.type,
+      port: 7,
+      protocol: 'UDP/TLS/RTP/SAVPF',
+      payloads: params.codecs.map((c) => c.payloadType).join(' '),
+      connection: { version: 4, ip: '127.0.0.1' },
+      mid: section.mid,
+      direction: answer.direction,
+      iceUfrag: local.iceParameters.usernameFragment,
+      icePwd: local.iceParameters.password,
+      fingerprint: { type: fingerprint.algorithm, hash: fingerprint.value },
+      setup: 'passive',
+      rtcpMux: 'rtcp-mux',
+      rtcpRsize: 'rtcp-rsize',
+      ext: (params.headerExtensions ?? []).map((e) => ({ value: e.id, uri: e.uri })),
+      candidates: candidateLines(local.iceCandidates),
+      endOfCandidates: 'end-of-candidates',
+      ...writeCodecs(params),
+    };
+    const encoding = params.encodings?.[0];
+    if (answer.direction === 'sendonly' && encoding?.ssrc !== undefined) {
+      const cname = params.rtcp?.cname ?? 'relaycast';
+      const msid = answer.msid ? `${answer.msid.stream} ${answer.msid.track}` : undefined;
+      m.msid = answer.msid ? [{ id: answer.msid.stream, appdata: answer.msid.track }] : undefined;
+      m.ssrcs = [{ id: encoding.ssrc, attribute: 'cname', value: cname }];
+      if (msid) m.ssrcs.push({ id: encoding.ssrc, attribute: 'msid', value: msid });
+      if (encoding.rtx?.ssrc !== undefined) {
+        m.ssrcs.push({ id: encoding.rtx.ssrc, attribute: 'cname', value: cname });
+        if (msid) m.ssrcs.push({ id: encoding.rtx.ssrc, attribute: 'msid', value: msid });
+        m.ssrcGroups = [{ semantics: 'FID', ssrcs: `${encoding.ssrc} ${encoding.rtx.ssrc}` }];
+      }
+    }
+    return m;
+  });
+  return sdpTransform.write({
+    version: 0,
+    origin: { username: '-', sessionId, sessionVersion: 2, netType: 'IN', ipVer: 4, address: '127.0.0.1' },
+    name: '-',
+    timing: { start: 0, stop: 0 },
+    icelite: 'ice-lite',
+    groups: bundle.length > 0 ? [{ type: 'BUNDLE', mids: bundle.join(' ') }] : undefined,
+    msidSemantic: { semantic: 'WMS', token: '*' },
+    media,
+  } as SessionDescription);
+}
+
+/** An application/trickle-ice-sdpfrag body (RFC 8840): its ICE credentials, if it has any. */
+export function parseSdpFrag(text: string): { iceUfrag?: string; icePwd?: string } {
+  const ufrag = /^a=ice-ufrag:(\S+)/m.exec(text)?.[1];
+  const pwd = /^a=ice-pwd:(\S+)/m.exec(text)?.[1];
+  return { iceUfrag: ufrag, icePwd: pwd };
+}
+
+/** The sdpfrag answering an ICE restart: new credentials and the (unchanged) candidates. */
+export function buildSdpFrag(offerMid: string, local: LocalTransport): string {
+  const lines = [
+    `a=ice-lite`,
+    `a=ice-ufrag:${local.iceParameters.usernameFragment}`,
+    `a=ice-pwd:${local.iceParameters.password}`,
+    `m=audio 9 UDP/TLS/RTP/SAVPF 0`,
+    `a=mid:${offerMid}`,
+    ...candidateLines(local.iceCandidates).map(
+      (c) => `a=candidate:${c.foundation} ${c.component} ${c.transport} ${c.priority} ${c.ip} ${c.port} typ ${c.type}${c.tcptype ? ` tcptype ${c.tcptype}` : ''}`,
+    ),
+    'a=end-of-candidates',
+  ];
+  return `${lines.join('\r\n')}\r\n`;
+}

@@ -1,0 +1,146 @@
+import express, { type Request, type Response, type Router } from 'express';
+import { z } from 'zod';
+import { Problem } from '../core/errors.ts';
+import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
+import { signallingRouter } from '../core/signalling.ts';
+import { authorizeStream, bearerToken, secretsEqual, STREAM_NAME } from '../core/tokens.ts';
+import { recordAudit } from '../db/repositories/audit.ts';
+import { markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
+import { RELAY_PATH, RELAY_PING_MS, type RelayLine, type RelayRequest } from '../media/relayProtocol.ts';
+import type { Offer } from '../media/sdp.ts';
+import { PublishedStream } from './PublishedStream.ts';
+
+const relayRequest: z.ZodType<RelayRequest> = z.object({
+  stream: z.string().regex(STREAM_NAME),
+  edgeNodeId: z.string().min(1).max(64),
+  ip: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+  srtpParameters: z
+    .object({
+      cryptoSuite: z.enum(['AEAD_AES_256_GCM', 'AEAD_AES_128_GCM', 'AES_CM_128_HMAC_SHA1_80', 'AES_CM_128_HMAC_SHA1_32']),
+      keyBase64: z.string().max(200),
+    })
+    .optional(),
+});
+
+/**
+ * The origin role: takes WHIP publishers, records each stream's placement, and pipes streams to
+ * the edges that ask through the internal relay API.
+ */
+export class Origin implements Role {
+  readonly router: Router;
+  readonly #ctx: RoleContext;
+  readonly #streams = new Map<string, PublishedStream>();
+  /** Placement releases under way, awaited at shutdown so none is cut off by the database closing. */
+  readonly #releasing = new Set<Promise<void>>();
+
+  constructor(ctx: RoleContext) {
+    this.#ctx = ctx;
+    this.router = express.Router();
+    this.router.use(
+      signallingRouter(
+        { authorize: (stream, token, action) => this.#authorize(stream, token, action), accept: (stream, offer) => this.#publish(stream, offer) },
+        { kind: 'whip', publicUrl: ctx.config.publicUrl, iceServers: ctx.config.iceServers?.split(','), logger: ctx.logger },
+      ),
+    );
+    this.router.post(RELAY_PATH, express.json({ limit: '16kb' }), (req, res) => this.#relay(req, res));
+  }
+
+  /** The stream if it is live here. */
+  stream(name: string): PublishedStream | undefined {
+    return this.#streams.get(name);
+  }
+
+  async load(): Promise<RoleLoad> {
+    let bitrateOut = 0;
+    let relays = 0;
+    for (const stream of this.#streams.values()) {
+      bitrateOut += await stream.bitrateOut();
+      relays += stream.relayCount;
+    }
+    this.#ctx.metrics.relays.set({ direction: 'out' }, relays);
+    return { viewers: 0, streams: this.#streams.size, bitrateOut };
+  }
+
+  async close(): Promise<void> {
+    for (const stream of this.#streams.values()) stream.end('origin shutting down');
+    await Promise.all(this.#releasing);
+  }
+
+  async #authorize(stream: string, token: string | undefined, action: 'publish' | 'play'): Promise<void> {
+    await authorizeStream(token, { secret: this.#ctx.clusterSecret, adminToken: this.#ctx.config.adminToken, stream, action });
+  }
+
+  async #publish(name: string, offer: Offer) {
+    const { db, logger, config } = this.#ctx;
+    if (this.#streams.has(name)) throw new Problem(409, 'Stream Already Live', `stream ${name} already has a publisher`);
+    const { stream, answer } = await PublishedStream.publish(this.#ctx.workers, name, offer, this.#ctx.rtc);
+    try {
+      const placed = await markStreamLive(db.knex, {
+        name,
+        originNodeId: config.nodeId,
+        ingestProtocol: 'whip',
+        codecs: stream.codecs,
+        publisherSession: stream.session.id,
+      });
+      if (!placed) throw new Problem(409, 'Stream Already Live', `stream ${name} is live on another origin`);
+    } catch (error) {
+      stream.end('placement refused');
+      throw error;
+    }
+    this.#streams.set(name, stream);
+    stream.once('ended', (reason) => {
+      this.#streams.delete(name);
+      logger.info({ stream: name, reason }, 'stream ended');
+      const release = this.#release(name, stream.session.id, reason).finally(() => this.#releasing.delete(release));
+      this.#releasing.add(release);
+    });
+    await recordAudit(db.knex, { actor: config.nodeId, action: 'stream.publish', target: name, detail: { codecs: stream.codecs } }).catch(
+      (error) => logger.warn({ err: error }, 'audit write failed'),
+    );
+    logger.info({ stream: name, codecs: stream.codecs }, 'stream live');
+    return { session: stream.session, answer };
+  }
+
+  async #release(name: string, session: string, reason: string): Promise<void> {
+    const { db, logger, config } = this.#ctx;
+    try {
+      await markStreamIdle(db.knex, name, session);
+      await recordAudit(db.knex, { actor: config.nodeId, action: 'stream.end', target: name, detail: { reason } });
+    } catch (error) {
+      // The row stays live until this node's TTL expires or it shuts down; neither loses a stream.
+      logger.error({ err: error, stream: name }, 'could not release the stream placement');
+    }
+  }
+
+  /** An edge asks for a stream (see media/relayProtocol.ts). */
+  async #relay(req: Request, res: Response): Promise<void> {
+    const token = bearerToken(req.get('authorization'));
+    if (!token || !secretsEqual(token, this.#ctx.clusterSecret)) {
+      throw new Problem(401, 'Unauthorized', 'the internal relay API needs the cluster secret', {
+        headers: { 'WWW-Authenticate': 'Bearer realm="relaycast-internal"' },
+      });
+    }
+    const parsed = relayRequest.safeParse(req.body);
+    if (!parsed.success) throw new Problem(400, 'Bad Request', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    const { stream: name, edgeNodeId, ...edge } = parsed.data;
+    const stream = this.#streams.get(name);
+    if (!stream || stream.ended) throw new Problem(404, 'Stream Not Here', `stream ${name} is not live on this origin`);
+
+    const { offer, pipe } = await stream.openRelay(edge, this.#ctx.rtc);
+    const log = this.#ctx.logger.child({ stream: name, edge: edgeNodeId });
+    log.info('relay opened');
+    res.status(200).type('application/x-ndjson').set('Cache-Control', 'no-store');
+    const line = (l: RelayLine) => `${JSON.stringify(l)}\n`;
+    res.write(line({ type: 'ready', ...offer }));
+    const ping = setInterval(() => res.write(line({ type: 'ping' })), RELAY_PING_MS);
+    const onEnded = (reason: string) => res.end(line({ type: 'end', reason }));
+    stream.once('ended', onEnded);
+    res.once('close', () => {
+      clearInterval(ping);
+      stream.off('ended', onEnded);
+      pipe.close();
+      log.info('relay closed');
+    });
+  }
+}

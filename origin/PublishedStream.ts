@@ -1,0 +1,155 @@
+import { EventEmitter } from 'node:events';
+import type { PipeTransport, Producer, Router, SrtpParameters } from 'mediasoup/types';
+import { UnsupportedMediaError } from '../core/errors.ts';
+import { MEDIA_CODECS, SUPPORTED_CODECS } from '../media/codecs.ts';
+import type { RelayOffer } from '../media/relayProtocol.ts';
+import { buildAnswer, isSupported, producerParameters, type AcceptedSection, type Offer } from '../media/sdp.ts';
+import { WebRtcSession, type RtcListen } from '../media/WebRtcSession.ts';
+import type { WorkerPool } from '../media/WorkerPool.ts';
+
+export interface PublishedStreamEvents {
+  ended: [reason: string];
+}
+
+/**
+ * After a key frame request, how long the publisher is not asked again. Every edge and viewer
+ * that joins asks for one; a publisher asked dozens of times a second would send nothing but key
+ * frames. One second is what mediasoup itself suggests for large audiences.
+ */
+const KEY_FRAME_REQUEST_DELAY_MS = 1000;
+
+/**
+ * A stream live on this origin: its router, the publisher's WebRTC session and producers, and the
+ * pipe transports that feed it to edges. Ending it (publisher gone, kicked, node shutting down)
+ * closes all of them.
+ */
+export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
+  readonly name: string;
+  readonly router: Router;
+  readonly session: WebRtcSession;
+  readonly producers: Producer[] = [];
+  readonly #pipes = new Set<PipeTransport>();
+  #ended = false;
+
+  private constructor(name: string, router: Router, session: WebRtcSession) {
+    super();
+    this.name = name;
+    this.router = router;
+    this.session = session;
+    session.once('closed', (reason) => this.end(`publisher: ${reason}`));
+  }
+
+  /**
+   * Takes a WHIP offer: one audio and one video section at most, each with a codec the router
+   * takes. Returns the stream and the SDP answer; throws UnsupportedMediaError when nothing fits.
+   */
+  static async publish(
+    workers: WorkerPool,
+    name: string,
+    offer: Offer,
+    rtc: RtcListen,
+  ): Promise<{ stream: PublishedStream; answer: string }> {
+    const router = await workers.next().createRouter({ mediaCodecs: MEDIA_CODECS, appData: { stream: name } });
+    let session: WebRtcSession | undefined;
+    try {
+      const accepted = new Map<string, AcceptedSection>();
+      const kinds = new Set<string>();
+      for (const section of offer.sections) {
+        if (!isSupported(section) || kinds.has(section.kind)) continue;
+        if (section.direction !== 'sendonly' && section.direction !== 'sendrecv') continue;
+        const rtpParameters = producerParameters(section, router.rtpCapabilities);
+        if (!rtpParameters) continue;
+        kinds.add(section.kind);
+        accepted.set(section.mid, { direction: 'recvonly', rtpParameters });
+      }
+      if (accepted.size === 0) {
+        const offered = [...new Set(offer.sections.flatMap((s) => s.media.rtp?.map((r) => `${s.kind}/${r.codec}`) ?? []))];
+        throw new UnsupportedMediaError(
+          `nothing in the offer can be published: it sends ${offered.join(', ') || 'no codecs'}; supported are ${SUPPORTED_CODECS}`,
+        );
+      }
+      session = await WebRtcSession.create(router, name, rtc);
+      const stream = new PublishedStream(name, router, session);
+      await session.connect(offer);
+      for (const [mid, { rtpParameters }] of accepted) {
+        const kind = offer.sections.find((s) => s.mid === mid)!.kind as 'audio' | 'video';
+        const producer = await session.transport.produce({
+          kind,
+          rtpParameters,
+          keyFrameRequestDelay: kind === 'video' ? KEY_FRAME_REQUEST_DELAY_MS : undefined,
+          appData: { stream: name },
+        });
+        stream.producers.push(producer);
+      }
+      const answer = buildAnswer(offer, session.local, accepted, String(Date.now()));
+      return { stream, answer };
+    } catch (error) {
+      session?.close('setup failed');
+      router.close();
+      throw error;
+    }
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** The codecs published, for the placement row: { audio: 'opus', video: 'H264' }. */
+  get codecs(): Record<string, string> {
+    return Object.fromEntries(this.producers.map((p) => [p.kind, p.rtpParameters.codecs[0]!.mimeType.split('/')[1]!]));
+  }
+
+  /**
+   * Pipes the stream to an edge: a PipeTransport here, connected to the edge's, with a pipe
+   * consumer per producer. Closing the returned pipe ends the relay.
+   */
+  async openRelay(
+    edge: { ip: string; port: number; srtpParameters?: SrtpParameters },
+    rtc: RtcListen,
+  ): Promise<{ offer: RelayOffer; pipe: PipeTransport }> {
+    if (this.#ended) throw new Error(`stream ${this.name} has ended`);
+    const pipe = await this.router.createPipeTransport({
+      listenInfo: { protocol: 'udp', ip: rtc.listenIp, announcedAddress: rtc.announcedIp, portRange: { min: rtc.minPort, max: rtc.maxPort } },
+      // SRTP: relays may cross networks we do not own. RTX: lost packets are resent over the pipe.
+      enableSrtp: true,
+      enableRtx: true,
+    });
+    this.#pipes.add(pipe);
+    pipe.observer.once('close', () => this.#pipes.delete(pipe));
+    try {
+      await pipe.connect({ ip: edge.ip, port: edge.port, srtpParameters: edge.srtpParameters });
+      const producers: RelayOffer['producers'] = [];
+      for (const producer of this.producers) {
+        const consumer = await pipe.consume({ producerId: producer.id });
+        producers.push({ id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused });
+      }
+      return { offer: { ip: pipe.tuple.localAddress, port: pipe.tuple.localPort, srtpParameters: pipe.srtpParameters, producers }, pipe };
+    } catch (error) {
+      pipe.close();
+      throw error;
+    }
+  }
+
+  get relayCount(): number {
+    return this.#pipes.size;
+  }
+
+  /** Bits per second this stream sends to edges. */
+  async bitrateOut(): Promise<number> {
+    let total = 0;
+    for (const pipe of this.#pipes) {
+      const [stats] = await pipe.getStats().catch(() => []);
+      total += stats?.sendBitrate ?? 0;
+    }
+    return total;
+  }
+
+  end(reason: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.session.close(reason);
+    for (const pipe of this.#pipes) pipe.close();
+    this.router.close();
+    this.emit('ended', reason);
+  }
+}

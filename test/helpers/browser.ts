@@ -1,0 +1,172 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+/**
+ * Real Chromium (Debian's), headless, with a fake camera and microphone. Pages run WHIP and WHEP
+ * the way a browser client does: RTCPeerConnection, fetch, and the stats a user would look at.
+ */
+
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+export class TestBrowser {
+  readonly #browser: Browser;
+  readonly #context: BrowserContext;
+  readonly #profile: string;
+
+  private constructor(browser: Browser, context: BrowserContext, profile: string) {
+    this.#browser = browser;
+    this.#context = context;
+    this.#profile = profile;
+  }
+
+  static async launch(): Promise<TestBrowser> {
+    const profile = mkdtempSync(join(tmpdir(), 'relaycast-chromium-'));
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      args: ARGS,
+      headless: true,
+    });
+    return new TestBrowser(context.browser()!, context, profile);
+  }
+
+  /** A blank page on `baseUrl` (any page of the node; the scripts below talk WHIP/WHEP from it). */
+  async page(baseUrl: string): Promise<Page> {
+    const page = await this.#context.newPage();
+    await page.goto(`${baseUrl}/healthz`);
+    return page;
+  }
+
+  async close(): Promise<void> {
+    await this.#context.close().catch(() => undefined);
+    await this.#browser?.close().catch(() => undefined);
+    rmSync(this.#profile, { recursive: true, force: true });
+  }
+}
+
+export interface PublishResult {
+  status: number;
+  location: string | null;
+  body: string;
+}
+
+/** Publishes the fake camera and microphone over WHIP, preferring `videoCodec` (e.g. 'video/H264'). */
+export async function publish(page: Page, url: string, token: string, videoCodec: string): Promise<PublishResult> {
+  return page.evaluate(
+    async ({ url, token, videoCodec }) => {
+      const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+      const pc = new RTCPeerConnection();
+      (window as any).publisher = pc;
+      for (const track of media.getTracks()) {
+        const transceiver = pc.addTransceiver(track, { direction: 'sendonly' });
+        if (track.kind === 'video') {
+          const codecs = RTCRtpSender.getCapabilities('video')!.codecs;
+          transceiver.setCodecPreferences([
+            ...codecs.filter((c) => c.mimeType === videoCodec),
+            ...codecs.filter((c) => c.mimeType === 'video/rtx'),
+          ]);
+        }
+      }
+      await pc.setLocalDescription(await pc.createOffer());
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` },
+        body: pc.localDescription!.sdp,
+      });
+      const body = await res.text();
+      if (res.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: body });
+      (window as any).publisherLocation = res.headers.get('location');
+      return { status: res.status, location: res.headers.get('location'), body };
+    },
+    { url, token, videoCodec },
+  );
+}
+
+/** Plays over WHEP into a <video> element; returns the response as publish() does. */
+export async function play(page: Page, url: string, token?: string): Promise<PublishResult> {
+  return page.evaluate(
+    async ({ url, token }) => {
+      const pc = new RTCPeerConnection();
+      (window as any).viewer = pc;
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      pc.addTransceiver('video', { direction: 'recvonly' });
+      const video = document.createElement('video');
+      video.muted = true;
+      video.autoplay = true;
+      video.playsInline = true;
+      document.body.appendChild(video);
+      (window as any).video = video;
+      const stream = new MediaStream();
+      pc.ontrack = (event) => {
+        stream.addTrack(event.track);
+        video.srcObject = stream;
+      };
+      await pc.setLocalDescription(await pc.createOffer());
+      const headers: Record<string, string> = { 'content-type': 'application/sdp' };
+      if (token) headers.authorization = `Bearer ${token}`;
+      const res = await fetch(url, { method: 'POST', headers, body: pc.localDescription!.sdp });
+      const body = await res.text();
+      if (res.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: body });
+      (window as any).viewerLocation = res.headers.get('location');
+      return { status: res.status, location: res.headers.get('location'), body };
+    },
+    { url, token },
+  );
+}
+
+export interface PlaybackStats {
+  connectionState: string;
+  framesDecoded: number;
+  frameWidth: number;
+  videoWidth: number;
+  audioPacketsReceived: number;
+  videoCodec: string | undefined;
+}
+
+/** What the viewer page sees: decoded frames, the picture size, audio packets. */
+export async function playbackStats(page: Page): Promise<PlaybackStats> {
+  return page.evaluate(async () => {
+    const pc = (window as any).viewer as RTCPeerConnection;
+    const stats = await pc.getStats();
+    let framesDecoded = 0;
+    let frameWidth = 0;
+    let audioPacketsReceived = 0;
+    let codecId: string | undefined;
+    const codecs = new Map<string, string>();
+    stats.forEach((s: any) => {
+      if (s.type === 'codec') codecs.set(s.id, s.mimeType);
+      if (s.type === 'inbound-rtp' && s.kind === 'video') {
+        framesDecoded = s.framesDecoded ?? 0;
+        frameWidth = s.frameWidth ?? 0;
+        codecId = s.codecId;
+      }
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') audioPacketsReceived = s.packetsReceived ?? 0;
+    });
+    return {
+      connectionState: pc.connectionState,
+      framesDecoded,
+      frameWidth,
+      videoWidth: ((window as any).video as HTMLVideoElement).videoWidth,
+      audioPacketsReceived,
+      videoCodec: codecId ? codecs.get(codecId) : undefined,
+    };
+  });
+}
+
+export async function connectionState(page: Page, which: 'viewer' | 'publisher'): Promise<string> {
+  return page.evaluate((which) => ((window as any)[which] as RTCPeerConnection).connectionState, which);
+}
