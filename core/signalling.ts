@@ -49,10 +49,15 @@ function linkHeader(url: string): string {
   return `<${scheme}:${rest}>; rel="ice-server"; username="${username}"; credential="${credential}"; credential-type="password"`;
 }
 
-function requireContentType(req: Request, type: string): void {
+/** The request body as text, after checking its type (415) and size (413, before reading it all). */
+async function readBody(req: Request, res: Response, type: string): Promise<string> {
   if (!req.is(type)) {
-    throw new Problem(415, 'Unsupported Media Type', `the body must be ${type}`, { headers: { 'Accept-Post': type } });
+    throw new Problem(415, 'Unsupported Media Type', `the body must be ${type}`, {
+      headers: { [req.method === 'PATCH' ? 'Accept-Patch' : 'Accept-Post']: type },
+    });
   }
+  await new Promise<void>((resolve, reject) => express.text({ type, limit: MAX_BODY })(req, res, (e?: unknown) => (e ? reject(e) : resolve())));
+  return typeof req.body === 'string' ? req.body : '';
 }
 
 function streamParam(req: Request): string {
@@ -69,7 +74,6 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
   const sessions = new Map<string, WebRtcSession>();
   const links = (options.iceServers ?? []).map(linkHeader);
   const router = express.Router();
-  const text = (type: string) => express.text({ type, limit: MAX_BODY });
 
   router.use(`/${kind}`, (_req, res, next) => {
     res.set(CORS);
@@ -83,11 +87,10 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
   router.post(`/${kind}/:stream`, async (req: Request, res: Response) => {
     const stream = streamParam(req);
     await handler.authorize(stream, bearerToken(req.get('authorization')), action);
-    requireContentType(req, 'application/sdp');
-    await new Promise<void>((resolve, reject) => text('application/sdp')(req, res, (e?: unknown) => (e ? reject(e) : resolve())));
-    if (typeof req.body !== 'string' || req.body.trim() === '') throw new Problem(400, 'Empty Body', 'the body must be an SDP offer');
+    const body = await readBody(req, res, 'application/sdp');
+    if (body.trim() === '') throw new Problem(400, 'Empty Body', 'the body must be an SDP offer');
 
-    const offer = parseOffer(req.body);
+    const offer = parseOffer(body);
     const { session, answer } = await handler.accept(stream, offer);
     sessions.set(session.id, session);
     session.once('closed', (reason) => {
@@ -113,19 +116,16 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
 
   router.patch(`/${kind}/:stream/:session`, async (req: Request, res: Response) => {
     const session = await sessionOf(req);
-    requireContentType(req, 'application/trickle-ice-sdpfrag');
     const ifMatch = req.get('if-match');
     if (!ifMatch) throw new Problem(428, 'Precondition Required', 'PATCH needs If-Match with the session ETag (or * for an ICE restart)');
     if (ifMatch !== '*' && ifMatch !== session.etag) throw new Problem(412, 'Precondition Failed', 'the ETag does not match the session');
-    await new Promise<void>((resolve, reject) =>
-      text('application/trickle-ice-sdpfrag')(req, res, (e?: unknown) => (e ? reject(e) : resolve())),
-    );
-    const frag = parseSdpFrag(typeof req.body === 'string' ? req.body : '');
+    const body = await readBody(req, res, 'application/trickle-ice-sdpfrag');
+    const frag = parseSdpFrag(body);
     if (frag.iceUfrag && frag.icePwd && frag.iceUfrag !== session.remoteIceUfrag) {
       // New client credentials: an ICE restart. Answer with ours, under a new ETag.
       session.remoteIceUfrag = frag.iceUfrag;
       await session.restartIce();
-      const mid = /^a=mid:(\S+)/m.exec(String(req.body))?.[1] ?? '0';
+      const mid = /^a=mid:(\S+)/m.exec(body)?.[1] ?? '0';
       res.status(200).set('ETag', session.etag).type('application/trickle-ice-sdpfrag').send(buildSdpFrag(mid, session.local));
       return;
     }

@@ -47,7 +47,7 @@ describe('WHIP and WHEP signalling', () => {
   before(async () => {
     testDb = await createTestDatabase();
     db = Database.open({ url: testDb.url });
-    node = await startRelaycast({ roles: ['all'], databaseUrl: testDb.url, env: { RELAYCAST_CLUSTER_SECRET: SECRET }, args: ['--rtc-listen-ip', '127.0.0.1'] });
+    node = await startRelaycast({ roles: ['all'], databaseUrl: testDb.url, env: { RELAYCAST_CLUSTER_SECRET: SECRET }, args: ['--rtc-listen-ip', '127.0.0.1', '--ice-servers', 'stun:stun.example.net:3478,turn:alice:s3cret@turn.example.net:3478'] });
     token = await signStreamToken(SECRET, { stream: 'show', action: 'publish' });
   });
   afterEach(async () => {
@@ -117,6 +117,10 @@ describe('WHIP and WHEP signalling', () => {
     assert.match(location, new RegExp(`^${node.url}/whip/show/[A-Za-z0-9_-]{20,}$`));
     assert.match(first.headers.get('etag') ?? '', /^".+"$/);
     assert.match(await first.text(), /a=ice-lite[\s\S]*a=recvonly/);
+    assert.equal(
+      first.headers.get('link'),
+      '<stun:stun.example.net:3478>; rel="ice-server", <turn:turn.example.net:3478>; rel="ice-server"; username="alice"; credential="s3cret"; credential-type="password"',
+    );
     const live = await getStream(db.knex, 'show');
     assert.equal(live?.state, 'live');
     assert.equal(live?.ingestProtocol, 'whip');

@@ -32,8 +32,7 @@ async function negotiate(pc: any, url: string, receiving: boolean, token?: strin
   // offers none. Chromium follows the answer and needs no such change.
   if (receiving) offer.sdp = offer.sdp.replace(/a=extmap:[^\r]*\r\n/g, '');
   await pc.setLocalDescription(offer);
-  // libwebrtc gathers host candidates at once on loopback; wait for them so the offer carries them.
-  for (let i = 0; i < 50 && pc.iceGatheringState !== 'complete'; i++) await new Promise((r) => setTimeout(r, 20));
+  // No waiting for ICE gathering: mediasoup is ICE-lite and learns our address from our checks.
   const headers: Record<string, string> = { 'content-type': 'application/sdp' };
   if (token) headers.authorization = `Bearer ${token}`;
   const res = await fetch(url, { method: 'POST', headers, body: pc.localDescription.sdp });
@@ -87,7 +86,9 @@ interface Viewer {
   pc: any;
   frames: number;
   width: number;
+  /** From the WHEP POST to the first decoded frame: what a person waits for. */
   firstFrameMs?: number;
+  startedAt: number;
   location: string | null;
 }
 
@@ -97,7 +98,7 @@ async function play(url: string, viewers: number, seconds: number, token?: strin
     const pc = new RTCPeerConnection();
     pc.addTransceiver('audio', { direction: 'recvonly' });
     pc.addTransceiver('video', { direction: 'recvonly' });
-    const viewer: Viewer = { pc, frames: 0, width: 0, location: null };
+    const viewer: Viewer = { pc, frames: 0, width: 0, location: null, startedAt: Date.now() };
     pc.ontrack = (event: any) => {
       if (event.track.kind !== 'video') return;
       const sink = new nonstandard.RTCVideoSink(event.track);
@@ -105,7 +106,7 @@ async function play(url: string, viewers: number, seconds: number, token?: strin
         viewer.frames++;
         viewer.width = frame.width;
         if (viewer.firstFrameMs === undefined) {
-          viewer.firstFrameMs = elapsed();
+          viewer.firstFrameMs = Date.now() - viewer.startedAt;
           emit('first-frame', { viewer: i, ms: viewer.firstFrameMs });
         }
       };
