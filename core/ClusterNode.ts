@@ -210,7 +210,7 @@ export class ClusterNode {
     });
     // Until the node is registered, its streams could not be placed: refuse rather than fail later.
     app.use((_req, _res, next) => {
-      if (this.#registry && !this.#stopping) return next();
+      if (this.#registry?.registered && !this.#stopping) return next();
       next(new Problem(503, 'Service Unavailable', this.#stopping ? 'this node is shutting down' : 'this node is starting', { headers: { 'Retry-After': '2' } }));
     });
     for (const role of this.#roles) app.use(role.router);

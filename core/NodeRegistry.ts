@@ -62,6 +62,11 @@ export class NodeRegistry {
     return this.#info.id;
   }
 
+  /** Whether this node has a row in the registry (its first heartbeat went through). */
+  get registered(): boolean {
+    return this.#registered;
+  }
+
   /** Whether the last round trip to the database succeeded. */
   get databaseUp(): boolean {
     return this.#databaseUp === true;

@@ -22,6 +22,8 @@ export class Edge implements Role {
   readonly #relays = new Map<string, Relay>();
   /** Relays being opened, so that viewers arriving together share one. */
   readonly #opening = new Map<string, Promise<Relay>>();
+  /** Relay rows being deleted, awaited at shutdown so none is cut off by the database closing. */
+  readonly #deleting = new Set<Promise<void>>();
 
   constructor(ctx: RoleContext) {
     this.#ctx = ctx;
@@ -53,6 +55,7 @@ export class Edge implements Role {
 
   async close(): Promise<void> {
     for (const relay of this.#relays.values()) relay.close('edge shutting down');
+    await Promise.all(this.#deleting);
   }
 
   /** Streams are public to play unless marked private; a private one needs a play token. */
@@ -138,7 +141,11 @@ export class Edge implements Role {
     });
     relay.once('closed', () => {
       if (this.#relays.get(name) === relay) this.#relays.delete(name);
-      if (record) void deleteRelay(db.knex, record.id).catch((error) => logger.warn({ err: error, stream: name }, 'could not delete the relay row'));
+      if (!record) return;
+      const deletion = deleteRelay(db.knex, record.id)
+        .catch((error) => logger.warn({ err: error, stream: name }, 'could not delete the relay row'))
+        .finally(() => this.#deleting.delete(deletion));
+      this.#deleting.add(deletion);
     });
     return relay;
   }

@@ -186,7 +186,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     clearTimeout(this.#linger);
     session.once('closed', () => {
       this.#viewers.delete(session);
-      if (this.#viewers.size === 0) this.#startLinger();
+      if (this.#viewers.size === 0 && !this.#closed) this.#startLinger();
     });
   }
 
