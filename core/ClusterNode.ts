@@ -15,6 +15,7 @@ import type { NodeLoad } from '../db/repositories/nodes.ts';
 import { WorkerPool } from '../media/WorkerPool.ts';
 import { Edge } from '../edge/Edge.ts';
 import { Origin } from '../origin/Origin.ts';
+import { Balancer } from '../balancer/Balancer.ts';
 
 /**
  * How long start-up waits between attempts to reach and migrate the database. The process stays
@@ -80,6 +81,7 @@ export class ClusterNode {
       { roles: config.roles, region: config.region, database: this.db.kind, version: config.version },
       'starting relaycast',
     );
+    const base = { config, logger: this.logger, metrics: this.metrics, db: this.db, clusterSecret: clusterSecret(config, this.logger) };
     if (config.roles.includes('origin') || config.roles.includes('edge')) {
       this.#workers = await WorkerPool.create({
         count: config.workers,
@@ -88,17 +90,15 @@ export class ClusterNode {
         metrics: this.metrics,
       });
       const ctx = {
-        config,
-        logger: this.logger,
-        metrics: this.metrics,
-        db: this.db,
+        ...base,
         workers: this.#workers,
-        clusterSecret: clusterSecret(config, this.logger),
         rtc: { listenIp: config.rtcListenIp, announcedIp: config.announcedIp, minPort: config.rtcMinPort, maxPort: config.rtcMaxPort },
       };
       if (config.roles.includes('origin')) this.#roles.push((this.#origin = new Origin(ctx)));
       if (config.roles.includes('edge')) this.#roles.push((this.#edge = new Edge(ctx)));
     }
+    if (config.roles.includes('balancer')) this.#roles.push(new Balancer(base));
+    for (const role of this.#roles) await role.start?.();
     this.#mountRoutes();
     this.#server = this.app.listen(config.httpPort, config.httpHost);
     await once(this.#server, 'listening');

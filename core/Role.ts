@@ -28,6 +28,8 @@ export interface RoleLoad {
 /** Origin, edge or balancer, as the process runs it. */
 export interface Role {
   readonly router: Router;
+  /** Starts what the role listens on besides HTTP (RTMP); throws when it cannot. */
+  start?(): Promise<void>;
   load(): Promise<RoleLoad>;
   /** Ends the role's sessions and frees its media resources. */
   close(): Promise<void>;

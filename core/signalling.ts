@@ -18,6 +18,8 @@ export interface SignallingHandler {
   authorize(stream: string, token: string | undefined, action: StreamAction): Promise<void>;
   /** Sets up a session for the offer and returns it with the SDP answer. */
   accept(stream: string, offer: Offer): Promise<{ session: WebRtcSession; answer: string }>;
+  /** Ends a session the client DELETEd; resolves once what it held is released. */
+  end?(session: WebRtcSession): Promise<void>;
 }
 
 export interface SignallingOptions {
@@ -135,7 +137,8 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
 
   router.delete(`/${kind}/:stream/:session`, async (req: Request, res: Response) => {
     const session = await sessionOf(req);
-    session.close('deleted by client');
+    if (handler.end) await handler.end(session);
+    else session.close('deleted by client');
     res.status(200).end();
   });
 

@@ -39,6 +39,7 @@ const DISCONNECTED_GRACE_MS = 10_000;
 export class WebRtcSession extends EventEmitter<WebRtcSessionEvents> {
   /** Random, unguessable: it is the capability to PATCH and DELETE the session. */
   readonly id = randomBytes(18).toString('base64url');
+  readonly protocol = 'whip' as const;
   readonly stream: string;
   readonly transport: WebRtcTransport;
   /** The client's current ICE username fragment; a PATCH with another one is an ICE restart. */

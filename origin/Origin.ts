@@ -9,6 +9,7 @@ import { markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
 import { RELAY_PATH, RELAY_PING_MS, type RelayLine, type RelayRequest } from '../media/relayProtocol.ts';
 import type { Offer } from '../media/sdp.ts';
 import { PublishedStream } from './PublishedStream.ts';
+import { RtmpIngest } from './RtmpIngest.ts';
 
 const relayRequest: z.ZodType<RelayRequest> = z.object({
   stream: z.string().regex(STREAM_NAME),
@@ -31,19 +32,39 @@ export class Origin implements Role {
   readonly router: Router;
   readonly #ctx: RoleContext;
   readonly #streams = new Map<string, PublishedStream>();
-  /** Placement releases under way, awaited at shutdown so none is cut off by the database closing. */
-  readonly #releasing = new Set<Promise<void>>();
+  #rtmp: RtmpIngest | undefined;
+  /**
+   * Placement releases under way, by publisher id: awaited by a WHIP DELETE (so that a client may
+   * publish again as soon as it has its answer) and at shutdown (so none is cut off by the
+   * database closing).
+   */
+  readonly #releasing = new Map<string, Promise<void>>();
 
   constructor(ctx: RoleContext) {
     this.#ctx = ctx;
     this.router = express.Router();
     this.router.use(
       signallingRouter(
-        { authorize: (stream, token, action) => this.#authorize(stream, token, action), accept: (stream, offer) => this.#publish(stream, offer) },
+        {
+          authorize: (stream, token, action) => this.#authorize(stream, token, action),
+          accept: (stream, offer) => this.#publish(stream, offer),
+          end: async (session) => {
+            session.close('deleted by client');
+            await this.#releasing.get(session.id);
+          },
+        },
         { kind: 'whip', publicUrl: ctx.config.publicUrl, iceServers: ctx.config.iceServers?.split(','), logger: ctx.logger },
       ),
     );
     this.router.post(RELAY_PATH, express.json({ limit: '16kb' }), (req, res) => this.#relay(req, res));
+  }
+
+  async start(): Promise<void> {
+    if (this.#ctx.config.rtmpPort > 0) this.#rtmp = await RtmpIngest.start(this.#ctx, this, this.#ctx.config.rtmpPort);
+  }
+
+  get rtmp(): RtmpIngest | undefined {
+    return this.#rtmp;
   }
 
   /** The stream if it is live here. */
@@ -64,7 +85,8 @@ export class Origin implements Role {
 
   async close(): Promise<void> {
     for (const stream of this.#streams.values()) stream.end('origin shutting down');
-    await Promise.all(this.#releasing);
+    await this.#rtmp?.close();
+    await Promise.all(this.#releasing.values());
   }
 
   async #authorize(stream: string, token: string | undefined, action: 'publish' | 'play'): Promise<void> {
@@ -72,16 +94,28 @@ export class Origin implements Role {
   }
 
   async #publish(name: string, offer: Offer) {
-    const { db, logger, config } = this.#ctx;
     if (this.#streams.has(name)) throw new Problem(409, 'Stream Already Live', `stream ${name} already has a publisher`);
-    const { stream, answer } = await PublishedStream.publish(this.#ctx.workers, name, offer, this.#ctx.rtc);
+    const { stream, session, answer } = await PublishedStream.publishWebRtc(this.#ctx.workers, name, offer, this.#ctx.rtc);
+    await this.place(stream);
+    return { session, answer };
+  }
+
+  /**
+   * Records a stream that is ready to go live: its placement row (409 when it is live elsewhere,
+   * and the stream is ended), the audit entry, and its release when it ends. WHIP and RTMP both
+   * come through here.
+   */
+  async place(stream: PublishedStream): Promise<void> {
+    const { db, logger, config } = this.#ctx;
+    const { name } = stream;
     try {
+      if (this.#streams.has(name)) throw new Problem(409, 'Stream Already Live', `stream ${name} already has a publisher`);
       const placed = await markStreamLive(db.knex, {
         name,
         originNodeId: config.nodeId,
-        ingestProtocol: 'whip',
+        ingestProtocol: stream.publisher.protocol,
         codecs: stream.codecs,
-        publisherSession: stream.session.id,
+        publisherSession: stream.publisher.id,
       });
       if (!placed) throw new Problem(409, 'Stream Already Live', `stream ${name} is live on another origin`);
     } catch (error) {
@@ -92,14 +126,16 @@ export class Origin implements Role {
     stream.once('ended', (reason) => {
       this.#streams.delete(name);
       logger.info({ stream: name, reason }, 'stream ended');
-      const release = this.#release(name, stream.session.id, reason).finally(() => this.#releasing.delete(release));
-      this.#releasing.add(release);
+      const id = stream.publisher.id;
+      this.#releasing.set(id, this.#release(name, id, reason).finally(() => this.#releasing.delete(id)));
     });
-    await recordAudit(db.knex, { actor: config.nodeId, action: 'stream.publish', target: name, detail: { codecs: stream.codecs } }).catch(
-      (error) => logger.warn({ err: error }, 'audit write failed'),
-    );
-    logger.info({ stream: name, codecs: stream.codecs }, 'stream live');
-    return { session: stream.session, answer };
+    await recordAudit(db.knex, {
+      actor: config.nodeId,
+      action: 'stream.publish',
+      target: name,
+      detail: { protocol: stream.publisher.protocol, codecs: stream.codecs },
+    }).catch((error) => logger.warn({ err: error }, 'audit write failed'));
+    logger.info({ stream: name, protocol: stream.publisher.protocol, codecs: stream.codecs }, 'stream live');
   }
 
   async #release(name: string, session: string, reason: string): Promise<void> {

@@ -11,6 +11,15 @@ export interface PublishedStreamEvents {
   ended: [reason: string];
 }
 
+/** Where a stream's media comes from: a WHIP client's WebRTC session, or an RTMP bridge. */
+export interface Publisher {
+  /** Unique per publish; recorded in the placement row so that only this publish can end it. */
+  readonly id: string;
+  readonly protocol: 'whip' | 'rtmp';
+  once(event: 'closed', listener: (reason: string) => void): unknown;
+  close(reason: string): void;
+}
+
 /**
  * After a key frame request, how long further requests wait before reaching the publisher. Every
  * edge and viewer that joins asks for a key frame; a publisher asked dozens of times a second
@@ -23,36 +32,35 @@ export interface PublishedStreamEvents {
 const KEY_FRAME_REQUEST_DELAY_MS = 350;
 
 /**
- * A stream live on this origin: its router, the publisher's WebRTC session and producers, and the
- * pipe transports that feed it to edges. Ending it (publisher gone, kicked, node shutting down)
- * closes all of them.
+ * A stream live on this origin: its router, its publisher and producers, and the pipe transports
+ * that feed it to edges. Ending it (publisher gone, kicked, node shutting down) closes all of them.
  */
 export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
   readonly name: string;
   readonly router: Router;
-  readonly session: WebRtcSession;
+  readonly publisher: Publisher;
   readonly producers: Producer[] = [];
   readonly #pipes = new Set<PipeTransport>();
   #ended = false;
 
-  private constructor(name: string, router: Router, session: WebRtcSession) {
+  constructor(name: string, router: Router, publisher: Publisher) {
     super();
     this.name = name;
     this.router = router;
-    this.session = session;
-    session.once('closed', (reason) => this.end(`publisher: ${reason}`));
+    this.publisher = publisher;
+    publisher.once('closed', (reason) => this.end(`publisher: ${reason}`));
   }
 
   /**
    * Takes a WHIP offer: one audio and one video section at most, each with a codec the router
    * takes. Returns the stream and the SDP answer; throws UnsupportedMediaError when nothing fits.
    */
-  static async publish(
+  static async publishWebRtc(
     workers: WorkerPool,
     name: string,
     offer: Offer,
     rtc: RtcListen,
-  ): Promise<{ stream: PublishedStream; answer: string }> {
+  ): Promise<{ stream: PublishedStream; session: WebRtcSession; answer: string }> {
     const router = await workers.next().createRouter({ mediaCodecs: MEDIA_CODECS, appData: { stream: name } });
     let session: WebRtcSession | undefined;
     try {
@@ -86,7 +94,7 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
         stream.producers.push(producer);
       }
       const answer = buildAnswer(offer, session.local, accepted, String(Date.now()));
-      return { stream, answer };
+      return { stream, session, answer };
     } catch (error) {
       session?.close('setup failed');
       router.close();
@@ -151,7 +159,7 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
   end(reason: string): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.session.close(reason);
+    this.publisher.close(reason);
     for (const pipe of this.#pipes) pipe.close();
     this.router.close();
     this.emit('ended', reason);

@@ -21,6 +21,8 @@ process.on('exit', () => {
 export interface RelaycastProcess {
   child: ChildProcess;
   port: number;
+  /** Its RTMP port (every test process gets a free one, whether it runs an origin or not). */
+  rtmpPort: number;
   url: string;
   dataDir: string;
   /** stdout and stderr so far (pino JSON lines). */
@@ -54,9 +56,10 @@ export function runRelaycast(args: string[], env: Record<string, string> = {}): 
 
 export async function startRelaycast(options: StartOptions = {}): Promise<RelaycastProcess> {
   const port = await freePort();
+  const rtmpPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'relaycast-data-'));
   const child = runRelaycast(
-    [...(options.roles ?? ['all']), '--http-port', String(port), '--http-host', '127.0.0.1', '--workers', '1', ...(options.args ?? [])],
+    [...(options.roles ?? ['all']), '--http-port', String(port), '--rtmp-port', String(rtmpPort), '--http-host', '127.0.0.1', '--workers', '1', ...(options.args ?? [])],
     { RELAYCAST_DATA_DIR: dataDir, ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : {}), ...options.env },
   );
   let output = '';
@@ -76,6 +79,7 @@ export async function startRelaycast(options: StartOptions = {}): Promise<Relayc
   const proc: RelaycastProcess = {
     child,
     port,
+    rtmpPort,
     url,
     dataDir,
     output: () => output,

@@ -1,0 +1,291 @@
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { EventEmitter } from 'node:events';
+import { promisify } from 'node:util';
+import type { PlainTransport, Producer, Router, RtpParameters } from 'mediasoup/types';
+import { UnsupportedMediaError } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Publisher } from './PublishedStream.ts';
+
+/**
+ * The bridge from an RTMP publish to WebRTC: ffmpeg plays the stream from the origin's own RTMP
+ * server and sends RTP into two mediasoup PlainTransports, whose producers make the stream like
+ * any WHIP stream. H.264 without B-frames passes through untouched (WebRTC cannot reorder frames,
+ * so B-frames force a re-encode to Constrained Baseline); AAC becomes Opus.
+ *
+ * ffmpeg is supervised: restarted if it dies while the publisher is connected, stopped when the
+ * bridge closes. It reads from our RTMP server, so if this process dies its input ends and it
+ * exits by itself: it is never orphaned.
+ */
+
+export type BridgeMode = 'passthrough' | 'transcode';
+
+export interface RtmpBridgeEvents {
+  closed: [reason: string];
+  /** ffmpeg died and was started again. */
+  restarted: [pid: number];
+}
+
+export interface RtmpBridgeOptions {
+  router: Router;
+  stream: string;
+  /** rtmp://127.0.0.1:<port>/live/<key>?bridge=<token> */
+  input: string;
+  logger: Logger;
+  ffmpeg?: string;
+  ffprobe?: string;
+}
+
+/** H.264 profiles a WebRTC browser decodes, as ffprobe names them, and their profile-level-id. */
+const PASSTHROUGH_PROFILES: Record<string, string> = {
+  'Constrained Baseline': '42e01f',
+  Baseline: '42001f',
+  Main: '4d001f',
+  High: '64001f',
+};
+
+/** What a re-encode produces: Constrained Baseline, which every WebRTC H.264 decoder takes. */
+const TRANSCODE_PROFILE = '42e01f';
+
+const VIDEO_PT = 102;
+const AUDIO_PT = 101;
+
+/** Where ffmpeg's arguments take each output's first RTP sequence number (filled in at each start). */
+const SEQ = { video: '{seq:video}', audio: '{seq:audio}' } as const;
+
+/**
+ * How far past the last packet a restarted ffmpeg starts numbering. RTP sequence numbers must go
+ * on forward across a restart: numbers that jump back read as old packets, downstream drops them
+ * and viewers freeze. The margin covers packets lost on the way, not counted as received.
+ */
+const SEQ_MARGIN = 100;
+
+/**
+ * How many times ffmpeg may die within RESTART_WINDOW_MS before the bridge gives up and ends the
+ * publish: a crash loop (bad input) must end, a one-off crash must not cost the broadcaster.
+ */
+const MAX_RESTARTS = 5;
+const RESTART_WINDOW_MS = 60_000;
+const RESTART_DELAY_MS = 1000;
+/** ffmpeg gets this long to exit on SIGTERM before SIGKILL. */
+const STOP_GRACE_MS = 3000;
+/** ffprobe reads the stream's codec headers, which the RTMP server sends at once; a stream that has none by then is broken. */
+const PROBE_TIMEOUT_MS = 10_000;
+
+interface Probe {
+  video?: { codec: string; profile?: string; hasBFrames: boolean };
+  audio?: { codec: string };
+}
+
+/** A UDP port free right now on 127.0.0.1, for ffmpeg to send from. */
+async function freeUdpPort(): Promise<number> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = socket.address();
+  await new Promise<void>((resolve) => socket.close(() => resolve()));
+  return port;
+}
+
+async function probe(ffprobe: string, input: string): Promise<Probe> {
+  const { stdout } = await promisify(execFile)(
+    ffprobe,
+    ['-v', 'error', '-rw_timeout', String(PROBE_TIMEOUT_MS * 1000), '-show_entries', 'stream=codec_type,codec_name,profile,has_b_frames', '-of', 'json', input],
+    { timeout: PROBE_TIMEOUT_MS },
+  );
+  const streams = (JSON.parse(stdout) as { streams?: Array<Record<string, string | number>> }).streams ?? [];
+  const video = streams.find((s) => s.codec_type === 'video');
+  const audio = streams.find((s) => s.codec_type === 'audio');
+  return {
+    video: video && { codec: String(video.codec_name), profile: video.profile as string | undefined, hasBFrames: Number(video.has_b_frames ?? 0) > 0 },
+    audio: audio && { codec: String(audio.codec_name) },
+  };
+}
+
+export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publisher {
+  readonly id = randomBytes(18).toString('base64url');
+  readonly protocol = 'rtmp' as const;
+  readonly stream: string;
+  readonly mode: BridgeMode;
+  readonly producers: Producer[] = [];
+  readonly #args: string[];
+  readonly #ffmpeg: string;
+  readonly #transports: PlainTransport[];
+  readonly #logger: Logger;
+  readonly #deaths: number[] = [];
+  /** Per kind: the sequence number the current ffmpeg started at, and packets received before it. */
+  readonly #seq = new Map<string, { start: number; countAtStart: number }>();
+  #child: ChildProcess | undefined;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  private constructor(stream: string, mode: BridgeMode, ffmpeg: string, args: string[], transports: PlainTransport[], logger: Logger) {
+    super();
+    this.stream = stream;
+    this.mode = mode;
+    this.#ffmpeg = ffmpeg;
+    this.#args = args;
+    this.#transports = transports;
+    this.#logger = logger;
+  }
+
+  /** Probes the RTMP stream, makes the producers and starts ffmpeg. */
+  static async start(options: RtmpBridgeOptions): Promise<RtmpBridge> {
+    const { router, stream, input } = options;
+    const ffmpeg = options.ffmpeg ?? 'ffmpeg';
+    const logger = options.logger.child({ stream, component: 'rtmp-bridge' });
+    const found = await probe(options.ffprobe ?? 'ffprobe', input);
+    if (!found.video) throw new UnsupportedMediaError('the RTMP stream carries no video');
+    const passthroughProfile = found.video.codec === 'h264' && !found.video.hasBFrames ? PASSTHROUGH_PROFILES[found.video.profile ?? ''] : undefined;
+    const mode: BridgeMode = passthroughProfile ? 'passthrough' : 'transcode';
+
+    const transports: PlainTransport[] = [];
+    try {
+      const plain = async () => {
+        // ffmpeg sends from ports we choose and the transport is connected to them, so that an
+        // ffmpeg restarted by the supervisor is heard again. RTCP on its own port, as ffmpeg's RTP
+        // muxer sends it.
+        const t = await router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: false, comedia: false });
+        transports.push(t);
+        const [port, rtcpPort] = [await freeUdpPort(), await freeUdpPort()];
+        await t.connect({ ip: '127.0.0.1', port, rtcpPort });
+        return t;
+      };
+      const videoSsrc = randomInt(1, 2 ** 31);
+      const video = await plain();
+      const videoParameters: RtpParameters = {
+        codecs: [
+          {
+            mimeType: 'video/H264',
+            payloadType: VIDEO_PT,
+            clockRate: 90000,
+            parameters: { 'packetization-mode': 1, 'profile-level-id': passthroughProfile ?? TRANSCODE_PROFILE, 'level-asymmetry-allowed': 1 },
+            rtcpFeedback: [],
+          },
+        ],
+        encodings: [{ ssrc: videoSsrc }],
+      };
+      const args = ['-hide_banner', '-loglevel', 'error', '-nostdin', '-rw_timeout', '10000000', '-i', input, '-map', '0:v:0'];
+      if (mode === 'passthrough') {
+        // In-band SPS/PPS before every key frame: FLV keeps them out of band, browsers need them.
+        args.push('-c:v', 'copy', '-bsf:v', 'h264_mp4toannexb');
+      } else {
+        args.push(
+          '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-bf', '0',
+          // A key frame every second: ffmpeg cannot answer a viewer's key frame request.
+          '-force_key_frames', 'expr:gte(t,n_forced*1)',
+        );
+      }
+      args.push('-payload_type', String(VIDEO_PT), '-ssrc', String(videoSsrc), '-seq', SEQ.video, '-f', 'rtp', RtmpBridge.#rtpUrl(video));
+      const producers: Producer[] = [await video.produce({ kind: 'video', rtpParameters: videoParameters, appData: { stream } })];
+
+      if (found.audio) {
+        const audioSsrc = randomInt(1, 2 ** 31);
+        const audio = await plain();
+        producers.push(
+          await audio.produce({
+            kind: 'audio',
+            rtpParameters: {
+              codecs: [{ mimeType: 'audio/opus', payloadType: AUDIO_PT, clockRate: 48000, channels: 2, parameters: {}, rtcpFeedback: [] }],
+              encodings: [{ ssrc: audioSsrc }],
+            },
+            appData: { stream },
+          }),
+        );
+        args.push('-map', '0:a:0', '-c:a', 'libopus', '-ar', '48000', '-ac', '2', '-b:a', '128k');
+        args.push('-payload_type', String(AUDIO_PT), '-ssrc', String(audioSsrc), '-seq', SEQ.audio, '-f', 'rtp', RtmpBridge.#rtpUrl(audio));
+      }
+      const bridge = new RtmpBridge(stream, mode, ffmpeg, args, transports, logger);
+      bridge.producers.push(...producers);
+      await bridge.#spawn();
+      logger.info({ mode, video: found.video, audio: found.audio, pid: bridge.pid }, 'rtmp bridge started');
+      return bridge;
+    } catch (error) {
+      for (const t of transports) t.close();
+      throw error;
+    }
+  }
+
+  static #rtpUrl(transport: PlainTransport): string {
+    const { tuple, rtcpTuple } = transport;
+    return (
+      `rtp://127.0.0.1:${tuple.localPort}?rtcpport=${rtcpTuple!.localPort}` +
+      `&localrtpport=${tuple.remotePort}&localrtcpport=${rtcpTuple!.remotePort}&pkt_size=1200`
+    );
+  }
+
+  /** The running ffmpeg's pid. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  close(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#restartTimer);
+    const child = this.#child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+      child.once('exit', () => clearTimeout(timer));
+    }
+    for (const t of this.#transports) t.close();
+    this.#logger.info({ reason }, 'rtmp bridge closed');
+    this.emit('closed', reason);
+  }
+
+  /** The next ffmpeg's first sequence numbers: right after the packets the last one sent. */
+  async #nextSequenceNumbers(): Promise<void> {
+    for (const producer of this.producers) {
+      const [stats] = await producer.getStats().catch(() => []);
+      const received = (stats?.packetCount ?? 0) + (stats?.packetsLost ?? 0);
+      const previous = this.#seq.get(producer.kind);
+      if (!previous) {
+        this.#seq.set(producer.kind, { start: randomInt(0, 0x10000), countAtStart: received });
+        continue;
+      }
+      // mediasoup's counters may have been reset (a new receive stream): then count them all.
+      const sent = received >= previous.countAtStart ? received - previous.countAtStart : received;
+      this.#seq.set(producer.kind, { start: (previous.start + sent + SEQ_MARGIN) & 0xffff, countAtStart: received });
+    }
+  }
+
+  async #spawn(): Promise<void> {
+    await this.#nextSequenceNumbers();
+    if (this.#closed) return;
+    const args = this.#args.map((a) =>
+      a === SEQ.video ? String(this.#seq.get('video')!.start) : a === SEQ.audio ? String(this.#seq.get('audio')!.start) : a,
+    );
+    const child = spawn(this.#ffmpeg, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.#child = child;
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-2000);
+    });
+    child.once('error', (error) => this.#logger.error({ err: error }, 'could not start ffmpeg'));
+    child.once('exit', (code, signal) => {
+      if (this.#closed) return;
+      const now = Date.now();
+      this.#deaths.push(now);
+      while (this.#deaths.length > 0 && this.#deaths[0]! < now - RESTART_WINDOW_MS) this.#deaths.shift();
+      if (this.#deaths.length > MAX_RESTARTS) {
+        this.#logger.error({ code, signal, stderr }, 'ffmpeg keeps dying; ending the publish');
+        this.close('bridge failed');
+        return;
+      }
+      this.#logger.warn({ code, signal, stderr }, 'ffmpeg died; restarting it');
+      this.#restartTimer = setTimeout(async () => {
+        if (this.#closed) return;
+        await this.#spawn();
+        if (this.#child?.pid) this.emit('restarted', this.#child.pid);
+      }, RESTART_DELAY_MS);
+    });
+  }
+}

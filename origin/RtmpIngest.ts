@@ -1,0 +1,166 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import NodeMediaServer, { type NmsSession } from 'node-media-server';
+import nmsLogger from 'node-media-server/src/core/logger.js';
+import { Problem } from '../core/errors.ts';
+import type { RoleContext } from '../core/Role.ts';
+import { recordAudit } from '../db/repositories/audit.ts';
+import { streamOfKey } from '../db/repositories/streamKeys.ts';
+import { MEDIA_CODECS } from '../media/codecs.ts';
+import type { Origin } from './Origin.ts';
+import { PublishedStream } from './PublishedStream.ts';
+import { RtmpBridge } from './RtmpBridge.ts';
+
+/**
+ * RTMP ingest on the origin: node-media-server takes `rtmp://host:port/live/{streamKey}`; the key
+ * is looked up (hashed) in the database, and a valid publish is bridged to WebRTC (RtmpBridge) and
+ * placed like a WHIP stream. Only the bridge may play from this RTMP server.
+ *
+ * node-media-server acknowledges a publish before any hook runs and has no asynchronous hook, so
+ * a refused publisher (unknown, revoked or live key) is disconnected right after the key lookup,
+ * within milliseconds; nothing it sent goes anywhere, as nobody but the bridge can play.
+ */
+
+const APP = 'live';
+const KEY = /^sk_[A-Za-z0-9_-]{20,100}$/;
+
+/** node-media-server logs stream paths, which hold stream keys: keep those out of the logs. */
+const redactKeys = (message: string) => message.replace(/\/live\/[^\s/?,]+/g, '/live/[key]').replace(/sk_[A-Za-z0-9_-]+/g, '[key]');
+
+export class RtmpIngest {
+  readonly port: number;
+  readonly #nms: NodeMediaServer;
+  readonly #ctx: RoleContext;
+  readonly #origin: Origin;
+  /** Lets our own bridge play; random per process. */
+  readonly #bridgeToken = randomBytes(18).toString('base64url');
+  /** Bridges by NMS session id, so tests and metrics can find their ffmpeg. */
+  readonly #bridges = new Map<string, RtmpBridge>();
+
+  private constructor(ctx: RoleContext, origin: Origin, port: number) {
+    this.#ctx = ctx;
+    this.#origin = origin;
+    this.port = port;
+    const log = ctx.logger.child({ component: 'rtmp' });
+    nmsLogger.log = (message: string, level = 'info') => {
+      if (level === 'error' || level === 'warn') log[level](redactKeys(message));
+    };
+    for (const level of ['trace', 'debug', 'info', 'warn', 'error'] as const) nmsLogger[level] = (m: string) => nmsLogger.log(m, level);
+    this.#nms = new NodeMediaServer({
+      bind: ctx.config.httpHost,
+      rtmp: { port, chunk_size: 60000, gop_cache: true, ping: 30, ping_timeout: 60 },
+      store: { path: join(ctx.config.dataDir, 'rtmp') },
+    });
+    // Its store would take over SIGTERM (flush, then kill the process again): shutdown is ours.
+    this.#nms.store.options.signals = false;
+    this.#nms.on('prePublish', (session) => this.#onPublish(session));
+    this.#nms.on('prePlay', (session) => this.#onPlay(session));
+  }
+
+  static async start(ctx: RoleContext, origin: Origin, port: number): Promise<RtmpIngest> {
+    // node-media-server exits the process when its port is taken; find out first, and fail start-up
+    // with a clear error instead.
+    const probe = createServer();
+    probe.listen(port, ctx.config.httpHost);
+    await Promise.race([
+      once(probe, 'listening'),
+      once(probe, 'error').then(([error]) => {
+        throw new Error(`RTMP port ${port} is not free: ${(error as Error).message}`);
+      }),
+    ]);
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const ingest = new RtmpIngest(ctx, origin, port);
+    await ingest.#nms.run();
+    ctx.logger.info({ port }, 'rtmp listening');
+    return ingest;
+  }
+
+  /** The ffmpeg pids of the running bridges. */
+  get bridgePids(): number[] {
+    return [...this.#bridges.values()].map((b) => b.pid).filter((pid): pid is number => pid !== undefined);
+  }
+
+  async close(): Promise<void> {
+    for (const bridge of this.#bridges.values()) bridge.close('origin shutting down');
+    await this.#nms.stop();
+  }
+
+  #onPlay(session: NmsSession): void {
+    const local = /^(::ffff:)?127\.0\.0\.1:/.test(session.ip);
+    if (!local || session.streamQuery?.bridge !== this.#bridgeToken) session.close();
+  }
+
+  #onPublish(session: NmsSession): void {
+    // A second publisher on a path that has one: node-media-server refuses it itself, and the
+    // first publisher must not be disturbed.
+    if (session.broadcast?.publisher && session.broadcast.publisher !== session) return;
+    if (session.streamApp !== APP || !KEY.test(session.streamName)) {
+      void this.#refuse(session, 'malformed stream key');
+      return;
+    }
+    void this.#accept(session);
+  }
+
+  async #refuse(session: NmsSession, reason: string, stream?: string): Promise<void> {
+    session.close();
+    this.#ctx.logger.warn({ client: session.ip, stream, reason }, 'rtmp publish refused');
+    await recordAudit(this.#ctx.db.knex, {
+      actor: session.ip,
+      action: 'stream.publish',
+      target: stream,
+      outcome: 'denied',
+      detail: { protocol: 'rtmp', reason },
+    }).catch(() => undefined);
+  }
+
+  async #accept(session: NmsSession): Promise<void> {
+    const ctx = this.#ctx;
+    let name: string | undefined;
+    try {
+      name = await streamOfKey(ctx.db.knex, session.streamName);
+    } catch (error) {
+      ctx.logger.error({ err: error }, 'stream key lookup failed');
+      return this.#refuse(session, 'database unavailable');
+    }
+    if (!name) return this.#refuse(session, 'unknown or revoked stream key');
+    if (this.#origin.stream(name)) return this.#refuse(session, 'stream already live', name);
+    if (session.socket.destroyed) return;
+
+    const router = await ctx.workers.next().createRouter({ mediaCodecs: MEDIA_CODECS, appData: { stream: name } });
+    let bridge: RtmpBridge;
+    try {
+      bridge = await RtmpBridge.start({
+        router,
+        stream: name,
+        input: `rtmp://127.0.0.1:${this.port}/${APP}/${session.streamName}?bridge=${this.#bridgeToken}`,
+        logger: ctx.logger,
+      });
+    } catch (error) {
+      router.close();
+      ctx.logger.error({ err: error, stream: name }, 'rtmp bridge could not start');
+      return this.#refuse(session, `bridge failed: ${(error as Error).message}`, name);
+    }
+    const stream = new PublishedStream(name, router, bridge);
+    stream.producers.push(...bridge.producers);
+    this.#bridges.set(session.id, bridge);
+    bridge.once('closed', () => {
+      this.#bridges.delete(session.id);
+      // The bridge gave up (or the stream was ended from here): drop the RTMP publisher too.
+      if (!session.socket.destroyed) session.close();
+    });
+    session.socket.once('close', () => stream.end('rtmp publisher left'));
+    if (session.socket.destroyed) {
+      stream.end('rtmp publisher left');
+      return;
+    }
+    try {
+      await this.#origin.place(stream);
+    } catch (error) {
+      const reason = error instanceof Problem && error.status === 409 ? 'stream already live' : 'placement failed';
+      if (!(error instanceof Problem)) ctx.logger.error({ err: error, stream: name }, 'rtmp placement failed');
+      return this.#refuse(session, reason, name);
+    }
+  }
+}
