@@ -23,8 +23,6 @@ export type BridgeMode = 'passthrough' | 'transcode';
 
 export interface RtmpBridgeEvents {
   closed: [reason: string];
-  /** ffmpeg died and was started again. */
-  restarted: [pid: number];
 }
 
 export interface RtmpBridgeOptions {
@@ -284,7 +282,6 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
       this.#restartTimer = setTimeout(async () => {
         if (this.#closed) return;
         await this.#spawn();
-        if (this.#child?.pid) this.emit('restarted', this.#child.pid);
       }, RESTART_DELAY_MS);
     });
   }

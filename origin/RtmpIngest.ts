@@ -36,7 +36,7 @@ export class RtmpIngest {
   readonly #origin: Origin;
   /** Lets our own bridge play; random per process. */
   readonly #bridgeToken = randomBytes(18).toString('base64url');
-  /** Bridges by NMS session id, so tests and metrics can find their ffmpeg. */
+  /** Bridges by node-media-server session id, stopped at shutdown. */
   readonly #bridges = new Map<string, RtmpBridge>();
 
   private constructor(ctx: RoleContext, origin: Origin, port: number) {
@@ -75,11 +75,6 @@ export class RtmpIngest {
     await ingest.#nms.run();
     ctx.logger.info({ port }, 'rtmp listening');
     return ingest;
-  }
-
-  /** The ffmpeg pids of the running bridges. */
-  get bridgePids(): number[] {
-    return [...this.#bridges.values()].map((b) => b.pid).filter((pid): pid is number => pid !== undefined);
   }
 
   async close(): Promise<void> {
