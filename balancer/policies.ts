@@ -1,0 +1,183 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Edge (and origin) selection: pure functions over a snapshot of the registry, so that the same
+ * code answers a route request, renders HAProxy weights and runs in the simulator at a million
+ * viewers. A policy only orders the eligible nodes of one region; `rank` decides eligibility and
+ * the order of regions.
+ */
+
+export interface NodeSnapshot {
+  id: string;
+  roles: string[];
+  region: string;
+  lat: number;
+  lon: number;
+  publicUrl: string;
+  capacity: number;
+  viewers: number;
+  cpu: number;
+  draining: boolean;
+  /** Streams this node already serves (edges: relayed; origins: published). */
+  streams: ReadonlySet<string>;
+}
+
+export interface RouteRequest {
+  stream: string;
+  role: 'edge' | 'origin';
+  /** The client's position; a pinned region is nearest by definition. */
+  location: { region?: string; lat?: number; lon?: number };
+}
+
+export interface Thresholds {
+  /** Load above which a node takes no new streams (an edge: no new relay; an origin: no publisher). */
+  streams: number;
+  /** Load above which a node takes no new viewers at all. Higher than `streams`. */
+  viewers: number;
+}
+
+export interface Policy {
+  readonly name: PolicyName;
+  /** Orders the eligible nodes of one region, best first. */
+  order(nodes: NodeSnapshot[], request: RouteRequest): NodeSnapshot[];
+}
+
+export const POLICY_NAMES = ['packing', 'least-used', 'round-robin', 'random', 'stream-affinity'] as const;
+export type PolicyName = (typeof POLICY_NAMES)[number];
+
+/** A node's load, 0..1+: the larger of its viewer share of capacity and its CPU. */
+export function loadOf(node: NodeSnapshot): number {
+  return Math.max(node.viewers / Math.max(node.capacity, 1), node.cpu);
+}
+
+const EARTH_RADIUS_KM = 6371;
+
+export function distanceKm(a: { lat: number; lon: number }, b: { lat: number; lon: number }): number {
+  const rad = Math.PI / 180;
+  const dLat = (b.lat - a.lat) * rad;
+  const dLon = (b.lon - a.lon) * rad;
+  const h = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * rad) * Math.cos(b.lat * rad) * Math.sin(dLon / 2) ** 2;
+  return 2 * EARTH_RADIUS_KM * Math.asin(Math.min(1, Math.sqrt(h)));
+}
+
+/** Fill one node up to the threshold before using the next: fewest nodes busy, others idle. */
+export const packing: Policy = {
+  name: 'packing',
+  order: (nodes) => [...nodes].sort((a, b) => loadOf(b) - loadOf(a) || a.id.localeCompare(b.id)),
+};
+
+export const leastUsed: Policy = {
+  name: 'least-used',
+  order: (nodes) => [...nodes].sort((a, b) => loadOf(a) - loadOf(b) || a.id.localeCompare(b.id)),
+};
+
+export function roundRobin(): Policy {
+  const next = new Map<string, number>();
+  return {
+    name: 'round-robin',
+    order(nodes) {
+      if (nodes.length === 0) return [];
+      const sorted = [...nodes].sort((a, b) => a.id.localeCompare(b.id));
+      const key = sorted[0]!.region;
+      const start = (next.get(key) ?? 0) % sorted.length;
+      next.set(key, start + 1);
+      return [...sorted.slice(start), ...sorted.slice(0, start)];
+    },
+  };
+}
+
+export function random(rng: () => number = Math.random): Policy {
+  return {
+    name: 'random',
+    order(nodes) {
+      const shuffled = [...nodes];
+      for (let i = shuffled.length - 1; i > 0; i--) {
+        const j = Math.floor(rng() * (i + 1));
+        [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+      }
+      return shuffled;
+    },
+  };
+}
+
+/**
+ * How far above the region's average load a node may go before stream-affinity passes it over.
+ * 25 %: the bounded-load consistent hashing of Mirrokni et al. keeps moves rare with ε ≈ 0.25.
+ */
+const AFFINITY_SLACK = 0.25;
+
+function score(stream: string, node: string): number {
+  return createHash('sha1').update(stream).update('\0').update(node).digest().readUInt32BE(0);
+}
+
+/**
+ * Consistent hashing on the stream (rendezvous hashing) with bounded load: a stream's viewers go
+ * to the same few edges, so each edge pulls few streams and origin egress stays low; a node more
+ * than AFFINITY_SLACK above the region's average load is passed over for the next in hash order.
+ */
+export const streamAffinity: Policy = {
+  name: 'stream-affinity',
+  order(nodes, request) {
+    if (nodes.length === 0) return [];
+    const average = nodes.reduce((sum, n) => sum + loadOf(n), 0) / nodes.length;
+    const bound = average * (1 + AFFINITY_SLACK) + 1 / Math.max(...nodes.map((n) => n.capacity));
+    const hashed = [...nodes].sort((a, b) => score(request.stream, b.id) - score(request.stream, a.id) || a.id.localeCompare(b.id));
+    return [...hashed.filter((n) => loadOf(n) <= bound), ...hashed.filter((n) => loadOf(n) > bound)];
+  },
+};
+
+export function createPolicy(name: PolicyName, rng?: () => number): Policy {
+  switch (name) {
+    case 'packing':
+      return packing;
+    case 'least-used':
+      return leastUsed;
+    case 'round-robin':
+      return roundRobin();
+    case 'random':
+      return random(rng);
+    case 'stream-affinity':
+      return streamAffinity;
+  }
+}
+
+export interface Choice {
+  node: NodeSnapshot;
+  /** Distance from the client, when both positions are known. */
+  distanceKm?: number;
+  load: number;
+}
+
+/**
+ * Ranks the nodes that may take this request: the role's live, non-draining nodes under their
+ * threshold, region by region from the nearest (the client's pinned region first, then by
+ * distance to the region's nearest node), each region ordered by the policy. The first choice is
+ * where the request goes; the rest are where it spills when that one is full.
+ */
+export function rank(nodes: readonly NodeSnapshot[], request: RouteRequest, policy: Policy, thresholds: Thresholds): Choice[] {
+  const eligible = nodes.filter((n) => {
+    if (!n.roles.includes(request.role) || n.draining) return false;
+    const opensStream = !n.streams.has(request.stream);
+    return loadOf(n) < (opensStream ? thresholds.streams : thresholds.viewers);
+  });
+  const { location } = request;
+  const hasPosition = location.lat !== undefined && location.lon !== undefined;
+  const distance = (n: NodeSnapshot) => (hasPosition ? distanceKm({ lat: location.lat!, lon: location.lon! }, n) : undefined);
+
+  const regions = new Map<string, NodeSnapshot[]>();
+  for (const n of eligible) regions.set(n.region, [...(regions.get(n.region) ?? []), n]);
+  // A pinned region's position: where its nodes are, for ordering the regions after it.
+  const pinned = location.region ? nodes.filter((n) => n.region === location.region) : [];
+  const anchor = hasPosition
+    ? { lat: location.lat!, lon: location.lon! }
+    : pinned.length > 0
+      ? { lat: pinned.reduce((s, n) => s + n.lat, 0) / pinned.length, lon: pinned.reduce((s, n) => s + n.lon, 0) / pinned.length }
+      : undefined;
+  const regionDistance = (members: NodeSnapshot[]) => (anchor ? Math.min(...members.map((n) => distanceKm(anchor, n))) : 0);
+  const ordered = [...regions.entries()].sort(([ra, a], [rb, b]) => {
+    if (ra === location.region) return -1;
+    if (rb === location.region) return 1;
+    return regionDistance(a) - regionDistance(b) || ra.localeCompare(rb);
+  });
+  return ordered.flatMap(([, members]) => policy.order(members, request).map((node) => ({ node, distanceKm: distance(node), load: loadOf(node) })));
+}
