@@ -5,12 +5,17 @@ import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import { bearerToken, secretsEqual, signStreamToken, STREAM_NAME } from '../core/tokens.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { issueStreamKey, revokeStreamKeys } from '../db/repositories/streamKeys.ts';
-import { getStream } from '../db/repositories/streams.ts';
+import { listNodes } from '../db/repositories/nodes.ts';
+import { listRelayedStreams } from '../db/repositories/relays.ts';
+import { getStream, listStreams } from '../db/repositories/streams.ts';
+import { CORS } from '../core/signalling.ts';
+import { GeoLocator } from './GeoLocator.ts';
+import { createPolicy, rank, type NodeSnapshot, type Policy } from './policies.ts';
 
 /**
- * The balancer role. So far it serves the first piece of the admin API: creating a stream with
- * its RTMP key and tokens, rotating and revoking the key. Edge selection, HAProxy and the rest of
- * the API come with the balancer and API issues.
+ * The balancer role: sends each viewer to the nearest edge with room and each publisher to the
+ * nearest origin (route API, and 307 redirects on WHEP/WHIP as RFC 9725 asks for load
+ * balancing), and serves the admin API (so far: streams and their RTMP keys).
  */
 
 const createStream = z.object({ name: z.string().regex(STREAM_NAME, 'stream names are 1 to 64 letters, digits, "_" or "-"') }).strict();
@@ -21,13 +26,56 @@ const PUBLISH_TOKEN_TTL_S = 24 * 3600;
 /** What the balancer needs: no media. */
 export type BalancerContext = Pick<RoleContext, 'config' | 'logger' | 'metrics' | 'db' | 'clusterSecret'>;
 
+/**
+ * How old the balancer's copy of the registry may be. Heartbeats come every 2 s; reading the
+ * registry at most once a second keeps the database out of the per-request path at any rate.
+ */
+const SNAPSHOT_TTL_MS = 1000;
+
 export class Balancer implements Role {
   readonly router: Router;
   readonly #ctx: BalancerContext;
+  readonly #policy: Policy;
+  #geo: GeoLocator | undefined;
+  #snapshot: { at: number; nodes: Promise<NodeSnapshot[]> } | undefined;
 
   constructor(ctx: BalancerContext) {
     this.#ctx = ctx;
+    this.#policy = createPolicy(ctx.config.policy);
     this.router = express.Router();
+    this.router.get('/v1/route', async (req, res) => {
+      const role = req.query.role === 'origin' ? 'origin' : req.query.role === undefined || req.query.role === 'edge' ? 'edge' : undefined;
+      if (!role) throw new Problem(400, 'Invalid Request', 'role must be edge or origin');
+      const stream = String(req.query.stream ?? '');
+      if (!STREAM_NAME.test(stream)) throw new Problem(400, 'Invalid Stream Name', 'stream names are 1 to 64 letters, digits, "_" or "-"');
+      const { client, location, choices } = await this.route(req, stream, role);
+      res.json({
+        stream,
+        role,
+        policy: this.#policy.name,
+        client: { address: client, location },
+        choices: choices.map((c) => ({ node: c.node.id, region: c.node.region, url: c.node.publicUrl, load: Number(c.load.toFixed(3)), distanceKm: c.distanceKm === undefined ? null : Math.round(c.distanceKm) })),
+      });
+    });
+    for (const [kind, role] of [['whep', 'edge'], ['whip', 'origin']] as const) {
+      this.router.options(`/${kind}/:stream`, (_req, res) => {
+        res.set(CORS).set('Accept-Post', 'application/sdp').status(204).end();
+      });
+      // 307, never 301/302 (RFC 9725 §4.5): the client repeats the POST, body and all, at the node.
+      this.router.post(`/${kind}/:stream`, async (req, res, next) => {
+        const stream = String(req.params.stream);
+        if (!STREAM_NAME.test(stream)) return next();
+        const { choices } = await this.route(req, stream, role);
+        const chosen = choices[0];
+        if (!chosen) {
+          throw new Problem(503, 'No Capacity', `no ${role} can take ${kind === 'whep' ? 'a viewer' : 'a publisher'} right now`, { headers: { 'Retry-After': '5' } });
+        }
+        // This process is the chosen node (`relaycast all`): serve the request here.
+        if (chosen.node.id === ctx.config.nodeId) return next();
+        const query = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?')) : '';
+        res.set(CORS).redirect(307, `${chosen.node.publicUrl}/${kind}/${stream}${query}`);
+      });
+    }
     const api = express.Router();
     api.use(express.json({ limit: '16kb' }));
     api.use((req, _res, next) => {
@@ -56,6 +104,60 @@ export class Balancer implements Role {
       res.status(204).end();
     });
     this.router.use('/api/v1', api);
+  }
+
+  async start(): Promise<void> {
+    const { config } = this.#ctx;
+    this.#geo = await GeoLocator.open({
+      databases: config.geoDatabase?.split(','),
+      pins: config.geoPins,
+      trustedProxies: config.trustedProxies,
+      defaultRegion: config.defaultRegion,
+    });
+  }
+
+  /** Where a request for `stream` should go: ranked choices for the client of `req`. */
+  async route(req: Request, stream: string, role: 'edge' | 'origin') {
+    const client = this.#geo!.clientAddress(req.socket.remoteAddress ?? '', req.get('x-forwarded-for'));
+    const location = this.#geo!.locate(client);
+    const thresholds = { streams: this.#ctx.config.streamThreshold, viewers: this.#ctx.config.viewerThreshold };
+    const choices = rank(await this.#nodes(), { stream, role, location }, this.#policy, thresholds);
+    return { client, location, choices };
+  }
+
+  /** The registry as the policies see it, read at most once per SNAPSHOT_TTL_MS. */
+  #nodes(): Promise<NodeSnapshot[]> {
+    const now = Date.now();
+    if (!this.#snapshot || now - this.#snapshot.at > SNAPSHOT_TTL_MS) {
+      const nodes = this.#readSnapshot();
+      this.#snapshot = { at: now, nodes };
+      nodes.catch(() => {
+        if (this.#snapshot?.nodes === nodes) this.#snapshot = undefined;
+      });
+    }
+    return this.#snapshot.nodes;
+  }
+
+  async #readSnapshot(): Promise<NodeSnapshot[]> {
+    const { knex } = this.#ctx.db;
+    const [nodes, relayed, live] = await Promise.all([listNodes(knex, { state: 'up' }), listRelayedStreams(knex), listStreams(knex, { state: 'live' })]);
+    const streams = new Map<string, Set<string>>();
+    const add = (node: string, stream: string) => streams.set(node, (streams.get(node) ?? new Set()).add(stream));
+    for (const r of relayed) add(r.nodeId, r.stream);
+    for (const s of live) if (s.originNodeId) add(s.originNodeId, s.name);
+    return nodes.map((n) => ({
+      id: n.id,
+      roles: n.roles,
+      region: n.region,
+      lat: n.lat,
+      lon: n.lon,
+      publicUrl: n.publicUrl,
+      capacity: n.capacity,
+      viewers: n.viewers,
+      cpu: n.cpu,
+      draining: n.draining,
+      streams: streams.get(n.id) ?? new Set(),
+    }));
   }
 
   async load(): Promise<RoleLoad> {

@@ -82,6 +82,8 @@ export class ClusterNode {
       'starting relaycast',
     );
     const base = { config, logger: this.logger, metrics: this.metrics, db: this.db, clusterSecret: clusterSecret(config, this.logger) };
+    // The balancer first: its WHIP/WHEP redirects see a request before this process's own roles.
+    if (config.roles.includes('balancer')) this.#roles.push(new Balancer(base));
     if (config.roles.includes('origin') || config.roles.includes('edge')) {
       this.#workers = await WorkerPool.create({
         count: config.workers,
@@ -97,7 +99,6 @@ export class ClusterNode {
       if (config.roles.includes('origin')) this.#roles.push((this.#origin = new Origin(ctx)));
       if (config.roles.includes('edge')) this.#roles.push((this.#edge = new Edge(ctx)));
     }
-    if (config.roles.includes('balancer')) this.#roles.push(new Balancer(base));
     for (const role of this.#roles) await role.start?.();
     this.#mountRoutes();
     this.#server = this.app.listen(config.httpPort, config.httpHost);

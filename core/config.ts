@@ -53,6 +53,13 @@ const schema = z.object({
     .string()
     .regex(/^((stuns?|turns?):[^,\s]+)(,(stuns?|turns?):[^,\s]+)*$/, 'comma-separated stun:/turn: URLs')
     .optional(),
+  policy: z.enum(['packing', 'least-used', 'round-robin', 'random', 'stream-affinity']).default('stream-affinity'),
+  streamThreshold: z.coerce.number().gt(0).max(1).default(0.8),
+  viewerThreshold: z.coerce.number().gt(0).max(1.5).default(0.95),
+  geoDatabase: z.string().min(1).optional(),
+  geoPins: z.string().min(1).optional(),
+  trustedProxies: z.string().min(1).optional(),
+  defaultRegion: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lower-case letters, digits and -, at most 32').optional(),
   heartbeatMs: z.coerce.number().int().min(100).max(60_000).default(2000),
   nodeTtlMs: z.coerce.number().int().min(300).max(600_000).default(10_000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -60,7 +67,8 @@ const schema = z.object({
 
 type Parsed = z.infer<typeof schema>;
 
-export interface Config extends Omit<Parsed, 'nodeId' | 'publicUrl' | 'capacity'> {
+export interface Config extends Omit<Parsed, 'nodeId' | 'publicUrl' | 'capacity' | 'defaultRegion'> {
+  defaultRegion: string;
   roles: Role[];
   nodeId: string;
   publicUrl: string;
@@ -99,6 +107,13 @@ const descriptions: Record<ConfigKey, string> = {
   capacity: 'viewers this node serves at full load (default: 500 per worker)',
   relayLingerMs: 'how long an edge keeps a stream\'s relay after its last viewer left',
   iceServers: 'STUN/TURN servers offered to clients, e.g. stun:stun.example.com,turn:user:pass@turn.example.com:3478',
+  policy: 'balancer edge selection policy: packing, least-used, round-robin, random, stream-affinity',
+  streamThreshold: 'load (0..1) above which a node takes no new streams',
+  viewerThreshold: 'load above which a node takes no new viewers (higher than streamThreshold)',
+  geoDatabase: 'GeoIP2/GeoLite2 City .mmdb files, comma-separated (default: bundled DB-IP City Lite)',
+  geoPins: 'CIDRs pinned to a region or position: 10.0.0.0/8=eu-west,192.0.2.0/24=48.8:2.3',
+  trustedProxies: 'addresses/CIDRs whose X-Forwarded-For the balancer believes, comma-separated',
+  defaultRegion: 'region for clients the geo lookup cannot place (default: this node\'s region)',
   heartbeatMs: 'how often the node reports its load to the registry',
   nodeTtlMs: 'a node whose last heartbeat is older than this is dead',
   logLevel: 'pino log level',
@@ -183,6 +198,9 @@ export function loadConfig(sources: ConfigSources): Config {
   if (parsed.rtcMinPort > parsed.rtcMaxPort) {
     throw new ConfigError('rtcMinPort', `must not be above rtcMaxPort (${parsed.rtcMaxPort})`);
   }
+  if (parsed.streamThreshold > parsed.viewerThreshold) {
+    throw new ConfigError('streamThreshold', `must not be above viewerThreshold (${parsed.viewerThreshold})`);
+  }
   if (parsed.heartbeatMs * 2 > parsed.nodeTtlMs) {
     throw new ConfigError('nodeTtlMs', `must be at least twice heartbeatMs (${parsed.heartbeatMs}), or live nodes look dead`);
   }
@@ -194,6 +212,7 @@ export function loadConfig(sources: ConfigSources): Config {
     publicUrl: (parsed.publicUrl ?? `http://127.0.0.1:${parsed.httpPort}`).replace(/\/+$/, ''),
     // ~500 consumers per mediasoup worker is mediasoup's own rough figure.
     capacity: parsed.capacity ?? 500 * parsed.workers,
+    defaultRegion: parsed.defaultRegion ?? parsed.region,
     version: VERSION,
   };
 }

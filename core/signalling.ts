@@ -36,7 +36,7 @@ export interface SignallingOptions {
  */
 const MAX_BODY = '64kb';
 
-const CORS = {
+export const CORS = {
   'Access-Control-Allow-Origin': '*',
   'Access-Control-Allow-Methods': 'POST, PATCH, DELETE, OPTIONS',
   'Access-Control-Allow-Headers': 'Authorization, Content-Type, If-Match',

@@ -70,3 +70,11 @@ export async function listRelays(db: Knex, filter: { edgeNodeId?: string } = {})
   const rows: RelayRow[] = await query;
   return rows.map(toRecord);
 }
+
+/** Which streams each edge relays, for the balancer's snapshot. */
+export async function listRelayedStreams(db: Knex): Promise<Array<{ nodeId: string; stream: string }>> {
+  const rows: Array<{ node_id: string; name: string }> = await db('relays')
+    .join('streams', 'streams.id', 'relays.stream_id')
+    .select('relays.edge_node_id as node_id', 'streams.name');
+  return rows.map((r) => ({ nodeId: r.node_id, stream: r.name }));
+}
