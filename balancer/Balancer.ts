@@ -5,7 +5,7 @@ import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import { bearerToken, secretsEqual, signStreamToken, STREAM_NAME } from '../core/tokens.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { issueStreamKey, revokeStreamKeys } from '../db/repositories/streamKeys.ts';
-import { listNodes } from '../db/repositories/nodes.ts';
+import { listNodes, setNodeDraining } from '../db/repositories/nodes.ts';
 import { listRelayedStreams } from '../db/repositories/relays.ts';
 import { getStream, listStreams } from '../db/repositories/streams.ts';
 import { CORS } from '../core/signalling.ts';
@@ -103,6 +103,15 @@ export class Balancer implements Role {
       await recordAudit(ctx.db.knex, { actor: 'admin', action: 'stream.key.revoke', target: name, detail: { revoked } });
       res.status(204).end();
     });
+    for (const [action, draining] of [['drain', true], ['undrain', false]] as const) {
+      api.post(`/nodes/:id/${action}`, async (req, res) => {
+        const id = String(req.params.id);
+        if (!(await setNodeDraining(ctx.db.knex, id, draining))) throw new Problem(404, 'Not Found', `no node ${id}`);
+        await recordAudit(ctx.db.knex, { actor: 'admin', action: `node.${action}`, target: id });
+        this.#snapshot = undefined;
+        res.json({ id, draining });
+      });
+    }
     this.router.use('/api/v1', api);
   }
 

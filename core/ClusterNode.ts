@@ -151,7 +151,7 @@ export class ClusterNode {
   }
 
   async #load(): Promise<NodeLoad> {
-    return { ...(await this.#roleLoad()), cpu: this.#cpu.read(), draining: false };
+    return { ...(await this.#roleLoad()), cpu: this.#cpu.read() };
   }
 
   /** The roles' load summed; the metrics gauges are set from it, so heartbeat and /metrics agree. */

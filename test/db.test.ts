@@ -41,7 +41,7 @@ for (const backend of BACKENDS) {
       const { db } = handle;
       await db.migrate();
       const info = { roles: ['origin'], region: 'eu', lat: 0, lon: 0, publicUrl: 'http://o', announcedIp: '127.0.0.1', version: 't', capacity: 10 };
-      const load = { viewers: 0, streams: 0, bitrateOut: 0, cpu: 0, draining: false };
+      const load = { viewers: 0, streams: 0, bitrateOut: 0, cpu: 0 };
       await upsertNode(db.knex, { id: 'o1', ...info }, load);
       await upsertNode(db.knex, { id: 'o2', ...info }, load);
       const placement = { name: 'show', ingestProtocol: 'whip', codecs: { video: 'VP8' } };

@@ -10,7 +10,7 @@ import { BACKENDS } from './helpers/backends.ts';
 import { waitFor } from './helpers/processes.ts';
 
 const logger = pino({ level: 'silent' });
-const LOAD = { viewers: 3, streams: 1, bitrateOut: 1_500_000, cpu: 0.25, draining: false };
+const LOAD = { viewers: 3, streams: 1, bitrateOut: 1_500_000, cpu: 0.25 };
 // Short enough to keep the suite quick; the TTL leaves room for two missed beats.
 const HEARTBEAT_MS = 100;
 const TTL_MS = 500;

@@ -23,11 +23,12 @@ export interface NodeLoad {
   bitrateOut: number;
   /** Share of one machine's CPU, 0..1. */
   cpu: number;
-  draining: boolean;
 }
 
 export interface NodeRecord extends NodeInfo, NodeLoad {
   state: NodeState;
+  /** Set by an operator: no new viewers or streams; kept across restarts until undrained. */
+  draining: boolean;
   startedAt: Date;
   heartbeatAt: Date;
   endedAt: Date | null;
@@ -83,7 +84,6 @@ function loadColumns(load: NodeLoad) {
     streams: load.streams,
     bitrate_out: Math.round(load.bitrateOut),
     cpu: load.cpu,
-    draining: load.draining,
   };
 }
 
@@ -106,6 +106,11 @@ export async function upsertNode(db: Knex, info: NodeInfo, load: NodeLoad): Prom
     ended_at: null,
   };
   await db('nodes').insert(row).onConflict('id').merge();
+}
+
+/** Drains a node (or ends the drain); false when there is no such node. */
+export async function setNodeDraining(db: Knex, id: string, draining: boolean): Promise<boolean> {
+  return (await db('nodes').where({ id }).update({ draining })) === 1;
 }
 
 /** Records a heartbeat; false when the row is no longer up (another node declared it dead). */
