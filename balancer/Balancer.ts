@@ -166,6 +166,7 @@ export class Balancer implements Role {
       cpu: n.cpu,
       draining: n.draining,
       streams: streams.get(n.id) ?? new Set(),
+      agentPort: n.agentPort,
     }));
   }
 

@@ -61,6 +61,11 @@ function inRange(address: ipaddr.IPv4 | ipaddr.IPv6, range: [ipaddr.IPv4 | ipadd
   return address.kind() === range[0].kind() && address.match(range as [ipaddr.IPv4, number]);
 }
 
+/** The pins as CIDR text, for the HAProxy geo map. */
+export function pinsForMap(text: string | undefined): Array<{ cidr: string; region?: string; lat?: number; lon?: number }> {
+  return parsePins(text).map(({ range, region, lat, lon }) => ({ cidr: `${range[0].toString()}/${range[1]}`, region, lat, lon }));
+}
+
 export function parsePins(text: string | undefined): Pin[] {
   if (!text) return [];
   return text.split(',').map((entry) => {

@@ -20,6 +20,8 @@ export interface NodeSnapshot {
   draining: boolean;
   /** Streams this node already serves (edges: relayed; origins: published). */
   streams: ReadonlySet<string>;
+  /** HAProxy agent-check port, when the node serves one. */
+  agentPort?: number | null;
 }
 
 export interface RouteRequest {

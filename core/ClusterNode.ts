@@ -16,6 +16,7 @@ import { WorkerPool } from '../media/WorkerPool.ts';
 import { Edge } from '../edge/Edge.ts';
 import { Origin } from '../origin/Origin.ts';
 import { Balancer } from '../balancer/Balancer.ts';
+import { AgentCheck } from '../edge/AgentCheck.ts';
 
 /**
  * How long start-up waits between attempts to reach and migrate the database. The process stays
@@ -45,6 +46,9 @@ export class ClusterNode {
   #origin: Origin | undefined;
   #edge: Edge | undefined;
   #roles: Role[] = [];
+  #agent: AgentCheck | undefined;
+  /** The roles' load as of the last heartbeat or scrape, for the agent-check. */
+  #lastLoad: RoleLoad = { viewers: 0, streams: 0, bitrateOut: 0 };
   #server: Server | undefined;
   #stopping = false;
   #databaseReady = false;
@@ -100,6 +104,13 @@ export class ClusterNode {
       if (config.roles.includes('edge')) this.#roles.push((this.#edge = new Edge(ctx)));
     }
     for (const role of this.#roles) await role.start?.();
+    if (config.agentPort > 0 && this.#edge) {
+      this.#agent = await AgentCheck.start(config.agentPort, config.httpHost, () => ({
+        load: Math.max(this.#lastLoad.viewers / config.capacity, this.#lastCpu),
+        viewerThreshold: config.viewerThreshold,
+        draining: this.#registry?.draining ?? false,
+      }));
+    }
     this.#mountRoutes();
     this.#server = this.app.listen(config.httpPort, config.httpHost);
     await once(this.#server, 'listening');
@@ -118,6 +129,7 @@ export class ClusterNode {
         announcedIp: config.announcedIp,
         version: config.version,
         capacity: config.capacity,
+        agentPort: this.#agent?.port ?? null,
       },
       load: () => this.#load(),
       heartbeatMs: config.heartbeatMs,
@@ -145,13 +157,17 @@ export class ClusterNode {
       await closed;
       clearTimeout(timer);
     }
+    await this.#agent?.close();
     await this.#workers?.close();
     await this.db.close();
     this.logger.info('stopped');
   }
 
+  #lastCpu = 0;
+
   async #load(): Promise<NodeLoad> {
-    return { ...(await this.#roleLoad()), cpu: this.#cpu.read() };
+    this.#lastCpu = this.#cpu.read();
+    return { ...(await this.#roleLoad()), cpu: this.#lastCpu };
   }
 
   /** The roles' load summed; the metrics gauges are set from it, so heartbeat and /metrics agree. */
@@ -166,6 +182,7 @@ export class ClusterNode {
     this.metrics.viewers.set(total.viewers);
     this.metrics.streams.set(total.streams);
     this.metrics.egress.set(total.bitrateOut / 8);
+    this.#lastLoad = total;
     return total;
   }
 

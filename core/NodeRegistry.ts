@@ -40,6 +40,7 @@ export class NodeRegistry {
   readonly #logger: Logger;
   readonly #metrics?: Metrics;
   #registered = false;
+  #draining = false;
   #databaseUp: boolean | undefined;
   #timer: NodeJS.Timeout | undefined;
   #tick: Promise<void> | undefined;
@@ -65,6 +66,11 @@ export class NodeRegistry {
   /** Whether this node has a row in the registry (its first heartbeat went through). */
   get registered(): boolean {
     return this.#registered;
+  }
+
+  /** Whether an operator has this node draining, as of the last heartbeat. */
+  get draining(): boolean {
+    return this.#draining;
   }
 
   /** Whether the last round trip to the database succeeded. */
@@ -132,7 +138,9 @@ export class NodeRegistry {
   async #beat(): Promise<void> {
     try {
       const load = await this.#load();
-      if (!this.#registered || !(await heartbeatNode(this.#knex, this.#info.id, load))) {
+      const beat = this.#registered ? await heartbeatNode(this.#knex, this.#info.id, load) : undefined;
+      if (beat) this.#draining = beat.draining;
+      if (!beat) {
         if (this.#registered) this.#logger.warn('this node had been declared dead; registering again');
         await upsertNode(this.#knex, this.#info, load);
         // A process starting under an id that crashed before holds none of the old one's streams.

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import * as initial from './001_initial.ts';
+import * as agentPort from './002_agent_port.ts';
 
 /**
  * Migrations are listed here rather than found on disk, so they load the same way under tsx, in a
@@ -7,6 +8,7 @@ import * as initial from './001_initial.ts';
  */
 const MIGRATIONS: Record<string, Knex.Migration> = {
   '001_initial': initial,
+  '002_agent_port': agentPort,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -14,6 +14,8 @@ export interface NodeInfo {
   announcedIp: string;
   version: string;
   capacity: number;
+  /** HAProxy agent-check port (edges), or null. */
+  agentPort: number | null;
 }
 
 export interface NodeLoad {
@@ -53,6 +55,7 @@ interface NodeRow {
   started_at: Date;
   heartbeat_at: Date;
   ended_at: Date | null;
+  agent_port: number | null;
 }
 
 function toRecord(row: NodeRow): NodeRecord {
@@ -67,6 +70,7 @@ function toRecord(row: NodeRow): NodeRecord {
     version: row.version,
     state: row.state,
     capacity: row.capacity,
+    agentPort: row.agent_port,
     viewers: row.viewers,
     streams: row.streams,
     bitrateOut: Number(row.bitrate_out),
@@ -99,6 +103,7 @@ export async function upsertNode(db: Knex, info: NodeInfo, load: NodeLoad): Prom
     announced_ip: info.announcedIp,
     version: info.version,
     capacity: info.capacity,
+    agent_port: info.agentPort,
     ...loadColumns(load),
     state: 'up',
     started_at: db.fn.now(),
@@ -113,12 +118,16 @@ export async function setNodeDraining(db: Knex, id: string, draining: boolean): 
   return (await db('nodes').where({ id }).update({ draining })) === 1;
 }
 
-/** Records a heartbeat; false when the row is no longer up (another node declared it dead). */
-export async function heartbeatNode(db: Knex, id: string, load: NodeLoad): Promise<boolean> {
-  const updated = await db('nodes')
+/**
+ * Records a heartbeat and returns whether an operator has the node draining; undefined when the
+ * row is no longer up (another node declared it dead).
+ */
+export async function heartbeatNode(db: Knex, id: string, load: NodeLoad): Promise<{ draining: boolean } | undefined> {
+  const [row] = (await db('nodes')
     .where({ id, state: 'up' })
-    .update({ ...loadColumns(load), heartbeat_at: db.fn.now() });
-  return updated === 1;
+    .update({ ...loadColumns(load), heartbeat_at: db.fn.now() })
+    .returning('draining')) as Array<{ draining: boolean }>;
+  return row ? { draining: row.draining } : undefined;
 }
 
 /**
