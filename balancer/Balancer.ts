@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import express, { type Request, type Router } from 'express';
 import { z } from 'zod';
 import { Problem } from '../core/errors.ts';
@@ -9,7 +10,8 @@ import { listNodes, setNodeDraining } from '../db/repositories/nodes.ts';
 import { listRelayedStreams } from '../db/repositories/relays.ts';
 import { getStream, listStreams } from '../db/repositories/streams.ts';
 import { CORS } from '../core/signalling.ts';
-import { GeoLocator } from './GeoLocator.ts';
+import { GeoLocator, pinsForMap } from './GeoLocator.ts';
+import { HaproxyController } from './HaproxyController.ts';
 import { createPolicy, rank, type NodeSnapshot, type Policy } from './policies.ts';
 
 /**
@@ -37,6 +39,7 @@ export class Balancer implements Role {
   readonly #ctx: BalancerContext;
   readonly #policy: Policy;
   #geo: GeoLocator | undefined;
+  #haproxy: HaproxyController | undefined;
   #snapshot: { at: number; nodes: Promise<NodeSnapshot[]> } | undefined;
 
   constructor(ctx: BalancerContext) {
@@ -112,6 +115,12 @@ export class Balancer implements Role {
         res.json({ id, draining });
       });
     }
+    api.post('/haproxy/reload', async (_req, res) => {
+      if (!this.#haproxy) throw new Problem(409, 'No HAProxy', 'this balancer does not run HAProxy (set --haproxy-bin)');
+      await this.#haproxy.refresh(true);
+      await recordAudit(ctx.db.knex, { actor: 'admin', action: 'haproxy.reload' });
+      res.status(204).end();
+    });
     this.router.use('/api/v1', api);
   }
 
@@ -123,6 +132,18 @@ export class Balancer implements Role {
       trustedProxies: config.trustedProxies,
       defaultRegion: config.defaultRegion,
     });
+    if (config.haproxyBin) {
+      const self = config.httpHost === '0.0.0.0' || config.httpHost === '::' ? '127.0.0.1' : config.httpHost;
+      this.#haproxy = await HaproxyController.start({
+        bin: config.haproxyBin,
+        dir: config.haproxyDir ?? join(config.dataDir, 'haproxy'),
+        layout: { nodeId: config.nodeId, bind: config.haproxyBind, balancer: `${self}:${config.httpPort}`, defaultRegion: config.defaultRegion },
+        pins: pinsForMap(config.geoPins),
+        logger: this.#ctx.logger,
+        metrics: this.#ctx.metrics,
+        nodes: () => this.#nodes(),
+      });
+    }
   }
 
   /** Where a request for `stream` should go: ranked choices for the client of `req`. */
@@ -174,7 +195,9 @@ export class Balancer implements Role {
     return { viewers: 0, streams: 0, bitrateOut: 0 };
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.#haproxy?.stop();
+  }
 
   #existingName(req: Request): string {
     const name = String(req.params.name);

@@ -14,6 +14,13 @@ const template = (name: string) =>
 const CFG = template('haproxy.cfg.hbs');
 const MAP = template('geo.map.hbs');
 
+/**
+ * Connections HAProxy accepts at once. Each takes two file descriptors (client and server side),
+ * and HAProxy refuses to start if it cannot raise its limit that far: 4,000 fits the common
+ * default of 20,000 with room to spare. Signalling connections are short; raise it with the limit.
+ */
+const DEFAULT_MAXCONN = 4000;
+
 export interface GeoPin {
   cidr: string;
   region?: string;
@@ -27,6 +34,8 @@ export interface HaproxyLayout {
   bind: string;
   mapPath: string;
   runtimeSocket: string;
+  /** Where server states are saved before a reload. */
+  serverStateFile: string;
   /** host:port of the balancer itself, for the API and the route API. */
   balancer: string;
   defaultRegion: string;
@@ -81,7 +90,7 @@ export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly Geo
     .filter((e): e is { cidr: string; region: string } => e.region !== undefined);
   const defaultRegion = byRegion.has(layout.defaultRegion) ? layout.defaultRegion : names[0] ?? layout.defaultRegion;
   return {
-    cfg: CFG({ ...layout, maxconn: layout.maxconn ?? 20000, defaultRegion, regions }),
+    cfg: CFG({ ...layout, maxconn: layout.maxconn ?? DEFAULT_MAXCONN, defaultRegion, regions }),
     map: MAP({ entries }),
     regions: names,
   };

@@ -40,7 +40,7 @@ export class ClusterNode {
   readonly metrics: Metrics;
   readonly db: Database;
   readonly app: Express;
-  readonly #cpu = new CpuMeter();
+  readonly #cpu: CpuMeter;
   #registry: NodeRegistry | undefined;
   #workers: WorkerPool | undefined;
   #origin: Origin | undefined;
@@ -55,6 +55,7 @@ export class ClusterNode {
 
   constructor(config: Config, logger: Logger) {
     this.config = config;
+    this.#cpu = new CpuMeter(async () => (this.#workers ? this.#workers.cpuMs() : 0), config.workers);
     this.logger = logger;
     this.metrics = new Metrics({ node: config.nodeId });
     this.db = Database.open({ url: config.databaseUrl, pgliteDir: Database.pgliteDirIn(config.dataDir), logger });
@@ -166,7 +167,7 @@ export class ClusterNode {
   #lastCpu = 0;
 
   async #load(): Promise<NodeLoad> {
-    this.#lastCpu = this.#cpu.read();
+    this.#lastCpu = await this.#cpu.read();
     return { ...(await this.#roleLoad()), cpu: this.#lastCpu };
   }
 
@@ -203,6 +204,11 @@ export class ClusterNode {
 
   #mountRoutes(): void {
     const { app, config } = this;
+    // Which node answered: for operators behind HAProxy, and for the tests that check routing.
+    app.use((_req, res, next) => {
+      res.set('X-Relaycast-Node', config.nodeId);
+      next();
+    });
     const health = () => ({
       node: config.nodeId,
       roles: config.roles,

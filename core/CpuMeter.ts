@@ -1,30 +1,32 @@
-import { cpus } from 'node:os';
-
 /**
- * The machine's CPU use between two readings, 0..1 over all cores. The machine's, not the
- * process's: mediasoup workers are child processes, and a balancer cares whether the box is busy.
+ * The node's own CPU use between two readings, 0..1 of the cores it may use: this process plus
+ * its mediasoup workers (child processes, so the process's own figures miss them), over the
+ * number of workers. Its own, not the machine's: a balancer must not take an edge for full
+ * because a neighbour on the same machine is busy, and on a dedicated machine the two agree.
  */
 export class CpuMeter {
-  #last = CpuMeter.#sample();
+  readonly #workersCpuMs: () => Promise<number>;
+  readonly #cores: number;
+  #last: { at: number; cpuMs: number } | undefined;
 
-  static #sample(): { idle: number; total: number } {
-    let idle = 0;
-    let total = 0;
-    for (const cpu of cpus()) {
-      const t = cpu.times;
-      idle += t.idle;
-      total += t.user + t.nice + t.sys + t.idle + t.irq;
-    }
-    return { idle, total };
+  /** `workersCpuMs` sums the workers' user + system CPU time so far, in ms; `cores` is the share's denominator. */
+  constructor(workersCpuMs: () => Promise<number>, cores: number) {
+    this.#workersCpuMs = workersCpuMs;
+    this.#cores = Math.max(1, cores);
   }
 
-  /** Use since the previous call (or since construction). */
-  read(): number {
-    const now = CpuMeter.#sample();
-    const total = now.total - this.#last.total;
-    const idle = now.idle - this.#last.idle;
+  async #sample(): Promise<{ at: number; cpuMs: number }> {
+    const own = process.cpuUsage();
+    const workers = await this.#workersCpuMs().catch(() => 0);
+    return { at: performance.now(), cpuMs: (own.user + own.system) / 1000 + workers };
+  }
+
+  /** Use since the previous call (0 on the first). */
+  async read(): Promise<number> {
+    const now = await this.#sample();
+    const last = this.#last;
     this.#last = now;
-    if (total <= 0) return 0;
-    return Math.min(1, Math.max(0, 1 - idle / total));
+    if (!last || now.at <= last.at) return 0;
+    return Math.min(1, Math.max(0, (now.cpuMs - last.cpuMs) / (now.at - last.at) / this.#cores));
   }
 }

@@ -36,6 +36,16 @@ export class Metrics {
     help: '1 when the last registry round trip to the database succeeded',
     registers: [this.registry],
   });
+  readonly haproxyReloads = new Counter({
+    name: 'relaycast_haproxy_reloads_total',
+    help: 'Hitless HAProxy reloads after the balancer re-rendered its config',
+    registers: [this.registry],
+  });
+  readonly haproxyRejected = new Counter({
+    name: 'relaycast_haproxy_configs_rejected_total',
+    help: 'Rendered HAProxy configs that failed haproxy -c and were not loaded',
+    registers: [this.registry],
+  });
   readonly mediaWorkers = new Gauge({
     name: 'relaycast_media_workers',
     help: 'Running mediasoup workers',

@@ -84,6 +84,12 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     return this.#workers.filter((w): w is Worker => w !== undefined);
   }
 
+  /** User + system CPU time the running workers have used so far, in ms. */
+  async cpuMs(): Promise<number> {
+    const usages = await Promise.all(this.workers.map((w) => w.getResourceUsage().catch(() => undefined)));
+    return usages.reduce((sum, u) => sum + (u ? u.ru_utime + u.ru_stime : 0), 0);
+  }
+
   /** The next running worker, round robin. */
   next(): Worker {
     for (let tried = 0; tried < this.#workers.length; tried++) {

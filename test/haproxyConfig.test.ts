@@ -15,7 +15,7 @@ function edge(id: string, region: string, lat: number, lon: number, port: number
 
 describe('HAProxy config rendering', () => {
   const dir = mkdtempSync(join(tmpdir(), 'relaycast-haproxy-'));
-  const layout = { nodeId: 'b1', bind: '127.0.0.1:18080', mapPath: join(dir, 'geo.map'), runtimeSocket: join(dir, 'runtime.sock'), balancer: '127.0.0.1:8080', defaultRegion: 'eu-west' };
+  const layout = { nodeId: 'b1', bind: '127.0.0.1:18080', mapPath: join(dir, 'geo.map'), runtimeSocket: join(dir, 'runtime.sock'), serverStateFile: join(dir, 'state'), balancer: '127.0.0.1:8080', defaultRegion: 'eu-west' };
   const nodes = [edge('e1', 'eu-west', 48.8, 2.3, 9001), edge('e2', 'eu-west', 48.9, 2.4, 9003), edge('u1', 'us-east', 38.9, -77, 9005), edge('j1', 'ap-east', 35.7, 139.7, 9007)];
 
   it('renders a backend per region with the next-nearest region as backup, and a geo map', () => {
