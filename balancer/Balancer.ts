@@ -34,6 +34,9 @@ export type BalancerContext = Pick<RoleContext, 'config' | 'logger' | 'metrics' 
  */
 const SNAPSHOT_TTL_MS = 1000;
 
+/** How many ranked choices the route API returns: the pick and a few to spill to. */
+const ROUTE_CHOICES = 10;
+
 export class Balancer implements Role {
   readonly router: Router;
   readonly #ctx: BalancerContext;
@@ -68,7 +71,7 @@ export class Balancer implements Role {
       this.router.post(`/${kind}/:stream`, async (req, res, next) => {
         const stream = String(req.params.stream);
         if (!STREAM_NAME.test(stream)) return next();
-        const { choices } = await this.route(req, stream, role);
+        const { choices } = await this.route(req, stream, role, 1);
         const chosen = choices[0];
         if (!chosen) {
           throw new Problem(503, 'No Capacity', `no ${role} can take ${kind === 'whep' ? 'a viewer' : 'a publisher'} right now`, { headers: { 'Retry-After': '5' } });
@@ -147,11 +150,11 @@ export class Balancer implements Role {
   }
 
   /** Where a request for `stream` should go: ranked choices for the client of `req`. */
-  async route(req: Request, stream: string, role: 'edge' | 'origin') {
+  async route(req: Request, stream: string, role: 'edge' | 'origin', limit = ROUTE_CHOICES) {
     const client = this.#geo!.clientAddress(req.socket.remoteAddress ?? '', req.get('x-forwarded-for'));
     const location = this.#geo!.locate(client);
     const thresholds = { streams: this.#ctx.config.streamThreshold, viewers: this.#ctx.config.viewerThreshold };
-    const choices = rank(await this.#nodes(), { stream, role, location }, this.#policy, thresholds);
+    const choices = rank(await this.#nodes(), { stream, role, location }, this.#policy, thresholds, limit);
     return { client, location, choices };
   }
 

@@ -123,7 +123,8 @@ export const streamAffinity: Policy = {
     if (nodes.length === 0) return [];
     const average = nodes.reduce((sum, n) => sum + loadOf(n), 0) / nodes.length;
     const bound = average * (1 + AFFINITY_SLACK) + 1 / Math.max(...nodes.map((n) => n.capacity));
-    const hashed = [...nodes].sort((a, b) => score(request.stream, b.id) - score(request.stream, a.id) || a.id.localeCompare(b.id));
+    const scores = new Map(nodes.map((n) => [n, score(request.stream, n.id)]));
+    const hashed = [...nodes].sort((a, b) => scores.get(b)! - scores.get(a)! || a.id.localeCompare(b.id));
     return [...hashed.filter((n) => loadOf(n) <= bound), ...hashed.filter((n) => loadOf(n) > bound)];
   },
 };
@@ -154,32 +155,41 @@ export interface Choice {
  * Ranks the nodes that may take this request: the role's live, non-draining nodes under their
  * threshold, region by region from the nearest (the client's pinned region first, then by
  * distance to the region's nearest node), each region ordered by the policy. The first choice is
- * where the request goes; the rest are where it spills when that one is full.
+ * where the request goes; the rest are where it spills when that one is full. `limit` stops after
+ * that many choices (a redirect needs one), sparing the policy the far regions.
  */
-export function rank(nodes: readonly NodeSnapshot[], request: RouteRequest, policy: Policy, thresholds: Thresholds): Choice[] {
-  const eligible = nodes.filter((n) => {
-    if (!n.roles.includes(request.role) || n.draining) return false;
-    const opensStream = !n.streams.has(request.stream);
-    return loadOf(n) < (opensStream ? thresholds.streams : thresholds.viewers);
-  });
+export function rank(nodes: readonly NodeSnapshot[], request: RouteRequest, policy: Policy, thresholds: Thresholds, limit = Infinity): Choice[] {
   const { location } = request;
-  const hasPosition = location.lat !== undefined && location.lon !== undefined;
-  const distance = (n: NodeSnapshot) => (hasPosition ? distanceKm({ lat: location.lat!, lon: location.lon! }, n) : undefined);
-
   const regions = new Map<string, NodeSnapshot[]>();
-  for (const n of eligible) regions.set(n.region, [...(regions.get(n.region) ?? []), n]);
-  // A pinned region's position: where its nodes are, for ordering the regions after it.
-  const pinned = location.region ? nodes.filter((n) => n.region === location.region) : [];
+  const pinned: NodeSnapshot[] = [];
+  for (const n of nodes) {
+    if (n.region === location.region) pinned.push(n);
+    if (!n.roles.includes(request.role) || n.draining) continue;
+    if (loadOf(n) >= (n.streams.has(request.stream) ? thresholds.viewers : thresholds.streams)) continue;
+    const members = regions.get(n.region);
+    if (members) members.push(n);
+    else regions.set(n.region, [n]);
+  }
+  const hasPosition = location.lat !== undefined && location.lon !== undefined;
+  // Where the client is: its position, or the centre of its pinned region's nodes.
   const anchor = hasPosition
     ? { lat: location.lat!, lon: location.lon! }
     : pinned.length > 0
       ? { lat: pinned.reduce((s, n) => s + n.lat, 0) / pinned.length, lon: pinned.reduce((s, n) => s + n.lon, 0) / pinned.length }
       : undefined;
-  const regionDistance = (members: NodeSnapshot[]) => (anchor ? Math.min(...members.map((n) => distanceKm(anchor, n))) : 0);
-  const ordered = [...regions.entries()].sort(([ra, a], [rb, b]) => {
-    if (ra === location.region) return -1;
-    if (rb === location.region) return 1;
-    return regionDistance(a) - regionDistance(b) || ra.localeCompare(rb);
-  });
-  return ordered.flatMap(([, members]) => policy.order(members, request).map((node) => ({ node, distanceKm: distance(node), load: loadOf(node) })));
+  const ordered = [...regions.entries()]
+    .map(([name, members]) => ({
+      name,
+      members,
+      distance: name === location.region ? -1 : anchor ? Math.min(...members.map((n) => distanceKm(anchor, n))) : 0,
+    }))
+    .sort((a, b) => a.distance - b.distance || a.name.localeCompare(b.name));
+  const choices: Choice[] = [];
+  for (const region of ordered) {
+    for (const node of policy.order(region.members, request)) {
+      choices.push({ node, distanceKm: hasPosition ? distanceKm(anchor!, node) : undefined, load: loadOf(node) });
+      if (choices.length >= limit) return choices;
+    }
+  }
+  return choices;
 }
