@@ -5,6 +5,9 @@ import { ConfigError } from './errors.ts';
 import { createLogger } from './logger.ts';
 import { clusterSecret } from './clusterSecret.ts';
 import { signStreamToken, type StreamAction } from './tokens.ts';
+import { Database } from '../db/Database.ts';
+import { recordAudit } from '../db/repositories/audit.ts';
+import { setNodeDraining } from '../db/repositories/nodes.ts';
 
 /**
  * `relaycast <roles...> [flags]`: starts one process running the given roles. Exit codes:
@@ -12,6 +15,7 @@ import { signStreamToken, type StreamAction } from './tokens.ts';
  */
 export async function main(argv: string[]): Promise<void> {
   if (argv[2] === 'token') return printToken(argv);
+  if (argv[2] === 'drain' || argv[2] === 'undrain') return drainNode(argv);
   const program = new Command('relaycast')
     .description('Origin/edge WebRTC live-streaming cluster')
     .version(VERSION)
@@ -91,5 +95,38 @@ async function printToken(argv: string[]): Promise<void> {
   } catch (error) {
     process.stderr.write(`relaycast token: ${(error as Error).message}\n`);
     process.exit(2);
+  }
+}
+
+/**
+ * `relaycast drain|undrain <node id>`: puts a node in draining (no new viewers or streams; the
+ * ones it has keep playing) or takes it out, through the same database the cluster uses.
+ */
+async function drainNode(argv: string[]): Promise<void> {
+  const action = argv[2] as 'drain' | 'undrain';
+  const program = new Command(`relaycast ${action}`)
+    .argument('<node>', 'node id, as in GET /api/v1/nodes or the nodes table')
+    .option('--database-url <url>', 'Postgres URL [DATABASE_URL]');
+  program.parse(argv.slice(1));
+  const options = program.opts<{ databaseUrl?: string }>();
+  const config = loadConfig({ roles: ['balancer'], flags: { databaseUrl: options.databaseUrl } });
+  if (!config.databaseUrl) {
+    // The embedded database belongs to the running node; a second process must not open it.
+    process.stderr.write(`relaycast ${action}: needs DATABASE_URL; on the embedded database use POST /api/v1/nodes/{id}/${action}\n`);
+    process.exit(2);
+  }
+  const db = Database.open({ url: config.databaseUrl });
+  try {
+    await db.migrate();
+    const id = program.args[0]!;
+    if (!(await setNodeDraining(db.knex, id, action === 'drain'))) {
+      process.stderr.write(`relaycast ${action}: no node ${id}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    await recordAudit(db.knex, { actor: 'cli', action: `node.${action}`, target: id });
+    process.stdout.write(`${id} ${action === 'drain' ? 'draining' : 'no longer draining'}\n`);
+  } finally {
+    await db.close();
   }
 }

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { request } from 'node:http';
 import { signStreamToken } from '../core/tokens.ts';
+import { Database } from '../db/Database.ts';
+import { getNode, upsertNode } from '../db/repositories/nodes.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
+import { runRelaycast, startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 import { runClient } from './helpers/wrtcClient.ts';
 
 /**
@@ -106,5 +109,29 @@ describe('geo balancer with edges in two regions', function () {
     await us.kill();
     await waitFor('edge-us out of the route', async () => (await route('127.0.0.3')).choices.every((c) => c.node !== 'edge-us'), 15_000);
     assert.equal(await firstChoice('127.0.0.3'), 'edge-eu', 'the us client spills to eu');
+  });
+});
+
+describe('relaycast drain / undrain (CLI)', () => {
+  it('drains a node in the registry and refuses an unknown one', async () => {
+    const testDb = await createTestDatabase();
+    const db = Database.open({ url: testDb.url });
+    try {
+      await db.migrate();
+      await upsertNode(db.knex, { id: 'edge-x', roles: ['edge'], region: 'r', lat: 0, lon: 0, publicUrl: 'http://x', announcedIp: '127.0.0.1', version: 't', capacity: 1, agentPort: null }, { viewers: 0, streams: 0, bitrateOut: 0, cpu: 0 });
+      const run = async (args: string[]) => {
+        const child = runRelaycast(args, { DATABASE_URL: testDb.url });
+        const [code] = await once(child, 'exit');
+        return code as number;
+      };
+      assert.equal(await run(['drain', 'edge-x']), 0);
+      assert.equal((await getNode(db.knex, 'edge-x'))?.draining, true);
+      assert.equal(await run(['undrain', 'edge-x']), 0);
+      assert.equal((await getNode(db.knex, 'edge-x'))?.draining, false);
+      assert.equal(await run(['drain', 'nobody']), 1);
+    } finally {
+      await db.close();
+      await testDb.drop();
+    }
   });
 });

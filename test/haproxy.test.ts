@@ -20,7 +20,7 @@ function servedBy(source: string, port: number, stream = 'show'): Promise<string
       res.resume();
       res.on('end', () => resolve(res.statusCode === 204 ? String(res.headers['x-relaycast-node']) : null));
     });
-    req.on('error', () => resolve(null));
+    req.on('error', (e) => resolve(`error:${(e as NodeJS.ErrnoException).code}`));
     req.on('timeout', () => req.destroy());
     req.end();
   });
@@ -29,7 +29,7 @@ function servedBy(source: string, port: number, stream = 'show'): Promise<string
 describe('HAProxy run by the balancer', function () {
   let testDb: TestDatabase;
   let haproxyPort: number;
-  const nodes: RelaycastProcess[] = [];
+  const nodes = new Map<string, RelaycastProcess>();
   let balancer: RelaycastProcess;
   const env = { RELAYCAST_CLUSTER_SECRET: SECRET, RELAYCAST_ADMIN_TOKEN: ADMIN };
   const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '300', '--node-ttl-ms', '1500'];
@@ -40,7 +40,7 @@ describe('HAProxy run by the balancer', function () {
       env,
       args: ['--node-id', id, '--region', region, '--lat', String(lat), '--lon', String(lon), '--agent-port', String(await freePort()), ...common],
     });
-    nodes.push(node);
+    nodes.set(id, node);
     return node;
   };
   const admin = (path: string) => fetch(`${balancer.url}/api/v1${path}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } });
@@ -59,7 +59,7 @@ describe('HAProxy run by the balancer', function () {
   });
   after(async () => {
     await balancer?.stop();
-    for (const node of nodes) await node.stop();
+    for (const node of nodes.values()) await node.stop();
     await testDb?.drop();
   });
 
@@ -87,11 +87,16 @@ describe('HAProxy run by the balancer', function () {
     let sent = 0;
     let failed = 0;
     let running = true;
+    const outcomes: string[] = [];
     const worker = async () => {
       // Bounded: stops when the reloads are done, or after 600 requests per worker.
       for (let i = 0; running && i < 600; i++) {
         sent++;
-        if ((await servedBy('127.0.0.2', haproxyPort)) !== 'edge-eu') failed++;
+        const node = await servedBy('127.0.0.2', haproxyPort);
+        if (node !== 'edge-eu') {
+          failed++;
+          outcomes.push(String(node));
+        }
       }
     };
     const load = Promise.all([worker(), worker(), worker(), worker()]);
@@ -104,11 +109,11 @@ describe('HAProxy run by the balancer', function () {
     await load;
     assert.equal(await metric(balancer.url, 'relaycast_haproxy_reloads_total'), reloadsBefore + 3);
     assert.ok(sent > 50, `requests sent: ${sent}`);
-    assert.equal(failed, 0, `${failed} of ${sent} requests failed`);
+    assert.equal(failed, 0, `${failed} of ${sent} requests failed: ${outcomes.join(', ')}`);
   });
 
   it('adds a new edge by a reload, and stops sending to a dead one', async () => {
-    const dead = nodes[1]!; // edge-us
+    const dead = nodes.get('edge-us')!;
     await edge('edge-us-2', 'us-east', 40.7, -74.0);
     await waitFor('the new edge in HAProxy', async () => {
       const seen = new Set<string | null>();
@@ -119,10 +124,14 @@ describe('HAProxy run by the balancer', function () {
 
     await dead.kill();
     const killedAt = Date.now();
-    await waitFor('no request to the dead edge', async () => {
-      for (let i = 0; i < 10; i++) if ((await servedBy('127.0.0.3', haproxyPort, `stream-${i}`)) !== 'edge-us-2') return false;
-      return true;
-    }, 20_000);
+    let last: Array<string | null> = [];
+    await waitFor('every request answered, none by the dead edge', async () => {
+      last = [];
+      for (let i = 0; i < 10; i++) last.push(await servedBy('127.0.0.3', haproxyPort, `stream-${i}`));
+      return last.every((node) => node === 'edge-us-2' || node === 'edge-eu');
+    }, 20_000).catch((error) => {
+      throw new Error(`${(error as Error).message}; last round answered by: ${last.join(', ')}`);
+    });
     console.log(`      (dead edge out of rotation after ${Date.now() - killedAt} ms)`);
   });
 });
