@@ -135,6 +135,9 @@ export class ClusterNode {
       load: () => this.#load(),
       heartbeatMs: config.heartbeatMs,
       ttlMs: config.nodeTtlMs,
+      onRevived: async () => {
+        for (const role of this.#roles) await role.revive?.();
+      },
       logger: this.logger,
       metrics: this.metrics,
     });

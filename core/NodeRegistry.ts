@@ -22,6 +22,12 @@ export interface NodeRegistryOptions {
   ttlMs: number;
   logger: Logger;
   metrics?: Metrics;
+  /**
+   * Called after the node registered again because another node had declared it dead (it was cut
+   * off from the database too long): its streams and relays were cleaned up meanwhile, and what
+   * it still carries must be recorded again.
+   */
+  onRevived?: () => Promise<void>;
 }
 
 /**
@@ -39,6 +45,7 @@ export class NodeRegistry {
   readonly #ttlMs: number;
   readonly #logger: Logger;
   readonly #metrics?: Metrics;
+  readonly #onRevived?: () => Promise<void>;
   #registered = false;
   #draining = false;
   #databaseUp: boolean | undefined;
@@ -57,6 +64,7 @@ export class NodeRegistry {
     this.#ttlMs = options.ttlMs;
     this.#logger = options.logger.child({ component: 'registry' });
     this.#metrics = options.metrics;
+    this.#onRevived = options.onRevived;
   }
 
   get id(): string {
@@ -141,13 +149,15 @@ export class NodeRegistry {
       const beat = this.#registered ? await heartbeatNode(this.#knex, this.#info.id, load) : undefined;
       if (beat) this.#draining = beat.draining;
       if (!beat) {
-        if (this.#registered) this.#logger.warn('this node had been declared dead; registering again');
+        const revived = this.#registered;
+        if (revived) this.#logger.warn('this node had been declared dead; registering again');
         await upsertNode(this.#knex, this.#info, load);
         // A process starting under an id that crashed before holds none of the old one's streams.
         if (!this.#registered) await NodeRegistry.#cleanUpAfter(this.#knex, [this.#info.id]);
         await recordAudit(this.#knex, { actor: this.#info.id, action: 'node.up', target: this.#info.id });
         this.#registered = true;
         this.#logger.info({ registered: this.#info }, 'node registered');
+        if (revived) await this.#onRevived?.();
       }
       const dead = await this.reap();
       for (const id of dead) this.#logger.warn({ deadNode: id }, 'node missed its heartbeats; declared dead and cleaned up');

@@ -31,6 +31,8 @@ export interface Role {
   /** Starts what the role listens on besides HTTP (RTMP); throws when it cannot. */
   start?(): Promise<void>;
   load(): Promise<RoleLoad>;
+  /** Records again what the role carries, after the node was declared dead and came back. */
+  revive?(): Promise<void>;
   /** Ends the role's sessions and frees its media resources. */
   close(): Promise<void>;
 }

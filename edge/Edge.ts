@@ -53,6 +53,19 @@ export class Edge implements Role {
     return { viewers: this.viewers, streams: this.#relays.size, bitrateOut };
   }
 
+  /** After this node was declared dead and came back: record its relays again. */
+  async revive(): Promise<void> {
+    const { db, config } = this.#ctx;
+    for (const relay of this.#relays.values()) {
+      const row = await getStream(db.knex, relay.stream);
+      if (!row || row.state !== 'live') {
+        relay.close('stream no longer live');
+        continue;
+      }
+      await createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: relay.upstreamNodeId });
+    }
+  }
+
   async close(): Promise<void> {
     for (const relay of this.#relays.values()) relay.close('edge shutting down');
     await Promise.all(this.#deleting);
@@ -142,7 +155,7 @@ export class Edge implements Role {
     relay.once('closed', () => {
       if (this.#relays.get(name) === relay) this.#relays.delete(name);
       if (!record) return;
-      const deletion = deleteRelay(db.knex, record.id)
+      const deletion = deleteRelay(db.knex, record)
         .catch((error) => logger.warn({ err: error, stream: name }, 'could not delete the relay row'))
         .finally(() => this.#deleting.delete(deletion));
       this.#deleting.add(deletion);

@@ -83,6 +83,24 @@ export class Origin implements Role {
     return { viewers: 0, streams: this.#streams.size, bitrateOut };
   }
 
+  /**
+   * After this node was declared dead and came back, its streams' rows had been released: place
+   * them again, or end the ones another origin took meanwhile.
+   */
+  async revive(): Promise<void> {
+    for (const stream of this.#streams.values()) {
+      const placed = await markStreamLive(this.#ctx.db.knex, {
+        name: stream.name,
+        originNodeId: this.#ctx.config.nodeId,
+        ingestProtocol: stream.publisher.protocol,
+        codecs: stream.codecs,
+        publisherSession: stream.publisher.id,
+      });
+      if (!placed) stream.end('taken over by another origin while this one was cut off');
+      else this.#ctx.logger.info({ stream: stream.name }, 'stream placed again');
+    }
+  }
+
   async close(): Promise<void> {
     for (const stream of this.#streams.values()) stream.end('origin shutting down');
     await this.#rtmp?.close();

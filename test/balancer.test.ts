@@ -37,7 +37,8 @@ describe('geo balancer with edges in two regions', function () {
   let us: RelaycastProcess;
   let balancer: RelaycastProcess;
   const env = { RELAYCAST_CLUSTER_SECRET: SECRET, RELAYCAST_ADMIN_TOKEN: ADMIN };
-  const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '300', '--node-ttl-ms', '1500'];
+  // A TTL of 3 s keeps a node that a loaded test machine delays for a second from being declared dead.
+  const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '300', '--node-ttl-ms', '3000'];
   const route = async (source: string, stream = 'show') => JSON.parse((await from(source, `${balancer.url}/v1/route?stream=${stream}&role=edge`)).body) as { choices: Array<{ node: string; url: string }> };
   const firstChoice = async (source: string) => (await route(source)).choices[0]?.node;
 

@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs';
 import { SignJWT } from 'jose';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
-import { getStream } from '../db/repositories/streams.ts';
+import { getStream, releaseStreamsOfOrigins } from '../db/repositories/streams.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, type RelaycastProcess } from './helpers/processes.ts';
+import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**
  * WHIP/WHEP over HTTP against a real `relaycast all` process: every kind of bad input gets its
@@ -161,6 +161,22 @@ describe('WHIP and WHEP signalling', () => {
 
     await problem(await fetch(`${location}x`, { method: 'PATCH', body: candidate, headers: { authorization: `Bearer ${t}`, 'content-type': 'application/trickle-ice-sdpfrag', 'if-match': '*' } }), 404);
     await fetch(location, { method: 'DELETE', headers: { authorization: `Bearer ${t}` } });
+  });
+
+  it('places its live streams again when it comes back after being declared dead', async () => {
+    const t = await signStreamToken(SECRET, { stream: 'revived', action: 'publish' });
+    const res = await whip('revived', { token: t });
+    assert.equal(res.status, 201);
+    const [node] = (await db.knex('nodes').select('id')) as Array<{ id: string }>;
+    // What another node's reaper does when this one misses its heartbeats.
+    await db.knex.transaction(async (trx) => {
+      await trx('nodes').where({ id: node!.id }).update({ state: 'dead' });
+      await releaseStreamsOfOrigins(trx, [node!.id]);
+    });
+    assert.equal((await getStream(db.knex, 'revived'))?.state, 'idle');
+    await waitFor('the stream placed again', async () => (await getStream(db.knex, 'revived'))?.state === 'live', 10_000);
+    assert.equal((await getStream(db.knex, 'revived'))?.originNodeId, node!.id);
+    await fetch(res.headers.get('location')!, { method: 'DELETE', headers: { authorization: `Bearer ${t}` } });
   });
 
   it('answers WHEP for a stream that is not live with 404', async () => {

@@ -46,8 +46,8 @@ export async function createRelay(
   return toRecord(row!);
 }
 
-export async function deleteRelay(db: Knex, id: string): Promise<void> {
-  await db('relays').where({ id }).delete();
+export async function deleteRelay(db: Knex, relay: { streamId: string; edgeNodeId: string }): Promise<void> {
+  await db('relays').where({ stream_id: relay.streamId, edge_node_id: relay.edgeNodeId }).delete();
 }
 
 /** Deletes every relay an ended node took part in, as edge or as upstream; returns how many. */
