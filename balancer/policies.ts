@@ -48,8 +48,12 @@ export const POLICY_NAMES = ['packing', 'least-used', 'round-robin', 'random', '
 export type PolicyName = (typeof POLICY_NAMES)[number];
 
 /** A node's load, 0..1+: the larger of its viewer share of capacity and its CPU. */
+export function nodeLoad(viewers: number, capacity: number, cpu: number): number {
+  return Math.max(viewers / Math.max(capacity, 1), cpu);
+}
+
 export function loadOf(node: NodeSnapshot): number {
-  return Math.max(node.viewers / Math.max(node.capacity, 1), node.cpu);
+  return nodeLoad(node.viewers, node.capacity, node.cpu);
 }
 
 const EARTH_RADIUS_KM = 6371;

@@ -17,6 +17,7 @@ import { Edge } from '../edge/Edge.ts';
 import { Origin } from '../origin/Origin.ts';
 import { Balancer } from '../balancer/Balancer.ts';
 import { AgentCheck } from '../edge/AgentCheck.ts';
+import { nodeLoad } from '../balancer/policies.ts';
 
 /**
  * How long start-up waits between attempts to reach and migrate the database. The process stays
@@ -47,8 +48,9 @@ export class ClusterNode {
   #edge: Edge | undefined;
   #roles: Role[] = [];
   #agent: AgentCheck | undefined;
-  /** The roles' load as of the last heartbeat or scrape, for the agent-check. */
+  /** The roles' load and the CPU as of the last heartbeat or scrape, for the agent-check. */
   #lastLoad: RoleLoad = { viewers: 0, streams: 0, bitrateOut: 0 };
+  #lastCpu = 0;
   #server: Server | undefined;
   #stopping = false;
   #databaseReady = false;
@@ -107,7 +109,7 @@ export class ClusterNode {
     for (const role of this.#roles) await role.start?.();
     if (config.agentPort > 0 && this.#edge) {
       this.#agent = await AgentCheck.start(config.agentPort, config.httpHost, () => ({
-        load: Math.max(this.#lastLoad.viewers / config.capacity, this.#lastCpu),
+        load: nodeLoad(this.#lastLoad.viewers, config.capacity, this.#lastCpu),
         viewerThreshold: config.viewerThreshold,
         draining: this.#registry?.draining ?? false,
       }));
@@ -166,8 +168,6 @@ export class ClusterNode {
     await this.db.close();
     this.logger.info('stopped');
   }
-
-  #lastCpu = 0;
 
   async #load(): Promise<NodeLoad> {
     this.#lastCpu = await this.#cpu.read();
