@@ -157,15 +157,15 @@ describe('WebRTC through an origin and an edge process', function () {
   it('publishes and plays with the Node client (libwebrtc)', async () => {
     const stream = 'node-client';
     const token = await signStreamToken(SECRET, { stream, action: 'publish' });
-    const publisher = runClient(['publish', `${origin.url}/whip/${stream}`, token, '12'], 12);
+    const publisher = runClient(['publish', `${origin.url}/whip/${stream}`, token, '20'], 20);
     try {
       assert.equal((await publisher.next('answer')).status, 201);
       await publisher.next('connected');
-      const viewer = runClient(['play', `${edge.url}/whep/${stream}`, '2', '4'], 4);
+      const viewer = runClient(['play', `${edge.url}/whep/${stream}`, '2', '6'], 6);
       const [stats] = (await viewer.done).filter((l) => l.event === 'stats') as unknown as Array<{ viewers: Array<{ frames: number; width: number; audioPackets: number }> }>;
       assert.ok(stats, 'the viewer client reported');
       for (const v of stats.viewers) {
-        assert.ok(v.frames > 10, `frames decoded: ${v.frames}`);
+        assert.ok(v.frames > 10, `frames decoded: ${JSON.stringify(stats.viewers)}`);
         assert.equal(v.width, 320);
         assert.ok(v.audioPackets > 10, `audio packets: ${v.audioPackets}`);
       }

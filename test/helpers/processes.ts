@@ -59,7 +59,14 @@ export async function startRelaycast(options: StartOptions = {}): Promise<Relayc
   const rtmpPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'relaycast-data-'));
   const child = runRelaycast(
-    [...(options.roles ?? ['all']), '--http-port', String(port), '--rtmp-port', String(rtmpPort), '--http-host', '127.0.0.1', '--workers', '1', ...(options.args ?? [])],
+    [
+      ...(options.roles ?? ['all']),
+      ...['--http-port', String(port), '--rtmp-port', String(rtmpPort), '--http-host', '127.0.0.1', '--workers', '1'],
+      // Media ports below Linux's ephemeral range (32768–60999), where freePort() finds the
+      // HTTP and RTMP ports of the other test processes.
+      ...['--rtc-min-port', '20000', '--rtc-max-port', '29999'],
+      ...(options.args ?? []),
+    ],
     { RELAYCAST_DATA_DIR: dataDir, ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : {}), ...options.env },
   );
   let output = '';
@@ -94,14 +101,19 @@ export async function startRelaycast(options: StartOptions = {}): Promise<Relayc
     },
   };
   try {
-    await waitFor(`${url}/readyz to answer 200`, async () => {
-      if (child.exitCode !== null) throw new Error(`relaycast exited with ${child.exitCode}:\n${output}`);
-      const res = await fetch(`${url}/readyz`).catch(() => undefined);
-      return res?.status === 200;
-    });
+    await waitFor(
+      `${url}/readyz to answer 200`,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`relaycast exited with ${child.exitCode}:\n${output}`);
+        const res = await fetch(`${url}/readyz`).catch(() => undefined);
+        return res?.status === 200;
+      },
+      45_000,
+    );
   } catch (error) {
     await proc.kill();
-    throw error;
+    // What the process said is what explains a start that never became ready.
+    throw new Error(`${(error as Error).message}\n--- relaycast output ---\n${output.slice(-4000)}`);
   }
   return proc;
 }
