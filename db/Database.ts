@@ -27,6 +27,9 @@ export interface DatabaseOptions {
  */
 const ACQUIRE_TIMEOUT_MS = 3000;
 
+/** The advisory lock every Relaycast node takes to migrate (an arbitrary constant: "rlycast"). */
+const MIGRATION_LOCK_KEY = 0x726c7963617374;
+
 export class Database {
   readonly knex: Knex;
   readonly kind: DatabaseKind;
@@ -64,7 +67,34 @@ export class Database {
     return join(dataDir, 'pglite');
   }
 
+  /**
+   * Brings the schema up to date. Nodes starting together all migrate: on Postgres they take turns
+   * under an advisory lock, because knex's own lock table is not safe against concurrent first
+   * runs (two processes can each insert its lock row, and then no one can ever take the lock).
+   * Holding the advisory lock, no other migrator can be running, so a lock left behind by a
+   * migrator that died is released, and duplicate lock rows are removed.
+   */
   async migrate(): Promise<string[]> {
+    if (this.kind === 'pglite') return this.#latest();
+    const client = this.knex.client as { acquireConnection(): Promise<unknown>; releaseConnection(c: unknown): Promise<void> };
+    const connection = await client.acquireConnection();
+    try {
+      await this.knex.raw('select pg_advisory_lock(?)', [MIGRATION_LOCK_KEY]).connection(connection);
+      try {
+        if (await this.knex.schema.hasTable('knex_migrations_lock')) {
+          await this.knex.raw('delete from knex_migrations_lock where index > (select min(index) from knex_migrations_lock)');
+          await this.knex('knex_migrations_lock').update({ is_locked: 0 });
+        }
+        return await this.#latest();
+      } finally {
+        await this.knex.raw('select pg_advisory_unlock(?)', [MIGRATION_LOCK_KEY]).connection(connection);
+      }
+    } finally {
+      await client.releaseConnection(connection);
+    }
+  }
+
+  async #latest(): Promise<string[]> {
     const [, applied] = (await this.knex.migrate.latest({ migrationSource })) as [number, string[]];
     return applied;
   }

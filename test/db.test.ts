@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import type { Database } from '../db/Database.ts';
+
 import { getStream, markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
 import { upsertNode } from '../db/repositories/nodes.ts';
 import { BACKENDS } from './helpers/backends.ts';
+import { createTestDatabase } from './helpers/postgres.ts';
+import { Database } from '../db/Database.ts';
 
 const TABLES = ['audit', 'nodes', 'relays', 'streams', 'tokens'];
 
@@ -62,3 +64,21 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe('migrations on Postgres from several nodes at once', () => {
+  it('lets concurrent first runs take turns, and repairs a lock table they broke', async () => {
+    const testDb = await createTestDatabase();
+    const dbs = [0, 1, 2, 3].map(() => Database.open({ url: testDb.url }));
+    try {
+      const results = await Promise.all(dbs.map((db) => db.migrate()));
+      assert.deepEqual(results.flat().sort(), ['001_initial', '002_agent_port'], 'each migration ran once');
+      // The state knex's own lock ends up in after racing first runs: two rows, one locked.
+      await dbs[0]!.knex('knex_migrations_lock').insert({ is_locked: 1 });
+      assert.deepEqual(await dbs[1]!.migrate(), []);
+      assert.equal((await dbs[0]!.knex('knex_migrations_lock').count('* as n'))[0]!.n, '1');
+    } finally {
+      for (const db of dbs) await db.close();
+      await testDb.drop();
+    }
+  });
+});
