@@ -44,7 +44,6 @@ export class ClusterNode {
   readonly #cpu: CpuMeter;
   #registry: NodeRegistry | undefined;
   #workers: WorkerPool | undefined;
-  #origin: Origin | undefined;
   #edge: Edge | undefined;
   #roles: Role[] = [];
   #agent: AgentCheck | undefined;
@@ -62,18 +61,6 @@ export class ClusterNode {
     this.metrics = new Metrics({ node: config.nodeId });
     this.db = Database.open({ url: config.databaseUrl, pgliteDir: Database.pgliteDirIn(config.dataDir), logger });
     this.app = createApp();
-  }
-
-  get workers(): WorkerPool | undefined {
-    return this.#workers;
-  }
-
-  get origin(): Origin | undefined {
-    return this.#origin;
-  }
-
-  get edge(): Edge | undefined {
-    return this.#edge;
   }
 
   get httpPort(): number {
@@ -103,7 +90,7 @@ export class ClusterNode {
         workers: this.#workers,
         rtc: { listenIp: config.rtcListenIp, announcedIp: config.announcedIp, minPort: config.rtcMinPort, maxPort: config.rtcMaxPort },
       };
-      if (config.roles.includes('origin')) this.#roles.push((this.#origin = new Origin(ctx)));
+      if (config.roles.includes('origin')) this.#roles.push(new Origin(ctx));
       if (config.roles.includes('edge')) this.#roles.push((this.#edge = new Edge(ctx)));
     }
     for (const role of this.#roles) await role.start?.();

@@ -25,8 +25,8 @@ export interface SignallingHandler {
 export interface SignallingOptions {
   kind: 'whip' | 'whep';
   publicUrl: string;
-  /** STUN/TURN URLs for `Link: rel="ice-server"` (a `user:pass@` part becomes the credentials). */
-  iceServers?: string[];
+  /** Comma-separated STUN/TURN URLs for `Link: rel="ice-server"` (a `user:pass@` part becomes the credentials). */
+  iceServers?: string;
   logger: Logger;
 }
 
@@ -74,7 +74,7 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
   const { kind } = options;
   const action: StreamAction = kind === 'whip' ? 'publish' : 'play';
   const sessions = new Map<string, WebRtcSession>();
-  const links = (options.iceServers ?? []).map(linkHeader);
+  const links = (options.iceServers?.split(',') ?? []).map(linkHeader);
   const router = express.Router();
 
   router.use(`/${kind}`, (_req, res, next) => {

@@ -31,13 +31,9 @@ export class Edge implements Role {
     this.router.use(
       signallingRouter(
         { authorize: (stream, token) => this.#authorize(stream, token), accept: (stream, offer) => this.#play(stream, offer) },
-        { kind: 'whep', publicUrl: ctx.config.publicUrl, iceServers: ctx.config.iceServers?.split(','), logger: ctx.logger },
+        { kind: 'whep', publicUrl: ctx.config.publicUrl, iceServers: ctx.config.iceServers, logger: ctx.logger },
       ),
     );
-  }
-
-  relay(stream: string): Relay | undefined {
-    return this.#relays.get(stream);
   }
 
   get viewers(): number {
@@ -71,10 +67,13 @@ export class Edge implements Role {
     await Promise.all(this.#deleting);
   }
 
-  /** Streams are public to play unless marked private; a private one needs a play token. */
+  /**
+   * Streams are public to play unless marked private; a private one needs a play token. A relay
+   * here knows which its stream is, which spares viewers of a warm edge a database read.
+   */
   async #authorize(stream: string, token: string | undefined): Promise<void> {
-    const row = this.#relays.has(stream) ? undefined : await getStream(this.#ctx.db.knex, stream);
-    if (!token && !row?.private) return;
+    const isPrivate = this.#relays.get(stream)?.private ?? (await getStream(this.#ctx.db.knex, stream))?.private ?? false;
+    if (!token && !isPrivate) return;
     await authorizeStream(token, { secret: this.#ctx.clusterSecret, adminToken: this.#ctx.config.adminToken, stream, action: 'play' });
   }
 
@@ -135,7 +134,14 @@ export class Edge implements Role {
     let relay: Relay;
     try {
       relay = await Relay.open(
-        { stream: name, upstreamNodeId: origin.id, upstreamUrl: origin.publicUrl, clusterSecret: this.#ctx.clusterSecret, edgeNodeId: config.nodeId },
+        {
+          stream: name,
+          private: row.private,
+          upstreamNodeId: origin.id,
+          upstreamUrl: origin.publicUrl,
+          clusterSecret: this.#ctx.clusterSecret,
+          edgeNodeId: config.nodeId,
+        },
         this.#ctx.workers,
         this.#ctx.rtc,
         config.relayLingerMs,

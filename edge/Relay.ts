@@ -21,6 +21,8 @@ export interface RelaySource {
   /** The upstream node (the stream's origin) and the base URL of its internal API. */
   upstreamNodeId: string;
   upstreamUrl: string;
+  /** A private stream needs a play token even once its relay is here. */
+  private: boolean;
   clusterSecret: string;
   edgeNodeId: string;
 }
@@ -53,6 +55,7 @@ export class RelayError extends Error {
 export class Relay extends EventEmitter<RelayEvents> {
   readonly stream: string;
   readonly upstreamNodeId: string;
+  readonly private: boolean;
   readonly router: Router;
   readonly producers: Producer[] = [];
   readonly #abort: AbortController;
@@ -76,6 +79,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.#workers = workers;
     this.stream = source.stream;
     this.upstreamNodeId = source.upstreamNodeId;
+    this.private = source.private;
     this.router = router;
     this.#abort = abort;
     this.#lingerMs = lingerMs;

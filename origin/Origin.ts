@@ -53,7 +53,7 @@ export class Origin implements Role {
             await this.#releasing.get(session.id);
           },
         },
-        { kind: 'whip', publicUrl: ctx.config.publicUrl, iceServers: ctx.config.iceServers?.split(','), logger: ctx.logger },
+        { kind: 'whip', publicUrl: ctx.config.publicUrl, iceServers: ctx.config.iceServers, logger: ctx.logger },
       ),
     );
     this.router.post(RELAY_PATH, express.json({ limit: '16kb' }), (req, res) => this.#relay(req, res));

@@ -174,6 +174,27 @@ describe('WebRTC through an origin and an edge process', function () {
       await publisher.done;
     }
   });
+
+  it('asks a play token for a private stream, also once its relay is warm on the edge', async () => {
+    const stream = 'private-show';
+    const publisher = runClient(['publish', `${origin.url}/whip/${stream}`, await signStreamToken(SECRET, { stream, action: 'publish' }), '20'], 20);
+    try {
+      await publisher.next('connected');
+      await db.knex('streams').where({ name: stream }).update({ private: true });
+      const anonymous = () => fetch(`${edge.url}/whep/${stream}`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: 'v=0\r\n' });
+      assert.equal((await anonymous()).status, 401, 'cold edge');
+      const playToken = await signStreamToken(SECRET, { stream, action: 'play' });
+      const viewer = runClient(['play', `${edge.url}/whep/${stream}`, '1', '4', playToken], 4);
+      await viewer.next('first-frame');
+      const relayed = await db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', stream).count('* as n');
+      assert.equal(Number(relayed[0]!.n), 1, 'the relay is warm on the edge');
+      assert.equal((await anonymous()).status, 401, 'warm edge');
+      await viewer.done;
+    } finally {
+      publisher.kill();
+      await publisher.done;
+    }
+  });
 });
 
 describe('WebRTC in one `relaycast all` process', () => {
