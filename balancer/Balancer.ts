@@ -1,29 +1,25 @@
 import { join } from 'node:path';
 import express, { type Request, type Router } from 'express';
-import { z } from 'zod';
 import { Problem } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
-import { bearerToken, secretsEqual, signStreamToken, STREAM_NAME } from '../core/tokens.ts';
-import { recordAudit } from '../db/repositories/audit.ts';
-import { issueStreamKey, revokeStreamKeys } from '../db/repositories/streamKeys.ts';
-import { listNodes, setNodeDraining } from '../db/repositories/nodes.ts';
+import { STREAM_NAME } from '../core/tokens.ts';
+import { listNodes } from '../db/repositories/nodes.ts';
 import { listRelayedStreams } from '../db/repositories/relays.ts';
-import { getStream, listStreams } from '../db/repositories/streams.ts';
+import { listStreams } from '../db/repositories/streams.ts';
+import { AdminAuth } from './AdminAuth.ts';
+import { adminOperations } from './adminApi.ts';
+import { operationsRouter } from './apiOperations.ts';
 import { CORS } from '../core/signalling.ts';
 import { GeoLocator, pinsForMap } from './GeoLocator.ts';
 import { HaproxyController } from './HaproxyController.ts';
+import { webPagesRouter } from './webPages.ts';
 import { createPolicy, rank, type NodeSnapshot, type Policy } from './policies.ts';
 
 /**
  * The balancer role: sends each viewer to the nearest edge with room and each publisher to the
  * nearest origin (route API, and 307 redirects on WHEP/WHIP as RFC 9725 asks for load
- * balancing), and serves the admin API (so far: streams and their RTMP keys).
+ * balancing), and serves the admin API (balancer/adminApi.ts), the web player and the dashboard.
  */
-
-const createStream = z.object({ name: z.string().regex(STREAM_NAME, 'stream names are 1 to 64 letters, digits, "_" or "-"') }).strict();
-
-/** Publish tokens handed out with a new stream last a day; the key does not expire. */
-const PUBLISH_TOKEN_TTL_S = 24 * 3600;
 
 /** What the balancer needs: no media. */
 export type BalancerContext = Pick<RoleContext, 'config' | 'logger' | 'metrics' | 'db' | 'clusterSecret'>;
@@ -41,6 +37,7 @@ export class Balancer implements Role {
   readonly router: Router;
   readonly #ctx: BalancerContext;
   readonly #policy: Policy;
+  readonly #auth: AdminAuth;
   #geo: GeoLocator | undefined;
   #haproxy: HaproxyController | undefined;
   #snapshot: { at: number; nodes: Promise<NodeSnapshot[]> } | undefined;
@@ -82,49 +79,33 @@ export class Balancer implements Role {
         res.set(CORS).redirect(307, `${chosen.node.publicUrl}/${kind}/${stream}${query}`);
       });
     }
-    const api = express.Router();
-    api.use(express.json({ limit: '16kb' }));
-    api.use((req, _res, next) => {
-      this.#authorizeAdmin(req);
-      next();
-    });
-    api.post('/streams', async (req, res) => {
-      const parsed = createStream.safeParse(req.body);
-      if (!parsed.success) throw new Problem(400, 'Invalid Request', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
-      const { name } = parsed.data;
-      const streamKey = await issueStreamKey(ctx.db.knex, name);
-      await recordAudit(ctx.db.knex, { actor: 'admin', action: 'stream.create', target: name });
-      res.status(201).json({ name, streamKey, ...(await this.#urls(name, streamKey)) });
-    });
-    api.post('/streams/:name/key', async (req, res) => {
-      const name = this.#existingName(req);
-      if (!(await getStream(ctx.db.knex, name))) throw new Problem(404, 'Not Found', `no stream named ${name}`);
-      const streamKey = await issueStreamKey(ctx.db.knex, name);
-      await recordAudit(ctx.db.knex, { actor: 'admin', action: 'stream.key.rotate', target: name });
-      res.status(201).json({ name, streamKey, ...(await this.#urls(name, streamKey)) });
-    });
-    api.delete('/streams/:name/key', async (req, res) => {
-      const name = this.#existingName(req);
-      const revoked = await revokeStreamKeys(ctx.db.knex, name);
-      await recordAudit(ctx.db.knex, { actor: 'admin', action: 'stream.key.revoke', target: name, detail: { revoked } });
-      res.status(204).end();
-    });
-    for (const [action, draining] of [['drain', true], ['undrain', false]] as const) {
-      api.post(`/nodes/:id/${action}`, async (req, res) => {
-        const id = String(req.params.id);
-        if (!(await setNodeDraining(ctx.db.knex, id, draining))) throw new Problem(404, 'Not Found', `no node ${id}`);
-        await recordAudit(ctx.db.knex, { actor: 'admin', action: `node.${action}`, target: id });
+    this.#auth = new AdminAuth(ctx.db.knex);
+    const operations = adminOperations({
+      db: ctx.db.knex,
+      config: ctx.config,
+      clusterSecret: ctx.clusterSecret,
+      logger: ctx.logger,
+      reloadHaproxy: ctx.config.haproxyBin ? () => this.#haproxy!.refresh(true) : undefined,
+      nodesChanged: () => {
         this.#snapshot = undefined;
-        res.json({ id, draining });
-      });
-    }
-    api.post('/haproxy/reload', async (_req, res) => {
-      if (!this.#haproxy) throw new Problem(409, 'No HAProxy', 'this balancer does not run HAProxy (set --haproxy-bin)');
-      await this.#haproxy.refresh(true);
-      await recordAudit(ctx.db.knex, { actor: 'admin', action: 'haproxy.reload' });
-      res.status(204).end();
+      },
+      tokensChanged: () => this.#auth.forget(),
     });
+    const api = operationsRouter(operations, (req, scope) => this.#auth.authorize(req.get('authorization'), scope));
     this.router.use('/api/v1', api);
+    this.router.use(webPagesRouter());
+  }
+
+  /** Stores the first admin token (see AdminAuth.bootstrap), printing a made-up one once. */
+  async databaseReady(): Promise<void> {
+    const made = await this.#auth.bootstrap(this.#ctx.config.adminToken, this.#ctx.logger);
+    if (made) {
+      // On the terminal only: the log is shipped and kept, and must never hold a secret.
+      process.stderr.write(
+        `\n  Relaycast admin token (shown once; keep it, or set RELAYCAST_ADMIN_TOKEN):\n\n    ${made}\n\n` +
+          `  Dashboard: ${this.#ctx.config.publicUrl}/dashboard   API: ${this.#ctx.config.publicUrl}/api/v1/openapi.json\n\n`,
+      );
+    }
   }
 
   async start(): Promise<void> {
@@ -200,30 +181,5 @@ export class Balancer implements Role {
 
   async close(): Promise<void> {
     await this.#haproxy?.stop();
-  }
-
-  #existingName(req: Request): string {
-    const name = String(req.params.name);
-    if (!STREAM_NAME.test(name)) throw new Problem(400, 'Invalid Stream Name', 'stream names are 1 to 64 letters, digits, "_" or "-"');
-    return name;
-  }
-
-  #authorizeAdmin(req: Request): void {
-    const { adminToken } = this.#ctx.config;
-    const token = bearerToken(req.get('authorization'));
-    const headers = { 'WWW-Authenticate': 'Bearer realm="relaycast-admin"' };
-    if (!adminToken) throw new Problem(401, 'Unauthorized', 'the admin API is off: set RELAYCAST_ADMIN_TOKEN', { headers });
-    if (!token || !secretsEqual(token, adminToken)) throw new Problem(401, 'Unauthorized', 'a valid admin token is required', { headers });
-  }
-
-  async #urls(name: string, streamKey: string) {
-    const { config, clusterSecret } = this.#ctx;
-    const host = new URL(config.publicUrl).hostname;
-    return {
-      rtmpUrl: `rtmp://${host}:${config.rtmpPort || 1935}/live/${streamKey}`,
-      whipUrl: `${config.publicUrl}/whip/${name}`,
-      whepUrl: `${config.publicUrl}/whep/${name}`,
-      publishToken: await signStreamToken(clusterSecret, { stream: name, action: 'publish', ttlSeconds: PUBLISH_TOKEN_TTL_S }),
-    };
   }
 }

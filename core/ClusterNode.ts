@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
-import type { Express } from 'express';
+import type { Express, Request } from 'express';
 import { clusterSecret } from './clusterSecret.ts';
 import type { Config } from './config.ts';
 import { CpuMeter } from './CpuMeter.ts';
@@ -9,6 +9,9 @@ import { createApp, errorHandler, notFound } from './http.ts';
 import type { Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { NodeRegistry } from './NodeRegistry.ts';
+import { postRateLimit } from './rateLimit.ts';
+import { TrustedProxies } from './TrustedProxies.ts';
+import { recordAudit } from '../db/repositories/audit.ts';
 import type { Role, RoleLoad } from './Role.ts';
 import { Database } from '../db/Database.ts';
 import type { NodeLoad } from '../db/repositories/nodes.ts';
@@ -42,6 +45,7 @@ export class ClusterNode {
   readonly db: Database;
   readonly app: Express;
   readonly #cpu: CpuMeter;
+  readonly #proxies: TrustedProxies;
   #registry: NodeRegistry | undefined;
   #workers: WorkerPool | undefined;
   #edge: Edge | undefined;
@@ -61,6 +65,7 @@ export class ClusterNode {
     this.metrics = new Metrics({ node: config.nodeId });
     this.db = Database.open({ url: config.databaseUrl, pgliteDir: Database.pgliteDirIn(config.dataDir), logger });
     this.app = createApp();
+    this.#proxies = TrustedProxies.parse(config.trustedProxies);
   }
 
   get httpPort(): number {
@@ -107,6 +112,9 @@ export class ClusterNode {
     this.logger.info({ url: config.publicUrl, port: this.httpPort }, 'http listening');
 
     if (!(await this.#migrateWhenReachable())) return;
+    for (const role of this.#roles) {
+      await role.databaseReady?.().catch((error) => this.logger.error({ err: error }, 'role set-up after migration failed'));
+    }
     this.#registry = new NodeRegistry({
       knex: this.db.knex,
       info: {
@@ -227,8 +235,25 @@ export class ClusterNode {
       if (this.#registry?.registered && !this.#stopping) return next();
       next(new Problem(503, 'Service Unavailable', this.#stopping ? 'this node is shutting down' : 'this node is starting', { headers: { 'Retry-After': '2' } }));
     });
+    app.use(postRateLimit(config.postRateLimit, (req) => this.#clientAddress(req)));
     for (const role of this.#roles) app.use(role.router);
     app.use(notFound);
-    app.use(errorHandler(this.logger));
+    app.use(errorHandler(this.logger, { onRefused: (req, problem) => this.#auditRefusal(req, problem) }));
+  }
+
+  #clientAddress(req: Request): string {
+    return this.#proxies.clientAddress(req.socket.remoteAddress ?? '', req.get('x-forwarded-for'));
+  }
+
+  /** Every 401/403 leaves an audit row: who (client address), what they asked, and why not. */
+  #auditRefusal(req: Request, problem: Problem): void {
+    if (!this.#databaseReady) return;
+    recordAudit(this.db.knex, {
+      actor: `client:${this.#clientAddress(req)}`,
+      action: 'auth.refused',
+      target: `${req.method} ${req.path}`,
+      outcome: 'denied',
+      detail: { status: problem.status, reason: problem.message, node: this.config.nodeId },
+    }).catch((error) => this.logger.warn({ err: error }, 'could not audit a refused request'));
   }
 }

@@ -30,6 +30,8 @@ export interface Role {
   readonly router: Router;
   /** Starts what the role listens on besides HTTP (RTMP); throws when it cannot. */
   start?(): Promise<void>;
+  /** Called once the database is reachable and migrated, before the node registers. */
+  databaseReady?(): Promise<void>;
   load(): Promise<RoleLoad>;
   /** Records again what the role carries, after the node was declared dead and came back. */
   revive?(): Promise<void>;

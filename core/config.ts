@@ -66,6 +66,11 @@ const schema = z.object({
   haproxyDir: z.string().min(1).optional(),
   heartbeatMs: z.coerce.number().int().min(100).max(60_000).default(2000),
   nodeTtlMs: z.coerce.number().int().min(300).max(600_000).default(10_000),
+  /**
+   * POSTs (API, WHIP, WHEP) per minute from one client address. 600 lets a NAT with many viewers
+   * join at 10 a second and stops a script from making sessions (or audit rows) by the thousand.
+   */
+  postRateLimit: z.coerce.number().int().min(0).max(1_000_000).default(600),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -100,7 +105,7 @@ const descriptions: Record<ConfigKey, string> = {
   announcedIp: 'IP address announced in ICE candidates',
   dataDir: 'directory for the embedded database and other state',
   databaseUrl: 'Postgres URL; unset = embedded PGlite under the data dir',
-  adminToken: 'first admin API token (at least 16 characters)',
+  adminToken: 'first admin API token, scopes read+write (at least 16 characters; unset: one is made and printed once)',
   clusterSecret: 'secret shared by all nodes for the internal relay API',
   workers: 'mediasoup workers (default: one per core)',
   workerBin: 'path of the mediasoup-worker binary (default: mediasoup\'s own, or MEDIASOUP_WORKER_BIN)',
@@ -117,13 +122,14 @@ const descriptions: Record<ConfigKey, string> = {
   viewerThreshold: 'load above which a node takes no new viewers (higher than streamThreshold)',
   geoDatabase: 'GeoIP2/GeoLite2 City .mmdb files, comma-separated (default: bundled DB-IP City Lite)',
   geoPins: 'CIDRs pinned to a region or position: 10.0.0.0/8=eu-west,192.0.2.0/24=48.8:2.3',
-  trustedProxies: 'addresses/CIDRs whose X-Forwarded-For the balancer believes, comma-separated',
+  trustedProxies: 'addresses/CIDRs whose X-Forwarded-For is believed (geo, rate limit, audit), comma-separated',
   defaultRegion: 'region for clients the geo lookup cannot place (default: this node\'s region)',
   haproxyBin: 'HAProxy binary: the balancer runs HAProxy in front of the cluster and keeps its config current',
   haproxyBind: 'where that HAProxy listens (address:port)',
   haproxyDir: 'where its haproxy.cfg, geo map and sockets live (default: <data dir>/haproxy)',
   heartbeatMs: 'how often the node reports its load to the registry',
   nodeTtlMs: 'a node whose last heartbeat is older than this is dead',
+  postRateLimit: 'POST requests (API, WHIP, WHEP) per minute per client address (0: no limit)',
   logLevel: 'pino log level',
 };
 

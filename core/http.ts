@@ -1,4 +1,4 @@
-import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
+import express, { type ErrorRequestHandler, type Express, type Request, type RequestHandler } from 'express';
 import type { Logger } from './logger.ts';
 import { isDatabaseUnavailable } from '../db/Database.ts';
 import { InvalidSdpError, Problem, UnsupportedMediaError } from './errors.ts';
@@ -41,9 +41,15 @@ function toProblem(error: unknown): Problem {
   return new Problem(500, 'Internal Server Error', 'the server failed to handle this request');
 }
 
-export function errorHandler(logger: Logger): ErrorRequestHandler {
+export interface ErrorHandlerOptions {
+  /** Called for every 401 and 403 (the audit log keeps them). */
+  onRefused?(req: Request, problem: Problem): void;
+}
+
+export function errorHandler(logger: Logger, options: ErrorHandlerOptions = {}): ErrorRequestHandler {
   return (error, req, res, _next) => {
     const problem = toProblem(error);
+    if (problem.status === 401 || problem.status === 403) options.onRefused?.(req, problem);
     if (problem.status >= 500) logger.error({ err: error, method: req.method, path: req.path }, 'request failed');
     else logger.debug({ status: problem.status, method: req.method, path: req.path, detail: problem.message }, 'request refused');
     if (res.headersSent) {

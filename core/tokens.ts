@@ -5,8 +5,8 @@ import { Problem } from './errors.ts';
 /**
  * The one token format for publishers and viewers: a JWT (HS256, signed with the cluster secret)
  * naming one stream and one action, with an expiry. Every node verifies it without a database
- * round trip. Admin tokens are opaque secrets compared in constant time; the internal relay API
- * takes the cluster secret itself.
+ * round trip. Admin API tokens are something else: opaque, stored hashed with scopes
+ * (balancer/AdminAuth.ts); the internal API takes the cluster secret itself.
  */
 
 export type StreamAction = 'publish' | 'play';
@@ -49,16 +49,14 @@ const unauthorized = (detail: string) =>
   new Problem(401, 'Unauthorized', detail, { headers: { 'WWW-Authenticate': 'Bearer realm="relaycast"' } });
 
 /**
- * Checks that `token` allows `action` on `stream`: a stream token for exactly that, or the admin
- * token. Throws a 401 Problem for a missing, forged, expired or malformed token and a 403 for a
+ * Checks that `token` is a stream token for exactly `action` on `stream`. Throws a 401 Problem for a missing, forged, expired or malformed token and a 403 for a
  * valid one that names another stream or action.
  */
 export async function authorizeStream(
   token: string | undefined,
-  options: { secret: string; adminToken?: string; stream: string; action: StreamAction },
+  options: { secret: string; stream: string; action: StreamAction },
 ): Promise<void> {
   if (!token) throw unauthorized('a Bearer token is required');
-  if (options.adminToken && secretsEqual(token, options.adminToken)) return;
   let payload;
   try {
     ({ payload } = await jwtVerify(token, key(options.secret), { issuer: ISSUER, algorithms: ['HS256'] }));

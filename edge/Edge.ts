@@ -4,8 +4,9 @@ import { Problem, UnsupportedMediaError } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import { signallingRouter } from '../core/signalling.ts';
 import { authorizeStream } from '../core/tokens.ts';
+import { isDatabaseUnavailable } from '../db/Database.ts';
 import { getNode } from '../db/repositories/nodes.ts';
-import { createRelay, deleteRelay } from '../db/repositories/relays.ts';
+import { createRelay, deleteRelay, recordRelayViewers } from '../db/repositories/relays.ts';
 import { getStream } from '../db/repositories/streams.ts';
 import { buildAnswer, consumerCapabilities, isSupported, receivableCodecs, type AcceptedSection, type Offer } from '../media/sdp.ts';
 import { WebRtcSession } from '../media/WebRtcSession.ts';
@@ -20,6 +21,8 @@ export class Edge implements Role {
   readonly router: Router;
   readonly #ctx: RoleContext;
   readonly #relays = new Map<string, Relay>();
+  /** The viewer counts last written to the relays' rows, as JSON. */
+  #recordedViewers: string | undefined;
   /** Relays being opened, so that viewers arriving together share one. */
   readonly #opening = new Map<string, Promise<Relay>>();
   /** Relay rows being deleted, awaited at shutdown so none is cut off by the database closing. */
@@ -46,7 +49,19 @@ export class Edge implements Role {
     let bitrateOut = 0;
     for (const relay of this.#relays.values()) bitrateOut += await relay.bitrateOut();
     this.#ctx.metrics.relays.set({ direction: 'in' }, this.#relays.size);
+    this.#recordViewers();
     return { viewers: this.viewers, streams: this.#relays.size, bitrateOut };
+  }
+
+  /** Writes each relay's viewer count when one changed (the admin API shows them). */
+  #recordViewers(): void {
+    const counts = [...this.#relays.values()].map((relay) => ({ stream: relay.stream, viewers: relay.viewers }));
+    const key = JSON.stringify(counts);
+    if (key === this.#recordedViewers) return;
+    this.#recordedViewers = key;
+    recordRelayViewers(this.#ctx.db.knex, this.#ctx.config.nodeId, counts).catch(() => {
+      this.#recordedViewers = undefined; // written again at the next heartbeat
+    });
   }
 
   /** After this node was declared dead and came back: record its relays again. */
@@ -68,13 +83,21 @@ export class Edge implements Role {
   }
 
   /**
-   * Streams are public to play unless marked private; a private one needs a play token. A relay
-   * here knows which its stream is, which spares viewers of a warm edge a database read.
+   * Streams are public to play unless marked private; a private one needs a play token. The
+   * database says which (an operator may change it at any time); while it is unreachable, a
+   * relay here still knows what its stream was when it opened, so viewers of a warm edge can join.
    */
   async #authorize(stream: string, token: string | undefined): Promise<void> {
-    const isPrivate = this.#relays.get(stream)?.private ?? (await getStream(this.#ctx.db.knex, stream))?.private ?? false;
+    const relay = this.#relays.get(stream);
+    let isPrivate: boolean;
+    try {
+      isPrivate = (await getStream(this.#ctx.db.knex, stream))?.private ?? false;
+    } catch (error) {
+      if (!relay || !isDatabaseUnavailable(error)) throw error;
+      isPrivate = relay.private;
+    }
     if (!token && !isPrivate) return;
-    await authorizeStream(token, { secret: this.#ctx.clusterSecret, adminToken: this.#ctx.config.adminToken, stream, action: 'play' });
+    await authorizeStream(token, { secret: this.#ctx.clusterSecret, stream, action: 'play' });
   }
 
   async #play(name: string, offer: Offer) {

@@ -21,7 +21,7 @@ export interface RelaySource {
   /** The upstream node (the stream's origin) and the base URL of its internal API. */
   upstreamNodeId: string;
   upstreamUrl: string;
-  /** A private stream needs a play token even once its relay is here. */
+  /** Whether the stream was private when the relay opened: what the edge goes by while the database is unreachable. */
   private: boolean;
   clusterSecret: string;
   edgeNodeId: string;

@@ -11,6 +11,12 @@ import type { RtpParameters, SrtpParameters } from 'mediasoup/types';
 export const RELAY_PATH = '/internal/v1/relays';
 
 /**
+ * `DELETE {STREAMS_PATH}/{name}` (cluster secret) ends a stream live on that origin: the balancer
+ * asks it when an operator deletes the stream. 204 once ended, 404 when it is not live there.
+ */
+export const STREAMS_PATH = '/internal/v1/streams';
+
+/**
  * How often the upstream writes a `ping` line. An edge that hears nothing for three intervals
  * takes the upstream for gone even when TCP has not noticed (a host that vanished).
  */

@@ -6,7 +6,7 @@ import { signallingRouter } from '../core/signalling.ts';
 import { authorizeStream, bearerToken, secretsEqual, STREAM_NAME } from '../core/tokens.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
-import { RELAY_PATH, RELAY_PING_MS, type RelayLine, type RelayRequest } from '../media/relayProtocol.ts';
+import { RELAY_PATH, RELAY_PING_MS, STREAMS_PATH, type RelayLine, type RelayRequest } from '../media/relayProtocol.ts';
 import type { Offer } from '../media/sdp.ts';
 import { PublishedStream } from './PublishedStream.ts';
 import { RtmpIngest } from './RtmpIngest.ts';
@@ -57,6 +57,14 @@ export class Origin implements Role {
       ),
     );
     this.router.post(RELAY_PATH, express.json({ limit: '16kb' }), (req, res) => this.#relay(req, res));
+    this.router.delete(`${STREAMS_PATH}/:name`, async (req, res) => {
+      this.#authorizeInternal(req);
+      const stream = this.#streams.get(String(req.params.name));
+      if (!stream) throw new Problem(404, 'Stream Not Here', `stream ${String(req.params.name)} is not live on this origin`);
+      stream.end('deleted by an operator');
+      await this.#releasing.get(stream.publisher.id);
+      res.status(204).end();
+    });
   }
 
   async start(): Promise<void> {
@@ -108,7 +116,7 @@ export class Origin implements Role {
   }
 
   async #authorize(stream: string, token: string | undefined, action: 'publish' | 'play'): Promise<void> {
-    await authorizeStream(token, { secret: this.#ctx.clusterSecret, adminToken: this.#ctx.config.adminToken, stream, action });
+    await authorizeStream(token, { secret: this.#ctx.clusterSecret, stream, action });
   }
 
   async #publish(name: string, offer: Offer) {
@@ -167,14 +175,19 @@ export class Origin implements Role {
     }
   }
 
-  /** An edge asks for a stream (see media/relayProtocol.ts). */
-  async #relay(req: Request, res: Response): Promise<void> {
+  /** The internal API (edges, balancers) takes the cluster secret. */
+  #authorizeInternal(req: Request): void {
     const token = bearerToken(req.get('authorization'));
     if (!token || !secretsEqual(token, this.#ctx.clusterSecret)) {
-      throw new Problem(401, 'Unauthorized', 'the internal relay API needs the cluster secret', {
+      throw new Problem(401, 'Unauthorized', 'the internal API needs the cluster secret', {
         headers: { 'WWW-Authenticate': 'Bearer realm="relaycast-internal"' },
       });
     }
+  }
+
+  /** An edge asks for a stream (see media/relayProtocol.ts). */
+  async #relay(req: Request, res: Response): Promise<void> {
+    this.#authorizeInternal(req);
     const parsed = relayRequest.safeParse(req.body);
     if (!parsed.success) throw new Problem(400, 'Bad Request', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     const { stream: name, edgeNodeId, ...edge } = parsed.data;

@@ -33,13 +33,16 @@ export async function recordAudit(db: Knex, entries: AuditEntry | AuditEntry[]):
 
 export async function listAudit(
   db: Knex,
-  filter: { action?: string; target?: string; limit?: number } = {},
+  filter: { action?: string; actor?: string; target?: string; outcome?: AuditEntry['outcome']; before?: string; limit?: number } = {},
 ): Promise<AuditRecord[]> {
   const query = db('audit')
     .orderBy('id', 'desc')
     .limit(filter.limit ?? 100);
   if (filter.action) query.where('action', filter.action);
+  if (filter.actor) query.where('actor', filter.actor);
   if (filter.target) query.where('target', filter.target);
+  if (filter.outcome) query.where('outcome', filter.outcome);
+  if (filter.before !== undefined) query.where('id', '<', filter.before);
   const rows: Array<Record<string, any>> = await query;
   return rows.map((r) => ({
     id: String(r.id),

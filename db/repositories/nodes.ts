@@ -161,10 +161,15 @@ export interface NodeFilter {
   state?: NodeState;
   role?: string;
   region?: string;
+  /** A page: ids after this one, at most `limit`. */
+  after?: string;
+  limit?: number;
 }
 
 export async function listNodes(db: Knex, filter: NodeFilter = {}): Promise<NodeRecord[]> {
   const query = db<NodeRow>('nodes').orderBy('id');
+  if (filter.after !== undefined) query.where('id', '>', filter.after);
+  if (filter.limit !== undefined) query.limit(filter.limit);
   if (filter.state) query.where('state', filter.state);
   if (filter.region) query.where('region', filter.region);
   if (filter.role) query.whereRaw('? = any(roles)', [filter.role]);

@@ -78,3 +78,15 @@ export async function listRelayedStreams(db: Knex): Promise<Array<{ nodeId: stri
     .select('relays.edge_node_id as node_id', 'streams.name');
   return rows.map((r) => ({ nodeId: r.node_id, stream: r.name }));
 }
+
+/** Records how many viewers each of an edge's relays has (shown by the admin API). */
+export async function recordRelayViewers(db: Knex, edgeNodeId: string, counts: Array<{ stream: string; viewers: number }>): Promise<void> {
+  await db.transaction(async (trx) => {
+    for (const { stream, viewers } of counts) {
+      await trx('relays')
+        .where({ edge_node_id: edgeNodeId })
+        .whereIn('stream_id', trx('streams').select('id').where({ name: stream }))
+        .update({ viewers });
+    }
+  });
+}

@@ -105,3 +105,70 @@ export async function listStreams(db: Knex, filter: { state?: StreamState } = {}
   const rows: StreamRow[] = await query;
   return rows.map(toRecord);
 }
+
+/** A stream as the admin API shows it: its placement, the edges relaying it and their viewers. */
+export interface StreamView {
+  name: string;
+  state: StreamState;
+  private: boolean;
+  origin: { id: string; region: string } | null;
+  ingestProtocol: string | null;
+  edges: Array<{ id: string; region: string; viewers: number }>;
+  viewers: number;
+  createdAt: Date;
+  startedAt: Date | null;
+  endedAt: Date | null;
+}
+
+/** One page of streams by name, after `after`; `name` picks a single stream. */
+export async function listStreamViews(
+  db: Knex,
+  filter: { state?: StreamState; name?: string; after?: string; limit?: number } = {},
+): Promise<StreamView[]> {
+  const query = db('streams')
+    .leftJoin('nodes', 'nodes.id', 'streams.origin_node_id')
+    .select('streams.*', 'nodes.region as origin_region')
+    .orderBy('streams.name');
+  if (filter.state) query.where('streams.state', filter.state);
+  if (filter.name !== undefined) query.where('streams.name', filter.name);
+  if (filter.after !== undefined) query.where('streams.name', '>', filter.after);
+  if (filter.limit !== undefined) query.limit(filter.limit);
+  const rows: Array<StreamRow & { origin_region: string | null }> = await query;
+  if (rows.length === 0) return [];
+  const relays: Array<{ stream_id: string | number; edge_node_id: string; region: string; viewers: number }> = await db('relays')
+    .join('nodes', 'nodes.id', 'relays.edge_node_id')
+    .whereIn('relays.stream_id', rows.map((r) => r.id))
+    .orderBy('relays.edge_node_id')
+    .select('relays.stream_id', 'relays.edge_node_id', 'nodes.region', 'relays.viewers');
+  return rows.map((row) => {
+    const edges = relays.filter((r) => String(r.stream_id) === String(row.id)).map((r) => ({ id: r.edge_node_id, region: r.region, viewers: r.viewers }));
+    return {
+      name: row.name,
+      state: row.state,
+      private: row.private,
+      origin: row.origin_node_id ? { id: row.origin_node_id, region: row.origin_region ?? '' } : null,
+      ingestProtocol: row.ingest_protocol,
+      edges,
+      viewers: edges.reduce((sum, e) => sum + e.viewers, 0),
+      createdAt: new Date(row.created_at),
+      startedAt: row.started_at ? new Date(row.started_at) : null,
+      endedAt: row.ended_at ? new Date(row.ended_at) : null,
+    };
+  });
+}
+
+/** Creates an idle stream; false when one with that name exists. */
+export async function createStream(db: Knex, stream: { name: string; private: boolean }): Promise<boolean> {
+  const rows = await db('streams').insert(stream).onConflict('name').ignore().returning('id');
+  return rows.length === 1;
+}
+
+/** Makes a stream private or public; false when there is no such stream. */
+export async function setStreamPrivate(db: Knex, name: string, isPrivate: boolean): Promise<boolean> {
+  return (await db('streams').where({ name }).update({ private: isPrivate })) === 1;
+}
+
+/** Deletes a stream with its keys and relays (cascades); false when there was none. */
+export async function deleteStream(db: Knex, name: string): Promise<boolean> {
+  return (await db('streams').where({ name }).delete()) === 1;
+}

@@ -1,0 +1,356 @@
+import type { Knex } from 'knex';
+import { z } from 'zod';
+import type { Config } from '../core/config.ts';
+import { Problem } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import { signStreamToken } from '../core/tokens.ts';
+import { listAudit, recordAudit } from '../db/repositories/audit.ts';
+import { listAdminTokens, newAdminToken, revokeAdminToken, storeAdminToken, type AdminTokenRecord } from '../db/repositories/adminTokens.ts';
+import { getNode, listNodes, setNodeDraining, type NodeRecord } from '../db/repositories/nodes.ts';
+import { issueStreamKey, revokeStreamKeys } from '../db/repositories/streamKeys.ts';
+import { createStream, deleteStream, listStreamViews, setStreamPrivate, type StreamView } from '../db/repositories/streams.ts';
+import { STREAMS_PATH } from '../media/relayProtocol.ts';
+import * as s from './apiSchemas.ts';
+import { operation, type Operation } from './apiOperations.ts';
+import { openApiDocument } from './openapi.ts';
+import { nodeLoad } from './policies.ts';
+
+/**
+ * The admin REST API (/api/v1): streams with their keys and tokens, nodes and their drain,
+ * admin tokens, the audit log, HAProxy. Every change is audited under `admin:<token id>`.
+ */
+
+export interface AdminApiContext {
+  db: Knex;
+  config: Config;
+  clusterSecret: string;
+  logger: Logger;
+  /** Reloads HAProxy now; undefined when this balancer runs none. */
+  reloadHaproxy: (() => Promise<void>) | undefined;
+  /** The registry changed (a drain): route with fresh data. */
+  nodesChanged(): void;
+  /** An admin token was revoked: stop believing cached checks. */
+  tokensChanged(): void;
+}
+
+/** Tokens handed out with a new stream (or a new key) last a day; the RTMP key does not expire. */
+const STREAM_TOKEN_TTL_S = 24 * 3600;
+
+/** How long the balancer waits for an origin to end a deleted stream's publish. */
+const KICK_TIMEOUT_MS = 5000;
+
+const actor = (token: AdminTokenRecord | undefined) => `admin:${token?.id ?? '?'}`;
+
+function nodeView(n: NodeRecord) {
+  return {
+    id: n.id,
+    roles: n.roles,
+    region: n.region,
+    publicUrl: n.publicUrl,
+    version: n.version,
+    state: n.state,
+    draining: n.draining,
+    capacity: n.capacity,
+    viewers: n.viewers,
+    streams: n.streams,
+    bitrateOut: n.bitrateOut,
+    cpu: Number(n.cpu.toFixed(3)),
+    load: Number(nodeLoad(n.viewers, n.capacity, n.cpu).toFixed(3)),
+    startedAt: n.startedAt,
+    heartbeatAt: n.heartbeatAt,
+  };
+}
+
+/** One page: the first `limit` of `rows` (which were read with one more to see if there is a next). */
+function pageOf<T>(rows: T[], limit: number, cursorOf: (row: T) => string) {
+  const items = rows.slice(0, limit);
+  return { items, next: rows.length > limit ? cursorOf(items[items.length - 1]!) : null };
+}
+
+export function adminOperations(ctx: AdminApiContext): Operation[] {
+  const { db, config } = ctx;
+  const publicUrl = config.publicUrl;
+
+  const urls = (name: string, streamKey?: string) => ({
+    rtmpUrl: `rtmp://${new URL(publicUrl).hostname}:${config.rtmpPort || 1935}/live/${streamKey ?? '<stream key>'}`,
+    whipUrl: `${publicUrl}/whip/${name}`,
+    whepUrl: `${publicUrl}/whep/${name}`,
+    playerUrl: `${publicUrl}/play/${name}`,
+  });
+  const streamToken = (name: string, action: 'publish' | 'play', ttlSeconds = STREAM_TOKEN_TTL_S) =>
+    signStreamToken(ctx.clusterSecret, { stream: name, action, ttlSeconds });
+  const existing = async (name: string): Promise<StreamView> => {
+    const [view] = await listStreamViews(db, { name });
+    if (!view) throw new Problem(404, 'Not Found', `no stream named ${name}`);
+    return view;
+  };
+
+  /** Ends a live stream on its origin: its publisher is disconnected, its relays and viewers end with it. */
+  const kick = async (view: StreamView): Promise<boolean> => {
+    if (!view.origin) return false;
+    const origin = await getNode(db, view.origin.id);
+    if (!origin || origin.state !== 'up') return false;
+    try {
+      const res = await fetch(`${origin.publicUrl}${STREAMS_PATH}/${view.name}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${ctx.clusterSecret}` },
+        signal: AbortSignal.timeout(KICK_TIMEOUT_MS),
+      });
+      return res.status === 204;
+    } catch (error) {
+      ctx.logger.warn({ err: error, stream: view.name, origin: origin.id }, 'could not reach the origin to end a deleted stream');
+      return false;
+    }
+  };
+
+  const operations: Operation[] = [
+    operation({
+      method: 'get',
+      path: '/openapi.json',
+      operationId: 'getOpenApi',
+      tag: 'meta',
+      summary: 'This document',
+      scope: null,
+      responses: { 200: { description: 'the OpenAPI 3.1 document' } },
+      handle: async () => ({ status: 200, body: openApiDocument(operations, { version: config.version, serverUrl: publicUrl }) }),
+    }),
+
+    operation({
+      method: 'post',
+      path: '/streams',
+      operationId: 'createStream',
+      tag: 'streams',
+      summary: 'Create a stream: its RTMP key, a publish and a play token, and its URLs',
+      scope: 'write',
+      body: s.createStreamBody,
+      responses: { 201: { description: 'created; the key and tokens are shown once', schema: s.createdStream }, 409: { description: 'a stream with that name exists' } },
+      handle: async ({ body, token }) => {
+        if (!(await createStream(db, { name: body.name, private: body.private }))) {
+          throw new Problem(409, 'Stream Exists', `a stream named ${body.name} exists; rotate its key with POST /streams/${body.name}/key`);
+        }
+        const streamKey = await issueStreamKey(db, body.name);
+        await recordAudit(db, { actor: actor(token), action: 'stream.create', target: body.name, detail: { private: body.private } });
+        const [publishToken, playToken] = await Promise.all([streamToken(body.name, 'publish'), streamToken(body.name, 'play')]);
+        return { status: 201, body: { ...(await existing(body.name)), streamKey, publishToken, playToken, ...urls(body.name, streamKey) } };
+      },
+    }),
+    operation({
+      method: 'get',
+      path: '/streams',
+      operationId: 'listStreams',
+      tag: 'streams',
+      summary: 'List streams, live and idle, with their origin, edges and viewers (by name)',
+      scope: 'read',
+      query: s.streamQuery,
+      responses: { 200: { description: 'a page of streams', schema: s.pageOf(s.streamView) } },
+      handle: async ({ query }) => {
+        const rows = await listStreamViews(db, { state: query.state, after: query.cursor, limit: query.limit + 1 });
+        return { status: 200, body: pageOf(rows, query.limit, (v) => v.name) };
+      },
+    }),
+    operation({
+      method: 'get',
+      path: '/streams/{name}',
+      operationId: 'getStream',
+      tag: 'streams',
+      summary: 'One stream',
+      scope: 'read',
+      params: s.streamParams,
+      responses: { 200: { description: 'the stream', schema: s.streamView }, 404: { description: 'no such stream' } },
+      handle: async ({ params }) => ({ status: 200, body: await existing(params.name) }),
+    }),
+    operation({
+      method: 'patch',
+      path: '/streams/{name}',
+      operationId: 'updateStream',
+      tag: 'streams',
+      summary: 'Make a stream private (play token needed) or public',
+      scope: 'write',
+      params: s.streamParams,
+      body: s.updateStreamBody,
+      responses: { 200: { description: 'the stream', schema: s.streamView }, 404: { description: 'no such stream' } },
+      handle: async ({ params, body, token }) => {
+        if (!(await setStreamPrivate(db, params.name, body.private))) throw new Problem(404, 'Not Found', `no stream named ${params.name}`);
+        await recordAudit(db, { actor: actor(token), action: 'stream.update', target: params.name, detail: body });
+        return { status: 200, body: await existing(params.name) };
+      },
+    }),
+    operation({
+      method: 'delete',
+      path: '/streams/{name}',
+      operationId: 'deleteStream',
+      tag: 'streams',
+      summary: 'Delete a stream: its publisher and viewers are disconnected, its keys revoked',
+      scope: 'write',
+      params: s.streamParams,
+      responses: { 204: { description: 'deleted' }, 404: { description: 'no such stream' } },
+      handle: async ({ params, token }) => {
+        const view = await existing(params.name);
+        const kicked = view.state === 'live' ? await kick(view) : false;
+        await deleteStream(db, params.name);
+        await recordAudit(db, { actor: actor(token), action: 'stream.delete', target: params.name, detail: { wasLive: view.state === 'live', kicked } });
+        return { status: 204 };
+      },
+    }),
+    operation({
+      method: 'post',
+      path: '/streams/{name}/key',
+      operationId: 'rotateStreamKey',
+      tag: 'streams',
+      summary: 'Issue a new RTMP key (the old one stops working)',
+      scope: 'write',
+      params: s.streamParams,
+      responses: { 201: { description: 'the new key; shown once', schema: s.streamKey }, 404: { description: 'no such stream' } },
+      handle: async ({ params, token }) => {
+        await existing(params.name);
+        const streamKey = await issueStreamKey(db, params.name);
+        await recordAudit(db, { actor: actor(token), action: 'stream.key.rotate', target: params.name });
+        return { status: 201, body: { name: params.name, streamKey, ...urls(params.name, streamKey) } };
+      },
+    }),
+    operation({
+      method: 'delete',
+      path: '/streams/{name}/key',
+      operationId: 'revokeStreamKey',
+      tag: 'streams',
+      summary: 'Revoke the RTMP key (no RTMP publish until a new one is issued)',
+      scope: 'write',
+      params: s.streamParams,
+      responses: { 204: { description: 'revoked' }, 404: { description: 'no such stream' } },
+      handle: async ({ params, token }) => {
+        await existing(params.name);
+        const revoked = await revokeStreamKeys(db, params.name);
+        await recordAudit(db, { actor: actor(token), action: 'stream.key.revoke', target: params.name, detail: { revoked } });
+        return { status: 204 };
+      },
+    }),
+    operation({
+      method: 'post',
+      path: '/streams/{name}/tokens',
+      operationId: 'createStreamToken',
+      tag: 'streams',
+      summary: 'Sign a publish (WHIP) or play (WHEP) token for the stream',
+      scope: 'write',
+      params: s.streamParams,
+      body: s.streamTokenBody,
+      responses: { 201: { description: 'the token', schema: s.streamToken }, 404: { description: 'no such stream' } },
+      handle: async ({ params, body, token }) => {
+        await existing(params.name);
+        const jwt = await streamToken(params.name, body.action, body.ttlSeconds);
+        await recordAudit(db, { actor: actor(token), action: 'stream.token', target: params.name, detail: { action: body.action, ttlSeconds: body.ttlSeconds } });
+        return { status: 201, body: { token: jwt, action: body.action, expiresAt: new Date(Date.now() + body.ttlSeconds * 1000) } };
+      },
+    }),
+
+    operation({
+      method: 'get',
+      path: '/nodes',
+      operationId: 'listNodes',
+      tag: 'nodes',
+      summary: 'List nodes with their role, region, load, health and drain (by id)',
+      scope: 'read',
+      query: s.nodeQuery,
+      responses: { 200: { description: 'a page of nodes', schema: s.pageOf(s.nodeView) } },
+      handle: async ({ query }) => {
+        const rows = await listNodes(db, { role: query.role, region: query.region, state: query.state, after: query.cursor, limit: query.limit + 1 });
+        return { status: 200, body: pageOf(rows.map(nodeView), query.limit, (n) => n.id) };
+      },
+    }),
+    ...(['drain', 'undrain'] as const).map((action) =>
+      operation({
+        method: 'post',
+        path: `/nodes/{id}/${action}`,
+        operationId: `${action}Node`,
+        tag: 'nodes',
+        summary: action === 'drain' ? 'Drain a node: no new viewers or streams; the ones it has stay' : 'End a drain',
+        scope: 'write',
+        params: s.nodeParams,
+        responses: { 200: { description: 'the node’s drain state', schema: s.drainState }, 404: { description: 'no such node' } },
+        handle: async ({ params, token }) => {
+          const draining = action === 'drain';
+          if (!(await setNodeDraining(db, params.id, draining))) throw new Problem(404, 'Not Found', `no node ${params.id}`);
+          await recordAudit(db, { actor: actor(token), action: `node.${action}`, target: params.id });
+          ctx.nodesChanged();
+          return { status: 200, body: { id: params.id, draining } };
+        },
+      }),
+    ),
+
+    operation({
+      method: 'get',
+      path: '/audit',
+      operationId: 'listAudit',
+      tag: 'audit',
+      summary: 'Who did what, when, and whether it was allowed (newest first)',
+      scope: 'read',
+      query: s.auditQuery,
+      responses: { 200: { description: 'a page of audit entries', schema: s.pageOf(s.auditEntry) } },
+      handle: async ({ query }) => {
+        if (query.cursor !== undefined && !/^\d{1,18}$/.test(query.cursor)) throw new Problem(400, 'Invalid Request', 'query.cursor: not a cursor of this list');
+        const { limit, cursor, ...filter } = query;
+        const rows = await listAudit(db, { ...filter, before: cursor, limit: limit + 1 });
+        return { status: 200, body: pageOf(rows, limit, (e) => e.id) };
+      },
+    }),
+
+    operation({
+      method: 'get',
+      path: '/tokens',
+      operationId: 'listAdminTokens',
+      tag: 'admin tokens',
+      summary: 'List admin tokens (never their secrets)',
+      scope: 'read',
+      responses: { 200: { description: 'the tokens', schema: z.object({ items: z.array(s.adminToken) }) } },
+      handle: async () => ({ status: 200, body: { items: await listAdminTokens(db) } }),
+    }),
+    operation({
+      method: 'post',
+      path: '/tokens',
+      operationId: 'createAdminToken',
+      tag: 'admin tokens',
+      summary: 'Create an admin token with scopes',
+      scope: 'write',
+      body: s.createAdminTokenBody,
+      responses: { 201: { description: 'the token; shown once', schema: s.createdAdminToken } },
+      handle: async ({ body, token }) => {
+        const secret = newAdminToken();
+        const record = await storeAdminToken(db, secret, body);
+        await recordAudit(db, { actor: actor(token), action: 'token.create', target: `admin:${record!.id}`, detail: { label: body.label, scopes: body.scopes } });
+        return { status: 201, body: { ...record, token: secret } };
+      },
+    }),
+    operation({
+      method: 'delete',
+      path: '/tokens/{id}',
+      operationId: 'revokeAdminToken',
+      tag: 'admin tokens',
+      summary: 'Revoke an admin token',
+      scope: 'write',
+      params: s.tokenParams,
+      responses: { 204: { description: 'revoked' }, 404: { description: 'no such live token' } },
+      handle: async ({ params, token }) => {
+        if (!(await revokeAdminToken(db, params.id))) throw new Problem(404, 'Not Found', `no live admin token ${params.id}`);
+        ctx.tokensChanged();
+        await recordAudit(db, { actor: actor(token), action: 'token.revoke', target: `admin:${params.id}` });
+        return { status: 204 };
+      },
+    }),
+
+    operation({
+      method: 'post',
+      path: '/haproxy/reload',
+      operationId: 'reloadHaproxy',
+      tag: 'haproxy',
+      summary: 'Render the HAProxy configuration from the registry and reload HAProxy now',
+      scope: 'write',
+      responses: { 204: { description: 'reloaded' }, 409: { description: 'this balancer runs no HAProxy' } },
+      handle: async ({ token }) => {
+        if (!ctx.reloadHaproxy) throw new Problem(409, 'No HAProxy', 'this balancer does not run HAProxy (set --haproxy-bin)');
+        await ctx.reloadHaproxy();
+        await recordAudit(db, { actor: actor(token), action: 'haproxy.reload' });
+        return { status: 204 };
+      },
+    }),
+  ];
+  return operations;
+}

@@ -1,0 +1,149 @@
+import { z } from 'zod';
+import { STREAM_NAME } from '../core/tokens.ts';
+import { ADMIN_SCOPES } from '../db/repositories/adminTokens.ts';
+
+/**
+ * The admin API's request and response shapes. Requests are checked against them; the OpenAPI
+ * document (balancer/openapi.ts) is generated from them, so the two cannot drift apart.
+ */
+
+export const streamName = z.string().regex(STREAM_NAME, 'stream names are 1 to 64 letters, digits, "_" or "-"').meta({ example: 'my-show' });
+const dateTime = z.iso.datetime();
+const nullableDateTime = dateTime.nullable();
+
+/** Lists are pages: `limit` items after `cursor` (the `next` of the page before). */
+const MAX_PAGE = 500;
+export const page = {
+  limit: z.coerce.number().int().min(1).max(MAX_PAGE).default(100).describe(`items per page, 1 to ${MAX_PAGE}`),
+  cursor: z.string().min(1).max(200).optional().describe('the `next` of the previous page'),
+};
+export const pageOf = <T extends z.ZodType>(item: T) =>
+  z.object({ items: z.array(item), next: z.string().nullable().describe('cursor of the next page; null on the last page') });
+
+export const streamParams = z.object({ name: streamName }).strict();
+export const nodeParams = z.object({ id: z.string().min(1).max(64) }).strict();
+export const tokenParams = z.object({ id: z.string().regex(/^\d{1,18}$/, 'token ids are numbers') }).strict();
+
+export const createStreamBody = z
+  .object({
+    name: streamName,
+    private: z.boolean().default(false).describe('a private stream needs a play token to watch'),
+  })
+  .strict();
+
+export const updateStreamBody = z.object({ private: z.boolean() }).strict();
+
+/** Stream tokens last an hour by default, a week at most: a leaked one should not last. */
+export const streamTokenBody = z
+  .object({
+    action: z.enum(['publish', 'play']),
+    ttlSeconds: z.number().int().min(60).max(7 * 24 * 3600).default(3600),
+  })
+  .strict();
+
+export const createAdminTokenBody = z
+  .object({
+    label: z.string().min(1).max(100),
+    scopes: z.array(z.enum(ADMIN_SCOPES)).min(1).max(ADMIN_SCOPES.length),
+    ttlSeconds: z.number().int().min(60).max(366 * 24 * 3600).optional().describe('unset: the token does not expire'),
+  })
+  .strict();
+
+export const streamQuery = z.object({ state: z.enum(['live', 'idle']).optional(), ...page }).strict();
+export const nodeQuery = z
+  .object({
+    role: z.enum(['origin', 'edge', 'balancer']).optional(),
+    region: z.string().min(1).max(32).optional(),
+    state: z.enum(['up', 'dead', 'gone']).optional(),
+    ...page,
+  })
+  .strict();
+export const auditQuery = z
+  .object({
+    action: z.string().min(1).max(64).optional(),
+    actor: z.string().min(1).max(128).optional(),
+    target: z.string().min(1).max(256).optional(),
+    outcome: z.enum(['ok', 'denied', 'failed']).optional(),
+    ...page,
+  })
+  .strict();
+
+export const streamView = z.object({
+  name: streamName,
+  state: z.enum(['live', 'idle']),
+  private: z.boolean(),
+  origin: z.object({ id: z.string(), region: z.string() }).nullable(),
+  ingestProtocol: z.enum(['whip', 'rtmp']).nullable(),
+  edges: z.array(z.object({ id: z.string(), region: z.string(), viewers: z.number().int() })),
+  viewers: z.number().int(),
+  createdAt: dateTime,
+  startedAt: nullableDateTime,
+  endedAt: nullableDateTime,
+});
+
+export const streamUrls = z.object({
+  rtmpUrl: z.string().describe('RTMP publish URL with the stream key (OBS: server + key)'),
+  whipUrl: z.url(),
+  whepUrl: z.url(),
+  playerUrl: z.url(),
+});
+
+export const createdStream = streamView.extend({
+  streamKey: z.string().describe('RTMP stream key; shown once'),
+  publishToken: z.string().describe('JWT for WHIP, valid a day'),
+  playToken: z.string().describe('JWT for WHEP (needed when the stream is private), valid a day'),
+  ...streamUrls.shape,
+});
+
+export const streamKey = z.object({ name: streamName, streamKey: z.string(), ...streamUrls.shape });
+export const streamToken = z.object({ token: z.string(), action: z.enum(['publish', 'play']), expiresAt: dateTime });
+
+export const nodeView = z.object({
+  id: z.string(),
+  roles: z.array(z.enum(['origin', 'edge', 'balancer'])),
+  region: z.string(),
+  publicUrl: z.string(),
+  version: z.string(),
+  state: z.enum(['up', 'dead', 'gone']).describe('health: up (heartbeating), dead (missed its heartbeats), gone (shut down)'),
+  draining: z.boolean(),
+  capacity: z.number().int(),
+  viewers: z.number().int(),
+  streams: z.number().int(),
+  bitrateOut: z.number().describe('bits per second'),
+  cpu: z.number().describe('share of one machine, 0..1'),
+  load: z.number().describe('what the balancer ranks by: max(viewers / capacity, cpu)'),
+  startedAt: dateTime,
+  heartbeatAt: dateTime,
+});
+
+export const drainState = z.object({ id: z.string(), draining: z.boolean() });
+
+export const auditEntry = z.object({
+  id: z.string(),
+  at: dateTime,
+  actor: z.string().describe('admin:<token id>, a node id, or the client address of a refused request'),
+  action: z.string(),
+  target: z.string().nullable(),
+  outcome: z.enum(['ok', 'denied', 'failed']),
+  detail: z.record(z.string(), z.unknown()).nullable(),
+});
+
+export const adminToken = z.object({
+  id: z.string(),
+  label: z.string().nullable(),
+  scopes: z.array(z.enum(ADMIN_SCOPES)),
+  createdAt: dateTime,
+  expiresAt: nullableDateTime,
+  revokedAt: nullableDateTime,
+  lastUsedAt: nullableDateTime,
+});
+
+export const createdAdminToken = adminToken.extend({ token: z.string().describe('shown once') });
+
+export const problem = z.object({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string().optional(),
+  instance: z.string().optional(),
+});
