@@ -13,6 +13,7 @@ import { CORS } from '../core/signalling.ts';
 import { GeoLocator, pinsForMap } from './GeoLocator.ts';
 import { HaproxyController } from './HaproxyController.ts';
 import { webPagesRouter } from './webPages.ts';
+import { planCapacity, type RegionCapacity } from './capacity.ts';
 import { createPolicy, rank, type NodeSnapshot, type Policy } from './policies.ts';
 
 /**
@@ -29,6 +30,9 @@ export type BalancerContext = Pick<RoleContext, 'config' | 'logger' | 'metrics' 
  * registry at most once a second keeps the database out of the per-request path at any rate.
  */
 const SNAPSHOT_TTL_MS = 1000;
+
+/** An edge's capacity when a region has none up to measure: a node's default (one worker). */
+const DEFAULT_EDGE_CAPACITY = 500;
 
 /** How many ranked choices the route API returns: the pick and a few to spill to. */
 const ROUTE_CHOICES = 10;
@@ -52,7 +56,8 @@ export class Balancer implements Role {
       const stream = String(req.query.stream ?? '');
       if (!STREAM_NAME.test(stream)) throw new Problem(400, 'Invalid Stream Name', 'stream names are 1 to 64 letters, digits, "_" or "-"');
       const { client, location, choices } = await this.route(req, stream, role);
-      res.json({
+      // Players embedded in other sites ask the route API, then POST to the edge with their token.
+      res.set(CORS).json({
         stream,
         role,
         policy: this.#policy.name,
@@ -90,6 +95,7 @@ export class Balancer implements Role {
         this.#snapshot = undefined;
       },
       tokensChanged: () => this.#auth.forget(),
+      capacity: () => this.capacity(),
     });
     const api = operationsRouter(operations, (req, scope) => this.#auth.authorize(req.get('authorization'), scope));
     this.router.use('/api/v1', api);
@@ -175,7 +181,32 @@ export class Balancer implements Role {
     }));
   }
 
+  /** Edges wanted per region (balancer/capacity.ts); every region an edge was ever seen in is listed. */
+  async capacity(): Promise<RegionCapacity[]> {
+    const { config, db } = this.#ctx;
+    const edges = await listNodes(db.knex, { role: 'edge' });
+    return planCapacity(
+      edges.filter((e) => e.state === 'up'),
+      { targetUtilisation: config.targetUtilisation, slackViewers: config.slackViewers, minEdges: config.minEdgesPerRegion, defaultCapacity: DEFAULT_EDGE_CAPACITY },
+      edges.map((e) => e.region),
+    );
+  }
+
+  /** Called at every heartbeat and /metrics scrape: the capacity gauges are refreshed here. */
   async load(): Promise<RoleLoad> {
+    const { metrics, logger } = this.#ctx;
+    try {
+      const plan = await this.capacity();
+      for (const gauge of [metrics.regionEdges, metrics.regionDesiredEdges, metrics.regionUtilisation]) gauge.reset();
+      for (const r of plan) {
+        metrics.regionEdges.set({ region: r.region }, r.edges);
+        metrics.regionDesiredEdges.set({ region: r.region }, r.desiredEdges);
+        metrics.regionUtilisation.set({ region: r.region }, r.utilisation);
+      }
+    } catch (error) {
+      // Stale gauges are better than none; the heartbeat itself reports the database.
+      logger.debug({ err: error }, 'capacity plan failed');
+    }
     return { viewers: 0, streams: 0, bitrateOut: 0 };
   }
 

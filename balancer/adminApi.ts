@@ -12,6 +12,7 @@ import { createStream, deleteStream, listStreamViews, setStreamPrivate, type Str
 import { STREAMS_PATH } from '../media/relayProtocol.ts';
 import * as s from './apiSchemas.ts';
 import { operation, type Operation } from './apiOperations.ts';
+import type { RegionCapacity } from './capacity.ts';
 import { openApiDocument } from './openapi.ts';
 import { nodeLoad } from './policies.ts';
 
@@ -31,6 +32,8 @@ export interface AdminApiContext {
   nodesChanged(): void;
   /** An admin token was revoked: stop believing cached checks. */
   tokensChanged(): void;
+  /** Edges wanted per region. */
+  capacity(): Promise<RegionCapacity[]>;
 }
 
 /** Tokens handed out with a new stream (or a new key) last a day; the RTMP key does not expire. */
@@ -275,6 +278,23 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
         },
       }),
     ),
+
+    operation({
+      method: 'get',
+      path: '/capacity',
+      operationId: 'getCapacity',
+      tag: 'nodes',
+      summary: 'Edges wanted per region, for an autoscaler (also on /metrics as relaycast_region_desired_edges)',
+      scope: 'read',
+      responses: { 200: { description: 'the plan per region', schema: s.capacity } },
+      handle: async () => ({
+        status: 200,
+        body: {
+          settings: { targetUtilisation: config.targetUtilisation, slackViewers: config.slackViewers, minEdgesPerRegion: config.minEdgesPerRegion },
+          regions: await ctx.capacity(),
+        },
+      }),
+    }),
 
     operation({
       method: 'get',

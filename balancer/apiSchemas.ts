@@ -116,6 +116,25 @@ export const nodeView = z.object({
   heartbeatAt: dateTime,
 });
 
+export const capacity = z.object({
+  settings: z.object({ targetUtilisation: z.number(), slackViewers: z.number().int(), minEdgesPerRegion: z.number().int() }),
+  regions: z.array(
+    z.object({
+      region: z.string(),
+      edges: z.number().int().describe('edges up and taking viewers'),
+      draining: z.number().int(),
+      drainingBusy: z.number().int().describe('draining edges that still have viewers'),
+      viewers: z.number().int(),
+      demand: z.number().int().describe('viewer slots in use: load × capacity, summed'),
+      capacity: z.number().int().describe('viewer slots on offer by the edges taking viewers'),
+      utilisation: z.number(),
+      wantedEdges: z.number().int(),
+      desiredEdges: z.number().int().describe('what an autoscaler should run: wanted + draining edges not yet empty'),
+      drainCandidates: z.array(z.string()).describe('when wanted < edges: the edges to drain first'),
+    }),
+  ),
+});
+
 export const drainState = z.object({ id: z.string(), draining: z.boolean() });
 
 export const auditEntry = z.object({

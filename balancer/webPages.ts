@@ -1,6 +1,69 @@
-import express, { type Router } from 'express';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import express, { type Response, type Router } from 'express';
+import { Problem } from '../core/errors.ts';
+import { STREAM_NAME } from '../core/tokens.ts';
 
-/** The browser pages the balancer serves: the web player and the dashboard. */
+/**
+ * The browser pages the balancer serves (issue 6):
+ * - `GET /play/{stream}`: the web player (`?token=` for a private stream, `?embed=1` for iframes,
+ *   `&stats=1` to show the stats there). It asks this balancer's route API for an edge and plays
+ *   over WHEP from it, reconnecting by itself.
+ * - `GET /dashboard`: nodes and live streams, read from the admin API with the admin token the
+ *   page asks for. The page itself is public; its data is not.
+ * - `GET /player/*`: the static files of `player/` (the `relaycast-player.js` module that sites
+ *   may import, `embed.js`, the pages' scripts and styles).
+ */
+
+const PLAYER_DIR = fileURLToPath(new URL('../player/', import.meta.url));
+
+/**
+ * Static files may be cached for 5 minutes: a deploy reaches every viewer within that, and a
+ * page full of viewers does not refetch the player on every reconnect.
+ */
+const STATIC_MAX_AGE = '5m';
+
+/** Pages are revalidated on every load (ETag), so a new version shows at once. */
+const PAGE_CACHE = 'no-cache';
+
+/** Hardening shared by both pages: scripts and styles from this origin only, no plugins. */
+const BASE_CSP = "default-src 'self'; base-uri 'none'; object-src 'none'; form-action 'self'";
+
+function sendPage(res: Response, file: string, headers: Record<string, string>): void {
+  res.set({ 'Cache-Control': PAGE_CACHE, 'X-Content-Type-Options': 'nosniff', ...headers });
+  res.sendFile(join(PLAYER_DIR, file), { cacheControl: false });
+}
+
 export function webPagesRouter(): Router {
-  return express.Router();
+  const router = express.Router();
+
+  router.get('/play/:stream', (req, res) => {
+    const stream = String(req.params.stream);
+    if (!STREAM_NAME.test(stream)) throw new Problem(400, 'Invalid Stream Name', 'stream names are 1 to 64 letters, digits, "_" or "-"');
+    sendPage(res, 'play.html', {
+      // WHEP goes to edges on other origins; any site may frame the player (that is what embed is for).
+      'Content-Security-Policy': `${BASE_CSP}; connect-src *; frame-ancestors *`,
+      // The page URL may carry a play token: never send it on as a Referer.
+      'Referrer-Policy': 'no-referrer',
+    });
+  });
+
+  router.get('/dashboard', (_req, res) => {
+    sendPage(res, 'dashboard.html', {
+      'Content-Security-Policy': `${BASE_CSP}; connect-src 'self'; frame-ancestors 'none'`,
+      'X-Frame-Options': 'DENY',
+      'Referrer-Policy': 'no-referrer',
+    });
+  });
+
+  const assets = express.static(PLAYER_DIR, { maxAge: STATIC_MAX_AGE, index: false, redirect: false, dotfiles: 'ignore' });
+  router.use('/player', (req, res, next) => {
+    // The pages are served at /play and /dashboard only; this folder's docs are not served.
+    if (/\.(html|md)$/i.test(req.path)) return next();
+    // Sites import the player module from here, and module scripts are fetched with CORS.
+    res.set('Access-Control-Allow-Origin', '*');
+    assets(req, res, next);
+  });
+
+  return router;
 }

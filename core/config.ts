@@ -66,6 +66,9 @@ const schema = z.object({
   haproxyDir: z.string().min(1).optional(),
   heartbeatMs: z.coerce.number().int().min(100).max(60_000).default(2000),
   nodeTtlMs: z.coerce.number().int().min(300).max(600_000).default(10_000),
+  targetUtilisation: z.coerce.number().gt(0).max(1).default(0.7),
+  slackViewers: z.coerce.number().int().min(0).default(200),
+  minEdgesPerRegion: z.coerce.number().int().min(0).max(10_000).default(1),
   /**
    * POSTs (API, WHIP, WHEP) per minute from one client address. 600 lets a NAT with many viewers
    * join at 10 a second and stops a script from making sessions (or audit rows) by the thousand.
@@ -129,6 +132,9 @@ const descriptions: Record<ConfigKey, string> = {
   haproxyDir: 'where its haproxy.cfg, geo map and sockets live (default: <data dir>/haproxy)',
   heartbeatMs: 'how often the node reports its load to the registry',
   nodeTtlMs: 'a node whose last heartbeat is older than this is dead',
+  targetUtilisation: 'autoscaling: share of a region\'s edge capacity to use (balancer; see GET /api/v1/capacity)',
+  slackViewers: 'autoscaling: viewer slots each region keeps free whatever its load',
+  minEdgesPerRegion: 'autoscaling: edges a region keeps with no viewers',
   postRateLimit: 'POST requests (API, WHIP, WHEP) per minute per client address (0: no limit)',
   logLevel: 'pino log level',
 };

@@ -57,6 +57,25 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly regionEdges = new Gauge({
+    name: 'relaycast_region_edges',
+    help: 'Edges up and taking viewers, per region (balancer)',
+    labelNames: ['region'] as const,
+    registers: [this.registry],
+  });
+  readonly regionDesiredEdges = new Gauge({
+    name: 'relaycast_region_desired_edges',
+    help: 'Edges the balancer wants per region, for an autoscaler (see GET /api/v1/capacity)',
+    labelNames: ['region'] as const,
+    registers: [this.registry],
+  });
+  readonly regionUtilisation = new Gauge({
+    name: 'relaycast_region_utilisation',
+    help: 'Viewer slots in use / on offer by the edges of a region (balancer)',
+    labelNames: ['region'] as const,
+    registers: [this.registry],
+  });
+
   constructor(labels: Record<string, string> = {}) {
     this.registry.setDefaultLabels(labels);
     collectDefaultMetrics({ register: this.registry });

@@ -329,6 +329,14 @@ describe('admin API', function () {
       await problem(await api('/nodes/nobody/drain', { method: 'POST' }), 404);
     });
 
+    it('serves the capacity plan per edge region on the API and on /metrics', async () => {
+      const plan = await json(await api('/capacity'), 200);
+      assert.equal(plan.settings.targetUtilisation, 0.7);
+      assert.deepEqual(plan.regions.map((r: Json) => [r.region, r.edges, r.desiredEdges]), [['us', 1, 1]]);
+      const metrics = await (await fetch(`${balancer.url}/metrics`)).text();
+      assert.match(metrics, /^relaycast_region_desired_edges\{region="us",node="balancer-1"\} 1$/m);
+    });
+
     it('answers 409 for an HAProxy reload on a balancer that runs none', async () => {
       await problem(await api('/haproxy/reload', { method: 'POST' }), 409);
     });

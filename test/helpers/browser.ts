@@ -1,6 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 /**
@@ -169,4 +170,28 @@ export async function playbackStats(page: Page): Promise<PlaybackStats> {
 
 export async function connectionState(page: Page, which: 'viewer' | 'publisher'): Promise<string> {
   return page.evaluate((which) => ((window as any)[which] as RTCPeerConnection).connectionState, which);
+}
+
+/**
+ * Stops a publish() of this page: DELETEs its WHIP session, then closes its RTCPeerConnection
+ * (in that order: once the connection closes, the origin may end the session by itself first).
+ */
+export async function stopPublishing(page: Page, token: string): Promise<number> {
+  return page.evaluate(async (token) => {
+    const location = (window as any).publisherLocation as string | null;
+    const res = location ? await fetch(location, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } }) : undefined;
+    const pc = (window as any).publisher as RTCPeerConnection | undefined;
+    for (const sender of pc?.getSenders() ?? []) sender.track?.stop();
+    pc?.close();
+    return res?.status ?? 0;
+  }, token);
+}
+
+/** Saves a PNG of the page under test/artifacts/ (gitignored) and returns its path. */
+export async function screenshot(page: Page, name: string): Promise<string> {
+  const dir = fileURLToPath(new URL('../artifacts/', import.meta.url));
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${name}.png`);
+  await page.screenshot({ path });
+  return path;
 }

@@ -1,0 +1,76 @@
+// @ts-check
+/**
+ * The /play/{stream} page: a RelaycastPlayer on the page's <video>, the status and stats overlays,
+ * and the embed snippet. Query: ?token=… (private streams), ?embed=1 (video only, for iframes),
+ * &stats=1 (stats overlay shown in embed mode). The player is window.relaycastPlayer.
+ */
+import { RelaycastPlayer } from './relaycast-player.js';
+
+const params = new URLSearchParams(location.search);
+const stream = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() ?? '');
+const embed = params.get('embed') === '1';
+const token = params.get('token') ?? undefined;
+
+/** @param {string} id */
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const video = /** @type {HTMLVideoElement} */ ($('video'));
+const statsBox = $('stats');
+
+document.title = `${stream} · Relaycast`;
+$('title').textContent = stream;
+document.body.classList.toggle('embed', embed);
+statsBox.hidden = embed ? params.get('stats') !== '1' : localStorage.getItem('relaycast-stats') === 'hidden';
+$('embed-code').textContent =
+  `<div data-relaycast-stream="${stream}" data-relaycast-server="${location.origin}"></div>\n` +
+  `<script src="${location.origin}/player/embed.js"></script>`;
+
+const player = new RelaycastPlayer(video, { server: location.origin, stream, token });
+/** @type {any} */ (window).relaycastPlayer = player;
+
+/** @param {ReturnType<RelaycastPlayer['stats']>} s */
+function render(s) {
+  const playing = s.state === 'playing';
+  $('status').hidden = playing;
+  $('status').dataset.state = s.state;
+  $('status-text').textContent = s.stateText;
+  $('live').hidden = !playing;
+  /** @type {Record<string, string>} */
+  const shown = {
+    stateText: s.stateText,
+    resolution: s.width ? `${s.width}×${s.height}` : '–',
+    fps: playing ? String(s.fps) : '–',
+    bitrate: playing ? `${s.bitrateKbps.toLocaleString('en')} kbit/s` : '–',
+    rtt: s.rttMs === null ? '–' : `${s.rttMs} ms`,
+    framesDropped: String(s.framesDropped),
+    videoCodec: s.videoCodec?.replace(/^video\//, '') ?? '–',
+    edge: s.edge ?? '–',
+  };
+  for (const dd of statsBox.querySelectorAll('dd')) {
+    const key = /** @type {HTMLElement} */ (dd).dataset.stat ?? '';
+    dd.textContent = shown[key] ?? '–';
+  }
+}
+player.addEventListener('stats', () => render(player.stats()));
+
+// Autoplay is only allowed muted; sound needs a click.
+const unmute = $('unmute');
+unmute.addEventListener('click', () => {
+  video.muted = !video.muted;
+  void video.play().catch(() => undefined);
+  unmute.textContent = video.muted ? 'Unmute' : 'Mute';
+});
+$('toggle-stats').addEventListener('click', () => {
+  statsBox.hidden = !statsBox.hidden;
+  if (!embed) localStorage.setItem('relaycast-stats', statsBox.hidden ? 'hidden' : 'shown');
+});
+$('fullscreen').addEventListener('click', () => {
+  if (document.fullscreenElement) void document.exitFullscreen();
+  else void $('stage').requestFullscreen().catch(() => undefined);
+});
+// Leaving the page ends the session on the edge at once instead of after its ICE timeout.
+addEventListener('pagehide', () => player.stop());
+addEventListener('pageshow', (event) => {
+  if (event.persisted) player.start(); // back/forward cache restored the page
+});
+
+player.start();

@@ -1,0 +1,565 @@
+// @ts-check
+/**
+ * Relaycast web player: WHEP playback through the Relaycast balancer, with automatic reconnects.
+ *
+ *   import { RelaycastPlayer } from 'https://host/player/relaycast-player.js';
+ *   const player = new RelaycastPlayer(videoElement, { server: 'https://host', stream: 'show' });
+ *   player.addEventListener('statechange', () => console.log(player.state));
+ *   player.addEventListener('stats', () => console.log(player.stats()));
+ *   player.start();
+ *
+ * How a session starts: the balancer's route API (`GET /v1/route?stream=…&role=edge`) names the
+ * best edge for this viewer; the player POSTs a recvonly offer to that edge's `/whep/{stream}`.
+ * When the route API cannot answer (or is cross-origin without CORS), the player POSTs to the
+ * balancer's own `/whep/{stream}`, whose 307 the browser follows to an edge.
+ *
+ * How it notices a lost session: the edge closes its viewers' sessions when the publisher stops or
+ * the edge shuts down. Chromium reports that as connectionState 'failed' or 'closed' — or not at
+ * all for a while, when the edge just vanished. So besides the connection state, the player
+ * watches media progress in getStats (video frames decoded, audio packets received): no progress
+ * for STALL_MS while playing, or none at all within CONNECT_TIMEOUT_MS of a new session, counts
+ * as lost. Then it tears the session down (DELETE of its Location, best effort), waits a backoff
+ * and starts over, forever, until stop().
+ *
+ * Plain modern JavaScript (ES2022, no dependencies, no bundler); types in JSDoc.
+ */
+
+/**
+ * No media progress for this long while playing means the session is lost. A live encoder sends
+ * video at 15–60 fps and Opus audio every 20 ms (every 400 ms at most with DTX); 3 s without a
+ * single new frame or audio packet is far outside a healthy stream's jitter, and short enough that
+ * a viewer sees "reconnecting" instead of a frozen picture.
+ */
+const STALL_MS = 3000;
+
+/**
+ * A new session that has not received any media after this long is given up. ICE with a
+ * public-address ICE-lite server plus DTLS takes well under a second on a normal network and a few
+ * seconds on a bad one; the edge may also need to pull the stream from its origin first.
+ */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Signalling requests (route API, WHEP POST) that take longer than this are aborted and retried. */
+const REQUEST_TIMEOUT_MS = 8000;
+
+/** First retry delay: quick enough that a brief blip costs half a second. */
+const BACKOFF_INITIAL_MS = 500;
+
+/**
+ * Retry delays double up to this cap, so that a viewer who opened the page before the show
+ * started sees it within about 8 s of going live, while a crowd of waiting viewers polls the
+ * balancer at most once per 8 s each. Reset once the player plays again.
+ */
+const BACKOFF_MAX_MS = 8000;
+
+/** How often stats are read (and the stall watchdog runs). The overlay shows per-second numbers. */
+const STATS_INTERVAL_MS = 1000;
+
+/**
+ * STALL_MS counted in stats reads: that many reads in a row without progress. Counting reads
+ * rather than comparing timestamps keeps a few ms of timer jitter from costing a whole extra read.
+ */
+const STALL_READS = Math.round(STALL_MS / STATS_INTERVAL_MS);
+
+/**
+ * @typedef {'idle' | 'connecting' | 'playing' | 'waiting' | 'reconnecting' | 'unauthorized' | 'stopped'} PlayerState
+ *   idle: not started; connecting: a session is being set up; playing: media arrives;
+ *   waiting: the stream is not live (404), retrying; reconnecting: a session failed or was lost,
+ *   retrying; unauthorized: the stream is private and the token is missing or refused, retrying
+ *   slowly; stopped: stop() was called.
+ */
+
+/**
+ * @typedef {object} PlayerStats
+ * @property {PlayerState} state
+ * @property {string} stateText   what the overlay shows, e.g. "reconnecting in 2 s"
+ * @property {number} framesDecoded   video frames decoded in the current session
+ * @property {number} framesDropped   video frames dropped in the current session
+ * @property {number} width   decoded picture width (0 before the first frame)
+ * @property {number} height
+ * @property {number} fps   frames decoded per second, over the last second
+ * @property {number} bitrateKbps   audio + video received, kbit/s, over the last second
+ * @property {number | null} rttMs   ICE round trip of the selected candidate pair
+ * @property {number} audioPacketsReceived
+ * @property {string | null} videoCodec   e.g. "video/H264"
+ * @property {string} connectionState   RTCPeerConnection.connectionState, or "none"
+ * @property {string | null} edge   the node serving this session (from the route API), if known
+ * @property {string | null} session   the WHEP session URL (Location)
+ * @property {number} sessions   sessions set up since start()
+ * @property {number} reconnects   times a playing session was lost
+ * @property {number | null} retryInMs   delay until the next attempt, while waiting or reconnecting
+ * @property {string | null} lastError
+ */
+
+/**
+ * @typedef {object} PlayerOptions
+ * @property {string} stream   stream name ([A-Za-z0-9_-]{1,64})
+ * @property {string} [server]   the balancer's base URL (default: the page's origin)
+ * @property {string} [token]   play token for a private stream (sent as Authorization: Bearer)
+ * @property {RTCIceServer[]} [iceServers]   STUN/TURN servers; the WHEP answer's Link headers add to them
+ */
+
+/** @param {number} ms */
+function jittered(ms) {
+  // "Equal jitter": between half and all of the delay, so viewers dropped together by a failed
+  // edge do not all come back in the same instant.
+  return Math.round(ms / 2 + (Math.random() * ms) / 2);
+}
+
+/**
+ * `Link: <turn:host>; rel="ice-server"; username="u"; credential="c"` headers → RTCIceServer[].
+ * @param {string | null} header
+ * @returns {RTCIceServer[]}
+ */
+export function parseIceServerLinks(header) {
+  if (!header) return [];
+  /** @type {RTCIceServer[]} */
+  const servers = [];
+  for (const link of header.split(/,(?=\s*<)/)) {
+    const url = /<([^>]+)>/.exec(link)?.[1];
+    if (!url || !/;\s*rel="?ice-server"?/i.test(link)) continue;
+    const username = /;\s*username="([^"]*)"/i.exec(link)?.[1];
+    const credential = /;\s*credential="([^"]*)"/i.exec(link)?.[1];
+    servers.push(username !== undefined && credential !== undefined ? { urls: url, username, credential } : { urls: url });
+  }
+  return servers;
+}
+
+/** An error whose HTTP status decides what the player does next. */
+class SessionError extends Error {
+  /**
+   * @param {string} message
+   * @param {number} [status]
+   * @param {number} [retryAfterMs]
+   */
+  constructor(message, status, retryAfterMs) {
+    super(message);
+    this.status = status;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/**
+ * @param {Response} res
+ * @returns {Promise<string>} the problem+json detail, or the status text
+ */
+async function problemDetail(res) {
+  const text = await res.text().catch(() => '');
+  try {
+    const body = JSON.parse(text);
+    return body.detail || body.title || `${res.status}`;
+  } catch {
+    return text.slice(0, 200) || `${res.status} ${res.statusText}`;
+  }
+}
+
+/**
+ * One WHEP session: its peer connection, its resource URL and the stats counters needed for
+ * per-second rates. Owned by the player; replaced on every reconnect.
+ */
+class Session {
+  /** @param {RTCPeerConnection} pc */
+  constructor(pc) {
+    this.pc = pc;
+    /** @type {string | null} */
+    this.location = null;
+    /** @type {string | null} */
+    this.edge = null;
+    this.startedAt = performance.now();
+    /** When media last progressed (frames or audio packets), or null before the first. */
+    /** @type {number | null} */
+    this.progressAt = null;
+    /** Stats reads in a row without progress since then. */
+    this.stalledReads = 0;
+    /** Frames decoded + audio packets received at the last tick. */
+    this.lastProgress = 0;
+    /** @type {{ at: number, bytes: number, frames: number } | null} */
+    this.lastSample = null;
+  }
+}
+
+export class RelaycastPlayer extends EventTarget {
+  /** @type {HTMLVideoElement} */
+  #video;
+  /** @type {Required<Pick<PlayerOptions, 'server' | 'stream'>> & PlayerOptions} */
+  #options;
+  /** @type {PlayerState} */
+  #state = 'idle';
+  /** @type {Session | null} */
+  #session = null;
+  /** Bumped by every attempt and by stop(): async work of an older attempt sees it and bails out. */
+  #generation = 0;
+  #backoffMs = BACKOFF_INITIAL_MS;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #retryTimer;
+  /** @type {number | null} */
+  #retryAt = null;
+  /** @type {ReturnType<typeof setInterval> | undefined} */
+  #statsTimer;
+  /** @type {AbortController | null} */
+  #requests = null;
+  /** @type {RTCIceServer[]} */
+  #learnedIceServers = [];
+  /** @type {PlayerStats} */
+  #stats;
+
+  /**
+   * @param {HTMLVideoElement} video
+   * @param {PlayerOptions} options
+   */
+  constructor(video, options) {
+    super();
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(options.stream)) throw new TypeError(`invalid stream name: ${options.stream}`);
+    this.#video = video;
+    this.#options = { ...options, server: (options.server || globalThis.location.origin).replace(/\/+$/, '') };
+    this.#stats = this.#emptyStats();
+  }
+
+  /** @returns {PlayerState} */
+  get state() {
+    return this.#state;
+  }
+
+  get stream() {
+    return this.#options.stream;
+  }
+
+  /** The latest numbers (read each second while a session runs). */
+  stats() {
+    return { ...this.#stats, state: this.#state, stateText: this.stateText(), retryInMs: this.#retryInMs() };
+  }
+
+  /** The state as a viewer reads it: "playing", "reconnecting in 2 s"… */
+  stateText() {
+    const retry = this.#retryInMs();
+    const inS = retry === null ? '' : ` in ${Math.max(1, Math.ceil(retry / 1000))} s`;
+    switch (this.#state) {
+      case 'waiting':
+        return `waiting for stream${inS ? ` (retry${inS})` : ''}`;
+      case 'reconnecting':
+        return `reconnecting${inS}`;
+      case 'unauthorized':
+        return this.#options.token ? 'token refused' : 'private stream: token required';
+      default:
+        return this.#state;
+    }
+  }
+
+  /** Starts playing (and keeps trying until stop()). Calling it while started does nothing. */
+  start() {
+    if (this.#state !== 'idle' && this.#state !== 'stopped') return;
+    this.#backoffMs = BACKOFF_INITIAL_MS;
+    this.#stats = this.#emptyStats();
+    this.#statsTimer = setInterval(() => void this.#tick(), STATS_INTERVAL_MS);
+    void this.#attempt();
+  }
+
+  /** Stops playing, ends the session on the edge, and cancels every timer. */
+  stop() {
+    this.#generation++;
+    clearTimeout(this.#retryTimer);
+    clearInterval(this.#statsTimer);
+    this.#retryAt = null;
+    this.#teardown();
+    this.#setState('stopped');
+  }
+
+  // --- session lifecycle ---
+
+  async #attempt() {
+    const generation = ++this.#generation;
+    this.#retryAt = null;
+    this.#teardown();
+    this.#setState('connecting');
+    try {
+      await this.#connect(generation);
+    } catch (error) {
+      if (generation !== this.#generation) return;
+      this.#failed(/** @type {Error} */ (error));
+    }
+  }
+
+  /**
+   * Sets up one session: route, offer, POST, answer. Resolves once the answer is applied; media
+   * progress is then watched by #tick.
+   * @param {number} generation
+   */
+  async #connect(generation) {
+    const { stream, token } = this.#options;
+    const pc = new RTCPeerConnection({ iceServers: [...(this.#options.iceServers ?? []), ...this.#learnedIceServers] });
+    const session = new Session(pc);
+    this.#session = session;
+    this.#requests = new AbortController();
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    const media = new MediaStream();
+    pc.ontrack = (event) => {
+      media.addTrack(event.track);
+      if (this.#video.srcObject !== media) this.#video.srcObject = media;
+      this.#video.play().catch(() => undefined); // refused without a user gesture unless muted: the page's Unmute button plays
+    };
+    pc.onconnectionstatechange = () => {
+      if (generation !== this.#generation) return;
+      // 'disconnected' may heal by itself; the stall watchdog decides if it does not.
+      if (pc.connectionState === 'failed' || pc.connectionState === 'closed') {
+        this.#lost(`connection ${pc.connectionState}`);
+      }
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+
+    const target = await this.#edgeUrl(generation);
+    if (generation !== this.#generation) return;
+    session.edge = target.node;
+    /** @type {Record<string, string>} */
+    const headers = { 'content-type': 'application/sdp' };
+    if (token) headers.authorization = `Bearer ${token}`;
+    const res = await fetch(`${target.url}/whep/${stream}`, {
+      method: 'POST',
+      headers,
+      body: pc.localDescription?.sdp,
+      signal: this.#signal(),
+    });
+    if (generation !== this.#generation) return;
+    if (res.status !== 201) {
+      const retryAfter = Number(res.headers.get('retry-after'));
+      throw new SessionError(await problemDetail(res), res.status, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined);
+    }
+    const answer = await res.text();
+    const location = res.headers.get('location');
+    // Location may be relative to the URL that answered (after a 307, the edge's).
+    session.location = location ? new URL(location, res.url).href : null;
+    session.edge ??= new URL(res.url).host;
+    const ice = parseIceServerLinks(res.headers.get('link'));
+    if (ice.length > 0) this.#learnedIceServers = ice; // used from the next session on
+    if (generation !== this.#generation) return;
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    this.#stats.sessions++;
+    this.#stats.session = session.location;
+    this.#stats.edge = session.edge;
+    this.#emit('stats');
+  }
+
+  /**
+   * Where to POST: the route API's first choice, or the balancer itself (which redirects) when the
+   * route API fails or has no edge to offer.
+   * @param {number} generation
+   * @returns {Promise<{ url: string, node: string | null }>}
+   */
+  async #edgeUrl(generation) {
+    const { server, stream } = this.#options;
+    try {
+      const res = await fetch(`${server}/v1/route?stream=${encodeURIComponent(stream)}&role=edge`, { signal: this.#signal(), cache: 'no-store' });
+      if (res.ok) {
+        const body = await res.json();
+        const choice = body?.choices?.[0];
+        if (choice && typeof choice.url === 'string' && /^https?:\/\//.test(choice.url)) {
+          return { url: choice.url.replace(/\/+$/, ''), node: typeof choice.node === 'string' ? choice.node : null };
+        }
+      }
+    } catch (error) {
+      if (generation !== this.#generation) throw error;
+      // Unreachable or cross-origin without CORS: the balancer's 307 below still works.
+    }
+    return { url: server, node: null };
+  }
+
+  /**
+   * A session could not be set up: decide the state and when to try again.
+   * @param {Error} error
+   */
+  #failed(error) {
+    const status = error instanceof SessionError ? error.status : undefined;
+    this.#stats.lastError = error.name === 'AbortError' || error.name === 'TimeoutError' ? 'request timed out' : error.message;
+    this.#teardown();
+    if (status === 404) this.#retry('waiting');
+    else if (status === 401 || status === 403) this.#retry('unauthorized', BACKOFF_MAX_MS);
+    else this.#retry('reconnecting', error instanceof SessionError ? error.retryAfterMs : undefined);
+  }
+
+  /**
+   * A session that was set up is gone (connection failed, media stalled, or never came).
+   * @param {string} why
+   */
+  #lost(why) {
+    if (this.#state === 'playing') this.#stats.reconnects++;
+    this.#stats.lastError = why;
+    this.#teardown();
+    this.#retry('reconnecting');
+  }
+
+  /**
+   * Schedules the next attempt after the backoff (at least `minMs`), and doubles the backoff.
+   * @param {PlayerState} state
+   * @param {number} [minMs]
+   */
+  #retry(state, minMs = 0) {
+    const generation = ++this.#generation;
+    const delay = Math.max(jittered(this.#backoffMs), Math.min(minMs, 60_000));
+    this.#backoffMs = Math.min(this.#backoffMs * 2, BACKOFF_MAX_MS);
+    clearTimeout(this.#retryTimer);
+    this.#retryAt = performance.now() + delay;
+    this.#retryTimer = setTimeout(() => {
+      if (generation === this.#generation) void this.#attempt();
+    }, delay);
+    this.#setState(state);
+  }
+
+  /** Ends the current session: closes the peer connection, DELETEs the session (best effort). */
+  #teardown() {
+    this.#requests?.abort();
+    this.#requests = null;
+    const session = this.#session;
+    this.#session = null;
+    if (!session) return;
+    session.pc.ontrack = null;
+    session.pc.onconnectionstatechange = null;
+    session.pc.close();
+    if (session.location) {
+      /** @type {Record<string, string>} */
+      const headers = {};
+      if (this.#options.token) headers.authorization = `Bearer ${this.#options.token}`;
+      // keepalive: the DELETE goes out even when the page is being closed.
+      fetch(session.location, { method: 'DELETE', headers, keepalive: true, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).catch(() => undefined);
+    }
+    const stats = this.#stats;
+    Object.assign(stats, { framesDecoded: 0, framesDropped: 0, width: 0, height: 0, fps: 0, bitrateKbps: 0, rttMs: null, audioPacketsReceived: 0, connectionState: 'none', session: null });
+  }
+
+  /** The signal for a signalling request: aborted by teardown/stop, or after REQUEST_TIMEOUT_MS. */
+  #signal() {
+    const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+    const own = this.#requests?.signal;
+    return own && 'any' in AbortSignal ? AbortSignal.any([own, timeout]) : timeout;
+  }
+
+  // --- stats and the stall watchdog (once a second) ---
+
+  async #tick() {
+    const session = this.#session;
+    const generation = this.#generation;
+    if (!session || session.pc.signalingState === 'closed') {
+      this.#emit('stats'); // the countdown in stateText moves on
+      return;
+    }
+    /** @type {RTCStatsReport} */
+    let report;
+    try {
+      report = await session.pc.getStats();
+    } catch {
+      return;
+    }
+    if (session !== this.#session || generation !== this.#generation) return;
+    this.#read(session, report);
+    const now = performance.now();
+    const progress = this.#stats.framesDecoded + this.#stats.audioPacketsReceived;
+    if (progress > session.lastProgress && session.pc.remoteDescription) {
+      session.lastProgress = progress;
+      session.progressAt = now;
+      session.stalledReads = 0;
+      if (this.#state !== 'playing') {
+        this.#backoffMs = BACKOFF_INITIAL_MS;
+        this.#stats.lastError = null;
+        this.#setState('playing');
+      }
+    } else if (session.progressAt !== null && ++session.stalledReads >= STALL_READS) {
+      this.#lost(`no media for ${Math.round((now - session.progressAt) / 1000)} s`);
+      return;
+    } else if (session.progressAt === null && now - session.startedAt > CONNECT_TIMEOUT_MS) {
+      this.#lost('no media after connecting');
+      return;
+    }
+    this.#emit('stats');
+  }
+
+  /**
+   * @param {Session} session
+   * @param {RTCStatsReport} report
+   */
+  #read(session, report) {
+    const s = this.#stats;
+    let bytes = 0;
+    /** @type {Map<string, string>} */
+    const codecs = new Map();
+    /** @type {string | undefined} */
+    let codecId;
+    /** @type {string | undefined} */
+    let pairId;
+    /** @type {Map<string, any>} */
+    const pairs = new Map();
+    report.forEach((/** @type {any} */ r) => {
+      if (r.type === 'inbound-rtp') {
+        bytes += r.bytesReceived ?? 0;
+        if (r.kind === 'video') {
+          s.framesDecoded = r.framesDecoded ?? 0;
+          s.framesDropped = r.framesDropped ?? 0;
+          s.width = r.frameWidth ?? s.width;
+          s.height = r.frameHeight ?? s.height;
+          codecId = r.codecId;
+        } else if (r.kind === 'audio') {
+          s.audioPacketsReceived = r.packetsReceived ?? 0;
+        }
+      } else if (r.type === 'codec') {
+        codecs.set(r.id, r.mimeType);
+      } else if (r.type === 'transport') {
+        pairId = r.selectedCandidatePairId;
+      } else if (r.type === 'candidate-pair') {
+        pairs.set(r.id, r);
+      }
+    });
+    const pair = (pairId && pairs.get(pairId)) || [...pairs.values()].find((p) => p.nominated && p.state === 'succeeded');
+    s.rttMs = typeof pair?.currentRoundTripTime === 'number' ? Math.round(pair.currentRoundTripTime * 1000) : null;
+    s.videoCodec = (codecId && codecs.get(codecId)) || s.videoCodec;
+    s.connectionState = session.pc.connectionState;
+    const now = performance.now();
+    const last = session.lastSample;
+    if (last && now > last.at) {
+      const dt = (now - last.at) / 1000;
+      s.bitrateKbps = Math.round(((bytes - last.bytes) * 8) / dt / 1000);
+      s.fps = Math.round((s.framesDecoded - last.frames) / dt);
+    }
+    session.lastSample = { at: now, bytes, frames: s.framesDecoded };
+  }
+
+  // --- helpers ---
+
+  /** @param {PlayerState} state */
+  #setState(state) {
+    const changed = state !== this.#state;
+    this.#state = state;
+    if (changed) this.#emit('statechange');
+    this.#emit('stats');
+  }
+
+  /** @param {'statechange' | 'stats'} type */
+  #emit(type) {
+    this.dispatchEvent(new CustomEvent(type, { detail: this.stats() }));
+  }
+
+  #retryInMs() {
+    return this.#retryAt === null ? null : Math.max(0, Math.round(this.#retryAt - performance.now()));
+  }
+
+  /** @returns {PlayerStats} */
+  #emptyStats() {
+    return {
+      state: 'idle',
+      stateText: 'idle',
+      framesDecoded: 0,
+      framesDropped: 0,
+      width: 0,
+      height: 0,
+      fps: 0,
+      bitrateKbps: 0,
+      rttMs: null,
+      audioPacketsReceived: 0,
+      videoCodec: null,
+      connectionState: 'none',
+      edge: null,
+      session: null,
+      sessions: 0,
+      reconnects: 0,
+      retryInMs: null,
+      lastError: null,
+    };
+  }
+}
