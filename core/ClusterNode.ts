@@ -10,11 +10,12 @@ import type { Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { NodeRegistry } from './NodeRegistry.ts';
 import { postRateLimit } from './rateLimit.ts';
+import { bearerToken, secretsEqual } from './tokens.ts';
 import { TrustedProxies } from './TrustedProxies.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import type { Role, RoleLoad } from './Role.ts';
 import { Database } from '../db/Database.ts';
-import type { NodeLoad } from '../db/repositories/nodes.ts';
+import { setNodeDraining, type NodeLoad } from '../db/repositories/nodes.ts';
 import { WorkerPool } from '../media/WorkerPool.ts';
 import { Edge } from '../edge/Edge.ts';
 import { Origin } from '../origin/Origin.ts';
@@ -33,6 +34,9 @@ const DATABASE_RETRY_MS = 2000;
  * gives 30 s between SIGTERM and SIGKILL; signalling requests take milliseconds.
  */
 const HTTP_DRAIN_MS = 5000;
+
+/** `POST` with the cluster secret: drain ahead of a shutdown (see #mountRoutes). */
+export const DRAIN_PATH = '/internal/v1/drain';
 
 /**
  * One Relaycast process: the roles it runs (origin, edge, balancer) over the parts they share —
@@ -56,6 +60,11 @@ export class ClusterNode {
   #lastCpu = 0;
   #server: Server | undefined;
   #stopping = false;
+  /** Set when shutdown drained the node (and so undoes it once gone). */
+  #drainedForShutdown = false;
+  #clusterSecret = '';
+  /** Draining ahead of a shutdown (preStop or SIGTERM): the agent-check says drain. */
+  #shutdownDraining = false;
   #databaseReady = false;
 
   constructor(config: Config, logger: Logger) {
@@ -80,7 +89,8 @@ export class ClusterNode {
       { roles: config.roles, region: config.region, database: this.db.kind, version: config.version },
       'starting relaycast',
     );
-    const base = { config, logger: this.logger, metrics: this.metrics, db: this.db, clusterSecret: clusterSecret(config, this.logger) };
+    this.#clusterSecret = clusterSecret(config, this.logger);
+    const base = { config, logger: this.logger, metrics: this.metrics, db: this.db, clusterSecret: this.#clusterSecret };
     // The balancer first: its WHIP/WHEP redirects see a request before this process's own roles.
     if (config.roles.includes('balancer')) this.#roles.push(new Balancer(base));
     if (config.roles.includes('origin') || config.roles.includes('edge')) {
@@ -103,7 +113,7 @@ export class ClusterNode {
       this.#agent = await AgentCheck.start(config.agentPort, config.httpHost, () => ({
         load: nodeLoad(this.#lastLoad.viewers, config.capacity, this.#lastCpu),
         viewerThreshold: config.viewerThreshold,
-        draining: this.#registry?.draining ?? false,
+        draining: this.#shutdownDraining || this.#stopping || (this.#registry?.draining ?? false),
       }));
     }
     this.#mountRoutes();
@@ -147,12 +157,14 @@ export class ClusterNode {
     if (this.#stopping) return;
     this.#stopping = true;
     this.logger.info('shutting down');
+    await this.#drain();
     const server = this.#server;
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
     server?.closeIdleConnections();
     // Ending the sessions ends the relay requests that hold connections open.
     for (const role of this.#roles) await role.close().catch((error) => this.logger.error({ err: error }, 'role close failed'));
     await this.#registry?.stop();
+    if (this.#drainedForShutdown) await setNodeDraining(this.db.knex, this.config.nodeId, false).catch(() => undefined);
     if (server) {
       const timer = setTimeout(() => server.closeAllConnections(), HTTP_DRAIN_MS);
       await closed;
@@ -162,6 +174,27 @@ export class ClusterNode {
     await this.#workers?.close();
     await this.db.close();
     this.logger.info('stopped');
+  }
+
+  /**
+   * Shutdown, first step: the node drains (its row says so, for the balancers; its agent-check
+   * says so, for HAProxy; /readyz says 503, for Kubernetes; new requests get 503), then each role
+   * moves what it carries within --drain-timeout-ms. The drain is undone once the node is gone,
+   * so that the next start of this node id is not drained (an operator's drain stays).
+   */
+  async #drain(): Promise<void> {
+    if (!this.#registry?.registered) return;
+    // Without the database the balancers cannot be told; the agent-check and /readyz still are.
+    await this.#markDrainingForShutdown().catch((error) => this.logger.warn({ err: error }, 'could not mark the node draining'));
+    const deadline = Date.now() + this.config.drainTimeoutMs;
+    for (const role of this.#roles) await role.drain?.(deadline).catch((error) => this.logger.error({ err: error }, 'drain failed'));
+  }
+
+  /** Drains the node in the registry (unless an operator has), and tells the agent-check. */
+  async #markDrainingForShutdown(): Promise<void> {
+    this.#shutdownDraining = true;
+    if (this.#registry?.draining || this.#drainedForShutdown) return;
+    this.#drainedForShutdown = await setNodeDraining(this.db.knex, this.config.nodeId, true);
   }
 
   async #load(): Promise<NodeLoad> {
@@ -229,6 +262,16 @@ export class ClusterNode {
     app.get('/metrics', async (_req, res) => {
       await this.#roleLoad();
       res.type(this.metrics.registry.contentType).send(await this.metrics.registry.metrics());
+    });
+    // The first step of a shutdown, ahead of SIGTERM (a Kubernetes preStop hook): drain, so no new
+    // viewers or streams come, while what the node carries goes on. Undone when the node is gone.
+    app.post(DRAIN_PATH, async (req, res) => {
+      const token = bearerToken(req.get('authorization'));
+      if (!token || !secretsEqual(token, this.#clusterSecret)) {
+        throw new Problem(401, 'Unauthorized', 'the internal API needs the cluster secret', { headers: { 'WWW-Authenticate': 'Bearer realm="relaycast-internal"' } });
+      }
+      await this.#markDrainingForShutdown();
+      res.json({ node: config.nodeId, draining: true });
     });
     // Until the node is registered, its streams could not be placed: refuse rather than fail later.
     app.use((_req, _res, next) => {

@@ -35,6 +35,11 @@ export interface Role {
   load(): Promise<RoleLoad>;
   /** Records again what the role carries, after the node was declared dead and came back. */
   revive?(): Promise<void>;
+  /**
+   * Shutdown, first step: the node is already draining (no new work comes); move what the role
+   * carries elsewhere, by `deadline` (epoch ms) at the latest.
+   */
+  drain?(deadline: number): Promise<void>;
   /** Ends the role's sessions and frees its media resources. */
   close(): Promise<void>;
 }

@@ -66,6 +66,8 @@ const schema = z.object({
   haproxyDir: z.string().min(1).optional(),
   heartbeatMs: z.coerce.number().int().min(100).max(60_000).default(2000),
   nodeTtlMs: z.coerce.number().int().min(300).max(600_000).default(10_000),
+  /** How long SIGTERM may spend moving viewers off the node before it closes what is left. */
+  drainTimeoutMs: z.coerce.number().int().min(0).max(600_000).default(20_000),
   targetUtilisation: z.coerce.number().gt(0).max(1).default(0.7),
   slackViewers: z.coerce.number().int().min(0).default(200),
   minEdgesPerRegion: z.coerce.number().int().min(0).max(10_000).default(1),
@@ -132,6 +134,7 @@ const descriptions: Record<ConfigKey, string> = {
   haproxyDir: 'where its haproxy.cfg, geo map and sockets live (default: <data dir>/haproxy)',
   heartbeatMs: 'how often the node reports its load to the registry',
   nodeTtlMs: 'a node whose last heartbeat is older than this is dead',
+  drainTimeoutMs: 'on SIGTERM, longest time spent moving viewers to other edges before exiting',
   targetUtilisation: 'autoscaling: share of a region\'s edge capacity to use (balancer; see GET /api/v1/capacity)',
   slackViewers: 'autoscaling: viewer slots each region keeps free whatever its load',
   minEdgesPerRegion: 'autoscaling: edges a region keeps with no viewers',

@@ -17,6 +17,21 @@ import { Relay, RelayError } from './Relay.ts';
  * (one Relay per stream, shared by all its viewers here); each viewer gets a WebRTC transport and
  * a consumer per track on the relay's router.
  */
+/**
+ * How long a draining edge waits before ending its viewers' sessions, so that they are not sent
+ * straight back: the balancer's registry snapshot lives 1 s and HAProxy's agent-check runs every
+ * second.
+ */
+const DRAIN_NOTICE_MS = 2000;
+
+/**
+ * Gap between two viewers sent away by a draining edge: 50 rejoins a second, so that a thousand
+ * viewers spread over 20 s instead of arriving at the other edges (and the balancer) at once.
+ */
+const VIEWER_MOVE_GAP_MS = 20;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 export class Edge implements Role {
   readonly router: Router;
   readonly #ctx: RoleContext;
@@ -74,6 +89,22 @@ export class Edge implements Role {
         continue;
       }
       await createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: relay.upstreamNodeId });
+    }
+  }
+
+  /**
+   * Moves the viewers to other edges: once the balancer and HAProxy have seen this node drain,
+   * their sessions are ended a few at a time, and their players rejoin through the balancer.
+   */
+  async drain(deadline: number): Promise<void> {
+    const sessions = [...this.#relays.values()].flatMap((relay) => relay.sessions);
+    if (sessions.length === 0) return;
+    this.#ctx.logger.info({ viewers: sessions.length }, 'moving viewers to other edges');
+    await sleep(Math.min(DRAIN_NOTICE_MS, Math.max(0, deadline - Date.now())));
+    const gap = Math.min(VIEWER_MOVE_GAP_MS, Math.max(0, deadline - Date.now()) / sessions.length);
+    for (const session of sessions) {
+      session.close('edge draining: rejoin another edge');
+      await sleep(gap);
     }
   }
 

@@ -132,6 +132,9 @@ export class Relay extends EventEmitter<RelayEvents> {
       }
       void relay.#follow(lines);
       relay.#startLinger();
+      // The router closes by itself when its media worker dies: the relay goes with it (its
+      // viewers' sessions end, the origin's pipe is released), and the next viewer opens a new one.
+      router.observer.once('close', () => relay!.close('media router closed (worker died?)'));
       log.info({ producers: offer.producers.length }, 'relay up');
       return relay;
     } catch (error) {
@@ -144,6 +147,11 @@ export class Relay extends EventEmitter<RelayEvents> {
 
   get viewers(): number {
     return this.#viewers.size;
+  }
+
+  /** The viewers' sessions (a copy). */
+  get sessions(): WebRtcSession[] {
+    return [...this.#viewers];
   }
 
   get closed(): boolean {
@@ -160,14 +168,14 @@ export class Relay extends EventEmitter<RelayEvents> {
     const key = JSON.stringify(codecs.map((c) => [c.mimeType, c.preferredPayloadType, c.parameters]));
     let fanout = this.#fanouts.get(key);
     if (!fanout) {
-      fanout = this.#createFanout(codecs);
+      fanout = this.#createFanout(key, codecs);
       this.#fanouts.set(key, fanout);
       fanout.catch(() => this.#fanouts.delete(key));
     }
     return fanout;
   }
 
-  async #createFanout(codecs: RouterRtpCodecCapability[]): Promise<Fanout> {
+  async #createFanout(key: string, codecs: RouterRtpCodecCapability[]): Promise<Fanout> {
     const router = await this.#workers.next().createRouter({ mediaCodecs: codecs, appData: { stream: this.stream } });
     const producers: Producer[] = [];
     for (const producer of this.producers) {
@@ -180,6 +188,10 @@ export class Relay extends EventEmitter<RelayEvents> {
       }
     }
     if (this.#closed) router.close();
+    // A fanout on a worker that died is forgotten; its viewers' sessions close with their transports.
+    router.observer.once('close', () => {
+      if (!this.#closed) this.#fanouts.delete(key);
+    });
     return { router, producers };
   }
 

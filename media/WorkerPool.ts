@@ -112,8 +112,23 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   async #spawn(index: number): Promise<Worker> {
     const worker = await mediasoup.createWorker({ workerBin: this.#workerBin, logLevel: 'warn', appData: { index } });
     worker.on('died', (error) => this.#onDied(index, worker, error));
+    WorkerPool.#keepThroughSignals(worker);
     this.#metrics?.mediaWorkers.set(this.workers.length + 1);
     return worker;
+  }
+
+  /**
+   * mediasoup closes every worker as soon as the process gets SIGINT or SIGTERM (a listener of its
+   * own on `process`). That would cut every viewer off before a draining edge has moved them, so
+   * the listener goes: shutdown is ClusterNode's, which closes the pool last. (The listener is a
+   * private member of mediasoup's Worker; if a release renames it, this does nothing and the
+   * failover test's SIGTERM drain fails.)
+   */
+  static #keepThroughSignals(worker: Worker): void {
+    const onSignal = (worker as unknown as { onSignal?: (signal: NodeJS.Signals) => void }).onSignal;
+    if (typeof onSignal !== 'function') return;
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
   }
 
   #onDied(index: number, worker: Worker, error: Error): void {

@@ -49,6 +49,9 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
     this.router = router;
     this.publisher = publisher;
     publisher.once('closed', (reason) => this.end(`publisher: ${reason}`));
+    // The router closes by itself when its media worker dies: the publish ends cleanly (placement
+    // released, relays ended) and the publisher may publish again, on a new router.
+    router.observer.once('close', () => this.end('media router closed (worker died?)'));
   }
 
   /**

@@ -22,7 +22,7 @@ log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 packages=(ffmpeg haproxy)
-[ $want_test = 1 ] && packages+=(chromium prometheus postgresql procps)
+[ $want_test = 1 ] && packages+=(chromium prometheus postgresql procps docker-compose)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

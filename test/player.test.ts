@@ -4,6 +4,7 @@ import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { TestBrowser, publish, screenshot, stopPublishing } from './helpers/browser.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
+import { playerStats, playing, type PageStats } from './helpers/player.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**
@@ -16,45 +17,6 @@ import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/proces
 const SECRET = 'player-test-secret-0123456789';
 const ADMIN = 'player-test-admin-0123456789';
 const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '500', '--node-ttl-ms', '3000', '--relay-linger-ms', '1000'];
-
-/** What the player page exposes (window.relaycastPlayer.stats()), plus the <video>'s own size. */
-interface PageStats {
-  state: string;
-  stateText: string;
-  framesDecoded: number;
-  width: number;
-  fps: number;
-  bitrateKbps: number;
-  rttMs: number | null;
-  edge: string | null;
-  sessions: number;
-  reconnects: number;
-  lastError: string | null;
-  videoWidth: number;
-}
-
-function playerStats(page: Page): Promise<PageStats> {
-  return page.evaluate(() => ({ ...(window as any).relaycastPlayer.stats(), videoWidth: document.querySelector('video')!.videoWidth }));
-}
-
-/** Waits (bounded) until the page plays: state playing, frames decoded, a picture. */
-async function playing(page: Page, what: string, timeoutMs = 30_000): Promise<PageStats> {
-  let last: PageStats | undefined;
-  try {
-    await waitFor(
-      what,
-      async () => {
-        last = await playerStats(page);
-        return last.state === 'playing' && last.framesDecoded > 10 && last.width > 0 && last.videoWidth > 0;
-      },
-      timeoutMs,
-      250,
-    );
-  } catch (error) {
-    throw new Error(`${(error as Error).message}; last player stats: ${JSON.stringify(last)}`);
-  }
-  return last!;
-}
 
 describe('web player and dashboard (Chromium, origin + edge + balancer)', function () {
   this.timeout(180_000);

@@ -195,3 +195,56 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   await page.screenshot({ path });
   return path;
 }
+
+/**
+ * A WHIP publisher that keeps publishing, as a production publisher should: it asks the
+ * balancer's route API for an origin, publishes there, and when the connection fails (the origin
+ * died) or a POST is refused, tries again a second later — forever, until the page closes.
+ * `window.publishLog` records each attempt: `{ origin, status }`.
+ */
+export async function publishWithRetry(page: Page, balancerUrl: string, stream: string, token: string): Promise<void> {
+  await page.evaluate(
+    async ({ balancerUrl, stream, token }) => {
+      const w = window as any;
+      w.publishLog = [] as Array<{ origin: string | null; status: number | string }>;
+      const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+      // A property, not a const: tsx's keepNames would wrap a named arrow in a helper the page lacks.
+      w.attempt = async (): Promise<void> => {
+        let origin: string | null = null;
+        try {
+          const route = await (await fetch(`${balancerUrl}/v1/route?stream=${stream}&role=origin`)).json();
+          const choice = route.choices?.[0];
+          if (!choice) throw new Error('no origin');
+          origin = choice.node;
+          const pc = new RTCPeerConnection();
+          for (const track of media.getTracks()) pc.addTransceiver(track, { direction: 'sendonly' });
+          await pc.setLocalDescription(await pc.createOffer());
+          const res = await fetch(`${choice.url}/whip/${stream}`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` },
+            body: pc.localDescription!.sdp,
+          });
+          w.publishLog.push({ origin, status: res.status });
+          if (res.status !== 201) {
+            pc.close();
+            throw new Error(`status ${res.status}`);
+          }
+          await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+          w.publisher = pc;
+          pc.onconnectionstatechange = () => {
+            if (pc.connectionState === 'failed' || pc.connectionState === 'disconnected' || pc.connectionState === 'closed') {
+              pc.onconnectionstatechange = null;
+              pc.close();
+              setTimeout(() => void w.attempt(), 1000);
+            }
+          };
+        } catch (error) {
+          if (!String(error).includes('status ')) w.publishLog.push({ origin, status: String(error) });
+          setTimeout(() => void w.attempt(), 1000);
+        }
+      };
+      await w.attempt();
+    },
+    { balancerUrl, stream, token },
+  );
+}
