@@ -236,6 +236,8 @@ export function loadConfig(sources: ConfigSources): Config {
     // ~500 consumers per mediasoup worker is mediasoup's own rough figure.
     capacity: parsed.capacity ?? 500 * parsed.workers,
     defaultRegion: parsed.defaultRegion ?? parsed.region,
+    // A balancer that runs HAProxy hears it on loopback, with the client in X-Forwarded-For.
+    trustedProxies: parsed.haproxyBin ? [parsed.trustedProxies, '127.0.0.1', '::1'].filter(Boolean).join(',') : parsed.trustedProxies,
     version: VERSION,
   };
 }

@@ -70,6 +70,18 @@ describe('HAProxy run by the balancer', function () {
     }
     const health = await fetch(`http://127.0.0.1:${haproxyPort}/healthz`);
     assert.equal(health.headers.get('x-relaycast-node'), 'balancer');
+    // The route API behind HAProxy sees the client, not HAProxy (option forwardfor, trusted loopback).
+    const route = await new Promise<{ client: { address: string; location: { region?: string } } }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: haproxyPort, path: '/v1/route?stream=show', localAddress: '127.0.0.3' }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve(JSON.parse(body)));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(route.client.address, '127.0.0.3');
+    assert.equal(route.client.location.region, 'us-east');
   });
 
   it('moves new requests to the backup region while an edge drains (agent-check)', async () => {
