@@ -32,7 +32,7 @@ const DATA_DIR = /RELAYCAST_DATA_DIR=(\S+)/.exec(read('docker/Dockerfile'))![1]!
 const packageJson = JSON.parse(read('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
 
 /** Variables the container's own scripts read (docker/entrypoint.sh, docker/prestop.mjs). */
-const CONTAINER_VARS = ['RELAYCAST_PORT_BLOCK_BASE', 'RELAYCAST_PORT_BLOCK_SIZE', 'RELAYCAST_ANNOUNCED_IPS', 'RELAYCAST_POD_INDEX', 'RELAYCAST_PRESTOP_WAIT_S', 'RELAYCAST_PRESTOP_POLL_MS'];
+const CONTAINER_VARS = ['RELAYCAST_PORT_BLOCK_BASE', 'RELAYCAST_PORT_BLOCK_SIZE', 'RELAYCAST_ANNOUNCED_IPS', 'RELAYCAST_POD_INDEX', 'RELAYCAST_PRESTOP_ROLE', 'RELAYCAST_PRESTOP_WAIT_S', 'RELAYCAST_PRESTOP_POLL_MS', 'RELAYCAST_PRESTOP_REQUEST_TIMEOUT_MS'];
 const KNOWN_VARS = new Set([...FIELDS.map((f) => f.env), 'RELAYCAST_CONFIG', 'MEDIASOUP_WORKER_BIN', ...CONTAINER_VARS]);
 
 /** A node's settings as the node would load them; fails on an unknown variable or a bad value. */
@@ -349,19 +349,54 @@ describe('docker/entrypoint.sh and docker/prestop.mjs', function () {
     }
   });
 
-  /** Runs prestop.mjs against a stand-in /metrics that reports `load(request number)`. */
-  async function prestop(load: (n: number) => number, env: Record<string, string>) {
-    let requests = 0;
+  /** A stand-in for the node the hook runs beside: its drain endpoint and its /metrics. */
+  interface StubNode {
+    /** Status of the n-th authorized drain request (from 0); 'hang' never answers. Default 200. */
+    drain?: (n: number) => number | 'hang';
+    /** What the n-th /metrics request reports. Default nothing carried. */
+    load?: (n: number) => { streams: number; viewers: number };
+    /** Accepts connections and drops them at once: a node that does not answer. */
+    down?: boolean;
+  }
+  const SECRET = 'prestop-cluster-secret-of-32-chars';
+
+  /** Runs prestop.mjs against a StubNode; what it logged, how long it took, what the node saw. */
+  async function prestop(node: StubNode, env: Record<string, string>) {
+    const seen = { connections: 0, drains: 0, authorized: 0, scrapes: 0, order: [] as string[] };
     const server = createServer((req, res) => {
-      const n = load(requests++);
-      res.end(req.url === '/metrics' ? `# HELP relaycast_viewers x\nrelaycast_viewers{node="e"} ${n}\nrelaycast_streams{node="e"} ${n ? 1 : 0}\nrelaycast_relays{node="e",direction="in"} 7\n` : '');
+      if (req.method === 'POST' && req.url === '/internal/v1/drain') {
+        seen.drains++;
+        seen.order.push('drain');
+        if (req.headers.authorization !== `Bearer ${SECRET}`) {
+          res.writeHead(401, { 'content-type': 'application/problem+json' }).end('{"status":401,"title":"Unauthorized"}');
+          return;
+        }
+        const status = (node.drain ?? (() => 200))(seen.authorized++);
+        if (status === 'hang') return;
+        res.writeHead(status, { 'content-type': 'application/json' }).end(status === 200 ? '{"node":"stub-1","draining":true}' : `{"status":${status}}`);
+      } else if (req.method === 'GET' && req.url === '/metrics') {
+        seen.order.push('metrics');
+        const { streams, viewers } = (node.load ?? (() => ({ streams: 0, viewers: 0 })))(seen.scrapes++);
+        res.end(`# HELP relaycast_viewers x\nrelaycast_viewers{node="stub-1"} ${viewers}\nrelaycast_streams{node="stub-1"} ${streams}\nrelaycast_relays{node="stub-1",direction="in"} 7\n`);
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    server.on('connection', (socket) => {
+      seen.connections++;
+      if (node.down) socket.destroy();
     });
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     try {
       const child = spawn(process.execPath, [join(ROOT, 'docker/prestop.mjs')], {
-        // No DATABASE_URL: the drain fails, and the hook waits all the same.
-        env: { PATH: process.env.PATH!, RELAYCAST_HTTP_PORT: String((server.address() as AddressInfo).port), RELAYCAST_PRESTOP_POLL_MS: '100', ...env },
+        env: {
+          PATH: process.env.PATH!,
+          RELAYCAST_HTTP_PORT: String((server.address() as AddressInfo).port),
+          RELAYCAST_CLUSTER_SECRET: SECRET,
+          RELAYCAST_PRESTOP_POLL_MS: '100',
+          ...env,
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let output = '';
@@ -369,35 +404,95 @@ describe('docker/entrypoint.sh and docker/prestop.mjs', function () {
       child.stderr.on('data', (d) => (output += d));
       const started = Date.now();
       const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-      const [code] = (await once(child, 'exit')) as [number];
+      const [code] = (await once(child, 'exit')) as [number | null];
       clearTimeout(timer);
-      return { code, output, requests, ms: Date.now() - started };
+      return { code, output, ms: Date.now() - started, ...seen };
     } finally {
+      server.closeAllConnections();
       server.close();
     }
   }
 
-  // Both hook runs start at once (the drain command takes seconds to load) and are awaited below.
-  let drained: ReturnType<typeof prestop>;
-  let timedOut: ReturnType<typeof prestop>;
+  // Every hook run starts at once (each takes up to a few seconds) and is awaited by its test.
+  const runs: Record<string, ReturnType<typeof prestop>> = {};
   before(() => {
-    drained = prestop((n) => (n < 3 ? 2 : 0), { RELAYCAST_NODE_ID: 'edge-test-1', RELAYCAST_PRESTOP_WAIT_S: '30' });
-    timedOut = prestop(() => 3, { RELAYCAST_PRESTOP_WAIT_S: '1' });
+    const streamsEnd = (n: number) => ({ streams: n < 3 ? 2 : 0, viewers: 5 });
+    runs.origin = prestop({ load: streamsEnd }, { RELAYCAST_PRESTOP_ROLE: 'origin', RELAYCAST_PRESTOP_WAIT_S: '30' });
+    runs.originTimeout = prestop({ load: () => ({ streams: 3, viewers: 0 }) }, { RELAYCAST_PRESTOP_ROLE: 'origin', RELAYCAST_PRESTOP_WAIT_S: '1' });
+    runs.edge = prestop({ load: () => ({ streams: 2, viewers: 7 }) }, { RELAYCAST_PRESTOP_ROLE: 'edge', RELAYCAST_PRESTOP_WAIT_S: '2' });
+    runs.emptyEdge = prestop({}, { RELAYCAST_PRESTOP_ROLE: 'edge', RELAYCAST_PRESTOP_WAIT_S: '2' });
+    runs.databaseBlip = prestop({ drain: (n) => (n < 2 ? 503 : 200) }, { RELAYCAST_PRESTOP_ROLE: 'edge', RELAYCAST_PRESTOP_WAIT_S: '0' });
+    runs.wrongSecret = prestop({ load: streamsEnd }, { RELAYCAST_PRESTOP_ROLE: 'origin', RELAYCAST_CLUSTER_SECRET: 'not-the-cluster-secret' });
+    runs.noSecret = prestop({}, { RELAYCAST_PRESTOP_ROLE: 'edge', RELAYCAST_PRESTOP_WAIT_S: '0', RELAYCAST_CLUSTER_SECRET: '' });
+    runs.hung = prestop({ drain: () => 'hang', load: () => ({ streams: 1, viewers: 0 }) }, { RELAYCAST_PRESTOP_ROLE: 'origin', RELAYCAST_PRESTOP_WAIT_S: '30', RELAYCAST_PRESTOP_REQUEST_TIMEOUT_MS: '500' });
+    runs.down = prestop({ down: true }, { RELAYCAST_PRESTOP_ROLE: 'edge', RELAYCAST_PRESTOP_WAIT_S: '30' });
   });
 
-  it('preStop drains the node through the CLI, then waits until its viewers and streams are gone', async () => {
-    const result = await drained;
-    assert.equal(result.code, 0, result.output);
-    assert.match(result.output, /relaycast drain: /, 'it ran `relaycast drain <node id>` (which needs DATABASE_URL, not given here)');
-    assert.match(result.output, /no viewers or streams left/);
-    assert.ok(result.requests >= 4, `polled until the load was 0 (${result.requests} requests)`);
+  it('preStop drains through the node\'s drain endpoint with the cluster secret; an origin then waits until its streams end', async () => {
+    const r = await runs.origin!;
+    assert.equal(r.code, 0, r.output);
+    assert.deepEqual([r.drains, r.authorized], [1, 1], `one drain request, with the cluster secret\n${r.output}`);
+    assert.equal(r.order[0], 'drain', 'drained before the wait');
+    assert.match(r.output, /drained \(\{"node":"stub-1","draining":true\}\)/);
+    assert.match(r.output, /no streams left/);
+    assert.equal(r.scrapes, 4, 'polled /metrics until the streams were gone, its viewers (relays) notwithstanding');
+    assert.ok(r.ms < 15_000, `took ${r.ms} ms, not the 30 s wait`);
   });
 
-  it('preStop gives up at its timeout', async () => {
-    const result = await timedOut;
-    assert.equal(result.code, 0, result.output);
-    assert.match(result.output, /drain timeout \(1 s\) with 4 viewers and streams left/);
-    assert.ok(result.ms < 5000, `took ${result.ms} ms`);
+  it('preStop: an origin gives up at RELAYCAST_PRESTOP_WAIT_S, with streams still live', async () => {
+    const r = await runs.originTimeout!;
+    assert.equal(r.code, 0, r.output);
+    assert.match(r.output, /wait over \(1 s\) with 3 streams left/);
+    assert.ok(r.ms >= 1000 && r.ms < 15_000, `took ${r.ms} ms`);
+  });
+
+  it('preStop: an edge waits RELAYCAST_PRESTOP_WAIT_S, viewers or not, and leaves its viewers to SIGTERM', async () => {
+    for (const [r, viewers] of [[await runs.edge!, 7], [await runs.emptyEdge!, 0]] as const) {
+      assert.equal(r.code, 0, r.output);
+      assert.equal(r.authorized, 1, r.output);
+      assert.equal(r.order[0], 'drain', 'drained before the wait');
+      // The wait is for the balancers and endpoints to stop sending viewers: an empty edge waits it too.
+      const waited = Number(/waited ([\d.]+) s/.exec(r.output)?.[1]);
+      assert.ok(waited >= 2 && waited < 10, `waited the 2 s (${waited} s)\n${r.output}`);
+      assert.ok(r.scrapes <= 1, `does not poll for viewers to leave (${r.scrapes} scrapes)`);
+      assert.match(r.output, new RegExp(`SIGTERM moves the ${viewers} viewers left`));
+    }
+  });
+
+  it('preStop retries a drain the node could not record (503), and takes no for an answer (401)', async () => {
+    const blip = await runs.databaseBlip!;
+    assert.equal(blip.code, 0, blip.output);
+    assert.equal(blip.drains, 3, `two 503s, then 200\n${blip.output}`);
+    assert.match(blip.output, /drain attempt 1: HTTP 503/);
+    assert.match(blip.output, /drained/);
+    assert.ok(blip.ms < 15_000, `took ${blip.ms} ms`);
+
+    const refused = await runs.wrongSecret!;
+    assert.equal(refused.code, 0, refused.output);
+    assert.deepEqual([refused.drains, refused.authorized], [1, 0], `no retry after a 401\n${refused.output}`);
+    assert.match(refused.output, /HTTP 401[\s\S]*could not drain the node; going on[\s\S]*no streams left/, 'then waits all the same');
+
+    const none = await runs.noSecret!;
+    assert.equal(none.code, 0, none.output);
+    assert.equal(none.drains, 0);
+    assert.match(none.output, /RELAYCAST_CLUSTER_SECRET is not set/);
+  });
+
+  it('preStop never blocks on a node that does not answer: bounded requests, a few tries, no wait', async () => {
+    const hung = await runs.hung!;
+    assert.equal(hung.code, 0, hung.output);
+    assert.ok(hung.drains >= 1, 'the requests reached the node');
+    assert.equal(hung.output.match(/drain attempt \d: no answer within 500 ms/g)?.length, 3, `three tries, each given up after 0.5 s\n${hung.output}`);
+    assert.match(hung.output, /could not drain the node; going on\n.*does not answer; not waiting/);
+    assert.equal(hung.scrapes, 0);
+    assert.ok(hung.ms < 15_000, `took ${hung.ms} ms, not the 30 s wait`);
+
+    const down = await runs.down!;
+    assert.equal(down.code, 0, down.output);
+    assert.ok(down.connections >= 3, `three tries (${down.connections} connections)\n${down.output}`);
+    assert.equal(down.output.match(/drain attempt \d: /g)?.length, 3, down.output);
+    assert.match(down.output, /does not answer; not waiting/);
+    assert.ok(down.ms < 15_000, `took ${down.ms} ms, not the 30 s wait`);
   });
 });
 
@@ -491,6 +586,9 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
       [['--set', 'database.url=postgres://x', '--set', 'edges.defaults.replcias=2'], /Additional property replcias is not allowed/],
       [['--set', 'database.url=postgres://x', '--set', 'network.mode=portRange'], /portRange.announcedIps per pod/],
       [['--set', 'database.url=postgres://x', '--set', 'auth.clusterSecret=short'], /at least 16 characters/],
+      [['--set', 'database.url=postgres://x', '--set', 'edges.defaults.terminationGracePeriodSeconds=40'], /rc-relaycast-edge-eu: terminationGracePeriodSeconds \(40\) must cover the preStop wait .* at least 45/],
+      [['--set', 'database.url=postgres://x', '--set', 'edges.defaults.extraEnv[0].name=RELAYCAST_DRAIN_TIMEOUT_MS', '--set-string', 'edges.defaults.extraEnv[0].value=60000'], /\(RELAYCAST_DRAIN_TIMEOUT_MS, 60 s\) and 15 s to leave the cluster: at least 85/],
+      [['--set', 'database.url=postgres://x', '--set', 'origins.terminationGracePeriodSeconds=30'], /origins.terminationGracePeriodSeconds: Must be greater than or equal to 60/],
     ];
     for (const [args, message] of refusals) {
       const result = await template(args);
@@ -575,6 +673,8 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
   });
 
   it('drains origins and edges before they stop (preStop), within their grace period; pods run as non-root', async () => {
+    /** Grace period, preStop wait and drain timeout, by scenario and role. */
+    const shutdowns: Record<string, [number, number, number]> = {};
     for (const scenario of Object.keys(SCENARIOS)) {
       for (const o of workloads(scenario)) {
         const pod = podOf(o);
@@ -591,14 +691,27 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
         const command = (c.lifecycle as { preStop?: { exec?: { command: string[] } } } | undefined)?.preStop?.exec?.command ?? [];
         assert.deepEqual(command, ['node', '/app/docker/prestop.mjs'], `${describeObject(o)}: preStop drains`);
         const env = await resolvedEnv(o, c);
+        const role = component(o)!;
+        assert.equal(env.RELAYCAST_PRESTOP_ROLE, role, `${describeObject(o)}: the hook knows what to wait for`);
         const wait = Number(env.RELAYCAST_PRESTOP_WAIT_S);
-        // After the hook, SIGTERM: the node moves the viewers left (drainTimeoutMs, if this version has it), then stops.
-        const config = nodeConfig(describeObject(o), [component(o)!], env) as Config & { drainTimeoutMs?: number };
-        const shutdown = (config.drainTimeoutMs ?? 0) / 1000 + 15;
-        assert.ok(wait > 0 && pod.spec.terminationGracePeriodSeconds! >= wait + shutdown, `${describeObject(o)}: grace ${pod.spec.terminationGracePeriodSeconds} s covers the preStop wait (${wait} s) and the shutdown (${shutdown} s)`);
-        assert.ok(pod.spec.terminationGracePeriodSeconds! >= 600, `${describeObject(o)}: viewers get minutes, not seconds`);
+        const grace = pod.spec.terminationGracePeriodSeconds!;
+        // After the hook, SIGTERM: an edge moves its viewers (drainTimeoutMs), then the node leaves the cluster.
+        const config = nodeConfig(describeObject(o), [role], env);
+        const shutdown = config.drainTimeoutMs / 1000 + 15;
+        assert.ok(Number.isInteger(wait) && wait >= 0 && grace >= wait + shutdown, `${describeObject(o)}: grace ${grace} s covers the preStop wait (${wait} s) and the shutdown (${shutdown} s)`);
+        if (role === 'edge') {
+          // Viewers are moved, not waited for: the wait is for balancers and endpoints to stop sending new ones.
+          assert.ok(wait >= 5 && wait <= 30, `${describeObject(o)}: a short preStop wait (${wait} s)`);
+          assert.ok(grace <= wait + shutdown + 60, `${describeObject(o)}: a rollout is not held minutes per edge (grace ${grace} s)`);
+        } else {
+          assert.ok(wait >= 600, `${describeObject(o)}: shows get minutes to end, not seconds (${wait} s)`);
+        }
+        shutdowns[`${scenario} ${role}`] = [grace, wait, config.drainTimeoutMs];
       }
     }
+    assert.deepEqual(shutdowns['default edge'], [60, 10, 20_000], 'edges by default: a minute, a 10 s wait, 20 s to move the viewers');
+    assert.deepEqual(shutdowns['default origin'], [3600, 3540, 20_000], 'origins by default: an hour for shows to end');
+    assert.deepEqual(shutdowns['hpa edge'], [90, 15, 40_000], 'edges with their own wait and drain timeout (ci/hpa-values.yaml)');
   });
 
   it('runs one edge workload per region, origins and a balancer whose Service points at HAProxy', async () => {

@@ -58,8 +58,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-Environment every Relaycast container has: the database, the cluster secret, its node id (the pod
-name: unique, and what `relaycast drain` is given by the preStop hook).
+Environment every Relaycast container has: the database, the cluster secret (which the preStop
+hook also uses, to call the node's drain endpoint), its node id (the pod name: unique).
 */}}
 {{- define "relaycast.commonEnv" -}}
 - name: RELAYCAST_NODE_ID

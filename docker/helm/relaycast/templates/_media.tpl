@@ -21,9 +21,31 @@ docker/entrypoint.sh), its headless Service, and a LoadBalancer Service per pod.
 {{- if and (not $hostNetwork) (lt (len $w.portRange.announcedIps) $maxPods) }}
 {{- fail (printf "%s: network.mode portRange needs one address in portRange.announcedIps per pod (%d, up to %d pods)" .name (len $w.portRange.announcedIps) $maxPods) }}
 {{- end }}
+{{- /*
+Shutdown: the preStop hook drains the node and waits $wait seconds, then SIGTERM. Origins wait for
+their streams to end, up to the grace period minus 60 s (their own shutdown takes seconds). Edges
+wait preStopWaitSeconds (balancers and endpoints stop sending viewers), then on SIGTERM move their
+viewers within RELAYCAST_DRAIN_TIMEOUT_MS (20 s unless an extraEnv sets it) and leave the cluster
+(15 s kept for that): the grace period must cover all three.
+*/}}
 {{- $grace := int $w.terminationGracePeriodSeconds }}
-{{- if lt $grace 120 }}
-{{- fail (printf "%s: terminationGracePeriodSeconds must be at least 120 (the preStop hook waits for it minus 60 s, the rest is the node's own shutdown)" .name) }}
+{{- $wait := 0 }}
+{{- if $edge }}
+{{- $wait = int $w.preStopWaitSeconds }}
+{{- $drainMs := 20000 }}
+{{- range (concat ($root.Values.extraEnv | default list) ($w.extraEnv | default list)) }}
+{{- if and (eq (toString .name) "RELAYCAST_DRAIN_TIMEOUT_MS") (hasKey . "value") }}{{ $drainMs = int .value }}{{ end }}
+{{- end }}
+{{- $drainS := div (add $drainMs 999) 1000 | int }}
+{{- $needed := add $wait $drainS 15 | int }}
+{{- if lt $grace $needed }}
+{{- fail (printf "%s: terminationGracePeriodSeconds (%d) must cover the preStop wait (preStopWaitSeconds, %d s), moving the viewers on SIGTERM (RELAYCAST_DRAIN_TIMEOUT_MS, %d s) and 15 s to leave the cluster: at least %d" .name $grace $wait $drainS $needed) }}
+{{- end }}
+{{- else }}
+{{- if lt $grace 60 }}
+{{- fail (printf "%s: terminationGracePeriodSeconds (%d) must be at least 60 (the preStop hook waits for streams to end for it minus 60 s, the rest is the node's own shutdown)" .name $grace) }}
+{{- end }}
+{{- $wait = sub $grace 60 | int }}
 {{- end }}
 {{- $labels := dict "app.kubernetes.io/component" .component }}
 {{- if $edge }}{{ $_ := set $labels "relaycast.io/region" .region }}{{ end }}
@@ -138,8 +160,10 @@ spec:
             - name: RELAYCAST_CAPACITY
               value: {{ . | quote }}
             {{- end }}
+            - name: RELAYCAST_PRESTOP_ROLE
+              value: {{ .component | quote }}
             - name: RELAYCAST_PRESTOP_WAIT_S
-              value: {{ sub $grace 60 | quote }}
+              value: {{ $wait | quote }}
             {{- with $w.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
