@@ -334,8 +334,12 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       responses: { 201: { description: 'the token; shown once', schema: s.createdAdminToken } },
       handle: async ({ body, token }) => {
         const secret = newAdminToken();
-        const record = await storeAdminToken(db, secret, body);
-        await recordAudit(db, { actor: actor(token), action: 'token.create', target: `admin:${record!.id}`, detail: { label: body.label, scopes: body.scopes } });
+        // One transaction: a token whose audit row cannot be written is not kept either.
+        const record = await db.transaction(async (trx) => {
+          const stored = await storeAdminToken(trx, secret, body);
+          await recordAudit(trx, { actor: actor(token), action: 'token.create', target: `admin:${stored!.id}`, detail: { label: body.label, scopes: body.scopes } });
+          return stored;
+        });
         return { status: 201, body: { ...record, token: secret } };
       },
     }),

@@ -5,7 +5,7 @@ import { clusterSecret } from './clusterSecret.ts';
 import type { Config } from './config.ts';
 import { CpuMeter } from './CpuMeter.ts';
 import { Problem } from './errors.ts';
-import { createApp, errorHandler, notFound } from './http.ts';
+import { createApp, errorHandler, notFound, PROBLEM_CONTENT_TYPE } from './http.ts';
 import type { Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { NodeRegistry } from './NodeRegistry.ts';
@@ -118,6 +118,14 @@ export class ClusterNode {
     }
     this.#mountRoutes();
     this.#server = this.app.listen(config.httpPort, config.httpHost);
+    // Requests Node's own parser refuses (bad bytes in the target, broken headers) never reach
+    // express: answer them in the one error shape too, not with a bare 400.
+    this.#server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy();
+      const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      const body = JSON.stringify({ type: 'about:blank', title: status === 431 ? 'Request Header Fields Too Large' : 'Bad Request', status, detail: 'the request could not be parsed' });
+      socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    });
     await once(this.#server, 'listening');
     this.logger.info({ url: config.publicUrl, port: this.httpPort }, 'http listening');
 

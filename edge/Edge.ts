@@ -133,6 +133,20 @@ export class Edge implements Role {
 
   async #play(name: string, offer: Offer) {
     const relay = await this.#relayFor(name);
+    let release: (() => void) | undefined;
+    try {
+      release = relay.hold();
+      return await this.#join(relay, name, offer);
+    } catch (error) {
+      // The relay closed under the viewer (the stream ended upstream, a worker died): try again.
+      if (error instanceof RelayError) throw new Problem(error.status, 'Service Unavailable', error.message, { headers: { 'Retry-After': '1' } });
+      throw error;
+    } finally {
+      release?.();
+    }
+  }
+
+  async #join(relay: Relay, name: string, offer: Offer) {
     const sections = offer.sections.filter(isSupported).filter((s) => s.direction === 'recvonly' || s.direction === 'sendrecv');
     const fanout = await relay.fanoutFor(sections.flatMap(receivableCodecs));
     const session = await WebRtcSession.create(fanout.router, name, this.#ctx.rtc);

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Producer, Router, RouterRtpCodecCapability } from 'mediasoup/types';
+import { UnsupportedMediaError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { MEDIA_CODECS } from '../media/codecs.ts';
 import type { RtcListen, WebRtcSession } from '../media/WebRtcSession.ts';
@@ -73,6 +74,8 @@ export class Relay extends EventEmitter<RelayEvents> {
   #linger: NodeJS.Timeout | undefined;
   #silence: NodeJS.Timeout | undefined;
   #closed = false;
+  /** Viewers being set up (see hold()). */
+  #holds = 0;
 
   private constructor(source: RelaySource, router: Router, abort: AbortController, workers: WorkerPool, lingerMs: number, logger: Logger) {
     super();
@@ -164,7 +167,7 @@ export class Relay extends EventEmitter<RelayEvents> {
    * viewer cannot take are left out.
    */
   async fanoutFor(codecs: RouterRtpCodecCapability[]): Promise<Fanout> {
-    if (this.#closed) throw new Error('relay closed');
+    if (this.#closed) throw new RelayError(503, `the relay of ${this.stream} just closed; try again`);
     const key = JSON.stringify(codecs.map((c) => [c.mimeType, c.preferredPayloadType, c.parameters]));
     let fanout = this.#fanouts.get(key);
     if (!fanout) {
@@ -176,7 +179,13 @@ export class Relay extends EventEmitter<RelayEvents> {
   }
 
   async #createFanout(key: string, codecs: RouterRtpCodecCapability[]): Promise<Fanout> {
-    const router = await this.#workers.next().createRouter({ mediaCodecs: codecs, appData: { stream: this.stream } });
+    const router = await this.#workers
+      .next()
+      .createRouter({ mediaCodecs: codecs, appData: { stream: this.stream } })
+      .catch((error: unknown) => {
+        // The codecs are the viewer's own (its payload types): one mediasoup refuses is the offer's fault.
+        throw new UnsupportedMediaError(`the offer's codecs cannot be sent: ${(error as Error).message}`);
+      });
     const producers: Producer[] = [];
     for (const producer of this.producers) {
       if (!router.rtpCapabilities.codecs?.some((c) => c.kind === producer.kind)) continue;
@@ -195,15 +204,37 @@ export class Relay extends EventEmitter<RelayEvents> {
     return { router, producers };
   }
 
+  /**
+   * Holds the relay open while a viewer's session is being set up (the linger would otherwise
+   * close it under a viewer who arrives just as the last one left; found by fuzzing). Returns the
+   * release, to call once the viewer is added or has failed.
+   */
+  hold(): () => void {
+    if (this.#closed) throw new RelayError(503, `the relay of ${this.stream} just closed; try again`);
+    this.#holds++;
+    clearTimeout(this.#linger);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#holds--;
+      this.#lingerIfIdle();
+    };
+  }
+
   /** Adds a viewer's session; the relay stays while it is open. */
   addViewer(session: WebRtcSession): void {
-    if (this.#closed) throw new Error('relay closed');
+    if (this.#closed) throw new RelayError(503, `the relay of ${this.stream} just closed; try again`);
     this.#viewers.add(session);
     clearTimeout(this.#linger);
     session.once('closed', () => {
       this.#viewers.delete(session);
-      if (this.#viewers.size === 0 && !this.#closed) this.#startLinger();
+      this.#lingerIfIdle();
     });
+  }
+
+  #lingerIfIdle(): void {
+    if (this.#viewers.size === 0 && this.#holds === 0 && !this.#closed) this.#startLinger();
   }
 
   /** Bits per second sent to this relay's viewers. */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { InvalidSdpError } from '../core/errors.ts';
 import type { Router, WebRtcTransport } from 'mediasoup/types';
 import type { LocalTransport, Offer } from './sdp.ts';
 
@@ -111,7 +112,10 @@ export class WebRtcSession extends EventEmitter<WebRtcSessionEvents> {
 
   async connect(offer: Offer): Promise<void> {
     this.remoteIceUfrag = offer.iceUfrag;
-    await this.transport.connect({ dtlsParameters: offer.dtlsParameters });
+    await this.transport.connect({ dtlsParameters: offer.dtlsParameters }).catch((error: unknown) => {
+      // mediasoup refuses DTLS parameters parseOffer let through: the offer's fault, a 400.
+      throw error instanceof TypeError ? new InvalidSdpError(`DTLS parameters: ${error.message}`) : error;
+    });
   }
 
   /** New ICE credentials (the client asked for an ICE restart); the ETag changes with them. */

@@ -40,6 +40,44 @@ export interface Offer {
 
 const MAX_SECTIONS = 16;
 
+/** The hash functions of RFC 8122 that mediasoup (and every browser) knows for DTLS fingerprints. */
+const FINGERPRINT_ALGORITHMS = new Set(['sha-1', 'sha-224', 'sha-256', 'sha-384', 'sha-512']);
+const FINGERPRINT_HASH = /^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2})+$/;
+
+/**
+ * sdp-transform is a tolerant parser: it turns what looks like a number into one ("a=rtpmap:96
+ * 0/90000" gives the codec name 0) and leaves empty what is missing. Everything the media layer
+ * reads is checked here, once, so that a malformed offer is a 400 and never a TypeError deeper
+ * down (found by fuzzing).
+ */
+function checkSection(m: MediaDescription, mid: string, ssrcs: Set<number>): void {
+  const bad = (what: string) => new InvalidSdpError(`media section ${mid}: ${what}`);
+  for (const rtp of m.rtp) {
+    if (!Number.isInteger(rtp.payload) || rtp.payload < 0 || rtp.payload > 127) throw bad(`payload type ${String(rtp.payload)} is not 0-127`);
+    rtp.codec = String(rtp.codec ?? '');
+    if (!/^[A-Za-z0-9_.-]+$/.test(rtp.codec)) throw bad(`a=rtpmap:${rtp.payload} has no codec name`);
+    if (rtp.rate !== undefined && (!Number.isInteger(rtp.rate) || rtp.rate <= 0)) throw bad(`a=rtpmap:${rtp.payload} has clock rate ${String(rtp.rate)}`);
+    if (rtp.encoding !== undefined && (!Number.isInteger(Number(rtp.encoding)) || Number(rtp.encoding) <= 0)) throw bad(`a=rtpmap:${rtp.payload} has ${String(rtp.encoding)} channels`);
+  }
+  for (const fb of m.rtcpFb ?? []) {
+    fb.type = String(fb.type ?? '');
+    if (fb.subtype !== undefined) fb.subtype = String(fb.subtype);
+    if (fb.type === '') throw bad(`a=rtcp-fb:${String(fb.payload)} has no feedback type`);
+  }
+  // Every SSRC once in the whole offer: the worker refuses a second stream on one SSRC.
+  const announced = new Set<number>((m.ssrcs ?? []).map((x) => Number(x.id)));
+  for (const group of m.ssrcGroups ?? []) {
+    const members = String(group.ssrcs).split(/\s+/).filter(Boolean).map(Number);
+    if (new Set(members).size !== members.length) throw bad(`a=ssrc-group:${group.semantics} names one SSRC twice`);
+    for (const ssrc of members) announced.add(ssrc);
+  }
+  for (const ssrc of announced) {
+    if (!Number.isInteger(ssrc) || ssrc < 0 || ssrc > 0xffffffff) throw bad(`SSRC ${ssrc} is not a 32-bit number`);
+    if (ssrcs.has(ssrc)) throw bad(`SSRC ${ssrc} is announced by another media section too`);
+    ssrcs.add(ssrc);
+  }
+}
+
 export function parseOffer(text: string): Offer {
   if (!/^v=0\r?\n/.test(text)) throw new InvalidSdpError('the body is not an SDP offer (it must start with "v=0")');
   let session: SessionDescription;
@@ -54,6 +92,9 @@ export function parseOffer(text: string): Offer {
 
   const fingerprint = session.fingerprint ?? media.find((m) => m.fingerprint)?.fingerprint;
   if (!fingerprint) throw new InvalidSdpError('the offer has no DTLS fingerprint');
+  const algorithm = String(fingerprint.type ?? '').toLowerCase();
+  if (!FINGERPRINT_ALGORITHMS.has(algorithm)) throw new InvalidSdpError(`unknown DTLS fingerprint algorithm "${algorithm}"`);
+  if (!FINGERPRINT_HASH.test(String(fingerprint.hash ?? ''))) throw new InvalidSdpError('the DTLS fingerprint is not colon-separated hex');
   const iceUfrag = session.iceUfrag ?? media[0]!.iceUfrag;
   const icePwd = session.icePwd ?? media[0]!.icePwd;
   if (!iceUfrag || !icePwd) throw new InvalidSdpError('the offer has no ICE credentials');
@@ -61,6 +102,7 @@ export function parseOffer(text: string): Offer {
   if (setup === 'passive') throw new InvalidSdpError('the offer must let the server take the DTLS server role (setup:actpass or active)');
 
   const mids = new Set<string>();
+  const ssrcs = new Set<number>();
   const sections: Offer['sections'] = media.map((m, index) => {
     const mid = m.mid === undefined ? undefined : String(m.mid);
     if (mid === undefined) throw new InvalidSdpError(`media section ${index} has no a=mid`);
@@ -70,6 +112,7 @@ export function parseOffer(text: string): Offer {
       return { mid, kind: m.type, media: m, unsupported: true as const };
     }
     if (!Array.isArray(m.rtp) || m.rtp.length === 0) throw new InvalidSdpError(`media section ${mid} lists no codecs`);
+    checkSection(m, mid, ssrcs);
     return { mid, kind: m.type, direction: (m.direction ?? 'sendrecv') as OfferSection['direction'], media: m };
   });
   return {
@@ -77,7 +120,7 @@ export function parseOffer(text: string): Offer {
     sections,
     dtlsParameters: {
       role: 'client',
-      fingerprints: [{ algorithm: fingerprint.type.toLowerCase() as 'sha-256', value: fingerprint.hash }],
+      fingerprints: [{ algorithm: algorithm as 'sha-256', value: String(fingerprint.hash) }],
     },
     iceUfrag,
     icePwd,

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { PipeTransport, Producer, Router, SrtpParameters } from 'mediasoup/types';
-import { UnsupportedMediaError } from '../core/errors.ts';
+import { InvalidSdpError, UnsupportedMediaError } from '../core/errors.ts';
 import { MEDIA_CODECS, SUPPORTED_CODECS } from '../media/codecs.ts';
 import type { RelayOffer } from '../media/relayProtocol.ts';
 import { buildAnswer, isSupported, producerParameters, type AcceptedSection, type Offer } from '../media/sdp.ts';
@@ -88,12 +88,17 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
       await session.connect(offer);
       for (const [mid, { rtpParameters }] of accepted) {
         const kind = offer.sections.find((s) => s.mid === mid)!.kind as 'audio' | 'video';
-        const producer = await session.transport.produce({
-          kind,
-          rtpParameters,
-          keyFrameRequestDelay: kind === 'video' ? KEY_FRAME_REQUEST_DELAY_MS : undefined,
-          appData: { stream: name },
-        });
+        const producer = await session.transport
+          .produce({
+            kind,
+            rtpParameters,
+            keyFrameRequestDelay: kind === 'video' ? KEY_FRAME_REQUEST_DELAY_MS : undefined,
+            appData: { stream: name },
+          })
+          // mediasoup checks RTP parameters further than parseOffer can: what it refuses is the offer's fault.
+          .catch((error: unknown) => {
+            throw error instanceof TypeError ? new InvalidSdpError(`media section ${mid}: ${error.message}`) : error;
+          });
         stream.producers.push(producer);
       }
       const answer = buildAnswer(offer, session.local, accepted, String(Date.now()));

@@ -1,10 +1,9 @@
 /**
- * Product bugs the fuzzing found and that are not fixed yet. Each has a skipped regression test in
- * fuzz.test.ts with its minimal input, asserting the correct answer (a 4xx problem). While a bug
- * is listed here, a property that meets it — recognised by the error the server logs for that
- * request, never by the input — counts the hit and goes on, so that the rest of the run still
- * finds other bugs. FUZZ_STRICT=1 makes every hit fail again. Fixed: delete the entry and un-skip
- * its test.
+ * Product bugs the fuzzing found. Each has a regression test in fuzz.test.ts with its minimal
+ * input, asserting the correct answer (a 4xx problem). While a bug is open (not `fixed`), a
+ * property that meets it — recognised by the error the server logs for that request, never by the
+ * input — counts the hit and goes on, so that the rest of the run still finds other bugs, and its
+ * regression test is skipped. FUZZ_STRICT=1 makes every hit fail again. Fixed: set `fixed`.
  */
 
 export interface KnownBug {
@@ -15,11 +14,14 @@ export interface KnownBug {
   title: string;
   /** Matches the server's "request failed" log line (error message and stack) for the request. */
   signature: RegExp;
+  /** How it was fixed; a fixed bug is no longer tolerated by the properties. */
+  fixed?: string;
 }
 
 export const KNOWN_BUGS: KnownBug[] = [
   {
     id: 'whip-produce-rejects-offer-parameters',
+    fixed: 'parseOffer checks payload types, codec names, clock rates and rtcp-fb; produce() TypeErrors are 400s',
     summary: "POST /whip with 'a=rtpmap: opus/48000/2' or 'a=rtcp-fb:96  fir' is answered 500",
     title:
       'POST /whip: an offer whose RTP parameters mediasoup\'s produce() refuses is answered 500: producerParameters() only ' +
@@ -30,6 +32,7 @@ export const KNOWN_BUGS: KnownBug[] = [
   },
   {
     id: 'whip-duplicate-ssrc',
+    fixed: 'parseOffer refuses an SSRC announced twice in the offer or in one ssrc-group',
     summary: "POST /whip with one SSRC announced twice is answered 500",
     title:
       'POST /whip: an offer that announces one SSRC twice (audio and video with the same a=ssrc, or an RTX SSRC equal to ' +
@@ -40,6 +43,7 @@ export const KNOWN_BUGS: KnownBug[] = [
   },
   {
     id: 'whep-viewer-codecs-rejected-by-router',
+    fixed: 'parseOffer refuses a zero clock rate; a fanout router mediasoup refuses is a 422',
     summary: "POST /whep with 'a=rtpmap:96 opus/0' is answered 500",
     title:
       'POST /whep: an offer with a codec mediasoup refuses as a router codec ("a=rtpmap:96 opus/0") is answered 500: ' +
@@ -49,6 +53,7 @@ export const KNOWN_BUGS: KnownBug[] = [
   },
   {
     id: 'dtls-fingerprint-algorithm-unchecked',
+    fixed: 'parseOffer checks the fingerprint algorithm and hash; connect() TypeErrors are 400s',
     summary: "POST /whip or /whep with 'a=fingerprint:sha-257 …' is answered 500",
     title:
       'POST /whip and /whep: an offer whose DTLS fingerprint algorithm is not one mediasoup knows ("a=fingerprint:sha-257 …", ' +
@@ -58,6 +63,7 @@ export const KNOWN_BUGS: KnownBug[] = [
   },
   {
     id: 'sdp-numbers-where-strings-expected',
+    fixed: 'parseOffer turns codec names, fingerprint and rtcp-fb types into strings before use',
     summary: "POST /whip or /whep with 'a=fingerprint:256 …' or 'a=rtpmap:96 0/90000' is answered 500",
     title:
       'POST /whip and /whep: sdp-transform turns values that look like numbers into numbers, and media/sdp.ts calls string ' +
@@ -67,6 +73,7 @@ export const KNOWN_BUGS: KnownBug[] = [
   },
   {
     id: 'whep-join-races-relay-linger',
+    fixed: 'a viewer being set up holds the relay (Relay.hold); a relay closing under it is a 503',
     summary: "POST /whep as the edge's relay lingers out is answered 500",
     title:
       'POST /whep: a viewer that joins while the stream\'s relay on the edge is lingering (no viewers) can get a 500 when ' +
@@ -77,6 +84,7 @@ export const KNOWN_BUGS: KnownBug[] = [
   },
   {
     id: 'nul-byte-reaches-postgres',
+    fixed: 'free-text fields of the admin API refuse NUL (400)',
     summary: "admin API strings with a NUL (POST /nodes/%00/drain, a token label) are answered 500",
     title:
       'Admin API: a string with a NUL character that passes validation reaches Postgres, which refuses it ' +
@@ -87,6 +95,7 @@ export const KNOWN_BUGS: KnownBug[] = [
   },
   {
     id: 'admin-token-label-lone-surrogate',
+    fixed: 'free text refuses lone surrogates; the token and its audit row are one transaction',
     summary: "POST /tokens with a lone surrogate in the label is answered 500 and leaves a token",
     title:
       'POST /api/v1/tokens {"label":"\\ud800","scopes":["read"]}: the token is stored (its label as U+FFFD), then the audit ' +
@@ -125,7 +134,7 @@ export async function knownBugOf(output: () => string, sentAt: number): Promise<
       if (line.time < sentAt - 50) break;
       if (line.msg !== 'request failed') continue;
       const error = `${line.err?.message ?? ''}\n${line.err?.stack ?? ''}`;
-      return KNOWN_BUGS.find((b) => b.signature.test(error));
+      return KNOWN_BUGS.find((b) => !b.fixed && b.signature.test(error));
     }
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -138,7 +147,7 @@ export function isKnownBugLine(text: string): boolean {
   try {
     const line = JSON.parse(text) as LogLine;
     const error = `${line.err?.message ?? ''}\n${line.err?.stack ?? ''}`;
-    return KNOWN_BUGS.some((b) => b.signature.test(error));
+    return KNOWN_BUGS.some((b) => !b.fixed && b.signature.test(error));
   } catch {
     return false;
   }
