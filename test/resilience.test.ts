@@ -84,7 +84,10 @@ describe('a mediasoup worker that dies', function () {
     const stream = 'origin-worker-death';
     const pub = await publisher(stream);
     try {
-      await waitFor('the stream live', async () => (await db.knex('streams').where({ name: stream }).first())?.state === 'live', 10_000);
+      await waitFor('the stream live', async () => (await db.knex('streams').where({ name: stream }).first())?.state === 'live', 10_000).catch((error: Error) => {
+        // Seen once on a heavily loaded machine: the origin's own account says why.
+        throw new Error(`${error.message}; publisher: ${JSON.stringify(pub.lines)}\n--- origin ---\n${origin.output().slice(-3000)}`);
+      });
       const started = Date.now();
       process.kill(workerPid(origin), 'SIGKILL');
       await waitFor('the stream idle', async () => (await db.knex('streams').where({ name: stream }).first()).state === 'idle', 10_000);
