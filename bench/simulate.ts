@@ -1,0 +1,127 @@
+/**
+ * Cluster simulator (reports, does not pass or fail): the balancer's own policies (balancer/policies.ts)
+ * and autoscaling signal (balancer/capacity.ts) over a simulated cluster, policy by policy, with
+ * the same viewers for each.
+ *
+ *   npm run simulate [-- --edges 10000 --regions 100 --viewers 1000000 --streams 2000 --zipf 1.0 --seed 1]
+ *
+ * The world (bench/simulator/model.ts): region centres over the globe, each region's population
+ * share Zipf-distributed (some regions hot), edges spread evenly over the regions (--edge-skew 1:
+ * in proportion to population), one origin per region; streams of Zipf popularity, each published
+ * on the origin nearest its publisher; viewers living around their region's centre, arriving as a
+ * Poisson process over --arrival-minutes and watching for an exponential time (--watch-minutes).
+ * Each join is routed as the balancer's WHEP 307 routes it, rank(nodes, request, policy,
+ * thresholds, 1) with the client's position, over a snapshot updated at every join and leave;
+ * a join is rejected when rank() returns nothing. See bench/simulator/deciders.ts for how that
+ * stays exact without passing every node at every join, and how it is checked.
+ *
+ * Prints a table (stdout) and writes bench/results/simulate-<time>.json and .svg (--out DIR).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { POLICY_NAMES, type PolicyName } from '../balancer/policies.ts';
+import { buildModel, DEFAULT_OPTIONS, type SimOptions } from './simulator/model.ts';
+import { chart, describe, json, table } from './simulator/report.ts';
+import { runPolicy, type PolicyResult } from './simulator/run.ts';
+
+const d = DEFAULT_OPTIONS;
+const { values } = parseArgs({
+  options: {
+    edges: { type: 'string', default: String(d.edges) },
+    regions: { type: 'string', default: String(d.regions) },
+    viewers: { type: 'string', default: String(d.viewers) },
+    streams: { type: 'string', default: String(d.streams) },
+    zipf: { type: 'string', default: String(d.zipf) },
+    'region-zipf': { type: 'string', default: String(d.regionZipf) },
+    'edge-skew': { type: 'string', default: String(d.edgeSkew) },
+    capacity: { type: 'string', default: String(d.capacity) },
+    'origins-per-region': { type: 'string', default: String(d.originsPerRegion) },
+    'spread-km': { type: 'string', default: String(d.spreadKm) },
+    'arrival-minutes': { type: 'string', default: String(d.arrivalMinutes) },
+    'watch-minutes': { type: 'string', default: String(d.watchMinutes) },
+    'sample-seconds': { type: 'string', default: String(d.sampleSeconds) },
+    'stream-threshold': { type: 'string', default: String(d.thresholds.streams) },
+    'viewer-threshold': { type: 'string', default: String(d.thresholds.viewers) },
+    seed: { type: 'string', default: String(d.seed) },
+    policies: { type: 'string', default: POLICY_NAMES.join(',') },
+    engine: { type: 'string', default: d.engine },
+    verify: { type: 'boolean', default: false },
+    checks: { type: 'string', default: String(d.checks) },
+    out: { type: 'string', default: fileURLToPath(new URL('./results/', import.meta.url)) },
+  },
+});
+
+function number(name: keyof typeof values): number {
+  const n = Number(values[name]);
+  if (!Number.isFinite(n) || n < 0) throw new RangeError(`--${name} must be a number >= 0, got ${values[name]}`);
+  return n;
+}
+const policies = String(values.policies).split(',').filter(Boolean);
+for (const p of policies) if (!(POLICY_NAMES as readonly string[]).includes(p)) throw new RangeError(`unknown policy "${p}" (${POLICY_NAMES.join(', ')})`);
+if (values.engine !== 'fast' && values.engine !== 'rank') throw new RangeError('--engine is fast or rank');
+
+const options: SimOptions = {
+  edges: number('edges'),
+  regions: number('regions'),
+  viewers: number('viewers'),
+  streams: number('streams'),
+  zipf: number('zipf'),
+  regionZipf: number('region-zipf'),
+  edgeSkew: Math.min(1, number('edge-skew')),
+  capacity: number('capacity'),
+  originsPerRegion: Math.max(1, number('origins-per-region')),
+  spreadKm: number('spread-km'),
+  arrivalMinutes: number('arrival-minutes'),
+  watchMinutes: number('watch-minutes'),
+  sampleSeconds: Math.max(1, number('sample-seconds')),
+  seed: number('seed'),
+  thresholds: { streams: number('stream-threshold'), viewers: number('viewer-threshold') },
+  policies: policies as PolicyName[],
+  engine: values.engine,
+  verify: Boolean(values.verify),
+  checks: number('checks'),
+};
+
+const tty = process.stderr.isTTY;
+const t0 = performance.now();
+process.stderr.write('building the cluster and the viewers… ');
+const model = buildModel(options);
+process.stderr.write(`${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+const subtitle = describe(options, model.nodes.length - model.edgeCount);
+
+const results: PolicyResult[] = [];
+for (const name of options.policies) {
+  const started = performance.now();
+  let reported = -1;
+  let drawn = 0;
+  const result = runPolicy(model, name, (done, total) => {
+    const share = done / total;
+    const elapsed = ((performance.now() - started) / 1000).toFixed(1);
+    if (tty) {
+      if (done < total && performance.now() - drawn < 100) return;
+      drawn = performance.now();
+      const filled = Math.round(share * 30);
+      process.stderr.write(`\r\x1b[K${name.padEnd(16)} [${'#'.repeat(filled)}${'.'.repeat(30 - filled)}] ${(share * 100).toFixed(0).padStart(3)} %  ${done.toLocaleString('en')} joins  ${elapsed} s`);
+    } else if (Math.floor(share * 4) > reported) {
+      reported = Math.floor(share * 4);
+      process.stderr.write(`${name}: ${(share * 100).toFixed(0)} % of ${total.toLocaleString('en')} joins, ${elapsed} s\n`);
+    }
+  });
+  if (tty) process.stderr.write('\r\x1b[K');
+  process.stderr.write(`${name}: ${result.seconds.toFixed(1)} s\n`);
+  results.push(result);
+}
+
+const generated = new Date();
+const stem = join(String(values.out), `simulate-${generated.toISOString().replace(/[:.]/g, '-')}`);
+mkdirSync(String(values.out), { recursive: true });
+writeFileSync(`${stem}.json`, json(options, results, generated));
+writeFileSync(`${stem}.svg`, chart(results, subtitle));
+
+console.log(`relaycast cluster simulator: ${subtitle}`);
+console.log(table(results));
+console.log(`total ${((performance.now() - t0) / 1000).toFixed(1)} s; wrote ${stem}.json and ${stem}.svg`);
+for (const r of results) for (const example of r.mismatchExamples) console.log(`MISMATCH ${example}`);
+if (results.some((r) => r.mismatches > 0)) process.exitCode = 1;

@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { POLICY_NAMES } from '../balancer/policies.ts';
+import { buildModel, DEFAULT_OPTIONS, type SimOptions } from '../bench/simulator/model.ts';
+import { METRICS } from '../bench/simulator/report.ts';
+import { runPolicy, type PolicyResult } from '../bench/simulator/run.ts';
+import { affinityScores, cryptoScore } from '../bench/simulator/sha1.ts';
+
+/**
+ * Smoke test of the cluster simulator (bench/simulate.ts) at a tiny size, so that it keeps working.
+ * No timing assertions. The simulator does not pass all nodes to rank() at every join (too slow at
+ * a million viewers); here every join is also routed by rank() over all nodes, and must land on
+ * the same edge, in both of the simulator's engines, in a roomy cluster and in one so small that
+ * regions fill up, spill to their neighbours and turn viewers away.
+ */
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const TINY: SimOptions = { ...DEFAULT_OPTIONS, edges: 200, regions: 10, viewers: 5000, streams: 300, policies: [...POLICY_NAMES] };
+
+const withoutTimes = (results: PolicyResult[]) => results.map(({ seconds: _s, cpuSeconds: _c, ...figures }) => figures);
+
+describe('cluster simulator', () => {
+  for (const capacity of [500, 8]) {
+    it(`chooses, at every join, the edge rank() over all nodes chooses (capacity ${capacity}), in both engines`, () => {
+      const byEngine = (['fast', 'rank'] as const).map((engine) => {
+        const model = buildModel({ ...TINY, capacity, engine, verify: true });
+        return POLICY_NAMES.map((name) => {
+          const r = runPolicy(model, name);
+          assert.equal(r.checked, TINY.viewers, `${engine} ${name}: every join checked`);
+          assert.equal(r.mismatches, 0, `${engine} ${name}:\n${r.mismatchExamples.join('\n')}`);
+          if (capacity === 8) assert.ok(r.rejected > 0 && r.ownRegionShare < 0.9, `${engine} ${name}: the small cluster overflows`);
+          return r;
+        });
+      });
+      assert.deepEqual(withoutTimes(byEngine[0]!), withoutTimes(byEngine[1]!), 'both engines give the same figures');
+    });
+  }
+
+  it("scores stream-affinity's SHA-1 as node:crypto does", () => {
+    // One 64-byte block holds at most 55 bytes: 'stream-00012' + NUL + 42 is the longest hashed in JavaScript.
+    const ascii = ['edge-0', 'edge-00042', 'e', '', 'x'.repeat(40), 'x'.repeat(41), 'x'.repeat(42)];
+    for (const stream of ['stream-00012', 's', 'a_b-C9']) {
+      for (const ids of [ascii, ['edge-1', 'x'.repeat(43)], ['edge-1', 'node-ä']]) {
+        assert.deepEqual(Array.from(affinityScores(stream, ids)), ids.map((id) => cryptoScore(stream, id)), `${stream}: ${ids.join(' ')}`);
+      }
+    }
+  });
+
+  it('npm run simulate prints every policy and metric, and writes the JSON and the chart', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'relaycast-simulate-'));
+    try {
+      const args = ['--import', 'tsx', 'bench/simulate.ts', '--edges', '200', '--regions', '10', '--viewers', '5000', '--out', out];
+      const { stdout } = await promisify(execFile)(process.execPath, args, { cwd: ROOT, maxBuffer: 1 << 24 });
+      for (const name of POLICY_NAMES) assert.match(stdout, new RegExp(`\\b${name}\\b`), `table column ${name}`);
+      for (const metric of METRICS) assert.ok(stdout.includes(metric.label), `table row "${metric.label}"`);
+
+      const files = readdirSync(out);
+      const json = files.find((f) => f.endsWith('.json'));
+      assert.ok(json && files.some((f) => f.endsWith('.svg')), `JSON and SVG written: ${files.join(', ')}`);
+      const svg = readFileSync(join(out, json.replace(/\.json$/, '.svg')), 'utf8');
+      assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+      for (const name of POLICY_NAMES) assert.ok(svg.includes(`>${name}</text>`), `chart legend ${name}`);
+
+      const { results } = JSON.parse(readFileSync(join(out, json), 'utf8')) as { results: PolicyResult[] };
+      assert.deepEqual(results.map((r) => r.policy), [...POLICY_NAMES]);
+      for (const r of results) {
+        for (const [key, value] of Object.entries(r)) {
+          if (typeof value === 'number') assert.ok(Number.isFinite(value) && value >= 0, `${r.policy}.${key} = ${value}`);
+        }
+        for (const share of [r.rejectedShare, r.ownRegionShare, r.packingEfficiency]) assert.ok(share >= 0 && share <= 1, `${r.policy}: share ${share}`);
+        assert.equal(r.joins, 5000);
+        assert.ok(r.rejected + Math.round((1 - r.rejectedShare) * r.joins) === r.joins);
+        assert.ok(r.p95Km >= r.meanKm * 0.5 && r.meanKm > 0, `${r.policy}: distances ${r.meanKm} / ${r.p95Km}`);
+        assert.ok(r.relaysPeak >= r.relaysMean && r.relaysPeak >= r.edgesPeak && r.edgesPeak <= 200 && r.edgesWanted > 0);
+        assert.ok(r.peakViewers > 0 && r.peakViewers <= 5000);
+        assert.ok(r.checked > 0 && r.mismatches === 0, `${r.policy}: sampled checks against rank()`);
+      }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+});
