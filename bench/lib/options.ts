@@ -1,0 +1,90 @@
+import { parseArgs } from 'node:util';
+import { SECTION_IDS, type SectionId } from './report.ts';
+
+/** The suite's options (`npm run bench -- --help`). */
+export interface BenchOptions {
+  quick: boolean;
+  only: SectionId[];
+  /** Runs per figure when given; else 3 for media sections and 5 for cheap ones (1 with --quick). */
+  runs: number | undefined;
+  /** Fan-out steps: viewers on the edge (and on the baseline). */
+  viewers: number[];
+  /** Measurement window of each media figure, in seconds. */
+  seconds: number;
+  /** Load-generator processes the fan-out viewers are spread over. */
+  generators: number;
+  /** The publisher's video bitrate cap. */
+  kbps: number;
+  edges: number;
+  regions: number;
+  networks: number;
+  /** Simulated nodes heartbeating into Postgres. */
+  nodes: number;
+  outDir: string;
+}
+
+export const USAGE = `npm run bench [-- options]
+
+  --quick              tiny sizes, one run of each figure (what the smoke test runs; < 1 min)
+  --only LIST          sections, comma-separated: ${SECTION_IDS.join(',')}
+  --runs N             runs per figure (default: fanout 3, ttff 7, latency 5, balancer and postgres 5)
+  --viewers LIST       fan-out steps (default 10,25,50,75,100)
+  --seconds S          measurement window of each media figure (default 10)
+  --generators N       load-generator processes for the fan-out viewers (default 2)
+  --kbps N             publisher video bitrate cap (default 600)
+  --edges N            edges in the balancer snapshot and HAProxy config (default 1000)
+  --regions N          regions they are spread over (default 50)
+  --networks N         entries of the HAProxy geo map (default 100000)
+  --nodes N            simulated nodes heartbeating into Postgres (default 1000)
+  --out DIR            where results go (default bench/results)
+`;
+
+export function parseOptions(argv: string[]): BenchOptions | undefined {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      runs: { type: 'string' },
+      viewers: { type: 'string' },
+      seconds: { type: 'string' },
+      generators: { type: 'string' },
+      kbps: { type: 'string', default: '600' },
+      edges: { type: 'string' },
+      regions: { type: 'string' },
+      networks: { type: 'string' },
+      nodes: { type: 'string' },
+      out: { type: 'string', default: 'bench/results' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) return undefined;
+  const quick = values.quick;
+  const only = (values.only ?? SECTION_IDS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+  for (const id of only) if (!SECTION_IDS.includes(id as SectionId)) throw new Error(`--only: unknown section "${id}" (sections: ${SECTION_IDS.join(', ')})`);
+  const int = (name: string, text: string | undefined, fallback: number, least = 1) => {
+    if (text === undefined) return fallback;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < least) throw new Error(`--${name} must be an integer ≥ ${least}, got ${text}`);
+    return n;
+  };
+  const viewers = (values.viewers ?? (quick ? '2,4' : '10,25,50,75,100')).split(',').map((v) => int('viewers', v, 0));
+  return {
+    quick,
+    only: SECTION_IDS.filter((id) => only.includes(id)),
+    runs: values.runs === undefined ? undefined : int('runs', values.runs, 1),
+    viewers: [...new Set(viewers)].sort((a, b) => a - b),
+    seconds: int('seconds', values.seconds, quick ? 1 : 10),
+    generators: int('generators', values.generators, quick ? 1 : 2),
+    kbps: int('kbps', values.kbps, 600, 30),
+    edges: int('edges', values.edges, quick ? 50 : 1000),
+    regions: int('regions', values.regions, quick ? 5 : 50),
+    networks: int('networks', values.networks, quick ? 1000 : 100_000),
+    nodes: int('nodes', values.nodes, quick ? 20 : 1000),
+    outDir: values.out,
+  };
+}
+
+export function runsFor(options: BenchOptions, kind: 'media' | 'cheap'): number {
+  return options.runs ?? (options.quick ? 1 : kind === 'media' ? 3 : 5);
+}

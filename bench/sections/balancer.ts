@@ -1,0 +1,222 @@
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { HaproxyController } from '../../balancer/HaproxyController.ts';
+import { renderHaproxy, type GeoPin } from '../../balancer/HaproxyConfig.ts';
+import { createPolicy, POLICY_NAMES, rank, type NodeSnapshot } from '../../balancer/policies.ts';
+import { createLogger } from '../../core/logger.ts';
+import { Metrics } from '../../core/metrics.ts';
+import { freePort } from '../../test/helpers/postgres.ts';
+import { loadavg } from '../lib/cpu.ts';
+import { runsFor, type BenchOptions } from '../lib/options.ts';
+import type { Progress } from '../lib/progress.ts';
+import type { SectionResult } from '../lib/report.ts';
+import { fmt, median, sleep, spread } from '../lib/stats.ts';
+
+/**
+ * The balancer, in this process: route decisions per second for each policy over a registry
+ * snapshot of N edges, and HAProxy for those edges — render, `haproxy -c`, and a real hitless
+ * reload of a running HAProxy (master-worker) through the product's HaproxyController.
+ */
+
+function snapshot(options: BenchOptions) {
+  // A repeatable pseudo-random sequence, so that runs compare.
+  let seed = 42;
+  const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+  const regions = Array.from({ length: options.regions }, (_, i) => ({ name: `region-${i}`, lat: rnd() * 140 - 70, lon: rnd() * 360 - 180 }));
+  const nodes: NodeSnapshot[] = Array.from({ length: options.edges }, (_, i) => {
+    const r = regions[i % regions.length]!;
+    return {
+      id: `edge-${i}`,
+      roles: ['edge'],
+      region: r.name,
+      lat: r.lat + rnd() - 0.5,
+      lon: r.lon + rnd() - 0.5,
+      // Loopback addresses: the running HAProxy's health and agent checks get refused at once.
+      publicUrl: `http://127.${1 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}:8080`,
+      capacity: 1000,
+      viewers: Math.floor(rnd() * 900),
+      cpu: rnd() * 0.5,
+      draining: rnd() < 0.02,
+      streams: new Set(Array.from({ length: 5 }, () => `stream-${Math.floor(rnd() * 200)}`)),
+      agentPort: 9090,
+    };
+  });
+  const clients = Array.from({ length: 1000 }, () => ({ lat: rnd() * 140 - 70, lon: rnd() * 360 - 180 }));
+  const pins: GeoPin[] = Array.from({ length: options.networks }, (_, i) => ({
+    cidr: `${11 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}.0/24`,
+    region: regions[i % regions.length]!.name,
+  }));
+  return { nodes, clients, pins, rnd };
+}
+
+/** One command on an HAProxy CLI socket (half-closed after it, as HaproxyController does). */
+async function cli(path: string, command: string): Promise<string> {
+  const socket = createConnection(path);
+  let reply = '';
+  socket.on('data', (d) => (reply += d));
+  socket.setTimeout(5000, () => socket.destroy());
+  await once(socket, 'connect');
+  socket.end(`${command}\n`);
+  await once(socket, 'close');
+  return reply;
+}
+
+/** The current workers' pids, from the master CLI's `show proc`. */
+async function workers(masterSocket: string): Promise<string[]> {
+  const text = await cli(masterSocket, 'show proc').catch(() => '');
+  const section = text.split('# workers')[1]?.split('#')[0] ?? '';
+  return [...section.matchAll(/^(\d+)\s+worker/gm)].map((m) => m[1]!);
+}
+
+export async function balancer(options: BenchOptions, progress: Progress): Promise<SectionResult> {
+  const runs = runsFor(options, 'cheap');
+  const seconds = options.quick ? 0.2 : 1;
+  const { nodes, clients, pins, rnd } = snapshot(options);
+  const thresholds = { streams: 0.8, viewers: 0.95 };
+  const load: string[] = [];
+
+  // Route decisions: rank() picks the edge and two to spill to, as the route API and the 307 do.
+  const decisions: Record<string, number[]> = Object.fromEntries(POLICY_NAMES.map((p) => [p, []]));
+  const fullRank: Record<string, number[]> = Object.fromEntries(POLICY_NAMES.map((p) => [p, []]));
+  for (let run = 0; run < runs; run++) {
+    progress.note(`balancer: route decisions, run ${run + 1}/${runs}`);
+    for (const name of POLICY_NAMES) {
+      const policy = createPolicy(name, rnd);
+      let n = 0;
+      const t0 = performance.now();
+      const deadline = t0 + seconds * 1000;
+      while (performance.now() < deadline) {
+        for (let i = 0; i < 20; i++, n++) rank(nodes, { stream: `stream-${n % 200}`, role: 'edge', location: clients[n % clients.length]! }, policy, thresholds, 3);
+      }
+      decisions[name]!.push(n / ((performance.now() - t0) / 1000));
+      let f = 0;
+      const t1 = performance.now();
+      const fullDeadline = t1 + (seconds * 1000) / 2;
+      while (performance.now() < fullDeadline) {
+        for (let i = 0; i < 5; i++, f++) rank(nodes, { stream: `stream-${f % 200}`, role: 'edge', location: clients[f % clients.length]! }, policy, thresholds);
+      }
+      fullRank[name]!.push(f / ((performance.now() - t1) / 1000));
+    }
+    load.push(loadavg());
+    progress.step();
+  }
+
+  // HAProxy: render and check alone, then the product's whole refresh against a running HAProxy.
+  const dir = mkdtempSync(join(tmpdir(), 'relaycast-bench-haproxy-'));
+  const renderMs: number[] = [];
+  const checkMs: number[] = [];
+  const refreshMs: number[] = [];
+  const reloadedMs: number[] = [];
+  let cfgBytes = 0;
+  let mapBytes = 0;
+  let controller: HaproxyController | undefined;
+  try {
+    const layout = { nodeId: 'bench', bind: `127.0.0.1:${await freePort()}`, balancer: `127.0.0.1:${await freePort()}`, defaultRegion: 'region-0' };
+    const scratch = join(dir, 'scratch');
+    progress.note(`balancer: starting HAProxy with ${nodes.length} edges`);
+    controller = await HaproxyController.start({
+      bin: process.env.HAPROXY_BIN ?? 'haproxy',
+      dir: join(dir, 'live'),
+      layout,
+      pins,
+      logger: createLogger('silent'),
+      metrics: new Metrics(),
+      nodes: async () => nodes,
+    });
+    const master = join(dir, 'live', 'master.sock');
+    for (let run = 0; run < runs; run++) {
+      progress.note(`balancer: HAProxy render, check and reload, run ${run + 1}/${runs}`);
+      const t0 = performance.now();
+      const { cfg, map } = renderHaproxy(nodes, pins, { ...layout, mapPath: join(scratch, 'geo.map'), runtimeSocket: join(scratch, 'rt.sock'), serverStateFile: join(scratch, 'state') });
+      renderMs.push(performance.now() - t0);
+      cfgBytes = cfg.length;
+      mapBytes = map.length;
+      mkdirSync(scratch, { recursive: true });
+      writeFileSync(join(scratch, 'geo.map'), map);
+      writeFileSync(join(scratch, 'haproxy.cfg'), cfg);
+      const t1 = performance.now();
+      execFileSync(process.env.HAPROXY_BIN ?? 'haproxy', ['-c', '-q', '-f', join(scratch, 'haproxy.cfg')]);
+      checkMs.push(performance.now() - t1);
+
+      const before = new Set(await workers(master));
+      const t2 = performance.now();
+      await controller.refresh(true);
+      refreshMs.push(performance.now() - t2);
+      // Reloaded: the master lists a worker that was not there before (the new config is serving).
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const now = await workers(master);
+        if (now.some((pid) => !before.has(pid))) break;
+        if (Date.now() > deadline) throw new Error('HAProxy did not start a new worker within 30 s of the reload');
+        await sleep(20);
+      }
+      reloadedMs.push(performance.now() - t2);
+      load.push(loadavg());
+      progress.step();
+    }
+  } finally {
+    await controller?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const n = nodes.length.toLocaleString('en');
+  return {
+    id: 'balancer',
+    title: 'Balancer',
+    tables: [
+      {
+        title: `Route decisions per second, ${n} edges in ${options.regions} regions (median of ${runs} runs of ${seconds} s, one core)`,
+        head: ['policy', 'decisions/s', 'min–max', 'full ranking/s'],
+        rows: POLICY_NAMES.map((p) => [
+          p,
+          fmt(median(decisions[p]!), 0),
+          `${fmt(Math.min(...decisions[p]!), 0)}–${fmt(Math.max(...decisions[p]!), 0)}`,
+          fmt(median(fullRank[p]!), 0),
+        ]),
+        how: [
+          'a decision = rank() over the whole registry snapshot for one client location and stream: the pick and two spill-over edges, as the route API and the 307 redirect use it',
+          'clients spread over the globe; 2 % of edges draining; full ranking = every eligible edge ordered (no cut at 3)',
+        ],
+      },
+      {
+        title: `HAProxy for ${n} edges, ${options.regions} regions, a geo map of ${options.networks.toLocaleString('en')} networks (median of ${runs})`,
+        head: ['step', 'median ms', 'runs ms'],
+        rows: [
+          ['render haproxy.cfg + geo map', fmt(median(renderMs), 0), spread(renderMs, 0)],
+          ['haproxy -c (validate)', fmt(median(checkMs), 0), spread(checkMs, 0)],
+          ['refresh: render, validate, install, reload command', fmt(median(refreshMs), 0), spread(refreshMs, 0)],
+          ['… until the new worker runs', fmt(median(reloadedMs), 0), spread(reloadedMs, 0)],
+        ],
+        how: [
+          `config ${(cfgBytes / 1024).toFixed(0)} KiB, map ${(mapBytes / 1024).toFixed(0)} KiB; each edge is a server (agent-check) in its region and a backup in the nearest one`,
+          'refresh = HaproxyController.refresh(true) against HAProxy 2.6 running in master-worker mode on 127.0.0.1 (renders twice, haproxy -c on a candidate, atomic renames, saves server state, `reload` on the master CLI)',
+          'new worker running: polled (20 ms) with `show proc` on the master CLI until a worker pid that was not there before is listed',
+        ],
+      },
+    ],
+    data: { runs, seconds, edges: nodes.length, regions: options.regions, networks: options.networks, decisionsPerSecond: decisions, fullRankingPerSecond: fullRank, haproxy: { renderMs, checkMs, refreshMs, reloadedMs, cfgBytes, mapBytes } },
+    panels: [
+      { kind: 'bars', title: `Route decisions/s (${n} edges)`, unit: 'decisions/s', bars: POLICY_NAMES.map((p) => ({ label: p, value: median(decisions[p]!) })) },
+      {
+        kind: 'bars',
+        title: `HAProxy, ${n} edges`,
+        unit: 'ms',
+        bars: [
+          { label: 'render', value: median(renderMs) },
+          { label: 'haproxy -c', value: median(checkMs) },
+          { label: 'refresh', value: median(refreshMs), series: 'reload' },
+          { label: 'new worker', value: median(reloadedMs), series: 'reload' },
+        ],
+      },
+    ],
+    headline: [
+      { figure: `route decisions/s (${n} edges)`, value: POLICY_NAMES.map((p) => `${p} ${fmt(median(decisions[p]!), 0)}`).join(', ') },
+      { figure: `HAProxy for ${n} edges: render + check + reload`, value: `${fmt(median(renderMs), 0)} + ${fmt(median(checkMs), 0)} ms; refresh ${fmt(median(refreshMs), 0)} ms, new worker after ${fmt(median(reloadedMs), 0)} ms` },
+    ],
+    load,
+  };
+}

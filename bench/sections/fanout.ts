@@ -1,0 +1,353 @@
+import { waitFor } from '../../test/helpers/processes.ts';
+import { MEDIA_CLIENT, startChild, type Child } from '../lib/child.ts';
+import { CpuWindow, MachineCpu, dropsBetween, loadavg, processTree, udpDrops } from '../lib/cpu.ts';
+import { runsFor, type BenchOptions } from '../lib/options.ts';
+import type { Progress } from '../lib/progress.ts';
+import type { SectionResult, Table } from '../lib/report.ts';
+import { fmt, linearFit, median, sleep } from '../lib/stats.ts';
+import type { MediaRig } from './rig.ts';
+
+/**
+ * Edge fan-out: viewers of one ~600 kbit/s stream on the Relaycast edge (one mediasoup worker),
+ * stepped up, and the same viewer load on the baseline (plain mediasoup) in the same run. At each
+ * step: the server's CPU (its process and its worker, from /proc), the viewers' packet loss and
+ * bitrate (their inbound-rtp stats), and the load generators' CPU.
+ */
+
+interface Step {
+  system: string;
+  run: number;
+  viewers: number;
+  receiving: number;
+  failed: number;
+  lossPct: number;
+  kbpsPerViewer: number;
+  /** The publisher's video bitrate to this system's ingest during the window. */
+  publisherKbps: number;
+  /** Datagrams the kernel dropped at full receive buffers: at the server's sockets, at the viewers'. */
+  serverDrops: number;
+  viewerDrops: number;
+  /** Loss under the limit, and the stream at its bitrate (publisher and viewers). */
+  clean: boolean;
+  serverCores: number;
+  /** The server's CPU split: its Node process, and its mediasoup worker. */
+  processCores: number;
+  workerCores: number;
+  generatorCores: number;
+  machineCores: number;
+  load: string;
+}
+
+interface Snapshot {
+  at: number;
+  viewers: Array<{ packetsReceived: number; packetsLost: number; bytesReceived: number }>;
+}
+
+const LOSS_LIMIT_PCT = 0.1;
+/** A step counts only if the publisher kept at least this share of its bitrate cap (a starved machine makes it drop). */
+const BITRATE_FLOOR = 0.8;
+/** Past this loss the server (or the machine) is saturated: bigger steps are skipped. */
+const STOP_LOSS_PCT = 2;
+
+async function snapshots(generators: Child[], id: string): Promise<Snapshot[]> {
+  return (await Promise.all(generators.map((g) => g.ask(`snapshot ${id}`, 'snapshot', 60_000)))) as unknown as Snapshot[];
+}
+
+function deltas(a: Snapshot[], b: Snapshot[]) {
+  let received = 0;
+  let lost = 0;
+  let bytes = 0;
+  let receiving = 0;
+  let seconds = 0;
+  a.forEach((sa, g) => {
+    const sb = b[g]!;
+    seconds = Math.max(seconds, (sb.at - sa.at) / 1000);
+    sb.viewers.forEach((vb, i) => {
+      const va = sa.viewers[i] ?? { packetsReceived: 0, packetsLost: 0, bytesReceived: 0 };
+      const r = vb.packetsReceived - va.packetsReceived;
+      received += r;
+      lost += Math.max(0, vb.packetsLost - va.packetsLost);
+      bytes += vb.bytesReceived - va.bytesReceived;
+      if (r > 0) receiving++;
+    });
+  });
+  return { received, lost, bytes, receiving, seconds };
+}
+
+export async function fanout(rig: MediaRig, options: BenchOptions, progress: Progress): Promise<SectionResult> {
+  const runs = runsFor(options, 'media');
+  const steps = options.viewers;
+  const edgePid = rig.edge.child.pid!;
+  // cpu: the server measured (its Node process, its fan-out worker); pids: whose sockets' drops
+  // count (ingest included); target: the publisher's PeerConnection that feeds it.
+  const systems = [
+    {
+      name: 'relaycast',
+      whep: rig.edgeWhep,
+      target: 0,
+      // The edge process and its one worker (its child process).
+      cpu: () => ({
+        process: new CpuWindow([edgePid], { children: false }),
+        worker: new CpuWindow(() => processTree([edgePid]).filter((pid) => pid !== edgePid)),
+      }),
+      pids: () => processTree([edgePid, rig.origin.child.pid!]),
+      idle: () => rig.relayGone(),
+    },
+    {
+      name: 'baseline',
+      whep: rig.baselineWhep,
+      target: 1,
+      // Its process and its fan-out worker, not the worker that ingests (the edge's CPU does not include the origin's either).
+      cpu: () => ({ process: new CpuWindow([rig.baseline.pid], { children: false }), worker: new CpuWindow([rig.baseline.fanoutWorkerPid]) }),
+      pids: () => processTree([rig.baseline.pid]),
+      idle: () => waitFor('baseline viewers gone', async () => ((await (await fetch(`${rig.baseline.url}/stats`)).json()) as { viewers: number }).viewers === 0, 15_000, 100),
+    },
+  ];
+  const settleMs = options.quick ? 500 : 3000;
+  const results: Step[] = [];
+  const publishedKbps = await rig.publishedKbps(options.quick ? 1000 : 3000);
+
+  for (let run = 0; run < runs; run++) {
+    // Alternate which system goes first, so that neither always meets the machine in the same state.
+    const order = run % 2 === 0 ? systems : [...systems].reverse();
+    for (const system of order) {
+      const generators = Array.from({ length: options.generators }, () => startChild(MEDIA_CLIENT, ['view', '--url', system.whep, '--receive-only']));
+      try {
+        await Promise.all(generators.map((g) => g.next('ready', 30_000)));
+        let current = 0;
+        let stopped = false;
+        for (const n of steps) {
+          if (stopped) {
+            progress.step();
+            continue;
+          }
+          progress.note(`fanout run ${run + 1}/${runs}: ${system.name}, ${n} viewers`);
+          const add = n - current;
+          const per = generators.map((_, i) => Math.floor(add / generators.length) + (i < add % generators.length ? 1 : 0));
+          const added = await Promise.all(generators.map((g, i) => (per[i]! > 0 ? g.ask(`add ${per[i]} 8`, 'added', 180_000) : Promise.resolve({ failed: 0 }))));
+          current = n;
+          const failed = added.reduce((s, a) => s + Number(a.failed ?? 0), 0);
+          await sleep(settleMs);
+          const before = await snapshots(generators, 'a');
+          const published0 = await rig.publisherStats();
+          const generatorPids = processTree(generators.map((g) => g.pid));
+          const drops0 = { server: udpDrops(system.pids()), viewers: udpDrops(generatorPids) };
+          const server = system.cpu();
+          const gens = new CpuWindow(generators.map((g) => g.pid));
+          const machine = new MachineCpu();
+          server.process.start();
+          server.worker.start();
+          gens.start();
+          machine.start();
+          await sleep(options.seconds * 1000);
+          const [processCores, workerCores] = [server.process.read(), server.worker.read()];
+          const step = { serverCores: processCores + workerCores, processCores, workerCores, generatorCores: gens.read(), machineCores: machine.read(), load: loadavg() };
+          const drops1 = { server: udpDrops(system.pids()), viewers: udpDrops(generatorPids) };
+          const published1 = await rig.publisherStats();
+          const after = await snapshots(generators, 'b');
+          const d = deltas(before, after);
+          const lossPct = d.received + d.lost > 0 ? (100 * d.lost) / (d.received + d.lost) : NaN;
+          const a = published0[system.target]!;
+          const b = published1[system.target]!;
+          const publisherKbps = ((b.bytesSent - a.bytesSent) * 8) / Math.max(1, b.at - a.at);
+          const kbpsPerViewer = (d.bytes * 8) / Math.max(d.seconds, 0.001) / 1000 / Math.max(n, 1);
+          results.push({
+            system: system.name,
+            run,
+            viewers: n,
+            receiving: d.receiving,
+            failed,
+            lossPct,
+            kbpsPerViewer,
+            publisherKbps,
+            serverDrops: dropsBetween(drops0.server, drops1.server),
+            viewerDrops: dropsBetween(drops0.viewers, drops1.viewers),
+            // --quick does not wait for the publisher to ramp up: its figures only show that the code runs.
+            clean: lossPct < LOSS_LIMIT_PCT && (options.quick || publisherKbps >= options.kbps * BITRATE_FLOOR) && kbpsPerViewer >= publisherKbps * 0.95 && failed === 0,
+            ...step,
+          });
+          progress.step();
+          if (!(lossPct <= STOP_LOSS_PCT) || failed > n * 0.05) stopped = true;
+        }
+      } finally {
+        await Promise.all(generators.map((g) => g.ask('stop', 'stopped', 60_000).catch(() => undefined)));
+        await Promise.all(generators.map((g) => g.stop()));
+      }
+      await system.idle().catch((error) => progress.log(`fanout: ${(error as Error).message}`));
+    }
+  }
+
+  // Medians per (system, viewers) over the runs.
+  const rowsFor = (system: string) =>
+    steps
+      .map((n) => {
+        const at = results.filter((r) => r.system === system && r.viewers === n);
+        if (at.length === 0) return undefined;
+        const m = (f: (s: Step) => number) => median(at.map(f));
+        return {
+          viewers: n,
+          runs: at.length,
+          receiving: m((s) => s.receiving),
+          failed: m((s) => s.failed),
+          lossPct: m((s) => s.lossPct),
+          kbpsPerViewer: m((s) => s.kbpsPerViewer),
+          publisherKbps: m((s) => s.publisherKbps),
+          serverDrops: m((s) => s.serverDrops),
+          viewerDrops: m((s) => s.viewerDrops),
+          clean: at.filter((s) => s.clean).length,
+          serverCores: m((s) => s.serverCores),
+          processCores: m((s) => s.processCores),
+          workerCores: m((s) => s.workerCores),
+          generatorCores: m((s) => s.generatorCores),
+          machineCores: m((s) => s.machineCores),
+          loads: at.map((s) => s.load),
+        };
+      })
+      .filter((r) => r !== undefined);
+
+  // Per run: the largest step with loss under the limit (streams per core there), and the slope
+  // of CPU against viewers over the clean steps (the marginal CPU of one viewer).
+  const summary = (system: string) => {
+    const perRun = Array.from({ length: runs }, (_, run) => {
+      const clean = results.filter((r) => r.system === system && r.run === run && r.clean && r.viewers > 0);
+      const top = clean.at(-1);
+      const fit = linearFit(clean.map((r) => ({ x: r.viewers, y: r.serverCores })));
+      const genFit = linearFit(clean.map((r) => ({ x: r.viewers, y: r.generatorCores })));
+      const slope = (f: (r: Step) => number) => (clean.length >= 2 ? linearFit(clean.map((r) => ({ x: r.viewers, y: f(r) }))).slope : top ? f(top) / top.viewers : NaN);
+      return {
+        processPerViewer: slope((r) => r.processCores),
+        workerPerViewer: slope((r) => r.workerCores),
+        maxCleanViewers: top?.viewers ?? 0,
+        streamsPerCore: top ? top.viewers / top.serverCores : NaN,
+        cpuPerViewer: clean.length >= 2 ? fit.slope : top ? top.serverCores / top.viewers : NaN,
+        fixedCores: clean.length >= 2 ? fit.intercept : NaN,
+        generatorPerViewer: clean.length >= 2 ? genFit.slope : top ? top.generatorCores / top.viewers : NaN,
+      };
+    });
+    return {
+      perRun,
+      maxCleanViewers: median(perRun.map((r) => r.maxCleanViewers)),
+      streamsPerCore: median(perRun.map((r) => r.streamsPerCore).filter(Number.isFinite)),
+      cpuPerViewer: median(perRun.map((r) => r.cpuPerViewer).filter(Number.isFinite)),
+      fixedCores: median(perRun.map((r) => r.fixedCores).filter(Number.isFinite)),
+      generatorPerViewer: median(perRun.map((r) => r.generatorPerViewer).filter(Number.isFinite)),
+      processPerViewer: median(perRun.map((r) => r.processPerViewer).filter(Number.isFinite)),
+      workerPerViewer: median(perRun.map((r) => r.workerPerViewer).filter(Number.isFinite)),
+    };
+  };
+  const relaycast = summary('relaycast');
+  const baseline = summary('baseline');
+  const ratio = relaycast.cpuPerViewer / baseline.cpuPerViewer;
+
+  const stepTable: Table = {
+    title: `Edge fan-out: one ${options.kbps} kbit/s VP8 + Opus stream, 1 mediasoup worker, viewers stepped up (median of ${runs} run${runs > 1 ? 's' : ''} per row)`,
+    head: ['system', 'viewers', 'receiving', 'loss %', 'publisher kbit/s', 'kbit/s/viewer', 'clean runs', 'server CPU', 'node + worker', 'CPU/viewer', 'generators CPU', 'machine busy', 'drops srv/gen', 'load (1 min)'],
+    rows: ['relaycast', 'baseline'].flatMap((system) =>
+      rowsFor(system).map((r) => [
+        system,
+        String(r.viewers),
+        String(r.receiving),
+        fmt(r.lossPct, 3),
+        fmt(r.publisherKbps, 0),
+        fmt(r.kbpsPerViewer, 0),
+        `${r.clean}/${r.runs}`,
+        `${fmt(r.serverCores * 100, 1)}%`,
+        `${fmt(r.processCores * 100, 1)} + ${fmt(r.workerCores * 100, 1)}`,
+        `${fmt((r.serverCores / r.viewers) * 100, 2)}%`,
+        `${fmt(r.generatorCores * 100, 0)}%`,
+        `${fmt(r.machineCores, 2)} cores`,
+        `${fmt(r.serverDrops, 0)}/${fmt(r.viewerDrops, 0)}`,
+        r.loads.map((l) => l.split(' ')[0]).join('/'),
+      ]),
+    ),
+    how: [
+      `server CPU: the edge process + its mediasoup worker (baseline: its process + its fan-out worker; ingest is on the origin, and on the baseline's other worker), user+system time from /proc/<pid>/stat over ${options.seconds} s, in % of one core`,
+      `loss and bitrate: sums of the viewers' inbound-rtp packetsLost / (packetsReceived + packetsLost) and bytesReceived (audio + video) over the same window; publisher kbit/s: its outbound-rtp video bytesSent to that system`,
+      `clean: loss < ${LOSS_LIMIT_PCT} %, every viewer connected, the publisher at ≥ ${BITRATE_FLOOR * 100} % of its ${options.kbps} kbit/s cap and the viewers getting ≥ 95 % of what it sends (a starved machine makes the encoder back off: such a step is not at the fixed bitrate)`,
+      'drops: datagrams the kernel dropped at full socket receive buffers over the window (a process not scheduled in time), from /proc/net/udp: at the servers\' sockets (origin + edge; baseline: both workers) / at the generators\'',
+      `viewers: libwebrtc (@roamhq/wrtc) WHEP clients in ${options.generators} load-generator process(es) of their own; receive-only (ICE, DTLS, SRTP, RTCP reports, no decoding: see bench/clients/media.ts)`,
+      `the publisher sends one source to the origin and to the baseline (measured: ${publishedKbps.map((k) => fmt(k, 0)).join(' and ')} kbit/s of video)`,
+    ],
+  };
+  const cell = (x: number, f: (v: number) => string) => (Number.isFinite(x) ? f(x) : 'n/a');
+  const summaryTable: Table = {
+    title: 'Edge fan-out summary',
+    head: ['figure', 'relaycast', 'baseline', 'relaycast / baseline'],
+    rows: [
+      ['largest clean step (loss < 0.1 %, at the bitrate)', String(relaycast.maxCleanViewers), String(baseline.maxCleanViewers), ''],
+      [
+        'viewer streams per core at that step',
+        cell(relaycast.streamsPerCore, (v) => fmt(v, 0)),
+        cell(baseline.streamsPerCore, (v) => fmt(v, 0)),
+        cell(relaycast.streamsPerCore / baseline.streamsPerCore, (v) => fmt(v, 2)),
+      ],
+      [
+        'CPU per viewer (slope)',
+        cell(relaycast.cpuPerViewer, (v) => `${fmt(v * 100, 3)}% of a core`),
+        cell(baseline.cpuPerViewer, (v) => `${fmt(v * 100, 3)}% of a core`),
+        cell(ratio, (v) => fmt(v, 2)),
+      ],
+      [
+        'viewers per core (1 / slope)',
+        cell(1 / relaycast.cpuPerViewer, (v) => fmt(v, 0)),
+        cell(1 / baseline.cpuPerViewer, (v) => fmt(v, 0)),
+        cell(baseline.cpuPerViewer / relaycast.cpuPerViewer, (v) => fmt(v, 2)),
+      ],
+      [
+        '  of which the Node process',
+        cell(relaycast.processPerViewer, (v) => `${fmt(v * 100, 3)}%`),
+        cell(baseline.processPerViewer, (v) => `${fmt(v * 100, 3)}%`),
+        cell(relaycast.processPerViewer / baseline.processPerViewer, (v) => fmt(v, 2)),
+      ],
+      [
+        '  of which the mediasoup worker',
+        cell(relaycast.workerPerViewer, (v) => `${fmt(v * 100, 3)}%`),
+        cell(baseline.workerPerViewer, (v) => `${fmt(v * 100, 3)}%`),
+        cell(relaycast.workerPerViewer / baseline.workerPerViewer, (v) => fmt(v, 2)),
+      ],
+      ['fixed CPU (intercept)', cell(relaycast.fixedCores, (v) => `${fmt(v * 100, 1)}%`), cell(baseline.fixedCores, (v) => `${fmt(v * 100, 1)}%`), ''],
+      [
+        'load generator CPU per viewer',
+        cell(relaycast.generatorPerViewer, (v) => `${fmt(v * 100, 2)}% of a core`),
+        cell(baseline.generatorPerViewer, (v) => `${fmt(v * 100, 2)}% of a core`),
+        '',
+      ],
+    ],
+    how: [
+      'streams per core: viewers / server cores used at the largest clean step (loss < 0.1 %, at the bitrate; fixed costs included), median over runs',
+      'CPU per viewer: least-squares slope of server CPU against viewers over the clean steps, per run, then the median; the ratio compares the medians',
+      'all processes share 2 cores here: the generators (and the other engineers\' tests) compete with the server; a step is cut short when loss passes 2 %',
+    ],
+  };
+  const points = (system: string) => rowsFor(system).map((r) => ({ x: r.viewers, y: r.serverCores * 100 }));
+  return {
+    id: 'fanout',
+    title: 'Edge fan-out',
+    tables: [stepTable, summaryTable],
+    data: { runs, steps, publishedKbps, lossLimitPct: LOSS_LIMIT_PCT, results, medians: { relaycast: rowsFor('relaycast'), baseline: rowsFor('baseline') }, relaycast, baseline, cpuPerViewerRatio: ratio },
+    panels: [
+      {
+        kind: 'lines',
+        title: 'Fan-out: server CPU vs viewers',
+        xLabel: 'viewers',
+        yLabel: '% of one core',
+        series: [
+          { name: 'relaycast edge', points: points('relaycast') },
+          { name: 'baseline (plain mediasoup)', points: points('baseline') },
+          { name: 'load generators', points: rowsFor('relaycast').map((r) => ({ x: r.viewers, y: r.generatorCores * 100 })) },
+        ],
+      },
+    ],
+    headline: [
+      {
+        figure: `fan-out: viewer streams per core (${options.kbps} kbit/s, < 0.1 % loss)`,
+        value: `${cell(relaycast.streamsPerCore, (v) => fmt(v, 0))} at ${relaycast.maxCleanViewers} viewers (baseline ${cell(baseline.streamsPerCore, (v) => fmt(v, 0))})`,
+      },
+      {
+        figure: 'fan-out: CPU per viewer, relaycast / baseline',
+        value: `${cell(relaycast.cpuPerViewer, (v) => `${fmt(v * 100, 3)}%`)} / ${cell(baseline.cpuPerViewer, (v) => `${fmt(v * 100, 3)}%`)} of a core = ${cell(ratio, (v) => fmt(v, 2))}×`,
+      },
+    ],
+    load: results.map((r) => r.load),
+  };
+}

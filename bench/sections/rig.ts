@@ -1,0 +1,129 @@
+import { signStreamToken } from '../../core/tokens.ts';
+import { WorkerPool } from '../../media/WorkerPool.ts';
+import { createTestDatabase, type TestDatabase } from '../../test/helpers/postgres.ts';
+import { startRelaycast, waitFor, type RelaycastProcess } from '../../test/helpers/processes.ts';
+import { metric } from '../../test/helpers/metrics.ts';
+import { BASELINE_SERVER, MEDIA_CLIENT, startChild, type Child } from '../lib/child.ts';
+import type { BenchOptions } from '../lib/options.ts';
+import type { Progress } from '../lib/progress.ts';
+import { sleep } from '../lib/stats.ts';
+
+/**
+ * What the media sections measure: a Relaycast origin and edge (separate processes, one mediasoup
+ * worker each, on a fresh Postgres database), the baseline (bench/baseline/server.ts: plain
+ * mediasoup, no Relaycast code), and one publisher process whose single synthetic source is sent
+ * to both, so that both carry the same stream at the same bitrate at the same time.
+ */
+
+export const STREAM = 'bench';
+const SECRET = 'bench-cluster-secret-0123456789';
+/** Short, so that a cold-edge measurement does not wait long for the previous relay to go. */
+export const RELAY_LINGER_MS = 500;
+
+export class MediaRig {
+  readonly db: TestDatabase;
+  readonly origin: RelaycastProcess;
+  readonly edge: RelaycastProcess;
+  /** The baseline server: its process, and the worker its viewers are on (the other one ingests). */
+  readonly baseline: { url: string; pid: number; fanoutWorkerPid: number; child: Child };
+  readonly publisher: Child;
+
+  private constructor(db: TestDatabase, origin: RelaycastProcess, edge: RelaycastProcess, baseline: MediaRig['baseline'], publisher: Child) {
+    this.db = db;
+    this.origin = origin;
+    this.edge = edge;
+    this.baseline = baseline;
+    this.publisher = publisher;
+  }
+
+  get edgeWhep(): string {
+    return `${this.edge.url}/whep/${STREAM}`;
+  }
+
+  get baselineWhep(): string {
+    return `${this.baseline.url}/whep/${STREAM}`;
+  }
+
+  static async start(options: BenchOptions, progress: Progress): Promise<MediaRig> {
+    progress.note('media: starting Postgres database, origin, edge, baseline');
+    const db = await createTestDatabase();
+    const cleanup: Array<() => Promise<unknown>> = [() => db.drop()];
+    try {
+      const env = { RELAYCAST_CLUSTER_SECRET: SECRET };
+      const common = ['--rtc-listen-ip', '127.0.0.1', '--relay-linger-ms', String(RELAY_LINGER_MS), '--log-level', 'warn', '--post-rate-limit', '0'];
+      // All three at once (Relaycast nodes take turns to migrate the database under a lock).
+      const workerBin = WorkerPool.resolveWorkerBin(process.env.MEDIASOUP_WORKER_BIN);
+      const child = startChild(BASELINE_SERVER, workerBin ? ['--worker-bin', workerBin] : []);
+      cleanup.unshift(() => child.stop());
+      const started = await Promise.allSettled([
+        startRelaycast({ roles: ['origin'], databaseUrl: db.url, env, args: ['--node-id', 'bench-origin', ...common] }),
+        startRelaycast({ roles: ['edge'], databaseUrl: db.url, env, args: ['--node-id', 'bench-edge', ...common] }),
+        child.next('listening', 30_000),
+      ]);
+      for (const s of started.slice(0, 2)) if (s.status === 'fulfilled') cleanup.unshift(() => (s.value as RelaycastProcess).stop());
+      const failure = started.find((s) => s.status === 'rejected');
+      if (failure) throw (failure as PromiseRejectedResult).reason;
+      const [origin, edge] = started.slice(0, 2).map((s) => (s as PromiseFulfilledResult<RelaycastProcess>).value) as [RelaycastProcess, RelaycastProcess];
+      const listening = (started[2] as PromiseFulfilledResult<{ port?: unknown; fanoutWorkerPid?: unknown }>).value;
+      const baseline = { url: `http://127.0.0.1:${listening.port}`, pid: child.pid, fanoutWorkerPid: Number(listening.fanoutWorkerPid), child };
+
+      progress.note(`media: publishing ${options.kbps} kbit/s to the origin and to the baseline`);
+      const token = await signStreamToken(SECRET, { stream: STREAM, action: 'publish', ttlSeconds: 24 * 3600 });
+      const publisher = startChild(MEDIA_CLIENT, [
+        'publish',
+        '--target', `${origin.url}/whip/${STREAM}`, '--token', token,
+        '--target', `${baseline.url}/whip/${STREAM}`, '--token', token,
+        '--kbps', String(options.kbps),
+        '--seconds', String(24 * 3600),
+      ]);
+      cleanup.unshift(() => publisher.stop());
+      await publisher.next('ready', 40_000);
+      const rig = new MediaRig(db, origin, edge, baseline, publisher);
+      // libwebrtc starts below its cap and ramps up with its congestion controller's estimate:
+      // wait (up to 30 s) until both targets get 85 % of the cap.
+      const deadline = Date.now() + (options.quick ? 0 : 30_000);
+      for (;;) {
+        const kbps = await rig.publishedKbps(1000);
+        progress.note(`media: publisher ramping up, ${kbps.map((k) => Math.round(k)).join(' and ')} kbit/s`);
+        if (kbps.every((k) => k >= options.kbps * 0.85) || Date.now() > deadline) break;
+      }
+      return rig;
+    } catch (error) {
+      for (const step of cleanup) await step().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** A publish token for a stream of the rig's origin. */
+  publishToken(stream: string): Promise<string> {
+    return signStreamToken(SECRET, { stream, action: 'publish', ttlSeconds: 24 * 3600 });
+  }
+
+  /** The publisher's video counters per target (origin, baseline). */
+  async publisherStats(): Promise<Array<{ bytesSent: number; framesEncoded: number; frameWidth: number | null; at: number }>> {
+    return (await this.publisher.ask('stats', 'stats', 30_000)).targets as Array<{ bytesSent: number; framesEncoded: number; frameWidth: number | null; at: number }>;
+  }
+
+  /** The publisher's video bitrate to each target (origin, baseline) over `ms`, in kbit/s. */
+  async publishedKbps(ms: number): Promise<number[]> {
+    const a = await this.publisherStats();
+    await sleep(ms);
+    const b = await this.publisherStats();
+    return b.map((t, i) => ((t.bytesSent - a[i]!.bytesSent) * 8) / Math.max(1, t.at - a[i]!.at));
+  }
+
+  /** Waits until the edge holds no relay (the last viewer left and the linger ran out). */
+  async relayGone(): Promise<void> {
+    await waitFor('the relay to close', async () => (await metric(this.edge.url, 'relaycast_relays', { direction: 'in' })) === 0, 15_000, 100);
+  }
+
+  async stop(): Promise<void> {
+    this.publisher.send('stop');
+    await Promise.race([this.publisher.exited, sleep(5000)]);
+    await this.publisher.stop();
+    await this.baseline.child.stop();
+    await this.edge.stop();
+    await this.origin.stop();
+    await this.db.drop();
+  }
+}
