@@ -35,6 +35,15 @@ const DATABASE_RETRY_MS = 2000;
  */
 const HTTP_DRAIN_MS = 5000;
 
+/**
+ * How long a heartbeat (or /metrics scrape) waits for the roles' load before it goes with the last
+ * one measured. Measuring asks the media workers (egress bitrates); during a join storm their
+ * request queues are seconds deep, and a heartbeat that waited arrived after the node TTL: the
+ * cluster took a busy edge for a dead one (test/load.test.ts). 250 ms is a small part of any
+ * sensible heartbeat interval.
+ */
+const LOAD_WAIT_MS = 250;
+
 /** `POST` with the cluster secret: drain ahead of a shutdown (see #mountRoutes). */
 export const DRAIN_PATH = '/internal/v1/drain';
 
@@ -58,6 +67,8 @@ export class ClusterNode {
   /** The roles' load and the CPU as of the last heartbeat or scrape, for the agent-check. */
   #lastLoad: RoleLoad = { viewers: 0, streams: 0, bitrateOut: 0 };
   #lastCpu = 0;
+  /** The roles' load being measured, if it is (see #currentLoad). */
+  #measuring: Promise<RoleLoad> | undefined;
   #server: Server | undefined;
   #stopping = false;
   /** Set when shutdown drained the node (and so undoes it once gone). */
@@ -207,7 +218,26 @@ export class ClusterNode {
 
   async #load(): Promise<NodeLoad> {
     this.#lastCpu = await this.#cpu.read();
-    return { ...(await this.#roleLoad()), cpu: this.#lastCpu };
+    return { ...(await this.#currentLoad()), cpu: this.#lastCpu };
+  }
+
+  /**
+   * The roles' load: measured now if that takes less than LOAD_WAIT_MS, else the last measured.
+   * Heartbeats and scrapes share one measurement in flight rather than queue more requests on
+   * the media workers.
+   */
+  async #currentLoad(): Promise<RoleLoad> {
+    if (!this.#measuring) {
+      this.#measuring = this.#roleLoad().finally(() => (this.#measuring = undefined));
+      this.#measuring.catch(() => undefined); // a late failure is the next heartbeat's to report
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<RoleLoad>((resolve) => (timer = setTimeout(() => resolve(this.#lastLoad), LOAD_WAIT_MS)));
+    try {
+      return await Promise.race([this.#measuring, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The roles' load summed; the metrics gauges are set from it, so heartbeat and /metrics agree. */
@@ -268,7 +298,7 @@ export class ClusterNode {
       res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', ...h });
     });
     app.get('/metrics', async (_req, res) => {
-      await this.#roleLoad();
+      await this.#currentLoad();
       res.type(this.metrics.registry.contentType).send(await this.metrics.registry.metrics());
     });
     // The first step of a shutdown, ahead of SIGTERM (a Kubernetes preStop hook): drain, so no new

@@ -87,6 +87,7 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
   });
 
   router.post(`/${kind}/:stream`, async (req: Request, res: Response) => {
+    const received = performance.now();
     const stream = streamParam(req);
     await handler.authorize(stream, bearerToken(req.get('authorization')), action);
     const body = await readBody(req, res, 'application/sdp');
@@ -99,7 +100,8 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
       sessions.delete(session.id);
       options.logger.info({ kind, stream, session: session.id, reason }, 'session ended');
     });
-    options.logger.info({ kind, stream, session: session.id }, 'session started');
+    // ms: from the request to the answer, the server's part of a join.
+    options.logger.info({ kind, stream, session: session.id, ms: Math.round(performance.now() - received) }, 'session started');
     if (links.length > 0) res.set('Link', links.join(', '));
     res
       .status(201)

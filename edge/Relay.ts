@@ -237,14 +237,20 @@ export class Relay extends EventEmitter<RelayEvents> {
     if (this.#viewers.size === 0 && this.#holds === 0 && !this.#closed) this.#startLinger();
   }
 
-  /** Bits per second sent to this relay's viewers. */
+  /**
+   * Bits per second sent to this relay's viewers: what comes in (its producers' bitrate) times its
+   * viewers, since each viewer is sent the same stream. One request to the worker per producer,
+   * not per viewer: heartbeats and /metrics scrapes ask for this, and a request per viewer
+   * transport (200 of them) queued behind a join storm on the worker channel held the heartbeat
+   * back past the node TTL, and the balancer took the edge for dead (test/load.test.ts).
+   */
   async bitrateOut(): Promise<number> {
-    let total = 0;
-    for (const viewer of this.#viewers) {
-      const [stats] = await viewer.transport.getStats().catch(() => []);
-      total += stats?.sendBitrate ?? 0;
+    if (this.#viewers.size === 0) return 0;
+    let incoming = 0;
+    for (const producer of this.producers) {
+      for (const stats of await producer.getStats().catch(() => [])) incoming += stats.bitrate ?? 0;
     }
-    return total;
+    return incoming * this.#viewers.size;
   }
 
   close(reason: string): void {
