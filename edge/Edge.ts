@@ -174,7 +174,7 @@ export class Edge implements Role {
       session.once('connected', () => {
         for (const c of consumers) if (c.kind === 'video') void c.requestKeyFrame().catch(() => undefined);
       });
-      relay.addViewer(session);
+      relay.addViewer(session, kinds);
       return { session, answer: buildAnswer(offer, session.local, accepted, String(Date.now())) };
     } catch (error) {
       session.close('setup failed');

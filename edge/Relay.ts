@@ -68,7 +68,8 @@ export class Relay extends EventEmitter<RelayEvents> {
    * handful per stream in practice, and they spread viewers over the node's workers.
    */
   readonly #fanouts = new Map<string, Promise<Fanout>>();
-  readonly #viewers = new Set<WebRtcSession>();
+  /** The viewers' sessions, each with the kinds of media it receives (audio, video). */
+  readonly #viewers = new Map<WebRtcSession, ReadonlySet<string>>();
   readonly #lingerMs: number;
   readonly #logger: Logger;
   #linger: NodeJS.Timeout | undefined;
@@ -154,7 +155,7 @@ export class Relay extends EventEmitter<RelayEvents> {
 
   /** The viewers' sessions (a copy). */
   get sessions(): WebRtcSession[] {
-    return [...this.#viewers];
+    return [...this.#viewers.keys()];
   }
 
   get closed(): boolean {
@@ -222,10 +223,10 @@ export class Relay extends EventEmitter<RelayEvents> {
     };
   }
 
-  /** Adds a viewer's session; the relay stays while it is open. */
-  addViewer(session: WebRtcSession): void {
+  /** Adds a viewer's session, which receives these kinds of media; the relay stays while it is open. */
+  addViewer(session: WebRtcSession, kinds: ReadonlySet<string>): void {
     if (this.#closed) throw new RelayError(503, `the relay of ${this.stream} just closed; try again`);
-    this.#viewers.add(session);
+    this.#viewers.set(session, kinds);
     clearTimeout(this.#linger);
     session.once('closed', () => {
       this.#viewers.delete(session);
@@ -238,19 +239,22 @@ export class Relay extends EventEmitter<RelayEvents> {
   }
 
   /**
-   * Bits per second sent to this relay's viewers: what comes in (its producers' bitrate) times its
-   * viewers, since each viewer is sent the same stream. One request to the worker per producer,
-   * not per viewer: heartbeats and /metrics scrapes ask for this, and a request per viewer
-   * transport (200 of them) queued behind a join storm on the worker channel held the heartbeat
-   * back past the node TTL, and the balancer took the edge for dead (test/load.test.ts).
+   * Bits per second sent to this relay's viewers: what comes in on each producer times the viewers
+   * that receive its kind, since each of them is sent the same packets. One request to the worker
+   * per producer, not per viewer: heartbeats and /metrics scrapes ask for this, and a request per
+   * viewer transport (200 of them) queued behind a join storm on the worker channel held the
+   * heartbeat back past the node TTL, and the balancer took the edge for dead (test/load.test.ts).
    */
   async bitrateOut(): Promise<number> {
     if (this.#viewers.size === 0) return 0;
-    let incoming = 0;
+    let total = 0;
     for (const producer of this.producers) {
-      for (const stats of await producer.getStats().catch(() => [])) incoming += stats.bitrate ?? 0;
+      let receivers = 0;
+      for (const kinds of this.#viewers.values()) if (kinds.has(producer.kind)) receivers++;
+      if (receivers === 0) continue;
+      for (const stats of await producer.getStats().catch(() => [])) total += (stats.bitrate ?? 0) * receivers;
     }
-    return incoming * this.#viewers.size;
+    return total;
   }
 
   close(reason: string): void {
@@ -259,7 +263,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     clearTimeout(this.#linger);
     clearTimeout(this.#silence);
     this.#abort.abort();
-    for (const viewer of this.#viewers) viewer.close(`relay closed: ${reason}`);
+    for (const viewer of this.#viewers.keys()) viewer.close(`relay closed: ${reason}`);
     for (const fanout of this.#fanouts.values()) void fanout.then((f) => f.router.close(), () => undefined);
     this.router.close();
     this.#logger.info({ reason }, 'relay closed');

@@ -166,6 +166,12 @@ describe(`load: ${VIEWERS} viewers join one edge at once, under steady HTTP load
     assert.equal(await metric(edge.url, 'relaycast_relays', { direction: 'in' }), 1, 'one relay per stream per edge');
     assert.equal(await metric(origin.url, 'relaycast_relays', { direction: 'out' }), 1);
     await waitFor('the edge to report its viewers to the registry', async () => (await db.knex('nodes').where({ id: 'edge-1' }).first())?.viewers === VIEWERS + DECODERS, 10_000);
+    // Its egress, as the balancer and the autoscaler see it: every viewer's video (they asked for
+    // no audio), between a sixth of the cap and the cap plus headers; and its CPU, measured.
+    const row = await db.knex('nodes').where({ id: 'edge-1' }).first();
+    const perViewerKbps = Number(row.bitrate_out) / 1000 / (VIEWERS + DECODERS);
+    assert.ok(perViewerKbps > KBPS / 6 && perViewerKbps < KBPS * 1.2, `egress ${row.bitrate_out} bit/s is ${perViewerKbps.toFixed(0)} kbit/s per viewer`);
+    assert.ok(row.cpu > 0, `edge CPU ${row.cpu}`);
 
     // Still playing a few seconds on: every viewer's packet count grows.
     const before = await Promise.all(generators.map((g) => g.ask('snapshot a', 'snapshot', 60_000)));

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -41,7 +42,6 @@ export function startChild(script: string, args: string[], env: NodeJS.ProcessEn
   const lines: Line[] = [];
   const consumed = new Map<string, number>();
   const waiters: Array<{ event: string; resolve: (l: Line) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }> = [];
-  let buffer = '';
   let stderr = '';
   child.stderr!.on('data', (d) => {
     stderr += d;
@@ -55,22 +55,16 @@ export function startChild(script: string, args: string[], env: NodeJS.ProcessEn
     w.resolve(line);
     return true;
   };
-  child.stdout!.on('data', (chunk) => {
-    buffer += chunk;
-    let i: number;
-    while ((i = buffer.indexOf('\n')) >= 0) {
-      const text = buffer.slice(0, i);
-      buffer = buffer.slice(i + 1);
-      if (!text.startsWith('{')) continue;
-      let line: Line;
-      try {
-        line = JSON.parse(text) as Line;
-      } catch {
-        continue;
-      }
-      lines.push(line);
-      if (deliver(line)) consumed.set(line.event, lines.filter((l) => l.event === line.event).length);
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    if (!text.startsWith('{')) return;
+    let line: Line;
+    try {
+      line = JSON.parse(text) as Line;
+    } catch {
+      return;
     }
+    lines.push(line);
+    if (deliver(line)) consumed.set(line.event, lines.filter((l) => l.event === line.event).length);
   });
   child.stdin!.on('error', () => undefined);
   const exited = new Promise<void>((resolve) =>

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -25,22 +26,15 @@ export function runClient(args: string[], seconds: number): ClientRun {
   const child = spawn(process.execPath, ['--import', 'tsx', CLIENT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: ClientLine[] = [];
   const waiters: Array<{ event: string; resolve: (l: ClientLine) => void; reject: (e: Error) => void }> = [];
-  let buffer = '';
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
-  child.stdout.on('data', (chunk) => {
-    buffer += chunk;
-    let i: number;
-    while ((i = buffer.indexOf('\n')) >= 0) {
-      const text = buffer.slice(0, i);
-      buffer = buffer.slice(i + 1);
-      if (!text.startsWith('{')) continue;
-      const line = JSON.parse(text) as ClientLine;
-      lines.push(line);
-      for (const w of waiters.filter((w) => w.event === line.event)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(line);
-      }
+  createInterface({ input: child.stdout }).on('line', (text) => {
+    if (!text.startsWith('{')) return;
+    const line = JSON.parse(text) as ClientLine;
+    lines.push(line);
+    for (const w of waiters.filter((w) => w.event === line.event)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve(line);
     }
   });
   const timer = setTimeout(() => child.kill('SIGKILL'), (seconds + 30) * 1000);
