@@ -45,7 +45,8 @@ export function spread(xs: readonly number[], digits = 1): string {
 export function fmt(x: number, digits = 1): string {
   if (!Number.isFinite(x)) return 'n/a';
   if (Math.abs(x) >= 1000) return Math.round(x).toLocaleString('en');
-  return x.toFixed(digits);
+  // A slope of -0.00001 is "0.000", not "-0.000".
+  return x.toFixed(digits).replace(/^-(?=0(\.0*)?$)/, '');
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
