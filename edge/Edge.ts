@@ -40,6 +40,14 @@ export class Edge implements Role {
   #recordedViewers: string | undefined;
   /** Relays being opened, so that viewers arriving together share one. */
   readonly #opening = new Map<string, Promise<Relay>>();
+  /**
+   * Privacy lookups in flight, by stream, so that viewers arriving together share one query: a
+   * join storm of 200 asked Postgres 200 times for the same row, and query building and parsing
+   * (knex, pg) were the largest cost on the edge's JavaScript thread after mediasoup's own
+   * (a CPU profile of the edge in test/load.test.ts). Each join still reads the row afresh unless
+   * a read is already under way, so a stream made private applies to the next join.
+   */
+  readonly #privacyLookups = new Map<string, Promise<boolean>>();
   /** Relay rows being deleted, awaited at shutdown so none is cut off by the database closing. */
   readonly #deleting = new Set<Promise<void>>();
 
@@ -122,7 +130,14 @@ export class Edge implements Role {
     const relay = this.#relays.get(stream);
     let isPrivate: boolean;
     try {
-      isPrivate = (await getStream(this.#ctx.db.knex, stream))?.private ?? false;
+      let lookup = this.#privacyLookups.get(stream);
+      if (!lookup) {
+        lookup = getStream(this.#ctx.db.knex, stream)
+          .then((row) => row?.private ?? false)
+          .finally(() => this.#privacyLookups.delete(stream));
+        this.#privacyLookups.set(stream, lookup);
+      }
+      isPrivate = await lookup;
     } catch (error) {
       if (!relay || !isDatabaseUnavailable(error)) throw error;
       isPrivate = relay.private;

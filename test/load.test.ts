@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { MEDIA_CLIENT, startChild, type Child } from '../bench/lib/child.ts';
+import { cpuSeconds } from '../bench/lib/cpu.ts';
 import { metric } from './helpers/metrics.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
@@ -130,6 +131,10 @@ describe(`load: ${VIEWERS} viewers join one edge at once, under steady HTTP load
     // The balancer answers WHEP with a 307 without reading the offer (the edge it names does).
     const load = steadyLoad(balancer.url, edge.url, 'v=0\r\n');
 
+    // The edge's Node process does the signalling and none of the media (its worker does): its CPU
+    // over the storm, per join, bounds what a join costs there (the steady load's scrapes of
+    // /metrics and the heartbeats are in it too).
+    const edgeCpuBefore = cpuSeconds([edge.child.pid!], false);
     const started = Date.now();
     const per = VIEWERS / GENERATORS;
     // Every viewer's offer at once (concurrency = viewers per process), and the decoders with them.
@@ -138,6 +143,7 @@ describe(`load: ${VIEWERS} viewers join one edge at once, under steady HTTP load
       decoders.ask(`add ${DECODERS} ${DECODERS}`, 'added', 120_000),
     ]);
     const joinedMs = Date.now() - started;
+    const edgeCpuMsPerJoin = ((cpuSeconds([edge.child.pid!], false) - edgeCpuBefore) * 1000) / (VIEWERS + DECODERS);
     const tally = await load.stop();
 
     const viewers = added.slice(0, GENERATORS);
@@ -153,7 +159,8 @@ describe(`load: ${VIEWERS} viewers join one edge at once, under steady HTTP load
     const answerMax = Math.max(...viewers.map((a) => Number((a.answerMs as { max: number }).max)));
     console.log(
       `      ${VIEWERS} viewers (+${DECODERS} decoding) in ${GENERATORS} processes: offers sent within ${lastOfferMs} ms, ` +
-        `answered within ${answerMax} ms (edge's part: median ${quantile(serverMs, 0.5)} ms, p95 ${quantile(serverMs, 0.95)} ms), ` +
+        `answered within ${answerMax} ms (edge's part: median ${quantile(serverMs, 0.5)} ms, p95 ${quantile(serverMs, 0.95)} ms; ` +
+        `edge process CPU over the storm ${edgeCpuMsPerJoin.toFixed(1)} ms per join, scrapes included), ` +
         `all receiving ${joinedMs} ms after the first offer; ${tally.sent} steady requests (${JSON.stringify(tally.byKind)}), ${tally.errors.length} failed`,
     );
     assert.equal(connected, VIEWERS, `connected: ${JSON.stringify(viewers.map((a) => ({ connected: a.connected, errors: a.errors })))}`);
