@@ -78,13 +78,14 @@ export const leastUsed: Policy = {
 };
 
 export function roundRobin(): Policy {
+  /** The next turn, per role and region: publishes must not move the viewers' rotation. */
   const next = new Map<string, number>();
   return {
     name: 'round-robin',
-    order(nodes) {
+    order(nodes, request) {
       if (nodes.length === 0) return [];
       const sorted = [...nodes].sort((a, b) => a.id.localeCompare(b.id));
-      const key = sorted[0]!.region;
+      const key = `${request.role}/${sorted[0]!.region}`;
       const start = (next.get(key) ?? 0) % sorted.length;
       next.set(key, start + 1);
       return [...sorted.slice(start), ...sorted.slice(0, start)];

@@ -40,6 +40,18 @@ describe('edge selection policies', () => {
     assert.deepEqual(firsts, ['p1', 'p2', 'p3', 'p1']);
   });
 
+  it('round-robin keeps one rotation per role: publishes in between do not skip viewers\' turns', () => {
+    const policy = createPolicy('round-robin');
+    const both = all.map((n) => ({ ...n, roles: ['edge', 'origin'] }));
+    const publish: RouteRequest = { ...fromParis, role: 'origin' };
+    const firsts = [0, 1, 2].map(() => {
+      const viewer = ids(rank(both, fromParis, policy, THRESHOLDS))[0];
+      rank(both, publish, policy, THRESHOLDS);
+      return viewer;
+    });
+    assert.deepEqual(firsts, ['p1', 'p2', 'p3']);
+  });
+
   it('random shuffles within the region and keeps regions in order', () => {
     let seed = 7;
     const policy = createPolicy('random', () => ((seed = (seed * 16807) % 2147483647) / 2147483647));
