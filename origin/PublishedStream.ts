@@ -154,14 +154,18 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
     return this.#pipes.size;
   }
 
-  /** Bits per second this stream sends to edges. */
+  /**
+   * Bits per second this stream sends to edges: what its producers receive times the relays,
+   * since each relay's pipe carries every producer. One request to the worker per producer, not
+   * per relay, as on the edge (edge/Relay.ts bitrateOut).
+   */
   async bitrateOut(): Promise<number> {
-    let total = 0;
-    for (const pipe of this.#pipes) {
-      const [stats] = await pipe.getStats().catch(() => []);
-      total += stats?.sendBitrate ?? 0;
+    if (this.#pipes.size === 0) return 0;
+    let incoming = 0;
+    for (const producer of this.producers) {
+      for (const stats of await producer.getStats().catch(() => [])) incoming += stats.bitrate ?? 0;
     }
-    return total;
+    return incoming * this.#pipes.size;
   }
 
   end(reason: string): void {

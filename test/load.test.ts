@@ -179,6 +179,9 @@ describe(`load: ${VIEWERS} viewers join one edge at once, under steady HTTP load
     const perViewerKbps = Number(row.bitrate_out) / 1000 / (VIEWERS + DECODERS);
     assert.ok(perViewerKbps > KBPS / 6 && perViewerKbps < KBPS * 1.2, `egress ${row.bitrate_out} bit/s is ${perViewerKbps.toFixed(0)} kbit/s per viewer`);
     assert.ok(row.cpu > 0, `edge CPU ${row.cpu}`);
+    // The origin sends the stream (video and audio) once, to the one relay, however many viewers.
+    const originKbps = Number((await db.knex('nodes').where({ id: 'origin-1' }).first()).bitrate_out) / 1000;
+    assert.ok(originKbps > KBPS / 6 && originKbps < KBPS * 1.2 + 64, `origin egress ${originKbps.toFixed(0)} kbit/s`);
 
     // Still playing a few seconds on: every viewer's packet count grows.
     const before = await Promise.all(generators.map((g) => g.ask('snapshot a', 'snapshot', 60_000)));
