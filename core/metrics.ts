@@ -11,7 +11,7 @@ export class Metrics {
   readonly streams = new Gauge({ name: 'relaycast_streams', help: 'Streams published on or relayed to this node', registers: [this.registry] });
   readonly egress = new Gauge({
     name: 'relaycast_egress_bytes_per_second',
-    help: 'Media sent by this node to viewers and downstream edges',
+    help: 'Media sent by this node to viewers and downstream edges: each stream\'s incoming bitrate times its receivers',
     registers: [this.registry],
   });
   readonly relays = new Gauge({
