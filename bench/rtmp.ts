@@ -12,24 +12,18 @@
  *   npm run bench:rtmp [-- --runs 3 --seconds 10]
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import knexFactory from 'knex';
 import { createTestDatabase } from '../test/helpers/postgres.ts';
 import { startRelaycast, waitFor } from '../test/helpers/processes.ts';
 import { TestBrowser, play, playbackStats } from '../test/helpers/browser.ts';
+import { cpuSeconds } from './lib/cpu.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, seconds: { type: 'string', default: '10' } } });
 const RUNS = Number(values.runs);
 const SECONDS = Number(values.seconds);
 const SECRET = 'bench-cluster-secret-0123456789';
 const ADMIN = 'bench-admin-token-0123456789';
-const CLOCK_TICKS = 100;
-
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
 
 function bridgePid(key: string): number | undefined {
   try {
@@ -80,10 +74,10 @@ async function main(): Promise<void> {
           r.firstFrame.push(Date.now() - t1);
           const pid = bridgePid(streamKey)!;
           await new Promise((resolve) => setTimeout(resolve, 2000));
-          const before = cpuSeconds(pid);
+          const before = cpuSeconds([pid], false);
           const t2 = Date.now();
           await new Promise((resolve) => setTimeout(resolve, SECONDS * 1000));
-          r.cpu.push((cpuSeconds(pid) - before) / ((Date.now() - t2) / 1000));
+          r.cpu.push((cpuSeconds([pid], false) - before) / ((Date.now() - t2) / 1000));
           await page.close();
         } finally {
           publisher.kill('SIGKILL');

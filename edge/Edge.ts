@@ -32,6 +32,16 @@ const VIEWER_MOVE_GAP_MS = 20;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The work under way for `key` in `inFlight`, or `start`ed and kept there until it settles. */
+function shared<T>(inFlight: Map<string, Promise<T>>, key: string, start: () => Promise<T>): Promise<T> {
+  let work = inFlight.get(key);
+  if (!work) {
+    work = start().finally(() => inFlight.delete(key));
+    inFlight.set(key, work);
+  }
+  return work;
+}
+
 export class Edge implements Role {
   readonly router: Router;
   readonly #ctx: RoleContext;
@@ -130,14 +140,7 @@ export class Edge implements Role {
     const relay = this.#relays.get(stream);
     let isPrivate: boolean;
     try {
-      let lookup = this.#privacyLookups.get(stream);
-      if (!lookup) {
-        lookup = getStream(this.#ctx.db.knex, stream)
-          .then((row) => row?.private ?? false)
-          .finally(() => this.#privacyLookups.delete(stream));
-        this.#privacyLookups.set(stream, lookup);
-      }
-      isPrivate = await lookup;
+      isPrivate = await shared(this.#privacyLookups, stream, async () => (await getStream(this.#ctx.db.knex, stream))?.private ?? false);
     } catch (error) {
       if (!relay || !isDatabaseUnavailable(error)) throw error;
       isPrivate = relay.private;
@@ -200,12 +203,7 @@ export class Edge implements Role {
   async #relayFor(stream: string): Promise<Relay> {
     const existing = this.#relays.get(stream);
     if (existing && !existing.closed) return existing;
-    let opening = this.#opening.get(stream);
-    if (!opening) {
-      opening = this.#openRelay(stream).finally(() => this.#opening.delete(stream));
-      this.#opening.set(stream, opening);
-    }
-    return opening;
+    return shared(this.#opening, stream, () => this.#openRelay(stream));
   }
 
   async #openRelay(name: string): Promise<Relay> {

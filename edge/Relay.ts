@@ -3,6 +3,7 @@ import type { Producer, Router, RouterRtpCodecCapability } from 'mediasoup/types
 import { UnsupportedMediaError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { MEDIA_CODECS } from '../media/codecs.ts';
+import { producerBitrate } from '../media/producerBitrate.ts';
 import type { RtcListen, WebRtcSession } from '../media/WebRtcSession.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
 import { RELAY_PATH, RELAY_PING_MS, type RelayLine, type RelayRequest } from '../media/relayProtocol.ts';
@@ -238,21 +239,13 @@ export class Relay extends EventEmitter<RelayEvents> {
     if (this.#viewers.size === 0 && this.#holds === 0 && !this.#closed) this.#startLinger();
   }
 
-  /**
-   * Bits per second sent to this relay's viewers: what comes in on each producer times the viewers
-   * that receive its kind, since each of them is sent the same packets. One request to the worker
-   * per producer, not per viewer: heartbeats and /metrics scrapes ask for this, and a request per
-   * viewer transport (200 of them) queued behind a join storm on the worker channel held the
-   * heartbeat back past the node TTL, and the balancer took the edge for dead (test/load.test.ts).
-   */
+  /** Bits per second sent to this relay's viewers: each producer's bitrate times the viewers of its kind. */
   async bitrateOut(): Promise<number> {
-    if (this.#viewers.size === 0) return 0;
     let total = 0;
     for (const producer of this.producers) {
       let receivers = 0;
       for (const kinds of this.#viewers.values()) if (kinds.has(producer.kind)) receivers++;
-      if (receivers === 0) continue;
-      for (const stats of await producer.getStats().catch(() => [])) total += (stats.bitrate ?? 0) * receivers;
+      if (receivers > 0) total += (await producerBitrate(producer)) * receivers;
     }
     return total;
   }

@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import * as mediasoup from 'mediasoup';
 import type { Worker } from 'mediasoup/types';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
+import { processCpuMs } from '../core/processCpu.ts';
 
 export interface WorkerPoolOptions {
   count: number;
@@ -29,23 +29,6 @@ export interface WorkerPoolEvents {
  * back to full capacity within a couple of seconds.
  */
 const RESPAWN_DELAY_MS = 1000;
-
-/** Linux's USER_HZ, the unit of the CPU times in /proc/<pid>/stat (100 on every Linux build). */
-const CLOCK_TICKS_PER_SECOND = 100;
-
-/** A process's user + system CPU time in ms from /proc, or undefined where there is no /proc. */
-async function procCpuMs(pid: number): Promise<number | undefined> {
-  try {
-    // Fields after the command name (which may hold spaces, so split after its closing paren):
-    // utime and stime are the 14th and 15th of the line, the 12th and 13th after it.
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-    const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
-    return Number.isFinite(ms) ? ms : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * One mediasoup worker per core (vertical scaling inside a node). A worker that dies is logged,
@@ -108,7 +91,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
    * deep during a join storm, just when the reading matters most.
    */
   async cpuMs(): Promise<number> {
-    const used = await Promise.all(this.workers.map(async (w) => (await procCpuMs(w.pid)) ?? (await w.getResourceUsage().then((u) => u.ru_utime + u.ru_stime, () => 0))));
+    const used = await Promise.all(this.workers.map(async (w) => processCpuMs(w.pid) ?? (await w.getResourceUsage().then((u) => u.ru_utime + u.ru_stime, () => 0))));
     return used.reduce((sum, ms) => sum + ms, 0);
   }
 

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { PipeTransport, Producer, Router, SrtpParameters } from 'mediasoup/types';
 import { InvalidSdpError, UnsupportedMediaError } from '../core/errors.ts';
 import { MEDIA_CODECS, SUPPORTED_CODECS } from '../media/codecs.ts';
+import { producerBitrate } from '../media/producerBitrate.ts';
 import type { RelayOffer } from '../media/relayProtocol.ts';
 import { buildAnswer, isSupported, producerParameters, type AcceptedSection, type Offer } from '../media/sdp.ts';
 import { WebRtcSession, type RtcListen } from '../media/WebRtcSession.ts';
@@ -154,17 +155,11 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
     return this.#pipes.size;
   }
 
-  /**
-   * Bits per second this stream sends to edges: what its producers receive times the relays,
-   * since each relay's pipe carries every producer. One request to the worker per producer, not
-   * per relay, as on the edge (edge/Relay.ts bitrateOut).
-   */
+  /** Bits per second this stream sends to edges: its producers' bitrate times its relays (each pipe carries every producer). */
   async bitrateOut(): Promise<number> {
     if (this.#pipes.size === 0) return 0;
     let incoming = 0;
-    for (const producer of this.producers) {
-      for (const stats of await producer.getStats().catch(() => [])) incoming += stats.bitrate ?? 0;
-    }
+    for (const producer of this.producers) incoming += await producerBitrate(producer);
     return incoming * this.#pipes.size;
   }
 

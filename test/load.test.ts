@@ -3,6 +3,7 @@ import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { MEDIA_CLIENT, startChild, type Child } from '../bench/lib/child.ts';
 import { cpuSeconds } from '../bench/lib/cpu.ts';
+import { median, percentile } from '../bench/lib/stats.ts';
 import { metric } from './helpers/metrics.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
@@ -37,11 +38,6 @@ const FPS = 15;
  * them well under it.
  */
 const REQUEST_INTERVAL_MS = 40;
-
-function quantile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-}
 
 interface Tally {
   sent: number;
@@ -159,7 +155,7 @@ describe(`load: ${VIEWERS} viewers join one edge at once, under steady HTTP load
     const answerMax = Math.max(...viewers.map((a) => Number((a.answerMs as { max: number }).max)));
     console.log(
       `      ${VIEWERS} viewers (+${DECODERS} decoding) in ${GENERATORS} processes: offers sent within ${lastOfferMs} ms, ` +
-        `answered within ${answerMax} ms (edge's part: median ${quantile(serverMs, 0.5)} ms, p95 ${quantile(serverMs, 0.95)} ms; ` +
+        `answered within ${answerMax} ms (edge's part: median ${median(serverMs)} ms, p95 ${percentile(serverMs, 95)} ms; ` +
         `edge process CPU over the storm ${edgeCpuMsPerJoin.toFixed(1)} ms per join, scrapes included), ` +
         `all receiving ${joinedMs} ms after the first offer; ${tally.sent} steady requests (${JSON.stringify(tally.byKind)}), ${tally.errors.length} failed`,
     );

@@ -19,6 +19,7 @@
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import wrtc from '@roamhq/wrtc';
+import { max, median } from '../lib/stats.ts';
 
 const { RTCPeerConnection, nonstandard } = wrtc as any;
 
@@ -131,11 +132,15 @@ function receiveOnlyAnswer(answer: string): string {
   );
 }
 
-/** Per viewer of the last `add`: when its offer was sent and its answer came, ms after the command. */
-let signalling: Array<{ sent: number; answered: number }> = [];
-let addStarted = 0;
+interface Negotiated {
+  /** The session's URL (Location), resolved against the URL that answered, after any 307. */
+  location: string;
+  /** performance.now() when the offer was POSTed and when the answer came back. */
+  postedAt: number;
+  answeredAt: number;
+}
 
-async function negotiate(pc: any, url: string, receiving: boolean, token?: string, receiveOnly = false): Promise<string> {
+async function negotiate(pc: any, url: string, receiving: boolean, token?: string, receiveOnly = false): Promise<Negotiated> {
   const offer = await pc.createOffer();
   // As in test/clients/wrtc.ts: this libwebrtc reads header extensions by the ids it offered,
   // whatever the answer says, so a viewer offers none.
@@ -144,15 +149,14 @@ async function negotiate(pc: any, url: string, receiving: boolean, token?: strin
   await pc.setLocalDescription(receiveOnly ? { type: 'offer', sdp: withoutVp8(offer.sdp) } : offer);
   const headers: Record<string, string> = { 'content-type': 'application/sdp' };
   if (token) headers.authorization = `Bearer ${token}`;
-  const sentAt = performance.now();
+  const postedAt = performance.now();
   const res = await fetch(url, { method: 'POST', headers, body: receiveOnly ? sent : pc.localDescription.sdp });
   let body = await res.text();
-  if (receiving) signalling.push({ sent: sentAt - addStarted, answered: performance.now() - addStarted });
+  const answeredAt = performance.now();
   if (res.status !== 201) throw new Error(`${url} answered ${res.status}: ${body.slice(0, 300)}`);
   if (receiveOnly) body = receiveOnlyAnswer(body);
   await pc.setRemoteDescription({ type: 'answer', sdp: body });
-  // res.url: the URL that answered, after any 307 from the balancer to an edge.
-  return new URL(res.headers.get('location') ?? '', res.url).toString();
+  return { location: new URL(res.headers.get('location') ?? '', res.url).toString(), postedAt, answeredAt };
 }
 
 async function waitConnected(pc: any, timeoutMs: number): Promise<void> {
@@ -234,7 +238,7 @@ async function publish(options: { targets: string[]; tokens: string[]; kbps: num
     pc.addTransceiver(audioTrack, { direction: 'sendonly' });
     const { sender } = pc.addTransceiver(videoTrack, { direction: 'sendonly' });
     const token = options.tokens[i] ?? options.tokens[0] ?? '';
-    const location = await negotiate(pc, url, false, token || undefined);
+    const { location } = await negotiate(pc, url, false, token || undefined);
     try {
       const parameters = sender.getParameters();
       for (const encoding of parameters.encodings ?? []) encoding.maxBitrate = kbps * 1000;
@@ -286,9 +290,8 @@ async function publish(options: { targets: string[]; tokens: string[]; kbps: num
 
 // ---- viewers ------------------------------------------------------------------------------------
 
-interface Viewer {
+interface Viewer extends Partial<Negotiated> {
   pc: any;
-  location?: string;
   sink?: any;
 }
 
@@ -317,7 +320,7 @@ async function view(options: { url: string; token?: string; stamp: boolean; rece
       };
     }
     try {
-      viewer.location = await negotiate(pc, options.url, true, options.token, options.receiveOnly);
+      Object.assign(viewer, await negotiate(pc, options.url, true, options.token, options.receiveOnly));
       await waitConnected(pc, 20_000);
     } catch (error) {
       pc.close();
@@ -340,8 +343,7 @@ async function view(options: { url: string; token?: string; stamp: boolean; rece
       const count = Number(arg ?? 1);
       const concurrency = Number(arg2 ?? 8);
       const started = Date.now();
-      addStarted = performance.now();
-      signalling = [];
+      const addedAt = performance.now();
       const added: Viewer[] = [];
       const errors: string[] = [];
       let next = 0;
@@ -366,9 +368,7 @@ async function view(options: { url: string; token?: string; stamp: boolean; rece
         if (playingCount === added.length || Date.now() > deadline) break;
         await new Promise((r) => setTimeout(r, 200));
       }
-      const quantile = (values: number[], q: number) => Math.round(values.sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(q * values.length))] ?? NaN);
-      const sent = signalling.map((s) => s.sent);
-      const answers = signalling.map((s) => s.answered - s.sent);
+      const answers = added.map((v) => v.answeredAt! - v.postedAt!);
       emit('added', {
         requested: count,
         connected: added.length,
@@ -378,8 +378,8 @@ async function view(options: { url: string; token?: string; stamp: boolean; rece
         errors: errors.slice(0, 3),
         ms: Date.now() - started,
         // ms after the command: the last offer sent; and each WHEP POST's round trip, median and max.
-        lastOfferSentMs: quantile(sent, 1),
-        answerMs: { median: quantile(answers, 0.5), max: quantile(answers, 1) },
+        lastOfferSentMs: Math.round(max(added.map((v) => v.postedAt! - addedAt))),
+        answerMs: { median: Math.round(median(answers)), max: Math.round(max(answers)) },
       });
     } else if (command === 'snapshot') {
       const per = await Promise.all(

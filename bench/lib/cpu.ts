@@ -1,18 +1,8 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { processCpuMs } from '../../core/processCpu.ts';
 
 /** CPU time from /proc: what a process (and the children it has, e.g. its mediasoup worker) used. */
-
-const CLOCK_TICKS = 100; // USER_HZ on Linux
-
-function ticks(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return 0;
-  }
-}
 
 function children(pid: number): number[] {
   try {
@@ -29,11 +19,11 @@ export function cpuSeconds(pids: number[], withChildren = true): number {
   const visit = (pid: number) => {
     if (seen.has(pid)) return;
     seen.add(pid);
-    total += ticks(pid);
+    total += processCpuMs(pid) ?? 0;
     if (withChildren) for (const c of children(pid)) visit(c);
   };
   for (const pid of pids) visit(pid);
-  return total / CLOCK_TICKS;
+  return total / 1000;
 }
 
 /** A CPU meter over a window: start() then read() gives cores used (1 = one core busy) in between. */
