@@ -98,6 +98,7 @@ describe('a node through a Postgres outage', () => {
       assert.equal(health.status, 200, 'liveness holds through the outage');
       assert.equal(((await health.json()) as { database: string }).database, 'down');
 
+      const restarted = Date.now();
       pg.start();
       await waitFor('/readyz to report ready again', async () => (await fetch(`${node.url}/readyz`)).status === 200, 30_000);
       assert.equal(node.child.exitCode, null, 'the process never exited');
@@ -105,7 +106,7 @@ describe('a node through a Postgres outage', () => {
       try {
         const row = await getNode(db.knex, 'edge-1');
         assert.equal(row?.state, 'up');
-        assert.ok(Date.now() - row!.heartbeatAt.getTime() < 60_000, 'a heartbeat after the outage');
+        assert.ok(row!.heartbeatAt.getTime() >= restarted, `a heartbeat after the outage (${row!.heartbeatAt.toISOString()})`);
       } finally {
         await db.close();
       }

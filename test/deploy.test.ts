@@ -403,6 +403,7 @@ describe('docker/entrypoint.sh and docker/prestop.mjs', function () {
       child.stdout.on('data', (d) => (output += d));
       child.stderr.on('data', (d) => (output += d));
       const started = Date.now();
+      // Killed before any 30 s wait could end: exit code 0 means the hook stopped waiting by itself.
       const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
       const [code] = (await once(child, 'exit')) as [number | null];
       clearTimeout(timer);
@@ -436,14 +437,14 @@ describe('docker/entrypoint.sh and docker/prestop.mjs', function () {
     assert.match(r.output, /drained \(\{"node":"stub-1","draining":true\}\)/);
     assert.match(r.output, /no streams left/);
     assert.equal(r.scrapes, 4, 'polled /metrics until the streams were gone, its viewers (relays) notwithstanding');
-    assert.ok(r.ms < 15_000, `took ${r.ms} ms, not the 30 s wait`);
+    assert.doesNotMatch(r.output, /wait over/, 'ended when the streams did, not at the 30 s wait');
   });
 
   it('preStop: an origin gives up at RELAYCAST_PRESTOP_WAIT_S, with streams still live', async () => {
     const r = await runs.originTimeout!;
     assert.equal(r.code, 0, r.output);
     assert.match(r.output, /wait over \(1 s\) with 3 streams left/);
-    assert.ok(r.ms >= 1000 && r.ms < 15_000, `took ${r.ms} ms`);
+    assert.ok(r.ms >= 1000, `gave up after ${r.ms} ms, not before the 1 s wait`);
   });
 
   it('preStop: an edge waits RELAYCAST_PRESTOP_WAIT_S, viewers or not, and leaves its viewers to SIGTERM', async () => {
@@ -453,7 +454,7 @@ describe('docker/entrypoint.sh and docker/prestop.mjs', function () {
       assert.equal(r.order[0], 'drain', 'drained before the wait');
       // The wait is for the balancers and endpoints to stop sending viewers: an empty edge waits it too.
       const waited = Number(/waited ([\d.]+) s/.exec(r.output)?.[1]);
-      assert.ok(waited >= 2 && waited < 10, `waited the 2 s (${waited} s)\n${r.output}`);
+      assert.ok(waited >= 2, `waited the 2 s (${waited} s)\n${r.output}`);
       assert.ok(r.scrapes <= 1, `does not poll for viewers to leave (${r.scrapes} scrapes)`);
       assert.match(r.output, new RegExp(`SIGTERM moves the ${viewers} viewers left`));
     }
@@ -465,7 +466,6 @@ describe('docker/entrypoint.sh and docker/prestop.mjs', function () {
     assert.equal(blip.drains, 3, `two 503s, then 200\n${blip.output}`);
     assert.match(blip.output, /drain attempt 1: HTTP 503/);
     assert.match(blip.output, /drained/);
-    assert.ok(blip.ms < 15_000, `took ${blip.ms} ms`);
 
     const refused = await runs.wrongSecret!;
     assert.equal(refused.code, 0, refused.output);
@@ -485,14 +485,12 @@ describe('docker/entrypoint.sh and docker/prestop.mjs', function () {
     assert.equal(hung.output.match(/drain attempt \d: no answer within 500 ms/g)?.length, 3, `three tries, each given up after 0.5 s\n${hung.output}`);
     assert.match(hung.output, /could not drain the node; going on\n.*does not answer; not waiting/);
     assert.equal(hung.scrapes, 0);
-    assert.ok(hung.ms < 15_000, `took ${hung.ms} ms, not the 30 s wait`);
 
     const down = await runs.down!;
     assert.equal(down.code, 0, down.output);
     assert.ok(down.connections >= 3, `three tries (${down.connections} connections)\n${down.output}`);
     assert.equal(down.output.match(/drain attempt \d: /g)?.length, 3, down.output);
     assert.match(down.output, /does not answer; not waiting/);
-    assert.ok(down.ms < 15_000, `took ${down.ms} ms, not the 30 s wait`);
   });
 });
 

@@ -7,6 +7,10 @@
  *   node --import tsx test/clients/wrtc.ts publish <whip url> <token> [seconds]
  *   node --import tsx test/clients/wrtc.ts play <whep url> [viewers] [seconds] [token]
  *
+ * A viewer plays for `seconds`, and on (at most EXTRA_PLAY_MS more) while a connected viewer has
+ * decoded fewer than ENOUGH_FRAMES: what a test asserts about the frames then depends on the media
+ * arriving, not on how fast a loaded machine decodes it.
+ *
  * Lines: {"event":"answer","status":201,...}, {"event":"connected","ms":…},
  * {"event":"first-frame","viewer":0,"ms":…}, and at the end {"event":"stats",…}.
  */
@@ -17,6 +21,11 @@ const { RTCPeerConnection, nonstandard } = wrtc as any;
 const WIDTH = 320;
 const HEIGHT = 180;
 const FPS = 30;
+/** A second of the publisher's video: plenty to show a stream decodes, not just its first frame. */
+const ENOUGH_FRAMES = 30;
+/** How long a viewer waits past its `seconds` for ENOUGH_FRAMES; the test harness kills it 30 s after `seconds`. */
+const EXTRA_PLAY_MS = 20_000;
+const POLL_MS = 100;
 
 function emit(event: string, data: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ event, ...data })}\n`);
@@ -116,6 +125,8 @@ async function play(url: string, viewers: number, seconds: number, token?: strin
     list.push(viewer);
   }
   await new Promise((r) => setTimeout(r, seconds * 1000));
+  const waitingOn = () => list.some((v) => v.pc.connectionState === 'connected' && v.frames < ENOUGH_FRAMES);
+  for (const until = Date.now() + EXTRA_PLAY_MS; waitingOn() && Date.now() < until; ) await new Promise((r) => setTimeout(r, POLL_MS));
   const stats = [];
   for (const v of list) {
     let audioPackets = 0;
