@@ -14,7 +14,7 @@ import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/proces
  */
 
 const SECRET = 'signalling-test-secret-0123456789';
-const OFFER = readFileSync(new URL('./fixtures/chromium-publish-offer.sdp', import.meta.url), 'utf8');
+const OFFER = readFileSync(new URL('./fixtures/sdp/chromium-whip-offer.sdp', import.meta.url), 'utf8');
 
 async function problem(res: Response, status: number): Promise<{ title: string; detail: string; status: number }> {
   const body = await res.text();

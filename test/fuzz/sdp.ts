@@ -8,7 +8,7 @@ import fc from 'fast-check';
  */
 
 /** Chromium's publish offer (Opus + VP8 with RTX), as recorded in test/fixtures. */
-export const PUBLISH_OFFER = readFileSync(new URL('../fixtures/chromium-publish-offer.sdp', import.meta.url), 'utf8');
+export const PUBLISH_OFFER = readFileSync(new URL('../fixtures/sdp/chromium-whip-offer.sdp', import.meta.url), 'utf8');
 
 /** The same offer as a viewer sends it: recvonly, no SSRCs or track ids of its own. */
 export const VIEW_OFFER = PUBLISH_OFFER.split('\r\n')
