@@ -51,10 +51,16 @@ export class InvalidSdpError extends Error {
   }
 }
 
-/** A well-formed offer with nothing we can take (codecs, directions): answered 422. */
+/**
+ * A well-formed offer with nothing we can take (codecs, directions): answered 422. `details` go
+ * into the problem+json body (e.g. the codecs the stream has and the ones the offer had).
+ */
 export class UnsupportedMediaError extends Error {
-  constructor(message: string) {
+  readonly details: Record<string, unknown>;
+
+  constructor(message: string, details: Record<string, unknown> = {}) {
     super(message);
     this.name = 'UnsupportedMediaError';
+    this.details = details;
   }
 }

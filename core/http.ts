@@ -25,7 +25,7 @@ export const notFound: RequestHandler = (req, _res, next) => {
 function toProblem(error: unknown): Problem {
   if (error instanceof Problem) return error;
   if (error instanceof InvalidSdpError) return new Problem(400, 'Malformed SDP', error.message);
-  if (error instanceof UnsupportedMediaError) return new Problem(422, 'Unsupported Media', error.message);
+  if (error instanceof UnsupportedMediaError) return new Problem(422, 'Unsupported Media', error.message, { extra: error.details });
   if (isDatabaseUnavailable(error)) {
     return new Problem(503, 'Service Unavailable', 'the cluster database is unreachable; try again shortly', {
       headers: { 'Retry-After': '2' },

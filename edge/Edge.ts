@@ -8,7 +8,7 @@ import { isDatabaseUnavailable } from '../db/Database.ts';
 import { getNode } from '../db/repositories/nodes.ts';
 import { createRelay, deleteRelay, recordRelayViewers } from '../db/repositories/relays.ts';
 import { getStream } from '../db/repositories/streams.ts';
-import { buildAnswer, consumerCapabilities, isSupported, receivableCodecs, type AcceptedSection, type Offer } from '../media/sdp.ts';
+import { answerParameters, buildAnswer, consumerCapabilities, describeCodec, isSupported, offeredCodecs, receivableCodecs, type AcceptedSection, type Offer } from '../media/sdp.ts';
 import { WebRtcSession } from '../media/WebRtcSession.ts';
 import { Relay, RelayError } from './Relay.ts';
 
@@ -164,9 +164,10 @@ export class Edge implements Role {
     }
   }
 
-  async #join(relay: Relay, name: string, offer: Offer) {
+  async #join(relay: Relay, name: string, offer: Offer, renditionAsked = false): Promise<{ session: WebRtcSession; answer: string }> {
     const sections = offer.sections.filter(isSupported).filter((s) => s.direction === 'recvonly' || s.direction === 'sendrecv');
-    const fanout = await relay.fanoutFor(sections.flatMap(receivableCodecs));
+    const streamCodecs = relay.producers.map((p) => p.rtpParameters.codecs[0]!);
+    const fanout = await relay.fanoutFor(sections.flatMap((s) => receivableCodecs(s, streamCodecs)));
     const session = await WebRtcSession.create(fanout.router, name, this.#ctx.rtc);
     try {
       const accepted = new Map<string, AcceptedSection>();
@@ -175,17 +176,35 @@ export class Edge implements Role {
       for (const section of sections) {
         if (kinds.has(section.kind)) continue;
         const producer = fanout.producers.find((p) => p.kind === section.kind);
-        const rtpCapabilities = consumerCapabilities(section);
+        const rtpCapabilities = consumerCapabilities(section, streamCodecs);
         if (!producer || !fanout.router.canConsume({ producerId: producer.id, rtpCapabilities })) continue;
         // No RTX: its payload type is the router's, not the viewer's. NACKed packets are resent as is.
         const consumer = await session.transport.consume({ producerId: producer.id, rtpCapabilities, mid: section.mid, enableRtx: false });
         kinds.add(section.kind);
         consumers.push(consumer);
-        accepted.set(section.mid, { direction: 'sendonly', rtpParameters: consumer.rtpParameters, msid: { stream: name, track: consumer.id } });
+        accepted.set(section.mid, { direction: 'sendonly', rtpParameters: answerParameters(section, consumer.rtpParameters), msid: { stream: name, track: consumer.id } });
       }
-      if (accepted.size === 0) {
-        const published = relay.producers.map((p) => p.rtpParameters.codecs[0]!.mimeType).join(', ');
-        throw new UnsupportedMediaError(`the offer can receive none of what stream ${name} carries (${published})`);
+      // A viewer that asked for a kind the stream has but cannot decode it is told so: an
+      // audio-only session would play a black picture with no word why.
+      const missing = relay.producers.filter((p) => !kinds.has(p.kind) && sections.some((s) => s.kind === p.kind));
+      if (missing.some((p) => p.kind === 'video') && !renditionAsked) {
+        // Perhaps the origin can make a version every browser decodes (RTMP streams): ask once, then try again.
+        session.close('waiting for a rendition');
+        const asked = await relay.rendition().then(
+          () => true,
+          (error: unknown) => {
+            if (error instanceof UnsupportedMediaError) return false;
+            throw error;
+          },
+        );
+        if (asked) return await this.#join(relay, name, offer, true);
+      }
+      if (accepted.size === 0 || missing.length > 0) {
+        const cannot = (accepted.size === 0 ? relay.producers : missing).map((p) => describeCodec(p.rtpParameters.codecs[0]!));
+        throw new UnsupportedMediaError(`the offer cannot receive ${cannot.join(' or ')}, which stream ${name} carries`, {
+          streamCodecs: streamCodecs.map(describeCodec),
+          offeredCodecs: [...new Set(sections.flatMap(offeredCodecs))],
+        });
       }
       await session.connect(offer);
       // The picture starts at the next key frame: ask for one as soon as media can flow.

@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
-import type { Producer, Router, RouterRtpCodecCapability } from 'mediasoup/types';
+import type { PipeTransport, Producer, Router, RouterRtpCodecCapability } from 'mediasoup/types';
 import { UnsupportedMediaError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { MEDIA_CODECS } from '../media/codecs.ts';
 import { producerBitrate } from '../media/producerBitrate.ts';
 import type { RtcListen, WebRtcSession } from '../media/WebRtcSession.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
-import { RELAY_PATH, RELAY_PING_MS, type RelayLine, type RelayRequest } from '../media/relayProtocol.ts';
+import { RELAY_PATH, RELAY_PING_MS, renditionPath, type RelayLine, type RelayProducer, type RelayRequest } from '../media/relayProtocol.ts';
 
 /** A router that sends to viewers whose offers share one payload-type mapping, fed from the relay. */
 export interface Fanout {
@@ -34,6 +34,12 @@ export interface RelaySource {
  * up a pipe takes milliseconds; a viewer waiting longer than this is better told 502 to retry.
  */
 const RELAY_OPEN_TIMEOUT_MS = 10_000;
+
+/**
+ * How long an edge waits for the origin to start a rendition: probing the publish and starting a
+ * re-encoding ffmpeg take a second or two; longer, and the viewer is better told 502 to retry.
+ */
+const RENDITION_TIMEOUT_MS = 15_000;
 
 /** Three missed pings and the origin is taken for gone, even if TCP has not noticed. */
 const RELAY_SILENCE_MS = 3 * RELAY_PING_MS;
@@ -73,14 +79,22 @@ export class Relay extends EventEmitter<RelayEvents> {
   readonly #viewers = new Map<WebRtcSession, ReadonlySet<string>>();
   readonly #lingerMs: number;
   readonly #logger: Logger;
+  readonly #source: RelaySource;
+  readonly #pipe: PipeTransport;
+  /** The upstream's name for this relay (RelayOffer.relayId). */
+  #relayId = '';
+  /** The upstream's answer to this relay's rendition request, asked once (rendition()). */
+  #rendition: Promise<void> | undefined;
   #linger: NodeJS.Timeout | undefined;
   #silence: NodeJS.Timeout | undefined;
   #closed = false;
   /** Viewers being set up (see hold()). */
   #holds = 0;
 
-  private constructor(source: RelaySource, router: Router, abort: AbortController, workers: WorkerPool, lingerMs: number, logger: Logger) {
+  private constructor(source: RelaySource, router: Router, pipe: PipeTransport, abort: AbortController, workers: WorkerPool, lingerMs: number, logger: Logger) {
     super();
+    this.#source = source;
+    this.#pipe = pipe;
     this.#workers = workers;
     this.stream = source.stream;
     this.upstreamNodeId = source.upstreamNodeId;
@@ -103,7 +117,7 @@ export class Relay extends EventEmitter<RelayEvents> {
         enableSrtp: true,
         enableRtx: true,
       });
-      relay = new Relay(source, router, abort, workers, lingerMs, log);
+      relay = new Relay(source, router, pipe, abort, workers, lingerMs, log);
       const openTimer = setTimeout(() => abort.abort(new Error('timeout')), RELAY_OPEN_TIMEOUT_MS);
       let response: globalThis.Response;
       try {
@@ -131,6 +145,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       const first = await lines.next();
       if (first.done || first.value.type !== 'ready') throw new RelayError(502, 'origin closed the relay before it was ready');
       const offer = first.value;
+      relay.#relayId = offer.relayId;
       await pipe.connect({ ip: offer.ip, port: offer.port, srtpParameters: offer.srtpParameters });
       for (const p of offer.producers) {
         relay.producers.push(await pipe.produce({ kind: p.kind, rtpParameters: p.rtpParameters, paused: p.paused }));
@@ -161,6 +176,40 @@ export class Relay extends EventEmitter<RelayEvents> {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * Asks the upstream to add the stream's Constrained Baseline rendition to this relay (see
+   * media/relayProtocol.ts renditionPath), for a viewer that decodes nothing the stream is sent as.
+   * Viewers asking at once share one request; a refusal (UnsupportedMediaError: the publisher
+   * cannot make one) stands for the relay's life, so later viewers do not ask again.
+   */
+  rendition(): Promise<void> {
+    this.#rendition ??= this.#requestRendition().catch((error: unknown) => {
+      if (!(error instanceof UnsupportedMediaError)) this.#rendition = undefined;
+      throw error;
+    });
+    return this.#rendition;
+  }
+
+  async #requestRendition(): Promise<void> {
+    const { upstreamUrl, upstreamNodeId, clusterSecret } = this.#source;
+    let response: globalThis.Response;
+    try {
+      response = await fetch(`${upstreamUrl}${renditionPath(this.#relayId)}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${clusterSecret}` },
+        signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(RENDITION_TIMEOUT_MS)]),
+      });
+    } catch (error) {
+      throw new RelayError(502, `origin ${upstreamNodeId} unreachable: ${(error as Error).message}`);
+    }
+    if (response.status === 422) throw new UnsupportedMediaError(((await response.json().catch(() => ({}))) as { detail?: string }).detail ?? 'the origin cannot make a rendition');
+    if (!response.ok) throw new RelayError(502, `origin ${upstreamNodeId} answered ${response.status} to the rendition request`);
+    const p = (await response.json()) as RelayProducer;
+    if (this.#closed) return;
+    this.producers.push(await this.#pipe.produce({ kind: p.kind, rtpParameters: p.rtpParameters, paused: p.paused }));
+    this.#logger.info({ codec: p.rtpParameters.codecs[0]?.mimeType, profileLevelId: p.rtpParameters.codecs[0]?.parameters?.['profile-level-id'] }, 'rendition added');
   }
 
   /**

@@ -11,6 +11,14 @@ import type { RtpParameters, SrtpParameters } from 'mediasoup/types';
 export const RELAY_PATH = '/internal/v1/relays';
 
 /**
+ * `POST {RELAY_PATH}/{relayId}/rendition` (cluster secret): the edge of relay `relayId` has a
+ * viewer that decodes nothing the stream is sent as. The upstream adds the stream's Constrained
+ * Baseline rendition to that relay's pipe and answers 200 with it (a RelayProducer); 422 when it
+ * cannot make one (a WHIP stream), 404 for a relay it does not have.
+ */
+export const renditionPath = (relayId: string) => `${RELAY_PATH}/${relayId}/rendition`;
+
+/**
  * `DELETE {STREAMS_PATH}/{name}` (cluster secret) ends a stream live on that origin: the balancer
  * asks it when an operator deletes the stream. 204 once ended, 404 when it is not live there.
  */
@@ -31,12 +39,22 @@ export interface RelayRequest {
   srtpParameters?: SrtpParameters;
 }
 
+/** A producer the pipe carries, as the edge re-creates it on its side. */
+export interface RelayProducer {
+  id: string;
+  kind: 'audio' | 'video';
+  rtpParameters: RtpParameters;
+  paused: boolean;
+}
+
 /** The upstream's side of the pipe and the producers it carries. */
 export interface RelayOffer {
+  /** Names this relay in later requests (renditionPath). */
+  relayId: string;
   ip: string;
   port: number;
   srtpParameters?: SrtpParameters;
-  producers: Array<{ id: string; kind: 'audio' | 'video'; rtpParameters: RtpParameters; paused: boolean }>;
+  producers: RelayProducer[];
 }
 
 export type RelayLine = ({ type: 'ready' } & RelayOffer) | { type: 'ping' } | { type: 'end'; reason: string };

@@ -14,6 +14,8 @@ import type {
 } from 'mediasoup/types';
 import { getProducerRtpParametersMapping } from 'mediasoup/ortc';
 import { InvalidSdpError } from '../core/errors.ts';
+import { Profile } from 'h264-profile-level-id';
+import { canDecode, describeProfile, h264Profile } from './h264.ts';
 
 /**
  * SDP ⇄ mediasoup RTP parameters, for WHIP (the client sends) and WHEP (the client receives).
@@ -103,12 +105,16 @@ export function parseOffer(text: string): Offer {
 
   const mids = new Set<string>();
   const ssrcs = new Set<number>();
+  const bundled = new Set((session.groups ?? []).filter((g) => g.type === 'BUNDLE').flatMap((g) => String(g.mids).split(/\s+/)));
   const sections: Offer['sections'] = media.map((m, index) => {
     const mid = m.mid === undefined ? undefined : String(m.mid);
     if (mid === undefined) throw new InvalidSdpError(`media section ${index} has no a=mid`);
     if (mids.has(mid)) throw new InvalidSdpError(`a=mid:${mid} appears twice`);
     mids.add(mid);
-    if ((m.type !== 'audio' && m.type !== 'video') || !/SAVPF/.test(m.protocol) || m.port === 0) {
+    // Port 0 rejects a section, except one marked bundle-only in the offer's BUNDLE group (RFC 8843
+    // 6.1): it shares the transport of the group and is as live as any other (GStreamer offers so).
+    const live = m.port !== 0 || (m.bundleOnly !== undefined && bundled.has(mid));
+    if ((m.type !== 'audio' && m.type !== 'video') || !/SAVPF/.test(m.protocol) || !live) {
       return { mid, kind: m.type, media: m, unsupported: true as const };
     }
     if (!Array.isArray(m.rtp) || m.rtp.length === 0) throw new InvalidSdpError(`media section ${mid} lists no codecs`);
@@ -177,9 +183,20 @@ function headerExtensions(section: OfferSection, routerCaps: RtpCapabilities): R
 }
 
 /**
+ * Codecs that Chromium, Firefox and Safari all receive: Opus, VP8, and H.264 Constrained Baseline
+ * in packetization-mode 1 (Firefox offers no other H.264 profile, Safari no Baseline or Main).
+ */
+function playsEverywhere(codec: RtpCodecParameters): boolean {
+  const name = codec.mimeType.toLowerCase();
+  if (name === 'video/h264') return Number(codec.parameters?.['packetization-mode']) === 1 && h264Profile(codec.parameters?.['profile-level-id']) === Profile.ConstrainedBaseline;
+  return name === 'audio/opus' || name === 'video/vp8';
+}
+
+/**
  * What a publisher's m-section sends, as mediasoup Producer parameters: the first offered codec
- * (in the client's order) that the router takes, with its RTX, and the SSRCs the offer announces.
- * Undefined when the router takes none of the offered codecs.
+ * that the router takes (those every browser plays first, see playsEverywhere; otherwise in the
+ * client's order), with its RTX, and the SSRCs the offer announces. Undefined when the router
+ * takes none of the offered codecs.
  */
 export function producerParameters(section: OfferSection, routerCaps: RtpCapabilities): RtpParameters | undefined {
   const { media, kind } = section;
@@ -191,8 +208,11 @@ export function producerParameters(section: OfferSection, routerCaps: RtpCapabil
     throw new InvalidSdpError(`media section ${section.mid} announces neither a=ssrc nor a=rid`);
   }
 
-  for (const rtp of offeredRtp(media)) {
-    if (/^(rtx|red|ulpfec|flexfec-03|telephone-event|CN)$/i.test(rtp.codec)) continue;
+  // Codecs every browser decodes first, in the client's order, then the rest: the answer decides
+  // what the publisher sends, and a stream in one of these plays to every viewer as it is.
+  const candidates = offeredRtp(media).filter((rtp) => !/^(rtx|red|ulpfec|flexfec-03|telephone-event|CN)$/i.test(rtp.codec));
+  const universal = (rtp: MediaAttributes['rtp'][number]) => playsEverywhere(codecOf(kind, media, rtp));
+  for (const rtp of [...candidates.filter(universal), ...candidates.filter((r) => !universal(r))]) {
     const codec = codecOf(kind, media, rtp);
     const rtx = media.rtp.find((r) => r.codec.toLowerCase() === 'rtx' && fmtpParameters(media, r.payload).apt === rtp.payload);
     const codecs = [codec];
@@ -218,7 +238,66 @@ export function producerParameters(section: OfferSection, routerCaps: RtpCapabil
 }
 
 /**
- * What a viewer's m-section can receive, as mediasoup RtpCapabilities for Transport.consume().
+ * The client's codec for this section's kind of the stream: for the first of the codecs the stream
+ * arrives with (`stream`, one per producer: the publisher's, then any rendition) that the client
+ * can receive, the client's first codec that receives it, with the client's payload type. mediasoup
+ * consumers send with their router's payload types, and a WHEP client, being the offerer, expects
+ * its own, so each viewer's router is made with these (see receivableCodecs).
+ *
+ * H.264 is matched by what the viewer can decode (media/h264.ts), not by equal profiles as
+ * mediasoup would: the client's codec is listed under the stream's profile-level-id, so that
+ * mediasoup pipes the stream to it; the answer then names the client's own profile-level-id again
+ * (answerParameters). VP9 and AV1 must agree on their profile.
+ */
+function viewerCodecs(section: OfferSection, stream: RtpCodecParameters[]): RtpCodecParameters[] {
+  const { media, kind } = section;
+  const offered = offeredRtp(media).map((rtp) => codecOf(kind, media, rtp)).filter(forwardable);
+  for (const wanted of stream) {
+    if (!wanted.mimeType.toLowerCase().startsWith(`${kind}/`)) continue;
+    const match = offered.find((c) => receives(c, wanted));
+    if (!match) continue;
+    if (match.mimeType.toLowerCase() === 'video/h264') match.parameters = { ...match.parameters, 'profile-level-id': wanted.parameters!['profile-level-id']! };
+    return [match];
+  }
+  return [];
+}
+
+/** Codecs a viewer can be sent as they arrive; H.264 only in WebRTC's packetization-mode 1. */
+function forwardable(codec: RtpCodecParameters): boolean {
+  const name = codec.mimeType.toLowerCase();
+  if (name === 'video/h264') return Number(codec.parameters?.['packetization-mode']) === 1;
+  return name === 'audio/opus' || name === 'video/vp8' || name === 'video/vp9' || name === 'video/av1';
+}
+
+/** A client's codec `offered` can receive a stream sent as `stream`. */
+function receives(offered: RtpCodecParameters, stream: RtpCodecParameters): boolean {
+  const name = offered.mimeType.toLowerCase();
+  if (name !== stream.mimeType.toLowerCase() || offered.clockRate !== stream.clockRate) return false;
+  const param = (c: RtpCodecParameters, key: string) => Number(c.parameters?.[key] ?? 0);
+  if (name === 'video/h264') return canDecode(offered.parameters?.['profile-level-id'], stream.parameters?.['profile-level-id']);
+  if (name === 'video/vp9') return param(offered, 'profile-id') === param(stream, 'profile-id');
+  if (name === 'video/av1') return param(offered, 'profile') === param(stream, 'profile');
+  return true;
+}
+
+/** The codecs of a viewer's router (see viewerCodecs), for Relay.fanoutFor. */
+export function receivableCodecs(section: OfferSection, stream: RtpCodecParameters[]): RouterRtpCodecCapability[] {
+  return viewerCodecs(section, stream).map(
+    (c) =>
+      ({
+        kind: section.kind,
+        mimeType: c.mimeType,
+        clockRate: c.clockRate,
+        ...(c.channels ? { channels: c.channels } : {}),
+        parameters: c.parameters,
+        preferredPayloadType: c.payloadType,
+      }) as RouterRtpCodecCapability,
+  );
+}
+
+/**
+ * What a viewer's m-section can receive, as mediasoup RtpCapabilities for Transport.consume(): the
+ * codecs of its router (viewerCodecs) with the feedback the client offered.
  *
  * Header extensions: a mediasoup consumer keeps only those whose id the client offered under the
  * router's own id, and writes extensions with the router's ids. Browsers pick other ids, so in
@@ -226,14 +305,13 @@ export function producerParameters(section: OfferSection, routerCaps: RtpCapabil
  * that). Chromium then ignores the extensions in the packets; an older libwebrtc that reads them
  * by its offered ids must offer none (see test/clients/wrtc.ts).
  */
-export function consumerCapabilities(section: OfferSection): RtpCapabilities {
+export function consumerCapabilities(section: OfferSection, stream: RtpCodecParameters[]): RtpCapabilities {
   const { media, kind } = section;
-  const codecs: RtpCodecCapability[] = media.rtp.map((rtp) => {
-    const c = codecOf(kind, media, rtp);
-    return { kind, mimeType: c.mimeType, preferredPayloadType: c.payloadType, clockRate: c.clockRate, channels: c.channels, parameters: c.parameters, rtcpFeedback: c.rtcpFeedback } as RtpCodecCapability;
-  });
   return {
-    codecs: codecs.filter((c) => !/\/(red|ulpfec|flexfec-03|telephone-event|CN)$/i.test(c.mimeType)),
+    codecs: viewerCodecs(section, stream).map(
+      (c) =>
+        ({ kind, mimeType: c.mimeType, preferredPayloadType: c.payloadType, clockRate: c.clockRate, channels: c.channels, parameters: c.parameters, rtcpFeedback: c.rtcpFeedback }) as RtpCodecCapability,
+    ),
     headerExtensions: (media.ext ?? []).map((e) => ({
       kind,
       uri: e.uri as RtpHeaderExtensionParameters['uri'],
@@ -244,29 +322,32 @@ export function consumerCapabilities(section: OfferSection): RtpCapabilities {
 }
 
 /**
- * The client's own codecs that a router can send, with the client's payload types: a router made
- * with these sends packets the client recognises. (mediasoup consumers send with their router's
- * payload types, and a WHEP client, being the offerer, expects its own.)
+ * A consumer's RTP parameters as the viewer's answer must name them: each H.264 codec with the
+ * fmtp the client offered for its payload type (libwebrtc drops an answered H.264 codec whose
+ * profile differs from the offered one; see receivableCodecs for why the router's may).
  */
-export function receivableCodecs(section: OfferSection): RouterRtpCodecCapability[] {
-  const { media, kind } = section;
-  const codecs: RouterRtpCodecCapability[] = [];
-  for (const rtp of media.rtp) {
-    const codec = codecOf(kind, media, rtp);
-    const name = codec.mimeType.toLowerCase();
-    const usable =
-      name === 'audio/opus' || name === 'video/vp8' || (name === 'video/h264' && Number(codec.parameters?.['packetization-mode']) === 1);
-    if (!usable) continue;
-    codecs.push({
-      kind,
-      mimeType: codec.mimeType,
-      clockRate: codec.clockRate,
-      ...(codec.channels ? { channels: codec.channels } : {}),
-      parameters: codec.parameters,
-      preferredPayloadType: codec.payloadType,
-    } as RouterRtpCodecCapability);
-  }
-  return codecs;
+export function answerParameters(section: OfferSection, params: RtpParameters): RtpParameters {
+  return {
+    ...params,
+    codecs: params.codecs.map((c) =>
+      c.mimeType.toLowerCase() === 'video/h264' ? { ...c, parameters: fmtpParameters(section.media, c.payloadType) } : c,
+    ),
+  };
+}
+
+/** "video/H264 High (640c1f)", "audio/opus": a codec as people name it, for messages. */
+export function describeCodec(codec: { mimeType: string; parameters?: Record<string, unknown> }): string {
+  if (codec.mimeType.toLowerCase() !== 'video/h264') return codec.mimeType;
+  const mode = Number(codec.parameters?.['packetization-mode'] ?? 0);
+  return `${codec.mimeType} ${describeProfile(codec.parameters?.['profile-level-id'])}${mode === 1 ? '' : ` packetization-mode ${mode}`}`;
+}
+
+/** The codecs a section offers, as people name them (no RTX, FEC or DTMF). */
+export function offeredCodecs(section: { kind: string; media: MediaDescription }): string[] {
+  if (!Array.isArray(section.media.rtp)) return [];
+  return offeredRtp(section.media)
+    .filter((rtp) => !/^(rtx|red|ulpfec|flexfec-03|telephone-event|CN)$/i.test(String(rtp.codec)))
+    .map((rtp) => describeCodec(codecOf(section.kind as MediaKind, section.media, rtp)));
 }
 
 export interface LocalTransport {
@@ -310,11 +391,19 @@ function writeCodecs(params: RtpParameters): Pick<MediaAttributes, 'rtp' | 'fmtp
 
 /**
  * The SDP answer: every offered m-section in order, the accepted ones with their codecs, the
- * rejected ones with port 0, all bundled on the one transport.
+ * rejected ones with port 0, all bundled on the one transport. Every section, rejected or not,
+ * carries the ICE credentials, the DTLS fingerprint and role: strict clients check each m-line for
+ * them (GStreamer's webrtcbin refuses an answer with one m-line lacking a fingerprint).
  */
 export function buildAnswer(offer: Offer, local: LocalTransport, accepted: Map<string, AcceptedSection>, sessionId: string): string {
   const fingerprint = local.dtlsParameters.fingerprints.find((f) => f.algorithm === 'sha-256') ?? local.dtlsParameters.fingerprints[0]!;
   const bundle = offer.sections.filter((s) => accepted.has(s.mid)).map((s) => s.mid);
+  const transport = {
+    iceUfrag: local.iceParameters.usernameFragment,
+    icePwd: local.iceParameters.password,
+    fingerprint: { type: fingerprint.algorithm, hash: fingerprint.value },
+    setup: 'passive',
+  } satisfies Partial<MediaDescription>;
   const media: MediaDescription[] = offer.sections.map((section) => {
     const answer = accepted.get(section.mid);
     if (!answer) {
@@ -323,8 +412,10 @@ export function buildAnswer(offer: Offer, local: LocalTransport, accepted: Map<s
         port: 0,
         protocol: section.media.protocol,
         payloads: String(section.media.payloads ?? '').split(/\s+/)[0] || '0',
+        connection: { version: 4, ip: '0.0.0.0' },
         mid: section.mid,
         direction: 'inactive',
+        ...transport,
         rtp: [],
         fmtp: [],
       } as MediaDescription;
@@ -338,10 +429,7 @@ export function buildAnswer(offer: Offer, local: LocalTransport, accepted: Map<s
       connection: { version: 4, ip: '127.0.0.1' },
       mid: section.mid,
       direction: answer.direction,
-      iceUfrag: local.iceParameters.usernameFragment,
-      icePwd: local.iceParameters.password,
-      fingerprint: { type: fingerprint.algorithm, hash: fingerprint.value },
-      setup: 'passive',
+      ...transport,
       rtcpMux: 'rtcp-mux',
       rtcpRsize: 'rtcp-rsize',
       ext: (params.headerExtensions ?? []).map((e) => ({ value: e.id, uri: e.uri })),

@@ -1,4 +1,5 @@
 import express, { type Request, type Response, type Router } from 'express';
+import type { PipeTransport } from 'mediasoup/types';
 import { z } from 'zod';
 import { Problem } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
@@ -6,7 +7,7 @@ import { signallingRouter } from '../core/signalling.ts';
 import { authorizeStream, bearerToken, secretsEqual, STREAM_NAME } from '../core/tokens.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
-import { RELAY_PATH, RELAY_PING_MS, STREAMS_PATH, type RelayLine, type RelayRequest } from '../media/relayProtocol.ts';
+import { RELAY_PATH, RELAY_PING_MS, renditionPath, STREAMS_PATH, type RelayLine, type RelayRequest } from '../media/relayProtocol.ts';
 import type { Offer } from '../media/sdp.ts';
 import { PublishedStream } from './PublishedStream.ts';
 import { RtmpIngest } from './RtmpIngest.ts';
@@ -32,6 +33,8 @@ export class Origin implements Role {
   readonly router: Router;
   readonly #ctx: RoleContext;
   readonly #streams = new Map<string, PublishedStream>();
+  /** Open relays by their id (the pipe's), for the requests an edge makes about one (renditions). */
+  readonly #relays = new Map<string, { stream: PublishedStream; pipe: PipeTransport }>();
   #rtmp: RtmpIngest | undefined;
   /**
    * Placement releases under way, by publisher id: awaited by a WHIP DELETE (so that a client may
@@ -57,6 +60,12 @@ export class Origin implements Role {
       ),
     );
     this.router.post(RELAY_PATH, express.json({ limit: '16kb' }), (req, res) => this.#relay(req, res));
+    this.router.post(renditionPath(':relayId'), async (req, res) => {
+      this.#authorizeInternal(req);
+      const relay = this.#relays.get(String(req.params.relayId));
+      if (!relay) throw new Problem(404, 'Relay Not Here', 'no such relay on this origin');
+      res.json(await relay.stream.pipeRendition(relay.pipe));
+    });
     this.router.delete(`${STREAMS_PATH}/:name`, async (req, res) => {
       this.#authorizeInternal(req);
       const stream = this.#streams.get(String(req.params.name));
@@ -195,6 +204,8 @@ export class Origin implements Role {
     if (!stream || stream.ended) throw new Problem(404, 'Stream Not Here', `stream ${name} is not live on this origin`);
 
     const { offer, pipe } = await stream.openRelay(edge, this.#ctx.rtc);
+    this.#relays.set(pipe.id, { stream, pipe });
+    pipe.observer.once('close', () => this.#relays.delete(pipe.id));
     const log = this.#ctx.logger.child({ stream: name, edge: edgeNodeId });
     log.info('relay opened');
     res.status(200).type('application/x-ndjson').set('Cache-Control', 'no-store');

@@ -3,7 +3,7 @@ import type { PipeTransport, Producer, Router, SrtpParameters } from 'mediasoup/
 import { InvalidSdpError, UnsupportedMediaError } from '../core/errors.ts';
 import { MEDIA_CODECS, SUPPORTED_CODECS } from '../media/codecs.ts';
 import { producerBitrate } from '../media/producerBitrate.ts';
-import type { RelayOffer } from '../media/relayProtocol.ts';
+import type { RelayOffer, RelayProducer } from '../media/relayProtocol.ts';
 import { buildAnswer, isSupported, producerParameters, type AcceptedSection, type Offer } from '../media/sdp.ts';
 import { WebRtcSession, type RtcListen } from '../media/WebRtcSession.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
@@ -18,6 +18,19 @@ export interface Publisher {
   readonly id: string;
   readonly protocol: 'whip' | 'rtmp';
   once(event: 'closed', listener: (reason: string) => void): unknown;
+  close(reason: string): void;
+  /**
+   * Starts a Constrained Baseline version of the video (see RtmpBridge.rendition), undefined when
+   * the stream is one already. Only publishers that can re-encode have it: a WHIP publisher's
+   * codec is settled in its answer (sdp.ts prefers what every browser plays).
+   */
+  rendition?(): Promise<Rendition | undefined>;
+}
+
+/** A second version of a stream's video, made on the origin for the viewers that need it. */
+export interface Rendition {
+  readonly producers: Producer[];
+  readonly closed: boolean;
   close(reason: string): void;
 }
 
@@ -42,6 +55,9 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
   readonly publisher: Publisher;
   readonly producers: Producer[] = [];
   readonly #pipes = new Set<PipeTransport>();
+  /** The Constrained Baseline rendition, while a relay carries it (pipeRendition). */
+  #rendition: Promise<Rendition | undefined> | undefined;
+  #renditionRelays = 0;
   #ended = false;
 
   constructor(name: string, router: Router, publisher: Publisher) {
@@ -144,7 +160,7 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
         const consumer = await pipe.consume({ producerId: producer.id });
         producers.push({ id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused });
       }
-      return { offer: { ip: pipe.tuple.localAddress, port: pipe.tuple.localPort, srtpParameters: pipe.srtpParameters, producers }, pipe };
+      return { offer: { relayId: pipe.id, ip: pipe.tuple.localAddress, port: pipe.tuple.localPort, srtpParameters: pipe.srtpParameters, producers }, pipe };
     } catch (error) {
       pipe.close();
       throw error;
@@ -161,6 +177,40 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
     let incoming = 0;
     for (const producer of this.producers) incoming += await producerBitrate(producer);
     return incoming * this.#pipes.size;
+  }
+
+  /**
+   * Adds the stream's Constrained Baseline rendition to a relay's pipe, for an edge whose viewer
+   * decodes nothing the stream is sent as. The first relay that asks starts it; every relay
+   * after shares it; it stops when the last relay carrying it closes. Throws
+   * UnsupportedMediaError when the publisher cannot make one.
+   */
+  async pipeRendition(pipe: PipeTransport): Promise<RelayProducer> {
+    // Twice at most: a rendition that stopped (its last relay gone) while this one waited is started again.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (this.#ended || pipe.closed) throw new Error(`stream ${this.name} or its relay has ended`);
+      if (!this.publisher.rendition) throw new UnsupportedMediaError(`stream ${this.name} is sent only as its ${this.publisher.protocol.toUpperCase()} publisher sends it`);
+      const starting = (this.#rendition ??= this.publisher.rendition().catch((error: unknown) => {
+        this.#rendition = undefined;
+        throw error;
+      }));
+      const rendition = await starting;
+      if (!rendition) throw new UnsupportedMediaError(`stream ${this.name} is Constrained Baseline already`);
+      if (rendition.closed) {
+        if (this.#rendition === starting) this.#rendition = undefined;
+        continue;
+      }
+      const producer = rendition.producers[0]!;
+      const consumer = await pipe.consume({ producerId: producer.id });
+      this.#renditionRelays++;
+      consumer.observer.once('close', () => {
+        if (--this.#renditionRelays > 0) return;
+        rendition.close('no relay carries it');
+        if (this.#rendition === starting) this.#rendition = undefined;
+      });
+      return { id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused };
+    }
+    throw new Error(`the rendition of ${this.name} stopped while starting`);
   }
 
   end(reason: string): void {

@@ -28,6 +28,11 @@ export interface RtmpBridgeEvents {
 export interface RtmpBridgeOptions {
   router: Router;
   stream: string;
+  /**
+   * A rendition rather than the publish itself: the video alone, always re-encoded to Constrained
+   * Baseline, for viewers whose browsers decode nothing the stream is sent as (see rendition()).
+   */
+  rendition?: boolean;
   /** rtmp://127.0.0.1:<port>/live/<key>?bridge=<token> */
   input: string;
   logger: Logger;
@@ -116,12 +121,14 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
   readonly #deaths: number[] = [];
   /** Per kind: the sequence number the current ffmpeg started at, and packets received before it. */
   readonly #seq = new Map<string, { start: number; countAtStart: number }>();
+  readonly #options: RtmpBridgeOptions;
   #child: ChildProcess | undefined;
   #restartTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
-  private constructor(stream: string, mode: BridgeMode, ffmpeg: string, args: string[], transports: PlainTransport[], logger: Logger) {
+  private constructor(stream: string, mode: BridgeMode, ffmpeg: string, args: string[], transports: PlainTransport[], logger: Logger, options: RtmpBridgeOptions) {
     super();
+    this.#options = options;
     this.stream = stream;
     this.mode = mode;
     this.#ffmpeg = ffmpeg;
@@ -134,11 +141,13 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
   static async start(options: RtmpBridgeOptions): Promise<RtmpBridge> {
     const { router, stream, input } = options;
     const ffmpeg = options.ffmpeg ?? 'ffmpeg';
-    const logger = options.logger.child({ stream, component: 'rtmp-bridge' });
+    const logger = options.logger.child({ stream, component: options.rendition ? 'rtmp-rendition' : 'rtmp-bridge' });
     const found = await probe(options.ffprobe ?? 'ffprobe', input);
     if (!found.video) throw new UnsupportedMediaError('the RTMP stream carries no video');
-    const passthroughProfile = found.video.codec === 'h264' && !found.video.hasBFrames ? PASSTHROUGH_PROFILES[found.video.profile ?? ''] : undefined;
+    const passthroughProfile =
+      found.video.codec === 'h264' && !found.video.hasBFrames && !options.rendition ? PASSTHROUGH_PROFILES[found.video.profile ?? ''] : undefined;
     const mode: BridgeMode = passthroughProfile ? 'passthrough' : 'transcode';
+    if (options.rendition) found.audio = undefined;
 
     const transports: PlainTransport[] = [];
     try {
@@ -196,7 +205,7 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
         args.push('-map', '0:a:0', '-c:a', 'libopus', '-ar', '48000', '-ac', '2', '-b:a', '128k');
         args.push('-payload_type', String(AUDIO_PT), '-ssrc', String(audioSsrc), '-seq', SEQ.audio, '-f', 'rtp', RtmpBridge.#rtpUrl(audio));
       }
-      const bridge = new RtmpBridge(stream, mode, ffmpeg, args, transports, logger);
+      const bridge = new RtmpBridge(stream, mode, ffmpeg, args, transports, logger, options);
       bridge.producers.push(...producers);
       await bridge.#spawn();
       logger.info({ mode, video: found.video, audio: found.audio, pid: bridge.pid }, 'rtmp bridge started');
@@ -213,6 +222,21 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
       `rtp://127.0.0.1:${tuple.localPort}?rtcpport=${rtcpTuple!.localPort}` +
       `&localrtpport=${tuple.remotePort}&localrtcpport=${rtcpTuple!.remotePort}&pkt_size=1200`
     );
+  }
+
+  /**
+   * A Constrained Baseline rendition of the video, for viewers that cannot decode it as it is
+   * sent (x264's and OBS's default High profile in Firefox, or in Chromium builds without High):
+   * a second ffmpeg reading the same publish, re-encoding its video alone. Undefined when the
+   * stream is Constrained Baseline already. The caller closes it when no viewer needs it.
+   */
+  async rendition(): Promise<RtmpBridge | undefined> {
+    if (this.#closed) throw new Error(`the bridge of ${this.stream} has closed`);
+    const profile = this.producers.find((p) => p.kind === 'video')?.rtpParameters.codecs[0]?.parameters?.['profile-level-id'];
+    if (this.mode === 'transcode' || profile === TRANSCODE_PROFILE) return undefined;
+    const rendition = await RtmpBridge.start({ ...this.#options, rendition: true });
+    this.once('closed', (reason) => rendition.close(reason));
+    return rendition;
   }
 
   /** The running ffmpeg's pid. */

@@ -62,11 +62,12 @@ const STATS_INTERVAL_MS = 1000;
 const STALL_READS = Math.round(STALL_MS / STATS_INTERVAL_MS);
 
 /**
- * @typedef {'idle' | 'connecting' | 'playing' | 'waiting' | 'reconnecting' | 'unauthorized' | 'stopped'} PlayerState
+ * @typedef {'idle' | 'connecting' | 'playing' | 'waiting' | 'reconnecting' | 'unauthorized' | 'unsupported' | 'stopped'} PlayerState
  *   idle: not started; connecting: a session is being set up; playing: media arrives;
  *   waiting: the stream is not live (404), retrying; reconnecting: a session failed or was lost,
  *   retrying; unauthorized: the stream is private and the token is missing or refused, retrying
- *   slowly; stopped: stop() was called.
+ *   slowly; unsupported: this browser cannot decode the stream's codecs (422; lastError says
+ *   which), retrying slowly (the publisher may change them); stopped: stop() was called.
  */
 
 /**
@@ -240,6 +241,8 @@ export class RelaycastPlayer extends EventTarget {
         return `reconnecting${inS}`;
       case 'unauthorized':
         return this.#options.token ? 'token refused' : 'private stream: token required';
+      case 'unsupported':
+        return `this browser cannot play this stream: ${this.#stats.lastError}`;
       default:
         return this.#state;
     }
@@ -373,6 +376,7 @@ export class RelaycastPlayer extends EventTarget {
     this.#teardown();
     if (status === 404) this.#retry('waiting');
     else if (status === 401 || status === 403) this.#retry('unauthorized', BACKOFF_MAX_MS);
+    else if (status === 422) this.#retry('unsupported', BACKOFF_MAX_MS);
     else this.#retry('reconnecting', error instanceof SessionError ? error.retryAfterMs : undefined);
   }
 

@@ -65,10 +65,13 @@ export interface PublishResult {
   body: string;
 }
 
-/** Publishes the fake camera and microphone over WHIP, preferring `videoCodec` (e.g. 'video/H264'). */
-export async function publish(page: Page, url: string, token: string, videoCodec: string): Promise<PublishResult> {
+/**
+ * Publishes the fake camera and microphone over WHIP, preferring `videoCodec` (e.g. 'video/H264'),
+ * in the given H.264 profiles only when `h264Profiles` is set.
+ */
+export async function publish(page: Page, url: string, token: string, videoCodec: string, h264Profiles?: string[]): Promise<PublishResult> {
   return page.evaluate(
-    async ({ url, token, videoCodec }) => {
+    async ({ url, token, videoCodec, h264Profiles }) => {
       const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
       const pc = new RTCPeerConnection();
       (window as any).publisher = pc;
@@ -77,7 +80,9 @@ export async function publish(page: Page, url: string, token: string, videoCodec
         if (track.kind === 'video') {
           const codecs = RTCRtpSender.getCapabilities('video')!.codecs;
           transceiver.setCodecPreferences([
-            ...codecs.filter((c) => c.mimeType === videoCodec),
+            ...codecs.filter(
+              (c) => c.mimeType === videoCodec && (!h264Profiles || h264Profiles.includes(/profile-level-id=([0-9a-fA-F]{6})/.exec(c.sdpFmtpLine ?? '')?.[1] ?? '')),
+            ),
             ...codecs.filter((c) => c.mimeType === 'video/rtx'),
           ]);
         }
@@ -93,18 +98,39 @@ export async function publish(page: Page, url: string, token: string, videoCodec
       (window as any).publisherLocation = res.headers.get('location');
       return { status: res.status, location: res.headers.get('location'), body };
     },
-    { url, token, videoCodec },
+    { url, token, videoCodec, h264Profiles },
   );
 }
 
+/**
+ * Video a viewer offers to receive, when not all this Chromium can: H.264 in the given profiles
+ * only (packetization-mode 1), through setCodecPreferences. `['42e01f']` offers what Firefox offers.
+ */
+export interface ReceiveOnly {
+  h264Profiles: string[];
+}
+
 /** Plays over WHEP into a <video> element; returns the response as publish() does. */
-export async function play(page: Page, url: string, token?: string): Promise<PublishResult> {
+export async function play(page: Page, url: string, token?: string, only?: ReceiveOnly): Promise<PublishResult> {
   return page.evaluate(
-    async ({ url, token }) => {
+    async ({ url, token, only }) => {
       const pc = new RTCPeerConnection();
       (window as any).viewer = pc;
       pc.addTransceiver('audio', { direction: 'recvonly' });
-      pc.addTransceiver('video', { direction: 'recvonly' });
+      const transceiver = pc.addTransceiver('video', { direction: 'recvonly' });
+      if (only) {
+        // (No named helpers in here: tsx would wrap them in a __name() the page does not have.)
+        const codecs = RTCRtpReceiver.getCapabilities('video')!.codecs;
+        transceiver.setCodecPreferences([
+          ...codecs.filter(
+            (c) =>
+              c.mimeType === 'video/H264' &&
+              /packetization-mode=1/.test(c.sdpFmtpLine ?? '') &&
+              only.h264Profiles.includes(/profile-level-id=([0-9a-fA-F]{6})/.exec(c.sdpFmtpLine ?? '')?.[1] ?? ''),
+          ),
+          ...codecs.filter((c) => c.mimeType === 'video/rtx'),
+        ]);
+      }
       const video = document.createElement('video');
       video.muted = true;
       video.autoplay = true;
@@ -125,7 +151,7 @@ export async function play(page: Page, url: string, token?: string): Promise<Pub
       (window as any).viewerLocation = res.headers.get('location');
       return { status: res.status, location: res.headers.get('location'), body };
     },
-    { url, token },
+    { url, token, only },
   );
 }
 

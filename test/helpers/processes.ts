@@ -108,7 +108,7 @@ export async function startRelaycast(options: StartOptions = {}): Promise<Relayc
         const res = await fetch(`${url}/readyz`).catch(() => undefined);
         return res?.status === 200;
       },
-      45_000,
+      READY_TIMEOUT_MS,
     );
   } catch (error) {
     await proc.kill();
@@ -117,6 +117,13 @@ export async function startRelaycast(options: StartOptions = {}): Promise<Relayc
   }
   return proc;
 }
+
+/**
+ * How long a started process may take to be ready. A wait, not a figure: PGlite boots in 3–6 s on a
+ * quiet machine, and took over 45 s once on two cores shared with the suite's browsers, encoders
+ * and another suite (a fresh-clone run that failed on that alone).
+ */
+const READY_TIMEOUT_MS = 120_000;
 
 /**
  * Polls `check` until it returns true: every `intervalMs`, at most `timeoutMs`. Bounded in count
