@@ -37,7 +37,8 @@ function bridgePids(key: string): number[] {
   }
 }
 
-const HIGH = ['-preset', 'ultrafast', '-tune', 'zerolatency', '-profile:v', 'high', '-g', '30', '-bf', '0'];
+/** x264 High without B-frames: veryfast, since ultrafast drops CABAC and 8x8 and x264 then writes Constrained Baseline. */
+const HIGH = ['-preset', 'veryfast', '-tune', 'zerolatency', '-profile:v', 'high', '-g', '30', '-bf', '0'];
 
 /**
  * What each publisher sends (x264 settings), and what the viewer offers: this Chromium (which

@@ -33,6 +33,8 @@ export interface RtmpBridgeOptions {
    * Baseline, for viewers whose browsers decode nothing the stream is sent as (see rendition()).
    */
   rendition?: boolean;
+  /** What the publish carries, when already probed (a rendition reuses its bridge's probe: a second one costs a second). */
+  probed?: Probe;
   /** rtmp://127.0.0.1:<port>/live/<key>?bridge=<token> */
   input: string;
   logger: Logger;
@@ -142,12 +144,12 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
     const { router, stream, input } = options;
     const ffmpeg = options.ffmpeg ?? 'ffmpeg';
     const logger = options.logger.child({ stream, component: options.rendition ? 'rtmp-rendition' : 'rtmp-bridge' });
-    const found = await probe(options.ffprobe ?? 'ffprobe', input);
+    const found = options.probed ?? (await probe(options.ffprobe ?? 'ffprobe', input));
     if (!found.video) throw new UnsupportedMediaError('the RTMP stream carries no video');
     const passthroughProfile =
       found.video.codec === 'h264' && !found.video.hasBFrames && !options.rendition ? PASSTHROUGH_PROFILES[found.video.profile ?? ''] : undefined;
     const mode: BridgeMode = passthroughProfile ? 'passthrough' : 'transcode';
-    if (options.rendition) found.audio = undefined;
+    const audio = options.rendition ? undefined : found.audio;
 
     const transports: PlainTransport[] = [];
     try {
@@ -189,7 +191,7 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
       args.push('-payload_type', String(VIDEO_PT), '-ssrc', String(videoSsrc), '-seq', SEQ.video, '-f', 'rtp', RtmpBridge.#rtpUrl(video));
       const producers: Producer[] = [await video.produce({ kind: 'video', rtpParameters: videoParameters, appData: { stream } })];
 
-      if (found.audio) {
+      if (audio) {
         const audioSsrc = randomInt(1, 2 ** 31);
         const audio = await plain();
         producers.push(
@@ -205,10 +207,10 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
         args.push('-map', '0:a:0', '-c:a', 'libopus', '-ar', '48000', '-ac', '2', '-b:a', '128k');
         args.push('-payload_type', String(AUDIO_PT), '-ssrc', String(audioSsrc), '-seq', SEQ.audio, '-f', 'rtp', RtmpBridge.#rtpUrl(audio));
       }
-      const bridge = new RtmpBridge(stream, mode, ffmpeg, args, transports, logger, options);
+      const bridge = new RtmpBridge(stream, mode, ffmpeg, args, transports, logger, { ...options, probed: found });
       bridge.producers.push(...producers);
       await bridge.#spawn();
-      logger.info({ mode, video: found.video, audio: found.audio, pid: bridge.pid }, 'rtmp bridge started');
+      logger.info({ mode, video: found.video, audio, pid: bridge.pid }, 'rtmp bridge started');
       return bridge;
     } catch (error) {
       for (const t of transports) t.close();

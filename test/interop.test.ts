@@ -7,8 +7,8 @@ import { getStream } from '../db/repositories/streams.ts';
 import { signStreamToken } from '../core/tokens.ts';
 import { TestBrowser, play, playbackStats, publish, type PlaybackStats, type ReceiveOnly } from './helpers/browser.ts';
 import { playerStats, type PageStats } from './helpers/player.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
+import { startOriginEdge, type OriginEdge } from './helpers/originEdge.ts';
+import { waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**
  * Publishers as people configure them, played in Chromium: real ffmpeg/x264 with the flags a user
@@ -208,22 +208,14 @@ async function stopViewing(page: Page): Promise<void> {
 
 describe('RTMP publishers as people configure them, played in Chromium', function () {
   this.timeout(120_000);
-  let testDb: TestDatabase;
+  let cluster: OriginEdge;
   let db: Database;
   let origin: RelaycastProcess;
   let edge: RelaycastProcess;
   let browser: TestBrowser;
   const pages = new Set<Page>();
 
-  const createStream = async (name: string): Promise<{ streamKey: string }> => {
-    const res = await fetch(`${origin.url}/api/v1/streams`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name }),
-    });
-    assert.equal(res.status, 201, await res.clone().text());
-    return (await res.json()) as { streamKey: string };
-  };
+  const createStream = (name: string) => cluster.createStream(name);
   const newPage = async (url: string) => {
     const page = await browser.page(url);
     pages.add(page);
@@ -232,14 +224,8 @@ describe('RTMP publishers as people configure them, played in Chromium', functio
 
   before(async function () {
     this.timeout(150_000);
-    testDb = await createTestDatabase();
-    db = Database.open({ url: testDb.url });
-    const env = { RELAYCAST_CLUSTER_SECRET: SECRET, RELAYCAST_ADMIN_TOKEN: ADMIN };
-    const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '500', '--node-ttl-ms', '3000', '--relay-linger-ms', '1000'];
-    [origin, edge] = await Promise.all([
-      startRelaycast({ roles: ['origin', 'balancer'], databaseUrl: testDb.url, env, args: ['--node-id', 'origin-1', ...common] }),
-      startRelaycast({ roles: ['edge'], databaseUrl: testDb.url, env, args: ['--node-id', 'edge-1', ...common] }),
-    ]);
+    cluster = await startOriginEdge({ secret: SECRET, admin: ADMIN });
+    ({ db, origin, edge } = cluster);
     // The player page asks the balancer's route API for an edge.
     await waitFor('the edge in the route API', async () => {
       const res = await fetch(`${origin.url}/v1/route?stream=any&role=edge`);
@@ -258,10 +244,7 @@ describe('RTMP publishers as people configure them, played in Chromium', functio
   after(async () => {
     for (const child of publishers) child.kill('SIGKILL');
     await browser?.close();
-    await edge?.stop();
-    await origin?.stop();
-    await db?.close();
-    await testDb?.drop();
+    await cluster?.stop();
   });
 
   for (const row of ROWS) {

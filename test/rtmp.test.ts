@@ -7,7 +7,7 @@ import { listAudit } from '../db/repositories/audit.ts';
 import { listRelays } from '../db/repositories/relays.ts';
 import { getStream } from '../db/repositories/streams.ts';
 import { TestBrowser, play, playbackStats } from './helpers/browser.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
+import { startOriginEdge, type OriginEdge } from './helpers/originEdge.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**
@@ -82,32 +82,18 @@ async function decoding(viewer: Page, what: string, width = 640): Promise<number
 }
 
 describe('RTMP ingest played over WebRTC', function () {
-  let testDb: TestDatabase;
+  let cluster: OriginEdge;
   let db: Database;
   let origin: RelaycastProcess;
   let edge: RelaycastProcess;
   let browser: TestBrowser;
 
-  const createStream = async (name: string): Promise<{ streamKey: string; rtmpUrl: string }> => {
-    const res = await fetch(`${origin.url}/api/v1/streams`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name }),
-    });
-    assert.equal(res.status, 201, await res.clone().text());
-    return (await res.json()) as { streamKey: string; rtmpUrl: string };
-  };
+  const createStream = (name: string) => cluster.createStream(name);
   const rtmpUrl = (key: string) => `rtmp://127.0.0.1:${origin.rtmpPort}/live/${key}`;
 
   before(async () => {
-    testDb = await createTestDatabase();
-    db = Database.open({ url: testDb.url });
-    const env = { RELAYCAST_CLUSTER_SECRET: SECRET, RELAYCAST_ADMIN_TOKEN: ADMIN };
-    const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '500', '--node-ttl-ms', '3000', '--relay-linger-ms', '1000'];
-    [origin, edge] = await Promise.all([
-      startRelaycast({ roles: ['origin', 'balancer'], databaseUrl: testDb.url, env, args: ['--node-id', 'origin-1', ...common] }),
-      startRelaycast({ roles: ['edge'], databaseUrl: testDb.url, env, args: ['--node-id', 'edge-1', ...common] }),
-    ]);
+    cluster = await startOriginEdge({ secret: SECRET, admin: ADMIN });
+    ({ db, origin, edge } = cluster);
     browser = await TestBrowser.launch();
   });
   afterEach(() => {
@@ -115,10 +101,7 @@ describe('RTMP ingest played over WebRTC', function () {
   });
   after(async () => {
     await browser?.close();
-    await edge?.stop();
-    await origin?.stop();
-    await db?.close();
-    await testDb?.drop();
+    await cluster?.stop();
   });
 
   for (const bframes of [false, true]) {
