@@ -34,6 +34,12 @@ const RENDER_INTERVAL_MS = 1000;
 /** How long HAProxy gets to start, and to stop on SIGTERM before SIGKILL. */
 const START_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5000;
+/**
+ * How long `haproxy -c` may take. It reads the whole geo map: ~1 s for 100,000 networks on a quiet
+ * core (bench), many times that on a loaded one; a check cut short is a failed refresh, tried again,
+ * never a rejected config.
+ */
+const CHECK_TIMEOUT_MS = 60_000;
 
 export class HaproxyController {
   readonly #options: HaproxyControllerOptions;
@@ -71,10 +77,15 @@ export class HaproxyController {
     return join(this.#options.dir, 'haproxy.cfg');
   }
 
-  /** Re-renders now and reloads if the config changed (or always, when `force`). */
+  /**
+   * Re-renders now and reloads if the config changed (or always, when `force`). One refresh at a
+   * time; the returned promise rejects when this one failed (a forced one also when `haproxy -c`
+   * refused the config), so that an operator's reload is not answered as done when it was not.
+   */
   refresh(force = false): Promise<void> {
-    this.#busy = this.#busy.then(() => this.#refresh(force)).catch((error) => this.#logger.error({ err: error }, 'haproxy refresh failed'));
-    return this.#busy;
+    const run = this.#busy.then(() => this.#refresh(force));
+    this.#busy = run.catch((error) => this.#logger.error({ err: error }, 'haproxy refresh failed'));
+    return run;
   }
 
   async stop(): Promise<void> {
@@ -112,8 +123,10 @@ export class HaproxyController {
     writeFileSync(paths.map, candidate.map);
     writeFileSync(paths.cfg, candidate.cfg);
     try {
-      await promisify(execFile)(this.#options.bin, ['-c', '-q', '-f', paths.cfg], { timeout: 10_000 });
+      await promisify(execFile)(this.#options.bin, ['-c', '-q', '-f', paths.cfg], { timeout: CHECK_TIMEOUT_MS });
     } catch (error) {
+      // A check that ran out of time says nothing about the config: fail this refresh, reject nothing.
+      if ((error as { killed?: boolean }).killed) throw new Error(`haproxy -c did not finish within ${CHECK_TIMEOUT_MS} ms`);
       writeFileSync(join(this.#options.dir, 'haproxy.cfg.rejected'), candidate.cfg);
       this.#options.metrics.haproxyRejected.inc();
       this.#logger.error({ stderr: (error as { stderr?: string }).stderr }, 'rendered HAProxy config failed haproxy -c; kept aside, HAProxy untouched');
@@ -152,7 +165,8 @@ export class HaproxyController {
 
   #schedule(): void {
     if (this.#stopped) return;
-    this.#timer = setTimeout(() => void this.refresh().finally(() => this.#schedule()), RENDER_INTERVAL_MS);
+    // A failed refresh is logged (see refresh) and tried again at the next interval.
+    this.#timer = setTimeout(() => void this.refresh().catch(() => undefined).finally(() => this.#schedule()), RENDER_INTERVAL_MS);
   }
 
   async #refresh(force: boolean): Promise<void> {
@@ -161,7 +175,10 @@ export class HaproxyController {
     const next = this.#render(nodes, this.#options.dir);
     if (!force && next.cfg === this.#current.cfg && next.map === this.#current.map) return;
     const checked = await this.#renderChecked(nodes);
-    if (!checked) return;
+    if (!checked) {
+      if (force) throw new Error('the rendered HAProxy config failed haproxy -c (kept as haproxy.cfg.rejected); HAProxy runs the previous one');
+      return;
+    }
     this.#install(checked);
     writeFileSync(join(this.#options.dir, 'server-state'), await this.#command(this.#runtimeSocket, 'show servers state'));
     await this.#command(this.#masterSocket, 'reload');

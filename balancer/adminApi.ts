@@ -367,10 +367,16 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       tag: 'haproxy',
       summary: 'Render the HAProxy configuration from the registry and reload HAProxy now',
       scope: 'write',
-      responses: { 204: { description: 'reloaded' }, 409: { description: 'this balancer runs no HAProxy' } },
+      responses: {
+        204: { description: 'reloaded' },
+        409: { description: 'this balancer runs no HAProxy' },
+        502: { description: 'the reload failed (the rendered config was refused, or HAProxy did not answer); HAProxy runs the previous config' },
+      },
       handle: async ({ token }) => {
         if (!ctx.reloadHaproxy) throw new Problem(409, 'No HAProxy', 'this balancer does not run HAProxy (set --haproxy-bin)');
-        await ctx.reloadHaproxy();
+        await ctx.reloadHaproxy().catch((error: unknown) => {
+          throw new Problem(502, 'HAProxy Reload Failed', (error as Error).message);
+        });
         await recordAudit(db, { actor: actor(token), action: 'haproxy.reload' });
         return { status: 204 };
       },

@@ -23,6 +23,11 @@ sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 packages=(ffmpeg haproxy)
 [ $want_test = 1 ] && packages+=(chromium prometheus postgresql procps docker-compose)
+# test/interop-gstreamer.test.ts: GStreamer's WHIP client (binary whip-client) and the plugins its
+# pipelines use (webrtcbin: bad, libnice: nice, vp8enc/opusenc: good/base, x264enc: ugly), `ip netns`
+# for its network namespace, and a C compiler for its LD_PRELOAD shim.
+[ $want_test = 1 ] && packages+=(simple-whip-client gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice iproute2 gcc libc6-dev)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

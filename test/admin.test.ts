@@ -249,11 +249,13 @@ describe('admin API', function () {
     it('shows its origin, edges and viewers; a private one asks the viewer for a valid play token; DELETE kicks everyone', async function () {
       await json(await api('/streams', { method: 'POST', body: { name: stream } }), 201);
       const publishToken = await signStreamToken(SECRET, { stream, action: 'publish' });
-      const publisher = runClient(['publish', `${origin.url}/whip/${stream}`, publishToken, '40'], 40);
+      // Both run until the stream is deleted under them (or the finally below), however slow this
+      // machine is: their own time limit is only a backstop.
+      const publisher = runClient(['publish', `${origin.url}/whip/${stream}`, publishToken, '150'], 150);
       let viewer: ReturnType<typeof runClient> | undefined;
       try {
         await publisher.next('connected');
-        viewer = runClient(['play', `${edge.url}/whep/${stream}`, '1', '30'], 30);
+        viewer = runClient(['play', `${edge.url}/whep/${stream}`, '1', '150'], 150);
         await viewer.next('first-frame');
         await waitFor('one viewer on edge-1 in the API', async () => {
           const s = await json(await api(`/streams/${stream}`), 200);

@@ -78,7 +78,7 @@ function steadyLoad(balancerUrl: string, edgeUrl: string, offerSdp: string): { s
 }
 
 describe(`load: ${VIEWERS} viewers join one edge at once, under steady HTTP load`, function () {
-  this.timeout(240_000);
+  this.timeout(360_000);
   let testDb: TestDatabase;
   let db: Database;
   let balancer: RelaycastProcess;
@@ -135,8 +135,8 @@ describe(`load: ${VIEWERS} viewers join one edge at once, under steady HTTP load
     const per = VIEWERS / GENERATORS;
     // Every viewer's offer at once (concurrency = viewers per process), and the decoders with them.
     const added = await Promise.all([
-      ...generators.slice(0, GENERATORS).map((g) => g.ask(`add ${per} ${per}`, 'added', 120_000)),
-      decoders.ask(`add ${DECODERS} ${DECODERS}`, 'added', 120_000),
+      ...generators.slice(0, GENERATORS).map((g) => g.ask(`add ${per} ${per}`, 'added', 180_000)),
+      decoders.ask(`add ${DECODERS} ${DECODERS}`, 'added', 180_000),
     ]);
     const joinedMs = Date.now() - started;
     const edgeCpuMsPerJoin = ((cpuSeconds([edge.child.pid!], false) - edgeCpuBefore) * 1000) / (VIEWERS + DECODERS);
@@ -145,6 +145,7 @@ describe(`load: ${VIEWERS} viewers join one edge at once, under steady HTTP load
     const viewers = added.slice(0, GENERATORS);
     const connected = viewers.reduce((s, a) => s + Number(a.connected), 0);
     const playing = viewers.reduce((s, a) => s + Number(a.playing), 0);
+    const retried = added.reduce((s, a) => s + Number(a.retried), 0);
     // The edge logs each join's server time (request to answer); the clients, each POST's round trip.
     const serverMs = edge
       .output()
@@ -157,7 +158,8 @@ describe(`load: ${VIEWERS} viewers join one edge at once, under steady HTTP load
       `      ${VIEWERS} viewers (+${DECODERS} decoding) in ${GENERATORS} processes: offers sent within ${lastOfferMs} ms, ` +
         `answered within ${answerMax} ms (edge's part: median ${median(serverMs)} ms, p95 ${percentile(serverMs, 95)} ms; ` +
         `edge process CPU over the storm ${edgeCpuMsPerJoin.toFixed(1)} ms per join, scrapes included), ` +
-        `all receiving ${joinedMs} ms after the first offer; ${tally.sent} steady requests (${JSON.stringify(tally.byKind)}), ${tally.errors.length} failed`,
+        `all receiving ${joinedMs} ms after the first offer (${retried} joins tried a second time, as a player would); ` +
+        `${tally.sent} steady requests (${JSON.stringify(tally.byKind)}), ${tally.errors.length} failed`,
     );
     assert.equal(connected, VIEWERS, `connected: ${JSON.stringify(viewers.map((a) => ({ connected: a.connected, errors: a.errors })))}`);
     assert.equal(playing, VIEWERS, 'every viewer received video');
@@ -165,7 +167,9 @@ describe(`load: ${VIEWERS} viewers join one edge at once, under steady HTTP load
     assert.deepEqual(tally.errors.slice(0, 10), [], `${tally.errors.length} of ${tally.sent} steady requests failed`);
 
     // What the edge and the origin say: one relay for all of them, every viewer counted.
-    assert.equal(await metric(edge.url, 'relaycast_viewers'), VIEWERS + DECODERS);
+    // The gauge is the edge's last load measurement (a scrape waits at most 250 ms for a new one):
+    // on a starved machine it may trail the joins by a measurement or two.
+    await waitFor('the edge to count every viewer', async () => (await metric(edge.url, 'relaycast_viewers')) === VIEWERS + DECODERS, 30_000);
     assert.equal(await metric(edge.url, 'relaycast_relays', { direction: 'in' }), 1, 'one relay per stream per edge');
     assert.equal(await metric(origin.url, 'relaycast_relays', { direction: 'out' }), 1);
     await waitFor('the edge to report its viewers to the registry', async () => (await db.knex('nodes').where({ id: 'edge-1' }).first())?.viewers === VIEWERS + DECODERS, 10_000);
