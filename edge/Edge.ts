@@ -1,5 +1,5 @@
 import express, { type Router } from 'express';
-import type { Consumer } from 'mediasoup/types';
+import type { Consumer, RtpCodecParameters } from 'mediasoup/types';
 import { Problem, UnsupportedMediaError } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import { signallingRouter } from '../core/signalling.ts';
@@ -31,6 +31,14 @@ const DRAIN_NOTICE_MS = 2000;
 const VIEWER_MOVE_GAP_MS = 20;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** What an origin's rendition is sent as (origin/RtmpBridge.ts rendition()): H.264 Constrained Baseline. */
+const RENDITION_CODEC: RtpCodecParameters = {
+  mimeType: 'video/H264',
+  payloadType: 102,
+  clockRate: 90000,
+  parameters: { 'packetization-mode': 1, 'profile-level-id': '42e01f' },
+};
 
 /** The work under way for `key` in `inFlight`, or `start`ed and kept there until it settles. */
 function shared<T>(inFlight: Map<string, Promise<T>>, key: string, start: () => Promise<T>): Promise<T> {
@@ -187,8 +195,9 @@ export class Edge implements Role {
       // A viewer that asked for a kind the stream has but cannot decode it is told so: an
       // audio-only session would play a black picture with no word why.
       const missing = relay.producers.filter((p) => !kinds.has(p.kind) && sections.some((s) => s.kind === p.kind));
-      if (missing.some((p) => p.kind === 'video') && !renditionAsked) {
-        // Perhaps the origin can make a version every browser decodes (RTMP streams): ask once, then try again.
+      const takesRendition = sections.some((s) => receivableCodecs(s, [RENDITION_CODEC]).length > 0);
+      if (missing.some((p) => p.kind === 'video') && takesRendition && !renditionAsked) {
+        // Perhaps the origin can make a version this viewer decodes (RTMP streams): ask once, then try again.
         session.close('waiting for a rendition');
         const asked = await relay.rendition().then(
           () => true,
