@@ -4,6 +4,7 @@ import { SignJWT } from 'jose';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { hashSecret } from '../db/repositories/streamKeys.ts';
+import { metric } from './helpers/metrics.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 import { runClient } from './helpers/wrtcClient.ts';
@@ -290,8 +291,10 @@ describe('admin API', function () {
         await privateViewer.done;
 
         await json(await api(`/streams/${stream}`, { method: 'DELETE' }), 204);
-        await publisher.next('ended');
-        await viewer.next('ended');
+        // Kicked, as the nodes count it: the origin holds no stream, the edge no viewer. (The
+        // clients notice in their own time: libwebrtc may wait for ICE consent to lapse.)
+        await waitFor('the origin to hold no stream', async () => (await metric(origin.url, 'relaycast_streams')) === 0, 20_000);
+        await waitFor('the edge to hold no viewer', async () => (await metric(edge.url, 'relaycast_viewers')) === 0, 20_000);
         assert.equal(await db.knex('streams').where({ name: stream }).first(), undefined, 'the row is gone');
         await waitFor('the relay row gone', async () => (await db.knex('relays')).length === 0, 10_000);
         const audit = await json(await api(`/audit?target=${stream}&action=stream.delete`), 200);
