@@ -13,8 +13,8 @@ import { Database } from '../db/Database.ts';
 import { getStream } from '../db/repositories/streams.ts';
 import { TestBrowser, play, playbackStats, type PlaybackStats } from './helpers/browser.ts';
 import { createNetns, netnsUnavailable, type NetNs } from './helpers/netns.ts';
-import { createTestDatabase, freePort, type TestDatabase } from './helpers/postgres.ts';
-import { runRelaycast, startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
+import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**
  * Interop with GStreamer's WHIP client: Debian's `simple-whip-client` (binary `whip-client`,
@@ -101,64 +101,6 @@ function tail(output: string, lines = 60): string {
     .join('\n');
 }
 
-/**
- * An origin reachable from the namespace: it listens on the veth's host address (HTTP and
- * media), announces it, and puts it in its session URLs (`--public-url`). startRelaycast() picks
- * the HTTP port itself and polls 127.0.0.1, so this one is started with runRelaycast().
- */
-async function startOrigin(netns: NetNs, databaseUrl: string): Promise<RelaycastProcess> {
-  const port = await freePort();
-  const rtmpPort = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'relaycast-data-'));
-  const url = `http://${netns.hostIp}:${port}`;
-  const child = runRelaycast(
-    [
-      'origin',
-      ...['--node-id', 'origin-gst', '--http-host', netns.hostIp, '--http-port', String(port), '--rtmp-port', String(rtmpPort), '--workers', '1'],
-      ...['--public-url', url, '--announced-ip', netns.hostIp, '--rtc-listen-ip', netns.hostIp, '--rtc-min-port', '20000', '--rtc-max-port', '29999'],
-      ...common,
-    ],
-    { RELAYCAST_DATA_DIR: dataDir, RELAYCAST_CLUSTER_SECRET: SECRET, DATABASE_URL: databaseUrl },
-  );
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = once(child, 'exit');
-  const stop = async (signal: NodeJS.Signals) => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    rmSync(dataDir, { recursive: true, force: true });
-    return child.exitCode;
-  };
-  const proc: RelaycastProcess = {
-    child,
-    port,
-    rtmpPort,
-    url,
-    dataDir,
-    output: () => output,
-    stop: () => stop('SIGTERM'),
-    kill: async () => void (await stop('SIGKILL')),
-  };
-  try {
-    await waitFor(
-      `${url}/readyz to answer 200`,
-      async () => {
-        if (child.exitCode !== null) throw new Error(`relaycast origin exited with ${child.exitCode}`);
-        return (await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200;
-      },
-      45_000,
-    );
-  } catch (error) {
-    await proc.kill();
-    throw new Error(`${(error as Error).message}\n--- relaycast output ---\n${output.slice(-4000)}`);
-  }
-  return proc;
-}
 
 /** What matters of an offer for interop, without the per-run values (ufrag, fingerprint, ssrc names). */
 function offerShape(sdp: string) {
@@ -241,7 +183,15 @@ describe('GStreamer simple-whip-client (webrtcbin + libnice) → origin → edge
     netns = await createNetns();
     testDb = await createTestDatabase();
     db = Database.open({ url: testDb.url });
-    origin = await startOrigin(netns, testDb.url);
+    // Reachable from the namespace: HTTP and media on the veth's host address, announced, and in
+    // its session URLs.
+    origin = await startRelaycast({
+      roles: ['origin'],
+      host: netns.hostIp,
+      databaseUrl: testDb.url,
+      env: { RELAYCAST_CLUSTER_SECRET: SECRET },
+      args: ['--node-id', 'origin-gst', ...common],
+    });
     edge = await startRelaycast({
       roles: ['edge'],
       databaseUrl: testDb.url,

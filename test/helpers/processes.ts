@@ -37,6 +37,11 @@ export interface StartOptions {
   databaseUrl?: string;
   args?: string[];
   env?: Record<string, string>;
+  /**
+   * The address the node serves HTTP and media on, announces, and names in its session URLs
+   * (`--public-url`): a veth address for clients in a network namespace. Default 127.0.0.1.
+   */
+  host?: string;
 }
 
 /** The environment a test process gets: nothing inherited that would point it elsewhere. */
@@ -58,10 +63,13 @@ export async function startRelaycast(options: StartOptions = {}): Promise<Relayc
   const port = await freePort();
   const rtmpPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'relaycast-data-'));
+  const host = options.host ?? '127.0.0.1';
+  const url = `http://${host}:${port}`;
   const child = runRelaycast(
     [
       ...(options.roles ?? ['all']),
-      ...['--http-port', String(port), '--rtmp-port', String(rtmpPort), '--http-host', '127.0.0.1', '--workers', '1'],
+      ...['--http-port', String(port), '--rtmp-port', String(rtmpPort), '--http-host', host, '--workers', '1'],
+      ...(options.host ? ['--public-url', url, '--announced-ip', host, '--rtc-listen-ip', host] : []),
       // Media ports below Linux's ephemeral range (32768–60999), where freePort() finds the
       // HTTP and RTMP ports of the other test processes.
       ...['--rtc-min-port', '20000', '--rtc-max-port', '29999'],
@@ -72,7 +80,6 @@ export async function startRelaycast(options: StartOptions = {}): Promise<Relayc
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
-  const url = `http://127.0.0.1:${port}`;
   const exited = once(child, 'exit');
 
   const stop = async (signal: NodeJS.Signals) => {
