@@ -265,22 +265,32 @@ describe('GStreamer simple-whip-client (webrtcbin + libnice) → origin → edge
     it(`publishes ${title}; Chromium at the edge decodes 640-wide frames${withAudio ? ' and receives audio' : ''}`, async () => {
       const token = await signStreamToken(SECRET, { stream, action: 'publish' });
       const started = Date.now();
-      const client = startWhipClient(netns!, shim!.so, `${origin!.url}/whip/${stream}`, token, pipelines);
+      let client = startWhipClient(netns!, shim!.so, `${origin!.url}/whip/${stream}`, token, pipelines);
       clients.push(client);
       let viewer: Page | undefined;
       try {
-        await waitFor(
-          'whip-client: "PeerConnection connected"',
-          () => {
-            if (client.child.exitCode !== null || client.child.signalCode !== null) return true;
-            return client.output().includes('PeerConnection connected');
-          },
-          25_000,
-          100,
-        ).catch((error) => {
-          throw new Error(`${(error as Error).message}\n--- whip-client output ---\n${tail(client.output())}`);
-        });
-        assert.ok(client.output().includes('PeerConnection connected'), `whip-client exited (${client.child.exitCode}):\n${tail(client.output())}`);
+        const connected = async () => {
+          await waitFor(
+            'whip-client: "PeerConnection connected"',
+            () => client.child.exitCode !== null || client.child.signalCode !== null || client.output().includes('PeerConnection connected'),
+            25_000,
+            100,
+          ).catch((error) => {
+            throw new Error(`${(error as Error).message}\n--- whip-client output ---\n${tail(client.output())}`);
+          });
+        };
+        await connected();
+        if (client.child.signalCode !== null && !client.output().includes('PeerConnection connected')) {
+          // whip-client (GStreamer 1.22) crashed by itself once in ~40 runs, right after taking our
+          // answer. A user would start it again: so do we, once, after the origin let the dead
+          // session go (its connect timeout), and say so.
+          console.log(`      ${stream}: whip-client died (${client.child.signalCode}) before connecting; starting it again`);
+          await waitFor(`${stream}: the dead publish released`, async () => (await getStream(db!.knex, stream))?.state !== 'live', 40_000, 200);
+          client = startWhipClient(netns!, shim!.so, `${origin!.url}/whip/${stream}`, token, pipelines);
+          clients.push(client);
+          await connected();
+        }
+        assert.ok(client.output().includes('PeerConnection connected'), `whip-client exited (${client.child.exitCode ?? client.child.signalCode}):\n${tail(client.output())}`);
         const connectedMs = Date.now() - started;
 
         const row = await getStream(db!.knex, stream);
