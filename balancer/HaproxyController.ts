@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
-import { renderHaproxy, type GeoPin, type HaproxyLayout } from './HaproxyConfig.ts';
+import { renderHaproxy, type HaproxyLayout, type MapPin } from './HaproxyConfig.ts';
 import type { NodeSnapshot } from './policies.ts';
 
 /**
@@ -22,7 +22,7 @@ export interface HaproxyControllerOptions {
   bin: string;
   dir: string;
   layout: Omit<HaproxyLayout, 'mapPath' | 'runtimeSocket' | 'serverStateFile'>;
-  pins: GeoPin[];
+  pins: MapPin[];
   logger: Logger;
   metrics: Metrics;
   /** The registry as the balancer sees it. */

@@ -9,12 +9,12 @@ import { listAdminTokens, newAdminToken, revokeAdminToken, storeAdminToken, type
 import { getNode, listNodes, setNodeDraining, type NodeRecord } from '../db/repositories/nodes.ts';
 import { issueStreamKey, revokeStreamKeys } from '../db/repositories/streamKeys.ts';
 import { createStream, deleteStream, listStreamViews, setStreamPrivate, type StreamView } from '../db/repositories/streams.ts';
-import { STREAMS_PATH } from '../media/relayProtocol.ts';
+import { internalFetch, STREAMS_PATH } from '../core/internalApi.ts';
 import * as s from './apiSchemas.ts';
 import { operation, type Operation } from './apiOperations.ts';
 import type { RegionCapacity } from './capacity.ts';
 import { openApiDocument } from './openapi.ts';
-import { nodeLoad } from './policies.ts';
+import { nodeLoad } from '../core/Role.ts';
 
 /**
  * The admin REST API (/api/v1): streams with their keys and tokens, nodes and their drain,
@@ -94,9 +94,8 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
     const origin = await getNode(db, view.origin.id);
     if (!origin || origin.state !== 'up') return false;
     try {
-      const res = await fetch(`${origin.publicUrl}${STREAMS_PATH}/${view.name}`, {
+      const res = await internalFetch(origin.publicUrl, `${STREAMS_PATH}/${view.name}`, ctx.clusterSecret, {
         method: 'DELETE',
-        headers: { authorization: `Bearer ${ctx.clusterSecret}` },
         signal: AbortSignal.timeout(KICK_TIMEOUT_MS),
       });
       return res.status === 204;

@@ -1,4 +1,4 @@
-import { nodeLoad } from './policies.ts';
+import { nodeLoad } from '../core/Role.ts';
 
 /**
  * How many edges each region wants, for an autoscaler to act on (/metrics and GET

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import type { PolicyName } from '../core/config.ts';
+import { nodeLoad } from '../core/Role.ts';
 
 /**
  * Edge (and origin) selection: pure functions over a snapshot of the registry, so that the same
@@ -44,13 +46,7 @@ export interface Policy {
   order(nodes: NodeSnapshot[], request: RouteRequest): NodeSnapshot[];
 }
 
-export const POLICY_NAMES = ['packing', 'least-used', 'round-robin', 'random', 'stream-affinity'] as const;
-export type PolicyName = (typeof POLICY_NAMES)[number];
-
-/** A node's load, 0..1+: the larger of its viewer share of capacity and its CPU. */
-export function nodeLoad(viewers: number, capacity: number, cpu: number): number {
-  return Math.max(viewers / Math.max(capacity, 1), cpu);
-}
+export { POLICY_NAMES, type PolicyName } from '../core/config.ts';
 
 export function loadOf(node: NodeSnapshot): number {
   return nodeLoad(node.viewers, node.capacity, node.cpu);

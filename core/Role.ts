@@ -2,20 +2,18 @@ import type { Router } from 'express';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
-import type { Database } from '../db/Database.ts';
-import type { WorkerPool } from '../media/WorkerPool.ts';
-import type { RtcListen } from '../media/WebRtcSession.ts';
 
-/** What every role of a process shares. */
+/**
+ * The contract between a process (app/ClusterNode.ts) and the roles it runs. What a role gets
+ * beyond this (the database, the media workers) its own context type adds: the kernel knows
+ * nothing of either.
+ */
 export interface RoleContext {
   config: Config;
   logger: Logger;
   metrics: Metrics;
-  db: Database;
-  workers: WorkerPool;
-  /** Signs stream tokens and authenticates the internal relay API. */
+  /** Signs stream tokens and authenticates the internal API. */
   clusterSecret: string;
-  rtc: RtcListen;
 }
 
 /** A role's load, summed into the node's heartbeat. */
@@ -23,6 +21,11 @@ export interface RoleLoad {
   viewers: number;
   streams: number;
   bitrateOut: number;
+}
+
+/** A node's load, 0..1+: the larger of its viewer share of capacity and its CPU. */
+export function nodeLoad(viewers: number, capacity: number, cpu: number): number {
+  return Math.max(viewers / Math.max(capacity, 1), cpu);
 }
 
 /** Origin, edge or balancer, as the process runs it. */

@@ -1,5 +1,4 @@
 import ipaddr from 'ipaddr.js';
-import { ConfigError } from './errors.ts';
 
 /**
  * Who the client of a request is. Behind HAProxy (or any proxy) the peer is the proxy, and the
@@ -21,6 +20,18 @@ export function parseAddress(text: string): Address | undefined {
   }
 }
 
+/** `10.0.0.0/8`, or one address meaning just itself (/32, /128); throws TypeError. */
+export function parseRange(text: string): AddressRange {
+  const trimmed = text.trim();
+  try {
+    if (trimmed.includes('/')) return ipaddr.parseCIDR(trimmed);
+    const address = ipaddr.parse(trimmed);
+    return [address, address.kind() === 'ipv6' ? 128 : 32];
+  } catch {
+    throw new TypeError(`${trimmed} is not an address or CIDR`);
+  }
+}
+
 export function inRange(address: Address, range: AddressRange): boolean {
   return address.kind() === range[0].kind() && address.match(range as [ipaddr.IPv4, number]);
 }
@@ -28,23 +39,28 @@ export function inRange(address: Address, range: AddressRange): boolean {
 export class TrustedProxies {
   readonly #ranges: AddressRange[];
 
-  private constructor(ranges: AddressRange[]) {
+  constructor(ranges: AddressRange[]) {
     this.#ranges = ranges;
   }
 
-  /** Addresses or CIDRs, comma-separated (the `trustedProxies` setting); throws ConfigError. */
+  /** Addresses or CIDRs, comma-separated (the `trustedProxies` setting); throws TypeError. */
   static parse(text: string | undefined): TrustedProxies {
-    const ranges = (text ?? '')
-      .split(',')
-      .filter((s) => s.trim())
-      .map((cidr): AddressRange => {
-        try {
-          return cidr.includes('/') ? ipaddr.parseCIDR(cidr.trim()) : [ipaddr.parse(cidr.trim()), cidr.includes(':') ? 128 : 32];
-        } catch {
-          throw new ConfigError('trustedProxies', `${cidr} is not an address or CIDR`);
-        }
-      });
-    return new TrustedProxies(ranges);
+    return new TrustedProxies(
+      (text ?? '')
+        .split(',')
+        .filter((s) => s.trim())
+        .map(parseRange),
+    );
+  }
+
+  /** These ranges and `more`. */
+  with(more: AddressRange[]): TrustedProxies {
+    return new TrustedProxies([...this.#ranges, ...more]);
+  }
+
+  /** The ranges as CIDR text. */
+  toString(): string {
+    return this.#ranges.map(([address, bits]) => `${address.toString()}/${bits}`).join(',');
   }
 
   /**

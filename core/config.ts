@@ -1,8 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname, availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
+import { parseGeoPins, REGION, REGION_RULE } from './geoPins.ts';
+import { parseIceServers } from './iceServers.ts';
+import { parseRange, TrustedProxies } from './TrustedProxies.ts';
 
 /**
  * The one config loader. A setting comes from, highest first: a command-line flag, an environment
@@ -14,7 +17,37 @@ import { ConfigError } from './errors.ts';
 export const ROLES = ['origin', 'edge', 'balancer'] as const;
 export type Role = (typeof ROLES)[number];
 
+export const POLICY_NAMES = ['packing', 'least-used', 'round-robin', 'random', 'stream-affinity'] as const;
+export type PolicyName = (typeof POLICY_NAMES)[number];
+
+/**
+ * Viewers one mediasoup worker (one core) carries at full load, for the default capacity: ~500
+ * consumers per worker is mediasoup's own rough figure.
+ */
+export const VIEWERS_PER_WORKER = 500;
+
 const port = z.coerce.number().int().min(1).max(65535);
+const region = z.string().regex(REGION, REGION_RULE);
+
+/** A text setting parsed by `parse`, whose TypeError becomes the setting's validation message. */
+function parsedText<T>(parse: (text: string) => T) {
+  return z.string().transform((text, ctx) => {
+    try {
+      return parse(text);
+    } catch (error) {
+      ctx.issues.push({ code: 'custom', message: (error as Error).message, input: text });
+      return z.NEVER;
+    }
+  });
+}
+
+/** Comma-separated file paths, each of which must exist. */
+function existingFiles(text: string): string[] {
+  const paths = text.split(',').map((s) => s.trim()).filter(Boolean);
+  if (paths.length === 0) throw new TypeError('no file given');
+  for (const path of paths) if (!existsSync(path)) throw new TypeError(`${path} does not exist`);
+  return paths.map((path) => resolve(path));
+}
 
 /** What the process needs to know; defaults make `relaycast all` work with nothing set. */
 const schema = z.object({
@@ -24,10 +57,7 @@ const schema = z.object({
     .optional(),
   httpPort: port.default(8080),
   httpHost: z.string().min(1).default('0.0.0.0'),
-  region: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lower-case letters, digits and -, at most 32')
-    .default('default'),
+  region: region.default('default'),
   lat: z.coerce.number().min(-90).max(90).default(0),
   lon: z.coerce.number().min(-180).max(180).default(0),
   publicUrl: z.url({ protocol: /^https?$/ }).optional(),
@@ -50,17 +80,14 @@ const schema = z.object({
   capacity: z.coerce.number().int().min(1).optional(),
   /** How long an edge keeps a relay with no viewers, so that a viewer who reloads finds it warm. */
   relayLingerMs: z.coerce.number().int().min(0).max(3_600_000).default(5000),
-  iceServers: z
-    .string()
-    .regex(/^((stuns?|turns?):[^,\s]+)(,(stuns?|turns?):[^,\s]+)*$/, 'comma-separated stun:/turn: URLs')
-    .optional(),
-  policy: z.enum(['packing', 'least-used', 'round-robin', 'random', 'stream-affinity']).default('stream-affinity'),
+  iceServers: parsedText(parseIceServers).default([]),
+  policy: z.enum(POLICY_NAMES).default('stream-affinity'),
   streamThreshold: z.coerce.number().gt(0).max(1).default(0.8),
   viewerThreshold: z.coerce.number().gt(0).max(1.5).default(0.95),
-  geoDatabase: z.string().min(1).optional(),
-  geoPins: z.string().min(1).optional(),
-  trustedProxies: z.string().min(1).optional(),
-  defaultRegion: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lower-case letters, digits and -, at most 32').optional(),
+  geoDatabase: parsedText(existingFiles).optional(),
+  geoPins: parsedText(parseGeoPins).default([]),
+  trustedProxies: parsedText(TrustedProxies.parse).default(new TrustedProxies([])),
+  defaultRegion: region.optional(),
   haproxyBin: z.string().min(1).optional(),
   haproxyBind: z.string().regex(/^[^\s:]*:\d{1,5}$/, 'address:port, e.g. 0.0.0.0:80').default('0.0.0.0:80'),
   haproxyDir: z.string().min(1).optional(),
@@ -119,14 +146,14 @@ const descriptions: Record<ConfigKey, string> = {
   rtcListenIp: 'address WebRTC media sockets listen on',
   rtcMinPort: 'lowest UDP/TCP port for WebRTC media',
   rtcMaxPort: 'highest UDP/TCP port for WebRTC media',
-  capacity: 'viewers this node serves at full load (default: 500 per worker)',
+  capacity: `viewers this node serves at full load (default: ${VIEWERS_PER_WORKER} per worker)`,
   relayLingerMs: 'how long an edge keeps a stream\'s relay after its last viewer left',
   iceServers: 'STUN/TURN servers offered to clients, e.g. stun:stun.example.com,turn:user:pass@turn.example.com:3478',
-  policy: 'balancer edge selection policy: packing, least-used, round-robin, random, stream-affinity',
+  policy: `balancer edge selection policy: ${POLICY_NAMES.join(', ')}`,
   streamThreshold: 'load (0..1) above which a node takes no new streams',
   viewerThreshold: 'load above which a node takes no new viewers (higher than streamThreshold)',
   geoDatabase: 'GeoIP2/GeoLite2 City .mmdb files, comma-separated (default: bundled DB-IP City Lite)',
-  geoPins: 'CIDRs pinned to a region or position: 10.0.0.0/8=eu-west,192.0.2.0/24=48.8:2.3',
+  geoPins: 'CIDRs or addresses pinned to a region or position: 10.0.0.0/8=eu-west,192.0.2.0/24=48.8:2.3,198.51.100.7=us-east',
   trustedProxies: 'addresses/CIDRs whose X-Forwarded-For is believed (geo, rate limit, audit), comma-separated',
   defaultRegion: 'region for clients the geo lookup cannot place (default: this node\'s region)',
   haproxyBin: 'HAProxy binary: the balancer runs HAProxy in front of the cluster and keeps its config current',
@@ -233,11 +260,10 @@ export function loadConfig(sources: ConfigSources): Config {
     dataDir: resolve(parsed.dataDir),
     nodeId: parsed.nodeId ?? `${hostname()}-${parsed.httpPort}`,
     publicUrl: (parsed.publicUrl ?? `http://127.0.0.1:${parsed.httpPort}`).replace(/\/+$/, ''),
-    // ~500 consumers per mediasoup worker is mediasoup's own rough figure.
-    capacity: parsed.capacity ?? 500 * parsed.workers,
+    capacity: parsed.capacity ?? VIEWERS_PER_WORKER * parsed.workers,
     defaultRegion: parsed.defaultRegion ?? parsed.region,
     // A balancer that runs HAProxy hears it on loopback, with the client in X-Forwarded-For.
-    trustedProxies: parsed.haproxyBin ? [parsed.trustedProxies, '127.0.0.1', '::1'].filter(Boolean).join(',') : parsed.trustedProxies,
+    trustedProxies: parsed.haproxyBin ? parsed.trustedProxies.with([parseRange('127.0.0.1'), parseRange('::1')]) : parsed.trustedProxies,
     version: VERSION,
   };
 }

@@ -64,3 +64,16 @@ export class UnsupportedMediaError extends Error {
     this.details = details;
   }
 }
+
+/** Postgres error classes meaning "the server is not there or not taking queries". */
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH']);
+
+/** Whether an error from a query means the database is unreachable (503), not a bug (500). */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const e = error as { name?: string; code?: string; message?: string } | undefined;
+  if (!e) return false;
+  if (e.name === 'KnexTimeoutError') return true;
+  if (e.code && (UNAVAILABLE_SQLSTATES.has(e.code) || UNAVAILABLE_CODES.has(e.code))) return true;
+  return /Connection terminated|connection ended unexpectedly|Client was closed/i.test(e.message ?? '');
+}

@@ -1,7 +1,6 @@
 import express, { type ErrorRequestHandler, type Express, type Request, type RequestHandler } from 'express';
 import type { Logger } from './logger.ts';
-import { isDatabaseUnavailable } from '../db/Database.ts';
-import { InvalidSdpError, Problem, UnsupportedMediaError } from './errors.ts';
+import { InvalidSdpError, isDatabaseUnavailable, Problem, UnsupportedMediaError } from './errors.ts';
 
 /**
  * The HTTP glue every role shares: one express app per process, one error shape
@@ -9,6 +8,15 @@ import { InvalidSdpError, Problem, UnsupportedMediaError } from './errors.ts';
  */
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+/** CORS for WHIP/WHEP: browsers on any page may publish and play; the token is what authorizes. */
+export const CORS = {
+  'Access-Control-Allow-Origin': '*',
+  'Access-Control-Allow-Methods': 'POST, PATCH, DELETE, OPTIONS',
+  'Access-Control-Allow-Headers': 'Authorization, Content-Type, If-Match',
+  'Access-Control-Expose-Headers': 'Location, ETag, Link, Accept-Post, Accept-Patch',
+  'Access-Control-Max-Age': '86400',
+};
 
 export function createApp(): Express {
   const app = express();

@@ -104,10 +104,6 @@ export class Database {
     return undone;
   }
 
-  /** Throws when the database cannot answer. */
-  async ping(): Promise<void> {
-    await this.knex.raw('select 1');
-  }
 
   async close(): Promise<void> {
     await this.knex.destroy();
@@ -120,17 +116,4 @@ function knexLog(logger?: Logger): Knex.Config['log'] {
     logger?.[level]({ component: 'db', detail: message instanceof Error ? message.message : message }, 'knex');
   };
   return { warn: to('warn'), error: to('error'), debug: to('debug'), deprecate: to('warn') };
-}
-
-/** Postgres error classes meaning "the server is not there or not taking queries". */
-const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
-const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH']);
-
-/** Whether an error from a query means the database is unreachable (503), not a bug (500). */
-export function isDatabaseUnavailable(error: unknown): boolean {
-  const e = error as { name?: string; code?: string; message?: string } | undefined;
-  if (!e) return false;
-  if (e.name === 'KnexTimeoutError') return true;
-  if (e.code && (UNAVAILABLE_SQLSTATES.has(e.code) || UNAVAILABLE_CODES.has(e.code))) return true;
-  return /Connection terminated|connection ended unexpectedly|Client was closed/i.test(e.message ?? '');
 }

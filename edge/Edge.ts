@@ -1,10 +1,11 @@
 import express, { type Router } from 'express';
 import type { Consumer, RtpCodecParameters } from 'mediasoup/types';
-import { Problem, UnsupportedMediaError } from '../core/errors.ts';
+import { isDatabaseUnavailable, Problem, UnsupportedMediaError } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
-import { signallingRouter } from '../core/signalling.ts';
+import type { Database } from '../db/Database.ts';
+import type { MediaContext } from '../media/WorkerPool.ts';
+import { signallingRouter } from '../media/signalling.ts';
 import { authorizeStream } from '../core/tokens.ts';
-import { isDatabaseUnavailable } from '../db/Database.ts';
 import { getNode } from '../db/repositories/nodes.ts';
 import { createRelay, deleteRelay, recordRelayViewers } from '../db/repositories/relays.ts';
 import { getStream } from '../db/repositories/streams.ts';
@@ -40,6 +41,9 @@ const RENDITION_CODEC: RtpCodecParameters = {
   parameters: { 'packetization-mode': 1, 'profile-level-id': '42e01f' },
 };
 
+/** What an edge needs: the database and the media workers. */
+export type EdgeContext = RoleContext & MediaContext & { db: Database };
+
 /** The work under way for `key` in `inFlight`, or `start`ed and kept there until it settles. */
 function shared<T>(inFlight: Map<string, Promise<T>>, key: string, start: () => Promise<T>): Promise<T> {
   let work = inFlight.get(key);
@@ -52,7 +56,7 @@ function shared<T>(inFlight: Map<string, Promise<T>>, key: string, start: () => 
 
 export class Edge implements Role {
   readonly router: Router;
-  readonly #ctx: RoleContext;
+  readonly #ctx: EdgeContext;
   readonly #relays = new Map<string, Relay>();
   /** The viewer counts last written to the relays' rows, as JSON. */
   #recordedViewers: string | undefined;
@@ -69,7 +73,7 @@ export class Edge implements Role {
   /** Relay rows being deleted, awaited at shutdown so none is cut off by the database closing. */
   readonly #deleting = new Set<Promise<void>>();
 
-  constructor(ctx: RoleContext) {
+  constructor(ctx: EdgeContext) {
     this.#ctx = ctx;
     this.router = express.Router();
     this.router.use(

@@ -6,7 +6,8 @@ import { MEDIA_CODECS } from '../media/codecs.ts';
 import { producerBitrate } from '../media/producerBitrate.ts';
 import type { RtcListen, WebRtcSession } from '../media/WebRtcSession.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
-import { RELAY_PATH, RELAY_PING_MS, renditionPath, type RelayLine, type RelayProducer, type RelayRequest } from '../media/relayProtocol.ts';
+import { internalFetch, RELAY_PATH, RELAY_PING_MS, renditionPath } from '../core/internalApi.ts';
+import type { RelayLine, RelayProducer, RelayRequest } from '../media/relayProtocol.ts';
 
 /** A router that sends to viewers whose offers share one payload-type mapping, fed from the relay. */
 export interface Fanout {
@@ -121,9 +122,9 @@ export class Relay extends EventEmitter<RelayEvents> {
       const openTimer = setTimeout(() => abort.abort(new Error('timeout')), RELAY_OPEN_TIMEOUT_MS);
       let response: globalThis.Response;
       try {
-        response = await fetch(`${source.upstreamUrl}${RELAY_PATH}`, {
+        response = await internalFetch(source.upstreamUrl, RELAY_PATH, source.clusterSecret, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${source.clusterSecret}` },
+          headers: { 'content-type': 'application/json' },
           body: JSON.stringify({
             stream: source.stream,
             edgeNodeId: source.edgeNodeId,
@@ -180,7 +181,7 @@ export class Relay extends EventEmitter<RelayEvents> {
 
   /**
    * Asks the upstream to add the stream's Constrained Baseline rendition to this relay (see
-   * media/relayProtocol.ts renditionPath), for a viewer that decodes nothing the stream is sent as.
+   * core/internalApi.ts renditionPath), for a viewer that decodes nothing the stream is sent as.
    * Viewers asking at once share one request; a refusal (UnsupportedMediaError: the publisher
    * cannot make one) stands for the relay's life, so later viewers do not ask again.
    */
@@ -196,9 +197,8 @@ export class Relay extends EventEmitter<RelayEvents> {
     const { upstreamUrl, upstreamNodeId, clusterSecret } = this.#source;
     let response: globalThis.Response;
     try {
-      response = await fetch(`${upstreamUrl}${renditionPath(this.#relayId)}`, {
+      response = await internalFetch(upstreamUrl, renditionPath(this.#relayId), clusterSecret, {
         method: 'POST',
-        headers: { authorization: `Bearer ${clusterSecret}` },
         signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(RENDITION_TIMEOUT_MS)]),
       });
     } catch (error) {

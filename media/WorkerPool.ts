@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import * as mediasoup from 'mediasoup';
 import type { Worker } from 'mediasoup/types';
 import type { Logger } from '../core/logger.ts';
+import type { RtcListen } from './WebRtcSession.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { processCpuMs } from '../core/processCpu.ts';
 
@@ -166,4 +167,10 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     }, RESPAWN_DELAY_MS);
     this.#respawnTimers.add(timer);
   }
+}
+
+/** What a role that carries media (origin, edge) gets beyond the kernel's RoleContext. */
+export interface MediaContext {
+  workers: WorkerPool;
+  rtc: RtcListen;
 }

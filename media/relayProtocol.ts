@@ -1,34 +1,13 @@
 import type { RtpParameters, SrtpParameters } from 'mediasoup/types';
 
 /**
- * The internal relay API between an edge and the node it pulls a stream from (its origin, or an
- * upstream edge). The edge POSTs a RelayRequest to `/internal/v1/relays` with the cluster secret;
- * the answer is application/x-ndjson that lasts as long as the relay: one `ready` line (a
- * RelayOffer), `ping` lines, and an `end` line when the stream ends upstream. Closing the request
- * ends the relay.
+ * The bodies of the internal relay calls (paths and authentication: core/internalApi.ts). The
+ * edge POSTs a RelayRequest to RELAY_PATH; the answer is application/x-ndjson that lasts as long
+ * as the relay: one `ready` line (a RelayOffer), `ping` lines, and an `end` line when the stream
+ * ends upstream. Closing the request ends the relay. POST renditionPath(relayId) answers 200 with
+ * a RelayProducer (the rendition added to that relay's pipe), 422 when the origin cannot make one
+ * (a WHIP stream), 404 for a relay it does not have.
  */
-
-export const RELAY_PATH = '/internal/v1/relays';
-
-/**
- * `POST {RELAY_PATH}/{relayId}/rendition` (cluster secret): the edge of relay `relayId` has a
- * viewer that decodes nothing the stream is sent as. The upstream adds the stream's Constrained
- * Baseline rendition to that relay's pipe and answers 200 with it (a RelayProducer); 422 when it
- * cannot make one (a WHIP stream), 404 for a relay it does not have.
- */
-export const renditionPath = (relayId: string) => `${RELAY_PATH}/${relayId}/rendition`;
-
-/**
- * `DELETE {STREAMS_PATH}/{name}` (cluster secret) ends a stream live on that origin: the balancer
- * asks it when an operator deletes the stream. 204 once ended, 404 when it is not live there.
- */
-export const STREAMS_PATH = '/internal/v1/streams';
-
-/**
- * How often the upstream writes a `ping` line. An edge that hears nothing for three intervals
- * takes the upstream for gone even when TCP has not noticed (a host that vanished).
- */
-export const RELAY_PING_MS = 5000;
 
 /** The edge's side of the pipe. */
 export interface RelayRequest {

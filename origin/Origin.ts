@@ -3,11 +3,14 @@ import type { PipeTransport } from 'mediasoup/types';
 import { z } from 'zod';
 import { Problem } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
-import { signallingRouter } from '../core/signalling.ts';
-import { authorizeStream, bearerToken, secretsEqual, STREAM_NAME } from '../core/tokens.ts';
+import type { Database } from '../db/Database.ts';
+import type { MediaContext } from '../media/WorkerPool.ts';
+import { signallingRouter } from '../media/signalling.ts';
+import { authorizeStream, STREAM_NAME } from '../core/tokens.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
-import { RELAY_PATH, RELAY_PING_MS, renditionPath, STREAMS_PATH, type RelayLine, type RelayRequest } from '../media/relayProtocol.ts';
+import { authorizeInternal, RELAY_PATH, RELAY_PING_MS, renditionPath, STREAMS_PATH } from '../core/internalApi.ts';
+import type { RelayLine, RelayRequest } from '../media/relayProtocol.ts';
 import type { Offer } from '../media/sdp.ts';
 import { PublishedStream } from './PublishedStream.ts';
 import { RtmpIngest } from './RtmpIngest.ts';
@@ -25,13 +28,16 @@ const relayRequest: z.ZodType<RelayRequest> = z.object({
     .optional(),
 });
 
+/** What an origin needs: the database and the media workers. */
+export type OriginContext = RoleContext & MediaContext & { db: Database };
+
 /**
  * The origin role: takes WHIP publishers, records each stream's placement, and pipes streams to
  * the edges that ask through the internal relay API.
  */
 export class Origin implements Role {
   readonly router: Router;
-  readonly #ctx: RoleContext;
+  readonly #ctx: OriginContext;
   readonly #streams = new Map<string, PublishedStream>();
   /** Open relays by their id (the pipe's), for the requests an edge makes about one (renditions). */
   readonly #relays = new Map<string, { stream: PublishedStream; pipe: PipeTransport }>();
@@ -43,7 +49,7 @@ export class Origin implements Role {
    */
   readonly #releasing = new Map<string, Promise<void>>();
 
-  constructor(ctx: RoleContext) {
+  constructor(ctx: OriginContext) {
     this.#ctx = ctx;
     this.router = express.Router();
     this.router.use(
@@ -61,13 +67,13 @@ export class Origin implements Role {
     );
     this.router.post(RELAY_PATH, express.json({ limit: '16kb' }), (req, res) => this.#relay(req, res));
     this.router.post(renditionPath(':relayId'), async (req, res) => {
-      this.#authorizeInternal(req);
+      authorizeInternal(req, this.#ctx.clusterSecret);
       const relay = this.#relays.get(String(req.params.relayId));
       if (!relay) throw new Problem(404, 'Relay Not Here', 'no such relay on this origin');
       res.json(await relay.stream.pipeRendition(relay.pipe));
     });
     this.router.delete(`${STREAMS_PATH}/:name`, async (req, res) => {
-      this.#authorizeInternal(req);
+      authorizeInternal(req, this.#ctx.clusterSecret);
       const stream = this.#streams.get(String(req.params.name));
       if (!stream) throw new Problem(404, 'Stream Not Here', `stream ${String(req.params.name)} is not live on this origin`);
       stream.end('deleted by an operator');
@@ -184,19 +190,9 @@ export class Origin implements Role {
     }
   }
 
-  /** The internal API (edges, balancers) takes the cluster secret. */
-  #authorizeInternal(req: Request): void {
-    const token = bearerToken(req.get('authorization'));
-    if (!token || !secretsEqual(token, this.#ctx.clusterSecret)) {
-      throw new Problem(401, 'Unauthorized', 'the internal API needs the cluster secret', {
-        headers: { 'WWW-Authenticate': 'Bearer realm="relaycast-internal"' },
-      });
-    }
-  }
-
   /** An edge asks for a stream (see media/relayProtocol.ts). */
   async #relay(req: Request, res: Response): Promise<void> {
-    this.#authorizeInternal(req);
+    authorizeInternal(req, this.#ctx.clusterSecret);
     const parsed = relayRequest.safeParse(req.body);
     if (!parsed.success) throw new Problem(400, 'Bad Request', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     const { stream: name, edgeNodeId, ...edge } = parsed.data;

@@ -5,11 +5,10 @@ import { join } from 'node:path';
 import NodeMediaServer, { type NmsSession } from 'node-media-server';
 import nmsLogger from 'node-media-server/src/core/logger.js';
 import { Problem } from '../core/errors.ts';
-import type { RoleContext } from '../core/Role.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { streamOfKey } from '../db/repositories/streamKeys.ts';
 import { MEDIA_CODECS } from '../media/codecs.ts';
-import type { Origin } from './Origin.ts';
+import type { Origin, OriginContext } from './Origin.ts';
 import { PublishedStream } from './PublishedStream.ts';
 import { RtmpBridge } from './RtmpBridge.ts';
 
@@ -32,14 +31,14 @@ const redactKeys = (message: string) => message.replace(/\/live\/[^\s/?,]+/g, '/
 export class RtmpIngest {
   readonly port: number;
   readonly #nms: NodeMediaServer;
-  readonly #ctx: RoleContext;
+  readonly #ctx: OriginContext;
   readonly #origin: Origin;
   /** Lets our own bridge play; random per process. */
   readonly #bridgeToken = randomBytes(18).toString('base64url');
   /** Bridges by node-media-server session id, stopped at shutdown. */
   readonly #bridges = new Map<string, RtmpBridge>();
 
-  private constructor(ctx: RoleContext, origin: Origin, port: number) {
+  private constructor(ctx: OriginContext, origin: Origin, port: number) {
     this.#ctx = ctx;
     this.#origin = origin;
     this.port = port;
@@ -59,7 +58,7 @@ export class RtmpIngest {
     this.#nms.on('prePlay', (session) => this.#onPlay(session));
   }
 
-  static async start(ctx: RoleContext, origin: Origin, port: number): Promise<RtmpIngest> {
+  static async start(ctx: OriginContext, origin: Origin, port: number): Promise<RtmpIngest> {
     // node-media-server exits the process when its port is taken; find out first, and fail start-up
     // with a clear error instead.
     const probe = createServer();

@@ -57,6 +57,52 @@ describe('config', () => {
     assert.equal(configError(() => loadConfig({ roles: ['cdn'], env: {} })).field, 'roles');
   });
 
+  it('parses lists once: trusted proxies, geo pins, ICE servers, geo databases', () => {
+    const config = loadConfig({
+      roles: ['balancer'],
+      env: {
+        RELAYCAST_TRUSTED_PROXIES: '10.0.0.0/8, 192.0.2.7',
+        RELAYCAST_GEO_PINS: '127.0.0.2=eu-west,10.1.0.0/16=35.68:139.69,2001:db8::/32=us-east',
+        RELAYCAST_ICE_SERVERS: 'stun:stun.example.net:3478,turn:alice:s3cret@turn.example.net:3478?transport=tcp',
+        RELAYCAST_GEO_DATABASE: import.meta.filename,
+      },
+    });
+    assert.equal(config.trustedProxies.toString(), '10.0.0.0/8,192.0.2.7/32');
+    assert.equal(config.trustedProxies.clientAddress('192.0.2.7', '8.8.8.8'), '8.8.8.8', 'a single address is a /32');
+    assert.deepEqual(
+      config.geoPins.map(({ cidr, region, lat, lon }) => ({ cidr, region, lat, lon })),
+      [
+        { cidr: '127.0.0.2/32', region: 'eu-west', lat: undefined, lon: undefined },
+        { cidr: '10.1.0.0/16', region: undefined, lat: 35.68, lon: 139.69 },
+        { cidr: '2001:db8::/32', region: 'us-east', lat: undefined, lon: undefined },
+      ],
+    );
+    assert.deepEqual(config.iceServers, [
+      { url: 'stun:stun.example.net:3478' },
+      { url: 'turn:turn.example.net:3478?transport=tcp', username: 'alice', credential: 's3cret' },
+    ]);
+    assert.deepEqual(config.geoDatabase, [import.meta.filename]);
+    const behindHaproxy = loadConfig({ roles: ['balancer'], env: { RELAYCAST_HAPROXY_BIN: '/usr/sbin/haproxy' } });
+    assert.equal(behindHaproxy.trustedProxies.toString(), '127.0.0.1/32,::1/128', 'the balancer believes its own HAProxy');
+  });
+
+  it('names the setting of a bad list entry and what is wrong with it', () => {
+    const bad = (env: Record<string, string>) => configError(() => loadConfig({ roles: ['all'], env }));
+    let error = bad({ RELAYCAST_TRUSTED_PROXIES: '10.0.0.0/8,nope' });
+    assert.equal(error.field, 'trustedProxies');
+    assert.match(error.message, /nope is not an address or CIDR/);
+    error = bad({ RELAYCAST_GEO_PINS: '300.0.0.0/8=eu' });
+    assert.equal(error.field, 'geoPins');
+    assert.match(error.message, /300\.0\.0\.0\/8/);
+    assert.equal(bad({ RELAYCAST_GEO_PINS: '10.0.0.0/8=Not A Region' }).field, 'geoPins');
+    assert.equal(bad({ RELAYCAST_GEO_PINS: '10.0.0.0/8=95:10' }).field, 'geoPins', 'latitude out of range');
+    assert.equal(bad({ RELAYCAST_ICE_SERVERS: 'http://stun.example.net' }).field, 'iceServers');
+    error = bad({ RELAYCAST_GEO_DATABASE: '/nonexistent/city.mmdb' });
+    assert.equal(error.field, 'geoDatabase');
+    assert.match(error.message, /\/nonexistent\/city\.mmdb does not exist/);
+    assert.equal(bad({ RELAYCAST_POLICY: 'fastest' }).field, 'policy');
+  });
+
   it('refuses unknown keys and broken JSON in the config file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'relaycast-config-'));
     writeFileSync(join(dir, 'typo.json'), JSON.stringify({ htpPort: 80 }));
@@ -79,5 +125,23 @@ describe('config', () => {
     const [envCode] = await once(fromEnv, 'exit');
     assert.equal(envCode, 2);
     assert.match(envStderr, /region \(--region \/ RELAYCAST_REGION\)/);
+  });
+
+  it('exits 2 naming flag and variable for every list setting it cannot parse, with no stack trace', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--trusted-proxies', '10.0.0.0/8,nope'], /trustedProxies \(--trusted-proxies \/ RELAYCAST_TRUSTED_PROXIES\): nope is not an address or CIDR/],
+      [['--geo-pins', '10.0.0.0/8=Not A Region'], /geoPins \(--geo-pins \/ RELAYCAST_GEO_PINS\): "10\.0\.0\.0\/8=Not A Region"/],
+      [['--ice-servers', 'stun.example.net'], /iceServers \(--ice-servers \/ RELAYCAST_ICE_SERVERS\)/],
+      [['--geo-database', '/nonexistent/city.mmdb'], /geoDatabase \(--geo-database \/ RELAYCAST_GEO_DATABASE\)/],
+    ];
+    for (const [flags, message] of cases) {
+      const child = runRelaycast(['balancer', ...flags], {});
+      let stderr = '';
+      child.stderr!.on('data', (d) => (stderr += d));
+      const [code] = await once(child, 'exit');
+      assert.equal(code, 2, `${flags.join(' ')}: ${stderr}`);
+      assert.match(stderr, message);
+      assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+    }
   });
 });

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pinsForMap } from '../balancer/GeoLocator.ts';
+import { parseGeoPins } from '../core/geoPins.ts';
 import { renderHaproxy } from '../balancer/HaproxyConfig.ts';
 import type { NodeSnapshot } from '../balancer/policies.ts';
 
@@ -19,7 +19,7 @@ describe('HAProxy config rendering', () => {
   const nodes = [edge('e1', 'eu-west', 48.8, 2.3, 9001), edge('e2', 'eu-west', 48.9, 2.4, 9003), edge('u1', 'us-east', 38.9, -77, 9005), edge('j1', 'ap-east', 35.7, 139.7, 9007)];
 
   it('renders a backend per region with the next-nearest region as backup, and a geo map', () => {
-    const { cfg, map, regions } = renderHaproxy(nodes, pinsForMap('10.0.0.0/8=us-east,192.0.2.0/24=35.6:139.6,198.51.100.0/24=nowhere'), layout);
+    const { cfg, map, regions } = renderHaproxy(nodes, parseGeoPins('10.0.0.0/8=us-east,192.0.2.0/24=35.6:139.6,198.51.100.0/24=nowhere'), layout);
     assert.deepEqual(regions, ['ap-east', 'eu-west', 'us-east']);
     assert.match(cfg, /backend be_eu-west[\s\S]*server e1 127\.0\.0\.1:9001 check agent-check agent-port 9002 agent-inter 1s\n/);
     assert.match(cfg, /backend be_eu-west[\s\S]*server u1\.backup 127\.0\.0\.1:9005 check agent-check agent-port 9006 agent-inter 1s backup/, 'us-east backs up eu-west');
@@ -32,7 +32,7 @@ describe('HAProxy config rendering', () => {
 
   it('passes haproxy -c, with edges and with none', () => {
     for (const set of [nodes, []]) {
-      const { cfg, map } = renderHaproxy(set, pinsForMap('10.0.0.0/8=us-east'), layout);
+      const { cfg, map } = renderHaproxy(set, parseGeoPins('10.0.0.0/8=us-east'), layout);
       writeFileSync(layout.mapPath, map);
       writeFileSync(join(dir, 'haproxy.cfg'), cfg);
       execFileSync('haproxy', ['-c', '-q', '-f', join(dir, 'haproxy.cfg')], { stdio: 'pipe' });

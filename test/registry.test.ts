@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import { NodeRegistry } from '../core/NodeRegistry.ts';
+import { NodeRegistry } from '../app/NodeRegistry.ts';
 import { Database } from '../db/Database.ts';
 import { listAudit } from '../db/repositories/audit.ts';
 import { getNode, upsertNode, type NodeInfo } from '../db/repositories/nodes.ts';

@@ -5,7 +5,7 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HaproxyController } from '../../balancer/HaproxyController.ts';
-import { renderHaproxy, type GeoPin } from '../../balancer/HaproxyConfig.ts';
+import { renderHaproxy, type MapPin } from '../../balancer/HaproxyConfig.ts';
 import { createPolicy, POLICY_NAMES, rank, type NodeSnapshot } from '../../balancer/policies.ts';
 import { createLogger } from '../../core/logger.ts';
 import { Metrics } from '../../core/metrics.ts';
@@ -46,7 +46,7 @@ function snapshot(options: BenchOptions) {
     };
   });
   const clients = Array.from({ length: 1000 }, () => ({ lat: rnd() * 140 - 70, lon: rnd() * 360 - 180 }));
-  const pins: GeoPin[] = Array.from({ length: options.networks }, (_, i) => ({
+  const pins: MapPin[] = Array.from({ length: options.networks }, (_, i) => ({
     cidr: `${11 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}.0/24`,
     region: regions[i % regions.length]!.name,
   }));

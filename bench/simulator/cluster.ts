@@ -1,4 +1,5 @@
-import { distanceKm, nodeLoad, type NodeSnapshot } from '../../balancer/policies.ts';
+import { nodeLoad } from '../../core/Role.ts';
+import { distanceKm, type NodeSnapshot } from '../../balancer/policies.ts';
 import { fastKm, type Model } from './model.ts';
 
 /**

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
-import type { Logger } from './logger.ts';
-import type { Metrics } from './metrics.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../core/metrics.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import {
   heartbeatNode,

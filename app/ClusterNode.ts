@@ -1,27 +1,26 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { Express, Request } from 'express';
-import { clusterSecret } from './clusterSecret.ts';
-import type { Config } from './config.ts';
-import { CpuMeter } from './CpuMeter.ts';
-import { Problem } from './errors.ts';
-import { createApp, errorHandler, notFound, PROBLEM_CONTENT_TYPE } from './http.ts';
-import type { Logger } from './logger.ts';
-import { Metrics } from './metrics.ts';
+import { clusterSecret } from '../core/clusterSecret.ts';
+import type { Config } from '../core/config.ts';
+import { CpuMeter } from '../core/CpuMeter.ts';
+import { Problem } from '../core/errors.ts';
+import { createApp, errorHandler, notFound, PROBLEM_CONTENT_TYPE } from '../core/http.ts';
+import type { Logger } from '../core/logger.ts';
+import { Metrics } from '../core/metrics.ts';
 import { NodeRegistry } from './NodeRegistry.ts';
-import { postRateLimit } from './rateLimit.ts';
-import { bearerToken, secretsEqual } from './tokens.ts';
-import { TrustedProxies } from './TrustedProxies.ts';
+import { postRateLimit } from '../core/rateLimit.ts';
+import { authorizeInternal, DRAIN_PATH } from '../core/internalApi.ts';
+import type { TrustedProxies } from '../core/TrustedProxies.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
-import type { Role, RoleLoad } from './Role.ts';
 import { Database } from '../db/Database.ts';
 import { setNodeDraining, type NodeLoad } from '../db/repositories/nodes.ts';
-import { WorkerPool } from '../media/WorkerPool.ts';
-import { Edge } from '../edge/Edge.ts';
-import { Origin } from '../origin/Origin.ts';
-import { Balancer } from '../balancer/Balancer.ts';
-import { AgentCheck } from '../edge/AgentCheck.ts';
-import { nodeLoad } from '../balancer/policies.ts';
+import { nodeLoad, type Role, type RoleLoad } from '../core/Role.ts';
+// Types only: each role's module (and mediasoup, node-media-server, HAProxy's templates with it)
+// is loaded in start() when this process runs that role; a balancer never loads mediasoup.
+import type { WorkerPool } from '../media/WorkerPool.ts';
+import type { Edge } from '../edge/Edge.ts';
+import type { AgentCheck } from '../edge/AgentCheck.ts';
 
 /**
  * How long start-up waits between attempts to reach and migrate the database. The process stays
@@ -43,9 +42,6 @@ const HTTP_DRAIN_MS = 5000;
  * sensible heartbeat interval.
  */
 const LOAD_WAIT_MS = 250;
-
-/** `POST` with the cluster secret: drain ahead of a shutdown (see #mountRoutes). */
-export const DRAIN_PATH = '/internal/v1/drain';
 
 /**
  * One Relaycast process: the roles it runs (origin, edge, balancer) over the parts they share —
@@ -85,7 +81,7 @@ export class ClusterNode {
     this.metrics = new Metrics({ node: config.nodeId });
     this.db = Database.open({ url: config.databaseUrl, pgliteDir: Database.pgliteDirIn(config.dataDir), logger });
     this.app = createApp();
-    this.#proxies = TrustedProxies.parse(config.trustedProxies);
+    this.#proxies = config.trustedProxies;
   }
 
   get httpPort(): number {
@@ -103,8 +99,12 @@ export class ClusterNode {
     this.#clusterSecret = clusterSecret(config, this.logger);
     const base = { config, logger: this.logger, metrics: this.metrics, db: this.db, clusterSecret: this.#clusterSecret };
     // The balancer first: its WHIP/WHEP redirects see a request before this process's own roles.
-    if (config.roles.includes('balancer')) this.#roles.push(new Balancer(base));
+    if (config.roles.includes('balancer')) {
+      const { Balancer } = await import('../balancer/Balancer.ts');
+      this.#roles.push(new Balancer(base));
+    }
     if (config.roles.includes('origin') || config.roles.includes('edge')) {
+      const { WorkerPool } = await import('../media/WorkerPool.ts');
       this.#workers = await WorkerPool.create({
         count: config.workers,
         workerBin: WorkerPool.resolveWorkerBin(config.workerBin),
@@ -116,11 +116,18 @@ export class ClusterNode {
         workers: this.#workers,
         rtc: { listenIp: config.rtcListenIp, announcedIp: config.announcedIp, minPort: config.rtcMinPort, maxPort: config.rtcMaxPort },
       };
-      if (config.roles.includes('origin')) this.#roles.push(new Origin(ctx));
-      if (config.roles.includes('edge')) this.#roles.push((this.#edge = new Edge(ctx)));
+      if (config.roles.includes('origin')) {
+        const { Origin } = await import('../origin/Origin.ts');
+        this.#roles.push(new Origin(ctx));
+      }
+      if (config.roles.includes('edge')) {
+        const { Edge } = await import('../edge/Edge.ts');
+        this.#roles.push((this.#edge = new Edge(ctx)));
+      }
     }
     for (const role of this.#roles) await role.start?.();
     if (config.agentPort > 0 && this.#edge) {
+      const { AgentCheck } = await import('../edge/AgentCheck.ts');
       this.#agent = await AgentCheck.start(config.agentPort, config.httpHost, () => ({
         load: nodeLoad(this.#lastLoad.viewers, config.capacity, this.#lastCpu),
         viewerThreshold: config.viewerThreshold,
@@ -304,10 +311,7 @@ export class ClusterNode {
     // The first step of a shutdown, ahead of SIGTERM (a Kubernetes preStop hook): drain, so no new
     // viewers or streams come, while what the node carries goes on. Undone when the node is gone.
     app.post(DRAIN_PATH, async (req, res) => {
-      const token = bearerToken(req.get('authorization'));
-      if (!token || !secretsEqual(token, this.#clusterSecret)) {
-        throw new Problem(401, 'Unauthorized', 'the internal API needs the cluster secret', { headers: { 'WWW-Authenticate': 'Bearer realm="relaycast-internal"' } });
-      }
+      authorizeInternal(req, this.#clusterSecret);
       await this.#markDrainingForShutdown();
       res.json({ node: config.nodeId, draining: true });
     });

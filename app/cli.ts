@@ -1,10 +1,10 @@
 import { Command, Option } from 'commander';
 import { ClusterNode } from './ClusterNode.ts';
-import { FIELDS, describeKey, loadConfig, VERSION, type ConfigKey } from './config.ts';
-import { ConfigError } from './errors.ts';
-import { createLogger } from './logger.ts';
-import { clusterSecret } from './clusterSecret.ts';
-import { signStreamToken, type StreamAction } from './tokens.ts';
+import { FIELDS, describeKey, loadConfig, VERSION, type ConfigKey } from '../core/config.ts';
+import { ConfigError } from '../core/errors.ts';
+import { createLogger } from '../core/logger.ts';
+import { clusterSecret } from '../core/clusterSecret.ts';
+import { signStreamToken, type StreamAction } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { setNodeDraining } from '../db/repositories/nodes.ts';
@@ -35,9 +35,7 @@ export async function main(argv: string[]): Promise<void> {
     config = loadConfig({ roles: program.args, flags, configFile: options.config });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    const message = error.message.slice(error.field.length + 2);
-    process.stderr.write(`relaycast: invalid configuration: ${describeKey(error.field)}: ${message}\n`);
-    process.exit(2);
+    exitInvalid(error);
   }
 
   const logger = createLogger(config.logLevel, { node: config.nodeId });
@@ -68,10 +66,20 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await node.start();
   } catch (error) {
-    logger.fatal({ err: error }, 'start-up failed');
+    // A setting found bad only when used (a geo database that is not one) is still exit 2.
+    if (error instanceof ConfigError) logger.fatal(`invalid configuration: ${describeKey(error.field)}`);
+    else logger.fatal({ err: error }, 'start-up failed');
     await node.stop().catch(() => undefined);
+    if (error instanceof ConfigError) exitInvalid(error);
     process.exit(1);
   }
+}
+
+/** Exit code 2, and one line naming the setting, its flag and its variable. */
+function exitInvalid(error: ConfigError): never {
+  const message = error.message.slice(error.field.length + 2);
+  process.stderr.write(`relaycast: invalid configuration: ${describeKey(error.field)}: ${message}\n`);
+  process.exit(2);
 }
 
 /**

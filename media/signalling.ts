@@ -1,9 +1,11 @@
 import express, { type Request, type Response, type Router } from 'express';
-import { Problem } from './errors.ts';
-import { bearerToken, STREAM_NAME, type StreamAction } from './tokens.ts';
-import type { Logger } from './logger.ts';
-import { buildSdpFrag, parseOffer, parseSdpFrag, type Offer } from '../media/sdp.ts';
-import type { WebRtcSession } from '../media/WebRtcSession.ts';
+import { Problem } from '../core/errors.ts';
+import { CORS } from '../core/http.ts';
+import { iceServerLink, type IceServer } from '../core/iceServers.ts';
+import { bearerToken, STREAM_NAME, type StreamAction } from '../core/tokens.ts';
+import type { Logger } from '../core/logger.ts';
+import { buildSdpFrag, parseOffer, parseSdpFrag, type Offer } from './sdp.ts';
+import type { WebRtcSession } from './WebRtcSession.ts';
 
 /**
  * The HTTP side of WHIP (RFC 9725) and WHEP, which share it: POST an SDP offer to
@@ -25,8 +27,8 @@ export interface SignallingHandler {
 export interface SignallingOptions {
   kind: 'whip' | 'whep';
   publicUrl: string;
-  /** Comma-separated STUN/TURN URLs for `Link: rel="ice-server"` (a `user:pass@` part becomes the credentials). */
-  iceServers?: string;
+  /** STUN/TURN servers for `Link: rel="ice-server"`. */
+  iceServers: IceServer[];
   logger: Logger;
 }
 
@@ -35,21 +37,6 @@ export interface SignallingOptions {
  * limit is not an offer; refusing it before parsing keeps a client from making us parse megabytes.
  */
 const MAX_BODY = '64kb';
-
-export const CORS = {
-  'Access-Control-Allow-Origin': '*',
-  'Access-Control-Allow-Methods': 'POST, PATCH, DELETE, OPTIONS',
-  'Access-Control-Allow-Headers': 'Authorization, Content-Type, If-Match',
-  'Access-Control-Expose-Headers': 'Location, ETag, Link, Accept-Post, Accept-Patch',
-  'Access-Control-Max-Age': '86400',
-};
-
-function linkHeader(url: string): string {
-  const match = /^(turns?):([^:@]+):([^@]+)@(.+)$/.exec(url);
-  if (!match) return `<${url}>; rel="ice-server"`;
-  const [, scheme, username, credential, rest] = match;
-  return `<${scheme}:${rest}>; rel="ice-server"; username="${username}"; credential="${credential}"; credential-type="password"`;
-}
 
 /** The request body as text, after checking its type (415) and size (413, before reading it all). */
 async function readBody(req: Request, res: Response, type: string): Promise<string> {
@@ -74,7 +61,7 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
   const { kind } = options;
   const action: StreamAction = kind === 'whip' ? 'publish' : 'play';
   const sessions = new Map<string, WebRtcSession>();
-  const links = (options.iceServers?.split(',') ?? []).map(linkHeader);
+  const links = options.iceServers.map(iceServerLink);
   const router = express.Router();
 
   router.use(`/${kind}`, (_req, res, next) => {
