@@ -5,7 +5,7 @@ import { clusterSecret } from '../core/clusterSecret.ts';
 import type { Config } from '../core/config.ts';
 import { CpuMeter } from '../core/CpuMeter.ts';
 import { Problem } from '../core/errors.ts';
-import { createApp, errorHandler, notFound, PROBLEM_CONTENT_TYPE } from '../core/http.ts';
+import { createApp, errorHandler, notFound, refuseUnparsable } from '../core/http.ts';
 import type { Logger } from '../core/logger.ts';
 import { Metrics } from '../core/metrics.ts';
 import { NodeRegistry } from './NodeRegistry.ts';
@@ -136,14 +136,7 @@ export class ClusterNode {
     }
     this.#mountRoutes();
     this.#server = this.app.listen(config.httpPort, config.httpHost);
-    // Requests Node's own parser refuses (bad bytes in the target, broken headers) never reach
-    // express: answer them in the one error shape too, not with a bare 400.
-    this.#server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
-      if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy();
-      const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const body = JSON.stringify({ type: 'about:blank', title: status === 431 ? 'Request Header Fields Too Large' : 'Bad Request', status, detail: 'the request could not be parsed' });
-      socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-    });
+    this.#server.on('clientError', refuseUnparsable);
     await once(this.#server, 'listening');
     this.logger.info({ url: config.publicUrl, port: this.httpPort }, 'http listening');
 
@@ -318,7 +311,7 @@ export class ClusterNode {
     // Until the node is registered, its streams could not be placed: refuse rather than fail later.
     app.use((_req, _res, next) => {
       if (this.#registry?.registered && !this.#stopping) return next();
-      next(new Problem(503, 'Service Unavailable', this.#stopping ? 'this node is shutting down' : 'this node is starting', { headers: { 'Retry-After': '2' } }));
+      next(new Problem('service-unavailable', this.#stopping ? 'this node is shutting down' : 'this node is starting', { headers: { 'Retry-After': '2' } }));
     });
     app.use(postRateLimit(config.postRateLimit, (req) => this.#clientAddress(req)));
     for (const role of this.#roles) app.use(role.router);

@@ -38,7 +38,7 @@ export async function main(argv: string[]): Promise<void> {
     exitInvalid(error);
   }
 
-  const logger = createLogger(config.logLevel, { node: config.nodeId });
+  const logger = createLogger(config.logLevel, { node: config.nodeId }, config.logFormat);
   const node = new ClusterNode(config, logger);
 
   let signals = 0;

@@ -58,7 +58,7 @@ export class AdminAuth {
   /** The token of the request if it has `scope`; throws a 401 or 403 Problem otherwise. */
   async authorize(authorization: string | undefined, scope: AdminScope): Promise<AdminTokenRecord> {
     const secret = bearerToken(authorization);
-    if (!secret) throw new Problem(401, 'Unauthorized', 'an admin token is required (Authorization: Bearer …)', { headers: CHALLENGE });
+    if (!secret) throw new Problem('unauthorized', 'an admin token is required (Authorization: Bearer …)', { headers: CHALLENGE });
     const hash = hashSecret(secret);
     const cached = this.#cache.get(hash);
     let token = cached && Date.now() - cached.at < CACHE_MS ? cached.token : undefined;
@@ -66,12 +66,12 @@ export class AdminAuth {
       token = await findAdminToken(this.#db, secret);
       if (!token) {
         this.#cache.delete(hash);
-        throw new Problem(401, 'Unauthorized', 'the admin token is not valid (unknown, revoked or expired)', { headers: CHALLENGE });
+        throw new Problem('unauthorized', 'the admin token is not valid (unknown, revoked or expired)', { headers: CHALLENGE });
       }
       this.#cache.set(hash, { at: Date.now(), token });
     }
     if (!token.scopes.includes(scope)) {
-      throw new Problem(403, 'Forbidden', `this token lacks the "${scope}" scope`, { extra: { requiredScope: scope } });
+      throw new Problem('forbidden', `this token lacks the "${scope}" scope`, { extra: { requiredScope: scope } });
     }
     return token;
   }

@@ -3,7 +3,7 @@ import express, { type Request, type Router } from 'express';
 import { Problem } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import type { Database } from '../db/Database.ts';
-import { STREAM_NAME } from '../core/tokens.ts';
+import { STREAM_NAME, streamName } from '../core/tokens.ts';
 import { listNodes } from '../db/repositories/nodes.ts';
 import { listRelayedStreams } from '../db/repositories/relays.ts';
 import { listStreams } from '../db/repositories/streams.ts';
@@ -53,9 +53,8 @@ export class Balancer implements Role {
     this.router = express.Router();
     this.router.get('/v1/route', async (req, res) => {
       const role = req.query.role === 'origin' ? 'origin' : req.query.role === undefined || req.query.role === 'edge' ? 'edge' : undefined;
-      if (!role) throw new Problem(400, 'Invalid Request', 'role must be edge or origin');
-      const stream = String(req.query.stream ?? '');
-      if (!STREAM_NAME.test(stream)) throw new Problem(400, 'Invalid Stream Name', 'stream names are 1 to 64 letters, digits, "_" or "-"');
+      if (!role) throw new Problem('invalid-request', 'role must be edge or origin');
+      const stream = streamName(req.query.stream);
       const { client, location, choices } = await this.route(req, stream, role);
       // Players embedded in other sites ask the route API, then POST to the edge with their token.
       res.set(CORS).json({
@@ -77,7 +76,7 @@ export class Balancer implements Role {
         const { choices } = await this.route(req, stream, role, 1);
         const chosen = choices[0];
         if (!chosen) {
-          throw new Problem(503, 'No Capacity', `no ${role} can take ${kind === 'whep' ? 'a viewer' : 'a publisher'} right now`, { headers: { 'Retry-After': '5' } });
+          throw new Problem('no-capacity', `no ${role} can take ${kind === 'whep' ? 'a viewer' : 'a publisher'} right now`, { headers: { 'Retry-After': '5' } });
         }
         // This process is the chosen node (`relaycast all`): serve the request here.
         if (chosen.node.id === ctx.config.nodeId) return next();

@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import Handlebars from 'handlebars';
+import { PACKAGE_ROOT } from '../core/paths.ts';
 import type { GeoPin } from '../core/geoPins.ts';
 
 /** What the geo map needs of a pin (the setting's GeoPin has it). */
@@ -14,7 +16,7 @@ import { distanceKm, type NodeSnapshot } from './policies.ts';
  */
 
 const template = (name: string) =>
-  Handlebars.compile(readFileSync(new URL(`../haproxy/${name}`, import.meta.url), 'utf8'), { noEscape: true, strict: false });
+  Handlebars.compile(readFileSync(join(PACKAGE_ROOT, 'haproxy', name), 'utf8'), { noEscape: true, strict: false });
 const CFG = template('haproxy.cfg.hbs');
 const MAP = template('geo.map.hbs');
 

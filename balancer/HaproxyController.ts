@@ -126,7 +126,7 @@ export class HaproxyController {
       await promisify(execFile)(this.#options.bin, ['-c', '-q', '-f', paths.cfg], { timeout: CHECK_TIMEOUT_MS });
     } catch (error) {
       // A check that ran out of time says nothing about the config: fail this refresh, reject nothing.
-      if ((error as { killed?: boolean }).killed) throw new Error(`haproxy -c did not finish within ${CHECK_TIMEOUT_MS} ms`);
+      if ((error as { killed?: boolean }).killed) throw new Error(`haproxy -c did not finish within ${CHECK_TIMEOUT_MS} ms`, { cause: error });
       writeFileSync(join(this.#options.dir, 'haproxy.cfg.rejected'), candidate.cfg);
       this.#options.metrics.haproxyRejected.inc();
       this.#logger.error({ stderr: (error as { stderr?: string }).stderr }, 'rendered HAProxy config failed haproxy -c; kept aside, HAProxy untouched');

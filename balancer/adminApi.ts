@@ -84,7 +84,7 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
     signStreamToken(ctx.clusterSecret, { stream: name, action, ttlSeconds });
   const existing = async (name: string): Promise<StreamView> => {
     const [view] = await listStreamViews(db, { name });
-    if (!view) throw new Problem(404, 'Not Found', `no stream named ${name}`);
+    if (!view) throw new Problem('not-found', `no stream named ${name}`);
     return view;
   };
 
@@ -128,7 +128,7 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       responses: { 201: { description: 'created; the key and tokens are shown once', schema: s.createdStream }, 409: { description: 'a stream with that name exists' } },
       handle: async ({ body, token }) => {
         if (!(await createStream(db, { name: body.name, private: body.private }))) {
-          throw new Problem(409, 'Stream Exists', `a stream named ${body.name} exists; rotate its key with POST /streams/${body.name}/key`);
+          throw new Problem('stream-exists', `a stream named ${body.name} exists; rotate its key with POST /streams/${body.name}/key`);
         }
         const streamKey = await issueStreamKey(db, body.name);
         await recordAudit(db, { actor: actor(token), action: 'stream.create', target: body.name, detail: { private: body.private } });
@@ -172,7 +172,7 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       body: s.updateStreamBody,
       responses: { 200: { description: 'the stream', schema: s.streamView }, 404: { description: 'no such stream' } },
       handle: async ({ params, body, token }) => {
-        if (!(await setStreamPrivate(db, params.name, body.private))) throw new Problem(404, 'Not Found', `no stream named ${params.name}`);
+        if (!(await setStreamPrivate(db, params.name, body.private))) throw new Problem('not-found', `no stream named ${params.name}`);
         await recordAudit(db, { actor: actor(token), action: 'stream.update', target: params.name, detail: body });
         return { status: 200, body: await existing(params.name) };
       },
@@ -270,7 +270,7 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
         responses: { 200: { description: 'the node’s drain state', schema: s.drainState }, 404: { description: 'no such node' } },
         handle: async ({ params, token }) => {
           const draining = action === 'drain';
-          if (!(await setNodeDraining(db, params.id, draining))) throw new Problem(404, 'Not Found', `no node ${params.id}`);
+          if (!(await setNodeDraining(db, params.id, draining))) throw new Problem('not-found', `no node ${params.id}`);
           await recordAudit(db, { actor: actor(token), action: `node.${action}`, target: params.id });
           ctx.nodesChanged();
           return { status: 200, body: { id: params.id, draining } };
@@ -305,7 +305,7 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       query: s.auditQuery,
       responses: { 200: { description: 'a page of audit entries', schema: s.pageOf(s.auditEntry) } },
       handle: async ({ query }) => {
-        if (query.cursor !== undefined && !/^\d{1,18}$/.test(query.cursor)) throw new Problem(400, 'Invalid Request', 'query.cursor: not a cursor of this list');
+        if (query.cursor !== undefined && !/^\d{1,18}$/.test(query.cursor)) throw new Problem('invalid-request', 'query.cursor: not a cursor of this list');
         const { limit, cursor, ...filter } = query;
         const rows = await listAudit(db, { ...filter, before: cursor, limit: limit + 1 });
         return { status: 200, body: pageOf(rows, limit, (e) => e.id) };
@@ -352,7 +352,7 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       params: s.tokenParams,
       responses: { 204: { description: 'revoked' }, 404: { description: 'no such live token' } },
       handle: async ({ params, token }) => {
-        if (!(await revokeAdminToken(db, params.id))) throw new Problem(404, 'Not Found', `no live admin token ${params.id}`);
+        if (!(await revokeAdminToken(db, params.id))) throw new Problem('not-found', `no live admin token ${params.id}`);
         ctx.tokensChanged();
         await recordAudit(db, { actor: actor(token), action: 'token.revoke', target: `admin:${params.id}` });
         return { status: 204 };
@@ -372,9 +372,9 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
         502: { description: 'the reload failed (the rendered config was refused, or HAProxy did not answer); HAProxy runs the previous config' },
       },
       handle: async ({ token }) => {
-        if (!ctx.reloadHaproxy) throw new Problem(409, 'No HAProxy', 'this balancer does not run HAProxy (set --haproxy-bin)');
+        if (!ctx.reloadHaproxy) throw new Problem('no-haproxy', 'this balancer does not run HAProxy (set --haproxy-bin)');
         await ctx.reloadHaproxy().catch((error: unknown) => {
-          throw new Problem(502, 'HAProxy Reload Failed', (error as Error).message);
+          throw new Problem('haproxy-reload-failed', (error as Error).message);
         });
         await recordAudit(db, { actor: actor(token), action: 'haproxy.reload' });
         return { status: 204 };

@@ -45,7 +45,7 @@ function parse(schema: z.ZodType | undefined, value: unknown, where: string): un
   const result = schema.safeParse(value ?? {});
   if (result.success) return result.data;
   const detail = result.error.issues.map((i) => `${[where, ...i.path].join('.')}: ${i.message}`).join('; ');
-  throw new Problem(400, 'Invalid Request', detail, {
+  throw new Problem('invalid-request', detail, {
     extra: { errors: result.error.issues.map((i) => ({ in: where, path: i.path.join('.'), message: i.message })) },
   });
 }
@@ -69,7 +69,7 @@ export function operationsRouter(operations: Operation[], authorize: (req: Reque
       const query = parse(op.query, req.query, 'query');
       let body: unknown;
       if (op.body) {
-        if (!req.is('application/json')) throw new Problem(415, 'Unsupported Media Type', 'the body must be application/json', { headers: { 'Accept-Post': 'application/json' } });
+        if (!req.is('application/json')) throw new Problem('unsupported-media-type', 'the body must be application/json', { headers: { 'Accept-Post': 'application/json' } });
         await new Promise<void>((resolve, reject) => json(req, res, (e?: unknown) => (e ? reject(e) : resolve())));
         body = parse(op.body, req.body, 'body');
       }

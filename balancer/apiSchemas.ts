@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { STREAM_NAME } from '../core/tokens.ts';
+import { STREAM_NAME, STREAM_NAME_RULE } from '../core/tokens.ts';
 import { ADMIN_SCOPES } from '../db/repositories/adminTokens.ts';
 
 /**
@@ -7,7 +7,7 @@ import { ADMIN_SCOPES } from '../db/repositories/adminTokens.ts';
  * document (balancer/openapi.ts) is generated from them, so the two cannot drift apart.
  */
 
-export const streamName = z.string().regex(STREAM_NAME, 'stream names are 1 to 64 letters, digits, "_" or "-"').meta({ example: 'my-show' });
+export const streamName = z.string().regex(STREAM_NAME, STREAM_NAME_RULE).meta({ example: 'my-show' });
 const dateTime = z.iso.datetime();
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

@@ -1,8 +1,7 @@
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PACKAGE_ROOT } from '../core/paths.ts';
 import express, { type Response, type Router } from 'express';
-import { Problem } from '../core/errors.ts';
-import { STREAM_NAME } from '../core/tokens.ts';
+import { streamName } from '../core/tokens.ts';
 
 /**
  * The browser pages the balancer serves (issue 6):
@@ -15,7 +14,7 @@ import { STREAM_NAME } from '../core/tokens.ts';
  *   may import, `embed.js`, the pages' scripts and styles).
  */
 
-const PLAYER_DIR = fileURLToPath(new URL('../player/', import.meta.url));
+const PLAYER_DIR = join(PACKAGE_ROOT, 'player');
 
 /**
  * Static files may be cached for 5 minutes: a deploy reaches every viewer within that, and a
@@ -38,8 +37,7 @@ export function webPagesRouter(): Router {
   const router = express.Router();
 
   router.get('/play/:stream', (req, res) => {
-    const stream = String(req.params.stream);
-    if (!STREAM_NAME.test(stream)) throw new Problem(400, 'Invalid Stream Name', 'stream names are 1 to 64 letters, digits, "_" or "-"');
+    streamName(req.params.stream); // a 400 for a name no stream can have
     sendPage(res, 'play.html', {
       // WHEP goes to edges on other origins; any site may frame the player (that is what embed is for).
       'Content-Security-Policy': `${BASE_CSP}; connect-src *; frame-ancestors *`,

@@ -1,10 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname, availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 import { parseGeoPins, REGION, REGION_RULE } from './geoPins.ts';
 import { parseIceServers } from './iceServers.ts';
+import { PACKAGE_ROOT } from './paths.ts';
 import { parseRange, TrustedProxies } from './TrustedProxies.ts';
 
 /**
@@ -104,6 +105,7 @@ const schema = z.object({
    */
   postRateLimit: z.coerce.number().int().min(0).max(1_000_000).default(600),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  logFormat: z.enum(['auto', 'json', 'pretty']).default('auto'),
 });
 
 type Parsed = z.infer<typeof schema>;
@@ -167,6 +169,7 @@ const descriptions: Record<ConfigKey, string> = {
   minEdgesPerRegion: 'autoscaling: edges a region keeps with no viewers',
   postRateLimit: 'POST requests (API, WHIP, WHEP) per minute per client address (0: no limit)',
   logLevel: 'pino log level',
+  logFormat: 'auto (readable on a terminal, JSON lines otherwise), json or pretty',
 };
 
 const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -269,7 +272,7 @@ export function loadConfig(sources: ConfigSources): Config {
 }
 
 export const VERSION: string = (
-  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }
 ).version;
 
 /** The flag and variable that set a key, for error messages. */

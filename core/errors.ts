@@ -1,3 +1,5 @@
+import { PROBLEM_TYPE_BASE, PROBLEMS, type ProblemName } from './problems.ts';
+
 /**
  * The few named errors Relaycast throws. An HTTP handler throws a `Problem`; the error middleware
  * turns it (and anything else) into one application/problem+json shape (RFC 9457).
@@ -14,8 +16,9 @@ export class ConfigError extends Error {
   }
 }
 
-/** An HTTP error with the status and problem+json fields the client gets. */
+/** An HTTP error with the status and problem+json fields the client gets (see core/problems.ts). */
 export class Problem extends Error {
+  readonly problem: ProblemName;
   readonly status: number;
   readonly title: string;
   readonly type: string;
@@ -25,19 +28,18 @@ export class Problem extends Error {
   readonly headers: Record<string, string>;
 
   constructor(
-    status: number,
-    title: string,
+    problem: ProblemName,
     detail?: string,
     options: { extra?: Record<string, unknown>; headers?: Record<string, string> } = {},
   ) {
-    super(detail ?? title);
-    if (!Number.isInteger(status) || status < 400 || status > 599) {
-      throw new TypeError(`Problem status must be 4xx or 5xx, got ${status}`);
-    }
+    const known = PROBLEMS[problem];
+    if (!known) throw new TypeError(`no problem named ${String(problem)} in core/problems.ts`);
+    super(detail ?? known.title);
     this.name = 'Problem';
-    this.status = status;
-    this.title = title;
-    this.type = `https://relaycast.dev/problems/${title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`;
+    this.problem = problem;
+    this.status = known.status;
+    this.title = known.title;
+    this.type = `${PROBLEM_TYPE_BASE}${problem}`;
     this.extra = options.extra ?? {};
     this.headers = options.headers ?? {};
   }

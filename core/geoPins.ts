@@ -33,7 +33,7 @@ export function parseGeoPins(text: string): GeoPin[] {
       try {
         range = parseRange(where!);
       } catch (error) {
-        throw new TypeError(`"${entry.trim()}": ${(error as Error).message}`);
+        throw new TypeError(`"${entry.trim()}": ${(error as Error).message}`, { cause: error });
       }
       const cidr = `${range[0].toString()}/${range[1]}`;
       const coords = COORDINATES.exec(target);

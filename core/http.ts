@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import express, { type ErrorRequestHandler, type Express, type Request, type RequestHandler } from 'express';
 import type { Logger } from './logger.ts';
 import { InvalidSdpError, isDatabaseUnavailable, Problem, UnsupportedMediaError } from './errors.ts';
@@ -27,15 +28,15 @@ export function createApp(): Express {
 
 /** Mount after every router: unknown paths get a 404 problem. */
 export const notFound: RequestHandler = (req, _res, next) => {
-  next(new Problem(404, 'Not Found', `no route for ${req.method} ${req.path}`));
+  next(new Problem('not-found', `no route for ${req.method} ${req.path}`));
 };
 
 function toProblem(error: unknown): Problem {
   if (error instanceof Problem) return error;
-  if (error instanceof InvalidSdpError) return new Problem(400, 'Malformed SDP', error.message);
-  if (error instanceof UnsupportedMediaError) return new Problem(422, 'Unsupported Media', error.message, { extra: error.details });
+  if (error instanceof InvalidSdpError) return new Problem('malformed-sdp', error.message);
+  if (error instanceof UnsupportedMediaError) return new Problem('unsupported-media', error.message, { extra: error.details });
   if (isDatabaseUnavailable(error)) {
-    return new Problem(503, 'Service Unavailable', 'the cluster database is unreachable; try again shortly', {
+    return new Problem('service-unavailable', 'the cluster database is unreachable; try again shortly', {
       headers: { 'Retry-After': '2' },
     });
   }
@@ -43,10 +44,10 @@ function toProblem(error: unknown): Problem {
   const e = error as { status?: number; statusCode?: number; expose?: boolean; message?: string; type?: string };
   const status = e.status ?? e.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    const title = e.type === 'entity.too.large' ? 'Payload Too Large' : 'Bad Request';
-    return new Problem(status, title, e.expose ? e.message : undefined);
+    const name = status === 413 ? 'payload-too-large' : status === 415 ? 'unsupported-media-type' : 'bad-request';
+    return new Problem(name, e.expose ? e.message : undefined);
   }
-  return new Problem(500, 'Internal Server Error', 'the server failed to handle this request');
+  return new Problem('internal-server-error', 'the server failed to handle this request');
 }
 
 export interface ErrorHandlerOptions {
@@ -64,19 +65,27 @@ export function errorHandler(logger: Logger, options: ErrorHandlerOptions = {}):
       res.destroy();
       return;
     }
-    res
-      .set(problem.headers)
-      .status(problem.status)
-      .type(PROBLEM_CONTENT_TYPE)
-      .send(
-        JSON.stringify({
-          type: problem.type,
-          title: problem.title,
-          status: problem.status,
-          detail: problem.message,
-          instance: req.originalUrl,
-          ...problem.extra,
-        }),
-      );
+    res.set(problem.headers).status(problem.status).type(PROBLEM_CONTENT_TYPE).send(problemBody(problem, req.originalUrl));
   };
+}
+
+/** The application/problem+json body of `problem`. */
+function problemBody(problem: Problem, instance?: string): string {
+  return JSON.stringify({ type: problem.type, title: problem.title, status: problem.status, detail: problem.message, instance, ...problem.extra });
+}
+
+/**
+ * For the HTTP server's 'clientError': a request Node's own parser refuses (bad bytes in the
+ * target, broken headers) never reaches express; it gets the one error shape too, not a bare 400.
+ */
+export function refuseUnparsable(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable || error.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const problem = new Problem(error.code === 'HPE_HEADER_OVERFLOW' ? 'request-header-fields-too-large' : 'bad-request', 'the request could not be parsed');
+  const body = problemBody(problem);
+  socket.end(
+    `HTTP/1.1 ${problem.status} ${problem.title}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

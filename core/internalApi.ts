@@ -36,7 +36,7 @@ export const RELAY_PING_MS = 5000;
 export function authorizeInternal(req: Request, clusterSecret: string): void {
   const token = bearerToken(req.get('authorization'));
   if (!token || !secretsEqual(token, clusterSecret)) {
-    throw new Problem(401, 'Unauthorized', 'the internal API needs the cluster secret', {
+    throw new Problem('unauthorized', 'the internal API needs the cluster secret', {
       headers: { 'WWW-Authenticate': 'Bearer realm="relaycast-internal"' },
     });
   }

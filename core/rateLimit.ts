@@ -23,7 +23,7 @@ export function postRateLimit(perMinute: number, clientAddress: (req: Request) =
     keyGenerator: (req) => ipKeyGenerator(clientAddress(req), 56),
     handler: (_req, _res, next, options) => {
       next(
-        new Problem(429, 'Too Many Requests', `at most ${perMinute} POST requests a minute from one address`, {
+        new Problem('too-many-requests', `at most ${perMinute} POST requests a minute from one address`, {
           headers: { 'Retry-After': String(Math.ceil(options.windowMs / 1000)) },
         }),
       );

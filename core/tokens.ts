@@ -12,6 +12,14 @@ import { Problem } from './errors.ts';
 export type StreamAction = 'publish' | 'play';
 
 export const STREAM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+export const STREAM_NAME_RULE = 'stream names are 1 to 64 letters, digits, "_" or "-"';
+
+/** `name`, if it is a valid stream name; else a 400 invalid-stream-name problem. */
+export function streamName(name: unknown): string {
+  const text = String(name ?? '');
+  if (!STREAM_NAME.test(text)) throw new Problem('invalid-stream-name', STREAM_NAME_RULE);
+  return text;
+}
 
 const ISSUER = 'relaycast';
 
@@ -46,7 +54,7 @@ export function secretsEqual(a: string, b: string): boolean {
 }
 
 const unauthorized = (detail: string) =>
-  new Problem(401, 'Unauthorized', detail, { headers: { 'WWW-Authenticate': 'Bearer realm="relaycast"' } });
+  new Problem('unauthorized', detail, { headers: { 'WWW-Authenticate': 'Bearer realm="relaycast"' } });
 
 /**
  * Checks that `token` is a stream token for exactly `action` on `stream`. Throws a 401 Problem for a missing, forged, expired or malformed token and a 403 for a
@@ -64,6 +72,6 @@ export async function authorizeStream(
     if (error instanceof joseErrors.JWTExpired) throw unauthorized('the token has expired');
     throw unauthorized('the token is not valid');
   }
-  if (payload.sub !== options.stream) throw new Problem(403, 'Forbidden', 'the token is for another stream');
-  if (payload.act !== options.action) throw new Problem(403, 'Forbidden', `the token does not allow ${options.action}`);
+  if (payload.sub !== options.stream) throw new Problem('forbidden', 'the token is for another stream');
+  if (payload.act !== options.action) throw new Problem('forbidden', `the token does not allow ${options.action}`);
 }

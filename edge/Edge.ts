@@ -11,7 +11,7 @@ import { createRelay, deleteRelay, recordRelayViewers } from '../db/repositories
 import { getStream } from '../db/repositories/streams.ts';
 import { answerParameters, buildAnswer, consumerCapabilities, describeCodec, isSupported, offeredCodecs, receivableCodecs, type AcceptedSection, type Offer } from '../media/sdp.ts';
 import { WebRtcSession } from '../media/WebRtcSession.ts';
-import { Relay, RelayError } from './Relay.ts';
+import { Relay } from './Relay.ts';
 
 /**
  * The edge role: WHEP viewers. The first viewer of a stream makes the edge pull it from its origin
@@ -167,10 +167,8 @@ export class Edge implements Role {
     try {
       release = relay.hold();
       return await this.#join(relay, name, offer);
-    } catch (error) {
-      // The relay closed under the viewer (the stream ended upstream, a worker died): try again.
-      if (error instanceof RelayError) throw new Problem(error.status, 'Service Unavailable', error.message, { headers: { 'Retry-After': '1' } });
-      throw error;
+      // A relay that closed under the viewer (the stream ended upstream, a worker died) throws a
+      // 503 with Retry-After: the player tries again and gets a new relay.
     } finally {
       release?.();
     }
@@ -241,31 +239,24 @@ export class Edge implements Role {
   async #openRelay(name: string): Promise<Relay> {
     const { db, config, logger } = this.#ctx;
     const row = await getStream(db.knex, name);
-    if (!row || row.state !== 'live' || !row.originNodeId) throw new Problem(404, 'Stream Not Live', `stream ${name} is not live`);
+    if (!row || row.state !== 'live' || !row.originNodeId) throw new Problem('stream-not-live', `stream ${name} is not live`);
     const origin = await getNode(db.knex, row.originNodeId);
-    if (!origin || origin.state !== 'up') throw new Problem(404, 'Stream Not Live', `stream ${name} has no live origin`);
-    let relay: Relay;
-    try {
-      relay = await Relay.open(
-        {
-          stream: name,
-          private: row.private,
-          upstreamNodeId: origin.id,
-          upstreamUrl: origin.publicUrl,
-          clusterSecret: this.#ctx.clusterSecret,
-          edgeNodeId: config.nodeId,
-        },
-        this.#ctx.workers,
-        this.#ctx.rtc,
-        config.relayLingerMs,
-        logger,
-      );
-    } catch (error) {
-      if (error instanceof RelayError) {
-        throw new Problem(error.status, error.status === 404 ? 'Stream Not Live' : 'Bad Gateway', error.message);
-      }
-      throw error;
-    }
+    if (!origin || origin.state !== 'up') throw new Problem('stream-not-live', `stream ${name} has no live origin`);
+    // Throws 404 (not live on its origin) or 502 (the origin did not answer) as a Problem.
+    const relay = await Relay.open(
+      {
+        stream: name,
+        private: row.private,
+        upstreamNodeId: origin.id,
+        upstreamUrl: origin.publicUrl,
+        clusterSecret: this.#ctx.clusterSecret,
+        edgeNodeId: config.nodeId,
+      },
+      this.#ctx.workers,
+      this.#ctx.rtc,
+      config.relayLingerMs,
+      logger,
+    );
     this.#relays.set(name, relay);
     const record = await createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: origin.id }).catch((error) => {
       logger.warn({ err: error, stream: name }, 'could not record the relay');

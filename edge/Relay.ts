@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { PipeTransport, Producer, Router, RouterRtpCodecCapability } from 'mediasoup/types';
-import { UnsupportedMediaError } from '../core/errors.ts';
+import { Problem, UnsupportedMediaError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { MEDIA_CODECS } from '../media/codecs.ts';
 import { producerBitrate } from '../media/producerBitrate.ts';
@@ -45,15 +45,8 @@ const RENDITION_TIMEOUT_MS = 15_000;
 /** Three missed pings and the origin is taken for gone, even if TCP has not noticed. */
 const RELAY_SILENCE_MS = 3 * RELAY_PING_MS;
 
-export class RelayError extends Error {
-  readonly status: number;
-
-  constructor(status: number, message: string) {
-    super(message);
-    this.name = 'RelayError';
-    this.status = status;
-  }
-}
+/** A relay that closed under a request: the client is told to try again (a new relay) at once. */
+const relayClosed = (detail: string) => new Problem('service-unavailable', detail, { headers: { 'Retry-After': '1' } });
 
 /**
  * One stream pulled from its origin onto this edge, shared by all of the edge's viewers of it:
@@ -106,7 +99,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.#logger = logger;
   }
 
-  /** Pulls `source.stream` from its origin. Throws a RelayError (404 or 502) when it cannot. */
+  /** Pulls `source.stream` from its origin. Throws a Problem (stream-not-live, bad-gateway) when it cannot. */
   static async open(source: RelaySource, workers: WorkerPool, rtc: RtcListen, lingerMs: number, logger: Logger): Promise<Relay> {
     const log = logger.child({ stream: source.stream, upstream: source.upstreamNodeId });
     const router = await workers.next().createRouter({ mediaCodecs: MEDIA_CODECS, appData: { stream: source.stream } });
@@ -135,16 +128,16 @@ export class Relay extends EventEmitter<RelayEvents> {
           signal: abort.signal,
         });
       } catch (error) {
-        throw new RelayError(502, `origin ${source.upstreamNodeId} unreachable: ${(error as Error).message}`);
+        throw new Problem('bad-gateway', `origin ${source.upstreamNodeId} unreachable: ${(error as Error).message}`);
       } finally {
         clearTimeout(openTimer);
       }
-      if (response.status === 404) throw new RelayError(404, `stream ${source.stream} is not live on its origin`);
-      if (!response.ok || !response.body) throw new RelayError(502, `origin ${source.upstreamNodeId} answered ${response.status}`);
+      if (response.status === 404) throw new Problem('stream-not-live', `stream ${source.stream} is not live on its origin`);
+      if (!response.ok || !response.body) throw new Problem('bad-gateway', `origin ${source.upstreamNodeId} answered ${response.status}`);
 
       const lines = relay.#lines(response.body);
       const first = await lines.next();
-      if (first.done || first.value.type !== 'ready') throw new RelayError(502, 'origin closed the relay before it was ready');
+      if (first.done || first.value.type !== 'ready') throw new Problem('bad-gateway', 'origin closed the relay before it was ready');
       const offer = first.value;
       relay.#relayId = offer.relayId;
       await pipe.connect({ ip: offer.ip, port: offer.port, srtpParameters: offer.srtpParameters });
@@ -202,10 +195,10 @@ export class Relay extends EventEmitter<RelayEvents> {
         signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(RENDITION_TIMEOUT_MS)]),
       });
     } catch (error) {
-      throw new RelayError(502, `origin ${upstreamNodeId} unreachable: ${(error as Error).message}`);
+      throw new Problem('bad-gateway', `origin ${upstreamNodeId} unreachable: ${(error as Error).message}`);
     }
     if (response.status === 422) throw new UnsupportedMediaError(((await response.json().catch(() => ({}))) as { detail?: string }).detail ?? 'the origin cannot make a rendition');
-    if (!response.ok) throw new RelayError(502, `origin ${upstreamNodeId} answered ${response.status} to the rendition request`);
+    if (!response.ok) throw new Problem('bad-gateway', `origin ${upstreamNodeId} answered ${response.status} to the rendition request`);
     const p = (await response.json()) as RelayProducer;
     if (this.#closed) return;
     this.producers.push(await this.#pipe.produce({ kind: p.kind, rtpParameters: p.rtpParameters, paused: p.paused }));
@@ -218,7 +211,7 @@ export class Relay extends EventEmitter<RelayEvents> {
    * viewer cannot take are left out.
    */
   async fanoutFor(codecs: RouterRtpCodecCapability[]): Promise<Fanout> {
-    if (this.#closed) throw new RelayError(503, `the relay of ${this.stream} just closed; try again`);
+    if (this.#closed) throw relayClosed(`the relay of ${this.stream} just closed; try again`);
     const key = JSON.stringify(codecs.map((c) => [c.mimeType, c.preferredPayloadType, c.parameters]));
     let fanout = this.#fanouts.get(key);
     if (!fanout) {
@@ -261,7 +254,7 @@ export class Relay extends EventEmitter<RelayEvents> {
    * release, to call once the viewer is added or has failed.
    */
   hold(): () => void {
-    if (this.#closed) throw new RelayError(503, `the relay of ${this.stream} just closed; try again`);
+    if (this.#closed) throw relayClosed(`the relay of ${this.stream} just closed; try again`);
     this.#holds++;
     clearTimeout(this.#linger);
     let released = false;
@@ -275,7 +268,7 @@ export class Relay extends EventEmitter<RelayEvents> {
 
   /** Adds a viewer's session, which receives these kinds of media; the relay stays while it is open. */
   addViewer(session: WebRtcSession, kinds: ReadonlySet<string>): void {
-    if (this.#closed) throw new RelayError(503, `the relay of ${this.stream} just closed; try again`);
+    if (this.#closed) throw relayClosed(`the relay of ${this.stream} just closed; try again`);
     this.#viewers.set(session, kinds);
     clearTimeout(this.#linger);
     session.once('closed', () => {

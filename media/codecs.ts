@@ -7,6 +7,18 @@ import type { RouterRtpCodecCapability } from 'mediasoup/types';
  * packetization-mode 1 is what WebRTC uses.
  * An offer with none of these gets a clear 422, never a broken answer.
  */
+/**
+ * The H.264 profiles a router takes, each at level 3.1, by the name ffprobe gives them (the RTMP
+ * bridge passes a stream through when its profile is here).
+ */
+export const H264_PROFILE_LEVEL_IDS = {
+  'Constrained Baseline': '42e01f',
+  Baseline: '42001f',
+  Main: '4d001f',
+  High: '64001f',
+  'Constrained High': '640c1f',
+} as const;
+
 const h264 = (profileLevelId: string): RouterRtpCodecCapability => ({
   kind: 'video',
   mimeType: 'video/H264',
@@ -17,11 +29,7 @@ const h264 = (profileLevelId: string): RouterRtpCodecCapability => ({
 export const MEDIA_CODECS: RouterRtpCodecCapability[] = [
   { kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2 },
   { kind: 'video', mimeType: 'video/VP8', clockRate: 90000 },
-  h264('42e01f'),
-  h264('42001f'),
-  h264('4d001f'),
-  h264('64001f'),
-  h264('640c1f'),
+  ...Object.values(H264_PROFILE_LEVEL_IDS).map(h264),
   // Taken from publishers that offer nothing every browser plays (see sdp.ts playsEverywhere), and
   // passed through to the viewers that offer them; other viewers get a 422 naming the codec.
   { kind: 'video', mimeType: 'video/VP9', clockRate: 90000, parameters: { 'profile-id': 0 } },

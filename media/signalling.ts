@@ -2,7 +2,7 @@ import express, { type Request, type Response, type Router } from 'express';
 import { Problem } from '../core/errors.ts';
 import { CORS } from '../core/http.ts';
 import { iceServerLink, type IceServer } from '../core/iceServers.ts';
-import { bearerToken, STREAM_NAME, type StreamAction } from '../core/tokens.ts';
+import { bearerToken, streamName, type StreamAction } from '../core/tokens.ts';
 import type { Logger } from '../core/logger.ts';
 import { buildSdpFrag, parseOffer, parseSdpFrag, type Offer } from './sdp.ts';
 import type { WebRtcSession } from './WebRtcSession.ts';
@@ -41,20 +41,12 @@ const MAX_BODY = '64kb';
 /** The request body as text, after checking its type (415) and size (413, before reading it all). */
 async function readBody(req: Request, res: Response, type: string): Promise<string> {
   if (!req.is(type)) {
-    throw new Problem(415, 'Unsupported Media Type', `the body must be ${type}`, {
+    throw new Problem('unsupported-media-type', `the body must be ${type}`, {
       headers: { [req.method === 'PATCH' ? 'Accept-Patch' : 'Accept-Post']: type },
     });
   }
   await new Promise<void>((resolve, reject) => express.text({ type, limit: MAX_BODY })(req, res, (e?: unknown) => (e ? reject(e) : resolve())));
   return typeof req.body === 'string' ? req.body : '';
-}
-
-function streamParam(req: Request): string {
-  const stream = String(req.params.stream);
-  if (!STREAM_NAME.test(stream)) {
-    throw new Problem(400, 'Invalid Stream Name', 'stream names are 1 to 64 letters, digits, "_" or "-"');
-  }
-  return stream;
 }
 
 export function signallingRouter(handler: SignallingHandler, options: SignallingOptions): Router {
@@ -75,10 +67,10 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
 
   router.post(`/${kind}/:stream`, async (req: Request, res: Response) => {
     const received = performance.now();
-    const stream = streamParam(req);
+    const stream = streamName(req.params.stream);
     await handler.authorize(stream, bearerToken(req.get('authorization')), action);
     const body = await readBody(req, res, 'application/sdp');
-    if (body.trim() === '') throw new Problem(400, 'Empty Body', 'the body must be an SDP offer');
+    if (body.trim() === '') throw new Problem('empty-body', 'the body must be an SDP offer');
 
     const offer = parseOffer(body);
     const { session, answer } = await handler.accept(stream, offer);
@@ -98,9 +90,9 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
   });
 
   const sessionOf = async (req: Request): Promise<WebRtcSession> => {
-    const stream = streamParam(req);
+    const stream = streamName(req.params.stream);
     const session = sessions.get(String(req.params.session));
-    if (!session || session.stream !== stream) throw new Problem(404, 'Not Found', 'no such session (it may have ended)');
+    if (!session || session.stream !== stream) throw new Problem('not-found', 'no such session (it may have ended)');
     await handler.authorize(stream, bearerToken(req.get('authorization')), action);
     return session;
   };
@@ -108,8 +100,8 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
   router.patch(`/${kind}/:stream/:session`, async (req: Request, res: Response) => {
     const session = await sessionOf(req);
     const ifMatch = req.get('if-match');
-    if (!ifMatch) throw new Problem(428, 'Precondition Required', 'PATCH needs If-Match with the session ETag (or * for an ICE restart)');
-    if (ifMatch !== '*' && ifMatch !== session.etag) throw new Problem(412, 'Precondition Failed', 'the ETag does not match the session');
+    if (!ifMatch) throw new Problem('precondition-required', 'PATCH needs If-Match with the session ETag (or * for an ICE restart)');
+    if (ifMatch !== '*' && ifMatch !== session.etag) throw new Problem('precondition-failed', 'the ETag does not match the session');
     const body = await readBody(req, res, 'application/trickle-ice-sdpfrag');
     const frag = parseSdpFrag(body);
     if (frag.iceUfrag && frag.icePwd && frag.iceUfrag !== session.remoteIceUfrag) {

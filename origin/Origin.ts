@@ -69,13 +69,13 @@ export class Origin implements Role {
     this.router.post(renditionPath(':relayId'), async (req, res) => {
       authorizeInternal(req, this.#ctx.clusterSecret);
       const relay = this.#relays.get(String(req.params.relayId));
-      if (!relay) throw new Problem(404, 'Relay Not Here', 'no such relay on this origin');
+      if (!relay) throw new Problem('relay-not-here', 'no such relay on this origin');
       res.json(await relay.stream.pipeRendition(relay.pipe));
     });
     this.router.delete(`${STREAMS_PATH}/:name`, async (req, res) => {
       authorizeInternal(req, this.#ctx.clusterSecret);
       const stream = this.#streams.get(String(req.params.name));
-      if (!stream) throw new Problem(404, 'Stream Not Here', `stream ${String(req.params.name)} is not live on this origin`);
+      if (!stream) throw new Problem('stream-not-here', `stream ${String(req.params.name)} is not live on this origin`);
       stream.end('deleted by an operator');
       await this.#releasing.get(stream.publisher.id);
       res.status(204).end();
@@ -135,7 +135,7 @@ export class Origin implements Role {
   }
 
   async #publish(name: string, offer: Offer) {
-    if (this.#streams.has(name)) throw new Problem(409, 'Stream Already Live', `stream ${name} already has a publisher`);
+    if (this.#streams.has(name)) throw new Problem('stream-already-live', `stream ${name} already has a publisher`);
     const { stream, session, answer } = await PublishedStream.publishWebRtc(this.#ctx.workers, name, offer, this.#ctx.rtc);
     await this.place(stream);
     return { session, answer };
@@ -150,7 +150,7 @@ export class Origin implements Role {
     const { db, logger, config } = this.#ctx;
     const { name } = stream;
     try {
-      if (this.#streams.has(name)) throw new Problem(409, 'Stream Already Live', `stream ${name} already has a publisher`);
+      if (this.#streams.has(name)) throw new Problem('stream-already-live', `stream ${name} already has a publisher`);
       const placed = await markStreamLive(db.knex, {
         name,
         originNodeId: config.nodeId,
@@ -158,7 +158,7 @@ export class Origin implements Role {
         codecs: stream.codecs,
         publisherSession: stream.publisher.id,
       });
-      if (!placed) throw new Problem(409, 'Stream Already Live', `stream ${name} is live on another origin`);
+      if (!placed) throw new Problem('stream-already-live', `stream ${name} is live on another origin`);
     } catch (error) {
       stream.end('placement refused');
       throw error;
@@ -194,10 +194,10 @@ export class Origin implements Role {
   async #relay(req: Request, res: Response): Promise<void> {
     authorizeInternal(req, this.#ctx.clusterSecret);
     const parsed = relayRequest.safeParse(req.body);
-    if (!parsed.success) throw new Problem(400, 'Bad Request', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    if (!parsed.success) throw new Problem('invalid-request', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     const { stream: name, edgeNodeId, ...edge } = parsed.data;
     const stream = this.#streams.get(name);
-    if (!stream || stream.ended) throw new Problem(404, 'Stream Not Here', `stream ${name} is not live on this origin`);
+    if (!stream || stream.ended) throw new Problem('stream-not-here', `stream ${name} is not live on this origin`);
 
     const { offer, pipe } = await stream.openRelay(edge, this.#ctx.rtc);
     this.#relays.set(pipe.id, { stream, pipe });

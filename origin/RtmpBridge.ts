@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import type { PlainTransport, Producer, Router, RtpParameters } from 'mediasoup/types';
 import { UnsupportedMediaError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
+import { H264_PROFILE_LEVEL_IDS } from '../media/codecs.ts';
 import type { Publisher } from './PublishedStream.ts';
 
 /**
@@ -43,15 +44,10 @@ export interface RtmpBridgeOptions {
 }
 
 /** H.264 profiles a WebRTC browser decodes, as ffprobe names them, and their profile-level-id. */
-const PASSTHROUGH_PROFILES: Record<string, string> = {
-  'Constrained Baseline': '42e01f',
-  Baseline: '42001f',
-  Main: '4d001f',
-  High: '64001f',
-};
+const PASSTHROUGH_PROFILES: Record<string, string> = H264_PROFILE_LEVEL_IDS;
 
 /** What a re-encode produces: Constrained Baseline, which every WebRTC H.264 decoder takes. */
-const TRANSCODE_PROFILE = '42e01f';
+const TRANSCODE_PROFILE = H264_PROFILE_LEVEL_IDS['Constrained Baseline'];
 
 const VIDEO_PT = 102;
 const AUDIO_PT = 101;

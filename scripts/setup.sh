@@ -48,6 +48,11 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-fund --no-audit --loglevel=error
 fi
 
+# The compiled JavaScript bin/relaycast.js runs (npm start and npm test build it again when the
+# sources changed; this makes a set-up clone runnable straight away).
+log "npm run build"
+npm run --silent build
+
 if [ $want_test = 1 ]; then
   # Debian's postgresql package creates cluster "main"; start it if it is not running.
   if ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -221,10 +221,9 @@ describe('docker/Dockerfile', function () {
     assert.equal(versionArg?.getArgumentsContent()?.split('=')[1], packageJson.dependencies.mediasoup, 'ARG MEDIASOUP_VERSION is package.json\'s mediasoup version');
   });
 
-  it('installs production dependencies only, tsx among them (the sources run through it)', () => {
+  it('installs production dependencies only: no TypeScript loader or compiler', () => {
     assert.ok(runs().some((r) => /npm ci\b.*--omit=dev/.test(r)), 'npm ci --omit=dev');
-    assert.ok(packageJson.dependencies.tsx, 'tsx is a runtime dependency');
-    assert.ok(!packageJson.devDependencies.tsx);
+    for (const tool of ['tsx', 'typescript']) assert.ok(!packageJson.dependencies[tool], `${tool} is not a runtime dependency`);
     const deps = finalStage.find((i) => copyFrom(i) === 'deps');
     assert.equal(deps?.getArguments()[0]?.getValue(), '/app/node_modules', 'node_modules come from the deps stage');
   });
@@ -262,7 +261,7 @@ describe('docker/Dockerfile', function () {
     assert.ok(entrypoint.includes('/app/docker/entrypoint.sh'), 'the entrypoint script');
   });
 
-  it('copies every folder the app loads, from a context its ignore file keeps small', () => {
+  it('compiles every source folder the app loads, ships dist/ and what the code reads, from a small context', () => {
     // Patterns as Docker applies them: the last match wins, a pattern matching a folder covers its files.
     const patterns = read('docker/Dockerfile.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
     const toRegExp = (p: string) =>
@@ -277,24 +276,35 @@ describe('docker/Dockerfile', function () {
     for (const path of ['node_modules/mediasoup/package.json', '.git/HEAD', 'test/deploy.test.ts', 'bench/webrtc.ts', 'docker/helm/relaycast/Chart.yaml', 'data/cluster-secret']) {
       assert.ok(ignored(path), `${path} stays out of the build context`);
     }
-    // The folders reachable from bin/relaycast.js (imports, and files read next to the code).
+    // The sources reachable from app/cli.ts (imports, import() of roles) and the folders the code
+    // reads at run time (join(PACKAGE_ROOT, 'haproxy', …)).
     const reached = new Set<string>();
-    const queue = ['bin/relaycast.js'];
+    const assets = new Set<string>(['package.json']);
+    const queue = ['app/cli.ts'];
     for (let file = queue.pop(); file; file = queue.pop()) {
       if (reached.has(file)) continue;
       reached.add(file);
       const source = read(file);
-      for (const m of source.matchAll(/(?:from\s+|import\(\s*|new URL\(\s*)['"`](\.\.?\/[^'"`$]*)/g)) {
+      for (const m of source.matchAll(/(?:from\s+|import\(\s*)['"`](\.\.?\/[^'"`$]*)/g)) {
         const target = posix.normalize(posix.join(posix.dirname(file), m[1]!));
-        if (/\.(ts|js|mjs)$/.test(target) && existsSync(join(ROOT, target))) queue.push(target);
-        else reached.add(target);
+        assert.ok(existsSync(join(ROOT, target)), `${file} imports ${target}, which does not exist`);
+        if (target.endsWith('.ts')) queue.push(target);
       }
+      for (const m of source.matchAll(/join\(PACKAGE_ROOT, '([^']+)'/g)) assets.add(m[1]!);
     }
-    const folders = new Set([...reached].map((p) => p.split('/')[0]!));
-    const copied = contextCopies(finalStage).flatMap((i) => i.getArguments().slice(0, -1).map((a) => a.getValue()));
-    for (const folder of folders) {
-      assert.ok(copied.some((c) => c.replace(/\/$/, '') === folder), `the runtime stage copies ${folder}/`);
-    }
+    const sourceFolders = new Set([...reached].map((p) => p.split('/')[0]!));
+    // A build stage compiles them (npm run build), and the runtime stage takes its dist/.
+    const builder = froms.find((f) => runs(f).some((r) => /npm run build/.test(r)));
+    assert.ok(builder && builder !== final, 'a build stage runs npm run build');
+    const built = contextCopies(dockerfile.getInstructions().filter((i) => stageOf(i) === builder)).flatMap((i) => i.getArguments().slice(0, -1).map((a) => a.getValue().replace(/\/$/, '')));
+    for (const folder of [...sourceFolders, 'tsconfig.json', 'tsconfig.build.json']) assert.ok(built.includes(folder), `the build stage copies ${folder}`);
+    const buildConfig = read('tsconfig.build.json');
+    for (const folder of sourceFolders) assert.ok(buildConfig.includes(`"${folder}"`), `tsconfig.build.json compiles ${folder}/`);
+    const dist = finalStage.find((i) => copyFrom(i) === builder!.getBuildStage());
+    assert.match(dist?.getArguments()[0]?.getValue() ?? '', /\/dist\/?$/, 'the runtime stage copies dist/ from the build stage');
+    const copied = contextCopies(finalStage).flatMap((i) => i.getArguments().slice(0, -1).map((a) => a.getValue().replace(/\/$/, '')));
+    for (const needed of ['bin', ...assets]) assert.ok(copied.includes(needed), `the runtime stage copies ${needed}`);
+    for (const folder of sourceFolders) assert.ok(!copied.includes(folder), `the runtime stage ships no sources (${folder}/)`);
     // Every source of every context COPY exists and is in the context.
     for (const i of contextCopies(dockerfile.getInstructions())) {
       for (const source of i.getArguments().slice(0, -1).map((a) => a.getValue()).filter((s) => !s.includes('*'))) {

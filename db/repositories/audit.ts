@@ -43,7 +43,8 @@ export async function listAudit(
   if (filter.target) query.where('target', filter.target);
   if (filter.outcome) query.where('outcome', filter.outcome);
   if (filter.before !== undefined) query.where('id', '<', filter.before);
-  const rows: Array<Record<string, any>> = await query;
+  // Postgres gives bigint ids as text and timestamps as Date; PGlite may give numbers and text.
+  const rows: Array<Omit<AuditRecord, 'id' | 'at'> & { id: string | number; at: Date | string }> = await query;
   return rows.map((r) => ({
     id: String(r.id),
     at: new Date(r.at),
