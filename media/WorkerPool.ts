@@ -77,10 +77,6 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     return pool;
   }
 
-  get size(): number {
-    return this.#workers.length;
-  }
-
   /** The running workers (a dead one is absent until replaced). */
   get workers(): Worker[] {
     return this.#workers.filter((w): w is Worker => w !== undefined);

@@ -86,10 +86,6 @@ export class Origin implements Role {
     if (this.#ctx.config.rtmpPort > 0) this.#rtmp = await RtmpIngest.start(this.#ctx, this, this.#ctx.config.rtmpPort);
   }
 
-  get rtmp(): RtmpIngest | undefined {
-    return this.#rtmp;
-  }
-
   /** The stream if it is live here. */
   stream(name: string): PublishedStream | undefined {
     return this.#streams.get(name);

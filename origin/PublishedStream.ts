@@ -39,7 +39,7 @@ export interface Rendition {
  * edge and viewer that joins asks for a key frame; a publisher asked dozens of times a second
  * would send nothing but key frames. Above 300 ms because libwebrtc publishers (Chrome, the Node client here)
  * ignore a request that comes within 300 ms of their last key frame, and mediasoup only asks
- * again a second later. Measured with the benchmark's time-to-first-frame figure (then bench/webrtc.ts), median time to first frame on a warm edge:
+ * again a second later. Measured with the benchmark's time-to-first-frame figure (bench/sections/ttff.ts), median time to first frame on a warm edge:
  * 1000 ms → ~800 ms; 200 ms → ~110 ms but ~1.2 s on a cold edge (the ignored request); 350 ms →
  * ~140 ms warm, ~80 ms cold.
  */
