@@ -93,8 +93,6 @@ export class Tally {
   requests = 0;
   /** Valid inputs among the generated ones: the resource they made was removed again. */
   created = 0;
-  /** Inputs that met a known, unfixed bug (test/fuzz/knownBugs.ts), by bug. */
-  readonly known = new Map<string, number>();
   started = Date.now();
   /** Set when the tally is first printed, right after its property ran. */
   ended: number | undefined;
@@ -112,8 +110,7 @@ export class Tally {
     const statuses = [...this.statuses.entries()].sort(([a], [b]) => a - b).map(([s, n]) => `${s}×${n}`).join(' ');
     this.ended ??= Date.now();
     const seconds = ((this.ended - this.started) / 1000).toFixed(1);
-    const known = [...this.known.entries()].map(([id, n]) => `${n}× known bug ${id}`).join(', ');
-    return `${this.name}: ${this.requests} requests in ${seconds} s [${statuses}]${this.created ? `, ${this.created} valid (cleaned up)` : ''}${known ? `; ${known}` : ''}`;
+    return `${this.name}: ${this.requests} requests in ${seconds} s [${statuses}]${this.created ? `, ${this.created} valid (cleaned up)` : ''}`;
   }
 }
 
