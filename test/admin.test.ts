@@ -4,8 +4,8 @@ import { SignJWT } from 'jose';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { hashSecret } from '../db/repositories/streamKeys.ts';
-import { metric } from './helpers/metrics.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 import { runClient } from './helpers/wrtcClient.ts';
 

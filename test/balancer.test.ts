@@ -4,7 +4,7 @@ import { request } from 'node:http';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { getNode, upsertNode } from '../db/repositories/nodes.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { runRelaycast, startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 import { runClient } from './helpers/wrtcClient.ts';
 

@@ -3,10 +3,10 @@ import { connect } from 'node:net';
 import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
-import { TestBrowser, publishWithRetry } from './helpers/browser.ts';
-import { metric } from './helpers/metrics.ts';
+import { TestBrowser, publishWithRetry } from '../kit/browser.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, freePort, type TestDatabase } from '../kit/postgres.ts';
 import { playing, playerStats } from './helpers/player.ts';
-import { createTestDatabase, freePort, type TestDatabase } from './helpers/postgres.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**

@@ -3,20 +3,20 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readlinkSync } from 'node:fs';
 import fc from 'fast-check';
+import { adminOperations } from '../balancer/adminApi.ts';
+import { openApiDocument } from '../balancer/openapi.ts';
 import { bearerToken, signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { hashSecret, streamOfKey } from '../db/repositories/streamKeys.ts';
-import { adminOperations } from '../balancer/adminApi.ts';
-import { openApiDocument } from '../balancer/openapi.ts';
-import { metric } from './helpers/metrics.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
-import { runClient, type ClientRun } from './helpers/wrtcClient.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { jsonBody, operationsOf, type ApiOperation } from './fuzz/admin.ts';
 import { assertProblem, assertStatus, check, runs, seeds, send, tallies, tally, type Answer, type RequestSpec, type Tally } from './fuzz/http.ts';
-import { KNOWN_BUGS, isKnownBugLine, knownBugOf } from './fuzz/knownBugs.ts';
 import { badAuthorization, contentEncoding, contentType, gzipBodies, headerValue, pathSegment } from './fuzz/inputs.ts';
+import { KNOWN_BUGS, isKnownBugLine, knownBugOf } from './fuzz/knownBugs.ts';
 import { OFFER_ICE_PWD, OFFER_ICE_UFRAG, PUBLISH_OFFER, VIEW_OFFER, sdpBody, sdpFrag } from './fuzz/sdp.ts';
+import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
+import { runClient, type ClientRun } from './helpers/wrtcClient.ts';
 
 /**
  * Bounded property-based fuzzing (fast-check, fixed seeds) of what a client can send: SDP offers

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { createTestDatabase, freePort, type TestDatabase } from './helpers/postgres.ts';
-import { metric } from './helpers/metrics.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, freePort, type TestDatabase } from '../kit/postgres.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**

@@ -11,9 +11,9 @@ import * as sdpTransform from 'sdp-transform';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { getStream } from '../db/repositories/streams.ts';
-import { TestBrowser, play, playbackStats, type PlaybackStats } from './helpers/browser.ts';
+import { TestBrowser, play, playbackStats, type PlaybackStats } from '../kit/browser.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { createNetns, netnsUnavailable, type NetNs } from './helpers/netns.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**

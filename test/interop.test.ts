@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import type { Page } from 'playwright-core';
+import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { getStream } from '../db/repositories/streams.ts';
-import { signStreamToken } from '../core/tokens.ts';
-import { TestBrowser, play, playbackStats, publish, type PlaybackStats, type ReceiveOnly } from './helpers/browser.ts';
-import { playerStats, type PageStats } from './helpers/player.ts';
+import { TestBrowser, play, playbackStats, publish, type PlaybackStats, type ReceiveOnly } from '../kit/browser.ts';
 import { startOriginEdge, type OriginEdge } from './helpers/originEdge.ts';
+import { playerStats, type PageStats } from './helpers/player.ts';
 import { waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
+import { MEDIA_CLIENT, startChild, type Child } from '../bench/lib/child.ts';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
-import { MEDIA_CLIENT, startChild, type Child } from '../bench/lib/child.ts';
-import { cpuSeconds } from '../bench/lib/cpu.ts';
-import { median, percentile } from '../bench/lib/stats.ts';
-import { metric } from './helpers/metrics.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
+import { cpuSeconds } from '../kit/cpu.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { median, percentile } from '../kit/stats.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**

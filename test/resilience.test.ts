@@ -3,9 +3,9 @@ import { execFileSync } from 'node:child_process';
 import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
-import { TestBrowser, play, playbackStats, publish } from './helpers/browser.ts';
-import { metric } from './helpers/metrics.ts';
-import { createTestDatabase, PrivatePostgres, type TestDatabase } from './helpers/postgres.ts';
+import { TestBrowser, play, playbackStats, publish } from '../kit/browser.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, PrivatePostgres, type TestDatabase } from '../kit/postgres.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 import { runClient } from './helpers/wrtcClient.ts';
 

@@ -6,7 +6,7 @@ import { Database } from '../db/Database.ts';
 import { listAudit } from '../db/repositories/audit.ts';
 import { listRelays } from '../db/repositories/relays.ts';
 import { getStream } from '../db/repositories/streams.ts';
-import { TestBrowser, play, playbackStats } from './helpers/browser.ts';
+import { TestBrowser, play, playbackStats } from '../kit/browser.ts';
 import { startOriginEdge, type OriginEdge } from './helpers/originEdge.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 

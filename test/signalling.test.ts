@@ -4,7 +4,7 @@ import { SignJWT } from 'jose';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { getStream, releaseStreamsOfOrigins } from '../db/repositories/streams.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**

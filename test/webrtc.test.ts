@@ -5,9 +5,9 @@ import { Database } from '../db/Database.ts';
 import { getNode } from '../db/repositories/nodes.ts';
 import { listRelays } from '../db/repositories/relays.ts';
 import { getStream } from '../db/repositories/streams.ts';
-import { TestBrowser, connectionState, play, playbackStats, publish } from './helpers/browser.ts';
-import { metric } from './helpers/metrics.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
+import { TestBrowser, connectionState, play, playbackStats, publish } from '../kit/browser.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 import { runClient } from './helpers/wrtcClient.ts';
 

@@ -19,7 +19,7 @@
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import wrtc from '@roamhq/wrtc';
-import { max, median } from '../lib/stats.ts';
+import { max, median } from '../../kit/stats.ts';
 
 const { RTCPeerConnection, nonstandard } = wrtc as any;
 

@@ -1,10 +1,10 @@
+import { CpuWindow, MachineCpu, dropsBetween, loadavg, processTree, udpDrops } from '../../kit/cpu.ts';
+import { fmt, linearFit, median, sleep } from '../../kit/stats.ts';
 import { waitFor } from '../../test/helpers/processes.ts';
 import { MEDIA_CLIENT, startChild, type Child } from '../lib/child.ts';
-import { CpuWindow, MachineCpu, dropsBetween, loadavg, processTree, udpDrops } from '../lib/cpu.ts';
 import { runsFor, type BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
 import type { SectionResult, Table } from '../lib/report.ts';
-import { fmt, linearFit, median, sleep } from '../lib/stats.ts';
 import type { MediaRig } from './rig.ts';
 
 /**

@@ -1,9 +1,9 @@
+import { loadavg } from '../../kit/cpu.ts';
+import { fmt, median, percentile, sleep, spread } from '../../kit/stats.ts';
 import { MEDIA_CLIENT, startChild } from '../lib/child.ts';
-import { loadavg } from '../lib/cpu.ts';
 import type { BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
 import type { SectionResult } from '../lib/report.ts';
-import { fmt, median, percentile, sleep, spread } from '../lib/stats.ts';
 import type { MediaRig } from './rig.ts';
 
 /**

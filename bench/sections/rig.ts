@@ -1,12 +1,12 @@
 import { signStreamToken } from '../../core/tokens.ts';
+import { metric } from '../../kit/metrics.ts';
+import { createTestDatabase, type TestDatabase } from '../../kit/postgres.ts';
+import { sleep } from '../../kit/stats.ts';
 import { WorkerPool } from '../../media/WorkerPool.ts';
-import { createTestDatabase, type TestDatabase } from '../../test/helpers/postgres.ts';
 import { startRelaycast, waitFor, type RelaycastProcess } from '../../test/helpers/processes.ts';
-import { metric } from '../../test/helpers/metrics.ts';
 import { BASELINE_SERVER, MEDIA_CLIENT, startChild, type Child } from '../lib/child.ts';
 import type { BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
-import { sleep } from '../lib/stats.ts';
 
 /**
  * What the media sections measure: a Relaycast origin and edge (separate processes, one mediasoup

@@ -1,9 +1,9 @@
+import { loadavg } from '../../kit/cpu.ts';
+import { fmt, max, median, min, spread } from '../../kit/stats.ts';
 import { runClient, type ClientLine } from '../../test/helpers/wrtcClient.ts';
-import { loadavg } from '../lib/cpu.ts';
 import type { BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
 import type { SectionResult } from '../lib/report.ts';
-import { fmt, max, median, min, spread } from '../lib/stats.ts';
 import { RELAY_LINGER_MS, type MediaRig } from './rig.ts';
 
 /**

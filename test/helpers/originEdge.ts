@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Database } from '../../db/Database.ts';
-import { createTestDatabase, type TestDatabase } from './postgres.ts';
+import { createTestDatabase, type TestDatabase } from '../../kit/postgres.ts';
 import { startRelaycast, type RelaycastProcess } from './processes.ts';
 
 /**

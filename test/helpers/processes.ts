@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from './postgres.ts';
+import { freePort } from '../../kit/postgres.ts';
 
 /**
  * Relaycast processes started by tests, as a user would start them (bin/relaycast.js). Every one
