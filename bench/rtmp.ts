@@ -20,7 +20,8 @@ import knexFactory from 'knex';
 import { TestBrowser, play, playbackStats, type ReceiveOnly } from '../kit/browser.ts';
 import { cpuSeconds } from '../kit/cpu.ts';
 import { createTestDatabase } from '../kit/postgres.ts';
-import { startRelaycast, waitFor } from '../test/helpers/processes.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast } from '../kit/relaycast.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, seconds: { type: 'string', default: '10' } } });
 const RUNS = Number(values.runs);

@@ -6,8 +6,9 @@ import { Database } from '../db/Database.ts';
 import { hashSecret } from '../db/repositories/streamKeys.ts';
 import { metric } from '../kit/metrics.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
-import { runClient } from './helpers/wrtcClient.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { runClient } from '../kit/wrtc.ts';
 
 /**
  * The admin REST API on a real balancer, origin and edge (Postgres): every endpoint's success,

@@ -5,8 +5,9 @@ import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { getNode, upsertNode } from '../db/repositories/nodes.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
-import { runRelaycast, startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
-import { runClient } from './helpers/wrtcClient.ts';
+import { waitFor } from '../kit/processes.ts';
+import { runRelaycast, startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { runClient } from '../kit/wrtc.ts';
 
 /**
  * The balancer in front of two edges in two regions, on a real Postgres: clients from source

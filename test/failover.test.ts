@@ -6,8 +6,9 @@ import { Database } from '../db/Database.ts';
 import { TestBrowser, publishWithRetry } from '../kit/browser.ts';
 import { metric } from '../kit/metrics.ts';
 import { createTestDatabase, freePort, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { playing, playerStats } from './helpers/player.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**
  * Failures, for real: a Chromium publisher that republishes through the route API, a Chromium

@@ -10,13 +10,14 @@ import { Database } from '../db/Database.ts';
 import { hashSecret, streamOfKey } from '../db/repositories/streamKeys.ts';
 import { metric } from '../kit/metrics.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { runClient, type ClientRun } from '../kit/wrtc.ts';
 import { jsonBody, operationsOf, type ApiOperation } from './fuzz/admin.ts';
 import { assertProblem, assertStatus, check, runs, seeds, send, tallies, tally, type Answer, type RequestSpec, type Tally } from './fuzz/http.ts';
 import { badAuthorization, contentEncoding, contentType, gzipBodies, headerValue, pathSegment } from './fuzz/inputs.ts';
 import { KNOWN_BUGS, isKnownBugLine, knownBugOf } from './fuzz/knownBugs.ts';
 import { OFFER_ICE_PWD, OFFER_ICE_UFRAG, PUBLISH_OFFER, VIEW_OFFER, sdpBody, sdpFrag } from './fuzz/sdp.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
-import { runClient, type ClientRun } from './helpers/wrtcClient.ts';
 
 /**
  * Bounded property-based fuzzing (fast-check, fixed seeds) of what a client can send: SDP offers

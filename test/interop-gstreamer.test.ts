@@ -13,8 +13,9 @@ import { Database } from '../db/Database.ts';
 import { getStream } from '../db/repositories/streams.ts';
 import { TestBrowser, play, playbackStats, type PlaybackStats } from '../kit/browser.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { createNetns, netnsUnavailable, type NetNs } from './helpers/netns.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**
  * Interop with GStreamer's WHIP client: Debian's `simple-whip-client` (binary `whip-client`,

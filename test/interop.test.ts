@@ -6,9 +6,10 @@ import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { getStream } from '../db/repositories/streams.ts';
 import { TestBrowser, play, playbackStats, publish, type PlaybackStats, type ReceiveOnly } from '../kit/browser.ts';
+import { waitFor } from '../kit/processes.ts';
+import { type RelaycastProcess } from '../kit/relaycast.ts';
 import { startOriginEdge, type OriginEdge } from './helpers/originEdge.ts';
 import { playerStats, type PageStats } from './helpers/player.ts';
-import { waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**
  * Publishers as people configure them, played in Chromium: real ffmpeg/x264 with the flags a user

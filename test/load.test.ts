@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { MEDIA_CLIENT, startChild, type Child } from '../bench/lib/child.ts';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { cpuSeconds } from '../kit/cpu.ts';
 import { metric } from '../kit/metrics.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { startChild, waitFor, type Child } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { median, percentile } from '../kit/stats.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
+import { MEDIA_CLIENT } from '../kit/wrtc.ts';
 
 /**
  * Load, for real: 200 viewers join one stream on one edge at once, through the balancer's WHEP

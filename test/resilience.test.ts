@@ -6,8 +6,9 @@ import { Database } from '../db/Database.ts';
 import { TestBrowser, play, playbackStats, publish } from '../kit/browser.ts';
 import { metric } from '../kit/metrics.ts';
 import { createTestDatabase, PrivatePostgres, type TestDatabase } from '../kit/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
-import { runClient } from './helpers/wrtcClient.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { runClient } from '../kit/wrtc.ts';
 
 /**
  * A mediasoup worker killed under a live stream, and the cluster's Postgres stopped for 30 s

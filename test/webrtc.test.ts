@@ -8,8 +8,9 @@ import { getStream } from '../db/repositories/streams.ts';
 import { TestBrowser, connectionState, play, playbackStats, publish } from '../kit/browser.ts';
 import { metric } from '../kit/metrics.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
-import { runClient } from './helpers/wrtcClient.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { runClient } from '../kit/wrtc.ts';
 
 /**
  * Media end to end on 127.0.0.1: Chromium publishes over WHIP to an origin process, an edge

@@ -1,7 +1,7 @@
 import { CpuWindow, MachineCpu, dropsBetween, loadavg, processTree, udpDrops } from '../../kit/cpu.ts';
+import { startChild, waitFor, type Child } from '../../kit/processes.ts';
 import { fmt, linearFit, median, sleep } from '../../kit/stats.ts';
-import { waitFor } from '../../test/helpers/processes.ts';
-import { MEDIA_CLIENT, startChild, type Child } from '../lib/child.ts';
+import { MEDIA_CLIENT } from '../../kit/wrtc.ts';
 import { runsFor, type BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
 import type { SectionResult, Table } from '../lib/report.ts';

@@ -1,6 +1,7 @@
 import { loadavg } from '../../kit/cpu.ts';
+import { startChild } from '../../kit/processes.ts';
 import { fmt, median, percentile, sleep, spread } from '../../kit/stats.ts';
-import { MEDIA_CLIENT, startChild } from '../lib/child.ts';
+import { MEDIA_CLIENT } from '../../kit/wrtc.ts';
 import type { BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
 import type { SectionResult } from '../lib/report.ts';

@@ -1,10 +1,12 @@
+import { fileURLToPath } from 'node:url';
 import { signStreamToken } from '../../core/tokens.ts';
 import { metric } from '../../kit/metrics.ts';
 import { createTestDatabase, type TestDatabase } from '../../kit/postgres.ts';
+import { startChild, waitFor, type Child } from '../../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../../kit/relaycast.ts';
 import { sleep } from '../../kit/stats.ts';
+import { MEDIA_CLIENT } from '../../kit/wrtc.ts';
 import { WorkerPool } from '../../media/WorkerPool.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from '../../test/helpers/processes.ts';
-import { BASELINE_SERVER, MEDIA_CLIENT, startChild, type Child } from '../lib/child.ts';
 import type { BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
 
@@ -14,6 +16,9 @@ import type { Progress } from '../lib/progress.ts';
  * mediasoup, no Relaycast code), and one publisher process whose single synthetic source is sent
  * to both, so that both carry the same stream at the same bitrate at the same time.
  */
+
+/** Plain mediasoup with no Relaycast code: the reference the media figures are set against. */
+const BASELINE_SERVER = fileURLToPath(new URL('../baseline/server.ts', import.meta.url));
 
 export const STREAM = 'bench';
 const SECRET = 'bench-cluster-secret-0123456789';

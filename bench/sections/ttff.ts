@@ -1,6 +1,6 @@
 import { loadavg } from '../../kit/cpu.ts';
 import { fmt, max, median, min, spread } from '../../kit/stats.ts';
-import { runClient, type ClientLine } from '../../test/helpers/wrtcClient.ts';
+import { runClient, type ClientLine } from '../../kit/wrtc.ts';
 import type { BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
 import type { SectionResult } from '../lib/report.ts';

@@ -1,12 +1,13 @@
 import { fileURLToPath } from 'node:url';
-import { startChild, type Line } from '../../bench/lib/child.ts';
+import { startChild, type Line } from './processes.ts';
 
 /**
- * Runs test/clients/wrtc.ts (libwebrtc in Node) as a child process (bench/lib/child.ts, as the
+ * Runs test/clients/wrtc.ts (libwebrtc in Node) as a child process (processes.ts, as the
  * benchmark's clients are) and collects its JSON lines.
  * The child ends by itself after `seconds`; it is killed if it overstays by 30 s.
  */
-const CLIENT = fileURLToPath(new URL('../clients/wrtc.ts', import.meta.url));
+const CLIENT = fileURLToPath(new URL('../test/clients/wrtc.ts', import.meta.url));
+export const MEDIA_CLIENT = fileURLToPath(new URL('../bench/clients/media.ts', import.meta.url));
 
 export type ClientLine = Line;
 
