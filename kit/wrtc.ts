@@ -2,12 +2,19 @@ import { fileURLToPath } from 'node:url';
 import { startChild, type Line } from './processes.ts';
 
 /**
- * Runs test/clients/wrtc.ts (libwebrtc in Node) as a child process (processes.ts, as the
- * benchmark's clients are) and collects its JSON lines.
- * The child ends by itself after `seconds`; it is killed if it overstays by 30 s.
+ * Starting the libwebrtc client (kit/clients/wrtc.ts) from a test or a benchmark. A long-lived
+ * client driven by commands (a benchmark's publisher, a load generator's `view`) is started with
+ * startChild(WRTC_CLIENT, args) (processes.ts); a client that runs for a while and ends by itself
+ * (the tests' publisher, `play`) with publishClient() or playClient(), which collect its lines and
+ * kill it if it overstays its `seconds` by OVERSTAY_MS.
  */
-const CLIENT = fileURLToPath(new URL('../test/clients/wrtc.ts', import.meta.url));
-export const MEDIA_CLIENT = fileURLToPath(new URL('../bench/clients/media.ts', import.meta.url));
+export const WRTC_CLIENT = fileURLToPath(new URL('./clients/wrtc.ts', import.meta.url));
+
+/**
+ * How long past its `seconds` a client may run before it is killed: a `play` viewer waits up to
+ * 20 s more for its frames (clients/play.ts EXTRA_PLAY_MS), and leaving takes a moment.
+ */
+const OVERSTAY_MS = 30_000;
 
 export type ClientLine = Line;
 
@@ -20,9 +27,10 @@ export interface ClientRun {
   kill(): void;
 }
 
+/** Runs the client with `args`; it ends by itself after `seconds`, and is killed OVERSTAY_MS later. */
 export function runClient(args: string[], seconds: number): ClientRun {
-  const client = startChild(CLIENT, args);
-  const limitMs = (seconds + 30) * 1000;
+  const client = startChild(WRTC_CLIENT, args);
+  const limitMs = seconds * 1000 + OVERSTAY_MS;
   const timer = setTimeout(() => client.child.kill('SIGKILL'), limitMs);
   const done = client.exited.then(() => {
     clearTimeout(timer);
@@ -37,4 +45,23 @@ export function runClient(args: string[], seconds: number): ClientRun {
     },
     kill: () => client.child.kill('SIGKILL'),
   };
+}
+
+/**
+ * A publisher of the synthetic source to one WHIP URL for `seconds`, after which it DELETEs its
+ * session and exits. Lines: `answer` (status, location), `connected`, `ready`, `ended` if its
+ * connection fails or closes under it.
+ */
+export function publishClient(url: string, token: string, seconds: number): ClientRun {
+  return runClient(['publish', '--target', url, '--token', token, '--seconds', String(seconds)], seconds);
+}
+
+/**
+ * `viewers` viewers (default 1) of one WHEP URL for `seconds` (and until each connected one has
+ * decoded a second of video, within a bound). Lines: `answer`, `connected`, `first-frame` per
+ * viewer, then `stats` ({viewers: [{frames, width, audioPackets, firstFrameMs, …}]}).
+ */
+export function playClient(url: string, options: { seconds: number; viewers?: number; token?: string }): ClientRun {
+  const args = ['play', '--url', url, '--viewers', String(options.viewers ?? 1), '--seconds', String(options.seconds)];
+  return runClient(options.token ? [...args, '--token', options.token] : args, options.seconds);
 }

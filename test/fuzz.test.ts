@@ -12,7 +12,7 @@ import { metric } from '../kit/metrics.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { waitFor } from '../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
-import { runClient, type ClientRun } from '../kit/wrtc.ts';
+import { publishClient, type ClientRun } from '../kit/wrtc.ts';
 import { jsonBody, operationsOf, type ApiOperation } from './fuzz/admin.ts';
 import { assertProblem, assertStatus, check, runs, seeds, send, tallies, tally, type Answer, type RequestSpec, type Tally } from './fuzz/http.ts';
 import { badAuthorization, contentEncoding, contentType, gzipBodies, headerValue, pathSegment } from './fuzz/inputs.ts';
@@ -298,10 +298,10 @@ describe('fuzzing (fast-check): SDP, trickle ICE, admin API, RTMP keys', functio
     });
   });
 
-  /** A libwebrtc publisher (test/clients/wrtc.ts) on `stream`, so that WHEP has something to play. */
+  /** A libwebrtc publisher (kit/clients/wrtc.ts) on `stream`, so that WHEP has something to play. */
   const startPublisher = async (stream: string): Promise<{ client: ClientRun; location: string; token: string; session: string }> => {
     const token = await signStreamToken(SECRET, { stream, action: 'publish' });
-    const client = runClient(['publish', `${origin.url}/whip/${stream}`, token, '600'], 600);
+    const client = publishClient(`${origin.url}/whip/${stream}`, token, 600);
     const answer = await client.next('answer');
     assert.equal(answer.status, 201, JSON.stringify(answer));
     await client.next('connected');

@@ -8,7 +8,7 @@ import { metric } from '../kit/metrics.ts';
 import { createTestDatabase, PrivatePostgres, type TestDatabase } from '../kit/postgres.ts';
 import { waitFor } from '../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
-import { runClient } from '../kit/wrtc.ts';
+import { playClient, publishClient } from '../kit/wrtc.ts';
 
 /**
  * A mediasoup worker killed under a live stream, and the cluster's Postgres stopped for 30 s
@@ -49,12 +49,12 @@ describe('a mediasoup worker that dies', function () {
   });
 
   const publisher = async (stream: string) => {
-    const run = runClient(['publish', `${origin.url}/whip/${stream}`, await signStreamToken(SECRET, { stream, action: 'publish' }), '40'], 40);
+    const run = publishClient(`${origin.url}/whip/${stream}`, await signStreamToken(SECRET, { stream, action: 'publish' }), 40);
     await run.next('connected');
     return run;
   };
   const viewerPlays = async (stream: string) => {
-    const viewer = runClient(['play', `${edge.url}/whep/${stream}`, '1', '3'], 3);
+    const viewer = playClient(`${edge.url}/whep/${stream}`, { seconds: 3 });
     await viewer.next('first-frame');
     await viewer.done;
   };
@@ -63,7 +63,7 @@ describe('a mediasoup worker that dies', function () {
     const stream = 'edge-worker-death';
     const pub = await publisher(stream);
     try {
-      const viewer = runClient(['play', `${edge.url}/whep/${stream}`, '1', '30'], 30);
+      const viewer = playClient(`${edge.url}/whep/${stream}`, { seconds: 30 });
       await viewer.next('first-frame');
       assert.equal((await db.knex('relays')).length, 1);
       const started = Date.now();

@@ -5,7 +5,7 @@ import { createTestDatabase, type TestDatabase } from '../../kit/postgres.ts';
 import { startChild, waitFor, type Child } from '../../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../../kit/relaycast.ts';
 import { sleep } from '../../kit/stats.ts';
-import { MEDIA_CLIENT } from '../../kit/wrtc.ts';
+import { WRTC_CLIENT } from '../../kit/wrtc.ts';
 import { WorkerPool } from '../../media/WorkerPool.ts';
 import type { BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
@@ -74,7 +74,7 @@ export class MediaRig {
 
       progress.note(`media: publishing ${options.kbps} kbit/s to the origin and to the baseline`);
       const token = await signStreamToken(SECRET, { stream: STREAM, action: 'publish', ttlSeconds: 24 * 3600 });
-      const publisher = startChild(MEDIA_CLIENT, [
+      const publisher = startChild(WRTC_CLIENT, [
         'publish',
         '--target', `${origin.url}/whip/${STREAM}`, '--token', token,
         '--target', `${baseline.url}/whip/${STREAM}`, '--token', token,
