@@ -28,5 +28,3 @@ export function commands(handler: (words: string[]) => Promise<void>, onEnd: () 
   });
   rl.on('close', () => void queue.then(onEnd));
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

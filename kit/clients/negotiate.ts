@@ -2,7 +2,8 @@
  * WHIP and WHEP signalling of the libwebrtc client: one offer POSTed, one answer set, and the
  * connection's state reported.
  */
-import { elapsed, emit, sleep } from './lines.ts';
+import { sleep } from '../stats.ts';
+import { elapsed, emit } from './lines.ts';
 import { receiveOnlyAnswer, receiveOnlyOffer, withoutHeaderExtensions } from './sdp.ts';
 
 /**

@@ -9,7 +9,8 @@
  * decodes it. Then one `stats` line: {"viewers": [{frames, width, audioPackets, videoPackets,
  * framesDecoded, keyFramesDecoded, firstFrameMs, state}]}, and the viewers leave.
  */
-import { emit, sleep } from './lines.ts';
+import { sleep } from '../stats.ts';
+import { emit } from './lines.ts';
 import { reportAnswer, reportConnection } from './negotiate.ts';
 import { inbound } from './report.ts';
 import { openViewer, type Viewer } from './viewer.ts';

@@ -14,8 +14,8 @@
  * --receive-only viewers never decode (sdp.ts), so that one process can hold many; --video-only
  * viewers have no audio section.
  */
-import { max, median } from '../stats.ts';
-import { commands, emit, sleep } from './lines.ts';
+import { max, median, sleep } from '../stats.ts';
+import { commands, emit } from './lines.ts';
 import { waitConnected } from './negotiate.ts';
 import { inbound } from './report.ts';
 import { delaySince, PLAUSIBLE_DELAY_MS, readStamp, wallMs } from './stamp.ts';
