@@ -7,6 +7,9 @@
  *   media/ db/      mediasoup plumbing and WHIP/WHEP; Postgres and its repositories
  *   core/           the kernel: config, errors, HTTP glue, logger, metrics, tokens
  *
+ *   test/  bench/   the tests and the benchmarks; neither imports the other (bench/simulator/ aside)
+ *   kit/            what both use: processes, Postgres, the browser, the libwebrtc client, stats
+ *
  * An arrow only points down. Type-only imports count too, except where a rule says otherwise.
  */
 const ROLES = '^(origin|edge|balancer)/';
@@ -74,9 +77,32 @@ module.exports = {
     },
     {
       name: 'product-not-tests',
-      comment: 'The product never imports its tests or benchmarks.',
+      comment: 'The product never imports its tests, its benchmarks or the kit they share.',
       severity: 'error',
       from: { path: PRODUCT },
+      to: { path: '^(test|bench|kit)/' },
+    },
+    {
+      name: 'bench-not-tests',
+      comment: 'The benchmarks do not import the tests; what both use lives in kit/.',
+      severity: 'error',
+      from: { path: '^bench/' },
+      to: { path: '^test/' },
+    },
+    {
+      name: 'tests-not-bench',
+      comment:
+        'The tests do not import the benchmarks (what both use lives in kit/), except the cluster simulator, ' +
+        'which test/simulate.test.ts tests. Running a benchmark script as a process is no import.',
+      severity: 'error',
+      from: { path: '^test/' },
+      to: { path: '^bench/', pathNot: '^bench/simulator/' },
+    },
+    {
+      name: 'kit-below-tests',
+      comment: 'kit/ is what the tests and the benchmarks share: it imports neither.',
+      severity: 'error',
+      from: { path: '^kit/' },
       to: { path: '^(test|bench)/' },
     },
     {

@@ -18,7 +18,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as mediasoup from 'mediasoup';
-import { loadavg } from './lib/cpu.ts';
+import { loadavg } from '../kit/cpu.ts';
 import { parseOptions, runsFor, USAGE, type BenchOptions } from './lib/options.ts';
 import { Progress } from './lib/progress.ts';
 import { renderTable, type SectionId, type SectionResult } from './lib/report.ts';

@@ -17,10 +17,11 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import knexFactory from 'knex';
-import { createTestDatabase } from '../test/helpers/postgres.ts';
-import { startRelaycast, waitFor } from '../test/helpers/processes.ts';
-import { TestBrowser, play, playbackStats, type ReceiveOnly } from '../test/helpers/browser.ts';
-import { cpuSeconds } from './lib/cpu.ts';
+import { TestBrowser, play, playbackStats, type ReceiveOnly } from '../kit/browser.ts';
+import { cpuSeconds } from '../kit/cpu.ts';
+import { createTestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast } from '../kit/relaycast.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, seconds: { type: 'string', default: '10' } } });
 const RUNS = Number(values.runs);

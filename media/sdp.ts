@@ -303,7 +303,7 @@ export function receivableCodecs(section: OfferSection, stream: RtpCodecParamete
  * router's own id, and writes extensions with the router's ids. Browsers pick other ids, so in
  * practice the answer announces none, and an answer may not re-number them (Chromium refuses
  * that). Chromium then ignores the extensions in the packets; an older libwebrtc that reads them
- * by its offered ids must offer none (see test/clients/wrtc.ts).
+ * by its offered ids must offer none (see kit/clients/sdp.ts).
  */
 export function consumerCapabilities(section: OfferSection, stream: RtpCodecParameters[]): RtpCapabilities {
   const { media, kind } = section;

@@ -4,10 +4,11 @@ import { SignJWT } from 'jose';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { hashSecret } from '../db/repositories/streamKeys.ts';
-import { metric } from './helpers/metrics.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
-import { runClient } from './helpers/wrtcClient.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { playClient, publishClient, type ClientRun } from '../kit/wrtc.ts';
 
 /**
  * The admin REST API on a real balancer, origin and edge (Postgres): every endpoint's success,
@@ -252,11 +253,11 @@ describe('admin API', function () {
       const publishToken = await signStreamToken(SECRET, { stream, action: 'publish' });
       // Both run until the stream is deleted under them (or the finally below), however slow this
       // machine is: their own time limit is only a backstop.
-      const publisher = runClient(['publish', `${origin.url}/whip/${stream}`, publishToken, '150'], 150);
-      let viewer: ReturnType<typeof runClient> | undefined;
+      const publisher = publishClient(`${origin.url}/whip/${stream}`, publishToken, 150);
+      let viewer: ClientRun | undefined;
       try {
         await publisher.next('connected');
-        viewer = runClient(['play', `${edge.url}/whep/${stream}`, '1', '150'], 150);
+        viewer = playClient(`${edge.url}/whep/${stream}`, { seconds: 150 });
         await viewer.next('first-frame');
         await waitFor('one viewer on edge-1 in the API', async () => {
           const s = await json(await api(`/streams/${stream}`), 200);
@@ -286,7 +287,7 @@ describe('admin API', function () {
         await problem(await whep(publishToken), 403);
         await problem(await whep(ADMIN), 401);
         const { token: playToken } = await json(await api(`/streams/${stream}/tokens`, { method: 'POST', body: { action: 'play' } }), 201);
-        const privateViewer = runClient(['play', `${edge.url}/whep/${stream}`, '1', '4', playToken], 4);
+        const privateViewer = playClient(`${edge.url}/whep/${stream}`, { seconds: 4, token: playToken });
         await privateViewer.next('first-frame');
         await privateViewer.done;
 

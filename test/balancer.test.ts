@@ -4,9 +4,10 @@ import { request } from 'node:http';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { getNode, upsertNode } from '../db/repositories/nodes.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
-import { runRelaycast, startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
-import { runClient } from './helpers/wrtcClient.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { runRelaycast, startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { playClient, publishClient } from '../kit/wrtc.ts';
 
 /**
  * The balancer in front of two edges in two regions, on a real Postgres: clients from source
@@ -90,11 +91,11 @@ describe('geo balancer with edges in two regions', function () {
 
   it('plays through the 307: a WHEP viewer at the balancer lands on its edge', async () => {
     const token = await signStreamToken(SECRET, { stream: 'via-balancer', action: 'publish' });
-    const publisher = runClient(['publish', `${origin.url}/whip/via-balancer`, token, '12'], 12);
+    const publisher = publishClient(`${origin.url}/whip/via-balancer`, token, 12);
     try {
       await publisher.next('connected');
       // The Node client's fetch follows the 307 and repeats the POST at the edge (from 127.0.0.1: eu-west).
-      const viewer = runClient(['play', `${balancer.url}/whep/via-balancer`, '1', '4'], 4);
+      const viewer = playClient(`${balancer.url}/whep/via-balancer`, { seconds: 4 });
       const answer = await viewer.next('answer');
       assert.equal(answer.status, 201);
       assert.match(String(answer.location), new RegExp(`^${eu.url}/whep/via-balancer/`), 'the session lives on the eu edge');

@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SERVER_URL } from './helpers/postgres.ts';
+import { SERVER_URL } from '../kit/postgres.ts';
 
 /**
  * Smoke test of the benchmark suite: `npm run bench -- --quick` (every section at a tiny size, one

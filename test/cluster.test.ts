@@ -7,8 +7,9 @@ import { Database } from '../db/Database.ts';
 import { listAudit } from '../db/repositories/audit.ts';
 import { getNode } from '../db/repositories/nodes.ts';
 import { getStream, markStreamLive } from '../db/repositories/streams.ts';
-import { createTestDatabase, PrivatePostgres, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, waitFor } from './helpers/processes.ts';
+import { createTestDatabase, PrivatePostgres, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast } from '../kit/relaycast.ts';
 
 /** Whole relaycast processes, started as a user starts them, on PGlite and on real Postgres. */
 

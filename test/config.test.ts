@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
-import { runRelaycast } from './helpers/processes.ts';
+import { runRelaycast } from '../kit/relaycast.ts';
 
 function configError(fn: () => unknown): ConfigError {
   try {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { getStream, markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
 import { upsertNode } from '../db/repositories/nodes.ts';
 import { BACKENDS } from './helpers/backends.ts';
-import { createTestDatabase } from './helpers/postgres.ts';
+import { createTestDatabase } from '../kit/postgres.ts';
 import { Database } from '../db/Database.ts';
 
 const TABLES = ['audit', 'nodes', 'relays', 'streams', 'tokens'];

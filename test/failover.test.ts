@@ -3,11 +3,12 @@ import { connect } from 'node:net';
 import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
-import { TestBrowser, publishWithRetry } from './helpers/browser.ts';
-import { metric } from './helpers/metrics.ts';
+import { TestBrowser, publishWithRetry } from '../kit/browser.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, freePort, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { playing, playerStats } from './helpers/player.ts';
-import { createTestDatabase, freePort, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**
  * Failures, for real: a Chromium publisher that republishes through the route API, a Chromium

@@ -3,15 +3,16 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readlinkSync } from 'node:fs';
 import fc from 'fast-check';
+import { adminOperations } from '../balancer/adminApi.ts';
+import { openApiDocument } from '../balancer/openapi.ts';
 import { bearerToken, signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { hashSecret, streamOfKey } from '../db/repositories/streamKeys.ts';
-import { adminOperations } from '../balancer/adminApi.ts';
-import { openApiDocument } from '../balancer/openapi.ts';
-import { metric } from './helpers/metrics.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
-import { runClient, type ClientRun } from './helpers/wrtcClient.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { publishClient, type ClientRun } from '../kit/wrtc.ts';
 import { jsonBody, operationsOf, type ApiOperation } from './fuzz/admin.ts';
 import { assertProblem, assertStatus, check, runs, seeds, send, tallies, tally, type Answer, type RequestSpec, type Tally } from './fuzz/http.ts';
 import { badAuthorization, contentEncoding, contentType, gzipBodies, headerValue, pathSegment } from './fuzz/inputs.ts';
@@ -287,10 +288,10 @@ describe('fuzzing (fast-check): SDP, trickle ICE, admin API, RTMP keys', functio
     });
   });
 
-  /** A libwebrtc publisher (test/clients/wrtc.ts) on `stream`, so that WHEP has something to play. */
+  /** A libwebrtc publisher (kit/clients/wrtc.ts) on `stream`, so that WHEP has something to play. */
   const startPublisher = async (stream: string): Promise<{ client: ClientRun; location: string; token: string; session: string }> => {
     const token = await signStreamToken(SECRET, { stream, action: 'publish' });
-    const client = runClient(['publish', `${origin.url}/whip/${stream}`, token, '600'], 600);
+    const client = publishClient(`${origin.url}/whip/${stream}`, token, 600);
     const answer = await client.next('answer');
     assert.equal(answer.status, 201, JSON.stringify(answer));
     await client.next('connected');

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { createTestDatabase, freePort, type TestDatabase } from './helpers/postgres.ts';
-import { metric } from './helpers/metrics.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, freePort, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 
 /**
  * A real HAProxy run by the balancer in front of edges in two regions: the geo map sends each

@@ -11,10 +11,11 @@ import * as sdpTransform from 'sdp-transform';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { getStream } from '../db/repositories/streams.ts';
-import { TestBrowser, play, playbackStats, type PlaybackStats } from './helpers/browser.ts';
+import { TestBrowser, play, playbackStats, type PlaybackStats } from '../kit/browser.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { createNetns, netnsUnavailable, type NetNs } from './helpers/netns.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**
  * Interop with GStreamer's WHIP client: Debian's `simple-whip-client` (binary `whip-client`,

@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import type { Page } from 'playwright-core';
+import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { getStream } from '../db/repositories/streams.ts';
-import { signStreamToken } from '../core/tokens.ts';
-import { TestBrowser, play, playbackStats, publish, type PlaybackStats, type ReceiveOnly } from './helpers/browser.ts';
-import { playerStats, type PageStats } from './helpers/player.ts';
+import { TestBrowser, play, playbackStats, publish, type PlaybackStats, type ReceiveOnly } from '../kit/browser.ts';
+import { waitFor } from '../kit/processes.ts';
+import { type RelaycastProcess } from '../kit/relaycast.ts';
 import { startOriginEdge, type OriginEdge } from './helpers/originEdge.ts';
-import { waitFor, type RelaycastProcess } from './helpers/processes.ts';
+import { playerStats, type PageStats } from './helpers/player.ts';
 
 /**
  * Publishers as people configure them, played in Chromium: real ffmpeg/x264 with the flags a user

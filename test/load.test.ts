@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
-import { MEDIA_CLIENT, startChild, type Child } from '../bench/lib/child.ts';
-import { cpuSeconds } from '../bench/lib/cpu.ts';
-import { median, percentile } from '../bench/lib/stats.ts';
-import { metric } from './helpers/metrics.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
+import { cpuSeconds } from '../kit/cpu.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { startChild, waitFor, type Child } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { median, percentile } from '../kit/stats.ts';
+import { WRTC_CLIENT } from '../kit/wrtc.ts';
 
 /**
  * Load, for real: 200 viewers join one stream on one edge at once, through the balancer's WHEP
@@ -21,7 +22,7 @@ const STREAM = 'load-show';
 const VIEWERS = 200;
 const GENERATORS = 4;
 /**
- * A few more viewers that decode every frame (the 200 only receive: see bench/clients/media.ts
+ * A few more viewers that decode every frame (the 200 only receive: see kit/clients/sdp.ts
  * receiveOnlyAnswer; decoding 200 streams would need more CPU than this 2-core machine has).
  */
 const DECODERS = 4;
@@ -103,7 +104,7 @@ describe(`load: ${VIEWERS} viewers join one edge at once, under steady HTTP load
       startRelaycast({ roles: ['edge'], databaseUrl: testDb.url, env, args: ['--node-id', 'edge-1', ...common] }),
     ]);
     const token = await signStreamToken(SECRET, { stream: STREAM, action: 'publish' });
-    publisher = startChild(MEDIA_CLIENT, ['publish', '--target', `${origin.url}/whip/${STREAM}`, '--token', token, '--kbps', String(KBPS), '--fps', String(FPS), '--seconds', '600']);
+    publisher = startChild(WRTC_CLIENT, ['publish', '--target', `${origin.url}/whip/${STREAM}`, '--token', token, '--kbps', String(KBPS), '--fps', String(FPS), '--seconds', '600']);
     await publisher.next('ready', 40_000);
   });
 
@@ -119,8 +120,8 @@ describe(`load: ${VIEWERS} viewers join one edge at once, under steady HTTP load
   it(`all ${VIEWERS} play, on one relay, and no request fails meanwhile`, async () => {
     const whep = `${balancer.url}/whep/${STREAM}`;
     await waitFor('the balancer to know the edge', async () => (await fetch(`${balancer.url}/v1/route?stream=${STREAM}&role=edge`)).status === 200, 15_000);
-    for (let i = 0; i < GENERATORS; i++) generators.push(startChild(MEDIA_CLIENT, ['view', '--url', whep, '--receive-only', '--video-only']));
-    const decoders = startChild(MEDIA_CLIENT, ['view', '--url', whep, '--video-only']);
+    for (let i = 0; i < GENERATORS; i++) generators.push(startChild(WRTC_CLIENT, ['view', '--url', whep, '--receive-only', '--video-only']));
+    const decoders = startChild(WRTC_CLIENT, ['view', '--url', whep, '--video-only']);
     generators.push(decoders);
     await Promise.all(generators.map((g) => g.next('ready', 30_000)));
 

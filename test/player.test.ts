@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
-import { TestBrowser, publish, screenshot, stopPublishing } from './helpers/browser.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
+import { TestBrowser, publish, screenshot, stopPublishing } from '../kit/browser.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { playerStats, playing, type PageStats } from './helpers/player.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**
  * The web player and the dashboard in real Chromium, against an origin, an edge and a balancer

@@ -6,8 +6,8 @@ import { listAudit } from '../db/repositories/audit.ts';
 import { getNode, upsertNode, type NodeInfo } from '../db/repositories/nodes.ts';
 import { createRelay, listRelays } from '../db/repositories/relays.ts';
 import { getStream, markStreamLive } from '../db/repositories/streams.ts';
+import { waitFor } from '../kit/processes.ts';
 import { BACKENDS } from './helpers/backends.ts';
-import { waitFor } from './helpers/processes.ts';
 
 const logger = pino({ level: 'silent' });
 const LOAD = { viewers: 3, streams: 1, bitrateOut: 1_500_000, cpu: 0.25 };

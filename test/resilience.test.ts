@@ -3,11 +3,12 @@ import { execFileSync } from 'node:child_process';
 import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
-import { TestBrowser, play, playbackStats, publish } from './helpers/browser.ts';
-import { metric } from './helpers/metrics.ts';
-import { createTestDatabase, PrivatePostgres, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
-import { runClient } from './helpers/wrtcClient.ts';
+import { TestBrowser, play, playbackStats, publish } from '../kit/browser.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, PrivatePostgres, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { playClient, publishClient } from '../kit/wrtc.ts';
 
 /**
  * How long a state the tests wait for (a stream live, a worker replaced, a row gone) may take: a
@@ -55,12 +56,12 @@ describe('a mediasoup worker that dies', function () {
   });
 
   const publisher = async (stream: string) => {
-    const run = runClient(['publish', `${origin.url}/whip/${stream}`, await signStreamToken(SECRET, { stream, action: 'publish' }), '40'], 40);
+    const run = publishClient(`${origin.url}/whip/${stream}`, await signStreamToken(SECRET, { stream, action: 'publish' }), 40);
     await run.next('connected');
     return run;
   };
   const viewerPlays = async (stream: string) => {
-    const viewer = runClient(['play', `${edge.url}/whep/${stream}`, '1', '3'], 3);
+    const viewer = playClient(`${edge.url}/whep/${stream}`, { seconds: 3 });
     await viewer.next('first-frame');
     await viewer.done;
   };
@@ -69,7 +70,7 @@ describe('a mediasoup worker that dies', function () {
     const stream = 'edge-worker-death';
     const pub = await publisher(stream);
     try {
-      const viewer = runClient(['play', `${edge.url}/whep/${stream}`, '1', '30'], 30);
+      const viewer = playClient(`${edge.url}/whep/${stream}`, { seconds: 30 });
       await viewer.next('first-frame');
       assert.equal((await db.knex('relays')).length, 1);
       const started = Date.now();

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { basename } from 'node:path';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, type RelaycastProcess } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 
 /**
  * A process runs the roles it is given and loads nothing else: a balancer-only process starts no

@@ -6,9 +6,10 @@ import { Database } from '../db/Database.ts';
 import { listAudit } from '../db/repositories/audit.ts';
 import { listRelays } from '../db/repositories/relays.ts';
 import { getStream } from '../db/repositories/streams.ts';
-import { TestBrowser, play, playbackStats } from './helpers/browser.ts';
+import { TestBrowser, play, playbackStats } from '../kit/browser.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { startOriginEdge, type OriginEdge } from './helpers/originEdge.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
 
 /**
  * RTMP in, WebRTC out: real ffmpeg publishes to the origin's node-media-server, the origin bridges

@@ -4,8 +4,9 @@ import { SignJWT } from 'jose';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { getStream, releaseStreamsOfOrigins } from '../db/repositories/streams.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 
 /**
  * WHIP/WHEP over HTTP against a real `relaycast all` process: every kind of bad input gets its

@@ -5,11 +5,12 @@ import { Database } from '../db/Database.ts';
 import { getNode } from '../db/repositories/nodes.ts';
 import { listRelays } from '../db/repositories/relays.ts';
 import { getStream } from '../db/repositories/streams.ts';
-import { TestBrowser, connectionState, play, playbackStats, publish } from './helpers/browser.ts';
-import { metric } from './helpers/metrics.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from './helpers/processes.ts';
-import { runClient } from './helpers/wrtcClient.ts';
+import { TestBrowser, connectionState, play, playbackStats, publish } from '../kit/browser.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { playClient, publishClient } from '../kit/wrtc.ts';
 
 /**
  * Media end to end on 127.0.0.1: Chromium publishes over WHIP to an origin process, an edge
@@ -157,11 +158,11 @@ describe('WebRTC through an origin and an edge process', function () {
   it('publishes and plays with the Node client (libwebrtc)', async () => {
     const stream = 'node-client';
     const token = await signStreamToken(SECRET, { stream, action: 'publish' });
-    const publisher = runClient(['publish', `${origin.url}/whip/${stream}`, token, '20'], 20);
+    const publisher = publishClient(`${origin.url}/whip/${stream}`, token, 20);
     try {
       assert.equal((await publisher.next('answer')).status, 201);
       await publisher.next('connected');
-      const viewer = runClient(['play', `${edge.url}/whep/${stream}`, '2', '6'], 6);
+      const viewer = playClient(`${edge.url}/whep/${stream}`, { viewers: 2, seconds: 6 });
       const [stats] = (await viewer.done).filter((l) => l.event === 'stats') as unknown as Array<{ viewers: Array<{ frames: number; width: number; audioPackets: number }> }>;
       assert.ok(stats, 'the viewer client reported');
       for (const v of stats.viewers) {
@@ -177,14 +178,14 @@ describe('WebRTC through an origin and an edge process', function () {
 
   it('asks a play token for a private stream, also once its relay is warm on the edge', async () => {
     const stream = 'private-show';
-    const publisher = runClient(['publish', `${origin.url}/whip/${stream}`, await signStreamToken(SECRET, { stream, action: 'publish' }), '20'], 20);
+    const publisher = publishClient(`${origin.url}/whip/${stream}`, await signStreamToken(SECRET, { stream, action: 'publish' }), 20);
     try {
       await publisher.next('connected');
       await db.knex('streams').where({ name: stream }).update({ private: true });
       const anonymous = () => fetch(`${edge.url}/whep/${stream}`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: 'v=0\r\n' });
       assert.equal((await anonymous()).status, 401, 'cold edge');
       const playToken = await signStreamToken(SECRET, { stream, action: 'play' });
-      const viewer = runClient(['play', `${edge.url}/whep/${stream}`, '1', '4', playToken], 4);
+      const viewer = playClient(`${edge.url}/whep/${stream}`, { seconds: 4, token: playToken });
       await viewer.next('first-frame');
       const relayed = await db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', stream).count('* as n');
       assert.equal(Number(relayed[0]!.n), 1, 'the relay is warm on the edge');
@@ -201,10 +202,10 @@ describe('WebRTC in one `relaycast all` process', () => {
   it('relays from its origin role to its edge role through the same code path', async () => {
     const node = await startRelaycast({ roles: ['all'], env: { RELAYCAST_CLUSTER_SECRET: SECRET }, args: common });
     const token = await signStreamToken(SECRET, { stream: 'solo', action: 'publish' });
-    const publisher = runClient(['publish', `${node.url}/whip/solo`, token, '10'], 10);
+    const publisher = publishClient(`${node.url}/whip/solo`, token, 10);
     try {
       await publisher.next('connected');
-      const viewer = runClient(['play', `${node.url}/whep/solo`, '1', '3'], 3);
+      const viewer = playClient(`${node.url}/whep/solo`, { seconds: 3 });
       await viewer.next('first-frame');
       assert.equal(await metric(node.url, 'relaycast_relays', { direction: 'in' }), 1, 'the edge role pulled the stream');
       assert.equal(await metric(node.url, 'relaycast_relays', { direction: 'out' }), 1, 'from the origin role');

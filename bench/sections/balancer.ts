@@ -4,17 +4,17 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HaproxyController } from '../../balancer/HaproxyController.ts';
 import { renderHaproxy, type MapPin } from '../../balancer/HaproxyConfig.ts';
+import { HaproxyController } from '../../balancer/HaproxyController.ts';
 import { createPolicy, POLICY_NAMES, rank, type NodeSnapshot } from '../../balancer/policies.ts';
 import { createLogger } from '../../core/logger.ts';
 import { Metrics } from '../../core/metrics.ts';
-import { freePort } from '../../test/helpers/postgres.ts';
-import { loadavg } from '../lib/cpu.ts';
+import { loadavg } from '../../kit/cpu.ts';
+import { freePort } from '../../kit/postgres.ts';
+import { fmt, median, sleep, spread } from '../../kit/stats.ts';
 import { runsFor, type BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
 import type { SectionResult } from '../lib/report.ts';
-import { fmt, median, sleep, spread } from '../lib/stats.ts';
 
 /**
  * The balancer, in this process: route decisions per second for each policy over a registry

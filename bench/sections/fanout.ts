@@ -1,10 +1,10 @@
-import { waitFor } from '../../test/helpers/processes.ts';
-import { MEDIA_CLIENT, startChild, type Child } from '../lib/child.ts';
-import { CpuWindow, MachineCpu, dropsBetween, loadavg, processTree, udpDrops } from '../lib/cpu.ts';
+import { CpuWindow, MachineCpu, dropsBetween, loadavg, processTree, udpDrops } from '../../kit/cpu.ts';
+import { startChild, waitFor, type Child } from '../../kit/processes.ts';
+import { fmt, linearFit, median, sleep } from '../../kit/stats.ts';
+import { WRTC_CLIENT } from '../../kit/wrtc.ts';
 import { runsFor, type BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
 import type { SectionResult, Table } from '../lib/report.ts';
-import { fmt, linearFit, median, sleep } from '../lib/stats.ts';
 import type { MediaRig } from './rig.ts';
 
 /**
@@ -111,7 +111,7 @@ export async function fanout(rig: MediaRig, options: BenchOptions, progress: Pro
     // Alternate which system goes first, so that neither always meets the machine in the same state.
     const order = run % 2 === 0 ? systems : [...systems].reverse();
     for (const system of order) {
-      const generators = Array.from({ length: options.generators }, () => startChild(MEDIA_CLIENT, ['view', '--url', system.whep, '--receive-only']));
+      const generators = Array.from({ length: options.generators }, () => startChild(WRTC_CLIENT, ['view', '--url', system.whep, '--receive-only']));
       try {
         await Promise.all(generators.map((g) => g.next('ready', 30_000)));
         let current = 0;
@@ -265,7 +265,7 @@ export async function fanout(rig: MediaRig, options: BenchOptions, progress: Pro
       `loss and bitrate: sums of the viewers' inbound-rtp packetsLost / (packetsReceived + packetsLost) and bytesReceived (audio + video) over the same window; publisher kbit/s: its outbound-rtp video bytesSent to that system`,
       `clean: loss < ${LOSS_LIMIT_PCT} %, every viewer connected, the publisher at ≥ ${BITRATE_FLOOR * 100} % of its ${options.kbps} kbit/s cap and the viewers getting ≥ 95 % of what it sends (a starved machine makes the encoder back off: such a step is not at the fixed bitrate)`,
       'drops: datagrams the kernel dropped at full socket receive buffers over the window (a process not scheduled in time), from /proc/net/udp: at the servers\' sockets (origin + edge; baseline: both workers) / at the generators\'',
-      `viewers: libwebrtc (@roamhq/wrtc) WHEP clients in ${options.generators} load-generator process(es) of their own; receive-only (ICE, DTLS, SRTP, RTCP reports, no decoding: see bench/clients/media.ts)`,
+      `viewers: libwebrtc (@roamhq/wrtc) WHEP clients in ${options.generators} load-generator process(es) of their own; receive-only (ICE, DTLS, SRTP, RTCP reports, no decoding: see kit/clients/sdp.ts)`,
       `the publisher sends one source to the origin and to the baseline (measured: ${publishedKbps.map((k) => fmt(k, 0)).join(' and ')} kbit/s of video)`,
     ],
   };

@@ -1,9 +1,10 @@
-import { MEDIA_CLIENT, startChild } from '../lib/child.ts';
-import { loadavg } from '../lib/cpu.ts';
+import { loadavg } from '../../kit/cpu.ts';
+import { startChild } from '../../kit/processes.ts';
+import { fmt, median, percentile, sleep, spread } from '../../kit/stats.ts';
+import { WRTC_CLIENT } from '../../kit/wrtc.ts';
 import type { BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
 import type { SectionResult } from '../lib/report.ts';
-import { fmt, median, percentile, sleep, spread } from '../lib/stats.ts';
 import type { MediaRig } from './rig.ts';
 
 /**
@@ -77,9 +78,9 @@ export async function latency(rig: MediaRig, options: BenchOptions, progress: Pr
     const token = await rig.publishToken(stream);
     // The baseline path is one router: publisher and viewers on the same router of one worker.
     const targets = [`${rig.origin.url}/whip/${stream}`, `${rig.baseline.url}/whip/${stream}?single`];
-    const publishers = targets.map((url) => startChild(MEDIA_CLIENT, ['publish', '--target', url, '--token', token, '--kbps', String(options.kbps), '--seconds', '3600']));
+    const publishers = targets.map((url) => startChild(WRTC_CLIENT, ['publish', '--target', url, '--token', token, '--kbps', String(options.kbps), '--seconds', '3600']));
     // Video only: no audio section, so no A/V synchronisation delays the video in the receiver.
-    const viewers = [rig.edge.url, rig.baseline.url].map((base) => startChild(MEDIA_CLIENT, ['view', '--url', `${base}/whep/${stream}`, '--stamp', '--video-only']));
+    const viewers = [rig.edge.url, rig.baseline.url].map((base) => startChild(WRTC_CLIENT, ['view', '--url', `${base}/whep/${stream}`, '--stamp', '--video-only']));
     try {
       await Promise.all(publishers.map((p) => p.next('ready', 40_000)));
       await Promise.all(viewers.map((v) => v.next('ready', 30_000)));

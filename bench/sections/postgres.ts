@@ -1,12 +1,12 @@
 import { Database } from '../../db/Database.ts';
 import { getNode, heartbeatNode, upsertNode, type NodeLoad } from '../../db/repositories/nodes.ts';
 import { getStream, markStreamLive } from '../../db/repositories/streams.ts';
-import { createTestDatabase } from '../../test/helpers/postgres.ts';
-import { CpuWindow, loadavg } from '../lib/cpu.ts';
+import { CpuWindow, loadavg } from '../../kit/cpu.ts';
+import { createTestDatabase } from '../../kit/postgres.ts';
+import { fmt, median, percentile, sleep } from '../../kit/stats.ts';
 import { runsFor, type BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
 import type { SectionResult } from '../lib/report.ts';
-import { fmt, median, percentile, sleep } from '../lib/stats.ts';
 
 /**
  * Postgres as the cluster uses it, on a fresh database of its own: heartbeat writes

@@ -1,12 +1,14 @@
+import { fileURLToPath } from 'node:url';
 import { signStreamToken } from '../../core/tokens.ts';
+import { metric } from '../../kit/metrics.ts';
+import { createTestDatabase, type TestDatabase } from '../../kit/postgres.ts';
+import { startChild, waitFor, type Child } from '../../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../../kit/relaycast.ts';
+import { sleep } from '../../kit/stats.ts';
+import { WRTC_CLIENT } from '../../kit/wrtc.ts';
 import { WorkerPool } from '../../media/WorkerPool.ts';
-import { createTestDatabase, type TestDatabase } from '../../test/helpers/postgres.ts';
-import { startRelaycast, waitFor, type RelaycastProcess } from '../../test/helpers/processes.ts';
-import { metric } from '../../test/helpers/metrics.ts';
-import { BASELINE_SERVER, MEDIA_CLIENT, startChild, type Child } from '../lib/child.ts';
 import type { BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
-import { sleep } from '../lib/stats.ts';
 
 /**
  * What the media sections measure: a Relaycast origin and edge (separate processes, one mediasoup
@@ -14,6 +16,9 @@ import { sleep } from '../lib/stats.ts';
  * mediasoup, no Relaycast code), and one publisher process whose single synthetic source is sent
  * to both, so that both carry the same stream at the same bitrate at the same time.
  */
+
+/** Plain mediasoup with no Relaycast code: the reference the media figures are set against. */
+const BASELINE_SERVER = fileURLToPath(new URL('../baseline/server.ts', import.meta.url));
 
 export const STREAM = 'bench';
 const SECRET = 'bench-cluster-secret-0123456789';
@@ -69,7 +74,7 @@ export class MediaRig {
 
       progress.note(`media: publishing ${options.kbps} kbit/s to the origin and to the baseline`);
       const token = await signStreamToken(SECRET, { stream: STREAM, action: 'publish', ttlSeconds: 24 * 3600 });
-      const publisher = startChild(MEDIA_CLIENT, [
+      const publisher = startChild(WRTC_CLIENT, [
         'publish',
         '--target', `${origin.url}/whip/${STREAM}`, '--token', token,
         '--target', `${baseline.url}/whip/${STREAM}`, '--token', token,

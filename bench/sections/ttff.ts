@@ -1,13 +1,13 @@
-import { runClient, type ClientLine } from '../../test/helpers/wrtcClient.ts';
-import { loadavg } from '../lib/cpu.ts';
+import { loadavg } from '../../kit/cpu.ts';
+import { fmt, max, median, min, spread } from '../../kit/stats.ts';
+import { playClient, type ClientLine } from '../../kit/wrtc.ts';
 import type { BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
 import type { SectionResult } from '../lib/report.ts';
-import { fmt, max, median, min, spread } from '../lib/stats.ts';
 import { RELAY_LINGER_MS, type MediaRig } from './rig.ts';
 
 /**
- * Time to first frame: from a viewer's WHEP POST to its first decoded frame (test/clients/wrtc.ts,
+ * Time to first frame: from a viewer's WHEP POST to its first decoded frame (kit/clients/wrtc.ts,
  * libwebrtc with a video sink). Cold: the edge holds no relay and pulls the stream from the origin
  * for this viewer. Warm: a second viewer while the first still plays (the relay is in place). The
  * baseline (a router that always holds the producer) is warm by construction: a reference.
@@ -29,10 +29,10 @@ export async function ttff(rig: MediaRig, options: BenchOptions, progress: Progr
   for (let run = 0; run < runs; run++) {
     progress.note(`ttff run ${run + 1}/${runs}`);
     await rig.relayGone();
-    const first = runClient(['play', rig.edgeWhep, '1', '4'], 4);
+    const first = playClient(rig.edgeWhep, { seconds: 4 });
     await first.next('first-frame').catch(() => undefined);
-    const second = runClient(['play', rig.edgeWhep, '1', '2'], 2);
-    const reference = runClient(['play', rig.baselineWhep, '1', '2'], 2);
+    const second = playClient(rig.edgeWhep, { seconds: 2 });
+    const reference = playClient(rig.baselineWhep, { seconds: 2 });
     const [a, b, c] = [firstFrame(await first.done), firstFrame(await second.done), firstFrame(await reference.done)];
     if (a === null || b === null || c === null) failures++;
     if (a !== null) cold.push(a);
@@ -56,7 +56,7 @@ export async function ttff(rig: MediaRig, options: BenchOptions, progress: Progr
           ['cold / warm', fmt(median(cold) / median(warm), 2), ''],
         ],
         how: [
-          'a libwebrtc viewer process (test/clients/wrtc.ts) times its POST to its first frame out of the decoder (video sink)',
+          'a libwebrtc viewer process (kit/clients/wrtc.ts) times its POST to its first frame out of the decoder (video sink)',
           `cold: after the previous relay closed (linger ${RELAY_LINGER_MS} ms), the edge looks the stream up in Postgres, asks the origin for a relay and connects the pipe; warm: a second viewer while the first plays`,
           'the first frame waits for a key frame: the publisher is asked for one (at most every 350 ms) when a viewer connects',
           ...(failures ? [`${failures} run(s) had a viewer without a frame; their other figures are kept`] : []),

@@ -1,5 +1,5 @@
 import { Database } from '../../db/Database.ts';
-import { createTestDatabase, type TestDatabase } from './postgres.ts';
+import { createTestDatabase, type TestDatabase } from '../../kit/postgres.ts';
 
 /**
  * The two database backends, one code path: each database test runs once on a real Postgres

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Database } from '../../db/Database.ts';
-import { createTestDatabase, type TestDatabase } from './postgres.ts';
-import { startRelaycast, type RelaycastProcess } from './processes.ts';
+import { createTestDatabase, type TestDatabase } from '../../kit/postgres.ts';
+import { startRelaycast, type RelaycastProcess } from '../../kit/relaycast.ts';
 
 /**
  * The two-process cluster the RTMP and interop tests run: an origin that is also the balancer

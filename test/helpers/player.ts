@@ -1,5 +1,5 @@
 import type { Page } from 'playwright-core';
-import { waitFor } from './processes.ts';
+import { waitFor } from '../../kit/processes.ts';
 
 /** The web player page (/play/{stream}) as a test reads it: window.relaycastPlayer.stats(). */
 

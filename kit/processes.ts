@@ -1,20 +1,73 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 
 /**
- * A benchmark helper process (a media client, the baseline server) that talks JSON lines on
- * stdout and takes commands on stdin. Every one started is killed when the suite exits.
+ * The one registry of the processes the tests and the benchmarks start: Relaycast nodes
+ * (relaycast.ts), the libwebrtc clients (wrtc.ts), the benchmark's baseline server. Every child
+ * started here is stopped: by whoever started it (stopProcess: SIGTERM, then SIGKILL after a grace
+ * period), and any still running when the test runner or the benchmark exits are killed. Every wait
+ * here is bounded.
  */
 
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** Spawns a process that is registered until it exits (and killed if it outlives its parent). */
+export function spawnTracked(command: string, args: string[], options: SpawnOptions): ChildProcess {
+  const child = spawn(command, args, options);
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+
+const hasExited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
+
+/**
+ * Sends `signal` (SIGTERM by default), then SIGKILL after `graceMs`; resolves with the exit code
+ * once the process has exited (at once if it already had).
+ */
+export async function stopProcess(child: ChildProcess, graceMs: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  if (hasExited(child)) return child.exitCode;
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  const [code] = (await exited) as [number | null];
+  clearTimeout(timer);
+  return code;
+}
+
+/**
+ * Polls `check` until it returns true: every `intervalMs`, at most `timeoutMs`. Bounded in count
+ * and time; a condition that never holds fails the test with `what` in the message.
+ */
+export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000, intervalMs = 200): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+// ---- helper scripts that talk JSON lines ---------------------------------------------------------
+
+/** One line a helper script printed: a JSON object with an `event`. */
 export interface Line {
   event: string;
   [key: string]: unknown;
 }
 
+/**
+ * A helper script (a libwebrtc client, the baseline server) run with tsx: it reports on stdout, one
+ * JSON object a line, and takes commands on stdin, one a line.
+ */
 export interface Child {
   child: ChildProcess;
   pid: number;
+  /** Every line it has printed so far. */
   lines: Line[];
   /** Sends one command line on stdin. */
   send(command: string): void;
@@ -28,17 +81,8 @@ export interface Child {
   exited: Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const c of running) c.kill('SIGKILL');
-});
-
-export const MEDIA_CLIENT = fileURLToPath(new URL('../clients/media.ts', import.meta.url));
-export const BASELINE_SERVER = fileURLToPath(new URL('../baseline/server.ts', import.meta.url));
-
 export function startChild(script: string, args: string[], env: NodeJS.ProcessEnv = process.env): Child {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env });
-  running.add(child);
+  const child = spawnTracked(process.execPath, ['--import', 'tsx', script, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env });
   const lines: Line[] = [];
   const consumed = new Map<string, number>();
   const waiters: Array<{ event: string; resolve: (l: Line) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }> = [];
@@ -69,7 +113,6 @@ export function startChild(script: string, args: string[], env: NodeJS.ProcessEn
   child.stdin!.on('error', () => undefined);
   const exited = new Promise<void>((resolve) =>
     child.once('exit', () => {
-      running.delete(child);
       for (const w of waiters.splice(0)) {
         clearTimeout(w.timer);
         w.reject(new Error(`${script} exited (${child.exitCode ?? child.signalCode}) before "${w.event}": ${JSON.stringify(lines.filter((l) => l.event === 'error'))} ${stderr.slice(-800)}`));
@@ -84,7 +127,7 @@ export function startChild(script: string, args: string[], env: NodeJS.ProcessEn
       consumed.set(event, used + 1);
       return Promise.resolve(seen[used]!);
     }
-    if (child.exitCode !== null || child.signalCode !== null) return Promise.reject(new Error(`${script} has exited; no "${event}": ${stderr.slice(-800)}`));
+    if (hasExited(child)) return Promise.reject(new Error(`${script} has exited; no "${event}": ${stderr.slice(-800)}`));
     return new Promise<Line>((resolve, reject) => {
       const timer = setTimeout(() => {
         waiters.splice(waiters.findIndex((w) => w.timer === timer), 1);
@@ -106,11 +149,8 @@ export function startChild(script: string, args: string[], env: NodeJS.ProcessEn
     },
     stderr: () => stderr,
     async stop(graceMs = 5000) {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await stopProcess(child, graceMs);
       await exited;
-      clearTimeout(timer);
     },
     exited,
   };

@@ -5,8 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 /**
- * Real Chromium (Debian's), headless, with a fake camera and microphone. Pages run WHIP and WHEP
- * the way a browser client does: RTCPeerConnection, fetch, and the stats a user would look at.
+ * Real Chromium (Debian's), headless, with a fake camera and microphone, for the tests and the RTMP
+ * benchmark (bench/rtmp.ts). Pages run WHIP and WHEP the way a browser client does:
+ * RTCPeerConnection, fetch, and the stats a user would look at.
  */
 
 const ARGS = [
@@ -215,7 +216,7 @@ export async function stopPublishing(page: Page, token: string): Promise<number>
 
 /** Saves a PNG of the page under test/artifacts/ (gitignored) and returns its path. */
 export async function screenshot(page: Page, name: string): Promise<string> {
-  const dir = fileURLToPath(new URL('../artifacts/', import.meta.url));
+  const dir = fileURLToPath(new URL('../test/artifacts/', import.meta.url));
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${name}.png`);
   await page.screenshot({ path });

@@ -1,22 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './postgres.ts';
+import { spawnTracked, stopProcess, waitFor } from './processes.ts';
 
 /**
- * Relaycast processes started by tests, as a user would start them (bin/relaycast.js). Every one
- * is stopped by the test that started it; any left over when mocha exits are killed.
+ * Relaycast processes started by tests and benchmarks, as a user would start them
+ * (bin/relaycast.js), in the one registry of processes.ts: every one is stopped by whoever started
+ * it; any left over when the runner exits are killed.
  */
 
-export const BIN = fileURLToPath(new URL('../../bin/relaycast.js', import.meta.url));
-
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
+export const BIN = fileURLToPath(new URL('../bin/relaycast.js', import.meta.url));
 
 export interface RelaycastProcess {
   child: ChildProcess;
@@ -53,10 +49,7 @@ function cleanEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv 
 }
 
 export function runRelaycast(args: string[], env: Record<string, string> = {}): ChildProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(child);
-  child.once('exit', () => running.delete(child));
-  return child;
+  return spawnTracked(process.execPath, [BIN, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 export async function startRelaycast(options: StartOptions = {}): Promise<RelaycastProcess> {
@@ -80,16 +73,7 @@ export async function startRelaycast(options: StartOptions = {}): Promise<Relayc
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
-  const exited = once(child, 'exit');
-
-  const stop = async (signal: NodeJS.Signals) => {
-    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-    child.kill(signal);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    const [code] = (await exited) as [number | null];
-    clearTimeout(timer);
-    return code;
-  };
+  const stop = (signal: NodeJS.Signals) => stopProcess(child, 20_000, signal);
   const proc: RelaycastProcess = {
     child,
     port,
@@ -131,16 +115,3 @@ export async function startRelaycast(options: StartOptions = {}): Promise<Relayc
  * and another suite (a fresh-clone run that failed on that alone).
  */
 const READY_TIMEOUT_MS = 120_000;
-
-/**
- * Polls `check` until it returns true: every `intervalMs`, at most `timeoutMs`. Bounded in count
- * and time; a condition that never holds fails the test with `what` in the message.
- */
-export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000, intervalMs = 200): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}

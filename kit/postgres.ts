@@ -7,9 +7,10 @@ import { randomBytes } from 'node:crypto';
 import knexFactory from 'knex';
 
 /**
- * Real Postgres for tests. Each test gets a database of its own on the server that DATABASE_URL
- * names (or the local one), so tests never share state. A test that stops Postgres on purpose
- * runs a private server (PrivatePostgres) instead.
+ * Real Postgres for tests and benchmarks. Each test (or benchmark rig) gets a database of its own on
+ * the server that DATABASE_URL names (or the local one), so they never share state. A test that
+ * stops Postgres on purpose runs a private server (PrivatePostgres) instead. freePort() finds a
+ * free local TCP port for a process to listen on.
  */
 
 export const SERVER_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';

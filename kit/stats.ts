@@ -1,4 +1,4 @@
-/** Small statistics for benchmark figures. */
+/** Small statistics for test and benchmark figures (median, percentile, a line fit) and their formatting. */
 
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) return NaN;

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { processCpuMs } from '../../core/processCpu.ts';
+import { processCpuMs } from '../core/processCpu.ts';
 
 /** CPU time from /proc: what a process (and the children it has, e.g. its mediasoup worker) used. */
 

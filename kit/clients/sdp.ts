@@ -1,0 +1,73 @@
+/**
+ * The libwebrtc client's changes to SDP, made on the parsed description (sdp-transform, as
+ * media/sdp.ts does) rather than on its text: what a viewer offers, and for a receive-only viewer,
+ * what it sets as its own offer and the answer it takes.
+ */
+import * as sdpTransform from 'sdp-transform';
+import type { MediaDescription, SessionDescription } from 'sdp-transform';
+
+function edit(sdp: string, change: (session: SessionDescription) => void): string {
+  const session = sdpTransform.parse(sdp);
+  change(session);
+  // libwebrtc writes "a=msid-semantic: WMS" naming no stream; sdp-transform reads that as an empty
+  // semantic and would write "a=msid-semantic:  WMS" back. It tells a receiver nothing: dropped.
+  if (session.msidSemantic && !session.msidSemantic.semantic) delete session.msidSemantic;
+  return sdpTransform.write(session);
+}
+
+/**
+ * A viewer's offer without RTP header extensions. This libwebrtc reads RTP header extensions by
+ * the ids it offered, whatever the answer says; mediasoup writes its own ids (a viewer's MID id
+ * may be mediasoup's abs-send-time), so a viewer offers none. Chromium follows the answer and
+ * needs no such change.
+ */
+export function withoutHeaderExtensions(sdp: string): string {
+  return edit(sdp, (session) => {
+    delete session.ext;
+    for (const media of session.media) delete media.ext;
+  });
+}
+
+// A receive-only viewer: the server is offered VP8 and sends it on VP8's payload type, but this
+// libwebrtc is set up (its local offer with VP8 taken out, the answer it is given with VP8's
+// payload type turned into VP9's) to expect VP9 there only. Every packet still arrives, is
+// decrypted, feeds the RTP receive statistics (received, lost, bytes: what we read) and the RTCP
+// receiver reports, and is then dropped as an unexpected payload type instead of being
+// depacketized and decoded. Decoding is the viewer's device's work, not the server's; in this
+// process it would cost many times the server's CPU per viewer.
+
+function editVideo(sdp: string, change: (video: MediaDescription) => void): string {
+  return edit(sdp, (session) => {
+    for (const media of session.media) if (media.type === 'video') change(media);
+  });
+}
+
+const payloadsOf = (video: MediaDescription, codec: string): number[] => video.rtp.filter((r) => r.codec.toUpperCase() === codec).map((r) => r.payload);
+
+/** The local offer of a receive-only viewer: no VP8, and no RTX for it. */
+export function receiveOnlyOffer(offer: string): string {
+  return editVideo(offer, (video) => {
+    const vp8 = payloadsOf(video, 'VP8');
+    const rtx = video.fmtp.filter((f) => vp8.includes(Number(sdpTransform.parseParams(f.config).apt))).map((f) => f.payload);
+    const gone = new Set([...vp8, ...rtx]);
+    video.payloads = sdpTransform.parsePayloads(video.payloads ?? '').filter((pt) => !gone.has(pt)).join(' ');
+    video.rtp = video.rtp.filter((r) => !gone.has(r.payload));
+    video.fmtp = video.fmtp.filter((f) => !gone.has(f.payload));
+    video.rtcpFb = video.rtcpFb?.filter((f) => !gone.has(Number(f.payload)));
+  });
+}
+
+/** The answer a receive-only viewer takes: the server's VP8 announced as VP9 on the payload type VP9 has in `offer`. */
+export function receiveOnlyAnswer(answer: string, offer: string): string {
+  const vp9 = sdpTransform.parse(offer).media.find((m) => m.type === 'video');
+  const to = vp9 && payloadsOf(vp9, 'VP9')[0];
+  if (to === undefined) throw new Error('receive-only: this libwebrtc offers no VP9');
+  return editVideo(answer, (video) => {
+    const from = payloadsOf(video, 'VP8')[0];
+    if (from === undefined) return;
+    video.payloads = sdpTransform.parsePayloads(video.payloads ?? '').map((pt) => (pt === from ? to : pt)).join(' ');
+    for (const r of video.rtp) if (r.payload === from) Object.assign(r, { payload: to, codec: 'VP9' });
+    for (const f of video.fmtp) if (f.payload === from) f.payload = to;
+    for (const f of video.rtcpFb ?? []) if (Number(f.payload) === from) f.payload = to;
+  });
+}
