@@ -99,7 +99,7 @@ export function processTree(pids: number[]): number[] {
 export function udpDrops(pids: number[]): Map<string, number> {
   const inodes = new Set<string>();
   for (const pid of pids) {
-    let fds: string[] = [];
+    let fds: string[];
     try {
       fds = readdirSync(`/proc/${pid}/fd`);
     } catch {
@@ -116,7 +116,7 @@ export function udpDrops(pids: number[]): Map<string, number> {
   }
   const drops = new Map<string, number>();
   for (const file of ['/proc/net/udp', '/proc/net/udp6']) {
-    let text = '';
+    let text: string;
     try {
       text = readFileSync(file, 'utf8');
     } catch {

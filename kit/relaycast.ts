@@ -52,7 +52,21 @@ export function runRelaycast(args: string[], env: Record<string, string> = {}): 
   return spawnTracked(process.execPath, [BIN, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/**
+ * Starts a node on free ports and waits until it is ready. A port freePort() found can be taken by
+ * another process before the node binds it (the suite's other nodes, a benchmark beside it): a
+ * start that fails with EADDRINUSE is tried once more, on other ports.
+ */
 export async function startRelaycast(options: StartOptions = {}): Promise<RelaycastProcess> {
+  try {
+    return await startOnce(options);
+  } catch (error) {
+    if (!/EADDRINUSE/.test((error as Error).message)) throw error;
+    return startOnce(options);
+  }
+}
+
+async function startOnce(options: StartOptions): Promise<RelaycastProcess> {
   const port = await freePort();
   const rtmpPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'relaycast-data-'));
@@ -104,7 +118,7 @@ export async function startRelaycast(options: StartOptions = {}): Promise<Relayc
   } catch (error) {
     await proc.kill();
     // What the process said is what explains a start that never became ready.
-    throw new Error(`${(error as Error).message}\n--- relaycast output ---\n${output.slice(-4000)}`);
+    throw new Error(`${(error as Error).message}\n--- relaycast output ---\n${output.slice(-4000)}`, { cause: error });
   }
   return proc;
 }

@@ -84,7 +84,7 @@ describe('docker/compose.yml (docker-compose config)', function () {
       });
       return parseYaml(stdout) as Compose;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('docker-compose not found: `bash scripts/setup.sh --test` installs Debian\'s docker-compose');
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('docker-compose not found: `bash scripts/setup.sh --test` installs Debian\'s docker-compose', { cause: error });
       throw error;
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -265,7 +265,7 @@ describe('docker/Dockerfile', function () {
     // Patterns as Docker applies them: the last match wins, a pattern matching a folder covers its files.
     const patterns = read('docker/Dockerfile.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
     const toRegExp = (p: string) =>
-      new RegExp(`^${posix.normalize(p).replace(/\/$/, '').replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*\*\/?/g, '\u0000').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]').replace(/\u0000/g, '(.*/)?')}$`);
+      new RegExp(`^${posix.normalize(p).replace(/\/$/, '').replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*\*\/?/g, '\uE000').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]').replace(/\uE000/g, '(.*/)?')}$`);
     const rules = patterns.map((p) => ({ exclude: !p.startsWith('!'), re: toRegExp(p.replace(/^!/, '')) }));
     const ignored = (path: string) => {
       let result = false;

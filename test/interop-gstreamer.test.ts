@@ -155,7 +155,7 @@ async function waitForPlayback(viewer: Page, what: string, withAudio: boolean): 
     );
   } catch (error) {
     const inbound = await inboundVideo(viewer).catch((e) => String(e));
-    throw new Error(`${(error as Error).message}; last stats: ${JSON.stringify(last)}; inbound video: ${JSON.stringify(inbound)}`);
+    throw new Error(`${(error as Error).message}; last stats: ${JSON.stringify(last)}; inbound video: ${JSON.stringify(inbound)}`, { cause: error });
   }
   return last!;
 }

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
-import { Database } from '../db/Database.ts';
+import { type Database } from '../db/Database.ts';
 import { getStream } from '../db/repositories/streams.ts';
 import { TestBrowser, play, playbackStats, publish, type PlaybackStats, type ReceiveOnly } from '../kit/browser.ts';
 import { waitFor } from '../kit/processes.ts';
@@ -191,7 +191,7 @@ async function decoding(viewer: Page, what: string, width = 640): Promise<Playba
       250,
     );
   } catch (error) {
-    throw new Error(`${(error as Error).message}; last stats: ${JSON.stringify(last)}`);
+    throw new Error(`${(error as Error).message}; last stats: ${JSON.stringify(last)}`, { cause: error });
   }
   return last!;
 }
@@ -359,7 +359,7 @@ describe('RTMP publishers as people configure them, played in Chromium', functio
     try {
       await waitFor(`${stream}: the player in state unsupported`, async () => (await watch()).state === 'unsupported', 30_000, 100);
     } catch (error) {
-      throw new Error(`${(error as Error).message}; states seen ${[...seen].join(', ')}; last player stats: ${JSON.stringify(last)}`);
+      throw new Error(`${(error as Error).message}; states seen ${[...seen].join(', ')}; last player stats: ${JSON.stringify(last)}`, { cause: error });
     }
     const unsupportedMs = Date.now() - openedAt;
     // A few seconds more: it stays there (its retry is 8 s away) and never plays.

@@ -172,7 +172,7 @@ describe('web player and dashboard (Chromium, origin + edge + balancer)', functi
       }, 30_000, 250);
     } catch (error) {
       await screenshot(dashboard, 'dashboard-failed');
-      throw new Error(`${(error as Error).message}; the page shows: ${text.slice(0, 1500)}`);
+      throw new Error(`${(error as Error).message}; the page shows: ${text.slice(0, 1500)}`, { cause: error });
     }
     // A few polls more, so that the screenshot shows the load sparklines.
     await waitFor('load sparklines', async () => (await dashboard.locator('svg.spark polyline').count()) >= 3, 10_000);

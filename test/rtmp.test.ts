@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import type { Page } from 'playwright-core';
-import { Database } from '../db/Database.ts';
+import { type Database } from '../db/Database.ts';
 import { listAudit } from '../db/repositories/audit.ts';
 import { listRelays } from '../db/repositories/relays.ts';
 import { getStream } from '../db/repositories/streams.ts';

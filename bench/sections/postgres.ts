@@ -47,7 +47,7 @@ export async function postgres(options: BenchOptions, progress: Progress): Promi
   const writers = Database.open({ url: testDb.url });
   const readers = Database.open({ url: testDb.url });
   const phases: Record<'heartbeats' | 'lookups' | 'lookupsUnderHeartbeats', Phase[]> = { heartbeats: [], lookups: [], lookupsUnderHeartbeats: [] };
-  let version = '';
+  let version: string;
   try {
     await writers.migrate();
     version = String(((await writers.knex.raw('show server_version')) as { rows: Array<{ server_version: string }> }).rows[0]?.server_version);

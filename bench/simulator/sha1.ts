@@ -17,7 +17,7 @@ export function cryptoScore(stream: string, node: string): number {
 
 export function affinityScores(stream: string, nodes: readonly string[]): Float64Array {
   const out = new Float64Array(nodes.length);
-  const ascii = (s: string) => /^[\x01-\x7f]*$/.test(s);
+  const ascii = (s: string) => [...s].every((c) => c.charCodeAt(0) >= 0x01 && c.charCodeAt(0) <= 0x7f);
   if (!ascii(stream) || nodes.some((n) => !ascii(n) || stream.length + 1 + n.length > 55)) {
     nodes.forEach((n, i) => (out[i] = cryptoScore(stream, n)));
     return out;

@@ -115,11 +115,11 @@ export async function view(options: ViewOptions): Promise<void> {
     viewers.push(...added);
     // Playing: every new viewer has decoded a frame (or the deadline passed: a wait, not a figure).
     const deadline = Date.now() + PLAYING_WAIT_MS;
-    let playingCount = 0;
-    for (;;) {
-      playingCount = (await Promise.all(added.map(playing))).filter(Boolean).length;
-      if (playingCount === added.length || Date.now() > deadline) break;
+    const countPlaying = async () => (await Promise.all(added.map(playing))).filter(Boolean).length;
+    let playingCount = await countPlaying();
+    while (playingCount < added.length && Date.now() <= deadline) {
       await sleep(200);
+      playingCount = await countPlaying();
     }
     const answers = added.map((v) => v.answer.answeredAt - v.answer.postedAt);
     emit('added', {

@@ -118,7 +118,7 @@ export async function createNetns(): Promise<NetNs> {
   } catch (error) {
     await netns.remove();
     const stderr = (error as { stderr?: string }).stderr;
-    throw new Error(`could not set up network namespace ${name}: ${(error as Error).message}${stderr ? `\n${stderr}` : ''}`);
+    throw new Error(`could not set up network namespace ${name}: ${(error as Error).message}${stderr ? `\n${stderr}` : ''}`, { cause: error });
   }
   return netns;
 }

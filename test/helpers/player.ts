@@ -45,7 +45,7 @@ export async function playing(page: Page, what: string, options: { timeoutMs?: n
       250,
     );
   } catch (error) {
-    throw new Error(`${(error as Error).message}; last player stats: ${JSON.stringify(last)}`);
+    throw new Error(`${(error as Error).message}; last player stats: ${JSON.stringify(last)}`, { cause: error });
   }
   return last!;
 }
