@@ -1,0 +1,531 @@
+/**
+ * Start-up benchmark (reports, does not pass or fail): how long each role takes to come up, and
+ * the memory it holds once up. Each configuration is started --runs times, as a user starts it
+ * (`node bin/relaycast.js <roles>`, one mediasoup worker), and for each start:
+ *
+ *   HTTP up      from spawn to GET /healthz answering 200 (the HTTP server listens)
+ *   ready        from spawn to GET /readyz answering 200 (database migrated, node registered)
+ *   node RSS     VmRSS of the node process once ready, and again after IDLE_MS with nothing to do
+ *   workers RSS  summed VmRSS of its mediasoup-worker child processes once ready, and their count
+ *
+ * Configurations: balancer, origin, edge and all, each on a fresh database of its own on the
+ * Postgres server DATABASE_URL names (default the local one), so that the database's own
+ * start-up does not dominate; and all on PGlite (what `npm start` runs) in a fresh data dir, so
+ * that figure includes creating the embedded database. Starts are interleaved (run 1 of every
+ * configuration, then run 2, ...) so that other work on the machine spreads over all of them.
+ * One start of `all` before the measured ones warms the tsx transform cache and the page cache.
+ *
+ * Progress goes to stderr, the table to stdout, every run's values to --out (JSON) if given.
+ *
+ *   npm run bench:startup [-- --runs 5] [-- --out startup.json] [-- --only balancer,all-pglite]
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { loadavg } from './lib/cpu.ts';
+import { Progress } from './lib/progress.ts';
+import { renderTable, type Table } from './lib/report.ts';
+import { max, median, min, sleep, spread } from './lib/stats.ts';
+
+/** The relaycast of the tree this file is in (a copy in another worktree runs that tree's code). */
+const ROOT = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
+const BIN = join(ROOT, 'bin', 'relaycast.js');
+const SERVER_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** At least 16 characters are required; 32 as a real deployment would have. */
+const CLUSTER_SECRET = 'bench-startup-secret-0123456789ab';
+
+/** How long a start may take to be ready before it counts as failed. A wait, not a figure (PGlite took > 45 s once on a busy 2-core machine). */
+const READY_TIMEOUT_MS = 120_000;
+/** How often /healthz and /readyz are polled while starting: the resolution of the two times. */
+const POLL_MS = 20;
+/** One poll's longest wait for an answer (a process busy starting may be slow to answer). */
+const REQUEST_TIMEOUT_MS = 2000;
+/** Idle time after ready before memory is read again (heartbeats, lazy allocations, GC). */
+const IDLE_MS = 5000;
+/** SIGTERM, then SIGKILL after this: what Kubernetes gives, and what the tests give. */
+const STOP_GRACE_MS = 20_000;
+/** How long the mediasoup workers may outlive their node process before they are killed. */
+const WORKER_EXIT_MS = 5000;
+/**
+ * Media ports: each start gets RTC_PORT_SPAN ports of its own from RTC_PORT_BASE up, below Linux's
+ * ephemeral range (32768–60999, where the HTTP and RTMP ports come from) and above the tests'
+ * 20000–29999, so that a test suite running meanwhile does not compete for them.
+ */
+const RTC_PORT_BASE = 30_000;
+const RTC_PORT_SPAN = 100;
+const RTC_PORT_SLOTS = 27;
+/** /proc/<pid>/comm is cut at 15 characters: "mediasoup-worker" reads "mediasoup-worke". */
+const WORKER_COMM = 'mediasoup-worke';
+
+interface Configuration {
+  id: string;
+  roles: string[];
+  database: 'postgres' | 'pglite';
+}
+
+const CONFIGURATIONS: Configuration[] = [
+  { id: 'balancer', roles: ['balancer'], database: 'postgres' },
+  { id: 'origin', roles: ['origin'], database: 'postgres' },
+  { id: 'edge', roles: ['edge'], database: 'postgres' },
+  { id: 'all', roles: ['all'], database: 'postgres' },
+  { id: 'all-pglite', roles: ['all'], database: 'pglite' },
+];
+
+const USAGE = `npm run bench:startup [-- options]
+
+  --runs N      starts of each configuration (default 5)
+  --out FILE    write every run's values and the medians there (JSON)
+  --only LIST   configurations, comma-separated: ${CONFIGURATIONS.map((c) => c.id).join(',')}
+  --no-warmup   no unmeasured start first (the first measured start then fills the tsx cache)
+`;
+
+interface Options {
+  runs: number;
+  out: string | undefined;
+  only: Configuration[];
+  warmup: boolean;
+}
+
+function parseOptions(argv: string[]): Options | undefined {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      runs: { type: 'string', default: '5' },
+      out: { type: 'string' },
+      only: { type: 'string' },
+      'no-warmup': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) return undefined;
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be an integer ≥ 1, got ${values.runs}`);
+  const ids = (values.only ?? CONFIGURATIONS.map((c) => c.id).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+  for (const id of ids) if (!CONFIGURATIONS.some((c) => c.id === id)) throw new Error(`--only: unknown configuration "${id}"`);
+  return { runs, out: values.out, only: CONFIGURATIONS.filter((c) => ids.includes(c.id)), warmup: !values['no-warmup'] };
+}
+
+/** Memory of a process tree at one moment, from /proc (kB as the kernel gives it). */
+interface Memory {
+  nodeRssKb: number;
+  workersRssKb: number;
+  workers: number;
+  /** Any other descendants (none expected), by name: so that one appearing does not go unseen. */
+  others: Array<{ comm: string; rssKb: number }>;
+}
+
+interface Run {
+  config: string;
+  run: number;
+  /** Spawn → /healthz 200 and → /readyz 200, ms. */
+  healthzMs: number;
+  readyMs: number;
+  /** Spawn → the "http listening" and "relaycast ready" log lines' own timestamps, ms (no polling in them). */
+  logHttpMs: number | null;
+  logReadyMs: number | null;
+  atReady: Memory;
+  afterIdle: Memory;
+  /** SIGTERM → exit, ms; and whether SIGKILL was needed (or workers had to be killed). */
+  stopMs: number;
+  killed: boolean;
+  load: string;
+}
+
+interface Failure {
+  config: string;
+  run: number;
+  error: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc
+
+function status(pid: number): Record<string, string> | undefined {
+  try {
+    return Object.fromEntries(
+      readFileSync(`/proc/${pid}/status`, 'utf8')
+        .split('\n')
+        .map((line) => line.split(/:\s*/, 2) as [string, string])
+        .filter(([, v]) => v !== undefined),
+    );
+  } catch {
+    return undefined;
+  }
+}
+
+function rssKb(pid: number): number {
+  return Number.parseInt(status(pid)?.VmRSS ?? '0', 10);
+}
+
+/** Direct children of a process: every thread's children (a child belongs to the thread that forked it). */
+function childrenOf(pid: number): number[] {
+  let tasks: string[] = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const out = new Set<number>();
+  for (const task of tasks) {
+    try {
+      for (const c of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/)) if (c) out.add(Number(c));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return [...out];
+}
+
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  for (const child of childrenOf(pid)) out.push(child, ...descendants(child));
+  return out;
+}
+
+function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+function workerPids(pid: number): number[] {
+  return descendants(pid).filter((p) => comm(p) === WORKER_COMM);
+}
+
+function memory(pid: number): Memory {
+  const m: Memory = { nodeRssKb: rssKb(pid), workersRssKb: 0, workers: 0, others: [] };
+  for (const child of descendants(pid)) {
+    const name = comm(child);
+    if (name === WORKER_COMM) {
+      m.workers++;
+      m.workersRssKb += rssKb(child);
+    } else {
+      m.others.push({ comm: name, rssKb: rssKb(child) });
+    }
+  }
+  return m;
+}
+
+/** Running (a zombie waiting for its parent to reap it counts as gone). */
+function alive(pid: number): boolean {
+  const state = status(pid)?.State;
+  return state !== undefined && !state.startsWith('Z');
+}
+
+// ---------------------------------------------------------------------------------------------
+// What one start needs: ports, a database, a data dir
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/** Runs one statement on the Postgres server (not in a database of ours). */
+async function onServer(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: SERVER_URL, connectionTimeoutMillis: 10_000, query_timeout: 30_000 });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Databases created and not yet dropped: dropped on an interrupt too. */
+const databases = new Set<string>();
+
+async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `relaycast_startup_${randomBytes(6).toString('hex')}`;
+  await onServer(`create database ${name}`);
+  databases.add(name);
+  const url = new URL(SERVER_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      await onServer(`drop database if exists ${name} with (force)`);
+      databases.delete(name);
+    },
+  };
+}
+
+/** The environment a started process gets: nothing inherited that would point it elsewhere. */
+function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const key of Object.keys(env)) if (key.startsWith('RELAYCAST_') || key === 'DATABASE_URL') delete env[key];
+  return { ...env, ...extra };
+}
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+// ---------------------------------------------------------------------------------------------
+// One start
+
+let starts = 0;
+
+async function measure(config: Configuration, run: number): Promise<Run> {
+  const index = starts++;
+  const httpPort = await freePort();
+  const rtmpPort = await freePort();
+  const rtcMin = RTC_PORT_BASE + (index % RTC_PORT_SLOTS) * RTC_PORT_SPAN;
+  const dataDir = mkdtempSync(join(tmpdir(), 'relaycast-startup-'));
+  const db = config.database === 'postgres' ? await createDatabase() : undefined;
+  const url = `http://127.0.0.1:${httpPort}`;
+  const args = [
+    BIN,
+    ...config.roles,
+    ...['--http-port', String(httpPort), '--http-host', '127.0.0.1', '--rtmp-port', String(rtmpPort)],
+    ...['--rtc-listen-ip', '127.0.0.1', '--rtc-min-port', String(rtcMin), '--rtc-max-port', String(rtcMin + RTC_PORT_SPAN - 1)],
+    ...['--workers', '1', '--data-dir', dataDir, '--cluster-secret', CLUSTER_SECRET],
+    ...['--node-id', `startup-${process.pid}-${index}`, '--log-level', 'info'],
+  ];
+  const load = loadavg();
+  const spawnedAt = Date.now();
+  const t0 = performance.now();
+  const child = spawn(process.execPath, args, { env: cleanEnv(db ? { DATABASE_URL: db.url } : {}), stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  const exited = once(child, 'exit').then(() => running.delete(child));
+  let output = '';
+  const logged: Record<string, number> = {};
+  let partial = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    output += d;
+    if (output.length > 200_000) output = output.slice(-100_000);
+    const lines = (partial + d).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) {
+      try {
+        const { msg, time } = JSON.parse(line) as { msg?: string; time?: number };
+        if (msg && typeof time === 'number' && !(msg in logged)) logged[msg] = time - spawnedAt;
+      } catch {
+        // not a JSON line
+      }
+    }
+  });
+  child.stderr!.on('data', (d) => (output += d));
+
+  const pid = child.pid!;
+  let workers: number[] = [];
+  let stop: { ms: number; killed: boolean } | undefined;
+  const stopIt = async () => {
+    workers = [...new Set([...workers, ...workerPids(pid)])];
+    const t = performance.now();
+    let killed = false;
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => {
+        killed = true;
+        child.kill('SIGKILL');
+      }, STOP_GRACE_MS);
+      await exited;
+      clearTimeout(timer);
+    }
+    const ms = performance.now() - t;
+    // The workers end when their node process does; any that do not are killed (ours too).
+    const deadline = Date.now() + WORKER_EXIT_MS;
+    while (workers.some(alive) && Date.now() < deadline) await sleep(50);
+    for (const w of workers.filter(alive)) {
+      killed = true;
+      process.kill(w, 'SIGKILL');
+    }
+    return { ms, killed };
+  };
+
+  try {
+    let healthzMs: number | undefined;
+    let readyMs: number | undefined;
+    const get = async (path: string) => (await fetch(`${url}${path}`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).catch(() => undefined))?.status;
+    while (readyMs === undefined) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode}) before ready:\n${output.slice(-3000)}`);
+      if (performance.now() - t0 > READY_TIMEOUT_MS) throw new Error(`not ready after ${READY_TIMEOUT_MS} ms:\n${output.slice(-3000)}`);
+      if (healthzMs === undefined && (await get('/healthz')) === 200) healthzMs = performance.now() - t0;
+      if (healthzMs !== undefined && (await get('/readyz')) === 200) readyMs = performance.now() - t0;
+      else await sleep(POLL_MS);
+    }
+    const atReady = memory(pid);
+    workers = workerPids(pid);
+    await sleep(IDLE_MS);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode}) while idle:\n${output.slice(-3000)}`);
+    const afterIdle = memory(pid);
+    stop = await stopIt();
+    return {
+      config: config.id,
+      run,
+      healthzMs: healthzMs!,
+      readyMs,
+      logHttpMs: logged['http listening'] ?? null,
+      logReadyMs: logged['relaycast ready'] ?? null,
+      atReady,
+      afterIdle,
+      stopMs: stop.ms,
+      killed: stop.killed,
+      load,
+    };
+  } finally {
+    if (!stop) await stopIt();
+    await db?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The benchmark
+
+const MiB = (kb: number) => kb / 1024;
+
+function summary(runs: Run[]) {
+  const of = (f: (r: Run) => number) => {
+    const xs = runs.map(f);
+    return { median: median(xs), min: min(xs), max: max(xs) };
+  };
+  return {
+    runs: runs.length,
+    healthzMs: of((r) => r.healthzMs),
+    readyMs: of((r) => r.readyMs),
+    nodeRssMiBAtReady: of((r) => MiB(r.atReady.nodeRssKb)),
+    nodeRssMiBAfterIdle: of((r) => MiB(r.afterIdle.nodeRssKb)),
+    workersRssMiBAtReady: of((r) => MiB(r.atReady.workersRssKb)),
+    workersRssMiBAfterIdle: of((r) => MiB(r.afterIdle.workersRssKb)),
+    workers: of((r) => r.atReady.workers),
+    stopMs: of((r) => r.stopMs),
+  };
+}
+
+function git(): string {
+  try {
+    return execFileSync('git', ['-C', ROOT, 'describe', '--always', '--dirty'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main(options: Options): Promise<number> {
+  const started = new Date();
+  const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10, kernel: release(), node: process.version };
+  const progress = new Progress(options.only.length * options.runs + (options.warmup ? 1 : 0));
+  progress.print(
+    `relaycast start-up benchmark: ${ROOT} at ${git()}\n` +
+      `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}\n` +
+      `load average at start: ${loadavg()} (other work on the machine shows up in every figure)\n`,
+  );
+  const runs: Run[] = [];
+  const failures: Failure[] = [];
+  if (options.warmup) {
+    progress.note('warm-up: all on Postgres (not counted)');
+    try {
+      await measure(CONFIGURATIONS.find((c) => c.id === 'all')!, 0);
+    } catch (error) {
+      progress.log(`warm-up failed: ${(error as Error).message}`);
+    }
+    progress.step();
+  }
+  for (let run = 1; run <= options.runs; run++) {
+    for (const config of options.only) {
+      progress.note(`${config.id}: run ${run} of ${options.runs}`);
+      try {
+        const r = await measure(config, run);
+        runs.push(r);
+        progress.log(`${config.id} #${run}: ready ${Math.round(r.readyMs)} ms, node ${MiB(r.atReady.nodeRssKb).toFixed(1)} MiB, ${r.atReady.workers} worker(s) ${MiB(r.atReady.workersRssKb).toFixed(1)} MiB`);
+      } catch (error) {
+        failures.push({ config: config.id, run, error: (error as Error).message });
+        progress.log(`${config.id} #${run}: FAILED: ${(error as Error).message}`);
+      }
+      progress.step();
+    }
+  }
+
+  const table: Table = {
+    title: `Start-up per configuration: median (min–max) of ${options.runs} start(s)`,
+    head: ['configuration', 'database', 'HTTP up ms', 'ready ms', 'node RSS MiB', `node RSS +${IDLE_MS / 1000} s`, 'workers RSS MiB', `workers +${IDLE_MS / 1000} s`, 'workers', 'stop ms'],
+    rows: options.only.map((config) => {
+      const mine = runs.filter((r) => r.config === config.id);
+      const cell = (f: (r: Run) => number, digits = 1) => spread(mine.map(f), digits);
+      return [
+        config.id,
+        config.database === 'postgres' ? 'Postgres' : 'PGlite',
+        cell((r) => r.healthzMs, 0),
+        cell((r) => r.readyMs, 0),
+        cell((r) => MiB(r.atReady.nodeRssKb)),
+        cell((r) => MiB(r.afterIdle.nodeRssKb)),
+        cell((r) => MiB(r.atReady.workersRssKb)),
+        cell((r) => MiB(r.afterIdle.workersRssKb)),
+        cell((r) => r.atReady.workers, 0),
+        cell((r) => r.stopMs, 0),
+      ];
+    }),
+    how: [
+      `node bin/relaycast.js <roles> --workers 1 --log-level info; times from spawn, /healthz and /readyz polled every ${POLL_MS} ms`,
+      'Postgres: a fresh database per start (migrations included in ready); PGlite: a fresh data dir per start (creating it included)',
+      `RSS: VmRSS from /proc once /readyz answered and again after ${IDLE_MS / 1000} s idle; workers = mediasoup-worker descendants, RSS summed`,
+      'stop: SIGTERM to exit of the node process',
+    ],
+  };
+  const others = [...new Set(runs.flatMap((r) => [...r.atReady.others, ...r.afterIdle.others].map((o) => o.comm)))];
+  const killed = runs.filter((r) => r.killed).length;
+  progress.print(
+    `\n${renderTable(table)}\n` +
+      (others.length ? `  other child processes seen: ${others.join(', ')}\n` : '') +
+      (killed ? `  ${killed} start(s) needed SIGKILL to stop\n` : '') +
+      (failures.length ? `  ${failures.length} start(s) FAILED: ${failures.map((f) => `${f.config} #${f.run}`).join(', ')}\n` : '') +
+      `  load average at the starts: ${[...new Set(runs.map((r) => r.load))].slice(0, 8).join(' | ')}; at the end: ${loadavg()}\n`,
+  );
+  if (options.out) {
+    const report = {
+      startedAt: started.toISOString(),
+      finishedAt: new Date().toISOString(),
+      tree: { root: ROOT, git: git() },
+      machine,
+      options: { runs: options.runs, only: options.only.map((c) => c.id), warmup: options.warmup, idleMs: IDLE_MS, pollMs: POLL_MS },
+      configurations: Object.fromEntries(
+        options.only.map((c) => [c.id, { roles: c.roles, database: c.database, ...summary(runs.filter((r) => r.config === c.id)) }]),
+      ),
+      runs,
+      failures,
+      loadAverage: { end: loadavg() },
+    };
+    writeFileSync(options.out, `${JSON.stringify(report, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
+    process.stdout.write(`results: ${options.out}\n`);
+  }
+  progress.finish();
+  return failures.length > 0 ? 1 : 0;
+}
+
+let options: Options | undefined;
+try {
+  options = parseOptions(process.argv.slice(2));
+} catch (error) {
+  process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
+  process.exit(2);
+}
+if (!options) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+// Interrupted: stop what runs (the exit handler kills it), drop the databases made (bounded), exit.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    for (const child of running) child.kill('SIGKILL');
+    const drops = Promise.allSettled([...databases].map((name) => onServer(`drop database if exists ${name} with (force)`)));
+    void Promise.race([drops, sleep(5000)]).then(() => process.exit(130));
+  });
+}
+process.exit(await main(options));
