@@ -5,6 +5,8 @@
  *
  *   HTTP up      from spawn to GET /healthz answering 200 (the HTTP server listens)
  *   ready        from spawn to GET /readyz answering 200 (database migrated, node registered)
+ *   CPU to ready user + system CPU time the node process used until then: the work start-up takes,
+ *                which other load on the machine changes far less than it changes the times
  *   node RSS     VmRSS of the node process once ready, and again after IDLE_MS with nothing to do
  *   workers RSS  summed VmRSS of its mediasoup-worker child processes once ready, and their count
  *
@@ -29,7 +31,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { loadavg } from './lib/cpu.ts';
+import { cpuSeconds, loadavg } from './lib/cpu.ts';
 import { Progress } from './lib/progress.ts';
 import { renderTable, type Table } from './lib/report.ts';
 import { max, median, min, sleep, spread } from './lib/stats.ts';
@@ -128,6 +130,8 @@ interface Run {
   /** Spawn → /healthz 200 and → /readyz 200, ms. */
   healthzMs: number;
   readyMs: number;
+  /** CPU time (user + system) of the node process itself until /readyz answered, ms (10 ms ticks). */
+  cpuMsToReady: number;
   /** Spawn → the "http listening" and "relaycast ready" log lines' own timestamps, ms (no polling in them). */
   logHttpMs: number | null;
   logReadyMs: number | null;
@@ -361,6 +365,7 @@ async function measure(config: Configuration, run: number): Promise<Run> {
       if (healthzMs !== undefined && (await get('/readyz')) === 200) readyMs = performance.now() - t0;
       else await sleep(POLL_MS);
     }
+    const cpuMsToReady = cpuSeconds([pid], false) * 1000;
     const atReady = memory(pid);
     workers = workerPids(pid);
     await sleep(IDLE_MS);
@@ -372,6 +377,7 @@ async function measure(config: Configuration, run: number): Promise<Run> {
       run,
       healthzMs: healthzMs!,
       readyMs,
+      cpuMsToReady,
       logHttpMs: logged['http listening'] ?? null,
       logReadyMs: logged['relaycast ready'] ?? null,
       atReady,
@@ -401,6 +407,7 @@ function summary(runs: Run[]) {
     runs: runs.length,
     healthzMs: of((r) => r.healthzMs),
     readyMs: of((r) => r.readyMs),
+    cpuMsToReady: of((r) => r.cpuMsToReady),
     nodeRssMiBAtReady: of((r) => MiB(r.atReady.nodeRssKb)),
     nodeRssMiBAfterIdle: of((r) => MiB(r.afterIdle.nodeRssKb)),
     workersRssMiBAtReady: of((r) => MiB(r.atReady.workersRssKb)),
@@ -444,7 +451,7 @@ async function main(options: Options): Promise<number> {
       try {
         const r = await measure(config, run);
         runs.push(r);
-        progress.log(`${config.id} #${run}: ready ${Math.round(r.readyMs)} ms, node ${MiB(r.atReady.nodeRssKb).toFixed(1)} MiB, ${r.atReady.workers} worker(s) ${MiB(r.atReady.workersRssKb).toFixed(1)} MiB`);
+        progress.log(`${config.id} #${run}: ready ${Math.round(r.readyMs)} ms (CPU ${Math.round(r.cpuMsToReady)} ms), node ${MiB(r.atReady.nodeRssKb).toFixed(1)} MiB, ${r.atReady.workers} worker(s) ${MiB(r.atReady.workersRssKb).toFixed(1)} MiB`);
       } catch (error) {
         failures.push({ config: config.id, run, error: (error as Error).message });
         progress.log(`${config.id} #${run}: FAILED: ${(error as Error).message}`);
@@ -455,7 +462,7 @@ async function main(options: Options): Promise<number> {
 
   const table: Table = {
     title: `Start-up per configuration: median (min–max) of ${options.runs} start(s)`,
-    head: ['configuration', 'database', 'HTTP up ms', 'ready ms', 'node RSS MiB', `node RSS +${IDLE_MS / 1000} s`, 'workers RSS MiB', `workers +${IDLE_MS / 1000} s`, 'workers', 'stop ms'],
+    head: ['configuration', 'database', 'HTTP up ms', 'ready ms', 'CPU ms to ready', 'node RSS MiB', `node RSS +${IDLE_MS / 1000} s`, 'workers RSS MiB', `workers +${IDLE_MS / 1000} s`, 'workers', 'stop ms'],
     rows: options.only.map((config) => {
       const mine = runs.filter((r) => r.config === config.id);
       const cell = (f: (r: Run) => number, digits = 1) => spread(mine.map(f), digits);
@@ -464,6 +471,7 @@ async function main(options: Options): Promise<number> {
         config.database === 'postgres' ? 'Postgres' : 'PGlite',
         cell((r) => r.healthzMs, 0),
         cell((r) => r.readyMs, 0),
+        cell((r) => r.cpuMsToReady, 0),
         cell((r) => MiB(r.atReady.nodeRssKb)),
         cell((r) => MiB(r.afterIdle.nodeRssKb)),
         cell((r) => MiB(r.atReady.workersRssKb)),
@@ -474,6 +482,7 @@ async function main(options: Options): Promise<number> {
     }),
     how: [
       `node bin/relaycast.js <roles> --workers 1 --log-level info; times from spawn, /healthz and /readyz polled every ${POLL_MS} ms`,
+      'CPU to ready: user + system time of the node process, all its threads (so above the wall time at times), not its workers; /proc/<pid>/stat at ready',
       'Postgres: a fresh database per start (migrations included in ready); PGlite: a fresh data dir per start (creating it included)',
       `RSS: VmRSS from /proc once /readyz answered and again after ${IDLE_MS / 1000} s idle; workers = mediasoup-worker descendants, RSS summed`,
       'stop: SIGTERM to exit of the node process',
