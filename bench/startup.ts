@@ -15,31 +15,28 @@
  * start-up does not dominate; and all on PGlite (what `npm start` runs) in a fresh data dir, so
  * that figure includes creating the embedded database. Starts are interleaved (run 1 of every
  * configuration, then run 2, ...) so that other work on the machine spreads over all of them.
- * One start of `all` before the measured ones warms the tsx transform cache and the page cache.
+ * One start of `all` before the measured ones warms the page cache (and an older tree's tsx cache).
  *
  * Progress goes to stderr, the table to stdout, every run's values to --out (JSON) if given.
  *
  *   npm run bench:startup [-- --runs 5] [-- --out startup.json] [-- --only balancer,all-pglite]
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
-import { cpuSeconds, loadavg } from './lib/cpu.ts';
+import { cpuSeconds, loadavg } from '../kit/cpu.ts';
+import { createTestDatabase, freePort } from '../kit/postgres.ts';
+import { stopProcess } from '../kit/processes.ts';
+import { spawnRelaycast } from '../kit/relaycast.ts';
+import { max, median, min, sleep, spread } from '../kit/stats.ts';
 import { Progress } from './lib/progress.ts';
 import { renderTable, type Table } from './lib/report.ts';
-import { max, median, min, sleep, spread } from './lib/stats.ts';
 
-/** The relaycast of the tree this file is in (a copy in another worktree runs that tree's code). */
-const ROOT = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
-const BIN = join(ROOT, 'bin', 'relaycast.js');
-const SERVER_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+/** This tree; --tree names another checkout to measure (an older commit, side by side). */
+const HERE = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
 
 /** At least 16 characters are required; 32 as a real deployment would have. */
 const CLUSTER_SECRET = 'bench-startup-secret-0123456789ab';
@@ -86,10 +83,14 @@ const USAGE = `npm run bench:startup [-- options]
   --runs N      starts of each configuration (default 5)
   --out FILE    write every run's values and the medians there (JSON)
   --only LIST   configurations, comma-separated: ${CONFIGURATIONS.map((c) => c.id).join(',')}
-  --no-warmup   no unmeasured start first (the first measured start then fills the tsx cache)
+  --no-warmup   no unmeasured start first (the first measured start then fills the caches)
+  --tree DIR    measure the relaycast of another checkout (an older commit in a git worktree,
+                its dependencies installed), side by side with this one's figures
 `;
 
 interface Options {
+  /** The checkout whose bin/relaycast.js is started. */
+  tree: string;
   runs: number;
   out: string | undefined;
   only: Configuration[];
@@ -104,6 +105,7 @@ function parseOptions(argv: string[]): Options | undefined {
       out: { type: 'string' },
       only: { type: 'string' },
       'no-warmup': { type: 'boolean', default: false },
+      tree: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -112,7 +114,7 @@ function parseOptions(argv: string[]): Options | undefined {
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be an integer ≥ 1, got ${values.runs}`);
   const ids = (values.only ?? CONFIGURATIONS.map((c) => c.id).join(',')).split(',').map((s) => s.trim()).filter(Boolean);
   for (const id of ids) if (!CONFIGURATIONS.some((c) => c.id === id)) throw new Error(`--only: unknown configuration "${id}"`);
-  return { runs, out: values.out, only: CONFIGURATIONS.filter((c) => ids.includes(c.id)), warmup: !values['no-warmup'] };
+  return { tree: values.tree ? resolve(values.tree) : HERE, runs, out: values.out, only: CONFIGURATIONS.filter((c) => ids.includes(c.id)), warmup: !values['no-warmup'] };
 }
 
 /** Memory of a process tree at one moment, from /proc (kB as the kernel gives it). */
@@ -171,7 +173,7 @@ function rssKb(pid: number): number {
 
 /** Direct children of a process: every thread's children (a child belongs to the thread that forked it). */
 function childrenOf(pid: number): number[] {
-  let tasks: string[] = [];
+  let tasks: string[];
   try {
     tasks = readdirSync(`/proc/${pid}/task`);
   } catch {
@@ -229,73 +231,20 @@ function alive(pid: number): boolean {
 // ---------------------------------------------------------------------------------------------
 // What one start needs: ports, a database, a data dir
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
-/** Runs one statement on the Postgres server (not in a database of ours). */
-async function onServer(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: SERVER_URL, connectionTimeoutMillis: 10_000, query_timeout: 30_000 });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
-/** Databases created and not yet dropped: dropped on an interrupt too. */
-const databases = new Set<string>();
-
-async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `relaycast_startup_${randomBytes(6).toString('hex')}`;
-  await onServer(`create database ${name}`);
-  databases.add(name);
-  const url = new URL(SERVER_URL);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      await onServer(`drop database if exists ${name} with (force)`);
-      databases.delete(name);
-    },
-  };
-}
-
-/** The environment a started process gets: nothing inherited that would point it elsewhere. */
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const key of Object.keys(env)) if (key.startsWith('RELAYCAST_') || key === 'DATABASE_URL') delete env[key];
-  return { ...env, ...extra };
-}
-
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
-
 // ---------------------------------------------------------------------------------------------
 // One start
 
 let starts = 0;
 
-async function measure(config: Configuration, run: number): Promise<Run> {
+async function measure(tree: string, config: Configuration, run: number): Promise<Run> {
   const index = starts++;
   const httpPort = await freePort();
   const rtmpPort = await freePort();
   const rtcMin = RTC_PORT_BASE + (index % RTC_PORT_SLOTS) * RTC_PORT_SPAN;
   const dataDir = mkdtempSync(join(tmpdir(), 'relaycast-startup-'));
-  const db = config.database === 'postgres' ? await createDatabase() : undefined;
+  const db = config.database === 'postgres' ? await createTestDatabase() : undefined;
   const url = `http://127.0.0.1:${httpPort}`;
   const args = [
-    BIN,
     ...config.roles,
     ...['--http-port', String(httpPort), '--http-host', '127.0.0.1', '--rtmp-port', String(rtmpPort)],
     ...['--rtc-listen-ip', '127.0.0.1', '--rtc-min-port', String(rtcMin), '--rtc-max-port', String(rtcMin + RTC_PORT_SPAN - 1)],
@@ -305,9 +254,7 @@ async function measure(config: Configuration, run: number): Promise<Run> {
   const load = loadavg();
   const spawnedAt = Date.now();
   const t0 = performance.now();
-  const child = spawn(process.execPath, args, { env: cleanEnv(db ? { DATABASE_URL: db.url } : {}), stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(child);
-  const exited = once(child, 'exit').then(() => running.delete(child));
+  const child = spawnRelaycast(join(tree, 'bin', 'relaycast.js'), args, db ? { DATABASE_URL: db.url } : {});
   let output = '';
   const logged: Record<string, number> = {};
   let partial = '';
@@ -325,7 +272,7 @@ async function measure(config: Configuration, run: number): Promise<Run> {
       }
     }
   });
-  child.stderr!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d: Buffer) => (output += d));
 
   const pid = child.pid!;
   let workers: number[] = [];
@@ -334,15 +281,8 @@ async function measure(config: Configuration, run: number): Promise<Run> {
     workers = [...new Set([...workers, ...workerPids(pid)])];
     const t = performance.now();
     let killed = false;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => {
-        killed = true;
-        child.kill('SIGKILL');
-      }, STOP_GRACE_MS);
-      await exited;
-      clearTimeout(timer);
-    }
+    await stopProcess(child, STOP_GRACE_MS);
+    if (child.signalCode === 'SIGKILL') killed = true;
     const ms = performance.now() - t;
     // The workers end when their node process does; any that do not are killed (ours too).
     const deadline = Date.now() + WORKER_EXIT_MS;
@@ -417,9 +357,9 @@ function summary(runs: Run[]) {
   };
 }
 
-function git(): string {
+function git(tree: string): string {
   try {
-    return execFileSync('git', ['-C', ROOT, 'describe', '--always', '--dirty'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync('git', ['-C', tree, 'describe', '--always', '--dirty'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {
     return 'unknown';
   }
@@ -430,7 +370,7 @@ async function main(options: Options): Promise<number> {
   const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10, kernel: release(), node: process.version };
   const progress = new Progress(options.only.length * options.runs + (options.warmup ? 1 : 0));
   progress.print(
-    `relaycast start-up benchmark: ${ROOT} at ${git()}\n` +
+    `relaycast start-up benchmark: ${options.tree} at ${git(options.tree)}\n` +
       `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}\n` +
       `load average at start: ${loadavg()} (other work on the machine shows up in every figure)\n`,
   );
@@ -439,7 +379,7 @@ async function main(options: Options): Promise<number> {
   if (options.warmup) {
     progress.note('warm-up: all on Postgres (not counted)');
     try {
-      await measure(CONFIGURATIONS.find((c) => c.id === 'all')!, 0);
+      await measure(options.tree, CONFIGURATIONS.find((c) => c.id === 'all')!, 0);
     } catch (error) {
       progress.log(`warm-up failed: ${(error as Error).message}`);
     }
@@ -449,7 +389,7 @@ async function main(options: Options): Promise<number> {
     for (const config of options.only) {
       progress.note(`${config.id}: run ${run} of ${options.runs}`);
       try {
-        const r = await measure(config, run);
+        const r = await measure(options.tree, config, run);
         runs.push(r);
         progress.log(`${config.id} #${run}: ready ${Math.round(r.readyMs)} ms (CPU ${Math.round(r.cpuMsToReady)} ms), node ${MiB(r.atReady.nodeRssKb).toFixed(1)} MiB, ${r.atReady.workers} worker(s) ${MiB(r.atReady.workersRssKb).toFixed(1)} MiB`);
       } catch (error) {
@@ -501,7 +441,7 @@ async function main(options: Options): Promise<number> {
     const report = {
       startedAt: started.toISOString(),
       finishedAt: new Date().toISOString(),
-      tree: { root: ROOT, git: git() },
+      tree: { root: options.tree, git: git(options.tree) },
       machine,
       options: { runs: options.runs, only: options.only.map((c) => c.id), warmup: options.warmup, idleMs: IDLE_MS, pollMs: POLL_MS },
       configurations: Object.fromEntries(
@@ -529,12 +469,6 @@ if (!options) {
   process.stdout.write(USAGE);
   process.exit(0);
 }
-// Interrupted: stop what runs (the exit handler kills it), drop the databases made (bounded), exit.
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    for (const child of running) child.kill('SIGKILL');
-    const drops = Promise.allSettled([...databases].map((name) => onServer(`drop database if exists ${name} with (force)`)));
-    void Promise.race([drops, sleep(5000)]).then(() => process.exit(130));
-  });
-}
+// Interrupted: exit; kit/processes.ts kills every process still running on the way out.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 process.exit(await main(options));

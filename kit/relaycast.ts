@@ -49,7 +49,12 @@ function cleanEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv 
 }
 
 export function runRelaycast(args: string[], env: Record<string, string> = {}): ChildProcess {
-  return spawnTracked(process.execPath, [BIN, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnRelaycast(BIN, args, env);
+}
+
+/** Starts `bin` (the relaycast command of this tree or of another checkout) with a clean environment. */
+export function spawnRelaycast(bin: string, args: string[], env: Record<string, string> = {}): ChildProcess {
+  return spawnTracked(process.execPath, [bin, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 /**
