@@ -83,3 +83,33 @@ describe('benchmark suite (bench/, --quick)', function () {
     assert.ok(picture.trimEnd().endsWith('</svg>'));
   });
 });
+
+describe('start-up benchmark (bench/startup.ts, one start each)', function () {
+  this.timeout(180_000);
+
+  it('starts a balancer and an edge, reports their figures, and counts the edge\'s worker and no balancer worker', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'relaycast-startup-smoke-'));
+    try {
+      const out = join(dir, 'startup.json');
+      const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../bench/startup.ts', import.meta.url)), '--runs', '1', '--only', 'balancer,edge', '--no-warmup', '--out', out], {
+        env: { ...process.env, DATABASE_URL: SERVER_URL },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout.on('data', (d) => (output += d));
+      child.stderr.on('data', (d) => (output += d));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 150_000);
+      const [code] = (await once(child, 'exit')) as [number | null];
+      clearTimeout(timer);
+      assert.equal(code, 0, output.slice(-4000));
+      assert.match(output, /Start-up per configuration/);
+      const report = JSON.parse(readFileSync(out, 'utf8')) as { runs: Array<{ config: string; readyMs: number; atReady: { nodeRssKb: number; workers: number } }> };
+      const run = (config: string) => report.runs.find((r) => r.config === config)!;
+      assert.equal(run('balancer').atReady.workers, 0, 'a balancer has no mediasoup worker');
+      assert.equal(run('edge').atReady.workers, 1, 'an edge has its one');
+      for (const r of report.runs) assert.ok(r.readyMs > 0 && r.atReady.nodeRssKb > 0, `${r.config}: figures measured`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
