@@ -104,6 +104,47 @@ export async function publish(page: Page, url: string, token: string, videoCodec
 }
 
 /**
+ * Publishes over WHIP with simulcast: the camera at 640x360 sent as three layers (RFC 8853 rids
+ * q, h, f at a quarter, half and full size, lowest first), VP8, as Chromium's sendEncodings do.
+ */
+export async function publishSimulcast(page: Page, url: string, token: string): Promise<PublishResult & { offer: string }> {
+  return page.evaluate(
+    async ({ url, token }) => {
+      const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+      const pc = new RTCPeerConnection();
+      (window as any).publisher = pc;
+      pc.addTransceiver(media.getAudioTracks()[0]!, { direction: 'sendonly' });
+      pc.addTransceiver(media.getVideoTracks()[0]!, {
+        direction: 'sendonly',
+        sendEncodings: [
+          { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+          { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 400_000 },
+          { rid: 'f', maxBitrate: 1_000_000 },
+        ],
+      });
+      await pc.setLocalDescription(await pc.createOffer());
+      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` }, body: pc.localDescription!.sdp });
+      const body = await res.text();
+      if (res.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: body });
+      (window as any).publisherLocation = res.headers.get('location');
+      return { status: res.status, location: res.headers.get('location'), body, offer: pc.localDescription!.sdp };
+    },
+    { url, token },
+  );
+}
+
+/** Frames the publisher has sent per simulcast layer (outbound-rtp by rid). */
+export async function framesSentByRid(page: Page): Promise<Record<string, number>> {
+  return page.evaluate(async () => {
+    const out: Record<string, number> = {};
+    (await ((window as any).publisher as RTCPeerConnection).getStats()).forEach((s: any) => {
+      if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) out[s.rid] = s.framesSent ?? 0;
+    });
+    return out;
+  });
+}
+
+/**
  * Video a viewer offers to receive, when not all this Chromium can: H.264 in the given profiles
  * only (packetization-mode 1), through setCodecPreferences. `['42e01f']` offers what Firefox offers.
  */

@@ -437,6 +437,13 @@ export function buildAnswer(offer: Offer, local: LocalTransport, accepted: Map<s
       endOfCandidates: 'end-of-candidates',
       ...writeCodecs(params),
     };
+    // A publisher's simulcast (RFC 8853): every layer it offers to send is taken. Without the
+    // rids and a=simulcast in the answer, a browser sends its first encoding only.
+    const sendRids = (section.media.rids ?? []).filter((r) => r.direction === 'send');
+    if (answer.direction === 'recvonly' && sendRids.length > 0) {
+      m.rids = sendRids.map((r) => ({ id: r.id, direction: 'recv' }));
+      if (section.media.simulcast) m.simulcast = { dir1: 'recv', list1: section.media.simulcast.list1 };
+    }
     const encoding = params.encodings?.[0];
     if (answer.direction === 'sendonly' && encoding?.ssrc !== undefined) {
       const cname = params.rtcp?.cname ?? 'relaycast';
