@@ -214,6 +214,16 @@ describe('media/sdp: answers', () => {
     }
     assert.equal(parsed.groups?.[0]?.mids, 'video0 audio1', 'only accepted sections are bundled');
   });
+
+  it('takes every simulcast layer a publisher offers (RFC 8853): rids in offer order, answered recv', () => {
+    const text = readFileSync(new URL('./fixtures/sdp/chromium-simulcast-whip-offer.sdp', import.meta.url), 'utf8');
+    const video = parseOffer(text).sections.filter(isSupported).find((s) => s.kind === 'video')!;
+    assert.deepEqual(producerParameters(video, ROUTER)?.encodings?.map((e) => e.rid), ['q', 'h', 'f'], 'one encoding per layer, lowest first');
+    const m = answer(text).media.find((s) => s.type === 'video')!;
+    assert.deepEqual(m.rids?.map((r) => `${r.id} ${r.direction}`), ['q recv', 'h recv', 'f recv']);
+    assert.deepEqual(m.simulcast, { dir1: 'recv', list1: 'q;h;f' });
+    assert.equal(answer(offer([{ kind: 'video', mid: '0', direction: 'sendonly', codecs: [VP8] }])).media[0]!.simulcast, undefined, 'no simulcast unless offered');
+  });
 });
 
 describe('media/sdp: golden offers from other clients (test/fixtures/sdp)', () => {
@@ -227,6 +237,7 @@ describe('media/sdp: golden offers from other clients (test/fixtures/sdp)', () =
    */
   const expected: Record<string, { publishes: Record<string, string> } | { plays: string[] }> = {
     'chromium-whip-offer.sdp': { publishes: { audio: 'audio/opus', video: 'video/VP8' } },
+    'chromium-simulcast-whip-offer.sdp': { publishes: { audio: 'audio/opus', video: 'video/VP8' } },
     'firefox-whip-offer.sdp': { publishes: { audio: 'audio/opus', video: 'video/VP8' } },
     'safari-whip-offer.sdp': { publishes: { audio: 'audio/opus', video: 'video/H264 42e01f' } }, // not its first choice, 640c1f
     'obs-whip-offer.sdp': { publishes: { audio: 'audio/opus', video: 'video/H264 42e01f' } },
