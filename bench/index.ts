@@ -19,7 +19,7 @@ import { cpus, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as mediasoup from 'mediasoup';
 import { loadavg } from '../kit/cpu.ts';
-import { parseOptions, runsFor, USAGE, type BenchOptions } from './lib/options.ts';
+import { parseOptions, runCommand, runsFor, USAGE, type BenchOptions } from './lib/options.ts';
 import { Progress } from './lib/progress.ts';
 import { renderTable, type SectionId, type SectionResult } from './lib/report.ts';
 import { renderSvg } from './lib/svg.ts';
@@ -158,19 +158,4 @@ async function run(options: BenchOptions): Promise<number> {
   return Object.keys(errors).length > 0 ? 1 : 0;
 }
 
-let options: BenchOptions | undefined;
-try {
-  options = parseOptions(process.argv.slice(2));
-} catch (error) {
-  process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
-  process.exit(2);
-}
-if (!options) {
-  process.stdout.write(USAGE);
-  process.exit(0);
-}
-// Interrupted: exit, so that the exit handlers kill every process the suite started.
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
-const code = await run(options);
-// Child processes and sockets are all closed; nothing should keep us, but make sure.
-process.exit(code);
+await runCommand(parseOptions, USAGE, run);

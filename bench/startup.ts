@@ -22,16 +22,17 @@
  *   npm run bench:startup [-- --runs 5] [-- --out startup.json] [-- --only balancer,all-pglite]
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, loadavg } from '../kit/cpu.ts';
+import { commOf, cpuSeconds, isMediaWorker, isRunning, loadavg, processTree, rssKb } from '../kit/cpu.ts';
 import { createTestDatabase, freePort } from '../kit/postgres.ts';
 import { stopProcess } from '../kit/processes.ts';
 import { spawnRelaycast } from '../kit/relaycast.ts';
 import { max, median, min, sleep, spread } from '../kit/stats.ts';
+import { runCommand } from './lib/options.ts';
 import { Progress } from './lib/progress.ts';
 import { renderTable, type Table } from './lib/report.ts';
 
@@ -61,8 +62,6 @@ const WORKER_EXIT_MS = 5000;
 const RTC_PORT_BASE = 30_000;
 const RTC_PORT_SPAN = 100;
 const RTC_PORT_SLOTS = 27;
-/** /proc/<pid>/comm is cut at 15 characters: "mediasoup-worker" reads "mediasoup-worke". */
-const WORKER_COMM = 'mediasoup-worke';
 
 interface Configuration {
   id: string;
@@ -154,79 +153,26 @@ interface Failure {
 // ---------------------------------------------------------------------------------------------
 // /proc
 
-function status(pid: number): Record<string, string> | undefined {
-  try {
-    return Object.fromEntries(
-      readFileSync(`/proc/${pid}/status`, 'utf8')
-        .split('\n')
-        .map((line) => line.split(/:\s*/, 2) as [string, string])
-        .filter(([, v]) => v !== undefined),
-    );
-  } catch {
-    return undefined;
-  }
-}
-
-function rssKb(pid: number): number {
-  return Number.parseInt(status(pid)?.VmRSS ?? '0', 10);
-}
-
-/** Direct children of a process: every thread's children (a child belongs to the thread that forked it). */
-function childrenOf(pid: number): number[] {
-  let tasks: string[];
-  try {
-    tasks = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return [];
-  }
-  const out = new Set<number>();
-  for (const task of tasks) {
-    try {
-      for (const c of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/)) if (c) out.add(Number(c));
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return [...out];
-}
-
-function descendants(pid: number): number[] {
-  const out: number[] = [];
-  for (const child of childrenOf(pid)) out.push(child, ...descendants(child));
-  return out;
-}
-
-function comm(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
+/** The process's children, grandchildren and so on. */
+const descendants = (pid: number) => processTree([pid]).filter((p) => p !== pid);
 
 function workerPids(pid: number): number[] {
-  return descendants(pid).filter((p) => comm(p) === WORKER_COMM);
+  return descendants(pid).filter(isMediaWorker);
 }
 
 function memory(pid: number): Memory {
   const m: Memory = { nodeRssKb: rssKb(pid), workersRssKb: 0, workers: 0, others: [] };
   for (const child of descendants(pid)) {
-    const name = comm(child);
-    if (name === WORKER_COMM) {
+    if (isMediaWorker(child)) {
       m.workers++;
       m.workersRssKb += rssKb(child);
     } else {
-      m.others.push({ comm: name, rssKb: rssKb(child) });
+      m.others.push({ comm: commOf(child), rssKb: rssKb(child) });
     }
   }
   return m;
 }
 
-/** Running (a zombie waiting for its parent to reap it counts as gone). */
-function alive(pid: number): boolean {
-  const state = status(pid)?.State;
-  return state !== undefined && !state.startsWith('Z');
-}
 
 // ---------------------------------------------------------------------------------------------
 // What one start needs: ports, a database, a data dir
@@ -286,8 +232,8 @@ async function measure(tree: string, config: Configuration, run: number): Promis
     const ms = performance.now() - t;
     // The workers end when their node process does; any that do not are killed (ours too).
     const deadline = Date.now() + WORKER_EXIT_MS;
-    while (workers.some(alive) && Date.now() < deadline) await sleep(50);
-    for (const w of workers.filter(alive)) {
+    while (workers.some(isRunning) && Date.now() < deadline) await sleep(50);
+    for (const w of workers.filter(isRunning)) {
       killed = true;
       process.kill(w, 'SIGKILL');
     }
@@ -458,17 +404,4 @@ async function main(options: Options): Promise<number> {
   return failures.length > 0 ? 1 : 0;
 }
 
-let options: Options | undefined;
-try {
-  options = parseOptions(process.argv.slice(2));
-} catch (error) {
-  process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
-  process.exit(2);
-}
-if (!options) {
-  process.stdout.write(USAGE);
-  process.exit(0);
-}
-// Interrupted: exit; kit/processes.ts kills every process still running on the way out.
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
-process.exit(await main(options));
+await runCommand(parseOptions, USAGE, main);

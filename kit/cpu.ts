@@ -2,15 +2,60 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { processCpuMs } from '../core/processCpu.ts';
 
-/** CPU time from /proc: what a process (and the children it has, e.g. its mediasoup worker) used. */
+/**
+ * Processes as /proc shows them: CPU time, memory, names and children of a process (and of the
+ * children it has, e.g. its mediasoup worker).
+ */
 
+/** Direct children of a process: every thread's (a child belongs to the thread that forked it). */
 function children(pid: number): number[] {
+  let tasks: string[];
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    tasks = readdirSync(`/proc/${pid}/task`);
   } catch {
     return [];
   }
+  const out = new Set<number>();
+  for (const task of tasks) {
+    try {
+      for (const c of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/)) if (c) out.add(Number(c));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return [...out];
 }
+
+/** The process's command name (/proc/<pid>/comm: at most 15 characters), or '' once it is gone. */
+export function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** Resident memory of the process (VmRSS), in kB; 0 once it is gone. */
+export function rssKb(pid: number): number {
+  try {
+    return Number.parseInt(/^VmRSS:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '0', 10);
+  } catch {
+    return 0;
+  }
+}
+
+/** Whether the process runs (a zombie waiting for its parent to reap it counts as gone). */
+export function isRunning(pid: number): boolean {
+  try {
+    const state = /^State:\s*(\S)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return state !== undefined && state !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** mediasoup's worker, whatever its build named the binary: comm is cut to "mediasoup-worke". */
+export const isMediaWorker = (pid: number) => commOf(pid).startsWith('mediasoup-worke');
 
 /** CPU seconds (user + system) so far of these processes and (unless told not to), recursively, their running children. */
 export function cpuSeconds(pids: number[], withChildren = true): number {

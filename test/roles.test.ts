@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { basename } from 'node:path';
+import { isMediaWorker, processTree } from '../kit/cpu.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 
@@ -10,17 +9,8 @@ import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
  * rules in .dependency-cruiser.cjs keep it so), an edge starts one per --workers.
  */
 
-/** The programs a process's children run, by file name (ps exits 1 when there are none). */
-function childCommands(pid: number): string[] {
-  const ps = spawnSync('ps', ['--ppid', String(pid), '-o', 'args='], { encoding: 'utf8', timeout: 10_000 });
-  return ps.stdout
-    .split('\n')
-    .filter((line) => line.trim())
-    .map((line) => basename(line.trim().split(/\s+/)[0]!));
-}
-
-/** mediasoup's worker binary, whatever its build named it (mediasoup-worker, mediasoup-worker-3.27.1-static-openssl). */
-const isWorker = (command: string) => command.startsWith('mediasoup-worker');
+/** The mediasoup workers among a process's descendants. */
+const workersOf = (pid: number) => processTree([pid]).filter((p) => p !== pid && isMediaWorker(p));
 
 describe('roles of a process', function () {
   let db: TestDatabase;
@@ -43,10 +33,10 @@ describe('roles of a process', function () {
     const balancerHealth = (await (await fetch(`${balancer.url}/healthz`)).json()) as { roles: string[]; mediaWorkers?: number };
     assert.deepEqual(balancerHealth.roles, ['balancer']);
     assert.equal(balancerHealth.mediaWorkers, undefined, 'no media workers reported');
-    assert.deepEqual(childCommands(balancer.child.pid!).filter(isWorker), [], 'no mediasoup-worker child');
+    assert.deepEqual(workersOf(balancer.child.pid!), [], 'no mediasoup-worker process');
 
     const edgeHealth = (await (await fetch(`${edge.url}/healthz`)).json()) as { mediaWorkers?: number };
     assert.equal(edgeHealth.mediaWorkers, 1);
-    assert.equal(childCommands(edge.child.pid!).filter(isWorker).length, 1, 'the edge has its worker');
+    assert.equal(workersOf(edge.child.pid!).length, 1, 'the edge has its worker');
   });
 });

@@ -88,3 +88,24 @@ export function parseOptions(argv: string[]): BenchOptions | undefined {
 export function runsFor(options: BenchOptions, kind: 'media' | 'cheap'): number {
   return options.runs ?? (options.quick ? 1 : kind === 'media' ? 3 : 5);
 }
+
+/**
+ * A benchmark's command line: `parse` the arguments (undefined for --help: the usage, exit 0; a
+ * thrown error: its message and the usage, exit 2), then exit with what `main` returns. SIGINT and
+ * SIGTERM exit at once (130), so that kit/processes.ts's exit handler kills every process started.
+ */
+export async function runCommand<O>(parse: (argv: string[]) => O | undefined, usage: string, main: (options: O) => Promise<number>): Promise<never> {
+  let options: O | undefined;
+  try {
+    options = parse(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${usage}`);
+    process.exit(2);
+  }
+  if (options === undefined) {
+    process.stdout.write(usage);
+    process.exit(0);
+  }
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+  process.exit(await main(options));
+}
