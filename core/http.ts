@@ -13,7 +13,7 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 /** CORS for WHIP/WHEP: browsers on any page may publish and play; the token is what authorizes. */
 export const CORS = {
   'Access-Control-Allow-Origin': '*',
-  'Access-Control-Allow-Methods': 'POST, PATCH, DELETE, OPTIONS',
+  'Access-Control-Allow-Methods': 'GET, POST, PATCH, DELETE, OPTIONS',
   'Access-Control-Allow-Headers': 'Authorization, Content-Type, If-Match',
   'Access-Control-Expose-Headers': 'Location, ETag, Link, Accept-Post, Accept-Patch',
   'Access-Control-Max-Age': '86400',

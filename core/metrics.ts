@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
  * The one metrics registry of a process, served as Prometheus text on `/metrics` by every role.
@@ -73,6 +73,26 @@ export class Metrics {
     name: 'relaycast_region_utilisation',
     help: 'Viewer slots in use / on offer by the edges of a region (balancer)',
     labelNames: ['region'] as const,
+    registers: [this.registry],
+  });
+
+  readonly viewerLayers = new Gauge({
+    name: 'relaycast_viewer_layers',
+    help: 'Viewers of simulcast streams on this edge by the spatial layer they receive (0 = lowest; none = no layer yet)',
+    labelNames: ['layer'] as const,
+    registers: [this.registry],
+  });
+  readonly layerSwitches = new Counter({
+    name: 'relaycast_layer_switches_total',
+    help: 'Changes of the spatial layer a viewer receives, by direction and selection mode (auto, pinned)',
+    labelNames: ['direction', 'mode'] as const,
+    registers: [this.registry],
+  });
+  readonly viewerDownlink = new Histogram({
+    name: 'relaycast_viewer_downlink_bps',
+    help: 'Simulcast viewers\' downlinks, sampled each heartbeat: the bandwidth estimate where mediasoup has one, else the bitrate last delivered without loss',
+    // From a 270p layer on a poor mobile link to 1080p with room to spare.
+    buckets: [100e3, 200e3, 400e3, 700e3, 1e6, 1.5e6, 2.5e6, 4e6, 6e6, 10e6],
     registers: [this.registry],
   });
 

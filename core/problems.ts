@@ -24,10 +24,12 @@ export const PROBLEMS = {
   /** Internal API: the stream (or relay) is not on the node asked. */
   'stream-not-here': { status: 404, title: 'Stream Not Here' },
   'relay-not-here': { status: 404, title: 'Relay Not Here' },
+  'method-not-allowed': { status: 405, title: 'Method Not Allowed' },
   /** A second publisher on a live stream key. */
   'stream-already-live': { status: 409, title: 'Stream Already Live' },
   'stream-exists': { status: 409, title: 'Stream Exists' },
   'no-haproxy': { status: 409, title: 'No HAProxy' },
+  'no-layers': { status: 409, title: 'No Layers' },
   'precondition-failed': { status: 412, title: 'Precondition Failed' },
   'payload-too-large': { status: 413, title: 'Payload Too Large' },
   'unsupported-media-type': { status: 415, title: 'Unsupported Media Type' },

@@ -1,5 +1,5 @@
 import express, { type Router } from 'express';
-import type { Consumer, RtpCodecParameters } from 'mediasoup/types';
+import type { Consumer, Producer, RtpCodecParameters } from 'mediasoup/types';
 import { isDatabaseUnavailable, Problem, UnsupportedMediaError } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import type { Database } from '../db/Database.ts';
@@ -11,7 +11,9 @@ import { createRelay, deleteRelay, recordRelayViewers } from '../db/repositories
 import { getStream } from '../db/repositories/streams.ts';
 import { answerParameters, buildAnswer, consumerCapabilities, describeCodec, isSupported, offeredCodecs, receivableCodecs, type AcceptedSection, type Offer } from '../media/sdp.ts';
 import { WebRtcSession } from '../media/WebRtcSession.ts';
+import { LayerSelector } from './LayerSelector.ts';
 import { Relay } from './Relay.ts';
+import { Viewer } from './Viewer.ts';
 
 /**
  * The edge role: WHEP viewers. The first viewer of a stream makes the edge pull it from its origin
@@ -70,6 +72,8 @@ export class Edge implements Role {
    * a read is already under way, so a stream made private applies to the next join.
    */
   readonly #privacyLookups = new Map<string, Promise<boolean>>();
+  /** The viewers here, by session id. */
+  readonly #viewers = new Map<string, Viewer>();
   /** Relay rows being deleted, awaited at shutdown so none is cut off by the database closing. */
   readonly #deleting = new Set<Promise<void>>();
 
@@ -79,7 +83,17 @@ export class Edge implements Role {
     this.router.use(
       signallingRouter(
         { authorize: (stream, token) => this.#authorize(stream, token), accept: (stream, offer) => this.#play(stream, offer) },
-        { kind: 'whep', publicUrl: ctx.config.publicUrl, iceServers: ctx.config.iceServers, logger: ctx.logger },
+        {
+          kind: 'whep',
+          publicUrl: ctx.config.publicUrl,
+          iceServers: ctx.config.iceServers,
+          logger: ctx.logger,
+          extensions: Viewer.extensions((session) => {
+            const viewer = this.#viewers.get(session.id);
+            if (!viewer) throw new Problem('not-found', 'no such session (it may have ended)');
+            return viewer;
+          }),
+        },
       ),
     );
   }
@@ -94,6 +108,11 @@ export class Edge implements Role {
     let bitrateOut = 0;
     for (const relay of this.#relays.values()) bitrateOut += await relay.bitrateOut();
     this.#ctx.metrics.relays.set({ direction: 'in' }, this.#relays.size);
+    // One sample per simulcast viewer per heartbeat: the distribution over time of what links carry.
+    for (const viewer of this.#viewers.values()) {
+      const downlink = viewer.layers?.downlink;
+      if (downlink) this.#ctx.metrics.viewerDownlink.observe(downlink);
+    }
     this.#recordViewers();
     return { viewers: this.viewers, streams: this.#relays.size, bitrateOut };
   }
@@ -188,8 +207,12 @@ export class Edge implements Role {
         const producer = fanout.producers.find((p) => p.kind === section.kind);
         const rtpCapabilities = consumerCapabilities(section, streamCodecs);
         if (!producer || !fanout.router.canConsume({ producerId: producer.id, rtpCapabilities })) continue;
-        // No RTX: its payload type is the router's, not the viewer's. NACKed packets are resent as is.
-        const consumer = await session.transport.consume({ producerId: producer.id, rtpCapabilities, mid: section.mid, enableRtx: false });
+        // NACK without RTX. mediasoup drops a viewer's generic NACK feedback unless RTX is enabled
+        // (ortc.getConsumerRtpParameters), and its RTX would use the router's payload type, which
+        // the viewer did not offer. With RTX enabled and no RTX codec in the capabilities, the
+        // consumer keeps NACK and resends a lost packet as it was (same SSRC and payload type),
+        // which every WebRTC receiver takes: a lossy link is repaired end to end.
+        const consumer = await session.transport.consume({ producerId: producer.id, rtpCapabilities, mid: section.mid, enableRtx: true });
         kinds.add(section.kind);
         consumers.push(consumer);
         accepted.set(section.mid, { direction: 'sendonly', rtpParameters: answerParameters(section, consumer.rtpParameters), msid: { stream: name, track: consumer.id } });
@@ -223,11 +246,43 @@ export class Edge implements Role {
         for (const c of consumers) if (c.kind === 'video') void c.requestKeyFrame().catch(() => undefined);
       });
       relay.addViewer(session, kinds);
+      this.#addViewer(session, relay, offer, consumers, fanout.producers);
       return { session, answer: buildAnswer(offer, session.local, accepted, String(Date.now())) };
     } catch (error) {
       session.close('setup failed');
       throw error;
     }
+  }
+
+  /** Keeps the viewer's layer selection and WHEP extensions while its session lasts. */
+  #addViewer(session: WebRtcSession, relay: Relay, offer: Offer, consumers: Consumer[], producers: Producer[]): void {
+    const { logger, metrics } = this.#ctx;
+    const video = consumers.find((c) => c.kind === 'video');
+    const layers = video?.type === 'simulcast' ? new LayerSelector(video, session.transport, logger.child({ stream: relay.stream, session: session.id })) : undefined;
+    const mediaIndex = video ? offer.sections.findIndex((s) => s.mid === video.rtpParameters.mid) : -1;
+    const viewer = new Viewer({
+      session,
+      relay,
+      layers,
+      video: producers.find((p) => p.id === video?.producerId),
+      mediaId: mediaIndex >= 0 ? String(mediaIndex) : undefined,
+    });
+    this.#viewers.set(session.id, viewer);
+    const layerOf = (l: { spatialLayer: number } | undefined) => (l ? String(l.spatialLayer) : 'none');
+    if (layers) {
+      metrics.viewerLayers.inc({ layer: layerOf(layers.layers) });
+      layers.on('change', (now, before) => {
+        metrics.viewerLayers.dec({ layer: layerOf(before) });
+        metrics.viewerLayers.inc({ layer: layerOf(now) });
+        if (now && before && now.spatialLayer !== before.spatialLayer) {
+          metrics.layerSwitches.inc({ direction: now.spatialLayer > before.spatialLayer ? 'up' : 'down', mode: layers.mode });
+        }
+      });
+    }
+    session.once('closed', () => {
+      this.#viewers.delete(session.id);
+      if (layers) metrics.viewerLayers.dec({ layer: layerOf(layers.layers) });
+    });
   }
 
   async #relayFor(stream: string): Promise<Relay> {

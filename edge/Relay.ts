@@ -60,6 +60,8 @@ export class Relay extends EventEmitter<RelayEvents> {
   readonly private: boolean;
   readonly router: Router;
   readonly producers: Producer[] = [];
+  /** The publisher's rid of each video encoding (simulcast), lowest layer first; empty when it named none. */
+  videoRids: string[] = [];
   readonly #abort: AbortController;
   readonly #workers: WorkerPool;
   /**
@@ -143,6 +145,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       await pipe.connect({ ip: offer.ip, port: offer.port, srtpParameters: offer.srtpParameters });
       for (const p of offer.producers) {
         relay.producers.push(await pipe.produce({ kind: p.kind, rtpParameters: p.rtpParameters, paused: p.paused }));
+        if (p.kind === 'video' && p.rids) relay.videoRids = p.rids;
       }
       void relay.#follow(lines);
       relay.#startLinger();

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,13 +36,22 @@ export class TestBrowser {
     this.#profile = profile;
   }
 
-  static async launch(): Promise<TestBrowser> {
+  /**
+   * `netns`: run Chromium inside that network namespace (kit/netns.ts), through a wrapper that
+   * `ip netns exec`s it (which keeps the pipes Playwright talks over). `secureOrigins`: http
+   * origins to treat as secure (getUserMedia needs a secure context; only loopback is one).
+   */
+  static async launch(options: { netns?: string; secureOrigins?: string[] } = {}): Promise<TestBrowser> {
     const profile = mkdtempSync(join(tmpdir(), 'relaycast-chromium-'));
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-      args: ARGS,
-      headless: true,
-    });
+    const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+    let executablePath = chromiumPath;
+    if (options.netns) {
+      executablePath = join(profile, 'chromium-in-netns');
+      writeFileSync(executablePath, `#!/bin/sh\nexec ip netns exec '${options.netns}' '${chromiumPath}' "$@"\n`, { mode: 0o755 });
+    }
+    const args = [...ARGS];
+    if (options.secureOrigins?.length) args.push(`--unsafely-treat-insecure-origin-as-secure=${options.secureOrigins.join(',')}`);
+    const context = await chromium.launchPersistentContext(join(profile, 'user-data'), { executablePath, args, headless: true });
     return new TestBrowser(context.browser()!, context, profile);
   }
 
@@ -107,21 +116,33 @@ export async function publish(page: Page, url: string, token: string, videoCodec
  * Publishes over WHIP with simulcast: the camera at 640x360 sent as three layers (RFC 8853 rids
  * q, h, f at a quarter, half and full size, lowest first), VP8, as Chromium's sendEncodings do.
  */
-export async function publishSimulcast(page: Page, url: string, token: string): Promise<PublishResult & { offer: string }> {
+/**
+ * Layers a simulcast publisher sends, lowest first. Chromium sends three layers from a 960x540
+ * picture up (two below that: its simulcast table in media/engine/simulcast.cc), so the default
+ * capture is 960x540: 240x135 at 150 kbit/s, 480x270 at 500, 960x540 at 1,200.
+ */
+export interface SimulcastOptions {
+  width?: number;
+  height?: number;
+  layers?: Array<{ rid: string; scaleResolutionDownBy: number; maxBitrate: number }>;
+}
+
+const SIMULCAST_LAYERS: NonNullable<SimulcastOptions['layers']> = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_200_000 },
+];
+
+/** Publishes the fake camera over WHIP in simulcast (see SimulcastOptions); returns the response and the offer. */
+export async function publishSimulcast(page: Page, url: string, token: string, options: SimulcastOptions = {}): Promise<PublishResult & { offer: string }> {
+  const { width = 960, height = 540, layers = SIMULCAST_LAYERS } = options;
   return page.evaluate(
-    async ({ url, token }) => {
-      const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+    async ({ url, token, width, height, layers }) => {
+      const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width, height } });
       const pc = new RTCPeerConnection();
       (window as any).publisher = pc;
       pc.addTransceiver(media.getAudioTracks()[0]!, { direction: 'sendonly' });
-      pc.addTransceiver(media.getVideoTracks()[0]!, {
-        direction: 'sendonly',
-        sendEncodings: [
-          { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-          { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 400_000 },
-          { rid: 'f', maxBitrate: 1_000_000 },
-        ],
-      });
+      pc.addTransceiver(media.getVideoTracks()[0]!, { direction: 'sendonly', sendEncodings: layers });
       await pc.setLocalDescription(await pc.createOffer());
       const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` }, body: pc.localDescription!.sdp });
       const body = await res.text();
@@ -129,7 +150,7 @@ export async function publishSimulcast(page: Page, url: string, token: string): 
       (window as any).publisherLocation = res.headers.get('location');
       return { status: res.status, location: res.headers.get('location'), body, offer: pc.localDescription!.sdp };
     },
-    { url, token },
+    { url, token, width, height, layers },
   );
 }
 
@@ -191,6 +212,7 @@ export async function play(page: Page, url: string, token?: string, only?: Recei
       const body = await res.text();
       if (res.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: body });
       (window as any).viewerLocation = res.headers.get('location');
+      (window as any).viewerLinks = res.headers.get('link');
       return { status: res.status, location: res.headers.get('location'), body };
     },
     { url, token, only },
@@ -201,39 +223,111 @@ export interface PlaybackStats {
   connectionState: string;
   framesDecoded: number;
   frameWidth: number;
+  frameHeight: number;
   videoWidth: number;
   audioPacketsReceived: number;
   videoCodec: string | undefined;
+  /** Video freezes as Chromium counts them (a frame late by max(3 × the mean gap, mean + 150 ms)), and their total in seconds. */
+  freezeCount: number;
+  totalFreezesDuration: number;
+  /** Video packets lost (after retransmissions), received, and NACKs sent. */
+  packetsLost: number;
+  packetsReceived: number;
+  nackCount: number;
 }
 
-/** What the viewer page sees: decoded frames, the picture size, audio packets. */
+/** What the viewer page sees: decoded frames, the picture size, freezes, losses, audio packets. */
 export async function playbackStats(page: Page): Promise<PlaybackStats> {
   return page.evaluate(async () => {
     const pc = (window as any).viewer as RTCPeerConnection;
     const stats = await pc.getStats();
-    let framesDecoded = 0;
-    let frameWidth = 0;
-    let audioPacketsReceived = 0;
+    const out = {
+      connectionState: pc.connectionState,
+      framesDecoded: 0,
+      frameWidth: 0,
+      frameHeight: 0,
+      videoWidth: ((window as any).video as HTMLVideoElement).videoWidth,
+      audioPacketsReceived: 0,
+      videoCodec: undefined as string | undefined,
+      freezeCount: 0,
+      totalFreezesDuration: 0,
+      packetsLost: 0,
+      packetsReceived: 0,
+      nackCount: 0,
+    };
     let codecId: string | undefined;
     const codecs = new Map<string, string>();
     stats.forEach((s: any) => {
       if (s.type === 'codec') codecs.set(s.id, s.mimeType);
       if (s.type === 'inbound-rtp' && s.kind === 'video') {
-        framesDecoded = s.framesDecoded ?? 0;
-        frameWidth = s.frameWidth ?? 0;
+        out.framesDecoded = s.framesDecoded ?? 0;
+        out.frameWidth = s.frameWidth ?? 0;
+        out.frameHeight = s.frameHeight ?? 0;
+        out.freezeCount = s.freezeCount ?? 0;
+        out.totalFreezesDuration = s.totalFreezesDuration ?? 0;
+        out.packetsLost = s.packetsLost ?? 0;
+        out.packetsReceived = s.packetsReceived ?? 0;
+        out.nackCount = s.nackCount ?? 0;
         codecId = s.codecId;
       }
-      if (s.type === 'inbound-rtp' && s.kind === 'audio') audioPacketsReceived = s.packetsReceived ?? 0;
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') out.audioPacketsReceived = s.packetsReceived ?? 0;
     });
-    return {
-      connectionState: pc.connectionState,
-      framesDecoded,
-      frameWidth,
-      videoWidth: ((window as any).video as HTMLVideoElement).videoWidth,
-      audioPacketsReceived,
-      videoCodec: codecId ? codecs.get(codecId) : undefined,
-    };
+    out.videoCodec = codecId ? codecs.get(codecId) : undefined;
+    return out;
   });
+}
+
+/**
+ * The viewer's WHEP extension URLs, from the Link header of its 201 (play()): the layer-selection
+ * and server-sent-events URLs, by relation.
+ */
+export async function viewerExtensions(page: Page): Promise<Record<string, string>> {
+  const header = await page.evaluate(() => (window as any).viewerLinks as string | null);
+  const out: Record<string, string> = {};
+  for (const link of header?.split(/,\s*(?=<)/) ?? []) {
+    const url = /^<([^>]+)>/.exec(link)?.[1];
+    const rel = /;\s*rel="([^"]+)"/.exec(link)?.[1];
+    if (url && rel) out[rel] = url;
+  }
+  return out;
+}
+
+/** POSTs a layer choice to the viewer's layer-selection URL (the WHEP layer extension); the status. */
+export async function selectLayer(page: Page, url: string, choice: Record<string, unknown>): Promise<{ status: number; body: string }> {
+  return page.evaluate(
+    async ({ url, choice }) => {
+      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(choice) });
+      return { status: res.status, body: await res.text() };
+    },
+    { url, choice },
+  );
+}
+
+/**
+ * Opens an event stream (the WHEP server-sent-events extension) for `events` and listens with an
+ * EventSource; every event received is kept in the page (see receivedEvents()).
+ */
+export async function openEvents(page: Page, url: string, events: string[]): Promise<{ status: number; location: string | null }> {
+  return page.evaluate(
+    async ({ url, events }) => {
+      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(events) });
+      const location = res.headers.get('location');
+      const received: Array<{ event: string; data: unknown; at: number }> = [];
+      (window as any).receivedEvents = received;
+      if (res.status === 201 && location) {
+        const source = new EventSource(location);
+        (window as any).eventSource = source;
+        for (const name of events) source.addEventListener(name, (e) => received.push({ event: name, data: JSON.parse((e as MessageEvent).data), at: Date.now() }));
+      }
+      return { status: res.status, location };
+    },
+    { url, events },
+  );
+}
+
+/** The events the page's EventSource received so far (openEvents()). */
+export async function receivedEvents(page: Page): Promise<Array<{ event: string; data: any; at: number }>> {
+  return page.evaluate(() => ((window as any).receivedEvents ?? []) as Array<{ event: string; data: any; at: number }>);
 }
 
 export async function connectionState(page: Page, which: 'viewer' | 'publisher'): Promise<string> {

@@ -24,6 +24,11 @@ export interface RelayProducer {
   kind: 'audio' | 'video';
   rtpParameters: RtpParameters;
   paused: boolean;
+  /**
+   * The publisher's name (RFC 8851 rid) of each encoding, in order, for a simulcast producer: a
+   * pipe's parameters drop them, and WHEP viewers may ask for a layer by rid.
+   */
+  rids?: string[];
 }
 
 /** The upstream's side of the pipe and the producers it carries. */

@@ -193,6 +193,14 @@ function playsEverywhere(codec: RtpCodecParameters): boolean {
 }
 
 /**
+ * The temporal layers a simulcast publisher may put in each layer, by codec. Chromium's VP8
+ * simulcast sends three (L1T3) and names none in SDP; a producer that declares none makes
+ * mediasoup forward temporal layer 0 alone, a quarter of the frames. Declaring three when the
+ * publisher sends fewer costs nothing: every packet is at or below layer 2.
+ */
+const SIMULCAST_TEMPORAL_LAYERS: Record<string, string> = { 'video/vp8': 'L1T3' };
+
+/**
  * What a publisher's m-section sends, as mediasoup Producer parameters: the first offered codec
  * that the router takes (those every browser plays first, see playsEverywhere; otherwise in the
  * client's order), with its RTX, and the SSRCs the offer announces. Undefined when the router
@@ -223,7 +231,7 @@ export function producerParameters(section: OfferSection, routerCaps: RtpCapabil
       headerExtensions: headerExtensions(section, routerCaps),
       encodings:
         rids.length > 0
-          ? rids.map((r) => ({ rid: String(r.id) }))
+          ? rids.map((r) => ({ rid: String(r.id), ...(SIMULCAST_TEMPORAL_LAYERS[codec.mimeType.toLowerCase()] ? { scalabilityMode: SIMULCAST_TEMPORAL_LAYERS[codec.mimeType.toLowerCase()] } : {}) }))
           : [{ ssrc: Number(primary), ...(rtx && rtxSsrc !== undefined ? { rtx: { ssrc: rtxSsrc } } : {}) }],
       rtcp: { cname, reducedSize: media.rtcpRsize === 'rtcp-rsize' },
     };

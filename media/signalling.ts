@@ -24,12 +24,34 @@ export interface SignallingHandler {
   end?(session: WebRtcSession): Promise<void>;
 }
 
+/**
+ * A WHEP/WHIP protocol extension served under each session's URL (`<session>/<path>`), advertised
+ * in the 201's `Link` header with its URN as the relation (draft-ietf-wish-whep, "Protocol
+ * extensions").
+ */
+export interface SessionExtension {
+  /** The Link relation: the extension's URN. */
+  rel: string;
+  /** The extension's URL is `<session>/<path>`. */
+  path: string;
+  /** More parameters for its Link (e.g. `events="…"`). */
+  linkParams?: string;
+  /** A request to `<session>/<path>`, once the session and the client's token were checked. */
+  handle(session: WebRtcSession, req: Request, res: Response): Promise<void>;
+  /**
+   * A request to `<session>/<path>/<item>`. No token is checked: `item` is an unguessable id the
+   * extension handed out, the capability itself (an EventSource cannot send a bearer token).
+   */
+  handleItem?(session: WebRtcSession, item: string, req: Request, res: Response): Promise<void>;
+}
+
 export interface SignallingOptions {
   kind: 'whip' | 'whep';
   publicUrl: string;
   /** STUN/TURN servers for `Link: rel="ice-server"`. */
   iceServers: IceServer[];
   logger: Logger;
+  extensions?: SessionExtension[];
 }
 
 /**
@@ -37,6 +59,9 @@ export interface SignallingOptions {
  * limit is not an offer; refusing it before parsing keeps a client from making us parse megabytes.
  */
 const MAX_BODY = '64kb';
+
+/** An extension's JSON request (a layer choice, a list of events) is a few dozen bytes. */
+const MAX_JSON_BODY = '8kb';
 
 /** The request body as text, after checking its type (415) and size (413, before reading it all). */
 async function readBody(req: Request, res: Response, type: string): Promise<string> {
@@ -47,6 +72,14 @@ async function readBody(req: Request, res: Response, type: string): Promise<stri
   }
   await new Promise<void>((resolve, reject) => express.text({ type, limit: MAX_BODY })(req, res, (e?: unknown) => (e ? reject(e) : resolve())));
   return typeof req.body === 'string' ? req.body : '';
+}
+
+/** The request's JSON body (415 unless application/json, 413 over MAX_JSON_BODY, 400 if not JSON); undefined when empty. */
+export async function readJson(req: Request, res: Response): Promise<unknown> {
+  if (req.get('content-length') === '0' || (!req.get('content-type') && !req.get('transfer-encoding'))) return undefined;
+  if (!req.is('application/json')) throw new Problem('unsupported-media-type', 'the body must be application/json', { headers: { 'Accept-Post': 'application/json' } });
+  await new Promise<void>((resolve, reject) => express.json({ limit: MAX_JSON_BODY, strict: false })(req, res, (e?: unknown) => (e ? reject(e) : resolve())));
+  return req.body as unknown;
 }
 
 export function signallingRouter(handler: SignallingHandler, options: SignallingOptions): Router {
@@ -61,7 +94,8 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
     next();
   });
 
-  router.options([`/${kind}/:stream`, `/${kind}/:stream/:session`], (_req, res) => {
+  const extensions = options.extensions ?? [];
+  router.options([`/${kind}/:stream`, `/${kind}/:stream/:session`, `/${kind}/:stream/:session/:extension`, `/${kind}/:stream/:session/:extension/:item`], (_req, res) => {
     res.set('Accept-Post', 'application/sdp').status(204).end();
   });
 
@@ -81,10 +115,12 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
     });
     // ms: from the request to the answer, the server's part of a join.
     options.logger.info({ kind, stream, session: session.id, ms: Math.round(performance.now() - received) }, 'session started');
-    if (links.length > 0) res.set('Link', links.join(', '));
+    const sessionUrl = `${options.publicUrl}/${kind}/${stream}/${session.id}`;
+    const sessionLinks = extensions.map((e) => `<${sessionUrl}/${e.path}>; rel="${e.rel}"${e.linkParams ? `; ${e.linkParams}` : ''}`);
+    if (links.length + sessionLinks.length > 0) res.set('Link', [...links, ...sessionLinks].join(', '));
     res
       .status(201)
-      .set({ Location: `${options.publicUrl}/${kind}/${stream}/${session.id}`, ETag: session.etag, 'Accept-Patch': 'application/trickle-ice-sdpfrag' })
+      .set({ Location: sessionUrl, ETag: session.etag, 'Accept-Patch': 'application/trickle-ice-sdpfrag' })
       .type('application/sdp')
       .send(answer);
   });
@@ -114,6 +150,24 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
     }
     // Trickled candidates: mediasoup is ICE-lite and learns the client's address from its checks.
     res.status(204).end();
+  });
+
+  const extensionOf = (req: Request): SessionExtension => {
+    const extension = extensions.find((e) => e.path === req.params.extension);
+    if (!extension) throw new Problem('not-found', `no route for ${req.method} ${req.path}`);
+    return extension;
+  };
+
+  router.all(`/${kind}/:stream/:session/:extension`, async (req: Request, res: Response) => {
+    const extension = extensionOf(req);
+    await extension.handle(await sessionOf(req), req, res);
+  });
+
+  router.all(`/${kind}/:stream/:session/:extension/:item`, async (req: Request, res: Response) => {
+    const extension = extensionOf(req);
+    const session = sessions.get(String(req.params.session));
+    if (!extension.handleItem || !session || session.stream !== streamName(req.params.stream)) throw new Problem('not-found', 'no such session (it may have ended)');
+    await extension.handleItem(session, String(req.params.item), req, res);
   });
 
   router.delete(`/${kind}/:stream/:session`, async (req: Request, res: Response) => {

@@ -158,7 +158,8 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
       const producers: RelayOffer['producers'] = [];
       for (const producer of this.producers) {
         const consumer = await pipe.consume({ producerId: producer.id });
-        producers.push({ id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused });
+        const rids = producer.rtpParameters.encodings?.map((e) => e.rid ?? '');
+        producers.push({ id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused, ...(rids && rids.length > 1 ? { rids } : {}) });
       }
       return { offer: { relayId: pipe.id, ip: pipe.tuple.localAddress, port: pipe.tuple.localPort, srtpParameters: pipe.srtpParameters, producers }, pipe };
     } catch (error) {

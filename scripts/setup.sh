@@ -28,6 +28,9 @@ packages=(ffmpeg haproxy)
 # for its network namespace, and a C compiler for its LD_PRELOAD shim.
 [ $want_test = 1 ] && packages+=(simple-whip-client gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice iproute2 gcc libc6-dev)
+# test/layers.test.ts shapes a viewer's link: tc (iproute2) for rate and delay, nftables for random
+# loss (these machines' kernel has no netem; nft's numgen is built in).
+[ $want_test = 1 ] && packages+=(nftables)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -15,7 +15,7 @@ import { TestBrowser, play, playbackStats, type PlaybackStats } from '../kit/bro
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { waitFor } from '../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
-import { createNetns, netnsUnavailable, type NetNs } from './helpers/netns.ts';
+import { createNetns, netnsUnavailable, type NetNs } from '../kit/netns.ts';
 
 /**
  * Interop with GStreamer's WHIP client: Debian's `simple-whip-client` (binary `whip-client`,

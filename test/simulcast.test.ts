@@ -12,8 +12,8 @@ import { startOriginEdge, type OriginEdge } from './helpers/originEdge.ts';
 
 const SECRET = 'simulcast-test-secret-0123456789';
 const ADMIN = 'simulcast-test-admin-token-0123456789';
-/** The lowest layer's width (640 / 4): a viewer wider than this got a higher layer through the relay. */
-const LOWEST_WIDTH = 160;
+/** The lowest layer's width (960 / 4): a viewer wider than this got a higher layer through the relay. */
+const LOWEST_WIDTH = 240;
 
 describe('simulcast over WHIP (Chromium, origin + edge)', function () {
   let cluster: OriginEdge;

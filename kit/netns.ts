@@ -11,7 +11,8 @@ import { once } from 'node:events';
  * X is derived from the pid (and moved on if the /24 is already on a host interface), names
  * carry the pid and a counter, so parallel runs do not clash. Needs root and iproute2's
  * `ip netns`. Every process started with run() is killed by remove(), which also deletes the
- * namespace and the link; remove() runs on process exit too if a test forgot it.
+ * namespace and the link; remove() runs on process exit too if a test forgot it. shape() makes the
+ * link toward the namespace slow or lossy with `tc` (tbf, netem), for viewers on real networks.
  */
 
 export interface NetNs {
@@ -23,18 +24,84 @@ export interface NetNs {
   /** The namespace side and its address. */
   nsIf: string;
   nsIp: string;
+  /**
+   * Shapes what the host sends into the namespace (the host side's egress qdisc), or lifts the
+   * shaping when `link` is undefined. Takes effect at once on flows already running.
+   */
+  shape(link: LinkProfile | undefined): void;
   /** Starts `cmd args` inside the namespace; the process is stopped by remove() at the latest. */
   run(cmd: string, args: string[], options?: SpawnOptions): ChildProcess;
   /** Stops what run() started (SIGKILL), deletes the namespace and the host link. Idempotent. */
   remove(): Promise<void>;
 }
 
+/**
+ * A constrained link toward the namespace: rate and delay by `tc` (tbf, netem) on the host's side,
+ * random loss by an nftables rule (numgen) on the namespace's, which works where the kernel has no
+ * netem (these machines' has none).
+ */
+export interface LinkProfile {
+  /** Bandwidth (token bucket); packets beyond LINK_QUEUE_MS of queue are dropped, as a router does. */
+  rateKbit?: number;
+  /** One-way delay added to every packet (needs netem in the kernel; see delayUnavailable()). */
+  delayMs?: number;
+  /** Random loss, in percent. */
+  lossPercent?: number;
+}
+
+/**
+ * The longest a packet waits in the shaped link's queue before it is dropped: a home router's
+ * buffer is a few hundred milliseconds deep. Much deeper and a rate limit shows up as seconds of
+ * delay instead of loss; much shallower and it drops bursts a real link would carry.
+ */
+const LINK_QUEUE_MS = 300;
+/** The token bucket's burst: about ten full-size packets, enough for one video frame's burst at low rates. */
+const LINK_BURST = '20kb';
+
+/** `tc` commands that make `link`'s rate and delay on `dev` (after any existing root qdisc is deleted). */
+export function shapingCommands(dev: string, link: LinkProfile): string[][] {
+  const tbf = (parent: string[]) => [...parent, 'tbf', 'rate', `${link.rateKbit}kbit`, 'burst', LINK_BURST, 'latency', `${LINK_QUEUE_MS}ms`];
+  if (!link.delayMs) return link.rateKbit ? [tbf(['qdisc', 'add', 'dev', dev, 'root', 'handle', '1:'])] : [];
+  const commands = [['qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'netem', 'delay', `${link.delayMs}ms`]];
+  // netem is classful with one child: the rate limit goes under it.
+  if (link.rateKbit) commands.push(tbf(['qdisc', 'add', 'dev', dev, 'parent', '1:1', 'handle', '10:']));
+  return commands;
+}
+
+/**
+ * The nftables ruleset, loaded inside the namespace, that drops `percent` % of what arrives on
+ * `dev`, at random. Dropped on arrival, not on the host's way out: a packet dropped by the host's
+ * output hook fails the sender's sendto(), and mediasoup (libuv) then sends it again, which a
+ * lossy link would not.
+ */
+export function lossRuleset(percent: number, dev: string): string {
+  // numgen counts in ten-thousandths, so 0.01 % steps.
+  const threshold = Math.round(percent * 100);
+  return `table inet relaycast_loss {\n  chain in {\n    type filter hook prerouting priority -300; policy accept;\n    iifname "${dev}" numgen random mod 10000 < ${threshold} counter drop\n  }\n}\n`;
+}
+
+/** Why an added delay cannot be made here (the kernel has no netem), or undefined when it can. */
+export function delayUnavailable(): string | undefined {
+  const probe = spawnSync('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'netem', 'delay', '0ms'], { encoding: 'utf8', timeout: 10_000 });
+  if (probe.status === 0) {
+    spawnSync('tc', ['qdisc', 'del', 'dev', 'lo', 'root'], { stdio: 'ignore', timeout: 10_000 });
+    return undefined;
+  }
+  return `tc cannot add a netem qdisc (${(probe.stderr || probe.error?.message || '').trim()}): this kernel has no CONFIG_NET_SCH_NETEM`;
+}
+
 /** Why network namespaces cannot be used here, or undefined when they can. */
-export function netnsUnavailable(): string | undefined {
+export function netnsUnavailable(options: { shaping?: boolean } = {}): string | undefined {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'network namespaces need root (run the suite as root, as CI does)';
   const probe = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 10_000 });
   if (probe.error) return `\`ip netns\` is unavailable (${probe.error.message}; install iproute2)`;
   if (probe.status !== 0) return `\`ip netns list\` failed: ${probe.stderr.trim()}`;
+  if (options.shaping) {
+    const tc = spawnSync('tc', ['qdisc', 'show', 'dev', 'lo'], { encoding: 'utf8', timeout: 10_000 });
+    if (tc.error || tc.status !== 0) return `\`tc\` is unavailable (${tc.error?.message ?? tc.stderr.trim()}; install iproute2)`;
+    const nft = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8', timeout: 10_000 });
+    if (nft.error || nft.status !== 0) return `\`nft\` is unavailable (${nft.error?.message ?? nft.stderr.trim()}; install nftables)`;
+  }
   return undefined;
 }
 
@@ -73,6 +140,10 @@ export async function createNetns(): Promise<NetNs> {
   const children = new Set<ChildProcess>();
   let removed = false;
 
+  const unshape = () => {
+    spawnSync('tc', ['qdisc', 'del', 'dev', hostIf, 'root'], { stdio: 'ignore', timeout: 10_000 });
+    spawnSync('ip', ['netns', 'exec', name, 'nft', 'delete', 'table', 'inet', 'relaycast_loss'], { stdio: 'ignore', timeout: 10_000 });
+  };
   const removeSync = () => {
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     // Deleting the namespace deletes its end of the pair, which deletes the host end too; the
@@ -88,6 +159,14 @@ export async function createNetns(): Promise<NetNs> {
     hostIp,
     nsIf,
     nsIp,
+    shape(link) {
+      if (removed) throw new Error(`namespace ${name} was removed`);
+      unshape();
+      for (const command of link ? shapingCommands(hostIf, link) : []) execFileSync('tc', command, { timeout: 10_000, stdio: ['ignore', 'pipe', 'pipe'] });
+      if (link?.lossPercent) {
+        execFileSync('ip', ['netns', 'exec', name, 'nft', '-f', '-'], { input: lossRuleset(link.lossPercent, nsIf), timeout: 10_000, stdio: ['pipe', 'pipe', 'pipe'] });
+      }
+    },
     run(cmd, args, options = {}) {
       if (removed) throw new Error(`namespace ${name} was removed`);
       const child = spawn('ip', ['netns', 'exec', name, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...options });

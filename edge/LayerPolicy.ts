@@ -1,0 +1,110 @@
+/**
+ * Which simulcast layer a viewer without a bandwidth estimate may receive, from the losses its
+ * receiver reports tell (RTCP RR fraction lost, about one a second). It is the fallback for the
+ * viewers mediasoup cannot estimate bandwidth toward (see LayerSelector): down a layer as soon as
+ * the link drops much of what is sent, up a layer after a quiet spell, and a longer spell after
+ * each failed try, so that a link that cannot carry the next layer is not hit every few seconds.
+ *
+ * Pure logic: no timers, no mediasoup; LayerSelector feeds it reports and applies its answer.
+ */
+
+/** One receiver report: when it was read (ms) and the fraction of packets lost since the last one (0–1). */
+export interface LossReport {
+  at: number;
+  loss: number;
+}
+
+/**
+ * A report losing this much means the link cannot carry the layer: a tenth of the packets gone is
+ * a frozen picture until the next key frame. Down at once.
+ */
+const HEAVY_LOSS = 0.1;
+
+/**
+ * Losing this much on average over SUSTAINED_REPORTS reports is a link that is slowly too small
+ * (a queue overflowing now and then). Random loss of 2 % — which NACK repairs — stays well below:
+ * at 100–200 packets a second, three reports of 2 % loss average above 5 % less than once a day.
+ */
+const SUSTAINED_LOSS = 0.05;
+const SUSTAINED_REPORTS = 3;
+
+/** A report under this is clean: the link has room for what it carries now. */
+export const CLEAN_LOSS = 0.02;
+
+/**
+ * After a step down, reports for this long still count losses of the layer before (the queue
+ * draining, the receiver's report interval): they do not make another step.
+ */
+const SETTLE_MS = 2500;
+
+/** How long the link must be clean before the first try of the next layer up. */
+export const UP_AFTER_MS = 6000;
+
+/** The wait before a try grows to at most this after failed tries (doubling each time). */
+const MAX_UP_AFTER_MS = 30_000;
+
+/** A step down this soon after a step up means the try failed: the next try waits twice as long. */
+const PROBE_WINDOW_MS = 6000;
+
+export class LayerPolicy {
+  /** The highest layer allowed now (the viewer gets it or the best below it the publisher sends). */
+  #ceiling: number;
+  readonly #top: number;
+  #recent: number[] = [];
+  #lastDown = -Infinity;
+  #lastUp = -Infinity;
+  #cleanSince: number | undefined;
+  #upAfter = UP_AFTER_MS;
+
+  /** `top`: the highest spatial layer of the stream (layers are 0..top). */
+  constructor(top: number) {
+    if (!Number.isInteger(top) || top < 0) throw new TypeError(`top must be a layer index, not ${top}`);
+    this.#top = top;
+    this.#ceiling = top;
+  }
+
+  get ceiling(): number {
+    return this.#ceiling;
+  }
+
+  /** How long the link must stay clean before the next try up (grows after failed tries). */
+  get upAfter(): number {
+    return this.#upAfter;
+  }
+
+  /**
+   * Takes a report; returns the ceiling from now on. `current` is the layer the viewer receives
+   * (below the ceiling when the publisher does not send the higher ones).
+   */
+  report({ at, loss }: LossReport, current = this.#ceiling): number {
+    this.#recent.push(loss);
+    if (this.#recent.length > SUSTAINED_REPORTS) this.#recent.shift();
+    const mean = this.#recent.reduce((a, b) => a + b, 0) / this.#recent.length;
+    const lossy = loss >= HEAVY_LOSS || (this.#recent.length === SUSTAINED_REPORTS && mean >= SUSTAINED_LOSS);
+
+    if (lossy) {
+      this.#cleanSince = undefined;
+      if (at - this.#lastDown < SETTLE_MS || Math.min(current, this.#ceiling) === 0) return this.#ceiling;
+      if (at - this.#lastUp < PROBE_WINDOW_MS) this.#upAfter = Math.min(this.#upAfter * 2, MAX_UP_AFTER_MS);
+      this.#ceiling = Math.min(current, this.#ceiling) - 1;
+      this.#lastDown = at;
+      this.#recent = [];
+      return this.#ceiling;
+    }
+
+    if (loss >= CLEAN_LOSS) {
+      this.#cleanSince = undefined;
+      return this.#ceiling;
+    }
+    this.#cleanSince ??= at;
+    // A try that lasted the probe window succeeded: the next one need not wait longer.
+    if (this.#lastUp > this.#lastDown && at - this.#lastUp >= PROBE_WINDOW_MS) this.#upAfter = UP_AFTER_MS;
+    if (this.#ceiling < this.#top && at - this.#cleanSince >= this.#upAfter) {
+      this.#ceiling++;
+      this.#lastUp = at;
+      this.#cleanSince = undefined;
+      this.#recent = [];
+    }
+    return this.#ceiling;
+  }
+}

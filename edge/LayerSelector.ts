@@ -1,0 +1,178 @@
+import { EventEmitter } from 'node:events';
+import type { Consumer, ConsumerLayers, WebRtcTransport } from 'mediasoup/types';
+import type { Logger } from '../core/logger.ts';
+import { CLEAN_LOSS, LayerPolicy } from './LayerPolicy.ts';
+
+/**
+ * The simulcast layer one viewer receives. Automatic by default; the viewer may pin a layer (the
+ * WHEP layer extension) and go back to automatic.
+ *
+ * Automatic means one of two things, by what the viewer's transport can do:
+ * - **estimated**: the viewer's offer put a bandwidth-estimation header extension
+ *   (transport-cc, abs-send-time) at the id mediasoup writes it with, so mediasoup estimates the
+ *   link and picks the layer itself (Firefox offers abs-send-time at mediasoup's id 4).
+ * - **loss-driven** (everyone else: Chromium and Safari number their extensions differently, and
+ *   mediasoup 3.27 cannot write them under the viewer's ids): the receiver's reports of lost
+ *   packets move a ceiling (LayerPolicy), applied as the consumer's preferred layers.
+ */
+
+export type LayerMode = 'auto' | 'pinned';
+
+export interface LayerChoice {
+  spatialLayer: number;
+  temporalLayer?: number;
+}
+
+export interface LayerSelectorEvents {
+  /** The layers the viewer receives changed (undefined: none, while the publisher sends none it may get). */
+  change: [layers: ConsumerLayers | undefined, previous: ConsumerLayers | undefined];
+}
+
+/**
+ * How often the consumer's send statistics are read. Browsers send a receiver report about once a
+ * second for video; reading faster reads the same report again. One channel request per simulcast
+ * viewer per second.
+ */
+const POLL_MS = 1000;
+
+/** The temporal layers mediasoup assumes when the publisher's encodings name no scalability mode. */
+function temporalLayersOf(consumer: Consumer): number {
+  const mode = consumer.rtpParameters.encodings?.[0]?.scalabilityMode ?? '';
+  return Number(/T(\d+)/.exec(mode)?.[1] ?? 1);
+}
+
+export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
+  readonly consumer: Consumer;
+  /** mediasoup estimates this viewer's bandwidth (see the class comment). */
+  readonly estimated: boolean;
+  /** Spatial and temporal layers the stream has (indices 0..n-1). */
+  readonly spatialLayers: number;
+  readonly temporalLayers: number;
+  readonly #logger: Logger;
+  readonly #policy: LayerPolicy;
+  #mode: LayerMode = 'auto';
+  /** The highest layers automatic selection may choose (the viewer's limit; the top by default). */
+  #cap: Required<LayerChoice>;
+  #layers: ConsumerLayers | undefined;
+  /** The last bandwidth estimate (estimated viewers) or clean delivered bitrate (the others), bits/s. */
+  #downlink: number | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(consumer: Consumer, transport: WebRtcTransport, logger: Logger) {
+    super();
+    if (consumer.type !== 'simulcast') throw new TypeError(`a ${consumer.type} consumer has no layers to select`);
+    this.consumer = consumer;
+    this.spatialLayers = consumer.rtpParameters.encodings?.[0]?.scalabilityMode ? Number(/^L(\d+)/.exec(consumer.rtpParameters.encodings[0].scalabilityMode)?.[1] ?? 1) : 1;
+    this.temporalLayers = temporalLayersOf(consumer);
+    this.#logger = logger;
+    this.#policy = new LayerPolicy(this.spatialLayers - 1);
+    this.#cap = { spatialLayer: this.spatialLayers - 1, temporalLayer: this.temporalLayers - 1 };
+    const feedback = new Set(consumer.rtpParameters.codecs.flatMap((c) => c.rtcpFeedback ?? []).map((fb) => fb.type));
+    this.estimated = feedback.has('transport-cc') || feedback.has('goog-remb');
+    this.#layers = consumer.currentLayers;
+    consumer.on('layerschange', (layers) => {
+      const previous = this.#layers;
+      this.#logger.debug({ layers, previous, mode: this.#mode }, 'viewer layer changed');
+      this.#layers = layers;
+      this.emit('change', layers, previous);
+    });
+    if (this.estimated) {
+      void transport.enableTraceEvent(['bwe']).catch(() => undefined);
+      transport.on('trace', (trace) => {
+        if (trace.type === 'bwe') this.#downlink = (trace.info as { availableBitrate?: number }).availableBitrate;
+      });
+    }
+    consumer.observer.once('close', () => this.close());
+    this.#schedule();
+  }
+
+  get mode(): LayerMode {
+    return this.#mode;
+  }
+
+  /** The layers the viewer receives now. */
+  get layers(): ConsumerLayers | undefined {
+    return this.#layers;
+  }
+
+  /** Bits per second the viewer's link is known to carry, when known (see #downlink). */
+  get downlink(): number | undefined {
+    return this.#downlink;
+  }
+
+  /** Sends the viewer this layer (or the best below it the publisher sends) until auto() or close. */
+  async pin(choice: LayerChoice): Promise<void> {
+    const { spatialLayer, temporalLayer } = choice;
+    if (!Number.isInteger(spatialLayer) || spatialLayer < 0 || spatialLayer >= this.spatialLayers) {
+      throw new RangeError(`spatialLayer must be 0–${this.spatialLayers - 1}, not ${spatialLayer}`);
+    }
+    if (temporalLayer !== undefined && (!Number.isInteger(temporalLayer) || temporalLayer < 0 || temporalLayer >= this.temporalLayers)) {
+      throw new RangeError(`temporalLayer must be 0–${this.temporalLayers - 1}, not ${temporalLayer}`);
+    }
+    this.#mode = 'pinned';
+    await this.consumer.setPreferredLayers({ spatialLayer, temporalLayer: temporalLayer ?? this.temporalLayers - 1 });
+  }
+
+  /**
+   * Back to automatic selection, at most up to `cap` (the viewer's maxSpatialLayerId and
+   * maxTemporalLayerId; none: the top layer).
+   */
+  async auto(cap: Partial<LayerChoice> = {}): Promise<void> {
+    const { spatialLayer = this.spatialLayers - 1, temporalLayer = this.temporalLayers - 1 } = cap;
+    if (!Number.isInteger(spatialLayer) || spatialLayer < 0) throw new RangeError(`maxSpatialLayerId must be a layer index, not ${spatialLayer}`);
+    if (!Number.isInteger(temporalLayer) || temporalLayer < 0) throw new RangeError(`maxTemporalLayerId must be a layer index, not ${temporalLayer}`);
+    this.#mode = 'auto';
+    this.#cap = { spatialLayer: Math.min(spatialLayer, this.spatialLayers - 1), temporalLayer: Math.min(temporalLayer, this.temporalLayers - 1) };
+    await this.#prefer(this.estimated ? this.spatialLayers - 1 : this.#policy.ceiling);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.removeAllListeners();
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    this.#timer = setTimeout(() => void this.#poll().finally(() => this.#schedule()), POLL_MS);
+  }
+
+  /**
+   * mediasoup reconsiders a consumer's layers only on events (a score change, new preferred
+   * layers), and passes over a layer that has been on for under two seconds: a layer the
+   * publisher turns on later (Chromium adds its upper layers as its estimate grows) would not be
+   * taken until something else happened. Setting the same preferred layers again makes it look.
+   */
+  async #nudge(): Promise<void> {
+    const wanted = this.consumer.preferredLayers;
+    const now = this.#layers;
+    if (!wanted || (now && now.spatialLayer >= wanted.spatialLayer)) return;
+    await this.consumer.setPreferredLayers(wanted).catch(() => undefined);
+  }
+
+  /** Applies an automatic choice, within the viewer's cap. */
+  async #prefer(spatialLayer: number): Promise<void> {
+    if (this.consumer.closed) return;
+    await this.consumer.setPreferredLayers({ spatialLayer: Math.min(spatialLayer, this.#cap.spatialLayer), temporalLayer: this.#cap.temporalLayer });
+  }
+
+  async #poll(): Promise<void> {
+    if (this.consumer.closed) return;
+    await this.#nudge();
+    if (this.estimated) return;
+    const stats = await this.consumer.getStats().catch(() => []);
+    const sent = stats.find((s) => s.type === 'outbound-rtp');
+    if (!sent) return;
+    // RTCP's fraction lost is in 256ths.
+    const loss = sent.fractionLost / 256;
+    if (loss < CLEAN_LOSS && sent.bitrate > 0) this.#downlink = sent.bitrate;
+    if (this.#mode !== 'auto') return;
+    const before = this.#policy.ceiling;
+    const ceiling = this.#policy.report({ at: Date.now(), loss }, this.#layers?.spatialLayer);
+    if (ceiling === before) return;
+    this.#logger.debug({ loss, from: before, to: ceiling }, 'viewer layer ceiling moved');
+    await this.#prefer(ceiling).catch(() => undefined);
+  }
+}

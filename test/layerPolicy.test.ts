@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { LayerPolicy, UP_AFTER_MS } from '../edge/LayerPolicy.ts';
+import { lossRuleset, shapingCommands } from '../kit/netns.ts';
+
+/** Feeds `policy` one report a second from `start` with these losses; returns the ceiling after each. */
+function feed(policy: LayerPolicy, start: number, losses: number[], current?: number): number[] {
+  return losses.map((loss, i) => policy.report({ at: start + i * 1000, loss }, current));
+}
+
+describe('LayerPolicy (loss-driven layer choice for viewers without a bandwidth estimate)', () => {
+  it('starts at the top and stays there on a clean link', () => {
+    const policy = new LayerPolicy(2);
+    assert.deepEqual(feed(policy, 0, [0, 0, 0, 0.01, 0]), [2, 2, 2, 2, 2]);
+  });
+
+  it('steps down at once on heavy loss, then waits for the step to settle before another', () => {
+    const policy = new LayerPolicy(2);
+    // 50 % loss: down a layer; the next reports still carry the old layer's losses (within 2.5 s).
+    assert.deepEqual(feed(policy, 0, [0.5, 0.4, 0.3]), [1, 1, 1]);
+    // Still losing after the settling time: down again, and never below 0.
+    assert.deepEqual(feed(policy, 3000, [0.3, 0.3, 0.3, 0.3, 0.3, 0.3]), [0, 0, 0, 0, 0, 0]);
+  });
+
+  it('does not step down for 2 % random loss (NACK repairs it), but does for a sustained 6 %', () => {
+    const policy = new LayerPolicy(2);
+    assert.deepEqual(feed(policy, 0, [0.02, 0.03, 0.01, 0.04, 0.02, 0.03, 0.02]), [2, 2, 2, 2, 2, 2, 2]);
+    assert.deepEqual(feed(policy, 10_000, [0.06, 0.06, 0.06]), [2, 2, 1]);
+  });
+
+  it('steps down from the layer the viewer receives when the publisher sends less than the ceiling', () => {
+    const policy = new LayerPolicy(2);
+    assert.equal(policy.report({ at: 0, loss: 0.5 }, 1), 0);
+  });
+
+  it('tries the next layer up after a clean spell, and waits twice as long after a failed try', () => {
+    const policy = new LayerPolicy(1);
+    feed(policy, 0, [0.5]); // down to 0 at t=0
+    const clean = Array.from({ length: UP_AFTER_MS / 1000 + 1 }, () => 0);
+    const ceilings = feed(policy, 3000, clean);
+    assert.equal(ceilings.at(-1), 1, 'up after UP_AFTER_MS of clean reports');
+    assert.equal(ceilings.at(-2), 0, 'not before');
+    const upAt = 3000 + (clean.length - 1) * 1000;
+    // The try fails within the probe window: down, and the next wait doubles.
+    assert.equal(policy.report({ at: upAt + 2000, loss: 0.3 }), 0);
+    assert.equal(policy.upAfter, UP_AFTER_MS * 2);
+    const longer = feed(policy, upAt + 3000, Array.from({ length: UP_AFTER_MS / 1000 + 1 }, () => 0));
+    assert.equal(longer.at(-1), 0, 'still waiting: the wait is twice as long now');
+  });
+
+  it('refuses a top that is not a layer index', () => {
+    assert.throws(() => new LayerPolicy(-1), TypeError);
+    assert.throws(() => new LayerPolicy(1.5), TypeError);
+  });
+});
+
+describe('link shaping commands (kit/netns.ts)', () => {
+  it('a rate alone is a token bucket at the root; delay is netem with the bucket under it', () => {
+    assert.deepEqual(shapingCommands('v0', { rateKbit: 400 }), [['qdisc', 'add', 'dev', 'v0', 'root', 'handle', '1:', 'tbf', 'rate', '400kbit', 'burst', '20kb', 'latency', '300ms']]);
+    assert.deepEqual(shapingCommands('v0', { delayMs: 100, rateKbit: 400 }).map((c) => c[c.indexOf('dev') + 2]), ['root', 'parent']);
+    assert.deepEqual(shapingCommands('v0', { lossPercent: 2 }), [], 'loss is nftables\' part');
+  });
+
+  it('loss drops on arrival, in ten-thousandths', () => {
+    assert.match(lossRuleset(2, 'n0'), /iifname "n0" numgen random mod 10000 < 200 counter drop/);
+    assert.match(lossRuleset(0.5, 'n0'), /< 50 counter drop/);
+  });
+});

@@ -1,0 +1,184 @@
+import assert from 'node:assert/strict';
+import type { Page } from 'playwright-core';
+import { Database } from '../db/Database.ts';
+import { signStreamToken } from '../core/tokens.ts';
+import { TestBrowser, framesSentByRid, openEvents, play, playbackStats, publishSimulcast, receivedEvents, selectLayer, stopPublishing, viewerExtensions, type PlaybackStats } from '../kit/browser.ts';
+import { metric } from '../kit/metrics.ts';
+import { createNetns, delayUnavailable, netnsUnavailable, type NetNs } from '../kit/netns.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+
+/**
+ * Viewers on real networks (issue 16): Chromium publishes three simulcast layers over WHIP to an
+ * origin; a Chromium viewer in a network namespace plays from the edge, and `tc` shapes the link
+ * toward it. The viewer's layer follows its link (the edge's loss-driven selection: Chromium's
+ * header-extension ids do not line up with mediasoup's, so there is no bandwidth estimate), lost
+ * packets are repaired by NACK through the relay, and the viewer can pin a layer through the WHEP
+ * layer extension and hear about it over server-sent events.
+ *
+ * Layers (kit/browser.ts publishSimulcast): q 240x135 at ≤150 kbit/s, h 480x270 at ≤500,
+ * f 960x540 at ≤1,200. Heights are what the assertions read, from the viewer's own stats.
+ */
+
+const SECRET = 'layers-test-secret-0123456789abc';
+const HEIGHT = { q: 135, h: 270, f: 540 } as const;
+/**
+ * Below h plus audio, above q plus audio with room. The issue's figure is 400 kbit/s for a
+ * 1080p ladder; this test's h layer (480x270 of Chromium's fake camera) runs at ~330 kbit/s and
+ * Opus at ~40, so 400 would carry it: 250 makes the same point for this ladder.
+ */
+const NARROW_KBIT = 250;
+
+const common = ['--heartbeat-ms', '500', '--node-ttl-ms', '3000', '--relay-linger-ms', '1000'];
+
+/** Samples the viewer for `ms` (every 500 ms) and returns the first and last sample. */
+async function watch(page: Page, ms: number): Promise<[PlaybackStats, PlaybackStats]> {
+  const first = await playbackStats(page);
+  await new Promise((r) => setTimeout(r, ms));
+  return [first, await playbackStats(page)];
+}
+
+async function waitForHeight(page: Page, what: string, wanted: (height: number) => boolean, timeoutMs: number): Promise<number> {
+  const started = Date.now();
+  let last: PlaybackStats | undefined;
+  await waitFor(what, async () => {
+    last = await playbackStats(page);
+    return last.framesDecoded > 0 && wanted(last.frameHeight);
+  }, timeoutMs, 250).catch((error: Error) => {
+    throw new Error(`${error.message}; last stats ${JSON.stringify(last)}`, { cause: error });
+  });
+  return Date.now() - started;
+}
+
+describe('simulcast layers toward viewers on shaped links (Chromium in a network namespace)', function () {
+  this.timeout(240_000);
+  let netns: NetNs | undefined;
+  let testDb: TestDatabase | undefined;
+  let db: Database | undefined;
+  let origin: RelaycastProcess | undefined;
+  let edge: RelaycastProcess | undefined;
+  let publisherBrowser: TestBrowser | undefined;
+  let viewerBrowser: TestBrowser | undefined;
+  let publisher: Page;
+  const stream = 'layers';
+
+  before(async function () {
+    const reason = netnsUnavailable({ shaping: true });
+    if (reason) {
+      console.log(`    skipped: ${reason}`);
+      this.skip();
+    }
+    netns = await createNetns();
+    testDb = await createTestDatabase();
+    db = Database.open({ url: testDb.url });
+    const env = { RELAYCAST_CLUSTER_SECRET: SECRET };
+    // Both nodes on the veth's host address (a loopback-announced origin relaying to a
+    // veth-announced edge does not carry media); only what goes into the namespace is shaped.
+    [origin, edge] = await Promise.all([
+      startRelaycast({ roles: ['origin'], host: netns.hostIp, databaseUrl: testDb.url, env, args: ['--node-id', 'origin-layers', ...common] }),
+      startRelaycast({ roles: ['edge'], host: netns.hostIp, databaseUrl: testDb.url, env, args: ['--node-id', 'edge-layers', ...common] }),
+    ]);
+    [publisherBrowser, viewerBrowser] = await Promise.all([TestBrowser.launch({ secureOrigins: [origin.url] }), TestBrowser.launch({ netns: netns.name })]);
+
+    publisher = await publisherBrowser.page(origin.url);
+    const token = await signStreamToken(SECRET, { stream, action: 'publish' });
+    const published = await publishSimulcast(publisher, `${origin.url}/whip/${stream}`, token);
+    assert.equal(published.status, 201, published.body);
+    let sent: Record<string, number> = {};
+    // Chromium turns a layer on once its bandwidth estimate has room for it: a wait, not a figure.
+    await waitFor('Chromium sending all three layers', async () => {
+      sent = await framesSentByRid(publisher);
+      return Object.values(sent).filter((n) => n > 0).length === 3;
+    }, 60_000, 500).catch((error: Error) => {
+      throw new Error(`${error.message}; frames sent by layer: ${JSON.stringify(sent)}`, { cause: error });
+    });
+  });
+
+  after(async () => {
+    netns?.shape(undefined);
+    if (publisher) await stopPublishing(publisher, await signStreamToken(SECRET, { stream, action: 'publish' })).catch(() => undefined);
+    await viewerBrowser?.close();
+    await publisherBrowser?.close();
+    await edge?.stop();
+    await origin?.stop();
+    await db?.close();
+    await testDb?.drop();
+    await netns?.remove();
+  });
+
+  it(`a viewer settles on the top layer, drops to the lowest on a narrow link (${NARROW_KBIT} kbit/s) and keeps decoding, and climbs back when the link recovers`, async () => {
+    netns!.shape(undefined);
+    const viewer = await viewerBrowser!.page(edge!.url);
+    const played = await play(viewer, `${edge!.url}/whep/${stream}`);
+    assert.equal(played.status, 201, played.body);
+    await waitForHeight(viewer, `the top layer (${HEIGHT.f} high)`, (h) => h === HEIGHT.f, 60_000);
+
+    netns!.shape({ rateKbit: NARROW_KBIT });
+    const down = await waitForHeight(viewer, `the lowest layer (${HEIGHT.q} high) on ${NARROW_KBIT} kbit/s`, (h) => h === HEIGHT.q, 60_000);
+    const [before, after] = await watch(viewer, 10_000);
+    console.log(`      ${NARROW_KBIT} kbit/s: down to ${HEIGHT.q}p after ${down} ms; then in 10 s: ${after.framesDecoded - before.framesDecoded} frames decoded, ${after.freezeCount - before.freezeCount} freezes, height ${after.frameHeight}`);
+    assert.ok(after.framesDecoded > before.framesDecoded, 'the viewer keeps decoding on the narrow link');
+    assert.notEqual(after.frameHeight, HEIGHT.f, 'the narrow link does not carry the top layer');
+
+    netns!.shape(undefined);
+    const up = await waitForHeight(viewer, `the top layer again once the link recovers`, (h) => h === HEIGHT.f, 120_000);
+    console.log(`      link restored: back to ${HEIGHT.f}p after ${up} ms`);
+    const switchesDown = await metric(edge!.url, 'relaycast_layer_switches_total', { direction: 'down', mode: 'auto' });
+    assert.ok((switchesDown ?? 0) > 0, `the edge counted the switch down (relaycast_layer_switches_total: ${switchesDown})`);
+    await viewer.close();
+  });
+
+  it('2 % loss and 100 ms delay: the viewer keeps playing, its losses repaired by NACK through the relay', async () => {
+    const noDelay = delayUnavailable();
+    if (noDelay) console.log(`      no added delay (${noDelay}): 2 % loss alone`);
+    netns!.shape({ delayMs: noDelay ? undefined : 100, lossPercent: 2 });
+    const viewer = await viewerBrowser!.page(edge!.url);
+    const played = await play(viewer, `${edge!.url}/whep/${stream}`);
+    assert.equal(played.status, 201, played.body);
+    assert.match(played.body, /^a=rtcp-fb:\d+ nack\r?$/m, 'the answer lets the viewer NACK');
+    await waitForHeight(viewer, 'the first frames', () => true, 60_000);
+    const [before, after] = await watch(viewer, 15_000);
+    netns!.shape(undefined);
+    const frames = after.framesDecoded - before.framesDecoded;
+    const nacks = after.nackCount - before.nackCount;
+    console.log(`      2 % loss, 100 ms: ${frames} frames decoded in 15 s, ${nacks} NACKs, ${after.packetsLost - before.packetsLost} packets lost for good of ${after.packetsReceived - before.packetsReceived}, ${after.freezeCount - before.freezeCount} freezes, height ${after.frameHeight}`);
+    assert.ok(nacks > 0, 'the viewer sent NACKs');
+    assert.ok(frames > 0, 'the viewer keeps decoding');
+    await viewer.close();
+  });
+
+  it('a viewer pins a layer through the WHEP layer extension, hears of it over server-sent events, and goes back to automatic', async () => {
+    netns!.shape(undefined);
+    const viewer = await viewerBrowser!.page(edge!.url);
+    const played = await play(viewer, `${edge!.url}/whep/${stream}`);
+    assert.equal(played.status, 201, played.body);
+    const links = await viewerExtensions(viewer);
+    const layerUrl = links['urn:ietf:params:whep:ext:core:layer'];
+    const eventsUrl = links['urn:ietf:params:whep:ext:core:server-sent-events'];
+    assert.ok(layerUrl && eventsUrl, `the 201 advertises both extensions: ${JSON.stringify(links)}`);
+
+    const opened = await openEvents(viewer, eventsUrl, ['layers', 'layer', 'viewercount']);
+    assert.equal(opened.status, 201);
+    await waitFor('a layers event', async () => (await receivedEvents(viewer)).some((e) => e.event === 'layers'), 10_000);
+    const layers = (await receivedEvents(viewer)).find((e) => e.event === 'layers')!.data as Record<string, Array<{ rid: string }>>;
+    const [mediaId, list] = Object.entries(layers)[0]!;
+    assert.deepEqual(list.map((l) => l.rid), ['f', 'h', 'q'], 'the layers, highest first, by the publisher\'s rids');
+
+    assert.equal((await selectLayer(viewer, layerUrl, { mediaId, rid: 'q' })).status, 200);
+    await waitForHeight(viewer, 'the pinned lowest layer', (h) => h === HEIGHT.q, 30_000);
+    await waitFor('a layer event saying pinned', async () => (await receivedEvents(viewer)).some((e) => e.event === 'layer' && e.data[mediaId]?.mode === 'pinned'), 10_000);
+
+    assert.equal((await selectLayer(viewer, layerUrl, { spatialLayerId: 1 })).status, 200);
+    await waitForHeight(viewer, 'the pinned middle layer', (h) => h === HEIGHT.h, 30_000);
+
+    const bad = await selectLayer(viewer, layerUrl, { rid: 'nope' });
+    assert.equal(bad.status, 400, bad.body);
+    assert.match(bad.body, /no layer has rid/);
+
+    assert.equal((await selectLayer(viewer, layerUrl, { mediaId })).status, 200);
+    await waitForHeight(viewer, 'the top layer again (automatic)', (h) => h === HEIGHT.f, 60_000);
+    await waitFor('a layer event with the top layer', async () => (await receivedEvents(viewer)).some((e) => e.event === 'layer' && e.data[mediaId]?.mode === 'auto' && e.data[mediaId]?.rid === 'f'), 10_000);
+    await viewer.close();
+  });
+});
