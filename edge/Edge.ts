@@ -258,13 +258,14 @@ export class Edge implements Role {
   #addViewer(session: WebRtcSession, relay: Relay, offer: Offer, consumers: Consumer[], producers: Producer[]): void {
     const { logger, metrics } = this.#ctx;
     const video = consumers.find((c) => c.kind === 'video');
-    const layers = video?.type === 'simulcast' ? new LayerSelector(video, session.transport, logger.child({ stream: relay.stream, session: session.id })) : undefined;
+    const producer = producers.find((p) => p.id === video?.producerId);
+    const layers = video?.type === 'simulcast' ? new LayerSelector(video, session.transport, logger.child({ stream: relay.stream, session: session.id }), producer) : undefined;
     const mediaIndex = video ? offer.sections.findIndex((s) => s.mid === video.rtpParameters.mid) : -1;
     const viewer = new Viewer({
       session,
       relay,
       layers,
-      video: producers.find((p) => p.id === video?.producerId),
+      video: producer,
       mediaId: mediaIndex >= 0 ? String(mediaIndex) : undefined,
     });
     this.#viewers.set(session.id, viewer);

@@ -8,17 +8,21 @@
  * Pure logic: no timers, no mediasoup; LayerSelector feeds it reports and applies its answer.
  */
 
-/** One receiver report: when it was read (ms) and the fraction of packets lost since the last one (0–1). */
+/**
+ * One receiver report: when it was read (ms), the fraction of packets lost since the last one
+ * (0–1), and the bitrate being sent to the viewer then (bits/s), when known.
+ */
 export interface LossReport {
   at: number;
   loss: number;
+  sent?: number;
 }
 
 /**
  * A report losing this much means the link cannot carry the layer: a tenth of the packets gone is
  * a frozen picture until the next key frame. Down at once.
  */
-const HEAVY_LOSS = 0.1;
+export const HEAVY_LOSS = 0.1;
 
 /**
  * Losing this much on average over SUSTAINED_REPORTS reports is a link that is slowly too small
@@ -27,6 +31,12 @@ const HEAVY_LOSS = 0.1;
  */
 const SUSTAINED_LOSS = 0.05;
 const SUSTAINED_REPORTS = 3;
+
+/**
+ * A layer fits a link that delivered D bits/s if it needs at most this share of D: the rest is
+ * headroom for key frames (several times a delta frame) and the audio beside it.
+ */
+const FIT = 0.8;
 
 /** A report under this is clean: the link has room for what it carries now. */
 export const CLEAN_LOSS = 0.02;
@@ -74,9 +84,12 @@ export class LayerPolicy {
 
   /**
    * Takes a report; returns the ceiling from now on. `current` is the layer the viewer receives
-   * (below the ceiling when the publisher does not send the higher ones).
+   * (below the ceiling when the publisher does not send the higher ones). `layerBitrates` (bits/s
+   * of each layer, lowest first), with the report's `sent`, lets a step down on heavy loss go
+   * straight to the layer the link can carry: a link that drops a share L of S bits/s delivered
+   * about S × (1 − L), since a saturated link loses what exceeds it.
    */
-  report({ at, loss }: LossReport, current = this.#ceiling): number {
+  report({ at, loss, sent }: LossReport, current = this.#ceiling, layerBitrates: number[] = []): number {
     this.#recent.push(loss);
     if (this.#recent.length > SUSTAINED_REPORTS) this.#recent.shift();
     const mean = this.#recent.reduce((a, b) => a + b, 0) / this.#recent.length;
@@ -86,7 +99,12 @@ export class LayerPolicy {
       this.#cleanSince = undefined;
       if (at - this.#lastDown < SETTLE_MS || Math.min(current, this.#ceiling) === 0) return this.#ceiling;
       if (at - this.#lastUp < PROBE_WINDOW_MS) this.#upAfter = Math.min(this.#upAfter * 2, MAX_UP_AFTER_MS);
-      this.#ceiling = Math.min(current, this.#ceiling) - 1;
+      let next = Math.min(current, this.#ceiling) - 1;
+      if (loss >= HEAVY_LOSS && sent && layerBitrates.length > 0) {
+        const delivered = sent * (1 - loss);
+        while (next > 0 && (layerBitrates[next] ?? 0) > FIT * delivered) next--;
+      }
+      this.#ceiling = next;
       this.#lastDown = at;
       this.#recent = [];
       return this.#ceiling;

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
-import type { Consumer, ConsumerLayers, WebRtcTransport } from 'mediasoup/types';
+import type { Consumer, ConsumerLayers, Producer, WebRtcTransport } from 'mediasoup/types';
 import type { Logger } from '../core/logger.ts';
-import { CLEAN_LOSS, LayerPolicy } from './LayerPolicy.ts';
+import { CLEAN_LOSS, HEAVY_LOSS, LayerPolicy } from './LayerPolicy.ts';
 
 /**
  * The simulcast layer one viewer receives. Automatic by default; the viewer may pin a layer (the
@@ -59,10 +59,14 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
-  constructor(consumer: Consumer, transport: WebRtcTransport, logger: Logger) {
+  /** The stream's video producer on the viewer's router: its layers' bitrates (see LayerPolicy.report). */
+  readonly #producer: Producer | undefined;
+
+  constructor(consumer: Consumer, transport: WebRtcTransport, logger: Logger, producer?: Producer) {
     super();
     if (consumer.type !== 'simulcast') throw new TypeError(`a ${consumer.type} consumer has no layers to select`);
     this.consumer = consumer;
+    this.#producer = producer;
     this.spatialLayers = consumer.rtpParameters.encodings?.[0]?.scalabilityMode ? Number(/^L(\d+)/.exec(consumer.rtpParameters.encodings[0].scalabilityMode)?.[1] ?? 1) : 1;
     this.temporalLayers = temporalLayersOf(consumer);
     this.#logger = logger;
@@ -158,6 +162,14 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     await this.consumer.setPreferredLayers({ spatialLayer: Math.min(spatialLayer, this.#cap.spatialLayer), temporalLayer: this.#cap.temporalLayer });
   }
 
+  /** Bits per second of each layer arriving now, lowest first (empty when unknown). */
+  async #layerBitrates(): Promise<number[]> {
+    const producer = this.#producer;
+    if (!producer || producer.closed) return [];
+    const stats = await producer.getStats().catch(() => []);
+    return (producer.rtpParameters.encodings ?? []).map((e) => stats.find((s) => s.ssrc === e.ssrc)?.bitrate ?? 0);
+  }
+
   async #poll(): Promise<void> {
     if (this.consumer.closed) return;
     await this.#nudge();
@@ -170,7 +182,9 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     if (loss < CLEAN_LOSS && sent.bitrate > 0) this.#downlink = sent.bitrate;
     if (this.#mode !== 'auto') return;
     const before = this.#policy.ceiling;
-    const ceiling = this.#policy.report({ at: Date.now(), loss }, this.#layers?.spatialLayer);
+    // The layers' bitrates only matter for a step down on heavy loss: read them only then.
+    const layerBitrates = loss >= HEAVY_LOSS ? await this.#layerBitrates() : [];
+    const ceiling = this.#policy.report({ at: Date.now(), loss, sent: sent.bitrate }, this.#layers?.spatialLayer, layerBitrates);
     if (ceiling === before) return;
     this.#logger.debug({ loss, from: before, to: ceiling }, 'viewer layer ceiling moved');
     await this.#prefer(ceiling).catch(() => undefined);

@@ -43,6 +43,8 @@ function render(s) {
     rtt: s.rttMs === null ? '–' : `${s.rttMs} ms`,
     framesDropped: String(s.framesDropped),
     videoCodec: s.videoCodec?.replace(/^video\//, '') ?? '–',
+    layer: s.layer === null ? '–' : `${player.layers().find((l) => l.id === s.layer)?.label ?? s.layer} (${s.layerMode})`,
+    downlink: s.downlinkKbps === null ? '–' : `${s.downlinkKbps.toLocaleString('en')} kbit/s`,
     edge: s.edge ?? '–',
   };
   for (const dd of statsBox.querySelectorAll('dd')) {
@@ -51,6 +53,18 @@ function render(s) {
   }
 }
 player.addEventListener('stats', () => render(player.stats()));
+
+// The quality menu: Auto and each layer of a simulcast stream (hidden for a single-layer stream).
+const quality = /** @type {HTMLSelectElement} */ ($('quality'));
+player.addEventListener('layers', () => {
+  const layers = player.layers();
+  $('quality-box').hidden = layers.length < 2;
+  quality.replaceChildren(new Option('Auto', 'auto'), ...layers.map((l) => new Option(l.bitrateKbps ? `${l.label} · ${l.bitrateKbps.toLocaleString('en')} kbit/s` : l.label, l.id)));
+  quality.value = player.quality;
+});
+quality.addEventListener('change', () => {
+  player.selectQuality(quality.value).catch((/** @type {Error} */ error) => console.warn('quality not changed:', error.message));
+});
 
 // Autoplay is only allowed muted; sound needs a click.
 const unmute = $('unmute');

@@ -6,7 +6,9 @@
  *   const player = new RelaycastPlayer(videoElement, { server: 'https://host', stream: 'show' });
  *   player.addEventListener('statechange', () => console.log(player.state));
  *   player.addEventListener('stats', () => console.log(player.stats()));
+ *   player.addEventListener('layers', () => console.log(player.layers())); // for a quality menu
  *   player.start();
+ *   await player.selectQuality('auto'); // or a layer's id
  *
  * How a session starts: the balancer's route API (`GET /v1/route?stream=…&role=edge`) names the
  * best edge for this viewer; the player POSTs a recvonly offer to that edge's `/whep/{stream}`.
@@ -90,6 +92,10 @@ const STALL_READS = Math.round(STALL_MS / STATS_INTERVAL_MS);
  * @property {number} reconnects   times a playing session was lost
  * @property {number | null} retryInMs   delay until the next attempt, while waiting or reconnecting
  * @property {string | null} lastError
+ * @property {string | null} layer   the simulcast layer received (its rid or index), when the stream has layers
+ * @property {'auto' | 'pinned'} layerMode   whether the edge chooses the layer or the viewer pinned one
+ * @property {number | null} downlinkKbps   what the edge knows the viewer's link carries (its estimate, or the bitrate last delivered without loss)
+ * @property {number | null} viewers   viewers of the stream on this edge
  */
 
 /**
@@ -127,6 +133,54 @@ export function parseIceServerLinks(header) {
 }
 
 /** An error whose HTTP status decides what the player does next. */
+/** The WHEP extensions the player uses (draft-ietf-wish-whep, "Protocol extensions"). */
+const WHEP_LAYER = 'urn:ietf:params:whep:ext:core:layer';
+const WHEP_EVENTS = 'urn:ietf:params:whep:ext:core:server-sent-events';
+
+/** The events the player asks the edge for: what the quality menu and the stats need, and when to rejoin. */
+const EVENTS = ['layers', 'layer', 'viewercount', 'reconnect', 'inactive'];
+
+/**
+ * `Link: <url>; rel="urn:…"` headers → { rel: url } for the WHEP extensions they advertise.
+ * @param {string | null} header
+ * @returns {Record<string, string>}
+ */
+export function parseExtensionLinks(header) {
+  /** @type {Record<string, string>} */
+  const out = {};
+  for (const link of header?.split(/,(?=\s*<)/) ?? []) {
+    const url = /<([^>]+)>/.exec(link)?.[1];
+    const rel = /;\s*rel="?(urn:ietf:params:whep:ext:[^";]+)"?/i.exec(link)?.[1];
+    if (url && rel) out[rel] = url;
+  }
+  return out;
+}
+
+/**
+ * One layer of the stream, as the quality menu offers it.
+ * @typedef {object} Layer
+ * @property {string} id          the rid the publisher named it by, or its spatial layer index
+ * @property {string} label       "High", "Medium", "Low" (or "Layer n" beyond three)
+ * @property {number} spatialLayerId
+ * @property {string} [rid]
+ * @property {number} bitrateKbps what reaches the edge now (0: the publisher does not send it)
+ */
+
+/**
+ * @param {Array<{ rid?: string, spatialLayerId: number, bitrate?: number }>} list  highest first
+ * @returns {Layer[]}
+ */
+function toLayers(list) {
+  const names = list.length === 2 ? ['High', 'Low'] : list.length === 3 ? ['High', 'Medium', 'Low'] : [];
+  return list.map((l, i) => ({
+    id: l.rid || String(l.spatialLayerId),
+    label: names[i] ?? `Layer ${l.spatialLayerId}`,
+    spatialLayerId: l.spatialLayerId,
+    ...(l.rid ? { rid: l.rid } : {}),
+    bitrateKbps: Math.round((l.bitrate ?? 0) / 1000),
+  }));
+}
+
 class SessionError extends Error {
   /**
    * @param {string} message
@@ -176,6 +230,14 @@ class Session {
     this.lastProgress = 0;
     /** @type {{ at: number, bytes: number, frames: number } | null} */
     this.lastSample = null;
+    /** The WHEP layer-selection URL, when the edge offers it. */
+    /** @type {string | null} */
+    this.layerUrl = null;
+    /** The video's media id (its m-line index) as the edge's events name it. */
+    /** @type {string | null} */
+    this.mediaId = null;
+    /** @type {EventSource | null} */
+    this.events = null;
   }
 }
 
@@ -203,6 +265,11 @@ export class RelaycastPlayer extends EventTarget {
   #learnedIceServers = [];
   /** @type {PlayerStats} */
   #stats;
+  /** The stream's layers, highest first (empty until the edge says, or for a single-layer stream). */
+  /** @type {Layer[]} */
+  #layers = [];
+  /** The viewer's choice: 'auto' or a Layer id; applied again to every new session. */
+  #choice = 'auto';
 
   /**
    * @param {HTMLVideoElement} video
@@ -223,6 +290,91 @@ export class RelaycastPlayer extends EventTarget {
 
   get stream() {
     return this.#options.stream;
+  }
+
+  /** The stream's layers, highest first, for a quality menu ('layers' events say when they change). */
+  layers() {
+    return [...this.#layers];
+  }
+
+  /** The viewer's quality choice: 'auto' or a layer id. */
+  get quality() {
+    return this.#choice;
+  }
+
+  /**
+   * Chooses a layer ('auto': the edge picks from the viewer's link; a Layer id: that one). Kept
+   * across reconnects. Resolves once the edge took it (rejects with its reason when it refused).
+   * @param {string} choice
+   */
+  async selectQuality(choice) {
+    this.#choice = choice;
+    const session = this.#session;
+    if (session?.layerUrl) await this.#applyQuality(session);
+  }
+
+  /** @param {Session} session */
+  async #applyQuality(session) {
+    if (!session.layerUrl) return;
+    const layer = this.#layers.find((l) => l.id === this.#choice);
+    /** @type {Record<string, unknown>} */
+    const body = session.mediaId === null ? {} : { mediaId: session.mediaId };
+    if (layer) Object.assign(body, layer.rid ? { rid: layer.rid } : { spatialLayerId: layer.spatialLayerId });
+    const res = await fetch(session.layerUrl, { method: 'POST', headers: this.#jsonHeaders(), body: JSON.stringify(body), signal: this.#signal() });
+    if (!res.ok) throw new SessionError(await problemDetail(res), res.status);
+  }
+
+  #jsonHeaders() {
+    /** @type {Record<string, string>} */
+    const headers = { 'content-type': 'application/json' };
+    if (this.#options.token) headers.authorization = `Bearer ${this.#options.token}`;
+    return headers;
+  }
+
+  /**
+   * Opens the session's event stream (the WHEP server-sent-events extension), when the edge offers
+   * one: the layers for the quality menu, the layer this viewer gets, the viewer count, and the
+   * edge's word to rejoin (it drains) or that the stream ended.
+   * @param {Session} session
+   * @param {Record<string, string>} links
+   * @param {number} generation
+   */
+  async #openEvents(session, links, generation) {
+    const url = links[WHEP_EVENTS];
+    if (!url) return;
+    const res = await fetch(url, { method: 'POST', headers: this.#jsonHeaders(), body: JSON.stringify(EVENTS), signal: this.#signal() });
+    const location = res.headers.get('location');
+    if (res.status !== 201 || !location || generation !== this.#generation) return;
+    const events = new EventSource(new URL(location, res.url).href);
+    session.events = events;
+    /** @param {string} name @param {(data: any) => void} handle */
+    const on = (name, handle) =>
+      events.addEventListener(name, (event) => {
+        if (generation === this.#generation) handle(JSON.parse(/** @type {MessageEvent} */ (event).data));
+      });
+    on('layers', (data) => {
+      const [mediaId, list] = Object.entries(data)[0] ?? [];
+      session.mediaId = mediaId ?? null;
+      const layers = toLayers(Array.isArray(list) ? list : []);
+      const changed = JSON.stringify(layers.map((l) => l.id)) !== JSON.stringify(this.#layers.map((l) => l.id));
+      this.#layers = layers;
+      this.#emit('layers');
+      // A choice made in an earlier session applies to this one as soon as its layers are known.
+      if (changed && this.#choice !== 'auto') void this.#applyQuality(session).catch(() => undefined);
+    });
+    on('layer', (data) => {
+      /** @type {any} */
+      const layer = Object.values(data)[0] ?? {};
+      this.#stats.layer = layer.rid ?? (layer.spatialLayerId === undefined ? null : String(layer.spatialLayerId));
+      this.#stats.layerMode = layer.mode ?? 'auto';
+      this.#stats.downlinkKbps = typeof layer.downlink === 'number' ? Math.round(layer.downlink / 1000) : this.#stats.downlinkKbps;
+      this.#emit('stats');
+    });
+    on('viewercount', (data) => {
+      this.#stats.viewers = typeof data.viewercount === 'number' ? data.viewercount : null;
+    });
+    on('reconnect', () => this.#lost('the edge asked to rejoin'));
+    on('inactive', () => this.#lost('the stream ended'));
   }
 
   /** The latest numbers (read each second while a session runs). */
@@ -334,8 +486,12 @@ export class RelaycastPlayer extends EventTarget {
     session.edge ??= new URL(res.url).host;
     const ice = parseIceServerLinks(res.headers.get('link'));
     if (ice.length > 0) this.#learnedIceServers = ice; // used from the next session on
+    const links = parseExtensionLinks(res.headers.get('link'));
+    session.layerUrl = links[WHEP_LAYER] ?? null;
     if (generation !== this.#generation) return;
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    // Best effort: a player without the quality menu still plays.
+    void this.#openEvents(session, links, generation).catch(() => undefined);
     this.#stats.sessions++;
     this.#stats.session = session.location;
     this.#stats.edge = session.edge;
@@ -418,6 +574,7 @@ export class RelaycastPlayer extends EventTarget {
     session.pc.ontrack = null;
     session.pc.onconnectionstatechange = null;
     session.pc.close();
+    session.events?.close();
     if (session.location) {
       /** @type {Record<string, string>} */
       const headers = {};
@@ -426,7 +583,7 @@ export class RelaycastPlayer extends EventTarget {
       fetch(session.location, { method: 'DELETE', headers, keepalive: true, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).catch(() => undefined);
     }
     const stats = this.#stats;
-    Object.assign(stats, { framesDecoded: 0, framesDropped: 0, width: 0, height: 0, fps: 0, bitrateKbps: 0, rttMs: null, audioPacketsReceived: 0, connectionState: 'none', session: null });
+    Object.assign(stats, { framesDecoded: 0, framesDropped: 0, width: 0, height: 0, fps: 0, bitrateKbps: 0, rttMs: null, audioPacketsReceived: 0, connectionState: 'none', session: null, layer: null, downlinkKbps: null, viewers: null });
   }
 
   /** The signal for a signalling request: aborted by teardown/stop, or after REQUEST_TIMEOUT_MS. */
@@ -534,7 +691,7 @@ export class RelaycastPlayer extends EventTarget {
     this.#emit('stats');
   }
 
-  /** @param {'statechange' | 'stats'} type */
+  /** @param {'statechange' | 'stats' | 'layers'} type */
   #emit(type) {
     this.dispatchEvent(new CustomEvent(type, { detail: this.stats() }));
   }
@@ -564,6 +721,10 @@ export class RelaycastPlayer extends EventTarget {
       reconnects: 0,
       retryInMs: null,
       lastError: null,
+      layer: null,
+      layerMode: 'auto',
+      downlinkKbps: null,
+      viewers: null,
     };
   }
 }

@@ -47,6 +47,13 @@ describe('LayerPolicy (loss-driven layer choice for viewers without a bandwidth 
     assert.equal(longer.at(-1), 0, 'still waiting: the wait is twice as long now');
   });
 
+  it('on heavy loss with the layers\' bitrates known, goes straight to the layer the link delivers', () => {
+    // 1.2 Mbit/s sent, 75 % lost: the link delivered ~300 kbit/s, which fits the 150 kbit/s layer only.
+    assert.equal(new LayerPolicy(2).report({ at: 0, loss: 0.75, sent: 1_200_000 }, 2, [150_000, 400_000, 1_100_000]), 0);
+    // 25 % lost: ~900 kbit/s delivered, the middle layer fits.
+    assert.equal(new LayerPolicy(2).report({ at: 0, loss: 0.25, sent: 1_200_000 }, 2, [150_000, 400_000, 1_100_000]), 1);
+  });
+
   it('refuses a top that is not a layer index', () => {
     assert.throws(() => new LayerPolicy(-1), TypeError);
     assert.throws(() => new LayerPolicy(1.5), TypeError);

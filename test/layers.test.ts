@@ -8,6 +8,7 @@ import { createNetns, delayUnavailable, netnsUnavailable, type NetNs } from '../
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { waitFor } from '../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { playerStats, playing } from './helpers/player.ts';
 
 /**
  * Viewers on real networks (issue 16): Chromium publishes three simulcast layers over WHIP to an
@@ -76,7 +77,7 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
     // Both nodes on the veth's host address (a loopback-announced origin relaying to a
     // veth-announced edge does not carry media); only what goes into the namespace is shaped.
     [origin, edge] = await Promise.all([
-      startRelaycast({ roles: ['origin'], host: netns.hostIp, databaseUrl: testDb.url, env, args: ['--node-id', 'origin-layers', ...common] }),
+      startRelaycast({ roles: ['origin', 'balancer'], host: netns.hostIp, databaseUrl: testDb.url, env, args: ['--node-id', 'origin-layers', ...common] }),
       startRelaycast({ roles: ['edge'], host: netns.hostIp, databaseUrl: testDb.url, env, args: ['--node-id', 'edge-layers', ...common] }),
     ]);
     [publisherBrowser, viewerBrowser] = await Promise.all([TestBrowser.launch({ secureOrigins: [origin.url] }), TestBrowser.launch({ netns: netns.name })]);
@@ -180,5 +181,25 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
     await waitForHeight(viewer, 'the top layer again (automatic)', (h) => h === HEIGHT.f, 60_000);
     await waitFor('a layer event with the top layer', async () => (await receivedEvents(viewer)).some((e) => e.event === 'layer' && e.data[mediaId]?.mode === 'auto' && e.data[mediaId]?.rid === 'f'), 10_000);
     await viewer.close();
+  });
+
+  it('the web player offers the layers in its quality menu, plays the one chosen, and shows the layer in its stats', async () => {
+    netns!.shape(undefined);
+    const page = await viewerBrowser!.page(origin!.url);
+    await page.goto(`${origin!.url}/play/${stream}`);
+    await playing(page, 'the player page playing');
+    await waitFor('the quality menu with Auto and three layers', async () => (await page.locator('#quality option').count()) === 4, 15_000);
+    assert.equal(await page.locator('#quality-box').isVisible(), true);
+    const options = await page.locator('#quality option').evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value));
+    assert.deepEqual(options, ['auto', 'f', 'h', 'q']);
+
+    await page.selectOption('#quality', 'q');
+    await waitFor('the lowest layer on the page', async () => (await playerStats(page)).videoHeight === HEIGHT.q, 30_000);
+    await waitFor('the stats panel naming the pinned layer', async () => (await page.locator('dd[data-stat="layer"]').textContent()) === 'Low (pinned)', 10_000);
+
+    await page.selectOption('#quality', 'auto');
+    await waitFor('the top layer again', async () => (await playerStats(page)).videoHeight === HEIGHT.f, 60_000);
+    await waitFor('the stats panel naming the automatic layer', async () => (await page.locator('dd[data-stat="layer"]').textContent()) === 'High (auto)', 10_000);
+    await page.close();
   });
 });

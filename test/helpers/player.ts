@@ -16,10 +16,11 @@ export interface PageStats {
   reconnects: number;
   lastError: string | null;
   videoWidth: number;
+  videoHeight: number;
 }
 
 export function playerStats(page: Page): Promise<PageStats> {
-  return page.evaluate(() => ({ ...(window as any).relaycastPlayer.stats(), videoWidth: document.querySelector('video')!.videoWidth }));
+  return page.evaluate(() => ({ ...(window as any).relaycastPlayer.stats(), videoWidth: document.querySelector('video')!.videoWidth, videoHeight: document.querySelector('video')!.videoHeight }));
 }
 
 /**

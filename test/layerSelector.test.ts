@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import pino from 'pino';
+import type { RtpCodecParameters } from 'mediasoup/types';
+import { LayerSelector } from '../edge/LayerSelector.ts';
+import { consumerCapabilities, isSupported, parseOffer, receivableCodecs, type OfferSection } from '../media/sdp.ts';
+import { WorkerPool } from '../media/WorkerPool.ts';
+
+/**
+ * Which viewers mediasoup 3.27 can estimate bandwidth toward, from the WHEP offers browsers really
+ * send (recorded fixtures): a consumer keeps a header extension only where the offer uses
+ * mediasoup's own id for it, and a bandwidth estimate needs transport-cc or abs-send-time. The
+ * consumers are real (a worker, a router made from the offer as the edge makes it, a simulcast
+ * producer of three VP8 layers).
+ */
+
+const VP8: RtpCodecParameters = { mimeType: 'video/VP8', payloadType: 96, clockRate: 90000, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] };
+const logger = pino({ level: 'silent' });
+
+describe('LayerSelector on real mediasoup consumers of recorded browser offers', () => {
+  let pool: WorkerPool;
+  before(async () => {
+    pool = await WorkerPool.create({ count: 1, workerBin: WorkerPool.resolveWorkerBin(process.env.MEDIASOUP_WORKER_BIN), logger });
+  });
+  after(async () => {
+    await pool?.close();
+  });
+
+  async function selectorFor(fixture: string): Promise<LayerSelector> {
+    const offer = parseOffer(readFileSync(new URL(`./fixtures/sdp/${fixture}`, import.meta.url), 'utf8'));
+    const section = offer.sections.filter(isSupported).find((s) => s.kind === 'video') as OfferSection;
+    const router = await pool.next().createRouter({ mediaCodecs: receivableCodecs(section, [VP8]) });
+    const source = await router.createDirectTransport();
+    const producer = await source.produce({
+      kind: 'video',
+      rtpParameters: { codecs: [VP8], encodings: [{ ssrc: 1001, scalabilityMode: 'L1T3' }, { ssrc: 1002, scalabilityMode: 'L1T3' }, { ssrc: 1003, scalabilityMode: 'L1T3' }] },
+    });
+    const transport = await router.createWebRtcTransport({ listenInfos: [{ protocol: 'udp', ip: '127.0.0.1' }] });
+    const consumer = await transport.consume({ producerId: producer.id, rtpCapabilities: consumerCapabilities(section, [VP8]), enableRtx: true });
+    return new LayerSelector(consumer, transport, logger);
+  }
+
+  for (const [fixture, estimated] of [
+    ['firefox-whep-offer.sdp', true],
+    ['chrome-whep-offer.sdp', false],
+    ['safari-whep-offer.sdp', false],
+  ] as const) {
+    it(`${fixture}: three spatial and three temporal layers, NACK kept, ${estimated ? 'a bandwidth estimate (abs-send-time at mediasoup\'s id, REMB)' : 'no bandwidth estimate (loss-driven)'}`, async () => {
+      const selector = await selectorFor(fixture);
+      assert.equal(selector.spatialLayers, 3);
+      assert.equal(selector.temporalLayers, 3);
+      assert.equal(selector.estimated, estimated);
+      const feedback = selector.consumer.rtpParameters.codecs[0]!.rtcpFeedback!.map((fb) => `${fb.type}${fb.parameter ? ` ${fb.parameter}` : ''}`);
+      assert.ok(feedback.includes('nack'), `generic NACK kept: ${feedback.join(', ')}`);
+      assert.ok(!selector.consumer.rtpParameters.codecs.some((c) => /rtx/i.test(c.mimeType)), 'no RTX: its payload type would be the router\'s');
+      selector.close();
+    });
+  }
+
+  it('pins within the stream\'s layers and refuses others', async () => {
+    const selector = await selectorFor('chrome-whep-offer.sdp');
+    await selector.pin({ spatialLayer: 0 });
+    assert.equal(selector.mode, 'pinned');
+    assert.deepEqual(selector.consumer.preferredLayers, { spatialLayer: 0, temporalLayer: 2 });
+    await assert.rejects(selector.pin({ spatialLayer: 3 }), RangeError);
+    await selector.auto({ spatialLayer: 1 });
+    assert.equal(selector.mode, 'auto');
+    assert.deepEqual(selector.consumer.preferredLayers, { spatialLayer: 1, temporalLayer: 2 });
+    selector.close();
+  });
+});
