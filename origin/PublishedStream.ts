@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { PipeTransport, Producer, Router, SrtpParameters } from 'mediasoup/types';
 import { InvalidSdpError, UnsupportedMediaError } from '../core/errors.ts';
 import { MEDIA_CODECS, SUPPORTED_CODECS } from '../media/codecs.ts';
+import { LayerSizes } from '../media/layerOrder.ts';
 import { producerBitrate } from '../media/producerBitrate.ts';
 import type { RelayOffer, RelayProducer } from '../media/relayProtocol.ts';
 import { buildAnswer, isSupported, producerParameters, type AcceptedSection, type Offer } from '../media/sdp.ts';
@@ -55,6 +56,8 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
   readonly publisher: Publisher;
   readonly producers: Producer[] = [];
   readonly #pipes = new Set<PipeTransport>();
+  /** Each simulcast producer's layer order, found from its pictures' sizes (media/layerOrder.ts). */
+  readonly #layerSizes = new Map<string, LayerSizes>();
   /** The Constrained Baseline rendition, while a relay carries it (pipeRendition). */
   #rendition: Promise<Rendition | undefined> | undefined;
   #renditionRelays = 0;
@@ -117,6 +120,8 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
             throw error instanceof TypeError ? new InvalidSdpError(`media section ${mid}: ${error.message}`) : error;
           });
         stream.producers.push(producer);
+        // Simulcast: learn the layers' order from the first frames on, before the first relay asks.
+        if ((rtpParameters.encodings?.length ?? 0) > 1) void stream.#layerOrder(producer);
       }
       const answer = buildAnswer(offer, session.local, accepted, String(Date.now()));
       return { stream, session, answer };
@@ -134,6 +139,16 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
   /** The codecs published, for the placement row: { audio: 'opus', video: 'H264' }. */
   get codecs(): Record<string, string> {
     return Object.fromEntries(this.producers.map((p) => [p.kind, p.rtpParameters.codecs[0]!.mimeType.split('/')[1]!]));
+  }
+
+  /** The producer's layers smallest first, as far as known (until then, as the publisher listed them). */
+  #layerOrder(producer: Producer): Promise<number[]> {
+    let sizes = this.#layerSizes.get(producer.id);
+    if (!sizes) {
+      sizes = new LayerSizes(this.router, producer);
+      this.#layerSizes.set(producer.id, sizes);
+    }
+    return sizes.order();
   }
 
   /**
@@ -158,8 +173,17 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
       const producers: RelayOffer['producers'] = [];
       for (const producer of this.producers) {
         const consumer = await pipe.consume({ producerId: producer.id });
-        const rids = producer.rtpParameters.encodings?.map((e) => e.rid ?? '');
-        producers.push({ id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused, ...(rids && rids.length > 1 ? { rids } : {}) });
+        const encodings = consumer.rtpParameters.encodings ?? [];
+        if (encodings.length < 2) {
+          producers.push({ id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused });
+          continue;
+        }
+        // Simulcast: the pipe's encodings (one SSRC each) re-listed lowest first, so that the
+        // edge's consumers take them in the right order whatever order the publisher used.
+        const order = await this.#layerOrder(producer);
+        const rids = order.map((i) => producer.rtpParameters.encodings?.[i]?.rid ?? '');
+        const rtpParameters = { ...consumer.rtpParameters, encodings: order.map((i) => encodings[i]!) };
+        producers.push({ id: producer.id, kind: consumer.kind, rtpParameters, paused: producer.paused, rids });
       }
       return { offer: { relayId: pipe.id, ip: pipe.tuple.localAddress, port: pipe.tuple.localPort, srtpParameters: pipe.srtpParameters, producers }, pipe };
     } catch (error) {
