@@ -1,5 +1,5 @@
 /**
- * Which simulcast layer a viewer without a bandwidth estimate may receive, from the losses its
+ * Which simulcast layer (step, see stepLayers) a viewer without a bandwidth estimate may receive, from the losses its
  * receiver reports tell (RTCP RR fraction lost, about one a second). It is the fallback for the
  * viewers mediasoup cannot estimate bandwidth toward (see LayerSelector): down a layer as soon as
  * the link drops much of what is sent, up a layer after a quiet spell, and a longer spell after
@@ -56,6 +56,23 @@ const MAX_UP_AFTER_MS = 30_000;
 /** A step down this soon after a step up means the try failed: the next try waits twice as long. */
 const PROBE_WINDOW_MS = 6000;
 
+/**
+ * The steps LayerPolicy moves along, as layers: below the lowest spatial layer at full frame rate
+ * come its lower temporal layers (VP8 L1T3: 1/2, then 1/4 of the frames), for links too narrow
+ * even for the smallest picture; above it, each spatial layer at full frame rate. With S spatial
+ * and T temporal layers the steps are 0..(S − 1) + (T − 1).
+ */
+export function stepLayers(step: number, temporalLayers: number): { spatialLayer: number; temporalLayer: number } {
+  const full = temporalLayers - 1;
+  return step < full ? { spatialLayer: 0, temporalLayer: step } : { spatialLayer: step - full, temporalLayer: full };
+}
+
+/** The step of a layer (see stepLayers); a higher spatial layer at a reduced frame rate counts as its full rate. */
+export function layerStep(layers: { spatialLayer: number; temporalLayer?: number }, temporalLayers: number): number {
+  const full = temporalLayers - 1;
+  return layers.spatialLayer > 0 ? full + layers.spatialLayer : Math.min(layers.temporalLayer ?? full, full);
+}
+
 export class LayerPolicy {
   /** The highest layer allowed now (the viewer gets it or the best below it the publisher sends). */
   #ceiling: number;
@@ -66,7 +83,7 @@ export class LayerPolicy {
   #cleanSince: number | undefined;
   #upAfter = UP_AFTER_MS;
 
-  /** `top`: the highest spatial layer of the stream (layers are 0..top). */
+  /** `top`: the highest step of the stream (steps are 0..top). */
   constructor(top: number) {
     if (!Number.isInteger(top) || top < 0) throw new TypeError(`top must be a layer index, not ${top}`);
     this.#top = top;
@@ -75,6 +92,10 @@ export class LayerPolicy {
 
   get ceiling(): number {
     return this.#ceiling;
+  }
+
+  get top(): number {
+    return this.#top;
   }
 
   /** How long the link must stay clean before the next try up (grows after failed tries). */

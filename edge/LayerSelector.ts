@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Consumer, ConsumerLayers, Producer, WebRtcTransport } from 'mediasoup/types';
 import type { Logger } from '../core/logger.ts';
-import { CLEAN_LOSS, HEAVY_LOSS, LayerPolicy } from './LayerPolicy.ts';
+import { CLEAN_LOSS, HEAVY_LOSS, LayerPolicy, layerStep, stepLayers } from './LayerPolicy.ts';
 
 /**
  * The simulcast layer one viewer receives. Automatic by default; the viewer may pin a layer (the
@@ -70,7 +70,7 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     this.spatialLayers = consumer.rtpParameters.encodings?.[0]?.scalabilityMode ? Number(/^L(\d+)/.exec(consumer.rtpParameters.encodings[0].scalabilityMode)?.[1] ?? 1) : 1;
     this.temporalLayers = temporalLayersOf(consumer);
     this.#logger = logger;
-    this.#policy = new LayerPolicy(this.spatialLayers - 1);
+    this.#policy = new LayerPolicy(this.spatialLayers - 1 + this.temporalLayers - 1);
     this.#cap = { spatialLayer: this.spatialLayers - 1, temporalLayer: this.temporalLayers - 1 };
     const feedback = new Set(consumer.rtpParameters.codecs.flatMap((c) => c.rtcpFeedback ?? []).map((fb) => fb.type));
     this.estimated = feedback.has('transport-cc') || feedback.has('goog-remb');
@@ -128,7 +128,7 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     if (!Number.isInteger(temporalLayer) || temporalLayer < 0) throw new RangeError(`maxTemporalLayerId must be a layer index, not ${temporalLayer}`);
     this.#mode = 'auto';
     this.#cap = { spatialLayer: Math.min(spatialLayer, this.spatialLayers - 1), temporalLayer: Math.min(temporalLayer, this.temporalLayers - 1) };
-    await this.#prefer(this.estimated ? this.spatialLayers - 1 : this.#policy.ceiling);
+    await this.#prefer(this.estimated ? this.#policy.top : this.#policy.ceiling);
   }
 
   close(): void {
@@ -152,22 +152,29 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   async #nudge(): Promise<void> {
     const wanted = this.consumer.preferredLayers;
     const now = this.#layers;
-    if (!wanted || (now && now.spatialLayer >= wanted.spatialLayer)) return;
+    if (!wanted || (now && layerStep(now, this.temporalLayers) >= layerStep(wanted, this.temporalLayers))) return;
     await this.consumer.setPreferredLayers(wanted).catch(() => undefined);
   }
 
-  /** Applies an automatic choice, within the viewer's cap. */
-  async #prefer(spatialLayer: number): Promise<void> {
+  /** Applies an automatic choice (a LayerPolicy step), within the viewer's cap. */
+  async #prefer(step: number): Promise<void> {
     if (this.consumer.closed) return;
-    await this.consumer.setPreferredLayers({ spatialLayer: Math.min(spatialLayer, this.#cap.spatialLayer), temporalLayer: this.#cap.temporalLayer });
+    const { spatialLayer, temporalLayer } = stepLayers(step, this.temporalLayers);
+    await this.consumer.setPreferredLayers({ spatialLayer: Math.min(spatialLayer, this.#cap.spatialLayer), temporalLayer: Math.min(temporalLayer, this.#cap.temporalLayer) });
   }
 
-  /** Bits per second of each layer arriving now, lowest first (empty when unknown). */
-  async #layerBitrates(): Promise<number[]> {
+  /**
+   * Bits per second of each step arriving now, lowest first (empty when unknown): the spatial
+   * layers' bitrates, and below the lowest its temporal layers' share of it, by frame count (each
+   * temporal layer halves the frame rate; key frames aside, bits follow frames).
+   */
+  async #stepBitrates(): Promise<number[]> {
     const producer = this.#producer;
     if (!producer || producer.closed) return [];
     const stats = await producer.getStats().catch(() => []);
-    return (producer.rtpParameters.encodings ?? []).map((e) => stats.find((s) => s.ssrc === e.ssrc)?.bitrate ?? 0);
+    const spatial = (producer.rtpParameters.encodings ?? []).map((e) => stats.find((s) => s.ssrc === e.ssrc)?.bitrate ?? 0);
+    const temporal = Array.from({ length: this.temporalLayers - 1 }, (_, t) => (spatial[0] ?? 0) / 2 ** (this.temporalLayers - 1 - t));
+    return [...temporal, ...spatial];
   }
 
   async #poll(): Promise<void> {
@@ -182,9 +189,10 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     if (loss < CLEAN_LOSS && sent.bitrate > 0) this.#downlink = sent.bitrate;
     if (this.#mode !== 'auto') return;
     const before = this.#policy.ceiling;
-    // The layers' bitrates only matter for a step down on heavy loss: read them only then.
-    const layerBitrates = loss >= HEAVY_LOSS ? await this.#layerBitrates() : [];
-    const ceiling = this.#policy.report({ at: Date.now(), loss, sent: sent.bitrate }, this.#layers?.spatialLayer, layerBitrates);
+    // The steps' bitrates only matter for a step down on heavy loss: read them only then.
+    const stepBitrates = loss >= HEAVY_LOSS ? await this.#stepBitrates() : [];
+    const current = this.#layers ? layerStep(this.#layers, this.temporalLayers) : undefined;
+    const ceiling = this.#policy.report({ at: Date.now(), loss, sent: sent.bitrate }, current, stepBitrates);
     if (ceiling === before) return;
     this.#logger.debug({ loss, from: before, to: ceiling }, 'viewer layer ceiling moved');
     await this.#prefer(ceiling).catch(() => undefined);

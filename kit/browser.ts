@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { waitFor } from './processes.ts';
 
 /**
  * Real Chromium (Debian's), headless, with a fake camera and microphone, for the tests and the RTMP
@@ -163,6 +164,22 @@ export async function framesSentByRid(page: Page): Promise<Record<string, number
     });
     return out;
   });
+}
+
+/**
+ * Waits (bounded) until the simulcast publisher sends at least `count` layers; returns the frames
+ * sent per layer. Chromium turns a layer on once its bandwidth estimate has room for it, so this
+ * is a wait, not a figure.
+ */
+export async function layersSending(page: Page, count: number, timeoutMs = 60_000): Promise<Record<string, number>> {
+  let sent: Record<string, number> = {};
+  await waitFor(`the publisher sending ${count} layers`, async () => {
+    sent = await framesSentByRid(page);
+    return Object.values(sent).filter((n) => n > 0).length >= count;
+  }, timeoutMs, 500).catch((error: Error) => {
+    throw new Error(`${error.message}; frames sent by layer: ${JSON.stringify(sent)}`, { cause: error });
+  });
+  return sent;
 }
 
 /**

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { LayerPolicy, UP_AFTER_MS } from '../edge/LayerPolicy.ts';
+import { LayerPolicy, UP_AFTER_MS, layerStep, stepLayers } from '../edge/LayerPolicy.ts';
 import { lossRuleset, shapingCommands } from '../kit/netns.ts';
 
 /** Feeds `policy` one report a second from `start` with these losses; returns the ceiling after each. */
@@ -57,6 +57,26 @@ describe('LayerPolicy (loss-driven layer choice for viewers without a bandwidth 
   it('refuses a top that is not a layer index', () => {
     assert.throws(() => new LayerPolicy(-1), TypeError);
     assert.throws(() => new LayerPolicy(1.5), TypeError);
+  });
+});
+
+describe('layer steps: lower frame rates below the smallest picture (LayerPolicy steps)', () => {
+  it('maps steps to layers and back for three spatial and three temporal layers', () => {
+    const steps = [0, 1, 2, 3, 4].map((step) => stepLayers(step, 3));
+    assert.deepEqual(steps, [
+      { spatialLayer: 0, temporalLayer: 0 },
+      { spatialLayer: 0, temporalLayer: 1 },
+      { spatialLayer: 0, temporalLayer: 2 },
+      { spatialLayer: 1, temporalLayer: 2 },
+      { spatialLayer: 2, temporalLayer: 2 },
+    ]);
+    assert.deepEqual(steps.map((l) => layerStep(l, 3)), [0, 1, 2, 3, 4]);
+    assert.equal(layerStep({ spatialLayer: 2, temporalLayer: 0 }, 3), 4, 'a higher picture mid-switch counts at its full rate');
+  });
+
+  it('without temporal layers, steps are the spatial layers', () => {
+    assert.deepEqual(stepLayers(1, 1), { spatialLayer: 1, temporalLayer: 0 });
+    assert.equal(layerStep({ spatialLayer: 0 }, 1), 0);
   });
 });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { Database } from '../db/Database.ts';
 import { signStreamToken } from '../core/tokens.ts';
-import { TestBrowser, framesSentByRid, openEvents, play, playbackStats, publishSimulcast, receivedEvents, selectLayer, stopPublishing, viewerExtensions, type PlaybackStats } from '../kit/browser.ts';
+import { TestBrowser, layersSending, openEvents, play, playbackStats, publishSimulcast, receivedEvents, selectLayer, stopPublishing, viewerExtensions, type PlaybackStats } from '../kit/browser.ts';
 import { metric } from '../kit/metrics.ts';
 import { createNetns, delayUnavailable, netnsUnavailable, type NetNs } from '../kit/netns.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
@@ -86,14 +86,7 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
     const token = await signStreamToken(SECRET, { stream, action: 'publish' });
     const published = await publishSimulcast(publisher, `${origin.url}/whip/${stream}`, token);
     assert.equal(published.status, 201, published.body);
-    let sent: Record<string, number> = {};
-    // Chromium turns a layer on once its bandwidth estimate has room for it: a wait, not a figure.
-    await waitFor('Chromium sending all three layers', async () => {
-      sent = await framesSentByRid(publisher);
-      return Object.values(sent).filter((n) => n > 0).length === 3;
-    }, 60_000, 500).catch((error: Error) => {
-      throw new Error(`${error.message}; frames sent by layer: ${JSON.stringify(sent)}`, { cause: error });
-    });
+    await layersSending(publisher, 3);
   });
 
   after(async () => {

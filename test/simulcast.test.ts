@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { signStreamToken } from '../core/tokens.ts';
-import { TestBrowser, framesSentByRid, openEvents, play, playbackStats, publishSimulcast, receivedEvents, selectLayer, stopPublishing, viewerExtensions } from '../kit/browser.ts';
+import { TestBrowser, layersSending, openEvents, play, playbackStats, publishSimulcast, receivedEvents, selectLayer, stopPublishing, viewerExtensions } from '../kit/browser.ts';
 import { orderBySize, spsPictureSize, vp8PictureSize } from '../media/layerOrder.ts';
 import { waitFor } from '../kit/processes.ts';
 import { startOriginEdge, type OriginEdge } from './helpers/originEdge.ts';
@@ -38,14 +38,7 @@ describe('simulcast over WHIP (Chromium, origin + edge)', function () {
     for (const rid of ['q', 'h', 'f']) assert.match(published.body, new RegExp(`^a=rid:${rid} recv\\r?$`, 'm'), `the answer takes layer ${rid}`);
     assert.match(published.body, /^a=simulcast:recv q;h;f\r?$/m);
 
-    // Chromium sends a layer only once its bandwidth estimate has room: a wait, not a figure.
-    let sent: Record<string, number> = {};
-    await waitFor('Chromium sending more than one layer', async () => {
-      sent = await framesSentByRid(publisher);
-      return Object.values(sent).filter((n) => n > 0).length >= 2;
-    }, 60_000, 500).catch((error: Error) => {
-      throw new Error(`${error.message}; frames sent by layer: ${JSON.stringify(sent)}`, { cause: error });
-    });
+    const sent = await layersSending(publisher, 2);
     console.log(`      frames sent by layer: ${JSON.stringify(sent)}`);
 
     const viewer = await browser.page(cluster.edge.url);
@@ -76,13 +69,7 @@ describe('simulcast over WHIP (Chromium, origin + edge)', function () {
     const published = await publishSimulcast(publisher, `${cluster.origin.url}/whip/${stream}`, token, { layers });
     assert.equal(published.status, 201, published.body);
     assert.match(published.offer, /^a=simulcast:send 0;1;2\r?$/m);
-    let sent: Record<string, number> = {};
-    await waitFor('Chromium sending all three layers', async () => {
-      sent = await framesSentByRid(publisher);
-      return Object.values(sent).filter((n) => n > 0).length === 3;
-    }, 60_000, 500).catch((error: Error) => {
-      throw new Error(`${error.message}; frames sent by layer: ${JSON.stringify(sent)}`, { cause: error });
-    });
+    await layersSending(publisher, 3);
 
     const viewer = await browser.page(cluster.edge.url);
     const played = await play(viewer, `${cluster.edge.url}/whep/${stream}`);
