@@ -35,6 +35,12 @@ export interface LayerSelectorEvents {
  */
 const POLL_MS = 1000;
 
+/**
+ * A viewer below the layer it should get is nudged at most this often (see #nudge): a publisher
+ * that never sends its top layer would otherwise cost a request per viewer per second for nothing.
+ */
+const NUDGE_EVERY_MS = 3000;
+
 /** The temporal layers mediasoup assumes when the publisher's encodings name no scalability mode. */
 function temporalLayersOf(consumer: Consumer): number {
   const mode = consumer.rtpParameters.encodings?.[0]?.scalabilityMode ?? '';
@@ -57,6 +63,7 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   /** The last bandwidth estimate (estimated viewers) or clean delivered bitrate (the others), bits/s. */
   #downlink: number | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #nudgedAt = 0;
   #closed = false;
 
   /** The stream's video producer on the viewer's router: its layers' bitrates (see LayerPolicy.report). */
@@ -153,6 +160,8 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     const wanted = this.consumer.preferredLayers;
     const now = this.#layers;
     if (!wanted || (now && layerStep(now, this.temporalLayers) >= layerStep(wanted, this.temporalLayers))) return;
+    if (Date.now() - this.#nudgedAt < NUDGE_EVERY_MS) return;
+    this.#nudgedAt = Date.now();
     await this.consumer.setPreferredLayers(wanted).catch(() => undefined);
   }
 
