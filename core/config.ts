@@ -6,6 +6,7 @@ import { ConfigError } from './errors.ts';
 import { parseGeoPins, REGION, REGION_RULE } from './geoPins.ts';
 import { parseIceServers } from './iceServers.ts';
 import { PACKAGE_ROOT } from './paths.ts';
+import { parseLadder } from './rtmpLadder.ts';
 import { parseRange, TrustedProxies } from './TrustedProxies.ts';
 
 /**
@@ -73,6 +74,8 @@ const schema = z.object({
   workers: z.coerce.number().int().min(1).max(256).default(availableParallelism()),
   workerBin: z.string().min(1).optional(),
   rtmpPort: z.coerce.number().int().min(0).max(65535).default(1935),
+  /** Heights of the simulcast layers an origin's RTMP bridge makes, highest first; [] (off) passes the publish on as one layer. */
+  rtmpLadder: parsedText(parseLadder).default([]),
   agentPort: z.coerce.number().int().min(0).max(65535).default(0),
   rtcListenIp: z.union([z.ipv4(), z.ipv6()]).default('0.0.0.0'),
   rtcMinPort: port.default(40000),
@@ -144,6 +147,7 @@ const descriptions: Record<ConfigKey, string> = {
   workers: 'mediasoup workers (default: one per core)',
   workerBin: 'path of the mediasoup-worker binary (default: mediasoup\'s own, or MEDIASOUP_WORKER_BIN)',
   rtmpPort: 'RTMP ingest port of an origin (0: no RTMP)',
+  rtmpLadder: 'simulcast layers an origin makes from each RTMP publish: off, or picture heights such as 720,360,180 (a stream\'s own setting wins; never upscaled)',
   agentPort: 'HAProxy agent-check port of an edge (0: none)',
   rtcListenIp: 'address WebRTC media sockets listen on',
   rtcMinPort: 'lowest UDP/TCP port for WebRTC media',

@@ -103,6 +103,20 @@ describe('config', () => {
     assert.equal(bad({ RELAYCAST_POLICY: 'fastest' }).field, 'policy');
   });
 
+  it('takes the RTMP ladder as off (the default) or picture heights, and refuses anything else', () => {
+    assert.deepEqual(loadConfig({ roles: ['origin'], env: {} }).rtmpLadder, [], 'off by default');
+    assert.deepEqual(loadConfig({ roles: ['origin'], env: { RELAYCAST_RTMP_LADDER: 'off' } }).rtmpLadder, []);
+    assert.deepEqual(loadConfig({ roles: ['origin'], env: { RELAYCAST_RTMP_LADDER: '180,720,360' } }).rtmpLadder, [720, 360, 180], 'highest first');
+    assert.deepEqual(loadConfig({ roles: ['origin'], env: { RELAYCAST_RTMP_LADDER: '720,360,180' }, flags: { rtmpLadder: '1080,540' } }).rtmpLadder, [1080, 540], 'the flag wins');
+    const dir = mkdtempSync(join(tmpdir(), 'relaycast-config-'));
+    writeFileSync(join(dir, 'ladder.json'), JSON.stringify({ rtmpLadder: '540,270' }));
+    assert.deepEqual(loadConfig({ roles: ['origin'], env: {}, configFile: join(dir, 'ladder.json') }).rtmpLadder, [540, 270]);
+    for (const bad of ['720', '720,360,180,90', '721,360', '720,640', '4320,2160', 'on', '720p,360p']) {
+      const error = configError(() => loadConfig({ roles: ['origin'], env: { RELAYCAST_RTMP_LADDER: bad } }));
+      assert.equal(error.field, 'rtmpLadder', bad);
+    }
+  });
+
   it('refuses unknown keys and broken JSON in the config file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'relaycast-config-'));
     writeFileSync(join(dir, 'typo.json'), JSON.stringify({ htpPort: 80 }));
@@ -133,6 +147,7 @@ describe('config', () => {
       [['--geo-pins', '10.0.0.0/8=Not A Region'], /geoPins \(--geo-pins \/ RELAYCAST_GEO_PINS\): "10\.0\.0\.0\/8=Not A Region"/],
       [['--ice-servers', 'stun.example.net'], /iceServers \(--ice-servers \/ RELAYCAST_ICE_SERVERS\)/],
       [['--geo-database', '/nonexistent/city.mmdb'], /geoDatabase \(--geo-database \/ RELAYCAST_GEO_DATABASE\)/],
+      [['--rtmp-ladder', '720,700'], /rtmpLadder \(--rtmp-ladder \/ RELAYCAST_RTMP_LADDER\): 720 and 700 are too close/],
     ];
     for (const [flags, message] of cases) {
       const child = runRelaycast(['balancer', ...flags], {});
