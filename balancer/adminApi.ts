@@ -8,7 +8,7 @@ import { listAudit, recordAudit } from '../db/repositories/audit.ts';
 import { listAdminTokens, newAdminToken, revokeAdminToken, storeAdminToken, type AdminTokenRecord } from '../db/repositories/adminTokens.ts';
 import { getNode, listNodes, setNodeDraining, type NodeRecord } from '../db/repositories/nodes.ts';
 import { issueStreamKey, revokeStreamKeys } from '../db/repositories/streamKeys.ts';
-import { createStream, deleteStream, listStreamViews, setStreamPrivate, type StreamView } from '../db/repositories/streams.ts';
+import { createStream, deleteStream, listStreamViews, updateStream, type StreamView } from '../db/repositories/streams.ts';
 import { internalFetch, STREAMS_PATH } from '../core/internalApi.ts';
 import * as s from './apiSchemas.ts';
 import { operation, type Operation } from './apiOperations.ts';
@@ -64,6 +64,16 @@ function nodeView(n: NodeRecord) {
   };
 }
 
+/** The admin API's form of a stream's RTMP ladder: heights, "off", or null (the origin's default). */
+type LadderSetting = number[] | 'off' | null;
+
+/** As stored: heights highest first, [] for off, null for the origin's default. */
+const storedLadder = (setting: LadderSetting): number[] | null => (setting === 'off' ? [] : setting && [...setting].sort((a, b) => b - a));
+const shownLadder = (stored: number[] | null): LadderSetting => (stored && stored.length === 0 ? 'off' : stored);
+
+/** A stream as the API shows it. */
+const streamView = (view: StreamView) => ({ ...view, rtmpLadder: shownLadder(view.rtmpLadder) });
+
 /** One page: the first `limit` of `rows` (which were read with one more to see if there is a next). */
 function pageOf<T>(rows: T[], limit: number, cursorOf: (row: T) => string) {
   const items = rows.slice(0, limit);
@@ -87,6 +97,7 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
     if (!view) throw new Problem('not-found', `no stream named ${name}`);
     return view;
   };
+  const shown = async (name: string) => streamView(await existing(name));
 
   /** Ends a live stream on its origin: its publisher is disconnected, its relays and viewers end with it. */
   const kick = async (view: StreamView): Promise<boolean> => {
@@ -127,13 +138,13 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       body: s.createStreamBody,
       responses: { 201: { description: 'created; the key and tokens are shown once', schema: s.createdStream }, 409: { description: 'a stream with that name exists' } },
       handle: async ({ body, token }) => {
-        if (!(await createStream(db, { name: body.name, private: body.private }))) {
+        if (!(await createStream(db, { name: body.name, private: body.private, rtmpLadder: storedLadder(body.rtmpLadder) }))) {
           throw new Problem('stream-exists', `a stream named ${body.name} exists; rotate its key with POST /streams/${body.name}/key`);
         }
         const streamKey = await issueStreamKey(db, body.name);
-        await recordAudit(db, { actor: actor(token), action: 'stream.create', target: body.name, detail: { private: body.private } });
+        await recordAudit(db, { actor: actor(token), action: 'stream.create', target: body.name, detail: { private: body.private, rtmpLadder: body.rtmpLadder } });
         const [publishToken, playToken] = await Promise.all([streamToken(body.name, 'publish'), streamToken(body.name, 'play')]);
-        return { status: 201, body: { ...(await existing(body.name)), streamKey, publishToken, playToken, ...urls(body.name, streamKey) } };
+        return { status: 201, body: { ...(await shown(body.name)), streamKey, publishToken, playToken, ...urls(body.name, streamKey) } };
       },
     }),
     operation({
@@ -147,7 +158,7 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       responses: { 200: { description: 'a page of streams', schema: s.pageOf(s.streamView) } },
       handle: async ({ query }) => {
         const rows = await listStreamViews(db, { state: query.state, after: query.cursor, limit: query.limit + 1 });
-        return { status: 200, body: pageOf(rows, query.limit, (v) => v.name) };
+        return { status: 200, body: pageOf(rows.map(streamView), query.limit, (v) => v.name) };
       },
     }),
     operation({
@@ -159,22 +170,23 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       scope: 'read',
       params: s.streamParams,
       responses: { 200: { description: 'the stream', schema: s.streamView }, 404: { description: 'no such stream' } },
-      handle: async ({ params }) => ({ status: 200, body: await existing(params.name) }),
+      handle: async ({ params }) => ({ status: 200, body: await shown(params.name) }),
     }),
     operation({
       method: 'patch',
       path: '/streams/{name}',
       operationId: 'updateStream',
       tag: 'streams',
-      summary: 'Make a stream private (play token needed) or public',
+      summary: 'Make a stream private (play token needed) or public; set its RTMP ladder (from its next RTMP publish)',
       scope: 'write',
       params: s.streamParams,
       body: s.updateStreamBody,
       responses: { 200: { description: 'the stream', schema: s.streamView }, 404: { description: 'no such stream' } },
       handle: async ({ params, body, token }) => {
-        if (!(await setStreamPrivate(db, params.name, body.private))) throw new Problem('not-found', `no stream named ${params.name}`);
+        const settings = { private: body.private, rtmpLadder: body.rtmpLadder === undefined ? undefined : storedLadder(body.rtmpLadder) };
+        if (!(await updateStream(db, params.name, settings))) throw new Problem('not-found', `no stream named ${params.name}`);
         await recordAudit(db, { actor: actor(token), action: 'stream.update', target: params.name, detail: body });
-        return { status: 200, body: await existing(params.name) };
+        return { status: 200, body: await shown(params.name) };
       },
     }),
     operation({

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LADDER_MAX_HEIGHT, LADDER_MAX_RUNGS, LADDER_MIN_HEIGHT, LADDER_MIN_RUNGS, LADDER_RULE, ladderProblem } from '../core/rtmpLadder.ts';
 import { STREAM_NAME, STREAM_NAME_RULE } from '../core/tokens.ts';
 import { ADMIN_SCOPES } from '../db/repositories/adminTokens.ts';
 
@@ -37,14 +38,38 @@ export const streamParams = z.object({ name: streamName }).strict();
 export const nodeParams = z.object({ id: text(64) }).strict();
 export const tokenParams = z.object({ id: z.string().regex(/^\d{1,18}$/, 'token ids are numbers') }).strict();
 
+/**
+ * A stream's RTMP ladder (core/rtmpLadder.ts): picture heights, `"off"`, or null for the origin's
+ * `--rtmp-ladder`. It applies to the stream's next RTMP publish.
+ */
+export const rtmpLadder = z
+  .union([
+    z.literal('off'),
+    z
+      .array(z.number().int().min(LADDER_MIN_HEIGHT).max(LADDER_MAX_HEIGHT).multipleOf(2))
+      .min(LADDER_MIN_RUNGS)
+      .max(LADDER_MAX_RUNGS)
+      .superRefine((heights, ctx) => {
+        const problem = ladderProblem(heights);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
+  ])
+  .nullable()
+  .describe(
+    `simulcast layers the origin makes from an RTMP publish of this stream (its next publish): ${LADDER_RULE}; ` +
+      'a larger input is scaled down, a smaller one is never scaled up; null: the origin\'s --rtmp-ladder',
+  )
+  .meta({ example: [720, 360, 180] });
+
 export const createStreamBody = z
   .object({
     name: streamName,
     private: z.boolean().default(false).describe('a private stream needs a play token to watch'),
+    rtmpLadder: rtmpLadder.default(null),
   })
   .strict();
 
-export const updateStreamBody = z.object({ private: z.boolean() }).strict();
+export const updateStreamBody = z.object({ private: z.boolean().optional(), rtmpLadder: rtmpLadder.optional() }).strict();
 
 /** Stream tokens last an hour by default, a week at most: a leaked one should not last. */
 export const streamTokenBody = z
@@ -85,6 +110,7 @@ export const streamView = z.object({
   name: streamName,
   state: z.enum(['live', 'idle']),
   private: z.boolean(),
+  rtmpLadder,
   origin: z.object({ id: z.string(), region: z.string() }).nullable(),
   ingestProtocol: z.enum(['whip', 'rtmp']).nullable(),
   edges: z.array(z.object({ id: z.string(), region: z.string(), viewers: z.number().int() })),

@@ -12,6 +12,8 @@ export interface StreamRecord {
   ingestProtocol: string | null;
   codecs: unknown;
   private: boolean;
+  /** The stream's own RTMP ladder: heights highest first, [] for off, null for the origin's default. */
+  rtmpLadder: number[] | null;
   createdAt: Date;
   startedAt: Date | null;
   endedAt: Date | null;
@@ -25,6 +27,7 @@ interface StreamRow {
   ingest_protocol: string | null;
   codecs: unknown;
   private: boolean;
+  rtmp_ladder: number[] | null;
   created_at: Date;
   started_at: Date | null;
   ended_at: Date | null;
@@ -39,6 +42,7 @@ function toRecord(row: StreamRow): StreamRecord {
     ingestProtocol: row.ingest_protocol,
     codecs: row.codecs,
     private: row.private,
+    rtmpLadder: row.rtmp_ladder,
     createdAt: new Date(row.created_at),
     startedAt: row.started_at ? new Date(row.started_at) : null,
     endedAt: row.ended_at ? new Date(row.ended_at) : null,
@@ -111,6 +115,7 @@ export interface StreamView {
   name: string;
   state: StreamState;
   private: boolean;
+  rtmpLadder: number[] | null;
   origin: { id: string; region: string } | null;
   ingestProtocol: string | null;
   edges: Array<{ id: string; region: string; viewers: number }>;
@@ -146,6 +151,7 @@ export async function listStreamViews(
       name: row.name,
       state: row.state,
       private: row.private,
+      rtmpLadder: row.rtmp_ladder,
       origin: row.origin_node_id ? { id: row.origin_node_id, region: row.origin_region ?? '' } : null,
       ingestProtocol: row.ingest_protocol,
       edges,
@@ -158,14 +164,30 @@ export async function listStreamViews(
 }
 
 /** Creates an idle stream; false when one with that name exists. */
-export async function createStream(db: Knex, stream: { name: string; private: boolean }): Promise<boolean> {
-  const rows = await db('streams').insert(stream).onConflict('name').ignore().returning('id');
+export async function createStream(db: Knex, stream: { name: string; private: boolean; rtmpLadder?: number[] | null }): Promise<boolean> {
+  const rows = await db('streams')
+    .insert({ name: stream.name, private: stream.private, rtmp_ladder: stream.rtmpLadder ?? null })
+    .onConflict('name')
+    .ignore()
+    .returning('id');
   return rows.length === 1;
 }
 
-/** Makes a stream private or public; false when there is no such stream. */
-export async function setStreamPrivate(db: Knex, name: string, isPrivate: boolean): Promise<boolean> {
-  return (await db('streams').where({ name }).update({ private: isPrivate })) === 1;
+/** What an operator may change on a stream; undefined fields stay as they are. */
+export interface StreamSettings {
+  private?: boolean;
+  /** Heights highest first, [] for off, null for the origin's default; applies to the next RTMP publish. */
+  rtmpLadder?: number[] | null;
+}
+
+/** Changes a stream's settings; false when there is no such stream. */
+export async function updateStream(db: Knex, name: string, settings: StreamSettings): Promise<boolean> {
+  const columns: Record<string, unknown> = {};
+  if (settings.private !== undefined) columns.private = settings.private;
+  if (settings.rtmpLadder !== undefined) columns.rtmp_ladder = settings.rtmpLadder;
+  const query = db('streams').where({ name });
+  if (Object.keys(columns).length === 0) return (await query.first('id')) !== undefined;
+  return (await query.update(columns)) === 1;
 }
 
 /** Deletes a stream with its keys and relays (cascades); false when there was none. */
