@@ -96,6 +96,16 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Fills ingestLayerBitrate when /metrics is scraped; set by the origin role (one worker request per simulcast producer, only then). */
+  ingestLayerSource: ((gauge: Gauge<'stream' | 'layer'>) => Promise<void>) | undefined;
+  readonly ingestLayerBitrate: Gauge<'stream' | 'layer'> = new Gauge({
+    name: 'relaycast_ingest_layer_bitrate_bps',
+    help: 'Bits per second arriving on each layer of each simulcast stream published on this origin, by the layer\'s rid (an RTMP ladder names its layers by height: 720p)',
+    labelNames: ['stream', 'layer'] as const,
+    registers: [this.registry],
+    collect: () => this.ingestLayerSource?.(this.ingestLayerBitrate),
+  });
+
   constructor(labels: Record<string, string> = {}) {
     this.registry.setDefaultLabels(labels);
     collectDefaultMetrics({ register: this.registry });

@@ -1,5 +1,6 @@
 import express, { type Request, type Response, type Router } from 'express';
 import type { PipeTransport } from 'mediasoup/types';
+import type { Gauge } from 'prom-client';
 import { z } from 'zod';
 import { Problem } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
@@ -83,6 +84,7 @@ export class Origin implements Role {
   }
 
   async start(): Promise<void> {
+    this.#ctx.metrics.ingestLayerSource = (gauge) => this.#layerBitrates(gauge);
     if (this.#ctx.config.rtmpPort > 0) this.#rtmp = await RtmpIngest.start(this.#ctx, this, this.#ctx.config.rtmpPort);
   }
 
@@ -100,6 +102,22 @@ export class Origin implements Role {
     }
     this.#ctx.metrics.relays.set({ direction: 'out' }, relays);
     return { viewers: 0, streams: this.#streams.size, bitrateOut };
+  }
+
+  /** Each simulcast layer's incoming bitrate, for /metrics (WHIP layers by rid; an RTMP ladder's by height). */
+  async #layerBitrates(gauge: Gauge<'stream' | 'layer'>): Promise<void> {
+    gauge.reset();
+    for (const stream of this.#streams.values()) {
+      for (const producer of stream.producers) {
+        const encodings = producer.rtpParameters.encodings ?? [];
+        if (encodings.length < 2) continue;
+        const stats = await producer.getStats().catch(() => []);
+        encodings.forEach((encoding, i) => {
+          const received = stats.find((s) => (encoding.ssrc !== undefined ? s.ssrc === encoding.ssrc : s.rid === encoding.rid));
+          gauge.set({ stream: stream.name, layer: encoding.rid ?? String(i) }, received?.bitrate ?? 0);
+        });
+      }
+    }
   }
 
   /**

@@ -141,8 +141,13 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
     return Object.fromEntries(this.producers.map((p) => [p.kind, p.rtpParameters.codecs[0]!.mimeType.split('/')[1]!]));
   }
 
-  /** The producer's layers smallest first, as far as known (until then, as the publisher listed them). */
+  /**
+   * The producer's layers smallest first, as far as known (until then, as the publisher listed
+   * them). A producer made with its layers in order (an RTMP ladder: appData.layersInOrder) is
+   * taken as it is.
+   */
   #layerOrder(producer: Producer): Promise<number[]> {
+    if (producer.appData.layersInOrder === true) return Promise.resolve((producer.rtpParameters.encodings ?? []).map((_, i) => i));
     let sizes = this.#layerSizes.get(producer.id);
     if (!sizes) {
       sizes = new LayerSizes(this.router, producer);

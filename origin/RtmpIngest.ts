@@ -7,6 +7,7 @@ import nmsLogger from 'node-media-server/src/core/logger.js';
 import { Problem } from '../core/errors.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { streamOfKey } from '../db/repositories/streamKeys.ts';
+import { getStream } from '../db/repositories/streams.ts';
 import { MEDIA_CODECS } from '../media/codecs.ts';
 import type { Origin, OriginContext } from './Origin.ts';
 import { PublishedStream } from './PublishedStream.ts';
@@ -112,8 +113,12 @@ export class RtmpIngest {
   async #accept(session: NmsSession): Promise<void> {
     const ctx = this.#ctx;
     let name: string | undefined;
+    let ladder: number[] = ctx.config.rtmpLadder;
     try {
       name = await streamOfKey(ctx.db.knex, session.streamName);
+      // The stream's own ladder wins over the node's (--rtmp-ladder); null follows the node.
+      const own = name === undefined ? null : ((await getStream(ctx.db.knex, name))?.rtmpLadder ?? null);
+      if (own) ladder = own;
     } catch (error) {
       ctx.logger.error({ err: error }, 'stream key lookup failed');
       return this.#refuse(session, 'database unavailable');
@@ -129,6 +134,7 @@ export class RtmpIngest {
         router,
         stream: name,
         input: `rtmp://127.0.0.1:${this.port}/${APP}/${session.streamName}?bridge=${this.#bridgeToken}`,
+        ladder,
         logger: ctx.logger,
       });
     } catch (error) {

@@ -13,18 +13,18 @@ export interface OriginEdge {
   db: Database;
   origin: RelaycastProcess;
   edge: RelaycastProcess;
-  /** POSTs /api/v1/streams on the origin: the new stream's key and URLs. */
-  createStream(name: string): Promise<{ streamKey: string; rtmpUrl: string }>;
+  /** POSTs /api/v1/streams on the origin (with `settings`, e.g. rtmpLadder): the new stream's key and URLs. */
+  createStream(name: string, settings?: Record<string, unknown>): Promise<{ streamKey: string; rtmpUrl: string }>;
   stop(): Promise<void>;
 }
 
-export async function startOriginEdge(options: { secret: string; admin: string }): Promise<OriginEdge> {
+export async function startOriginEdge(options: { secret: string; admin: string; originArgs?: string[] }): Promise<OriginEdge> {
   const testDb = await createTestDatabase();
   const db = Database.open({ url: testDb.url });
   const env = { RELAYCAST_CLUSTER_SECRET: options.secret, RELAYCAST_ADMIN_TOKEN: options.admin };
   const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '500', '--node-ttl-ms', '3000', '--relay-linger-ms', '1000'];
   const [origin, edge] = await Promise.all([
-    startRelaycast({ roles: ['origin', 'balancer'], databaseUrl: testDb.url, env, args: ['--node-id', 'origin-1', ...common] }),
+    startRelaycast({ roles: ['origin', 'balancer'], databaseUrl: testDb.url, env, args: ['--node-id', 'origin-1', ...common, ...(options.originArgs ?? [])] }),
     startRelaycast({ roles: ['edge'], databaseUrl: testDb.url, env, args: ['--node-id', 'edge-1', ...common] }),
   ]);
   return {
@@ -32,11 +32,11 @@ export async function startOriginEdge(options: { secret: string; admin: string }
     db,
     origin,
     edge,
-    async createStream(name) {
+    async createStream(name, settings = {}) {
       const res = await fetch(`${origin.url}/api/v1/streams`, {
         method: 'POST',
         headers: { authorization: `Bearer ${options.admin}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ name }),
+        body: JSON.stringify({ name, ...settings }),
       });
       assert.equal(res.status, 201, await res.clone().text());
       return (await res.json()) as { streamKey: string; rtmpUrl: string };
