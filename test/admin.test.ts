@@ -222,6 +222,26 @@ describe('admin API', function () {
       await problem(await api('/streams/nobody', { method: 'DELETE' }), 404);
     });
 
+    it('sets a stream\'s RTMP ladder (heights, "off", or null for the origin\'s) and refuses what is not a ladder', async () => {
+      assert.equal((await json(await api('/streams/show'), 200)).rtmpLadder, null, 'the origin\'s by default');
+      const set = await json(await api('/streams/show', { method: 'PATCH', body: { rtmpLadder: [180, 720, 360] } }), 200);
+      assert.deepEqual(set.rtmpLadder, [720, 360, 180], 'highest first');
+      assert.equal(set.private, false, 'the rest stays');
+      assert.deepEqual((await db.knex('streams').where({ name: 'show' }).first()).rtmp_ladder, [720, 360, 180]);
+      assert.equal((await json(await api('/streams/show', { method: 'PATCH', body: { rtmpLadder: 'off' } }), 200)).rtmpLadder, 'off');
+      assert.deepEqual((await db.knex('streams').where({ name: 'show' }).first()).rtmp_ladder, []);
+      assert.equal((await json(await api('/streams/show', { method: 'PATCH', body: { private: true } }), 200)).rtmpLadder, 'off', 'untouched by other changes');
+      assert.equal((await json(await api('/streams/show', { method: 'PATCH', body: { private: false, rtmpLadder: null } }), 200)).rtmpLadder, null);
+      for (const rtmpLadder of [[720], [720, 360, 180, 90], [721, 360], [720, 640], [4320, 2160], 'on', '720,360', {}]) {
+        const p = await problem(await api('/streams/show', { method: 'PATCH', body: { rtmpLadder } }), 400);
+        assert.equal(p.title, 'Invalid Request', JSON.stringify(rtmpLadder));
+      }
+      const created = await json(await api('/streams', { method: 'POST', body: { name: 'laddered', rtmpLadder: [1080, 540] } }), 201);
+      assert.deepEqual(created.rtmpLadder, [1080, 540]);
+      assert.deepEqual((await json(await api('/streams?limit=500'), 200)).items.find((s: Json) => s.name === 'laddered').rtmpLadder, [1080, 540]);
+      await json(await api('/streams/laddered', { method: 'DELETE' }), 204);
+    });
+
     it('rotates and revokes the RTMP key (the old key stops working in Postgres)', async () => {
       const rotated = await json(await api('/streams/page-a/key', { method: 'POST' }), 201);
       assert.match(rotated.streamKey, /^sk_/);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 
-import { getStream, markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
+import { createStream, getStream, listStreamViews, markStreamIdle, markStreamLive, updateStream } from '../db/repositories/streams.ts';
 import { upsertNode } from '../db/repositories/nodes.ts';
 import { BACKENDS } from './helpers/backends.ts';
 import { createTestDatabase } from '../kit/postgres.ts';
@@ -30,7 +30,7 @@ for (const backend of BACKENDS) {
 
     it('migrates up, down and up again', async () => {
       const { db } = handle;
-      const all = ['001_initial', '002_agent_port'];
+      const all = ['001_initial', '002_agent_port', '003_rtmp_ladder'];
       assert.deepEqual(await db.migrate(), all);
       assert.deepEqual(await tables(db), TABLES);
       assert.deepEqual(await db.migrate(), [], 'a second run applies nothing');
@@ -62,6 +62,24 @@ for (const backend of BACKENDS) {
       assert.equal(await markStreamLive(db.knex, { ...placement, originNodeId: 'o2', publisherSession: 's3' }), true);
       assert.equal((await getStream(db.knex, 'show'))?.originNodeId, 'o2');
     });
+
+    it('keeps a stream\'s RTMP ladder: heights, off (empty), or the node\'s (null)', async () => {
+      const { db } = handle;
+      await db.migrate();
+      assert.equal(await createStream(db.knex, { name: 'laddered', private: false, rtmpLadder: [720, 360, 180] }), true);
+      assert.equal(await createStream(db.knex, { name: 'plain', private: false }), true);
+      assert.deepEqual((await getStream(db.knex, 'laddered'))?.rtmpLadder, [720, 360, 180]);
+      assert.equal((await getStream(db.knex, 'plain'))?.rtmpLadder, null);
+      assert.equal(await updateStream(db.knex, 'plain', { rtmpLadder: [] }), true);
+      assert.deepEqual((await getStream(db.knex, 'plain'))?.rtmpLadder, []);
+      assert.equal(await updateStream(db.knex, 'laddered', { private: true }), true, 'other settings leave the ladder alone');
+      assert.deepEqual((await listStreamViews(db.knex, { name: 'laddered' }))[0]?.rtmpLadder, [720, 360, 180]);
+      assert.equal(await updateStream(db.knex, 'laddered', { rtmpLadder: null }), true);
+      assert.equal((await getStream(db.knex, 'laddered'))?.rtmpLadder, null);
+      assert.equal(await updateStream(db.knex, 'nope', { rtmpLadder: [] }), false);
+      assert.equal(await updateStream(db.knex, 'nope', {}), false);
+      assert.equal(await updateStream(db.knex, 'plain', {}), true);
+    });
   });
 }
 
@@ -71,7 +89,7 @@ describe('migrations on Postgres from several nodes at once', () => {
     const dbs = [0, 1, 2, 3].map(() => Database.open({ url: testDb.url }));
     try {
       const results = await Promise.all(dbs.map((db) => db.migrate()));
-      assert.deepEqual(results.flat().sort(), ['001_initial', '002_agent_port'], 'each migration ran once');
+      assert.deepEqual(results.flat().sort(), ['001_initial', '002_agent_port', '003_rtmp_ladder'], 'each migration ran once');
       // The state knex's own lock ends up in after racing first runs: two rows, one locked.
       await dbs[0]!.knex('knex_migrations_lock').insert({ is_locked: 1 });
       assert.deepEqual(await dbs[1]!.migrate(), []);

@@ -506,7 +506,7 @@ describe('fuzzing (fast-check): SDP, trickle ICE, admin API, RTMP keys', functio
           )
         : fc.oneof(...(existing ? [{ weight: 3, arbitrary: fc.constantFrom(...NODE_IDS) }] : []), { weight: 4, arbitrary: pathSegment });
 
-    /** Removes what a 2xx made: the stream, the admin token, the drain, the private flag. */
+    /** Removes what a 2xx made: the stream, the admin token, the drain, the private flag and RTMP ladder. */
     const cleanUp = async (op: ApiOperation, a: Answer, params: string[]) => {
       const body = JSON.parse(a.body || 'null');
       switch (op.operationId) {
@@ -520,7 +520,7 @@ describe('fuzzing (fast-check): SDP, trickle ICE, admin API, RTMP keys', functio
           assertStatus(await api(`/nodes/${params[0]}/undrain`, { method: 'POST' }), 200, `POST /nodes/${params[0]}/undrain`);
           break;
         case 'updateStream':
-          assertStatus(await api(`/streams/${params[0]}`, { method: 'PATCH', body: { private: false } }), 200, `PATCH /streams/${params[0]}`);
+          assertStatus(await api(`/streams/${params[0]}`, { method: 'PATCH', body: { private: false, rtmpLadder: null } }), 200, `PATCH /streams/${params[0]}`);
           break;
       }
     };
