@@ -29,6 +29,16 @@ const KEY = /^sk_[A-Za-z0-9_-]{20,100}$/;
 /** node-media-server logs stream paths, which hold stream keys: keep those out of the logs. */
 const redactKeys = (message: string) => message.replace(/\/live\/[^\s/?,]+/g, '/live/[key]').replace(/sk_[A-Za-z0-9_-]+/g, '[key]');
 
+/**
+ * Where this process reaches its own RTMP server (the bridge's ffmpeg reads the publish there):
+ * loopback when it listens on every address, else the one address it listens on (a node bound to
+ * one interface refuses connections to 127.0.0.1).
+ */
+function selfAddress(host: string): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
 export class RtmpIngest {
   readonly port: number;
   readonly #nms: NodeMediaServer;
@@ -82,8 +92,10 @@ export class RtmpIngest {
     await this.#nms.stop();
   }
 
+  /** Plays are our own bridge's only: from this host (the address it reads from, selfAddress()) and with its token. */
   #onPlay(session: NmsSession): void {
-    const local = /^(::ffff:)?127\.0\.0\.1:/.test(session.ip);
+    const from = session.ip.replace(/^::ffff:/, '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+    const local = from === '127.0.0.1' || from === selfAddress(this.#ctx.config.httpHost).replace(/^\[|\]$/g, '');
     if (!local || session.streamQuery?.bridge !== this.#bridgeToken) session.close();
   }
 
@@ -133,7 +145,7 @@ export class RtmpIngest {
       bridge = await RtmpBridge.start({
         router,
         stream: name,
-        input: `rtmp://127.0.0.1:${this.port}/${APP}/${session.streamName}?bridge=${this.#bridgeToken}`,
+        input: `rtmp://${selfAddress(ctx.config.httpHost)}:${this.port}/${APP}/${session.streamName}?bridge=${this.#bridgeToken}`,
         ladder,
         logger: ctx.logger,
       });

@@ -6,7 +6,7 @@ import { TestBrowser, layersSending, openEvents, play, playbackStats, publishSim
 import { metric } from '../kit/metrics.ts';
 import { createNetns, delayUnavailable, netnsUnavailable, type NetNs } from '../kit/netns.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
-import { waitFor } from '../kit/processes.ts';
+import { spawnTracked, stopProcess, waitFor } from '../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { playerStats, playing } from './helpers/player.ts';
 
@@ -23,6 +23,7 @@ import { playerStats, playing } from './helpers/player.ts';
  */
 
 const SECRET = 'layers-test-secret-0123456789abc';
+const ADMIN = 'layers-test-admin-token-0123456789abc';
 const HEIGHT = { q: 135, h: 270, f: 540 } as const;
 /**
  * Below h plus audio, above q plus audio with room. The issue's figure is 400 kbit/s for a
@@ -30,6 +31,8 @@ const HEIGHT = { q: 135, h: 270, f: 540 } as const;
  * Opus at ~40, so 400 would carry it: 250 makes the same point for this ladder.
  */
 const NARROW_KBIT = 250;
+/** The RTMP ladder's 180p layer runs at ≤200 kbit/s and its 360p at ≤700 (origin/ladder.ts), AAC→Opus at ~40. */
+const LADDER_NARROW_KBIT = 400;
 
 const common = ['--heartbeat-ms', '500', '--node-ttl-ms', '3000', '--relay-linger-ms', '1000'];
 
@@ -73,7 +76,7 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
     netns = await createNetns();
     testDb = await createTestDatabase();
     db = Database.open({ url: testDb.url });
-    const env = { RELAYCAST_CLUSTER_SECRET: SECRET };
+    const env = { RELAYCAST_CLUSTER_SECRET: SECRET, RELAYCAST_ADMIN_TOKEN: ADMIN };
     // Both nodes on the veth's host address (a loopback-announced origin relaying to a
     // veth-announced edge does not carry media); only what goes into the namespace is shaped.
     [origin, edge] = await Promise.all([
@@ -194,5 +197,49 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
     await waitFor('the top layer again', async () => (await playerStats(page)).videoHeight === HEIGHT.f, 60_000);
     await waitFor('the stats panel naming the automatic layer', async () => (await page.locator('dd[data-stat="layer"]').textContent()) === 'High (auto)', 10_000);
     await page.close();
+  });
+
+  it('the same with an RTMP ladder: ffmpeg publishes 640x360, the origin makes 360p and 180p, the viewer drops to 180p on a narrow link and climbs back', async () => {
+    // One publisher at a time on this 2-core machine: the WHIP one is done.
+    await stopPublishing(publisher, await signStreamToken(SECRET, { stream, action: 'publish' }));
+    netns!.shape(undefined);
+    const name = 'layers-rtmp';
+    const created = await fetch(`${origin!.url}/api/v1/streams`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name, rtmpLadder: [360, 180] }),
+    });
+    assert.equal(created.status, 201, await created.clone().text());
+    const { rtmpUrl } = (await created.json()) as { rtmpUrl: string };
+    const ffmpeg = spawnTracked('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-re', '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440',
+      '-c:v', 'libx264', '-g', '60', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-t', '170', '-f', 'flv', rtmpUrl], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    ffmpeg.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    try {
+      const viewer = await viewerBrowser!.page(edge!.url);
+      let status = 0;
+      // The stream is live once the origin has probed the publish and started its bridge.
+      await waitFor('the ladder stream playable at the edge', async () => {
+        status = (await play(viewer, `${edge!.url}/whep/${name}`)).status;
+        if (status !== 201) await viewer.reload();
+        return status === 201;
+      }, 30_000, 1000).catch((error: Error) => {
+        const log = origin!.output().split('\n').filter((l) => /rtmp|bridge|publish/i.test(l)).slice(-8).join('\n');
+        throw new Error(`${error.message}; last status ${status}; ${rtmpUrl}; ffmpeg: ${stderr.slice(-300)}; origin: ${log}`, { cause: error });
+      });
+      await waitForHeight(viewer, 'the ladder\'s top layer (360 high)', (h) => h === 360, 60_000);
+      netns!.shape({ rateKbit: LADDER_NARROW_KBIT });
+      const down = await waitForHeight(viewer, `the ladder's lowest layer (180 high) on ${LADDER_NARROW_KBIT} kbit/s`, (h) => h === 180, 60_000);
+      const [before, after] = await watch(viewer, 10_000);
+      console.log(`      ladder, ${LADDER_NARROW_KBIT} kbit/s: down to 180p after ${down} ms; then in 10 s: ${after.framesDecoded - before.framesDecoded} frames decoded, ${after.freezeCount - before.freezeCount} freezes`);
+      assert.ok(after.framesDecoded > before.framesDecoded, 'the viewer keeps decoding on the narrow link');
+      netns!.shape(undefined);
+      const up = await waitForHeight(viewer, 'the ladder\'s top layer again', (h) => h === 360, 120_000);
+      console.log(`      ladder, link restored: back to 360p after ${up} ms`);
+      await viewer.close();
+    } finally {
+      netns!.shape(undefined);
+      await stopProcess(ffmpeg, 3000);
+    }
   });
 });
