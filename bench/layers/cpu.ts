@@ -179,30 +179,33 @@ function cpuTable(runs: CpuRun[], options: { viewers: number; seconds: number; r
     const pct = (f: (r: CpuRun) => number, digits = 1) => spread(mine.map((r) => f(r) * 100), digits);
     return [
       kind === 'simulcast' ? 'simulcast (3 layers)' : 'single layer',
-      spread(mine.map((r) => r.loaded.viewers), 0),
+      String(options.viewers + 1),
       pct((r) => r.base.cores),
       pct((r) => r.loaded.cores),
       spread(mine.map((r) => r.perViewer), 4),
       pct((r) => r.perViewer, 2),
       spread(mine.map((r) => r.loaded.kbpsPerViewer), 0),
       kind === 'simulcast' ? spread(mine.map((r) => r.onTopLayer ?? NaN), 0) : '',
+      spread(mine.map((r) => r.loaded.receiving), 0),
     ];
   };
   const ratios = [...new Set(runs.map((r) => r.round))].map((round) => {
     const of = (kind: Kind) => runs.find((r) => r.round === round && r.kind === kind)?.perViewer ?? NaN;
     return fmt(of('simulcast') / of('single'), 2);
   });
+  // The same per kbit/s delivered: what is left when the two streams' bitrates differ a little.
+  const perKbit = (kind: Kind) => median(runs.filter((r) => r.kind === kind).map((r) => r.perViewer / r.loaded.kbpsPerViewer));
   const failed = runs.reduce((sum, r) => sum + r.failedJoins, 0);
   return {
     title: `Edge CPU per viewer, simulcast vs single layer (${options.viewers} libwebrtc viewers added to one; ratio simulcast / single ${fmt(ratio, 2)}×)`,
-    head: ['stream', 'viewers', 'edge CPU, 1 viewer (%)', 'edge CPU, all (%)', 'CPU-s per viewer per s', '% of a core per viewer', 'kbit/s per viewer', 'on the top layer'],
+    head: ['stream', 'viewers', 'edge CPU, 1 viewer (%)', 'edge CPU, all (%)', 'CPU-s per viewer per s', '% of a core per viewer', 'kbit/s per viewer', 'on the top layer', 'receiving'],
     rows: [row('simulcast'), row('single')],
     how: [
       `medians of ${options.rounds} round(s) (range in brackets), streams in alternating order; ${options.seconds} s windows, ${SETTLE_MS / 1000} s after the viewers joined`,
       'edge CPU: user + system time of the edge process and its mediasoup worker (/proc), in % of one core; per viewer: (all − 1 viewer) / viewers added',
       'publishers: Chromium\'s fake camera at 960x540, as three VP8 layers (135/270/540 lines at ≤150/500/1,200 kbit/s) and as its top layer alone (one VP8 layer, no simulcast), both all the time',
       'viewers: receive-only libwebrtc (they receive and send receiver reports, never decode) in one process on this host; simulcast viewers include the edge\'s getStats request for each once a second',
-      `ratio per round: ${ratios.join(', ')}; load average at the windows: ${[...new Set(runs.flatMap((r) => [r.base.load, r.loaded.load]))].slice(0, 6).join(' | ')}` +
+      `ratio per round: ${ratios.join(', ')}; per kbit/s delivered: ${fmt(perKbit('simulcast') / perKbit('single'), 2)}×; load average at the windows: ${[...new Set(runs.flatMap((r) => [r.base.load, r.loaded.load]))].slice(0, 6).join(' | ')}` +
         (failed ? `; ${failed} join(s) failed` : ''),
     ],
   };

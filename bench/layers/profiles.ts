@@ -21,7 +21,7 @@ export const PROFILES: Array<{ name: string; link: LinkProfile | undefined }> = 
 
 /** How long a viewer may take to its first frame on a link. A wait, not a figure. */
 const FIRST_FRAME_MS = 60_000;
-/** How often the decoded height is sampled during the window: "the layer most of the time" is the commonest sample. */
+/** How often the decoded height is sampled during the window (the frames decoded since the last sample count at its height). */
 const SAMPLE_MS = 500;
 
 export interface ProfileResult {
@@ -31,7 +31,7 @@ export interface ProfileResult {
   framesPerSecond?: number;
   freezeRatio?: number;
   freezes?: number;
-  /** Share of the samples at each decoded height. */
+  /** Share of the window's decoded frames at each height: the playing time on each layer (frozen time is in freezeRatio). */
   heights?: Record<string, number>;
   switches?: number;
   nacks?: number;
@@ -54,16 +54,19 @@ export async function profiles(rig: LayersRig, options: { seconds: number; settl
       const switches0 = await layerSwitches(rig.edge.url);
       const first = await playbackStats(page);
       const t0 = performance.now();
-      const samples: number[] = [];
+      // Frames decoded at each height: those decoded since the last sample count at this sample's.
+      const frames: Record<string, number> = {};
+      let last = first;
       while (performance.now() - t0 < options.seconds * 1000) {
         await sleep(SAMPLE_MS);
-        samples.push((await playbackStats(page)).frameHeight);
+        const now = await playbackStats(page);
+        frames[now.frameHeight] = (frames[now.frameHeight] ?? 0) + now.framesDecoded - last.framesDecoded;
+        last = now;
       }
-      const last = await playbackStats(page);
       const seconds = (performance.now() - t0) / 1000;
       const delta = (key: keyof PlaybackStats) => (last[key] as number) - (first[key] as number);
-      const heights: Record<string, number> = {};
-      for (const h of samples) heights[h] = (heights[h] ?? 0) + 1 / samples.length;
+      const decoded = delta('framesDecoded');
+      const heights = Object.fromEntries(Object.entries(frames).filter(([, n]) => n > 0).map(([h, n]) => [h, n / decoded]));
       results.push({
         profile: name,
         seconds,
@@ -84,18 +87,20 @@ export async function profiles(rig: LayersRig, options: { seconds: number; settl
   return { table: profileTable(results, options), results };
 }
 
-/** "540 (93 %)": the commonest height and its share of the window; others after it when they held ≥ 5 %. */
+/** "540 (93 %)": the height most frames had and its share; others after it when they had ≥ 5 %. */
 function layerCell(heights: Record<string, number>): string {
   const byShare = Object.entries(heights).sort((a, b) => b[1] - a[1]);
-  const [top, ...rest] = byShare.map(([h, share]) => `${h === '0' ? 'none' : h} (${Math.round(share * 100)} %)`);
-  const others = rest.filter((_, i) => byShare[i + 1]![1] >= 0.05);
-  return [top, ...others].join(', ');
+  if (byShare.length === 0) return 'no frames';
+  return byShare
+    .filter(([, share], i) => i === 0 || share >= 0.05)
+    .map(([h, share]) => `${h} (${Math.round(share * 100)} %)`)
+    .join(', ');
 }
 
 function profileTable(results: ProfileResult[], options: { seconds: number; settle: number }): Table {
   return {
     title: 'Simulcast layers on shaped links: one Chromium viewer, three layers (135/270/540 lines at ≤150/500/1,200 kbit/s)',
-    head: ['link', 'frames/s', 'freeze ratio', 'freezes', 'layer (height) most of the time', 'layer switches', 'NACKs', 'lost'],
+    head: ['link', 'frames/s', 'freeze ratio', 'freezes', 'layer (height) most of the playing time', 'layer switches', 'NACKs', 'lost'],
     rows: results.map((r) =>
       r.seconds === undefined
         ? [r.profile, `no frame within ${FIRST_FRAME_MS / 1000} s`, '', '', '', '', '', '']
@@ -105,7 +110,8 @@ function profileTable(results: ProfileResult[], options: { seconds: number; sett
       `a new viewer (Chromium in the network namespace) per link, joined on it; ${options.settle} s after its first frame, ${options.seconds} s measured`,
       'links: what the host sends into the namespace, tbf for the rate (300 ms of queue), nftables for random loss (no netem in this kernel: no added delay)',
       'frames/s, freezes, NACKs, lost (packets lost for good): the viewer\'s inbound-rtp; freeze ratio: totalFreezesDuration / window (Chromium counts a freeze when a frame is late by max(3 × the mean gap, mean + 150 ms))',
-      `layer: the decoded frame height sampled every ${SAMPLE_MS} ms, commonest first (others ≥ 5 % after it); layer switches: the edge's relaycast_layer_switches_total over the window`,
+      `layer: the share of the frames decoded in the window at each height (frameHeight read every ${SAMPLE_MS} ms), largest first, others ≥ 5 % after it; frozen time is the freeze ratio's`,
+      'layer switches: the edge\'s relaycast_layer_switches_total over the window (this viewer is the edge\'s only one)',
     ],
   };
 }
