@@ -113,3 +113,36 @@ describe('start-up benchmark (bench/startup.ts, one start each)', function () {
     }
   });
 });
+
+describe('simulcast layer benchmark (bench/layers.ts, shaped links only, 1 s each)', function () {
+  this.timeout(120_000);
+
+  it('plays the three-layer stream on every shaped link and prints the table (or says why it cannot shape)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'relaycast-layers-smoke-'));
+    try {
+      const out = join(dir, 'layers.json');
+      const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../bench/layers.ts', import.meta.url)), '--only', 'profiles', '--seconds', '1', '--settle', '0', '--out', out], {
+        env: { ...process.env, DATABASE_URL: SERVER_URL },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout.on('data', (d) => (output += d));
+      child.stderr.on('data', (d) => (output += d));
+      const timer = setTimeout(() => child.kill('SIGINT'), 100_000);
+      const [code] = (await once(child, 'exit')) as [number | null];
+      clearTimeout(timer);
+      assert.equal(code, 0, output.slice(-4000));
+      const report = JSON.parse(readFileSync(out, 'utf8')) as { skipped?: { reason: string }; profiles?: { results: Array<{ profile: string; seconds?: number }> } };
+      if (report.skipped) {
+        assert.match(output, /profiles: skipped: /);
+        console.log(`      skipped: ${report.skipped.reason}`);
+        return;
+      }
+      assert.match(output, /Simulcast layers on shaped links/);
+      assert.deepEqual(report.profiles!.results.map((r) => r.profile), ['clean', '2 % loss', '1000 kbit/s', '500 kbit/s', '250 kbit/s']);
+      assert.ok(report.profiles!.results[0]!.seconds! > 0, 'the clean link was measured');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -90,9 +90,28 @@ export function runsFor(options: BenchOptions, kind: 'media' | 'cheap'): number 
 }
 
 /**
+ * How long the work registered with onInterrupt() may take after SIGINT or SIGTERM before the
+ * benchmark exits anyway: dropping a database takes well under a second.
+ */
+const INTERRUPT_GRACE_MS = 10_000;
+const interruptWork = new Set<() => Promise<unknown>>();
+
+/**
+ * Registers work that must be done even when the benchmark is interrupted, which process exit
+ * handlers cannot do (they run no asynchronous code): dropping its Postgres database. Processes
+ * need none of this: kit/processes.ts, kit/netns.ts and Playwright kill theirs at exit. Returns
+ * the function that unregisters it (call it once the work has been done the ordinary way).
+ */
+export function onInterrupt(work: () => Promise<unknown>): () => void {
+  interruptWork.add(work);
+  return () => interruptWork.delete(work);
+}
+
+/**
  * A benchmark's command line: `parse` the arguments (undefined for --help: the usage, exit 0; a
  * thrown error: its message and the usage, exit 2), then exit with what `main` returns. SIGINT and
- * SIGTERM exit at once (130), so that kit/processes.ts's exit handler kills every process started.
+ * SIGTERM exit (130) once the onInterrupt() work is done (at most INTERRUPT_GRACE_MS; a second
+ * signal exits at once), so that kit/processes.ts's exit handler kills every process started.
  */
 export async function runCommand<O>(parse: (argv: string[]) => O | undefined, usage: string, main: (options: O) => Promise<number>): Promise<never> {
   let options: O | undefined;
@@ -106,6 +125,14 @@ export async function runCommand<O>(parse: (argv: string[]) => O | undefined, us
     process.stdout.write(usage);
     process.exit(0);
   }
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+  let interrupting = false;
+  const interrupted = async () => {
+    if (interrupting) process.exit(130);
+    interrupting = true;
+    const work = Promise.allSettled([...interruptWork].map((w) => w()));
+    await Promise.race([work, new Promise((resolve) => setTimeout(resolve, INTERRUPT_GRACE_MS))]);
+    process.exit(130);
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void interrupted());
   process.exit(await main(options));
 }
