@@ -119,9 +119,14 @@ export class LayerPolicy {
     if (lossy) {
       this.#cleanSince = undefined;
       if (at - this.#lastDown < SETTLE_MS || Math.min(current, this.#ceiling) === 0) return this.#ceiling;
-      if (at - this.#lastUp < PROBE_WINDOW_MS) this.#upAfter = Math.min(this.#upAfter * 2, MAX_UP_AFTER_MS);
+      const failedTry = at - this.#lastUp < PROBE_WINDOW_MS;
       let next = Math.min(current, this.#ceiling) - 1;
-      if (loss >= HEAVY_LOSS && sent && layerBitrates.length > 0) {
+      if (failedTry) {
+        // The link carried the step below the try: back there, not lower (the try's own losses
+        // say what the tried step costs, not what the link carries), and wait longer next time.
+        this.#upAfter = Math.min(this.#upAfter * 2, MAX_UP_AFTER_MS);
+        next = this.#ceiling - 1;
+      } else if (loss >= HEAVY_LOSS && sent && layerBitrates.length > 0) {
         const delivered = sent * (1 - loss);
         while (next > 0 && (layerBitrates[next] ?? 0) > FIT * delivered) next--;
       }

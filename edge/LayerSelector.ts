@@ -36,6 +36,13 @@ export interface LayerSelectorEvents {
 const POLL_MS = 1000;
 
 /**
+ * A reading counts once this many packets were sent since the last one (a second of the lowest
+ * layer at ~15 packets/s plus margin is less; readings then merge until there are enough): loss
+ * over a few packets is noise.
+ */
+const MIN_PACKETS = 30;
+
+/**
  * A viewer below the layer it should get is nudged at most this often (see #nudge): a publisher
  * that never sends its top layer would otherwise cost a request per viewer per second for nothing.
  */
@@ -64,6 +71,8 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   #downlink: number | undefined;
   #timer: NodeJS.Timeout | undefined;
   #nudgedAt = 0;
+  /** The send and loss counts at the last reading (see #poll). */
+  #counted = { sent: 0, lost: 0 };
   #closed = false;
 
   /** The stream's video producer on the viewer's router: its layers' bitrates (see LayerPolicy.report). */
@@ -193,8 +202,14 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     const stats = await this.consumer.getStats().catch(() => []);
     const sent = stats.find((s) => s.type === 'outbound-rtp');
     if (!sent) return;
-    // RTCP's fraction lost is in 256ths.
-    const loss = sent.fractionLost / 256;
+    // Loss over the packets sent since the last reading, from the receiver's cumulative count. Not
+    // RTCP's fraction lost: Chromium sends a receiver report with each NACK, and one covering a
+    // handful of packets can read 20 % on a link losing 2 %; and the cumulative count leaves out
+    // what NACK repaired, which costs the viewer nothing.
+    const sentPackets = sent.packetCount - this.#counted.sent;
+    if (sentPackets < MIN_PACKETS) return;
+    const loss = Math.min(1, Math.max(0, sent.packetsLost - this.#counted.lost) / sentPackets);
+    this.#counted = { sent: sent.packetCount, lost: sent.packetsLost };
     if (loss < CLEAN_LOSS && sent.bitrate > 0) this.#downlink = sent.bitrate;
     if (this.#mode !== 'auto') return;
     const before = this.#policy.ceiling;

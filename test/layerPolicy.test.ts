@@ -54,6 +54,16 @@ describe('LayerPolicy (loss-driven layer choice for viewers without a bandwidth 
     assert.equal(new LayerPolicy(2).report({ at: 0, loss: 0.25, sent: 1_200_000 }, 2, [150_000, 400_000, 1_100_000]), 1);
   });
 
+  it('a failed try goes back to the step below it, not lower, whatever the try\'s losses suggest', () => {
+    const policy = new LayerPolicy(2);
+    policy.report({ at: 0, loss: 0.5 }); // 2 → 1
+    const clean = feed(policy, 3000, Array.from({ length: UP_AFTER_MS / 1000 + 1 }, () => 0));
+    assert.equal(clean.at(-1), 2, 'tries the top again');
+    const triedAt = 3000 + (clean.length - 1) * 1000;
+    // The try floods the link: 80 % lost of 1.2 Mbit/s would point at layer 0, but layer 1 was fine.
+    assert.equal(policy.report({ at: triedAt + 1500, loss: 0.8, sent: 1_200_000 }, 2, [150_000, 400_000, 1_100_000]), 1);
+  });
+
   it('refuses a top that is not a layer index', () => {
     assert.throws(() => new LayerPolicy(-1), TypeError);
     assert.throws(() => new LayerPolicy(1.5), TypeError);
