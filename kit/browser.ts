@@ -294,6 +294,17 @@ export async function playbackStats(page: Page): Promise<PlaybackStats> {
   });
 }
 
+/** Ends a play() session on the edge (DELETE, so the edge does not wait for it to time out) and closes its peer connection; best effort. */
+export async function stopViewing(page: Page): Promise<void> {
+  await page
+    .evaluate(async () => {
+      const location = (window as any).viewerLocation as string | null;
+      if (location) await fetch(location, { method: 'DELETE' }).catch(() => undefined);
+      ((window as any).viewer as RTCPeerConnection | undefined)?.close();
+    })
+    .catch(() => undefined);
+}
+
 /**
  * The viewer's WHEP extension URLs, from the Link header of its 201 (play()): the layer-selection
  * and server-sent-events URLs, by relation.

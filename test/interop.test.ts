@@ -5,7 +5,7 @@ import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
 import { type Database } from '../db/Database.ts';
 import { getStream } from '../db/repositories/streams.ts';
-import { TestBrowser, play, playbackStats, publish, type PlaybackStats, type ReceiveOnly } from '../kit/browser.ts';
+import { TestBrowser, play, playbackStats, publish, stopViewing, type PlaybackStats, type ReceiveOnly } from '../kit/browser.ts';
 import { waitFor } from '../kit/processes.ts';
 import { type RelaycastProcess } from '../kit/relaycast.ts';
 import { startOriginEdge, type OriginEdge } from './helpers/originEdge.ts';
@@ -194,17 +194,6 @@ async function decoding(viewer: Page, what: string, width = 640): Promise<Playba
     throw new Error(`${(error as Error).message}; last stats: ${JSON.stringify(last)}`, { cause: error });
   }
   return last!;
-}
-
-/** Ends a play() session on the edge (DELETE) and closes its peer connection; best effort. */
-async function stopViewing(page: Page): Promise<void> {
-  await page
-    .evaluate(async () => {
-      const location = (window as any).viewerLocation as string | null;
-      if (location) await fetch(location, { method: 'DELETE' }).catch(() => undefined);
-      ((window as any).viewer as RTCPeerConnection | undefined)?.close();
-    })
-    .catch(() => undefined);
 }
 
 describe('RTMP publishers as people configure them, played in Chromium', function () {

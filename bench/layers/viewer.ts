@@ -1,5 +1,5 @@
 import type { Page } from 'playwright-core';
-import { play, playbackStats, type TestBrowser } from '../../kit/browser.ts';
+import { play, playbackStats, stopViewing, type TestBrowser } from '../../kit/browser.ts';
 import { metric } from '../../kit/metrics.ts';
 
 /**
@@ -27,13 +27,7 @@ export async function openViewer(browser: TestBrowser, edgeUrl: string, stream: 
 
 /** Ends the viewer's session (DELETE, so the edge does not wait for it to time out) and closes its page. */
 export async function closeViewer(page: Page): Promise<void> {
-  await page
-    .evaluate(async () => {
-      const location = (window as any).viewerLocation as string | null;
-      if (location) await fetch(location, { method: 'DELETE' }).catch(() => undefined);
-      ((window as any).viewer as RTCPeerConnection | undefined)?.close();
-    })
-    .catch(() => undefined);
+  await stopViewing(page);
   await page.close().catch(() => undefined);
 }
 
