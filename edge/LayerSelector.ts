@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { parseScalabilityMode } from 'mediasoup';
 import type { Consumer, ConsumerLayers, Producer, WebRtcTransport } from 'mediasoup/types';
 import type { Logger } from '../core/logger.ts';
 import { CLEAN_LOSS, HEAVY_LOSS, LayerPolicy, layerStep, stepLayers } from './LayerPolicy.ts';
@@ -48,12 +49,6 @@ const MIN_PACKETS = 30;
  */
 const NUDGE_EVERY_MS = 3000;
 
-/** The temporal layers mediasoup assumes when the publisher's encodings name no scalability mode. */
-function temporalLayersOf(consumer: Consumer): number {
-  const mode = consumer.rtpParameters.encodings?.[0]?.scalabilityMode ?? '';
-  return Number(/T(\d+)/.exec(mode)?.[1] ?? 1);
-}
-
 export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   readonly consumer: Consumer;
   /** mediasoup estimates this viewer's bandwidth (see the class comment). */
@@ -83,8 +78,10 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     if (consumer.type !== 'simulcast') throw new TypeError(`a ${consumer.type} consumer has no layers to select`);
     this.consumer = consumer;
     this.#producer = producer;
-    this.spatialLayers = consumer.rtpParameters.encodings?.[0]?.scalabilityMode ? Number(/^L(\d+)/.exec(consumer.rtpParameters.encodings[0].scalabilityMode)?.[1] ?? 1) : 1;
-    this.temporalLayers = temporalLayersOf(consumer);
+    // mediasoup names a simulcast consumer's layers in its one encoding's scalability mode (L3T3).
+    const mode = parseScalabilityMode(consumer.rtpParameters.encodings?.[0]?.scalabilityMode);
+    this.spatialLayers = mode.spatialLayers;
+    this.temporalLayers = mode.temporalLayers;
     this.#logger = logger;
     this.#policy = new LayerPolicy(this.spatialLayers - 1 + this.temporalLayers - 1);
     this.#cap = { spatialLayer: this.spatialLayers - 1, temporalLayer: this.temporalLayers - 1 };

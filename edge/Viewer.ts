@@ -1,5 +1,5 @@
 import type { Request, Response } from 'express';
-import type { Producer } from 'mediasoup/types';
+import type { Producer, ProducerStat } from 'mediasoup/types';
 import { z } from 'zod';
 import { Problem } from '../core/errors.ts';
 import { EventStream } from '../media/EventStream.ts';
@@ -64,6 +64,21 @@ export interface LayerInfo {
   bitrate: number;
 }
 
+/**
+ * A producer's statistics read at most once per STATE_EVERY_MS however many of its viewers ask:
+ * every viewer with an event stream refreshes its layers that often, and they share one producer
+ * per relay fan-out.
+ */
+const recentStats = new WeakMap<Producer, { at: number; stats: Promise<ProducerStat[]> }>();
+
+function producerStats(producer: Producer): Promise<ProducerStat[]> {
+  const recent = recentStats.get(producer);
+  if (recent && Date.now() - recent.at < STATE_EVERY_MS) return recent.stats;
+  const stats = producer.getStats().catch((): ProducerStat[] => []);
+  recentStats.set(producer, { at: Date.now(), stats });
+  return stats;
+}
+
 export class Viewer {
   readonly session: WebRtcSession;
   readonly relay: Relay;
@@ -105,7 +120,7 @@ export class Viewer {
   async availableLayers(): Promise<Record<string, LayerInfo[]>> {
     const producer = this.#video;
     if (!producer || producer.closed) return { [this.mediaId ?? '0']: [] };
-    const stats = await producer.getStats().catch(() => []);
+    const stats = await producerStats(producer);
     const encodings = producer.rtpParameters.encodings ?? [];
     const temporalLayerId = (this.layers?.temporalLayers ?? 1) - 1;
     const list = encodings.map((encoding, index): LayerInfo => {
