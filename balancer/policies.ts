@@ -152,39 +152,78 @@ export interface Choice {
   load: number;
 }
 
+/** A place on the globe. */
+export interface Position {
+  lat: number;
+  lon: number;
+}
+
+/**
+ * How far a client is from a region: the distance to the region's nearest node of the role asked
+ * for, whatever that node's load (a full or draining node is still where it is). One rule for the
+ * route API, the 307, the route index and HAProxy's geo map, so that they all send a client to
+ * the same region; a region moves only when a node joins or leaves it, never when load changes.
+ */
+export function regionDistanceKm(point: Position, sites: readonly Position[]): number {
+  let nearest = Infinity;
+  for (const site of sites) nearest = Math.min(nearest, distanceKm(point, site));
+  return nearest;
+}
+
+/** The region names in `sites`, nearest to `point` first; ties by name. */
+export function regionsByDistance(point: Position, sites: ReadonlyMap<string, readonly Position[]>): string[] {
+  return [...sites.entries()]
+    .map(([name, positions]) => ({ name, distance: regionDistanceKm(point, positions) }))
+    .sort((a, b) => a.distance - b.distance || a.name.localeCompare(b.name))
+    .map((r) => r.name);
+}
+
+/** Where the client is: its own position, or the centre of its pinned region's nodes. */
+export function anchorOf(location: RouteRequest['location'], pinned: readonly Position[]): Position | undefined {
+  if (location.lat !== undefined && location.lon !== undefined) return { lat: location.lat, lon: location.lon };
+  if (pinned.length === 0) return undefined;
+  return { lat: pinned.reduce((s, n) => s + n.lat, 0) / pinned.length, lon: pinned.reduce((s, n) => s + n.lon, 0) / pinned.length };
+}
+
+/** Whether `node` may take this request: its role, not draining, under the threshold that applies. */
+export function eligible(node: NodeSnapshot, request: RouteRequest, thresholds: Thresholds): boolean {
+  if (!node.roles.includes(request.role) || node.draining) return false;
+  return loadOf(node) < (node.streams.has(request.stream) ? thresholds.viewers : thresholds.streams);
+}
+
 /**
  * Ranks the nodes that may take this request: the role's live, non-draining nodes under their
  * threshold, region by region from the nearest (the client's pinned region first, then by
- * distance to the region's nearest node), each region ordered by the policy. The first choice is
- * where the request goes; the rest are where it spills when that one is full. `limit` stops after
- * that many choices (a redirect needs one), sparing the policy the far regions.
+ * regionDistanceKm), each region ordered by the policy. The first choice is where the request
+ * goes; the rest are where it spills when that one is full. `limit` stops after that many choices
+ * (a redirect needs one), sparing the policy the far regions. This is the definition; RouteIndex
+ * gives the same answer without touching every node.
  */
 export function rank(nodes: readonly NodeSnapshot[], request: RouteRequest, policy: Policy, thresholds: Thresholds, limit = Infinity): Choice[] {
   const { location } = request;
   const regions = new Map<string, NodeSnapshot[]>();
+  const sites = new Map<string, NodeSnapshot[]>();
   const pinned: NodeSnapshot[] = [];
   for (const n of nodes) {
     if (n.region === location.region) pinned.push(n);
-    if (!n.roles.includes(request.role) || n.draining) continue;
-    if (loadOf(n) >= (n.streams.has(request.stream) ? thresholds.viewers : thresholds.streams)) continue;
+    if (!n.roles.includes(request.role)) continue;
+    const here = sites.get(n.region);
+    if (here) here.push(n);
+    else sites.set(n.region, [n]);
+    if (!eligible(n, request, thresholds)) continue;
     const members = regions.get(n.region);
     if (members) members.push(n);
     else regions.set(n.region, [n]);
   }
-  const hasPosition = location.lat !== undefined && location.lon !== undefined;
-  // Where the client is: its position, or the centre of its pinned region's nodes.
-  const anchor = hasPosition
-    ? { lat: location.lat!, lon: location.lon! }
-    : pinned.length > 0
-      ? { lat: pinned.reduce((s, n) => s + n.lat, 0) / pinned.length, lon: pinned.reduce((s, n) => s + n.lon, 0) / pinned.length }
-      : undefined;
+  const anchor = anchorOf(location, pinned);
   const ordered = [...regions.entries()]
     .map(([name, members]) => ({
       name,
       members,
-      distance: name === location.region ? -1 : anchor ? Math.min(...members.map((n) => distanceKm(anchor, n))) : 0,
+      distance: name === location.region ? -1 : anchor ? regionDistanceKm(anchor, sites.get(name)!) : 0,
     }))
     .sort((a, b) => a.distance - b.distance || a.name.localeCompare(b.name));
+  const hasPosition = location.lat !== undefined && location.lon !== undefined;
   const choices: Choice[] = [];
   for (const region of ordered) {
     for (const node of policy.order(region.members, request)) {

@@ -172,7 +172,7 @@ export class Cluster {
   firstRegion(v: number, stream: number): number {
     const { regions, count } = this.contenders(v, stream);
     if (count <= 1) return count === 1 ? regions[0]! : -1;
-    // Near a border: the distance to each contender's nearest eligible edge, as rank() computes it
+    // Near a border: the distance to each contender's nearest edge (eligible or not), as rank() computes it
     // with distanceKm. fastKm (within EPSILON_KM / 2 of it) finds the few edges that may be nearest.
     const { workload: w, regionNameRank } = this.model;
     const latRad = w.lat[v]! * RAD;
@@ -185,7 +185,7 @@ export class Cluster {
       const edges = this.model.regions[regions[i]!]!.edges;
       for (let k = 0; k < edges.length; k++) {
         const n = edges[k]!;
-        fast[n] = this.eligible(n, stream) ? fastKm(latRad, cosLat, lonRad, e.latRad[n]!, e.cosLat[n]!, e.lonRad[n]!) : Infinity;
+        fast[n] = fastKm(latRad, cosLat, lonRad, e.latRad[n]!, e.cosLat[n]!, e.lonRad[n]!);
         nearestFast = Math.min(nearestFast, fast[n]!);
       }
     }
