@@ -157,6 +157,7 @@ export class ClusterNode {
         version: config.version,
         capacity: config.capacity,
         agentPort: this.#agent?.port ?? null,
+        rtmpUrl: config.roles.includes('origin') && config.rtmpPort > 0 ? `rtmp://${new URL(config.publicUrl).hostname}:${config.rtmpPort}/live` : null,
       },
       load: () => this.#load(),
       heartbeatMs: config.heartbeatMs,

@@ -15,7 +15,8 @@ import { GeoLocator } from './GeoLocator.ts';
 import { HaproxyController } from './HaproxyController.ts';
 import { webPagesRouter } from './webPages.ts';
 import { planCapacity, type RegionCapacity } from './capacity.ts';
-import { createPolicy, rank, type NodeSnapshot, type Policy } from './policies.ts';
+import { createPolicy, type NodeSnapshot, type Policy } from './policies.ts';
+import { RouteIndex } from './RouteIndex.ts';
 
 /**
  * The balancer role: sends each viewer to the nearest edge with room and each publisher to the
@@ -45,7 +46,7 @@ export class Balancer implements Role {
   readonly #auth: AdminAuth;
   #geo: GeoLocator | undefined;
   #haproxy: HaproxyController | undefined;
-  #snapshot: { at: number; nodes: Promise<NodeSnapshot[]> } | undefined;
+  #snapshot: { at: number; index: Promise<RouteIndex> } | undefined;
 
   constructor(ctx: BalancerContext) {
     this.#ctx = ctx;
@@ -62,7 +63,7 @@ export class Balancer implements Role {
         role,
         policy: this.#policy.name,
         client: { address: client, location },
-        choices: choices.map((c) => ({ node: c.node.id, region: c.node.region, url: c.node.publicUrl, load: Number(c.load.toFixed(3)), distanceKm: c.distanceKm === undefined ? null : Math.round(c.distanceKm) })),
+        choices: choices.map((c) => ({ node: c.node.id, region: c.node.region, url: c.node.publicUrl, ...(role === 'origin' ? { rtmpUrl: c.node.rtmpUrl ?? null } : {}), load: Number(c.load.toFixed(3)), distanceKm: c.distanceKm === undefined ? null : Math.round(c.distanceKm) })),
       });
     });
     for (const [kind, role] of [['whep', 'edge'], ['whip', 'origin']] as const) {
@@ -96,6 +97,10 @@ export class Balancer implements Role {
       },
       tokensChanged: () => this.#auth.forget(),
       capacity: () => this.capacity(),
+      rtmpIngest: async (req, stream) => {
+        const { choices } = await this.route(req, stream, 'origin');
+        return choices.find((c) => c.node.rtmpUrl)?.node.rtmpUrl ?? undefined;
+      },
     });
     const api = operationsRouter(operations, (req, scope) => this.#auth.authorize(req.get('authorization'), scope));
     this.router.use('/api/v1', api);
@@ -140,22 +145,26 @@ export class Balancer implements Role {
   async route(req: Request, stream: string, role: 'edge' | 'origin', limit = ROUTE_CHOICES) {
     const client = this.#geo!.clientAddress(req.socket.remoteAddress ?? '', req.get('x-forwarded-for'));
     const location = this.#geo!.locate(client);
-    const thresholds = { streams: this.#ctx.config.streamThreshold, viewers: this.#ctx.config.viewerThreshold };
-    const choices = rank(await this.#nodes(), { stream, role, location }, this.#policy, thresholds, limit);
+    const choices = (await this.#index()).rank({ stream, role, location }, limit);
     return { client, location, choices };
   }
 
-  /** The registry as the policies see it, read at most once per SNAPSHOT_TTL_MS. */
-  #nodes(): Promise<NodeSnapshot[]> {
+  /** The registry as the policies see it, read at most once per SNAPSHOT_TTL_MS, with its route index. */
+  #index(): Promise<RouteIndex> {
     const now = Date.now();
     if (!this.#snapshot || now - this.#snapshot.at > SNAPSHOT_TTL_MS) {
-      const nodes = this.#readSnapshot();
-      this.#snapshot = { at: now, nodes };
-      nodes.catch(() => {
-        if (this.#snapshot?.nodes === nodes) this.#snapshot = undefined;
+      const thresholds = { streams: this.#ctx.config.streamThreshold, viewers: this.#ctx.config.viewerThreshold };
+      const index = this.#readSnapshot().then((nodes) => new RouteIndex(nodes, this.#policy, thresholds));
+      this.#snapshot = { at: now, index };
+      index.catch(() => {
+        if (this.#snapshot?.index === index) this.#snapshot = undefined;
       });
     }
-    return this.#snapshot.nodes;
+    return this.#snapshot.index;
+  }
+
+  async #nodes(): Promise<NodeSnapshot[]> {
+    return [...(await this.#index()).nodes];
   }
 
   async #readSnapshot(): Promise<NodeSnapshot[]> {
@@ -178,6 +187,7 @@ export class Balancer implements Role {
       draining: n.draining,
       streams: streams.get(n.id) ?? new Set(),
       agentPort: n.agentPort,
+      rtmpUrl: n.rtmpUrl,
     }));
   }
 

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { Request } from 'express';
 import { z } from 'zod';
 import type { Config } from '../core/config.ts';
 import { Problem } from '../core/errors.ts';
@@ -34,6 +35,8 @@ export interface AdminApiContext {
   tokensChanged(): void;
   /** Edges wanted per region. */
   capacity(): Promise<RegionCapacity[]>;
+  /** The RTMP address (rtmp://host:port/live) of the origin the balancer would choose for this caller's stream, if any takes RTMP. */
+  rtmpIngest(req: Request, stream: string): Promise<string | undefined>;
 }
 
 /** Tokens handed out with a new stream (or a new key) last a day; the RTMP key does not expire. */
@@ -84,8 +87,12 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
   const { db, config } = ctx;
   const publicUrl = config.publicUrl;
 
-  const urls = (name: string, streamKey?: string) => ({
-    rtmpUrl: `rtmp://${new URL(publicUrl).hostname}:${config.rtmpPort || 1935}/live/${streamKey ?? '<stream key>'}`,
+  /**
+   * Where to publish and play. RTMP goes to the origin nearest the caller (an encoder is set up
+   * where it runs), or, when no origin with RTMP is up, to this host's RTMP port as before.
+   */
+  const urls = async (req: Request, name: string, streamKey: string) => ({
+    rtmpUrl: `${(await ctx.rtmpIngest(req, name).catch(() => undefined)) ?? `rtmp://${new URL(publicUrl).hostname}:${config.rtmpPort || 1935}/live`}/${streamKey}`,
     whipUrl: `${publicUrl}/whip/${name}`,
     whepUrl: `${publicUrl}/whep/${name}`,
     playerUrl: `${publicUrl}/play/${name}`,
@@ -137,14 +144,14 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       scope: 'write',
       body: s.createStreamBody,
       responses: { 201: { description: 'created; the key and tokens are shown once', schema: s.createdStream }, 409: { description: 'a stream with that name exists' } },
-      handle: async ({ body, token }) => {
+      handle: async ({ body, token, req }) => {
         if (!(await createStream(db, { name: body.name, private: body.private, rtmpLadder: storedLadder(body.rtmpLadder) }))) {
           throw new Problem('stream-exists', `a stream named ${body.name} exists; rotate its key with POST /streams/${body.name}/key`);
         }
         const streamKey = await issueStreamKey(db, body.name);
         await recordAudit(db, { actor: actor(token), action: 'stream.create', target: body.name, detail: { private: body.private, rtmpLadder: body.rtmpLadder } });
         const [publishToken, playToken] = await Promise.all([streamToken(body.name, 'publish'), streamToken(body.name, 'play')]);
-        return { status: 201, body: { ...(await shown(body.name)), streamKey, publishToken, playToken, ...urls(body.name, streamKey) } };
+        return { status: 201, body: { ...(await shown(body.name)), streamKey, publishToken, playToken, ...(await urls(req, body.name, streamKey)) } };
       },
     }),
     operation({
@@ -215,11 +222,11 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       scope: 'write',
       params: s.streamParams,
       responses: { 201: { description: 'the new key; shown once', schema: s.streamKey }, 404: { description: 'no such stream' } },
-      handle: async ({ params, token }) => {
+      handle: async ({ params, token, req }) => {
         await existing(params.name);
         const streamKey = await issueStreamKey(db, params.name);
         await recordAudit(db, { actor: actor(token), action: 'stream.key.rotate', target: params.name });
-        return { status: 201, body: { name: params.name, streamKey, ...urls(params.name, streamKey) } };
+        return { status: 201, body: { name: params.name, streamKey, ...(await urls(req, params.name, streamKey)) } };
       },
     }),
     operation({

@@ -19,7 +19,7 @@ import { parseRange, TrustedProxies } from './TrustedProxies.ts';
 export const ROLES = ['origin', 'edge', 'balancer'] as const;
 export type Role = (typeof ROLES)[number];
 
-export const POLICY_NAMES = ['packing', 'least-used', 'round-robin', 'random', 'stream-affinity'] as const;
+export const POLICY_NAMES = ['compact', 'packing', 'least-used', 'round-robin', 'random', 'stream-affinity'] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 
 /**
@@ -85,7 +85,7 @@ const schema = z.object({
   /** How long an edge keeps a relay with no viewers, so that a viewer who reloads finds it warm. */
   relayLingerMs: z.coerce.number().int().min(0).max(3_600_000).default(5000),
   iceServers: parsedText(parseIceServers).default([]),
-  policy: z.enum(POLICY_NAMES).default('stream-affinity'),
+  policy: z.enum(POLICY_NAMES).default('compact'),
   streamThreshold: z.coerce.number().gt(0).max(1).default(0.8),
   viewerThreshold: z.coerce.number().gt(0).max(1.5).default(0.95),
   geoDatabase: parsedText(existingFiles).optional(),

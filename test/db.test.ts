@@ -43,7 +43,7 @@ for (const backend of BACKENDS) {
     it('places a live stream on one origin and refuses a second publisher', async () => {
       const { db } = handle;
       await db.migrate();
-      const info = { roles: ['origin'], region: 'eu', lat: 0, lon: 0, publicUrl: 'http://o', announcedIp: '127.0.0.1', version: 't', capacity: 10, agentPort: null };
+      const info = { roles: ['origin'], region: 'eu', lat: 0, lon: 0, publicUrl: 'http://o', announcedIp: '127.0.0.1', version: 't', capacity: 10, agentPort: null, rtmpUrl: null };
       const load = { viewers: 0, streams: 0, bitrateOut: 0, cpu: 0 };
       await upsertNode(db.knex, { id: 'o1', ...info }, load);
       await upsertNode(db.knex, { id: 'o2', ...info }, load);

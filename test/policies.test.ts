@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createPolicy, distanceKm, loadOf, rank, streamAffinity, type NodeSnapshot, type RouteRequest, type Thresholds } from '../balancer/policies.ts';
+import { compact, createPolicy, distanceKm, loadOf, rank, rendezvousScore, streamAffinity, type NodeSnapshot, type RouteRequest, type Thresholds } from '../balancer/policies.ts';
 
 /** Unit tests of edge selection: pure functions over made-up registry snapshots. */
 
@@ -74,6 +74,43 @@ describe('edge selection policies', () => {
     const favourite = firstFor('show', even)!;
     const loaded = even.map((n) => (n.id === favourite ? { ...n, viewers: 60 } : n));
     assert.notEqual(firstFor('show', loaded), favourite, 'bounded load moves the stream on');
+  });
+
+  it('rendezvous scores spread streams evenly over nodes', () => {
+    const wins = new Map<string, number>();
+    const nodes = Array.from({ length: 10 }, (_, i) => `edge-${i}`);
+    for (let s = 0; s < 1000; s++) {
+      const best = nodes.reduce((a, b) => (rendezvousScore(`stream-${s}`, b) > rendezvousScore(`stream-${s}`, a) ? b : a));
+      wins.set(best, (wins.get(best) ?? 0) + 1);
+    }
+    // 100 each on average; a hash that did not mix the node's name in would give one node most.
+    assert.equal(wins.size, 10);
+    for (const [id, n] of wins) assert.ok(n > 60 && n < 140, `${id} won ${n} of 1000 streams`);
+  });
+
+  it('compact keeps new viewers on the first edges of a region and streams together; stream-affinity spreads them', () => {
+    // 300 viewers join one by one, each where the policy sends it (snapshot kept current): 12
+    // streams starting one after another, 25 viewers each.
+    const fill = (policy: typeof compact) => {
+      const live = new Map(Array.from({ length: 8 }, (_, i) => node(`p${i}`, 'paris', 0)).map((n) => [n.id, n]));
+      for (let v = 0; v < 300; v++) {
+        const stream = `stream-${Math.floor(v / 25)}`;
+        const [first] = rank([...live.values()], { ...fromParis, stream }, policy, THRESHOLDS, 1);
+        const chosen = live.get(first!.node.id)!;
+        live.set(chosen.id, { ...chosen, viewers: chosen.viewers + 1, streams: new Set([...chosen.streams, stream]) });
+      }
+      const used = [...live.values()].filter((n) => n.viewers > 0);
+      return { used, relays: used.reduce((sum, n) => sum + n.streams.size, 0), text: used.map((n) => `${n.id}:${n.viewers}/${n.streams.size}`).join(' ') };
+    };
+    const packed = fill(compact);
+    const spread = fill(streamAffinity);
+    // 300 viewers at 100 per edge fill 4 edges at the 80 % target.
+    assert.ok(packed.used.length <= 4, `compact: ${packed.text}`);
+    assert.deepEqual(packed.used.map((n) => n.id), ['p0', 'p1', 'p2', 'p3'].slice(0, packed.used.length), 'the first edges by id');
+    assert.equal(spread.used.length, 8, `stream-affinity: ${spread.text}`);
+    // A stream moves on to a second edge only when its first is full: once per edge filled.
+    assert.ok(packed.relays <= 12 + packed.used.length, `relays: compact ${packed.relays} (${packed.text}), stream-affinity ${spread.relays} (${spread.text})`);
+    for (const n of packed.used) assert.ok(loadOf(n) <= THRESHOLDS.viewers, `${n.id} at ${loadOf(n)}`);
   });
 
   it('keeps a node over the stream threshold for viewers of streams it already carries, until the viewer threshold', () => {

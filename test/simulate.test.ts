@@ -9,7 +9,6 @@ import { POLICY_NAMES } from '../balancer/policies.ts';
 import { buildModel, DEFAULT_OPTIONS, type SimOptions } from '../bench/simulator/model.ts';
 import { METRICS } from '../bench/simulator/report.ts';
 import { runPolicy, type PolicyResult } from '../bench/simulator/run.ts';
-import { affinityScores, cryptoScore } from '../bench/simulator/sha1.ts';
 
 /**
  * Smoke test of the cluster simulator (bench/simulate.ts) at a tiny size, so that it keeps working.
@@ -40,16 +39,6 @@ describe('cluster simulator', () => {
       assert.deepEqual(withoutTimes(byEngine[0]!), withoutTimes(byEngine[1]!), 'both engines give the same figures');
     });
   }
-
-  it("scores stream-affinity's SHA-1 as node:crypto does", () => {
-    // One 64-byte block holds at most 55 bytes: 'stream-00012' + NUL + 42 is the longest hashed in JavaScript.
-    const ascii = ['edge-0', 'edge-00042', 'e', '', 'x'.repeat(40), 'x'.repeat(41), 'x'.repeat(42)];
-    for (const stream of ['stream-00012', 's', 'a_b-C9']) {
-      for (const ids of [ascii, ['edge-1', 'x'.repeat(43)], ['edge-1', 'node-ä']]) {
-        assert.deepEqual(Array.from(affinityScores(stream, ids)), ids.map((id) => cryptoScore(stream, id)), `${stream}: ${ids.join(' ')}`);
-      }
-    }
-  });
 
   it('npm run simulate prints every policy and metric, and writes the JSON and the chart', async () => {
     const out = mkdtempSync(join(tmpdir(), 'relaycast-simulate-'));

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderHaproxy, type MapPin } from '../../balancer/HaproxyConfig.ts';
 import { HaproxyController } from '../../balancer/HaproxyController.ts';
-import { createPolicy, POLICY_NAMES, rank, type NodeSnapshot } from '../../balancer/policies.ts';
+import { createPolicy, POLICY_NAMES, rank, type NodeSnapshot, type PolicyName } from '../../balancer/policies.ts';
+import { RouteIndex } from '../../balancer/RouteIndex.ts';
 import { createLogger } from '../../core/logger.ts';
 import { Metrics } from '../../core/metrics.ts';
 import { loadavg } from '../../kit/cpu.ts';
@@ -22,7 +23,7 @@ import type { SectionResult } from '../lib/report.ts';
  * reload of a running HAProxy (master-worker) through the product's HaproxyController.
  */
 
-function snapshot(options: BenchOptions) {
+function snapshot(options: Pick<BenchOptions, 'edges' | 'regions' | 'networks'>) {
   // A repeatable pseudo-random sequence, so that runs compare.
   let seed = 42;
   const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
@@ -72,6 +73,17 @@ async function workers(masterSocket: string): Promise<string[]> {
   return [...section.matchAll(/^(\d+)\s+worker/gm)].map((m) => m[1]!);
 }
 
+const perPolicy = () => Object.fromEntries(POLICY_NAMES.map((p) => [p, [] as number[]])) as Record<PolicyName, number[]>;
+
+/** Calls `decide(n)` for n = 0, 1, … for `seconds`, in batches of 20 between clock reads; calls per second. */
+function ratePerSecond(seconds: number, decide: (n: number) => unknown): number {
+  let n = 0;
+  const t0 = performance.now();
+  const deadline = t0 + seconds * 1000;
+  while (performance.now() < deadline) for (let i = 0; i < 20; i++, n++) decide(n);
+  return n / ((performance.now() - t0) / 1000);
+}
+
 export async function balancer(options: BenchOptions, progress: Progress): Promise<SectionResult> {
   const runs = runsFor(options, 'cheap');
   const seconds = options.quick ? 0.2 : 1;
@@ -79,27 +91,27 @@ export async function balancer(options: BenchOptions, progress: Progress): Promi
   const thresholds = { streams: 0.8, viewers: 0.95 };
   const load: string[] = [];
 
-  // Route decisions: rank() picks the edge and two to spill to, as the route API and the 307 do.
-  const decisions: Record<string, number[]> = Object.fromEntries(POLICY_NAMES.map((p) => [p, []]));
-  const fullRank: Record<string, number[]> = Object.fromEntries(POLICY_NAMES.map((p) => [p, []]));
+  // Route decisions as the route API and the 307 make them (the pick and two to spill to): rank()
+  // over the whole snapshot, and the route index built once per snapshot, side by side, at the
+  // configured size and at ten times the edges in twice the regions.
+  const sizes = [
+    { edges: options.edges, regions: options.regions },
+    { edges: options.edges * 10, regions: options.regions * 2 },
+  ];
+  const decisions = sizes.map((size) => ({ ...size, rank: perPolicy(), index: perPolicy(), buildMs: [] as number[] }));
   for (let run = 0; run < runs; run++) {
     progress.note(`balancer: route decisions, run ${run + 1}/${runs}`);
-    for (const name of POLICY_NAMES) {
-      const policy = createPolicy(name, rnd);
-      let n = 0;
-      const t0 = performance.now();
-      const deadline = t0 + seconds * 1000;
-      while (performance.now() < deadline) {
-        for (let i = 0; i < 20; i++, n++) rank(nodes, { stream: `stream-${n % 200}`, role: 'edge', location: clients[n % clients.length]! }, policy, thresholds, 3);
+    for (const d of decisions) {
+      const world = d.edges === nodes.length ? { nodes, clients } : snapshot({ ...d, networks: 0 });
+      for (const name of POLICY_NAMES) {
+        const policy = createPolicy(name, rnd);
+        const t0 = performance.now();
+        const index = new RouteIndex(world.nodes, policy, thresholds);
+        index.rank({ stream: 'stream-0', role: 'edge', location: world.clients[0]! }, 3);
+        d.buildMs.push(performance.now() - t0);
+        d.rank[name].push(ratePerSecond(seconds / 2, (n) => rank(world.nodes, { stream: `stream-${n % 200}`, role: 'edge', location: world.clients[n % world.clients.length]! }, policy, thresholds, 3)));
+        d.index[name].push(ratePerSecond(seconds, (n) => index.rank({ stream: `stream-${n % 200}`, role: 'edge', location: world.clients[n % world.clients.length]! }, 3)));
       }
-      decisions[name]!.push(n / ((performance.now() - t0) / 1000));
-      let f = 0;
-      const t1 = performance.now();
-      const fullDeadline = t1 + (seconds * 1000) / 2;
-      while (performance.now() < fullDeadline) {
-        for (let i = 0; i < 5; i++, f++) rank(nodes, { stream: `stream-${f % 200}`, role: 'edge', location: clients[f % clients.length]! }, policy, thresholds);
-      }
-      fullRank[name]!.push(f / ((performance.now() - t1) / 1000));
     }
     load.push(loadavg());
     progress.step();
@@ -169,17 +181,16 @@ export async function balancer(options: BenchOptions, progress: Progress): Promi
     title: 'Balancer',
     tables: [
       {
-        title: `Route decisions per second, ${n} edges in ${options.regions} regions (median of ${runs} runs of ${seconds} s, one core)`,
-        head: ['policy', 'decisions/s', 'min–max', 'full ranking/s'],
+        title: `Route decisions per second, one core (median of ${runs} runs)`,
+        head: ['policy', ...decisions.flatMap((d) => [`rank(), ${d.edges.toLocaleString('en')} edges`, `index, ${d.edges.toLocaleString('en')} edges`, 'index ÷ rank()'])],
         rows: POLICY_NAMES.map((p) => [
           p,
-          fmt(median(decisions[p]!), 0),
-          `${fmt(Math.min(...decisions[p]!), 0)}–${fmt(Math.max(...decisions[p]!), 0)}`,
-          fmt(median(fullRank[p]!), 0),
+          ...decisions.flatMap((d) => [fmt(median(d.rank[p]), 0), fmt(median(d.index[p]), 0), `${(median(d.index[p]) / median(d.rank[p])).toFixed(1)}×`]),
         ]),
         how: [
-          'a decision = rank() over the whole registry snapshot for one client location and stream: the pick and two spill-over edges, as the route API and the 307 redirect use it',
-          'clients spread over the globe; 2 % of edges draining; full ranking = every eligible edge ordered (no cut at 3)',
+          'a decision = the pick and two spill-over edges for one client position and stream, as the route API and the 307 redirect ask for them',
+          `rank() orders every node of the snapshot at each decision; the index (balancer/RouteIndex.ts) is built once per snapshot (${decisions.map((d) => `${fmt(median(d.buildMs), 1)} ms at ${d.edges.toLocaleString('en')} edges`).join(', ')}; the balancer builds one a second) and gives the same answer`,
+          `${decisions.map((d) => `${d.edges.toLocaleString('en')} edges in ${d.regions} regions`).join(', ')}; 1,000 client positions spread over the globe, 200 streams; 2 % of edges draining`,
         ],
       },
       {
@@ -198,9 +209,17 @@ export async function balancer(options: BenchOptions, progress: Progress): Promi
         ],
       },
     ],
-    data: { runs, seconds, edges: nodes.length, regions: options.regions, networks: options.networks, decisionsPerSecond: decisions, fullRankingPerSecond: fullRank, haproxy: { renderMs, checkMs, refreshMs, reloadedMs, cfgBytes, mapBytes } },
+    data: { runs, seconds, edges: nodes.length, regions: options.regions, networks: options.networks, decisions, haproxy: { renderMs, checkMs, refreshMs, reloadedMs, cfgBytes, mapBytes } },
     panels: [
-      { kind: 'bars', title: `Route decisions/s (${n} edges)`, unit: 'decisions/s', bars: POLICY_NAMES.map((p) => ({ label: p, value: median(decisions[p]!) })) },
+      {
+        kind: 'bars',
+        title: `Route decisions/s (${n} edges)`,
+        unit: 'decisions/s',
+        bars: POLICY_NAMES.flatMap((p) => [
+          { label: p, value: median(decisions[0]!.rank[p]), series: 'rank()' },
+          { label: p, value: median(decisions[0]!.index[p]), series: 'index' },
+        ]),
+      },
       {
         kind: 'bars',
         title: `HAProxy, ${n} edges`,
@@ -214,7 +233,10 @@ export async function balancer(options: BenchOptions, progress: Progress): Promi
       },
     ],
     headline: [
-      { figure: `route decisions/s (${n} edges)`, value: POLICY_NAMES.map((p) => `${p} ${fmt(median(decisions[p]!), 0)}`).join(', ') },
+      ...decisions.map((d) => ({
+        figure: `route decisions/s, index (rank()), ${d.edges.toLocaleString('en')} edges`,
+        value: POLICY_NAMES.map((p) => `${p} ${fmt(median(d.index[p]), 0)} (${fmt(median(d.rank[p]), 0)})`).join(', '),
+      })),
       { figure: `HAProxy for ${n} edges: render + check + reload`, value: `${fmt(median(renderMs), 0)} + ${fmt(median(checkMs), 0)} ms; refresh ${fmt(median(refreshMs), 0)} ms, new worker after ${fmt(median(reloadedMs), 0)} ms` },
     ],
     load,

@@ -1,6 +1,5 @@
-import { rank, type NodeSnapshot, type Policy, type PolicyName, type RouteRequest } from '../../balancer/policies.ts';
+import { AFFINITY_SLACK, COMPACT_TARGET, rank, rendezvousScore, type NodeSnapshot, type Policy, type PolicyName, type RouteRequest } from '../../balancer/policies.ts';
 import type { Cluster } from './cluster.ts';
-import { affinityScores } from './sha1.ts';
 
 /**
  * Where a joining viewer goes: the node rank(nodes, request, policy, thresholds, 1) returns, as the
@@ -16,8 +15,9 @@ import { affinityScores } from './sha1.ts';
  *     nodes in id order;
  *   - packing, least-used: the first of their order(), i.e. the most (least) loaded eligible node,
  *     ties to the smallest id in localeCompare order;
- *   - stream-affinity: the first of its order(), from scores computed once per stream and region
- *     (SHA-1 of stream, NUL, node id, as policies.ts scores; sha1.ts), then the bounded-load rule.
+ *   - stream-affinity: the first of its order(), from rendezvousScore computed once per stream and
+ *     region, then the bounded-load rule;
+ *   - compact: the same over the first k eligible nodes in id order, those relaying the stream first.
  * Both engines are checked against rank() over all nodes (run.ts): every join in the test suite,
  * a sample of joins in every run.
  */
@@ -26,9 +26,6 @@ export interface Decider {
   /** The chosen edge's index in Model.nodes, or -1 when rank() returns no choice. */
   choose(v: number, stream: number, request: RouteRequest): number;
 }
-
-/** policies.ts's AFFINITY_SLACK (not exported): a node more than 25 % above the region's average is passed over. */
-const AFFINITY_SLACK = 0.25;
 
 /** `coin` is the generator `policy` was created with (the random policy's). */
 export function createDecider(engine: 'fast' | 'rank', cluster: Cluster, policy: Policy, coin: () => number): Decider {
@@ -116,8 +113,8 @@ export function createDecider(engine: 'fast' | 'rank', cluster: Cluster, policy:
     let found = keys.get(key);
     if (!found) {
       const edges = model.regions[region]!.edges;
-      const scores = affinityScores(model.streams[stream]!.name, Array.from(edges, (e) => model.nodes[e]!.id));
-      found = scores.map((score, k) => score * 2 ** 20 + (2 ** 20 - 1 - model.idRank[edges[k]!]!));
+      const name = model.streams[stream]!.name;
+      found = Float64Array.from(edges, (e) => rendezvousScore(name, model.nodes[e]!.id) * 2 ** 20 + (2 ** 20 - 1 - model.idRank[e]!));
       keys.set(key, found);
     }
     return found;
@@ -150,7 +147,63 @@ export function createDecider(engine: 'fast' | 'rank', cluster: Cluster, policy:
     },
   };
 
+  // compact: k from the summed load of all the region's edges (in id order, as policies.ts sums
+  // it); the eligible ones among the first k by id are open; among them those relaying the stream
+  // first, then the rest under the bound (taken over the open ones) before those over it, each by
+  // hash order; when none is open, the first eligible edge past k by id.
+  const byId = model.regions.map((r, i) => (inIdOrder[i] ? Int32Array.from(r.edges) : Int32Array.from(r.edges).sort((a, b) => model.idRank[a]! - model.idRank[b]!)));
+  const firstK = new Uint8Array(model.nodes.length);
+  const compact: Decider = {
+    choose(v, stream) {
+      const first = cluster.firstRegion(v, stream);
+      if (first < 0) return -1;
+      const edges = model.regions[first]!.edges;
+      const all = byId[first]!;
+      let demand = 0;
+      for (let i = 0; i < all.length; i++) demand += cluster.load(all[i]!);
+      const k = Math.max(1, Math.ceil(demand / COMPACT_TARGET));
+      for (let i = 0; i < all.length; i++) firstK[all[i]!] = i < k ? 1 : 0;
+      const n = cluster.scan(first, stream);
+      // The open edges' load bound: their loads summed in id order.
+      let sum = 0;
+      let open = 0;
+      let maxCapacity = -Infinity;
+      let rest = -1;
+      for (let i = 0; i < n; i++) {
+        const e = edges[cluster.scanPosition[i]!]!;
+        if (!firstK[e]) {
+          if (rest < 0 || model.idRank[e]! < model.idRank[rest]!) rest = e;
+          continue;
+        }
+        open++;
+        maxCapacity = Math.max(maxCapacity, cluster.capacity[e]!);
+      }
+      if (open === 0) return rest;
+      for (let i = 0; i < Math.min(k, all.length); i++) {
+        const e = all[i]!;
+        if (cluster.eligible(e, stream)) sum += cluster.load(e);
+      }
+      const bound = (sum / open) * (1 + AFFINITY_SLACK) + 1 / maxCapacity;
+      const order = affinityKeys(stream, first);
+      // Rank within the open edges: relaying (2), else under the bound (1), else over it (0).
+      let best = -1;
+      let bestClass = -1;
+      for (let i = 0; i < n; i++) {
+        const position = cluster.scanPosition[i]!;
+        const e = edges[position]!;
+        if (!firstK[e]) continue;
+        const klass = cluster.relayViewers[e]!.has(stream) ? 2 : cluster.scanLoad[i]! <= bound ? 1 : 0;
+        if (klass > bestClass || (klass === bestClass && order[position]! > order[best]!)) {
+          best = position;
+          bestClass = klass;
+        }
+      }
+      return edges[best]!;
+    },
+  };
+
   const fast: Record<PolicyName, Decider> = {
+    compact,
     packing: byLoad(true),
     'least-used': byLoad(false),
     'round-robin': roundRobin,

@@ -43,7 +43,7 @@ export interface PolicyResult {
 export const CAPACITY_SETTINGS: CapacitySettings = { targetUtilisation: 0.7, slackViewers: 200, minEdges: 1, defaultCapacity: 500 };
 
 /** Policies with no state: rank() over all nodes may be asked again without disturbing the run. */
-const STATELESS: ReadonlySet<PolicyName> = new Set(['packing', 'least-used', 'stream-affinity']);
+const STATELESS: ReadonlySet<PolicyName> = new Set(['compact', 'packing', 'least-used', 'stream-affinity']);
 
 export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: number, total: number) => void): PolicyResult {
   const started = performance.now();

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import * as initial from './001_initial.ts';
 import * as agentPort from './002_agent_port.ts';
 import * as rtmpLadder from './003_rtmp_ladder.ts';
+import * as rtmpUrl from './004_rtmp_url.ts';
 
 /**
  * Migrations are listed here rather than found on disk, so they load the same way under tsx, in a
@@ -11,6 +12,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '001_initial': initial,
   '002_agent_port': agentPort,
   '003_rtmp_ladder': rtmpLadder,
+  '004_rtmp_url': rtmpUrl,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

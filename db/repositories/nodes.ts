@@ -16,6 +16,8 @@ export interface NodeInfo {
   capacity: number;
   /** HAProxy agent-check port (edges), or null. */
   agentPort: number | null;
+  /** Where the node takes RTMP publishers, rtmp://host:port/live (origins with RTMP), or null. */
+  rtmpUrl: string | null;
 }
 
 export interface NodeLoad {
@@ -56,6 +58,7 @@ interface NodeRow {
   heartbeat_at: Date;
   ended_at: Date | null;
   agent_port: number | null;
+  rtmp_url: string | null;
 }
 
 function toRecord(row: NodeRow): NodeRecord {
@@ -71,6 +74,7 @@ function toRecord(row: NodeRow): NodeRecord {
     state: row.state,
     capacity: row.capacity,
     agentPort: row.agent_port,
+    rtmpUrl: row.rtmp_url,
     viewers: row.viewers,
     streams: row.streams,
     bitrateOut: Number(row.bitrate_out),
@@ -104,6 +108,7 @@ export async function upsertNode(db: Knex, info: NodeInfo, load: NodeLoad): Prom
     version: info.version,
     capacity: info.capacity,
     agent_port: info.agentPort,
+    rtmp_url: info.rtmpUrl,
     ...loadColumns(load),
     state: 'up',
     started_at: db.fn.now(),
