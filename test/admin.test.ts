@@ -165,7 +165,7 @@ describe('admin API', function () {
     it('creates a stream with its key, tokens and URLs, and refuses a second one by that name', async () => {
       const body = await json(await api('/streams', { method: 'POST', body: { name: 'show' } }), 201);
       assert.match(body.streamKey, /^sk_[A-Za-z0-9_-]{40,}$/);
-      assert.equal(body.rtmpUrl, `rtmp://127.0.0.1:${balancer.rtmpPort}/live/${body.streamKey}`);
+      assert.equal(body.rtmpUrl, `rtmp://127.0.0.1:${origin.rtmpPort}/live/${body.streamKey}`, 'the origin, not the balancer');
       assert.equal(body.whipUrl, `${balancer.url}/whip/show`);
       assert.equal(body.whepUrl, `${balancer.url}/whep/show`);
       assert.equal(body.playerUrl, `${balancer.url}/play/show`);

@@ -34,6 +34,7 @@ function from(source: string, url: string, method = 'GET', body?: string): Promi
 describe('geo balancer with edges in two regions', function () {
   let testDb: TestDatabase;
   let origin: RelaycastProcess;
+  let originUs: RelaycastProcess;
   let eu: RelaycastProcess;
   let us: RelaycastProcess;
   let balancer: RelaycastProcess;
@@ -46,8 +47,9 @@ describe('geo balancer with edges in two regions', function () {
   before(async () => {
     testDb = await createTestDatabase();
     const db = testDb.url;
-    [origin, eu, us, balancer] = await Promise.all([
+    [origin, originUs, eu, us, balancer] = await Promise.all([
       startRelaycast({ roles: ['origin'], databaseUrl: db, env, args: ['--node-id', 'origin-eu', '--region', 'eu-west', '--lat', '48.8', '--lon', '2.3', ...common] }),
+      startRelaycast({ roles: ['origin'], databaseUrl: db, env, args: ['--node-id', 'origin-us', '--region', 'us-east', '--lat', '38.9', '--lon', '-77.0', ...common] }),
       startRelaycast({ roles: ['edge'], databaseUrl: db, env, args: ['--node-id', 'edge-eu', '--region', 'eu-west', '--lat', '48.8', '--lon', '2.3', ...common] }),
       startRelaycast({ roles: ['edge'], databaseUrl: db, env, args: ['--node-id', 'edge-us', '--region', 'us-east', '--lat', '38.9', '--lon', '-77.0', ...common] }),
       startRelaycast({
@@ -60,7 +62,7 @@ describe('geo balancer with edges in two regions', function () {
     await waitFor('both edges in the route', async () => (await route('127.0.0.2')).choices.length === 2, 10_000);
   });
   after(async () => {
-    for (const node of [balancer, us, eu, origin]) await node?.stop();
+    for (const node of [balancer, us, eu, originUs, origin]) await node?.stop();
     await testDb?.drop();
   });
 
@@ -75,6 +77,30 @@ describe('geo balancer with edges in two regions', function () {
     const publisher = await from('127.0.0.2', `${balancer.url}/whip/show`, 'POST', 'v=0\r\n');
     assert.equal(publisher.status, 307);
     assert.equal(publisher.headers.location, `${origin.url}/whip/show`, 'publishers go to an origin');
+  });
+
+  it('sends RTMP publishers to the origin of their region: route API and the admin API\'s rtmpUrl', async () => {
+    const origins = async (source: string) =>
+      (JSON.parse((await from(source, `${balancer.url}/v1/route?stream=show&role=origin`)).body) as { choices: Array<{ node: string; rtmpUrl: string | null }> }).choices;
+    assert.deepEqual((await origins('127.0.0.3')).map((c) => [c.node, c.rtmpUrl]), [
+      ['origin-us', `rtmp://127.0.0.1:${originUs.rtmpPort}/live`],
+      ['origin-eu', `rtmp://127.0.0.1:${origin.rtmpPort}/live`],
+    ]);
+    // A stream created by an operator in us-east names the us-east origin for OBS; its new key too.
+    const created = await new Promise<{ status: number; body: { name: string; streamKey: string; rtmpUrl: string } }>((resolve, reject) => {
+      const req = request(`${balancer.url}/api/v1/streams`, { method: 'POST', localAddress: '127.0.0.3', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' } }, (res) => {
+        let data = '';
+        res.on('data', (d) => (data += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(data) }));
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify({ name: 'obs-show' }));
+    });
+    assert.equal(created.status, 201);
+    assert.equal(created.body.rtmpUrl, `rtmp://127.0.0.1:${originUs.rtmpPort}/live/${created.body.streamKey}`);
+    const rotated = await fetch(`${balancer.url}/api/v1/streams/obs-show/key`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } });
+    const key = (await rotated.json()) as { streamKey: string; rtmpUrl: string };
+    assert.equal(key.rtmpUrl, `rtmp://127.0.0.1:${origin.rtmpPort}/live/${key.streamKey}`, 'from 127.0.0.1 (eu-west): the eu-west origin');
   });
 
   it('sends new viewers to the other region while an edge drains', async () => {
