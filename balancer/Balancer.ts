@@ -154,7 +154,8 @@ export class Balancer implements Role {
     const now = Date.now();
     if (!this.#snapshot || now - this.#snapshot.at > SNAPSHOT_TTL_MS) {
       const thresholds = { streams: this.#ctx.config.streamThreshold, viewers: this.#ctx.config.viewerThreshold };
-      const index = this.#readSnapshot().then((nodes) => new RouteIndex(nodes, this.#policy, thresholds));
+      const previous = this.#snapshot?.index.catch(() => undefined);
+      const index = this.#readSnapshot().then(async (nodes) => new RouteIndex(nodes, this.#policy, thresholds, await previous));
       this.#snapshot = { at: now, index };
       index.catch(() => {
         if (this.#snapshot?.index === index) this.#snapshot = undefined;

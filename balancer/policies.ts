@@ -46,16 +46,31 @@ export interface Policy {
   /**
    * Orders the eligible nodes of one region, best first. `region` is every node of the role in
    * that region, eligible or not (full, draining), in snapshot order: what the region carries.
+   * The caller wants at most `limit` of them; a policy may return only those (the first `limit`
+   * of its whole order), and the hashing ones do, since a redirect needs one.
    */
-  order(nodes: NodeSnapshot[], request: RouteRequest, region: readonly NodeSnapshot[]): NodeSnapshot[];
+  order(nodes: NodeSnapshot[], request: RouteRequest, region: readonly NodeSnapshot[], limit?: number): NodeSnapshot[];
   /**
    * Set when order() sorts by a total order of the nodes alone, whatever the request: the order
    * of a subset is then the subset of the order, so RouteIndex orders a region once per snapshot.
    */
   readonly fixedOrder?: boolean;
+  /**
+   * Set when order() depends on its arguments alone (no turn, no coin): within one snapshot the
+   * same stream in the same region gets the same answer, so RouteIndex keeps it.
+   */
+  readonly deterministic?: boolean;
 }
 
 export { POLICY_NAMES, type PolicyName } from '../core/config.ts';
+
+/**
+ * The one tie-break between node ids and between region names: UTF-16 code-unit order, as `<`
+ * compares. Not localeCompare, which costs a microsecond a call and would dominate a decision.
+ */
+export function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
 
 export function loadOf(node: NodeSnapshot): number {
   return nodeLoad(node.viewers, node.capacity, node.cpu);
@@ -75,13 +90,15 @@ export function distanceKm(a: { lat: number; lon: number }, b: { lat: number; lo
 export const packing: Policy = {
   name: 'packing',
   fixedOrder: true,
-  order: (nodes) => [...nodes].sort((a, b) => loadOf(b) - loadOf(a) || a.id.localeCompare(b.id)),
+  deterministic: true,
+  order: (nodes) => [...nodes].sort((a, b) => loadOf(b) - loadOf(a) || compareNames(a.id, b.id)),
 };
 
 export const leastUsed: Policy = {
   name: 'least-used',
   fixedOrder: true,
-  order: (nodes) => [...nodes].sort((a, b) => loadOf(a) - loadOf(b) || a.id.localeCompare(b.id)),
+  deterministic: true,
+  order: (nodes) => [...nodes].sort((a, b) => loadOf(a) - loadOf(b) || compareNames(a.id, b.id)),
 };
 
 export function roundRobin(): Policy {
@@ -91,7 +108,7 @@ export function roundRobin(): Policy {
     name: 'round-robin',
     order(nodes, request) {
       if (nodes.length === 0) return [];
-      const sorted = [...nodes].sort((a, b) => a.id.localeCompare(b.id));
+      const sorted = [...nodes].sort((a, b) => compareNames(a.id, b.id));
       const key = `${request.role}/${sorted[0]!.region}`;
       const start = (next.get(key) ?? 0) % sorted.length;
       next.set(key, start + 1);
@@ -138,11 +155,23 @@ export function rendezvousScore(stream: string, node: string): number {
   return h >>> 0;
 }
 
-/** `nodes` by rendezvous score for `stream`, highest first, ties by id; those above `bound` after. */
-function byScoreUnder(nodes: readonly NodeSnapshot[], stream: string, bound: number): NodeSnapshot[] {
-  const scores = new Map(nodes.map((n) => [n, rendezvousScore(stream, n.id)]));
-  const hashed = [...nodes].sort((a, b) => scores.get(b)! - scores.get(a)! || a.id.localeCompare(b.id));
-  return [...hashed.filter((n) => loadOf(n) <= bound), ...hashed.filter((n) => loadOf(n) > bound)];
+/**
+ * The first `limit` of `nodes` by rendezvous score for `stream`, highest first, ties by id, those
+ * above `bound` after all the others. A partial selection when few are wanted (a decision scores
+ * every node, but sorts none).
+ */
+function byScoreUnder(nodes: readonly NodeSnapshot[], stream: string, bound: number, limit = Infinity): NodeSnapshot[] {
+  const scored = nodes.map((node) => ({ node, score: rendezvousScore(stream, node.id), over: loadOf(node) > bound }));
+  const before = (a: (typeof scored)[number], b: (typeof scored)[number]) => Number(a.over) - Number(b.over) || b.score - a.score || compareNames(a.node.id, b.node.id);
+  if (limit >= scored.length) return scored.sort(before).map((s) => s.node);
+  const best: typeof scored = [];
+  for (const s of scored) {
+    if (best.length === limit && before(s, best[limit - 1]!) >= 0) continue;
+    let i = Math.min(best.length, limit - 1);
+    best[i] = s;
+    for (; i > 0 && before(best[i]!, best[i - 1]!) < 0; i--) [best[i - 1], best[i]] = [best[i]!, best[i - 1]!];
+  }
+  return best.map((s) => s.node);
 }
 
 /** The bounded-load rule's limit over `nodes`: their mean load × (1 + AFFINITY_SLACK), plus one viewer. */
@@ -164,7 +193,8 @@ function loadBound(nodes: readonly NodeSnapshot[]): number {
  */
 export const streamAffinity: Policy = {
   name: 'stream-affinity',
-  order: (nodes, request) => (nodes.length === 0 ? [] : byScoreUnder(nodes, request.stream, loadBound(nodes))),
+  deterministic: true,
+  order: (nodes, request, _region, limit) => (nodes.length === 0 ? [] : byScoreUnder(nodes, request.stream, loadBound(nodes), limit)),
 };
 
 /**
@@ -188,19 +218,36 @@ export const COMPACT_TARGET = 0.9;
  */
 export const compact: Policy = {
   name: 'compact',
-  order(nodes, request, region) {
-    if (nodes.length === 0) return [];
-    const all = [...region].sort((a, b) => a.id.localeCompare(b.id));
-    const demand = all.reduce((sum, n) => sum + loadOf(n), 0);
-    const k = Math.max(1, Math.ceil(demand / COMPACT_TARGET));
-    const opened = new Set(all.slice(0, k));
-    const stable = [...nodes].sort((a, b) => a.id.localeCompare(b.id));
-    const open = stable.filter((n) => opened.has(n));
-    const carrying = byScoreUnder(open.filter((n) => n.streams.has(request.stream)), request.stream, Infinity);
-    const others = open.filter((n) => !n.streams.has(request.stream));
-    return [...carrying, ...(others.length > 0 ? byScoreUnder(others, request.stream, loadBound(open)) : []), ...stable.filter((n) => !opened.has(n))];
+  deterministic: true,
+  order(nodes, request, region, limit = Infinity) {
+    const opened = openEdges(region);
+    const carrying: NodeSnapshot[] = [];
+    const others: NodeSnapshot[] = [];
+    const rest: NodeSnapshot[] = [];
+    for (const n of nodes) (!opened.has(n) ? rest : n.streams.has(request.stream) ? carrying : others).push(n);
+    const out = byScoreUnder(carrying, request.stream, Infinity, limit);
+    if (out.length < limit && others.length > 0) out.push(...byScoreUnder(others, request.stream, loadBound(nodes.filter((n) => opened.has(n))), limit - out.length));
+    if (out.length < limit) out.push(...rest.sort((a, b) => compareNames(a.id, b.id)).slice(0, limit - out.length));
+    return out;
   },
 };
+
+/**
+ * The first k edges of a region by id, worked out once per region list: RouteIndex hands the
+ * policy the same list for every decision within a snapshot, so this runs once a second per
+ * region there (rank() builds new lists and pays it each time).
+ */
+const opening = new WeakMap<readonly NodeSnapshot[], Set<NodeSnapshot>>();
+function openEdges(region: readonly NodeSnapshot[]): Set<NodeSnapshot> {
+  let opened = opening.get(region);
+  if (!opened) {
+    const byId = [...region].sort((a, b) => compareNames(a.id, b.id));
+    const demand = byId.reduce((sum, n) => sum + loadOf(n), 0);
+    opened = new Set(byId.slice(0, Math.max(1, Math.ceil(demand / COMPACT_TARGET))));
+    opening.set(region, opened);
+  }
+  return opened;
+}
 
 export function createPolicy(name: PolicyName, rng?: () => number): Policy {
   switch (name) {
@@ -248,7 +295,7 @@ export function regionDistanceKm(point: Position, sites: readonly Position[]): n
 export function regionsByDistance(point: Position, sites: ReadonlyMap<string, readonly Position[]>): string[] {
   return [...sites.entries()]
     .map(([name, positions]) => ({ name, distance: regionDistanceKm(point, positions) }))
-    .sort((a, b) => a.distance - b.distance || a.name.localeCompare(b.name))
+    .sort((a, b) => a.distance - b.distance || compareNames(a.name, b.name))
     .map((r) => r.name);
 }
 
@@ -296,11 +343,11 @@ export function rank(nodes: readonly NodeSnapshot[], request: RouteRequest, poli
       members,
       distance: name === location.region ? -1 : anchor ? regionDistanceKm(anchor, sites.get(name)!) : 0,
     }))
-    .sort((a, b) => a.distance - b.distance || a.name.localeCompare(b.name));
+    .sort((a, b) => a.distance - b.distance || compareNames(a.name, b.name));
   const hasPosition = location.lat !== undefined && location.lon !== undefined;
   const choices: Choice[] = [];
   for (const region of ordered) {
-    for (const node of policy.order(region.members, request, sites.get(region.name)!)) {
+    for (const node of policy.order(region.members, request, sites.get(region.name)!, limit - choices.length)) {
       choices.push({ node, distanceKm: hasPosition ? distanceKm(anchor!, node) : undefined, load: loadOf(node) });
       if (choices.length >= limit) return choices;
     }

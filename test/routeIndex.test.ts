@@ -90,6 +90,21 @@ describe('route index', () => {
     });
   }
 
+  it('keeps region orders across snapshots only while no node has moved', () => {
+    fc.assert(
+      fc.property(snapshot, snapshot, fc.array(request, { minLength: 1, maxLength: 8 }), fc.boolean(), (first, other, requests, sameGeography) => {
+        // The next snapshot: the same nodes with other loads (same geography), or another cluster.
+        const second = sameGeography ? first.map((n, i) => ({ ...n, viewers: (n.viewers * 7 + i) % 110, draining: !n.draining })) : other;
+        const policy = createPolicy('compact');
+        const before = new RouteIndex(first, policy, THRESHOLDS);
+        for (const r of requests) before.rank(toRequest(r), r.limit);
+        const after = new RouteIndex(second, policy, THRESHOLDS, before);
+        for (const r of requests) assert.deepEqual(view(after.rank(toRequest(r), r.limit)), view(rank(second, toRequest(r), policy, THRESHOLDS, r.limit)));
+      }),
+      { seed: 20261129, numRuns: 300 },
+    );
+  });
+
   it('skips full and draining nodes, and a region with none left, for the next-nearest', () => {
     const at = (id: string, region: string, lat: number, lon: number, extra: Partial<NodeSnapshot> = {}): NodeSnapshot => ({
       id, roles: ['edge'], region, lat, lon, publicUrl: `http://${id}`, capacity: 100, viewers: 0, cpu: 0, draining: false, streams: new Set(), ...extra,

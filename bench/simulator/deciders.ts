@@ -14,7 +14,7 @@ import type { Cluster } from './cluster.ts';
  *     modulo their number, then sets the counter to that start + 1: the same, counting eligible
  *     nodes in id order;
  *   - packing, least-used: the first of their order(), i.e. the most (least) loaded eligible node,
- *     ties to the smallest id in localeCompare order;
+ *     ties to the smallest id (compareNames);
  *   - stream-affinity: the first of its order(), from rendezvousScore computed once per stream and
  *     region, then the bounded-load rule;
  *   - compact: the same over the first k eligible nodes in id order, those relaying the stream first.
@@ -149,8 +149,8 @@ export function createDecider(engine: 'fast' | 'rank', cluster: Cluster, policy:
 
   // compact: k from the summed load of all the region's edges (in id order, as policies.ts sums
   // it); the eligible ones among the first k by id are open; among them those relaying the stream
-  // first, then the rest under the bound (taken over the open ones) before those over it, each by
-  // hash order; when none is open, the first eligible edge past k by id.
+  // first, then the rest under the bound (over the open ones) before those over it, each by hash
+  // order; when none is open, the first eligible edge past k by id.
   const byId = model.regions.map((r, i) => (inIdOrder[i] ? Int32Array.from(r.edges) : Int32Array.from(r.edges).sort((a, b) => model.idRank[a]! - model.idRank[b]!)));
   const firstK = new Uint8Array(model.nodes.length);
   const compact: Decider = {
@@ -164,7 +164,7 @@ export function createDecider(engine: 'fast' | 'rank', cluster: Cluster, policy:
       const k = Math.max(1, Math.ceil(demand / COMPACT_TARGET));
       for (let i = 0; i < all.length; i++) firstK[all[i]!] = i < k ? 1 : 0;
       const n = cluster.scan(first, stream);
-      // The open edges' load bound: their loads summed in id order.
+      // The open edges' load bound: their loads summed in the nodes' order, as policies.ts sums them.
       let sum = 0;
       let open = 0;
       let maxCapacity = -Infinity;
@@ -176,13 +176,10 @@ export function createDecider(engine: 'fast' | 'rank', cluster: Cluster, policy:
           continue;
         }
         open++;
+        sum += cluster.scanLoad[i]!;
         maxCapacity = Math.max(maxCapacity, cluster.capacity[e]!);
       }
       if (open === 0) return rest;
-      for (let i = 0; i < Math.min(k, all.length); i++) {
-        const e = all[i]!;
-        if (cluster.eligible(e, stream)) sum += cluster.load(e);
-      }
       const bound = (sum / open) * (1 + AFFINITY_SLACK) + 1 / maxCapacity;
       const order = affinityKeys(stream, first);
       // Rank within the open edges: relaying (2), else under the bound (1), else over it (0).

@@ -1,4 +1,4 @@
-import { distanceKm, type NodeSnapshot, type PolicyName, type Thresholds } from '../../balancer/policies.ts';
+import { compareNames, distanceKm, type NodeSnapshot, type PolicyName, type Thresholds } from '../../balancer/policies.ts';
 import { derive, exponential, gaussian, rng, WeightedPicker, zipfWeights, type Rng } from './random.ts';
 
 /**
@@ -104,9 +104,9 @@ export interface Model {
   edgeCount: number;
   /** The edges' stream sets, which the run mutates (NodeSnapshot.streams is read-only). */
   streamSets: Set<string>[];
-  /** Rank of each edge's id in localeCompare order (the policies' tie-break). */
+  /** Rank of each edge's id in compareNames order (the policies' tie-break). */
   idRank: Int32Array;
-  /** Rank of each region's name in localeCompare order (rank()'s tie-break between regions). */
+  /** Rank of each region's name in compareNames order (rank()'s tie-break between regions). */
   regionNameRank: Int32Array;
   /**
    * For each home region: all regions ordered by `distance between centres − radius`, a lower bound
@@ -208,11 +208,11 @@ export function buildModel(options: SimOptions): Model {
 
   const idRank = new Int32Array(edgeCount);
   Array.from({ length: edgeCount }, (_, i) => i)
-    .sort((a, b) => nodes[a]!.id.localeCompare(nodes[b]!.id))
+    .sort((a, b) => compareNames(nodes[a]!.id, nodes[b]!.id))
     .forEach((i, k) => (idRank[i] = k));
   const regionNameRank = new Int32Array(R);
   Array.from({ length: R }, (_, r) => r)
-    .sort((a, b) => regions[a]!.name.localeCompare(regions[b]!.name))
+    .sort((a, b) => compareNames(regions[a]!.name, regions[b]!.name))
     .forEach((r, k) => (regionNameRank[r] = k));
 
   const nearOrder: Int32Array[] = [];
