@@ -1,14 +1,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { lookup } from 'node:dns/promises';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { parseServerIds, renderHaproxy, serverKey, type HaproxyLayout, type HaproxyServer, type MapPin, type RenderedHaproxy } from './HaproxyConfig.ts';
-import { diffMap, HaproxyRuntime, parseMap } from './HaproxyRuntime.ts';
+import { HaproxyRuntime, parseMap, resolveAddress, splitAddress } from './HaproxyRuntime.ts';
 import type { NodeSnapshot } from './policies.ts';
 
 /**
@@ -57,12 +55,6 @@ const CHECK_TIMEOUT_MS = 60_000;
  * within hard-stop-after).
  */
 const DELETE_ATTEMPTS = 30;
-/**
- * Map changes up to this many entries are edited in place, one command each (~1 ms); more replace
- * the whole map as one atomic version (~3 ms per 1,000 entries, bench), so that lookups never see
- * a half-edited map.
- */
-const MAP_EDIT_LIMIT = 100;
 
 /** A server HAProxy runs; `deleting` counts del attempts once it is stopped and on its way out. */
 type LiveServer = HaproxyServer & { deleting?: number };
@@ -284,7 +276,7 @@ export class HaproxyController {
       const key = serverKey(server.backend, server.name);
       const live = this.#live.get(key);
       if (!live) {
-        await this.#runtime.addServer(server, await resolve(server.address));
+        await this.#runtime.addServer(server, await resolveAddress(server.address));
         changes.inc({ kind: 'add-server' });
         done.added++;
       } else {
@@ -296,7 +288,7 @@ export class HaproxyController {
           changes.inc({ kind: 'revive-server' });
         }
         if (live.address !== server.address) {
-          const { host, port } = splitAddress(await resolve(server.address));
+          const { host, port } = splitAddress(await resolveAddress(server.address));
           await this.#runtime.setServerAddress(server.backend, server.name, host, port);
           changes.inc({ kind: 'set-server' });
         }
@@ -313,36 +305,9 @@ export class HaproxyController {
 
   /** Makes HAProxy's geo map `text`: a few entries edited in place, or the whole map replaced atomically. */
   async #applyMap(text: string): Promise<void> {
-    const path = this.#paths(this.#options.dir).map;
-    const entries = parseMap(text);
-    const edits = diffMap(parseMap(this.#current.map), entries);
-    if (edits && edits.size <= MAP_EDIT_LIMIT) {
-      await this.#runtime.editMap(path, edits);
-      this.#options.metrics.haproxyRuntimeChanges.inc({ kind: 'map-edit' }, edits.size);
-      this.#logger.info({ removed: edits.remove.length, changed: edits.set.length, added: edits.add.length }, 'haproxy map entries edited (no reload)');
-    } else {
-      const started = performance.now();
-      const commands = await this.#runtime.replaceMap(path, entries);
-      this.#options.metrics.haproxyRuntimeChanges.inc({ kind: 'map-replace' });
-      this.#logger.info({ entries: entries.length, commands, ms: Math.round(performance.now() - started) }, 'haproxy map replaced (no reload)');
-    }
+    const started = performance.now();
+    const done = await this.#runtime.updateMap(this.#paths(this.#options.dir).map, parseMap(this.#current.map), parseMap(text));
+    this.#options.metrics.haproxyRuntimeChanges.inc({ kind: done.kind }, done.kind === 'map-edit' ? done.entries : 1);
+    this.#logger.info({ ...done, ms: Math.round(performance.now() - started) }, 'haproxy map changed through the runtime API (no reload)');
   }
-}
-
-/** host:port → host and port; `[v6]:port` too. */
-function splitAddress(address: string): { host: string; port: number } {
-  const match = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
-  if (!match) throw new TypeError(`${address} is not host:port`);
-  return { host: match[1]!, port: Number(match[2]) };
-}
-
-/**
- * The address HAProxy's runtime API can take: `add server` resolves no names (its servers start
- * with init-addr none), so a host name is looked up here, once, as HAProxy does at start-up.
- */
-async function resolve(address: string): Promise<string> {
-  const { host, port } = splitAddress(address);
-  if (isIP(host)) return address;
-  const found = await lookup(host);
-  return found.family === 6 ? `[${found.address}]:${port}` : `${found.address}:${port}`;
 }
