@@ -242,9 +242,15 @@ export class HaproxyController {
       return;
     }
     this.#install(checked, nodes);
-    writeFileSync(join(this.#options.dir, 'server-state'), await this.#runtime.command('show servers state'));
-    // 2.6's master answers `reload` with nothing; the new worker reads the files just written.
-    await this.#master.command('reload');
+    try {
+      writeFileSync(join(this.#options.dir, 'server-state'), await this.#runtime.command('show servers state'));
+      // The new worker reads the files just written.
+      await this.#master.reload();
+    } catch (error) {
+      // Not reloaded: what HAProxy runs is not what is on disk; the next refresh reloads again.
+      this.#current = { ...this.#current, shape: '', inputs: '' };
+      throw error;
+    }
     this.#live = new Map(checked.servers.map((s) => [serverKey(s.backend, s.name), s]));
     this.#options.metrics.haproxyReloads.inc();
     this.#logger.info({ regions: checked.regions, reason }, 'haproxy reloaded');

@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { lookup } from 'node:dns/promises';
 import { createConnection, isIP } from 'node:net';
 import { serverArguments, serverKey, type HaproxyServer } from './HaproxyConfig.ts';
@@ -35,6 +34,9 @@ import { serverArguments, serverKey, type HaproxyServer } from './HaproxyConfig.
 
 /** How long one command may take: a map chunk takes milliseconds; this is for a stuck HAProxy. */
 const COMMAND_TIMEOUT_MS = 10_000;
+/** `reload` attempts while the master CLI refuses connections (it is re-executing): 2 s in all. */
+const RELOAD_ATTEMPTS = 10;
+const RELOAD_RETRY_MS = 200;
 /**
  * Map payload bytes per `add map` command: half of HAProxy's default CLI buffer (16 KiB), which
  * silently drops a bigger payload (above). 100,000 entries are ~300 commands, ~0.3 s (bench).
@@ -72,11 +74,13 @@ export interface ServerState {
 export type DeleteOutcome = 'deleted' | 'busy' | 'absent';
 
 /**
- * Map changes up to this many entries are edited in place, one command each (~1 ms); more replace
- * the whole map as one atomic version (~4 ms per 1,000 entries, bench), so that lookups never see
- * a half-edited map.
+ * Map changes up to this many entries are edited in place, one command each; more replace the
+ * whole map as one atomic version. 2.6 finds the entry a `set map` or `del map` names by walking
+ * the whole map: ~15 ms a command at 100,000 entries, ~1 ms at 1,000 (bench), while a replace
+ * costs ~7 µs an entry (670 ms at 100,000): past ~10 changes the replace is as fast, and lookups
+ * never see a half-edited map.
  */
-const MAP_EDIT_LIMIT = 100;
+export const MAP_EDIT_LIMIT = 10;
 
 /** One map entry: the key (first word of a map line) and its value (the rest). */
 export type MapEntry = readonly [key: string, value: string];
@@ -100,18 +104,39 @@ export class HaproxyRuntime {
   }
 
   /** Sends one command (with its payload lines, if any) and returns HAProxy's whole reply. */
-  async command(command: string, payload?: readonly string[]): Promise<string> {
+  command(command: string, payload?: readonly string[]): Promise<string> {
     const socket = createConnection(this.#socket);
     let reply = '';
     socket.setEncoding('utf8');
     socket.on('data', (d: string) => (reply += d));
     socket.setTimeout(COMMAND_TIMEOUT_MS, () => socket.destroy(new Error(`HAProxy did not answer "${command}" within ${COMMAND_TIMEOUT_MS} ms`)));
-    const closed = once(socket, 'close');
-    const failed = once(socket, 'error').then(([error]) => Promise.reject(error as Error));
-    await Promise.race([once(socket, 'connect'), failed]);
-    socket.end(payload ? `${command} <<\n${payload.join('\n')}\n\n` : `${command}\n`);
-    await Promise.race([closed, failed]);
-    return reply;
+    return new Promise<string>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.once('close', () => resolve(reply));
+      socket.once('connect', () => socket.end(payload ? `${command} <<\n${payload.join('\n')}\n\n` : `${command}\n`));
+    });
+  }
+
+  /** On the master CLI: asks for a reload (2.6's master answers with nothing). */
+  async reload(): Promise<void> {
+    await this.#masterCommand('reload');
+  }
+
+  /**
+   * A master CLI command. The master re-executes itself to reload, and its CLI refuses connections
+   * meanwhile (a few hundred ms, seen here): a refused connection is tried again, RELOAD_ATTEMPTS
+   * times RELOAD_RETRY_MS apart.
+   */
+  async #masterCommand(command: string): Promise<string> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.command(command);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (attempt >= RELOAD_ATTEMPTS || (code !== 'ECONNREFUSED' && code !== 'ENOENT')) throw error;
+        await new Promise((r) => setTimeout(r, RELOAD_RETRY_MS));
+      }
+    }
   }
 
   /**
@@ -289,7 +314,7 @@ export class HaproxyRuntime {
 
   /** On the master CLI: the pids of the current workers (`show proc`, "# workers" section). */
   async workers(): Promise<number[]> {
-    const text = await this.command('show proc');
+    const text = await this.#masterCommand('show proc');
     const section = text.split('# workers')[1]?.split('#')[0] ?? '';
     return [...section.matchAll(/^(\d+)\s+worker/gm)].map((m) => Number(m[1]));
   }
