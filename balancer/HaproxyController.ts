@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../core/logger.ts';
@@ -187,6 +187,8 @@ export class HaproxyController {
   }
 
   async #spawn(): Promise<void> {
+    // Sockets a previous run left behind would pass for this HAProxy's before it has made its own.
+    for (const socket of [this.#masterSocket, this.#runtimeSocket]) rmSync(socket, { force: true });
     const child = spawn(this.#options.bin, ['-W', '-S', this.#masterSocket, '-f', this.cfgPath], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.#child = child;
     child.stderr!.on('data', (d: Buffer) => {
