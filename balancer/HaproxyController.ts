@@ -181,8 +181,10 @@ export class HaproxyController {
       writeFileSync(`${paths.map}.tmp`, rendered.map);
       renameSync(`${paths.map}.tmp`, paths.map);
     }
-    writeFileSync(`${paths.cfg}.tmp`, rendered.cfg);
-    renameSync(`${paths.cfg}.tmp`, paths.cfg);
+    if (rendered.cfg !== this.#current.cfg) {
+      writeFileSync(`${paths.cfg}.tmp`, rendered.cfg);
+      renameSync(`${paths.cfg}.tmp`, paths.cfg);
+    }
     this.#current = { cfg: rendered.cfg, shape: rendered.shape, map: rendered.map, inputs: this.#inputs(nodes) };
   }
 
@@ -218,7 +220,7 @@ export class HaproxyController {
     const deleting = [...this.#live.values()].some((s) => s.deleting !== undefined);
     if (!force && !deleting && this.#inputs(nodes) === this.#current.inputs) return;
     const next = this.#render(nodes, this.#options.dir);
-    if (force || next.shape !== this.#current.shape) return this.#reload(nodes, force ? 'asked' : 'the configuration shape changed');
+    if (force || next.shape !== this.#current.shape) return this.#reload(nodes, force ? 'asked' : 'shape');
     if (next.cfg === this.#current.cfg && next.map === this.#current.map && !deleting) {
       this.#current.inputs = this.#inputs(nodes);
       return;
@@ -231,13 +233,16 @@ export class HaproxyController {
       this.#options.metrics.haproxyRuntimeFailures.inc();
       this.#logger.error({ err: error }, 'a runtime API change failed; reloading HAProxy with the checked config instead');
       this.#current = { ...this.#current, shape: '', inputs: '' };
-      return this.#reload(nodes, 'a runtime change failed');
+      return this.#reload(nodes, 'runtime-failed');
     }
     this.#install(next, nodes);
   }
 
-  /** Checks the config for `nodes`, installs it and reloads HAProxy (hitless). */
-  async #reload(nodes: NodeSnapshot[], reason: string): Promise<void> {
+  /**
+   * Checks the config for `nodes`, installs it and reloads HAProxy (hitless), because an operator
+   * asked, the config's shape changed, or a runtime change failed.
+   */
+  async #reload(nodes: NodeSnapshot[], reason: 'asked' | 'shape' | 'runtime-failed'): Promise<void> {
     const checked = await this.#renderChecked(nodes, this.#heldIds());
     if (!checked) {
       if (reason === 'asked') throw new Error('the rendered HAProxy config failed haproxy -c (kept as haproxy.cfg.rejected); HAProxy runs the previous one');

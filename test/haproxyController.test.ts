@@ -98,8 +98,9 @@ describe('HaproxyController (runtime API or reload)', function () {
   });
 
   it('reloads when a region appears, and when an operator asks', async () => {
-    await join_('a1', 'ap', 35.7, 139.7);
+    // The controller's own timer may apply a change before refresh() does: workers read first.
     let before = await workers();
+    await join_('a1', 'ap', 35.7, 139.7);
     await controller!.refresh();
     assert.equal(await count(metrics.haproxyReloads), 1, 'a new backend: a reload');
     await reloaded(before);
@@ -115,10 +116,10 @@ describe('HaproxyController (runtime API or reload)', function () {
     // u1 deleted behind the controller's back: stopping it through the runtime API fails.
     await runtime.stopServer('be_us', 'u1', true);
     assert.equal(await runtime.deleteServer('be_us', 'u1'), 'deleted');
-    await join_('u2', 'us', 40.7, -74);
-    leave('u1');
     const reloads = await count(metrics.haproxyReloads);
     const before = await workers();
+    await join_('u2', 'us', 40.7, -74);
+    leave('u1');
     await controller!.refresh();
     assert.equal(await count(metrics.haproxyRuntimeFailures), 1);
     assert.equal(await count(metrics.haproxyReloads), reloads + 1, 'reloaded instead');
