@@ -76,9 +76,9 @@ export type DeleteOutcome = 'deleted' | 'busy' | 'absent';
 /**
  * Map changes up to this many entries are edited in place, one command each; more replace the
  * whole map as one atomic version. 2.6 finds the entry a `set map` or `del map` names by walking
- * the whole map: ~15 ms a command at 100,000 entries, ~1 ms at 1,000 (bench), while a replace
- * costs ~7 µs an entry (670 ms at 100,000): past ~10 changes the replace is as fast, and lookups
- * never see a half-edited map.
+ * the whole map: 15–50 ms a command at 100,000 entries, ~1 ms at 1,000 (bench), while a replace
+ * costs ~7 µs an entry (650 ms at 100,000, 7 ms at 1,000): past ~10 changes the replace is as
+ * fast at any size, and lookups never see a half-edited map.
  */
 export const MAP_EDIT_LIMIT = 10;
 
