@@ -3,16 +3,20 @@ import { join } from 'node:path';
 import Handlebars from 'handlebars';
 import { PACKAGE_ROOT } from '../core/paths.ts';
 import type { GeoPin } from '../core/geoPins.ts';
+import { distanceKm, type NodeSnapshot } from './policies.ts';
 
 /** What the geo map needs of a pin (the setting's GeoPin has it). */
 export type MapPin = Omit<GeoPin, 'range'>;
-import { distanceKm, type NodeSnapshot } from './policies.ts';
 
 /**
  * Renders haproxy.cfg and the geo map from the templates in haproxy/: a backend per region with
  * its edges as servers (agent-check for weights and drain) and the next-nearest region's edges as
  * backups; the frontend picks the backend from the client address through the map. Pure: the same
- * snapshot always renders the same text.
+ * snapshot (and the same server ids held) always renders the same text.
+ *
+ * Besides the full config it renders its shape: the same template with no servers. Two configs of
+ * one shape differ only in servers, which HAProxy's runtime API can add and delete without a
+ * reload (see HaproxyController); a different shape (a region, a bind, the default region) needs one.
  */
 
 const template = (name: string) =>
@@ -26,6 +30,16 @@ const MAP = template('geo.map.hbs');
  * default of 20,000 with room to spare. Signalling connections are short; raise it with the limit.
  */
 const DEFAULT_MAXCONN = 4000;
+
+/**
+ * Health and agent checks every second, a server out after 2 failed checks and back after 2 good
+ * ones: a dead edge is out of rotation within about 2 s. Weight 100: agent-check percentages scale
+ * it (HAProxy rounds 99 % of weight 1 down to 0). Written on every server line, not in a
+ * `default-server` line, because servers added through the runtime API ignore default-server: the
+ * same text serves the config file and `add server`, so both give the same server.
+ */
+const SERVER_CHECKS = 'check inter 1s fall 2 rise 2 weight 100';
+const AGENT_INTER = '1s';
 
 export interface HaproxyLayout {
   nodeId: string;
@@ -41,10 +55,57 @@ export interface HaproxyLayout {
   maxconn?: number;
 }
 
+/** One server of a region's backend: an edge of the region, or of the nearest one as a backup. */
+export interface HaproxyServer {
+  /** The backend's name in HAProxy: be_<region>. */
+  backend: string;
+  name: string;
+  /** host:port as the config names it. */
+  address: string;
+  agentPort?: number;
+  backup: boolean;
+  /**
+   * HAProxy's numeric server id (`id` keyword), unique in its backend. Consistent hashing places a
+   * server on the ring by this id, so it is kept for as long as the server stays: the config on
+   * disk, a server added at run time and the same server after a reload hash streams alike.
+   */
+  id: number;
+}
+
 export interface RenderedHaproxy {
   cfg: string;
+  /** The config without its servers: equal shapes differ only in servers. */
+  shape: string;
   map: string;
   regions: string[];
+  /** Every region server, in config order. */
+  servers: HaproxyServer[];
+}
+
+/** A server's key in id maps: backend/name, as HAProxy's CLI names it. */
+export const serverKey = (backend: string, name: string): string => `${backend}/${name}`;
+
+/** The `server` line's arguments after the address, for the config file and `add server` alike. */
+export function serverArguments(server: HaproxyServer): string {
+  if (!Number.isInteger(server.id) || server.id < 1) throw new TypeError(`server ${server.name}: id must be a positive integer, got ${server.id}`);
+  const agent = server.agentPort ? ` agent-check agent-port ${server.agentPort} agent-inter ${AGENT_INTER}` : '';
+  return `id ${server.id} ${SERVER_CHECKS}${agent}${server.backup ? ' backup' : ''}`;
+}
+
+/**
+ * The server ids a rendered config holds (backend/name → id), e.g. the haproxy.cfg a previous run
+ * left on disk: a restarted balancer keeps each server's place on the hash ring.
+ */
+export function parseServerIds(cfg: string): Map<string, number> {
+  const ids = new Map<string, number>();
+  let backend: string | undefined;
+  for (const line of cfg.split('\n')) {
+    const section = /^(\w+)(?:\s+(\S+))?/.exec(line);
+    if (section) backend = section[1] === 'backend' ? section[2] : undefined;
+    const server = backend && /^\s+server\s+(\S+)\s+\S+\s+id\s+(\d+)\b/.exec(line);
+    if (server) ids.set(serverKey(backend!, server[1]!), Number(server[2]));
+  }
+  return ids;
 }
 
 function address(publicUrl: string): string {
@@ -57,7 +118,26 @@ const centroid = (nodes: NodeSnapshot[]) => ({
   lon: nodes.reduce((s, n) => s + n.lon, 0) / nodes.length,
 });
 
-export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly MapPin[], layout: HaproxyLayout): RenderedHaproxy {
+/**
+ * Gives each server its id: the one in `held` when it has one (it is in HAProxy with it), else the
+ * lowest id its backend leaves free, in name order. `held` may list servers that are no longer
+ * wanted but still in HAProxy (waiting for their connections to end): their ids stay taken.
+ */
+function assignIds(backend: string, names: string[], held: ReadonlyMap<string, number>): number[] {
+  const taken = new Set<number>();
+  const prefix = `${backend}/`;
+  for (const [key, id] of held) if (key.startsWith(prefix)) taken.add(id);
+  let next = 1;
+  return names.map((name) => {
+    const id = held.get(serverKey(backend, name));
+    if (id !== undefined) return id;
+    while (taken.has(next)) next++;
+    taken.add(next);
+    return next;
+  });
+}
+
+export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly MapPin[], layout: HaproxyLayout, held: ReadonlyMap<string, number> = new Map()): RenderedHaproxy {
   const byRegion = new Map<string, NodeSnapshot[]>();
   for (const n of [...nodes].filter((n) => n.roles.includes('edge')).sort((a, b) => a.id.localeCompare(b.id))) {
     byRegion.set(n.region, [...(byRegion.get(n.region) ?? []), n]);
@@ -68,17 +148,20 @@ export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly Map
     names.filter((r) => r !== except).sort((a, b) => distanceKm(point, centres.get(a)!) - distanceKm(point, centres.get(b)!) || a.localeCompare(b))[0];
 
   const regions = names.map((name) => {
+    const backend = `be_${name}`;
     const backupRegion = nearestTo(centres.get(name)!, name);
-    const server = (n: NodeSnapshot, backup: boolean) => ({
-      name: backup ? `${n.id}.backup` : n.id,
+    const members = [...byRegion.get(name)!.map((n) => ({ n, backup: false })), ...(backupRegion ? byRegion.get(backupRegion)!.map((n) => ({ n, backup: true })) : [])];
+    const serverNames = members.map(({ n, backup }) => (backup ? `${n.id}.backup` : n.id));
+    const ids = assignIds(backend, serverNames, held);
+    const servers: HaproxyServer[] = members.map(({ n, backup }, i) => ({
+      backend,
+      name: serverNames[i]!,
       address: address(n.publicUrl),
-      agentPort: n.agentPort ?? undefined,
+      ...(n.agentPort ? { agentPort: n.agentPort } : {}),
       backup,
-    });
-    return {
-      name,
-      servers: [...byRegion.get(name)!.map((n) => server(n, false)), ...(backupRegion ? byRegion.get(backupRegion)!.map((n) => server(n, true)) : [])],
-    };
+      id: ids[i]!,
+    }));
+    return { name, servers };
   });
 
   const entries = pins
@@ -88,9 +171,12 @@ export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly Map
     }))
     .filter((e): e is { cidr: string; region: string } => e.region !== undefined);
   const defaultRegion = byRegion.has(layout.defaultRegion) ? layout.defaultRegion : names[0] ?? layout.defaultRegion;
+  const context = { ...layout, maxconn: layout.maxconn ?? DEFAULT_MAXCONN, defaultRegion };
   return {
-    cfg: CFG({ ...layout, maxconn: layout.maxconn ?? DEFAULT_MAXCONN, defaultRegion, regions }),
+    cfg: CFG({ ...context, regions: regions.map((r) => ({ name: r.name, servers: r.servers.map((s) => ({ ...s, args: serverArguments(s) })) })) }),
+    shape: CFG({ ...context, regions: regions.map((r) => ({ name: r.name, servers: [] })) }),
     map: MAP({ entries }),
     regions: names,
+    servers: regions.flatMap((r) => r.servers),
   };
 }

@@ -7,6 +7,8 @@
  *   latency   latency publisher → viewer through origin + edge and through the baseline, measured
  *             on timestamps carried in the video frames; the difference is what the hop adds
  *   balancer  route decisions per second per policy; HAProxy render + validate + reload
+ *   haproxy   HAProxy kept live: an edge's registration → first request through the runtime API
+ *             (no reload) and through a reload (new region); map replaced and edited at run time
  *   postgres  heartbeat writes per second; placement lookups under the cluster's heartbeats
  *
  * Progress goes to stderr, tables to stdout; results to bench/results/bench-<time>.json and .svg.
@@ -25,6 +27,7 @@ import { renderTable, type SectionId, type SectionResult } from './lib/report.ts
 import { renderSvg } from './lib/svg.ts';
 import { balancer } from './sections/balancer.ts';
 import { fanout } from './sections/fanout.ts';
+import { haproxyLive } from './sections/haproxyLive.ts';
 import { latency, latencyRuns } from './sections/latency.ts';
 import { postgres } from './sections/postgres.ts';
 import { MediaRig } from './sections/rig.ts';
@@ -58,6 +61,7 @@ function plannedSteps(options: BenchOptions): number {
     ttff: ttffRuns(options),
     latency: latencyRuns(options),
     balancer: runsFor(options, 'cheap') * 2,
+    haproxy: runsFor(options, 'cheap'),
     postgres: runsFor(options, 'cheap') * 3,
   };
   return options.only.reduce((sum, id) => sum + steps[id] + 1, options.only.some((id) => MEDIA.includes(id)) ? 1 : 0);
@@ -117,7 +121,7 @@ async function run(options: BenchOptions): Promise<number> {
   for (const id of options.only.filter((s) => !MEDIA.includes(s))) {
     sectionStart = performance.now();
     try {
-      done(id === 'balancer' ? await balancer(options, progress) : await postgres(options, progress));
+      done(id === 'balancer' ? await balancer(options, progress) : id === 'haproxy' ? await haproxyLive(options, progress) : await postgres(options, progress));
     } catch (error) {
       failed(id, error);
     }

@@ -38,12 +38,23 @@ export class Metrics {
   });
   readonly haproxyReloads = new Counter({
     name: 'relaycast_haproxy_reloads_total',
-    help: 'Hitless HAProxy reloads after the balancer re-rendered its config',
+    help: 'Hitless HAProxy reloads: the config\'s shape changed (a region, a bind), a runtime change failed, or an operator asked',
     registers: [this.registry],
   });
   readonly haproxyRejected = new Counter({
     name: 'relaycast_haproxy_configs_rejected_total',
     help: 'Rendered HAProxy configs that failed haproxy -c and were not loaded',
+    registers: [this.registry],
+  });
+  readonly haproxyRuntimeChanges = new Counter({
+    name: 'relaycast_haproxy_runtime_changes_total',
+    help: 'Changes applied to the running HAProxy through its runtime API, without a reload, by kind (add-server, del-server, revive-server, set-server, map-edit, map-replace)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly haproxyRuntimeFailures = new Counter({
+    name: 'relaycast_haproxy_runtime_failures_total',
+    help: 'Runtime API changes HAProxy refused or did not finish; each is followed by a checked reload',
     registers: [this.registry],
   });
   readonly mediaWorkers = new Gauge({

@@ -49,6 +49,7 @@ describe('benchmark suite (bench/, --quick)', function () {
       'Latency publisher → viewer',
       'Route decisions per second',
       'HAProxy for 50 edges',
+      'HAProxy kept live: 50 edges',
       'Postgres',
       'Summary',
     ]) {
@@ -71,7 +72,7 @@ describe('benchmark suite (bench/, --quick)', function () {
       errors: Record<string, string>;
     };
     assert.deepEqual(report.errors, {});
-    assert.deepEqual(Object.keys(report.sections).sort(), ['balancer', 'fanout', 'latency', 'postgres', 'ttff']);
+    assert.deepEqual(Object.keys(report.sections).sort(), ['balancer', 'fanout', 'haproxy', 'latency', 'postgres', 'ttff']);
     for (const [id, section] of Object.entries(report.sections)) {
       assert.ok(section.headline.length > 0, `${id} has no headline figures`);
       assert.ok(section.data, `${id} has no data`);

@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { join } from 'node:path';
+import { HaproxyRuntime } from '../balancer/HaproxyRuntime.ts';
 import { metric } from '../kit/metrics.ts';
 import { createTestDatabase, freePort, type TestDatabase } from '../kit/postgres.ts';
 import { waitFor } from '../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { sleep } from '../kit/stats.ts';
 
 /**
  * A real HAProxy run by the balancer in front of edges in two regions: the geo map sends each
  * pinned source address (127.0.0.2 → eu-west, 127.0.0.3 → us-east) to its region, agent-check
- * drains, health checks drop a dead edge, a new edge arrives by a hitless reload.
+ * drains, health checks drop a dead edge. Edges join and leave through HAProxy's runtime API (add
+ * server, del server) with no reload; a new region (a new backend) arrives by a hitless reload.
  */
 
 const SECRET = 'haproxy-test-secret-0123456789';
@@ -25,6 +29,35 @@ function servedBy(source: string, port: number, stream = 'show'): Promise<string
     req.on('timeout', () => req.destroy());
     req.end();
   });
+}
+
+/**
+ * A steady request load through HAProxy: one WHEP preflight about every LOAD_INTERVAL_MS from
+ * `source`, for STREAMS streams in turn (signalling is hashed by stream, so they spread over a
+ * region's edges). Every outcome is kept with its time. Bounded: until stopped, or LOAD_MAX requests.
+ */
+const LOAD_INTERVAL_MS = 20;
+const LOAD_MAX = 6000;
+const STREAMS = 12;
+function steadyLoad(source: string, port: number) {
+  const outcomes: Array<{ at: number; node: string | null }> = [];
+  let running = true;
+  const loop = (async () => {
+    for (let i = 0; running && i < LOAD_MAX; i++) {
+      const started = Date.now();
+      outcomes.push({ at: started, node: await servedBy(source, port, `stream-${i % STREAMS}`) });
+      await sleep(Math.max(0, LOAD_INTERVAL_MS - (Date.now() - started)));
+    }
+  })();
+  return {
+    outcomes,
+    since: (at: number) => outcomes.filter((o) => o.at >= at),
+    failed: () => outcomes.filter((o) => o.node === null || o.node.startsWith('error:')),
+    async stop() {
+      running = false;
+      await loop;
+    },
+  };
 }
 
 describe('HAProxy run by the balancer', function () {
@@ -45,6 +78,19 @@ describe('HAProxy run by the balancer', function () {
     return node;
   };
   const admin = (path: string) => fetch(`${balancer.url}/api/v1${path}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } });
+  // The balancer's HAProxy: its master CLI (worker pids) and runtime API (its servers).
+  const master = () => new HaproxyRuntime(join(balancer.dataDir, 'haproxy', 'master.sock'));
+  const runtime = () => new HaproxyRuntime(join(balancer.dataDir, 'haproxy', 'runtime.sock'));
+  const serverNames = async () => (await runtime().serversState()).map((s) => `${s.backend}/${s.name}`);
+  const reloads = async () => (await metric(balancer.url, 'relaycast_haproxy_reloads_total')) ?? 0;
+  const runtimeChanges = async (kind: string) => (await metric(balancer.url, 'relaycast_haproxy_runtime_changes_total', { kind })) ?? 0;
+  /** Waits until no request of `load` since `from` went to `node` for the last `quiet` requests. */
+  const stopsServing = (load: ReturnType<typeof steadyLoad>, node: string, from: number, quiet = 25) =>
+    waitFor(`no new request on ${node}`, () => {
+      const recent = load.since(from);
+      const last = recent.map((o) => o.node).lastIndexOf(node);
+      return recent.length - 1 - last >= quiet;
+    }, 20_000, 50);
 
   before(async () => {
     testDb = await createTestDatabase();
@@ -54,7 +100,8 @@ describe('HAProxy run by the balancer', function () {
       roles: ['balancer'],
       databaseUrl: testDb.url,
       env,
-      args: ['--node-id', 'balancer', '--haproxy-bin', 'haproxy', '--haproxy-bind', `127.0.0.1:${haproxyPort}`, '--geo-pins', '127.0.0.2/32=eu-west,127.0.0.3/32=us-east', ...common],
+      // 127.0.0.4 → ap-east, a region without edges until the last test: no map entry until then.
+      args: ['--node-id', 'balancer', '--haproxy-bin', 'haproxy', '--haproxy-bind', `127.0.0.1:${haproxyPort}`, '--geo-pins', '127.0.0.2/32=eu-west,127.0.0.3/32=us-east,127.0.0.4/32=ap-east', ...common],
     });
     await waitFor('HAProxy routing to both regions', async () => (await servedBy('127.0.0.2', haproxyPort)) === 'edge-eu' && (await servedBy('127.0.0.3', haproxyPort)) === 'edge-us', 20_000);
   });
@@ -130,26 +177,106 @@ describe('HAProxy run by the balancer', function () {
     assert.equal(failed, 0, `${failed} of ${sent} requests failed: ${outcomes.join(', ')}`);
   });
 
-  it('adds a new edge by a reload, and stops sending to a dead one', async () => {
-    const dead = nodes.get('edge-us')!;
-    await edge('edge-us-2', 'us-east', 40.7, -74.0);
+  it('sends requests to a new edge and none to a drained one, with no reload and no failed request, under a steady load', async () => {
+    const workers = await master().workers();
+    const reloadsBefore = await reloads();
+    const addsBefore = await runtimeChanges('add-server');
+    const load = steadyLoad('127.0.0.3', haproxyPort);
+    try {
+      await waitFor('the load running', () => load.outcomes.length >= 10, 10_000, 20);
+      await edge('edge-us-2', 'us-east', 40.7, -74.0);
+      const readyAt = Date.now();
+      await waitFor('requests on the new edge', () => load.since(readyAt).some((o) => o.node === 'edge-us-2'), 20_000, 20);
+      const firstAt = load.since(readyAt).find((o) => o.node === 'edge-us-2')!.at;
+      console.log(`      (the new edge's first request came ${firstAt - readyAt} ms after it was ready)`);
+      assert.ok((await serverNames()).includes('be_us-east/edge-us-2'));
+      assert.ok((await serverNames()).includes('be_eu-west/edge-us-2.backup'), 'and as a backup of the nearest region');
+
+      assert.equal((await admin('/nodes/edge-us/drain')).status, 200);
+      const drainedAt = Date.now();
+      await stopsServing(load, 'edge-us', drainedAt);
+      const lastAt = load.since(drainedAt).filter((o) => o.node === 'edge-us').at(-1)?.at ?? drainedAt;
+      console.log(`      (the drained edge's last new request came ${lastAt - drainedAt} ms after the drain)`);
+      assert.ok(load.since(lastAt + 1).every((o) => o.node === 'edge-us-2'), 'the region\'s other edge takes every stream');
+    } finally {
+      await load.stop();
+      assert.equal((await admin('/nodes/edge-us/undrain')).status, 200);
+    }
+    assert.deepEqual(load.failed(), [], `${load.failed().length} of ${load.outcomes.length} requests failed`);
+    console.log(`      ${load.outcomes.length} requests, none failed`);
+    assert.equal(await reloads(), reloadsBefore, 'no reload');
+    assert.deepEqual(await master().workers(), workers, 'the same HAProxy worker throughout');
+    assert.ok((await runtimeChanges('add-server')) >= addsBefore + 2, 'added through the runtime API');
+  });
+
+  it('deletes a stopped edge from HAProxy with no reload (drained first: no failed request)', async () => {
+    const workers = await master().workers();
+    const reloadsBefore = await reloads();
+    const deletesBefore = await runtimeChanges('del-server');
+    await waitFor('edge-us back in rotation', async () => {
+      const seen = new Set<string | null>();
+      for (let i = 0; i < STREAMS; i++) seen.add(await servedBy('127.0.0.3', haproxyPort, `stream-${i}`));
+      return seen.has('edge-us') && seen.has('edge-us-2');
+    }, 20_000);
+    const load = steadyLoad('127.0.0.3', haproxyPort);
+    try {
+      assert.equal((await admin('/nodes/edge-us-2/drain')).status, 200);
+      await stopsServing(load, 'edge-us-2', Date.now());
+      const stoppedAt = Date.now();
+      await nodes.get('edge-us-2')!.stop();
+      nodes.delete('edge-us-2');
+      await waitFor('edge-us-2 deleted from HAProxy', async () => !(await serverNames()).some((name) => name.includes('edge-us-2')), 30_000);
+      console.log(`      (deleted from HAProxy ${Date.now() - stoppedAt} ms after it was told to stop)`);
+      const from = load.outcomes.length;
+      await waitFor('20 more requests answered', () => load.outcomes.length >= from + 20, 10_000, 20);
+    } finally {
+      await load.stop();
+    }
+    assert.deepEqual(load.failed(), [], `${load.failed().length} of ${load.outcomes.length} requests failed`);
+    assert.ok(load.outcomes.slice(-20).every((o) => o.node === 'edge-us'));
+    assert.equal(await reloads(), reloadsBefore, 'no reload');
+    assert.deepEqual(await master().workers(), workers, 'the same HAProxy worker throughout');
+    assert.ok((await runtimeChanges('del-server')) >= deletesBefore + 2, 'deleted through the runtime API (region server and backup)');
+  });
+
+  it('stops sending to a dead edge, and deletes it once the registry drops it, with no reload', async () => {
+    const reloadsBefore = await reloads();
+    await edge('edge-us-3', 'us-east', 40.7, -74.0);
     await waitFor('the new edge in HAProxy', async () => {
       const seen = new Set<string | null>();
       // Signalling is hashed by stream: different streams spread over the region's edges.
-      for (let i = 0; i < 12; i++) seen.add(await servedBy('127.0.0.3', haproxyPort, `stream-${i}`));
-      return seen.has('edge-us-2');
+      for (let i = 0; i < STREAMS; i++) seen.add(await servedBy('127.0.0.3', haproxyPort, `stream-${i}`));
+      return seen.has('edge-us-3');
     }, 20_000);
 
+    const dead = nodes.get('edge-us')!;
     await dead.kill();
+    nodes.delete('edge-us');
     const killedAt = Date.now();
     let last: Array<string | null> = [];
     await waitFor('every request answered, none by the dead edge', async () => {
       last = [];
       for (let i = 0; i < 10; i++) last.push(await servedBy('127.0.0.3', haproxyPort, `stream-${i}`));
-      return last.every((node) => node === 'edge-us-2' || node === 'edge-eu');
+      return last.every((node) => node === 'edge-us-3' || node === 'edge-eu');
     }, 20_000).catch((error) => {
       throw new Error(`${(error as Error).message}; last round answered by: ${last.join(', ')}`);
     });
     console.log(`      (dead edge out of rotation after ${Date.now() - killedAt} ms)`);
+    await waitFor('the dead edge deleted from HAProxy', async () => !(await serverNames()).some((name) => /\/edge-us(\.backup)?$/.test(name)), 20_000);
+    console.log(`      (and deleted from HAProxy after ${Date.now() - killedAt} ms)`);
+    assert.equal(await reloads(), reloadsBefore, 'no reload');
+    assert.equal(await metric(balancer.url, 'relaycast_haproxy_runtime_failures_total'), 0, 'every runtime change so far was accepted');
+    assert.doesNotMatch(balancer.output(), /a runtime API change failed/);
+  });
+
+  it('adds a new region (a new backend) by a hitless reload', async () => {
+    const workers = await master().workers();
+    const reloadsBefore = await reloads();
+    assert.equal(await servedBy('127.0.0.4', haproxyPort), 'edge-eu', 'no ap-east edge yet: the default region');
+    await edge('edge-ap', 'ap-east', 35.7, 139.7);
+    await waitFor('127.0.0.4 served in ap-east', async () => (await servedBy('127.0.0.4', haproxyPort)) === 'edge-ap', 30_000);
+    assert.equal(await reloads(), reloadsBefore + 1, 'one reload');
+    await waitFor('a new worker', async () => (await master().workers().catch(() => workers)).some((pid) => !workers.includes(pid)), 10_000);
+    assert.equal(await servedBy('127.0.0.3', haproxyPort), 'edge-us-3', 'the other regions as before');
   });
 });

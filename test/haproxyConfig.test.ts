@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseGeoPins } from '../core/geoPins.ts';
-import { renderHaproxy } from '../balancer/HaproxyConfig.ts';
+import { parseServerIds, renderHaproxy, serverKey } from '../balancer/HaproxyConfig.ts';
 import type { NodeSnapshot } from '../balancer/policies.ts';
 
 /** HAProxy config rendering, checked by HAProxy itself (`haproxy -c`). */
@@ -21,13 +21,40 @@ describe('HAProxy config rendering', () => {
   it('renders a backend per region with the next-nearest region as backup, and a geo map', () => {
     const { cfg, map, regions } = renderHaproxy(nodes, parseGeoPins('10.0.0.0/8=us-east,192.0.2.0/24=35.6:139.6,198.51.100.0/24=nowhere'), layout);
     assert.deepEqual(regions, ['ap-east', 'eu-west', 'us-east']);
-    assert.match(cfg, /backend be_eu-west[\s\S]*server e1 127\.0\.0\.1:9001 check agent-check agent-port 9002 agent-inter 1s\n/);
-    assert.match(cfg, /backend be_eu-west[\s\S]*server u1\.backup 127\.0\.0\.1:9005 check agent-check agent-port 9006 agent-inter 1s backup/, 'us-east backs up eu-west');
+    assert.match(cfg, /backend be_eu-west[\s\S]*server e1 127\.0\.0\.1:9001 id 1 check inter 1s fall 2 rise 2 weight 100 agent-check agent-port 9002 agent-inter 1s\n/);
+    assert.match(cfg, /backend be_eu-west[\s\S]*server u1\.backup 127\.0\.0\.1:9005 id 3 check inter 1s fall 2 rise 2 weight 100 agent-check agent-port 9006 agent-inter 1s backup/, 'us-east backs up eu-west');
     assert.match(cfg, /map_ip\([^,]+geo\.map,eu-west\)/);
     assert.match(map, /^10\.0\.0\.0\/8 us-east$/m);
     assert.match(map, /^192\.0\.2\.0\/24 ap-east$/m, 'coordinates go to the nearest region');
     assert.doesNotMatch(map, /198\.51\.100/, 'a region without edges is left out');
     assert.equal(renderHaproxy(nodes, [], layout).cfg, renderHaproxy([...nodes].reverse(), [], layout).cfg, 'the same snapshot renders the same text');
+  });
+
+  it('keeps each server\'s id (its place on the hash ring) and gives a newcomer the lowest free one', () => {
+    const first = renderHaproxy(nodes, [], layout);
+    const held = new Map(first.servers.map((s) => [serverKey(s.backend, s.name), s.id]));
+    assert.deepEqual(parseServerIds(first.cfg), held, 'the ids can be read back from the config on disk');
+    // e1 leaves, e0 and e3 join: e2 keeps its id, e0 takes e1's freed id, e3 the next free one.
+    const next = renderHaproxy([...nodes.filter((n) => n.id !== 'e1'), edge('e0', 'eu-west', 48.7, 2.2, 9011), edge('e3', 'eu-west', 48.7, 2.2, 9013)], [], layout, new Map([...held].filter(([key]) => key !== 'be_eu-west/e1')));
+    const ids = (cfg: string) => Object.fromEntries([...parseServerIds(cfg)].filter(([key]) => key.startsWith('be_eu-west/')));
+    assert.deepEqual(ids(first.cfg), { 'be_eu-west/e1': 1, 'be_eu-west/e2': 2, 'be_eu-west/u1.backup': 3 });
+    assert.deepEqual(ids(next.cfg), { 'be_eu-west/e0': 1, 'be_eu-west/e2': 2, 'be_eu-west/e3': 4, 'be_eu-west/u1.backup': 3 });
+    // A server still held (being deleted) keeps its id taken.
+    const third = renderHaproxy(nodes, [], layout, new Map([['be_eu-west/gone', 1]]));
+    assert.equal(third.servers.find((s) => s.name === 'e1')?.id, 2);
+  });
+
+  it('renders a shape that changes with the regions, not with the servers', () => {
+    const base = renderHaproxy(nodes, [], layout);
+    assert.doesNotMatch(base.shape, /^\s+server (?!balancer )/m, 'no region servers in the shape');
+    assert.match(base.shape, /backend be_ap-east/);
+    const moreEdges = renderHaproxy([...nodes, edge('e9', 'eu-west', 48, 2, 9021)], [], layout);
+    assert.notEqual(moreEdges.cfg, base.cfg);
+    assert.equal(moreEdges.shape, base.shape, 'an edge joining a region is a server change');
+    const newRegion = renderHaproxy([...nodes, edge('s1', 'sa-east', -23.5, -46.6, 9023)], [], layout);
+    assert.notEqual(newRegion.shape, base.shape, 'a new region is a new backend');
+    assert.notEqual(renderHaproxy(nodes, [], { ...layout, defaultRegion: 'us-east' }).shape, base.shape, 'another default region');
+    assert.notEqual(renderHaproxy(nodes, [], { ...layout, bind: '127.0.0.1:18081' }).shape, base.shape, 'another bind');
   });
 
   it('passes haproxy -c, with edges and with none', () => {

@@ -27,12 +27,12 @@ export const USAGE = `npm run bench [-- options]
 
   --quick              tiny sizes, one run of each figure (what the smoke test runs; < 1 min)
   --only LIST          sections, comma-separated: ${SECTION_IDS.join(',')}
-  --runs N             runs per figure (default: fanout 3, ttff 7, latency 5, balancer and postgres 5)
+  --runs N             runs per figure (default: fanout 3, ttff 7, latency 5, balancer, haproxy and postgres 5)
   --viewers LIST       fan-out steps (default 10,25,50,75,100)
   --seconds S          measurement window of each media figure (default 10)
   --generators N       load-generator processes for the fan-out viewers (default 2)
   --kbps N             publisher video bitrate cap (default 600)
-  --edges N            edges in the balancer snapshot and HAProxy config (default 1000)
+  --edges N            edges in the balancer snapshot and HAProxy config (balancer, haproxy; default 1000)
   --regions N          regions they are spread over (default 50)
   --networks N         entries of the HAProxy geo map (default 100000)
   --nodes N            simulated nodes heartbeating into Postgres (default 1000)
