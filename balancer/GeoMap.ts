@@ -1,5 +1,7 @@
-import { extname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, extname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ConfigError } from '../core/errors.ts';
 import type { GeoMapInput, GeoMapText } from './GeoMapBuilder.ts';
@@ -41,9 +43,11 @@ const WORKER_URL = new URL(`./geoMapWorker${extname(fileURLToPath(import.meta.ur
 function startWorker(workerData: GeoMapWorkerData): Worker {
   if (WORKER_URL.pathname.endsWith('.js')) return new Worker(WORKER_URL, { workerData });
   // From the sources: Node 20 runs the parent's `--import tsx` in a worker but not its loader
-  // hooks, so the worker registers tsx itself before it loads the .ts file.
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
+  // hooks, so the worker registers them (tsx's ESM API) before it loads the .ts file.
+  const manifest = createRequire(import.meta.url).resolve('tsx/package.json');
+  const { exports } = JSON.parse(readFileSync(manifest, 'utf8')) as { exports: Record<string, { import: { default: string } }> };
+  const api = pathToFileURL(join(dirname(manifest), exports['./esm/api']!.import.default)).href;
+  const boot = `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
   return new Worker(boot, { eval: true, workerData });
 }
 

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { Reader } from 'maxmind';
-import decoderModule from 'mmdb-lib/lib/decoder.js';
+import type decoderExports from 'mmdb-lib/lib/decoder.js';
 import { ConfigError } from '../core/errors.ts';
 import { recordPosition } from './GeoLocator.ts';
 import type { Position } from './policies.ts';
@@ -14,7 +15,8 @@ import type { Position } from './policies.ts';
  * data decoder are used here, so that a record decodes exactly as a lookup decodes it.
  */
 
-const Decoder = decoderModule.default;
+/** mmdb-lib's decoder (CommonJS, exports.default), required the same way however this file is loaded. */
+const { default: Decoder } = createRequire(import.meta.url)('mmdb-lib/lib/decoder.js') as typeof decoderExports;
 
 /** The 16 zero bytes between the search tree and the data section (the format's separator). */
 const DATA_SECTION_SEPARATOR = 16;
