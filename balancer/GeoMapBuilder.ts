@@ -4,6 +4,7 @@ import { parseRange } from '../core/TrustedProxies.ts';
 import type { MmdbTree } from './MmdbTree.ts';
 import { NearestRegion } from './NearestRegion.ts';
 import type { Position } from './policies.ts';
+import { MUST_MISS, NO_ENTRY, PrefixTable } from './PrefixTable.ts';
 import { EMPTY, PrefixTrie } from './PrefixTrie.ts';
 
 /**
@@ -49,11 +50,10 @@ export interface GeoMapText {
   records: number;
 }
 
-/** Walk results besides a region code (≥ 0). */
-const OMIT = -1;
-const MIXED = -2;
 /** No source has a position here (a leaf's "no data", a record without one). */
 const NONE = -3;
+/** A database's IPv4 subtree met again in its IPv6 tree (see #aliased). */
+const ALIAS = -4;
 /** Zone values: addresses left to IPv4 entries, and addresses that need explicit entries. */
 const CUT = 0;
 const EXPLICIT = 1;
@@ -83,8 +83,7 @@ export class GeoMapBuilder {
   #zones: PrefixTrie | undefined;
   #lines: string[] = [];
   #networks = 0;
-  /** The address prefix being walked, as 32-bit words; bits past the current depth are 0. */
-  readonly #path = new Uint32Array(4);
+  #table = new PrefixTable(0);
   /** The tree the fast walk is in, and its IPv4 alias node (or -1). */
   #tree: MmdbTree | undefined;
   #alias = -1;
@@ -109,6 +108,7 @@ export class GeoMapBuilder {
     if (!this.#names.includes(defaultRegion)) this.#names.push(defaultRegion);
     const codes = new Map(this.#names.map((name, i) => [name, i]));
     this.#default = codes.get(defaultRegion)!;
+    this.#table = new PrefixTable(this.#default);
     this.#nearest = new NearestRegion(sites, codes, this.#default);
     if (this.#names.length > MAX_REGIONS) throw new TypeError(`at most ${MAX_REGIONS} regions, not ${this.#names.length}`);
     this.#codes = new Map(this.#trees.map((tree) => [tree, new Uint16Array(tree.dataBytes)]));
@@ -146,9 +146,8 @@ export class GeoMapBuilder {
   #family(bits: 32 | 128, cursors: Cursor[], zones: PrefixTrie | undefined): void {
     this.#bits = bits;
     this.#zones = zones;
-    this.#path.fill(0);
-    const code = this.#walk(0, zones ? zones.root : NO_ZONE, false, cursors);
-    if (code >= 0) this.#emit(0, code);
+    const root = this.#walk(0, zones ? zones.root : NO_ZONE, false, cursors);
+    this.#table.entries(root, (words, length, code) => this.#emit(words, length, code));
   }
 
   /** The general walk, for where several sources (or zones) meet. Depth ≤ 128: bounded. */
@@ -156,7 +155,7 @@ export class GeoMapBuilder {
     const zones = this.#zones;
     if (zone !== NO_ZONE && zones && !zones.isNode(zone)) {
       const value = zones.value(zone);
-      if (value === CUT) return OMIT;
+      if (value === CUT) return MUST_MISS;
       if (value === EXPLICIT) explicit = true;
       zone = NO_ZONE;
     }
@@ -186,10 +185,8 @@ export class GeoMapBuilder {
       }
     }
     const l = this.#walk(depth + 1, zone === NO_ZONE ? NO_ZONE : zones!.left(zone), explicit, this.#children(live, 0));
-    this.#setBit(depth);
     const r = this.#walk(depth + 1, zone === NO_ZONE ? NO_ZONE : zones!.right(zone), explicit, this.#children(live, 1));
-    this.#clearBit(depth);
-    return this.#join(l, r, depth);
+    return this.#table.join(l, r);
   }
 
   /** The fast walk: one database decides everything under `node`. Depth ≤ 128: bounded. */
@@ -197,14 +194,12 @@ export class GeoMapBuilder {
     if (depth === this.#bits) return this.#final(NONE, explicit); // mmdb-lib stops here: no data
     const tree = this.#tree!;
     const l = this.#treeRecord(tree, tree.left(node), depth + 1, explicit);
-    this.#setBit(depth);
     const r = this.#treeRecord(tree, tree.right(node), depth + 1, explicit);
-    this.#clearBit(depth);
-    return this.#join(l, r, depth);
+    return this.#table.join(l, r);
   }
 
   #treeRecord(tree: MmdbTree, record: number, depth: number, explicit: boolean): number {
-    if (record < tree.nodeCount) return record === this.#alias ? OMIT : this.#treeWalk(record, depth, explicit);
+    if (record < tree.nodeCount) return record === this.#alias ? this.#aliased(explicit) : this.#treeWalk(record, depth, explicit);
     this.#networks++;
     return this.#final(record === tree.nodeCount ? NONE : this.#pointerCode(tree, this.#treeCodes, record), explicit);
   }
@@ -220,22 +215,19 @@ export class GeoMapBuilder {
     return code;
   }
 
-  /** What a uniform subtree becomes in the map: a region code, or OMIT (no entry). */
+  /** What a uniform subtree becomes in the map: a region code, or NO_ENTRY (the default's). */
   #final(code: number, explicit: boolean): number {
-    if (code === NONE) return explicit ? this.#default : OMIT;
-    return code === this.#default && !explicit ? OMIT : code;
+    if (code === NONE) return explicit ? this.#default : NO_ENTRY;
+    if (code === ALIAS) return this.#aliased(explicit);
+    return code === this.#default && !explicit ? NO_ENTRY : code;
   }
 
-  /** Two sibling subtrees: one value if both are the same one, else each uniform one is an entry. */
-  #join(l: number, r: number, depth: number): number {
-    if (l === r && l !== MIXED) return l;
-    if (l >= 0) this.#emit(depth + 1, l);
-    if (r >= 0) {
-      this.#setBit(depth);
-      this.#emit(depth + 1, r);
-      this.#clearBit(depth);
-    }
-    return MIXED;
+  /**
+   * A database's IPv4 subtree seen again in its IPv6 tree: no entries (HAProxy reads ::/96 and
+   * 2002::/16 addresses as IPv4 when no IPv6 entry matches; elsewhere the default answers).
+   */
+  #aliased(explicit: boolean): number {
+    return explicit ? MUST_MISS : NO_ENTRY;
   }
 
   #children(cursors: Cursor[], side: 0 | 1): Cursor[] {
@@ -266,22 +258,13 @@ export class GeoMapBuilder {
       const value = trie.value(c.at);
       return value === EMPTY ? NONE : value;
     }
-    if (c.at === c.layer.alias) return OMIT;
+    if (c.at === c.layer.alias) return ALIAS;
     if (c.at <= tree.nodeCount) return NONE;
     this.#networks++;
     return this.#pointerCode(tree, this.#codes.get(tree)!, c.at);
   }
 
-  #setBit(depth: number): void {
-    this.#path[depth >> 5]! |= 1 << (31 - (depth & 31));
-  }
-
-  #clearBit(depth: number): void {
-    this.#path[depth >> 5]! &= ~(1 << (31 - (depth & 31)));
-  }
-
-  #emit(length: number, code: number): void {
-    const p = this.#path;
+  #emit(p: Uint32Array, length: number, code: number): void {
     const address = this.#bits === 32 ? `${p[0]! >>> 24}.${(p[0]! >>> 16) & 255}.${(p[0]! >>> 8) & 255}.${p[0]! & 255}` : ipv6Text(p);
     this.#lines.push(`${address}/${length} ${this.#names[code]}`);
   }

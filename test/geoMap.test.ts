@@ -144,7 +144,7 @@ describe('HAProxy geo map from the GeoIP database', function () {
   it('covers the whole database in IPv4 and IPv6 entries', () => {
     assert.ok(built.ipv4Entries > 10_000 && built.ipv6Entries > 10_000, `entries: ${built.ipv4Entries} IPv4, ${built.ipv6Entries} IPv6`);
     assert.equal(built.text.split('\n').filter((l) => l && !l.startsWith('#')).length, built.entries);
-    assert.doesNotMatch(built.text, new RegExp(` ${DEFAULT_REGION}\\n(?![\\s\\S]*::)`), 'no IPv4 entry for the default region');
+    assert.ok(built.entries < built.networks / 10, `${built.entries} entries for ${built.networks} networks: merged`);
   });
 
   it('sends sampled addresses of many countries to the region the route API chooses', async () => {
