@@ -12,20 +12,22 @@ import { EMPTY, PrefixTrie } from './PrefixTrie.ts';
  * address to the region the route API would choose for it: GeoLocator.locate (the first pin that
  * holds the address, else the first database with a position for it, else the default region),
  * then the nearest region by regionsByDistance. It walks the databases' search trees and the pins
- * side by side, bit by bit, from the root: where one source decides a whole subtree the subtree
- * is one value, and two sibling subtrees of one value are one — so what comes out is, per region,
- * the fewest CIDRs that cover exactly its addresses, none overlapping another (HAProxy's
- * longest-prefix match has nothing to arbitrate). Addresses of the default region are left out:
- * HAProxy falls back to it.
+ * side by side, bit by bit, from the root; where one source decides a whole subtree, the subtree
+ * is one value (one record's region, looked up once per record), and two sibling subtrees of one
+ * value are one. PrefixTable then writes the fewest longest-prefix-match entries for the result
+ * (ORTC): a region with holes is one entry and the holes'. The default region needs entries only
+ * inside other regions: elsewhere HAProxy falls back to it.
  *
  * HAProxy's IPv6 lookups fall back to IPv4 when no IPv6 entry matches an address of ::/96,
- * ::ffff:0:0/96 or 2002::/16 (it reads the embedded IPv4 address). So ::ffff:0:0/96 gets no IPv6
- * entry (GeoLocator too reads those addresses as IPv4), and ::/96 and 2002::/16 get explicit
- * entries, the default region included. An IPv4 subtree that a database aliases into its IPv6
- * tree (MaxMind's ::/96, ::ffff:0:0/96, 2001::/32, 2002::/16) is not copied: HAProxy's fallback
- * answers those addresses from the IPv4 entries.
+ * ::ffff:0:0/96 or 2002::/16 (it reads the embedded IPv4 address). So no IPv6 entry covers
+ * ::ffff:0:0/96 (GeoLocator too reads those addresses as IPv4), and ::/96 and 2002::/16 get
+ * explicit entries, the default region's included. An IPv4 subtree that a database aliases into
+ * its IPv6 tree (MaxMind's ::/96, ::ffff:0:0/96, 2001::/32, 2002::/16) is not copied: there
+ * HAProxy's fallback answers from the IPv4 entries (2001::/32: the default region).
  *
- * Synchronous and CPU-bound (seconds for the bundled database): GeoMap runs it in a worker thread.
+ * A pin naming a region without edges gives its addresses the default region (HAProxy's fallback;
+ * renderHaproxy leaves such a pin out). Synchronous and CPU-bound (seconds for the bundled
+ * database): GeoMap runs it in a worker thread.
  */
 
 /** What the map needs of a pin (the `geoPins` setting's GeoPin has it). */
