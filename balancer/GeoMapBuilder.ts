@@ -85,7 +85,7 @@ export class GeoMapBuilder {
   #zones: PrefixTrie | undefined;
   #lines: string[] = [];
   #networks = 0;
-  #table = new PrefixTable(0);
+  #table = new PrefixTable(1, 0);
   /** The tree the fast walk is in, and its IPv4 alias node (or -1). */
   #tree: MmdbTree | undefined;
   #alias = -1;
@@ -110,7 +110,7 @@ export class GeoMapBuilder {
     if (!this.#names.includes(defaultRegion)) this.#names.push(defaultRegion);
     const codes = new Map(this.#names.map((name, i) => [name, i]));
     this.#default = codes.get(defaultRegion)!;
-    this.#table = new PrefixTable(this.#default);
+    this.#table = new PrefixTable(this.#names.length, this.#default);
     this.#nearest = new NearestRegion(sites, codes, this.#default);
     if (this.#names.length > MAX_REGIONS) throw new TypeError(`at most ${MAX_REGIONS} regions, not ${this.#names.length}`);
     this.#codes = new Map(this.#trees.map((tree) => [tree, new Uint16Array(tree.dataBytes)]));

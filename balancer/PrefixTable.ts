@@ -15,31 +15,36 @@
 
 export const NO_ENTRY = -1;
 export const MUST_MISS = -2;
-/** In a set of values: "no entry matches". */
+/** In a set of values: "no entry matches" (bit 0 of a set; region r is bit r + 1). */
 const MISS = -1;
 /** The set id of MUST_MISS subtrees (and of every subtree holding one). */
 const FORCED = 0;
-/** Room for node numbers in a combine() memo key (set ids stay far below 2^21). */
+/** Room for set ids in a combine() memo key (distinct sets stay far below 2^21). */
 const SET_KEY = 2 ** 21;
 /** Nodes the table starts with; it doubles when full. */
 const INITIAL_NODES = 1 << 16;
 
 export class PrefixTable {
   readonly #default: number;
+  /** 32-bit words per set: one bit per region, and one for MISS. */
+  readonly #words: number;
   #left = new Int32Array(INITIAL_NODES);
   #right = new Int32Array(INITIAL_NODES);
   #nodes = 0;
-  /** Interned sets of values (sorted), by id; id FORCED is MUST_MISS's. */
-  #sets: number[][] = [[MISS]];
-  #setIds = new Map<string, number>();
-  #combined = new Map<number, number>();
-  #leafSets = new Map<number, number>();
+  /** Interned sets of values as bit sets, by id; id FORCED is MUST_MISS's ({MISS}). */
+  readonly #sets: Uint32Array[];
+  readonly #setIds = new Map<string, number>();
+  readonly #combined = new Map<number, number>();
+  readonly #leafSets = new Map<number, number>();
   readonly #path = new Uint32Array(4);
 
-  /** `defaultCode`: the default region's code (what NO_ENTRY leaves may get as an entry). */
-  constructor(defaultCode: number) {
-    if (!Number.isInteger(defaultCode) || defaultCode < 0) throw new TypeError(`a region code is an integer ≥ 0, not ${defaultCode}`);
+  /** `regions`: how many region codes there are (0 … regions − 1); `defaultCode`: the default region's (what NO_ENTRY leaves may get as an entry). */
+  constructor(regions: number, defaultCode: number) {
+    if (!Number.isInteger(regions) || regions < 1) throw new TypeError(`a table needs at least one region, not ${regions}`);
+    if (!Number.isInteger(defaultCode) || defaultCode < 0 || defaultCode >= regions) throw new TypeError(`region code ${defaultCode} outside 0..${regions - 1}`);
     this.#default = defaultCode;
+    this.#words = Math.ceil((regions + 1) / 32);
+    this.#sets = [this.#bitsOf([MISS])];
   }
 
   /** Whether a walk result is a leaf (a value) rather than a node. */
@@ -80,7 +85,7 @@ export class PrefixTable {
     if (result < MUST_MISS) return sets[MUST_MISS - 1 - result]!;
     let id = this.#leafSets.get(result);
     if (id === undefined) {
-      id = result === MUST_MISS ? FORCED : this.#intern(result === NO_ENTRY ? [MISS, this.#default] : [result]);
+      id = result === MUST_MISS ? FORCED : this.#intern(this.#bitsOf(result === NO_ENTRY ? [MISS, this.#default] : [result]));
       this.#leafSets.set(result, id);
     }
     return id;
@@ -93,32 +98,39 @@ export class PrefixTable {
     let id = this.#combined.get(key);
     if (id === undefined) {
       const [sa, sb] = [this.#sets[a]!, this.#sets[b]!];
-      const shared = sa.filter((v) => sb.includes(v));
-      id = this.#intern(shared.length > 0 ? shared : [...new Set([...sa, ...sb])].sort((x, y) => x - y));
+      const shared = sa.map((word, i) => word & sb[i]!);
+      id = this.#intern(shared.some((word) => word !== 0) ? shared : sa.map((word, i) => word | sb[i]!));
       this.#combined.set(key, id);
     }
     return id;
   }
 
-  #intern(values: number[]): number {
-    const key = values.join(',');
+  #bitsOf(values: number[]): Uint32Array {
+    const bits = new Uint32Array(this.#words);
+    for (const v of values) bits[(v + 1) >> 5]! |= 1 << ((v + 1) & 31);
+    return bits;
+  }
+
+  #intern(bits: Uint32Array): number {
+    const key = bits.join(',');
     let id = this.#setIds.get(key);
     if (id === undefined) {
       id = this.#sets.length;
-      this.#sets.push(values);
+      this.#sets.push(bits);
       this.#setIds.set(key, id);
     }
     return id;
   }
 
-  /** Top-down: an entry where the inherited value will not do. Depth ≤ bits: bounded. */
+  /** Top-down: an entry where the inherited value will not do. Depth ≤ 128: bounded. */
   #assign(result: number, depth: number, inherited: number, sets: Int32Array, emit: (words: Uint32Array, length: number, code: number) => void): void {
     const set = this.#sets[this.#setOf(result, sets)]!;
     let value = inherited;
-    if (!set.includes(inherited)) {
+    if (((set[(inherited + 1) >> 5]! >>> ((inherited + 1) & 31)) & 1) === 0) {
       // The inherited value is a region here (a miss is inherited only along FORCED paths, where
-      // it is always in the set), so the set holds another region: any one gives the fewest entries.
-      value = set.find((v) => v !== MISS)!;
+      // it is always in the set), so the set holds another region: any one gives the fewest
+      // entries (ORTC); the lowest code is taken.
+      value = lowestRegion(set);
       emit(this.#path, depth, value);
     }
     if (result >= MUST_MISS) return;
@@ -128,4 +140,13 @@ export class PrefixTable {
     this.#assign(this.#right[node]!, depth + 1, value, sets, emit);
     this.#path[depth >> 5]! &= ~(1 << (31 - (depth & 31)));
   }
+}
+
+/** The lowest region code in a set (bit r + 1; bit 0 is MISS). */
+function lowestRegion(set: Uint32Array): number {
+  for (let i = 0; i < set.length; i++) {
+    const word = i === 0 ? set[0]! & ~1 : set[i]!;
+    if (word !== 0) return i * 32 + (31 - Math.clz32(word & -word)) - 1;
+  }
+  throw new Error('a region set without a region');
 }
