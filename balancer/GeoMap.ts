@@ -4,7 +4,7 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ConfigError } from '../core/errors.ts';
-import type { GeoMapInput, GeoMapText } from './GeoMapBuilder.ts';
+import type { GeoMapBuilt, GeoMapInput } from './GeoMapBuilder.ts';
 import type { GeoMapRequest, GeoMapWorkerData } from './geoMapWorker.ts';
 
 /**
@@ -15,7 +15,7 @@ import type { GeoMapRequest, GeoMapWorkerData } from './geoMapWorker.ts';
  * next builds (a few seconds less each; ~200 MB held) until close(). Builds run one at a time.
  *
  *   const geoMap = new GeoMap({ databases });        // the balancer's --geo-database files, or the bundled ones
- *   const { text } = await geoMap.build({ sites, pins, defaultRegion });
+ *   const { map } = await geoMap.build({ sites, pins, defaultRegion });   // write map to geo.map
  *   await geoMap.close();
  */
 
@@ -24,7 +24,9 @@ export interface GeoMapOptions {
   databases?: string[];
 }
 
-export interface GeoMapResult extends GeoMapText {
+export interface GeoMapResult extends GeoMapBuilt {
+  /** The map as text (decoded from `map` when first read; write `map` to a file as it is). */
+  readonly text: string;
   /** Lines that map a network (ipv4Entries + ipv6Entries). */
   entries: number;
   /** The map's size in bytes (UTF-8). */
@@ -35,7 +37,7 @@ export interface GeoMapResult extends GeoMapText {
   buildMs: number;
 }
 
-type Answer = { id: number; result: GeoMapText & { buildMs: number }; error?: undefined } | { id: number; error: { name: string; message: string; field?: string } };
+type Answer = { id: number; result: Omit<GeoMapBuilt, 'map'> & { map: Uint8Array; buildMs: number }; error?: undefined } | { id: number; error: { name: string; message: string; field?: string } };
 
 /** The worker's own file: .js from dist/, .ts when the sources run through tsx (tests, benchmarks). */
 const WORKER_URL = new URL(`./geoMapWorker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
@@ -112,7 +114,18 @@ export class GeoMap {
       throw name === 'TypeError' ? new TypeError(message) : new Error(message);
     }
     const { result } = answer;
-    return { ...result, entries: result.ipv4Entries + result.ipv6Entries, bytes: Buffer.byteLength(result.text), ms: performance.now() - started };
+    const map = Buffer.from(result.map.buffer, result.map.byteOffset, result.map.byteLength);
+    let text: string | undefined;
+    return {
+      ...result,
+      map,
+      get text() {
+        return (text ??= map.toString('utf8'));
+      },
+      entries: result.ipv4Entries + result.ipv6Entries,
+      bytes: map.length,
+      ms: performance.now() - started,
+    };
   }
 
   #start(): Worker {

@@ -4,6 +4,7 @@ import { parseRange } from '../core/TrustedProxies.ts';
 import type { MmdbTree } from './MmdbTree.ts';
 import { NearestRegion } from './NearestRegion.ts';
 import type { Position } from './policies.ts';
+import { MapWriter } from './MapWriter.ts';
 import { MUST_MISS, NO_ENTRY, PrefixTable } from './PrefixTable.ts';
 import { EMPTY, PrefixTrie } from './PrefixTrie.ts';
 
@@ -41,9 +42,9 @@ export interface GeoMapInput {
   defaultRegion: string;
 }
 
-export interface GeoMapText {
-  /** The map file. */
-  text: string;
+export interface GeoMapBuilt {
+  /** The map file (UTF-8 text), over memory of its own (see MapWriter). */
+  map: Buffer;
   ipv4Entries: number;
   ipv6Entries: number;
   /** Networks of the databases and pins visited. */
@@ -83,7 +84,7 @@ export class GeoMapBuilder {
   /** Per tree: data offset → region code + CODE_BIAS (0: not looked up yet). */
   #codes = new Map<MmdbTree, Uint16Array>();
   #zones: PrefixTrie | undefined;
-  #lines: string[] = [];
+  #out = new MapWriter([], '');
   #networks = 0;
   #table = new PrefixTable(1, 0);
   /** The tree the fast walk is in, and its IPv4 alias node (or -1). */
@@ -97,7 +98,7 @@ export class GeoMapBuilder {
     this.#trees = trees;
   }
 
-  build(input: GeoMapInput): GeoMapText {
+  build(input: GeoMapInput): GeoMapBuilt {
     const { sites, pins, defaultRegion } = input;
     if (!(sites instanceof Map)) throw new TypeError('sites must be a Map of region → positions');
     if (!Array.isArray(pins)) throw new TypeError('pins must be an array');
@@ -114,7 +115,7 @@ export class GeoMapBuilder {
     this.#nearest = new NearestRegion(sites, codes, this.#default);
     if (this.#names.length > MAX_REGIONS) throw new TypeError(`at most ${MAX_REGIONS} regions, not ${this.#names.length}`);
     this.#codes = new Map(this.#trees.map((tree) => [tree, new Uint16Array(tree.dataBytes)]));
-    this.#lines = [];
+    this.#out = new MapWriter(this.#names, HEADER);
     this.#networks = 0;
 
     const [pins4, pins6] = [new PrefixTrie(32), new PrefixTrie(128)];
@@ -136,13 +137,11 @@ export class GeoMapBuilder {
 
     const trie = (t: PrefixTrie): Cursor[] => (t.empty ? [] : [{ layer: { trie: t }, at: t.root }]);
     this.#family(32, [...trie(pins4), ...this.#trees.map((tree) => ({ layer: { tree, alias: -1 }, at: tree.ipv4Root }))], undefined);
-    const ipv4Entries = this.#lines.length;
+    const ipv4Entries = this.#out.lines;
     const v6Trees = this.#trees.filter((tree) => tree.ipVersion === 6);
     this.#family(128, [...trie(pins6), ...v6Trees.map((tree) => ({ layer: { tree, alias: tree.isNode(tree.ipv4Root) ? tree.ipv4Root : -1 }, at: 0 }))], zones);
-    const text = HEADER + this.#lines.join('\n') + (this.#lines.length > 0 ? '\n' : '');
-    const result = { text, ipv4Entries, ipv6Entries: this.#lines.length - ipv4Entries, networks: this.#networks, records: this.#trees.reduce((n, t) => n + t.records, 0) };
-    this.#lines = [];
-    return result;
+    const ipv6Entries = this.#out.lines - ipv4Entries;
+    return { map: this.#out.finish(), ipv4Entries, ipv6Entries, networks: this.#networks, records: this.#trees.reduce((n, t) => n + t.records, 0) };
   }
 
   #family(bits: 32 | 128, cursors: Cursor[], zones: PrefixTrie | undefined): void {
@@ -267,8 +266,8 @@ export class GeoMapBuilder {
   }
 
   #emit(p: Uint32Array, length: number, code: number): void {
-    const address = this.#bits === 32 ? `${p[0]! >>> 24}.${(p[0]! >>> 16) & 255}.${(p[0]! >>> 8) & 255}.${p[0]! & 255}` : ipv6Text(p);
-    this.#lines.push(`${address}/${length} ${this.#names[code]}`);
+    if (this.#bits === 32) this.#out.ipv4(p[0]!, length, code);
+    else this.#out.ipv6(ipv6Text(p), length, code);
   }
 }
 

@@ -124,7 +124,7 @@ async function main(options: Options): Promise<number> {
       const built = await geoMap.build({ sites, pins: [], defaultRegion: DEFAULT_REGION });
       delay.disable();
       const mapPath = join(dir, `geo-${regions}.map`);
-      writeFileSync(mapPath, built.text);
+      writeFileSync(mapPath, built.map);
       const cfg = join(dir, `geo-${regions}.cfg`);
       writeFileSync(cfg, haproxyConfig(mapPath));
       const [withMap, withoutMap]: [number[], number[]] = [[], []];

@@ -110,7 +110,7 @@ describe('HAProxy geo map from the GeoIP database', function () {
     built = await buildGeoMap({ sites, pins: parseGeoPins(PINS), defaultRegion: DEFAULT_REGION });
     mapPath = join(dir, 'geo.map');
     socket = join(dir, 'runtime.sock');
-    writeFileSync(mapPath, built.text);
+    writeFileSync(mapPath, built.map);
     const cfg = join(dir, 'haproxy.cfg');
     writeFileSync(
       cfg,

@@ -20,7 +20,7 @@ const SITES = new Map([
 ]);
 const DEFAULT_REGION = 'eu-west';
 
-const mapOf = (pins: string) => new GeoMapBuilder([]).build({ sites: SITES, pins: parseGeoPins(pins), defaultRegion: DEFAULT_REGION });
+const mapOf = (pins: string) => ({ text: new GeoMapBuilder([]).build({ sites: SITES, pins: parseGeoPins(pins), defaultRegion: DEFAULT_REGION }).map.toString() });
 /**
  * The map's IPv4 entries, or its IPv6 entries of regions other than the default (every map has
  * default-region entries over ::/96 and 2002::/16: those must not fall back to IPv4).
