@@ -28,6 +28,8 @@ const EDGE_SAMPLES = 8;
 export class NearestRegion {
   /** Sites per region, duplicates dropped (they change no minimum). */
   readonly #sites: Map<string, Position[]>;
+  /** Per region: one of its sites, and how far its other sites are from it at most. */
+  readonly #circles: Array<{ name: string; centre: Position; radius: number }> = [];
   readonly #code: Map<string, number>;
   readonly #fallback: number;
   /** Cell → its only candidate region's code, or the candidates' sites. */
@@ -48,6 +50,10 @@ export class NearestRegion {
         return !seen.has(key) && seen.add(key);
       });
       this.#sites.set(name, unique);
+    }
+    for (const [name, positions] of this.#sites) {
+      const centre = positions[0]!;
+      this.#circles.push({ name, centre, radius: Math.max(...positions.map((p) => distanceKm(centre, p))) });
     }
     this.#code = new Map(codes);
     this.#fallback = fallback;
@@ -96,7 +102,14 @@ export class NearestRegion {
     }
     // Between samples the edge bulges a little: 5 % more covers it for cells this small.
     radius = radius * 1.05 + SLACK_KM;
-    const distances = [...this.#sites].map(([name, positions]) => ({ name, positions, distance: regionDistanceKm(centre, positions) }));
+    // A region's distance lies within its circle's distance ± its radius: regions whose least
+    // possible distance is beyond the best greatest one by more than the cell's diameter are out
+    // without measuring their sites.
+    const bounds = this.#circles.map((c) => ({ name: c.name, far: distanceKm(centre, c.centre), radius: c.radius }));
+    const bestFar = Math.min(...bounds.map((b) => b.far + b.radius));
+    const distances = bounds
+      .filter((b) => b.far - b.radius <= bestFar + 2 * radius + SLACK_KM)
+      .map(({ name }) => ({ name, positions: this.#sites.get(name)!, distance: regionDistanceKm(centre, this.#sites.get(name)!) }));
     const best = Math.min(...distances.map((d) => d.distance));
     const near = distances.filter((d) => d.distance <= best + 2 * radius + SLACK_KM);
     if (near.length === 1) return this.#code.get(near[0]!.name)!;
