@@ -4,11 +4,13 @@
  * GeoMap (a worker thread):
  *
  *   entries, bytes  the map's IPv4 and IPv6 lines and its size
- *   build           GeoMap.build() as the balancer waits for it: the first build also starts the
- *                   worker, reads the databases and decodes every record; later builds reuse them
+ *   build           GeoMap.build() as the balancer waits for it, once the worker has read the
+ *                   databases (the first build, which also does that, is reported apart); per
+ *                   family, that family's share of the work in the worker
  *   loop delay      the longest stall of this (the balancer's) event loop during the build
- *   haproxy -c      `haproxy -c` of a config that reads the map with map_ip, next to the same config
- *                   reading an empty map, alternately, in the same run (what each refresh pays)
+ *   haproxy -c      `haproxy -c` of a config that reads the map (or one family's lines) with map_ip,
+ *                   next to the same config reading an empty map, alternately, in the same run
+ *                   (what each refresh of the balancer's HAProxy pays)
  *
  * Regions are placed as bench:balancer places them (seeded, anywhere between 70° S and 70° N),
  * each with --edges-per-region edges within half a degree.
@@ -108,43 +110,50 @@ function checkMs(cfg: string): number {
   return performance.now() - started;
 }
 
+/** Median `haproxy -c` ms of a config reading `map`, written to `path` (runs alternate with the empty map's). */
+function checkFigures(dir: string, name: string, map: Buffer, runs: number, empty: number[]): number[] {
+  const mapPath = join(dir, `${name}.map`);
+  writeFileSync(mapPath, map);
+  const cfg = join(dir, `${name}.cfg`);
+  writeFileSync(cfg, haproxyConfig(mapPath));
+  const times: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    times.push(checkMs(cfg));
+    empty.push(checkMs(join(dir, 'empty.cfg')));
+  }
+  return times;
+}
+
 async function main(options: Options): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'relaycast-bench-geomap-'));
   const geoMap = new GeoMap({ databases: options.databases });
   const rows: string[][] = [];
+  const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+  let first: number | undefined;
+  const empty: number[] = [];
   try {
-    const empty = join(dir, 'empty.map');
-    writeFileSync(empty, '');
-    writeFileSync(join(dir, 'empty.cfg'), haproxyConfig(empty));
-    let first = true;
+    writeFileSync(join(dir, 'empty.map'), '');
+    writeFileSync(join(dir, 'empty.cfg'), haproxyConfig(join(dir, 'empty.map')));
+    // The first build starts the worker, reads the databases and decodes their records.
+    first = (await geoMap.build({ sites: sitesFor(options.regions[0]!, options.edgesPerRegion), pins: [], defaultRegion: DEFAULT_REGION })).ms;
     for (const regions of options.regions) {
       const sites = sitesFor(regions, options.edgesPerRegion);
       const delay = monitorEventLoopDelay({ resolution: 10 });
       delay.enable();
       const built = await geoMap.build({ sites, pins: [], defaultRegion: DEFAULT_REGION });
       delay.disable();
-      const mapPath = join(dir, `geo-${regions}.map`);
-      writeFileSync(mapPath, built.map);
-      const cfg = join(dir, `geo-${regions}.cfg`);
-      writeFileSync(cfg, haproxyConfig(mapPath));
-      const [withMap, withoutMap]: [number[], number[]] = [[], []];
-      for (let run = 0; run < options.runs; run++) {
-        withMap.push(checkMs(cfg));
-        withoutMap.push(checkMs(join(dir, 'empty.cfg')));
-      }
+      // IPv4 lines come first: the map up to the first IPv6 line is the header and IPv4.
+      const text = built.map;
+      const header = text.indexOf(0x0a) + 1;
+      const split = built.ipv6Entries > 0 ? text.lastIndexOf(0x0a, text.indexOf(':', header)) + 1 : text.length;
+      const [ipv4, ipv6] = [text.subarray(0, split), Buffer.concat([text.subarray(0, header), text.subarray(split)])];
+      const whole = checkFigures(dir, `geo-${regions}`, text, options.runs, empty);
+      const v4 = checkFigures(dir, `geo-${regions}-ipv4`, ipv4, options.runs, empty);
+      const v6 = checkFigures(dir, `geo-${regions}-ipv6`, ipv6, options.runs, empty);
       process.stderr.write(`${regions} regions: ${built.entries} entries in ${built.ms.toFixed(0)} ms\n`);
-      rows.push([
-        String(regions),
-        built.ipv4Entries.toLocaleString('en'),
-        built.ipv6Entries.toLocaleString('en'),
-        `${(built.bytes / 1e6).toFixed(1)} MB`,
-        `${built.ms.toFixed(0)}${first ? ' (first)' : ''}`,
-        built.buildMs.toFixed(0),
-        (delay.max / 1e6).toFixed(0),
-        spread(withMap, 0),
-        spread(withoutMap, 0),
-      ]);
-      first = false;
+      rows.push([`${regions}`, 'all', built.entries.toLocaleString('en'), mb(built.bytes), built.ms.toFixed(0), (delay.max / 1e6).toFixed(0), spread(whole, 0)]);
+      rows.push(['', 'IPv4', built.ipv4Entries.toLocaleString('en'), mb(ipv4.length), built.ipv4Ms.toFixed(0), '', spread(v4, 0)]);
+      rows.push(['', 'IPv6', built.ipv6Entries.toLocaleString('en'), mb(ipv6.length), built.ipv6Ms.toFixed(0), '', spread(v6, 0)]);
     }
   } finally {
     await geoMap.close();
@@ -153,13 +162,13 @@ async function main(options: Options): Promise<number> {
   console.log(
     renderTable({
       title: `HAProxy geo map from ${options.databases?.join(', ') ?? 'the bundled DB-IP City Lite (IPv4 + IPv6)'}, ${options.edgesPerRegion} edges per region`,
-      head: ['regions', 'IPv4 entries', 'IPv6 entries', 'size', 'build ms', 'in worker ms', 'loop stall ms', 'haproxy -c ms', 'empty map ms'],
+      head: ['regions', 'family', 'entries', 'size', 'build ms', 'loop stall ms', 'haproxy -c ms'],
       rows,
       how: [
-        'build: GeoMap.build() from call to answer; the first also starts the worker, reads the databases and decodes every record, later ones reuse them',
-        'in worker: the build alone (walk of every network, nearest region per record, ORTC entries, text)',
-        'loop stall: the longest delay of this process\'s event loop while the build ran (perf_hooks, 10 ms resolution)',
-        `haproxy -c: median (and range) of ${options.runs} runs of \`haproxy -c -q\` on a config whose use_backend reads the map with map_ip, and of the same config on an empty map, alternately`,
+        'build (all): GeoMap.build() from call to answer, the worker and its decoded databases reused; IPv4/IPv6: each family\'s walk and entries in the worker',
+        `first build (${options.regions[0]} regions): ${first?.toFixed(0)} ms — it also starts the worker, reads the databases and decodes every record`,
+        "loop stall: the longest delay of this process's event loop while the build ran (perf_hooks, 10 ms resolution)",
+        `haproxy -c: median (range) of ${options.runs} runs of \`haproxy -c -q\` on a config whose use_backend reads the map (whole, or one family's lines) with map_ip; the same config on an empty map, run alternately: ${spread(empty, 0)} ms`,
         `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}`,
       ],
     }),
