@@ -6,11 +6,12 @@ import { GeoMapBuilder, ipv6Text } from '../balancer/GeoMapBuilder.ts';
 import { regionsByDistance } from '../balancer/policies.ts';
 import { parseGeoPins } from '../core/geoPins.ts';
 import { rng, type Rng } from '../bench/simulator/random.ts';
+import { HaproxyMap } from './helpers/haproxyMap.ts';
 
 /**
  * The geo map's merging and pins, without a database: GeoMapBuilder over pins alone, read back the
- * way HAProxy's map_ip reads a map (longest prefix; its IPv4 ⇄ IPv6 fallbacks), against GeoLocator
- * and regionsByDistance.
+ * way HAProxy's map_ip reads a map (helpers/haproxyMap.ts: longest prefix, its IPv4 ⇄ IPv6
+ * fallbacks), against GeoLocator and regionsByDistance.
  */
 
 const SITES = new Map([
@@ -31,37 +32,8 @@ const entries = (pins: string, family: 4 | 6 = 4) =>
     .filter((line) => line && !line.startsWith('#'))
     .filter((line) => (family === 4 ? !line.includes(':') : line.includes(':') && !line.endsWith(` ${DEFAULT_REGION}`)));
 
-type Entry = [ipaddr.IPv4 | ipaddr.IPv6, number, string];
-
-/**
- * HAProxy 2.6's map_ip (pattern.c, pat_match_ip): the longest matching prefix of the address's
- * family; an IPv4 address that matches none tries ::ffff:a.b.c.d among the IPv6 entries; an IPv6
- * address that matches none tries its embedded IPv4 address if it is in ::/96, ::ffff:0:0/96 or
- * 2002::/16.
- */
-function haproxyLookup(text: string, ip: string): string {
-  const all: Entry[] = text
-    .split('\n')
-    .filter((line) => line && !line.startsWith('#'))
-    .map((line) => {
-      const [cidr, region] = line.split(' ');
-      const [address, bits] = ipaddr.parseCIDR(cidr!);
-      return [address, bits, region!];
-    });
-  const longest = (address: ipaddr.IPv4 | ipaddr.IPv6) => {
-    let best: Entry | undefined;
-    for (const entry of all) if (entry[0].kind() === address.kind() && address.match(entry[0] as never, entry[1]) && (!best || entry[1] > best[1])) best = entry;
-    return best?.[2];
-  };
-  const address = ipaddr.parse(ip);
-  if (address.kind() === 'ipv4') return longest(address) ?? longest((address as ipaddr.IPv4).toIPv4MappedAddress()) ?? DEFAULT_REGION;
-  const bytes = address.toByteArray();
-  const zeros = (from: number, to: number) => bytes.slice(from, to).every((b) => b === 0);
-  let embedded: ipaddr.IPv4 | undefined;
-  if (zeros(0, 8) && (zeros(8, 12) || (zeros(8, 10) && bytes[10] === 0xff && bytes[11] === 0xff))) embedded = ipaddr.fromByteArray(bytes.slice(12)) as ipaddr.IPv4;
-  else if (bytes[0] === 0x20 && bytes[1] === 0x02) embedded = ipaddr.fromByteArray(bytes.slice(2, 6)) as ipaddr.IPv4;
-  return longest(address) ?? (embedded && longest(embedded)) ?? DEFAULT_REGION;
-}
+/** HAProxy's answer for `ip` from the map `text` (see helpers/haproxyMap.ts). */
+const haproxyLookup = (text: string, ip: string) => new HaproxyMap(text, DEFAULT_REGION).lookup(ip);
 
 /** Where the route API sends `ip`: GeoLocator's answer, then the nearest region (a pin's region if it has edges). */
 function routeRegion(geo: GeoLocator, ip: string): string {
