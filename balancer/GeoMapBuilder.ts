@@ -20,11 +20,14 @@ import { EMPTY, PrefixTrie } from './PrefixTrie.ts';
  * inside other regions: elsewhere HAProxy falls back to it.
  *
  * HAProxy's IPv6 lookups fall back to IPv4 when no IPv6 entry matches an address of ::/96,
- * ::ffff:0:0/96 or 2002::/16 (it reads the embedded IPv4 address). So no IPv6 entry covers
- * ::ffff:0:0/96 (GeoLocator too reads those addresses as IPv4), and ::/96 and 2002::/16 get
- * explicit entries, the default region's included. An IPv4 subtree that a database aliases into
- * its IPv6 tree (MaxMind's ::/96, ::ffff:0:0/96, 2001::/32, 2002::/16) is not copied: there
- * HAProxy's fallback answers from the IPv4 entries (2001::/32: the default region).
+ * ::ffff:0:0/96 or 2002::/16 (it reads the embedded IPv4 address). The route API reads ::/96 and
+ * ::ffff:0:0/96 as IPv4 too (Node reports such a client as ::a.b.c.d or ::ffff:a.b.c.d, which
+ * GeoLocator takes for IPv4), so no IPv6 entry covers them — but ::/112 (Node's ::x, IPv6 to both),
+ * which gets explicit entries, as 2002::/16 (IPv6 to the route API) does, the default's included. An IPv4
+ * subtree that a database aliases into its IPv6 tree (MaxMind's ::/96, ::ffff:0:0/96, 2001::/32,
+ * 2002::/16) is not copied: HAProxy's fallback answers 6to4 addresses from the IPv4 entries (the
+ * same record, unless an earlier database or an IPv4 pin has the address), and Teredo (2001::/32)
+ * addresses, which embed a relay's address rather than the client's, get the default region.
  *
  * A pin naming a region without edges gives its addresses the default region (HAProxy's fallback;
  * renderHaproxy leaves such a pin out). Synchronous and CPU-bound (seconds for the bundled
@@ -63,6 +66,8 @@ const ALIAS = -4;
 /** Zone values: addresses left to IPv4 entries, and addresses that need explicit entries. */
 const CUT = 0;
 const EXPLICIT = 1;
+/** Explicit, and a database's aliased IPv4 subtree is walked like any other (::/112: IPv4 0.0.0.0/16, no copy to speak of). */
+const EXACT = 2;
 const NO_ZONE = -1;
 /** Stored codes are shifted past 0 (not looked up yet) and NONE. */
 const CODE_BIAS = 4;
@@ -134,8 +139,9 @@ export class GeoMapBuilder {
       (address.kind() === 'ipv4' ? pins4 : pins6).add(words(address), length, code);
     }
     const zones = new PrefixTrie(128);
+    zones.add(words(ipaddr.parse('::')), 112, EXACT); // Node reports ::x as ::x, not ::0.0.a.b: IPv6 to the route API too
+    zones.add(words(ipaddr.parse('::')), 96, CUT);
     zones.add(words(ipaddr.parse('::ffff:0:0')), 96, CUT);
-    zones.add(words(ipaddr.parse('::')), 96, EXPLICIT);
     zones.add(words(ipaddr.parse('2002::')), 16, EXPLICIT);
 
     const trie = (t: PrefixTrie): Cursor[] => (t.empty ? [] : [{ layer: { trie: t }, at: t.root }]);
@@ -163,15 +169,18 @@ export class GeoMapBuilder {
     if (zone !== NO_ZONE && zones && !zones.isNode(zone)) {
       const value = zones.value(zone);
       if (value === CUT) return MUST_MISS;
-      if (value === EXPLICIT) explicit = true;
+      if (value === EXPLICIT || value === EXACT) explicit = true;
+      if (value === EXACT) cursors = cursors.map((c) => (c.layer.tree ? { layer: { tree: c.layer.tree, alias: -1 }, at: c.at } : c));
       zone = NO_ZONE;
     }
     // The sources that matter here: inner nodes, up to and including the first one that decides
-    // all of this subtree (sources after it are hidden by it).
+    // all of this subtree (sources after it are hidden by it). On a zone's path a database's
+    // aliased IPv4 subtree is still walked: only the zone says what becomes of it.
+    const aliasIsLeaf = zone === NO_ZONE;
     const live: Cursor[] = [];
     let decided = NONE;
     for (const cursor of cursors) {
-      if (depth < this.#bits && this.#isNode(cursor)) {
+      if (depth < this.#bits && this.#isNode(cursor, aliasIsLeaf)) {
         live.push(cursor);
         continue;
       }
@@ -191,8 +200,8 @@ export class GeoMapBuilder {
         return this.#treeWalk(only.at, depth, explicit);
       }
     }
-    const l = this.#walk(depth + 1, zone === NO_ZONE ? NO_ZONE : zones!.left(zone), explicit, this.#children(live, 0));
-    const r = this.#walk(depth + 1, zone === NO_ZONE ? NO_ZONE : zones!.right(zone), explicit, this.#children(live, 1));
+    const l = this.#walk(depth + 1, zone === NO_ZONE ? NO_ZONE : zones!.left(zone), explicit, this.#children(live, 0, aliasIsLeaf));
+    const r = this.#walk(depth + 1, zone === NO_ZONE ? NO_ZONE : zones!.right(zone), explicit, this.#children(live, 1, aliasIsLeaf));
     return this.#table.join(l, r);
   }
 
@@ -237,15 +246,15 @@ export class GeoMapBuilder {
     return explicit ? MUST_MISS : NO_ENTRY;
   }
 
-  #children(cursors: Cursor[], side: 0 | 1): Cursor[] {
+  #children(cursors: Cursor[], side: 0 | 1, aliasIsLeaf: boolean): Cursor[] {
     const out: Cursor[] = [];
-    for (const c of cursors) out.push(this.#isNode(c) ? { layer: c.layer, at: side ? this.#right(c) : this.#left(c) } : c);
+    for (const c of cursors) out.push(this.#isNode(c, aliasIsLeaf) ? { layer: c.layer, at: side ? this.#right(c) : this.#left(c) } : c);
     return out;
   }
 
-  #isNode(c: Cursor): boolean {
+  #isNode(c: Cursor, aliasIsLeaf: boolean): boolean {
     const { tree, trie } = c.layer;
-    return tree ? c.at < tree.nodeCount && c.at !== c.layer.alias : trie.isNode(c.at);
+    return tree ? c.at < tree.nodeCount && (c.at !== c.layer.alias || !aliasIsLeaf) : trie.isNode(c.at);
   }
 
   #left(c: Cursor): number {

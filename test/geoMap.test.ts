@@ -12,6 +12,7 @@ import { packing, rank, regionsByDistance, type NodeSnapshot, type Position } fr
 import { parseGeoPins } from '../core/geoPins.ts';
 import { rng, type Rng } from '../bench/simulator/random.ts';
 import { freePort } from '../kit/postgres.ts';
+import { HaproxyMap, socketText } from './helpers/haproxyMap.ts';
 import { spawnTracked, stopProcess, waitFor } from '../kit/processes.ts';
 
 /**
@@ -102,7 +103,8 @@ describe('HAProxy geo map from the GeoIP database', function () {
   let haproxy: ChildProcess | undefined;
   let socket: string;
   let mapPath: string;
-  const routeRegion = (ip: string) => rank(edges, { stream: 's', role: 'edge', location: geo.locate(ip) }, packing, { streams: 1, viewers: 1 }, 1)[0]!.node.region;
+  /** The route API's region for a client at `ip`, given as Node reports a socket's address. */
+  const routeRegion = (ip: string) => rank(edges, { stream: 's', role: 'edge', location: geo.locate(socketText(ip)) }, packing, { streams: 1, viewers: 1 }, 1)[0]!.node.region;
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'relaycast-geomap-'));
@@ -170,10 +172,23 @@ describe('HAProxy geo map from the GeoIP database', function () {
     assert.deepEqual(wrong, [], `${wrong.length} of ${addresses.length} addresses disagree`);
     // rank() and regionsByDistance agree on where a database address goes (the rule the map uses).
     for (const ip of addresses.slice(0, 50)) {
-      const { lat, lon } = geo.locate(ip);
+      const { lat, lon } = geo.locate(socketText(ip));
       assert.equal(routeRegion(ip), regionsByDistance({ lat: lat!, lon: lon! }, sites)[0]);
     }
     console.log(`      ${addresses.length} addresses (${IPV4_SAMPLES} IPv4, ${IPV6_SAMPLES} IPv6) from ${countries.size} countries; map ${built.entries} entries, ${built.ms.toFixed(0)} ms`);
+  });
+
+  it('is read by HAProxy as the other tests read maps (helpers/haproxyMap.ts), IPv4 fallbacks included', async () => {
+    const model = new HaproxyMap(built.text, DEFAULT_REGION);
+    const random = rng(23);
+    const tree = await MmdbTree.open(bundledDatabases()[1]!);
+    const addresses = [
+      ...Array.from({ length: 100 }, () => ipv4(random)),
+      ...Array.from({ length: 100 }, () => ipv6(tree, random)),
+      ...['::ffff:8.8.8.8', '::8.8.8.8', '2002:808:808::1', '2002:a00:1::1', '2001:0:808:808::1', '::1', '::', '0.0.0.0', '255.255.255.255', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'],
+    ];
+    const answers = await haproxyRegions(socket, mapPath, addresses);
+    addresses.forEach((ip, i) => assert.equal(model.lookup(ip), answers[i], ip));
   });
 
   it('lets pins win over the database, the first pin over a later one', async () => {
@@ -185,6 +200,7 @@ describe('HAProxy geo map from the GeoIP database', function () {
       '1.1.1.1': 'ap-northeast', // a position pin: its nearest region
       '10.20.30.40': 'oc-south',
       '::ffff:10.0.0.1': 'oc-south', // IPv4-mapped: HAProxy and GeoLocator read it as IPv4
+      '::10.0.0.1': 'oc-south', // IPv4-compatible: so does Node's ::a.b.c.d for GeoLocator
       '2001:4860:4860::8888': 'af-south',
     };
     const addresses = Object.keys(expected);

@@ -6,7 +6,7 @@ import { GeoMapBuilder, ipv6Text } from '../balancer/GeoMapBuilder.ts';
 import { regionsByDistance } from '../balancer/policies.ts';
 import { parseGeoPins } from '../core/geoPins.ts';
 import { rng, type Rng } from '../bench/simulator/random.ts';
-import { HaproxyMap } from './helpers/haproxyMap.ts';
+import { HaproxyMap, socketText } from './helpers/haproxyMap.ts';
 
 /**
  * The geo map's merging and pins, without a database: GeoMapBuilder over pins alone, read back the
@@ -35,9 +35,12 @@ const entries = (pins: string, family: 4 | 6 = 4) =>
 /** HAProxy's answer for `ip` from the map `text` (see helpers/haproxyMap.ts). */
 const haproxyLookup = (text: string, ip: string) => new HaproxyMap(text, DEFAULT_REGION).lookup(ip);
 
-/** Where the route API sends `ip`: GeoLocator's answer, then the nearest region (a pin's region if it has edges). */
+/**
+ * Where the route API sends a client at `ip` (as Node reports it): GeoLocator's answer, then the
+ * nearest region (a pin's region if it has edges).
+ */
 function routeRegion(geo: GeoLocator, ip: string): string {
-  const location = geo.locate(ip);
+  const location = geo.locate(socketText(ip));
   if (location.source === 'default') return DEFAULT_REGION;
   if (location.region !== undefined) return SITES.has(location.region) ? location.region : DEFAULT_REGION;
   return regionsByDistance({ lat: location.lat!, lon: location.lon! }, SITES)[0]!;
@@ -87,7 +90,8 @@ describe('geo map merging and pins', () => {
     assert.equal(haproxyLookup(text, '::ffff:192.168.0.1'), DEFAULT_REGION);
     assert.equal(haproxyLookup(text, '192.168.0.1'), DEFAULT_REGION, 'an IPv4 miss does not find ::/0');
     assert.equal(haproxyLookup(text, '2002:a00:1::'), 'us-east', '6to4 is IPv6 to GeoLocator');
-    assert.equal(haproxyLookup(text, '::a00:1'), 'us-east');
+    assert.equal(haproxyLookup(text, '::a00:1'), 'ap-south', 'IPv4-compatible: Node reports ::10.0.0.1, IPv4 to GeoLocator');
+    assert.equal(haproxyLookup(text, '::1'), 'us-east', '::1 is IPv6 to both');
   });
 
   it('formats IPv6 addresses as RFC 5952 does (ipaddr.js)', () => {
