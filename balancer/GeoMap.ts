@@ -12,7 +12,7 @@ import type { GeoMapRequest, GeoMapWorkerData } from './geoMapWorker.ts';
  * a worker thread: a build takes seconds of CPU for the bundled DB-IP City Lite (15 million
  * networks), which the balancer's event loop must not wait through. The worker opens the
  * databases at the first build and keeps them, with every record's decoded position, for the
- * next builds (a few seconds less each; ~200 MB held) until close(). Builds run one at a time.
+ * next builds (seconds less each; ~350 MB of RSS held) until close(). Builds run one at a time.
  *
  *   const geoMap = new GeoMap({ databases });        // the balancer's --geo-database files, or the bundled ones
  *   const { map } = await geoMap.build({ sites, pins, defaultRegion });   // write map to geo.map

@@ -153,6 +153,8 @@ export class GeoMapBuilder {
     this.#family(128, [...trie(pins6), ...v6Trees.map((tree) => ({ layer: { tree, alias: tree.isNode(tree.ipv4Root) ? tree.ipv4Root : -1 }, at: 0 }))], zones);
     const ipv6Entries = this.#out.lines - ipv4Entries;
     const [ipv4Ms, ipv6Ms] = [ipv4Done - started, performance.now() - ipv4Done];
+    this.#codes = new Map(); // two bytes per data byte: not kept between builds
+    this.#treeCodes = new Uint16Array(0);
     return { map: this.#out.finish(), ipv4Entries, ipv6Entries, networks: this.#networks, records: this.#trees.reduce((n, t) => n + t.records, 0), ipv4Ms, ipv6Ms };
   }
 
