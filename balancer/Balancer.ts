@@ -137,6 +137,7 @@ export class Balancer implements Role {
         logger: this.#ctx.logger,
         metrics: this.#ctx.metrics,
         nodes: () => this.#nodes(),
+        geoMap: config.haproxyGeoMap === 'full' ? { databases: config.geoDatabase } : undefined,
       });
     }
   }

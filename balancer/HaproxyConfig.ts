@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import Handlebars from 'handlebars';
 import { PACKAGE_ROOT } from '../core/paths.ts';
 import type { GeoPin } from '../core/geoPins.ts';
-import { distanceKm, type NodeSnapshot } from './policies.ts';
+import { distanceKm, regionsByDistance, type NodeSnapshot, type Position } from './policies.ts';
 
 /** What the geo map needs of a pin (the setting's GeoPin has it). */
 export type MapPin = Omit<GeoPin, 'range'>;
@@ -137,7 +137,23 @@ function assignIds(backend: string, names: string[], held: ReadonlyMap<string, n
   });
 }
 
-export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly MapPin[], layout: HaproxyLayout, held: ReadonlyMap<string, number> = new Map()): RenderedHaproxy {
+/** Where each region's edges are (regionDistanceKm's sites), by region name. */
+export function edgeSites(nodes: readonly NodeSnapshot[]): Map<string, Position[]> {
+  const sites = new Map<string, Position[]>();
+  for (const n of nodes) if (n.roles.includes('edge')) sites.set(n.region, [...(sites.get(n.region) ?? []), { lat: n.lat, lon: n.lon }]);
+  return sites;
+}
+
+/** The map's default region: the configured one when it has edges, else the first region by name. */
+export function mapDefaultRegion(regions: readonly string[], configured: string): string {
+  return regions.includes(configured) ? configured : [...regions].sort()[0] ?? configured;
+}
+
+/**
+ * `geoMap`: the map's text when it comes from the GeoIP database (balancer/GeoMap.ts, pins
+ * included); without it the map holds the pins alone.
+ */
+export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly MapPin[], layout: HaproxyLayout, held: ReadonlyMap<string, number> = new Map(), geoMap?: string): RenderedHaproxy {
   const byRegion = new Map<string, NodeSnapshot[]>();
   for (const n of [...nodes].filter((n) => n.roles.includes('edge')).sort((a, b) => a.id.localeCompare(b.id))) {
     byRegion.set(n.region, [...(byRegion.get(n.region) ?? []), n]);
@@ -164,18 +180,20 @@ export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly Map
     return { name, servers };
   });
 
+  const sites = edgeSites(nodes);
   const entries = pins
     .map((pin) => ({
       cidr: pin.cidr,
-      region: pin.region && byRegion.has(pin.region) ? pin.region : pin.lat !== undefined && pin.lon !== undefined ? nearestTo({ lat: pin.lat, lon: pin.lon }) : undefined,
+      // A position pin goes where the route API would send it: the region of the nearest edge.
+      region: pin.region && byRegion.has(pin.region) ? pin.region : pin.lat !== undefined && pin.lon !== undefined ? regionsByDistance({ lat: pin.lat, lon: pin.lon }, sites)[0] : undefined,
     }))
     .filter((e): e is { cidr: string; region: string } => e.region !== undefined);
-  const defaultRegion = byRegion.has(layout.defaultRegion) ? layout.defaultRegion : names[0] ?? layout.defaultRegion;
+  const defaultRegion = mapDefaultRegion(names, layout.defaultRegion);
   const context = { ...layout, maxconn: layout.maxconn ?? DEFAULT_MAXCONN, defaultRegion };
   return {
     cfg: CFG({ ...context, regions: regions.map((r) => ({ name: r.name, servers: r.servers.map((s) => ({ ...s, args: serverArguments(s) })) })) }),
     shape: CFG({ ...context, regions: regions.map((r) => ({ name: r.name, servers: [] })) }),
-    map: MAP({ entries }),
+    map: geoMap ?? MAP({ entries }),
     regions: names,
     servers: regions.flatMap((r) => r.servers),
   };

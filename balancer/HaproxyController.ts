@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
-import { parseServerIds, renderHaproxy, serverKey, type HaproxyLayout, type HaproxyServer, type MapPin, type RenderedHaproxy } from './HaproxyConfig.ts';
+import { GeoMap } from './GeoMap.ts';
+import { edgeSites, mapDefaultRegion, parseServerIds, renderHaproxy, serverKey, type HaproxyLayout, type HaproxyServer, type MapPin, type RenderedHaproxy } from './HaproxyConfig.ts';
 import { HaproxyRuntime, parseMap, resolveAddress, splitAddress } from './HaproxyRuntime.ts';
 import type { NodeSnapshot } from './policies.ts';
 
@@ -23,6 +24,10 @@ import type { NodeSnapshot } from './policies.ts';
  *   connections; server states carried over in the server-state file). A config that fails the
  *   check is kept aside as haproxy.cfg.rejected and logged; the running HAProxy is left untouched.
  * Weights and drain need neither: HAProxy polls each edge's agent-check.
+ *
+ * With `geoMap`, the map covers every network of the GeoIP database (balancer/GeoMap.ts, built in
+ * a worker thread when the regions or their edges' positions change); until the first build is in,
+ * and without it, the map holds the pins alone.
  */
 
 export interface HaproxyControllerOptions {
@@ -34,6 +39,8 @@ export interface HaproxyControllerOptions {
   metrics: Metrics;
   /** The registry as the balancer sees it. */
   nodes: () => Promise<NodeSnapshot[]>;
+  /** Build the map from the GeoIP database: these .mmdb files (unset: the bundled ones). */
+  geoMap?: { databases?: string[] };
 }
 
 /** How often the registry is compared with HAProxy: node joins and deaths reach HAProxy within about this. */
@@ -55,6 +62,14 @@ const CHECK_TIMEOUT_MS = 60_000;
  * within hard-stop-after).
  */
 const DELETE_ATTEMPTS = 30;
+/**
+ * How long the geo map's worker is kept after a build. It holds the decoded databases (~350 MB)
+ * and builds again in 2–5 s instead of 7; edges join in bursts (a deploy, an autoscaler's step),
+ * so it is kept a minute and then let go.
+ */
+const GEO_MAP_IDLE_MS = 60_000;
+/** A map this large (~40,000 lines, what pins never reach) is replaced, not diffed. */
+const WHOLE_MAP_BYTES = 1 << 20;
 
 /** A server HAProxy runs; `deleting` counts del attempts once it is stopped and on its way out. */
 type LiveServer = HaproxyServer & { deleting?: number };
@@ -74,6 +89,10 @@ export class HaproxyController {
   #timer: NodeJS.Timeout | undefined;
   #busy: Promise<void> = Promise.resolve();
   #stopped = false;
+  /** The geo map from the database: the geography it was built for, its text, the build under way. */
+  #geo: { key: string; text?: string; building: string; failed: string } = { key: '', building: '', failed: '' };
+  #geoWorker: GeoMap | undefined;
+  #geoIdle: NodeJS.Timeout | undefined;
 
   private constructor(options: HaproxyControllerOptions) {
     this.#options = options;
@@ -120,6 +139,8 @@ export class HaproxyController {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#geoIdle);
+    await this.#geoWorker?.close();
     await this.#busy;
     const child = this.#child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
@@ -136,7 +157,48 @@ export class HaproxyController {
   /** Renders for `dir`, each server keeping the id it has in HAProxy (or `held`). */
   #render(nodes: NodeSnapshot[], dir: string, held: ReadonlyMap<string, number> = this.#heldIds()): RenderedHaproxy {
     const { layout, pins } = this.#options;
-    return renderHaproxy(nodes, pins, { ...layout, mapPath: this.#paths(dir).map, runtimeSocket: this.#runtimeSocket, serverStateFile: join(this.#options.dir, 'server-state') }, held);
+    return renderHaproxy(nodes, pins, { ...layout, mapPath: this.#paths(dir).map, runtimeSocket: this.#runtimeSocket, serverStateFile: join(this.#options.dir, 'server-state') }, held, this.#geo.text);
+  }
+
+  /**
+   * Starts a geo map build when the regions or their edges' positions changed since the last one;
+   * the build runs in the worker, and its map reaches HAProxy at the refresh after it ends. A
+   * build that failed is not tried again until the geography changes (the error is logged).
+   */
+  #buildGeoMap(nodes: NodeSnapshot[]): void {
+    if (!this.#options.geoMap || this.#stopped) return;
+    const sites = edgeSites(nodes);
+    if (sites.size === 0) return;
+    const defaultRegion = mapDefaultRegion([...sites.keys()], this.#options.layout.defaultRegion);
+    const key = `${defaultRegion}|${[...sites].map(([region, at]) => `${region}:${at.map((p) => `${p.lat},${p.lon}`).sort().join(';')}`).sort().join('|')}`;
+    if (key === this.#geo.key || key === this.#geo.building || key === this.#geo.failed) return;
+    this.#geo.building = key;
+    clearTimeout(this.#geoIdle);
+    const worker = (this.#geoWorker ??= new GeoMap({ databases: this.#options.geoMap.databases }));
+    worker
+      .build({ sites, pins: this.#options.pins, defaultRegion })
+      .then(
+        (result) => {
+          if (this.#geo.building !== key) return; // a newer geography is being built
+          this.#geo = { key, text: result.text, building: '', failed: '' };
+          this.#logger.info({ entries: result.entries, bytes: result.bytes, ms: Math.round(result.ms), regions: sites.size }, 'geo map built from the GeoIP database');
+          if (!this.#stopped) void this.refresh().catch(() => undefined);
+        },
+        (error: unknown) => {
+          if (this.#geo.building === key) this.#geo = { ...this.#geo, building: '', failed: key };
+          if (!this.#stopped) this.#logger.error({ err: error }, 'geo map build failed; HAProxy keeps the map it has');
+        },
+      )
+      .finally(() => {
+        if (this.#geo.building || this.#stopped) return;
+        clearTimeout(this.#geoIdle);
+        this.#geoIdle = setTimeout(() => {
+          const idle = this.#geoWorker;
+          this.#geoWorker = undefined;
+          void idle?.close();
+        }, GEO_MAP_IDLE_MS);
+        this.#geoIdle.unref();
+      });
   }
 
   #heldIds(): Map<string, number> {
@@ -150,7 +212,7 @@ export class HaproxyController {
    */
   #inputs(nodes: NodeSnapshot[]): string {
     const edges = nodes.filter((n) => n.roles.includes('edge')).map((n) => `${n.id} ${n.region} ${n.lat} ${n.lon} ${n.publicUrl} ${n.agentPort ?? ''}`);
-    return edges.sort().join('\n');
+    return `${edges.sort().join('\n')}\ngeo map ${this.#geo.key}`;
   }
 
   /** Renders for the live paths after checking the same config, pointing at a candidate map, with haproxy -c. */
@@ -217,6 +279,7 @@ export class HaproxyController {
   async #refresh(force: boolean): Promise<void> {
     if (this.#stopped) return;
     const nodes = await this.#options.nodes();
+    this.#buildGeoMap(nodes);
     const deleting = [...this.#live.values()].some((s) => s.deleting !== undefined);
     if (!force && !deleting && this.#inputs(nodes) === this.#current.inputs) return;
     const next = this.#render(nodes, this.#options.dir);
@@ -319,7 +382,13 @@ export class HaproxyController {
   /** Makes HAProxy's geo map `text`: a few entries edited in place, or the whole map replaced atomically. */
   async #applyMap(text: string): Promise<void> {
     const started = performance.now();
-    const done = await this.#runtime.updateMap(this.#paths(this.#options.dir).map, parseMap(this.#current.map), parseMap(text));
+    const path = this.#paths(this.#options.dir).map;
+    // A map from the GeoIP database is replaced whole: diffing two of them (a million lines each
+    // at 100 regions) would hold the event loop for seconds, and a new geography moves most lines.
+    const done =
+      text.length > WHOLE_MAP_BYTES || this.#current.map.length > WHOLE_MAP_BYTES
+        ? await ((entries) => this.#runtime.replaceMap(path, entries).then(() => ({ kind: 'map-replace' as const, entries: entries.length })))(parseMap(text))
+        : await this.#runtime.updateMap(path, parseMap(this.#current.map), parseMap(text));
     this.#options.metrics.haproxyRuntimeChanges.inc({ kind: done.kind }, done.kind === 'map-edit' ? done.entries : 1);
     this.#logger.info({ ...done, ms: Math.round(performance.now() - started) }, 'haproxy map changed through the runtime API (no reload)');
   }

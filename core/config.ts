@@ -95,6 +95,7 @@ const schema = z.object({
   haproxyBin: z.string().min(1).optional(),
   haproxyBind: z.string().regex(/^[^\s:]*:\d{1,5}$/, 'address:port, e.g. 0.0.0.0:80').default('0.0.0.0:80'),
   haproxyDir: z.string().min(1).optional(),
+  haproxyGeoMap: z.enum(['full', 'pins']).default('full'),
   heartbeatMs: z.coerce.number().int().min(100).max(60_000).default(2000),
   nodeTtlMs: z.coerce.number().int().min(300).max(600_000).default(10_000),
   /** How long SIGTERM may spend moving viewers off the node before it closes what is left. */
@@ -165,6 +166,7 @@ const descriptions: Record<ConfigKey, string> = {
   haproxyBin: 'HAProxy binary: the balancer runs HAProxy in front of the cluster and keeps its config current',
   haproxyBind: 'where that HAProxy listens (address:port)',
   haproxyDir: 'where its haproxy.cfg, geo map and sockets live (default: <data dir>/haproxy)',
+  haproxyGeoMap: "HAProxy's geo map: full (every network of the GeoIP database, built in a worker thread) or pins (--geo-pins only)",
   heartbeatMs: 'how often the node reports its load to the registry',
   nodeTtlMs: 'a node whose last heartbeat is older than this is dead',
   drainTimeoutMs: 'on SIGTERM, longest time spent moving viewers to other edges before exiting',

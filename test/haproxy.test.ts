@@ -132,6 +132,28 @@ describe('HAProxy run by the balancer', function () {
     assert.equal(route.client.location.region, 'us-east');
   });
 
+  it('maps public addresses of several countries to the region the route API picks (the full geo map, no reload)', async () => {
+    const mapPath = join(balancer.dataDir, 'haproxy', 'geo.map');
+    /** HAProxy's region for an address (map_ip's default, eu-west, when no entry matches). */
+    const haproxyRegion = async (address: string) => {
+      const reply = await runtime().command(`get map ${mapPath} ${address}`);
+      return /found=no/.test(reply) ? 'eu-west' : /value="([^"]+)"/.exec(reply)?.[1];
+    };
+    const before = await reloads();
+    // The map from the GeoIP database is built in a worker at start (seconds), then replaces the pins-only one.
+    await waitFor('the full geo map in HAProxy', async () => (await runtimeChanges('map-replace')) > 0 && (await haproxyRegion('8.8.8.8')) !== 'eu-west', 90_000, 500);
+    // Google (US), RIPE (NL), APNIC (AU), JPNIC (JP), NIC.br (BR), AFRINIC (MU), Yandex (RU), and IPv6.
+    const addresses = ['8.8.8.8', '193.0.6.139', '203.119.101.61', '202.12.30.144', '200.160.4.6', '196.216.2.6', '77.88.55.242', '2001:4860:4860::8888', '2001:67c:2e8:22::c100:68b'];
+    const countries = new Set<string>();
+    for (const address of addresses) {
+      const route = (await (await fetch(`${balancer.url}/v1/route?stream=show`, { headers: { 'x-forwarded-for': address } })).json()) as { client: { location: { country?: string } }; choices: Array<{ region: string }> };
+      countries.add(route.client.location.country ?? '?');
+      assert.equal(await haproxyRegion(address), route.choices[0]?.region, `${address} (${route.client.location.country})`);
+    }
+    assert.ok(countries.size >= 5, `addresses from ${[...countries].join(', ')}`);
+    assert.equal(await reloads(), before, 'the map changed through the runtime API');
+  });
+
   it('moves new requests to the backup region while an edge drains (agent-check)', async () => {
     assert.equal((await admin('/nodes/edge-eu/drain')).status, 200);
     try {
