@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { GeoMap } from '../balancer/GeoMap.ts';
 import type { Position } from '../balancer/policies.ts';
 import { spread } from '../kit/stats.ts';
-import { runCommand } from './lib/options.ts';
+import { integerOption, runCommand } from './lib/options.ts';
 import { renderTable } from './lib/report.ts';
 
 const USAGE = `npm run bench:geomap [-- options]
@@ -59,15 +59,10 @@ function parse(argv: string[]): Options | undefined {
     },
   });
   if (values.help) return undefined;
-  const int = (name: string, text: string) => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be an integer ≥ 1, got ${text}`);
-    return n;
-  };
   return {
-    regions: values.regions.split(',').map((r) => int('regions', r.trim())),
-    edgesPerRegion: int('edges-per-region', values['edges-per-region']),
-    runs: int('runs', values.runs),
+    regions: values.regions.split(',').map((r) => integerOption('regions', r.trim())),
+    edgesPerRegion: integerOption('edges-per-region', values['edges-per-region']),
+    runs: integerOption('runs', values.runs),
     databases: values.database,
   };
 }

@@ -28,7 +28,7 @@ import { createTestDatabase } from '../kit/postgres.ts';
 import { waitFor } from '../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { median, sleep, spread } from '../kit/stats.ts';
-import { runCommand } from './lib/options.ts';
+import { integerOption, runCommand } from './lib/options.ts';
 import { renderTable } from './lib/report.ts';
 
 const SECRET = 'bench-ladder-secret-0123456789ab';
@@ -61,14 +61,9 @@ function parse(argv: string[]): Options | undefined {
     },
   });
   if (values.help) return undefined;
-  const int = (name: string, text: string) => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be an integer ≥ 1, got ${text}`);
-    return n;
-  };
   const ladder = parseLadder(values.ladder);
   if (ladder.length === 0) throw new Error('--ladder: give the heights to measure');
-  return { runs: int('runs', values.runs), seconds: int('seconds', values.seconds), ladder };
+  return { runs: integerOption('runs', values.runs), seconds: integerOption('seconds', values.seconds), ladder };
 }
 
 /** The origin's ffmpeg processes reading the publish of `key`. */

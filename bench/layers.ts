@@ -26,7 +26,7 @@ import { cpuPerViewer } from './layers/cpu.ts';
 import { PROFILES, profiles } from './layers/profiles.ts';
 import { LayersRig } from './layers/rig.ts';
 import { switchTimes } from './layers/switches.ts';
-import { runCommand } from './lib/options.ts';
+import { integerOption, runCommand } from './lib/options.ts';
 import { Progress } from './lib/progress.ts';
 import { renderTable } from './lib/report.ts';
 
@@ -72,22 +72,16 @@ function parseOptions(argv: string[]): Options | undefined {
     },
   });
   if (values.help) return undefined;
-  const int = (name: string, text: string | undefined, fallback: number, least = 1) => {
-    if (text === undefined) return fallback;
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < least) throw new Error(`--${name} must be an integer ≥ ${least}, got ${text}`);
-    return n;
-  };
   const only = (values.only ?? PARTS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
   for (const part of only) if (!PARTS.includes(part as Part)) throw new Error(`--only: unknown part "${part}" (parts: ${PARTS.join(', ')})`);
   return {
     only: PARTS.filter((p) => only.includes(p)),
-    seconds: int('seconds', values.seconds, 30),
-    settle: int('settle', values.settle, 10, 0),
-    runs: int('runs', values.runs, 3),
-    viewers: int('viewers', values.viewers, 20),
-    cpuSeconds: int('cpu-seconds', values['cpu-seconds'], 20),
-    cpuRounds: int('cpu-rounds', values['cpu-rounds'], 2),
+    seconds: integerOption('seconds', values.seconds, 30),
+    settle: integerOption('settle', values.settle, 10, 0),
+    runs: integerOption('runs', values.runs, 3),
+    viewers: integerOption('viewers', values.viewers, 20),
+    cpuSeconds: integerOption('cpu-seconds', values['cpu-seconds'], 20),
+    cpuRounds: integerOption('cpu-rounds', values['cpu-rounds'], 2),
     out: values.out,
   };
 }

@@ -39,6 +39,14 @@ export const USAGE = `npm run bench [-- options]
   --out DIR            where results go (default bench/results)
 `;
 
+/** A command-line integer of at least `least`: `--name` given as `text`, or `fallback` when not given. */
+export function integerOption(name: string, text: string | undefined, fallback?: number, least = 1): number {
+  if (text === undefined && fallback !== undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < least) throw new Error(`--${name} must be an integer ≥ ${least}, got ${text}`);
+  return n;
+}
+
 export function parseOptions(argv: string[]): BenchOptions | undefined {
   const { values } = parseArgs({
     args: argv,
@@ -62,25 +70,19 @@ export function parseOptions(argv: string[]): BenchOptions | undefined {
   const quick = values.quick;
   const only = (values.only ?? SECTION_IDS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
   for (const id of only) if (!SECTION_IDS.includes(id as SectionId)) throw new Error(`--only: unknown section "${id}" (sections: ${SECTION_IDS.join(', ')})`);
-  const int = (name: string, text: string | undefined, fallback: number, least = 1) => {
-    if (text === undefined) return fallback;
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < least) throw new Error(`--${name} must be an integer ≥ ${least}, got ${text}`);
-    return n;
-  };
-  const viewers = (values.viewers ?? (quick ? '2,4' : '10,25,50,75,100')).split(',').map((v) => int('viewers', v, 0));
+  const viewers = (values.viewers ?? (quick ? '2,4' : '10,25,50,75,100')).split(',').map((v) => integerOption('viewers', v, 0));
   return {
     quick,
     only: SECTION_IDS.filter((id) => only.includes(id)),
-    runs: values.runs === undefined ? undefined : int('runs', values.runs, 1),
+    runs: values.runs === undefined ? undefined : integerOption('runs', values.runs, 1),
     viewers: [...new Set(viewers)].sort((a, b) => a - b),
-    seconds: int('seconds', values.seconds, quick ? 1 : 10),
-    generators: int('generators', values.generators, quick ? 1 : 2),
-    kbps: int('kbps', values.kbps, 600, 30),
-    edges: int('edges', values.edges, quick ? 50 : 1000),
-    regions: int('regions', values.regions, quick ? 5 : 50),
-    networks: int('networks', values.networks, quick ? 1000 : 100_000),
-    nodes: int('nodes', values.nodes, quick ? 20 : 1000),
+    seconds: integerOption('seconds', values.seconds, quick ? 1 : 10),
+    generators: integerOption('generators', values.generators, quick ? 1 : 2),
+    kbps: integerOption('kbps', values.kbps, 600, 30),
+    edges: integerOption('edges', values.edges, quick ? 50 : 1000),
+    regions: integerOption('regions', values.regions, quick ? 5 : 50),
+    networks: integerOption('networks', values.networks, quick ? 1000 : 100_000),
+    nodes: integerOption('nodes', values.nodes, quick ? 20 : 1000),
     outDir: values.out,
   };
 }
