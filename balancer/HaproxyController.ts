@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
-import { GeoMap } from './GeoMap.ts';
-import { edgeSites, mapDefaultRegion, parseServerIds, renderHaproxy, serverKey, type HaproxyLayout, type HaproxyServer, type MapPin, type RenderedHaproxy } from './HaproxyConfig.ts';
+import { parseServerIds, renderHaproxy, serverKey, type HaproxyLayout, type HaproxyServer, type MapPin, type RenderedHaproxy } from './HaproxyConfig.ts';
+import { HaproxyGeoMap } from './HaproxyGeoMap.ts';
 import { HaproxyRuntime, parseMap, resolveAddress, splitAddress } from './HaproxyRuntime.ts';
 import type { NodeSnapshot } from './policies.ts';
 
@@ -62,12 +62,6 @@ const CHECK_TIMEOUT_MS = 60_000;
  * within hard-stop-after).
  */
 const DELETE_ATTEMPTS = 30;
-/**
- * How long the geo map's worker is kept after a build. It holds the decoded databases (~350 MB)
- * and builds again in 2–5 s instead of 7; edges join in bursts (a deploy, an autoscaler's step),
- * so it is kept a minute and then let go.
- */
-const GEO_MAP_IDLE_MS = 60_000;
 /** A map this large (~40,000 lines, what pins never reach) is replaced, not diffed. */
 const WHOLE_MAP_BYTES = 1 << 20;
 
@@ -89,10 +83,10 @@ export class HaproxyController {
   #timer: NodeJS.Timeout | undefined;
   #busy: Promise<void> = Promise.resolve();
   #stopped = false;
-  /** The geo map from the database: the geography it was built for, its text, the build under way. */
-  #geo: { key: string; text?: string; building: string; failed: string } = { key: '', building: '', failed: '' };
-  #geoWorker: GeoMap | undefined;
-  #geoIdle: NodeJS.Timeout | undefined;
+  /** The map from the GeoIP database, when asked for. */
+  readonly #geo: HaproxyGeoMap | undefined;
+  /** The edges' inputs (see #inputs) the geo map was last asked to follow. */
+  #geoAskedFor: string | undefined;
 
   private constructor(options: HaproxyControllerOptions) {
     this.#options = options;
@@ -101,6 +95,15 @@ export class HaproxyController {
     this.#runtimeSocket = join(options.dir, 'runtime.sock');
     this.#runtime = new HaproxyRuntime(this.#runtimeSocket);
     this.#master = new HaproxyRuntime(this.#masterSocket);
+    this.#geo = options.geoMap
+      ? new HaproxyGeoMap({
+          databases: options.geoMap.databases,
+          pins: options.pins,
+          defaultRegion: options.layout.defaultRegion,
+          logger: this.#logger,
+          onBuilt: () => void this.refresh().catch(() => undefined),
+        })
+      : undefined;
   }
 
   static async start(options: HaproxyControllerOptions): Promise<HaproxyController> {
@@ -139,8 +142,7 @@ export class HaproxyController {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    clearTimeout(this.#geoIdle);
-    await this.#geoWorker?.close();
+    await this.#geo?.close();
     await this.#busy;
     const child = this.#child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
@@ -157,48 +159,7 @@ export class HaproxyController {
   /** Renders for `dir`, each server keeping the id it has in HAProxy (or `held`). */
   #render(nodes: NodeSnapshot[], dir: string, held: ReadonlyMap<string, number> = this.#heldIds()): RenderedHaproxy {
     const { layout, pins } = this.#options;
-    return renderHaproxy(nodes, pins, { ...layout, mapPath: this.#paths(dir).map, runtimeSocket: this.#runtimeSocket, serverStateFile: join(this.#options.dir, 'server-state') }, held, this.#geo.text);
-  }
-
-  /**
-   * Starts a geo map build when the regions or their edges' positions changed since the last one;
-   * the build runs in the worker, and its map reaches HAProxy at the refresh after it ends. A
-   * build that failed is not tried again until the geography changes (the error is logged).
-   */
-  #buildGeoMap(nodes: NodeSnapshot[]): void {
-    if (!this.#options.geoMap || this.#stopped) return;
-    const sites = edgeSites(nodes);
-    if (sites.size === 0) return;
-    const defaultRegion = mapDefaultRegion([...sites.keys()], this.#options.layout.defaultRegion);
-    const key = `${defaultRegion}|${[...sites].map(([region, at]) => `${region}:${at.map((p) => `${p.lat},${p.lon}`).sort().join(';')}`).sort().join('|')}`;
-    if (key === this.#geo.key || key === this.#geo.building || key === this.#geo.failed) return;
-    this.#geo.building = key;
-    clearTimeout(this.#geoIdle);
-    const worker = (this.#geoWorker ??= new GeoMap({ databases: this.#options.geoMap.databases }));
-    worker
-      .build({ sites, pins: this.#options.pins, defaultRegion })
-      .then(
-        (result) => {
-          if (this.#geo.building !== key) return; // a newer geography is being built
-          this.#geo = { key, text: result.text, building: '', failed: '' };
-          this.#logger.info({ entries: result.entries, bytes: result.bytes, ms: Math.round(result.ms), regions: sites.size }, 'geo map built from the GeoIP database');
-          if (!this.#stopped) void this.refresh().catch(() => undefined);
-        },
-        (error: unknown) => {
-          if (this.#geo.building === key) this.#geo = { ...this.#geo, building: '', failed: key };
-          if (!this.#stopped) this.#logger.error({ err: error }, 'geo map build failed; HAProxy keeps the map it has');
-        },
-      )
-      .finally(() => {
-        if (this.#geo.building || this.#stopped) return;
-        clearTimeout(this.#geoIdle);
-        this.#geoIdle = setTimeout(() => {
-          const idle = this.#geoWorker;
-          this.#geoWorker = undefined;
-          void idle?.close();
-        }, GEO_MAP_IDLE_MS);
-        this.#geoIdle.unref();
-      });
+    return renderHaproxy(nodes, pins, { ...layout, mapPath: this.#paths(dir).map, runtimeSocket: this.#runtimeSocket, serverStateFile: join(this.#options.dir, 'server-state') }, held, this.#geo?.text);
   }
 
   #heldIds(): Map<string, number> {
@@ -211,8 +172,12 @@ export class HaproxyController {
    * config: the refresh skips rendering (150 ms for 1,000 edges, bench).
    */
   #inputs(nodes: NodeSnapshot[]): string {
+    return `${this.#edgeInputs(nodes)}\ngeo map ${this.#geo?.key ?? ''}`;
+  }
+
+  #edgeInputs(nodes: NodeSnapshot[]): string {
     const edges = nodes.filter((n) => n.roles.includes('edge')).map((n) => `${n.id} ${n.region} ${n.lat} ${n.lon} ${n.publicUrl} ${n.agentPort ?? ''}`);
-    return `${edges.sort().join('\n')}\ngeo map ${this.#geo.key}`;
+    return edges.sort().join('\n');
   }
 
   /** Renders for the live paths after checking the same config, pointing at a candidate map, with haproxy -c. */
@@ -279,7 +244,12 @@ export class HaproxyController {
   async #refresh(force: boolean): Promise<void> {
     if (this.#stopped) return;
     const nodes = await this.#options.nodes();
-    this.#buildGeoMap(nodes);
+    const edges = this.#edgeInputs(nodes);
+    // The geography is in the edges' inputs: while they hold, there is nothing new to build.
+    if (edges !== this.#geoAskedFor) {
+      this.#geoAskedFor = edges;
+      this.#geo?.update(nodes);
+    }
     const deleting = [...this.#live.values()].some((s) => s.deleting !== undefined);
     if (!force && !deleting && this.#inputs(nodes) === this.#current.inputs) return;
     const next = this.#render(nodes, this.#options.dir);

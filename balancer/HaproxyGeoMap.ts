@@ -1,0 +1,99 @@
+import type { Logger } from '../core/logger.ts';
+import { GeoMap } from './GeoMap.ts';
+import { edgeSites, mapDefaultRegion, type MapPin } from './HaproxyConfig.ts';
+import type { NodeSnapshot } from './policies.ts';
+
+/**
+ * HAProxy's geo map from the GeoIP database, for HaproxyController: a build (GeoMap, in a worker
+ * thread) starts when the regions or their edges' positions change, and `onBuilt` is called when
+ * its map is in. Until then `text` is the last map built (undefined before the first: the
+ * controller renders the pins alone). A build that failed is not tried again until the geography
+ * changes (the error is logged).
+ */
+
+/**
+ * How long the worker is kept after a build. It holds the decoded databases (~350 MB) and builds
+ * again in 2–5 s instead of 7; edges join in bursts (a deploy, an autoscaler's step), so it is
+ * kept a minute and then let go.
+ */
+const GEO_MAP_IDLE_MS = 60_000;
+
+export interface HaproxyGeoMapOptions {
+  /** .mmdb files in GeoLocator's order; unset: the bundled ones. */
+  databases?: string[];
+  pins: MapPin[];
+  /** The configured default region (the map's default when it has edges). */
+  defaultRegion: string;
+  logger: Logger;
+  onBuilt: () => void;
+}
+
+export class HaproxyGeoMap {
+  readonly #options: HaproxyGeoMapOptions;
+  /** The geography the map was built for, its text, the build under way, the last that failed. */
+  #state: { key: string; text?: string; building: string; failed: string } = { key: '', building: '', failed: '' };
+  #worker: GeoMap | undefined;
+  #idle: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: HaproxyGeoMapOptions) {
+    if (typeof options?.onBuilt !== 'function') throw new TypeError('onBuilt must be a function');
+    this.#options = options;
+  }
+
+  /** The last map built, or undefined before the first. */
+  get text(): string | undefined {
+    return this.#state.text;
+  }
+
+  /** The geography the map in `text` was built for ('' before the first). */
+  get key(): string {
+    return this.#state.key;
+  }
+
+  /** Starts a build for these nodes' geography unless the map is for it, or a build of it runs or failed. */
+  update(nodes: readonly NodeSnapshot[]): void {
+    if (this.#closed) return;
+    const sites = edgeSites(nodes);
+    if (sites.size === 0) return;
+    const defaultRegion = mapDefaultRegion([...sites.keys()], this.#options.defaultRegion);
+    const key = `${defaultRegion}|${[...sites].map(([region, at]) => `${region}:${at.map((p) => `${p.lat},${p.lon}`).sort().join(';')}`).sort().join('|')}`;
+    const state = this.#state;
+    if (key === state.key || key === state.building || key === state.failed) return;
+    state.building = key;
+    clearTimeout(this.#idle);
+    const worker = (this.#worker ??= new GeoMap({ databases: this.#options.databases }));
+    worker
+      .build({ sites, pins: this.#options.pins, defaultRegion })
+      .then(
+        (result) => {
+          if (this.#state.building !== key) return; // a newer geography is being built
+          this.#state = { key, text: result.text, building: '', failed: '' };
+          this.#options.logger.info({ entries: result.entries, bytes: result.bytes, ms: Math.round(result.ms), regions: sites.size }, 'geo map built from the GeoIP database');
+          if (!this.#closed) this.#options.onBuilt();
+        },
+        (error: unknown) => {
+          if (this.#state.building === key) this.#state = { ...this.#state, building: '', failed: key };
+          if (!this.#closed) this.#options.logger.error({ err: error }, 'geo map build failed; HAProxy keeps the map it has');
+        },
+      )
+      .finally(() => this.#letGoWhenIdle());
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#idle);
+    await this.#worker?.close();
+  }
+
+  #letGoWhenIdle(): void {
+    if (this.#state.building || this.#closed) return;
+    clearTimeout(this.#idle);
+    this.#idle = setTimeout(() => {
+      const idle = this.#worker;
+      this.#worker = undefined;
+      void idle?.close();
+    }, GEO_MAP_IDLE_MS);
+    this.#idle.unref();
+  }
+}
