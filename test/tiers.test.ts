@@ -104,13 +104,28 @@ describe('relay tiers: an origin that feeds one edge, three edges, a viewer on e
       rows.map((r) => [r.edge_node_id, r.upstream_node_id]).sort(),
       'the admin API shows the tree',
     );
+
+    // The dashboard draws it: each edge's entry nested in its parent's.
+    const dashboard = await browser.page(balancer.url);
+    await dashboard.goto(`${balancer.url}/dashboard#token=${ADMIN}`);
+    await waitFor('the dashboard to draw the tree', async () => (await dashboard.locator(`tr[data-stream="${stream}"] li[data-edge]`).count()) === 3, 30_000, 250);
+    for (const row of rows) {
+      const nested = await dashboard.locator(`tr[data-stream="${stream}"] li[data-edge="${row.edge_node_id}"]`).evaluate((li) => li.parentElement?.closest('li')?.getAttribute('data-edge') ?? null);
+      assert.equal(nested, row.upstream_node_id === 'origin-1' ? null : row.upstream_node_id, `${row.edge_node_id} drawn below its parent`);
+    }
+    await dashboard.close();
   });
 
   it('SIGKILL of the edge fed by the origin: the edges below re-attach and their viewers keep decoding in the same sessions', async () => {
     const root = (await relays()).find((r) => r.upstream_node_id === 'origin-1')!.edge_node_id;
     const others = [...edges.keys()].filter((id) => id !== root);
     const before = new Map<string, number>();
-    for (const id of others) before.set(id, await framesOn(id));
+    const frozen = new Map<string, number>();
+    for (const id of others) {
+      const stats = await playbackStats(viewers.get(id)!);
+      before.set(id, stats.framesDecoded);
+      frozen.set(id, stats.totalFreezesDuration);
+    }
     const killed = Date.now();
     await edges.get(root)!.kill();
     edges.delete(root);
@@ -118,16 +133,35 @@ describe('relay tiers: an origin that feeds one edge, three edges, a viewer on e
     // Decoding again: 30 frames (1 s of the fake camera) past the count at the kill.
     for (const id of others) {
       await waitFor(`${id}'s viewer decoding again`, async () => (await framesOn(id)) > before.get(id)! + 30, 30_000, 100);
-      console.log(`      kill -9 ${root}: ${id}'s viewer decoding again ${Date.now() - killed} ms after the kill (same session)`);
+      console.log(`      kill -9 ${root}: ${id}'s viewer 30 frames further ${Date.now() - killed} ms after the kill, same session`);
     }
     for (const id of others) {
       const stats = await playbackStats(viewers.get(id)!);
       assert.equal(stats.connectionState, 'connected', `${id}'s viewer kept its session`);
+      console.log(`      kill -9 ${root}: ${id}'s picture froze for ${Math.round((stats.totalFreezesDuration - frozen.get(id)!) * 1000)} ms in all (Chromium's totalFreezesDuration)`);
     }
     await waitFor('the relays re-attached in the placement table', async () => {
       const rows = await relays();
       return rows.length === 2 && rows.every((r) => r.upstream_node_id !== root) && rows.filter((r) => r.upstream_node_id === 'origin-1').length === 1;
     }, 10_000, 200);
     console.log(`      tree after the kill: ${JSON.stringify((await relays()).map((r) => `${r.upstream_node_id} → ${r.edge_node_id}`))}`);
+  });
+
+  it('SIGTERM of a parent (it drains): its child moves to the origin once the parent lets go, and its viewer keeps decoding in the same session', async () => {
+    const rows = await relays();
+    const parent = rows.find((r) => r.upstream_node_id === 'origin-1')!.edge_node_id;
+    const child = rows.find((r) => r.upstream_node_id === parent)?.edge_node_id;
+    assert.ok(child, `a child below ${parent}: ${JSON.stringify(rows)}`);
+    const before = await playbackStats(viewers.get(child)!);
+    const started = Date.now();
+    assert.equal(await edges.get(parent)!.stop(), 0, 'the parent exits 0');
+    edges.delete(parent);
+    await waitFor(`${child}'s relay on the origin`, async () => (await relays()).some((r) => r.edge_node_id === child && r.upstream_node_id === 'origin-1'), 15_000, 200);
+    await waitFor(`${child}'s viewer decoding on`, async () => (await framesOn(child)) > before.framesDecoded + 30, 30_000, 100);
+    const after = await playbackStats(viewers.get(child)!);
+    assert.equal(after.connectionState, 'connected', `${child}'s viewer kept its session`);
+    console.log(
+      `      SIGTERM ${parent}: ${child} on the origin, its viewer 30 frames further ${Date.now() - started} ms after; frozen ${Math.round((after.totalFreezesDuration - before.totalFreezesDuration) * 1000)} ms in all`,
+    );
   });
 });
