@@ -47,9 +47,14 @@ export class Balancer implements Role {
   #geo: GeoLocator | undefined;
   #haproxy: HaproxyController | undefined;
   #snapshot: { at: number; index: Promise<RouteIndex> } | undefined;
+  /** rtmp://host:port/live of this balancer's HAProxy, when it takes RTMP (--haproxy-rtmp-port). */
+  readonly #rtmpThroughHaproxy: string | undefined;
 
   constructor(ctx: BalancerContext) {
     this.#ctx = ctx;
+    const { config } = ctx;
+    // Publishers reach HAProxy where clients reach the balancer (its public URL names HAProxy's host).
+    this.#rtmpThroughHaproxy = config.haproxyBin && config.haproxyRtmpPort > 0 ? `rtmp://${new URL(config.publicUrl).hostname}:${config.haproxyRtmpPort}/live` : undefined;
     this.#policy = createPolicy(ctx.config.policy);
     this.router = express.Router();
     this.router.get('/v1/route', async (req, res) => {
@@ -98,6 +103,8 @@ export class Balancer implements Role {
       tokensChanged: () => this.#auth.forget(),
       capacity: () => this.capacity(),
       rtmpIngest: async (req, stream) => {
+        // One address for the publish, whichever origin takes it now or after this one fails.
+        if (this.#rtmpThroughHaproxy) return this.#rtmpThroughHaproxy;
         const { choices } = await this.route(req, stream, 'origin');
         return choices.find((c) => c.node.rtmpUrl)?.node.rtmpUrl ?? undefined;
       },
@@ -132,7 +139,14 @@ export class Balancer implements Role {
       this.#haproxy = await HaproxyController.start({
         bin: config.haproxyBin,
         dir: config.haproxyDir ?? join(config.dataDir, 'haproxy'),
-        layout: { nodeId: config.nodeId, bind: config.haproxyBind, balancer: `${self}:${config.httpPort}`, defaultRegion: config.defaultRegion },
+        layout: {
+          nodeId: config.nodeId,
+          bind: config.haproxyBind,
+          balancer: `${self}:${config.httpPort}`,
+          defaultRegion: config.defaultRegion,
+          // The RTMP frontend listens on HTTP's address.
+          ...(config.haproxyRtmpPort > 0 ? { rtmpBind: `${config.haproxyBind.slice(0, config.haproxyBind.lastIndexOf(':'))}:${config.haproxyRtmpPort}` } : {}),
+        },
         pins: config.geoPins,
         logger: this.#ctx.logger,
         metrics: this.#ctx.metrics,
