@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
@@ -7,6 +8,7 @@ import { metric } from '../kit/metrics.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { waitFor } from '../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { startOriginEdge, type OriginEdge } from './helpers/originEdge.ts';
 
 /**
  * Relay tiers, for real: an origin that feeds each stream to one edge (--origin-max-relays 1) and
@@ -162,6 +164,59 @@ describe('relay tiers: an origin that feeds one edge, three edges, a viewer on e
     assert.equal(after.connectionState, 'connected', `${child}'s viewer kept its session`);
     console.log(
       `      SIGTERM ${parent}: ${child} on the origin, its viewer 30 frames further ${Date.now() - started} ms after; frozen ${Math.round((after.totalFreezesDuration - before.totalFreezesDuration) * 1000)} ms in all`,
+    );
+  });
+});
+
+describe('relay tiers: a Constrained Baseline viewer two tiers down gets the RTMP stream\'s rendition through its parent', function () {
+  this.timeout(180_000);
+  let cluster: OriginEdge;
+  let child: RelaycastProcess;
+  let browser: TestBrowser;
+  let publisher: ChildProcess | undefined;
+
+  before(async () => {
+    cluster = await startOriginEdge({ secret: SECRET, admin: ADMIN, originArgs: ['--origin-max-relays', '1'] });
+    child = await startRelaycast({
+      roles: ['edge'],
+      databaseUrl: cluster.testDb.url,
+      env: { RELAYCAST_CLUSTER_SECRET: SECRET },
+      args: ['--node-id', 'edge-2', ...common],
+    });
+    browser = await TestBrowser.launch();
+  });
+  after(async () => {
+    publisher?.kill('SIGKILL');
+    await browser?.close();
+    await child?.stop();
+    await cluster?.stop();
+  });
+
+  it('plays the stream as sent on the first edge, and its rendition on the edge below it', async () => {
+    const name = 'tiered-rtmp';
+    const { rtmpUrl } = await cluster.createStream(name);
+    // x264 High without B-frames is passed through as it is: a Constrained Baseline viewer needs the rendition.
+    publisher = spawn(
+      'ffmpeg',
+      ['-hide_banner', '-loglevel', 'error', '-nostdin', '-re', '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
+        '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-bf', '0', '-tune', 'zerolatency', '-g', '30', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-t', '120', '-f', 'flv', rtmpUrl],
+      { stdio: 'ignore' },
+    );
+    await waitFor('the stream live', async () => (await cluster.db.knex('streams').where({ name }).first())?.state === 'live', 20_000, 200);
+    const first = await browser.page(cluster.edge.url);
+    assert.equal((await play(first, `${cluster.edge.url}/whep/${name}`)).status, 201);
+    await waitFor('the first edge\'s viewer to decode', async () => (await playbackStats(first)).framesDecoded > 10, 30_000, 200);
+
+    const second = await browser.page(child.url);
+    const played = await play(second, `${child.url}/whep/${name}`, undefined, { h264Profiles: ['42e01f'] });
+    assert.equal(played.status, 201, played.body);
+    assert.match(played.body, /profile-level-id=42e01f/i, 'answered with the viewer\'s Constrained Baseline');
+    await waitFor('the baseline viewer to decode', async () => (await playbackStats(second)).framesDecoded > 10, 30_000, 200);
+    const rows = await cluster.db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', name).select('relays.edge_node_id', 'relays.upstream_node_id');
+    assert.deepEqual(
+      rows.map((r) => `${r.upstream_node_id} → ${r.edge_node_id}`).sort(),
+      ['edge-1 → edge-2', 'origin-1 → edge-1'],
+      'the second edge pulls from the first',
     );
   });
 });
