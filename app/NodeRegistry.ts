@@ -159,7 +159,7 @@ export class NodeRegistry {
     await Promise.all(
       suspects.map(async (suspect) => {
         if (await probeNode(suspect.publicUrl, suspect.id)) {
-          this.#logger.info({ node: suspect.id, reportedBy: suspect.reportedBy }, 'a node reported lost answers its probe; left up');
+          this.#logger.info({ lostNode: suspect.id, reportedBy: suspect.reportedBy }, 'a node reported lost answers its probe; left up');
           this.#metrics?.nodeLossChecks.inc({ by: 'report', outcome: 'alive' });
           return;
         }
