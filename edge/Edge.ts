@@ -6,7 +6,7 @@ import type { Database } from '../db/Database.ts';
 import type { MediaContext } from '../media/WorkerPool.ts';
 import { signallingRouter } from '../media/signalling.ts';
 import { authorizeStream } from '../core/tokens.ts';
-import { getNode } from '../db/repositories/nodes.ts';
+import { getNode, reportNodeLost } from '../db/repositories/nodes.ts';
 import { createRelay, deleteRelay, listParentCandidates, recordRelayViewers } from '../db/repositories/relays.ts';
 import { getStream } from '../db/repositories/streams.ts';
 import { answerParameters, buildAnswer, consumerCapabilities, describeCodec, isSupported, offeredCodecs, receivableCodecs, type AcceptedSection, type Offer } from '../media/sdp.ts';
@@ -91,6 +91,7 @@ export class Edge implements Role {
         rtc: ctx.rtc,
         maxRelaysPerStream: ctx.config.edgeMaxChildren,
         metrics: ctx.metrics,
+        edgeLost: (nodeId, reason) => this.#reportLost(nodeId, reason),
         upstream: (name) => this.#relays.get(name)?.upstream(),
         logger: ctx.logger,
       }).router,
@@ -321,6 +322,7 @@ export class Edge implements Role {
         clusterSecret: this.#ctx.clusterSecret,
         edgeNodeId: config.nodeId,
         upstreams: (request) => this.#upstreams(name, request),
+        unreachable: (nodeId, reason) => this.#reportLost(nodeId, reason),
       },
       this.#ctx.workers,
       this.#ctx.rtc,
@@ -344,6 +346,12 @@ export class Edge implements Role {
       this.#deleting.add(deletion);
     });
     return relay;
+  }
+
+  /** Tells the registry that a peer's connection dropped: it declares the peer dead early if it is (app/NodeRegistry.ts). */
+  #reportLost(nodeId: string, reason: string): void {
+    const { db, config, logger } = this.#ctx;
+    reportNodeLost(db.knex, { nodeId, reporterId: config.nodeId, reason }).catch((error) => logger.warn({ err: error, nodeId }, 'could not report a lost node'));
   }
 
   /** Where this edge may pull `name` from, best first (edge/RelayTree.ts). */

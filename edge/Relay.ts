@@ -34,6 +34,8 @@ export interface RelaySource {
    * stream is not live.
    */
   upstreams: (request: { lost?: string; treeKey?: number }) => Promise<UplinkTarget[]>;
+  /** An upstream did not answer, or its connection dropped: it may be gone (the registry checks). */
+  unreachable: (nodeId: string, reason: string) => void;
 }
 
 /**
@@ -84,12 +86,15 @@ interface SequenceState {
 
 /**
  * One stream on this edge, shared by all of the edge's viewers of it and by the edges it feeds
- * (relay tiers). Its producers live on a DirectTransport of the relay's router and outlive any
- * one upstream: an Uplink (the origin, or a parent edge) hands them every packet, with SSRCs and
- * sequence numbers rewritten to stay the same stream. When the upstream dies or drains, the relay
- * attaches to another and asks for a key frame; viewers and child edges keep their sessions.
- * It closes when the stream ends upstream, no upstream takes it within REATTACH_WINDOW_MS, or its
- * last viewer and child edge have been gone for the linger time.
+ * (relay tiers). Fed by the origin, its producers are the pipe's, as they come: the relay ends
+ * with the origin anyway. Fed by a parent edge, its producers live on a DirectTransport of the
+ * relay's router and outlive any one upstream: an Uplink hands them every packet, with SSRCs and
+ * sequence numbers rewritten to stay the same stream. When that parent dies or drains, the relay
+ * attaches to another (or the origin) and asks for a key frame; viewers and child edges keep their
+ * sessions. The forwarding costs the edge ~0.045 of a core per stream (a 20 s window, one stream;
+ * the worker ~0.01 more), which is why origin-fed relays go without it. A relay closes when the
+ * stream ends upstream, no upstream takes it within REATTACH_WINDOW_MS, or its last viewer and
+ * child edge have been gone for the linger time.
  */
 export class Relay extends EventEmitter<RelayEvents> {
   readonly stream: string;
@@ -129,6 +134,8 @@ export class Relay extends EventEmitter<RelayEvents> {
   #uplinks = 0;
   /** Where each of the current upstream's producers goes, by its index. */
   #routes: Route[] = [];
+  /** Fed by the origin: the relay's producers are its uplink's pipe producers, no packet passes through JavaScript. */
+  #direct = false;
   /** A move to another upstream is under way (#move). */
   #moving = false;
   /** Index in `producers` of the Constrained Baseline rendition, once asked for (rendition()). */
@@ -259,6 +266,12 @@ export class Relay extends EventEmitter<RelayEvents> {
     if (!uplink) throw relayClosed(`the relay of ${this.stream} is changing upstream; try again`);
     const index = await uplink.rendition();
     if (this.#closed || uplink.closed) throw relayClosed(`the relay of ${this.stream} moved while the rendition started; try again`);
+    if (this.#direct) {
+      this.#renditionIndex = this.producers.length;
+      this.producers.push(uplink.producers[index]!);
+      this.#logger.info('rendition added');
+      return;
+    }
     const consumer = uplink.consumers[index]!;
     const producer = await this.#input.produce({ kind: consumer.kind, rtpParameters: consumer.rtpParameters });
     this.#renditionIndex = this.producers.length;
@@ -401,6 +414,7 @@ export class Relay extends EventEmitter<RelayEvents> {
         uplink = await Uplink.open(this.router, target, { stream: this.stream, edgeNodeId: this.#source.edgeNodeId, ...(feeds ? { treeKey: this.treeKey } : {}) }, this.#rtc, this.#source.clusterSecret, this.#logger);
       } catch (error) {
         if (!(error instanceof Problem)) throw error;
+        if (error.problem === 'bad-gateway') this.#source.unreachable(target.nodeId, error.message);
         this.#logger.debug({ upstream: target.nodeId, problem: error.type, detail: error.message }, 'upstream refused');
         failures.push(error);
         continue;
@@ -428,8 +442,21 @@ export class Relay extends EventEmitter<RelayEvents> {
     return { failures, republished };
   }
 
-  /** The first upstream: the relay's producers take its parameters as they are. */
+  /**
+   * The first upstream. The origin: its pipe producers are the relay's, as before tiers (the
+   * relay ends with the origin anyway). A parent edge: the relay's own producers take the
+   * parameters of its tap's consumers, and outlive it.
+   */
   async #produce(uplink: Uplink): Promise<Route[]> {
+    this.publisherSession = uplink.offer.publisherSession;
+    if (uplink.offer.path.length === 1) {
+      this.#direct = true;
+      this.producers.push(...uplink.producers);
+      const video = uplink.offer.producers.find((p) => p.kind === 'video' && p.rids);
+      if (video?.rids) this.videoRids = video.rids;
+      return [];
+    }
+    await uplink.tap();
     const routes: Route[] = [];
     for (const [i, consumer] of uplink.consumers.entries()) {
       const offered = uplink.offer.producers[i]!;
@@ -438,7 +465,6 @@ export class Relay extends EventEmitter<RelayEvents> {
       if (offered.kind === 'video' && offered.rids) this.videoRids = offered.rids;
       routes[i] = { producer, ssrcs: ssrcMap(consumer.rtpParameters.encodings, producer.rtpParameters.encodings) };
     }
-    this.publisherSession = uplink.offer.publisherSession;
     return routes;
   }
 
@@ -449,6 +475,7 @@ export class Relay extends EventEmitter<RelayEvents> {
    */
   async #reroute(uplink: Uplink): Promise<Route[] | undefined> {
     if (uplink.offer.publisherSession !== this.publisherSession) return undefined;
+    await uplink.tap();
     const routes: Route[] = [];
     const matched = new Set<Producer>();
     const match = (index: number) => {
@@ -478,7 +505,10 @@ export class Relay extends EventEmitter<RelayEvents> {
       if (this.#uplink === uplink) this.#forward(generation, routes[index], packet);
     });
     uplink.once('ended', (reason) => this.close(`stream ended upstream: ${reason}`, 'end'));
-    uplink.once('lost', (reason) => void this.#reattach(uplink, reason));
+    uplink.once('lost', (reason, gone) => {
+      if (gone) this.#source.unreachable(uplink.target.nodeId, reason);
+      void this.#reattach(uplink, reason);
+    });
     uplink.on('move', (reason) => void this.#move(uplink, reason));
     // The picture restarts at the next key frame from this upstream.
     if (generation > 1) uplink.requestKeyFrame();

@@ -15,8 +15,8 @@ export interface UplinkTarget {
 export interface UplinkEvents {
   /** An RTP packet of the `index`th producer (offer order, renditions after). */
   rtp: [index: number, packet: Buffer];
-  /** The upstream stopped feeding while the stream goes on (gone, silent, or detached us). */
-  lost: [reason: string];
+  /** The upstream stopped feeding while the stream goes on: `gone` when its connection dropped or went silent, not when it detached us. */
+  lost: [reason: string, gone: boolean];
   /** The stream ended upstream. */
   ended: [reason: string];
   /** The upstream asks to be replaced (it drains) and feeds on meanwhile. */
@@ -40,31 +40,32 @@ const SILENCE_MS = 3 * RELAY_PING_MS;
 
 /**
  * One relay request to one upstream: a PipeTransport on the relay's router connected to the
- * upstream's, a pipe producer per producer it offers, and a consumer of each on a DirectTransport
- * that hands every packet to the Relay (edge/Relay.ts), which sends it on through producers that
- * outlive the uplink. Closing it ends the request.
+ * upstream's and a pipe producer per producer it offers; once tapped, a consumer of each on a
+ * DirectTransport that hands every packet to the Relay (edge/Relay.ts), which sends it on
+ * through producers that outlive the uplink. Closing it ends the request.
  */
 export class Uplink extends EventEmitter<UplinkEvents> {
   readonly target: UplinkTarget;
   readonly offer: RelayOffer;
-  /** The consumers whose packets come out as `rtp`, in offer order, renditions after. */
+  /** The pipe producers, in offer order, renditions after. */
+  readonly producers: Producer[] = [];
+  /** Once tapped (tap()): a consumer of each producer, whose packets come out as `rtp`. */
   readonly consumers: Consumer[] = [];
   readonly #router: Router;
   readonly #pipe: PipeTransport;
-  readonly #tap: DirectTransport;
+  #tap: DirectTransport | undefined;
   readonly #abort: AbortController;
   readonly #clusterSecret: string;
   readonly #logger: Logger;
   #silence: NodeJS.Timeout | undefined;
   #closed = false;
 
-  private constructor(router: Router, target: UplinkTarget, offer: RelayOffer, pipe: PipeTransport, tap: DirectTransport, abort: AbortController, clusterSecret: string, logger: Logger) {
+  private constructor(router: Router, target: UplinkTarget, offer: RelayOffer, pipe: PipeTransport, abort: AbortController, clusterSecret: string, logger: Logger) {
     super();
     this.#router = router;
     this.target = target;
     this.offer = offer;
     this.#pipe = pipe;
-    this.#tap = tap;
     this.#abort = abort;
     this.#clusterSecret = clusterSecret;
     this.#logger = logger;
@@ -88,7 +89,6 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       enableSrtp: true,
       enableRtx: true,
     });
-    let tap: DirectTransport | undefined;
     try {
       const timer = setTimeout(() => abort.abort(new Error('timeout')), OPEN_TIMEOUT_MS);
       let response: globalThis.Response;
@@ -115,8 +115,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       }
       if (first.done || first.value.type !== 'ready') throw new Problem('bad-gateway', `${target.nodeId} closed the relay before it was ready`);
       const { type: _ready, ...offer } = first.value;
-      tap = await router.createDirectTransport();
-      const uplink = new Uplink(router, target, offer, pipe, tap, abort, clusterSecret, logger.child({ upstream: target.nodeId }));
+      const uplink = new Uplink(router, target, offer, pipe, abort, clusterSecret, logger.child({ upstream: target.nodeId }));
       await pipe.connect({ ip: offer.ip, port: offer.port, srtpParameters: offer.srtpParameters });
       for (const p of offer.producers) await uplink.#add(p);
       void uplink.#follow(lines);
@@ -124,7 +123,6 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     } catch (error) {
       abort.abort();
       pipe.close();
-      tap?.close();
       throw error;
     }
   }
@@ -152,7 +150,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     const p = (await response.json()) as RelayProducer;
     if (this.#closed) throw new Problem('service-unavailable', 'the relay moved while the rendition started; try again', { headers: { 'Retry-After': '1' } });
     await this.#add(p);
-    return this.consumers.length - 1;
+    return this.producers.length - 1;
   }
 
   /** Asks the upstream for a key frame of every video producer. */
@@ -166,23 +164,40 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     clearTimeout(this.#silence);
     this.#abort.abort();
     this.#pipe.close();
-    this.#tap.close();
+    this.#tap?.close();
+  }
+
+  /**
+   * Hands every packet to the relay (`rtp`), through a consumer of each producer on a
+   * DirectTransport: for a relay that must outlive this upstream. A relay fed by the origin uses
+   * the pipe producers as they are, and spends no JavaScript per packet (edge/Relay.ts).
+   */
+  async tap(): Promise<void> {
+    if (this.#tap) return;
+    this.#tap = await this.#router.createDirectTransport();
+    if (this.#closed) this.#tap.close();
+    for (const producer of this.producers) await this.#consume(producer);
   }
 
   async #add(p: RelayProducer): Promise<void> {
     const producer: Producer = await this.#pipe.produce({ kind: p.kind, rtpParameters: p.rtpParameters, paused: p.paused });
+    this.producers.push(producer);
+    if (this.#tap) await this.#consume(producer);
+  }
+
+  async #consume(producer: Producer): Promise<void> {
     // pipe: every encoding (simulcast layer) as it comes; no RTX, as the tap never loses a packet.
-    const consumer = await this.#tap.consume({ producerId: producer.id, rtpCapabilities: this.#router.rtpCapabilities, pipe: true, enableRtx: false });
+    const consumer = await this.#tap!.consume({ producerId: producer.id, rtpCapabilities: this.#router.rtpCapabilities, pipe: true, enableRtx: false });
     const index = this.consumers.length;
     this.consumers.push(consumer);
     consumer.on('rtp', (packet) => this.emit('rtp', index, packet));
   }
 
-  #lose(reason: string): void {
+  #lose(reason: string, gone = true): void {
     if (this.#closed) return;
     this.close();
     this.#logger.info({ reason }, 'upstream lost');
-    this.emit('lost', reason);
+    this.emit('lost', reason, gone);
   }
 
   #armSilence(): void {
@@ -201,10 +216,10 @@ export class Uplink extends EventEmitter<UplinkEvents> {
           this.emit('ended', line.reason);
           return;
         }
-        if (line.type === 'detach') return this.#lose(`${this.target.nodeId} detached: ${line.reason}`);
+        if (line.type === 'detach') return this.#lose(`${this.target.nodeId} detached: ${line.reason}`, false);
         if (line.type === 'move') this.emit('move', line.reason);
       }
-      this.#lose(`${this.target.nodeId} closed the relay`);
+      this.#lose(`${this.target.nodeId} closed the relay`, false);
     } catch (error) {
       this.#lose(`connection to ${this.target.nodeId} lost: ${(error as Error).message}`);
     }

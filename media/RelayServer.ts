@@ -59,6 +59,8 @@ export interface RelayServerOptions {
   maxRelaysPerStream: number | undefined;
   /** relaycast_relays{direction="out"} counts the relays open here (with another role's, in `relaycast all`). */
   metrics: Metrics;
+  /** An edge's relay connection dropped without an `end` or `detach` from here (it may be gone). */
+  edgeLost?: (edgeNodeId: string, reason: string) => void;
   /** The stream if this node can feed it now. */
   upstream: (stream: string) => RelayUpstream | undefined;
   logger: Logger;
@@ -144,6 +146,8 @@ export class RelayServer {
     const ping = setInterval(() => res.write(line({ type: 'ping' })), RELAY_PING_MS);
     const unsubscribe = upstream.onRelease((release) => (release.type === 'move' ? res.write(line(release)) : res.end(line(release))));
     res.once('close', () => {
+      // Also an edge letting its relay go after the linger: a report about a live node is checked and dropped.
+      if (!res.writableEnded) this.#options.edgeLost?.(edgeNodeId, `relay connection from ${edgeNodeId} dropped`);
       clearInterval(ping);
       unsubscribe();
       pipe.close();

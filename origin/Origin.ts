@@ -7,6 +7,7 @@ import type { MediaContext } from '../media/WorkerPool.ts';
 import { signallingRouter } from '../media/signalling.ts';
 import { authorizeStream } from '../core/tokens.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
+import { reportNodeLost } from '../db/repositories/nodes.ts';
 import { markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
 import { authorizeInternal, STREAMS_PATH } from '../core/internalApi.ts';
 import { RelayServer, type RelayUpstream } from '../media/RelayServer.ts';
@@ -56,6 +57,9 @@ export class Origin implements Role {
       rtc: ctx.rtc,
       maxRelaysPerStream: ctx.config.originMaxRelays,
       metrics: ctx.metrics,
+      // The registry declares the edge dead early if it is (app/NodeRegistry.ts).
+      edgeLost: (nodeId, reason) =>
+        void reportNodeLost(ctx.db.knex, { nodeId, reporterId: ctx.config.nodeId, reason }).catch((error) => ctx.logger.warn({ err: error, nodeId }, 'could not report a lost node')),
       upstream: (name) => {
         const stream = this.#streams.get(name);
         return stream && !stream.ended ? this.#upstream(stream) : undefined;
