@@ -19,6 +19,10 @@ interface Metric {
 
 const int = (n: number) => Math.round(n).toLocaleString('en');
 const pct = (share: number, digits = 1) => `${(share * 100).toFixed(digits)} %`;
+const tierShares = (counts: number[]) => {
+  const sum = counts.reduce((a, b) => a + b, 0);
+  return counts.map((n) => pct(sum > 0 ? n / sum : 0)).join(' / ');
+};
 
 export const METRICS: Metric[] = [
   { label: 'packing efficiency (mean load of edges in use)', text: (r) => pct(r.packingEfficiency), value: (r) => r.packingEfficiency * 100, unit: '%', better: 'higher', chart: true },
@@ -26,9 +30,14 @@ export const METRICS: Metric[] = [
   { label: 'served in own region', text: (r) => pct(r.ownRegionShare), value: (r) => r.ownRegionShare * 100, unit: '%', better: 'higher', chart: true },
   { label: 'client–edge distance, mean (km)', text: (r) => int(r.meanKm), value: (r) => r.meanKm, unit: 'km', better: 'lower', chart: true },
   { label: 'client–edge distance, p95 (km)', text: (r) => int(r.p95Km), value: (r) => r.p95Km, unit: 'km', better: 'lower', chart: true },
-  { label: 'relays = origin egress streams, peak', text: (r) => int(r.relaysPeak), value: (r) => r.relaysPeak, unit: 'relays', better: 'lower', chart: true },
+  { label: 'relays (edges pulling a stream), peak', text: (r) => int(r.relaysPeak), value: (r) => r.relaysPeak, unit: 'relays', better: 'lower', chart: true },
   { label: 'relays, mean over time', text: (r) => int(r.relaysMean), value: (r) => r.relaysMean, unit: 'relays', better: 'lower', chart: true },
   { label: 'busiest origin egress, peak', text: (r) => int(r.originEgressPeak), value: (r) => r.originEgressPeak, unit: 'streams', better: 'lower', chart: true },
+  { label: 'origin egress, all origins, peak (relays)', text: (r) => `${r.originGbitsPeak.toFixed(1)} Gbit/s (${int(r.originRelaysPeak)})`, value: (r) => r.originGbitsPeak, unit: 'Gbit/s', better: 'lower', chart: true },
+  { label: 'edges an origin feeds one stream to, peak', text: (r) => `${int(r.streamOriginRelaysPeak)} (${r.streamOriginGbitsPeak.toFixed(2)} Gbit/s)`, value: (r) => r.streamOriginRelaysPeak, unit: 'edges', better: 'lower', chart: false },
+  { label: 'edges one relay feeds; one edge over its streams, peak', text: (r) => `${int(r.childrenPeak)}; ${int(r.edgeChildrenPeak)}`, value: (r) => r.childrenPeak, unit: 'edges', better: 'lower', chart: false },
+  { label: 'relays by tier at peak (0: from the origin)', text: (r) => r.relaysByTier.map(int).join(' / '), value: (r) => r.relaysByTier.length, unit: 'tiers', better: 'lower', chart: false },
+  { label: 'joins by tier of their relay', text: (r) => tierShares(r.viewersByTier), value: (r) => r.viewersByTier.length, unit: 'tiers', better: 'lower', chart: false },
   { label: 'edges in use, peak', text: (r) => int(r.edgesPeak), value: (r) => r.edgesPeak, unit: 'edges', better: 'lower', chart: true },
   { label: 'edges ever used', text: (r) => int(r.edgesTouched), value: (r) => r.edgesTouched, unit: 'edges', better: 'lower', chart: false },
   { label: 'edges wanted (planCapacity, at peak)', text: (r) => int(r.edgesWanted), value: (r) => r.edgesWanted, unit: 'edges', better: 'lower', chart: true },
@@ -38,12 +47,18 @@ export const METRICS: Metric[] = [
   { label: 'joins checked against rank(), differing', text: (r) => `${int(r.checked)}, ${int(r.mismatches)}`, value: (r) => r.mismatches, unit: 'joins', better: 'lower', chart: false },
 ];
 
+function tierText({ originMaxRelays, edgeMaxChildren }: SimOptions['tiers']): string {
+  if (originMaxRelays === undefined) return 'off (every edge pulls from its origin)';
+  return `origin feeds ≤ ${originMaxRelays} edges per stream, an edge ≤ ${edgeMaxChildren ?? 'any number of'} children`;
+}
+
 export function describe(options: SimOptions, origins: number): string {
   const o = options;
   return (
     `${int(o.edges)} edges (capacity ${o.capacity}) and ${int(origins)} origins in ${o.regions} regions, ${int(o.streams)} streams (Zipf ${o.zipf}), ` +
     `${int(o.viewers)} viewers arriving over ${o.arrivalMinutes} min, watching ${o.watchMinutes} min on average; ` +
-    `thresholds ${o.thresholds.streams}/${o.thresholds.viewers}, seed ${o.seed}, engine ${o.engine}`
+    `thresholds ${o.thresholds.streams}/${o.thresholds.viewers}, seed ${o.seed}, engine ${o.engine}; ` +
+    `${int(o.streamKbps)} kbit/s per stream; relay tiers: ${tierText(o.tiers)}`
   );
 }
 
