@@ -113,7 +113,14 @@ export const streamView = z.object({
   rtmpLadder,
   origin: z.object({ id: z.string(), region: z.string() }).nullable(),
   ingestProtocol: z.enum(['whip', 'rtmp']).nullable(),
-  edges: z.array(z.object({ id: z.string(), region: z.string(), viewers: z.number().int() })),
+  edges: z.array(
+    z.object({
+      id: z.string(),
+      region: z.string(),
+      viewers: z.number().int(),
+      parent: z.string().describe('the node this edge pulls the stream from: the origin, or another edge (relay tiers)'),
+    }),
+  ),
   viewers: z.number().int(),
   createdAt: dateTime,
   startedAt: nullableDateTime,

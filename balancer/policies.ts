@@ -1,5 +1,9 @@
 import type { PolicyName } from '../core/config.ts';
 import { nodeLoad } from '../core/Role.ts';
+import { distanceKm } from '../core/geo.ts';
+
+/** The balancer's modules and the simulator take it from here with the policies. */
+export { distanceKm };
 
 /**
  * Edge (and origin) selection: pure functions over a snapshot of the registry, so that the same
@@ -74,16 +78,6 @@ export function compareNames(a: string, b: string): number {
 
 export function loadOf(node: NodeSnapshot): number {
   return nodeLoad(node.viewers, node.capacity, node.cpu);
-}
-
-const EARTH_RADIUS_KM = 6371;
-
-export function distanceKm(a: { lat: number; lon: number }, b: { lat: number; lon: number }): number {
-  const rad = Math.PI / 180;
-  const dLat = (b.lat - a.lat) * rad;
-  const dLon = (b.lon - a.lon) * rad;
-  const h = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * rad) * Math.cos(b.lat * rad) * Math.sin(dLon / 2) ** 2;
-  return 2 * EARTH_RADIUS_KM * Math.asin(Math.min(1, Math.sqrt(h)));
 }
 
 /** Fill one node up to the threshold before using the next: fewest nodes busy, others idle. */

@@ -84,6 +84,10 @@ const schema = z.object({
   capacity: z.coerce.number().int().min(1).optional(),
   /** How long an edge keeps a relay with no viewers, so that a viewer who reloads finds it warm. */
   relayLingerMs: z.coerce.number().int().min(0).max(3_600_000).default(5000),
+  /** Edges an origin feeds each stream to; past it, edges pull from other edges (relay tiers). Unset: no limit. */
+  originMaxRelays: z.coerce.number().int().min(1).max(100_000).optional(),
+  /** Edges an edge feeds each stream to, as their parent. Unset: no limit. */
+  edgeMaxChildren: z.coerce.number().int().min(1).max(100_000).optional(),
   iceServers: parsedText(parseIceServers).default([]),
   policy: z.enum(POLICY_NAMES).default('compact'),
   streamThreshold: z.coerce.number().gt(0).max(1).default(0.8),
@@ -155,6 +159,8 @@ const descriptions: Record<ConfigKey, string> = {
   rtcMaxPort: 'highest UDP/TCP port for WebRTC media',
   capacity: `viewers this node serves at full load (default: ${VIEWERS_PER_WORKER} per worker)`,
   relayLingerMs: 'how long an edge keeps a stream\'s relay after its last viewer left',
+  originMaxRelays: 'edges an origin feeds each stream to; past it, edges pull from other edges (default: no limit)',
+  edgeMaxChildren: 'edges an edge feeds each stream to as their parent (default: no limit)',
   iceServers: 'STUN/TURN servers offered to clients, e.g. stun:stun.example.com,turn:user:pass@turn.example.com:3478',
   policy: `balancer edge selection policy: ${POLICY_NAMES.join(', ')}`,
   streamThreshold: 'load (0..1) above which a node takes no new streams',

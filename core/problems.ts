@@ -24,6 +24,10 @@ export const PROBLEMS = {
   /** Internal API: the stream (or relay) is not on the node asked. */
   'stream-not-here': { status: 404, title: 'Stream Not Here' },
   'relay-not-here': { status: 404, title: 'Relay Not Here' },
+  /** Internal API, relay tiers: the upstream feeds as many edges as it may (--origin-max-relays, --edge-max-children). */
+  'relay-full': { status: 503, title: 'Relay Full' },
+  /** Internal API, relay tiers: attaching there would put a relay below itself (edge/RelayTree.ts). */
+  'relay-order': { status: 409, title: 'Relay Order' },
   'method-not-allowed': { status: 405, title: 'Method Not Allowed' },
   /** A second publisher on a live stream key. */
   'stream-already-live': { status: 409, title: 'Stream Already Live' },

@@ -7,19 +7,17 @@ import type { MediaContext } from '../media/WorkerPool.ts';
 import { signallingRouter } from '../media/signalling.ts';
 import { authorizeStream } from '../core/tokens.ts';
 import { getNode } from '../db/repositories/nodes.ts';
-import { createRelay, deleteRelay, recordRelayViewers } from '../db/repositories/relays.ts';
+import { createRelay, deleteRelay, listParentCandidates, recordRelayViewers } from '../db/repositories/relays.ts';
 import { getStream } from '../db/repositories/streams.ts';
 import { answerParameters, buildAnswer, consumerCapabilities, describeCodec, isSupported, offeredCodecs, receivableCodecs, type AcceptedSection, type Offer } from '../media/sdp.ts';
+import { RelayServer } from '../media/RelayServer.ts';
 import { WebRtcSession } from '../media/WebRtcSession.ts';
 import { LayerSelector } from './LayerSelector.ts';
 import { Relay } from './Relay.ts';
+import { orderUpstreams } from './RelayTree.ts';
+import type { UplinkTarget } from './Uplink.ts';
 import { Viewer } from './Viewer.ts';
 
-/**
- * The edge role: WHEP viewers. The first viewer of a stream makes the edge pull it from its origin
- * (one Relay per stream, shared by all its viewers here); each viewer gets a WebRTC transport and
- * a consumer per track on the relay's router.
- */
 /**
  * How long a draining edge waits before ending its viewers' sessions, so that they are not sent
  * straight back: the balancer's registry snapshot lives 1 s and HAProxy's agent-check runs every
@@ -56,6 +54,12 @@ function shared<T>(inFlight: Map<string, Promise<T>>, key: string, start: () => 
   return work;
 }
 
+/**
+ * The edge role: WHEP viewers. The first viewer of a stream makes the edge pull it from its origin,
+ * or from another edge that relays it (relay tiers, edge/RelayTree.ts): one Relay per stream,
+ * shared by all its viewers here and by the edges it feeds in turn. Each viewer gets a WebRTC
+ * transport and a consumer per track on the relay's router.
+ */
 export class Edge implements Role {
   readonly router: Router;
   readonly #ctx: EdgeContext;
@@ -80,6 +84,16 @@ export class Edge implements Role {
   constructor(ctx: EdgeContext) {
     this.#ctx = ctx;
     this.router = express.Router();
+    this.router.use(
+      new RelayServer({
+        nodeId: ctx.config.nodeId,
+        clusterSecret: ctx.clusterSecret,
+        rtc: ctx.rtc,
+        maxRelaysPerStream: ctx.config.edgeMaxChildren,
+        upstream: (name) => this.#relays.get(name)?.upstream(),
+        logger: ctx.logger,
+      }).router,
+    );
     this.router.use(
       signallingRouter(
         { authorize: (stream, token) => this.#authorize(stream, token), accept: (stream, offer) => this.#play(stream, offer) },
@@ -106,8 +120,13 @@ export class Edge implements Role {
 
   async load(): Promise<RoleLoad> {
     let bitrateOut = 0;
-    for (const relay of this.#relays.values()) bitrateOut += await relay.bitrateOut();
+    let children = 0;
+    for (const relay of this.#relays.values()) {
+      bitrateOut += await relay.bitrateOut();
+      children += relay.children;
+    }
     this.#ctx.metrics.relays.set({ direction: 'in' }, this.#relays.size);
+    this.#ctx.metrics.relays.set({ direction: 'out' }, children);
     // One sample per simulcast viewer per heartbeat: the distribution over time of what links carry.
     for (const viewer of this.#viewers.values()) {
       const downlink = viewer.layers?.downlink;
@@ -137,7 +156,7 @@ export class Edge implements Role {
         relay.close('stream no longer live');
         continue;
       }
-      await createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: relay.upstreamNodeId });
+      await createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: relay.upstreamNodeId, treeKey: relay.treeKey });
     }
   }
 
@@ -146,6 +165,8 @@ export class Edge implements Role {
    * their sessions are ended a few at a time, and their players rejoin through the balancer.
    */
   async drain(deadline: number): Promise<void> {
+    // The edges fed from here move at once: they keep their viewers while they re-attach.
+    for (const relay of this.#relays.values()) relay.detachChildren('parent edge draining');
     const sessions = [...this.#relays.values()].flatMap((relay) => relay.sessions);
     if (sessions.length === 0) return;
     this.#ctx.logger.info({ viewers: sessions.length }, 'moving viewers to other edges');
@@ -296,17 +317,14 @@ export class Edge implements Role {
     const { db, config, logger } = this.#ctx;
     const row = await getStream(db.knex, name);
     if (!row || row.state !== 'live' || !row.originNodeId) throw new Problem('stream-not-live', `stream ${name} is not live`);
-    const origin = await getNode(db.knex, row.originNodeId);
-    if (!origin || origin.state !== 'up') throw new Problem('stream-not-live', `stream ${name} has no live origin`);
-    // Throws 404 (not live on its origin) or 502 (the origin did not answer) as a Problem.
+    // Throws 404 (not live upstream) or 502 (no upstream answered) as a Problem.
     const relay = await Relay.open(
       {
         stream: name,
         private: row.private,
-        upstreamNodeId: origin.id,
-        upstreamUrl: origin.publicUrl,
         clusterSecret: this.#ctx.clusterSecret,
         edgeNodeId: config.nodeId,
+        upstreams: (request) => this.#upstreams(name, request),
       },
       this.#ctx.workers,
       this.#ctx.rtc,
@@ -314,18 +332,36 @@ export class Edge implements Role {
       logger,
     );
     this.#relays.set(name, relay);
-    const record = await createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: origin.id }).catch((error) => {
+    // The placement table records each relay's upstream and tree key, again after a re-attach.
+    const record = () => createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: relay.upstreamNodeId, treeKey: relay.treeKey });
+    const recorded = await record().catch((error) => {
       logger.warn({ err: error, stream: name }, 'could not record the relay');
       return undefined;
     });
+    relay.on('attached', () => void record().catch((error) => logger.warn({ err: error, stream: name }, 'could not record the re-attached relay')));
     relay.once('closed', () => {
       if (this.#relays.get(name) === relay) this.#relays.delete(name);
-      if (!record) return;
-      const deletion = deleteRelay(db.knex, record)
+      if (!recorded) return;
+      const deletion = deleteRelay(db.knex, recorded)
         .catch((error) => logger.warn({ err: error, stream: name }, 'could not delete the relay row'))
         .finally(() => this.#deleting.delete(deletion));
       this.#deleting.add(deletion);
     });
     return relay;
+  }
+
+  /** Where this edge may pull `name` from, best first (edge/RelayTree.ts). */
+  async #upstreams(name: string, request: { lost?: string; treeKey?: number }): Promise<UplinkTarget[]> {
+    const { db, config } = this.#ctx;
+    const row = await getStream(db.knex, name);
+    if (!row || row.state !== 'live' || !row.originNodeId) throw new Problem('stream-not-live', `stream ${name} is not live`);
+    const origin = await getNode(db.knex, row.originNodeId);
+    if (!origin || origin.state !== 'up') throw new Problem('stream-not-live', `stream ${name} has no live origin`);
+    return orderUpstreams({
+      origin: { nodeId: origin.id, url: origin.publicUrl },
+      parents: await listParentCandidates(db.knex, row.id),
+      self: { id: config.nodeId, lat: config.lat, lon: config.lon },
+      ...request,
+    });
   }
 }

@@ -1,13 +1,14 @@
 import { EventEmitter } from 'node:events';
-import type { PipeTransport, Producer, Router, RouterRtpCodecCapability } from 'mediasoup/types';
+import type { DirectTransport, Producer, Router, RouterRtpCodecCapability } from 'mediasoup/types';
 import { Problem, UnsupportedMediaError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { MEDIA_CODECS } from '../media/codecs.ts';
 import { producerBitrate } from '../media/producerBitrate.ts';
+import { openPipe, type RelayRelease, type RelayUpstream } from '../media/RelayServer.ts';
 import type { RtcListen, WebRtcSession } from '../media/WebRtcSession.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
-import { internalFetch, RELAY_PATH, RELAY_PING_MS, renditionPath } from '../core/internalApi.ts';
-import type { RelayLine, RelayProducer, RelayRequest } from '../media/relayProtocol.ts';
+import { childKey, UPSTREAMS_PER_ROUND } from './RelayTree.ts';
+import { Uplink, type UplinkTarget } from './Uplink.ts';
 
 /** A router that sends to viewers whose offers share one payload-type mapping, fed from the relay. */
 export interface Fanout {
@@ -17,53 +18,83 @@ export interface Fanout {
 
 export interface RelayEvents {
   closed: [reason: string];
+  /** The relay pulls from another upstream now (its parent died or drained); its viewers stayed. */
+  attached: [upstream: string];
 }
 
 export interface RelaySource {
   stream: string;
-  /** The upstream node (the stream's origin) and the base URL of its internal API. */
-  upstreamNodeId: string;
-  upstreamUrl: string;
   /** Whether the stream was private when the relay opened: what the edge goes by while the database is unreachable. */
   private: boolean;
   clusterSecret: string;
   edgeNodeId: string;
+  /**
+   * Where to pull the stream from, best first (edge/RelayTree.ts): `lost` is the upstream just
+   * lost; `treeKey` is set when this relay feeds other edges. Throws stream-not-live when the
+   * stream is not live.
+   */
+  upstreams: (request: { lost?: string; treeKey?: number }) => Promise<UplinkTarget[]>;
 }
 
 /**
- * How long an edge waits for the origin to answer a relay request with its `ready` line. Setting
- * up a pipe takes milliseconds; a viewer waiting longer than this is better told 502 to retry.
+ * How long a relay whose upstream went away keeps looking for another before it gives up and
+ * ends its viewers' sessions (they rejoin through the balancer). A parent found takes a few
+ * round trips; 2.5 s keeps a viewer's picture frozen for less than the player's stall watch
+ * would take to start over anyway.
  */
-const RELAY_OPEN_TIMEOUT_MS = 10_000;
+const REATTACH_WINDOW_MS = 2500;
 
-/**
- * How long an edge waits for the origin to start a rendition: probing the publish and starting a
- * re-encoding ffmpeg take a second or two; longer, and the viewer is better told 502 to retry.
- */
-const RENDITION_TIMEOUT_MS = 15_000;
+/** Pause between rounds of asking upstreams (another relay may be re-attaching at that moment). */
+const REATTACH_RETRY_MS = 200;
 
-/** Three missed pings and the origin is taken for gone, even if TCP has not noticed. */
-const RELAY_SILENCE_MS = 3 * RELAY_PING_MS;
+/** RTCP payload-specific feedback (PLI, FIR): a viewer asks for a key frame. */
+const RTCP_PSFB = 206;
 
 /** A relay that closed under a request: the client is told to try again (a new relay) at once. */
 const relayClosed = (detail: string) => new Problem('service-unavailable', detail, { headers: { 'Retry-After': '1' } });
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Where an uplink's producer goes: the relay's producer and its SSRCs by the uplink's. */
+interface Route {
+  producer: Producer;
+  ssrcs: Map<number, number>;
+}
+
+/** Per outgoing SSRC: the sequence numbers stay continuous when the relay changes upstream. */
+interface SequenceState {
+  uplink: number;
+  offset: number;
+  last: number;
+}
+
 /**
- * One stream pulled from its origin onto this edge, shared by all of the edge's viewers of it:
- * a router, a PipeTransport connected to the origin's, and a pipe producer per origin producer.
- * It lives as long as the relay request to the origin; it closes when the stream ends upstream,
- * the origin goes silent, or its last viewer has been gone for the linger time.
+ * One stream on this edge, shared by all of the edge's viewers of it and by the edges it feeds
+ * (relay tiers). Its producers live on a DirectTransport of the relay's router and outlive any
+ * one upstream: an Uplink (the origin, or a parent edge) hands them every packet, with SSRCs and
+ * sequence numbers rewritten to stay the same stream. When the upstream dies or drains, the relay
+ * attaches to another and asks for a key frame; viewers and child edges keep their sessions.
+ * It closes when the stream ends upstream, no upstream takes it within REATTACH_WINDOW_MS, or its
+ * last viewer and child edge have been gone for the linger time.
  */
 export class Relay extends EventEmitter<RelayEvents> {
   readonly stream: string;
-  readonly upstreamNodeId: string;
   readonly private: boolean;
   readonly router: Router;
   readonly producers: Producer[] = [];
   /** The publisher's rid of each video encoding (simulcast), lowest layer first; empty when it named none. */
   videoRids: string[] = [];
-  readonly #abort: AbortController;
+  /** The node it pulls from now; kept while it looks for another. */
+  upstreamNodeId = '';
+  /** Its place in the stream's tree (edge/RelayTree.ts). */
+  treeKey = 0;
+  /** The nodes the media comes through, origin first, this edge last. */
+  path: string[] = [];
+  /** The publish it carries: it re-attaches only to upstreams that carry the same one. */
+  publisherSession = '';
+  readonly #input: DirectTransport;
   readonly #workers: WorkerPool;
+  readonly #rtc: RtcListen;
   /**
    * Viewer-facing routers by payload-type mapping. mediasoup sends with its router's payload types
    * while a WHEP viewer expects the ones it offered, and browsers differ (Chrome's Opus is 111,
@@ -73,97 +104,73 @@ export class Relay extends EventEmitter<RelayEvents> {
   readonly #fanouts = new Map<string, Promise<Fanout>>();
   /** The viewers' sessions, each with the kinds of media it receives (audio, video). */
   readonly #viewers = new Map<WebRtcSession, ReadonlySet<string>>();
+  /** Pipes to the edges this relay feeds. */
+  readonly #children = new Set<{ close(): void }>();
+  readonly #releaseListeners = new Set<(release: RelayRelease) => void>();
+  readonly #sequences = new Map<number, SequenceState>();
   readonly #lingerMs: number;
   readonly #logger: Logger;
   readonly #source: RelaySource;
-  readonly #pipe: PipeTransport;
-  /** The upstream's name for this relay (RelayOffer.relayId). */
-  #relayId = '';
-  /** The upstream's answer to this relay's rendition request, asked once (rendition()). */
+  #uplink: Uplink | undefined;
+  #uplinks = 0;
+  /** Index in `producers` of the Constrained Baseline rendition, once asked for (rendition()). */
+  #renditionIndex: number | undefined;
   #rendition: Promise<void> | undefined;
   #linger: NodeJS.Timeout | undefined;
-  #silence: NodeJS.Timeout | undefined;
   #closed = false;
   /** Viewers being set up (see hold()). */
   #holds = 0;
 
-  private constructor(source: RelaySource, router: Router, pipe: PipeTransport, abort: AbortController, workers: WorkerPool, lingerMs: number, logger: Logger) {
+  private constructor(source: RelaySource, router: Router, input: DirectTransport, workers: WorkerPool, rtc: RtcListen, lingerMs: number, logger: Logger) {
     super();
     this.#source = source;
-    this.#pipe = pipe;
+    this.#input = input;
     this.#workers = workers;
+    this.#rtc = rtc;
     this.stream = source.stream;
-    this.upstreamNodeId = source.upstreamNodeId;
     this.private = source.private;
     this.router = router;
-    this.#abort = abort;
     this.#lingerMs = lingerMs;
     this.#logger = logger;
   }
 
-  /** Pulls `source.stream` from its origin. Throws a Problem (stream-not-live, bad-gateway) when it cannot. */
+  /** Pulls `source.stream` from the first upstream that takes it. Throws a Problem (stream-not-live, bad-gateway) when none does. */
   static async open(source: RelaySource, workers: WorkerPool, rtc: RtcListen, lingerMs: number, logger: Logger): Promise<Relay> {
-    const log = logger.child({ stream: source.stream, upstream: source.upstreamNodeId });
+    const log = logger.child({ stream: source.stream });
     const router = await workers.next().createRouter({ mediaCodecs: MEDIA_CODECS, appData: { stream: source.stream } });
-    const abort = new AbortController();
     let relay: Relay | undefined;
     try {
-      const pipe = await router.createPipeTransport({
-        listenInfo: { protocol: 'udp', ip: rtc.listenIp, announcedAddress: rtc.announcedIp, portRange: { min: rtc.minPort, max: rtc.maxPort } },
-        enableSrtp: true,
-        enableRtx: true,
+      const input = await router.createDirectTransport();
+      relay = new Relay(source, router, input, workers, rtc, lingerMs, log);
+      const failures = await relay.#attach(await source.upstreams({}));
+      if (failures) {
+        // The origin's answer says most: not live there (404), or unreachable (502).
+        throw failures.find((f) => f.type === 'stream-not-live') ?? failures[0] ?? new Problem('bad-gateway', `no upstream for ${source.stream}`);
+      }
+      // A viewer's key frame request reaches the relay's producers as RTCP out of the input: pass it up.
+      input.on('rtcp', (packet) => {
+        if (packet[1] === RTCP_PSFB) relay!.#uplink?.requestKeyFrame();
       });
-      relay = new Relay(source, router, pipe, abort, workers, lingerMs, log);
-      const openTimer = setTimeout(() => abort.abort(new Error('timeout')), RELAY_OPEN_TIMEOUT_MS);
-      let response: globalThis.Response;
-      try {
-        response = await internalFetch(source.upstreamUrl, RELAY_PATH, source.clusterSecret, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({
-            stream: source.stream,
-            edgeNodeId: source.edgeNodeId,
-            ip: pipe.tuple.localAddress,
-            port: pipe.tuple.localPort,
-            srtpParameters: pipe.srtpParameters,
-          } satisfies RelayRequest),
-          signal: abort.signal,
-        });
-      } catch (error) {
-        throw new Problem('bad-gateway', `origin ${source.upstreamNodeId} unreachable: ${(error as Error).message}`);
-      } finally {
-        clearTimeout(openTimer);
-      }
-      if (response.status === 404) throw new Problem('stream-not-live', `stream ${source.stream} is not live on its origin`);
-      if (!response.ok || !response.body) throw new Problem('bad-gateway', `origin ${source.upstreamNodeId} answered ${response.status}`);
-
-      const lines = relay.#lines(response.body);
-      const first = await lines.next();
-      if (first.done || first.value.type !== 'ready') throw new Problem('bad-gateway', 'origin closed the relay before it was ready');
-      const offer = first.value;
-      relay.#relayId = offer.relayId;
-      await pipe.connect({ ip: offer.ip, port: offer.port, srtpParameters: offer.srtpParameters });
-      for (const p of offer.producers) {
-        relay.producers.push(await pipe.produce({ kind: p.kind, rtpParameters: p.rtpParameters, paused: p.paused }));
-        if (p.kind === 'video' && p.rids) relay.videoRids = p.rids;
-      }
-      void relay.#follow(lines);
       relay.#startLinger();
       // The router closes by itself when its media worker dies: the relay goes with it (its
-      // viewers' sessions end, the origin's pipe is released), and the next viewer opens a new one.
+      // viewers' sessions end, the upstream's pipe is released), and the next viewer opens a new one.
       router.observer.once('close', () => relay!.close('media router closed (worker died?)'));
-      log.info({ producers: offer.producers.length }, 'relay up');
+      log.info({ producers: relay.producers.length, upstream: relay.upstreamNodeId, treeKey: relay.treeKey }, 'relay up');
       return relay;
     } catch (error) {
-      abort.abort();
-      router.close();
       relay?.close('setup failed');
+      router.close();
       throw error;
     }
   }
 
   get viewers(): number {
     return this.#viewers.size;
+  }
+
+  /** Edges this relay feeds. */
+  get children(): number {
+    return this.#children.size;
   }
 
   /** The viewers' sessions (a copy). */
@@ -173,6 +180,43 @@ export class Relay extends EventEmitter<RelayEvents> {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** The relay as an upstream for other edges (media/RelayServer.ts); undefined while it has none itself. */
+  upstream(): RelayUpstream | undefined {
+    if (this.#closed || !this.#uplink) return undefined;
+    return {
+      treeKey: this.treeKey,
+      path: this.path,
+      publisherSession: this.publisherSession,
+      openPipe: async (peer, rtc) => {
+        if (this.#closed) throw relayClosed(`the relay of ${this.stream} just closed`);
+        const opened = await openPipe(this.router, peer, rtc, this.producers.map((producer) => ({ producer })));
+        const child = opened.pipe;
+        this.#children.add(child);
+        clearTimeout(this.#linger);
+        child.observer.once('close', () => {
+          this.#children.delete(child);
+          this.#lingerIfIdle();
+        });
+        return opened;
+      },
+      pipeRendition: async (pipe) => {
+        await this.rendition();
+        const producer = this.producers[this.#renditionIndex!]!;
+        const consumer = await pipe.consume({ producerId: producer.id });
+        return { id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused };
+      },
+      onRelease: (listener) => {
+        this.#releaseListeners.add(listener);
+        return () => this.#releaseListeners.delete(listener);
+      },
+    };
+  }
+
+  /** Tells the edges this relay feeds to attach elsewhere (this edge drains); it keeps its own upstream and viewers. */
+  detachChildren(reason: string): void {
+    this.#release({ type: 'detach', reason });
   }
 
   /**
@@ -190,22 +234,17 @@ export class Relay extends EventEmitter<RelayEvents> {
   }
 
   async #requestRendition(): Promise<void> {
-    const { upstreamUrl, upstreamNodeId, clusterSecret } = this.#source;
-    let response: globalThis.Response;
-    try {
-      response = await internalFetch(upstreamUrl, renditionPath(this.#relayId), clusterSecret, {
-        method: 'POST',
-        signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(RENDITION_TIMEOUT_MS)]),
-      });
-    } catch (error) {
-      throw new Problem('bad-gateway', `origin ${upstreamNodeId} unreachable: ${(error as Error).message}`);
-    }
-    if (response.status === 422) throw new UnsupportedMediaError(((await response.json().catch(() => ({}))) as { detail?: string }).detail ?? 'the origin cannot make a rendition');
-    if (!response.ok) throw new Problem('bad-gateway', `origin ${upstreamNodeId} answered ${response.status} to the rendition request`);
-    const p = (await response.json()) as RelayProducer;
-    if (this.#closed) return;
-    this.producers.push(await this.#pipe.produce({ kind: p.kind, rtpParameters: p.rtpParameters, paused: p.paused }));
-    this.#logger.info({ codec: p.rtpParameters.codecs[0]?.mimeType, profileLevelId: p.rtpParameters.codecs[0]?.parameters?.['profile-level-id'] }, 'rendition added');
+    const uplink = this.#uplink;
+    if (!uplink) throw relayClosed(`the relay of ${this.stream} is changing upstream; try again`);
+    const index = await uplink.rendition();
+    if (this.#closed || uplink.closed) throw relayClosed(`the relay of ${this.stream} moved while the rendition started; try again`);
+    const consumer = uplink.consumers[index]!;
+    const producer = await this.#input.produce({ kind: consumer.kind, rtpParameters: consumer.rtpParameters });
+    this.#renditionIndex = this.producers.length;
+    this.producers.push(producer);
+    this.#routes(uplink)[index] = { producer, ssrcs: ssrcMap(consumer.rtpParameters.encodings, producer.rtpParameters.encodings) };
+    const codec = producer.rtpParameters.codecs[0];
+    this.#logger.info({ codec: codec?.mimeType, profileLevelId: codec?.parameters?.['profile-level-id'] }, 'rendition added');
   }
 
   /**
@@ -280,27 +319,27 @@ export class Relay extends EventEmitter<RelayEvents> {
     });
   }
 
-  #lingerIfIdle(): void {
-    if (this.#viewers.size === 0 && this.#holds === 0 && !this.#closed) this.#startLinger();
-  }
-
-  /** Bits per second sent to this relay's viewers: each producer's bitrate times the viewers of its kind. */
+  /** Bits per second sent to this relay's viewers and child edges: each producer's bitrate times its receivers. */
   async bitrateOut(): Promise<number> {
     let total = 0;
     for (const producer of this.producers) {
-      let receivers = 0;
+      let receivers = this.#children.size;
       for (const kinds of this.#viewers.values()) if (kinds.has(producer.kind)) receivers++;
       if (receivers > 0) total += (await producerBitrate(producer)) * receivers;
     }
     return total;
   }
 
-  close(reason: string): void {
+  /**
+   * Closes the relay, its viewers' sessions and its pipes. The edges it feeds are told `end` when
+   * the stream itself ended (they end too), `detach` otherwise (they attach elsewhere).
+   */
+  close(reason: string, release: RelayRelease['type'] = 'detach'): void {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#linger);
-    clearTimeout(this.#silence);
-    this.#abort.abort();
+    this.#release({ type: release, reason });
+    this.#uplink?.close();
     for (const viewer of this.#viewers.keys()) viewer.close(`relay closed: ${reason}`);
     for (const fanout of this.#fanouts.values()) void fanout.then((f) => f.router.close(), () => undefined);
     this.router.close();
@@ -308,43 +347,187 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.emit('closed', reason);
   }
 
+  #release(release: RelayRelease): void {
+    const listeners = [...this.#releaseListeners];
+    this.#releaseListeners.clear();
+    for (const listener of listeners) listener(release);
+  }
+
+  #lingerIfIdle(): void {
+    if (this.#viewers.size === 0 && this.#children.size === 0 && this.#holds === 0 && !this.#closed) this.#startLinger();
+  }
+
   #startLinger(): void {
     clearTimeout(this.#linger);
     this.#linger = setTimeout(() => this.close('no viewers'), this.#lingerMs);
   }
 
-  #armSilence(): void {
-    clearTimeout(this.#silence);
-    this.#silence = setTimeout(() => this.close('origin silent'), RELAY_SILENCE_MS);
+  // --- upstreams ---
+
+  readonly #routeTables = new WeakMap<Uplink, Route[]>();
+
+  #routes(uplink: Uplink): Route[] {
+    return this.#routeTables.get(uplink)!;
   }
 
-  async #follow(lines: AsyncGenerator<RelayLine>): Promise<void> {
-    this.#armSilence();
-    try {
-      for await (const line of lines) {
-        this.#armSilence();
-        if (line.type === 'end') {
-          this.close(`stream ended upstream: ${line.reason}`);
-          return;
-        }
+  /**
+   * Asks `targets` in order and takes the first that carries this stream's publish; returns the
+   * refusals when none did. The first upstream ever also makes the relay's producers.
+   */
+  async #attach(targets: UplinkTarget[]): Promise<Problem[] | undefined> {
+    const failures: Problem[] = [];
+    const feeds = this.#children.size > 0;
+    for (const target of targets.slice(0, UPSTREAMS_PER_ROUND)) {
+      if (this.#closed) return failures;
+      let uplink: Uplink;
+      try {
+        uplink = await Uplink.open(this.router, target, { stream: this.stream, edgeNodeId: this.#source.edgeNodeId, ...(feeds ? { treeKey: this.treeKey } : {}) }, this.#rtc, this.#source.clusterSecret, this.#logger);
+      } catch (error) {
+        if (!(error instanceof Problem)) throw error;
+        this.#logger.debug({ upstream: target.nodeId, problem: error.type, detail: error.message }, 'upstream refused');
+        failures.push(error);
+        continue;
       }
-      this.close('origin closed the relay');
-    } catch (error) {
-      this.close(`relay connection lost: ${(error as Error).message}`);
+      const routes = this.publisherSession === '' ? await this.#produce(uplink) : await this.#reroute(uplink);
+      if (!routes) {
+        uplink.close();
+        failures.push(new Problem('stream-not-live', `${target.nodeId} carries another publish of ${this.stream}`));
+        continue;
+      }
+      if (this.#closed || uplink.closed) {
+        uplink.close();
+        continue;
+      }
+      this.#install(uplink, routes, feeds);
+      return undefined;
     }
+    return failures;
   }
 
-  async *#lines(body: ReadableStream<Uint8Array>): AsyncGenerator<RelayLine> {
-    const decoder = new TextDecoder();
-    let buffer = '';
-    for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let newline: number;
-      while ((newline = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, newline).trim();
-        buffer = buffer.slice(newline + 1);
-        if (line) yield JSON.parse(line) as RelayLine;
-      }
+  /** The first upstream: the relay's producers take its parameters as they are. */
+  async #produce(uplink: Uplink): Promise<Route[]> {
+    const routes: Route[] = [];
+    for (const [i, consumer] of uplink.consumers.entries()) {
+      const offered = uplink.offer.producers[i]!;
+      const producer = await this.#input.produce({ kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: offered.paused, appData: { rids: offered.rids } });
+      this.producers.push(producer);
+      if (offered.kind === 'video' && offered.rids) this.videoRids = offered.rids;
+      routes[i] = { producer, ssrcs: ssrcMap(consumer.rtpParameters.encodings, producer.rtpParameters.encodings) };
     }
+    this.publisherSession = uplink.offer.publisherSession;
+    return routes;
   }
+
+  /**
+   * A later upstream: each of its producers matched to the relay's by kind, codec and layers.
+   * Undefined when it carries another publish or lacks one of the relay's producers (a rendition
+   * it could not add).
+   */
+  async #reroute(uplink: Uplink): Promise<Route[] | undefined> {
+    if (uplink.offer.publisherSession !== this.publisherSession) return undefined;
+    const routes: Route[] = [];
+    const matched = new Set<Producer>();
+    const match = (index: number) => {
+      const consumer = uplink.consumers[index]!;
+      const producer = this.producers.find((p) => !matched.has(p) && sameShape(p.rtpParameters, consumer.rtpParameters));
+      if (!producer) return;
+      matched.add(producer);
+      routes[index] = { producer, ssrcs: ssrcMap(consumer.rtpParameters.encodings, producer.rtpParameters.encodings) };
+    };
+    uplink.consumers.forEach((_, i) => match(i));
+    if (this.#renditionIndex !== undefined && !matched.has(this.producers[this.#renditionIndex]!)) {
+      const index = await uplink.rendition().catch(() => undefined);
+      if (index !== undefined) match(index);
+    }
+    return matched.size === this.producers.length ? routes : undefined;
+  }
+
+  #install(uplink: Uplink, routes: Route[], fed: boolean): void {
+    const generation = ++this.#uplinks;
+    this.#routeTables.set(uplink, routes);
+    this.#uplink = uplink;
+    this.upstreamNodeId = uplink.target.nodeId;
+    this.path = [...uplink.offer.path, this.#source.edgeNodeId];
+    if (!fed) this.treeKey = childKey(uplink.offer.treeKey);
+    uplink.on('rtp', (index, packet) => this.#forward(generation, this.#routes(uplink)[index], packet));
+    uplink.once('ended', (reason) => this.close(`stream ended upstream: ${reason}`, 'end'));
+    uplink.once('lost', (reason) => void this.#reattach(uplink, reason));
+    // The picture restarts at the next key frame from this upstream.
+    if (generation > 1) uplink.requestKeyFrame();
+  }
+
+  /** Sends a packet from the current upstream on through the relay's producer, as one continuous stream. */
+  #forward(generation: number, route: Route | undefined, packet: Buffer): void {
+    if (!route || packet.length < 12) return;
+    const ssrc = route.ssrcs.get(packet.readUInt32BE(8));
+    if (ssrc === undefined) return;
+    const seq = packet.readUInt16BE(2);
+    let state = this.#sequences.get(ssrc);
+    if (!state) {
+      state = { uplink: generation, offset: 0, last: seq };
+      this.#sequences.set(ssrc, state);
+    } else if (state.uplink !== generation) {
+      // A new upstream numbers its packets its own way: carry on from the last one sent.
+      state.uplink = generation;
+      state.offset = (state.last + 1 - seq) & 0xffff;
+    }
+    const out = (seq + state.offset) & 0xffff;
+    if (((out - state.last) & 0xffff) < 0x8000) state.last = out;
+    packet.writeUInt32BE(ssrc, 8);
+    packet.writeUInt16BE(out, 2);
+    route.producer.send(packet);
+  }
+
+  /**
+   * The upstream went away while the stream goes on: find another within REATTACH_WINDOW_MS. An
+   * origin that went away takes the stream with it (the publisher must publish again): the relay
+   * and the edges below it end, and their viewers rejoin once the stream is live again.
+   */
+  async #reattach(lost: Uplink, reason: string): Promise<void> {
+    if (this.#closed || this.#uplink !== lost) return;
+    this.#uplink = undefined;
+    if (lost.offer.path.length === 1) return this.close(`origin lost: ${reason}`, 'end');
+    this.#logger.info({ reason, upstream: lost.target.nodeId }, 're-attaching');
+    const deadline = Date.now() + REATTACH_WINDOW_MS;
+    let failures: Problem[] | undefined = [];
+    for (let round = 0; Date.now() < deadline && !this.#closed; round++) {
+      if (round > 0) await sleep(REATTACH_RETRY_MS);
+      try {
+        const targets = await this.#source.upstreams({ lost: lost.target.nodeId, treeKey: this.#children.size > 0 ? this.treeKey : undefined });
+        failures = await this.#attach(targets);
+      } catch (error) {
+        // The stream is not live any more (or the database did not answer): end like the origin would.
+        if (error instanceof Problem && error.type === 'stream-not-live') return this.close(`stream ended while re-attaching: ${error.message}`, 'end');
+        this.#logger.warn({ err: error }, 'could not list upstreams');
+      }
+      if (!failures) {
+        this.#logger.info({ upstream: this.upstreamNodeId, treeKey: this.treeKey, after: reason }, 're-attached');
+        this.emit('attached', this.upstreamNodeId);
+        return;
+      }
+      if (failures.some((f) => f.message.includes('carries another publish'))) return this.close(`the stream was published again: ${reason}`, 'end');
+    }
+    this.close(`no upstream took the relay after: ${reason}`);
+  }
+}
+
+/** The relay's SSRC for each of an upstream's, encoding by encoding (simulcast layers in the same order). */
+function ssrcMap(from: Array<{ ssrc?: number }> | undefined, to: Array<{ ssrc?: number }> | undefined): Map<number, number> {
+  const map = new Map<number, number>();
+  (from ?? []).forEach((e, i) => {
+    const ssrc = to?.[i]?.ssrc;
+    if (e.ssrc !== undefined && ssrc !== undefined) map.set(e.ssrc, ssrc);
+  });
+  return map;
+}
+
+/** Whether two producers carry the same media: kind, codec (with its H.264 profile) and layer count. */
+function sameShape(a: Producer['rtpParameters'], b: Producer['rtpParameters']): boolean {
+  const ca = a.codecs[0];
+  const cb = b.codecs[0];
+  return (
+    ca?.mimeType === cb?.mimeType &&
+    ca?.parameters?.['profile-level-id'] === cb?.parameters?.['profile-level-id'] &&
+    (a.encodings?.length ?? 0) === (b.encodings?.length ?? 0)
+  );
 }

@@ -10,7 +10,7 @@ import type { Producer, Router } from 'mediasoup/types';
  *
  * So the sizes decide: a key frame of each layer says its picture size (VP8's frame header, H.264's
  * sequence parameter set). The producer keeps the publisher's order (its encodings cannot change);
- * the order is applied where the stream is relayed (origin/PublishedStream.openRelay re-lists the
+ * the order is applied where the stream is relayed (origin/PublishedStream.openPipe re-lists the
  * pipe's encodings), which is where every viewer's consumer comes from.
  */
 

@@ -1,12 +1,15 @@
 import type { RtpParameters, SrtpParameters } from 'mediasoup/types';
 
 /**
- * The bodies of the internal relay calls (paths and authentication: core/internalApi.ts). The
- * edge POSTs a RelayRequest to RELAY_PATH; the answer is application/x-ndjson that lasts as long
- * as the relay: one `ready` line (a RelayOffer), `ping` lines, and an `end` line when the stream
- * ends upstream. Closing the request ends the relay. POST renditionPath(relayId) answers 200 with
- * a RelayProducer (the rendition added to that relay's pipe), 422 when the origin cannot make one
- * (a WHIP stream), 404 for a relay it does not have.
+ * The bodies of the internal relay calls (paths and authentication: core/internalApi.ts). An
+ * edge POSTs a RelayRequest to RELAY_PATH of its upstream: the stream's origin, or another edge
+ * that relays the stream (relay tiers: a parent). The answer is application/x-ndjson that lasts
+ * as long as the relay: one `ready` line (a RelayOffer), `ping` lines, then an `end` line when the
+ * stream ends upstream, or a `detach` line when the upstream stops feeding it while the stream
+ * goes on (a parent draining or shutting down: the edge re-attaches elsewhere). Closing the
+ * request ends the relay. POST renditionPath(relayId) answers 200 with a RelayProducer (the
+ * rendition added to that relay's pipe), 422 when the origin cannot make one (a WHIP stream), 404
+ * for a relay it does not have.
  */
 
 /** The edge's side of the pipe. */
@@ -16,6 +19,12 @@ export interface RelayRequest {
   ip: string;
   port: number;
   srtpParameters?: SrtpParameters;
+  /**
+   * The asking relay's tree key when it already feeds other edges (it is re-attaching): the
+   * upstream refuses unless its own key is smaller, so a relay never attaches below itself
+   * (edge/RelayTree.ts). Absent for a relay that feeds no one yet.
+   */
+  treeKey?: number;
 }
 
 /** A producer the pipe carries, as the edge re-creates it on its side. */
@@ -39,6 +48,12 @@ export interface RelayOffer {
   port: number;
   srtpParameters?: SrtpParameters;
   producers: RelayProducer[];
+  /** The upstream's tree key (the origin's is 0); a relay that attaches takes a larger one. */
+  treeKey: number;
+  /** The nodes the media comes through, origin first, the upstream itself last. */
+  path: string[];
+  /** The publish this is (its placement's publisher session): a relay re-attaches only to the same one. */
+  publisherSession: string;
 }
 
-export type RelayLine = ({ type: 'ready' } & RelayOffer) | { type: 'ping' } | { type: 'end'; reason: string };
+export type RelayLine = ({ type: 'ready' } & RelayOffer) | { type: 'ping' } | { type: 'end'; reason: string } | { type: 'detach'; reason: string };

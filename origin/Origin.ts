@@ -1,33 +1,18 @@
-import express, { type Request, type Response, type Router } from 'express';
-import type { PipeTransport } from 'mediasoup/types';
+import express, { type Router } from 'express';
 import type { Gauge } from 'prom-client';
-import { z } from 'zod';
 import { Problem } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import type { Database } from '../db/Database.ts';
 import type { MediaContext } from '../media/WorkerPool.ts';
 import { signallingRouter } from '../media/signalling.ts';
-import { authorizeStream, STREAM_NAME } from '../core/tokens.ts';
+import { authorizeStream } from '../core/tokens.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
-import { authorizeInternal, RELAY_PATH, RELAY_PING_MS, renditionPath, STREAMS_PATH } from '../core/internalApi.ts';
-import type { RelayLine, RelayRequest } from '../media/relayProtocol.ts';
+import { authorizeInternal, STREAMS_PATH } from '../core/internalApi.ts';
+import { RelayServer, type RelayUpstream } from '../media/RelayServer.ts';
 import type { Offer } from '../media/sdp.ts';
 import { PublishedStream } from './PublishedStream.ts';
 import { RtmpIngest } from './RtmpIngest.ts';
-
-const relayRequest: z.ZodType<RelayRequest> = z.object({
-  stream: z.string().regex(STREAM_NAME),
-  edgeNodeId: z.string().min(1).max(64),
-  ip: z.string().min(1),
-  port: z.number().int().min(1).max(65535),
-  srtpParameters: z
-    .object({
-      cryptoSuite: z.enum(['AEAD_AES_256_GCM', 'AEAD_AES_128_GCM', 'AES_CM_128_HMAC_SHA1_80', 'AES_CM_128_HMAC_SHA1_32']),
-      keyBase64: z.string().max(200),
-    })
-    .optional(),
-});
 
 /** What an origin needs: the database and the media workers. */
 export type OriginContext = RoleContext & MediaContext & { db: Database };
@@ -40,8 +25,7 @@ export class Origin implements Role {
   readonly router: Router;
   readonly #ctx: OriginContext;
   readonly #streams = new Map<string, PublishedStream>();
-  /** Open relays by their id (the pipe's), for the requests an edge makes about one (renditions). */
-  readonly #relays = new Map<string, { stream: PublishedStream; pipe: PipeTransport }>();
+  readonly #relayServer: RelayServer;
   #rtmp: RtmpIngest | undefined;
   /**
    * Placement releases under way, by publisher id: awaited by a WHIP DELETE (so that a client may
@@ -66,13 +50,18 @@ export class Origin implements Role {
         { kind: 'whip', publicUrl: ctx.config.publicUrl, iceServers: ctx.config.iceServers, logger: ctx.logger },
       ),
     );
-    this.router.post(RELAY_PATH, express.json({ limit: '16kb' }), (req, res) => this.#relay(req, res));
-    this.router.post(renditionPath(':relayId'), async (req, res) => {
-      authorizeInternal(req, this.#ctx.clusterSecret);
-      const relay = this.#relays.get(String(req.params.relayId));
-      if (!relay) throw new Problem('relay-not-here', 'no such relay on this origin');
-      res.json(await relay.stream.pipeRendition(relay.pipe));
+    this.#relayServer = new RelayServer({
+      nodeId: ctx.config.nodeId,
+      clusterSecret: ctx.clusterSecret,
+      rtc: ctx.rtc,
+      maxRelaysPerStream: ctx.config.originMaxRelays,
+      upstream: (name) => {
+        const stream = this.#streams.get(name);
+        return stream && !stream.ended ? this.#upstream(stream) : undefined;
+      },
+      logger: ctx.logger,
     });
+    this.router.use(this.#relayServer.router);
     this.router.delete(`${STREAMS_PATH}/:name`, async (req, res) => {
       authorizeInternal(req, this.#ctx.clusterSecret);
       const stream = this.#streams.get(String(req.params.name));
@@ -204,31 +193,19 @@ export class Origin implements Role {
     }
   }
 
-  /** An edge asks for a stream (see media/relayProtocol.ts). */
-  async #relay(req: Request, res: Response): Promise<void> {
-    authorizeInternal(req, this.#ctx.clusterSecret);
-    const parsed = relayRequest.safeParse(req.body);
-    if (!parsed.success) throw new Problem('invalid-request', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-    const { stream: name, edgeNodeId, ...edge } = parsed.data;
-    const stream = this.#streams.get(name);
-    if (!stream || stream.ended) throw new Problem('stream-not-here', `stream ${name} is not live on this origin`);
-
-    const { offer, pipe } = await stream.openRelay(edge, this.#ctx.rtc);
-    this.#relays.set(pipe.id, { stream, pipe });
-    pipe.observer.once('close', () => this.#relays.delete(pipe.id));
-    const log = this.#ctx.logger.child({ stream: name, edge: edgeNodeId });
-    log.info('relay opened');
-    res.status(200).type('application/x-ndjson').set('Cache-Control', 'no-store');
-    const line = (l: RelayLine) => `${JSON.stringify(l)}\n`;
-    res.write(line({ type: 'ready', ...offer }));
-    const ping = setInterval(() => res.write(line({ type: 'ping' })), RELAY_PING_MS);
-    const onEnded = (reason: string) => res.end(line({ type: 'end', reason }));
-    stream.once('ended', onEnded);
-    res.once('close', () => {
-      clearInterval(ping);
-      stream.off('ended', onEnded);
-      pipe.close();
-      log.info('relay closed');
-    });
+  /** A stream published here as the root of its relay tree (media/RelayServer.ts). */
+  #upstream(stream: PublishedStream): RelayUpstream {
+    return {
+      treeKey: 0,
+      path: [this.#ctx.config.nodeId],
+      publisherSession: stream.publisher.id,
+      openPipe: (peer, rtc) => stream.openPipe(peer, rtc),
+      pipeRendition: (pipe) => stream.pipeRendition(pipe),
+      onRelease: (listener) => {
+        const ended = (reason: string) => listener({ type: 'end', reason });
+        stream.once('ended', ended);
+        return () => stream.off('ended', ended);
+      },
+    };
   }
 }

@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events';
-import type { PipeTransport, Producer, Router, SrtpParameters } from 'mediasoup/types';
+import type { PipeTransport, Producer, Router } from 'mediasoup/types';
 import { InvalidSdpError, UnsupportedMediaError } from '../core/errors.ts';
 import { MEDIA_CODECS, SUPPORTED_CODECS } from '../media/codecs.ts';
 import { LayerSizes } from '../media/layerOrder.ts';
 import { producerBitrate } from '../media/producerBitrate.ts';
-import type { RelayOffer, RelayProducer } from '../media/relayProtocol.ts';
+import type { RelayProducer } from '../media/relayProtocol.ts';
+import { openPipe, type PipePeer } from '../media/RelayServer.ts';
 import { buildAnswer, isSupported, producerParameters, type AcceptedSection, type Offer } from '../media/sdp.ts';
 import { WebRtcSession, type RtcListen } from '../media/WebRtcSession.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
@@ -156,45 +157,17 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
     return sizes.order();
   }
 
-  /**
-   * Pipes the stream to an edge: a PipeTransport here, connected to the edge's, with a pipe
-   * consumer per producer. Closing the returned pipe ends the relay.
-   */
-  async openRelay(
-    edge: { ip: string; port: number; srtpParameters?: SrtpParameters },
-    rtc: RtcListen,
-  ): Promise<{ offer: RelayOffer; pipe: PipeTransport }> {
+  /** Pipes the stream to an edge (media/RelayServer.ts): every producer, simulcast layers smallest first. */
+  async openPipe(peer: PipePeer, rtc: RtcListen): Promise<{ producers: RelayProducer[]; pipe: PipeTransport }> {
     if (this.#ended) throw new Error(`stream ${this.name} has ended`);
-    const pipe = await this.router.createPipeTransport({
-      listenInfo: { protocol: 'udp', ip: rtc.listenIp, announcedAddress: rtc.announcedIp, portRange: { min: rtc.minPort, max: rtc.maxPort } },
-      // SRTP: relays may cross networks we do not own. RTX: lost packets are resent over the pipe.
-      enableSrtp: true,
-      enableRtx: true,
-    });
-    this.#pipes.add(pipe);
-    pipe.observer.once('close', () => this.#pipes.delete(pipe));
-    try {
-      await pipe.connect({ ip: edge.ip, port: edge.port, srtpParameters: edge.srtpParameters });
-      const producers: RelayOffer['producers'] = [];
-      for (const producer of this.producers) {
-        const consumer = await pipe.consume({ producerId: producer.id });
-        const encodings = consumer.rtpParameters.encodings ?? [];
-        if (encodings.length < 2) {
-          producers.push({ id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused });
-          continue;
-        }
-        // Simulcast: the pipe's encodings (one SSRC each) re-listed lowest first, so that the
-        // edge's consumers take them in the right order whatever order the publisher used.
-        const order = await this.#layerOrder(producer);
-        const rids = order.map((i) => producer.rtpParameters.encodings?.[i]?.rid ?? '');
-        const rtpParameters = { ...consumer.rtpParameters, encodings: order.map((i) => encodings[i]!) };
-        producers.push({ id: producer.id, kind: consumer.kind, rtpParameters, paused: producer.paused, rids });
-      }
-      return { offer: { relayId: pipe.id, ip: pipe.tuple.localAddress, port: pipe.tuple.localPort, srtpParameters: pipe.srtpParameters, producers }, pipe };
-    } catch (error) {
-      pipe.close();
-      throw error;
+    const sources = [];
+    for (const producer of this.producers) {
+      sources.push({ producer, order: (producer.rtpParameters.encodings?.length ?? 0) > 1 ? await this.#layerOrder(producer) : undefined });
     }
+    const opened = await openPipe(this.router, peer, rtc, sources);
+    this.#pipes.add(opened.pipe);
+    opened.pipe.observer.once('close', () => this.#pipes.delete(opened.pipe));
+    return opened;
   }
 
   get relayCount(): number {

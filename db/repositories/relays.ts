@@ -9,6 +9,8 @@ export interface RelayRecord {
   upstreamNodeId: string;
   state: string;
   viewers: number;
+  /** The relay's place in its stream's tree (edge/RelayTree.ts); null for rows written before tiers. */
+  treeKey: number | null;
   createdAt: Date;
 }
 
@@ -19,6 +21,7 @@ interface RelayRow {
   upstream_node_id: string;
   state: string;
   viewers: number;
+  tree_key: string | number | null;
   created_at: Date;
 }
 
@@ -30,20 +33,54 @@ function toRecord(row: RelayRow): RelayRecord {
     upstreamNodeId: row.upstream_node_id,
     state: row.state,
     viewers: row.viewers,
+    treeKey: row.tree_key === null ? null : Number(row.tree_key),
     createdAt: new Date(row.created_at),
   };
 }
 
 export async function createRelay(
   db: Knex,
-  relay: { streamId: string; edgeNodeId: string; upstreamNodeId: string },
+  relay: { streamId: string; edgeNodeId: string; upstreamNodeId: string; treeKey: number },
 ): Promise<RelayRecord> {
   const [row] = (await db('relays')
-    .insert({ stream_id: relay.streamId, edge_node_id: relay.edgeNodeId, upstream_node_id: relay.upstreamNodeId, state: 'up' })
+    .insert({ stream_id: relay.streamId, edge_node_id: relay.edgeNodeId, upstream_node_id: relay.upstreamNodeId, tree_key: relay.treeKey, state: 'up' })
     .onConflict(['stream_id', 'edge_node_id'])
-    .merge({ upstream_node_id: relay.upstreamNodeId, state: 'up', created_at: db.fn.now() })
+    .merge({ upstream_node_id: relay.upstreamNodeId, tree_key: relay.treeKey, state: 'up', created_at: db.fn.now() })
     .returning('*')) as RelayRow[];
   return toRecord(row!);
+}
+
+/** An edge relaying a stream, as a possible parent for another edge's relay of it. */
+export interface ParentCandidate {
+  edgeNodeId: string;
+  publicUrl: string;
+  lat: number;
+  lon: number;
+  treeKey: number;
+  /** Edges it feeds this stream to. */
+  children: number;
+}
+
+/**
+ * The edges that relay stream `streamId` and could feed another edge: up, not draining, recorded
+ * with a tree key. Dead or unreachable ones still listed before the TTL are found out when asked.
+ */
+export async function listParentCandidates(db: Knex, streamId: string): Promise<ParentCandidate[]> {
+  const children = db('relays').where('stream_id', streamId).groupBy('upstream_node_id').select('upstream_node_id').count('* as children').as('c');
+  const rows: Array<{ edge_node_id: string; public_url: string; lat: number; lon: number; tree_key: string | number; children: string | number | null }> = await db('relays')
+    .join('nodes', 'nodes.id', 'relays.edge_node_id')
+    .leftJoin(children, 'c.upstream_node_id', 'relays.edge_node_id')
+    .where({ 'relays.stream_id': streamId, 'nodes.state': 'up', 'nodes.draining': false })
+    .whereNotNull('relays.tree_key')
+    .select('relays.edge_node_id', 'nodes.public_url', 'nodes.lat', 'nodes.lon', 'relays.tree_key', 'c.children');
+  return rows.map((r) => ({
+    edgeNodeId: r.edge_node_id,
+    publicUrl: r.public_url,
+    lat: r.lat,
+    lon: r.lon,
+    treeKey: Number(r.tree_key),
+    children: Number(r.children ?? 0),
+  }));
 }
 
 export async function deleteRelay(db: Knex, relay: { streamId: string; edgeNodeId: string }): Promise<void> {

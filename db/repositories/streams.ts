@@ -118,7 +118,8 @@ export interface StreamView {
   rtmpLadder: number[] | null;
   origin: { id: string; region: string } | null;
   ingestProtocol: string | null;
-  edges: Array<{ id: string; region: string; viewers: number }>;
+  /** The edges relaying it, each with the node it pulls from (the origin, or a parent edge). */
+  edges: Array<{ id: string; region: string; viewers: number; parent: string }>;
   viewers: number;
   createdAt: Date;
   startedAt: Date | null;
@@ -140,13 +141,15 @@ export async function listStreamViews(
   if (filter.limit !== undefined) query.limit(filter.limit);
   const rows: Array<StreamRow & { origin_region: string | null }> = await query;
   if (rows.length === 0) return [];
-  const relays: Array<{ stream_id: string | number; edge_node_id: string; region: string; viewers: number }> = await db('relays')
+  const relays: Array<{ stream_id: string | number; edge_node_id: string; region: string; viewers: number; upstream_node_id: string }> = await db('relays')
     .join('nodes', 'nodes.id', 'relays.edge_node_id')
     .whereIn('relays.stream_id', rows.map((r) => r.id))
     .orderBy('relays.edge_node_id')
-    .select('relays.stream_id', 'relays.edge_node_id', 'nodes.region', 'relays.viewers');
+    .select('relays.stream_id', 'relays.edge_node_id', 'nodes.region', 'relays.viewers', 'relays.upstream_node_id');
   return rows.map((row) => {
-    const edges = relays.filter((r) => String(r.stream_id) === String(row.id)).map((r) => ({ id: r.edge_node_id, region: r.region, viewers: r.viewers }));
+    const edges = relays
+      .filter((r) => String(r.stream_id) === String(row.id))
+      .map((r) => ({ id: r.edge_node_id, region: r.region, viewers: r.viewers, parent: r.upstream_node_id }));
     return {
       name: row.name,
       state: row.state,

@@ -1,0 +1,223 @@
+import { EventEmitter } from 'node:events';
+import type { Consumer, DirectTransport, PipeTransport, Producer, Router } from 'mediasoup/types';
+import { Problem, UnsupportedMediaError } from '../core/errors.ts';
+import { internalFetch, RELAY_PATH, RELAY_PING_MS, renditionPath } from '../core/internalApi.ts';
+import type { Logger } from '../core/logger.ts';
+import type { RelayLine, RelayOffer, RelayProducer, RelayRequest } from '../media/relayProtocol.ts';
+import type { RtcListen } from '../media/WebRtcSession.ts';
+
+/** A node to pull a stream from: its origin, or another edge that relays it (a parent). */
+export interface UplinkTarget {
+  nodeId: string;
+  url: string;
+}
+
+export interface UplinkEvents {
+  /** An RTP packet of the `index`th producer (offer order, renditions after). */
+  rtp: [index: number, packet: Buffer];
+  /** The upstream stopped feeding while the stream goes on (gone, silent, or detached us). */
+  lost: [reason: string];
+  /** The stream ended upstream. */
+  ended: [reason: string];
+}
+
+/**
+ * How long an edge waits for an upstream to answer a relay request with its `ready` line. Setting
+ * up a pipe takes milliseconds; an upstream slower than this is passed over for the next.
+ */
+const OPEN_TIMEOUT_MS = 5000;
+
+/**
+ * How long an edge waits for the origin to start a rendition: probing the publish and starting a
+ * re-encoding ffmpeg take a second or two; longer, and the viewer is better told 502 to retry.
+ */
+const RENDITION_TIMEOUT_MS = 15_000;
+
+/** Three missed pings and the upstream is taken for gone, even if TCP has not noticed. */
+const SILENCE_MS = 3 * RELAY_PING_MS;
+
+/**
+ * One relay request to one upstream: a PipeTransport on the relay's router connected to the
+ * upstream's, a pipe producer per producer it offers, and a consumer of each on a DirectTransport
+ * that hands every packet to the Relay (edge/Relay.ts), which sends it on through producers that
+ * outlive the uplink. Closing it ends the request.
+ */
+export class Uplink extends EventEmitter<UplinkEvents> {
+  readonly target: UplinkTarget;
+  readonly offer: RelayOffer;
+  /** The consumers whose packets come out as `rtp`, in offer order, renditions after. */
+  readonly consumers: Consumer[] = [];
+  readonly #router: Router;
+  readonly #pipe: PipeTransport;
+  readonly #tap: DirectTransport;
+  readonly #abort: AbortController;
+  readonly #clusterSecret: string;
+  readonly #logger: Logger;
+  #silence: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  private constructor(router: Router, target: UplinkTarget, offer: RelayOffer, pipe: PipeTransport, tap: DirectTransport, abort: AbortController, clusterSecret: string, logger: Logger) {
+    super();
+    this.#router = router;
+    this.target = target;
+    this.offer = offer;
+    this.#pipe = pipe;
+    this.#tap = tap;
+    this.#abort = abort;
+    this.#clusterSecret = clusterSecret;
+    this.#logger = logger;
+  }
+
+  /**
+   * Asks `target` for the stream. Throws a Problem: stream-not-live (404), relay-full and
+   * relay-order (the upstream refused), bad-gateway (unreachable, or no answer in time).
+   */
+  static async open(
+    router: Router,
+    target: UplinkTarget,
+    request: Omit<RelayRequest, 'ip' | 'port' | 'srtpParameters'>,
+    rtc: RtcListen,
+    clusterSecret: string,
+    logger: Logger,
+  ): Promise<Uplink> {
+    const abort = new AbortController();
+    const pipe = await router.createPipeTransport({
+      listenInfo: { protocol: 'udp', ip: rtc.listenIp, announcedAddress: rtc.announcedIp, portRange: { min: rtc.minPort, max: rtc.maxPort } },
+      enableSrtp: true,
+      enableRtx: true,
+    });
+    let tap: DirectTransport | undefined;
+    try {
+      const timer = setTimeout(() => abort.abort(new Error('timeout')), OPEN_TIMEOUT_MS);
+      let response: globalThis.Response;
+      let lines: AsyncGenerator<RelayLine>;
+      let first: IteratorResult<RelayLine>;
+      try {
+        response = await internalFetch(target.url, RELAY_PATH, clusterSecret, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ ...request, ip: pipe.tuple.localAddress, port: pipe.tuple.localPort, srtpParameters: pipe.srtpParameters } satisfies RelayRequest),
+          signal: abort.signal,
+        });
+        if (response.status === 404) throw new Problem('stream-not-live', `stream ${request.stream} is not live on ${target.nodeId}`);
+        if (response.status === 409) throw new Problem('relay-order', `${target.nodeId} is below this relay`);
+        if (response.status === 503) throw new Problem('relay-full', `${target.nodeId} feeds as many edges as it may`);
+        if (!response.ok || !response.body) throw new Problem('bad-gateway', `${target.nodeId} answered ${response.status}`);
+        lines = readLines(response.body);
+        first = await lines.next();
+      } catch (error) {
+        if (error instanceof Problem) throw error;
+        throw new Problem('bad-gateway', `${target.nodeId} unreachable: ${(error as Error).message}`);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (first.done || first.value.type !== 'ready') throw new Problem('bad-gateway', `${target.nodeId} closed the relay before it was ready`);
+      const { type: _ready, ...offer } = first.value;
+      tap = await router.createDirectTransport();
+      const uplink = new Uplink(router, target, offer, pipe, tap, abort, clusterSecret, logger.child({ upstream: target.nodeId }));
+      await pipe.connect({ ip: offer.ip, port: offer.port, srtpParameters: offer.srtpParameters });
+      for (const p of offer.producers) await uplink.#add(p);
+      void uplink.#follow(lines);
+      return uplink;
+    } catch (error) {
+      abort.abort();
+      pipe.close();
+      tap?.close();
+      throw error;
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Asks the upstream to add the stream's Constrained Baseline rendition (core/internalApi.ts
+   * renditionPath); returns its index. UnsupportedMediaError when the stream has none.
+   */
+  async rendition(): Promise<number> {
+    let response: globalThis.Response;
+    try {
+      response = await internalFetch(this.target.url, renditionPath(this.offer.relayId), this.#clusterSecret, {
+        method: 'POST',
+        signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(RENDITION_TIMEOUT_MS)]),
+      });
+    } catch (error) {
+      throw new Problem('bad-gateway', `${this.target.nodeId} unreachable: ${(error as Error).message}`);
+    }
+    if (response.status === 422) throw new UnsupportedMediaError(((await response.json().catch(() => ({}))) as { detail?: string }).detail ?? 'the origin cannot make a rendition');
+    if (!response.ok) throw new Problem('bad-gateway', `${this.target.nodeId} answered ${response.status} to the rendition request`);
+    const p = (await response.json()) as RelayProducer;
+    if (this.#closed) throw new Problem('service-unavailable', 'the relay moved while the rendition started; try again', { headers: { 'Retry-After': '1' } });
+    await this.#add(p);
+    return this.consumers.length - 1;
+  }
+
+  /** Asks the upstream for a key frame of every video producer. */
+  requestKeyFrame(): void {
+    for (const c of this.consumers) if (c.kind === 'video') void c.requestKeyFrame().catch(() => undefined);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#silence);
+    this.#abort.abort();
+    this.#pipe.close();
+    this.#tap.close();
+  }
+
+  async #add(p: RelayProducer): Promise<void> {
+    const producer: Producer = await this.#pipe.produce({ kind: p.kind, rtpParameters: p.rtpParameters, paused: p.paused });
+    // pipe: every encoding (simulcast layer) as it comes; no RTX, as the tap never loses a packet.
+    const consumer = await this.#tap.consume({ producerId: producer.id, rtpCapabilities: this.#router.rtpCapabilities, pipe: true, enableRtx: false });
+    const index = this.consumers.length;
+    this.consumers.push(consumer);
+    consumer.on('rtp', (packet) => this.emit('rtp', index, packet));
+  }
+
+  #lose(reason: string): void {
+    if (this.#closed) return;
+    this.close();
+    this.#logger.info({ reason }, 'upstream lost');
+    this.emit('lost', reason);
+  }
+
+  #armSilence(): void {
+    clearTimeout(this.#silence);
+    this.#silence = setTimeout(() => this.#lose(`${this.target.nodeId} silent`), SILENCE_MS);
+  }
+
+  async #follow(lines: AsyncGenerator<RelayLine>): Promise<void> {
+    this.#armSilence();
+    try {
+      for await (const line of lines) {
+        this.#armSilence();
+        if (line.type === 'end') {
+          if (this.#closed) return;
+          this.close();
+          this.emit('ended', line.reason);
+          return;
+        }
+        if (line.type === 'detach') return this.#lose(`${this.target.nodeId} detached: ${line.reason}`);
+      }
+      this.#lose(`${this.target.nodeId} closed the relay`);
+    } catch (error) {
+      this.#lose(`connection to ${this.target.nodeId} lost: ${(error as Error).message}`);
+    }
+  }
+}
+
+async function* readLines(body: ReadableStream<Uint8Array>): AsyncGenerator<RelayLine> {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let newline: number;
+    while ((newline = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, newline).trim();
+      buffer = buffer.slice(newline + 1);
+      if (line) yield JSON.parse(line) as RelayLine;
+    }
+  }
+}

@@ -1,0 +1,192 @@
+import express, { type Request, type Response, type Router } from 'express';
+import type { PipeTransport, Producer, Router as MediaRouter, SrtpParameters } from 'mediasoup/types';
+import { z } from 'zod';
+import { Problem } from '../core/errors.ts';
+import { authorizeInternal, RELAY_PATH, RELAY_PING_MS, renditionPath } from '../core/internalApi.ts';
+import type { Logger } from '../core/logger.ts';
+import { STREAM_NAME } from '../core/tokens.ts';
+import type { RelayLine, RelayProducer, RelayRequest } from './relayProtocol.ts';
+import type { RtcListen } from './WebRtcSession.ts';
+
+/** The asking edge's side of a pipe. */
+export interface PipePeer {
+  ip: string;
+  port: number;
+  srtpParameters?: SrtpParameters;
+}
+
+/** Why an upstream stops feeding its relays: the stream is over, or they should go elsewhere. */
+export type RelayRelease = { type: 'end' | 'detach'; reason: string };
+
+/** A stream this node can feed to edges: a stream published here (origin) or relayed here (edge). */
+export interface RelayUpstream {
+  /** Its place in the stream's relay tree: 0 on the origin, larger on every edge below. */
+  readonly treeKey: number;
+  /** The nodes the media comes through, origin first, this node last. */
+  readonly path: readonly string[];
+  readonly publisherSession: string;
+  /** Opens a pipe to the asking edge and lists the producers it carries. */
+  openPipe(peer: PipePeer, rtc: RtcListen): Promise<{ producers: RelayProducer[]; pipe: PipeTransport }>;
+  /** Adds the stream's Constrained Baseline rendition to a pipe (UnsupportedMediaError when there is none). */
+  pipeRendition(pipe: PipeTransport): Promise<RelayProducer>;
+  /** Calls `listener` once when the upstream stops feeding; returns the unsubscribe. */
+  onRelease(listener: (release: RelayRelease) => void): () => void;
+}
+
+const relayRequest: z.ZodType<RelayRequest> = z.object({
+  stream: z.string().regex(STREAM_NAME),
+  edgeNodeId: z.string().min(1).max(64),
+  ip: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+  srtpParameters: z
+    .object({
+      cryptoSuite: z.enum(['AEAD_AES_256_GCM', 'AEAD_AES_128_GCM', 'AES_CM_128_HMAC_SHA1_80', 'AES_CM_128_HMAC_SHA1_32']),
+      keyBase64: z.string().max(200),
+    })
+    .optional(),
+  treeKey: z.number().int().min(0).optional(),
+});
+
+export interface RelayServerOptions {
+  nodeId: string;
+  clusterSecret: string;
+  rtc: RtcListen;
+  /** Edges this node feeds each stream to at most (undefined: no limit). */
+  maxRelaysPerStream: number | undefined;
+  /** The stream if this node can feed it now. */
+  upstream: (stream: string) => RelayUpstream | undefined;
+  logger: Logger;
+}
+
+/**
+ * The upstream side of the internal relay API (media/relayProtocol.ts), the same on an origin and
+ * on an edge that feeds other edges: it checks the request (cluster secret, schema, the limit on
+ * relays per stream, the tree order), opens the pipe, and keeps the answer open with pings until
+ * the stream ends, the upstream detaches its relays, or the edge hangs up.
+ */
+export class RelayServer {
+  readonly router: Router;
+  readonly #options: RelayServerOptions;
+  /** Open relays by their id (the pipe's), for the requests an edge makes about one (renditions). */
+  readonly #relays = new Map<string, { upstream: RelayUpstream; pipe: PipeTransport }>();
+  /** Open relays per stream, for the limit. */
+  readonly #perStream = new Map<string, number>();
+
+  constructor(options: RelayServerOptions) {
+    this.#options = options;
+    this.router = express.Router();
+    this.router.post(RELAY_PATH, express.json({ limit: '16kb' }), (req, res) => this.#relay(req, res));
+    this.router.post(renditionPath(':relayId'), async (req, res) => {
+      authorizeInternal(req, options.clusterSecret);
+      const relay = this.#relays.get(String(req.params.relayId));
+      if (!relay) throw new Problem('relay-not-here', 'no such relay on this node');
+      res.json(await relay.upstream.pipeRendition(relay.pipe));
+    });
+  }
+
+  /** Edges this node feeds `stream` to now. */
+  relaysOf(stream: string): number {
+    return this.#perStream.get(stream) ?? 0;
+  }
+
+  async #relay(req: Request, res: Response): Promise<void> {
+    const { clusterSecret, maxRelaysPerStream, nodeId, rtc } = this.#options;
+    authorizeInternal(req, clusterSecret);
+    const parsed = relayRequest.safeParse(req.body);
+    if (!parsed.success) throw new Problem('invalid-request', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    const { stream: name, edgeNodeId, treeKey, ...peer } = parsed.data;
+    const upstream = this.#options.upstream(name);
+    if (!upstream) throw new Problem('stream-not-here', `stream ${name} is not live on this node`);
+    if (upstream.path.includes(edgeNodeId)) throw new Problem('relay-order', `${edgeNodeId} is upstream of ${nodeId} for ${name}`);
+    if (treeKey !== undefined && treeKey <= upstream.treeKey) {
+      throw new Problem('relay-order', `a relay with tree key ${treeKey} cannot attach below one with ${upstream.treeKey}`);
+    }
+    const count = this.relaysOf(name);
+    if (maxRelaysPerStream !== undefined && count >= maxRelaysPerStream) {
+      throw new Problem('relay-full', `${nodeId} feeds ${name} to ${count} edges, its most`);
+    }
+    this.#perStream.set(name, count + 1);
+    let pipe: PipeTransport;
+    let producers: RelayProducer[];
+    try {
+      ({ pipe, producers } = await upstream.openPipe(peer, rtc));
+    } catch (error) {
+      this.#release(name);
+      throw error;
+    }
+    this.#relays.set(pipe.id, { upstream, pipe });
+    const log = this.#options.logger.child({ stream: name, edge: edgeNodeId });
+    log.info('relay opened');
+    res.status(200).type('application/x-ndjson').set('Cache-Control', 'no-store');
+    const line = (l: RelayLine) => `${JSON.stringify(l)}\n`;
+    res.write(
+      line({
+        type: 'ready',
+        relayId: pipe.id,
+        ip: pipe.tuple.localAddress,
+        port: pipe.tuple.localPort,
+        srtpParameters: pipe.srtpParameters,
+        producers,
+        treeKey: upstream.treeKey,
+        path: [...upstream.path],
+        publisherSession: upstream.publisherSession,
+      }),
+    );
+    const ping = setInterval(() => res.write(line({ type: 'ping' })), RELAY_PING_MS);
+    const unsubscribe = upstream.onRelease((release) => res.end(line(release)));
+    res.once('close', () => {
+      clearInterval(ping);
+      unsubscribe();
+      pipe.close();
+      this.#relays.delete(pipe.id);
+      this.#release(name);
+      log.info('relay closed');
+    });
+  }
+
+  #release(stream: string): void {
+    const count = (this.#perStream.get(stream) ?? 1) - 1;
+    if (count > 0) this.#perStream.set(stream, count);
+    else this.#perStream.delete(stream);
+  }
+}
+
+/** A producer to send through a pipe, with its simulcast layers' order and names when it has several. */
+export interface PipeSource {
+  producer: Producer;
+  /** The producer's encodings smallest first (indexes into its encodings); default: as listed. */
+  order?: number[];
+}
+
+/**
+ * A PipeTransport on `router`, connected to the asking edge's, with a pipe consumer of each source:
+ * SRTP because relays may cross networks we do not own, RTX so that lost packets are resent.
+ */
+export async function openPipe(router: MediaRouter, peer: PipePeer, rtc: RtcListen, sources: PipeSource[]): Promise<{ producers: RelayProducer[]; pipe: PipeTransport }> {
+  const pipe = await router.createPipeTransport({
+    listenInfo: { protocol: 'udp', ip: rtc.listenIp, announcedAddress: rtc.announcedIp, portRange: { min: rtc.minPort, max: rtc.maxPort } },
+    enableSrtp: true,
+    enableRtx: true,
+  });
+  try {
+    await pipe.connect({ ip: peer.ip, port: peer.port, srtpParameters: peer.srtpParameters });
+    const producers: RelayProducer[] = [];
+    for (const { producer, order } of sources) {
+      const consumer = await pipe.consume({ producerId: producer.id });
+      const encodings = consumer.rtpParameters.encodings ?? [];
+      if (encodings.length < 2) {
+        producers.push({ id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused });
+        continue;
+      }
+      // Simulcast: the pipe's encodings (one SSRC each) listed lowest first, so that the edge's
+      // consumers take them in the right order whatever order the publisher used.
+      const layers = order ?? encodings.map((_, i) => i);
+      const rids = layers.map((i) => producer.rtpParameters.encodings?.[i]?.rid ?? (producer.appData.rids as string[] | undefined)?.[i] ?? '');
+      producers.push({ id: producer.id, kind: consumer.kind, rtpParameters: { ...consumer.rtpParameters, encodings: layers.map((i) => encodings[i]!) }, paused: producer.paused, rids });
+    }
+    return { producers, pipe };
+  } catch (error) {
+    pipe.close();
+    throw error;
+  }
+}

@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import type { Page } from 'playwright-core';
+import { signStreamToken } from '../core/tokens.ts';
+import { Database } from '../db/Database.ts';
+import { TestBrowser, play, playbackStats, publish } from '../kit/browser.ts';
+import { metric } from '../kit/metrics.ts';
+import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { waitFor } from '../kit/processes.ts';
+import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+
+/**
+ * Relay tiers, for real: an origin that feeds each stream to one edge (--origin-max-relays 1) and
+ * three edges, each with a Chromium viewer on its own WHEP endpoint. Exactly one edge pulls from
+ * the origin; the others pull from edges, as the placement table and the admin API show. Then the
+ * edge fed by the origin is SIGKILLed: the edges below it re-attach, and their viewers keep
+ * decoding in the same sessions (the page has no reconnect logic: kit/browser.ts play()).
+ */
+
+const SECRET = 'tiers-test-secret-0123456789abc';
+const ADMIN = 'tiers-admin-token-0123456789abc';
+const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '500', '--node-ttl-ms', '3000'];
+
+interface EdgeView {
+  id: string;
+  viewers: number;
+  parent: string;
+}
+
+describe('relay tiers: an origin that feeds one edge, three edges, a viewer on each (Chromium)', function () {
+  this.timeout(180_000);
+  let testDb: TestDatabase;
+  let db: Database;
+  let balancer: RelaycastProcess;
+  let origin: RelaycastProcess;
+  const edges = new Map<string, RelaycastProcess>();
+  let browser: TestBrowser;
+  let publisher: Page;
+  const viewers = new Map<string, Page>();
+  const stream = 'tiered-show';
+
+  const relays = async () =>
+    (await db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', stream).select('relays.edge_node_id', 'relays.upstream_node_id', 'relays.tree_key')) as Array<{
+      edge_node_id: string;
+      upstream_node_id: string;
+      tree_key: string | number;
+    }>;
+  const framesOn = async (id: string) => (await playbackStats(viewers.get(id)!)).framesDecoded;
+
+  before(async () => {
+    testDb = await createTestDatabase();
+    db = Database.open({ url: testDb.url });
+    const env = { RELAYCAST_CLUSTER_SECRET: SECRET, RELAYCAST_ADMIN_TOKEN: ADMIN };
+    [balancer, origin] = await Promise.all([
+      startRelaycast({ roles: ['balancer'], databaseUrl: testDb.url, env, args: ['--node-id', 'balancer-1', ...common] }),
+      startRelaycast({ roles: ['origin'], databaseUrl: testDb.url, env, args: ['--node-id', 'origin-1', '--origin-max-relays', '1', ...common] }),
+    ]);
+    for (const id of ['edge-a', 'edge-b', 'edge-c']) {
+      edges.set(id, await startRelaycast({ roles: ['edge'], databaseUrl: testDb.url, env, args: ['--node-id', id, ...common] }));
+    }
+    browser = await TestBrowser.launch();
+    publisher = await browser.page(origin.url);
+  });
+  after(async () => {
+    await publisher?.close().catch(() => undefined);
+    for (const page of viewers.values()) await page.close().catch(() => undefined);
+    await browser?.close();
+    await Promise.all([...edges.values(), origin, balancer].map((n) => n?.stop()));
+    await db?.close();
+    await testDb?.drop();
+  });
+
+  it('every viewer decodes; exactly one edge pulls from the origin, the others from edges', async () => {
+    const published = await publish(publisher, `${origin.url}/whip/${stream}`, await signStreamToken(SECRET, { stream, action: 'publish' }), 'video/VP8');
+    assert.equal(published.status, 201, published.body);
+    // One at a time, so that each edge finds the ones before it relaying already.
+    for (const [id, edge] of edges) {
+      const page = await browser.page(edge.url);
+      viewers.set(id, page);
+      const played = await play(page, `${edge.url}/whep/${stream}`);
+      assert.equal(played.status, 201, `${id}: ${played.body}`);
+      await waitFor(`${id}'s viewer to decode`, async () => (await framesOn(id)) > 10, 30_000, 200);
+    }
+    const rows = await relays();
+    assert.equal(rows.length, 3);
+    const fromOrigin = rows.filter((r) => r.upstream_node_id === 'origin-1');
+    assert.equal(fromOrigin.length, 1, `exactly one edge pulls from the origin: ${JSON.stringify(rows)}`);
+    for (const row of rows) {
+      if (row.upstream_node_id === 'origin-1') continue;
+      const parent = rows.find((r) => r.edge_node_id === row.upstream_node_id);
+      assert.ok(parent, `${row.edge_node_id} pulls from an edge that relays the stream: ${JSON.stringify(rows)}`);
+      assert.ok(Number(parent.tree_key) < Number(row.tree_key), 'a parent has the smaller tree key');
+    }
+    assert.equal(await metric(origin.url, 'relaycast_relays', { direction: 'out' }), 1, 'the origin feeds one edge');
+
+    const res = await fetch(`${balancer.url}/api/v1/streams/${stream}`, { headers: { authorization: `Bearer ${ADMIN}` } });
+    assert.equal(res.status, 200);
+    const view = (await res.json()) as { edges: EdgeView[]; viewers: number };
+    await waitFor('the viewer counts recorded', async () => {
+      const v = (await (await fetch(`${balancer.url}/api/v1/streams/${stream}`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as { viewers: number };
+      return v.viewers === 3;
+    }, 10_000, 200);
+    assert.deepEqual(
+      view.edges.map((e) => [e.id, e.parent]).sort(),
+      rows.map((r) => [r.edge_node_id, r.upstream_node_id]).sort(),
+      'the admin API shows the tree',
+    );
+  });
+
+  it('SIGKILL of the edge fed by the origin: the edges below re-attach and their viewers keep decoding in the same sessions', async () => {
+    const root = (await relays()).find((r) => r.upstream_node_id === 'origin-1')!.edge_node_id;
+    const others = [...edges.keys()].filter((id) => id !== root);
+    const before = new Map<string, number>();
+    for (const id of others) before.set(id, await framesOn(id));
+    const killed = Date.now();
+    await edges.get(root)!.kill();
+    edges.delete(root);
+
+    // Decoding again: 30 frames (1 s of the fake camera) past the count at the kill.
+    for (const id of others) {
+      await waitFor(`${id}'s viewer decoding again`, async () => (await framesOn(id)) > before.get(id)! + 30, 30_000, 100);
+      console.log(`      kill -9 ${root}: ${id}'s viewer decoding again ${Date.now() - killed} ms after the kill (same session)`);
+    }
+    for (const id of others) {
+      const stats = await playbackStats(viewers.get(id)!);
+      assert.equal(stats.connectionState, 'connected', `${id}'s viewer kept its session`);
+    }
+    await waitFor('the relays re-attached in the placement table', async () => {
+      const rows = await relays();
+      return rows.length === 2 && rows.every((r) => r.upstream_node_id !== root) && rows.filter((r) => r.upstream_node_id === 'origin-1').length === 1;
+    }, 10_000, 200);
+    console.log(`      tree after the kill: ${JSON.stringify((await relays()).map((r) => `${r.upstream_node_id} → ${r.edge_node_id}`))}`);
+  });
+});
