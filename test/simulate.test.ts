@@ -59,7 +59,7 @@ describe('cluster simulator', () => {
         }
         const parent = relays.get(`${r.parent}:${r.stream}`);
         assert.ok(parent, `relay ${r.edge}:${r.stream}: its parent ${r.parent} relays the stream`);
-        assert.ok(parent.key < r.key, 'a parent opened before its child');
+        assert.ok(parent.treeKey < r.treeKey, 'a parent opened before its child');
         assert.equal(r.tier, parent.tier + 1);
         children.set(`${r.parent}:${r.stream}`, (children.get(`${r.parent}:${r.stream}`) ?? 0) + 1);
         // Up the chain: the origin within as many steps as there are relays, never the same relay twice.

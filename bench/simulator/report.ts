@@ -19,9 +19,17 @@ interface Metric {
 
 const int = (n: number) => Math.round(n).toLocaleString('en');
 const pct = (share: number, digits = 1) => `${(share * 100).toFixed(digits)} %`;
+/** Tiers shown one by one in the table; the deeper ones together (the JSON has them all). */
+const TIERS_SHOWN = 4;
+/** Counts per tier as `a / b / c / d / ≥4 e (deepest k)`, with `format` for each count. */
+const byTier = (counts: number[], format: (n: number) => string) => {
+  const shown = counts.slice(0, TIERS_SHOWN).map(format);
+  if (counts.length > TIERS_SHOWN) shown.push(`≥${TIERS_SHOWN}: ${format(counts.slice(TIERS_SHOWN).reduce((a, b) => a + b, 0))} (deepest ${counts.length - 1})`);
+  return shown.join(' / ');
+};
 const tierShares = (counts: number[]) => {
   const sum = counts.reduce((a, b) => a + b, 0);
-  return counts.map((n) => pct(sum > 0 ? n / sum : 0)).join(' / ');
+  return byTier(counts, (n) => pct(sum > 0 ? n / sum : 0));
 };
 
 export const METRICS: Metric[] = [
@@ -36,7 +44,8 @@ export const METRICS: Metric[] = [
   { label: 'origin egress, all origins, peak (relays)', text: (r) => `${r.originGbitsPeak.toFixed(1)} Gbit/s (${int(r.originRelaysPeak)})`, value: (r) => r.originGbitsPeak, unit: 'Gbit/s', better: 'lower', chart: true },
   { label: 'edges an origin feeds one stream to, peak', text: (r) => `${int(r.streamOriginRelaysPeak)} (${r.streamOriginGbitsPeak.toFixed(2)} Gbit/s)`, value: (r) => r.streamOriginRelaysPeak, unit: 'edges', better: 'lower', chart: false },
   { label: 'edges one relay feeds; one edge over its streams, peak', text: (r) => `${int(r.childrenPeak)}; ${int(r.edgeChildrenPeak)}`, value: (r) => r.childrenPeak, unit: 'edges', better: 'lower', chart: false },
-  { label: 'relays by tier at peak (0: from the origin)', text: (r) => r.relaysByTier.map(int).join(' / '), value: (r) => r.relaysByTier.length, unit: 'tiers', better: 'lower', chart: false },
+  { label: 'relay opens whose first round of upstreams is full', text: (r) => int(r.refusedRounds), value: (r) => r.refusedRounds, unit: 'opens', better: 'lower', chart: false },
+  { label: 'relays by tier at peak (0: from the origin)', text: (r) => byTier(r.relaysByTier, int), value: (r) => r.relaysByTier.length, unit: 'tiers', better: 'lower', chart: false },
   { label: 'joins by tier of their relay', text: (r) => tierShares(r.viewersByTier), value: (r) => r.viewersByTier.length, unit: 'tiers', better: 'lower', chart: false },
   { label: 'edges in use, peak', text: (r) => int(r.edgesPeak), value: (r) => r.edgesPeak, unit: 'edges', better: 'lower', chart: true },
   { label: 'edges ever used', text: (r) => int(r.edgesTouched), value: (r) => r.edgesTouched, unit: 'edges', better: 'lower', chart: false },

@@ -33,6 +33,8 @@ export interface PolicyResult {
   /** Relay tiers: the most edges one relay fed its stream to, and one edge fed over all its streams. */
   childrenPeak: number;
   edgeChildrenPeak: number;
+  /** Relay opens whose first round of upstreams the product would fail (bench/simulator/tiers.ts). */
+  refusedRounds: number;
   /** Live relays per tier (0: from the origin) at the sample with most viewers. */
   relaysByTier: number[];
   /** Joins served per tier of their edge's relay. */
@@ -189,6 +191,7 @@ export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: nu
     streamOriginGbitsPeak: (cluster.trees.originFeedsPeak * options.streamKbps) / 1e6,
     childrenPeak: cluster.trees.childrenPeak,
     edgeChildrenPeak: cluster.trees.edgeChildrenPeak,
+    refusedRounds: cluster.trees.refusedRounds,
     relaysByTier,
     viewersByTier: Array.from(viewersByTier, (n) => n ?? 0),
     edgesPeak,
