@@ -132,17 +132,23 @@ interface LatencyRun {
 async function latencyRun(rig: TierRig, options: BenchOptions, run: number, seconds: number): Promise<LatencyRun> {
   const stream = `tiers-latency-${run}`;
   const p = publisher(rig, stream, await signStreamToken(SECRET, { stream, action: 'publish', ttlSeconds: 3600 }), options.kbps);
+  const anchors: Child[] = [];
   const viewers: Child[] = [];
   try {
     await p.next('ready', 40_000);
-    const perEdge = options.quick ? 1 : LATENCY_VIEWERS;
-    // One edge after the other, so that each relay opens once the one above it is in place.
+    // The chain first: one receive-only viewer per edge, one edge after the other, so that each
+    // relay opens once the one above it is in place.
     for (let k = 0; k < TIERS; k++) {
-      const v = startChild(WRTC_CLIENT, ['view', '--url', rig.whep(k, stream), '--stamp', '--video-only']);
-      viewers.push(v);
-      await v.next('ready', 30_000);
-      await v.ask(`add ${perEdge} ${perEdge}`, 'added', 60_000);
+      const anchor = startChild(WRTC_CLIENT, ['view', '--url', rig.whep(k, stream), '--receive-only', '--video-only']);
+      anchors.push(anchor);
+      await anchor.next('ready', 30_000);
+      await anchor.ask('add 1 1', 'added', 60_000);
     }
+    // Then the measured viewers on every tier at once, so that no tier's sessions are older than another's.
+    const perEdge = options.quick ? 1 : LATENCY_VIEWERS;
+    for (let k = 0; k < TIERS; k++) viewers.push(startChild(WRTC_CLIENT, ['view', '--url', rig.whep(k, stream), '--stamp', '--video-only']));
+    await Promise.all(viewers.map((v) => v.next('ready', 30_000)));
+    await Promise.all(viewers.map((v) => v.ask(`add ${perEdge} ${perEdge}`, 'added', 60_000)));
     const chain = await rig.chain(stream);
     // Let the publisher's bitrate ramp up and the receivers settle.
     await sleep(options.quick ? 1000 : 8000);
@@ -151,8 +157,9 @@ async function latencyRun(rig: TierRig, options: BenchOptions, run: number, seco
     const replies = (await Promise.all(viewers.map((v) => v.ask('latency window', 'latency')))) as unknown as Array<{ samples: Array<[number, number]> }>;
     return { medianMs: replies.map((r) => median(r.samples.map(([, d]) => d))), frames: replies.map((r) => r.samples.length), chain, load: loadavg() };
   } finally {
-    await Promise.all(viewers.map((v) => v.ask('stop', 'stopped', 30_000).catch(() => undefined)));
-    await Promise.all(viewers.map((v) => v.stop()));
+    const all = [...viewers, ...anchors];
+    await Promise.all(all.map((v) => v.ask('stop', 'stopped', 30_000).catch(() => undefined)));
+    await Promise.all(all.map((v) => v.stop()));
     await stopPublisher(p);
   }
 }
@@ -236,8 +243,8 @@ export async function tiers(options: BenchOptions, progress: Progress): Promise<
           ['added by the hop edge 1 → edge 2 (tier 2 − tier 1)', fmt(median(hopMs(2)), 1), spread(hopMs(2), 1)],
         ],
         how: [
-          'an origin with --origin-max-relays 1 and three edges with --edge-max-children 1 (separate processes, one mediasoup worker each, a fresh Postgres database); viewers join edge 0, then 1, then 2, so that the relays chain; the chain is read back from the relays table, and runs that did not chain are left out',
-          `per run: one publisher (capture time in the pixels, as in the latency section) and ${options.quick ? 'a viewer' : `${LATENCY_VIEWERS} viewers`} per edge, all at once; each tier's median delay over the window; a hop's figure is the difference between two tiers in the same run, then the median over runs`,
+          'an origin with --origin-max-relays 1 and three edges with --edge-max-children 1 (separate processes, one mediasoup worker each, a fresh Postgres database); a receive-only viewer joins edge 0, then 1, then 2, so that the relays chain; the chain is read back from the relays table, and runs that did not chain are left out',
+          `per run: one publisher (capture time in the pixels, as in the latency section) and ${options.quick ? 'a viewer' : `${LATENCY_VIEWERS} viewers`} per edge, joining all tiers at once once the chain stands; each tier's median delay over the window; a hop's figure is the difference between two tiers in the same run, then the median over runs`,
           'every process shares the machine and its clock; the viewers\' jitter buffers settle differently in each session, hence the runs',
         ],
       },

@@ -42,7 +42,7 @@ export const METRICS: Metric[] = [
   { label: 'relays, mean over time', text: (r) => int(r.relaysMean), value: (r) => r.relaysMean, unit: 'relays', better: 'lower', chart: true },
   { label: 'busiest origin egress, peak', text: (r) => int(r.originEgressPeak), value: (r) => r.originEgressPeak, unit: 'streams', better: 'lower', chart: true },
   { label: 'origin egress, all origins, peak (relays)', text: (r) => `${r.originGbitsPeak.toFixed(1)} Gbit/s (${int(r.originRelaysPeak)})`, value: (r) => r.originGbitsPeak, unit: 'Gbit/s', better: 'lower', chart: true },
-  { label: 'edges an origin feeds one stream to, peak', text: (r) => `${int(r.streamOriginRelaysPeak)} (${r.streamOriginGbitsPeak.toFixed(2)} Gbit/s)`, value: (r) => r.streamOriginRelaysPeak, unit: 'edges', better: 'lower', chart: false },
+  { label: 'edges an origin feeds one stream to, peak', text: (r) => `${int(r.streamOriginRelaysPeak)} (${int(r.streamOriginGbitsPeak * 1000)} Mbit/s)`, value: (r) => r.streamOriginRelaysPeak, unit: 'edges', better: 'lower', chart: false },
   { label: 'edges one relay feeds; one edge over its streams, peak', text: (r) => `${int(r.childrenPeak)}; ${int(r.edgeChildrenPeak)}`, value: (r) => r.childrenPeak, unit: 'edges', better: 'lower', chart: false },
   { label: 'relay opens whose first round of upstreams is full', text: (r) => int(r.refusedRounds), value: (r) => r.refusedRounds, unit: 'opens', better: 'lower', chart: false },
   { label: 'relays by tier at peak (0: from the origin)', text: (r) => byTier(r.relaysByTier, int), value: (r) => r.relaysByTier.length, unit: 'tiers', better: 'lower', chart: false },
@@ -56,9 +56,9 @@ export const METRICS: Metric[] = [
   { label: 'joins checked against rank(), differing', text: (r) => `${int(r.checked)}, ${int(r.mismatches)}`, value: (r) => r.mismatches, unit: 'joins', better: 'lower', chart: false },
 ];
 
-function tierText({ originMaxRelays, edgeMaxChildren }: SimOptions['tiers']): string {
+function tierText({ originMaxRelays, edgeMaxChildren, parentRule }: SimOptions['tiers']): string {
   if (originMaxRelays === undefined) return 'off (every edge pulls from its origin)';
-  return `origin feeds ≤ ${originMaxRelays} edges per stream, an edge ≤ ${edgeMaxChildren ?? 'any number of'} children`;
+  return `origin feeds ≤ ${originMaxRelays} edges per stream, an edge ≤ ${edgeMaxChildren ?? 'any number of'} children, parent rule ${parentRule ?? 'product'}`;
 }
 
 export function describe(options: SimOptions, origins: number): string {

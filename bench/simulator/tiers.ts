@@ -24,7 +24,16 @@ import type { Model } from './model.ts';
 export interface TierLimits {
   originMaxRelays?: number;
   edgeMaxChildren?: number;
+  /**
+   * product: the edge's orderUpstreams() (nearest edge, then fewest children). shallow, an
+   * alternative to compare with: the nearest region with a relay that has room, and in it the
+   * lowest tier, then fewest children (a region's relays are all within its metro area).
+   */
+  parentRule?: ParentRule;
 }
+
+export const PARENT_RULES = ['product', 'shallow'] as const;
+export type ParentRule = (typeof PARENT_RULES)[number];
 
 /** The parent of a relay fed by its stream's origin. */
 export const ORIGIN = -1;
@@ -104,7 +113,7 @@ export class RelayTrees {
     const { originMaxRelays } = this.limits;
     let parent: TreeRelay | undefined;
     if (originMaxRelays !== undefined && this.originFeeds[stream]! >= originMaxRelays) {
-      parent = this.#askedParent(edge, stream);
+      parent = this.limits.parentRule === 'shallow' ? this.#shallowParent(edge, stream) : this.#askedParent(edge, stream);
       if (!parent) {
         this.refusedRounds++;
         // A tree always has room: each relay adds edgeMaxChildren ≥ 1 places and takes one.
@@ -195,6 +204,20 @@ export class RelayTrees {
     for (const target of order) {
       const r = near.find((n) => n.edgeNodeId === target.nodeId)!;
       if (this.#hasRoom(r)) return r;
+    }
+    return undefined;
+  }
+
+  /** The `shallow` rule: the nearest region with a relay with room; in it the lowest tier, fewest children, then node id. */
+  #shallowParent(edge: number, stream: number): TreeRelay | undefined {
+    const byRegion = this.#byRegion[stream]!;
+    for (const region of this.#regionOrder[this.#regionOf[edge]!]!) {
+      let best: TreeRelay | undefined;
+      for (const r of byRegion.get(region) ?? []) {
+        if (!this.#hasRoom(r)) continue;
+        if (!best || r.tier < best.tier || (r.tier === best.tier && (r.children < best.children || (r.children === best.children && r.edge < best.edge)))) best = r;
+      }
+      if (best) return best;
     }
     return undefined;
   }
