@@ -194,10 +194,16 @@ export async function tiers(options: BenchOptions, progress: Progress): Promise<
   const rig = await TierRig.start(progress);
   const latencyRuns: LatencyRun[] = [];
   const ttffRuns: TtffRun[] = [];
+  const failures: string[] = [];
   try {
     for (let run = 0; run < runs.latency; run++) {
       progress.note(`tiers: latency run ${run + 1}/${runs.latency}, viewers on tiers 0, 1, 2 for ${seconds} s`);
-      latencyRuns.push(await latencyRun(rig, options, run, seconds));
+      // A client process can die under load (libwebrtc has crashed on this machine): the run is
+      // left out and said so, not the section.
+      await latencyRun(rig, options, run, seconds).then(
+        (r) => latencyRuns.push(r),
+        (error: Error) => failures.push(`latency run ${run + 1}: ${error.message}`),
+      );
       await rig.relaysGone();
       progress.step();
     }
@@ -246,6 +252,7 @@ export async function tiers(options: BenchOptions, progress: Progress): Promise<
           'an origin with --origin-max-relays 1 and three edges with --edge-max-children 1 (separate processes, one mediasoup worker each, a fresh Postgres database); a receive-only viewer joins edge 0, then 1, then 2, so that the relays chain; the chain is read back from the relays table, and runs that did not chain are left out',
           `per run: one publisher (capture time in the pixels, as in the latency section) and ${options.quick ? 'a viewer' : `${LATENCY_VIEWERS} viewers`} per edge, joining all tiers at once once the chain stands; each tier's median delay over the window; a hop's figure is the difference between two tiers in the same run, then the median over runs`,
           'every process shares the machine and its clock; the viewers\' jitter buffers settle differently in each session, hence the runs',
+          ...(failures.length ? [`runs that failed: ${failures.join('; ')}`] : []),
         ],
       },
       {
@@ -268,6 +275,7 @@ export async function tiers(options: BenchOptions, progress: Progress): Promise<
       seconds,
       latency: latencyRuns,
       ttff: ttffRuns,
+      failures,
       median: { tierMs: [0, 1, 2].map((k) => median(tierMs(k))), hopMs: [1, 2].map((k) => median(hopMs(k))), ttffFromOriginMs: median(fromOrigin), ttffWarmParentMs: median(warmParent) },
     },
     panels: [
