@@ -1,17 +1,18 @@
 import type { Knex } from 'knex';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
+import { probeNode, SILENT_BEATS } from '../core/nodeProbe.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
+import { cleanUpAfterNodes, declareSilentNodeDead } from '../db/repositories/nodeDeath.ts';
 import {
   heartbeatNode,
+  listReportedSilentNodes,
   markExpiredNodesDead,
   markNodeGone,
   upsertNode,
   type NodeInfo,
   type NodeLoad,
 } from '../db/repositories/nodes.ts';
-import { deleteRelaysOfNodes, deleteRelaysOfStreams } from '../db/repositories/relays.ts';
-import { releaseStreamsOfOrigins } from '../db/repositories/streams.ts';
 
 export interface NodeRegistryOptions {
   knex: Knex;
@@ -33,6 +34,9 @@ export interface NodeRegistryOptions {
 /**
  * This node's membership of the cluster: registers it, heartbeats its load, and declares other
  * nodes dead when their heartbeat is older than the TTL, cleaning up their streams and relays.
+ * A node a peer reported lost (nodes.ts reportNodeLost) is declared dead sooner, at the first tick
+ * after it has been silent for SILENT_BEATS heartbeat intervals since the report, if it does not
+ * answer a probe either (confirmReports).
  *
  * A database error never escapes: it is logged, counted, and the next tick tries again. If the
  * node was declared dead while cut off, it registers anew when the database is back.
@@ -51,6 +55,8 @@ export class NodeRegistry {
   #databaseUp: boolean | undefined;
   #timer: NodeJS.Timeout | undefined;
   #tick: Promise<void> | undefined;
+  /** The confirmation of peers' reports under way, if one is (see confirmReports). */
+  #confirming: Promise<string[]> | undefined;
   #stopped = false;
 
   constructor(options: NodeRegistryOptions) {
@@ -97,6 +103,7 @@ export class NodeRegistry {
     this.#stopped = true;
     clearTimeout(this.#timer);
     await this.#tick;
+    await this.#confirming?.catch(() => undefined);
     if (!this.#registered) return;
     try {
       await this.#knex.transaction(async (trx) => {
@@ -130,10 +137,44 @@ export class NodeRegistry {
   }
 
   static async #cleanUpAfter(trx: Knex, nodeIds: string[]): Promise<string[]> {
-    const streams = await releaseStreamsOfOrigins(trx, nodeIds);
-    await deleteRelaysOfStreams(trx, streams);
-    await deleteRelaysOfNodes(trx, nodeIds);
-    return streams;
+    return cleanUpAfterNodes(trx, nodeIds);
+  }
+
+  /**
+   * Declares dead, ahead of the TTL, each node a peer reported lost that has not heartbeated since
+   * the report for SILENT_BEATS intervals and does not answer a probe (core/nodeProbe.ts): the
+   * same cleanup as reap(), audited with the report. A node that answers, or heartbeats, stays up
+   * whatever was reported. Returns the ids this call declared dead; runs beside the heartbeat
+   * (a probe may take PROBE_TIMEOUT_MS), one at a time.
+   */
+  confirmReports(): Promise<string[]> {
+    this.#confirming ??= this.#confirm().finally(() => (this.#confirming = undefined));
+    return this.#confirming;
+  }
+
+  async #confirm(): Promise<string[]> {
+    const silentMs = SILENT_BEATS * this.#heartbeatMs;
+    const suspects = (await listReportedSilentNodes(this.#knex, silentMs)).filter((s) => s.id !== this.#info.id);
+    const dead: string[] = [];
+    await Promise.all(
+      suspects.map(async (suspect) => {
+        if (await probeNode(suspect.publicUrl, suspect.id)) {
+          this.#logger.info({ lostNode: suspect.id, reportedBy: suspect.reportedBy }, 'a node reported lost answers its probe; left up');
+          this.#metrics?.nodeLossChecks.inc({ by: 'report', outcome: 'alive' });
+          return;
+        }
+        const reason = `reported lost by ${suspect.reportedBy} (${suspect.reason}), silent and not answering`;
+        const streams = await declareSilentNodeDead(this.#knex, { nodeId: suspect.id, silentMs, actor: this.#info.id, reason });
+        if (!streams) {
+          this.#metrics?.nodeLossChecks.inc({ by: 'report', outcome: 'unreachable' });
+          return;
+        }
+        dead.push(suspect.id);
+        this.#metrics?.nodeLossChecks.inc({ by: 'report', outcome: 'dead' });
+        this.#logger.warn({ deadNode: suspect.id, reportedBy: suspect.reportedBy, streams }, 'node reported lost confirmed dead early; cleaned up');
+      }),
+    );
+    return dead;
   }
 
   #runTick(): Promise<void> {
@@ -162,6 +203,9 @@ export class NodeRegistry {
       const dead = await this.reap();
       for (const id of dead) this.#logger.warn({ deadNode: id }, 'node missed its heartbeats; declared dead and cleaned up');
       this.#metrics?.nodesReaped.inc(dead.length);
+      if (!this.#stopped) {
+        this.confirmReports().catch((error) => this.#logger.debug({ err: error }, 'confirming lost-node reports failed; the next tick tries again'));
+      }
       this.#metrics?.heartbeats.inc({ outcome: 'ok' });
       this.#setDatabaseUp(true);
     } catch (error) {

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import express, { type Request, type Router } from 'express';
+import { z } from 'zod';
 import { Problem } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import type { Database } from '../db/Database.ts';
@@ -15,6 +16,7 @@ import { GeoLocator } from './GeoLocator.ts';
 import { HaproxyController } from './HaproxyController.ts';
 import { webPagesRouter } from './webPages.ts';
 import { planCapacity, type RegionCapacity } from './capacity.ts';
+import { NodeLossChecker } from './NodeLossChecker.ts';
 import { createPolicy, type NodeSnapshot, type Policy } from './policies.ts';
 import { RouteIndex } from './RouteIndex.ts';
 
@@ -39,24 +41,58 @@ const DEFAULT_EDGE_CAPACITY = 500;
 /** How many ranked choices the route API returns: the pick and a few to spill to. */
 const ROUTE_CHOICES = 10;
 
+/** A node id as nodes are allowed to be named (core/config.ts nodeId). */
+const NODE_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * What a client may add to the route API and to the balancer's WHEP/WHIP: the role it wants, and
+ * the node it just lost (`lost`), which the balancer checks before it chooses (NodeLossChecker).
+ */
+const routeQuery = z.object({
+  role: z.enum(['edge', 'origin'], { error: 'role must be edge or origin' }).default('edge'),
+  lost: z.string().regex(NODE_ID, 'lost must be a node id: letters, digits and . _ : - only, at most 64').optional(),
+});
+
+/** The query of a route request, or a 400 problem naming what is wrong with it. */
+function parseRouteQuery(query: unknown): z.infer<typeof routeQuery> {
+  const parsed = routeQuery.safeParse(query);
+  if (!parsed.success) throw new Problem('invalid-request', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+  return parsed.data;
+}
+
 export class Balancer implements Role {
   readonly router: Router;
   readonly #ctx: BalancerContext;
   readonly #policy: Policy;
   readonly #auth: AdminAuth;
+  readonly #losses: NodeLossChecker;
   #geo: GeoLocator | undefined;
   #haproxy: HaproxyController | undefined;
   #snapshot: { at: number; index: Promise<RouteIndex> } | undefined;
+  /** rtmp://host:port/live of this balancer's HAProxy, when it takes RTMP (--haproxy-rtmp-port). */
+  readonly #rtmpThroughHaproxy: string | undefined;
 
   constructor(ctx: BalancerContext) {
     this.#ctx = ctx;
+    const { config } = ctx;
+    // Publishers reach HAProxy where clients reach the balancer (its public URL names HAProxy's host).
+    this.#rtmpThroughHaproxy = config.haproxyBin && config.haproxyRtmpPort > 0 ? `rtmp://${new URL(config.publicUrl).hostname}:${config.haproxyRtmpPort}/live` : undefined;
     this.#policy = createPolicy(ctx.config.policy);
+    this.#losses = new NodeLossChecker({
+      knex: ctx.db.knex,
+      heartbeatMs: ctx.config.heartbeatMs,
+      actor: ctx.config.nodeId,
+      logger: ctx.logger,
+      metrics: ctx.metrics,
+      onDead: () => {
+        this.#snapshot = undefined;
+      },
+    });
     this.router = express.Router();
     this.router.get('/v1/route', async (req, res) => {
-      const role = req.query.role === 'origin' ? 'origin' : req.query.role === undefined || req.query.role === 'edge' ? 'edge' : undefined;
-      if (!role) throw new Problem('invalid-request', 'role must be edge or origin');
       const stream = streamName(req.query.stream);
-      const { client, location, choices } = await this.route(req, stream, role);
+      const { role, lost } = parseRouteQuery({ role: req.query.role, lost: req.query.lost });
+      const { client, location, choices } = await this.route(req, stream, role, ROUTE_CHOICES, lost);
       // Players embedded in other sites ask the route API, then POST to the edge with their token.
       res.set(CORS).json({
         stream,
@@ -74,14 +110,18 @@ export class Balancer implements Role {
       this.router.post(`/${kind}/:stream`, async (req, res, next) => {
         const stream = String(req.params.stream);
         if (!STREAM_NAME.test(stream)) return next();
-        const { choices } = await this.route(req, stream, role, 1);
+        const { lost } = parseRouteQuery({ lost: req.query.lost });
+        const { choices } = await this.route(req, stream, role, 1, lost);
         const chosen = choices[0];
         if (!chosen) {
           throw new Problem('no-capacity', `no ${role} can take ${kind === 'whep' ? 'a viewer' : 'a publisher'} right now`, { headers: { 'Retry-After': '5' } });
         }
         // This process is the chosen node (`relaycast all`): serve the request here.
         if (chosen.node.id === ctx.config.nodeId) return next();
-        const query = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?')) : '';
+        // The rest of the query goes along (a token, say); the hint was for the balancer.
+        const params = new URLSearchParams(req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '');
+        params.delete('lost');
+        const query = params.size > 0 ? `?${params}` : '';
         res.set(CORS).redirect(307, `${chosen.node.publicUrl}/${kind}/${stream}${query}`);
       });
     }
@@ -98,6 +138,8 @@ export class Balancer implements Role {
       tokensChanged: () => this.#auth.forget(),
       capacity: () => this.capacity(),
       rtmpIngest: async (req, stream) => {
+        // One address for the publish, whichever origin takes it now or after this one fails.
+        if (this.#rtmpThroughHaproxy) return this.#rtmpThroughHaproxy;
         const { choices } = await this.route(req, stream, 'origin');
         return choices.find((c) => c.node.rtmpUrl)?.node.rtmpUrl ?? undefined;
       },
@@ -132,7 +174,14 @@ export class Balancer implements Role {
       this.#haproxy = await HaproxyController.start({
         bin: config.haproxyBin,
         dir: config.haproxyDir ?? join(config.dataDir, 'haproxy'),
-        layout: { nodeId: config.nodeId, bind: config.haproxyBind, balancer: `${self}:${config.httpPort}`, defaultRegion: config.defaultRegion },
+        layout: {
+          nodeId: config.nodeId,
+          bind: config.haproxyBind,
+          balancer: `${self}:${config.httpPort}`,
+          defaultRegion: config.defaultRegion,
+          // The RTMP frontend listens on HTTP's address.
+          ...(config.haproxyRtmpPort > 0 ? { rtmpBind: `${config.haproxyBind.slice(0, config.haproxyBind.lastIndexOf(':'))}:${config.haproxyRtmpPort}` } : {}),
+        },
         pins: config.geoPins,
         logger: this.#ctx.logger,
         metrics: this.#ctx.metrics,
@@ -142,11 +191,23 @@ export class Balancer implements Role {
     }
   }
 
-  /** Where a request for `stream` should go: ranked choices for the client of `req`. */
-  async route(req: Request, stream: string, role: 'edge' | 'origin', limit = ROUTE_CHOICES) {
+  /**
+   * Where a request for `stream` should go: ranked choices for the client of `req`. `lost`: the
+   * node the client just lost, checked first (NodeLossChecker); nodes that did not answer such a
+   * check lately are left out.
+   */
+  async route(req: Request, stream: string, role: 'edge' | 'origin', limit = ROUTE_CHOICES, lost?: string) {
     const client = this.#geo!.clientAddress(req.socket.remoteAddress ?? '', req.get('x-forwarded-for'));
     const location = this.#geo!.locate(client);
-    const choices = (await this.#index()).rank({ stream, role, location }, limit);
+    let index = await this.#index();
+    const named = lost === undefined || lost === this.#ctx.config.nodeId ? undefined : index.nodes.find((n) => n.id === lost);
+    if (named) {
+      await this.#losses.check(named);
+      index = await this.#index();
+    }
+    const unreachable = this.#losses.unreachable();
+    const ranked = index.rank({ stream, role, location }, limit + unreachable.size);
+    const choices = (unreachable.size === 0 ? ranked : ranked.filter((c) => !unreachable.has(c.node.id))).slice(0, limit);
     return { client, location, choices };
   }
 

@@ -11,7 +11,8 @@ export type MapPin = Omit<GeoPin, 'range'>;
 /**
  * Renders haproxy.cfg and the geo map from the templates in haproxy/: a backend per region with
  * its edges as servers (agent-check for weights and drain) and the next-nearest region's edges as
- * backups; the frontend picks the backend from the client address through the map. Pure: the same
+ * backups; the frontend picks the backend from the client address through the map. With an RTMP
+ * bind, a TCP frontend sends RTMP publishers to the origins that take RTMP. Pure: the same
  * snapshot (and the same server ids held) always renders the same text.
  *
  * Besides the full config it renders its shape: the same template with no servers. Two configs of
@@ -41,6 +42,20 @@ const DEFAULT_MAXCONN = 4000;
 const SERVER_CHECKS = 'check inter 1s fall 2 rise 2 weight 100';
 const AGENT_INTER = '1s';
 
+/**
+ * An origin's RTMP port: a TCP connect every 500 ms, out after 2 failures, so a dead origin is out
+ * within about 1 s (a publisher's reconnect that comes sooner is refused there and redispatched).
+ * When its checks take it out, the publishers still connected to it are cut (`shutdown-sessions`):
+ * an origin whose host vanished sends no reset, and the publisher's encoder would wait for its
+ * TCP timeouts before it reconnects. A draining origin keeps its publishers and gets no new ones
+ * (weight 0). Origins run no agent-check: the registry's drain flag sets the weight.
+ */
+const RTMP_CHECKS = 'check inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions';
+const RTMP_WEIGHT = 100;
+
+/** The RTMP backend: not be_<region>, so no region name can collide with it. */
+export const RTMP_BACKEND = 'rtmp_origins';
+
 export interface HaproxyLayout {
   nodeId: string;
   /** Where HAProxy listens, e.g. 0.0.0.0:80. */
@@ -53,6 +68,8 @@ export interface HaproxyLayout {
   balancer: string;
   defaultRegion: string;
   maxconn?: number;
+  /** Where HAProxy takes RTMP publishers (address:port, TCP); unset: no RTMP frontend. */
+  rtmpBind?: string;
 }
 
 /** One server of a region's backend: an edge of the region, or of the nearest one as a backup. */
@@ -70,6 +87,10 @@ export interface HaproxyServer {
    * disk, a server added at run time and the same server after a reload hash streams alike.
    */
   id: number;
+  /** An origin's RTMP port in RTMP_BACKEND (TCP checks), not an edge. */
+  rtmp?: boolean;
+  /** A draining origin: weight 0, no new publishers (RTMP servers only). */
+  drain?: boolean;
 }
 
 export interface RenderedHaproxy {
@@ -78,7 +99,7 @@ export interface RenderedHaproxy {
   shape: string;
   map: string;
   regions: string[];
-  /** Every region server, in config order. */
+  /** Every region server, then the RTMP servers, in config order. */
   servers: HaproxyServer[];
 }
 
@@ -88,6 +109,7 @@ export const serverKey = (backend: string, name: string): string => `${backend}/
 /** The `server` line's arguments after the address, for the config file and `add server` alike. */
 export function serverArguments(server: HaproxyServer): string {
   if (!Number.isInteger(server.id) || server.id < 1) throw new TypeError(`server ${server.name}: id must be a positive integer, got ${server.id}`);
+  if (server.rtmp) return `id ${server.id} ${RTMP_CHECKS} weight ${rtmpWeight(server)}`;
   const agent = server.agentPort ? ` agent-check agent-port ${server.agentPort} agent-inter ${AGENT_INTER}` : '';
   return `id ${server.id} ${SERVER_CHECKS}${agent}${server.backup ? ' backup' : ''}`;
 }
@@ -108,9 +130,14 @@ export function parseServerIds(cfg: string): Map<string, number> {
   return ids;
 }
 
-function address(publicUrl: string): string {
-  const url = new URL(publicUrl);
-  return `${url.hostname}:${url.port || (url.protocol === 'https:' ? 443 : 80)}`;
+/** An RTMP server's weight in HAProxy: 0 while its origin drains. */
+export const rtmpWeight = (server: Pick<HaproxyServer, 'drain'>): number => (server.drain ? 0 : RTMP_WEIGHT);
+
+/** host:port of a node's HTTP (public URL) or RTMP (rtmp://host:port/live) address. */
+function address(nodeUrl: string): string {
+  const url = new URL(nodeUrl);
+  const port = url.port || (url.protocol === 'https:' ? 443 : url.protocol === 'rtmp:' ? 1935 : 80);
+  return `${url.hostname}:${port}`;
 }
 
 const centroid = (nodes: NodeSnapshot[]) => ({
@@ -180,6 +207,19 @@ export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly Map
     return { name, servers };
   });
 
+  // RTMP publishers go to any live origin that takes RTMP (the registry lists only live nodes).
+  const origins = layout.rtmpBind ? [...nodes].filter((n) => n.roles.includes('origin') && n.rtmpUrl).sort((a, b) => a.id.localeCompare(b.id)) : [];
+  const rtmpIds = assignIds(RTMP_BACKEND, origins.map((n) => n.id), held);
+  const rtmpServers: HaproxyServer[] = origins.map((n, i) => ({
+    backend: RTMP_BACKEND,
+    name: n.id,
+    address: address(n.rtmpUrl!),
+    backup: false,
+    id: rtmpIds[i]!,
+    rtmp: true,
+    drain: n.draining,
+  }));
+
   const sites = edgeSites(nodes);
   const entries = pins
     .map((pin) => ({
@@ -191,10 +231,14 @@ export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly Map
   const defaultRegion = mapDefaultRegion(names, layout.defaultRegion);
   const context = { ...layout, maxconn: layout.maxconn ?? DEFAULT_MAXCONN, defaultRegion };
   return {
-    cfg: CFG({ ...context, regions: regions.map((r) => ({ name: r.name, servers: r.servers.map((s) => ({ ...s, args: serverArguments(s) })) })) }),
-    shape: CFG({ ...context, regions: regions.map((r) => ({ name: r.name, servers: [] })) }),
+    cfg: CFG({
+      ...context,
+      regions: regions.map((r) => ({ name: r.name, servers: r.servers.map((s) => ({ ...s, args: serverArguments(s) })) })),
+      rtmpServers: rtmpServers.map((s) => ({ ...s, args: serverArguments(s) })),
+    }),
+    shape: CFG({ ...context, regions: regions.map((r) => ({ name: r.name, servers: [] })), rtmpServers: [] }),
     map: geoMap ?? MAP({ entries }),
     regions: names,
-    servers: regions.flatMap((r) => r.servers),
+    servers: [...regions.flatMap((r) => r.servers), ...rtmpServers],
   };
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
-import { parseServerIds, renderHaproxy, serverKey, type HaproxyLayout, type HaproxyServer, type MapPin, type RenderedHaproxy } from './HaproxyConfig.ts';
+import { parseServerIds, renderHaproxy, rtmpWeight, serverKey, type HaproxyLayout, type HaproxyServer, type MapPin, type RenderedHaproxy } from './HaproxyConfig.ts';
 import { HaproxyGeoMap } from './HaproxyGeoMap.ts';
 import { HaproxyRuntime, parseMap, resolveAddress, splitAddress } from './HaproxyRuntime.ts';
 import type { NodeSnapshot } from './policies.ts';
@@ -24,6 +24,12 @@ import type { NodeSnapshot } from './policies.ts';
  *   connections; server states carried over in the server-state file). A config that fails the
  *   check is kept aside as haproxy.cfg.rejected and logged; the running HAProxy is left untouched.
  * Weights and drain need neither: HAProxy polls each edge's agent-check.
+ *
+ * With an RTMP bind (--haproxy-rtmp-port), the origins that take RTMP are the servers of a TCP
+ * backend, kept the same way: an origin that joins or leaves is added or deleted (its publishers'
+ * connections to it ended with it), and one that drains gets weight 0 (`set server … weight`). The
+ * backend itself is part of the shape. A reload cuts RTMP publishers after the old worker's
+ * hard-stop-after, so origins coming and going never cause one.
  *
  * With `geoMap`, the map covers every network of the GeoIP database (balancer/GeoMap.ts, built in
  * a worker thread when the regions or their edges' positions change); until the first build is in,
@@ -172,7 +178,14 @@ export class HaproxyController {
    * config: the refresh skips rendering (150 ms for 1,000 edges, bench).
    */
   #inputs(nodes: NodeSnapshot[]): string {
-    return `${this.#edgeInputs(nodes)}\ngeo map ${this.#geo?.key ?? ''}`;
+    return `${this.#edgeInputs(nodes)}\n${this.#rtmpInputs(nodes)}\ngeo map ${this.#geo?.key ?? ''}`;
+  }
+
+  /** The RTMP servers' inputs: each origin's RTMP address and its drain (its weight in HAProxy). */
+  #rtmpInputs(nodes: NodeSnapshot[]): string {
+    if (!this.#options.layout.rtmpBind) return '';
+    const origins = nodes.filter((n) => n.roles.includes('origin') && n.rtmpUrl).map((n) => `rtmp ${n.id} ${n.rtmpUrl} ${n.draining}`);
+    return origins.sort().join('\n');
   }
 
   #edgeInputs(nodes: NodeSnapshot[]): string {
@@ -326,8 +339,8 @@ export class HaproxyController {
         changes.inc({ kind: 'add-server' });
         done.added++;
       } else {
-        if (live.backup !== server.backup || live.id !== server.id || Boolean(live.agentPort) !== Boolean(server.agentPort)) {
-          throw new Error(`${key} changed in a way the runtime API cannot apply (backup, id or agent-check)`);
+        if (live.backup !== server.backup || live.id !== server.id || Boolean(live.agentPort) !== Boolean(server.agentPort) || Boolean(live.rtmp) !== Boolean(server.rtmp)) {
+          throw new Error(`${key} changed in a way the runtime API cannot apply (backup, id, agent-check or kind)`);
         }
         if (live.deleting !== undefined) {
           await this.#runtime.reviveServer(server.backend, server.name, Boolean(server.agentPort));
@@ -342,7 +355,11 @@ export class HaproxyController {
           await this.#runtime.setAgentPort(server.backend, server.name, server.agentPort);
           changes.inc({ kind: 'set-server' });
         }
-        if (live.deleting !== undefined || live.address !== server.address || live.agentPort !== server.agentPort) done.updated++;
+        if (server.rtmp && Boolean(live.drain) !== Boolean(server.drain)) {
+          await this.#runtime.setWeight(server.backend, server.name, rtmpWeight(server));
+          changes.inc({ kind: 'set-server' });
+        }
+        if (live.deleting !== undefined || live.address !== server.address || live.agentPort !== server.agentPort || Boolean(live.drain) !== Boolean(server.drain)) done.updated++;
       }
       this.#live.set(key, { ...server });
     }

@@ -204,6 +204,12 @@ export class HaproxyRuntime {
     if (!/changed from|no need to change/.test(reply) || /error|invalid|unable|cannot/i.test(reply)) throw new HaproxyCommandError(command, reply);
   }
 
+  /** A server's weight (0: no new connections, those it has go on); HAProxy answers with nothing. */
+  async setWeight(backend: string, name: string, weight: number): Promise<void> {
+    if (!Number.isInteger(weight) || weight < 0 || weight > 256) throw new TypeError(`weight must be 0-256, got ${weight}`);
+    await this.#change(`set server ${serverKey(word(backend, 'backend'), word(name, 'server name'))} weight ${weight}`);
+  }
+
   async setAgentPort(backend: string, name: string, port: number): Promise<void> {
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TypeError(`port must be 1-65535, got ${port}`);
     await this.#change(`set server ${serverKey(word(backend, 'backend'), word(name, 'server name'))} agent-port ${port}`);

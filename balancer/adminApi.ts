@@ -35,7 +35,10 @@ export interface AdminApiContext {
   tokensChanged(): void;
   /** Edges wanted per region. */
   capacity(): Promise<RegionCapacity[]>;
-  /** The RTMP address (rtmp://host:port/live) of the origin the balancer would choose for this caller's stream, if any takes RTMP. */
+  /**
+   * The RTMP address (rtmp://host:port/live) to publish this caller's stream to: the balancer's
+   * HAProxy when it takes RTMP, else the origin the balancer would choose, if any takes RTMP.
+   */
   rtmpIngest(req: Request, stream: string): Promise<string | undefined>;
 }
 
@@ -88,8 +91,9 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
   const publicUrl = config.publicUrl;
 
   /**
-   * Where to publish and play. RTMP goes to the origin nearest the caller (an encoder is set up
-   * where it runs), or, when no origin with RTMP is up, to this host's RTMP port as before.
+   * Where to publish and play. RTMP goes to the balancer's HAProxy when it takes RTMP (one address
+   * that outlives any origin), else to the origin nearest the caller (an encoder is set up where it
+   * runs), or, when no origin with RTMP is up, to this host's RTMP port as before.
    */
   const urls = async (req: Request, name: string, streamKey: string) => ({
     rtmpUrl: `${(await ctx.rtmpIngest(req, name).catch(() => undefined)) ?? `rtmp://${new URL(publicUrl).hostname}:${config.rtmpPort || 1935}/live`}/${streamKey}`,

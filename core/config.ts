@@ -100,6 +100,8 @@ const schema = z.object({
   haproxyBind: z.string().regex(/^[^\s:]*:\d{1,5}$/, 'address:port, e.g. 0.0.0.0:80').default('0.0.0.0:80'),
   haproxyDir: z.string().min(1).optional(),
   haproxyGeoMap: z.enum(['full', 'pins']).default('full'),
+  /** 0: off. Not on by default: 1935 is the origins' own RTMP port, which `relaycast all` binds. */
+  haproxyRtmpPort: z.coerce.number().int().min(0).max(65535).default(0),
   heartbeatMs: z.coerce.number().int().min(100).max(60_000).default(2000),
   nodeTtlMs: z.coerce.number().int().min(300).max(600_000).default(10_000),
   /** How long SIGTERM may spend moving viewers off the node before it closes what is left. */
@@ -173,6 +175,7 @@ const descriptions: Record<ConfigKey, string> = {
   haproxyBind: 'where that HAProxy listens (address:port)',
   haproxyDir: 'where its haproxy.cfg, geo map and sockets live (default: <data dir>/haproxy)',
   haproxyGeoMap: "HAProxy's geo map: full (every network of the GeoIP database, built in a worker thread) or pins (--geo-pins only)",
+  haproxyRtmpPort: 'RTMP port of that HAProxy, on the address of --haproxy-bind: publishers go to a live origin through it, and the admin API hands it out (0: off)',
   heartbeatMs: 'how often the node reports its load to the registry',
   nodeTtlMs: 'a node whose last heartbeat is older than this is dead',
   drainTimeoutMs: 'on SIGTERM, longest time spent moving viewers to other edges before exiting',
@@ -265,6 +268,9 @@ export function loadConfig(sources: ConfigSources): Config {
   }
   if (parsed.streamThreshold > parsed.viewerThreshold) {
     throw new ConfigError('streamThreshold', `must not be above viewerThreshold (${parsed.viewerThreshold})`);
+  }
+  if (parsed.haproxyRtmpPort > 0 && (parsed.haproxyRtmpPort === Number(parsed.haproxyBind.split(':').pop()) || (roles.includes('origin') && parsed.haproxyRtmpPort === parsed.rtmpPort))) {
+    throw new ConfigError('haproxyRtmpPort', `must differ from haproxyBind's port and from this origin's rtmpPort (${parsed.rtmpPort})`);
   }
   if (parsed.heartbeatMs * 2 > parsed.nodeTtlMs) {
     throw new ConfigError('nodeTtlMs', `must be at least twice heartbeatMs (${parsed.heartbeatMs}), or live nodes look dead`);

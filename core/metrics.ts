@@ -31,6 +31,12 @@ export class Metrics {
     help: 'Dead nodes this node declared dead and cleaned up after',
     registers: [this.registry],
   });
+  readonly nodeLossChecks = new Counter({
+    name: 'relaycast_node_loss_checks_total',
+    help: 'Probes of a node said to be lost (by: report = a peer reported it, hint = a client named it to the balancer); outcome: alive (it answered), unreachable (no answer, but it still heartbeats or another node declared it), dead (declared dead here)',
+    labelNames: ['by', 'outcome'] as const,
+    registers: [this.registry],
+  });
   readonly databaseUp = new Gauge({
     name: 'relaycast_database_up',
     help: '1 when the last registry round trip to the database succeeded',

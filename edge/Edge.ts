@@ -90,6 +90,7 @@ export class Edge implements Role {
         clusterSecret: ctx.clusterSecret,
         rtc: ctx.rtc,
         maxRelaysPerStream: ctx.config.edgeMaxChildren,
+        metrics: ctx.metrics,
         upstream: (name) => this.#relays.get(name)?.upstream(),
         logger: ctx.logger,
       }).router,
@@ -120,13 +121,8 @@ export class Edge implements Role {
 
   async load(): Promise<RoleLoad> {
     let bitrateOut = 0;
-    let children = 0;
-    for (const relay of this.#relays.values()) {
-      bitrateOut += await relay.bitrateOut();
-      children += relay.children;
-    }
+    for (const relay of this.#relays.values()) bitrateOut += await relay.bitrateOut();
     this.#ctx.metrics.relays.set({ direction: 'in' }, this.#relays.size);
-    this.#ctx.metrics.relays.set({ direction: 'out' }, children);
     // One sample per simulcast viewer per heartbeat: the distribution over time of what links carry.
     for (const viewer of this.#viewers.values()) {
       const downlink = viewer.layers?.downlink;
@@ -165,8 +161,8 @@ export class Edge implements Role {
    * their sessions are ended a few at a time, and their players rejoin through the balancer.
    */
   async drain(deadline: number): Promise<void> {
-    // The edges fed from here move at once: they keep their viewers while they re-attach.
-    for (const relay of this.#relays.values()) relay.detachChildren('parent edge draining');
+    // The edges fed from here move at once, to another upstream that takes them before this one lets go.
+    for (const relay of this.#relays.values()) relay.moveChildren('parent edge draining');
     const sessions = [...this.#relays.values()].flatMap((relay) => relay.sessions);
     if (sessions.length === 0) return;
     this.#ctx.logger.info({ viewers: sessions.length }, 'moving viewers to other edges');

@@ -47,6 +47,14 @@ const REATTACH_WINDOW_MS = 2500;
 /** Pause between rounds of asking upstreams (another relay may be re-attaching at that moment). */
 const REATTACH_RETRY_MS = 200;
 
+/**
+ * A draining parent asks its children to move and feeds them until they do or it shuts down
+ * (--drain-timeout-ms, 20 s by default). A child with nowhere else to go (the origin full, no
+ * other parent) asks again every second for that long, then waits for the parent to let go.
+ */
+const MOVE_RETRY_MS = 1000;
+const MOVE_ROUNDS = 30;
+
 /** RTCP payload-specific feedback (PLI, FIR): a viewer asks for a key frame. */
 const RTCP_PSFB = 206;
 
@@ -59,6 +67,12 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 interface Route {
   producer: Producer;
   ssrcs: Map<number, number>;
+}
+
+/** Why no upstream took the relay: each one's refusal, and whether one carried another publish. */
+interface AttachFailure {
+  failures: Problem[];
+  republished: boolean;
 }
 
 /** Per outgoing SSRC: the sequence numbers stay continuous when the relay changes upstream. */
@@ -113,6 +127,10 @@ export class Relay extends EventEmitter<RelayEvents> {
   readonly #source: RelaySource;
   #uplink: Uplink | undefined;
   #uplinks = 0;
+  /** Where each of the current upstream's producers goes, by its index. */
+  #routes: Route[] = [];
+  /** A move to another upstream is under way (#move). */
+  #moving = false;
   /** Index in `producers` of the Constrained Baseline rendition, once asked for (rendition()). */
   #renditionIndex: number | undefined;
   #rendition: Promise<void> | undefined;
@@ -142,10 +160,10 @@ export class Relay extends EventEmitter<RelayEvents> {
     try {
       const input = await router.createDirectTransport();
       relay = new Relay(source, router, input, workers, rtc, lingerMs, log);
-      const failures = await relay.#attach(await source.upstreams({}));
-      if (failures) {
+      const failed = await relay.#attach(await source.upstreams({}));
+      if (failed) {
         // The origin's answer says most: not live there (404), or unreachable (502).
-        throw failures.find((f) => f.type === 'stream-not-live') ?? failures[0] ?? new Problem('bad-gateway', `no upstream for ${source.stream}`);
+        throw failed.failures.find((f) => f.problem === 'stream-not-live') ?? failed.failures[0] ?? new Problem('bad-gateway', `no upstream for ${source.stream}`);
       }
       // A viewer's key frame request reaches the relay's producers as RTCP out of the input: pass it up.
       input.on('rtcp', (packet) => {
@@ -214,9 +232,12 @@ export class Relay extends EventEmitter<RelayEvents> {
     };
   }
 
-  /** Tells the edges this relay feeds to attach elsewhere (this edge drains); it keeps its own upstream and viewers. */
-  detachChildren(reason: string): void {
-    this.#release({ type: 'detach', reason });
+  /**
+   * Asks the edges this relay feeds to move to another upstream (this edge drains); it feeds them
+   * until they do or it closes, and keeps its own upstream and viewers.
+   */
+  moveChildren(reason: string): void {
+    for (const listener of this.#releaseListeners) listener({ type: 'move', reason });
   }
 
   /**
@@ -242,7 +263,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     const producer = await this.#input.produce({ kind: consumer.kind, rtpParameters: consumer.rtpParameters });
     this.#renditionIndex = this.producers.length;
     this.producers.push(producer);
-    this.#routes(uplink)[index] = { producer, ssrcs: ssrcMap(consumer.rtpParameters.encodings, producer.rtpParameters.encodings) };
+    this.#routes[index] = { producer, ssrcs: ssrcMap(consumer.rtpParameters.encodings, producer.rtpParameters.encodings) };
     const codec = producer.rtpParameters.codecs[0];
     this.#logger.info({ codec: codec?.mimeType, profileLevelId: codec?.parameters?.['profile-level-id'] }, 'rendition added');
   }
@@ -334,7 +355,7 @@ export class Relay extends EventEmitter<RelayEvents> {
    * Closes the relay, its viewers' sessions and its pipes. The edges it feeds are told `end` when
    * the stream itself ended (they end too), `detach` otherwise (they attach elsewhere).
    */
-  close(reason: string, release: RelayRelease['type'] = 'detach'): void {
+  close(reason: string, release: 'end' | 'detach' = 'detach'): void {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#linger);
@@ -347,7 +368,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.emit('closed', reason);
   }
 
-  #release(release: RelayRelease): void {
+  #release(release: RelayRelease & { type: 'end' | 'detach' }): void {
     const listeners = [...this.#releaseListeners];
     this.#releaseListeners.clear();
     for (const listener of listeners) listener(release);
@@ -364,21 +385,17 @@ export class Relay extends EventEmitter<RelayEvents> {
 
   // --- upstreams ---
 
-  readonly #routeTables = new WeakMap<Uplink, Route[]>();
-
-  #routes(uplink: Uplink): Route[] {
-    return this.#routeTables.get(uplink)!;
-  }
-
   /**
    * Asks `targets` in order and takes the first that carries this stream's publish; returns the
-   * refusals when none did. The first upstream ever also makes the relay's producers.
+   * refusals when none did, and whether one carried another publish (the stream was published
+   * again). The first upstream ever also makes the relay's producers.
    */
-  async #attach(targets: UplinkTarget[]): Promise<Problem[] | undefined> {
+  async #attach(targets: UplinkTarget[]): Promise<AttachFailure | undefined> {
     const failures: Problem[] = [];
+    let republished = false;
     const feeds = this.#children.size > 0;
     for (const target of targets.slice(0, UPSTREAMS_PER_ROUND)) {
-      if (this.#closed) return failures;
+      if (this.#closed) return { failures, republished };
       let uplink: Uplink;
       try {
         uplink = await Uplink.open(this.router, target, { stream: this.stream, edgeNodeId: this.#source.edgeNodeId, ...(feeds ? { treeKey: this.treeKey } : {}) }, this.#rtc, this.#source.clusterSecret, this.#logger);
@@ -391,17 +408,24 @@ export class Relay extends EventEmitter<RelayEvents> {
       const routes = this.publisherSession === '' ? await this.#produce(uplink) : await this.#reroute(uplink);
       if (!routes) {
         uplink.close();
-        failures.push(new Problem('stream-not-live', `${target.nodeId} carries another publish of ${this.stream}`));
+        republished ||= uplink.offer.publisherSession !== this.publisherSession;
+        failures.push(new Problem('bad-gateway', `${target.nodeId} carries another publish of ${this.stream}, or lacks its rendition`));
         continue;
       }
       if (this.#closed || uplink.closed) {
         uplink.close();
         continue;
       }
-      this.#install(uplink, routes, feeds);
+      if (!feeds && this.#children.size > 0 && uplink.offer.treeKey >= this.treeKey) {
+        // A child attached while this relay moved (it feeds now): it keeps its key, so this parent cannot take it.
+        uplink.close();
+        failures.push(new Problem('relay-order', `${target.nodeId} is below this relay`));
+        continue;
+      }
+      this.#install(uplink, routes, feeds || this.#children.size > 0);
       return undefined;
     }
-    return failures;
+    return { failures, republished };
   }
 
   /** The first upstream: the relay's producers take its parameters as they are. */
@@ -444,14 +468,18 @@ export class Relay extends EventEmitter<RelayEvents> {
 
   #install(uplink: Uplink, routes: Route[], fed: boolean): void {
     const generation = ++this.#uplinks;
-    this.#routeTables.set(uplink, routes);
+    this.#routes = routes;
     this.#uplink = uplink;
     this.upstreamNodeId = uplink.target.nodeId;
     this.path = [...uplink.offer.path, this.#source.edgeNodeId];
     if (!fed) this.treeKey = childKey(uplink.offer.treeKey);
-    uplink.on('rtp', (index, packet) => this.#forward(generation, this.#routes(uplink)[index], packet));
+    uplink.on('rtp', (index, packet) => {
+      // A replaced upstream may still deliver a few packets before it is closed (#move).
+      if (this.#uplink === uplink) this.#forward(generation, routes[index], packet);
+    });
     uplink.once('ended', (reason) => this.close(`stream ended upstream: ${reason}`, 'end'));
     uplink.once('lost', (reason) => void this.#reattach(uplink, reason));
+    uplink.on('move', (reason) => void this.#move(uplink, reason));
     // The picture restarts at the next key frame from this upstream.
     if (generation > 1) uplink.requestKeyFrame();
   }
@@ -479,6 +507,31 @@ export class Relay extends EventEmitter<RelayEvents> {
   }
 
   /**
+   * The upstream drains: attach to another before letting it go (make before break), so the
+   * viewers see at most a key frame's wait.
+   */
+  async #move(from: Uplink, reason: string): Promise<void> {
+    if (this.#moving) return;
+    this.#moving = true;
+    try {
+      for (let round = 0; round < MOVE_ROUNDS && this.#uplink === from && !this.#closed; round++) {
+        if (round > 0) await sleep(MOVE_RETRY_MS);
+        const feeds = this.#children.size > 0;
+        const targets = await this.#source.upstreams({ lost: from.target.nodeId, treeKey: feeds ? this.treeKey : undefined }).catch(() => []);
+        if (this.#uplink !== from) return;
+        if (targets.length > 0 && !(await this.#attach(targets))) {
+          from.close();
+          this.#logger.info({ upstream: this.upstreamNodeId, from: from.target.nodeId, reason }, 'moved to another upstream');
+          this.emit('attached', this.upstreamNodeId);
+          return;
+        }
+      }
+    } finally {
+      this.#moving = false;
+    }
+  }
+
+  /**
    * The upstream went away while the stream goes on: find another within REATTACH_WINDOW_MS. An
    * origin that went away takes the stream with it (the publisher must publish again): the relay
    * and the edges below it end, and their viewers rejoin once the stream is live again.
@@ -489,23 +542,23 @@ export class Relay extends EventEmitter<RelayEvents> {
     if (lost.offer.path.length === 1) return this.close(`origin lost: ${reason}`, 'end');
     this.#logger.info({ reason, upstream: lost.target.nodeId }, 're-attaching');
     const deadline = Date.now() + REATTACH_WINDOW_MS;
-    let failures: Problem[] | undefined = [];
     for (let round = 0; Date.now() < deadline && !this.#closed; round++) {
       if (round > 0) await sleep(REATTACH_RETRY_MS);
+      let failed: AttachFailure | undefined;
       try {
         const targets = await this.#source.upstreams({ lost: lost.target.nodeId, treeKey: this.#children.size > 0 ? this.treeKey : undefined });
-        failures = await this.#attach(targets);
+        failed = await this.#attach(targets);
+        if (!failed) {
+          this.#logger.info({ upstream: this.upstreamNodeId, treeKey: this.treeKey, after: reason }, 're-attached');
+          this.emit('attached', this.upstreamNodeId);
+          return;
+        }
       } catch (error) {
-        // The stream is not live any more (or the database did not answer): end like the origin would.
-        if (error instanceof Problem && error.type === 'stream-not-live') return this.close(`stream ended while re-attaching: ${error.message}`, 'end');
-        this.#logger.warn({ err: error }, 'could not list upstreams');
+        // The stream is not live any more: end as the origin would have.
+        if (error instanceof Problem && error.problem === 'stream-not-live') return this.close(`stream ended while re-attaching: ${error.message}`, 'end');
+        this.#logger.warn({ err: error }, 'could not list upstreams'); // the database, perhaps: next round
       }
-      if (!failures) {
-        this.#logger.info({ upstream: this.upstreamNodeId, treeKey: this.treeKey, after: reason }, 're-attached');
-        this.emit('attached', this.upstreamNodeId);
-        return;
-      }
-      if (failures.some((f) => f.message.includes('carries another publish'))) return this.close(`the stream was published again: ${reason}`, 'end');
+      if (failed?.republished) return this.close(`the stream was published again: ${reason}`, 'end');
     }
     this.close(`no upstream took the relay after: ${reason}`);
   }

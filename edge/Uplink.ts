@@ -19,6 +19,8 @@ export interface UplinkEvents {
   lost: [reason: string];
   /** The stream ended upstream. */
   ended: [reason: string];
+  /** The upstream asks to be replaced (it drains) and feeds on meanwhile. */
+  move: [reason: string];
 }
 
 /**
@@ -200,6 +202,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
           return;
         }
         if (line.type === 'detach') return this.#lose(`${this.target.nodeId} detached: ${line.reason}`);
+        if (line.type === 'move') this.emit('move', line.reason);
       }
       this.#lose(`${this.target.nodeId} closed the relay`);
     } catch (error) {

@@ -387,22 +387,45 @@ export async function screenshot(page: Page, name: string): Promise<string> {
 }
 
 /**
+ * How a publishWithRetry() page notices that its origin is gone: what arrives from the origin on
+ * the connection (RTCP receiver reports and feedback, STUN answers: the transport's bytesReceived,
+ * and the round trips measured from receiver reports in remote-inbound-rtp) read every
+ * LOSS_CHECK_MS; nothing for LOSS_MS is a lost origin. A mediasoup origin sends feedback on what
+ * it receives many times a second (transport-wide congestion control) and receiver reports every
+ * second or so; the page records the longest gap it saw while healthy (`publishMaxGapMs`).
+ * Chromium's own connectionState says 'disconnected' only several seconds later.
+ */
+const LOSS_MS = 1000;
+const LOSS_CHECK_MS = 200;
+
+/**
+ * Between two failed attempts (no origin, a refused POST): short, since a failover is what the
+ * publisher is waiting out, and one attempt costs the balancer a route lookup.
+ */
+const RETRY_MS = 500;
+
+/**
  * A WHIP publisher that keeps publishing, as a production publisher should: it asks the
- * balancer's route API for an origin, publishes there, and when the connection fails (the origin
- * died) or a POST is refused, tries again a second later — forever, until the page closes.
- * `window.publishLog` records each attempt: `{ origin, status }`.
+ * balancer's route API for an origin, publishes there, and when the origin goes silent (nothing
+ * from it for LOSS_MS), the connection fails, or a POST is refused, tries again — at once after a
+ * loss, naming the lost origin to the route API (`lost=`, which has the balancer check it and,
+ * when it is gone, release its streams), RETRY_MS after a refusal — forever, until the page
+ * closes. `window.publishLog` records each attempt: `{ origin, status }`; `window.publishLosses`
+ * each loss: `{ origin, why, at }` (Date.now()).
  */
 export async function publishWithRetry(page: Page, balancerUrl: string, stream: string, token: string): Promise<void> {
   await page.evaluate(
-    async ({ balancerUrl, stream, token }) => {
+    async ({ balancerUrl, stream, token, LOSS_MS, LOSS_CHECK_MS, RETRY_MS }) => {
       const w = window as any;
       w.publishLog = [] as Array<{ origin: string | null; status: number | string }>;
+      w.publishLosses = [] as Array<{ origin: string | null; why: string; at: number }>;
+      w.publishMaxGapMs = 0;
       const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
-      // A property, not a const: tsx's keepNames would wrap a named arrow in a helper the page lacks.
-      w.attempt = async (): Promise<void> => {
+      // Properties, not consts: tsx's keepNames would wrap a named arrow in a helper the page lacks.
+      w.attempt = async (lost: string | null): Promise<void> => {
         let origin: string | null = null;
         try {
-          const route = await (await fetch(`${balancerUrl}/v1/route?stream=${stream}&role=origin`)).json();
+          const route = await (await fetch(`${balancerUrl}/v1/route?stream=${stream}&role=origin${lost ? `&lost=${encodeURIComponent(lost)}` : ''}`)).json();
           const choice = route.choices?.[0];
           if (!choice) throw new Error('no origin');
           origin = choice.node;
@@ -421,20 +444,44 @@ export async function publishWithRetry(page: Page, balancerUrl: string, stream: 
           }
           await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
           w.publisher = pc;
-          pc.onconnectionstatechange = () => {
-            if (pc.connectionState === 'failed' || pc.connectionState === 'disconnected' || pc.connectionState === 'closed') {
-              pc.onconnectionstatechange = null;
-              pc.close();
-              setTimeout(() => void w.attempt(), 1000);
+          // One object per connection, its functions as properties (see w.attempt).
+          const c: any = { ended: false, received: -1, heardAt: 0, watch: undefined };
+          c.end = (why: string) => {
+            if (c.ended) return;
+            c.ended = true;
+            clearInterval(c.watch);
+            pc.onconnectionstatechange = null;
+            pc.close();
+            w.publishLosses.push({ origin, why, at: Date.now() });
+            void w.attempt(origin);
+          };
+          c.check = async () => {
+            let now = 0;
+            (await pc.getStats()).forEach((s: any) => {
+              if (s.type === 'transport') now += s.bytesReceived ?? 0;
+              if (s.type === 'remote-inbound-rtp') now += s.roundTripTimeMeasurements ?? 0;
+            });
+            if (c.ended) return;
+            const at = performance.now();
+            if (now !== c.received) {
+              if (c.received >= 0) w.publishMaxGapMs = Math.max(w.publishMaxGapMs, at - c.heardAt);
+              c.received = now;
+              c.heardAt = at;
+            } else if (c.received > 0 && at - c.heardAt >= LOSS_MS) {
+              c.end(`nothing from the origin for ${Math.round(at - c.heardAt)} ms`);
             }
+          };
+          c.watch = setInterval(() => void c.check(), LOSS_CHECK_MS);
+          pc.onconnectionstatechange = () => {
+            if (pc.connectionState === 'failed' || pc.connectionState === 'closed') c.end(`connection ${pc.connectionState}`);
           };
         } catch (error) {
           if (!String(error).includes('status ')) w.publishLog.push({ origin, status: String(error) });
-          setTimeout(() => void w.attempt(), 1000);
+          setTimeout(() => void w.attempt(lost), RETRY_MS);
         }
       };
-      await w.attempt();
+      await w.attempt(null);
     },
-    { balancerUrl, stream, token },
+    { balancerUrl, stream, token, LOSS_MS, LOSS_CHECK_MS, RETRY_MS },
   );
 }

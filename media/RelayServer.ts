@@ -1,9 +1,10 @@
-import express, { type Request, type Response, type Router } from 'express';
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { PipeTransport, Producer, Router as MediaRouter, SrtpParameters } from 'mediasoup/types';
 import { z } from 'zod';
 import { Problem } from '../core/errors.ts';
 import { authorizeInternal, RELAY_PATH, RELAY_PING_MS, renditionPath } from '../core/internalApi.ts';
 import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../core/metrics.ts';
 import { STREAM_NAME } from '../core/tokens.ts';
 import type { RelayLine, RelayProducer, RelayRequest } from './relayProtocol.ts';
 import type { RtcListen } from './WebRtcSession.ts';
@@ -15,8 +16,11 @@ export interface PipePeer {
   srtpParameters?: SrtpParameters;
 }
 
-/** Why an upstream stops feeding its relays: the stream is over, or they should go elsewhere. */
-export type RelayRelease = { type: 'end' | 'detach'; reason: string };
+/**
+ * What an upstream tells its relays: the stream is over (`end`), it stops feeding them (`detach`),
+ * or they should find another upstream while it goes on feeding them (`move`).
+ */
+export type RelayRelease = { type: 'end' | 'detach' | 'move'; reason: string };
 
 /** A stream this node can feed to edges: a stream published here (origin) or relayed here (edge). */
 export interface RelayUpstream {
@@ -29,7 +33,7 @@ export interface RelayUpstream {
   openPipe(peer: PipePeer, rtc: RtcListen): Promise<{ producers: RelayProducer[]; pipe: PipeTransport }>;
   /** Adds the stream's Constrained Baseline rendition to a pipe (UnsupportedMediaError when there is none). */
   pipeRendition(pipe: PipeTransport): Promise<RelayProducer>;
-  /** Calls `listener` once when the upstream stops feeding; returns the unsubscribe. */
+  /** Calls `listener` with a `move`, and once with an `end` or `detach`; returns the unsubscribe. */
   onRelease(listener: (release: RelayRelease) => void): () => void;
 }
 
@@ -53,6 +57,8 @@ export interface RelayServerOptions {
   rtc: RtcListen;
   /** Edges this node feeds each stream to at most (undefined: no limit). */
   maxRelaysPerStream: number | undefined;
+  /** relaycast_relays{direction="out"} counts the relays open here (with another role's, in `relaycast all`). */
+  metrics: Metrics;
   /** The stream if this node can feed it now. */
   upstream: (stream: string) => RelayUpstream | undefined;
   logger: Logger;
@@ -75,11 +81,12 @@ export class RelayServer {
   constructor(options: RelayServerOptions) {
     this.#options = options;
     this.router = express.Router();
-    this.router.post(RELAY_PATH, express.json({ limit: '16kb' }), (req, res) => this.#relay(req, res));
-    this.router.post(renditionPath(':relayId'), async (req, res) => {
+    // A stream or relay not here passes to the next router: `relaycast all` has an origin's and an edge's.
+    this.router.post(RELAY_PATH, express.json({ limit: '16kb' }), (req, res, next) => this.#relay(req, res, next));
+    this.router.post(renditionPath(':relayId'), async (req, res, next) => {
       authorizeInternal(req, options.clusterSecret);
       const relay = this.#relays.get(String(req.params.relayId));
-      if (!relay) throw new Problem('relay-not-here', 'no such relay on this node');
+      if (!relay) return next();
       res.json(await relay.upstream.pipeRendition(relay.pipe));
     });
   }
@@ -89,15 +96,16 @@ export class RelayServer {
     return this.#perStream.get(stream) ?? 0;
   }
 
-  async #relay(req: Request, res: Response): Promise<void> {
+  async #relay(req: Request, res: Response, next: NextFunction): Promise<void> {
     const { clusterSecret, maxRelaysPerStream, nodeId, rtc } = this.#options;
     authorizeInternal(req, clusterSecret);
     const parsed = relayRequest.safeParse(req.body);
     if (!parsed.success) throw new Problem('invalid-request', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     const { stream: name, edgeNodeId, treeKey, ...peer } = parsed.data;
     const upstream = this.#options.upstream(name);
-    if (!upstream) throw new Problem('stream-not-here', `stream ${name} is not live on this node`);
-    if (upstream.path.includes(edgeNodeId)) throw new Problem('relay-order', `${edgeNodeId} is upstream of ${nodeId} for ${name}`);
+    if (!upstream) return next();
+    // path[0] is the origin, which may be the asking node itself in `relaycast all`.
+    if (upstream.path.slice(1).includes(edgeNodeId)) throw new Problem('relay-order', `${edgeNodeId} is upstream of ${nodeId} for ${name}`);
     if (treeKey !== undefined && treeKey <= upstream.treeKey) {
       throw new Problem('relay-order', `a relay with tree key ${treeKey} cannot attach below one with ${upstream.treeKey}`);
     }
@@ -115,6 +123,7 @@ export class RelayServer {
       throw error;
     }
     this.#relays.set(pipe.id, { upstream, pipe });
+    this.#options.metrics.relays.inc({ direction: 'out' });
     const log = this.#options.logger.child({ stream: name, edge: edgeNodeId });
     log.info('relay opened');
     res.status(200).type('application/x-ndjson').set('Cache-Control', 'no-store');
@@ -133,12 +142,13 @@ export class RelayServer {
       }),
     );
     const ping = setInterval(() => res.write(line({ type: 'ping' })), RELAY_PING_MS);
-    const unsubscribe = upstream.onRelease((release) => res.end(line(release)));
+    const unsubscribe = upstream.onRelease((release) => (release.type === 'move' ? res.write(line(release)) : res.end(line(release))));
     res.once('close', () => {
       clearInterval(ping);
       unsubscribe();
       pipe.close();
       this.#relays.delete(pipe.id);
+      this.#options.metrics.relays.dec({ direction: 'out' });
       this.#release(name);
       log.info('relay closed');
     });

@@ -6,7 +6,8 @@ import type { RtpParameters, SrtpParameters } from 'mediasoup/types';
  * that relays the stream (relay tiers: a parent). The answer is application/x-ndjson that lasts
  * as long as the relay: one `ready` line (a RelayOffer), `ping` lines, then an `end` line when the
  * stream ends upstream, or a `detach` line when the upstream stops feeding it while the stream
- * goes on (a parent draining or shutting down: the edge re-attaches elsewhere). Closing the
+ * goes on (a parent shutting down: the edge re-attaches elsewhere). A `move` line (a parent
+ * draining) asks the edge to find another upstream while this one keeps feeding it. Closing the
  * request ends the relay. POST renditionPath(relayId) answers 200 with a RelayProducer (the
  * rendition added to that relay's pipe), 422 when the origin cannot make one (a WHIP stream), 404
  * for a relay it does not have.
@@ -56,4 +57,4 @@ export interface RelayOffer {
   publisherSession: string;
 }
 
-export type RelayLine = ({ type: 'ready' } & RelayOffer) | { type: 'ping' } | { type: 'end'; reason: string } | { type: 'detach'; reason: string };
+export type RelayLine = ({ type: 'ready' } & RelayOffer) | { type: 'ping' } | { type: 'end'; reason: string } | { type: 'detach'; reason: string } | { type: 'move'; reason: string };

@@ -55,6 +55,7 @@ export class Origin implements Role {
       clusterSecret: ctx.clusterSecret,
       rtc: ctx.rtc,
       maxRelaysPerStream: ctx.config.originMaxRelays,
+      metrics: ctx.metrics,
       upstream: (name) => {
         const stream = this.#streams.get(name);
         return stream && !stream.ended ? this.#upstream(stream) : undefined;
@@ -84,12 +85,7 @@ export class Origin implements Role {
 
   async load(): Promise<RoleLoad> {
     let bitrateOut = 0;
-    let relays = 0;
-    for (const stream of this.#streams.values()) {
-      bitrateOut += await stream.bitrateOut();
-      relays += stream.relayCount;
-    }
-    this.#ctx.metrics.relays.set({ direction: 'out' }, relays);
+    for (const stream of this.#streams.values()) bitrateOut += await stream.bitrateOut();
     return { viewers: 0, streams: this.#streams.size, bitrateOut };
   }
 

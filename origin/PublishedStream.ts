@@ -170,10 +170,6 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
     return opened;
   }
 
-  get relayCount(): number {
-    return this.#pipes.size;
-  }
-
   /** Bits per second this stream sends to edges: its producers' bitrate times its relays (each pipe carries every producer). */
   async bitrateOut(): Promise<number> {
     if (this.#pipes.size === 0) return 0;

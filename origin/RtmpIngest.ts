@@ -101,8 +101,13 @@ export class RtmpIngest {
 
   #onPublish(session: NmsSession): void {
     // A second publisher on a path that has one: node-media-server refuses it itself, and the
-    // first publisher must not be disturbed.
-    if (session.broadcast?.publisher && session.broadcast.publisher !== session) return;
+    // first publisher must not be disturbed. A path whose publisher left (or was refused) less than
+    // 30 s ago is "reconnecting": node-media-server 4.4.3 holds it for that long and gives it to the
+    // next publisher (resumed when it comes from the same address, as every publisher through
+    // HAProxy does). That one is a new publish, checked like any other: left alone here it would
+    // publish into nothing, with no bridge and no placement.
+    const broadcast = session.broadcast;
+    if (broadcast?.publisher && broadcast.publisher !== session && broadcast.getPublishStatus() !== 'reconnecting') return;
     if (session.streamApp !== APP || !KEY.test(session.streamName)) {
       void this.#refuse(session, 'malformed stream key');
       return;

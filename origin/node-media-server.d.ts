@@ -10,7 +10,11 @@ declare module 'node-media-server' {
     streamPath: string;
     streamQuery?: Record<string, string | string[] | undefined>;
     socket: Socket;
-    broadcast?: { publisher: NmsSession | null };
+    broadcast?: {
+      publisher: NmsSession | null;
+      /** `reconnecting`: the publisher left less than 30 s ago and the path waits for the next (its grace window). */
+      getPublishStatus(): 'publishing' | 'reconnecting' | 'idle';
+    };
     close(): void;
   }
 

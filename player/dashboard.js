@@ -24,7 +24,7 @@ const TOKEN_KEY = 'relaycast-admin-token';
  *   draining: boolean, capacity: number, viewers: number, streams: number, cpu: number, load: number,
  *   heartbeatAt: string }} NodeView
  * @typedef {{ name: string, state: 'live' | 'idle', private: boolean, origin: { id: string, region: string } | null,
- *   ingestProtocol: 'whip' | 'rtmp' | null, edges: { id: string, region: string, viewers: number }[],
+ *   ingestProtocol: 'whip' | 'rtmp' | null, edges: { id: string, region: string, viewers: number, parent: string }[],
  *   viewers: number, createdAt: string, startedAt: string | null }} StreamView
  */
 
@@ -270,10 +270,31 @@ function streamRow(s, now) {
     h('td', {}, h('span', { class: 'stream-name' }, s.name), s.private ? h('span', { class: 'badge private', title: 'private: a play token is needed' }, 'private') : null),
     h('td', {}, s.origin ? `${s.origin.id} ` : '–', s.origin ? h('small', {}, s.origin.region) : null),
     h('td', {}, s.ingestProtocol ?? '–'),
-    h('td', {}, ...(s.edges.length ? s.edges.map((e) => h('span', { class: 'chip', title: e.region }, `${e.id} · ${e.viewers}`)) : ['–'])),
+    h('td', {}, s.edges.length ? relayTree(s) : '–'),
     h('td', { class: 'num viewers' }, String(s.viewers)),
     h('td', {}, s.startedAt ? ago(now - Date.parse(s.startedAt)) : '–'),
   );
+}
+
+/**
+ * The stream's relay tree: the edges the origin feeds, each with the edges it feeds in turn
+ * (relay tiers). An edge whose parent is not in the list (a row between two heartbeats) is shown
+ * at the top, so that every edge appears once.
+ * @param {StreamView} s
+ */
+function relayTree(s) {
+  const ids = new Set(s.edges.map((e) => e.id));
+  /** @param {string | null} parent @param {number} depth */
+  const level = (parent, depth) => {
+    const below = s.edges.filter((e) => (parent === null ? !ids.has(e.parent) : e.parent === parent));
+    if (below.length === 0 || depth > s.edges.length) return null;
+    return h(
+      'ul',
+      { class: 'tree' },
+      ...below.map((e) => h('li', { 'data-edge': e.id, 'data-parent': e.parent }, h('span', { class: 'chip', title: `${e.region}, pulls from ${e.parent}` }, `${e.id} · ${e.viewers}`), level(e.id, depth + 1))),
+    );
+  };
+  return level(null, 0);
 }
 
 // --- wiring ---

@@ -16,23 +16,36 @@
  * balancer's own `/whep/{stream}`, whose 307 the browser follows to an edge.
  *
  * How it notices a lost session: the edge closes its viewers' sessions when the publisher stops or
- * the edge shuts down. Chromium reports that as connectionState 'failed' or 'closed' — or not at
- * all for a while, when the edge just vanished. So besides the connection state, the player
- * watches media progress in getStats (video frames decoded, audio packets received): no progress
- * for STALL_MS while playing, or none at all within CONNECT_TIMEOUT_MS of a new session, counts
- * as lost. Then it tears the session down (DELETE of its Location, best effort), waits a backoff
- * and starts over, forever, until stop().
+ * the edge shuts down, and says so on the session's event stream. Chromium reports a vanished edge
+ * as connectionState 'failed' only after many seconds. So besides the connection state, the player
+ * reads the packet counters in getStats four times a second: no RTP packet at all (audio or
+ * video) for STALL_MS while playing counts as lost, as do no decoded frame and no audio for
+ * FROZEN_MS, or no media within CONNECT_TIMEOUT_MS of a new session. Then it tears the session
+ * down (DELETE of its Location, best effort) and starts over, forever, until stop(): at once the
+ * first time after a session that played, then after a backoff. When the edge went silent, the
+ * player names it to the balancer (`lost=` on the route API, or on the balancer's WHEP), which
+ * checks that edge and, when it is gone, sends nobody there any more.
  *
  * Plain modern JavaScript (ES2022, no dependencies, no bundler); types in JSDoc.
  */
 
 /**
- * No media progress for this long while playing means the session is lost. A live encoder sends
- * video at 15–60 fps and Opus audio every 20 ms (every 400 ms at most with DTX); 3 s without a
- * single new frame or audio packet is far outside a healthy stream's jitter, and short enough that
- * a viewer sees "reconnecting" instead of a frozen picture.
+ * No RTP packet at all, audio or video, for this long while playing means the session is lost:
+ * the edge or the path to it is gone. A live stream sends Opus audio every 20 ms (every 400 ms at
+ * most with DTX) and video at 15–60 fps, dozens of packets a second in all; a second without one
+ * is more than twice the longest gap a healthy stream leaves, yet it leaves most of a 3 s
+ * failover for finding another edge and starting there. Packets, not decoded frames: they show
+ * the network at once, without the jitter buffer and decoder in between.
  */
-const STALL_MS = 3000;
+const STALL_MS = 1000;
+
+/**
+ * Packets that still come but no decoded frame and no audio for this long (a decoder that stopped,
+ * video the edge no longer forwards) also mean the session is lost. This is the slower watch it
+ * always was: far outside a healthy stream's jitter, and short enough that a viewer sees
+ * "reconnecting" instead of a frozen picture.
+ */
+const FROZEN_MS = 3000;
 
 /**
  * A new session that has not received any media after this long is given up. ICE with a
@@ -54,14 +67,23 @@ const BACKOFF_INITIAL_MS = 500;
  */
 const BACKOFF_MAX_MS = 8000;
 
-/** How often stats are read (and the stall watchdog runs). The overlay shows per-second numbers. */
+/**
+ * After a session that played is lost, retries do not grow for this long. The stream is most
+ * likely moving (its viewers go to another edge, its publisher to another origin, within about
+ * 3 s), and every doubled delay would be seconds more of black picture. Past it, the backoff
+ * doubles as usual, so that a crowd of viewers of a stream that is really gone backs off.
+ */
+const RECOVERY_WINDOW_MS = 5000;
+
+/** How often the numbers the overlay shows are worked out (and 'stats' fires): per second. */
 const STATS_INTERVAL_MS = 1000;
 
 /**
- * STALL_MS counted in stats reads: that many reads in a row without progress. Counting reads
- * rather than comparing timestamps keeps a few ms of timer jitter from costing a whole extra read.
+ * How often getStats is read for the stall watch: four reads per STALL_MS, so that a stall is
+ * seen at most a quarter of it late, at the cost of a getStats call every 250 ms (a fraction of a
+ * millisecond of the page's time).
  */
-const STALL_READS = Math.round(STALL_MS / STATS_INTERVAL_MS);
+const WATCH_INTERVAL_MS = 250;
 
 /**
  * @typedef {'idle' | 'connecting' | 'playing' | 'waiting' | 'reconnecting' | 'unauthorized' | 'unsupported' | 'stopped'} PlayerState
@@ -220,14 +242,20 @@ class Session {
     this.location = null;
     /** @type {string | null} */
     this.edge = null;
+    /** The node id the route API named for this session, if it did (what `lost=` names). */
+    /** @type {string | null} */
+    this.node = null;
     this.startedAt = performance.now();
-    /** When media last progressed (frames or audio packets), or null before the first. */
+    /** When media last progressed (frames decoded or audio packets), or null before the first. */
     /** @type {number | null} */
     this.progressAt = null;
-    /** Stats reads in a row without progress since then. */
-    this.stalledReads = 0;
-    /** Frames decoded + audio packets received at the last tick. */
+    /** Frames decoded + audio packets received at the last progress. */
     this.lastProgress = 0;
+    /** When an RTP packet (audio or video) last arrived, as far as the reads tell, or null before the first. */
+    /** @type {number | null} */
+    this.packetAt = null;
+    /** Audio + video packets received at the last read. */
+    this.lastPackets = 0;
     /** @type {{ at: number, bytes: number, frames: number } | null} */
     this.lastSample = null;
     /** The WHEP layer-selection URL, when the edge offers it. */
@@ -253,6 +281,14 @@ export class RelaycastPlayer extends EventTarget {
   /** Bumped by every attempt and by stop(): async work of an older attempt sees it and bails out. */
   #generation = 0;
   #backoffMs = BACKOFF_INITIAL_MS;
+  /** When a session that played was lost, while recovering from it (RECOVERY_WINDOW_MS); null otherwise. */
+  /** @type {number | null} */
+  #lostAt = null;
+  /** The edge to name to the balancer at the next attempt: the last session's, which went silent. */
+  /** @type {string | null} */
+  #lostNode = null;
+  /** When the overlay's numbers were last worked out. */
+  #statsAt = 0;
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   #retryTimer;
   /** @type {number | null} */
@@ -374,7 +410,8 @@ export class RelaycastPlayer extends EventTarget {
       this.#stats.viewers = typeof data.viewercount === 'number' ? data.viewercount : null;
     });
     on('reconnect', () => this.#lost('the edge asked to rejoin'));
-    on('inactive', () => this.#lost('the stream ended'));
+    // A publisher that stopped: no hurry (the usual backoff), it may be a while.
+    on('inactive', () => this.#lost('the stream ended', { recovering: false }));
   }
 
   /** The latest numbers (read each second while a session runs). */
@@ -404,8 +441,10 @@ export class RelaycastPlayer extends EventTarget {
   start() {
     if (this.#state !== 'idle' && this.#state !== 'stopped') return;
     this.#backoffMs = BACKOFF_INITIAL_MS;
+    this.#lostAt = null;
+    this.#lostNode = null;
     this.#stats = this.#emptyStats();
-    this.#statsTimer = setInterval(() => void this.#tick(), STATS_INTERVAL_MS);
+    this.#statsTimer = setInterval(() => void this.#tick(), WATCH_INTERVAL_MS);
     void this.#attempt();
   }
 
@@ -457,7 +496,7 @@ export class RelaycastPlayer extends EventTarget {
       if (generation !== this.#generation) return;
       // 'disconnected' may heal by itself; the stall watchdog decides if it does not.
       if (pc.connectionState === 'failed' || pc.connectionState === 'closed') {
-        this.#lost(`connection ${pc.connectionState}`);
+        this.#lost(`connection ${pc.connectionState}`, { hint: true });
       }
     };
     await pc.setLocalDescription(await pc.createOffer());
@@ -465,10 +504,11 @@ export class RelaycastPlayer extends EventTarget {
     const target = await this.#edgeUrl(generation);
     if (generation !== this.#generation) return;
     session.edge = target.node;
+    session.node = target.node;
     /** @type {Record<string, string>} */
     const headers = { 'content-type': 'application/sdp' };
     if (token) headers.authorization = `Bearer ${token}`;
-    const res = await fetch(`${target.url}/whep/${stream}`, {
+    const res = await fetch(`${target.url}/whep/${stream}${target.query}`, {
       method: 'POST',
       headers,
       body: pc.localDescription?.sdp,
@@ -500,26 +540,29 @@ export class RelaycastPlayer extends EventTarget {
 
   /**
    * Where to POST: the route API's first choice, or the balancer itself (which redirects) when the
-   * route API fails or has no edge to offer.
+   * route API fails or has no edge to offer. Either is told which edge the last session lost
+   * (`lost=`), once: the balancer checks it and leaves it out if it is gone.
    * @param {number} generation
-   * @returns {Promise<{ url: string, node: string | null }>}
+   * @returns {Promise<{ url: string, node: string | null, query: string }>}
    */
   async #edgeUrl(generation) {
     const { server, stream } = this.#options;
+    const lost = this.#lostNode ? `lost=${encodeURIComponent(this.#lostNode)}` : '';
+    this.#lostNode = null;
     try {
-      const res = await fetch(`${server}/v1/route?stream=${encodeURIComponent(stream)}&role=edge`, { signal: this.#signal(), cache: 'no-store' });
+      const res = await fetch(`${server}/v1/route?stream=${encodeURIComponent(stream)}&role=edge${lost ? `&${lost}` : ''}`, { signal: this.#signal(), cache: 'no-store' });
       if (res.ok) {
         const body = await res.json();
         const choice = body?.choices?.[0];
         if (choice && typeof choice.url === 'string' && /^https?:\/\//.test(choice.url)) {
-          return { url: choice.url.replace(/\/+$/, ''), node: typeof choice.node === 'string' ? choice.node : null };
+          return { url: choice.url.replace(/\/+$/, ''), node: typeof choice.node === 'string' ? choice.node : null, query: '' };
         }
       }
     } catch (error) {
       if (generation !== this.#generation) throw error;
       // Unreachable or cross-origin without CORS: the balancer's 307 below still works.
     }
-    return { url: server, node: null };
+    return { url: server, node: null, query: lost ? `?${lost}` : '' };
   }
 
   /**
@@ -537,25 +580,37 @@ export class RelaycastPlayer extends EventTarget {
   }
 
   /**
-   * A session that was set up is gone (connection failed, media stalled, or never came).
+   * A session that was set up is gone (connection failed, media stalled, or never came). After a
+   * session that played, the next attempt starts at once and retries stay quick for
+   * RECOVERY_WINDOW_MS (unless `recovering` is false: the stream ended); `hint`: the edge itself
+   * seems gone, so the next attempt names it to the balancer.
    * @param {string} why
+   * @param {{ hint?: boolean, recovering?: boolean }} [options]
    */
-  #lost(why) {
-    if (this.#state === 'playing') this.#stats.reconnects++;
+  #lost(why, { hint = false, recovering = true } = {}) {
+    const wasPlaying = this.#state === 'playing';
+    if (hint && this.#session?.node) this.#lostNode = this.#session.node;
+    if (wasPlaying) {
+      this.#stats.reconnects++;
+      this.#lostAt = recovering ? performance.now() : null;
+    }
     this.#stats.lastError = why;
     this.#teardown();
-    this.#retry('reconnecting');
+    this.#retry('reconnecting', 0, wasPlaying && recovering);
   }
 
   /**
-   * Schedules the next attempt after the backoff (at least `minMs`), and doubles the backoff.
+   * Schedules the next attempt after the backoff (at least `minMs`; none when `now`), and doubles
+   * the backoff unless the player is recovering from a lost session (RECOVERY_WINDOW_MS).
    * @param {PlayerState} state
    * @param {number} [minMs]
+   * @param {boolean} [now]
    */
-  #retry(state, minMs = 0) {
+  #retry(state, minMs = 0, now = false) {
     const generation = ++this.#generation;
-    const delay = Math.max(jittered(this.#backoffMs), Math.min(minMs, 60_000));
-    this.#backoffMs = Math.min(this.#backoffMs * 2, BACKOFF_MAX_MS);
+    const delay = now ? 0 : Math.max(jittered(this.#backoffMs), Math.min(minMs, 60_000));
+    const recovering = this.#lostAt !== null && performance.now() - this.#lostAt < RECOVERY_WINDOW_MS;
+    if (!now && !recovering) this.#backoffMs = Math.min(this.#backoffMs * 2, BACKOFF_MAX_MS);
     clearTimeout(this.#retryTimer);
     this.#retryAt = performance.now() + delay;
     this.#retryTimer = setTimeout(() => {
@@ -593,13 +648,16 @@ export class RelaycastPlayer extends EventTarget {
     return own && 'any' in AbortSignal ? AbortSignal.any([own, timeout]) : timeout;
   }
 
-  // --- stats and the stall watchdog (once a second) ---
+  // --- stats (once a second) and the stall watchdog (every WATCH_INTERVAL_MS) ---
 
   async #tick() {
     const session = this.#session;
     const generation = this.#generation;
     if (!session || session.pc.signalingState === 'closed') {
-      this.#emit('stats'); // the countdown in stateText moves on
+      if (performance.now() - this.#statsAt >= STATS_INTERVAL_MS - WATCH_INTERVAL_MS / 2) {
+        this.#statsAt = performance.now();
+        this.#emit('stats'); // the countdown in stateText moves on
+      }
       return;
     }
     /** @type {RTCStatsReport} */
@@ -610,35 +668,51 @@ export class RelaycastPlayer extends EventTarget {
       return;
     }
     if (session !== this.#session || generation !== this.#generation) return;
-    this.#read(session, report);
     const now = performance.now();
+    const packets = this.#read(session, report, now - this.#statsAt >= STATS_INTERVAL_MS - WATCH_INTERVAL_MS / 2);
+    if (packets > session.lastPackets) {
+      session.lastPackets = packets;
+      session.packetAt = now;
+    }
     const progress = this.#stats.framesDecoded + this.#stats.audioPacketsReceived;
     if (progress > session.lastProgress && session.pc.remoteDescription) {
       session.lastProgress = progress;
       session.progressAt = now;
-      session.stalledReads = 0;
       if (this.#state !== 'playing') {
         this.#backoffMs = BACKOFF_INITIAL_MS;
+        this.#lostAt = null;
         this.#stats.lastError = null;
         this.#setState('playing');
       }
-    } else if (session.progressAt !== null && ++session.stalledReads >= STALL_READS) {
+    } else if (this.#state === 'playing' && session.packetAt !== null && now - session.packetAt >= STALL_MS) {
+      // Nothing at all from the edge: it (or the way to it) is gone. Name it to the balancer.
+      this.#lost(`no packets for ${(now - session.packetAt) / 1000} s`, { hint: true });
+      return;
+    } else if (session.progressAt !== null && now - session.progressAt >= FROZEN_MS) {
       this.#lost(`no media for ${Math.round((now - session.progressAt) / 1000)} s`);
       return;
     } else if (session.progressAt === null && now - session.startedAt > CONNECT_TIMEOUT_MS) {
       this.#lost('no media after connecting');
       return;
     }
-    this.#emit('stats');
+    if (now - this.#statsAt >= STATS_INTERVAL_MS - WATCH_INTERVAL_MS / 2) {
+      this.#statsAt = now;
+      this.#emit('stats');
+    }
   }
 
   /**
+   * Reads the counters into the stats; with `rates`, also the per-second numbers (bitrate, fps)
+   * since the last time. Returns the audio and video packets received in all.
    * @param {Session} session
    * @param {RTCStatsReport} report
+   * @param {boolean} rates
+   * @returns {number}
    */
-  #read(session, report) {
+  #read(session, report, rates) {
     const s = this.#stats;
     let bytes = 0;
+    let packets = 0;
     /** @type {Map<string, string>} */
     const codecs = new Map();
     /** @type {string | undefined} */
@@ -650,6 +724,7 @@ export class RelaycastPlayer extends EventTarget {
     report.forEach((/** @type {any} */ r) => {
       if (r.type === 'inbound-rtp') {
         bytes += r.bytesReceived ?? 0;
+        packets += r.packetsReceived ?? 0;
         if (r.kind === 'video') {
           s.framesDecoded = r.framesDecoded ?? 0;
           s.framesDropped = r.framesDropped ?? 0;
@@ -671,6 +746,7 @@ export class RelaycastPlayer extends EventTarget {
     s.rttMs = typeof pair?.currentRoundTripTime === 'number' ? Math.round(pair.currentRoundTripTime * 1000) : null;
     s.videoCodec = (codecId && codecs.get(codecId)) || s.videoCodec;
     s.connectionState = session.pc.connectionState;
+    if (!rates) return packets;
     const now = performance.now();
     const last = session.lastSample;
     if (last && now > last.at) {
@@ -679,6 +755,7 @@ export class RelaycastPlayer extends EventTarget {
       s.fps = Math.round((s.framesDecoded - last.frames) / dt);
     }
     session.lastSample = { at: now, bytes, frames: s.framesDecoded };
+    return packets;
   }
 
   // --- helpers ---

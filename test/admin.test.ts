@@ -287,7 +287,7 @@ describe('admin API', function () {
         assert.equal(view.state, 'live');
         assert.deepEqual(view.origin, { id: 'origin-1', region: 'eu' });
         assert.equal(view.ingestProtocol, 'whip');
-        assert.deepEqual(view.edges, [{ id: 'edge-1', region: 'us', viewers: 1 }]);
+        assert.deepEqual(view.edges, [{ id: 'edge-1', region: 'us', viewers: 1, parent: 'origin-1' }]);
         assert.deepEqual((await json(await api('/streams?state=live'), 200)).items.map((s: Json) => s.name), [stream]);
 
         // Private: the edge asks a play token for exactly this stream and action, unexpired and signed by the cluster.

@@ -117,6 +117,15 @@ describe('config', () => {
     }
   });
 
+  it('takes HAProxy\'s RTMP port as off (the default) or a port apart from HTTP\'s and this origin\'s RTMP', () => {
+    assert.equal(loadConfig({ roles: ['balancer'], env: {} }).haproxyRtmpPort, 0, 'off by default');
+    assert.equal(loadConfig({ roles: ['balancer'], env: { RELAYCAST_HAPROXY_RTMP_PORT: '1935' } }).haproxyRtmpPort, 1935, 'a balancer alone may take 1935');
+    assert.equal(loadConfig({ roles: ['all'], env: { RELAYCAST_HAPROXY_RTMP_PORT: '1936' } }).haproxyRtmpPort, 1936);
+    for (const env of [{ RELAYCAST_HAPROXY_RTMP_PORT: '1935' }, { RELAYCAST_HAPROXY_RTMP_PORT: '8080', RELAYCAST_HAPROXY_BIND: '0.0.0.0:8080' }, { RELAYCAST_HAPROXY_RTMP_PORT: '70000' }]) {
+      assert.equal(configError(() => loadConfig({ roles: ['all'], env })).field, 'haproxyRtmpPort', JSON.stringify(env));
+    }
+  });
+
   it('refuses unknown keys and broken JSON in the config file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'relaycast-config-'));
     writeFileSync(join(dir, 'typo.json'), JSON.stringify({ htpPort: 80 }));

@@ -162,6 +162,7 @@ describe('docker/compose.yml (docker-compose config)', function () {
       claim(n.name, c.httpPort, 'tcp', false);
       claim(n.name, Number(new URL(c.publicUrl).port), 'tcp', true);
       if (c.roles.includes('balancer')) claim(n.name, Number(c.haproxyBind.split(':').pop()), 'tcp', true);
+      if (c.roles.includes('balancer') && c.haproxyRtmpPort > 0) claim(n.name, c.haproxyRtmpPort, 'tcp', true);
       if (c.roles.includes('origin')) claim(n.name, c.rtmpPort, 'tcp', true);
       if (c.roles.includes('edge')) {
         assert.ok(c.agentPort > 0, `${n.name} has an agent-check port`);

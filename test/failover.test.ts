@@ -3,6 +3,8 @@ import { connect } from 'node:net';
 import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
+import { listAudit } from '../db/repositories/audit.ts';
+import { reportNodeLost } from '../db/repositories/nodes.ts';
 import { TestBrowser, publishWithRetry } from '../kit/browser.ts';
 import { metric } from '../kit/metrics.ts';
 import { createTestDatabase, freePort, type TestDatabase } from '../kit/postgres.ts';
@@ -15,6 +17,8 @@ import { playing, playerStats } from './helpers/player.ts';
  * viewer on the web player page, a balancer, two origins and two edges (then a third) on Postgres.
  * An edge is stopped with SIGTERM (it drains and moves its viewers), an edge is SIGKILLed, an
  * origin is SIGKILLed; each time the player plays again by itself. Recovery times are printed.
+ * A killed node is declared dead before its TTL, by the balancer checking the node a client says
+ * it lost; a live node named as lost (by a client or a peer) stays up and keeps its stream.
  */
 
 const SECRET = 'failover-test-secret-0123456789';
@@ -57,6 +61,15 @@ describe('failover: edge drain, edge death, origin death (Chromium player)', fun
     return node;
   };
   const row = async (table: string, where: Record<string, unknown>) => db.knex(table).where(where).first();
+  const route = async (query: string) => {
+    const res = await fetch(`${balancer.url}/v1/route?stream=${stream}&${query}`);
+    return { status: res.status, type: res.headers.get('content-type'), body: (await res.json()) as { choices: Array<{ node: string }> } };
+  };
+  /** Why the node was declared dead, from the audit log (the declaring node's reason, if it gave one). */
+  const deathReason = async (id: string) => {
+    const entries = await listAudit(db.knex, { action: 'node.dead' });
+    return (entries.find((e) => e.target === id)?.detail as { reason?: string } | undefined)?.reason;
+  };
 
   before(async () => {
     testDb = await createTestDatabase();
@@ -87,6 +100,33 @@ describe('failover: edge drain, edge death, origin death (Chromium player)', fun
     await viewer.evaluate(() => ((window as any).sameDocument = true));
     const stats = await playing(viewer, 'the player to play');
     assert.ok(['edge-1', 'edge-2'].includes(stats.edge!), `played from ${stats.edge}`);
+  });
+
+  it('a live node named as lost (a forged hint, a false peer report) is probed, answers, and keeps its viewers and its stream', async () => {
+    const { edge } = await playerStats(viewer);
+    const originId = (await row('streams', { name: stream })).origin_node_id as string;
+    const hinted = await route(`role=edge&lost=${edge}`);
+    assert.equal(hinted.status, 200);
+    assert.ok(hinted.body.choices.some((c) => c.node === edge), `the live edge is still offered: ${JSON.stringify(hinted.body)}`);
+    const bad = await route('role=edge&lost=not%20a%20node!');
+    assert.equal(bad.status, 400);
+    assert.match(String(bad.type), /^application\/problem\+json/);
+    assert.equal((await route('role=edge&lost=no-such-node')).status, 200, 'an unknown node is nobody to check');
+    assert.equal(await reportNodeLost(db.knex, { nodeId: originId, reporterId: 'edge-x', reason: 'a false report' }), true);
+    assert.equal(await reportNodeLost(db.knex, { nodeId: edge!, reporterId: 'edge-x', reason: 'a false report' }), true);
+    // Several heartbeat intervals, registry ticks and hints later, both are up and serving.
+    for (let i = 0; i < 8; i++) {
+      await route(`role=origin&lost=${originId}`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    assert.equal((await row('nodes', { id: originId })).state, 'up');
+    assert.equal((await row('nodes', { id: edge })).state, 'up');
+    const s = await row('streams', { name: stream });
+    assert.equal(s.state, 'live');
+    assert.equal(s.origin_node_id, originId, 'the live origin keeps its stream');
+    const now = await playerStats(viewer);
+    assert.equal(now.state, 'playing');
+    assert.equal(now.edge, edge);
   });
 
   it('preStop drain, then SIGTERM on the edge: it drains (agent-check and registry), moves its viewer, exits 0, and leaves no rows', async () => {
@@ -122,7 +162,7 @@ describe('failover: edge drain, edge death, origin death (Chromium player)', fun
     assert.equal(await viewer.evaluate(() => (window as any).sameDocument), true, 'no reload');
   });
 
-  it('kill -9 of the edge: the player plays from another, HAProxy/registry drop it after the TTL, the origin frees its relay', async () => {
+  it('kill -9 of the edge: the player plays from another, the balancer declares it dead on the player\'s word (before the TTL), the origin frees its relay', async () => {
     await startNode('edge', 'edge-3');
     const before = await playerStats(viewer);
     const id = before.edge!;
@@ -135,6 +175,7 @@ describe('failover: edge drain, edge death, origin death (Chromium player)', fun
     assert.notEqual(after.edge, id);
     await waitFor('the dead edge declared dead', async () => (await row('nodes', { id })).state === 'dead', TTL_MS * 4);
     console.log(`      kill -9 ${id}: declared dead after ${Date.now() - started} ms`);
+    assert.match(String(await deathReason(id)), /a client lost it/, 'declared dead by the balancer checking what the player named, not by the TTL');
     assert.equal((await db.knex('relays').where({ edge_node_id: id })).length, 0, "the dead edge's relay rows are gone");
     const routed = (await (await fetch(`${balancer.url}/v1/route?stream=${stream}&role=edge`)).json()) as { choices: Array<{ node: string }> };
     assert.ok(!routed.choices.some((c) => c.node === id), 'the balancer no longer routes there');
@@ -156,8 +197,17 @@ describe('failover: edge drain, edge death, origin death (Chromium player)', fun
     console.log(`      kill -9 ${originId}: stream live on ${other} after ${Date.now() - started} ms`);
     const after = await playing(viewer, 'the player again after the origin died', { afterSession: before.sessions, timeoutMs: 60_000 });
     console.log(`      kill -9 ${originId}: player playing again after ${Date.now() - started} ms (${after.reconnects} reconnects in all)`);
-    const log = (await publisher.evaluate(() => (window as any).publishLog)) as Array<{ origin: string; status: unknown }>;
+    const { log, losses, maxGapMs } = (await publisher.evaluate(() => ({ log: (window as any).publishLog, losses: (window as any).publishLosses, maxGapMs: (window as any).publishMaxGapMs }))) as {
+      log: Array<{ origin: string; status: unknown }>;
+      losses: Array<{ origin: string; why: string; at: number }>;
+      maxGapMs: number;
+    };
+    const loss = losses.at(-1);
+    console.log(`      kill -9 ${originId}: the publisher noticed after ${loss ? loss.at - started : '?'} ms (${loss?.why}); longest silence from a healthy origin ${Math.round(maxGapMs)} ms`);
     assert.deepEqual(log.at(-1), { origin: other, status: 201 }, JSON.stringify(log));
+    assert.equal(loss?.origin, originId, JSON.stringify(losses));
+    assert.equal((await row('nodes', { id: originId })).state, 'dead');
+    assert.match(String(await deathReason(originId)), /a client lost it/, 'declared dead by the balancer checking what the publisher named, not by the TTL');
     const relays = await db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', stream);
     assert.ok(relays.length >= 1 && relays.every((r) => r.upstream_node_id === other), 'the edges pull from the new origin');
   });

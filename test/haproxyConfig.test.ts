@@ -13,6 +13,10 @@ function edge(id: string, region: string, lat: number, lon: number, port: number
   return { id, roles: ['edge'], region, lat, lon, publicUrl: `http://127.0.0.1:${port}`, capacity: 100, viewers: 0, cpu: 0, draining: false, streams: new Set(), agentPort: port + 1 };
 }
 
+function origin(id: string, rtmpPort: number | null, draining = false): NodeSnapshot {
+  return { id, roles: ['origin'], region: 'eu-west', lat: 48.8, lon: 2.3, publicUrl: `http://127.0.0.1:${8000 + (rtmpPort ?? 0)}`, capacity: 100, viewers: 0, cpu: 0, draining, streams: new Set(), rtmpUrl: rtmpPort ? `rtmp://127.0.0.1:${rtmpPort}/live` : null };
+}
+
 describe('HAProxy config rendering', () => {
   const dir = mkdtempSync(join(tmpdir(), 'relaycast-haproxy-'));
   const layout = { nodeId: 'b1', bind: '127.0.0.1:18080', mapPath: join(dir, 'geo.map'), runtimeSocket: join(dir, 'runtime.sock'), serverStateFile: join(dir, 'state'), balancer: '127.0.0.1:8080', defaultRegion: 'eu-west' };
@@ -57,9 +61,23 @@ describe('HAProxy config rendering', () => {
     assert.notEqual(renderHaproxy(nodes, [], { ...layout, bind: '127.0.0.1:18081' }).shape, base.shape, 'another bind');
   });
 
-  it('passes haproxy -c, with edges and with none', () => {
-    for (const set of [nodes, []]) {
-      const { cfg, map } = renderHaproxy(set, parseGeoPins('10.0.0.0/8=us-east'), layout);
+  it('sends RTMP (TCP) to the origins that take it, a draining one at weight 0, when it has an RTMP bind', () => {
+    const origins = [origin('o2', 19352, true), origin('o1', 19351), origin('o3', null)];
+    assert.doesNotMatch(renderHaproxy([...nodes, ...origins], [], layout).cfg, /rtmp/, 'no RTMP bind, no RTMP section');
+    const rtmpLayout = { ...layout, rtmpBind: '127.0.0.1:11935' };
+    const { cfg, shape, servers } = renderHaproxy([...nodes, ...origins], [], rtmpLayout);
+    assert.match(cfg, /defaults\n\s+mode tcp[\s\S]*frontend rtmp_in\n\s+bind 127\.0\.0\.1:11935\n\s+default_backend rtmp_origins\n\nbackend rtmp_origins\n\s+[\s\S]*balance leastconn/);
+    assert.match(cfg, /\n {4}server o1 127\.0\.0\.1:19351 id 1 check inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions weight 100\n {4}server o2 127\.0\.0\.1:19352 id 2 check inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions weight 0\n/);
+    assert.doesNotMatch(cfg, /server o3 /, 'an origin without RTMP is left out');
+    assert.deepEqual(servers.filter((s) => s.rtmp).map((s) => [s.backend, s.name, s.drain]), [['rtmp_origins', 'o1', false], ['rtmp_origins', 'o2', true]]);
+    assert.equal(renderHaproxy([...nodes, origin('o1', 19351)], [], rtmpLayout).shape, shape, 'origins coming and going are server changes');
+    assert.notEqual(renderHaproxy(nodes, [], layout).shape, shape, 'the RTMP frontend is part of the shape');
+    assert.equal(parseServerIds(cfg).get('rtmp_origins/o2'), 2);
+  });
+
+  it('passes haproxy -c, with edges and with none, with origins and RTMP', () => {
+    for (const [set, extra] of [[nodes, {}], [[], {}], [[...nodes, origin('o1', 19351), origin('o2', 19352, true)], { rtmpBind: '127.0.0.1:11935' }], [[], { rtmpBind: '127.0.0.1:11935' }]] as const) {
+      const { cfg, map } = renderHaproxy(set, parseGeoPins('10.0.0.0/8=us-east'), { ...layout, ...extra });
       writeFileSync(layout.mapPath, map);
       writeFileSync(join(dir, 'haproxy.cfg'), cfg);
       execFileSync('haproxy', ['-c', '-q', '-f', join(dir, 'haproxy.cfg')], { stdio: 'pipe' });

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import type { Counter } from 'prom-client';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { parseServerIds } from '../balancer/HaproxyConfig.ts';
+import { parseServerIds, RTMP_BACKEND } from '../balancer/HaproxyConfig.ts';
 import { HaproxyController } from '../balancer/HaproxyController.ts';
 import { HaproxyRuntime } from '../balancer/HaproxyRuntime.ts';
 import type { NodeSnapshot } from '../balancer/policies.ts';
@@ -134,5 +136,69 @@ describe('HaproxyController (runtime API or reload)', function () {
     controller = undefined;
     await start();
     assert.deepEqual(await running(), before);
+  });
+});
+
+describe('HaproxyController: origins behind the RTMP frontend (runtime API, no reload)', function () {
+  const dir = mkdtempSync(join(tmpdir(), 'relaycast-haproxy-rtmp-'));
+  const registry: NodeSnapshot[] = [];
+  /** Stand-in RTMP ports: they accept connections, which is all HAProxy's checks ask. */
+  const listeners: Server[] = [];
+  const metrics = new Metrics();
+  let controller: HaproxyController | undefined;
+  let runtime: HaproxyRuntime;
+
+  const origin = async (id: string) => {
+    const server = createServer((socket) => socket.destroy()).listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    listeners.push(server);
+    const rtmpUrl = `rtmp://127.0.0.1:${(server.address() as AddressInfo).port}/live`;
+    registry.push({ id, roles: ['origin'], region: 'eu', lat: 48.8, lon: 2.3, publicUrl: 'http://127.0.0.1:1', capacity: 100, viewers: 0, cpu: 0, draining: false, streams: new Set(), rtmpUrl });
+  };
+  const count = async (counter: Counter<string>, kind?: string) =>
+    (await counter.get()).values.filter((v) => kind === undefined || v.labels.kind === kind).reduce((sum, v) => sum + v.value, 0);
+  const servers = async () => new Map((await runtime.serversState(RTMP_BACKEND)).map((s) => [s.name, s]));
+  const onDisk = () => [...parseServerIds(readFileSync(join(dir, 'haproxy.cfg'), 'utf8')).keys()].filter((key) => key.startsWith(`${RTMP_BACKEND}/`));
+
+  before(async () => {
+    await origin('o1');
+    controller = await HaproxyController.start({
+      bin: 'haproxy',
+      dir,
+      layout: { nodeId: 'test', bind: `127.0.0.1:${await freePort()}`, balancer: `127.0.0.1:${await freePort()}`, defaultRegion: 'eu', rtmpBind: `127.0.0.1:${await freePort()}` },
+      pins: [],
+      logger: createLogger('silent'),
+      metrics,
+      nodes: async () => [...registry],
+    });
+    runtime = new HaproxyRuntime(join(dir, 'runtime.sock'));
+  });
+  after(async () => {
+    await controller?.stop();
+    for (const server of listeners) server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('adds an origin, drains it (weight 0) and undrains it, and deletes one that left, with no reload', async () => {
+    await waitFor('o1 UP', async () => (await servers()).get('o1')?.opState === 2, 5000, 100);
+    await origin('o2');
+    await controller!.refresh();
+    assert.equal(await count(metrics.haproxyRuntimeChanges, 'add-server'), 1);
+    assert.deepEqual([...(await servers()).keys()], ['o1', 'o2']);
+
+    registry[1]!.draining = true;
+    await controller!.refresh();
+    assert.equal((await servers()).get('o2')?.weight, 0, 'a draining origin gets no new publishers');
+    assert.match(readFileSync(join(dir, 'haproxy.cfg'), 'utf8'), /server o2 \S+ id 2 .* weight 0\n/, 'and the config on disk says so');
+    registry[1]!.draining = false;
+    await controller!.refresh();
+    assert.equal((await servers()).get('o2')?.weight, 100);
+
+    registry.splice(0, 1);
+    await controller!.refresh();
+    assert.equal(await count(metrics.haproxyRuntimeChanges, 'del-server'), 1);
+    assert.deepEqual([...(await servers()).keys()], ['o2']);
+    assert.deepEqual(onDisk(), [`${RTMP_BACKEND}/o2`]);
+    assert.equal(await count(metrics.haproxyReloads), 0, 'no reload');
   });
 });

@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { NodeRegistry } from '../app/NodeRegistry.ts';
 import { Database } from '../db/Database.ts';
 import { listAudit } from '../db/repositories/audit.ts';
-import { getNode, upsertNode, type NodeInfo } from '../db/repositories/nodes.ts';
+import { getNode, reportNodeLost, upsertNode, type NodeInfo } from '../db/repositories/nodes.ts';
 import { createRelay, listRelays } from '../db/repositories/relays.ts';
 import { getStream, markStreamLive } from '../db/repositories/streams.ts';
+import { freePort } from '../kit/postgres.ts';
 import { waitFor } from '../kit/processes.ts';
 import { BACKENDS } from './helpers/backends.ts';
 
@@ -19,8 +23,22 @@ function info(id: string, roles = ['edge']): NodeInfo {
   return { id, roles, region: 'eu', lat: 48.8, lon: 2.3, publicUrl: `http://${id}`, announcedIp: '127.0.0.1', version: 'test', capacity: 100, agentPort: null, rtmpUrl: null };
 }
 
-function registry(db: Database, id: string): NodeRegistry {
-  return new NodeRegistry({ knex: db.knex, info: info(id), load: () => LOAD, heartbeatMs: HEARTBEAT_MS, ttlMs: TTL_MS, logger });
+function registry(db: Database, id: string, ttlMs = TTL_MS): NodeRegistry {
+  return new NodeRegistry({ knex: db.knex, info: info(id), load: () => LOAD, heartbeatMs: HEARTBEAT_MS, ttlMs, logger });
+}
+
+/** An HTTP server that answers /healthz as the node `id` would (X-Relaycast-Node). */
+async function answering(id: string): Promise<{ url: string; server: Server }> {
+  const server = createServer((_req, res) => res.writeHead(200, { 'x-relaycast-node': id }).end('{"status":"ok"}'));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+/** A node row with this public URL, last heartbeat `agoMs` ago. */
+async function nodeAt(db: Database, id: string, publicUrl: string, agoMs: number): Promise<void> {
+  await upsertNode(db.knex, { ...info(id, ['origin']), publicUrl }, LOAD);
+  await db.knex('nodes').where({ id }).update({ heartbeat_at: db.knex.raw(`now() - make_interval(secs => ?)`, [agoMs / 1000]) });
 }
 
 /** A node that registered and then crashed: a row nobody heartbeats any more. */
@@ -92,6 +110,52 @@ for (const backend of BACKENDS) {
         assert.equal((await listAudit(db.knex, { action: 'node.dead' })).length, 3);
       } finally {
         for (const d of extra) await d.close();
+      }
+    });
+
+    // A TTL far away: what these declare dead, the early confirmation did.
+    const LONG_TTL_MS = 60_000;
+
+    it('declares a node a peer reported lost dead before its TTL once it is silent and does not answer', async () => {
+      const { db } = handle;
+      await nodeAt(db, 'origin-b', `http://127.0.0.1:${await freePort()}`, 5 * HEARTBEAT_MS);
+      await markStreamLive(db.knex, { name: 'show', originNodeId: 'origin-b', ingestProtocol: 'whip', codecs: null, publisherSession: 's' });
+      const a = registry(db, 'edge-a', LONG_TTL_MS);
+      assert.deepEqual(await a.confirmReports(), [], 'no report, no early death');
+      assert.equal(await reportNodeLost(db.knex, { nodeId: 'origin-b', reporterId: 'edge-a', reason: 'relay connection lost: ECONNRESET' }), true);
+      // Reported now, silent since: dead at the next confirmation without waiting for the TTL.
+      await waitFor('the report to outlast two heartbeat intervals', async () => (await a.confirmReports()).length === 1, 5000, 50);
+      assert.equal((await getNode(db.knex, 'origin-b'))?.state, 'dead');
+      assert.equal((await getStream(db.knex, 'show'))?.state, 'idle', "the dead origin's placement is released");
+      const [entry] = await listAudit(db.knex, { action: 'node.dead' });
+      assert.equal(entry?.target, 'origin-b');
+      assert.match(String((entry?.detail as { reason: string }).reason), /reported lost by edge-a \(relay connection lost: ECONNRESET\)/);
+      assert.equal(await reportNodeLost(db.knex, { nodeId: 'origin-b', reporterId: 'edge-a', reason: 'again' }), false, 'a dead node takes no report');
+    });
+
+    it('never declares dead a reported node that answers its probe, or that heartbeats after the report', async () => {
+      const { db } = handle;
+      const live = await answering('origin-c');
+      try {
+        await nodeAt(db, 'origin-c', live.url, 5 * HEARTBEAT_MS);
+        await markStreamLive(db.knex, { name: 'show', originNodeId: 'origin-c', ingestProtocol: 'whip', codecs: null, publisherSession: 's' });
+        const b = registry(db, 'origin-b', LONG_TTL_MS);
+        started.push(b);
+        await b.start();
+        const a = registry(db, 'edge-a', LONG_TTL_MS);
+        // origin-c: silent in the registry (cut off from the database), but it answers.
+        await reportNodeLost(db.knex, { nodeId: 'origin-c', reporterId: 'edge-a', reason: 'forged' });
+        // origin-b: heartbeats (its registry runs), but unreachable: a report it outlives is moot.
+        await reportNodeLost(db.knex, { nodeId: 'origin-b', reporterId: 'edge-a', reason: 'forged' });
+        for (let i = 0; i < 5; i++) {
+          assert.deepEqual(await a.confirmReports(), []);
+          await new Promise((resolve) => setTimeout(resolve, HEARTBEAT_MS));
+        }
+        assert.equal((await getNode(db.knex, 'origin-c'))?.state, 'up');
+        assert.equal((await getNode(db.knex, 'origin-b'))?.state, 'up');
+        assert.equal((await getStream(db.knex, 'show'))?.originNodeId, 'origin-c', 'the live origin keeps its stream');
+      } finally {
+        live.server.close();
       }
     });
 

@@ -191,6 +191,20 @@ describe('RTMP ingest played over WebRTC', function () {
       await viewer.close();
     }
   });
+
+  it('takes a publisher back within node-media-server\'s 30 s grace window (an encoder reconnecting, or any publisher through HAProxy)', async () => {
+    const { streamKey } = await createStream('rtmp-again');
+    for (const round of ['first', 'again']) {
+      const publisher = publishRtmp(rtmpUrl(streamKey), false);
+      try {
+        await waitFor(`the stream live (${round})`, async () => (await getStream(db.knex, 'rtmp-again'))?.state === 'live', 20_000);
+        assert.equal(bridgePids(streamKey).length, 1, 'a bridge for the publish');
+      } finally {
+        publisher.kill('SIGKILL');
+      }
+      await waitFor('the stream idle', async () => (await getStream(db.knex, 'rtmp-again'))?.state === 'idle', 15_000);
+    }
+  });
 });
 
 describe('RTMP bridges when the origin goes away', () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
@@ -7,6 +8,7 @@ import { metric } from '../kit/metrics.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { waitFor } from '../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { startOriginEdge, type OriginEdge } from './helpers/originEdge.ts';
 
 /**
  * Relay tiers, for real: an origin that feeds each stream to one edge (--origin-max-relays 1) and
@@ -104,13 +106,28 @@ describe('relay tiers: an origin that feeds one edge, three edges, a viewer on e
       rows.map((r) => [r.edge_node_id, r.upstream_node_id]).sort(),
       'the admin API shows the tree',
     );
+
+    // The dashboard draws it: each edge's entry nested in its parent's.
+    const dashboard = await browser.page(balancer.url);
+    await dashboard.goto(`${balancer.url}/dashboard#token=${ADMIN}`);
+    await waitFor('the dashboard to draw the tree', async () => (await dashboard.locator(`tr[data-stream="${stream}"] li[data-edge]`).count()) === 3, 30_000, 250);
+    for (const row of rows) {
+      const nested = await dashboard.locator(`tr[data-stream="${stream}"] li[data-edge="${row.edge_node_id}"]`).evaluate((li) => li.parentElement?.closest('li')?.getAttribute('data-edge') ?? null);
+      assert.equal(nested, row.upstream_node_id === 'origin-1' ? null : row.upstream_node_id, `${row.edge_node_id} drawn below its parent`);
+    }
+    await dashboard.close();
   });
 
   it('SIGKILL of the edge fed by the origin: the edges below re-attach and their viewers keep decoding in the same sessions', async () => {
     const root = (await relays()).find((r) => r.upstream_node_id === 'origin-1')!.edge_node_id;
     const others = [...edges.keys()].filter((id) => id !== root);
     const before = new Map<string, number>();
-    for (const id of others) before.set(id, await framesOn(id));
+    const frozen = new Map<string, number>();
+    for (const id of others) {
+      const stats = await playbackStats(viewers.get(id)!);
+      before.set(id, stats.framesDecoded);
+      frozen.set(id, stats.totalFreezesDuration);
+    }
     const killed = Date.now();
     await edges.get(root)!.kill();
     edges.delete(root);
@@ -118,16 +135,88 @@ describe('relay tiers: an origin that feeds one edge, three edges, a viewer on e
     // Decoding again: 30 frames (1 s of the fake camera) past the count at the kill.
     for (const id of others) {
       await waitFor(`${id}'s viewer decoding again`, async () => (await framesOn(id)) > before.get(id)! + 30, 30_000, 100);
-      console.log(`      kill -9 ${root}: ${id}'s viewer decoding again ${Date.now() - killed} ms after the kill (same session)`);
+      console.log(`      kill -9 ${root}: ${id}'s viewer 30 frames further ${Date.now() - killed} ms after the kill, same session`);
     }
     for (const id of others) {
       const stats = await playbackStats(viewers.get(id)!);
       assert.equal(stats.connectionState, 'connected', `${id}'s viewer kept its session`);
+      console.log(`      kill -9 ${root}: ${id}'s picture froze for ${Math.round((stats.totalFreezesDuration - frozen.get(id)!) * 1000)} ms in all (Chromium's totalFreezesDuration)`);
     }
     await waitFor('the relays re-attached in the placement table', async () => {
       const rows = await relays();
       return rows.length === 2 && rows.every((r) => r.upstream_node_id !== root) && rows.filter((r) => r.upstream_node_id === 'origin-1').length === 1;
     }, 10_000, 200);
     console.log(`      tree after the kill: ${JSON.stringify((await relays()).map((r) => `${r.upstream_node_id} → ${r.edge_node_id}`))}`);
+  });
+
+  it('SIGTERM of a parent (it drains): its child moves to the origin once the parent lets go, and its viewer keeps decoding in the same session', async () => {
+    const rows = await relays();
+    const parent = rows.find((r) => r.upstream_node_id === 'origin-1')!.edge_node_id;
+    const child = rows.find((r) => r.upstream_node_id === parent)?.edge_node_id;
+    assert.ok(child, `a child below ${parent}: ${JSON.stringify(rows)}`);
+    const before = await playbackStats(viewers.get(child)!);
+    const started = Date.now();
+    assert.equal(await edges.get(parent)!.stop(), 0, 'the parent exits 0');
+    edges.delete(parent);
+    await waitFor(`${child}'s relay on the origin`, async () => (await relays()).some((r) => r.edge_node_id === child && r.upstream_node_id === 'origin-1'), 15_000, 200);
+    await waitFor(`${child}'s viewer decoding on`, async () => (await framesOn(child)) > before.framesDecoded + 30, 30_000, 100);
+    const after = await playbackStats(viewers.get(child)!);
+    assert.equal(after.connectionState, 'connected', `${child}'s viewer kept its session`);
+    console.log(
+      `      SIGTERM ${parent}: ${child} on the origin, its viewer 30 frames further ${Date.now() - started} ms after; frozen ${Math.round((after.totalFreezesDuration - before.totalFreezesDuration) * 1000)} ms in all`,
+    );
+  });
+});
+
+describe('relay tiers: a Constrained Baseline viewer two tiers down gets the RTMP stream\'s rendition through its parent', function () {
+  this.timeout(180_000);
+  let cluster: OriginEdge;
+  let child: RelaycastProcess;
+  let browser: TestBrowser;
+  let publisher: ChildProcess | undefined;
+
+  before(async () => {
+    cluster = await startOriginEdge({ secret: SECRET, admin: ADMIN, originArgs: ['--origin-max-relays', '1'] });
+    child = await startRelaycast({
+      roles: ['edge'],
+      databaseUrl: cluster.testDb.url,
+      env: { RELAYCAST_CLUSTER_SECRET: SECRET },
+      args: ['--node-id', 'edge-2', ...common],
+    });
+    browser = await TestBrowser.launch();
+  });
+  after(async () => {
+    publisher?.kill('SIGKILL');
+    await browser?.close();
+    await child?.stop();
+    await cluster?.stop();
+  });
+
+  it('plays the stream as sent on the first edge, and its rendition on the edge below it', async () => {
+    const name = 'tiered-rtmp';
+    const { rtmpUrl } = await cluster.createStream(name);
+    // x264 High without B-frames is passed through as it is: a Constrained Baseline viewer needs the rendition.
+    publisher = spawn(
+      'ffmpeg',
+      ['-hide_banner', '-loglevel', 'error', '-nostdin', '-re', '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
+        '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-bf', '0', '-tune', 'zerolatency', '-g', '30', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-t', '120', '-f', 'flv', rtmpUrl],
+      { stdio: 'ignore' },
+    );
+    await waitFor('the stream live', async () => (await cluster.db.knex('streams').where({ name }).first())?.state === 'live', 20_000, 200);
+    const first = await browser.page(cluster.edge.url);
+    assert.equal((await play(first, `${cluster.edge.url}/whep/${name}`)).status, 201);
+    await waitFor('the first edge\'s viewer to decode', async () => (await playbackStats(first)).framesDecoded > 10, 30_000, 200);
+
+    const second = await browser.page(child.url);
+    const played = await play(second, `${child.url}/whep/${name}`, undefined, { h264Profiles: ['42e01f'] });
+    assert.equal(played.status, 201, played.body);
+    assert.match(played.body, /profile-level-id=42e01f/i, 'answered with the viewer\'s Constrained Baseline');
+    await waitFor('the baseline viewer to decode', async () => (await playbackStats(second)).framesDecoded > 10, 30_000, 200);
+    const rows = await cluster.db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', name).select('relays.edge_node_id', 'relays.upstream_node_id');
+    assert.deepEqual(
+      rows.map((r) => `${r.upstream_node_id} → ${r.edge_node_id}`).sort(),
+      ['edge-1 → edge-2', 'origin-1 → edge-1'],
+      'the second edge pulls from the first',
+    );
   });
 });

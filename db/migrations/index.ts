@@ -3,6 +3,7 @@ import * as initial from './001_initial.ts';
 import * as agentPort from './002_agent_port.ts';
 import * as rtmpLadder from './003_rtmp_ladder.ts';
 import * as rtmpUrl from './004_rtmp_url.ts';
+import * as nodeLossReports from './005_node_loss_reports.ts';
 import * as relayTiers from './006_relay_tiers.ts';
 
 /**
@@ -14,6 +15,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '002_agent_port': agentPort,
   '003_rtmp_ladder': rtmpLadder,
   '004_rtmp_url': rtmpUrl,
+  '005_node_loss_reports': nodeLossReports,
   '006_relay_tiers': relayTiers,
 };
 

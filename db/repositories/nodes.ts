@@ -114,6 +114,10 @@ export async function upsertNode(db: Knex, info: NodeInfo, load: NodeLoad): Prom
     started_at: db.fn.now(),
     heartbeat_at: db.fn.now(),
     ended_at: null,
+    // A report about an earlier life of this id says nothing about this one.
+    lost_reported_at: null,
+    lost_reported_by: null,
+    lost_reason: null,
   };
   await db('nodes').insert(row).onConflict('id').merge();
 }
@@ -180,4 +184,77 @@ export async function listNodes(db: Knex, filter: NodeFilter = {}): Promise<Node
   if (filter.role) query.whereRaw('? = any(roles)', [filter.role]);
   const rows: NodeRow[] = await query;
   return rows.map(toRecord);
+}
+
+/** What a peer says when its connection to a node dropped unexpectedly (reportNodeLost). */
+export interface NodeLossReport {
+  /** The node the connection went to. */
+  nodeId: string;
+  /** The node whose connection dropped. */
+  reporterId: string;
+  /** What happened, for the audit log: "relay connection lost: ECONNRESET". */
+  reason: string;
+}
+
+/** Longest reason kept: a line for the audit log, not a stack trace. */
+const REASON_MAX_CHARS = 200;
+
+/**
+ * Records that a peer lost its connection to a node: call it when a connection to that node drops
+ * unexpectedly (an edge's relay from its origin, an origin's relay to an edge). It declares
+ * nothing by itself, so a mistaken or forged report costs nothing: the node registry of every node
+ * then confirms it at its next tick and declares the node dead early, with the TTL reaper's
+ * cleanup, only if the node has also been silent since the report (no heartbeat for two intervals)
+ * and does not answer a probe of its /healthz (app/NodeRegistry.ts). Returns false when the node is
+ * not up (already dead or gone, or unknown). Never throws for a reason too long; it is cut.
+ */
+export async function reportNodeLost(db: Knex, report: NodeLossReport): Promise<boolean> {
+  const updated = await db('nodes')
+    .where({ id: report.nodeId, state: 'up' })
+    .update({ lost_reported_at: db.fn.now(), lost_reported_by: report.reporterId, lost_reason: report.reason.slice(0, REASON_MAX_CHARS) });
+  return updated === 1;
+}
+
+/** An up node reported lost by a peer and silent since: a candidate for an early death. */
+export interface SuspectNode {
+  id: string;
+  publicUrl: string;
+  reportedBy: string;
+  reason: string;
+}
+
+/**
+ * Up nodes reported lost after their last heartbeat, whose heartbeat is now older than
+ * `silentMs`: the ones the registry probes and, if they do not answer, declares dead.
+ */
+export async function listReportedSilentNodes(db: Knex, silentMs: number): Promise<SuspectNode[]> {
+  const rows: Array<{ id: string; public_url: string; lost_reported_by: string | null; lost_reason: string | null }> = await db('nodes')
+    .where('state', 'up')
+    .whereNotNull('lost_reported_at')
+    .andWhereRaw('lost_reported_at >= heartbeat_at')
+    .andWhere('heartbeat_at', '<', db.raw(`now() - make_interval(secs => ?)`, [silentMs / 1000]))
+    .select('id', 'public_url', 'lost_reported_by', 'lost_reason');
+  return rows.map((r) => ({ id: r.id, publicUrl: r.public_url, reportedBy: r.lost_reported_by ?? '', reason: r.lost_reason ?? '' }));
+}
+
+/** How long ago an up node last heartbeated, in ms (database clock); undefined when it is not up. */
+export async function nodeSilenceMs(db: Knex, id: string): Promise<number | undefined> {
+  const row: { silent_ms: string | number } | undefined = await db('nodes')
+    .where({ id, state: 'up' })
+    .first(db.raw('extract(epoch from (now() - heartbeat_at)) * 1000 as silent_ms'));
+  return row ? Number(row.silent_ms) : undefined;
+}
+
+/**
+ * Marks one node dead if it is up and has not heartbeated for `silentMs`, as
+ * markExpiredNodesDead does for the TTL (the row lock makes exactly one caller win). True when
+ * this call declared it dead.
+ */
+export async function markSilentNodeDead(db: Knex, id: string, silentMs: number): Promise<boolean> {
+  const rows: Array<{ id: string }> = await db('nodes')
+    .where({ id, state: 'up' })
+    .andWhere('heartbeat_at', '<', db.raw(`now() - make_interval(secs => ?)`, [silentMs / 1000]))
+    .update({ state: 'dead', ended_at: db.fn.now(), viewers: 0, streams: 0, bitrate_out: 0 })
+    .returning('id');
+  return rows.length === 1;
 }
