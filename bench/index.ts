@@ -6,6 +6,8 @@
  *   ttff      time to first frame on a cold edge and a warm one
  *   latency   latency publisher → viewer through origin + edge and through the baseline, measured
  *             on timestamps carried in the video frames; the difference is what the hop adds
+ *   tiers     relay tiers: latency each edge → edge hop adds (tiers 0, 1, 2), time to first frame
+ *             on a cold edge whose parent is warm vs one pulling from the origin
  *   balancer  route decisions per second per policy; HAProxy render + validate + reload
  *   haproxy   HAProxy kept live: an edge's registration → first request through the runtime API
  *             (no reload) and through a reload (new region); map replaced and edited at run time
@@ -31,6 +33,7 @@ import { haproxyLive } from './sections/haproxyLive.ts';
 import { latency, latencyRuns } from './sections/latency.ts';
 import { postgres } from './sections/postgres.ts';
 import { MediaRig } from './sections/rig.ts';
+import { tiers, tiersRuns } from './sections/tiers.ts';
 import { ttff, ttffRuns } from './sections/ttff.ts';
 
 function machine() {
@@ -60,6 +63,7 @@ function plannedSteps(options: BenchOptions): number {
     fanout: runsFor(options, 'media') * 2 * options.viewers.length,
     ttff: ttffRuns(options),
     latency: latencyRuns(options),
+    tiers: tiersRuns(options).latency + tiersRuns(options).ttff,
     balancer: runsFor(options, 'cheap') * 2,
     haproxy: runsFor(options, 'cheap'),
     postgres: runsFor(options, 'cheap') * 3,
@@ -121,7 +125,15 @@ async function run(options: BenchOptions): Promise<number> {
   for (const id of options.only.filter((s) => !MEDIA.includes(s))) {
     sectionStart = performance.now();
     try {
-      done(id === 'balancer' ? await balancer(options, progress) : id === 'haproxy' ? await haproxyLive(options, progress) : await postgres(options, progress));
+      done(
+        id === 'tiers'
+          ? await tiers(options, progress)
+          : id === 'balancer'
+            ? await balancer(options, progress)
+            : id === 'haproxy'
+              ? await haproxyLive(options, progress)
+              : await postgres(options, progress),
+      );
     } catch (error) {
       failed(id, error);
     }

@@ -4,6 +4,7 @@
  * the same viewers for each.
  *
  *   npm run simulate [-- --edges 10000 --regions 100 --viewers 1000000 --streams 2000 --zipf 1.0 --seed 1]
+ *   npm run simulate -- --origin-max-relays 4 --edge-max-children 8 [--stream-kbps 2700] [--parent-rule product|shallow]
  *
  * The world (bench/simulator/model.ts): region centres over the globe, each region's population
  * share Zipf-distributed (some regions hot), edges spread evenly over the regions (--edge-skew 1:
@@ -15,6 +16,11 @@
  * a join is rejected when rank() returns nothing. See bench/simulator/deciders.ts for how that
  * stays exact without passing every node at every join, and how it is checked.
  *
+ * With --origin-max-relays, each stream's relays form a tree (bench/simulator/tiers.ts): past the
+ * origin's limit an edge pulls from the nearest edge relaying the stream that feeds fewer than
+ * --edge-max-children; the table adds origin egress in Gbit/s (--stream-kbps per stream) and the
+ * relays and viewers per tier. Without it every edge pulls from its origin, as before tiers.
+ *
  * Prints a table (stdout) and writes bench/results/simulate-<time>.json and .svg (--out DIR).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -22,9 +28,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { POLICY_NAMES, type PolicyName } from '../balancer/policies.ts';
+import { integerOption } from './lib/options.ts';
 import { buildModel, DEFAULT_OPTIONS, type SimOptions } from './simulator/model.ts';
 import { chart, describe, json, table } from './simulator/report.ts';
 import { runPolicy, type PolicyResult } from './simulator/run.ts';
+import { PARENT_RULES, type ParentRule } from './simulator/tiers.ts';
 
 const d = DEFAULT_OPTIONS;
 const { values } = parseArgs({
@@ -47,6 +55,10 @@ const { values } = parseArgs({
     seed: { type: 'string', default: String(d.seed) },
     policies: { type: 'string', default: POLICY_NAMES.join(',') },
     engine: { type: 'string', default: d.engine },
+    'origin-max-relays': { type: 'string' },
+    'edge-max-children': { type: 'string' },
+    'stream-kbps': { type: 'string' },
+    'parent-rule': { type: 'string', default: 'product' },
     verify: { type: 'boolean', default: false },
     checks: { type: 'string', default: String(d.checks) },
     out: { type: 'string', default: fileURLToPath(new URL('./results/', import.meta.url)) },
@@ -61,6 +73,8 @@ function number(name: keyof typeof values): number {
 const policies = String(values.policies).split(',').filter(Boolean);
 for (const p of policies) if (!(POLICY_NAMES as readonly string[]).includes(p)) throw new RangeError(`unknown policy "${p}" (${POLICY_NAMES.join(', ')})`);
 if (values.engine !== 'fast' && values.engine !== 'rank') throw new RangeError('--engine is fast or rank');
+const parentRule = values['parent-rule'] as ParentRule;
+if (!PARENT_RULES.includes(parentRule)) throw new RangeError(`--parent-rule is ${PARENT_RULES.join(' or ')}`);
 
 const options: SimOptions = {
   edges: number('edges'),
@@ -80,6 +94,12 @@ const options: SimOptions = {
   thresholds: { streams: number('stream-threshold'), viewers: number('viewer-threshold') },
   policies: policies as PolicyName[],
   engine: values.engine,
+  tiers: {
+    originMaxRelays: values['origin-max-relays'] === undefined ? undefined : integerOption('origin-max-relays', values['origin-max-relays']),
+    edgeMaxChildren: values['edge-max-children'] === undefined ? undefined : integerOption('edge-max-children', values['edge-max-children']),
+    parentRule,
+  },
+  streamKbps: integerOption('stream-kbps', values['stream-kbps'], d.streamKbps),
   verify: Boolean(values.verify),
   checks: number('checks'),
 };

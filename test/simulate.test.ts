@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { POLICY_NAMES } from '../balancer/policies.ts';
+import { Cluster } from '../bench/simulator/cluster.ts';
 import { buildModel, DEFAULT_OPTIONS, type SimOptions } from '../bench/simulator/model.ts';
 import { METRICS } from '../bench/simulator/report.ts';
 import { runPolicy, type PolicyResult } from '../bench/simulator/run.ts';
+import { ORIGIN, PARENT_RULES, type RelayTrees } from '../bench/simulator/tiers.ts';
 
 /**
  * Smoke test of the cluster simulator (bench/simulate.ts) at a tiny size, so that it keeps working.
@@ -39,6 +41,81 @@ describe('cluster simulator', () => {
       assert.deepEqual(withoutTimes(byEngine[0]!), withoutTimes(byEngine[1]!), 'both engines give the same figures');
     });
   }
+
+  describe('relay tiers', () => {
+    const LIMITS = { originMaxRelays: 2, edgeMaxChildren: 3 };
+
+    /** The trees' invariants, from the live relays alone: limits, parents, tiers, no loop. */
+    function checkTrees(trees: RelayTrees, streams: number): void {
+      const relays = new Map<string, ReturnType<RelayTrees['get']> & object>();
+      for (const r of trees.relays()) relays.set(`${r.edge}:${r.stream}`, r);
+      const fromOrigin = new Int32Array(streams);
+      const children = new Map<string, number>();
+      for (const r of relays.values()) {
+        if (r.parent === ORIGIN) {
+          fromOrigin[r.stream]!++;
+          assert.equal(r.tier, 0);
+          continue;
+        }
+        const parent = relays.get(`${r.parent}:${r.stream}`);
+        assert.ok(parent, `relay ${r.edge}:${r.stream}: its parent ${r.parent} relays the stream`);
+        assert.ok(parent.treeKey < r.treeKey, 'a parent opened before its child');
+        assert.equal(r.tier, parent.tier + 1);
+        children.set(`${r.parent}:${r.stream}`, (children.get(`${r.parent}:${r.stream}`) ?? 0) + 1);
+        // Up the chain: the origin within as many steps as there are relays, never the same relay twice.
+        const seen = new Set<string>();
+        for (let at: typeof r | undefined = r; at && at.parent !== ORIGIN; at = relays.get(`${at.parent}:${at.stream}`)) {
+          assert.ok(!seen.has(`${at.edge}`), `loop through edge ${at.edge}, stream ${r.stream}`);
+          seen.add(`${at.edge}`);
+        }
+      }
+      for (const count of fromOrigin) assert.ok(count <= LIMITS.originMaxRelays, `origin feeds ${count} edges one stream`);
+      for (const r of relays.values()) {
+        assert.equal(r.children, children.get(`${r.edge}:${r.stream}`) ?? 0, 'children counted');
+        assert.ok(r.children <= LIMITS.edgeMaxChildren, `relay feeds ${r.children} edges`);
+      }
+    }
+
+    it('keeps every relay tree within the limits, loop-free and rooted at the origin, and still routes as rank() does', () => {
+      for (const parentRule of PARENT_RULES) for (const name of POLICY_NAMES) {
+        const model = buildModel({ ...TINY, tiers: { ...LIMITS, parentRule }, verify: true });
+        let checks = 0;
+        const r = runPolicy(model, name, undefined, (cluster) => {
+          if (++checks % 97 === 0) checkTrees(cluster.trees, TINY.streams);
+        });
+        assert.ok(checks > 0);
+        assert.equal(r.mismatches, 0, `${name}:\n${r.mismatchExamples.join('\n')}`);
+        assert.ok(r.streamOriginRelaysPeak <= LIMITS.originMaxRelays && r.childrenPeak <= LIMITS.edgeMaxChildren, `${name}: peaks ${r.streamOriginRelaysPeak}, ${r.childrenPeak}`);
+        assert.ok(r.relaysByTier.length >= 3, `${name}: relays in tiers ${r.relaysByTier.join(' / ')}`);
+        assert.ok(r.originRelaysPeak < r.relaysPeak, `${name}: the origins feed fewer edges than relay`);
+      }
+    });
+
+    it('leaves a relay whose edge lost its last viewer while it feeds a child, and closes it with the child', () => {
+      const model = buildModel({ ...TINY, tiers: { originMaxRelays: 1, edgeMaxChildren: 1 } });
+      const cluster = new Cluster(model);
+      const [a, b, c] = [0, 1, 2];
+      for (const edge of [a, b, c]) cluster.join(edge, 0);
+      assert.deepEqual([a, b, c].map((e) => cluster.trees.get(e, 0)!.tier), [0, 1, 2], 'a chain: a ← origin, b ← a, c ← b');
+      cluster.leave(b, 0);
+      assert.ok(cluster.trees.get(b, 0) && model.streamSets[b]!.has(model.streams[0]!.name), 'b still feeds c');
+      assert.equal(cluster.relays, 3);
+      cluster.leave(c, 0);
+      assert.equal(cluster.trees.get(b, 0), undefined, 'b went with c');
+      assert.equal(cluster.relays, 1);
+      assert.equal(cluster.originRelays, 1);
+      cluster.leave(a, 0);
+      assert.equal(cluster.relays + cluster.originRelays + cluster.trees.originFeeds[0]!, 0);
+    });
+
+    it('changes nothing without limits: every relay is fed by the origin', () => {
+      const model = buildModel({ ...TINY, tiers: {} });
+      const r = runPolicy(model, 'compact');
+      assert.equal(r.originRelaysPeak, r.relaysPeak);
+      assert.equal(r.relaysByTier.length, 1);
+      assert.equal(r.childrenPeak, 0);
+    });
+  });
 
   it('npm run simulate prints every policy and metric, and writes the JSON and the chart', async () => {
     const out = mkdtempSync(join(tmpdir(), 'relaycast-simulate-'));

@@ -27,7 +27,7 @@ export const USAGE = `npm run bench [-- options]
 
   --quick              tiny sizes, one run of each figure (what the smoke test runs; < 1 min)
   --only LIST          sections, comma-separated: ${SECTION_IDS.join(',')}
-  --runs N             runs per figure (default: fanout 3, ttff 7, latency 5, balancer, haproxy and postgres 5)
+  --runs N             runs per figure (default: fanout 3, ttff 7, latency 5, tiers 5 latency + 7 first frame, balancer, haproxy and postgres 5)
   --viewers LIST       fan-out steps (default 10,25,50,75,100)
   --seconds S          measurement window of each media figure (default 10)
   --generators N       load-generator processes for the fan-out viewers (default 2)

@@ -1,7 +1,7 @@
 /** What a section returns, and how it is printed. */
 
-export type SectionId = 'fanout' | 'ttff' | 'latency' | 'balancer' | 'haproxy' | 'postgres';
-export const SECTION_IDS: SectionId[] = ['fanout', 'ttff', 'latency', 'balancer', 'haproxy', 'postgres'];
+export type SectionId = 'fanout' | 'ttff' | 'latency' | 'tiers' | 'balancer' | 'haproxy' | 'postgres';
+export const SECTION_IDS: SectionId[] = ['fanout', 'ttff', 'latency', 'tiers', 'balancer', 'haproxy', 'postgres'];
 
 export interface Table {
   title: string;

@@ -21,7 +21,8 @@ import type { Progress } from '../lib/progress.ts';
 const BASELINE_SERVER = fileURLToPath(new URL('../baseline/server.ts', import.meta.url));
 
 export const STREAM = 'bench';
-const SECRET = 'bench-cluster-secret-0123456789';
+/** The cluster secret of the benchmark's Relaycast nodes (tokens are signed with it). */
+export const SECRET = 'bench-cluster-secret-0123456789';
 /** Short, so that a cold-edge measurement does not wait long for the previous relay to go. */
 export const RELAY_LINGER_MS = 500;
 

@@ -1,6 +1,7 @@
 import { nodeLoad } from '../../core/Role.ts';
 import { distanceKm, type NodeSnapshot } from '../../balancer/policies.ts';
 import { fastKm, type Model } from './model.ts';
+import { ORIGIN, RelayTrees } from './tiers.ts';
 
 /**
  * The cluster's state during one run (viewers and relays per edge, kept in the NodeSnapshots the
@@ -24,13 +25,20 @@ export class Cluster {
   readonly model: Model;
   /** Viewers per edge (mirrors NodeSnapshot.viewers). */
   readonly viewers: Int32Array;
-  /** Per edge: viewers per stream index; a key present is a relay (the edge pulls that stream from its origin). */
+  /**
+   * Per edge: viewers per stream index; a key present is a relay (the edge pulls that stream from
+   * its origin or, with relay tiers, from a parent edge). 0 viewers: a relay kept for its children.
+   */
   readonly relayViewers: Map<number, number>[];
   /** Per region: edges under both thresholds, which any viewer may join. */
   readonly open: Int32Array;
   /** Per origin (index into nodes − edgeCount): relays it feeds. */
   readonly originEgress: Int32Array;
+  /** Each stream's relay tree (bench/simulator/tiers.ts). */
+  readonly trees: RelayTrees;
   relays = 0;
+  /** Relays the origins feed, all together. */
+  originRelays = 0;
   totalViewers = 0;
   /** Edges with at least one viewer. */
   inUse = 0;
@@ -57,6 +65,7 @@ export class Cluster {
     this.relayViewers = Array.from({ length: E }, () => new Map());
     this.open = Int32Array.from(model.regions, (r) => r.edges.length);
     this.originEgress = new Int32Array(model.nodes.length - E);
+    this.trees = new RelayTrees(model, model.options.tiers);
     const { streams, viewers } = model.options.thresholds;
     this.#lowThreshold = Math.min(streams, viewers);
     this.#highThreshold = Math.max(streams, viewers);
@@ -212,11 +221,11 @@ export class Cluster {
     this.totalViewers++;
     if (n === 1) this.inUse++;
     const relay = this.relayViewers[edge]!;
-    const count = relay.get(stream) ?? 0;
-    relay.set(stream, count + 1);
-    if (count === 0) {
+    const count = relay.get(stream);
+    relay.set(stream, (count ?? 0) + 1);
+    if (count === undefined) {
       this.relays++;
-      this.originEgress[this.model.streams[stream]!.origin - this.model.edgeCount]!++;
+      if (this.trees.open(edge, stream).parent === ORIGIN) this.#originFeeds(stream, 1);
       this.model.streamSets[edge]!.add(this.model.streams[stream]!.name);
     }
     if (wasOpen && !(this.load(edge) < this.#lowThreshold)) this.open[this.#region[edge]!]!--;
@@ -229,15 +238,28 @@ export class Cluster {
     this.totalViewers--;
     if (n === 0) this.inUse--;
     const relay = this.relayViewers[edge]!;
-    const count = relay.get(stream)!;
-    if (count === 1) {
-      // The relay goes with its last viewer (the edge's linger of a few seconds is not modelled).
-      relay.delete(stream);
-      this.relays--;
-      this.originEgress[this.model.streams[stream]!.origin - this.model.edgeCount]!--;
-      this.model.streamSets[edge]!.delete(this.model.streams[stream]!.name);
-    } else relay.set(stream, count - 1);
+    relay.set(stream, relay.get(stream)! - 1);
+    this.#closeIdle(edge, stream);
     if (!wasOpen && this.load(edge) < this.#lowThreshold) this.open[this.#region[edge]!]!++;
+  }
+
+  /**
+   * Closes the relay of `stream` on `edge` if it has neither viewers nor children, then its parent
+   * on the same terms, up the tree. (The edge's linger of a few seconds is not modelled.)
+   */
+  #closeIdle(edge: number, stream: number): void {
+    while (edge !== ORIGIN && this.relayViewers[edge]!.get(stream) === 0 && this.trees.get(edge, stream)!.children === 0) {
+      this.relayViewers[edge]!.delete(stream);
+      this.relays--;
+      this.model.streamSets[edge]!.delete(this.model.streams[stream]!.name);
+      edge = this.trees.close(edge, stream);
+      if (edge === ORIGIN) this.#originFeeds(stream, -1);
+    }
+  }
+
+  #originFeeds(stream: number, change: 1 | -1): void {
+    this.originRelays += change;
+    this.originEgress[this.model.streams[stream]!.origin - this.model.edgeCount]! += change;
   }
 
   regionOf(edge: number): number {

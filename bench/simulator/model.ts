@@ -1,4 +1,5 @@
 import { compareNames, distanceKm, type NodeSnapshot, type PolicyName, type Thresholds } from '../../balancer/policies.ts';
+import type { TierLimits } from './tiers.ts';
 import { derive, exponential, gaussian, rng, WeightedPicker, zipfWeights, type Rng } from './random.ts';
 
 /**
@@ -33,6 +34,10 @@ export interface SimOptions {
   policies: PolicyName[];
   /** fast: rank()'s region choice replayed over typed arrays; rank: rank() over the candidate regions' nodes. */
   engine: 'fast' | 'rank';
+  /** Relay tiers (bench/simulator/tiers.ts); {}: every edge pulls from the origin, as without tiers. */
+  tiers: TierLimits;
+  /** Bitrate of every stream, all layers a relay carries (kbit/s): origin egress in bit/s = relays it feeds × this. */
+  streamKbps: number;
   /** Every join also goes through rank() over all nodes, and must choose the same edge (slow; for tests). */
   verify: boolean;
   /** Joins per policy cross-checked against rank() over all nodes when not verifying every join. */
@@ -57,6 +62,9 @@ export const DEFAULT_OPTIONS: SimOptions = {
   thresholds: { streams: 0.8, viewers: 0.95 },
   policies: [],
   engine: 'fast',
+  tiers: {},
+  // A 720p simulcast publish: ~2,000 kbit/s top layer + 500 + 150 (the layers bench's), + Opus.
+  streamKbps: 2_700,
   verify: false,
   checks: 20,
 };

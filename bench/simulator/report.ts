@@ -19,6 +19,18 @@ interface Metric {
 
 const int = (n: number) => Math.round(n).toLocaleString('en');
 const pct = (share: number, digits = 1) => `${(share * 100).toFixed(digits)} %`;
+/** Tiers shown one by one in the table; the deeper ones together (the JSON has them all). */
+const TIERS_SHOWN = 4;
+/** Counts per tier as `a / b / c / d / ≥4 e (deepest k)`, with `format` for each count. */
+const byTier = (counts: number[], format: (n: number) => string) => {
+  const shown = counts.slice(0, TIERS_SHOWN).map(format);
+  if (counts.length > TIERS_SHOWN) shown.push(`≥${TIERS_SHOWN}: ${format(counts.slice(TIERS_SHOWN).reduce((a, b) => a + b, 0))} (deepest ${counts.length - 1})`);
+  return shown.join(' / ');
+};
+const tierShares = (counts: number[]) => {
+  const sum = counts.reduce((a, b) => a + b, 0);
+  return byTier(counts, (n) => pct(sum > 0 ? n / sum : 0));
+};
 
 export const METRICS: Metric[] = [
   { label: 'packing efficiency (mean load of edges in use)', text: (r) => pct(r.packingEfficiency), value: (r) => r.packingEfficiency * 100, unit: '%', better: 'higher', chart: true },
@@ -26,9 +38,15 @@ export const METRICS: Metric[] = [
   { label: 'served in own region', text: (r) => pct(r.ownRegionShare), value: (r) => r.ownRegionShare * 100, unit: '%', better: 'higher', chart: true },
   { label: 'client–edge distance, mean (km)', text: (r) => int(r.meanKm), value: (r) => r.meanKm, unit: 'km', better: 'lower', chart: true },
   { label: 'client–edge distance, p95 (km)', text: (r) => int(r.p95Km), value: (r) => r.p95Km, unit: 'km', better: 'lower', chart: true },
-  { label: 'relays = origin egress streams, peak', text: (r) => int(r.relaysPeak), value: (r) => r.relaysPeak, unit: 'relays', better: 'lower', chart: true },
+  { label: 'relays (edges pulling a stream), peak', text: (r) => int(r.relaysPeak), value: (r) => r.relaysPeak, unit: 'relays', better: 'lower', chart: true },
   { label: 'relays, mean over time', text: (r) => int(r.relaysMean), value: (r) => r.relaysMean, unit: 'relays', better: 'lower', chart: true },
   { label: 'busiest origin egress, peak', text: (r) => int(r.originEgressPeak), value: (r) => r.originEgressPeak, unit: 'streams', better: 'lower', chart: true },
+  { label: 'origin egress, all origins, peak (relays)', text: (r) => `${r.originGbitsPeak.toFixed(1)} Gbit/s (${int(r.originRelaysPeak)})`, value: (r) => r.originGbitsPeak, unit: 'Gbit/s', better: 'lower', chart: true },
+  { label: 'edges an origin feeds one stream to, peak', text: (r) => `${int(r.streamOriginRelaysPeak)} (${int(r.streamOriginGbitsPeak * 1000)} Mbit/s)`, value: (r) => r.streamOriginRelaysPeak, unit: 'edges', better: 'lower', chart: false },
+  { label: 'edges one relay feeds; one edge over its streams, peak', text: (r) => `${int(r.childrenPeak)}; ${int(r.edgeChildrenPeak)}`, value: (r) => r.childrenPeak, unit: 'edges', better: 'lower', chart: false },
+  { label: 'relay opens whose first round of upstreams is full', text: (r) => int(r.refusedRounds), value: (r) => r.refusedRounds, unit: 'opens', better: 'lower', chart: false },
+  { label: 'relays by tier at peak (0: from the origin)', text: (r) => byTier(r.relaysByTier, int), value: (r) => r.relaysByTier.length, unit: 'tiers', better: 'lower', chart: false },
+  { label: 'joins by tier of their relay', text: (r) => tierShares(r.viewersByTier), value: (r) => r.viewersByTier.length, unit: 'tiers', better: 'lower', chart: false },
   { label: 'edges in use, peak', text: (r) => int(r.edgesPeak), value: (r) => r.edgesPeak, unit: 'edges', better: 'lower', chart: true },
   { label: 'edges ever used', text: (r) => int(r.edgesTouched), value: (r) => r.edgesTouched, unit: 'edges', better: 'lower', chart: false },
   { label: 'edges wanted (planCapacity, at peak)', text: (r) => int(r.edgesWanted), value: (r) => r.edgesWanted, unit: 'edges', better: 'lower', chart: true },
@@ -38,12 +56,18 @@ export const METRICS: Metric[] = [
   { label: 'joins checked against rank(), differing', text: (r) => `${int(r.checked)}, ${int(r.mismatches)}`, value: (r) => r.mismatches, unit: 'joins', better: 'lower', chart: false },
 ];
 
+function tierText({ originMaxRelays, edgeMaxChildren, parentRule }: SimOptions['tiers']): string {
+  if (originMaxRelays === undefined) return 'off (every edge pulls from its origin)';
+  return `origin feeds ≤ ${originMaxRelays} edges per stream, an edge ≤ ${edgeMaxChildren ?? 'any number of'} children, parent rule ${parentRule ?? 'product'}`;
+}
+
 export function describe(options: SimOptions, origins: number): string {
   const o = options;
   return (
     `${int(o.edges)} edges (capacity ${o.capacity}) and ${int(origins)} origins in ${o.regions} regions, ${int(o.streams)} streams (Zipf ${o.zipf}), ` +
     `${int(o.viewers)} viewers arriving over ${o.arrivalMinutes} min, watching ${o.watchMinutes} min on average; ` +
-    `thresholds ${o.thresholds.streams}/${o.thresholds.viewers}, seed ${o.seed}, engine ${o.engine}`
+    `thresholds ${o.thresholds.streams}/${o.thresholds.viewers}, seed ${o.seed}, engine ${o.engine}; ` +
+    `${int(o.streamKbps)} kbit/s per stream; relay tiers: ${tierText(o.tiers)}`
   );
 }
 

@@ -24,6 +24,21 @@ export interface PolicyResult {
   relaysMean: number;
   /** The most relays one origin fed at once. */
   originEgressPeak: number;
+  /** The most relays all origins fed at once (without tiers, relaysPeak), and that × the stream bitrate. */
+  originRelaysPeak: number;
+  originGbitsPeak: number;
+  /** The most edges an origin fed one stream to at once (at most --origin-max-relays), and that × the stream bitrate. */
+  streamOriginRelaysPeak: number;
+  streamOriginGbitsPeak: number;
+  /** Relay tiers: the most edges one relay fed its stream to, and one edge fed over all its streams. */
+  childrenPeak: number;
+  edgeChildrenPeak: number;
+  /** Relay opens whose first round of upstreams the product would fail (bench/simulator/tiers.ts). */
+  refusedRounds: number;
+  /** Live relays per tier (0: from the origin) at the sample with most viewers. */
+  relaysByTier: number[];
+  /** Joins served per tier of their edge's relay. */
+  viewersByTier: number[];
   /** Most edges with a viewer at once; edges that ever had one. */
   edgesPeak: number;
   edgesTouched: number;
@@ -45,7 +60,8 @@ export const CAPACITY_SETTINGS: CapacitySettings = { targetUtilisation: 0.7, sla
 /** Policies with no state: rank() over all nodes may be asked again without disturbing the run. */
 const STATELESS: ReadonlySet<PolicyName> = new Set(['compact', 'packing', 'least-used', 'stream-affinity']);
 
-export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: number, total: number) => void): PolicyResult {
+/** `observe`, when given, is called with the cluster after every join (for tests' invariants). */
+export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: number, total: number) => void, observe?: (cluster: Cluster) => void): PolicyResult {
   const started = performance.now();
   const cpuStarted = process.cpuUsage();
   const { options, workload: w, nodes, edgeCount } = model;
@@ -74,6 +90,9 @@ export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: nu
   let peakViewers = 0;
   const atPeak = new Int32Array(edgeCount);
   let originEgressPeak = 0;
+  let originRelaysPeak = 0;
+  let relaysByTier: number[] = [];
+  const viewersByTier: number[] = [];
   let samples = 0;
   let efficiencySum = 0;
   let efficiencySamples = 0;
@@ -92,6 +111,7 @@ export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: nu
     if (cluster.totalViewers > peakViewers) {
       peakViewers = cluster.totalViewers;
       atPeak.set(cluster.viewers);
+      relaysByTier = [...cluster.trees.atTier];
     }
   };
   const mismatch = (v: number, what: string) => {
@@ -140,7 +160,11 @@ export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: nu
     kmSum += km;
     if (cluster.regionOf(edge) === w.home[v]) own++;
     if (cluster.relays > relaysPeak) relaysPeak = cluster.relays;
+    if (cluster.originRelays > originRelaysPeak) originRelaysPeak = cluster.originRelays;
+    const tier = cluster.trees.get(edge, stream)!.tier;
+    viewersByTier[tier] = (viewersByTier[tier] ?? 0) + 1;
     if (cluster.inUse > edgesPeak) edgesPeak = cluster.inUse;
+    observe?.(cluster);
     if (onProgress && v % progressEvery === 0) onProgress(v, V);
   }
   sample();
@@ -161,6 +185,15 @@ export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: nu
     relaysPeak,
     relaysMean: samples > 0 ? relaysSum / samples : 0,
     originEgressPeak,
+    originRelaysPeak,
+    originGbitsPeak: (originRelaysPeak * options.streamKbps) / 1e6,
+    streamOriginRelaysPeak: cluster.trees.originFeedsPeak,
+    streamOriginGbitsPeak: (cluster.trees.originFeedsPeak * options.streamKbps) / 1e6,
+    childrenPeak: cluster.trees.childrenPeak,
+    edgeChildrenPeak: cluster.trees.edgeChildrenPeak,
+    refusedRounds: cluster.trees.refusedRounds,
+    relaysByTier,
+    viewersByTier: Array.from(viewersByTier, (n) => n ?? 0),
     edgesPeak,
     edgesTouched: touched.reduce((a, b) => a + b, 0),
     edgesWanted,
