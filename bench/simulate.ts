@@ -4,7 +4,7 @@
  * the same viewers for each.
  *
  *   npm run simulate [-- --edges 10000 --regions 100 --viewers 1000000 --streams 2000 --zipf 1.0 --seed 1]
- *   npm run simulate -- --origin-max-relays 4 --edge-max-children 8 [--stream-kbps 2700] [--parent-rule product|shallow]
+ *   npm run simulate -- --origin-max-relays 4 --edge-max-children 8 [--stream-kbps 2700]
  *
  * The world (bench/simulator/model.ts): region centres over the globe, each region's population
  * share Zipf-distributed (some regions hot), edges spread evenly over the regions (--edge-skew 1:
@@ -32,7 +32,6 @@ import { integerOption } from './lib/options.ts';
 import { buildModel, DEFAULT_OPTIONS, type SimOptions } from './simulator/model.ts';
 import { chart, describe, json, table } from './simulator/report.ts';
 import { runPolicy, type PolicyResult } from './simulator/run.ts';
-import { PARENT_RULES, type ParentRule } from './simulator/tiers.ts';
 
 const d = DEFAULT_OPTIONS;
 const { values } = parseArgs({
@@ -58,7 +57,6 @@ const { values } = parseArgs({
     'origin-max-relays': { type: 'string' },
     'edge-max-children': { type: 'string' },
     'stream-kbps': { type: 'string' },
-    'parent-rule': { type: 'string', default: 'product' },
     verify: { type: 'boolean', default: false },
     checks: { type: 'string', default: String(d.checks) },
     out: { type: 'string', default: fileURLToPath(new URL('./results/', import.meta.url)) },
@@ -73,8 +71,6 @@ function number(name: keyof typeof values): number {
 const policies = String(values.policies).split(',').filter(Boolean);
 for (const p of policies) if (!(POLICY_NAMES as readonly string[]).includes(p)) throw new RangeError(`unknown policy "${p}" (${POLICY_NAMES.join(', ')})`);
 if (values.engine !== 'fast' && values.engine !== 'rank') throw new RangeError('--engine is fast or rank');
-const parentRule = values['parent-rule'] as ParentRule;
-if (!PARENT_RULES.includes(parentRule)) throw new RangeError(`--parent-rule is ${PARENT_RULES.join(' or ')}`);
 
 const options: SimOptions = {
   edges: number('edges'),
@@ -97,7 +93,6 @@ const options: SimOptions = {
   tiers: {
     originMaxRelays: values['origin-max-relays'] === undefined ? undefined : integerOption('origin-max-relays', values['origin-max-relays']),
     edgeMaxChildren: values['edge-max-children'] === undefined ? undefined : integerOption('edge-max-children', values['edge-max-children']),
-    parentRule,
   },
   streamKbps: integerOption('stream-kbps', values['stream-kbps'], d.streamKbps),
   verify: Boolean(values.verify),

@@ -153,7 +153,7 @@ export class Edge implements Role {
         relay.close('stream no longer live');
         continue;
       }
-      await createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: relay.upstreamNodeId, treeKey: relay.treeKey });
+      await createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: relay.upstreamNodeId, treeKey: relay.treeKey, tier: relay.tier });
     }
   }
 
@@ -331,7 +331,8 @@ export class Edge implements Role {
     );
     this.#relays.set(name, relay);
     // The placement table records each relay's upstream and tree key, again after a re-attach.
-    const record = () => createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: relay.upstreamNodeId, treeKey: relay.treeKey });
+    const record = () =>
+      createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: relay.upstreamNodeId, treeKey: relay.treeKey, tier: relay.tier });
     const recorded = await record().catch((error) => {
       logger.warn({ err: error, stream: name }, 'could not record the relay');
       return undefined;
@@ -364,7 +365,8 @@ export class Edge implements Role {
     return orderUpstreams({
       origin: { nodeId: origin.id, url: origin.publicUrl },
       parents: await listParentCandidates(db.knex, row.id),
-      self: { id: config.nodeId, lat: config.lat, lon: config.lon },
+      self: { id: config.nodeId, region: config.region, lat: config.lat, lon: config.lon },
+      maxChildren: config.edgeMaxChildren,
       ...request,
     });
   }

@@ -169,8 +169,13 @@ export class Relay extends EventEmitter<RelayEvents> {
       relay = new Relay(source, router, input, workers, rtc, lingerMs, log);
       const failed = await relay.#attach(await source.upstreams({}));
       if (failed) {
-        // The origin's answer says most: not live there (404), or unreachable (502).
-        throw failed.failures.find((f) => f.problem === 'stream-not-live') ?? failed.failures[0] ?? new Problem('bad-gateway', `no upstream for ${source.stream}`);
+        // The origin, asked first, says most: not live there (404), or unreachable (502). When it
+        // is full and no parent took the relay either (one between upstreams), the viewer retries.
+        const [first] = failed.failures;
+        if (first && first.problem !== 'relay-full') throw first;
+        throw new Problem('service-unavailable', `no upstream took the relay of ${source.stream}: ${failed.failures.map((f) => f.message).join('; ')}`, {
+          headers: { 'Retry-After': '1' },
+        });
       }
       // A viewer's key frame request reaches the relay's producers as RTCP out of the input: pass it up.
       input.on('rtcp', (packet) => {
@@ -191,6 +196,11 @@ export class Relay extends EventEmitter<RelayEvents> {
 
   get viewers(): number {
     return this.#viewers.size;
+  }
+
+  /** Edges between this relay and the origin (0: fed by the origin). */
+  get tier(): number {
+    return Math.max(0, this.path.length - 2);
   }
 
   /** Edges this relay feeds. */

@@ -162,7 +162,7 @@ describe('failover: edge drain, edge death, origin death (Chromium player)', fun
     assert.equal(await viewer.evaluate(() => (window as any).sameDocument), true, 'no reload');
   });
 
-  it('kill -9 of the edge: the player plays from another, the balancer declares it dead on the player\'s word (before the TTL), the origin frees its relay', async () => {
+  it('kill -9 of the edge: the player plays from another, the edge is declared dead before the TTL (on the player\'s or a peer\'s word), the origin frees its relay', async () => {
     await startNode('edge', 'edge-3');
     const before = await playerStats(viewer);
     const id = before.edge!;
@@ -175,7 +175,11 @@ describe('failover: edge drain, edge death, origin death (Chromium player)', fun
     assert.notEqual(after.edge, id);
     await waitFor('the dead edge declared dead', async () => (await row('nodes', { id })).state === 'dead', TTL_MS * 4);
     console.log(`      kill -9 ${id}: declared dead after ${Date.now() - started} ms`);
-    assert.match(String(await deathReason(id)), /a client lost it/, 'declared dead by the balancer checking what the player named, not by the TTL');
+    // Early, not by the TTL: whoever noticed first, the balancer checking what the player named or a
+    // registry checking the origin's report of the dropped relay connection.
+    const edgeDeath = String(await deathReason(id));
+    console.log(`      kill -9 ${id}: ${edgeDeath}`);
+    assert.match(edgeDeath, /a client lost it|reported lost by/, 'declared dead early, not by the TTL');
     assert.equal((await db.knex('relays').where({ edge_node_id: id })).length, 0, "the dead edge's relay rows are gone");
     const routed = (await (await fetch(`${balancer.url}/v1/route?stream=${stream}&role=edge`)).json()) as { choices: Array<{ node: string }> };
     assert.ok(!routed.choices.some((c) => c.node === id), 'the balancer no longer routes there');
@@ -207,7 +211,10 @@ describe('failover: edge drain, edge death, origin death (Chromium player)', fun
     assert.deepEqual(log.at(-1), { origin: other, status: 201 }, JSON.stringify(log));
     assert.equal(loss?.origin, originId, JSON.stringify(losses));
     assert.equal((await row('nodes', { id: originId })).state, 'dead');
-    assert.match(String(await deathReason(originId)), /a client lost it/, 'declared dead by the balancer checking what the publisher named, not by the TTL');
+    // Early, not by the TTL: the publisher's word, or the edges' reports of their dropped relays.
+    const originDeath = String(await deathReason(originId));
+    console.log(`      kill -9 ${originId}: ${originDeath}`);
+    assert.match(originDeath, /a client lost it|reported lost by/, 'declared dead early, not by the TTL');
     const relays = await db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', stream);
     assert.ok(relays.length >= 1 && relays.every((r) => r.upstream_node_id === other), 'the edges pull from the new origin');
   });

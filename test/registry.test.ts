@@ -82,7 +82,7 @@ for (const backend of BACKENDS) {
       const a = registry(db, 'edge-a');
       started.push(a);
       await a.start();
-      await createRelay(db.knex, { streamId: stream!.id, edgeNodeId: 'edge-a', upstreamNodeId: 'origin-b', treeKey: 1 });
+      await createRelay(db.knex, { streamId: stream!.id, edgeNodeId: 'edge-a', upstreamNodeId: 'origin-b', treeKey: 1, tier: 0 });
 
       await waitFor('origin-b declared dead', async () => (await getNode(db.knex, 'origin-b'))?.state === 'dead', 10_000, 50);
       assert.equal((await getNode(db.knex, 'edge-a'))?.state, 'up', 'the live node stays up');

@@ -72,28 +72,36 @@ describe('relay tree rules', () => {
     );
   });
 
-  it('orders the origin first, then the nearest parent feeding the fewest, within the rules', () => {
+  it('orders the origin first, then its own region\'s relays nearest the origin, feeding the fewest, then other regions by distance', () => {
     const origin = { nodeId: 'origin-1', url: 'http://o' };
-    const self = { id: 'edge-self', lat: 50, lon: 8 };
-    const near = { lat: 50.1, lon: 8.1 };
-    const far = { lat: 40, lon: -74 };
+    const self = { id: 'edge-self', region: 'eu', lat: 50, lon: 8 };
+    const eu = { region: 'eu', lat: 48.9, lon: 2.3 };
+    const near = { region: 'eu-west', lat: 50.1, lon: 8.1 };
+    const far = { region: 'us', lat: 40, lon: -74 };
     const parents = [
-      { edgeNodeId: 'edge-far', publicUrl: 'http://far', ...far, treeKey: 5, children: 0 },
-      { edgeNodeId: 'edge-busy', publicUrl: 'http://busy', ...near, treeKey: 6, children: 3 },
-      { edgeNodeId: 'edge-idle', publicUrl: 'http://idle', ...near, treeKey: 7, children: 1 },
-      { edgeNodeId: 'edge-self', publicUrl: 'http://self', ...near, treeKey: 8, children: 0 },
-      { edgeNodeId: 'edge-young', publicUrl: 'http://young', ...near, treeKey: 20, children: 0 },
+      { edgeNodeId: 'edge-far', publicUrl: 'http://far', ...far, treeKey: 5, tier: 0, children: 0 },
+      { edgeNodeId: 'edge-near', publicUrl: 'http://near', ...near, treeKey: 6, tier: 0, children: 0 },
+      { edgeNodeId: 'edge-deep', publicUrl: 'http://deep', ...eu, treeKey: 7, tier: 2, children: 0 },
+      { edgeNodeId: 'edge-busy', publicUrl: 'http://busy', ...eu, treeKey: 8, tier: 1, children: 3 },
+      { edgeNodeId: 'edge-idle', publicUrl: 'http://idle', ...eu, treeKey: 9, tier: 1, children: 1 },
+      { edgeNodeId: 'edge-self', publicUrl: 'http://self', ...eu, treeKey: 10, tier: 0, children: 0 },
     ];
     assert.deepEqual(
       orderUpstreams({ origin, parents, self }).map((t) => t.nodeId),
-      ['origin-1', 'edge-young', 'edge-idle', 'edge-busy', 'edge-far'],
+      ['origin-1', 'edge-idle', 'edge-busy', 'edge-deep', 'edge-near'],
+      'its own region first (lowest tier, then fewest children), the nearest other region next; never itself',
     );
     assert.deepEqual(
-      orderUpstreams({ origin, parents, self, lost: 'edge-idle', treeKey: 10 }).map((t) => t.nodeId),
-      ['origin-1', 'edge-busy', 'edge-far'],
-      'the parent just lost and parents with a larger key are left out',
+      orderUpstreams({ origin, parents, self, lost: 'edge-idle', treeKey: 8 }).map((t) => t.nodeId),
+      ['origin-1', 'edge-deep', 'edge-near', 'edge-far'],
+      'the parent just lost and parents with a key not below its own are left out',
     );
-    const many = Array.from({ length: 20 }, (_, i) => ({ edgeNodeId: `edge-${i}`, publicUrl: `http://${i}`, ...near, treeKey: i, children: i }));
+    assert.deepEqual(
+      orderUpstreams({ origin, parents, self, maxChildren: 3 }).map((t) => t.nodeId),
+      ['origin-1', 'edge-idle', 'edge-deep', 'edge-near', 'edge-far'],
+      'parents feeding --edge-max-children are left out',
+    );
+    const many = Array.from({ length: 20 }, (_, i) => ({ edgeNodeId: `edge-${i}`, publicUrl: `http://${i}`, ...eu, treeKey: i, tier: 0, children: i }));
     assert.equal(orderUpstreams({ origin, parents: many, self }).length, UPSTREAMS_PER_ROUND);
   });
 });

@@ -56,9 +56,9 @@ export const METRICS: Metric[] = [
   { label: 'joins checked against rank(), differing', text: (r) => `${int(r.checked)}, ${int(r.mismatches)}`, value: (r) => r.mismatches, unit: 'joins', better: 'lower', chart: false },
 ];
 
-function tierText({ originMaxRelays, edgeMaxChildren, parentRule }: SimOptions['tiers']): string {
+function tierText({ originMaxRelays, edgeMaxChildren }: SimOptions['tiers']): string {
   if (originMaxRelays === undefined) return 'off (every edge pulls from its origin)';
-  return `origin feeds ≤ ${originMaxRelays} edges per stream, an edge ≤ ${edgeMaxChildren ?? 'any number of'} children, parent rule ${parentRule ?? 'product'}`;
+  return `origin feeds ≤ ${originMaxRelays} edges per stream, an edge ≤ ${edgeMaxChildren ?? 'any number of'} children`;
 }
 
 export function describe(options: SimOptions, origins: number): string {

@@ -6,8 +6,9 @@ import type { Model } from './model.ts';
  * Relay tiers (issue 18) in the simulator: per stream, the tree of relays from its origin. An
  * edge that opens a relay asks the product's upstreams in the product's order
  * (edge/RelayTree.ts orderUpstreams, the edge's own code): the origin, which feeds at most
- * `originMaxRelays` edges a stream, then the nearest edges relaying the stream (ties: fewest
- * children, then node id), each of which feeds at most `edgeMaxChildren`. Only relays already
+ * `originMaxRelays` edges a stream, then the edges relaying the stream in the edge's own region,
+ * then the nearest others (ties: lowest tier, fewest children, node id), each of which feeds at
+ * most `edgeMaxChildren`. Only relays already
  * open can be parents, so a parent always opened before its children and the tree has no loop.
  *
  * The product asks the origin and UPSTREAMS_PER_ROUND − 1 parents per round; when all of them
@@ -24,16 +25,7 @@ import type { Model } from './model.ts';
 export interface TierLimits {
   originMaxRelays?: number;
   edgeMaxChildren?: number;
-  /**
-   * product: the edge's orderUpstreams() (nearest edge, then fewest children). shallow, an
-   * alternative to compare with: the nearest region with a relay that has room, and in it the
-   * lowest tier, then fewest children (a region's relays are all within its metro area).
-   */
-  parentRule?: ParentRule;
 }
-
-export const PARENT_RULES = ['product', 'shallow'] as const;
-export type ParentRule = (typeof PARENT_RULES)[number];
 
 /** The parent of a relay fed by its stream's origin. */
 export const ORIGIN = -1;
@@ -43,6 +35,7 @@ export interface TreeRelay {
   edge: number;
   edgeNodeId: string;
   publicUrl: string;
+  region: string;
   lat: number;
   lon: number;
   stream: number;
@@ -113,7 +106,7 @@ export class RelayTrees {
     const { originMaxRelays } = this.limits;
     let parent: TreeRelay | undefined;
     if (originMaxRelays !== undefined && this.originFeeds[stream]! >= originMaxRelays) {
-      parent = this.limits.parentRule === 'shallow' ? this.#shallowParent(edge, stream) : this.#askedParent(edge, stream);
+      parent = this.#askedParent(edge, stream);
       if (!parent) {
         this.refusedRounds++;
         // A tree always has room: each relay adds edgeMaxChildren ≥ 1 places and takes one.
@@ -126,6 +119,7 @@ export class RelayTrees {
       edge,
       edgeNodeId: node.id,
       publicUrl: node.publicUrl,
+      region: node.region,
       lat: node.lat,
       lon: node.lon,
       stream,
@@ -195,29 +189,16 @@ export class RelayTrees {
         if (this.#centreKm[home]![region]! - 2 * this.#maxRadiusKm > farthestAsked) break;
       }
       for (const r of byRegion.get(region) ?? []) {
+        if (!this.#hasRoom(r)) continue; // the edge leaves them out (orderUpstreams' maxChildren)
         near.push(r);
         distances.push(distanceKm(self, r));
       }
     }
     const origin = { nodeId: 'origin', url: '' };
-    const order = orderUpstreams({ origin, parents: near, self: { id: self.id, lat: self.lat, lon: self.lon } }).filter((t) => t !== origin);
+    const order = orderUpstreams({ origin, parents: near, self: { id: self.id, region: self.region, lat: self.lat, lon: self.lon }, maxChildren: this.limits.edgeMaxChildren }).filter((t) => t !== origin);
     for (const target of order) {
       const r = near.find((n) => n.edgeNodeId === target.nodeId)!;
       if (this.#hasRoom(r)) return r;
-    }
-    return undefined;
-  }
-
-  /** The `shallow` rule: the nearest region with a relay with room; in it the lowest tier, fewest children, then node id. */
-  #shallowParent(edge: number, stream: number): TreeRelay | undefined {
-    const byRegion = this.#byRegion[stream]!;
-    for (const region of this.#regionOrder[this.#regionOf[edge]!]!) {
-      let best: TreeRelay | undefined;
-      for (const r of byRegion.get(region) ?? []) {
-        if (!this.#hasRoom(r)) continue;
-        if (!best || r.tier < best.tier || (r.tier === best.tier && (r.children < best.children || (r.children === best.children && r.edge < best.edge)))) best = r;
-      }
-      if (best) return best;
     }
     return undefined;
   }

@@ -40,12 +40,13 @@ function toRecord(row: RelayRow): RelayRecord {
 
 export async function createRelay(
   db: Knex,
-  relay: { streamId: string; edgeNodeId: string; upstreamNodeId: string; treeKey: number },
+  relay: { streamId: string; edgeNodeId: string; upstreamNodeId: string; treeKey: number; tier: number },
 ): Promise<RelayRecord> {
+  const columns = { upstream_node_id: relay.upstreamNodeId, tree_key: relay.treeKey, tier: relay.tier, state: 'up' };
   const [row] = (await db('relays')
-    .insert({ stream_id: relay.streamId, edge_node_id: relay.edgeNodeId, upstream_node_id: relay.upstreamNodeId, tree_key: relay.treeKey, state: 'up' })
+    .insert({ stream_id: relay.streamId, edge_node_id: relay.edgeNodeId, ...columns })
     .onConflict(['stream_id', 'edge_node_id'])
-    .merge({ upstream_node_id: relay.upstreamNodeId, tree_key: relay.treeKey, state: 'up', created_at: db.fn.now() })
+    .merge({ ...columns, created_at: db.fn.now() })
     .returning('*')) as RelayRow[];
   return toRecord(row!);
 }
@@ -54,9 +55,12 @@ export async function createRelay(
 export interface ParentCandidate {
   edgeNodeId: string;
   publicUrl: string;
+  region: string;
   lat: number;
   lon: number;
   treeKey: number;
+  /** Edges between it and the origin (0: fed by the origin). */
+  tier: number;
   /** Edges it feeds this stream to. */
   children: number;
 }
@@ -67,18 +71,29 @@ export interface ParentCandidate {
  */
 export async function listParentCandidates(db: Knex, streamId: string): Promise<ParentCandidate[]> {
   const children = db('relays').where('stream_id', streamId).groupBy('upstream_node_id').select('upstream_node_id').count('* as children').as('c');
-  const rows: Array<{ edge_node_id: string; public_url: string; lat: number; lon: number; tree_key: string | number; children: string | number | null }> = await db('relays')
+  const rows: Array<{
+    edge_node_id: string;
+    public_url: string;
+    region: string;
+    lat: number;
+    lon: number;
+    tree_key: string | number;
+    tier: number | null;
+    children: string | number | null;
+  }> = await db('relays')
     .join('nodes', 'nodes.id', 'relays.edge_node_id')
     .leftJoin(children, 'c.upstream_node_id', 'relays.edge_node_id')
     .where({ 'relays.stream_id': streamId, 'nodes.state': 'up', 'nodes.draining': false })
     .whereNotNull('relays.tree_key')
-    .select('relays.edge_node_id', 'nodes.public_url', 'nodes.lat', 'nodes.lon', 'relays.tree_key', 'c.children');
+    .select('relays.edge_node_id', 'nodes.public_url', 'nodes.region', 'nodes.lat', 'nodes.lon', 'relays.tree_key', 'relays.tier', 'c.children');
   return rows.map((r) => ({
     edgeNodeId: r.edge_node_id,
     publicUrl: r.public_url,
+    region: r.region,
     lat: r.lat,
     lon: r.lon,
     treeKey: Number(r.tree_key),
+    tier: r.tier ?? 0,
     children: Number(r.children ?? 0),
   }));
 }
