@@ -54,6 +54,16 @@ const RENDER_INTERVAL_MS = 1000;
 /** How long HAProxy gets to start, and to stop on SIGTERM before SIGKILL. */
 const START_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5000;
+
+/**
+ * HAProxy that exits by itself (Debian's 2.6.12 was seen to segfault, rarely, while a map was
+ * replaced through the runtime API under traffic) is started again after this pause, doubled for
+ * each exit within RESTART_WINDOW_MS of the last, up to RESTART_MAX_MS: ingress comes back in about
+ * a second, and a config that kills it at once is not restarted in a tight loop.
+ */
+const RESTART_DELAY_MS = 500;
+const RESTART_MAX_MS = 30_000;
+const RESTART_WINDOW_MS = 60_000;
 /**
  * How long `haproxy -c` may take. It reads the whole geo map: ~1 s for 100,000 networks on a quiet
  * core (bench), many times that on a loaded one; a check cut short is a failed refresh, tried again,
@@ -89,6 +99,8 @@ export class HaproxyController {
   #timer: NodeJS.Timeout | undefined;
   #busy: Promise<void> = Promise.resolve();
   #stopped = false;
+  /** The last unexpected exit and the pause before the restart that followed it. */
+  #lastCrash = { at: 0, delayMs: 0 };
   /** The map from the GeoIP database, when asked for. */
   readonly #geo: HaproxyGeoMap | undefined;
   /** The edges' inputs (see #inputs) the geo map was last asked to follow. */
@@ -119,14 +131,37 @@ export class HaproxyController {
     const previous = existsSync(controller.cfgPath) ? parseServerIds(readFileSync(controller.cfgPath, 'utf8')) : new Map<string, number>();
     // At start-up the registry may not be readable yet (database still migrating): start with no
     // edges; the first refresh brings them in.
-    const nodes = await options.nodes().catch(() => []);
-    const rendered = await controller.#renderChecked(nodes, previous);
-    if (!rendered) throw new Error(`the initial HAProxy config failed haproxy -c (see ${join(options.dir, 'haproxy.cfg.rejected')})`);
-    controller.#install(rendered, nodes);
-    controller.#live = new Map(rendered.servers.map((s) => [serverKey(s.backend, s.name), s]));
-    await controller.#spawn();
+    await controller.#boot(previous, await options.nodes().catch(() => []));
     controller.#schedule();
     return controller;
+  }
+
+  /** Renders, checks and installs the config for `nodes`, then starts HAProxy on it. */
+  async #boot(previous: ReadonlyMap<string, number>, nodes: NodeSnapshot[]): Promise<void> {
+    const rendered = await this.#renderChecked(nodes, previous);
+    if (!rendered) throw new Error(`the HAProxy config failed haproxy -c (see ${join(this.#options.dir, 'haproxy.cfg.rejected')})`);
+    this.#install(rendered, nodes);
+    this.#live = new Map(rendered.servers.map((s) => [serverKey(s.backend, s.name), s]));
+    await this.#spawn();
+  }
+
+  /** HAProxy exited by itself: start it again (after RESTART_DELAY_MS, more if it keeps exiting), one refresh-slot in the queue. */
+  #restart(): void {
+    const now = Date.now();
+    const delayMs = now - this.#lastCrash.at < RESTART_WINDOW_MS ? Math.min(this.#lastCrash.delayMs * 2, RESTART_MAX_MS) : RESTART_DELAY_MS;
+    this.#lastCrash = { at: now, delayMs };
+    this.#options.metrics.haproxyRestarts.inc();
+    this.#busy = this.#busy.then(async () => {
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      if (this.#stopped) return;
+      try {
+        await this.#boot(this.#heldIds(), await this.#options.nodes());
+        this.#logger.warn({ afterMs: delayMs }, 'haproxy started again');
+      } catch (error) {
+        this.#logger.error({ err: error }, 'haproxy could not be started again; retrying');
+        if (!this.#stopped) this.#restart();
+      }
+    });
   }
 
   get cfgPath(): string {
@@ -237,7 +272,10 @@ export class HaproxyController {
       for (const line of d.toString().split('\n').filter(Boolean)) if (/ALERT|WARNING/.test(line)) this.#logger.warn(line);
     });
     child.once('exit', (code, signal) => {
-      if (!this.#stopped) this.#logger.error({ code, signal }, 'haproxy exited');
+      // A reload keeps the master (this child) running; only a crash or a kill ends it.
+      if (this.#stopped || this.#child !== child) return;
+      this.#logger.error({ code, signal }, 'haproxy exited; starting it again');
+      this.#restart();
     });
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (!existsSync(this.#masterSocket) || !existsSync(this.#runtimeSocket)) {

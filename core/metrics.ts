@@ -42,6 +42,11 @@ export class Metrics {
     help: '1 when the last registry round trip to the database succeeded',
     registers: [this.registry],
   });
+  readonly haproxyRestarts = new Counter({
+    name: 'relaycast_haproxy_restarts_total',
+    help: 'HAProxy started again after it exited by itself (a crash): the balancer supervises it',
+    registers: [this.registry],
+  });
   readonly haproxyReloads = new Counter({
     name: 'relaycast_haproxy_reloads_total',
     help: 'Hitless HAProxy reloads: the config\'s shape changed (a region, a bind), a runtime change failed, or an operator asked',

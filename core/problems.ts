@@ -23,7 +23,6 @@ export const PROBLEMS = {
   'stream-not-live': { status: 404, title: 'Stream Not Live' },
   /** Internal API: the stream (or relay) is not on the node asked. */
   'stream-not-here': { status: 404, title: 'Stream Not Here' },
-  'relay-not-here': { status: 404, title: 'Relay Not Here' },
   /** Internal API, relay tiers: the upstream feeds as many edges as it may (--origin-max-relays, --edge-max-children). */
   'relay-full': { status: 503, title: 'Relay Full' },
   /** Internal API, relay tiers: attaching there would put a relay below itself (edge/RelayTree.ts). */

@@ -1,6 +1,6 @@
 import knexFactory from 'knex';
 import { signStreamToken } from '../../core/tokens.ts';
-import { loadavg } from '../../kit/cpu.ts';
+import { CpuWindow, loadavg } from '../../kit/cpu.ts';
 import { metric } from '../../kit/metrics.ts';
 import { createTestDatabase, type TestDatabase } from '../../kit/postgres.ts';
 import { startChild, waitFor, type Child } from '../../kit/processes.ts';
@@ -125,6 +125,8 @@ interface LatencyRun {
   /** Per tier: the median capture → decoded frame delay over the window (ms), and the frames. */
   medianMs: number[];
   frames: number[];
+  /** Per tier: the edge's own process (its JavaScript, not its media worker) over the window, in cores. */
+  edgeJsCores: number[];
   chain: Chain;
   load: string;
 }
@@ -153,9 +155,12 @@ async function latencyRun(rig: TierRig, options: BenchOptions, run: number, seco
     // Let the publisher's bitrate ramp up and the receivers settle.
     await sleep(options.quick ? 1000 : 8000);
     await Promise.all(viewers.map((v) => v.ask('latency warmup', 'latency')));
+    const cpu = rig.edges.map((e) => new CpuWindow([e.child.pid!], { children: false }));
+    for (const c of cpu) c.start();
     await sleep(seconds * 1000);
+    const edgeJsCores = cpu.map((c) => c.read());
     const replies = (await Promise.all(viewers.map((v) => v.ask('latency window', 'latency')))) as unknown as Array<{ samples: Array<[number, number]> }>;
-    return { medianMs: replies.map((r) => median(r.samples.map(([, d]) => d))), frames: replies.map((r) => r.samples.length), chain, load: loadavg() };
+    return { medianMs: replies.map((r) => median(r.samples.map(([, d]) => d))), frames: replies.map((r) => r.samples.length), edgeJsCores, chain, load: loadavg() };
   } finally {
     const all = [...viewers, ...anchors];
     await Promise.all(all.map((v) => v.ask('stop', 'stopped', 30_000).catch(() => undefined)));
@@ -227,6 +232,7 @@ export async function tiers(options: BenchOptions, progress: Progress): Promise<
   const good = latencyRuns.filter((r) => chained(r.chain));
   const tierMs = (k: number) => good.map((r) => r.medianMs[k]!).filter(Number.isFinite);
   const hopMs = (k: number) => good.map((r) => r.medianMs[k]! - r.medianMs[k - 1]!).filter(Number.isFinite);
+  const jsCores = (k: number) => good.map((r) => r.edgeJsCores[k]! * 100).filter(Number.isFinite);
   const ttffChained = (r: TtffRun) => r.chain.upstreams[0] === EXPECTED[0] && r.chain.upstreams[1] === EXPECTED[1];
   const ttffGood = ttffRuns.filter(ttffChained);
   const fromOrigin = ttffGood.map((r) => r.fromOrigin).filter((x): x is number => x !== null);
@@ -247,11 +253,15 @@ export async function tiers(options: BenchOptions, progress: Progress): Promise<
           ['tier 2: … → edge 1 → edge 2 → viewer', fmt(median(tierMs(2)), 1), spread(tierMs(2), 1)],
           ['added by the hop edge 0 → edge 1 (tier 1 − tier 0)', fmt(median(hopMs(1)), 1), spread(hopMs(1), 1)],
           ['added by the hop edge 1 → edge 2 (tier 2 − tier 1)', fmt(median(hopMs(2)), 1), spread(hopMs(2), 1)],
+          ['edge process CPU (its JavaScript), % of a core: edge 0 (fed by the origin)', fmt(median(jsCores(0)), 1), spread(jsCores(0), 1)],
+          ['… edge 1 (fed by edge 0: every packet through JavaScript)', fmt(median(jsCores(1)), 1), spread(jsCores(1), 1)],
+          ['… edge 2 (fed by edge 1)', fmt(median(jsCores(2)), 1), spread(jsCores(2), 1)],
         ],
         how: [
           'an origin with --origin-max-relays 1 and three edges with --edge-max-children 1 (separate processes, one mediasoup worker each, a fresh Postgres database); a receive-only viewer joins edge 0, then 1, then 2, so that the relays chain; the chain is read back from the relays table, and runs that did not chain are left out',
           `per run: one publisher (capture time in the pixels, as in the latency section) and ${options.quick ? 'a viewer' : `${LATENCY_VIEWERS} viewers`} per edge, joining all tiers at once once the chain stands; each tier's median delay over the window; a hop's figure is the difference between two tiers in the same run, then the median over runs`,
           'every process shares the machine and its clock; the viewers\' jitter buffers settle differently in each session, hence the runs',
+          'CPU: each edge\'s own process over the window (/proc), not its mediasoup worker; a relay fed by the origin uses the pipe\'s producers as they are, one fed by another edge hands every packet through a DirectTransport to producers that outlive the upstream (edge/Relay.ts)',
           ...(failures.length ? [`runs that failed: ${failures.join('; ')}`] : []),
         ],
       },
@@ -276,7 +286,7 @@ export async function tiers(options: BenchOptions, progress: Progress): Promise<
       latency: latencyRuns,
       ttff: ttffRuns,
       failures,
-      median: { tierMs: [0, 1, 2].map((k) => median(tierMs(k))), hopMs: [1, 2].map((k) => median(hopMs(k))), ttffFromOriginMs: median(fromOrigin), ttffWarmParentMs: median(warmParent) },
+      median: { tierMs: [0, 1, 2].map((k) => median(tierMs(k))), hopMs: [1, 2].map((k) => median(hopMs(k))), edgeJsPercent: [0, 1, 2].map((k) => median(jsCores(k))), ttffFromOriginMs: median(fromOrigin), ttffWarmParentMs: median(warmParent) },
     },
     panels: [
       {
