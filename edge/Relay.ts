@@ -429,7 +429,8 @@ export class Relay extends EventEmitter<RelayEvents> {
         failures.push(error);
         continue;
       }
-      const routes = this.publisherSession === '' ? await this.#produce(uplink) : await this.#reroute(uplink);
+      const first = this.publisherSession === '';
+      const routes = first ? await this.#produce(uplink) : await this.#reroute(uplink);
       if (!routes) {
         uplink.close();
         republished ||= uplink.offer.publisherSession !== this.publisherSession;
@@ -438,6 +439,8 @@ export class Relay extends EventEmitter<RelayEvents> {
       }
       if (this.#closed || uplink.closed) {
         uplink.close();
+        // The producers came from it: this relay cannot go on to another.
+        if (first) return { failures: [...failures, new Problem('bad-gateway', `${target.nodeId} went away while the relay opened`)], republished };
         continue;
       }
       if (!feeds && this.#children.size > 0 && uplink.offer.treeKey >= this.treeKey) {
