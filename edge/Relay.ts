@@ -7,6 +7,7 @@ import { producerBitrate } from '../media/producerBitrate.ts';
 import { openPipe, type RelayRelease, type RelayUpstream } from '../media/RelayServer.ts';
 import type { RtcListen, WebRtcSession } from '../media/WebRtcSession.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
+import { RelayFeed, type UplinkRoutes } from './RelayFeed.ts';
 import { childKey, UPSTREAMS_PER_ROUND } from './RelayTree.ts';
 import { Uplink, type UplinkTarget } from './Uplink.ts';
 
@@ -65,53 +66,33 @@ const relayClosed = (detail: string) => new Problem('service-unavailable', detai
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Where an uplink's producer goes: the relay's producer and its SSRCs by the uplink's. */
-interface Route {
-  producer: Producer;
-  ssrcs: Map<number, number>;
-}
-
 /** Why no upstream took the relay: each one's refusal, and whether one carried another publish. */
 interface AttachFailure {
   failures: Problem[];
   republished: boolean;
 }
 
-/** Per outgoing SSRC: the sequence numbers stay continuous when the relay changes upstream. */
-interface SequenceState {
-  uplink: number;
-  offset: number;
-  last: number;
-}
-
 /**
  * One stream on this edge, shared by all of the edge's viewers of it and by the edges it feeds
- * (relay tiers). Fed by the origin, its producers are the pipe's, as they come: the relay ends
- * with the origin anyway. Fed by a parent edge, its producers live on a DirectTransport of the
- * relay's router and outlive any one upstream: an Uplink hands them every packet, with SSRCs and
- * sequence numbers rewritten to stay the same stream. When that parent dies or drains, the relay
- * attaches to another (or the origin) and asks for a key frame; viewers and child edges keep their
- * sessions. The forwarding costs the edge ~0.045 of a core per stream (a 20 s window, one stream;
- * the worker ~0.01 more), which is why origin-fed relays go without it. A relay closes when the
- * stream ends upstream, no upstream takes it within REATTACH_WINDOW_MS, or its last viewer and
- * child edge have been gone for the linger time.
+ * (relay tiers). Its producers and what feeds them are a RelayFeed (edge/RelayFeed.ts): fed by a
+ * parent edge, they outlive any one upstream, so when that parent dies or drains the relay
+ * attaches to another (or the origin) and asks for a key frame, and viewers and child edges keep
+ * their sessions. That forwarding costs the edge's process about 3 % of a core per stream
+ * (`bench --only tiers`, 600 kbit/s), which is why relays fed by the origin go without it. A relay
+ * closes when the stream ends upstream, no upstream takes it within REATTACH_WINDOW_MS, or its
+ * last viewer and child edge have been gone for the linger time.
  */
 export class Relay extends EventEmitter<RelayEvents> {
   readonly stream: string;
   readonly private: boolean;
   readonly router: Router;
-  readonly producers: Producer[] = [];
-  /** The publisher's rid of each video encoding (simulcast), lowest layer first; empty when it named none. */
-  videoRids: string[] = [];
   /** The node it pulls from now; kept while it looks for another. */
   upstreamNodeId = '';
   /** Its place in the stream's tree (edge/RelayTree.ts). */
   treeKey = 0;
   /** The nodes the media comes through, origin first, this edge last. */
   path: string[] = [];
-  /** The publish it carries: it re-attaches only to upstreams that carry the same one. */
-  publisherSession = '';
-  readonly #input: DirectTransport;
+  readonly #feed: RelayFeed;
   readonly #workers: WorkerPool;
   readonly #rtc: RtcListen;
   /**
@@ -126,20 +107,14 @@ export class Relay extends EventEmitter<RelayEvents> {
   /** Pipes to the edges this relay feeds. */
   readonly #children = new Set<{ close(): void }>();
   readonly #releaseListeners = new Set<(release: RelayRelease) => void>();
-  readonly #sequences = new Map<number, SequenceState>();
   readonly #lingerMs: number;
   readonly #logger: Logger;
   readonly #source: RelaySource;
   #uplink: Uplink | undefined;
+  /** Uplinks taken so far: a later one is asked for a key frame at once. */
   #uplinks = 0;
-  /** Where each of the current upstream's producers goes, by its index. */
-  #routes: Route[] = [];
-  /** Fed by the origin: the relay's producers are its uplink's pipe producers, no packet passes through JavaScript. */
-  #direct = false;
   /** A move to another upstream is under way (#move). */
   #moving = false;
-  /** Index in `producers` of the Constrained Baseline rendition, once asked for (rendition()). */
-  #renditionIndex: number | undefined;
   #rendition: Promise<void> | undefined;
   #linger: NodeJS.Timeout | undefined;
   #closed = false;
@@ -149,7 +124,7 @@ export class Relay extends EventEmitter<RelayEvents> {
   private constructor(source: RelaySource, router: Router, input: DirectTransport, workers: WorkerPool, rtc: RtcListen, lingerMs: number, logger: Logger) {
     super();
     this.#source = source;
-    this.#input = input;
+    this.#feed = new RelayFeed(input);
     this.#workers = workers;
     this.#rtc = rtc;
     this.stream = source.stream;
@@ -198,6 +173,16 @@ export class Relay extends EventEmitter<RelayEvents> {
     return this.#viewers.size;
   }
 
+  /** The stream's producers on the relay's router (edge/RelayFeed.ts). */
+  get producers(): Producer[] {
+    return this.#feed.producers;
+  }
+
+  /** The publisher's rid of each video encoding (simulcast), lowest layer first; empty when it named none. */
+  get videoRids(): string[] {
+    return this.#feed.videoRids;
+  }
+
   /** Edges between this relay and the origin (0: fed by the origin). */
   get tier(): number {
     return Math.max(0, this.path.length - 2);
@@ -223,7 +208,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     return {
       treeKey: this.treeKey,
       path: this.path,
-      publisherSession: this.publisherSession,
+      publisherSession: this.#feed.publisherSession,
       openPipe: async (peer, rtc) => {
         if (this.#closed) throw relayClosed(`the relay of ${this.stream} just closed`);
         const opened = await openPipe(this.router, peer, rtc, this.producers.map((producer) => ({ producer })));
@@ -238,7 +223,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       },
       pipeRendition: async (pipe) => {
         await this.rendition();
-        const producer = this.producers[this.#renditionIndex!]!;
+        const producer = this.#feed.rendition!;
         const consumer = await pipe.consume({ producerId: producer.id });
         return { id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused };
       },
@@ -276,17 +261,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     if (!uplink) throw relayClosed(`the relay of ${this.stream} is changing upstream; try again`);
     const index = await uplink.rendition();
     if (this.#closed || uplink.closed) throw relayClosed(`the relay of ${this.stream} moved while the rendition started; try again`);
-    if (this.#direct) {
-      this.#renditionIndex = this.producers.length;
-      this.producers.push(uplink.producers[index]!);
-      this.#logger.info('rendition added');
-      return;
-    }
-    const consumer = uplink.consumers[index]!;
-    const producer = await this.#input.produce({ kind: consumer.kind, rtpParameters: consumer.rtpParameters });
-    this.#renditionIndex = this.producers.length;
-    this.producers.push(producer);
-    this.#routes[index] = { producer, ssrcs: ssrcMap(consumer.rtpParameters.encodings, producer.rtpParameters.encodings) };
+    const producer = await this.#feed.addRendition(uplink, index);
     const codec = producer.rtpParameters.codecs[0];
     this.#logger.info({ codec: codec?.mimeType, profileLevelId: codec?.parameters?.['profile-level-id'] }, 'rendition added');
   }
@@ -429,11 +404,11 @@ export class Relay extends EventEmitter<RelayEvents> {
         failures.push(error);
         continue;
       }
-      const first = this.publisherSession === '';
-      const routes = first ? await this.#produce(uplink) : await this.#reroute(uplink);
+      const first = this.#feed.publisherSession === '';
+      const routes = await this.#feed.routesFor(uplink);
       if (!routes) {
         uplink.close();
-        republished ||= uplink.offer.publisherSession !== this.publisherSession;
+        republished ||= uplink.offer.publisherSession !== this.#feed.publisherSession;
         failures.push(new Problem('bad-gateway', `${target.nodeId} carries another publish of ${this.stream}, or lacks its rendition`));
         continue;
       }
@@ -455,68 +430,13 @@ export class Relay extends EventEmitter<RelayEvents> {
     return { failures, republished };
   }
 
-  /**
-   * The first upstream. The origin: its pipe producers are the relay's, as before tiers (the
-   * relay ends with the origin anyway). A parent edge: the relay's own producers take the
-   * parameters of its tap's consumers, and outlive it.
-   */
-  async #produce(uplink: Uplink): Promise<Route[]> {
-    this.publisherSession = uplink.offer.publisherSession;
-    if (uplink.offer.path.length === 1) {
-      this.#direct = true;
-      this.producers.push(...uplink.producers);
-      const video = uplink.offer.producers.find((p) => p.kind === 'video' && p.rids);
-      if (video?.rids) this.videoRids = video.rids;
-      return [];
-    }
-    await uplink.tap();
-    const routes: Route[] = [];
-    for (const [i, consumer] of uplink.consumers.entries()) {
-      const offered = uplink.offer.producers[i]!;
-      const producer = await this.#input.produce({ kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: offered.paused, appData: { rids: offered.rids } });
-      this.producers.push(producer);
-      if (offered.kind === 'video' && offered.rids) this.videoRids = offered.rids;
-      routes[i] = { producer, ssrcs: ssrcMap(consumer.rtpParameters.encodings, producer.rtpParameters.encodings) };
-    }
-    return routes;
-  }
-
-  /**
-   * A later upstream: each of its producers matched to the relay's by kind, codec and layers.
-   * Undefined when it carries another publish or lacks one of the relay's producers (a rendition
-   * it could not add).
-   */
-  async #reroute(uplink: Uplink): Promise<Route[] | undefined> {
-    if (uplink.offer.publisherSession !== this.publisherSession) return undefined;
-    await uplink.tap();
-    const routes: Route[] = [];
-    const matched = new Set<Producer>();
-    const match = (index: number) => {
-      const consumer = uplink.consumers[index]!;
-      const producer = this.producers.find((p) => !matched.has(p) && sameShape(p.rtpParameters, consumer.rtpParameters));
-      if (!producer) return;
-      matched.add(producer);
-      routes[index] = { producer, ssrcs: ssrcMap(consumer.rtpParameters.encodings, producer.rtpParameters.encodings) };
-    };
-    uplink.consumers.forEach((_, i) => match(i));
-    if (this.#renditionIndex !== undefined && !matched.has(this.producers[this.#renditionIndex]!)) {
-      const index = await uplink.rendition().catch(() => undefined);
-      if (index !== undefined) match(index);
-    }
-    return matched.size === this.producers.length ? routes : undefined;
-  }
-
-  #install(uplink: Uplink, routes: Route[], fed: boolean): void {
-    const generation = ++this.#uplinks;
-    this.#routes = routes;
+  #install(uplink: Uplink, routes: UplinkRoutes, fed: boolean): void {
+    const first = ++this.#uplinks === 1;
+    this.#feed.switchTo(uplink, routes);
     this.#uplink = uplink;
     this.upstreamNodeId = uplink.target.nodeId;
     this.path = [...uplink.offer.path, this.#source.edgeNodeId];
     if (!fed) this.treeKey = childKey(uplink.offer.treeKey);
-    uplink.on('rtp', (index, packet) => {
-      // A replaced upstream may still deliver a few packets before it is closed (#move).
-      if (this.#uplink === uplink) this.#forward(generation, routes[index], packet);
-    });
     uplink.once('ended', (reason) => this.close(`stream ended upstream: ${reason}`, 'end'));
     uplink.once('lost', (reason, gone) => {
       if (gone) this.#source.unreachable(uplink.target.nodeId, reason);
@@ -524,29 +444,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     });
     uplink.on('move', (reason) => void this.#move(uplink, reason));
     // The picture restarts at the next key frame from this upstream.
-    if (generation > 1) uplink.requestKeyFrame();
-  }
-
-  /** Sends a packet from the current upstream on through the relay's producer, as one continuous stream. */
-  #forward(generation: number, route: Route | undefined, packet: Buffer): void {
-    if (!route || packet.length < 12) return;
-    const ssrc = route.ssrcs.get(packet.readUInt32BE(8));
-    if (ssrc === undefined) return;
-    const seq = packet.readUInt16BE(2);
-    let state = this.#sequences.get(ssrc);
-    if (!state) {
-      state = { uplink: generation, offset: 0, last: seq };
-      this.#sequences.set(ssrc, state);
-    } else if (state.uplink !== generation) {
-      // A new upstream numbers its packets its own way: carry on from the last one sent.
-      state.uplink = generation;
-      state.offset = (state.last + 1 - seq) & 0xffff;
-    }
-    const out = (seq + state.offset) & 0xffff;
-    if (((out - state.last) & 0xffff) < 0x8000) state.last = out;
-    packet.writeUInt32BE(ssrc, 8);
-    packet.writeUInt16BE(out, 2);
-    route.producer.send(packet);
+    if (!first) uplink.requestKeyFrame();
   }
 
   /**
@@ -605,25 +503,4 @@ export class Relay extends EventEmitter<RelayEvents> {
     }
     this.close(`no upstream took the relay after: ${reason}`);
   }
-}
-
-/** The relay's SSRC for each of an upstream's, encoding by encoding (simulcast layers in the same order). */
-function ssrcMap(from: Array<{ ssrc?: number }> | undefined, to: Array<{ ssrc?: number }> | undefined): Map<number, number> {
-  const map = new Map<number, number>();
-  (from ?? []).forEach((e, i) => {
-    const ssrc = to?.[i]?.ssrc;
-    if (e.ssrc !== undefined && ssrc !== undefined) map.set(e.ssrc, ssrc);
-  });
-  return map;
-}
-
-/** Whether two producers carry the same media: kind, codec (with its H.264 profile) and layer count. */
-function sameShape(a: Producer['rtpParameters'], b: Producer['rtpParameters']): boolean {
-  const ca = a.codecs[0];
-  const cb = b.codecs[0];
-  return (
-    ca?.mimeType === cb?.mimeType &&
-    ca?.parameters?.['profile-level-id'] === cb?.parameters?.['profile-level-id'] &&
-    (a.encodings?.length ?? 0) === (b.encodings?.length ?? 0)
-  );
 }
