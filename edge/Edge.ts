@@ -8,7 +8,7 @@ import { signallingRouter } from '../media/signalling.ts';
 import { authorizeStream } from '../core/tokens.ts';
 import { getNode, reportNodeLost } from '../db/repositories/nodes.ts';
 import { createRelay, deleteRelay, listParentCandidates, recordRelayViewers } from '../db/repositories/relays.ts';
-import { getStream } from '../db/repositories/streams.ts';
+import { getStream, type StreamRecord } from '../db/repositories/streams.ts';
 import { answerParameters, buildAnswer, consumerCapabilities, describeCodec, isSupported, offeredCodecs, receivableCodecs, type AcceptedSection, type Offer } from '../media/sdp.ts';
 import { RelayServer } from '../media/RelayServer.ts';
 import { WebRtcSession } from '../media/WebRtcSession.ts';
@@ -312,8 +312,9 @@ export class Edge implements Role {
 
   async #openRelay(name: string): Promise<Relay> {
     const { db, config, logger } = this.#ctx;
-    const row = await getStream(db.knex, name);
-    if (!row || row.state !== 'live' || !row.originNodeId) throw new Problem('stream-not-live', `stream ${name} is not live`);
+    const row = await this.#liveStream(name);
+    // The first round uses the row just read; a re-attach reads it again (the stream may have moved).
+    let known: StreamRecord | undefined = row;
     // Throws 404 (not live upstream) or 502 (no upstream answered) as a Problem.
     const relay = await Relay.open(
       {
@@ -321,7 +322,11 @@ export class Edge implements Role {
         private: row.private,
         clusterSecret: this.#ctx.clusterSecret,
         edgeNodeId: config.nodeId,
-        upstreams: (request) => this.#upstreams(name, request),
+        upstreams: async (request) => {
+          const current = known ?? (await this.#liveStream(name));
+          known = undefined;
+          return this.#upstreams(current, request);
+        },
         unreachable: (nodeId, reason) => this.#reportLost(nodeId, reason),
       },
       this.#ctx.workers,
@@ -355,13 +360,18 @@ export class Edge implements Role {
     reportNodeLost(db.knex, { nodeId, reporterId: config.nodeId, reason }).catch((error) => logger.warn({ err: error, nodeId }, 'could not report a lost node'));
   }
 
-  /** Where this edge may pull `name` from, best first (edge/RelayTree.ts). */
-  async #upstreams(name: string, request: { lost?: string; treeKey?: number }): Promise<UplinkTarget[]> {
-    const { db, config } = this.#ctx;
-    const row = await getStream(db.knex, name);
+  /** The stream's row if it is live on an origin; stream-not-live (404) otherwise. */
+  async #liveStream(name: string): Promise<StreamRecord> {
+    const row = await getStream(this.#ctx.db.knex, name);
     if (!row || row.state !== 'live' || !row.originNodeId) throw new Problem('stream-not-live', `stream ${name} is not live`);
-    const origin = await getNode(db.knex, row.originNodeId);
-    if (!origin || origin.state !== 'up') throw new Problem('stream-not-live', `stream ${name} has no live origin`);
+    return row;
+  }
+
+  /** Where this edge may pull the stream of `row` from, best first (edge/RelayTree.ts). */
+  async #upstreams(row: StreamRecord, request: { lost?: string; treeKey?: number }): Promise<UplinkTarget[]> {
+    const { db, config } = this.#ctx;
+    const origin = await getNode(db.knex, row.originNodeId!);
+    if (!origin || origin.state !== 'up') throw new Problem('stream-not-live', `stream ${row.name} has no live origin`);
     return orderUpstreams({
       origin: { nodeId: origin.id, url: origin.publicUrl },
       parents: await listParentCandidates(db.knex, row.id),
