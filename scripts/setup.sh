@@ -3,7 +3,7 @@
 #
 #   bash scripts/setup.sh          what `npm start` needs: ffmpeg, haproxy, the mediasoup worker, npm ci
 #   bash scripts/setup.sh --test   also what `npm test` needs: chromium, prometheus (promtool),
-#                                  and a running PostgreSQL server on 127.0.0.1:5432
+#                                  docker.io, and a running PostgreSQL server on 127.0.0.1:5432
 #
 # mediasoup's own install downloads a prebuilt worker from GitHub. Machines without that access
 # build it here from the npm tarball and Debian's libraries (scripts/mediasoup-offline/, a few
@@ -31,6 +31,9 @@ packages=(ffmpeg haproxy)
 # test/layers.test.ts shapes a viewer's link: tc (iproute2) for rate and delay, nftables for random
 # loss (these machines' kernel has no netem; nft's numgen is built in).
 [ $want_test = 1 ] && packages+=(nftables)
+# test/container.test.ts (scripts/container-test.sh): a Docker engine and mmdebstrap to make the
+# base images from Debian's archive (no container registry is reachable from these machines).
+[ $want_test = 1 ] && packages+=(docker.io mmdebstrap)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,0 +1,193 @@
+import assert from 'node:assert/strict';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { Page } from 'playwright-core';
+import { publishWithRetry, TestBrowser } from '../kit/browser.ts';
+import { spawnTracked, stopProcess, waitFor } from '../kit/processes.ts';
+import { playing } from './helpers/player.ts';
+
+/**
+ * The image built and the compose cluster (docker/compose.yml) run for real, through
+ * scripts/container-test.sh: Postgres, two origins, an edge in each of two regions and the balancer
+ * with HAProxy, each in its own container from the one image. ffmpeg publishes over RTMP to
+ * HAProxy's port and Chromium over WHIP; Chromium plays both through the balancer; the edge
+ * serving a player is killed (`docker kill`) and the player plays again from the other edge.
+ *
+ * Skipped, with the script's reason, on a machine that cannot run containers (no engine, no
+ * compose, no way to make a base image, the cluster's ports taken). The build and start figures
+ * are printed, not asserted.
+ */
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SCRIPT = 'scripts/container-test.sh';
+const exec = promisify(execFile);
+/** What compose.yml publishes on this machine, and the defaults it sets for a local try. */
+const BALANCER = 'http://127.0.0.1:8080';
+const RTMP = 'rtmp://127.0.0.1:1935';
+const ADMIN = 'local-admin-token-change-me';
+const PROJECT = 'relaycast-test';
+/** A cold build makes the base images and may build the mediasoup worker (about 6 minutes). */
+const BUILD_TIMEOUT_MS = 30 * 60_000;
+/** The script that skips exits with 77 (automake's "skipped"). */
+const SKIPPED = 77;
+
+interface ScriptResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function script(command: string, timeoutMs: number): Promise<ScriptResult> {
+  try {
+    const { stdout, stderr } = await exec('bash', [SCRIPT, command], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 64 << 20 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout?: string; stderr?: string; message: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? e.message };
+  }
+}
+
+async function mustRun(command: string, timeoutMs: number): Promise<ScriptResult> {
+  const result = await script(command, timeoutMs);
+  if (result.code !== 0) assert.fail(`${SCRIPT} ${command} exited ${result.code}:\n${result.stderr.slice(-4000)}`);
+  return result;
+}
+
+async function docker(...args: string[]): Promise<string> {
+  const { stdout } = await exec(process.env.RELAYCAST_DOCKER ?? dockerCli, args, { timeout: 60_000, maxBuffer: 16 << 20 });
+  return stdout.trim();
+}
+/** The CLI the script picked (it prints it on `check`). */
+let dockerCli = 'docker';
+
+/** The container id of a compose service (names differ between compose v1 and v2). */
+async function containerOf(service: string): Promise<string> {
+  const id = await docker('ps', '-aq', '--filter', `label=com.docker.compose.project=${PROJECT}`, '--filter', `label=com.docker.compose.service=${service}`);
+  assert.ok(id, `no container for ${service}`);
+  return id.split('\n')[0]!;
+}
+
+async function createStream(name: string): Promise<{ streamKey: string; publishToken: string; rtmpUrl: string }> {
+  const res = await fetch(`${BALANCER}/api/v1/streams`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name }),
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  return (await res.json()) as { streamKey: string; publishToken: string; rtmpUrl: string };
+}
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+describe('containers: the image and the compose cluster (scripts/container-test.sh)', function () {
+  let skipped = false;
+  let upStartedAt = 0;
+  let browser: TestBrowser | undefined;
+  let rtmpViewer: Page;
+  let whipPublisher: Page;
+  let whipViewer: Page;
+  let ffmpeg: ChildProcess | undefined;
+
+  before(async function () {
+    this.timeout(BUILD_TIMEOUT_MS + 5 * 60_000);
+    const check = await script('check', 120_000);
+    if (check.code === SKIPPED) {
+      skipped = true;
+      console.log(`      SKIPPED: ${check.stderr.trim().split('\n').pop()}`);
+      this.skip();
+    }
+    assert.equal(check.code, 0, check.stderr);
+    dockerCli = /can run: (\S+)/.exec(check.stderr)?.[1] ?? 'docker';
+    // A cluster a failed run left behind.
+    await script('down', 120_000);
+    const image = await mustRun('image', BUILD_TIMEOUT_MS);
+    console.log(`      image built in ${/build_seconds=(\S+)/.exec(image.stdout)?.[1]} s (base images already made: ${!/making|building relaycast-base/.test(image.stderr)})`);
+    upStartedAt = Date.now();
+    await mustRun('up', 5 * 60_000);
+    console.log(`      cluster up and healthy after ${seconds(Date.now() - upStartedAt)}`);
+    browser = await TestBrowser.launch();
+  });
+
+  after(async function () {
+    this.timeout(180_000);
+    if (skipped) return;
+    if (ffmpeg) await stopProcess(ffmpeg, 5000);
+    await browser?.close();
+    const down = await script('down', 150_000);
+    if (down.code !== 0) console.log(`      ${SCRIPT} down exited ${down.code}: ${down.stderr.slice(-2000)}`);
+  });
+
+  it('the image runs compiled JavaScript as a non-root user, with a health check', async () => {
+    const config = JSON.parse(await docker('image', 'inspect', 'relaycast:local', '--format', '{{json .Config}}')) as { User: string; Healthcheck?: { Test: string[] } };
+    assert.equal(config.User, '10001:10001');
+    assert.deepEqual(config.Healthcheck?.Test.slice(0, 2), ['CMD', 'node']);
+    const inside = await docker('run', '--rm', 'relaycast:local', 'sh', '-c', 'id -u; ls /app; find /app/dist -name "*.ts" ! -name "*.d.ts" | wc -l; command -v tsc tsx gcc || true');
+    const [uid, ...rest] = inside.split('\n');
+    assert.equal(uid, '10001');
+    assert.ok(rest.includes('dist'), inside);
+    assert.ok(!rest.includes('app') && !rest.includes('origin'), `no TypeScript source folders in /app: ${inside}`);
+    assert.equal(rest.at(-1), '0', 'no .ts sources under dist');
+    const size = Number(await docker('image', 'inspect', 'relaycast:local', '--format', '{{.Size}}'));
+    console.log(`      image size ${(size / 1e6).toFixed(0)} MB`);
+  });
+
+  it('every node registers in the cluster\'s Postgres and reports healthy; memory at rest is printed', async () => {
+    const postgres = await containerOf('postgres');
+    const rows = await docker('exec', postgres, 'psql', '-U', 'relaycast', '-d', 'relaycast', '-Atc', "select id || ' ' || array_to_string(roles, ',') || ' ' || state from nodes order by id");
+    assert.deepEqual(rows.split('\n'), ['balancer balancer up', 'edge-eu edge up', 'edge-us edge up', 'origin-eu origin up', 'origin-us origin up']);
+    const health = await docker('ps', '--filter', `label=com.docker.compose.project=${PROJECT}`, '--format', '{{.Label "com.docker.compose.service"}} {{.Status}}');
+    for (const line of health.split('\n')) if (!line.startsWith('net ')) assert.match(line, /\(healthy\)/, line);
+    const memory = await docker('stats', '--no-stream', '--format', '{{.Name}} {{.MemUsage}}');
+    console.log(`      memory at rest:\n${memory.split('\n').map((l) => `        ${l.replace(`${PROJECT}_`, '').replace(`${PROJECT}-`, '')}`).join('\n')}`);
+  });
+
+  it('ffmpeg publishes over RTMP through HAProxy\'s port (x264 defaults, 2 s key frames); Chromium plays through the balancer', async () => {
+    const { rtmpUrl } = await createStream('rtmp');
+    assert.ok(rtmpUrl.startsWith(`${RTMP}/live/`), `the admin API names HAProxy's RTMP port: ${rtmpUrl}`);
+    ffmpeg = spawnTracked(
+      'ffmpeg',
+      [
+        ...['-hide_banner', '-loglevel', 'error', '-nostdin', '-re'],
+        ...['-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100'],
+        ...['-c:v', 'libx264', '-g', '60', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-t', '600', '-f', 'flv', rtmpUrl],
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    rtmpViewer = await browser!.page(BALANCER);
+    await rtmpViewer.goto(`${BALANCER}/play/rtmp`);
+    const stats = await playing(rtmpViewer, 'the player to play the RTMP stream', { timeoutMs: 90_000 });
+    console.log(`      up → first RTMP stream played: ${seconds(Date.now() - upStartedAt)} (${stats.videoWidth}x${stats.videoHeight} from ${stats.edge})`);
+    assert.equal(stats.videoWidth, 640);
+    assert.match(stats.edge ?? '', /^edge-(eu|us)$/);
+  });
+
+  it('Chromium publishes over WHIP to an origin the route API names; another Chromium page plays it', async () => {
+    const { publishToken } = await createStream('whip');
+    whipPublisher = await browser!.page(BALANCER);
+    const started = Date.now();
+    await publishWithRetry(whipPublisher, BALANCER, 'whip', publishToken);
+    whipViewer = await browser!.page(BALANCER);
+    await whipViewer.goto(`${BALANCER}/play/whip`);
+    const stats = await playing(whipViewer, 'the player to play the WHIP stream', { timeoutMs: 60_000 });
+    console.log(`      WHIP publish → played: ${seconds(Date.now() - started)} (${stats.videoWidth}x${stats.videoHeight} from ${stats.edge})`);
+    assert.ok(stats.videoWidth > 0);
+  });
+
+  it('docker kill of the edge serving the RTMP stream\'s player: it plays again from the other edge', async () => {
+    const before = await playing(rtmpViewer, 'the player before the kill');
+    const dead = before.edge!;
+    const other = dead === 'edge-eu' ? 'edge-us' : 'edge-eu';
+    const started = Date.now();
+    await docker('kill', await containerOf(dead));
+    const after = await playing(rtmpViewer, 'the player on the other edge', { afterSession: before.sessions, timeoutMs: 60_000 });
+    console.log(`      docker kill ${dead}: the player plays again from ${after.edge} after ${seconds(Date.now() - started)}`);
+    assert.equal(after.edge, other);
+    // The WHIP stream's player, wherever it was, plays too.
+    await playing(whipViewer, 'the WHIP stream\'s player after the kill', { timeoutMs: 60_000 });
+    await waitFor(`${dead} marked down in the nodes table`, async () => {
+      const postgres = await containerOf('postgres');
+      return (await docker('exec', postgres, 'psql', '-U', 'relaycast', '-d', 'relaycast', '-Atc', `select state from nodes where id = '${dead}'`)) !== 'up';
+    }, 30_000, 500);
+  });
+});
