@@ -9,6 +9,7 @@
 #   bash scripts/container-test.sh image    base, then relaycast:local (prints the build time)
 #   bash scripts/container-test.sh up       the compose cluster, until every service is healthy
 #   bash scripts/container-test.sh down     stops it and drops its volumes
+#   bash scripts/container-test.sh engine-stop   stops the dockerd that `check` started, if any
 #
 # No container registry is needed: without one (these machines reach Debian's archive and the npm
 # registry only), the base images are made locally. `mmdebstrap` writes a minimal Debian 12 root
@@ -35,6 +36,9 @@ CACHED_WORKER=${MEDIASOUP_WORKER_BIN:-$HOME/.cache/mediasoup-worker/mediasoup-wo
 # How long `up` waits for every service to be healthy: the nodes' health checks start after their
 # start_period and run every 10 s, and a first start runs the database migrations.
 UP_TIMEOUT_S=180
+
+# Where `check` notes the dockerd it started, so that `engine-stop` stops that one and no other.
+DOCKERD_PID=/tmp/relaycast-dockerd.pid
 
 log() { printf '\033[1mcontainer:\033[0m %s\n' "$*" >&2; }
 # Exit code 77: "skipped" (automake's convention); test/container.test.ts reports the reason.
@@ -67,8 +71,9 @@ check() {
   if ! "$DOCKER" info >/dev/null 2>&1; then
     # A root shell with Debian's docker.io but no init system (as here): start the engine.
     if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null 2>&1 && [ -z "${RELAYCAST_NO_DOCKERD:-}" ]; then
-      log "starting dockerd (log: /tmp/relaycast-dockerd.log)"
+      log "starting dockerd (log: /tmp/relaycast-dockerd.log; \`$0 engine-stop\` stops it)"
       nohup dockerd >/tmp/relaycast-dockerd.log 2>&1 &
+      echo $! > "$DOCKERD_PID"
       for _ in $(seq 1 30); do "$DOCKER" info >/dev/null 2>&1 && break; sleep 1; done
     fi
     "$DOCKER" info >/dev/null 2>&1 || skip "no Docker engine answers ($("$DOCKER" info 2>&1 | grep -m1 -i -E 'error|cannot' || echo 'docker info failed'))"
@@ -175,7 +180,19 @@ down() {
   compose down -v --timeout 10 >&2
 }
 
+# Stops the engine `check` started, if it did (test/container.test.ts, when done).
+engine_stop() {
+  [ -f "$DOCKERD_PID" ] || return 0
+  local pid
+  pid=$(cat "$DOCKERD_PID")
+  rm -f "$DOCKERD_PID"
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || { log "stopped dockerd $pid"; return 0; }; sleep 1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
 command=${1:-all}
+if [ "$command" = engine-stop ]; then engine_stop; exit 0; fi
 check
 case "$command" in
   check) log "can run: $DOCKER ($("$DOCKER" version --format '{{.Server.Version}}')), ${COMPOSE}" ;;
@@ -185,7 +202,9 @@ case "$command" in
   down) down ;;
   all)
     image
-    RELAYCAST_CONTAINER_TEST=1 npx mocha --config .mocharc.json test/container.test.ts
+    # Only this file: with .mocharc.json, a file named here would run beside its whole spec list.
+    npx mocha --no-config --node-option import=tsx --require test/helpers/build.ts --extension ts \
+      --timeout 180000 test/container.test.ts
     ;;
   *) echo "usage: $0 [check|base|image|up|down]" >&2; exit 2 ;;
 esac

@@ -116,6 +116,8 @@ describe('containers: the image and the compose cluster (scripts/container-test.
     await browser?.close();
     const down = await script('down', 150_000);
     if (down.code !== 0) console.log(`      ${SCRIPT} down exited ${down.code}: ${down.stderr.slice(-2000)}`);
+    // The engine, if the script started it for this run (a machine's own engine stays up).
+    await script('engine-stop', 60_000);
   });
 
   it('the image runs compiled JavaScript as a non-root user, with a health check', async () => {
