@@ -12,7 +12,8 @@ import { playing } from './helpers/player.ts';
  * scripts/container-test.sh: Postgres, two origins, an edge in each of two regions and the balancer
  * with HAProxy, each in its own container from the one image. ffmpeg publishes over RTMP to
  * HAProxy's port and Chromium over WHIP; Chromium plays both through the balancer; the edge
- * serving a player is killed (`docker kill`) and the player plays again from the other edge.
+ * serving a player is killed (`docker kill`) and the player plays again from the other edge; that
+ * edge, started again, rejoins, and when its process crashes the restart policy brings it back.
  *
  * Skipped, with the script's reason, on a machine that cannot run containers (no engine, no
  * compose, no way to make a base image, the cluster's ports taken). The build and start figures
@@ -78,6 +79,13 @@ async function createStream(name: string): Promise<{ streamKey: string; publishT
   return (await res.json()) as { streamKey: string; publishToken: string; rtmpUrl: string };
 }
 
+/** The node's state in the cluster's own Postgres (the nodes table). */
+async function nodeState(node: string): Promise<string> {
+  return docker('exec', await containerOf('postgres'), 'psql', '-U', 'relaycast', '-d', 'relaycast', '-Atc', `select state from nodes where id = '${node}'`);
+}
+
+const health = (id: string) => docker('inspect', '--format', '{{if .State.Health}}{{.State.Health.Status}}{{end}}', id);
+
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 describe('containers: the image and the compose cluster (scripts/container-test.sh)', function () {
@@ -88,6 +96,8 @@ describe('containers: the image and the compose cluster (scripts/container-test.
   let whipPublisher: Page;
   let whipViewer: Page;
   let ffmpeg: ChildProcess | undefined;
+  /** The edge the kill test stopped. */
+  let killed = '';
 
   before(async function () {
     this.timeout(BUILD_TIMEOUT_MS + 5 * 60_000);
@@ -147,6 +157,7 @@ describe('containers: the image and the compose cluster (scripts/container-test.
   it('ffmpeg publishes over RTMP through HAProxy\'s port (x264 defaults, 2 s key frames); Chromium plays through the balancer', async () => {
     const { rtmpUrl } = await createStream('rtmp');
     assert.ok(rtmpUrl.startsWith(`${RTMP}/live/`), `the admin API names HAProxy's RTMP port: ${rtmpUrl}`);
+    const publishedAt = Date.now();
     ffmpeg = spawnTracked(
       'ffmpeg',
       [
@@ -159,7 +170,7 @@ describe('containers: the image and the compose cluster (scripts/container-test.
     rtmpViewer = await browser!.page(BALANCER);
     await rtmpViewer.goto(`${BALANCER}/play/rtmp`);
     const stats = await playing(rtmpViewer, 'the player to play the RTMP stream', { timeoutMs: 90_000 });
-    console.log(`      up → first RTMP stream played: ${seconds(Date.now() - upStartedAt)} (${stats.videoWidth}x${stats.videoHeight} from ${stats.edge})`);
+    console.log(`      RTMP publish → played: ${seconds(Date.now() - publishedAt)}; cluster up → played: ${seconds(Date.now() - upStartedAt)} (${stats.videoWidth}x${stats.videoHeight} from ${stats.edge})`);
     assert.equal(stats.videoWidth, 640);
     assert.match(stats.edge ?? '', /^edge-(eu|us)$/);
   });
@@ -187,9 +198,23 @@ describe('containers: the image and the compose cluster (scripts/container-test.
     assert.equal(after.edge, other);
     // The WHIP stream's player, wherever it was, plays too.
     await playing(whipViewer, 'the WHIP stream\'s player after the kill', { timeoutMs: 60_000 });
-    await waitFor(`${dead} marked down in the nodes table`, async () => {
-      const postgres = await containerOf('postgres');
-      return (await docker('exec', postgres, 'psql', '-U', 'relaycast', '-d', 'relaycast', '-Atc', `select state from nodes where id = '${dead}'`)) !== 'up';
-    }, 30_000, 500);
+    assert.notEqual(await nodeState(dead), 'up', `${dead} is no longer up in the nodes table`);
+    // `docker kill` is an operator's stop: compose's restart policy leaves the container exited.
+    assert.match(await docker('inspect', '--format', '{{.State.Status}}', await containerOf(dead)), /^exited$/);
+    killed = dead;
+  });
+
+  it('the killed edge started again rejoins; when its process crashes, the restart policy brings it back', async () => {
+    const id = await containerOf(killed);
+    await docker('start', id);
+    await waitFor(`${killed} healthy and up again`, async () => (await health(id)) === 'healthy' && (await nodeState(killed)) === 'up', 90_000, 500);
+    const restarts = Number(await docker('inspect', '--format', '{{.RestartCount}}', id));
+    // A crash, not a stop: node and its mediasoup worker die, and tini exits with them.
+    const started = Date.now();
+    // (The image has no kill binary: the shell's. Its init, tini, is immune to signals from inside.)
+    await docker('exec', id, 'sh', '-c', 'kill -9 -1').catch(() => undefined);
+    await waitFor(`${killed} restarted by the restart policy`, async () => Number(await docker('inspect', '--format', '{{.RestartCount}}', id)) > restarts, 30_000, 250);
+    await waitFor(`${killed} healthy and up after the restart`, async () => (await health(id)) === 'healthy' && (await nodeState(killed)) === 'up', 90_000, 500);
+    console.log(`      ${killed} crashed: restarted, healthy and up in the nodes table after ${seconds(Date.now() - started)}`);
   });
 });

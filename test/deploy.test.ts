@@ -211,6 +211,8 @@ describe('docker/Dockerfile', function () {
     assert.deepEqual(lintDockerfile(text).map((d) => `line ${d.range.start.line + 1}: ${d.message}`), []);
     // The linter must be able to fail: a misspelt instruction and flag are reported.
     assert.equal(lintDockerfile(text.replace('\nUSER ', '\nUSR ').replace('--start-period', '--start-periodd')).length, 2);
+    // The base images made where no registry is reachable (scripts/container-test.sh).
+    assert.deepEqual(lintDockerfile(read('docker/base/Dockerfile')).map((d) => `docker/base/Dockerfile line ${d.range.start.line + 1}: ${d.message}`), []);
   });
 
   it('builds the mediasoup worker in a build stage with scripts/mediasoup-offline, for package.json\'s mediasoup', () => {
