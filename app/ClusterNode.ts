@@ -1,11 +1,13 @@
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { Express, Request } from 'express';
 import { clusterSecret } from '../core/clusterSecret.ts';
 import type { Config } from '../core/config.ts';
 import { CpuMeter } from '../core/CpuMeter.ts';
 import { Problem } from '../core/errors.ts';
 import { createApp, errorHandler, notFound, refuseUnparsable } from '../core/http.ts';
+import { TlsListener } from '../core/TlsListener.ts';
 import type { Logger } from '../core/logger.ts';
 import { Metrics } from '../core/metrics.ts';
 import { NodeRegistry } from './NodeRegistry.ts';
@@ -65,7 +67,11 @@ export class ClusterNode {
   #lastCpu = 0;
   /** The roles' load being measured, if it is (see #currentLoad). */
   #measuring: Promise<RoleLoad> | undefined;
-  #server: Server | undefined;
+  /** The HTTP servers: the main port's (HTTPS with --tls-cert), and --http-plain-port's. */
+  #servers: Array<Server | HttpsServer> = [];
+  /** The main port when it speaks HTTPS. */
+  #tls: TlsListener | undefined;
+  #port = 0;
   #stopping = false;
   /** Set when shutdown drained the node (and so undoes it once gone). */
   #drainedForShutdown = false;
@@ -85,8 +91,7 @@ export class ClusterNode {
   }
 
   get httpPort(): number {
-    const address = this.#server?.address();
-    return typeof address === 'object' && address ? address.port : this.config.httpPort;
+    return this.#port || this.config.httpPort;
   }
 
   /** Starts every part; resolves once the node is registered (or stop() was called meanwhile). */
@@ -135,10 +140,7 @@ export class ClusterNode {
       }));
     }
     this.#mountRoutes();
-    this.#server = this.app.listen(config.httpPort, config.httpHost);
-    this.#server.on('clientError', refuseUnparsable);
-    await once(this.#server, 'listening');
-    this.logger.info({ url: config.publicUrl, port: this.httpPort }, 'http listening');
+    await this.#listen();
 
     if (!(await this.#migrateWhenReachable())) return;
     for (const role of this.#roles) {
@@ -178,22 +180,62 @@ export class ClusterNode {
     this.#stopping = true;
     this.logger.info('shutting down');
     await this.#drain();
-    const server = this.#server;
-    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
-    server?.closeIdleConnections();
+    this.#tls?.close();
+    const closed = Promise.all(this.#servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    for (const server of this.#servers) server.closeIdleConnections();
     // Ending the sessions ends the relay requests that hold connections open.
     for (const role of this.#roles) await role.close().catch((error) => this.logger.error({ err: error }, 'role close failed'));
     await this.#registry?.stop();
     if (this.#drainedForShutdown) await setNodeDraining(this.db.knex, this.config.nodeId, false).catch(() => undefined);
-    if (server) {
-      const timer = setTimeout(() => server.closeAllConnections(), HTTP_DRAIN_MS);
-      await closed;
-      clearTimeout(timer);
-    }
+    const timer = setTimeout(() => this.#servers.forEach((server) => server.closeAllConnections()), HTTP_DRAIN_MS);
+    await closed;
+    clearTimeout(timer);
     await this.#agent?.close();
     await this.#workers?.close();
     await this.db.close();
     this.logger.info('stopped');
+  }
+
+  /**
+   * The HTTP port: plain, or HTTPS only with --tls-cert (its certificate read again when the files
+   * change), and then --http-plain-port besides, with the same routes, when asked.
+   */
+  async #listen(): Promise<void> {
+    const { config } = this;
+    if (config.tlsCert && config.tlsKey) {
+      const tls = (this.#tls = new TlsListener({ certFile: config.tlsCert, keyFile: config.tlsKey, handler: this.app }));
+      const served = (why: string) => {
+        const { leaf } = tls.certificates.current;
+        this.metrics.tlsCertificateExpiry.set(Math.floor(Date.parse(leaf.validTo) / 1000));
+        this.logger.info({ subject: leaf.subject, validTo: leaf.validTo, serial: leaf.serialNumber }, why);
+      };
+      tls.certificates.on('reloaded', () => {
+        this.metrics.tlsReloads.inc({ result: 'loaded' });
+        served('tls certificate reloaded: new connections get it');
+      });
+      tls.certificates.on('rejected', (error) => {
+        this.metrics.tlsReloads.inc({ result: 'rejected' });
+        this.logger.error({ err: error }, 'tls certificate files changed but hold no valid pair: kept the last one');
+      });
+      this.#servers.push(tls.https);
+      await tls.listen(config.httpPort, config.httpHost);
+      this.#port = tls.address?.port ?? config.httpPort;
+      served('tls certificate loaded');
+    } else {
+      const server = createServer(this.app);
+      this.#servers.push(server);
+      server.listen(config.httpPort, config.httpHost);
+      await once(server, 'listening');
+      this.#port = (server.address() as { port: number }).port;
+    }
+    if (config.httpPlainPort > 0) {
+      const plain = createServer(this.app);
+      this.#servers.push(plain);
+      plain.listen(config.httpPlainPort, config.httpHost);
+      await once(plain, 'listening');
+    }
+    for (const server of this.#servers) server.on('clientError', refuseUnparsable);
+    this.logger.info({ url: config.publicUrl, port: this.httpPort, tls: Boolean(this.#tls), plainPort: config.httpPlainPort || undefined }, 'http listening');
   }
 
   /**

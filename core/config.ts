@@ -51,6 +51,12 @@ function existingFiles(text: string): string[] {
   return paths.map((path) => resolve(path));
 }
 
+/** One file path, which must exist. */
+function existingFile(text: string): string {
+  if (!existsSync(text)) throw new TypeError(`${text} does not exist`);
+  return resolve(text);
+}
+
 /** What the process needs to know; defaults make `relaycast all` work with nothing set. */
 const schema = z.object({
   nodeId: z
@@ -59,6 +65,11 @@ const schema = z.object({
     .optional(),
   httpPort: port.default(8080),
   httpHost: z.string().min(1).default('0.0.0.0'),
+  /** PEM files: with both, the HTTP port speaks HTTPS only (core/TlsListener.ts). */
+  tlsCert: parsedText(existingFile).optional(),
+  tlsKey: parsedText(existingFile).optional(),
+  /** A second, plain-HTTP port for health checks and internal traffic when the main one is HTTPS (0: none). */
+  httpPlainPort: z.coerce.number().int().min(0).max(65535).default(0),
   region: region.default('default'),
   lat: z.coerce.number().min(-90).max(90).default(0),
   lon: z.coerce.number().min(-180).max(180).default(0),
@@ -142,10 +153,13 @@ const descriptions: Record<ConfigKey, string> = {
   nodeId: 'id of this node in the registry (default: <hostname>-<http port>)',
   httpPort: 'HTTP port for signalling, API, player, /healthz and /metrics',
   httpHost: 'address the HTTP server listens on',
+  tlsCert: 'PEM certificate chain: with --tls-key, the HTTP port speaks HTTPS only; read again when the file changes',
+  tlsKey: 'PEM private key of --tls-cert',
+  httpPlainPort: 'with TLS, a plain-HTTP port besides (same routes) for health checks, HAProxy and other nodes on a private network (0: none)',
   region: 'region this node serves (balancer groups edges by it)',
   lat: 'latitude of this node',
   lon: 'longitude of this node',
-  publicUrl: 'base URL clients reach this node at (default: http://127.0.0.1:<http port>)',
+  publicUrl: 'base URL clients reach this node at (default: http://127.0.0.1:<http port>, https:// with --tls-cert)',
   announcedIp: 'IP address announced in ICE candidates',
   dataDir: 'directory for the embedded database and other state',
   databaseUrl: 'Postgres URL; unset = embedded PGlite under the data dir',
@@ -272,6 +286,12 @@ export function loadConfig(sources: ConfigSources): Config {
   if (parsed.haproxyRtmpPort > 0 && (parsed.haproxyRtmpPort === Number(parsed.haproxyBind.split(':').pop()) || (roles.includes('origin') && parsed.haproxyRtmpPort === parsed.rtmpPort))) {
     throw new ConfigError('haproxyRtmpPort', `must differ from haproxyBind's port and from this origin's rtmpPort (${parsed.rtmpPort})`);
   }
+  if ((parsed.tlsCert === undefined) !== (parsed.tlsKey === undefined)) {
+    throw new ConfigError(parsed.tlsCert === undefined ? 'tlsCert' : 'tlsKey', 'tlsCert and tlsKey go together: give both or neither');
+  }
+  if (parsed.httpPlainPort > 0 && (parsed.tlsCert === undefined || parsed.httpPlainPort === parsed.httpPort)) {
+    throw new ConfigError('httpPlainPort', 'is for a node with tlsCert and tlsKey, and must differ from httpPort');
+  }
   if (parsed.heartbeatMs * 2 > parsed.nodeTtlMs) {
     throw new ConfigError('nodeTtlMs', `must be at least twice heartbeatMs (${parsed.heartbeatMs}), or live nodes look dead`);
   }
@@ -280,7 +300,7 @@ export function loadConfig(sources: ConfigSources): Config {
     roles,
     dataDir: resolve(parsed.dataDir),
     nodeId: parsed.nodeId ?? `${hostname()}-${parsed.httpPort}`,
-    publicUrl: (parsed.publicUrl ?? `http://127.0.0.1:${parsed.httpPort}`).replace(/\/+$/, ''),
+    publicUrl: (parsed.publicUrl ?? `${parsed.tlsCert ? 'https' : 'http'}://127.0.0.1:${parsed.httpPort}`).replace(/\/+$/, ''),
     capacity: parsed.capacity ?? VIEWERS_PER_WORKER * parsed.workers,
     defaultRegion: parsed.defaultRegion ?? parsed.region,
     // A balancer that runs HAProxy hears it on loopback, with the client in X-Forwarded-For.

@@ -83,7 +83,11 @@ export function refuseUnparsable(error: NodeJS.ErrnoException, socket: Duplex): 
     socket.destroy();
     return;
   }
-  const problem = new Problem(error.code === 'HPE_HEADER_OVERFLOW' ? 'request-header-fields-too-large' : 'bad-request', 'the request could not be parsed');
+  endWithProblem(socket, new Problem(error.code === 'HPE_HEADER_OVERFLOW' ? 'request-header-fields-too-large' : 'bad-request', 'the request could not be parsed'));
+}
+
+/** Answers on a raw connection, below express, with the one error shape, and closes it. */
+export function endWithProblem(socket: Duplex, problem: Problem): void {
   const body = problemBody(problem);
   socket.end(
     `HTTP/1.1 ${problem.status} ${problem.title}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,

@@ -42,6 +42,17 @@ export class Metrics {
     help: '1 when the last registry round trip to the database succeeded',
     registers: [this.registry],
   });
+  readonly tlsCertificateExpiry = new Gauge({
+    name: 'relaycast_tls_certificate_expiry_timestamp_seconds',
+    help: 'When the certificate this node serves HTTPS with expires (Unix time): alert well before it',
+    registers: [this.registry],
+  });
+  readonly tlsReloads = new Counter({
+    name: 'relaycast_tls_certificate_reloads_total',
+    help: 'Certificate files that changed on disk: loaded (served to new connections) or rejected (no valid certificate and key; the last good pair stays)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly haproxyRestarts = new Counter({
     name: 'relaycast_haproxy_restarts_total',
     help: 'HAProxy started again after it exited by itself (a crash): the balancer supervises it',

@@ -10,6 +10,8 @@ export const PROBLEM_TYPE_BASE = 'https://relaycast.dev/problems/';
 export const PROBLEMS = {
   /** The request could not be read (broken JSON, bad bytes in the request line). */
   'bad-request': { status: 400, title: 'Bad Request' },
+  /** Plain HTTP sent to a port that speaks only HTTPS (--tls-cert). */
+  'https-required': { status: 400, title: 'HTTPS Required' },
   /** A readable request whose fields break the schema; `errors` lists each. */
   'invalid-request': { status: 400, title: 'Invalid Request' },
   'invalid-stream-name': { status: 400, title: 'Invalid Stream Name' },

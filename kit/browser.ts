@@ -41,8 +41,9 @@ export class TestBrowser {
    * `netns`: run Chromium inside that network namespace (kit/netns.ts), through a wrapper that
    * `ip netns exec`s it (which keeps the pipes Playwright talks over). `secureOrigins`: http
    * origins to treat as secure (getUserMedia needs a secure context; only loopback is one).
+   * `args`: more Chromium flags (e.g. --ignore-certificate-errors-spki-list for a test CA).
    */
-  static async launch(options: { netns?: string; secureOrigins?: string[] } = {}): Promise<TestBrowser> {
+  static async launch(options: { netns?: string; secureOrigins?: string[]; args?: string[] } = {}): Promise<TestBrowser> {
     const profile = mkdtempSync(join(tmpdir(), 'relaycast-chromium-'));
     const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
     let executablePath = chromiumPath;
@@ -52,6 +53,7 @@ export class TestBrowser {
     }
     const args = [...ARGS];
     if (options.secureOrigins?.length) args.push(`--unsafely-treat-insecure-origin-as-secure=${options.secureOrigins.join(',')}`);
+    args.push(...(options.args ?? []));
     const context = await chromium.launchPersistentContext(join(profile, 'user-data'), { executablePath, args, headless: true });
     return new TestBrowser(context.browser()!, context, profile);
   }

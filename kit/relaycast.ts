@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './postgres.ts';
 import { spawnTracked, stopProcess, waitFor } from './processes.ts';
+import { httpsFetch, type TestCa } from './tls.ts';
 
 /**
  * Relaycast processes started by tests and benchmarks, as a user would start them
@@ -19,6 +20,8 @@ export interface RelaycastProcess {
   port: number;
   /** Its RTMP port (every test process gets a free one, whether it runs an origin or not). */
   rtmpPort: number;
+  /** --http-plain-port, with `tls.plainPort`. */
+  plainPort?: number;
   url: string;
   dataDir: string;
   /** stdout and stderr so far (pino JSON lines). */
@@ -38,6 +41,11 @@ export interface StartOptions {
    * (`--public-url`): a veth address for clients in a network namespace. Default 127.0.0.1.
    */
   host?: string;
+  /**
+   * HTTPS on the HTTP port (--tls-cert/--tls-key), with `ca` trusted by the process for its peers
+   * (NODE_EXTRA_CA_CERTS); `plainPort`: --http-plain-port on a free port besides.
+   */
+  tls?: { certFile: string; keyFile: string; ca: TestCa; plainPort?: boolean };
 }
 
 /** The environment a test process gets: nothing inherited that would point it elsewhere. */
@@ -76,7 +84,9 @@ async function startOnce(options: StartOptions): Promise<RelaycastProcess> {
   const rtmpPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'relaycast-data-'));
   const host = options.host ?? '127.0.0.1';
-  const url = `http://${host}:${port}`;
+  const tls = options.tls;
+  const plainPort = tls?.plainPort ? await freePort() : undefined;
+  const url = `${tls ? 'https' : 'http'}://${host}:${port}`;
   const child = runRelaycast(
     [
       ...(options.roles ?? ['all']),
@@ -85,9 +95,16 @@ async function startOnce(options: StartOptions): Promise<RelaycastProcess> {
       // Media ports below Linux's ephemeral range (32768–60999), where freePort() finds the
       // HTTP and RTMP ports of the other test processes.
       ...['--rtc-min-port', '20000', '--rtc-max-port', '29999'],
+      ...(tls ? ['--tls-cert', tls.certFile, '--tls-key', tls.keyFile] : []),
+      ...(plainPort ? ['--http-plain-port', String(plainPort)] : []),
       ...(options.args ?? []),
     ],
-    { RELAYCAST_DATA_DIR: dataDir, ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : {}), ...options.env },
+    {
+      RELAYCAST_DATA_DIR: dataDir,
+      ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : {}),
+      ...(tls ? { NODE_EXTRA_CA_CERTS: tls.ca.certFile } : {}),
+      ...options.env,
+    },
   );
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
@@ -97,6 +114,7 @@ async function startOnce(options: StartOptions): Promise<RelaycastProcess> {
     child,
     port,
     rtmpPort,
+    plainPort,
     url,
     dataDir,
     output: () => output,
@@ -115,7 +133,7 @@ async function startOnce(options: StartOptions): Promise<RelaycastProcess> {
       `${url}/readyz to answer 200`,
       async () => {
         if (child.exitCode !== null) throw new Error(`relaycast exited with ${child.exitCode}:\n${output}`);
-        const res = await fetch(`${url}/readyz`).catch(() => undefined);
+        const res = tls ? await httpsFetch(`${url}/readyz`, tls.ca).catch(() => undefined) : await fetch(`${url}/readyz`).catch(() => undefined);
         return res?.status === 200;
       },
       READY_TIMEOUT_MS,

@@ -126,6 +126,22 @@ describe('config', () => {
     }
   });
 
+  it('takes TLS as a certificate and key file together, makes the public URL https://, and allows a plain port only beside TLS', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'relaycast-config-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    writeFileSync(cert, 'not checked here: the node reads and matches the pair when it starts');
+    writeFileSync(key, '');
+    const tls = loadConfig({ roles: ['edge'], env: { RELAYCAST_TLS_CERT: cert, RELAYCAST_TLS_KEY: key, RELAYCAST_HTTP_PLAIN_PORT: '8081' } });
+    assert.equal(tls.publicUrl, 'https://127.0.0.1:8080');
+    assert.equal(tls.httpPlainPort, 8081);
+    assert.equal(configError(() => loadConfig({ roles: ['edge'], env: { RELAYCAST_TLS_CERT: cert } })).field, 'tlsKey');
+    assert.equal(configError(() => loadConfig({ roles: ['edge'], env: { RELAYCAST_TLS_KEY: key } })).field, 'tlsCert');
+    assert.match(configError(() => loadConfig({ roles: ['edge'], env: { RELAYCAST_TLS_CERT: join(dir, 'missing.pem'), RELAYCAST_TLS_KEY: key } })).message, /missing\.pem does not exist/);
+    assert.equal(configError(() => loadConfig({ roles: ['edge'], env: { RELAYCAST_HTTP_PLAIN_PORT: '8081' } })).field, 'httpPlainPort', 'a plain port without TLS');
+    assert.equal(configError(() => loadConfig({ roles: ['edge'], env: { RELAYCAST_TLS_CERT: cert, RELAYCAST_TLS_KEY: key, RELAYCAST_HTTP_PLAIN_PORT: '8080' } })).field, 'httpPlainPort', 'the same port twice');
+  });
+
   it('refuses unknown keys and broken JSON in the config file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'relaycast-config-'));
     writeFileSync(join(dir, 'typo.json'), JSON.stringify({ htpPort: 80 }));
