@@ -41,13 +41,13 @@ export function readCertificatePair(certPath: string, keyPath: string): Certific
   try {
     leaf = new X509Certificate(cert);
   } catch (error) {
-    throw new TypeError(`${certPath} holds no PEM certificate (${(error as Error).message})`);
+    throw new TypeError(`${certPath} holds no PEM certificate (${(error as Error).message})`, { cause: error });
   }
   let privateKey;
   try {
     privateKey = createPrivateKey(key);
   } catch (error) {
-    throw new TypeError(`${keyPath} holds no PEM private key (${(error as Error).message})`);
+    throw new TypeError(`${keyPath} holds no PEM private key (${(error as Error).message})`, { cause: error });
   }
   if (!leaf.checkPrivateKey(privateKey)) throw new TypeError(`${keyPath} is not the key of the certificate in ${certPath}`);
   return { cert, key, leaf };
@@ -79,7 +79,7 @@ export class CertificateWatcher extends EventEmitter<CertificateWatcherEvents> {
     try {
       this.#current = readCertificatePair(certPath, keyPath);
     } catch (error) {
-      throw new ConfigError('tlsCert', (error as Error).message);
+      throw new ConfigError('tlsCert', (error as Error).message, { cause: error });
     }
     this.#identity = this.#readIdentity();
   }

@@ -9,8 +9,8 @@ import { PROBLEM_TYPE_BASE, PROBLEMS, type ProblemName } from './problems.ts';
 export class ConfigError extends Error {
   readonly field: string;
 
-  constructor(field: string, message: string) {
-    super(`${field}: ${message}`);
+  constructor(field: string, message: string, options?: ErrorOptions) {
+    super(`${field}: ${message}`, options);
     this.name = 'ConfigError';
     this.field = field;
   }
