@@ -1,6 +1,6 @@
 // Kubernetes preStop hook for origins and edges. The kubelet sends SIGTERM when it returns.
 //
-// 1. Drain: POST /internal/v1/drain on this node (127.0.0.1:RELAYCAST_HTTP_PORT) with the cluster
+// 1. Drain: POST /internal/v1/drain on this node (docker/local-node.mjs) with the cluster
 //    secret (RELAYCAST_CLUSTER_SECRET). The node marks itself draining in the registry (balancers
 //    stop choosing it, HAProxy's agent-check says `up drain`) and keeps what it carries. It undoes
 //    that drain itself once it has shut down, so the next start of the same node id (a StatefulSet
@@ -18,10 +18,9 @@
 // (RELAYCAST_PRESTOP_REQUEST_TIMEOUT_MS bounds each request, RELAYCAST_PRESTOP_POLL_MS is the
 // origin's poll interval). terminationGracePeriodSeconds must cover the wait plus the node's own
 // shutdown; the Helm chart sets RELAYCAST_PRESTOP_ROLE and RELAYCAST_PRESTOP_WAIT_S and checks that.
-import http from 'node:http';
+import { localNode } from './local-node.mjs';
 
 const role = process.env.RELAYCAST_PRESTOP_ROLE || 'origin';
-const port = process.env.RELAYCAST_HTTP_PORT || '8080';
 const secret = process.env.RELAYCAST_CLUSTER_SECRET;
 const pollMs = Math.max(50, nonNegative(process.env.RELAYCAST_PRESTOP_POLL_MS, 2000));
 const requestTimeoutMs = Math.max(100, nonNegative(process.env.RELAYCAST_PRESTOP_REQUEST_TIMEOUT_MS, 3000));
@@ -45,7 +44,7 @@ function nonNegative(value, fallback) {
  */
 function request(path, { method = 'GET', headers = {} } = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method, headers, agent: false }, (res) => {
+    const req = localNode.request({ path, method, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk) => (body += chunk));

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { once } from 'node:events';
 import { copyFileSync, writeFileSync } from 'node:fs';
@@ -9,7 +10,7 @@ import { CertificateWatcher } from '../core/CertificateWatcher.ts';
 import { Database } from '../db/Database.ts';
 import { publish, TestBrowser } from '../kit/browser.ts';
 import { createTestDatabase, freePort, type TestDatabase } from '../kit/postgres.ts';
-import { waitFor } from '../kit/processes.ts';
+import { spawnTracked, waitFor } from '../kit/processes.ts';
 import { runRelaycast, startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { httpsFetch, issueCertificate, makeTestCa, servedSerial, type TestCa } from '../kit/tls.ts';
 import { playing, playerStats } from './helpers/player.ts';
@@ -69,6 +70,19 @@ describe('HTTPS on every node (--tls-cert, --tls-key)', function () {
     assert.match(body.type, /\/https-required$/);
     assert.match(body.detail, new RegExp(`https://127\\.0\\.0\\.1:${edge.port}/`));
     console.log(`      plain HTTP to the HTTPS port: ${res.status} after ${Date.now() - started} ms`);
+    // The image's HEALTHCHECK script finds the node over HTTPS, or on its plain port.
+    const healthcheck = async (env: Record<string, string>) => {
+      const child = spawnTracked(process.execPath, [fileURLToPath(new URL('../docker/healthcheck.mjs', import.meta.url)), '/readyz'], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (d) => (stderr += d));
+      const [code] = await once(child, 'exit');
+      return { code: code as number, stderr };
+    };
+    assert.equal((await healthcheck({ RELAYCAST_HTTP_PORT: String(edge.port), RELAYCAST_TLS_CERT: edgeCert.certFile })).code, 0, 'over HTTPS');
+    assert.equal((await healthcheck({ RELAYCAST_HTTP_PORT: String(origin.port), RELAYCAST_TLS_CERT: 'x', RELAYCAST_HTTP_PLAIN_PORT: String(origin.plainPort) })).code, 0, 'on the plain port');
+    const wrong = await healthcheck({ RELAYCAST_HTTP_PORT: String(edge.port) });
+    assert.equal(wrong.code, 1, 'plain HTTP to the HTTPS port is unhealthy');
+    assert.match(wrong.stderr, /400 .*https-required/);
     const plain = await fetch(`http://127.0.0.1:${origin.plainPort}/healthz`);
     assert.equal(plain.status, 200, 'the origin\'s plain port');
     // The nodes registered their https:// URLs.
