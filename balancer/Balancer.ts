@@ -1,6 +1,8 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import express, { type Request, type Router } from 'express';
 import { z } from 'zod';
+import { CertificateWatcher } from '../core/CertificateWatcher.ts';
 import { Problem } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import type { Database } from '../db/Database.ts';
@@ -68,6 +70,8 @@ export class Balancer implements Role {
   readonly #losses: NodeLossChecker;
   #geo: GeoLocator | undefined;
   #haproxy: HaproxyController | undefined;
+  /** The certificate HAProxy terminates TLS with, when the balancer has one. */
+  #certificates: CertificateWatcher | undefined;
   #snapshot: { at: number; index: Promise<RouteIndex> } | undefined;
   /** rtmp://host:port/live of this balancer's HAProxy, when it takes RTMP (--haproxy-rtmp-port). */
   readonly #rtmpThroughHaproxy: string | undefined;
@@ -99,7 +103,7 @@ export class Balancer implements Role {
         role,
         policy: this.#policy.name,
         client: { address: client, location },
-        choices: choices.map((c) => ({ node: c.node.id, region: c.node.region, url: c.node.publicUrl, ...(role === 'origin' ? { rtmpUrl: c.node.rtmpUrl ?? null } : {}), load: Number(c.load.toFixed(3)), distanceKm: c.distanceKm === undefined ? null : Math.round(c.distanceKm) })),
+        choices: choices.map((c) => ({ node: c.node.id, region: c.node.region, url: this.nodeUrl(c.node), ...(role === 'origin' ? { rtmpUrl: c.node.rtmpUrl ?? null } : {}), load: Number(c.load.toFixed(3)), distanceKm: c.distanceKm === undefined ? null : Math.round(c.distanceKm) })),
       });
     });
     for (const [kind, role] of [['whep', 'edge'], ['whip', 'origin']] as const) {
@@ -122,7 +126,7 @@ export class Balancer implements Role {
         const params = new URLSearchParams(req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '');
         params.delete('lost');
         const query = params.size > 0 ? `?${params}` : '';
-        res.set(CORS).redirect(307, `${chosen.node.publicUrl}/${kind}/${stream}${query}`);
+        res.set(CORS).redirect(307, `${this.nodeUrl(chosen.node)}/${kind}/${stream}${query}`);
       });
     }
     this.#auth = new AdminAuth(ctx.db.knex);
@@ -171,14 +175,18 @@ export class Balancer implements Role {
     });
     if (config.haproxyBin) {
       const self = config.httpHost === '0.0.0.0' || config.httpHost === '::' ? '127.0.0.1' : config.httpHost;
+      const dir = config.haproxyDir ?? join(config.dataDir, 'haproxy');
+      const tlsCrt = config.tlsCert && config.tlsKey ? this.#haproxyCertificate(dir, config.tlsCert, config.tlsKey) : undefined;
       this.#haproxy = await HaproxyController.start({
         bin: config.haproxyBin,
-        dir: config.haproxyDir ?? join(config.dataDir, 'haproxy'),
+        dir,
         layout: {
           nodeId: config.nodeId,
           bind: config.haproxyBind,
           balancer: `${self}:${config.httpPort}`,
           defaultRegion: config.defaultRegion,
+          caFile: config.haproxyCaFile,
+          ...(tlsCrt ? { tlsCrt, balancerTls: true } : {}),
           // The RTMP frontend listens on HTTP's address.
           ...(config.haproxyRtmpPort > 0 ? { rtmpBind: `${config.haproxyBind.slice(0, config.haproxyBind.lastIndexOf(':'))}:${config.haproxyRtmpPort}` } : {}),
         },
@@ -189,6 +197,32 @@ export class Balancer implements Role {
         geoMap: config.haproxyGeoMap === 'full' ? { databases: config.geoDatabase } : undefined,
       });
     }
+  }
+
+  /**
+   * The URL clients are given for a node: its public URL, or with --node-urls balancer the path of
+   * this balancer's HAProxy that pins it (/n/{node}), so that browsers need the balancer's
+   * certificate only.
+   */
+  nodeUrl(node: Pick<NodeSnapshot, 'id' | 'publicUrl'>): string {
+    return this.#ctx.config.nodeUrls === 'balancer' ? `${this.#ctx.config.publicUrl}/n/${node.id}` : node.publicUrl;
+  }
+
+  /**
+   * HAProxy terminates TLS with the balancer's own certificate and key, which it takes as one PEM
+   * file (written beside its config, readable by this user only). Renewals reach it through the
+   * runtime API (HaproxyController.updateCertificate), watched here as the node's HTTPS port
+   * watches them.
+   */
+  #haproxyCertificate(dir: string, certFile: string, keyFile: string): string {
+    const path = join(dir, 'tls.pem');
+    const watcher = (this.#certificates = new CertificateWatcher(certFile, keyFile));
+    const pem = () => `${watcher.current.cert.toString().trim()}\n${watcher.current.key.toString().trim()}\n`;
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path, pem(), { mode: 0o600 });
+    watcher.on('reloaded', () => void this.#haproxy?.updateCertificate(pem()).catch(() => undefined));
+    watcher.start();
+    return path;
   }
 
   /**
@@ -251,6 +285,7 @@ export class Balancer implements Role {
       streams: streams.get(n.id) ?? new Set(),
       agentPort: n.agentPort,
       rtmpUrl: n.rtmpUrl,
+      announcedIp: n.announcedIp,
     }));
   }
 
@@ -284,6 +319,7 @@ export class Balancer implements Role {
   }
 
   async close(): Promise<void> {
+    this.#certificates?.stop();
     await this.#haproxy?.stop();
   }
 }

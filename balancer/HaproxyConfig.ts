@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import Handlebars from 'handlebars';
 import { PACKAGE_ROOT } from '../core/paths.ts';
@@ -53,6 +54,9 @@ const AGENT_INTER = '1s';
 const RTMP_CHECKS = 'check inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions';
 const RTMP_WEIGHT = 100;
 
+/** HAProxy's name for the system's CA bundle. */
+const SYSTEM_CA = '@system-ca';
+
 /** The RTMP backend: not be_<region>, so no region name can collide with it. */
 export const RTMP_BACKEND = 'rtmp_origins';
 
@@ -70,6 +74,14 @@ export interface HaproxyLayout {
   maxconn?: number;
   /** Where HAProxy takes RTMP publishers (address:port, TCP); unset: no RTMP frontend. */
   rtmpBind?: string;
+  /** The node map: node id → how to reach it, for /n/{node}/ paths (unset: no such paths). */
+  nodeMapPath?: string;
+  /** CA bundle for nodes with an https:// public URL; default @system-ca, the system's. */
+  caFile?: string;
+  /** Certificate and key (one PEM file) HAProxy terminates TLS with; unset: plain HTTP. */
+  tlsCrt?: string;
+  /** The balancer itself speaks HTTPS (it has --tls-cert). */
+  balancerTls?: boolean;
 }
 
 /** One server of a region's backend: an edge of the region, or of the nearest one as a backup. */
@@ -91,6 +103,8 @@ export interface HaproxyServer {
   rtmp?: boolean;
   /** A draining origin: weight 0, no new publishers (RTMP servers only). */
   drain?: boolean;
+  /** An edge with an https:// public URL: TLS to it, checked against caFile, `sni` its name (none for an address). */
+  tls?: { caFile: string; sni?: string };
 }
 
 export interface RenderedHaproxy {
@@ -98,6 +112,8 @@ export interface RenderedHaproxy {
   /** The config without its servers: equal shapes differ only in servers. */
   shape: string;
   map: string;
+  /** The node map (nodeMapLine per origin and edge), for /n/{node}/ paths. */
+  nodeMap: string;
   regions: string[];
   /** Every region server, then the RTMP servers, in config order. */
   servers: HaproxyServer[];
@@ -111,7 +127,8 @@ export function serverArguments(server: HaproxyServer): string {
   if (!Number.isInteger(server.id) || server.id < 1) throw new TypeError(`server ${server.name}: id must be a positive integer, got ${server.id}`);
   if (server.rtmp) return `id ${server.id} ${RTMP_CHECKS} weight ${rtmpWeight(server)}`;
   const agent = server.agentPort ? ` agent-check agent-port ${server.agentPort} agent-inter ${AGENT_INTER}` : '';
-  return `id ${server.id} ${SERVER_CHECKS}${agent}${server.backup ? ' backup' : ''}`;
+  const tls = server.tls ? ` ssl verify required ca-file ${server.tls.caFile}${server.tls.sni ? ` sni str(${server.tls.sni}) check-sni ${server.tls.sni}` : ''}` : '';
+  return `id ${server.id} ${SERVER_CHECKS}${agent}${tls}${server.backup ? ' backup' : ''}`;
 }
 
 /**
@@ -132,6 +149,23 @@ export function parseServerIds(cfg: string): Map<string, number> {
 
 /** An RTMP server's weight in HAProxy: 0 while its origin drains. */
 export const rtmpWeight = (server: Pick<HaproxyServer, 'drain'>): number => (server.drain ? 0 : RTMP_WEIGHT);
+
+/**
+ * A node's line in the node map: `<id> <scheme>|<address>|<port>|<name>`. HAProxy connects to an
+ * address (set-dst takes no names): the public URL's host when it is one, else the node's
+ * announced address (its media address, on the same machine). <name> is the host to check the
+ * certificate against and send as SNI, empty for an address.
+ */
+export function nodeMapLine(node: Pick<NodeSnapshot, 'id' | 'publicUrl' | 'announcedIp'>): string | undefined {
+  const url = new URL(node.publicUrl);
+  const scheme = url.protocol.slice(0, -1);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const isAddress = isIP(host) !== 0;
+  const addr = isAddress ? host : host === 'localhost' ? '127.0.0.1' : node.announcedIp;
+  if (!addr) return undefined;
+  const port = url.port || (scheme === 'https' ? '443' : '80');
+  return `${node.id} ${scheme}|${addr}|${port}|${isAddress ? '' : host}`;
+}
 
 /** host:port of a node's HTTP (public URL) or RTMP (rtmp://host:port/live) address. */
 function address(nodeUrl: string): string {
@@ -201,6 +235,7 @@ export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly Map
       name: serverNames[i]!,
       address: address(n.publicUrl),
       ...(n.agentPort ? { agentPort: n.agentPort } : {}),
+      ...(n.publicUrl.startsWith('https:') ? { tls: { caFile: layout.caFile ?? SYSTEM_CA, ...(isIP(new URL(n.publicUrl).hostname.replace(/^\[|\]$/g, '')) ? {} : { sni: new URL(n.publicUrl).hostname }) } } : {}),
       backup,
       id: ids[i]!,
     }));
@@ -229,7 +264,7 @@ export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly Map
     }))
     .filter((e): e is { cidr: string; region: string } => e.region !== undefined);
   const defaultRegion = mapDefaultRegion(names, layout.defaultRegion);
-  const context = { ...layout, maxconn: layout.maxconn ?? DEFAULT_MAXCONN, defaultRegion };
+  const context = { ...layout, maxconn: layout.maxconn ?? DEFAULT_MAXCONN, defaultRegion, caFile: layout.caFile ?? SYSTEM_CA };
   return {
     cfg: CFG({
       ...context,
@@ -238,6 +273,13 @@ export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly Map
     }),
     shape: CFG({ ...context, regions: regions.map((r) => ({ name: r.name, servers: [] })), rtmpServers: [] }),
     map: geoMap ?? MAP({ entries }),
+    nodeMap: nodes
+      .filter((n) => n.roles.includes('edge') || n.roles.includes('origin'))
+      .map(nodeMapLine)
+      .filter((line): line is string => line !== undefined)
+      .sort()
+      .map((line) => `${line}\n`)
+      .join(''),
     regions: names,
     servers: [...regions.flatMap((r) => r.servers), ...rtmpServers],
   };

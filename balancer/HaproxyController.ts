@@ -39,7 +39,7 @@ import type { NodeSnapshot } from './policies.ts';
 export interface HaproxyControllerOptions {
   bin: string;
   dir: string;
-  layout: Omit<HaproxyLayout, 'mapPath' | 'runtimeSocket' | 'serverStateFile'>;
+  layout: Omit<HaproxyLayout, 'mapPath' | 'nodeMapPath' | 'runtimeSocket' | 'serverStateFile'>;
   pins: MapPin[];
   logger: Logger;
   metrics: Metrics;
@@ -93,7 +93,7 @@ export class HaproxyController {
   readonly #master: HaproxyRuntime;
   #child: ChildProcess | undefined;
   /** What HAProxy runs, and the registry inputs it was rendered from. */
-  #current = { cfg: '', shape: '', map: '', inputs: '' };
+  #current = { cfg: '', shape: '', map: '', nodeMap: '', inputs: '' };
   /** The servers HAProxy runs, by backend/name: the config's, plus those still being deleted. */
   #live = new Map<string, LiveServer>();
   #timer: NodeJS.Timeout | undefined;
@@ -180,6 +180,26 @@ export class HaproxyController {
     return run;
   }
 
+  /**
+   * Hands HAProxy a renewed certificate for its TLS bind (certificate chain and key, one PEM) through
+   * the runtime API: new connections get it, nothing is reloaded. Also written to the file, for
+   * the next start or reload.
+   */
+  updateCertificate(pem: string): Promise<void> {
+    const path = this.#options.layout.tlsCrt;
+    if (!path) throw new TypeError('this HAProxy terminates no TLS (no tlsCrt in its layout)');
+    const run = this.#busy.then(async () => {
+      writeFileSync(path, pem, { mode: 0o600 });
+      const set = await this.#runtime.command(`set ssl cert ${path}`, pem.trim().split('\n'));
+      if (!/transaction (created|updated)/i.test(set)) throw new Error(`set ssl cert ${path}: ${set.trim()}`);
+      const commit = await this.#runtime.command(`commit ssl cert ${path}`);
+      if (!/success/i.test(commit)) throw new Error(`commit ssl cert ${path}: ${commit.trim()}`);
+      this.#logger.info({ path }, 'haproxy serves the renewed certificate (runtime API, no reload)');
+    });
+    this.#busy = run.catch((error) => this.#logger.error({ err: error }, 'haproxy certificate update failed'));
+    return run;
+  }
+
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
@@ -194,13 +214,13 @@ export class HaproxyController {
   }
 
   #paths(dir: string) {
-    return { cfg: join(dir, 'haproxy.cfg'), map: join(dir, 'geo.map') };
+    return { cfg: join(dir, 'haproxy.cfg'), map: join(dir, 'geo.map'), nodeMap: join(dir, 'nodes.map') };
   }
 
   /** Renders for `dir`, each server keeping the id it has in HAProxy (or `held`). */
   #render(nodes: NodeSnapshot[], dir: string, held: ReadonlyMap<string, number> = this.#heldIds()): RenderedHaproxy {
     const { layout, pins } = this.#options;
-    return renderHaproxy(nodes, pins, { ...layout, mapPath: this.#paths(dir).map, runtimeSocket: this.#runtimeSocket, serverStateFile: join(this.#options.dir, 'server-state') }, held, this.#geo?.text);
+    return renderHaproxy(nodes, pins, { ...layout, mapPath: this.#paths(dir).map, nodeMapPath: this.#paths(dir).nodeMap, runtimeSocket: this.#runtimeSocket, serverStateFile: join(this.#options.dir, 'server-state') }, held, this.#geo?.text);
   }
 
   #heldIds(): Map<string, number> {
@@ -213,7 +233,8 @@ export class HaproxyController {
    * config: the refresh skips rendering (150 ms for 1,000 edges, bench).
    */
   #inputs(nodes: NodeSnapshot[]): string {
-    return `${this.#edgeInputs(nodes)}\n${this.#rtmpInputs(nodes)}\ngeo map ${this.#geo?.key ?? ''}`;
+    const reach = nodes.filter((n) => n.roles.includes('edge') || n.roles.includes('origin')).map((n) => `node ${n.id} ${n.publicUrl} ${n.announcedIp ?? ''}`);
+    return `${this.#edgeInputs(nodes)}\n${this.#rtmpInputs(nodes)}\n${reach.sort().join('\n')}\ngeo map ${this.#geo?.key ?? ''}`;
   }
 
   /** The RTMP servers' inputs: each origin's RTMP address and its drain (its weight in HAProxy). */
@@ -235,6 +256,7 @@ export class HaproxyController {
     const candidate = this.#render(nodes, candidateDir, held);
     const paths = this.#paths(candidateDir);
     writeFileSync(paths.map, candidate.map);
+    writeFileSync(paths.nodeMap, candidate.nodeMap);
     writeFileSync(paths.cfg, candidate.cfg);
     try {
       await promisify(execFile)(this.#options.bin, ['-c', '-q', '-f', paths.cfg], { timeout: CHECK_TIMEOUT_MS });
@@ -252,15 +274,19 @@ export class HaproxyController {
   /** Writes the config and map where HAProxy reads them, each by an atomic rename. */
   #install(rendered: RenderedHaproxy, nodes: NodeSnapshot[]): void {
     const paths = this.#paths(this.#options.dir);
-    if (rendered.map !== this.#current.map) {
+    if (rendered.map !== this.#current.map || !existsSync(paths.map)) {
       writeFileSync(`${paths.map}.tmp`, rendered.map);
       renameSync(`${paths.map}.tmp`, paths.map);
+    }
+    if (rendered.nodeMap !== this.#current.nodeMap || !existsSync(paths.nodeMap)) {
+      writeFileSync(`${paths.nodeMap}.tmp`, rendered.nodeMap);
+      renameSync(`${paths.nodeMap}.tmp`, paths.nodeMap);
     }
     if (rendered.cfg !== this.#current.cfg) {
       writeFileSync(`${paths.cfg}.tmp`, rendered.cfg);
       renameSync(`${paths.cfg}.tmp`, paths.cfg);
     }
-    this.#current = { cfg: rendered.cfg, shape: rendered.shape, map: rendered.map, inputs: this.#inputs(nodes) };
+    this.#current = { cfg: rendered.cfg, shape: rendered.shape, map: rendered.map, nodeMap: rendered.nodeMap, inputs: this.#inputs(nodes) };
   }
 
   async #spawn(): Promise<void> {
@@ -305,13 +331,17 @@ export class HaproxyController {
     if (!force && !deleting && this.#inputs(nodes) === this.#current.inputs) return;
     const next = this.#render(nodes, this.#options.dir);
     if (force || next.shape !== this.#current.shape) return this.#reload(nodes, force ? 'asked' : 'shape');
-    if (next.cfg === this.#current.cfg && next.map === this.#current.map && !deleting) {
+    if (next.cfg === this.#current.cfg && next.map === this.#current.map && next.nodeMap === this.#current.nodeMap && !deleting) {
       this.#current.inputs = this.#inputs(nodes);
       return;
     }
     try {
       await this.#applyServers(next.servers);
       if (next.map !== this.#current.map) await this.#applyMap(next.map);
+      if (next.nodeMap !== this.#current.nodeMap) {
+        const done = await this.#runtime.updateMap(this.#paths(this.#options.dir).nodeMap, parseMap(this.#current.nodeMap), parseMap(next.nodeMap));
+        this.#options.metrics.haproxyRuntimeChanges.inc({ kind: 'node-map' }, done.entries);
+      }
     } catch (error) {
       // HAProxy now runs something between the old and the new config: only a reload is sure.
       this.#options.metrics.haproxyRuntimeFailures.inc();

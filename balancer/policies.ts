@@ -29,6 +29,8 @@ export interface NodeSnapshot {
   agentPort?: number | null;
   /** Where an origin takes RTMP publishers (rtmp://host:port/live), when it does. */
   rtmpUrl?: string | null;
+  /** The address the node announces for media (HAProxy reaches a node by address: balancer/HaproxyConfig.ts). */
+  announcedIp?: string;
 }
 
 export interface RouteRequest {

@@ -111,6 +111,13 @@ const schema = z.object({
   haproxyBind: z.string().regex(/^[^\s:]*:\d{1,5}$/, 'address:port, e.g. 0.0.0.0:80').default('0.0.0.0:80'),
   haproxyDir: z.string().min(1).optional(),
   haproxyGeoMap: z.enum(['full', 'pins']).default('full'),
+  /** CA bundle HAProxy checks https:// nodes against; @system-ca is the system's. */
+  haproxyCaFile: z.string().min(1).default('@system-ca'),
+  /**
+   * The URLs the route API and the WHEP/WHIP 307s name for a node: its own public URL, or a path
+   * of the balancer's HAProxy that pins it (/n/{node}/…), so one certificate serves the cluster.
+   */
+  nodeUrls: z.enum(['direct', 'balancer']).default('direct'),
   /** 0: off. Not on by default: 1935 is the origins' own RTMP port, which `relaycast all` binds. */
   haproxyRtmpPort: z.coerce.number().int().min(0).max(65535).default(0),
   heartbeatMs: z.coerce.number().int().min(100).max(60_000).default(2000),
@@ -189,6 +196,8 @@ const descriptions: Record<ConfigKey, string> = {
   haproxyBind: 'where that HAProxy listens (address:port)',
   haproxyDir: 'where its haproxy.cfg, geo map and sockets live (default: <data dir>/haproxy)',
   haproxyGeoMap: "HAProxy's geo map: full (every network of the GeoIP database, built in a worker thread) or pins (--geo-pins only)",
+  haproxyCaFile: 'CA bundle that HAProxy checks nodes with an https:// public URL against (@system-ca: the system\'s)',
+  nodeUrls: 'what the route API and the WHEP/WHIP 307s name for a node: direct (its public URL) or balancer (<balancer public URL>/n/<node id>, through HAProxy, which pins it; needs --haproxy-bin)',
   haproxyRtmpPort: 'RTMP port of that HAProxy, on the address of --haproxy-bind: publishers go to a live origin through it, and the admin API hands it out (0: off)',
   heartbeatMs: 'how often the node reports its load to the registry',
   nodeTtlMs: 'a node whose last heartbeat is older than this is dead',
@@ -285,6 +294,9 @@ export function loadConfig(sources: ConfigSources): Config {
   }
   if (parsed.haproxyRtmpPort > 0 && (parsed.haproxyRtmpPort === Number(parsed.haproxyBind.split(':').pop()) || (roles.includes('origin') && parsed.haproxyRtmpPort === parsed.rtmpPort))) {
     throw new ConfigError('haproxyRtmpPort', `must differ from haproxyBind's port and from this origin's rtmpPort (${parsed.rtmpPort})`);
+  }
+  if (parsed.nodeUrls === 'balancer' && roles.includes('balancer') && !parsed.haproxyBin) {
+    throw new ConfigError('nodeUrls', 'balancer: the /n/{node} paths are HAProxy\'s, so the balancer must run it (haproxyBin)');
   }
   if ((parsed.tlsCert === undefined) !== (parsed.tlsKey === undefined)) {
     throw new ConfigError(parsed.tlsCert === undefined ? 'tlsCert' : 'tlsKey', 'tlsCert and tlsKey go together: give both or neither');

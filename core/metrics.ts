@@ -70,7 +70,7 @@ export class Metrics {
   });
   readonly haproxyRuntimeChanges = new Counter({
     name: 'relaycast_haproxy_runtime_changes_total',
-    help: 'Changes applied to the running HAProxy through its runtime API, without a reload, by kind (add-server, del-server, revive-server, set-server, map-edit, map-replace)',
+    help: 'Changes applied to the running HAProxy through its runtime API, without a reload, by kind (add-server, del-server, revive-server, set-server, map-edit, map-replace; node-map: entries of the /n/{node} map)',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });

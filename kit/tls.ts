@@ -42,8 +42,8 @@ export function spkiHash(pem: string): string {
 }
 
 /**
- * A certificate for 127.0.0.1 and localhost signed by `ca`, written to `<name>.pem` and
- * `<name>.key` in the CA's folder. Written as a renewal would be: new files renamed over the old.
+ * A certificate for 127.0.0.1 and localhost signed by `ca`, written with the CA after it to
+ * `<name>.pem`, its key to `<name>.key`, in the CA's folder. Written as a renewal would be: new files renamed over the old.
  */
 export function issueCertificate(ca: TestCa, name: string, commonName = name): ServerCertificate {
   const certFile = join(ca.dir, `${name}.pem`);
@@ -53,6 +53,10 @@ export function issueCertificate(ca: TestCa, name: string, commonName = name): S
   writeFileSync(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
   openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${keyFile}.new`, '-out', csr, '-subj', `/CN=${commonName}`]);
   openssl(['x509', '-req', '-in', csr, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-CAcreateserial', '-out', `${certFile}.new`, '-days', '1', '-extfile', ext]);
+  // The chain with the CA in it, as cert-manager's tls.crt holds its chain: Chromium's SPKI list
+  // matches a certificate of the chain the server presents, and the CA's key stays the same
+  // across renewals (the leaf's does not).
+  writeFileSync(`${certFile}.new`, `${readFileSync(`${certFile}.new`, 'utf8').trim()}\n${ca.pem.trim()}\n`);
   renameSync(`${keyFile}.new`, keyFile);
   renameSync(`${certFile}.new`, certFile);
   return { certFile, keyFile, serial: new X509Certificate(readFileSync(certFile)).serialNumber };

@@ -82,6 +82,17 @@ export async function readJson(req: Request, res: Response): Promise<unknown> {
   return req.body as unknown;
 }
 
+/**
+ * The path prefix the balancer's HAProxy reached this node under (X-Forwarded-Prefix: /n/{node},
+ * --node-urls balancer), or undefined. The session URL is then that path, relative to the
+ * balancer's address: the client comes back the same way. A client that forges the header only
+ * misleads itself.
+ */
+function forwardedPrefix(req: Request): string | undefined {
+  const prefix = req.get('x-forwarded-prefix');
+  return prefix && /^\/n\/[A-Za-z0-9._:-]{1,64}$/.test(prefix) ? prefix : undefined;
+}
+
 export function signallingRouter(handler: SignallingHandler, options: SignallingOptions): Router {
   const { kind } = options;
   const action: StreamAction = kind === 'whip' ? 'publish' : 'play';
@@ -115,7 +126,7 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
     });
     // ms: from the request to the answer, the server's part of a join.
     options.logger.info({ kind, stream, session: session.id, ms: Math.round(performance.now() - received) }, 'session started');
-    const sessionUrl = `${options.publicUrl}/${kind}/${stream}/${session.id}`;
+    const sessionUrl = `${forwardedPrefix(req) ?? options.publicUrl}/${kind}/${stream}/${session.id}`;
     const sessionLinks = extensions.map((e) => `<${sessionUrl}/${e.path}>; rel="${e.rel}"${e.linkParams ? `; ${e.linkParams}` : ''}`);
     if (links.length + sessionLinks.length > 0) res.set('Link', [...links, ...sessionLinks].join(', '));
     res

@@ -526,7 +526,8 @@ export class RelaycastPlayer extends EventTarget {
     session.edge ??= new URL(res.url).host;
     const ice = parseIceServerLinks(res.headers.get('link'));
     if (ice.length > 0) this.#learnedIceServers = ice; // used from the next session on
-    const links = parseExtensionLinks(res.headers.get('link'));
+    // Relative targets too (a node behind the balancer's /n/{node} path names its session so).
+    const links = Object.fromEntries(Object.entries(parseExtensionLinks(res.headers.get('link'))).map(([rel, url]) => [rel, new URL(url, res.url).href]));
     session.layerUrl = links[WHEP_LAYER] ?? null;
     if (generation !== this.#generation) return;
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseGeoPins } from '../core/geoPins.ts';
@@ -75,10 +75,31 @@ describe('HAProxy config rendering', () => {
     assert.equal(parseServerIds(cfg).get('rtmp_origins/o2'), 2);
   });
 
+  it('renders the node map for /n/{node} paths, and TLS to edges with https:// public URLs (checked, with SNI for a name)', () => {
+    const https = (id: string, url: string, announcedIp = '192.0.2.10'): NodeSnapshot => ({ ...edge(id, 'eu-west', 48.8, 2.3, 0), publicUrl: url, agentPort: null, announcedIp });
+    const set = [https('a', 'https://edge-a.example.com:8443'), https('b', 'https://127.0.0.1:9443'), https('c', 'http://localhost:9080'), origin('o1', null), https('d', 'https://[::1]')];
+    const { cfg, nodeMap } = renderHaproxy(set, [], { ...layout, nodeMapPath: join(dir, 'nodes.map'), caFile: '/etc/ssl/ca.pem' });
+    assert.deepEqual(nodeMap.trim().split('\n'), [
+      'a https|192.0.2.10|8443|edge-a.example.com',
+      'b https|127.0.0.1|9443|',
+      'c http|127.0.0.1|9080|localhost',
+      'd https|::1|443|',
+      'o1 http|127.0.0.1|8000|',
+    ]);
+    assert.match(cfg, /server a edge-a\.example\.com:8443 id \d+ check .* ssl verify required ca-file \/etc\/ssl\/ca\.pem sni str\(edge-a\.example\.com\) check-sni edge-a\.example\.com/);
+    assert.match(cfg, /server b 127\.0\.0\.1:9443 id \d+ check .* ssl verify required ca-file \/etc\/ssl\/ca\.pem( backup)?\n/, 'no SNI for an address');
+    assert.match(cfg, /server c localhost:9080 id \d+ check inter 1s fall 2 rise 2 weight 100( backup)?\n/, 'plain HTTP to a plain edge');
+  });
+
   it('passes haproxy -c, with edges and with none, with origins and RTMP', () => {
-    for (const [set, extra] of [[nodes, {}], [[], {}], [[...nodes, origin('o1', 19351), origin('o2', 19352, true)], { rtmpBind: '127.0.0.1:11935' }], [[], { rtmpBind: '127.0.0.1:11935' }]] as const) {
-      const { cfg, map } = renderHaproxy(set, parseGeoPins('10.0.0.0/8=us-east'), { ...layout, ...extra });
+    const pem = join(dir, 'tls.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', pem, '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=test'], { stdio: 'pipe' });
+    writeFileSync(pem, readFileSync(join(dir, 'cert.pem'), 'utf8') + readFileSync(pem, 'utf8'));
+    const tls = { nodeMapPath: join(dir, 'nodes.map'), tlsCrt: pem, balancerTls: true };
+    for (const [set, extra] of [[nodes, {}], [[], {}], [[...nodes, origin('o1', 19351), origin('o2', 19352, true)], { rtmpBind: '127.0.0.1:11935' }], [[], { rtmpBind: '127.0.0.1:11935' }], [[...nodes, origin('o1', 19351)], tls], [[], tls]] as const) {
+      const { cfg, map, nodeMap } = renderHaproxy(set, parseGeoPins('10.0.0.0/8=us-east'), { ...layout, ...extra });
       writeFileSync(layout.mapPath, map);
+      writeFileSync(join(dir, 'nodes.map'), nodeMap);
       writeFileSync(join(dir, 'haproxy.cfg'), cfg);
       execFileSync('haproxy', ['-c', '-q', '-f', join(dir, 'haproxy.cfg')], { stdio: 'pipe' });
     }

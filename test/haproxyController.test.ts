@@ -55,7 +55,8 @@ describe('HaproxyController (runtime API or reload)', function () {
     });
   };
   /** The servers HAProxy runs (backend/name → id), as parseServerIds reads the config on disk. */
-  const running = async () => new Map((await runtime.serversState()).filter((s) => s.backend !== 'be_balancer').map((s) => [`${s.backend}/${s.name}`, s.id]));
+  /** The region backends' servers (be_balancer and the pinned backends have one fixed server each). */
+  const running = async () => new Map((await runtime.serversState()).filter((s) => !['be_balancer', 'be_pinned', 'be_pinned_tls'].includes(s.backend)).map((s) => [`${s.backend}/${s.name}`, s.id]));
   const onDisk = () => new Map([...parseServerIds(readFileSync(join(dir, 'haproxy.cfg'), 'utf8'))].filter(([key]) => !key.startsWith('be_balancer/')));
   /** After a reload: until the workers that ran before are gone (the runtime socket is the new worker's). */
   const reloaded = async (workers: number[]) => {

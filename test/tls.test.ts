@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { once } from 'node:events';
@@ -188,5 +189,106 @@ describe('TLS certificate files (core/CertificateWatcher.ts)', function () {
     await waitFor('garbage to be rejected', () => (watcher.check(), rejected.length === 2), 5000, 50);
     assert.match(rejected[1]!.message, /holds no PEM private key/);
     assert.equal(watcher.current.leaf.serialNumber, other.serial);
+  });
+});
+
+describe('one certificate at the balancer: HAProxy terminates TLS, /n/{node} paths pin nodes (--node-urls balancer)', function () {
+  let dir: string;
+  let ca: TestCa;
+  let testDb: TestDatabase;
+  let balancer: RelaycastProcess;
+  let origin: RelaycastProcess;
+  let edge: RelaycastProcess;
+  let browser: TestBrowser;
+  let front: string;
+  let haproxyPort: number;
+  const stream = 'fronted';
+
+  before(async function () {
+    dir = mkdtempSync(join(tmpdir(), 'relaycast-tls-'));
+    ca = makeTestCa(dir);
+    const cert = issueCertificate(ca, 'balancer');
+    testDb = await createTestDatabase();
+    haproxyPort = await freePort();
+    front = `https://127.0.0.1:${haproxyPort}`;
+    const env = { RELAYCAST_CLUSTER_SECRET: SECRET, RELAYCAST_ADMIN_TOKEN: ADMIN };
+    const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '500', '--node-ttl-ms', '3000'];
+    // The origin and the edge speak plain HTTP, as on a private network: only HAProxy faces browsers.
+    [balancer, origin, edge] = await Promise.all([
+      startRelaycast({
+        roles: ['balancer'],
+        databaseUrl: testDb.url,
+        env,
+        tls: { ...cert, ca },
+        args: ['--node-id', 'balancer-1', '--haproxy-bin', 'haproxy', '--haproxy-bind', `127.0.0.1:${haproxyPort}`, '--haproxy-geo-map', 'pins', '--node-urls', 'balancer', '--public-url', front, ...common],
+      }),
+      startRelaycast({ roles: ['origin'], databaseUrl: testDb.url, env, args: ['--node-id', 'origin-1', ...common] }),
+      startRelaycast({ roles: ['edge'], databaseUrl: testDb.url, env, args: ['--node-id', 'edge-1', ...common] }),
+    ]);
+    await waitFor('HAProxy to reach both nodes by their /n/ paths', async () => {
+      const [a, b] = await Promise.all(['origin-1', 'edge-1'].map((id) => httpsFetch(`${front}/n/${id}/healthz`, ca).catch(() => undefined)));
+      return a?.status === 200 && b?.status === 200;
+    }, 30_000, 250);
+    browser = await TestBrowser.launch({ args: [`--ignore-certificate-errors-spki-list=${ca.spki}`] });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await Promise.all([balancer?.stop(), origin?.stop(), edge?.stop()]);
+    await testDb?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('speaks HTTP/2 to browsers; /n/{node} reaches that node (the header says which), an unknown node is a 404 problem', async () => {
+    const alpn = await new Promise<string | false | null>((resolve, reject) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port: haproxyPort, ca: ca.pem, ALPNProtocols: ['h2', 'http/1.1'] }, () => {
+        resolve(socket.alpnProtocol);
+        socket.end();
+      });
+      socket.on('error', reject);
+    });
+    assert.equal(alpn, 'h2');
+    for (const id of ['origin-1', 'edge-1']) {
+      const res = await httpsFetch(`${front}/n/${id}/healthz`, ca);
+      assert.equal(res.headers['x-relaycast-node'], id);
+    }
+    const unknown = await httpsFetch(`${front}/n/nobody/healthz`, ca);
+    assert.equal(unknown.status, 404);
+    assert.match(JSON.parse(unknown.text).type, /node-not-found$/);
+  });
+
+  it('the route API and the balancer\'s 307 name /n/{node} URLs; Chromium publishes and plays through them with the balancer\'s certificate only', async () => {
+    const created = await httpsFetch(`${front}/api/v1/streams`, ca, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: stream }),
+    });
+    assert.equal(created.status, 201, created.text);
+    const { publishToken } = JSON.parse(created.text) as { publishToken: string };
+    const route = JSON.parse((await httpsFetch(`${front}/v1/route?stream=${stream}&role=origin`, ca)).text) as { choices: Array<{ url: string }> };
+    assert.equal(route.choices[0]!.url, `${front}/n/origin-1`);
+    const publisher = await browser.page(front);
+    const published = await publish(publisher, `${route.choices[0]!.url}/whip/${stream}`, publishToken, 'video/VP8');
+    assert.equal(published.status, 201, published.body);
+    assert.ok(published.location?.startsWith(`/n/origin-1/whip/${stream}/`), `the WHIP session is named under the pinned path: ${published.location}`);
+    const viewer = await browser.page(front);
+    await viewer.goto(`${front}/play/${stream}`);
+    const stats = await playing(viewer, 'the player through HAProxy', { timeoutMs: 60_000 });
+    assert.equal(stats.edge, 'edge-1');
+    const session = await viewer.evaluate(() => (window as any).relaycastPlayer.stats().session as string);
+    assert.ok(session.startsWith(`${front}/n/edge-1/whep/${stream}/`), `the WHEP session goes through HAProxy: ${session}`);
+    const redirect = await httpsFetch(`${balancer.url}/whep/${stream}`, ca, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: 'v=0' });
+    assert.equal(redirect.status, 307);
+    assert.equal(redirect.headers.location, `${front}/n/edge-1/whep/${stream}`);
+  });
+
+  it('serves the balancer\'s renewed certificate at HAProxy without a reload', async () => {
+    const reloads = () => httpsFetch(`${balancer.url}/metrics`, ca).then((r) => Number(/relaycast_haproxy_reloads_total(?:\{[^}]*\})? (\d+)/.exec(r.text)?.[1] ?? 0));
+    const before = await reloads();
+    const renewed = issueCertificate(ca, 'balancer', 'balancer renewed');
+    const started = Date.now();
+    await waitFor('HAProxy to serve the renewed certificate', async () => (await servedSerial(haproxyPort, ca)) === renewed.serial, 15_000, 100);
+    console.log(`      renewed certificate served by HAProxy ${Date.now() - started} ms after the files were replaced`);
+    assert.equal(await reloads(), before, 'no HAProxy reload');
   });
 });
