@@ -186,6 +186,7 @@ export class Balancer implements Role {
           balancer: `${self}:${config.httpPort}`,
           defaultRegion: config.defaultRegion,
           caFile: config.haproxyCaFile,
+          pinSessions: config.nodeUrls === 'balancer',
           ...(tlsCrt ? { tlsCrt, balancerTls: true } : {}),
           // The RTMP frontend listens on HTTP's address.
           ...(config.haproxyRtmpPort > 0 ? { rtmpBind: `${config.haproxyBind.slice(0, config.haproxyBind.lastIndexOf(':'))}:${config.haproxyRtmpPort}` } : {}),

@@ -82,6 +82,8 @@ export interface HaproxyLayout {
   tlsCrt?: string;
   /** The balancer itself speaks HTTPS (it has --tls-cert). */
   balancerTls?: boolean;
+  /** --node-urls balancer: sessions made through a region backend are named under /n/{edge}. */
+  pinSessions?: boolean;
 }
 
 /** One server of a region's backend: an edge of the region, or of the nearest one as a backup. */

@@ -95,7 +95,7 @@ describe('HAProxy config rendering', () => {
     const pem = join(dir, 'tls.pem');
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', pem, '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=test'], { stdio: 'pipe' });
     writeFileSync(pem, readFileSync(join(dir, 'cert.pem'), 'utf8') + readFileSync(pem, 'utf8'));
-    const tls = { nodeMapPath: join(dir, 'nodes.map'), tlsCrt: pem, balancerTls: true };
+    const tls = { nodeMapPath: join(dir, 'nodes.map'), tlsCrt: pem, balancerTls: true, pinSessions: true };
     for (const [set, extra] of [[nodes, {}], [[], {}], [[...nodes, origin('o1', 19351), origin('o2', 19352, true)], { rtmpBind: '127.0.0.1:11935' }], [[], { rtmpBind: '127.0.0.1:11935' }], [[...nodes, origin('o1', 19351)], tls], [[], tls]] as const) {
       const { cfg, map, nodeMap } = renderHaproxy(set, parseGeoPins('10.0.0.0/8=us-east'), { ...layout, ...extra });
       writeFileSync(layout.mapPath, map);

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { CertificateWatcher } from '../core/CertificateWatcher.ts';
 import { Database } from '../db/Database.ts';
-import { publish, TestBrowser } from '../kit/browser.ts';
+import { play, publish, TestBrowser } from '../kit/browser.ts';
 import { createTestDatabase, freePort, type TestDatabase } from '../kit/postgres.ts';
 import { spawnTracked, waitFor } from '../kit/processes.ts';
 import { runRelaycast, startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
@@ -280,6 +280,12 @@ describe('one certificate at the balancer: HAProxy terminates TLS, /n/{node} pat
     const redirect = await httpsFetch(`${balancer.url}/whep/${stream}`, ca, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: 'v=0' });
     assert.equal(redirect.status, 307);
     assert.equal(redirect.headers.location, `${front}/n/edge-1/whep/${stream}`);
+    // A WHEP client posting to the balancer's plain /whep/ URL (the admin API's whepUrl) lands on an
+    // edge by HAProxy's region routing; its session is named under that edge's /n/ path too.
+    const direct = await browser.page(front);
+    const answered = await play(direct, `${front}/whep/${stream}`);
+    assert.equal(answered.status, 201, answered.body);
+    assert.match(answered.location ?? '', new RegExp(`^/n/edge-1/whep/${stream}/[^/]+$`));
   });
 
   it('serves the balancer\'s renewed certificate at HAProxy without a reload', async () => {
