@@ -8,6 +8,7 @@
 #   bash scripts/container-test.sh base     the base images, when they are missing (docker/base/)
 #   bash scripts/container-test.sh image    base, then relaycast:local (prints the build time)
 #   bash scripts/container-test.sh up       the compose cluster, until every service is healthy
+#                                           (with RELAYCAST_TLS_DIR: docker/compose.tls.yml too)
 #   bash scripts/container-test.sh down     stops it and drops its volumes
 #   bash scripts/container-test.sh engine-stop   stops the dockerd that `check` started, if any
 #
@@ -85,7 +86,10 @@ check() {
   # A test run on this machine: the cluster's ports must be free.
   local busy
   busy=$(ss -Hltn '( sport = :8080 or sport = :1935 or sport = :8081 or sport = :8082 or sport = :8083 or sport = :8084 )' 2>/dev/null | awk '{print $4}' | tr '\n' ' ')
-  if [ -n "$busy" ] && ! $COMPOSE -p "$PROJECT" -f docker/compose.yml ps -q 2>/dev/null | grep -q .; then
+  # (Into a variable first: `ps -q | grep -q .` under pipefail fails when grep stops reading early.)
+  local ours
+  ours=$($COMPOSE -p "$PROJECT" -f docker/compose.yml ps -q 2>/dev/null || true)
+  if [ -n "$busy" ] && [ -z "$ours" ]; then
     skip "ports the compose cluster publishes are taken: $busy"
   fi
   export DOCKER_BUILDKIT=1
@@ -148,7 +152,12 @@ image() {
 # An empty env file: a developer's docker/.env does not change what is tested.
 EMPTY_ENV=$(mktemp)
 trap 'rm -f "$EMPTY_ENV"' EXIT
-compose() { $COMPOSE -p "$PROJECT" --env-file "$EMPTY_ENV" -f docker/compose.yml "$@"; }
+# RELAYCAST_TLS_DIR (tls.crt, tls.key): the cluster with docker/compose.tls.yml, HTTPS at HAProxy.
+compose() {
+  local files=(-f docker/compose.yml)
+  [ -n "${RELAYCAST_TLS_DIR:-}" ] && files+=(-f docker/compose.tls.yml)
+  $COMPOSE -p "$PROJECT" --env-file "$EMPTY_ENV" "${files[@]}" "$@"
+}
 
 up() {
   export RELAYCAST_IMAGE=$IMAGE

@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFile, type ChildProcess } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
-import { publishWithRetry, TestBrowser } from '../kit/browser.ts';
+import { publish, publishWithRetry, TestBrowser } from '../kit/browser.ts';
 import { spawnTracked, stopProcess, waitFor } from '../kit/processes.ts';
+import { httpsFetch, issueCertificate, makeTestCa } from '../kit/tls.ts';
 import { playing } from './helpers/player.ts';
 
 /**
@@ -39,9 +43,9 @@ interface ScriptResult {
   stderr: string;
 }
 
-async function script(command: string, timeoutMs: number): Promise<ScriptResult> {
+async function script(command: string, timeoutMs: number, env: Record<string, string> = {}): Promise<ScriptResult> {
   try {
-    const { stdout, stderr } = await exec('bash', [SCRIPT, command], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 64 << 20 });
+    const { stdout, stderr } = await exec('bash', [SCRIPT, command], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 64 << 20, env: { ...process.env, ...env } });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code?: number; stdout?: string; stderr?: string; message: string };
@@ -49,8 +53,8 @@ async function script(command: string, timeoutMs: number): Promise<ScriptResult>
   }
 }
 
-async function mustRun(command: string, timeoutMs: number): Promise<ScriptResult> {
-  const result = await script(command, timeoutMs);
+async function mustRun(command: string, timeoutMs: number, env: Record<string, string> = {}): Promise<ScriptResult> {
+  const result = await script(command, timeoutMs, env);
   if (result.code !== 0) assert.fail(`${SCRIPT} ${command} exited ${result.code}:\n${result.stderr.slice(-4000)}`);
   return result;
 }
@@ -216,5 +220,47 @@ describe('containers: the image and the compose cluster (scripts/container-test.
     await waitFor(`${killed} restarted by the restart policy`, async () => Number(await docker('inspect', '--format', '{{.RestartCount}}', id)) > restarts, 30_000, 250);
     await waitFor(`${killed} healthy and up after the restart`, async () => (await health(id)) === 'healthy' && (await nodeState(killed)) === 'up', 90_000, 500);
     console.log(`      ${killed} crashed: restarted, healthy and up in the nodes table after ${seconds(Date.now() - started)}`);
+  });
+
+  it('with docker/compose.tls.yml: HTTPS at HAProxy with one certificate; Chromium publishes and plays through the /n/{node} paths', async function () {
+    this.timeout(5 * 60_000);
+    await mustRun('down', 150_000);
+    const dir = mkdtempSync(join(tmpdir(), 'relaycast-compose-tls-'));
+    try {
+      const ca = makeTestCa(dir);
+      const cert = issueCertificate(ca, 'server');
+      // A throwaway key, readable by the image's user (uid 10001) through the read-only mount.
+      copyFileSync(cert.certFile, join(dir, 'tls.crt'));
+      copyFileSync(cert.keyFile, join(dir, 'tls.key'));
+      chmodSync(dir, 0o755);
+      chmodSync(join(dir, 'tls.key'), 0o644);
+      const started = Date.now();
+      await mustRun('up', 5 * 60_000, { RELAYCAST_TLS_DIR: dir, RELAYCAST_PUBLIC_HOST: '127.0.0.1' });
+      console.log(`      TLS cluster healthy after ${seconds(Date.now() - started)}`);
+      const front = BALANCER.replace('http:', 'https:');
+      const plain = await fetch(`${BALANCER}/healthz`, { signal: AbortSignal.timeout(5000) }).catch((error: Error) => error);
+      assert.ok(plain instanceof Error || plain.status >= 400, 'HAProxy speaks HTTPS only');
+      const created = await httpsFetch(`${front}/api/v1/streams`, ca, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'secure' }) });
+      assert.equal(created.status, 201, created.text);
+      const { publishToken } = JSON.parse(created.text) as { publishToken: string };
+      const route = JSON.parse((await httpsFetch(`${front}/v1/route?stream=secure&role=origin`, ca)).text) as { choices: Array<{ url: string }> };
+      assert.match(route.choices[0]!.url, new RegExp(`^${front}/n/origin-(eu|us)$`));
+      const tlsBrowser = await TestBrowser.launch({ args: [`--ignore-certificate-errors-spki-list=${ca.spki}`] });
+      try {
+        const publisher = await tlsBrowser.page(front);
+        const published = await publish(publisher, `${route.choices[0]!.url}/whip/secure`, publishToken, 'video/VP8');
+        assert.equal(published.status, 201, published.body);
+        const viewer = await tlsBrowser.page(front);
+        await viewer.goto(`${front}/play/secure`);
+        const stats = await playing(viewer, 'the player over HTTPS through HAProxy', { timeoutMs: 60_000 });
+        const session = await viewer.evaluate(() => (window as any).relaycastPlayer.stats().session as string);
+        assert.match(session, new RegExp(`^${front}/n/edge-(eu|us)/whep/secure/`));
+        console.log(`      HTTPS: published through ${route.choices[0]!.url}, playing ${stats.videoWidth}x${stats.videoHeight} through ${session.slice(0, session.indexOf('/whep/'))}`);
+      } finally {
+        await tlsBrowser.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
