@@ -514,9 +514,12 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
     keda: { args: ['-f', join(CHART, 'ci/keda-values.yaml')], externalSecrets: ['postgres-app', 'relaycast-auth'] },
     hpa: { args: ['-f', join(CHART, 'ci/hpa-values.yaml')], externalSecrets: [] },
     portrange: { args: ['-f', join(CHART, 'ci/portrange-values.yaml')], externalSecrets: ['postgres-app'] },
+    tls: { args: ['-f', join(CHART, 'ci/tls-values.yaml')], externalSecrets: ['postgres-app'] },
   };
   const HOST_IP = '192.0.2.50';
   let cache: string;
+  /** Stand-ins for the files of the user's TLS Secret (see loadable). */
+  let tlsFiles: { cert: string; key: string };
   const rendered: Record<string, K8sObject[]> = {};
 
   const template = (args: string[]) => helm(['template', 'rc', CHART, '--namespace', 'live', '--kube-version', '1.30.0', ...args], cache);
@@ -545,8 +548,20 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
     return env;
   }
 
+  /**
+   * The environment with the TLS file paths pointed at files that exist here: loadConfig checks
+   * that RELAYCAST_TLS_CERT and RELAYCAST_TLS_KEY exist, and in the pod they are the user's Secret,
+   * mounted by the kubelet (that the mount is where they point is checked on its own, below).
+   */
+  function loadable(env: Record<string, string>): Record<string, string> {
+    return { ...env, ...(env.RELAYCAST_TLS_CERT && { RELAYCAST_TLS_CERT: tlsFiles.cert }), ...(env.RELAYCAST_TLS_KEY && { RELAYCAST_TLS_KEY: tlsFiles.key }) };
+  }
+
   before(async function () {
     cache = mkdtempSync(join(tmpdir(), 'relaycast-helm-'));
+    tlsFiles = { cert: join(cache, 'tls.crt'), key: join(cache, 'tls.key') };
+    writeFileSync(tlsFiles.cert, '');
+    writeFileSync(tlsFiles.key, '');
     await Promise.all(
       Object.entries(SCENARIOS).map(async ([name, { args }]) => {
         const result = await template(args);
@@ -600,6 +615,9 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
       [['--set', 'database.url=postgres://x', '--set', 'edges.defaults.terminationGracePeriodSeconds=40'], /rc-relaycast-edge-eu: terminationGracePeriodSeconds \(40\) must cover the preStop wait .* at least 45/],
       [['--set', 'database.url=postgres://x', '--set', 'edges.defaults.extraEnv[0].name=RELAYCAST_DRAIN_TIMEOUT_MS', '--set-string', 'edges.defaults.extraEnv[0].value=60000'], /\(RELAYCAST_DRAIN_TIMEOUT_MS, 60 s\) and 15 s to leave the cluster: at least 85/],
       [['--set', 'database.url=postgres://x', '--set', 'origins.terminationGracePeriodSeconds=30'], /origins.terminationGracePeriodSeconds: Must be greater than or equal to 60/],
+      [['-f', join(CHART, 'ci/tls-values.yaml'), '--set', 'balancer.haproxy.enabled=false'], /balancer.tls.secretName needs balancer.haproxy.enabled: HAProxy terminates TLS/],
+      [['-f', join(CHART, 'ci/tls-values.yaml'), '--set', 'balancer.publicUrl=http://live.example.com'], /balancer.publicUrl \(http:\/\/live.example.com\) must be https:\/\/ with balancer.tls.secretName/],
+      [['-f', join(CHART, 'ci/tls-values.yaml'), '--set', 'balancer.tls.plainPort=8080'], /balancer.tls.plainPort \(8080\) must differ from balancer.httpPort/],
     ];
     for (const [args, message] of refusals) {
       const result = await template(args);
@@ -614,7 +632,7 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
         for (const c of podOf(o).spec.containers) {
           const roles = (c.args ?? []).filter((a) => !a.startsWith('-'));
           assert.ok(roles.length > 0, `${describeObject(o)}: a role`);
-          const config = nodeConfig(`${scenario} ${describeObject(o)}`, roles, await resolvedEnv(o, c));
+          const config = nodeConfig(`${scenario} ${describeObject(o)}`, roles, loadable(await resolvedEnv(o, c)));
           assert.equal(config.nodeId.startsWith(o.metadata.name), true, `${describeObject(o)}: the node id is the pod name`);
           assert.ok(config.databaseUrl && config.clusterSecret, `${describeObject(o)}: database and cluster secret`);
           if (roles.includes('balancer')) assert.ok(config.adminToken, 'the balancer has the admin token');
@@ -827,6 +845,58 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
       assert.deepEqual(metric!.external.target, { type: 'AverageValue', averageValue: '1' });
     }
     for (const s of byKind('portrange', 'ScaledObject')) assert.equal((s.spec as { scaleTargetRef: { kind: string } }).scaleTargetRef.kind, 'StatefulSet', 'portRange scales StatefulSets');
+  });
+
+  it('HTTPS at the balancer (balancer.tls): the Secret\'s certificate for HAProxy, nodes behind /n/{node}, probes on plain HTTP', async () => {
+    for (const scenario of ['default', 'keda', 'hpa', 'portrange']) {
+      for (const o of workloads(scenario)) {
+        const env = await resolvedEnv(o, podOf(o).spec.containers[0]!);
+        assert.equal(env.RELAYCAST_TLS_CERT ?? env.RELAYCAST_NODE_URLS, undefined, `${scenario} ${describeObject(o)}: no TLS unless asked for`);
+      }
+    }
+    const balancer = find('tls', 'Deployment', 'rc-relaycast-balancer')!;
+    const pod = podOf(balancer);
+    const c = pod.spec.containers[0]!;
+    const env = await resolvedEnv(balancer, c);
+    const config = nodeConfig('tls balancer', ['balancer'], loadable(env));
+    assert.equal(config.nodeUrls, 'balancer', 'browsers are sent to <publicUrl>/n/<node>, not to the nodes\' http:// addresses');
+    assert.equal(config.publicUrl, 'https://live.example.com');
+    assert.equal(env.RELAYCAST_HAPROXY_BIN, 'haproxy', 'HAProxy terminates TLS');
+    assert.ok(config.tlsCert && config.tlsKey, 'the balancer has a certificate and key');
+
+    // The user's kubernetes.io/tls Secret, mounted read-only as a directory (a subPath mount would
+    // never see a renewal) where the two variables point.
+    const mounts = c.volumeMounts as { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[];
+    const volume = (pod.spec.volumes as { name: string; secret?: { secretName: string } }[]).find((v) => v.secret?.secretName === 'live-example-com-tls');
+    assert.ok(volume, 'a volume of the Secret named by balancer.tls.secretName');
+    const mount = mounts.find((m) => m.name === volume.name);
+    assert.ok(mount?.readOnly && mount.subPath === undefined, 'mounted read-only, whole');
+    assert.equal(env.RELAYCAST_TLS_CERT, posix.join(mount.mountPath, 'tls.crt'));
+    assert.equal(env.RELAYCAST_TLS_KEY, posix.join(mount.mountPath, 'tls.key'));
+
+    // The main port is HTTPS only: the probes use the plain port, over HTTP.
+    const portOf = (name: string) => c.ports!.find((p) => p.name === name)?.containerPort;
+    assert.equal(portOf('https'), config.httpPort);
+    assert.ok(config.httpPlainPort > 0 && config.httpPlainPort !== config.httpPort, 'a plain port besides');
+    for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe'] as const) {
+      const get = (c[probe] as { httpGet: { port: string | number; scheme?: string } }).httpGet;
+      assert.equal(typeof get.port === 'number' ? get.port : portOf(get.port), config.httpPlainPort, `${probe} on the plain port`);
+      assert.notEqual(get.scheme, 'HTTPS', `${probe} over plain HTTP`);
+    }
+
+    // The Service: HTTPS on 443, to HAProxy (whose bind terminates TLS), nothing plain outside.
+    const svc = find('tls', 'Service', 'rc-relaycast-balancer')!.spec as { ports: { name: string; port: number; targetPort: string }[] };
+    assert.deepEqual(svc.ports.map((p) => [p.port, p.targetPort]), [[443, 'haproxy']]);
+    assert.equal(env.RELAYCAST_HAPROXY_BIND, `0.0.0.0:${portOf('haproxy')}`);
+    // Prometheus scrapes /metrics over plain HTTP: the metrics Service reaches the plain port.
+    const metrics = find('tls', 'Service', 'rc-relaycast-metrics')!.spec as { ports: { targetPort: string }[] };
+    assert.deepEqual(metrics.ports.map((p) => portOf(p.targetPort)), [config.httpPlainPort]);
+
+    // Origins and edges stay plain HTTP inside the cluster (HAProxy reaches them at http://).
+    for (const o of workloads('tls').filter((w) => component(w) !== 'balancer')) {
+      const node = nodeConfig(describeObject(o), [component(o)!], await resolvedEnv(o, podOf(o).spec.containers[0]!));
+      assert.ok(node.tlsCert === undefined && node.publicUrl.startsWith('http://'), `${describeObject(o)}: plain HTTP`);
+    }
   });
 
   it('keeps the cluster secret and admin token in a Secret (generated, or the user\'s), the database URL in one too', () => {
