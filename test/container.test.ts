@@ -224,6 +224,9 @@ describe('containers: the image and the compose cluster (scripts/container-test.
 
   it('with docker/compose.tls.yml: HTTPS at HAProxy with one certificate; Chromium publishes and plays through the /n/{node} paths', async function () {
     this.timeout(5 * 60_000);
+    // The RTMP publisher goes with the plain cluster.
+    if (ffmpeg) await stopProcess(ffmpeg, 5000);
+    ffmpeg = undefined;
     await mustRun('down', 150_000);
     const dir = mkdtempSync(join(tmpdir(), 'relaycast-compose-tls-'));
     try {
