@@ -8,6 +8,7 @@ import { CpuMeter } from '../core/CpuMeter.ts';
 import { Problem } from '../core/errors.ts';
 import { createApp, errorHandler, notFound, refuseUnparsable } from '../core/http.ts';
 import { TlsListener } from '../core/TlsListener.ts';
+import { CertificateWatcher } from '../core/CertificateWatcher.ts';
 import type { Logger } from '../core/logger.ts';
 import { Metrics } from '../core/metrics.ts';
 import { NodeRegistry } from './NodeRegistry.ts';
@@ -102,7 +103,10 @@ export class ClusterNode {
       'starting relaycast',
     );
     this.#clusterSecret = clusterSecret(config, this.logger);
-    const base = { config, logger: this.logger, metrics: this.metrics, db: this.db, clusterSecret: this.#clusterSecret };
+    // Read (and a bad pair refused) before anything starts; the HTTPS port and the balancer's
+    // HAProxy share this one watcher.
+    const certificates = config.tlsCert && config.tlsKey ? new CertificateWatcher(config.tlsCert, config.tlsKey) : undefined;
+    const base = { config, logger: this.logger, metrics: this.metrics, db: this.db, clusterSecret: this.#clusterSecret, certificates };
     // The balancer first: its WHIP/WHEP redirects see a request before this process's own roles.
     if (config.roles.includes('balancer')) {
       const { Balancer } = await import('../balancer/Balancer.ts');
@@ -140,7 +144,7 @@ export class ClusterNode {
       }));
     }
     this.#mountRoutes();
-    await this.#listen();
+    await this.#listen(certificates);
 
     if (!(await this.#migrateWhenReachable())) return;
     for (const role of this.#roles) {
@@ -200,10 +204,10 @@ export class ClusterNode {
    * The HTTP port: plain, or HTTPS only with --tls-cert (its certificate read again when the files
    * change), and then --http-plain-port besides, with the same routes, when asked.
    */
-  async #listen(): Promise<void> {
+  async #listen(certificates: CertificateWatcher | undefined): Promise<void> {
     const { config } = this;
-    if (config.tlsCert && config.tlsKey) {
-      const tls = (this.#tls = new TlsListener({ certFile: config.tlsCert, keyFile: config.tlsKey, handler: this.app }));
+    if (certificates) {
+      const tls = (this.#tls = new TlsListener({ certificates, handler: this.app }));
       const served = (why: string) => {
         const { leaf } = tls.certificates.current;
         this.metrics.tlsCertificateExpiry.set(Math.floor(Date.parse(leaf.validTo) / 1000));

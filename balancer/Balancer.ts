@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import express, { type Request, type Router } from 'express';
 import { z } from 'zod';
-import { CertificateWatcher } from '../core/CertificateWatcher.ts';
+import type { CertificateWatcher } from '../core/CertificateWatcher.ts';
 import { Problem } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import type { Database } from '../db/Database.ts';
@@ -70,8 +70,6 @@ export class Balancer implements Role {
   readonly #losses: NodeLossChecker;
   #geo: GeoLocator | undefined;
   #haproxy: HaproxyController | undefined;
-  /** The certificate HAProxy terminates TLS with, when the balancer has one. */
-  #certificates: CertificateWatcher | undefined;
   #snapshot: { at: number; index: Promise<RouteIndex> } | undefined;
   /** rtmp://host:port/live of this balancer's HAProxy, when it takes RTMP (--haproxy-rtmp-port). */
   readonly #rtmpThroughHaproxy: string | undefined;
@@ -176,7 +174,7 @@ export class Balancer implements Role {
     if (config.haproxyBin) {
       const self = config.httpHost === '0.0.0.0' || config.httpHost === '::' ? '127.0.0.1' : config.httpHost;
       const dir = config.haproxyDir ?? join(config.dataDir, 'haproxy');
-      const tlsCrt = config.tlsCert && config.tlsKey ? this.#haproxyCertificate(dir, config.tlsCert, config.tlsKey) : undefined;
+      const tlsCrt = this.#ctx.certificates ? this.#haproxyCertificate(dir, this.#ctx.certificates) : undefined;
       this.#haproxy = await HaproxyController.start({
         bin: config.haproxyBin,
         dir,
@@ -212,17 +210,15 @@ export class Balancer implements Role {
   /**
    * HAProxy terminates TLS with the balancer's own certificate and key, which it takes as one PEM
    * file (written beside its config, readable by this user only). Renewals reach it through the
-   * runtime API (HaproxyController.updateCertificate), watched here as the node's HTTPS port
-   * watches them.
+   * runtime API (HaproxyController.updateCertificate), from the process's one watcher (which the
+   * node's HTTPS port starts and stops).
    */
-  #haproxyCertificate(dir: string, certFile: string, keyFile: string): string {
+  #haproxyCertificate(dir: string, watcher: CertificateWatcher): string {
     const path = join(dir, 'tls.pem');
-    const watcher = (this.#certificates = new CertificateWatcher(certFile, keyFile));
     const pem = () => `${watcher.current.cert.toString().trim()}\n${watcher.current.key.toString().trim()}\n`;
     mkdirSync(dir, { recursive: true });
     writeFileSync(path, pem(), { mode: 0o600 });
     watcher.on('reloaded', () => void this.#haproxy?.updateCertificate(pem()).catch(() => undefined));
-    watcher.start();
     return path;
   }
 
@@ -320,7 +316,6 @@ export class Balancer implements Role {
   }
 
   async close(): Promise<void> {
-    this.#certificates?.stop();
     await this.#haproxy?.stop();
   }
 }

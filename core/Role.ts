@@ -1,4 +1,5 @@
 import type { Router } from 'express';
+import type { CertificateWatcher } from './CertificateWatcher.ts';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
@@ -14,6 +15,8 @@ export interface RoleContext {
   metrics: Metrics;
   /** Signs stream tokens and authenticates the internal API. */
   clusterSecret: string;
+  /** The node's TLS certificate (--tls-cert/--tls-key), one watcher for the process: its HTTPS port and the balancer's HAProxy. */
+  certificates?: CertificateWatcher;
 }
 
 /** A role's load, summed into the node's heartbeat. */

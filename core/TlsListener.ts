@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type { RequestListener } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { CertificateWatcher } from './CertificateWatcher.ts';
+import type { CertificateWatcher } from './CertificateWatcher.ts';
 import { Problem } from './errors.ts';
 import { endWithProblem } from './http.ts';
 
@@ -17,8 +17,8 @@ const TLS_HANDSHAKE = 0x16;
 const FIRST_BYTE_TIMEOUT_MS = 10_000;
 
 export interface TlsListenerOptions {
-  certFile: string;
-  keyFile: string;
+  /** The certificate and key, watched for renewals (started by listen()). */
+  certificates: CertificateWatcher;
   /** What serves the requests (the express app). */
   handler: RequestListener;
 }
@@ -41,7 +41,7 @@ export class TlsListener {
   readonly #front: NetServer;
 
   constructor(options: TlsListenerOptions) {
-    this.certificates = new CertificateWatcher(options.certFile, options.keyFile);
+    this.certificates = options.certificates;
     this.https = createHttpsServer({ ...this.certificates.secureContext }, options.handler);
     this.certificates.on('reloaded', () => this.https.setSecureContext(this.certificates.secureContext));
     this.#front = createNetServer({ pauseOnConnect: true }, (socket) => this.#sort(socket));
