@@ -115,6 +115,8 @@ export class Relay extends EventEmitter<RelayEvents> {
   #uplinks = 0;
   /** A move to another upstream is under way (#move). */
   #moving = false;
+  /** The upstream change under way, if any (#oneAtATime). */
+  #changing: Promise<void> = Promise.resolve();
   #rendition: Promise<void> | undefined;
   #linger: NodeJS.Timeout | undefined;
   #closed = false;
@@ -448,6 +450,20 @@ export class Relay extends EventEmitter<RelayEvents> {
   }
 
   /**
+   * Runs `change` once any upstream change under way has ended. A move (the parent drains) and a
+   * re-attach (the parent let go) overlap when the parent lets go mid-move: run at once, both
+   * would take an upstream, or the re-attach would give up on a relay the move had just attached.
+   */
+  #oneAtATime<T>(change: () => Promise<T>): Promise<T> {
+    const run = this.#changing.then(change);
+    this.#changing = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /**
    * The upstream drains: attach to another before letting it go (make before break), so the
    * viewers see at most a key frame's wait.
    */
@@ -455,17 +471,20 @@ export class Relay extends EventEmitter<RelayEvents> {
     if (this.#moving) return;
     this.#moving = true;
     try {
-      for (let round = 0; round < MOVE_ROUNDS && this.#uplink === from && !this.#closed; round++) {
+      for (let round = 0; round < MOVE_ROUNDS; round++) {
         if (round > 0) await sleep(MOVE_RETRY_MS);
-        const feeds = this.#children.size > 0;
-        const targets = await this.#source.upstreams({ lost: from.target.nodeId, treeKey: feeds ? this.treeKey : undefined }).catch(() => []);
-        if (this.#uplink !== from) return;
-        if (targets.length > 0 && !(await this.#attach(targets))) {
+        const moved = await this.#oneAtATime(async () => {
+          // The upstream let go meanwhile (#reattach takes over), or the relay closed.
+          if (this.#uplink !== from || this.#closed) return true;
+          const feeds = this.#children.size > 0;
+          const targets = await this.#source.upstreams({ lost: from.target.nodeId, treeKey: feeds ? this.treeKey : undefined }).catch(() => []);
+          if (this.#uplink !== from || targets.length === 0 || (await this.#attach(targets))) return this.#uplink !== from;
           from.close();
           this.#logger.info({ upstream: this.upstreamNodeId, from: from.target.nodeId, reason }, 'moved to another upstream');
           this.emit('attached', this.upstreamNodeId);
-          return;
-        }
+          return true;
+        });
+        if (moved) return;
       }
     } finally {
       this.#moving = false;
@@ -483,23 +502,35 @@ export class Relay extends EventEmitter<RelayEvents> {
     if (lost.offer.path.length === 1) return this.close(`origin lost: ${reason}`, 'end');
     this.#logger.info({ reason, upstream: lost.target.nodeId }, 're-attaching');
     const deadline = Date.now() + REATTACH_WINDOW_MS;
-    for (let round = 0; Date.now() < deadline && !this.#closed; round++) {
+    for (let round = 0; Date.now() < deadline; round++) {
       if (round > 0) await sleep(REATTACH_RETRY_MS);
-      let failed: AttachFailure | undefined;
-      try {
-        const targets = await this.#source.upstreams({ lost: lost.target.nodeId, treeKey: this.#children.size > 0 ? this.treeKey : undefined });
-        failed = await this.#attach(targets);
-        if (!failed) {
-          this.#logger.info({ upstream: this.upstreamNodeId, treeKey: this.treeKey, after: reason }, 're-attached');
-          this.emit('attached', this.upstreamNodeId);
-          return;
+      const done = await this.#oneAtATime(async () => {
+        // A move under way when the upstream let go may have attached meanwhile.
+        if (this.#uplink || this.#closed) return true;
+        let failed: AttachFailure | undefined;
+        try {
+          const targets = await this.#source.upstreams({ lost: lost.target.nodeId, treeKey: this.#children.size > 0 ? this.treeKey : undefined });
+          failed = await this.#attach(targets);
+          if (!failed) {
+            this.#logger.info({ upstream: this.upstreamNodeId, treeKey: this.treeKey, after: reason }, 're-attached');
+            this.emit('attached', this.upstreamNodeId);
+            return true;
+          }
+        } catch (error) {
+          // The stream is not live any more: end as the origin would have.
+          if (error instanceof Problem && error.problem === 'stream-not-live') {
+            this.close(`stream ended while re-attaching: ${error.message}`, 'end');
+            return true;
+          }
+          this.#logger.warn({ err: error }, 'could not list upstreams'); // the database, perhaps: next round
         }
-      } catch (error) {
-        // The stream is not live any more: end as the origin would have.
-        if (error instanceof Problem && error.problem === 'stream-not-live') return this.close(`stream ended while re-attaching: ${error.message}`, 'end');
-        this.#logger.warn({ err: error }, 'could not list upstreams'); // the database, perhaps: next round
-      }
-      if (failed?.republished) return this.close(`the stream was published again: ${reason}`, 'end');
+        if (failed?.republished) {
+          this.close(`the stream was published again: ${reason}`, 'end');
+          return true;
+        }
+        return false;
+      });
+      if (done) return;
     }
     this.close(`no upstream took the relay after: ${reason}`);
   }
