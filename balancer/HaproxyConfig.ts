@@ -19,6 +19,9 @@ export type MapPin = Omit<GeoPin, 'range'>;
  * Besides the full config it renders its shape: the same template with no servers. Two configs of
  * one shape differ only in servers, which HAProxy's runtime API can add and delete without a
  * reload (see HaproxyController); a different shape (a region, a bind, the default region) needs one.
+ * So a region whose last edge left keeps its backend while HAProxy runs (`kept`): the nearest
+ * region's edges serve it as backups, and the reload that would cut every RTMP publisher waits
+ * until one happens for another reason.
  */
 
 const template = (name: string) =>
@@ -117,6 +120,8 @@ export interface RenderedHaproxy {
   /** The node map (nodeMapLine per origin and edge), for /n/{node}/ paths. */
   nodeMap: string;
   regions: string[];
+  /** Where each region's backend sits (its edges' centre, or a kept region's last one): the `kept` of the next render. */
+  sites: Map<string, Position>;
   /** Every region server, then the RTMP servers, in config order. */
   servers: HaproxyServer[];
 }
@@ -214,22 +219,32 @@ export function mapDefaultRegion(regions: readonly string[], configured: string)
 
 /**
  * `geoMap`: the map's text when it comes from the GeoIP database (balancer/GeoMap.ts, pins
- * included); without it the map holds the pins alone.
+ * included); without it the map holds the pins alone. `kept`: regions HAProxy runs (with where
+ * their edges were) whose backends stay though their edges are gone, served by the nearest
+ * region's edges; the map sends no one there, but the default region may be one.
  */
-export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly MapPin[], layout: HaproxyLayout, held: ReadonlyMap<string, number> = new Map(), geoMap?: string): RenderedHaproxy {
+export function renderHaproxy(
+  nodes: readonly NodeSnapshot[],
+  pins: readonly MapPin[],
+  layout: HaproxyLayout,
+  held: ReadonlyMap<string, number> = new Map(),
+  geoMap?: string,
+  kept: ReadonlyMap<string, Position> = new Map(),
+): RenderedHaproxy {
   const byRegion = new Map<string, NodeSnapshot[]>();
   for (const n of [...nodes].filter((n) => n.roles.includes('edge')).sort((a, b) => a.id.localeCompare(b.id))) {
     byRegion.set(n.region, [...(byRegion.get(n.region) ?? []), n]);
   }
-  const names = [...byRegion.keys()].sort();
-  const centres = new Map(names.map((r) => [r, centroid(byRegion.get(r)!)]));
+  const live = [...byRegion.keys()].sort();
+  const names = [...new Set([...live, ...kept.keys()])].sort();
+  const centres = new Map(names.map((r) => [r, byRegion.has(r) ? centroid(byRegion.get(r)!) : kept.get(r)!]));
   const nearestTo = (point: { lat: number; lon: number }, except?: string) =>
-    names.filter((r) => r !== except).sort((a, b) => distanceKm(point, centres.get(a)!) - distanceKm(point, centres.get(b)!) || a.localeCompare(b))[0];
+    live.filter((r) => r !== except).sort((a, b) => distanceKm(point, centres.get(a)!) - distanceKm(point, centres.get(b)!) || a.localeCompare(b))[0];
 
   const regions = names.map((name) => {
     const backend = `be_${name}`;
     const backupRegion = nearestTo(centres.get(name)!, name);
-    const members = [...byRegion.get(name)!.map((n) => ({ n, backup: false })), ...(backupRegion ? byRegion.get(backupRegion)!.map((n) => ({ n, backup: true })) : [])];
+    const members = [...(byRegion.get(name) ?? []).map((n) => ({ n, backup: false })), ...(backupRegion ? byRegion.get(backupRegion)!.map((n) => ({ n, backup: true })) : [])];
     const serverNames = members.map(({ n, backup }) => (backup ? `${n.id}.backup` : n.id));
     const ids = assignIds(backend, serverNames, held);
     const servers: HaproxyServer[] = members.map(({ n, backup }, i) => ({
@@ -283,6 +298,7 @@ export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly Map
       .map((line) => `${line}\n`)
       .join(''),
     regions: names,
+    sites: centres,
     servers: [...regions.flatMap((r) => r.servers), ...rtmpServers],
   };
 }

@@ -8,7 +8,7 @@ import type { Metrics } from '../core/metrics.ts';
 import { parseServerIds, renderHaproxy, rtmpWeight, serverKey, type HaproxyLayout, type HaproxyServer, type MapPin, type RenderedHaproxy } from './HaproxyConfig.ts';
 import { HaproxyGeoMap } from './HaproxyGeoMap.ts';
 import { HaproxyRuntime, parseMap, resolveAddress, splitAddress } from './HaproxyRuntime.ts';
-import type { NodeSnapshot } from './policies.ts';
+import type { NodeSnapshot, Position } from './policies.ts';
 
 /**
  * Runs HAProxy in master-worker mode for the balancer and keeps it in step with the registry.
@@ -23,7 +23,9 @@ import type { NodeSnapshot } from './policies.ts';
  *   the new config, then a hitless reload through the master CLI (old workers finish their
  *   connections; server states carried over in the server-state file). A config that fails the
  *   check is kept aside as haproxy.cfg.rejected and logged; the running HAProxy is left untouched.
- * Weights and drain need neither: HAProxy polls each edge's agent-check.
+ * Weights and drain need neither: HAProxy polls each edge's agent-check. A region whose last edge
+ * left is no new shape: its backend stays, served by the nearest region's edges, until a reload
+ * happens for another reason (which drops it), so that edges dying never cut RTMP publishers.
  *
  * With an RTMP bind (--haproxy-rtmp-port), the origins that take RTMP are the servers of a TCP
  * backend, kept the same way: an origin that joins or leaves is added or deleted (its publishers'
@@ -93,7 +95,7 @@ export class HaproxyController {
   readonly #master: HaproxyRuntime;
   #child: ChildProcess | undefined;
   /** What HAProxy runs, and the registry inputs it was rendered from. */
-  #current = { cfg: '', shape: '', map: '', nodeMap: '', inputs: '' };
+  #current = { cfg: '', shape: '', map: '', nodeMap: '', inputs: '', sites: new Map<string, Position>() };
   /** The servers HAProxy runs, by backend/name: the config's, plus those still being deleted. */
   #live = new Map<string, LiveServer>();
   #timer: NodeJS.Timeout | undefined;
@@ -217,10 +219,14 @@ export class HaproxyController {
     return { cfg: join(dir, 'haproxy.cfg'), map: join(dir, 'geo.map'), nodeMap: join(dir, 'nodes.map') };
   }
 
-  /** Renders for `dir`, each server keeping the id it has in HAProxy (or `held`). */
-  #render(nodes: NodeSnapshot[], dir: string, held: ReadonlyMap<string, number> = this.#heldIds()): RenderedHaproxy {
+  /**
+   * Renders for `dir`, each server keeping the id it has in HAProxy (or `held`); with `kept`, the
+   * regions HAProxy runs keep their backends though their edges are gone.
+   */
+  #render(nodes: NodeSnapshot[], dir: string, held: ReadonlyMap<string, number> = this.#heldIds(), kept?: ReadonlyMap<string, Position>): RenderedHaproxy {
     const { layout, pins } = this.#options;
-    return renderHaproxy(nodes, pins, { ...layout, mapPath: this.#paths(dir).map, nodeMapPath: this.#paths(dir).nodeMap, runtimeSocket: this.#runtimeSocket, serverStateFile: join(this.#options.dir, 'server-state') }, held, this.#geo?.text);
+    const paths = { mapPath: this.#paths(dir).map, nodeMapPath: this.#paths(dir).nodeMap, runtimeSocket: this.#runtimeSocket, serverStateFile: join(this.#options.dir, 'server-state') };
+    return renderHaproxy(nodes, pins, { ...layout, ...paths }, held, this.#geo?.text, kept);
   }
 
   #heldIds(): Map<string, number> {
@@ -286,7 +292,7 @@ export class HaproxyController {
       writeFileSync(`${paths.cfg}.tmp`, rendered.cfg);
       renameSync(`${paths.cfg}.tmp`, paths.cfg);
     }
-    this.#current = { cfg: rendered.cfg, shape: rendered.shape, map: rendered.map, nodeMap: rendered.nodeMap, inputs: this.#inputs(nodes) };
+    this.#current = { cfg: rendered.cfg, shape: rendered.shape, map: rendered.map, nodeMap: rendered.nodeMap, inputs: this.#inputs(nodes), sites: rendered.sites };
   }
 
   async #spawn(): Promise<void> {
@@ -329,7 +335,8 @@ export class HaproxyController {
     }
     const deleting = [...this.#live.values()].some((s) => s.deleting !== undefined);
     if (!force && !deleting && this.#inputs(nodes) === this.#current.inputs) return;
-    const next = this.#render(nodes, this.#options.dir);
+    const next = this.#render(nodes, this.#options.dir, undefined, this.#current.sites);
+    // A reload (which renders without the kept regions) drops the backends of regions left empty.
     if (force || next.shape !== this.#current.shape) return this.#reload(nodes, force ? 'asked' : 'shape');
     if (next.cfg === this.#current.cfg && next.map === this.#current.map && next.nodeMap === this.#current.nodeMap && !deleting) {
       this.#current.inputs = this.#inputs(nodes);

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
 import { publish, publishWithRetry, TestBrowser } from '../kit/browser.ts';
+import { metric } from '../kit/metrics.ts';
 import { spawnTracked, stopProcess, waitFor } from '../kit/processes.ts';
 import { httpsFetch, issueCertificate, makeTestCa } from '../kit/tls.ts';
 import { playing } from './helpers/player.ts';
@@ -102,6 +103,8 @@ describe('containers: the image and the compose cluster (scripts/container-test.
   let ffmpeg: ChildProcess | undefined;
   /** The edge the kill test stopped. */
   let killed = '';
+  /** The balancer's HAProxy reloads before that kill. */
+  let reloadsBeforeKill: number | undefined;
 
   before(async function () {
     this.timeout(BUILD_TIMEOUT_MS + 5 * 60_000);
@@ -195,6 +198,8 @@ describe('containers: the image and the compose cluster (scripts/container-test.
     const before = await playing(rtmpViewer, 'the player before the kill');
     const dead = before.edge!;
     const other = dead === 'edge-eu' ? 'edge-us' : 'edge-eu';
+    reloadsBeforeKill = await metric(BALANCER, 'relaycast_haproxy_reloads_total');
+    assert.equal(typeof reloadsBeforeKill, 'number', 'the balancer counts its HAProxy reloads (/metrics through HAProxy)');
     const started = Date.now();
     await docker('kill', await containerOf(dead));
     const after = await playing(rtmpViewer, 'the player on the other edge', { afterSession: before.sessions, timeoutMs: 60_000 });
@@ -220,6 +225,10 @@ describe('containers: the image and the compose cluster (scripts/container-test.
     await waitFor(`${killed} restarted by the restart policy`, async () => Number(await docker('inspect', '--format', '{{.RestartCount}}', id)) > restarts, 30_000, 250);
     await waitFor(`${killed} healthy and up after the restart`, async () => (await health(id)) === 'healthy' && (await nodeState(killed)) === 'up', 90_000, 500);
     console.log(`      ${killed} crashed: restarted, healthy and up in the nodes table after ${seconds(Date.now() - started)}`);
+    // Its region was empty meanwhile: HAProxy kept the region's backend (no reload), so the RTMP
+    // publisher's connection through it was never handed to an old worker to be cut.
+    assert.equal(await metric(BALANCER, 'relaycast_haproxy_reloads_total'), reloadsBeforeKill, 'no HAProxy reload since the kill');
+    assert.equal(ffmpeg?.exitCode, null, 'the RTMP publisher through HAProxy is still connected');
   });
 
   it('with docker/compose.tls.yml: HTTPS at HAProxy with one certificate; Chromium publishes and plays through the /n/{node} paths', async function () {

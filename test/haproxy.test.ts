@@ -170,9 +170,11 @@ describe('HAProxy run by the balancer', function () {
     let failed = 0;
     let running = true;
     const outcomes: string[] = [];
+    // Bounded: stops when the reloads are done, or after 5,000 requests per worker, or 2 minutes
+    // (600 requests ran out while a loaded machine took seconds per reload).
+    const deadline = Date.now() + 120_000;
     const worker = async () => {
-      // Bounded: stops when the reloads are done, or after 600 requests per worker.
-      for (let i = 0; running && i < 600; i++) {
+      for (let i = 0; running && i < 5000 && Date.now() < deadline; i++) {
         sent++;
         const node = await servedBy('127.0.0.2', haproxyPort);
         if (node !== 'edge-eu') {
@@ -306,6 +308,34 @@ describe('HAProxy run by the balancer', function () {
     assert.equal(await reloads(), reloadsBefore + 1, 'one reload');
     await waitFor('a new worker', async () => (await master().workers().catch(() => workers)).some((pid) => !workers.includes(pid)), 10_000);
     assert.equal(await servedBy('127.0.0.3', haproxyPort), 'edge-us-3', 'the other regions as before');
+  });
+
+  it('keeps the backend of a region whose last edge left: no reload (RTMP publishers would be cut), its servers the nearest region\'s', async () => {
+    const workers = await master().workers();
+    const reloadsBefore = await reloads();
+    const restartsBefore = (await metric(balancer.url, 'relaycast_haproxy_restarts_total')) ?? 0;
+    const load = steadyLoad('127.0.0.4', haproxyPort);
+    try {
+      assert.equal((await admin('/nodes/edge-ap/drain')).status, 200);
+      await stopsServing(load, 'edge-ap', Date.now());
+      await nodes.get('edge-ap')!.stop();
+      nodes.delete('edge-ap');
+      await waitFor('edge-ap deleted from HAProxy', async () => !(await serverNames()).includes('be_ap-east/edge-ap'), 30_000, 200);
+      const from = load.outcomes.length;
+      await waitFor('20 more requests answered', () => load.outcomes.length >= from + 20, 10_000, 20);
+    } finally {
+      await load.stop();
+    }
+    assert.deepEqual(load.failed(), [], `${load.failed().length} of ${load.outcomes.length} requests failed`);
+    assert.ok(load.outcomes.slice(-20).every((o) => o.node === 'edge-eu'), 'ap-east\'s clients go to the default region (the map names only regions with edges)');
+    assert.equal(await reloads(), reloadsBefore, 'no reload');
+    if ((await metric(balancer.url, 'relaycast_haproxy_restarts_total')) === restartsBefore) {
+      assert.deepEqual(await master().workers(), workers, 'the same HAProxy worker: its connections stay');
+    }
+    assert.deepEqual((await serverNames()).filter((n) => n.startsWith('be_ap-east/')), ['be_ap-east/edge-eu.backup'], 'the backend stays, served by the nearest region');
+    // The next reload (here an operator's) drops it.
+    assert.equal((await admin('/haproxy/reload')).status, 204);
+    await waitFor('the backend gone after the reload (the new worker answers)', async () => !(await serverNames().catch(() => ['?'])).some((n) => n.startsWith('be_ap-east/')), 10_000, 100);
   });
 
   it('starts HAProxy again when it crashes, and serves on', async () => {

@@ -61,6 +61,26 @@ describe('HAProxy config rendering', () => {
     assert.notEqual(renderHaproxy(nodes, [], { ...layout, bind: '127.0.0.1:18081' }).shape, base.shape, 'another bind');
   });
 
+  it('keeps a region whose last edge left (same shape), served by the nearest region\'s edges as backups', () => {
+    const base = renderHaproxy(nodes, parseGeoPins('192.0.2.0/24=ap-east'), layout);
+    const withoutAp = nodes.filter((n) => n.id !== 'j1');
+    const dropped = renderHaproxy(withoutAp, parseGeoPins('192.0.2.0/24=ap-east'), layout);
+    assert.notEqual(dropped.shape, base.shape, 'without kept regions, the region goes (a reload)');
+    const kept = renderHaproxy(withoutAp, parseGeoPins('192.0.2.0/24=ap-east'), layout, undefined, undefined, base.sites);
+    assert.equal(kept.shape, base.shape, 'kept: the same shape, so no reload');
+    assert.deepEqual(kept.regions, ['ap-east', 'eu-west', 'us-east']);
+    const apServers = kept.servers.filter((s) => s.backend === 'be_ap-east').map((s) => `${s.name}${s.backup ? ' (backup)' : ''}`);
+    // Tokyo's nearest of Paris and Washington is Paris (9,700 km against 10,900).
+    assert.deepEqual(apServers, ['e1.backup (backup)', 'e2.backup (backup)'], 'the nearest region\'s edges serve it');
+    assert.doesNotMatch(kept.map, /ap-east/, 'the map sends no one to a region without edges');
+    assert.deepEqual([...kept.sites.keys()].sort(), ['ap-east', 'eu-west', 'us-east'], 'it stays kept at the next render');
+    // No edge left anywhere: the backends stay, with no servers (HAProxy answers their 503 as a problem).
+    const none = renderHaproxy([], [], layout, undefined, undefined, base.sites);
+    assert.equal(none.shape, base.shape);
+    assert.equal(none.servers.length, 0);
+    assert.match(none.cfg, /backend be_eu-west[\s\S]*http-error status 503 content-type application\/problem\+json/);
+  });
+
   it('sends RTMP (TCP) to the origins that take it, a draining one at weight 0, when it has an RTMP bind', () => {
     const origins = [origin('o2', 19352, true), origin('o1', 19351), origin('o3', null)];
     assert.doesNotMatch(renderHaproxy([...nodes, ...origins], [], layout).cfg, /rtmp/, 'no RTMP bind, no RTMP section');
@@ -97,11 +117,14 @@ describe('HAProxy config rendering', () => {
     writeFileSync(pem, readFileSync(join(dir, 'cert.pem'), 'utf8') + readFileSync(pem, 'utf8'));
     const tls = { nodeMapPath: join(dir, 'nodes.map'), tlsCrt: pem, balancerTls: true, pinSessions: true };
     for (const [set, extra] of [[nodes, {}], [[], {}], [[...nodes, origin('o1', 19351), origin('o2', 19352, true)], { rtmpBind: '127.0.0.1:11935' }], [[], { rtmpBind: '127.0.0.1:11935' }], [[...nodes, origin('o1', 19351)], tls], [[], tls]] as const) {
-      const { cfg, map, nodeMap } = renderHaproxy(set, parseGeoPins('10.0.0.0/8=us-east'), { ...layout, ...extra });
-      writeFileSync(layout.mapPath, map);
-      writeFileSync(join(dir, 'nodes.map'), nodeMap);
-      writeFileSync(join(dir, 'haproxy.cfg'), cfg);
-      execFileSync('haproxy', ['-c', '-q', '-f', join(dir, 'haproxy.cfg')], { stdio: 'pipe' });
+      // Also with every region kept (their edges gone: backends with backups only, or no servers).
+      for (const kept of [new Map(), renderHaproxy(nodes, [], layout).sites]) {
+        const { cfg, map, nodeMap } = renderHaproxy(set, parseGeoPins('10.0.0.0/8=us-east'), { ...layout, ...extra }, undefined, undefined, kept);
+        writeFileSync(layout.mapPath, map);
+        writeFileSync(join(dir, 'nodes.map'), nodeMap);
+        writeFileSync(join(dir, 'haproxy.cfg'), cfg);
+        execFileSync('haproxy', ['-c', '-q', '-f', join(dir, 'haproxy.cfg')], { stdio: 'pipe' });
+      }
     }
   });
 });
