@@ -483,6 +483,10 @@ export class Relay extends EventEmitter<RelayEvents> {
           this.#logger.info({ upstream: this.upstreamNodeId, from: from.target.nodeId, reason }, 'moved to another upstream');
           this.emit('attached', this.upstreamNodeId);
           return true;
+        }).catch((error: unknown) => {
+          // A worker refusing a pipe, say: the parent still feeds, so try again next round.
+          this.#logger.warn({ err: error }, 'could not move to another upstream');
+          return false;
         });
         if (moved) return;
       }
