@@ -156,9 +156,16 @@ describe('relay tiers: an origin that feeds one edge, three edges, a viewer on e
     assert.ok(child, `a child below ${parent}: ${JSON.stringify(rows)}`);
     const before = await playbackStats(viewers.get(child)!);
     const started = Date.now();
-    assert.equal(await edges.get(parent)!.stop(), 0, 'the parent exits 0');
+    const parentNode = edges.get(parent)!;
+    assert.equal(await parentNode.stop(), 0, 'the parent exits 0');
     edges.delete(parent);
-    await waitFor(`${child}'s relay on the origin`, async () => (await relays()).some((r) => r.edge_node_id === child && r.upstream_node_id === 'origin-1'), 15_000, 200);
+    await waitFor(`${child}'s relay on the origin`, async () => (await relays()).some((r) => r.edge_node_id === child && r.upstream_node_id === 'origin-1'), 15_000, 200).catch(
+      (error: unknown) => {
+        // What each edge's relay did, for a failure seen only in CI.
+        const relayLines = (node: RelaycastProcess) => node.output().split('\n').filter((l) => /relay|attach|upstream|mov/i.test(l)).slice(-20).join('\n');
+        throw new Error(`${(error as Error).message}\n${parent}:\n${relayLines(parentNode)}\n${child}:\n${relayLines(edges.get(child)!)}`, { cause: error });
+      },
+    );
     await waitFor(`${child}'s viewer decoding on`, async () => (await framesOn(child)) > before.framesDecoded + 30, 30_000, 100);
     const after = await playbackStats(viewers.get(child)!);
     assert.equal(after.connectionState, 'connected', `${child}'s viewer kept its session`);
