@@ -1,7 +1,5 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 
 /**
  * A Linux network namespace joined to the host by a veth pair, for clients that will not talk
@@ -15,7 +13,6 @@ import { join } from 'node:path';
  * `ip netns`. Every process started with run() is killed by remove(), which also deletes the
  * namespace and the link; remove() runs on process exit too if a test forgot it. shape() makes the
  * link toward the namespace slow or lossy with `tc` (tbf, netem), for viewers on real networks.
- * trustCa() gives the processes run() starts a CA store of their own (/etc/netns/<name>/, below).
  */
 
 export interface NetNs {
@@ -32,18 +29,9 @@ export interface NetNs {
    * shaping when `link` is undefined. Takes effect at once on flows already running.
    */
   shape(link: LinkProfile | undefined): void;
-  /**
-   * Makes `caFile` (PEM) the only CA that TLS clients started by run() from now on trust, or gives
-   * them the host's store back when undefined. `ip netns exec <name>` bind-mounts every entry of
-   * /etc/netns/<name>/ over the same name in /etc for the command it runs, so this writes
-   * /etc/netns/<name>/ssl/certs/ca-certificates.crt, and that folder then stands for the host's
-   * whole /etc/ssl: Debian's GnuTLS takes that file as the system's trust (glib-networking, so
-   * libsoup and GStreamer, asks GnuTLS for it; so does wget). The host's own store is never touched.
-   */
-  trustCa(caFile: string | undefined): void;
   /** Starts `cmd args` inside the namespace; the process is stopped by remove() at the latest. */
   run(cmd: string, args: string[], options?: SpawnOptions): ChildProcess;
-  /** Stops what run() started (SIGKILL), deletes the namespace, the host link and /etc/netns/<name>. Idempotent. */
+  /** Stops what run() started (SIGKILL), deletes the namespace and the host link. Idempotent. */
   remove(): Promise<void>;
 }
 
@@ -149,8 +137,6 @@ export async function createNetns(): Promise<NetNs> {
   const nsIf = `rcn${tag}`.slice(0, 15);
   const hostIp = `10.213.${x}.1`;
   const nsIp = `10.213.${x}.2`;
-  // Files `ip netns exec` mounts over /etc for the commands it runs in this namespace (trustCa()).
-  const etcDir = join('/etc/netns', name);
   const children = new Set<ChildProcess>();
   let removed = false;
 
@@ -164,8 +150,6 @@ export async function createNetns(): Promise<NetNs> {
     // link is deleted explicitly as well in case the namespace was never made.
     spawnSync('ip', ['netns', 'delete', name], { stdio: 'ignore', timeout: 10_000 });
     spawnSync('ip', ['link', 'delete', hostIf], { stdio: 'ignore', timeout: 10_000 });
-    // `ip netns delete` leaves /etc/netns/<name> alone. /etc/netns itself stays: another run may be using it.
-    rmSync(etcDir, { recursive: true, force: true });
   };
   live.add(removeSync);
 
@@ -182,14 +166,6 @@ export async function createNetns(): Promise<NetNs> {
       if (link?.lossPercent) {
         execFileSync('ip', ['netns', 'exec', name, 'nft', '-f', '-'], { input: lossRuleset(link.lossPercent, nsIf), timeout: 10_000, stdio: ['pipe', 'pipe', 'pipe'] });
       }
-    },
-    trustCa(caFile) {
-      if (removed) throw new Error(`namespace ${name} was removed`);
-      const ssl = join(etcDir, 'ssl');
-      rmSync(ssl, { recursive: true, force: true });
-      if (caFile === undefined) return;
-      mkdirSync(join(ssl, 'certs'), { recursive: true });
-      copyFileSync(caFile, join(ssl, 'certs', 'ca-certificates.crt'));
     },
     run(cmd, args, options = {}) {
       if (removed) throw new Error(`namespace ${name} was removed`);

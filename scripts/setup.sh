@@ -28,9 +28,6 @@ packages=(ffmpeg haproxy)
 # for its network namespace, and a C compiler for its LD_PRELOAD shim.
 [ $want_test = 1 ] && packages+=(simple-whip-client gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice iproute2 gcc libc6-dev)
-# Its HTTPS test checks the namespace's CA store with wget, which Debian builds on GnuTLS, the
-# library glib-networking (whip-client's TLS) asks for the system's trust.
-[ $want_test = 1 ] && packages+=(wget)
 # test/layers.test.ts shapes a viewer's link: tc (iproute2) for rate and delay, nftables for random
 # loss (these machines' kernel has no netem; nft's numgen is built in).
 [ $want_test = 1 ] && packages+=(nftables)
