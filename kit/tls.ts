@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 
@@ -42,15 +43,19 @@ export function spkiHash(pem: string): string {
 }
 
 /**
- * A certificate for 127.0.0.1 and localhost signed by `ca`, written with the CA after it to
- * `<name>.pem`, its key to `<name>.key`, in the CA's folder. Written as a renewal would be: new files renamed over the old.
+ * A certificate for 127.0.0.1 and localhost, and for `hosts` besides, signed by `ca`, written with
+ * the CA after it to `<name>.pem`, its key to `<name>.key`, in the CA's folder. Written as a
+ * renewal would be: new files renamed over the old. An address in `hosts` goes in as an IP
+ * subjectAltName, a name as a DNS one: a client checks an https:// URL's address against the IP
+ * entries only (RFC 6125), never against the common name.
  */
-export function issueCertificate(ca: TestCa, name: string, commonName = name): ServerCertificate {
+export function issueCertificate(ca: TestCa, name: string, commonName = name, hosts: string[] = []): ServerCertificate {
   const certFile = join(ca.dir, `${name}.pem`);
   const keyFile = join(ca.dir, `${name}.key`);
   const csr = join(ca.dir, `${name}.csr`);
   const ext = join(ca.dir, `${name}.ext`);
-  writeFileSync(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  const altNames = ['127.0.0.1', 'localhost', ...hosts].map((h) => (isIP(h) ? `IP:${h}` : `DNS:${h}`));
+  writeFileSync(ext, `subjectAltName=${[...new Set(altNames)].join(',')}\nextendedKeyUsage=serverAuth\n`);
   openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${keyFile}.new`, '-out', csr, '-subj', `/CN=${commonName}`]);
   openssl(['x509', '-req', '-in', csr, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-CAcreateserial', '-out', `${certFile}.new`, '-days', '1', '-extfile', ext]);
   // The chain with the CA in it, as cert-manager's tls.crt holds its chain: Chromium's SPKI list

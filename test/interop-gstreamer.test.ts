@@ -16,6 +16,7 @@ import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { waitFor } from '../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { createNetns, netnsUnavailable, type NetNs } from '../kit/netns.ts';
+import { issueCertificate, makeTestCa, type TestCa } from '../kit/tls.ts';
 
 /**
  * Interop with GStreamer's WHIP client: Debian's `simple-whip-client` (binary `whip-client`,
@@ -29,6 +30,10 @@ import { createNetns, netnsUnavailable, type NetNs } from '../kit/netns.ts';
  *
  * The offer it sends is recorded in test/fixtures/sdp/gstreamer-simple-whip-client-offer.sdp
  * (see README-gstreamer.md there); run with RECORD_GSTREAMER_OFFER=1 to record it again.
+ *
+ * The second describe publishes over HTTPS, to an origin whose certificate comes from a CA made at
+ * run time. whip-client does not check certificates (its libsoup session has ssl-strict off), so
+ * this shows its TLS talks to ours, not that it verifies anything: Chromium's tests do that.
  */
 
 const SECRET = 'gstreamer-interop-secret-0123456789';
@@ -91,6 +96,55 @@ function startWhipClient(netns: NetNs, shim: string, url: string, token: string,
       clearTimeout(timer);
     },
   };
+}
+
+/** Skips the suite where namespaces cannot be made; fails it where whip-client is missing. */
+function requireNetnsAndWhipClient(context: Mocha.Context): void {
+  const reason = netnsUnavailable();
+  if (reason) {
+    console.log(`    skipped: ${reason}`);
+    context.skip();
+  }
+  const which = spawnSync('sh', ['-c', `command -v ${WHIP_CLIENT}`], { encoding: 'utf8' });
+  if (which.status !== 0) throw new Error(`${WHIP_CLIENT} not found: install Debian's simple-whip-client (bash scripts/setup.sh --test)`);
+}
+
+/** How long whip-client gets from its start to "PeerConnection connected" (it takes 1–3 s here). */
+const CONNECT_TIMEOUT_MS = 25_000;
+
+/**
+ * Starts whip-client with start() and waits for its "PeerConnection connected". whip-client
+ * (GStreamer 1.22) crashed by itself once in ~40 runs, right after taking our answer. A user would
+ * start it again: so does this, once, after released() (the origin let the dead session go, its
+ * connect timeout), and says so. Returns the connected client; stops it and throws if it does not
+ * connect.
+ */
+async function startConnected(stream: string, start: () => WhipClient, released: () => Promise<void>): Promise<WhipClient> {
+  let client = start();
+  const connected = async () => {
+    await waitFor(
+      'whip-client: "PeerConnection connected"',
+      () => client.child.exitCode !== null || client.child.signalCode !== null || client.output().includes('PeerConnection connected'),
+      CONNECT_TIMEOUT_MS,
+      100,
+    ).catch((error) => {
+      throw new Error(`${(error as Error).message}\n--- whip-client output ---\n${tail(client.output())}`, { cause: error });
+    });
+  };
+  try {
+    await connected();
+    if (client.child.signalCode !== null && !client.output().includes('PeerConnection connected')) {
+      console.log(`      ${stream}: whip-client died (${client.child.signalCode}) before connecting; starting it again`);
+      await released();
+      client = start();
+      await connected();
+    }
+    assert.ok(client.output().includes('PeerConnection connected'), `whip-client exited (${client.child.exitCode ?? client.child.signalCode}):\n${tail(client.output())}`);
+    return client;
+  } catch (error) {
+    await client.stop();
+    throw error;
+  }
 }
 
 /** The last part of whip-client's output, without the GLib criticals it prints at every teardown. */
@@ -173,13 +227,7 @@ describe('GStreamer simple-whip-client (webrtcbin + libnice) → origin → edge
   const clients: WhipClient[] = [];
 
   before(async function () {
-    const reason = netnsUnavailable();
-    if (reason) {
-      console.log(`    skipped: ${reason}`);
-      this.skip();
-    }
-    const which = spawnSync('sh', ['-c', `command -v ${WHIP_CLIENT}`], { encoding: 'utf8' });
-    if (which.status !== 0) throw new Error(`${WHIP_CLIENT} not found: install Debian's simple-whip-client (bash scripts/setup.sh --test)`);
+    requireNetnsAndWhipClient(this);
     shim = compileShim();
     netns = await createNetns();
     testDb = await createTestDatabase();
@@ -266,32 +314,17 @@ describe('GStreamer simple-whip-client (webrtcbin + libnice) → origin → edge
     it(`publishes ${title}; Chromium at the edge decodes 640-wide frames${withAudio ? ' and receives audio' : ''}`, async () => {
       const token = await signStreamToken(SECRET, { stream, action: 'publish' });
       const started = Date.now();
-      let client = startWhipClient(netns!, shim!.so, `${origin!.url}/whip/${stream}`, token, pipelines);
-      clients.push(client);
+      const client = await startConnected(
+        stream,
+        () => {
+          const next = startWhipClient(netns!, shim!.so, `${origin!.url}/whip/${stream}`, token, pipelines);
+          clients.push(next);
+          return next;
+        },
+        () => waitFor(`${stream}: the dead publish released`, async () => (await getStream(db!.knex, stream))?.state !== 'live', 40_000, 200),
+      );
       let viewer: Page | undefined;
       try {
-        const connected = async () => {
-          await waitFor(
-            'whip-client: "PeerConnection connected"',
-            () => client.child.exitCode !== null || client.child.signalCode !== null || client.output().includes('PeerConnection connected'),
-            25_000,
-            100,
-          ).catch((error) => {
-            throw new Error(`${(error as Error).message}\n--- whip-client output ---\n${tail(client.output())}`);
-          });
-        };
-        await connected();
-        if (client.child.signalCode !== null && !client.output().includes('PeerConnection connected')) {
-          // whip-client (GStreamer 1.22) crashed by itself once in ~40 runs, right after taking our
-          // answer. A user would start it again: so do we, once, after the origin let the dead
-          // session go (its connect timeout), and say so.
-          console.log(`      ${stream}: whip-client died (${client.child.signalCode}) before connecting; starting it again`);
-          await waitFor(`${stream}: the dead publish released`, async () => (await getStream(db!.knex, stream))?.state !== 'live', 40_000, 200);
-          client = startWhipClient(netns!, shim!.so, `${origin!.url}/whip/${stream}`, token, pipelines);
-          clients.push(client);
-          await connected();
-        }
-        assert.ok(client.output().includes('PeerConnection connected'), `whip-client exited (${client.child.exitCode ?? client.child.signalCode}):\n${tail(client.output())}`);
         const connectedMs = Date.now() - started;
 
         const row = await getStream(db!.knex, stream);
@@ -330,4 +363,114 @@ describe('GStreamer simple-whip-client (webrtcbin + libnice) → origin → edge
       }
     });
   }
+});
+
+describe('GStreamer simple-whip-client publishes over HTTPS to an origin with a test CA\'s certificate', function () {
+  this.timeout(120_000);
+  let caDir: string | undefined;
+  let ca: TestCa;
+  let netns: NetNs | undefined;
+  let shim: { dir: string; so: string } | undefined;
+  let testDb: TestDatabase | undefined;
+  let db: Database | undefined;
+  let origin: RelaycastProcess | undefined;
+  let edge: RelaycastProcess | undefined;
+  let browser: TestBrowser | undefined;
+  const clients: WhipClient[] = [];
+
+  before(async function () {
+    requireNetnsAndWhipClient(this);
+    shim = compileShim();
+    netns = await createNetns();
+    caDir = mkdtempSync(join(tmpdir(), 'relaycast-gst-tls-'));
+    ca = makeTestCa(caDir);
+    // whip-client reaches the origin at the veth's host address: the certificate names that
+    // address (an IP subjectAltName), as a real one names the host of the WHIP URL.
+    const cert = issueCertificate(ca, 'origin', 'origin-gst-tls', [netns.hostIp]);
+    testDb = await createTestDatabase();
+    db = Database.open({ url: testDb.url });
+    origin = await startRelaycast({
+      roles: ['origin'],
+      host: netns.hostIp,
+      databaseUrl: testDb.url,
+      tls: { ...cert, ca },
+      env: { RELAYCAST_CLUSTER_SECRET: SECRET },
+      args: ['--node-id', 'origin-gst-tls', ...common],
+    });
+    assert.ok(origin.url.startsWith('https://'), origin.url);
+    // The edge serves plain HTTP (Chromium plays from it); it relays from the origin's https://
+    // URL, so it trusts the test CA as well.
+    edge = await startRelaycast({
+      roles: ['edge'],
+      databaseUrl: testDb.url,
+      env: { RELAYCAST_CLUSTER_SECRET: SECRET, NODE_EXTRA_CA_CERTS: ca.certFile },
+      args: ['--node-id', 'edge-gst-tls', '--announced-ip', netns.hostIp, '--rtc-listen-ip', netns.hostIp, ...common],
+    });
+    browser = await TestBrowser.launch();
+  });
+
+  after(async () => {
+    for (const client of clients) await client.stop().catch(() => undefined);
+    await browser?.close();
+    await edge?.stop();
+    await origin?.stop();
+    await db?.close();
+    await testDb?.drop();
+    await netns?.remove();
+    if (shim) rmSync(shim.dir, { recursive: true, force: true });
+    if (caDir) rmSync(caDir, { recursive: true, force: true });
+  });
+
+  const start = (stream: string, token: string) => {
+    const client = startWhipClient(netns!, shim!.so, `${origin!.url}/whip/${stream}`, token, { audio: AUDIO, video: VP8 });
+    clients.push(client);
+    return client;
+  };
+  const released = (stream: string) => () => waitFor(`${stream}: the dead publish released`, async () => (await getStream(db!.knex, stream))?.state !== 'live', 40_000, 200);
+
+  it('publishes audio (Opus) and video (VP8) to the https:// WHIP URL; Chromium at the edge decodes 640-wide frames', async () => {
+    const stream = 'gst-https';
+    const token = await signStreamToken(SECRET, { stream, action: 'publish' });
+    const started = Date.now();
+    let liveMs: number | undefined;
+    // Read while whip-client connects: its WHIP POST over HTTPS makes the stream live.
+    const watchLive = waitFor(
+      'the stream to go live',
+      async () => {
+        if (liveMs === undefined && (await getStream(db!.knex, stream))?.state === 'live') liveMs = Date.now() - started;
+        return liveMs !== undefined;
+      },
+      CONNECT_TIMEOUT_MS,
+      50,
+    ).catch(() => undefined);
+    const client = await startConnected(stream, () => start(stream, token), released(stream));
+    let viewer: Page | undefined;
+    try {
+      const connectedMs = Date.now() - started;
+      await watchLive;
+      const row = await getStream(db!.knex, stream);
+      assert.equal(row?.state, 'live', `the stream is live on the origin:\n${tail(client.output())}`);
+      assert.equal(row?.originNodeId, 'origin-gst-tls');
+      assert.ok(client.output().includes(`Resource URL: ${origin!.url}/whip/${stream}/`), 'the WHIP session is on the origin\'s https:// URL');
+
+      viewer = await browser!.page(edge!.url);
+      const played = await play(viewer, `${edge!.url}/whep/${stream}`);
+      assert.equal(played.status, 201, played.body);
+      const first = await waitForPlayback(viewer, 'a frame decoded and audio packets, published over HTTPS', true);
+      const stats = await playbackStats(viewer);
+      assert.equal(stats.videoCodec, 'video/VP8');
+      assert.equal(stats.videoWidth, 640);
+      console.log(
+        `      over HTTPS: live ${liveMs ?? '?'} ms after whip-client started, PeerConnection connected after ${connectedMs} ms; ` +
+          `Chromium at the edge: ${first.framesDecoded} frames, ${first.audioPacketsReceived} audio packets`,
+      );
+
+      // whip-client DELETEs its session over HTTPS on SIGINT: the stream ends on the origin.
+      await client.stop();
+      await waitFor('the stream to go idle after whip-client left', async () => (await getStream(db!.knex, stream))?.state === 'idle', 15_000);
+    } finally {
+      await client.stop();
+      await viewer?.close();
+    }
+  });
 });
