@@ -160,13 +160,14 @@ export async function haproxyLive(options: BenchOptions, progress: Progress): Pr
       progress.note(`haproxy: run ${run + 1}/${runs}: an edge opens a new region (checked reload)`);
       const opener = await FakeEdge.start(`opener-${run}`);
       started.push(opener);
-      const workers = await master.workers();
       const opened = performance.now();
       nodes.push(edgeAt(opener.id, `new-${run}`, 0, 0, opener.url, opener.agentPort));
       f.regionFirst.push((await firstRequest(port, opener, `127.0.1.${10 + run}`)) - opened);
       nodes.splice(nodes.findIndex((n) => n.id === opener.id), 1);
-      // That region closes (another reload); then the reload path's steps at this size, on their own.
-      await waitFor('the region closed', async () => !(await master.workers().catch(() => [])).some((pid) => workers.includes(pid)) && !(await runtime.command('show backend').catch(() => `be_new-${run}`)).includes(`be_new-${run}`), WAIT_MS, 100);
+      // Its edge leaves: deleted from the region's backend, which stays (no reload) until the next
+      // one, here the reload path's steps at this size, on their own.
+      const gone = async () => !(await runtime.serversState().catch(() => [{ backend: `be_new-${run}`, name: opener.id }])).some((s) => s.backend === `be_new-${run}` && s.name === opener.id);
+      await waitFor('the region\'s edge deleted', gone, WAIT_MS, 100);
       t = performance.now();
       await promisify(execFile)(BIN, ['-c', '-q', '-f', join(live, 'haproxy.cfg')]);
       f.check.push(performance.now() - t);
@@ -212,7 +213,7 @@ export async function haproxyLive(options: BenchOptions, progress: Progress): Pr
         how: [
           `registration = the edge appears in the registry snapshot the controller reads every 1 s (the balancer's own snapshot cache, up to 1 s more, is not in these figures); first request = the stand-in edge answers an OPTIONS /whep/<stream> sent through HAProxy every ${POLL_MS} ms`,
           `reloads during the joins: ${f.joinReloads.reduce((a, b) => a + b, 0)} (the runtime path reloads nothing)`,
-          'a new region is a new backend, a shape change: the controller checks the config with haproxy -c and reloads (master CLI); the client is pinned to that region',
+          'a new region is a new backend, a shape change: the controller checks the config with haproxy -c and reloads (master CLI); the client is pinned to that region. A region whose last edge leaves keeps its backend until the next reload (no reload of its own)',
           `the map figures run on the live HAProxy through HaproxyRuntime (replaceMap, editMap), as the controller's updateMap does (payloads of at most 8 KiB; ${MAP_EDIT_LIMIT} changes or fewer are edited in place)`,
         ],
       },
