@@ -36,12 +36,17 @@ describe('HAProxy runtime API (HAProxy 2.6)', function () {
     writeFileSync(join(dir, 'haproxy.cfg'), rendered.cfg);
   };
   /**
-   * Which edge serves each stream's signalling (GET /whep/<stream>: hashed by stream). One request
-   * at a time: with requests in flight, hash-balance-factor moves streams off a busy edge.
+   * Which edge serves each stream's signalling (GET /whep/<stream>: hashed by stream), one request
+   * at a time, the majority of three asks. hash-balance-factor moves a stream off an edge that
+   * still counts a request in flight: HAProxy lets the last one go a moment after its answer, so
+   * now and then one stream in 60 was sent past its place on the ring (seen here and in CI).
    */
   const placement = async () => {
     const placed: Record<string, string | null> = {};
-    for (const stream of STREAMS) placed[stream] = await servedBy(port, `/whep/${stream}`);
+    for (const stream of STREAMS) {
+      const asks = [await servedBy(port, `/whep/${stream}`), await servedBy(port, `/whep/${stream}`), await servedBy(port, `/whep/${stream}`)];
+      placed[stream] = asks.find((node, i) => asks.indexOf(node) !== i) ?? asks[0]!;
+    }
     return placed;
   };
 
@@ -76,12 +81,16 @@ describe('HAProxy runtime API (HAProxy 2.6)', function () {
     const after = render(edges, held);
     const e3 = after.servers.find((s) => s.name === 'e3')!;
     await runtime.addServer(e3, e3.address);
-    const live = await placement();
-    assert.ok(Object.values(live).includes('e3'), 'the added server takes its share of the streams at once');
-    assert.ok(
-      (await runtime.serversState('be_eu')).some((s) => s.name === 'e3' && s.id === e3.id && s.opState === 2 && s.adminState === 0),
-      'running, out of maintenance, with its id',
+    // Placed only once it runs: the first few streams asked while it was still coming up went to
+    // the others (seen in CI), and would then differ from the placement after the reload.
+    await waitFor(
+      'e3 running, out of maintenance, with its id',
+      async () => (await runtime.serversState('be_eu')).some((s) => s.name === 'e3' && s.id === e3.id && s.opState === 2 && s.adminState === 0),
+      10_000,
+      50,
     );
+    const live = await placement();
+    assert.ok(Object.values(live).includes('e3'), 'the added server takes its share of the streams');
 
     // The same three servers from the config file (after a reload): every stream on the same edge.
     const workers = await master.workers();
@@ -90,6 +99,7 @@ describe('HAProxy runtime API (HAProxy 2.6)', function () {
     await master.command('reload');
     // The master re-executes itself to reload: its CLI refuses connections for a moment.
     await waitFor('the new worker', async () => (await master.workers().catch(() => workers)).some((pid) => !workers.includes(pid)), 15_000);
+    await waitFor('the three servers running in the new worker', async () => (await runtime.serversState('be_eu').catch(() => [])).filter((s) => s.opState === 2 && s.adminState === 0).length === 3, 15_000, 50);
     assert.deepEqual(await placement(), live);
   });
 
