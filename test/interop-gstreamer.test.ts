@@ -31,7 +31,7 @@ import { issueCertificate, makeTestCa, type TestCa } from '../kit/tls.ts';
  * The offer it sends is recorded in test/fixtures/sdp/gstreamer-simple-whip-client-offer.sdp
  * (see README-gstreamer.md there); run with RECORD_GSTREAMER_OFFER=1 to record it again.
  *
- * The second describe publishes over HTTPS, to an origin whose certificate comes from a CA made at
+ * The last test publishes over HTTPS, to a second origin whose certificate comes from a CA made at
  * run time. whip-client does not check certificates (its libsoup session has ssl-strict off), so
  * this shows its TLS talks to ours, not that it verifies anything: Chromium's tests do that.
  */
@@ -96,17 +96,6 @@ function startWhipClient(netns: NetNs, shim: string, url: string, token: string,
       clearTimeout(timer);
     },
   };
-}
-
-/** Skips the suite where namespaces cannot be made; fails it where whip-client is missing. */
-function requireNetnsAndWhipClient(context: Mocha.Context): void {
-  const reason = netnsUnavailable();
-  if (reason) {
-    console.log(`    skipped: ${reason}`);
-    context.skip();
-  }
-  const which = spawnSync('sh', ['-c', `command -v ${WHIP_CLIENT}`], { encoding: 'utf8' });
-  if (which.status !== 0) throw new Error(`${WHIP_CLIENT} not found: install Debian's simple-whip-client (bash scripts/setup.sh --test)`);
 }
 
 /** How long whip-client gets from its start to "PeerConnection connected" (it takes 1–3 s here). */
@@ -224,12 +213,21 @@ describe('GStreamer simple-whip-client (webrtcbin + libnice) → origin → edge
   let edge: RelaycastProcess | undefined;
   let browser: TestBrowser | undefined;
   let capture: Server | undefined;
+  /** The CA of the HTTPS origin's certificate (the HTTPS test). */
+  let ca: TestCa | undefined;
   const clients: WhipClient[] = [];
 
   before(async function () {
-    requireNetnsAndWhipClient(this);
+    const reason = netnsUnavailable();
+    if (reason) {
+      console.log(`    skipped: ${reason}`);
+      this.skip();
+    }
+    const which = spawnSync('sh', ['-c', `command -v ${WHIP_CLIENT}`], { encoding: 'utf8' });
+    if (which.status !== 0) throw new Error(`${WHIP_CLIENT} not found: install Debian's simple-whip-client (bash scripts/setup.sh --test)`);
     shim = compileShim();
     netns = await createNetns();
+    ca = makeTestCa(mkdtempSync(join(tmpdir(), 'relaycast-gst-ca-')));
     testDb = await createTestDatabase();
     db = Database.open({ url: testDb.url });
     // Reachable from the namespace: HTTP and media on the veth's host address, announced, and in
@@ -244,7 +242,8 @@ describe('GStreamer simple-whip-client (webrtcbin + libnice) → origin → edge
     edge = await startRelaycast({
       roles: ['edge'],
       databaseUrl: testDb.url,
-      env: { RELAYCAST_CLUSTER_SECRET: SECRET },
+      // It relays from the HTTPS origin too: it trusts the test CA.
+      env: { RELAYCAST_CLUSTER_SECRET: SECRET, NODE_EXTRA_CA_CERTS: ca.certFile },
       // The same kind of address as the origin (a loopback-announced node relaying to or from a
       // veth-announced one does not carry media); Chromium on the host reaches it as well.
       args: ['--node-id', 'edge-gst', '--announced-ip', netns.hostIp, '--rtc-listen-ip', netns.hostIp, ...common],
@@ -262,6 +261,7 @@ describe('GStreamer simple-whip-client (webrtcbin + libnice) → origin → edge
     await testDb?.drop();
     await netns?.remove();
     if (shim) rmSync(shim.dir, { recursive: true, force: true });
+    if (ca) rmSync(ca.dir, { recursive: true, force: true });
   });
 
   it('sends the offer recorded in the fixture: video, then audio as bundle-only (port 0), a fingerprint in each m-line', async () => {
@@ -363,72 +363,20 @@ describe('GStreamer simple-whip-client (webrtcbin + libnice) → origin → edge
       }
     });
   }
-});
 
-describe('GStreamer simple-whip-client publishes over HTTPS to an origin with a test CA\'s certificate', function () {
-  this.timeout(120_000);
-  let caDir: string | undefined;
-  let ca: TestCa;
-  let netns: NetNs | undefined;
-  let shim: { dir: string; so: string } | undefined;
-  let testDb: TestDatabase | undefined;
-  let db: Database | undefined;
-  let origin: RelaycastProcess | undefined;
-  let edge: RelaycastProcess | undefined;
-  let browser: TestBrowser | undefined;
-  const clients: WhipClient[] = [];
-
-  before(async function () {
-    requireNetnsAndWhipClient(this);
-    shim = compileShim();
-    netns = await createNetns();
-    caDir = mkdtempSync(join(tmpdir(), 'relaycast-gst-tls-'));
-    ca = makeTestCa(caDir);
-    // whip-client reaches the origin at the veth's host address: the certificate names that
-    // address (an IP subjectAltName), as a real one names the host of the WHIP URL.
-    const cert = issueCertificate(ca, 'origin', 'origin-gst-tls', [netns.hostIp]);
-    testDb = await createTestDatabase();
-    db = Database.open({ url: testDb.url });
-    origin = await startRelaycast({
+  it('publishes audio (Opus) and video (VP8) to an origin\'s https:// WHIP URL (a test CA\'s certificate); Chromium at the edge decodes 640-wide frames', async () => {
+    // A second origin, serving HTTPS only. whip-client reaches it at the veth's host address: the
+    // certificate names that address (an IP subjectAltName), as a real one names the WHIP URL's host.
+    const cert = issueCertificate(ca!, 'origin', 'origin-gst-tls', [netns!.hostIp]);
+    const tlsOrigin = await startRelaycast({
       roles: ['origin'],
-      host: netns.hostIp,
-      databaseUrl: testDb.url,
-      tls: { ...cert, ca },
+      host: netns!.hostIp,
+      databaseUrl: testDb!.url,
+      tls: { ...cert, ca: ca! },
       env: { RELAYCAST_CLUSTER_SECRET: SECRET },
       args: ['--node-id', 'origin-gst-tls', ...common],
     });
-    assert.ok(origin.url.startsWith('https://'), origin.url);
-    // The edge serves plain HTTP (Chromium plays from it); it relays from the origin's https://
-    // URL, so it trusts the test CA as well.
-    edge = await startRelaycast({
-      roles: ['edge'],
-      databaseUrl: testDb.url,
-      env: { RELAYCAST_CLUSTER_SECRET: SECRET, NODE_EXTRA_CA_CERTS: ca.certFile },
-      args: ['--node-id', 'edge-gst-tls', '--announced-ip', netns.hostIp, '--rtc-listen-ip', netns.hostIp, ...common],
-    });
-    browser = await TestBrowser.launch();
-  });
-
-  after(async () => {
-    for (const client of clients) await client.stop().catch(() => undefined);
-    await browser?.close();
-    await edge?.stop();
-    await origin?.stop();
-    await db?.close();
-    await testDb?.drop();
-    await netns?.remove();
-    if (shim) rmSync(shim.dir, { recursive: true, force: true });
-    if (caDir) rmSync(caDir, { recursive: true, force: true });
-  });
-
-  const start = (stream: string, token: string) => {
-    const client = startWhipClient(netns!, shim!.so, `${origin!.url}/whip/${stream}`, token, { audio: AUDIO, video: VP8 });
-    clients.push(client);
-    return client;
-  };
-  const released = (stream: string) => () => waitFor(`${stream}: the dead publish released`, async () => (await getStream(db!.knex, stream))?.state !== 'live', 40_000, 200);
-
-  it('publishes audio (Opus) and video (VP8) to the https:// WHIP URL; Chromium at the edge decodes 640-wide frames', async () => {
+    assert.ok(tlsOrigin.url.startsWith('https://'), tlsOrigin.url);
     const stream = 'gst-https';
     const token = await signStreamToken(SECRET, { stream, action: 'publish' });
     const started = Date.now();
@@ -443,7 +391,18 @@ describe('GStreamer simple-whip-client publishes over HTTPS to an origin with a 
       CONNECT_TIMEOUT_MS,
       50,
     ).catch(() => undefined);
-    const client = await startConnected(stream, () => start(stream, token), released(stream));
+    const client = await startConnected(
+      stream,
+      () => {
+        const next = startWhipClient(netns!, shim!.so, `${tlsOrigin.url}/whip/${stream}`, token, { audio: AUDIO, video: VP8 });
+        clients.push(next);
+        return next;
+      },
+      () => waitFor(`${stream}: the dead publish released`, async () => (await getStream(db!.knex, stream))?.state !== 'live', 40_000, 200),
+    ).catch(async (error: unknown) => {
+      await tlsOrigin.stop();
+      throw error;
+    });
     let viewer: Page | undefined;
     try {
       const connectedMs = Date.now() - started;
@@ -451,7 +410,7 @@ describe('GStreamer simple-whip-client publishes over HTTPS to an origin with a 
       const row = await getStream(db!.knex, stream);
       assert.equal(row?.state, 'live', `the stream is live on the origin:\n${tail(client.output())}`);
       assert.equal(row?.originNodeId, 'origin-gst-tls');
-      assert.ok(client.output().includes(`Resource URL: ${origin!.url}/whip/${stream}/`), 'the WHIP session is on the origin\'s https:// URL');
+      assert.ok(client.output().includes(`Resource URL: ${tlsOrigin.url}/whip/${stream}/`), 'the WHIP session is on the origin\'s https:// URL');
 
       viewer = await browser!.page(edge!.url);
       const played = await play(viewer, `${edge!.url}/whep/${stream}`);
@@ -471,6 +430,7 @@ describe('GStreamer simple-whip-client publishes over HTTPS to an origin with a 
     } finally {
       await client.stop();
       await viewer?.close();
+      await tlsOrigin.stop();
     }
   });
 });
