@@ -227,6 +227,8 @@ export async function play(page: Page, url: string, token?: string, only?: Recei
       await pc.setLocalDescription(await pc.createOffer());
       const headers: Record<string, string> = { 'content-type': 'application/sdp' };
       if (token) headers.authorization = `Bearer ${token}`;
+      // When the WHEP POST went out: where a user's wait for the picture starts (firstFrameMs()).
+      (window as any).viewerPostedAt = performance.now();
       const res = await fetch(url, { method: 'POST', headers, body: pc.localDescription!.sdp });
       const body = await res.text();
       if (res.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: body });
@@ -253,6 +255,10 @@ export interface PlaybackStats {
   packetsLost: number;
   packetsReceived: number;
   nackCount: number;
+  /** Video bytes received (RTP payload and headers), for a bitrate over an interval. */
+  bytesReceived: number;
+  /** Video interarrival jitter, in seconds (RFC 3550). */
+  jitter: number;
 }
 
 /** What the viewer page sees: decoded frames, the picture size, freezes, losses, audio packets. */
@@ -273,6 +279,8 @@ export async function playbackStats(page: Page): Promise<PlaybackStats> {
       packetsLost: 0,
       packetsReceived: 0,
       nackCount: 0,
+      bytesReceived: 0,
+      jitter: 0,
     };
     let codecId: string | undefined;
     const codecs = new Map<string, string>();
@@ -287,12 +295,79 @@ export async function playbackStats(page: Page): Promise<PlaybackStats> {
         out.packetsLost = s.packetsLost ?? 0;
         out.packetsReceived = s.packetsReceived ?? 0;
         out.nackCount = s.nackCount ?? 0;
+        out.bytesReceived = s.bytesReceived ?? 0;
+        out.jitter = s.jitter ?? 0;
         codecId = s.codecId;
       }
       if (s.type === 'inbound-rtp' && s.kind === 'audio') out.audioPacketsReceived = s.packetsReceived ?? 0;
     });
     out.videoCodec = codecId ? codecs.get(codecId) : undefined;
     return out;
+  });
+}
+
+/** Fine enough for a time to first frame that takes hundreds of milliseconds, light on the page. */
+const FIRST_FRAME_POLL_MS = 20;
+
+/**
+ * Milliseconds from a play()'s WHEP POST to its first decoded video frame, both read in the page
+ * (getStats every FIRST_FRAME_POLL_MS, so the figure is that coarse); throws after `timeoutMs`.
+ */
+export async function firstFrameMs(page: Page, timeoutMs: number): Promise<number> {
+  const ms = await page.evaluate(
+    async ({ timeoutMs, pollMs }) => {
+      const w = window as any;
+      const pc = w.viewer as RTCPeerConnection;
+      while (performance.now() - w.viewerPostedAt < timeoutMs) {
+        let decoded = 0;
+        (await pc.getStats()).forEach((s: any) => {
+          if (s.type === 'inbound-rtp' && s.kind === 'video') decoded = s.framesDecoded ?? 0;
+        });
+        if (decoded > 0) return performance.now() - w.viewerPostedAt;
+        await new Promise((r) => setTimeout(r, pollMs));
+      }
+      return undefined;
+    },
+    { timeoutMs, pollMs: FIRST_FRAME_POLL_MS },
+  );
+  if (ms === undefined) throw new Error(`no video frame decoded within ${timeoutMs} ms of the WHEP POST; ${JSON.stringify(await playbackStats(page))}`);
+  return Math.round(ms);
+}
+
+/** The viewer's ICE candidate pair in use, as getStats describes it (the pair a user would look up in webrtc-internals). */
+export interface SelectedCandidatePair {
+  /** 'udp' or 'tcp', of the viewer's own candidate and of the server's. */
+  localProtocol: string;
+  remoteProtocol: string;
+  /** 'host', 'srflx', 'prflx' or 'relay'. */
+  localCandidateType: string;
+  remoteCandidateType: string;
+  /** The server's address and port on that pair. */
+  remoteAddress: string;
+}
+
+/**
+ * The play() connection's selected candidate pair: its transport's `selectedCandidatePairId`, and
+ * that pair's local and remote candidates. Undefined while ICE has selected none.
+ */
+export async function selectedCandidatePair(page: Page): Promise<SelectedCandidatePair | undefined> {
+  return page.evaluate(async () => {
+    const stats = await ((window as any).viewer as RTCPeerConnection).getStats();
+    let pairId: string | undefined;
+    stats.forEach((s: any) => {
+      if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+    });
+    const pair = pairId ? stats.get(pairId) : undefined;
+    const local = pair ? stats.get(pair.localCandidateId) : undefined;
+    const remote = pair ? stats.get(pair.remoteCandidateId) : undefined;
+    if (!local || !remote) return undefined;
+    return {
+      localProtocol: local.protocol,
+      remoteProtocol: remote.protocol,
+      localCandidateType: local.candidateType,
+      remoteCandidateType: remote.candidateType,
+      remoteAddress: `${remote.address}:${remote.port}`,
+    };
   });
 }
 

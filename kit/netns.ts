@@ -12,7 +12,8 @@ import { once } from 'node:events';
  * carry the pid and a counter, so parallel runs do not clash. Needs root and iproute2's
  * `ip netns`. Every process started with run() is killed by remove(), which also deletes the
  * namespace and the link; remove() runs on process exit too if a test forgot it. shape() makes the
- * link toward the namespace slow or lossy with `tc` (tbf, netem), for viewers on real networks.
+ * link toward the namespace slow or lossy with `tc` (tbf, netem), for viewers on real networks;
+ * blockUdp() cuts its UDP (nftables), for viewers on networks that let only TCP through.
  */
 
 export interface NetNs {
@@ -29,6 +30,11 @@ export interface NetNs {
    * shaping when `link` is undefined. Takes effect at once on flows already running.
    */
   shape(link: LinkProfile | undefined): void;
+  /**
+   * Drops all UDP into and out of the namespace (a network that lets only TCP through, as some
+   * corporate and hotel networks do), or lets it through again.
+   */
+  blockUdp(blocked: boolean): void;
   /** Starts `cmd args` inside the namespace; the process is stopped by remove() at the latest. */
   run(cmd: string, args: string[], options?: SpawnOptions): ChildProcess;
   /** Stops what run() started (SIGKILL), deletes the namespace and the host link. Idempotent. */
@@ -80,6 +86,18 @@ export function lossRuleset(percent: number, dev: string): string {
   return `table inet relaycast_loss {\n  chain in {\n    type filter hook prerouting priority -300; policy accept;\n    iifname "${dev}" numgen random mod 10000 < ${threshold} counter drop\n  }\n}\n`;
 }
 
+/**
+ * The nftables ruleset, loaded inside the namespace, that drops every UDP packet arriving on or
+ * leaving by `dev`. netdev's ingress and egress hooks drop on the wire, after the sender's
+ * sendto() succeeded: the sender sees silence, as behind a firewall in the path, not the EPERM an
+ * output-hook drop would give it (which Chromium would take as an unusable candidate at once).
+ */
+export function udpBlockRuleset(dev: string): string {
+  const chain = (name: string, hook: string) =>
+    `  chain ${name} {\n    type filter hook ${hook} device "${dev}" priority -500; policy accept;\n    meta l4proto udp counter drop\n  }\n`;
+  return `table netdev relaycast_block_udp {\n${chain('in', 'ingress')}${chain('out', 'egress')}}\n`;
+}
+
 /** Why an added delay cannot be made here (the kernel has no netem), or undefined when it can. */
 export function delayUnavailable(): string | undefined {
   const probe = spawnSync('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'netem', 'delay', '0ms'], { encoding: 'utf8', timeout: 10_000 });
@@ -90,8 +108,12 @@ export function delayUnavailable(): string | undefined {
   return `tc cannot add a netem qdisc (${(probe.stderr || probe.error?.message || '').trim()}): this kernel has no CONFIG_NET_SCH_NETEM`;
 }
 
-/** Why network namespaces cannot be used here, or undefined when they can. */
-export function netnsUnavailable(options: { shaping?: boolean } = {}): string | undefined {
+/**
+ * Why network namespaces cannot be used here, or undefined when they can. `shaping`: shape() must
+ * work too (tc and nft); `firewall`: blockUdp() must (nft; its egress hook also needs Linux 5.16,
+ * which this does not check).
+ */
+export function netnsUnavailable(options: { shaping?: boolean; firewall?: boolean } = {}): string | undefined {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'network namespaces need root (run the suite as root, as CI does)';
   const probe = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 10_000 });
   if (probe.error) return `\`ip netns\` is unavailable (${probe.error.message}; install iproute2)`;
@@ -99,6 +121,8 @@ export function netnsUnavailable(options: { shaping?: boolean } = {}): string | 
   if (options.shaping) {
     const tc = spawnSync('tc', ['qdisc', 'show', 'dev', 'lo'], { encoding: 'utf8', timeout: 10_000 });
     if (tc.error || tc.status !== 0) return `\`tc\` is unavailable (${tc.error?.message ?? tc.stderr.trim()}; install iproute2)`;
+  }
+  if (options.shaping || options.firewall) {
     const nft = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8', timeout: 10_000 });
     if (nft.error || nft.status !== 0) return `\`nft\` is unavailable (${nft.error?.message ?? nft.stderr.trim()}; install nftables)`;
   }
@@ -166,6 +190,11 @@ export async function createNetns(): Promise<NetNs> {
       if (link?.lossPercent) {
         execFileSync('ip', ['netns', 'exec', name, 'nft', '-f', '-'], { input: lossRuleset(link.lossPercent, nsIf), timeout: 10_000, stdio: ['pipe', 'pipe', 'pipe'] });
       }
+    },
+    blockUdp(blocked) {
+      if (removed) throw new Error(`namespace ${name} was removed`);
+      spawnSync('ip', ['netns', 'exec', name, 'nft', 'delete', 'table', 'netdev', 'relaycast_block_udp'], { stdio: 'ignore', timeout: 10_000 });
+      if (blocked) execFileSync('ip', ['netns', 'exec', name, 'nft', '-f', '-'], { input: udpBlockRuleset(nsIf), timeout: 10_000, stdio: ['pipe', 'pipe', 'pipe'] });
     },
     run(cmd, args, options = {}) {
       if (removed) throw new Error(`namespace ${name} was removed`);
