@@ -63,7 +63,7 @@ describe('ICE-TCP fallback: a viewer on a network that blocks UDP (Chromium in a
     // Both nodes on the veth's host address (a loopback-announced origin relaying to a
     // veth-announced edge does not carry media), so the viewer in the namespace reaches the edge.
     [origin, edge] = await Promise.all([
-      startRelaycast({ roles: ['origin', 'balancer'], host: netns.hostIp, databaseUrl: testDb.url, env, args: ['--node-id', 'origin-icetcp', ...common] }),
+      startRelaycast({ roles: ['origin'], host: netns.hostIp, databaseUrl: testDb.url, env, args: ['--node-id', 'origin-icetcp', ...common] }),
       // The relay outlives the warm-up viewer (below) for the whole test.
       startRelaycast({ roles: ['edge'], host: netns.hostIp, databaseUrl: testDb.url, env, args: ['--node-id', 'edge-icetcp', ...common, '--relay-linger-ms', '600000'] }),
     ]);
