@@ -21,6 +21,7 @@ import { setNodeDraining, type NodeLoad } from '../db/repositories/nodes.ts';
 import { nodeLoad, type Role, type RoleLoad } from '../core/Role.ts';
 // Types only: each role's module (and mediasoup, node-media-server, HAProxy's templates with it)
 // is loaded in start() when this process runs that role; a balancer never loads mediasoup.
+import { announcedAddresses, type AnnouncedAddresses } from '../core/announcedAddresses.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
 import type { Edge } from '../edge/Edge.ts';
 import type { AgentCheck } from '../edge/AgentCheck.ts';
@@ -58,6 +59,8 @@ export class ClusterNode {
   readonly app: Express;
   readonly #cpu: CpuMeter;
   readonly #proxies: TrustedProxies;
+  /** The media addresses this node announces: to WebRTC clients, and to other nodes' relays (recorded in the registry). */
+  readonly #announced: AnnouncedAddresses;
   #registry: NodeRegistry | undefined;
   #workers: WorkerPool | undefined;
   #edge: Edge | undefined;
@@ -89,6 +92,7 @@ export class ClusterNode {
     this.db = Database.open({ url: config.databaseUrl, pgliteDir: Database.pgliteDirIn(config.dataDir), logger });
     this.app = createApp();
     this.#proxies = config.trustedProxies;
+    this.#announced = announcedAddresses({ announcedIp: config.announcedIp, listenIp: config.rtcListenIp });
   }
 
   get httpPort(): number {
@@ -120,10 +124,12 @@ export class ClusterNode {
         logger: this.logger,
         metrics: this.metrics,
       });
+      const { candidates, pipe, source } = this.#announced;
+      this.logger.info({ candidates, relays: pipe, source, listen: config.rtcListenIp, ports: `${config.rtcMinPort}-${config.rtcMaxPort}` }, 'media addresses announced');
       const ctx = {
         ...base,
         workers: this.#workers,
-        rtc: { listenIp: config.rtcListenIp, announcedIp: config.announcedIp, minPort: config.rtcMinPort, maxPort: config.rtcMaxPort },
+        rtc: { listenIp: config.rtcListenIp, announcedIp: pipe, candidateIps: candidates, minPort: config.rtcMinPort, maxPort: config.rtcMaxPort },
       };
       if (config.roles.includes('origin')) {
         const { Origin } = await import('../origin/Origin.ts');
@@ -159,7 +165,7 @@ export class ClusterNode {
         lat: config.lat,
         lon: config.lon,
         publicUrl: config.publicUrl,
-        announcedIp: config.announcedIp,
+        announcedIp: this.#announced.pipe,
         version: config.version,
         capacity: config.capacity,
         agentPort: this.#agent?.port ?? null,

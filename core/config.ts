@@ -74,7 +74,8 @@ const schema = z.object({
   lat: z.coerce.number().min(-90).max(90).default(0),
   lon: z.coerce.number().min(-180).max(180).default(0),
   publicUrl: z.url({ protocol: /^https?$/ }).optional(),
-  announcedIp: z.union([z.ipv4(), z.ipv6()]).default('127.0.0.1'),
+  /** Unset: every interface address and loopback (core/announcedAddresses.ts). */
+  announcedIp: z.union([z.ipv4(), z.ipv6()]).optional(),
   dataDir: z.string().min(1).default('./data'),
   databaseUrl: z
     .string()
@@ -167,7 +168,7 @@ const descriptions: Record<ConfigKey, string> = {
   lat: 'latitude of this node',
   lon: 'longitude of this node',
   publicUrl: 'base URL clients reach this node at (default: http://127.0.0.1:<http port>, https:// with --tls-cert)',
-  announcedIp: 'IP address announced in ICE candidates',
+  announcedIp: 'IP address announced in ICE candidates and to other nodes (default: every interface address and 127.0.0.1; set it behind NAT)',
   dataDir: 'directory for the embedded database and other state',
   databaseUrl: 'Postgres URL; unset = embedded PGlite under the data dir',
   adminToken: 'first admin API token, scopes read+write (at least 16 characters; unset: one is made and printed once)',

@@ -12,8 +12,9 @@ import { bearerToken, secretsEqual } from './tokens.ts';
 export const RELAY_PATH = '/internal/v1/relays';
 
 /**
- * `POST` (edge → origin): the edge of relay `relayId` has a viewer that decodes nothing the stream
- * is sent as; the origin adds the stream's Constrained Baseline rendition to that relay's pipe.
+ * `POST` (edge → upstream): the edge of relay `relayId` has a viewer that decodes nothing the
+ * stream is sent as; the origin adds the stream's rendition in the codec asked for to that
+ * relay's pipe (a parent edge passes the request up).
  */
 export const renditionPath = (relayId: string) => `${RELAY_PATH}/${relayId}/rendition`;
 

@@ -1,9 +1,10 @@
 import express, { type Router } from 'express';
-import type { Consumer, Producer, RtpCodecParameters } from 'mediasoup/types';
+import type { Consumer, Producer } from 'mediasoup/types';
 import { isDatabaseUnavailable, Problem, UnsupportedMediaError } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import type { Database } from '../db/Database.ts';
 import type { MediaContext } from '../media/WorkerPool.ts';
+import { RENDITION_CODECS, RENDITION_RTP_CODECS } from '../media/codecs.ts';
 import { signallingRouter } from '../media/signalling.ts';
 import { authorizeStream } from '../core/tokens.ts';
 import { getNode, reportNodeLost } from '../db/repositories/nodes.ts';
@@ -32,14 +33,6 @@ const DRAIN_NOTICE_MS = 2000;
 const VIEWER_MOVE_GAP_MS = 20;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** What an origin's rendition is sent as (origin/RtmpBridge.ts rendition()): H.264 Constrained Baseline. */
-const RENDITION_CODEC: RtpCodecParameters = {
-  mimeType: 'video/H264',
-  payloadType: 102,
-  clockRate: 90000,
-  parameters: { 'packetization-mode': 1, 'profile-level-id': '42e01f' },
-};
 
 /** What an edge needs: the database and the media workers. */
 export type EdgeContext = RoleContext & MediaContext & { db: Database };
@@ -238,18 +231,21 @@ export class Edge implements Role {
       // A viewer that asked for a kind the stream has but cannot decode it is told so: an
       // audio-only session would play a black picture with no word why.
       const missing = relay.producers.filter((p) => !kinds.has(p.kind) && sections.some((s) => s.kind === p.kind));
-      const takesRendition = sections.some((s) => receivableCodecs(s, [RENDITION_CODEC]).length > 0);
-      if (missing.some((p) => p.kind === 'video') && takesRendition && !renditionAsked) {
-        // Perhaps the origin can make a version this viewer decodes (RTMP streams): ask once, then try again.
+      const renditions = RENDITION_CODECS.filter((codec) => sections.some((s) => receivableCodecs(s, [RENDITION_RTP_CODECS[codec]]).length > 0));
+      if (missing.some((p) => p.kind === 'video') && renditions.length > 0 && !renditionAsked) {
+        // Perhaps the origin can make a version this viewer decodes: ask for each it takes, in
+        // order, until one is made, then try again.
         session.close('waiting for a rendition');
-        const asked = await relay.rendition().then(
-          () => true,
-          (error: unknown) => {
-            if (error instanceof UnsupportedMediaError) return false;
-            throw error;
-          },
-        );
-        if (asked) return await this.#join(relay, name, offer, true);
+        for (const codec of renditions) {
+          const added = await relay.rendition(codec).then(
+            () => true,
+            (error: unknown) => {
+              if (error instanceof UnsupportedMediaError) return false;
+              throw error;
+            },
+          );
+          if (added) return await this.#join(relay, name, offer, true);
+        }
       }
       if (accepted.size === 0 || missing.length > 0) {
         const cannot = (accepted.size === 0 ? relay.producers : missing).map((p) => describeCodec(p.rtpParameters.codecs[0]!));

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { DirectTransport, Producer, Router, RouterRtpCodecCapability } from 'mediasoup/types';
 import { Problem, UnsupportedMediaError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
-import { MEDIA_CODECS } from '../media/codecs.ts';
+import { MEDIA_CODECS, type RenditionCodec } from '../media/codecs.ts';
 import { producerBitrate } from '../media/producerBitrate.ts';
 import { openPipe, type RelayRelease, type RelayUpstream } from '../media/RelayServer.ts';
 import type { RtcListen, WebRtcSession } from '../media/WebRtcSession.ts';
@@ -117,7 +117,8 @@ export class Relay extends EventEmitter<RelayEvents> {
   #moving = false;
   /** The upstream change under way, if any (#oneAtATime). */
   #changing: Promise<void> = Promise.resolve();
-  #rendition: Promise<void> | undefined;
+  /** Renditions asked for, by codec (see rendition()). */
+  readonly #renditions = new Map<RenditionCodec, Promise<void>>();
   #linger: NodeJS.Timeout | undefined;
   #closed = false;
   /** Viewers being set up (see hold()). */
@@ -223,9 +224,9 @@ export class Relay extends EventEmitter<RelayEvents> {
         });
         return opened;
       },
-      pipeRendition: async (pipe) => {
-        await this.rendition();
-        const producer = this.#feed.rendition!;
+      pipeRendition: async (pipe, codec) => {
+        await this.rendition(codec);
+        const producer = this.#feed.rendition(codec)!;
         const consumer = await pipe.consume({ producerId: producer.id });
         return { id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused };
       },
@@ -245,27 +246,31 @@ export class Relay extends EventEmitter<RelayEvents> {
   }
 
   /**
-   * Asks the upstream to add the stream's Constrained Baseline rendition to this relay (see
+   * Asks the upstream to add the stream's rendition in `codec` to this relay (see
    * core/internalApi.ts renditionPath), for a viewer that decodes nothing the stream is sent as.
-   * Viewers asking at once share one request; a refusal (UnsupportedMediaError: the publisher
-   * cannot make one) stands for the relay's life, so later viewers do not ask again.
+   * Viewers asking at once share one request; a refusal (UnsupportedMediaError: none can be made)
+   * stands for the relay's life, so later viewers do not ask again.
    */
-  rendition(): Promise<void> {
-    this.#rendition ??= this.#requestRendition().catch((error: unknown) => {
-      if (!(error instanceof UnsupportedMediaError)) this.#rendition = undefined;
-      throw error;
-    });
-    return this.#rendition;
+  rendition(codec: RenditionCodec): Promise<void> {
+    let asked = this.#renditions.get(codec);
+    if (!asked) {
+      asked = this.#requestRendition(codec).catch((error: unknown) => {
+        if (!(error instanceof UnsupportedMediaError)) this.#renditions.delete(codec);
+        throw error;
+      });
+      this.#renditions.set(codec, asked);
+    }
+    return asked;
   }
 
-  async #requestRendition(): Promise<void> {
+  async #requestRendition(codec: RenditionCodec): Promise<void> {
     const uplink = this.#uplink;
     if (!uplink) throw relayClosed(`the relay of ${this.stream} is changing upstream; try again`);
-    const index = await uplink.rendition();
+    const index = await uplink.rendition(codec);
     if (this.#closed || uplink.closed) throw relayClosed(`the relay of ${this.stream} moved while the rendition started; try again`);
-    const producer = await this.#feed.addRendition(uplink, index);
-    const codec = producer.rtpParameters.codecs[0];
-    this.#logger.info({ codec: codec?.mimeType, profileLevelId: codec?.parameters?.['profile-level-id'] }, 'rendition added');
+    const producer = await this.#feed.addRendition(uplink, index, codec);
+    const sent = producer.rtpParameters.codecs[0];
+    this.#logger.info({ codec: sent?.mimeType, profileLevelId: sent?.parameters?.['profile-level-id'] }, 'rendition added');
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { DirectTransport, Producer } from 'mediasoup/types';
+import type { RenditionCodec } from '../media/codecs.ts';
 import type { Uplink } from './Uplink.ts';
 
 /** Where an uplink's producer goes: the relay's producer and its SSRCs by the uplink's. */
@@ -39,15 +40,16 @@ export class RelayFeed {
   #generation = 0;
   #routes: UplinkRoutes = [];
   readonly #sequences = new Map<number, SequenceState>();
-  /** Index in `producers` of the Constrained Baseline rendition, once added. */
-  #renditionIndex: number | undefined;
+  /** Index in `producers` of each rendition, once added. */
+  readonly #renditions = new Map<RenditionCodec, number>();
 
   constructor(input: DirectTransport) {
     this.#input = input;
   }
 
-  get rendition(): Producer | undefined {
-    return this.#renditionIndex === undefined ? undefined : this.producers[this.#renditionIndex];
+  rendition(codec: RenditionCodec): Producer | undefined {
+    const index = this.#renditions.get(codec);
+    return index === undefined ? undefined : this.producers[index];
   }
 
   /**
@@ -70,10 +72,10 @@ export class RelayFeed {
       routes[index] = { producer, ssrcs: ssrcMap(consumer.rtpParameters.encodings, producer.rtpParameters.encodings) };
     };
     uplink.consumers.forEach((_, i) => match(i));
-    const rendition = this.rendition;
-    if (rendition && !matched.has(rendition)) {
-      const index = await uplink.rendition().catch(() => undefined);
-      if (index !== undefined) match(index);
+    for (const [codec, index] of this.#renditions) {
+      if (matched.has(this.producers[index]!)) continue;
+      const added = await uplink.rendition(codec).catch(() => undefined);
+      if (added !== undefined) match(added);
     }
     return matched.size === this.producers.length ? routes : undefined;
   }
@@ -89,15 +91,15 @@ export class RelayFeed {
     });
   }
 
-  /** Adds the rendition the uplink just added (its index there) as a producer. */
-  async addRendition(uplink: Uplink, index: number): Promise<Producer> {
+  /** Adds the rendition in `codec` the uplink just added (its index there) as a producer. */
+  async addRendition(uplink: Uplink, index: number, codec: RenditionCodec): Promise<Producer> {
     if (this.#direct) {
-      this.#renditionIndex = this.producers.push(uplink.producers[index]!) - 1;
-      return this.producers[this.#renditionIndex]!;
+      this.#renditions.set(codec, this.producers.push(uplink.producers[index]!) - 1);
+      return uplink.producers[index]!;
     }
     const consumer = uplink.consumers[index]!;
     const producer = await this.#input.produce({ kind: consumer.kind, rtpParameters: consumer.rtpParameters });
-    this.#renditionIndex = this.producers.push(producer) - 1;
+    this.#renditions.set(codec, this.producers.push(producer) - 1);
     if (this.#current === uplink) this.#routes[index] = { producer, ssrcs: ssrcMap(consumer.rtpParameters.encodings, producer.rtpParameters.encodings) };
     return producer;
   }

@@ -3,7 +3,8 @@ import type { Consumer, DirectTransport, PipeTransport, Producer, Router } from 
 import { Problem, UnsupportedMediaError } from '../core/errors.ts';
 import { internalFetch, RELAY_PATH, RELAY_PING_MS, renditionPath } from '../core/internalApi.ts';
 import type { Logger } from '../core/logger.ts';
-import type { RelayLine, RelayOffer, RelayProducer, RelayRequest } from '../media/relayProtocol.ts';
+import type { RenditionCodec } from '../media/codecs.ts';
+import type { RelayLine, RelayOffer, RelayProducer, RelayRequest, RenditionRequest } from '../media/relayProtocol.ts';
 import type { RtcListen } from '../media/WebRtcSession.ts';
 
 /** A node to pull a stream from: its origin, or another edge that relays it (a parent). */
@@ -132,14 +133,16 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   }
 
   /**
-   * Asks the upstream to add the stream's Constrained Baseline rendition (core/internalApi.ts
+   * Asks the upstream to add the stream's rendition in `codec` (core/internalApi.ts
    * renditionPath); returns its index. UnsupportedMediaError when the stream has none.
    */
-  async rendition(): Promise<number> {
+  async rendition(codec: RenditionCodec): Promise<number> {
     let response: globalThis.Response;
     try {
       response = await internalFetch(this.target.url, renditionPath(this.offer.relayId), this.#clusterSecret, {
         method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ codec } satisfies RenditionRequest),
         signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(RENDITION_TIMEOUT_MS)]),
       });
     } catch (error) {

@@ -185,11 +185,14 @@ export async function layersSending(page: Page, count: number, timeoutMs = 60_00
 }
 
 /**
- * Video a viewer offers to receive, when not all this Chromium can: H.264 in the given profiles
- * only (packetization-mode 1), through setCodecPreferences. `['42e01f']` offers what Firefox offers.
+ * Video a viewer offers to receive, when not all this Chromium can (setCodecPreferences): H.264 in
+ * the given profiles (packetization-mode 1), and the other codecs named by MIME type.
+ * `{ h264Profiles: ['42e01f'] }` offers what Firefox with OpenH264 offers of H.264;
+ * `{ codecs: ['video/VP8'] }` what a browser without H.264 offers at least.
  */
 export interface ReceiveOnly {
-  h264Profiles: string[];
+  h264Profiles?: string[];
+  codecs?: string[];
 }
 
 /** Plays over WHEP into a <video> element; returns the response as publish() does. */
@@ -204,11 +207,10 @@ export async function play(page: Page, url: string, token?: string, only?: Recei
         // (No named helpers in here: tsx would wrap them in a __name() the page does not have.)
         const codecs = RTCRtpReceiver.getCapabilities('video')!.codecs;
         transceiver.setCodecPreferences([
-          ...codecs.filter(
-            (c) =>
-              c.mimeType === 'video/H264' &&
-              /packetization-mode=1/.test(c.sdpFmtpLine ?? '') &&
-              only.h264Profiles.includes(/profile-level-id=([0-9a-fA-F]{6})/.exec(c.sdpFmtpLine ?? '')?.[1] ?? ''),
+          ...codecs.filter((c) =>
+            c.mimeType === 'video/H264'
+              ? /packetization-mode=1/.test(c.sdpFmtpLine ?? '') && (only.h264Profiles ?? []).includes(/profile-level-id=([0-9a-fA-F]{6})/.exec(c.sdpFmtpLine ?? '')?.[1] ?? '')
+              : (only.codecs ?? []).includes(c.mimeType),
           ),
           ...codecs.filter((c) => c.mimeType === 'video/rtx'),
         ]);

@@ -6,7 +6,8 @@ import { authorizeInternal, RELAY_PATH, RELAY_PING_MS, renditionPath } from '../
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { STREAM_NAME } from '../core/tokens.ts';
-import type { RelayLine, RelayProducer, RelayRequest } from './relayProtocol.ts';
+import { RENDITION_CODECS, type RenditionCodec } from './codecs.ts';
+import type { RelayLine, RelayProducer, RelayRequest, RenditionRequest } from './relayProtocol.ts';
 import type { RtcListen } from './WebRtcSession.ts';
 
 /** The asking edge's side of a pipe. */
@@ -31,8 +32,8 @@ export interface RelayUpstream {
   readonly publisherSession: string;
   /** Opens a pipe to the asking edge and lists the producers it carries. */
   openPipe(peer: PipePeer, rtc: RtcListen): Promise<{ producers: RelayProducer[]; pipe: PipeTransport }>;
-  /** Adds the stream's Constrained Baseline rendition to a pipe (UnsupportedMediaError when there is none). */
-  pipeRendition(pipe: PipeTransport): Promise<RelayProducer>;
+  /** Adds the stream's rendition in `codec` to a pipe (UnsupportedMediaError when there is none). */
+  pipeRendition(pipe: PipeTransport, codec: RenditionCodec): Promise<RelayProducer>;
   /** Calls `listener` with a `move`, and once with an `end` or `detach`; returns the unsubscribe. */
   onRelease(listener: (release: RelayRelease) => void): () => void;
 }
@@ -50,6 +51,8 @@ const relayRequest: z.ZodType<RelayRequest> = z.object({
     .optional(),
   treeKey: z.number().int().min(0).optional(),
 });
+
+const renditionRequest: z.ZodType<RenditionRequest> = z.object({ codec: z.enum(RENDITION_CODECS).default('h264') });
 
 export interface RelayServerOptions {
   nodeId: string;
@@ -85,11 +88,13 @@ export class RelayServer {
     this.router = express.Router();
     // A stream or relay not here passes to the next router: `relaycast all` has an origin's and an edge's.
     this.router.post(RELAY_PATH, express.json({ limit: '16kb' }), (req, res, next) => this.#relay(req, res, next));
-    this.router.post(renditionPath(':relayId'), async (req, res, next) => {
+    this.router.post(renditionPath(':relayId'), express.json({ limit: '1kb' }), async (req, res, next) => {
       authorizeInternal(req, options.clusterSecret);
       const relay = this.#relays.get(String(req.params.relayId));
       if (!relay) return next();
-      res.json(await relay.upstream.pipeRendition(relay.pipe));
+      const parsed = renditionRequest.safeParse(req.body ?? {});
+      if (!parsed.success) throw new Problem('invalid-request', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+      res.json(await relay.upstream.pipeRendition(relay.pipe, parsed.data.codec));
     });
   }
 

@@ -4,10 +4,13 @@ import { InvalidSdpError } from '../core/errors.ts';
 import type { Router, WebRtcTransport } from 'mediasoup/types';
 import type { LocalTransport, Offer } from './sdp.ts';
 
-/** Where WebRTC media is received: the listen address, the address announced in candidates, ports. */
+/** Where media is received: the listen address, the addresses announced (core/announcedAddresses.ts), ports. */
 export interface RtcListen {
   listenIp: string;
+  /** What a relay's pipe announces. */
   announcedIp: string;
+  /** What a WebRTC session's ICE candidates announce, best first. */
+  candidateIps: string[];
   minPort: number;
   maxPort: number;
 }
@@ -78,11 +81,12 @@ export class WebRtcSession extends EventEmitter<WebRtcSessionEvents> {
   static async create(router: Router, stream: string, listen: RtcListen): Promise<WebRtcSession> {
     const portRange = { min: listen.minPort, max: listen.maxPort };
     const transport = await router.createWebRtcTransport({
-      listenInfos: [
-        { protocol: 'udp', ip: listen.listenIp, announcedAddress: listen.announcedIp, portRange },
-        // ICE-TCP: the fallback for networks that block UDP.
-        { protocol: 'tcp', ip: listen.listenIp, announcedAddress: listen.announcedIp, portRange },
-      ],
+      // Per address a UDP candidate and an ICE-TCP one, the fallback for networks that block UDP;
+      // mediasoup ranks them in this order (preferUdp puts every UDP one first).
+      listenInfos: listen.candidateIps.flatMap((announcedAddress) => [
+        { protocol: 'udp' as const, ip: listen.listenIp, announcedAddress, portRange },
+        { protocol: 'tcp' as const, ip: listen.listenIp, announcedAddress, portRange },
+      ]),
       preferUdp: true,
       // 1 Mbps to start with instead of mediasoup's 600 kbps: a viewer's first seconds look sharp.
       initialAvailableOutgoingBitrate: 1_000_000,

@@ -1,4 +1,4 @@
-import type { RouterRtpCodecCapability } from 'mediasoup/types';
+import type { RouterRtpCodecCapability, RtpCodecParameters } from 'mediasoup/types';
 
 /**
  * What a Relaycast router accepts from publishers and offers to viewers: Opus audio, and H.264,
@@ -38,3 +38,25 @@ export const MEDIA_CODECS: RouterRtpCodecCapability[] = [
 
 /** Human-readable list for error messages. */
 export const SUPPORTED_CODECS = 'audio: opus; video: H264 (packetization-mode=1), VP8, VP9 (profile 0), AV1';
+
+/**
+ * The versions of a stream's video an origin makes on demand (origin/PublishedStream.ts
+ * pipeRendition) for viewers that decode nothing the stream is sent as, in the order an edge asks
+ * for them: Constrained Baseline H.264, which every H.264 decoder takes (a High-profile RTMP
+ * publish in Firefox with OpenH264), then VP8, which every WebRTC browser decodes (Firefox
+ * without OpenH264, Chromium builds without H.264). Their RTP parameters as the origin produces
+ * them; an edge matches viewers' offers against these.
+ */
+export const RENDITION_CODECS = ['h264', 'vp8'] as const;
+export type RenditionCodec = (typeof RENDITION_CODECS)[number];
+
+export const RENDITION_RTP_CODECS: Record<RenditionCodec, RtpCodecParameters> = {
+  h264: {
+    mimeType: 'video/H264',
+    payloadType: 102,
+    clockRate: 90000,
+    parameters: { 'packetization-mode': 1, 'profile-level-id': H264_PROFILE_LEVEL_IDS['Constrained Baseline'], 'level-asymmetry-allowed': 1 },
+    rtcpFeedback: [],
+  },
+  vp8: { mimeType: 'video/VP8', payloadType: 100, clockRate: 90000, parameters: {}, rtcpFeedback: [] },
+};

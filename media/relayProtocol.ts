@@ -1,4 +1,5 @@
 import type { RtpParameters, SrtpParameters } from 'mediasoup/types';
+import type { RenditionCodec } from './codecs.ts';
 
 /**
  * The bodies of the internal relay calls (paths and authentication: core/internalApi.ts). An
@@ -8,9 +9,10 @@ import type { RtpParameters, SrtpParameters } from 'mediasoup/types';
  * stream ends upstream, or a `detach` line when the upstream stops feeding it while the stream
  * goes on (a parent shutting down: the edge re-attaches elsewhere). A `move` line (a parent
  * draining) asks the edge to find another upstream while this one keeps feeding it. Closing the
- * request ends the relay. POST renditionPath(relayId) answers 200 with a RelayProducer (the
- * rendition added to that relay's pipe), 422 when the origin cannot make one (a WHIP stream), 404
- * for a relay it does not have.
+ * request ends the relay. POST renditionPath(relayId) with a RenditionRequest answers 200 with a
+ * RelayProducer (the rendition added to that relay's pipe), 422 when the origin cannot make one
+ * (the stream is sent in that codec already, or ffmpeg cannot read it), 404 for a relay it does
+ * not have.
  */
 
 /** The edge's side of the pipe. */
@@ -26,6 +28,11 @@ export interface RelayRequest {
    * (edge/RelayTree.ts). Absent for a relay that feeds no one yet.
    */
   treeKey?: number;
+}
+
+/** Which rendition an edge asks for (media/codecs.ts RENDITION_CODECS); without a body, 'h264', as edges before VP8 renditions asked. */
+export interface RenditionRequest {
+  codec: RenditionCodec;
 }
 
 /** A producer the pipe carries, as the edge re-creates it on its side. */

@@ -139,7 +139,7 @@ export class Origin implements Role {
 
   async #publish(name: string, offer: Offer) {
     if (this.#streams.has(name)) throw new Problem('stream-already-live', `stream ${name} already has a publisher`);
-    const { stream, session, answer } = await PublishedStream.publishWebRtc(this.#ctx.workers, name, offer, this.#ctx.rtc);
+    const { stream, session, answer } = await PublishedStream.publishWebRtc(this.#ctx.workers, name, offer, this.#ctx.rtc, this.#ctx.logger);
     await this.place(stream);
     return { session, answer };
   }
@@ -200,7 +200,7 @@ export class Origin implements Role {
       path: [this.#ctx.config.nodeId],
       publisherSession: stream.publisher.id,
       openPipe: (peer, rtc) => stream.openPipe(peer, rtc),
-      pipeRendition: (pipe) => stream.pipeRendition(pipe),
+      pipeRendition: (pipe, codec) => stream.pipeRendition(pipe, codec),
       onRelease: (listener) => {
         const ended = (reason: string) => listener({ type: 'end', reason });
         stream.once('ended', ended);

@@ -1,14 +1,16 @@
 import { EventEmitter } from 'node:events';
 import type { PipeTransport, Producer, Router } from 'mediasoup/types';
 import { InvalidSdpError, UnsupportedMediaError } from '../core/errors.ts';
-import { MEDIA_CODECS, SUPPORTED_CODECS } from '../media/codecs.ts';
+import { MEDIA_CODECS, SUPPORTED_CODECS, type RenditionCodec } from '../media/codecs.ts';
 import { LayerSizes } from '../media/layerOrder.ts';
 import { producerBitrate } from '../media/producerBitrate.ts';
+import type { Logger } from '../core/logger.ts';
 import type { RelayProducer } from '../media/relayProtocol.ts';
 import { openPipe, type PipePeer } from '../media/RelayServer.ts';
 import { buildAnswer, isSupported, producerParameters, type AcceptedSection, type Offer } from '../media/sdp.ts';
 import { WebRtcSession, type RtcListen } from '../media/WebRtcSession.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
+import { ProducerRendition } from './ProducerRendition.ts';
 
 export interface PublishedStreamEvents {
   ended: [reason: string];
@@ -22,11 +24,11 @@ export interface Publisher {
   once(event: 'closed', listener: (reason: string) => void): unknown;
   close(reason: string): void;
   /**
-   * Starts a Constrained Baseline version of the video (see RtmpBridge.rendition), undefined when
-   * the stream is one already. Only publishers that can re-encode have it: a WHIP publisher's
-   * codec is settled in its answer (sdp.ts prefers what every browser plays).
+   * Starts a version of the video in `codec` (see RtmpBridge.rendition), undefined when the stream
+   * is sent as that already. A publisher without it (WHIP) gets one made from its video producer
+   * (origin/ProducerRendition.ts).
    */
-  rendition?(): Promise<Rendition | undefined>;
+  rendition?(codec: RenditionCodec): Promise<Rendition | undefined>;
 }
 
 /** A second version of a stream's video, made on the origin for the viewers that need it. */
@@ -59,14 +61,15 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
   readonly #pipes = new Set<PipeTransport>();
   /** Each simulcast producer's layer order, found from its pictures' sizes (media/layerOrder.ts). */
   readonly #layerSizes = new Map<string, LayerSizes>();
-  /** The Constrained Baseline rendition, while a relay carries it (pipeRendition). */
-  #rendition: Promise<Rendition | undefined> | undefined;
-  #renditionRelays = 0;
+  /** The renditions by codec, while a relay carries them (pipeRendition): each one started once, and the relays carrying it. */
+  readonly #renditions = new Map<RenditionCodec, { starting: Promise<Rendition | undefined>; relays: number }>();
+  readonly #logger: Logger;
   #ended = false;
 
-  constructor(name: string, router: Router, publisher: Publisher) {
+  constructor(name: string, router: Router, publisher: Publisher, logger: Logger) {
     super();
     this.name = name;
+    this.#logger = logger.child({ stream: name });
     this.router = router;
     this.publisher = publisher;
     publisher.once('closed', (reason) => this.end(`publisher: ${reason}`));
@@ -84,6 +87,7 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
     name: string,
     offer: Offer,
     rtc: RtcListen,
+    logger: Logger,
   ): Promise<{ stream: PublishedStream; session: WebRtcSession; answer: string }> {
     const router = await workers.next().createRouter({ mediaCodecs: MEDIA_CODECS, appData: { stream: name } });
     let session: WebRtcSession | undefined;
@@ -105,7 +109,7 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
         );
       }
       session = await WebRtcSession.create(router, name, rtc);
-      const stream = new PublishedStream(name, router, session);
+      const stream = new PublishedStream(name, router, session, logger);
       await session.connect(offer);
       for (const [mid, { rtpParameters }] of accepted) {
         const kind = offer.sections.find((s) => s.mid === mid)!.kind as 'audio' | 'video';
@@ -179,37 +183,50 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
   }
 
   /**
-   * Adds the stream's Constrained Baseline rendition to a relay's pipe, for an edge whose viewer
-   * decodes nothing the stream is sent as. The first relay that asks starts it; every relay
-   * after shares it; it stops when the last relay carrying it closes. Throws
-   * UnsupportedMediaError when the publisher cannot make one.
+   * Adds the stream's rendition in `codec` to a relay's pipe, for an edge whose viewer decodes
+   * nothing the stream is sent as. The first relay that asks starts it; every relay after shares
+   * it; it stops when the last relay carrying it closes. Throws UnsupportedMediaError when the
+   * stream is sent in that codec already, or none can be made of it.
    */
-  async pipeRendition(pipe: PipeTransport): Promise<RelayProducer> {
+  async pipeRendition(pipe: PipeTransport, codec: RenditionCodec): Promise<RelayProducer> {
     // Twice at most: a rendition that stopped (its last relay gone) while this one waited is started again.
     for (let attempt = 0; attempt < 2; attempt++) {
       if (this.#ended || pipe.closed) throw new Error(`stream ${this.name} or its relay has ended`);
-      if (!this.publisher.rendition) throw new UnsupportedMediaError(`stream ${this.name} is sent only as its ${this.publisher.protocol.toUpperCase()} publisher sends it`);
-      const starting = (this.#rendition ??= this.publisher.rendition().catch((error: unknown) => {
-        this.#rendition = undefined;
-        throw error;
-      }));
-      const rendition = await starting;
-      if (!rendition) throw new UnsupportedMediaError(`stream ${this.name} is Constrained Baseline already`);
+      let entry = this.#renditions.get(codec);
+      if (!entry) {
+        const started = { starting: this.#startRendition(codec), relays: 0 };
+        this.#renditions.set(codec, (entry = started));
+        // None to share when it failed or the stream is sent as that codec already: the next relay asks afresh.
+        const forget = () => void (this.#renditions.get(codec) === started && this.#renditions.delete(codec));
+        started.starting.then((rendition) => rendition || forget(), forget);
+      }
+      const rendition = await entry.starting;
+      if (!rendition) throw new UnsupportedMediaError(`stream ${this.name} is sent as ${codec.toUpperCase()} already`);
       if (rendition.closed) {
-        if (this.#rendition === starting) this.#rendition = undefined;
+        if (this.#renditions.get(codec) === entry) this.#renditions.delete(codec);
         continue;
       }
+      const carried = entry;
       const producer = rendition.producers[0]!;
       const consumer = await pipe.consume({ producerId: producer.id });
-      this.#renditionRelays++;
+      carried.relays++;
       consumer.observer.once('close', () => {
-        if (--this.#renditionRelays > 0) return;
+        if (--carried.relays > 0) return;
         rendition.close('no relay carries it');
-        if (this.#rendition === starting) this.#rendition = undefined;
+        if (this.#renditions.get(codec) === carried) this.#renditions.delete(codec);
       });
       return { id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused };
     }
-    throw new Error(`the rendition of ${this.name} stopped while starting`);
+    throw new Error(`the ${codec} rendition of ${this.name} stopped while starting`);
+  }
+
+  /** The publisher's own rendition (RTMP: from its input), or one made from the video producer (WHIP). */
+  async #startRendition(codec: RenditionCodec): Promise<Rendition | undefined> {
+    if (this.publisher.rendition) return this.publisher.rendition(codec);
+    const video = this.producers.find((p) => p.kind === 'video');
+    if (!video) throw new UnsupportedMediaError(`stream ${this.name} has no video`);
+    // It ends with the publish: its source consumer closes with the router.
+    return ProducerRendition.start({ router: this.router, video, codec, logger: this.#logger });
   }
 
   end(reason: string): void {

@@ -159,7 +159,7 @@ export class RtmpIngest {
       ctx.logger.error({ err: error, stream: name }, 'rtmp bridge could not start');
       return this.#refuse(session, `bridge failed: ${(error as Error).message}`, name);
     }
-    const stream = new PublishedStream(name, router, bridge);
+    const stream = new PublishedStream(name, router, bridge, ctx.logger);
     stream.producers.push(...bridge.producers);
     this.#bridges.set(session.id, bridge);
     bridge.once('closed', () => {

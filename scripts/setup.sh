@@ -2,7 +2,7 @@
 # Sets up Relaycast on a fresh Debian 12 / Ubuntu machine; safe to run again (it skips what is done).
 #
 #   bash scripts/setup.sh          what `npm start` needs: ffmpeg, haproxy, the mediasoup worker, npm ci
-#   bash scripts/setup.sh --test   also what `npm test` needs: chromium, prometheus (promtool),
+#   bash scripts/setup.sh --test   also what `npm test` needs: chromium, firefox-esr, prometheus (promtool),
 #                                  docker.io, and a running PostgreSQL server on 127.0.0.1:5432
 #
 # mediasoup's own install downloads a prebuilt worker from GitHub. Machines without that access
@@ -31,6 +31,8 @@ packages=(ffmpeg haproxy)
 # test/layers.test.ts shapes a viewer's link: tc (iproute2) for rate and delay, nftables for random
 # loss (these machines' kernel has no netem; nft's numgen is built in).
 [ $want_test = 1 ] && packages+=(nftables)
+# test/firefox.test.ts: Debian's Firefox ESR, driven over WebDriver BiDi (puppeteer-core, no geckodriver).
+[ $want_test = 1 ] && packages+=(firefox-esr)
 # test/container.test.ts (scripts/container-test.sh): a Docker engine and mmdebstrap to make the
 # base images from Debian's archive (no container registry is reachable from these machines).
 [ $want_test = 1 ] && packages+=(docker.io mmdebstrap)

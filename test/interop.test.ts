@@ -19,9 +19,11 @@ import { playerStats, type PageStats } from './helpers/player.ts';
  *
  * Debian's Chromium offers H.264 as 42001f, 42e01f, 4d001f and f4001f: no High (64xxxx), but its
  * High 4:4:4 Predictive decoder plays High, so an x264 High stream is sent to it as it is. A viewer
- * that offers only Constrained Baseline, as Firefox does (made here with setCodecPreferences), gets
- * the Constrained Baseline rendition the origin starts for it. A stream nobody can re-encode (a
- * WHIP publisher's) that a viewer cannot decode is refused with 422, and the web player says why.
+ * that offers only Constrained Baseline, as Firefox with OpenH264 does (made here with
+ * setCodecPreferences), gets the Constrained Baseline rendition the origin starts for it; one that
+ * offers VP8 and no H.264, as Firefox without OpenH264 does, gets the VP8 rendition. A WHIP
+ * publisher's H.264 gets the same renditions, re-encoded from its RTP; a viewer that takes neither
+ * the stream's codec nor a rendition's is refused with 422, and the web player says why.
  */
 
 const SECRET = 'interop-rtmp-secret-0123456789';
@@ -39,8 +41,8 @@ interface Row {
   mode: 'passthrough' | 'transcode';
   /** What ffprobe (and so the bridge) reports for the publish. */
   profile: string;
-  /** A second viewer offering only Constrained Baseline (as Firefox) plays the origin's rendition. */
-  rendition?: true;
+  /** A second viewer that cannot decode the stream as sent plays the origin's rendition in this codec. */
+  rendition?: 'h264' | 'vp8';
 }
 
 const ROWS: Row[] = [
@@ -71,7 +73,7 @@ const ROWS: Row[] = [
     sampleRate: 44100,
     mode: 'passthrough',
     profile: 'High',
-    rendition: true,
+    rendition: 'h264',
   },
   {
     stream: 'x264-defaults',
@@ -81,6 +83,7 @@ const ROWS: Row[] = [
     sampleRate: 44100,
     mode: 'transcode',
     profile: 'High',
+    rendition: 'vp8',
   },
   {
     stream: 'obs-defaults',
@@ -143,6 +146,7 @@ async function stopPublisher(child: ChildProcess): Promise<void> {
 
 interface BridgeLog {
   mode: string;
+  codec: string;
   video?: { codec: string; profile?: string; hasBFrames: boolean };
 }
 
@@ -238,7 +242,8 @@ describe('RTMP publishers as people configure them, played in Chromium', functio
   });
 
   for (const row of ROWS) {
-    const outcome = `${row.mode === 'transcode' ? 're-encoded' : 'passed through'}, plays${row.rendition ? '; a Constrained Baseline viewer plays its rendition' : ''}`;
+    const renditionViewer = row.rendition === 'vp8' ? 'a VP8-only viewer (as Firefox without OpenH264)' : 'a Constrained Baseline viewer (as Firefox with OpenH264)';
+    const outcome = `${row.mode === 'transcode' ? 're-encoded' : 'passed through'}, plays${row.rendition ? `; ${renditionViewer} plays its ${row.rendition.toUpperCase()} rendition` : ''}`;
     it(`${row.title} → ${outcome}`, async () => {
       const { stream } = row;
       const { streamKey } = await createStream(stream);
@@ -265,14 +270,19 @@ describe('RTMP publishers as people configure them, played in Chromium', functio
         assert.equal(bridge!.video?.profile, row.profile, `profile ffprobe reports: ${JSON.stringify(bridge)}`);
 
         const viewers = [await watch(stream, 'Chromium')];
-        if (row.rendition) {
-          viewers.push(await watch(stream, 'a Constrained Baseline viewer', { h264Profiles: ['42e01f'] }));
-          const { renditions } = bridgeLogs(origin, stream);
-          assert.deepEqual(renditions.map((r) => r.mode), ['transcode'], 'one rendition, started for the second viewer');
+        if (row.rendition === 'h264') {
+          viewers.push(await watch(stream, renditionViewer, { h264Profiles: ['42e01f'] }));
           assert.deepEqual(viewers.map((v) => v.answered), [['f4001f'], ['42e01f']], 'each answer names the viewer\'s own profile');
+        } else if (row.rendition === 'vp8') {
+          viewers.push(await watch(stream, renditionViewer, { codecs: ['video/VP8'] }, 'video/VP8'));
+        }
+        if (row.rendition) {
+          const { renditions } = bridgeLogs(origin, stream);
+          assert.deepEqual(renditions.map((r) => [r.mode, r.codec]), [['transcode', row.rendition]], 'one rendition, started for the second viewer');
           // Both leave: the edge lets the relay go after its linger, and the origin stops the rendition.
           for (const v of viewers) await stopViewing(v.page);
-          await waitFor(`${stream}: the rendition stopped`, () => /"component":"rtmp-rendition".*"reason":"no relay carries it"/.test(origin.output()), 20_000, 200);
+          const stopped = (line: string) => line.includes(`"stream":"${stream}"`) && line.includes('"component":"rtmp-rendition"') && line.includes('"reason":"no relay carries it"');
+          await waitFor(`${stream}: the rendition stopped`, () => origin.output().split('\n').some(stopped), 20_000, 200);
           assert.equal((await getStream(db.knex, stream))?.state, 'live', 'the stream itself goes on');
         }
       } finally {
@@ -283,8 +293,8 @@ describe('RTMP publishers as people configure them, played in Chromium', functio
     });
   }
 
-  /** A viewer page plays `stream` from the edge: a 201, decoded frames at 640 wide and audio. */
-  async function watch(stream: string, who: string, only?: ReceiveOnly): Promise<{ page: Page; answered: string[] }> {
+  /** A viewer page plays `stream` from the edge: a 201, decoded frames (in `codec`) at 640 wide and audio. */
+  async function watch(stream: string, who: string, only?: ReceiveOnly, codec = 'video/H264'): Promise<{ page: Page; answered: string[] }> {
     const page = await newPage(edge.url);
     const postedAt = Date.now();
     const res = await play(page, `${edge.url}/whep/${stream}`, undefined, only);
@@ -293,7 +303,7 @@ describe('RTMP publishers as people configure them, played in Chromium', functio
     await waitFor(`${stream}: a first decoded frame for ${who}`, async () => (await playbackStats(page)).framesDecoded > 0, 30_000, 50);
     const firstFrameMs = Date.now() - postedAt;
     const stats = await decoding(page, `${stream} (${who})`);
-    assert.equal(stats.videoCodec, 'video/H264');
+    assert.equal(stats.videoCodec, codec);
     console.log(
       `      ${stream}, ${who}: WHEP POST → first decoded frame ${firstFrameMs} ms; ${stats.framesDecoded} frames at ${stats.frameWidth} wide, ` +
         `${stats.audioPacketsReceived} audio packets; answer H.264 ${answered.join(', ')}`,
@@ -302,21 +312,20 @@ describe('RTMP publishers as people configure them, played in Chromium', functio
   }
 
   /**
-   * Makes every page's video offer Constrained Baseline only, as Firefox's does: the web player
-   * page then asks as Firefox would. (A string: tsx would wrap a function's inner names.)
+   * Makes every page's video offer VP9 alone, which no rendition is made in: the web player page
+   * then asks as a viewer the edge cannot serve. (A string: tsx would wrap a function's inner names.)
    */
-  const OFFER_AS_FIREFOX = `
+  const OFFER_VP9_ONLY = `
     const addTransceiver = RTCPeerConnection.prototype.addTransceiver;
     RTCPeerConnection.prototype.addTransceiver = function (what, init) {
       const transceiver = addTransceiver.call(this, what, init);
       if (what === 'video') {
-        transceiver.setCodecPreferences(RTCRtpReceiver.getCapabilities('video').codecs.filter((c) =>
-          c.mimeType === 'video/rtx' || (c.mimeType === 'video/H264' && /packetization-mode=1/.test(c.sdpFmtpLine || '') && /profile-level-id=42e01f/.test(c.sdpFmtpLine || ''))));
+        transceiver.setCodecPreferences(RTCRtpReceiver.getCapabilities('video').codecs.filter((c) => c.mimeType === 'video/rtx' || c.mimeType === 'video/VP9'));
       }
       return transceiver;
     };`;
 
-  it('WHIP from Chromium in H.264 Main only, to a viewer offering only Constrained Baseline (as Firefox) → 422 naming both sides, and the web player says why', async () => {
+  it('WHIP from Chromium in H.264 Main only: a Constrained Baseline viewer and a VP8-only one play renditions made from its RTP; a VP9-only viewer → 422 naming both sides, and the web player says why', async () => {
     const stream = 'whip-main';
     const publisherPage = await newPage(origin.url);
     const published = await publish(publisherPage, `${origin.url}/whip/${stream}`, await signStreamToken(SECRET, { stream, action: 'publish' }), 'video/H264', ['4d001f']);
@@ -324,29 +333,35 @@ describe('RTMP publishers as people configure them, played in Chromium', functio
     assert.deepEqual(h264ProfileLevelIds(published.body), ['4d001f'], 'the origin takes Main: the publisher offered nothing else');
     await waitFor(`${stream} live`, async () => (await getStream(db.knex, stream))?.state === 'live', 20_000, 100);
 
+    const baseline = await watch(stream, 'a Constrained Baseline viewer (as Firefox with OpenH264)', { h264Profiles: ['42e01f'] });
+    assert.deepEqual(baseline.answered, ['42e01f']);
+    await watch(stream, 'a VP8-only viewer (as Firefox without OpenH264)', { codecs: ['video/VP8'] }, 'video/VP8');
+    const started = origin.output().split('\n').filter((l) => l.includes('"component":"whip-rendition"') && l.includes('rendition started'));
+    assert.deepEqual(started.map((l) => (JSON.parse(l) as { rendition: string }).rendition), ['h264', 'vp8'], 'one rendition per codec, from the WHIP publish');
+
     const probe = await newPage(edge.url);
-    const attempt = await play(probe, `${edge.url}/whep/${stream}`, undefined, { h264Profiles: ['42e01f'] });
+    const attempt = await play(probe, `${edge.url}/whep/${stream}`, undefined, { codecs: ['video/VP9'] });
     assert.equal(attempt.status, 422, attempt.body);
     const problem = JSON.parse(attempt.body) as { detail: string; streamCodecs: string[]; offeredCodecs: string[] };
     assert.match(problem.detail, /video\/H264 Main \(4d001f\)/);
     assert.ok(problem.streamCodecs.includes('video/H264 Main (4d001f)'), attempt.body);
-    assert.deepEqual(problem.offeredCodecs.filter((c) => c.startsWith('video/')), ['video/H264 Constrained Baseline (42e01f)'], attempt.body);
-    console.log(`      ${stream}: a Constrained Baseline viewer → 422: ${problem.detail}`);
+    assert.deepEqual(problem.offeredCodecs.filter((c) => c.startsWith('video/')), ['video/VP9'], attempt.body);
+    console.log(`      ${stream}: a VP9-only viewer → 422: ${problem.detail}`);
 
-    // The web player page (the balancer's), asking as Firefox would: it gets the 422 and says why.
+    // The web player page (the balancer's), offering VP9 alone: it gets the 422 and says why.
     const player = await newPage(origin.url);
-    await player.addInitScript({ content: OFFER_AS_FIREFOX });
+    await player.addInitScript({ content: OFFER_VP9_ONLY });
     const openedAt = Date.now();
     await player.goto(`${origin.url}/play/${stream}`);
     const seen = new Set<string>();
     let last: PageStats | undefined;
-    const watch = async () => {
+    const observe = async () => {
       last = await playerStats(player);
       seen.add(last.state);
       return last;
     };
     try {
-      await waitFor(`${stream}: the player in state unsupported`, async () => (await watch()).state === 'unsupported', 30_000, 100);
+      await waitFor(`${stream}: the player in state unsupported`, async () => (await observe()).state === 'unsupported', 30_000, 100);
     } catch (error) {
       throw new Error(`${(error as Error).message}; states seen ${[...seen].join(', ')}; last player stats: ${JSON.stringify(last)}`, { cause: error });
     }
@@ -354,7 +369,7 @@ describe('RTMP publishers as people configure them, played in Chromium', functio
     // A few seconds more: it stays there (its retry is 8 s away) and never plays.
     const until = Date.now() + 3000;
     while (Date.now() < until) {
-      await watch();
+      await observe();
       await new Promise((r) => setTimeout(r, 200));
     }
     assert.ok(!seen.has('playing'), `the player never plays: states seen ${[...seen].join(', ')}`);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import pino from 'pino';
 import { Metrics } from '../core/metrics.ts';
+import { announcedAddresses } from '../core/announcedAddresses.ts';
 import { WorkerPool } from '../media/WorkerPool.ts';
 
 const CODECS = [
@@ -41,5 +42,23 @@ describe('mediasoup worker pool', () => {
     const router = await worker.createRouter({ mediaCodecs: CODECS });
     assert.equal(router.closed, false);
     assert.match(await metrics.registry.metrics(), /^relaycast_media_worker_restarts_total 1$/m);
+  });
+});
+
+describe('announced media addresses', () => {
+  const eth = (address: string, internal = false) => ({ address, netmask: '255.255.255.0', family: 'IPv4' as const, mac: '00:00:00:00:00:00', internal, cidr: null });
+  const interfaces = {
+    lo: [eth('127.0.0.1', true)],
+    eth0: [eth('192.0.2.2'), { ...eth('fd00::2'), family: 'IPv6' as const, scopeid: 0 }],
+    veth1: [eth('10.1.2.1')],
+  };
+
+  it('with no --announced-ip: every interface IPv4 address, then loopback; relays on loopback', () => {
+    assert.deepEqual(announcedAddresses({ listenIp: '0.0.0.0' }, interfaces), { candidates: ['192.0.2.2', '10.1.2.1', '127.0.0.1'], pipe: '127.0.0.1', source: 'interfaces' });
+  });
+
+  it('--announced-ip alone wins (a server behind NAT); a listen address names the one address otherwise', () => {
+    assert.deepEqual(announcedAddresses({ announcedIp: '203.0.113.7', listenIp: '0.0.0.0' }, interfaces), { candidates: ['203.0.113.7'], pipe: '203.0.113.7', source: 'configured' });
+    assert.deepEqual(announcedAddresses({ listenIp: '127.0.0.1' }, interfaces), { candidates: ['127.0.0.1'], pipe: '127.0.0.1', source: 'listen' });
   });
 });
