@@ -199,7 +199,7 @@ describe('relay tiers: a Constrained Baseline viewer two tiers down gets the RTM
     await cluster?.stop();
   });
 
-  it('plays the stream as sent on the first edge, and its rendition on the edge below it', async () => {
+  it('plays the stream as sent on the first edge, and its renditions (Constrained Baseline, VP8) on the edge below it', async () => {
     const name = 'tiered-rtmp';
     const { rtmpUrl } = await cluster.createStream(name);
     // x264 High without B-frames is passed through as it is: a Constrained Baseline viewer needs the rendition.
@@ -219,6 +219,14 @@ describe('relay tiers: a Constrained Baseline viewer two tiers down gets the RTM
     assert.equal(played.status, 201, played.body);
     assert.match(played.body, /profile-level-id=42e01f/i, 'answered with the viewer\'s Constrained Baseline');
     await waitFor('the baseline viewer to decode', async () => (await playbackStats(second)).framesDecoded > 10, 30_000, 200);
+    // A viewer without H.264 (as Firefox without OpenH264) on the same edge: the VP8 rendition comes through the first edge too.
+    const third = await browser.page(child.url);
+    const vp8 = await play(third, `${child.url}/whep/${name}`, undefined, { codecs: ['video/VP8'] });
+    assert.equal(vp8.status, 201, vp8.body);
+    await waitFor('the VP8 viewer to decode', async () => {
+      const stats = await playbackStats(third);
+      return stats.framesDecoded > 10 && stats.videoCodec === 'video/VP8';
+    }, 30_000, 200);
     const rows = await cluster.db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', name).select('relays.edge_node_id', 'relays.upstream_node_id');
     assert.deepEqual(
       rows.map((r) => `${r.upstream_node_id} → ${r.edge_node_id}`).sort(),
