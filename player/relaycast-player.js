@@ -20,11 +20,17 @@
  * as connectionState 'failed' only after many seconds. So besides the connection state, the player
  * reads the packet counters in getStats four times a second: no RTP packet at all (audio or
  * video) for STALL_MS while playing counts as lost, as do no decoded frame and no audio for
- * FROZEN_MS, or no media within CONNECT_TIMEOUT_MS of a new session. Then it tears the session
- * down (DELETE of its Location, best effort) and starts over, forever, until stop(): at once the
- * first time after a session that played, then after a backoff. When the edge went silent, the
- * player names it to the balancer (`lost=` on the route API, or on the balancer's WHEP), which
- * checks that edge and, when it is gone, sends nobody there any more.
+ * FROZEN_MS. Then it tears the session down (DELETE of its Location, best effort) and starts
+ * over, forever, until stop(): at once the first time after a session that played, then after a
+ * backoff. When the edge went silent, the player names it to the balancer (`lost=` on the route
+ * API, or on the balancer's WHEP), which checks that edge and, when it is gone, sends nobody there
+ * any more.
+ *
+ * When media cannot connect at all: a new session whose ICE or DTLS fails, or that gets no media
+ * within CONNECT_TIMEOUT_MS of its answer, is a media failure. After MEDIA_ATTEMPTS of them in a
+ * row the player stops trying and says why (state 'failed', `player.failure`): the addresses the
+ * edge offered (the answer's `a=candidate` lines) and what this browser tried (getStats' candidate
+ * pairs), until retry().
  *
  * Plain modern JavaScript (ES2022, no dependencies, no bundler); types in JSDoc.
  */
@@ -48,11 +54,24 @@ const STALL_MS = 1000;
 const FROZEN_MS = 3000;
 
 /**
- * A new session that has not received any media after this long is given up. ICE with a
- * public-address ICE-lite server plus DTLS takes well under a second on a normal network and a few
- * seconds on a bad one; the edge may also need to pull the stream from its origin first.
+ * A new session that has not received any media this long after its answer is given up (a media
+ * failure, below). ICE with a public-address ICE-lite server plus DTLS takes well under a second on
+ * a normal network and a few seconds on a bad one; the edge may also need to pull the stream from
+ * its origin first. Counted from the answer: the requests before it have REQUEST_TIMEOUT_MS each.
  */
 const CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * New sessions in a row that get an answer but no media (ICE or DTLS failed, or nothing within
+ * CONNECT_TIMEOUT_MS) before the player gives up and says why (state 'failed'): the first try and
+ * two quick retries, about 30 s. One such failure can be bad luck (an edge that died or drained
+ * just after answering, and the next attempt goes elsewhere); three in a row are a path that does
+ * not exist: an address this browser cannot reach, ports a firewall blocks. Retrying does not fix
+ * those and a viewer left on "reconnecting" never learns of them, so the player stops and waits for
+ * retry() (the page's Retry button): each attempt costs the edge a session and ports, and a page
+ * that flipped between "failed" and "connecting" would hide the reason half the time.
+ */
+const MEDIA_ATTEMPTS = 3;
 
 /** Signalling requests (route API, WHEP POST) that take longer than this are aborted and retried. */
 const REQUEST_TIMEOUT_MS = 8000;
@@ -86,12 +105,54 @@ const STATS_INTERVAL_MS = 1000;
 const WATCH_INTERVAL_MS = 250;
 
 /**
- * @typedef {'idle' | 'connecting' | 'playing' | 'waiting' | 'reconnecting' | 'unauthorized' | 'unsupported' | 'stopped'} PlayerState
+ * @typedef {'idle' | 'connecting' | 'playing' | 'waiting' | 'reconnecting' | 'unauthorized' | 'unsupported' | 'failed' | 'stopped'} PlayerState
  *   idle: not started; connecting: a session is being set up; playing: media arrives;
  *   waiting: the stream is not live (404), retrying; reconnecting: a session failed or was lost,
  *   retrying; unauthorized: the stream is private and the token is missing or refused, retrying
  *   slowly; unsupported: this browser cannot decode the stream's codecs (422; lastError says
- *   which), retrying slowly (the publisher may change them); stopped: stop() was called.
+ *   which), retrying slowly (the publisher may change them); failed: media could not connect
+ *   MEDIA_ATTEMPTS times in a row (`failure` says why), not retrying until retry();
+ *   stopped: stop() was called.
+ */
+
+/**
+ * An address the edge offered for media: one `a=candidate` line of its answer.
+ * @typedef {object} OfferedCandidate
+ * @property {string} address
+ * @property {number} port
+ * @property {string} protocol   'udp' or 'tcp'
+ * @property {string} type   'host', 'srflx' or 'relay'
+ */
+
+/**
+ * One of this browser's ICE candidates (getStats 'local-candidate').
+ * @typedef {object} LocalCandidate
+ * @property {string} type   'host', 'srflx', 'prflx' or 'relay'
+ * @property {string} protocol   'udp' or 'tcp'
+ * @property {string | null} address   null where the browser hides it
+ */
+
+/**
+ * A candidate pair this browser checked (getStats 'candidate-pair').
+ * @typedef {object} TriedPair
+ * @property {LocalCandidate} local
+ * @property {{ address: string | null, port: number | null, protocol: string }} remote
+ * @property {string} state   'frozen', 'waiting', 'in-progress', 'failed' or 'succeeded'
+ * @property {number} requestsSent   connectivity checks sent on the pair
+ * @property {number} responsesReceived   of them answered
+ */
+
+/**
+ * Why media could not connect: `player.failure` in state 'failed'.
+ * @typedef {object} MediaFailure
+ * @property {'ice' | 'dtls' | 'no-media'} kind   ice: no address the edge offered answered;
+ *   dtls: one answered but the DTLS handshake did not complete; no-media: connected, but no media came
+ * @property {string} reason   the same in words, for a viewer or their support
+ * @property {string | null} edge   the node (or host) that answered the last session
+ * @property {number} attempts   sessions in a row that got no media
+ * @property {OfferedCandidate[]} offered   what the last session's answer offered
+ * @property {TriedPair[]} tried   the candidate pairs this browser checked, in the last session
+ * @property {LocalCandidate[]} local   this browser's own candidates, in the last session
  */
 
 /**
@@ -231,6 +292,102 @@ async function problemDetail(res) {
 }
 
 /**
+ * The addresses an answer offers for media: its `a=candidate` lines (component 1; BUNDLE repeats
+ * them in every m-line, listed once here).
+ * @param {string} sdp
+ * @returns {OfferedCandidate[]}
+ */
+function offeredCandidates(sdp) {
+  /** @type {Map<string, OfferedCandidate>} */
+  const out = new Map();
+  for (const m of sdp.matchAll(/^a=candidate:\S+ 1 (\S+) \d+ (\S+) (\d+) typ (\S+)/gim)) {
+    const candidate = { address: m[2], port: Number(m[3]), protocol: m[1].toLowerCase(), type: m[4] };
+    out.set(`${candidate.protocol} ${candidate.address} ${candidate.port}`, candidate);
+  }
+  return [...out.values()];
+}
+
+/** @param {{ address: string | null, port: number | null, protocol: string }} c  e.g. "127.0.0.1:40012 (udp)" */
+function endpoint(c) {
+  const host = c.address?.includes(':') ? `[${c.address}]` : (c.address ?? '?');
+  return `${host}:${c.port ?? '?'} (${c.protocol})`;
+}
+
+/**
+ * Why a viewer of this address may not reach it whatever the network does, or null.
+ * @param {string} address
+ */
+function addressNote(address) {
+  if (/^127\.|^::1$/.test(address)) return `${address} is a loopback address: only a browser on the server's own machine reaches it, and Firefox never connects to one.`;
+  if (/^(10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|f[cd])/i.test(address)) return `${address} is a private address: only browsers on the same network reach it.`;
+  return null;
+}
+
+/**
+ * Why a session got no media, from its answer and the browser's last stats report: which step
+ * did not happen (ICE, DTLS, media), what the edge offered and what this browser tried, and the
+ * same in words a viewer or their support can act on.
+ * @param {RTCPeerConnection} pc
+ * @param {OfferedCandidate[]} offered
+ * @param {RTCStatsReport} report
+ * @returns {Pick<MediaFailure, 'kind' | 'reason' | 'offered' | 'tried' | 'local'>}
+ */
+function diagnose(pc, offered, report) {
+  /** @type {Map<string, any>} */
+  const byId = new Map();
+  report.forEach((/** @type {any} */ r) => byId.set(r.id, r));
+  const stats = [...byId.values()];
+  /** @param {any} c @returns {LocalCandidate} */
+  const localOf = (c) => ({ type: c?.candidateType ?? 'unknown', protocol: c?.protocol ?? 'unknown', address: c?.address || null });
+  /** @type {Map<string, LocalCandidate>} */
+  const locals = new Map();
+  for (const c of stats.filter((r) => r.type === 'local-candidate').map(localOf)) locals.set(`${c.type} ${c.protocol} ${c.address}`, c);
+  const local = [...locals.values()];
+  /** @type {TriedPair[]} */
+  const tried = stats
+    .filter((r) => r.type === 'candidate-pair')
+    .map((p) => {
+      const remote = byId.get(p.remoteCandidateId);
+      return {
+        local: localOf(byId.get(p.localCandidateId)),
+        remote: { address: remote?.address || null, port: remote?.port ?? null, protocol: remote?.protocol ?? 'unknown' },
+        state: p.state,
+        requestsSent: p.requestsSent ?? 0,
+        responsesReceived: p.responsesReceived ?? 0,
+      };
+    });
+  const connected = tried.find((p) => p.state === 'succeeded');
+  const where = connected ? endpoint(connected.remote) : offered.map(endpoint).join(', ');
+  if (connected || pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed') {
+    // ICE is up: connectionState is 'connected' only once DTLS is too.
+    if (pc.connectionState !== 'connected') {
+      const reason = `Reached the media server at ${where || 'its address'}, but the secure connection (DTLS) was not set up: a device on the way may block or alter its packets.`;
+      return { kind: 'dtls', reason, offered, tried, local };
+    }
+    const reason = `Connected to the media server at ${where || 'its address'}, but no media came within ${CONNECT_TIMEOUT_MS / 1000} s: the server may not be receiving the stream.`;
+    return { kind: 'no-media', reason, offered, tried, local };
+  }
+  const kinds = [...new Set(local.map((c) => `${c.type} ${c.protocol}`))].join(', ');
+  const checks = tried.reduce((sum, p) => sum + p.requestsSent, 0);
+  const why =
+    offered.length === 0
+      ? 'its answer offered no address'
+      : tried.length === 0
+        ? local.length === 0
+          ? 'this browser found no network address of its own to connect from'
+          : `this browser tried none of these addresses (its own candidates: ${kinds})`
+        : tried.every((p) => p.responsesReceived === 0)
+          ? `nothing answered this browser's connectivity checks (${tried.length} address pairs${checks ? `, ${checks} checks` : ''})`
+          : 'some checks were answered, but no address pair worked';
+  const notes = [...new Set(offered.map((c) => addressNote(c.address)).filter((n) => n !== null))];
+  const reason =
+    `Could not reach the media server${where ? ` at ${where}` : ''}: ${why}. ` +
+    `A firewall may block these ports, or the server announces an address this browser cannot reach (it may need --announced-ip).` +
+    (notes.length > 0 ? ` ${notes.join(' ')}` : '');
+  return { kind: 'ice', reason, offered, tried, local };
+}
+
+/**
  * One WHEP session: its peer connection, its resource URL and the stats counters needed for
  * per-second rates. Owned by the player; replaced on every reconnect.
  */
@@ -245,7 +402,12 @@ class Session {
     /** The node id the route API named for this session, if it did (what `lost=` names). */
     /** @type {string | null} */
     this.node = null;
-    this.startedAt = performance.now();
+    /** When the answer was applied (the media timeout counts from it), or null before. */
+    /** @type {number | null} */
+    this.answeredAt = null;
+    /** The addresses the answer offered for media. */
+    /** @type {OfferedCandidate[]} */
+    this.offered = [];
     /** When media last progressed (frames decoded or audio packets), or null before the first. */
     /** @type {number | null} */
     this.progressAt = null;
@@ -284,6 +446,10 @@ export class RelaycastPlayer extends EventTarget {
   /** When a session that played was lost, while recovering from it (RECOVERY_WINDOW_MS); null otherwise. */
   /** @type {number | null} */
   #lostAt = null;
+  /** New sessions in a row that got no media (MEDIA_ATTEMPTS); back to 0 once media plays, and by retry(). */
+  #mediaFailures = 0;
+  /** @type {MediaFailure | null} */
+  #failure = null;
   /** The edge to name to the balancer at the next attempt: the last session's, which went silent. */
   /** @type {string | null} */
   #lostNode = null;
@@ -326,6 +492,11 @@ export class RelaycastPlayer extends EventTarget {
 
   get stream() {
     return this.#options.stream;
+  }
+
+  /** Why media could not connect, in state 'failed' (null in every other state). */
+  get failure() {
+    return this.#failure;
   }
 
   /** The stream's layers, highest first, for a quality menu ('layers' events say when they change). */
@@ -432,19 +603,46 @@ export class RelaycastPlayer extends EventTarget {
         return this.#options.token ? 'token refused' : 'private stream: token required';
       case 'unsupported':
         return `this browser cannot play this stream: ${this.#stats.lastError}`;
+      case 'failed':
+        return this.#failure?.reason ?? 'failed';
       default:
         return this.#state;
     }
   }
 
-  /** Starts playing (and keeps trying until stop()). Calling it while started does nothing. */
+  /**
+   * Starts playing (and keeps trying until stop(), or until media fails to connect MEDIA_ATTEMPTS
+   * times in a row: state 'failed'). Calling it while started does nothing; in state 'failed' it
+   * is retry().
+   */
   start() {
+    if (this.#state === 'failed') {
+      this.retry();
+      return;
+    }
     if (this.#state !== 'idle' && this.#state !== 'stopped') return;
     this.#backoffMs = BACKOFF_INITIAL_MS;
+    this.#mediaFailures = 0;
     this.#lostAt = null;
     this.#lostNode = null;
     this.#stats = this.#emptyStats();
     this.#statsTimer = setInterval(() => void this.#tick(), WATCH_INTERVAL_MS);
+    void this.#attempt();
+  }
+
+  /**
+   * Tries again now, with MEDIA_ATTEMPTS afresh: after 'failed' (the page's Retry button), or to
+   * cut a retry delay short. Does nothing while connecting or playing; before start() or after
+   * stop(), it is start().
+   */
+  retry() {
+    if (this.#state === 'idle' || this.#state === 'stopped') {
+      this.start();
+      return;
+    }
+    if (this.#state === 'connecting' || this.#state === 'playing') return;
+    this.#backoffMs = BACKOFF_INITIAL_MS;
+    this.#mediaFailures = 0;
     void this.#attempt();
   }
 
@@ -493,8 +691,9 @@ export class RelaycastPlayer extends EventTarget {
       this.#video.play().catch(() => undefined); // refused without a user gesture unless muted: the page's Unmute button plays
     };
     pc.onconnectionstatechange = () => {
-      if (generation !== this.#generation) return;
-      // 'disconnected' may heal by itself; the stall watchdog decides if it does not.
+      // Before media, #tick decides (it reads the stats that say why); 'disconnected' may heal by
+      // itself, and the stall watchdog decides if it does not.
+      if (generation !== this.#generation || this.#state !== 'playing') return;
       if (pc.connectionState === 'failed' || pc.connectionState === 'closed') {
         this.#lost(`connection ${pc.connectionState}`, { hint: true });
       }
@@ -531,6 +730,8 @@ export class RelaycastPlayer extends EventTarget {
     session.layerUrl = links[WHEP_LAYER] ?? null;
     if (generation !== this.#generation) return;
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    session.offered = offeredCandidates(answer);
+    session.answeredAt = performance.now();
     // Best effort: a player without the quality menu still plays.
     void this.#openEvents(session, links, generation).catch(() => undefined);
     this.#stats.sessions++;
@@ -598,6 +799,30 @@ export class RelaycastPlayer extends EventTarget {
     this.#stats.lastError = why;
     this.#teardown();
     this.#retry('reconnecting', 0, wasPlaying && recovering);
+  }
+
+  /**
+   * A new session got no media: its ICE or DTLS failed, or CONNECT_TIMEOUT_MS passed since its
+   * answer. Retried like a lost session (the edge is not named to the balancer: it answered a
+   * moment ago) until MEDIA_ATTEMPTS in a row have failed; then the player stops trying and says
+   * why (state 'failed', `failure`) until retry().
+   * @param {Session} session
+   * @param {RTCStatsReport} report  the session's latest stats: what was tried
+   */
+  #mediaFailed(session, report) {
+    const attempts = ++this.#mediaFailures;
+    const failure = { ...diagnose(session.pc, session.offered, report), edge: session.edge, attempts };
+    this.#stats.lastError = failure.reason;
+    this.#teardown();
+    if (attempts < MEDIA_ATTEMPTS) {
+      this.#retry('reconnecting');
+      return;
+    }
+    this.#generation++;
+    clearTimeout(this.#retryTimer);
+    this.#retryAt = null;
+    this.#failure = failure;
+    this.#setState('failed');
   }
 
   /**
@@ -681,6 +906,7 @@ export class RelaycastPlayer extends EventTarget {
       session.progressAt = now;
       if (this.#state !== 'playing') {
         this.#backoffMs = BACKOFF_INITIAL_MS;
+        this.#mediaFailures = 0;
         this.#lostAt = null;
         this.#stats.lastError = null;
         this.#setState('playing');
@@ -692,9 +918,12 @@ export class RelaycastPlayer extends EventTarget {
     } else if (session.progressAt !== null && now - session.progressAt >= FROZEN_MS) {
       this.#lost(`no media for ${Math.round((now - session.progressAt) / 1000)} s`);
       return;
-    } else if (session.progressAt === null && now - session.startedAt > CONNECT_TIMEOUT_MS) {
-      this.#lost('no media after connecting');
-      return;
+    } else if (session.progressAt === null && session.answeredAt !== null) {
+      const pc = session.pc;
+      if (pc.connectionState === 'failed' || pc.iceConnectionState === 'failed' || now - session.answeredAt > CONNECT_TIMEOUT_MS) {
+        this.#mediaFailed(session, report);
+        return;
+      }
     }
     if (now - this.#statsAt >= STATS_INTERVAL_MS - WATCH_INTERVAL_MS / 2) {
       this.#statsAt = now;
@@ -765,6 +994,7 @@ export class RelaycastPlayer extends EventTarget {
   #setState(state) {
     const changed = state !== this.#state;
     this.#state = state;
+    if (state !== 'failed') this.#failure = null;
     if (changed) this.#emit('statechange');
     this.#emit('stats');
   }
