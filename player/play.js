@@ -27,16 +27,33 @@ $('embed-code').textContent =
 const player = new RelaycastPlayer(video, { server: location.origin, stream, token });
 /** @type {any} */ (window).relaycastPlayer = player;
 
+/**
+ * The status line, re-made only when it changed (so that a viewer can select and copy it). A flag
+ * it names (--announced-ip) stays on one line, as it is typed.
+ * @param {string} text
+ */
+function showStatus(text) {
+  const line = $('status-text');
+  if (line.textContent === text) return;
+  line.replaceChildren(...text.split(/(--[a-z][a-z-]*)/).map((part, i) => (i % 2 ? Object.assign(document.createElement('code'), { textContent: part }) : part)));
+}
+
 /** @param {ReturnType<RelaycastPlayer['stats']>} s */
 function render(s) {
   const playing = s.state === 'playing';
   $('status').hidden = playing;
   $('status').dataset.state = s.state;
-  $('status-text').textContent = s.stateText;
+  showStatus(s.stateText);
   $('live').hidden = !playing;
+  // Media could not connect: the reason is the status text; the Retry button and, for support,
+  // what the edge offered and what this browser tried.
+  $('retry').hidden = s.state !== 'failed';
+  $('failure').hidden = player.failure === null;
+  const details = player.failure ? JSON.stringify(player.failure, null, 2) : '';
+  if ($('failure-details').textContent !== details) $('failure-details').textContent = details; // a selection survives the next render
   /** @type {Record<string, string>} */
   const shown = {
-    stateText: s.stateText,
+    stateText: s.state === 'failed' ? 'failed' : s.stateText, // the reason is in the status below
     resolution: s.width ? `${s.width}×${s.height}` : '–',
     fps: playing ? String(s.fps) : '–',
     bitrate: playing ? `${s.bitrateKbps.toLocaleString('en')} kbit/s` : '–',
@@ -65,6 +82,8 @@ player.addEventListener('layers', () => {
 quality.addEventListener('change', () => {
   player.selectQuality(quality.value).catch((/** @type {Error} */ error) => console.warn('quality not changed:', error.message));
 });
+
+$('retry').addEventListener('click', () => player.retry());
 
 // Autoplay is only allowed muted; sound needs a click.
 const unmute = $('unmute');
