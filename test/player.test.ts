@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
 import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
@@ -12,12 +13,52 @@ import { playerStats, playing, type PageStats } from './helpers/player.ts';
  * The web player and the dashboard in real Chromium, against an origin, an edge and a balancer
  * (three processes on a real Postgres). The player page is the balancer's: it asks the route API
  * for the edge (another origin: CORS) and plays over WHEP from it, and reconnects by itself when
- * the publisher leaves and comes back. Screenshots go to test/artifacts/.
+ * the publisher leaves and comes back; when the edge's media ports are blocked, it says why and
+ * plays again on Retry. Screenshots go to test/artifacts/.
  */
 
 const SECRET = 'player-test-secret-0123456789';
 const ADMIN = 'player-test-admin-0123456789';
 const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '500', '--node-ttl-ms', '3000', '--relay-linger-ms', '1000'];
+
+/**
+ * The edge's media ports, which the failure test blocks: this file's own. Above the 20000–29999
+ * every other test node's media uses (kit/relaycast.ts) and below Linux's ephemeral range
+ * (32768–60999, where freePort() finds the HTTP ports), so no other process has a port in them; a
+ * 50-port slot picked by the pid, so that two runs of this file at once (two worktrees) most
+ * likely block different ones.
+ */
+const EDGE_MEDIA_MIN_PORT = 30_000 + (process.pid % 54) * 50;
+const EDGE_MEDIA_MAX_PORT = EDGE_MEDIA_MIN_PORT + 49;
+
+/** The nftables table that blocks them; one per run. */
+const BLOCK_TABLE = `relaycast_player_${process.pid}`;
+
+/** Why the edge's ports cannot be blocked here (needs root and nft), or undefined when they can. */
+function blockUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'blocking ports with nftables needs root (run the suite as root, as CI does)';
+  const nft = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8', timeout: 10_000 });
+  if (nft.error || nft.status !== 0) return `\`nft\` is unavailable (${nft.error?.message ?? nft.stderr.trim()}; install nftables)`;
+  return undefined;
+}
+
+const unblockEdgeMedia = () => void spawnSync('nft', ['delete', 'table', 'inet', BLOCK_TABLE], { stdio: 'ignore', timeout: 10_000 });
+
+/**
+ * Drops everything, UDP and TCP, that arrives on loopback for the edge's media ports: a firewall
+ * in the way. Dropped on arrival (input hook), after the sender's sendto() succeeded: the browser
+ * sees silence, as behind a real firewall, not the EPERM an output-hook drop would give it.
+ * Signalling (the edge's HTTP port) is not touched. unblockEdgeMedia() removes it; so does the
+ * runner's exit, if the test never got to.
+ */
+function blockEdgeMedia(): void {
+  unblockEdgeMedia();
+  const ruleset =
+    `table inet ${BLOCK_TABLE} {\n  chain input {\n    type filter hook input priority filter; policy accept;\n` +
+    `    iifname "lo" meta l4proto { tcp, udp } th dport ${EDGE_MEDIA_MIN_PORT}-${EDGE_MEDIA_MAX_PORT} counter drop\n  }\n}\n`;
+  execFileSync('nft', ['-f', '-'], { input: ruleset, timeout: 10_000, stdio: ['pipe', 'pipe', 'pipe'] });
+  process.once('exit', unblockEdgeMedia);
+}
 
 describe('web player and dashboard (Chromium, origin + edge + balancer)', function () {
   this.timeout(180_000);
@@ -38,8 +79,9 @@ describe('web player and dashboard (Chromium, origin + edge + balancer)', functi
     testDb = await createTestDatabase();
     db = Database.open({ url: testDb.url });
     const env = { RELAYCAST_CLUSTER_SECRET: SECRET, RELAYCAST_ADMIN_TOKEN: ADMIN };
-    const start = (role: string, id: string) => startRelaycast({ roles: [role], databaseUrl: testDb.url, env, args: ['--node-id', id, ...common] });
-    [origin, edge, balancer] = await Promise.all([start('origin', 'origin-1'), start('edge', 'edge-1'), start('balancer', 'balancer-1')]);
+    const start = (role: string, id: string, args: string[] = []) => startRelaycast({ roles: [role], databaseUrl: testDb.url, env, args: ['--node-id', id, ...common, ...args] });
+    const edgePorts = ['--rtc-min-port', String(EDGE_MEDIA_MIN_PORT), '--rtc-max-port', String(EDGE_MEDIA_MAX_PORT)];
+    [origin, edge, balancer] = await Promise.all([start('origin', 'origin-1'), start('edge', 'edge-1', edgePorts), start('balancer', 'balancer-1')]);
     await waitFor('the edge in the route API', async () => {
       const res = await fetch(`${balancer.url}/v1/route?stream=any&role=edge`);
       return res.ok && ((await res.json()) as { choices: unknown[] }).choices.length > 0;
@@ -47,6 +89,7 @@ describe('web player and dashboard (Chromium, origin + edge + balancer)', functi
     browser = await TestBrowser.launch();
   });
   after(async () => {
+    unblockEdgeMedia();
     for (const page of pages) await page.close().catch(() => undefined);
     await browser?.close();
     for (const node of [balancer, edge, origin]) await node?.stop();
@@ -124,6 +167,82 @@ describe('web player and dashboard (Chromium, origin + edge + balancer)', functi
     console.log(`      publisher left → player noticed (${noticed?.lastError}): ${noticedAt - stoppedAt} ms; republished → playing again: ${playingAgainAt - republishedAt} ms`);
 
     await stopPublishing(publisher, token);
+  });
+
+  it('says why when media cannot connect (the edge\'s ports blocked), and plays again on Retry', async function () {
+    const unavailable = blockUnavailable();
+    if (unavailable) {
+      console.log(`      SKIPPED: ${unavailable}`);
+      this.skip();
+    }
+    const stream = 'player-blocked';
+    const token = await signStreamToken(SECRET, { stream, action: 'publish' });
+    const publisher = await newPage(origin.url);
+    assert.equal((await publish(publisher, `${origin.url}/whip/${stream}`, token, 'video/VP8')).status, 201);
+    blockEdgeMedia();
+    try {
+      // The page, and the same page as the embed's iframe shows it.
+      const viewer = await newPage(balancer.url);
+      const embedded = await newPage(balancer.url);
+      let posts = 0; // the page's WHEP POSTs, as the browser sent them
+      viewer.on('request', (request) => {
+        if (request.method() === 'POST' && new URL(request.url()).pathname === `/whep/${stream}`) posts++;
+      });
+      const openedAt = Date.now();
+      await viewer.goto(`${balancer.url}/play/${stream}`);
+      await embedded.goto(`${balancer.url}/play/${stream}?embed=1`);
+
+      // A bound, not a figure: three sessions of at most 10 s each without media (the player's
+      // MEDIA_ATTEMPTS and CONNECT_TIMEOUT_MS) and two short retry delays.
+      let last: PageStats | undefined;
+      for (const [page, what] of [[viewer, 'the page'], [embedded, 'the embedded page']] as const) {
+        await waitFor(`${what} in state failed`, async () => (last = await playerStats(page)).state === 'failed', 90_000, 250).catch((error) => {
+          throw new Error(`${(error as Error).message}; last player stats: ${JSON.stringify(last)}`, { cause: error });
+        });
+      }
+      const failedAfterMs = Date.now() - openedAt;
+      await screenshot(embedded, 'player-failed-embed');
+      await viewer.locator('#failure summary').click(); // the details for support, in the screenshot
+      await screenshot(viewer, 'player-failed');
+
+      // What the player knows: the edge offered its blocked ports on UDP and TCP, and this
+      // browser's checks of them went unanswered.
+      const failure = await viewer.evaluate(() => (window as any).relaycastPlayer.failure);
+      assert.equal(failure.kind, 'ice', JSON.stringify(failure));
+      assert.equal(failure.edge, 'edge-1');
+      const offered = failure.offered as { address: string; port: number; protocol: string }[];
+      assert.deepEqual([...new Set(offered.map((c) => c.protocol))].sort(), ['tcp', 'udp'], JSON.stringify(offered));
+      for (const c of offered) {
+        assert.equal(c.address, '127.0.0.1');
+        assert.ok(c.port >= EDGE_MEDIA_MIN_PORT && c.port <= EDGE_MEDIA_MAX_PORT, `an offered port of the edge's: ${c.port}`);
+      }
+      const tried = failure.tried as { state: string; responsesReceived: number }[];
+      assert.ok(tried.length > 0, `this browser checked some address pairs: ${JSON.stringify(failure)}`);
+      assert.ok(tried.every((p) => p.state !== 'succeeded' && p.responsesReceived === 0), JSON.stringify(tried));
+
+      // What the viewer sees: the addresses, the advice, the Retry button; in the embed too.
+      for (const page of [viewer, embedded]) {
+        const text = await page.locator('#status-text').innerText();
+        const shown = (await page.evaluate(() => (window as any).relaycastPlayer.failure)) as typeof failure;
+        for (const c of shown.offered as typeof offered) assert.ok(text.includes(`127.0.0.1:${c.port} (${c.protocol})`), `the status names ${c.port}/${c.protocol}: ${text}`);
+        assert.match(text, /--announced-ip/);
+        assert.ok(await page.locator('#retry').isVisible(), 'the Retry button is shown');
+        if (page === viewer) console.log(`      opened → failed: ${failedAfterMs} ms (both pages); the page says: ${text}`);
+      }
+
+      // The way is open again, yet a failed page does not try by itself: one POST per attempt,
+      // none since. Retry starts a new session, which plays.
+      unblockEdgeMedia();
+      assert.equal(posts, failure.attempts, 'no WHEP POST after the page failed');
+      const { sessions } = await playerStats(viewer);
+      await viewer.locator('#retry').click();
+      await waitFor('a new WHEP POST after Retry', () => posts > failure.attempts, 15_000);
+      await playing(viewer, 'the page to play after Retry', { afterSession: sessions });
+      assert.equal(await viewer.locator('#retry').isVisible(), false, 'no Retry button while playing');
+    } finally {
+      unblockEdgeMedia();
+      await stopPublishing(publisher, token);
+    }
   });
 
   it('asks for a token on a private stream and plays with ?token=', async () => {
