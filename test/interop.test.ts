@@ -335,9 +335,14 @@ describe('RTMP publishers as people configure them, played in Chromium', functio
 
     const baseline = await watch(stream, 'a Constrained Baseline viewer (as Firefox with OpenH264)', { h264Profiles: ['42e01f'] });
     assert.deepEqual(baseline.answered, ['42e01f']);
-    await watch(stream, 'a VP8-only viewer (as Firefox without OpenH264)', { codecs: ['video/VP8'] }, 'video/VP8');
-    const started = origin.output().split('\n').filter((l) => l.includes('"component":"whip-rendition"') && l.includes('rendition started'));
-    assert.deepEqual(started.map((l) => (JSON.parse(l) as { rendition: string }).rendition), ['h264', 'vp8'], 'one rendition per codec, from the WHIP publish');
+    const vp8 = await watch(stream, 'a VP8-only viewer (as Firefox without OpenH264)', { codecs: ['video/VP8'] }, 'video/VP8');
+    const renditionLog = (msg: string) =>
+      origin.output().split('\n').filter((l) => l.includes('"component":"whip-rendition"') && l.includes(`"msg":"${msg}"`)).map((l) => JSON.parse(l) as { rendition: string; reason?: string });
+    assert.deepEqual(renditionLog('rendition started').map((l) => l.rendition), ['h264', 'vp8'], 'one rendition per codec, from the WHIP publish');
+    // Both leave: the edge lets the relay go after its linger, and the origin stops both renditions; the stream goes on.
+    for (const page of [baseline.page, vp8.page]) await stopViewing(page);
+    await waitFor(`${stream}: both renditions stopped`, () => renditionLog('rendition closed').filter((l) => l.reason === 'no relay carries it').length === 2, 20_000, 200);
+    assert.equal((await getStream(db.knex, stream))?.state, 'live', 'the stream itself goes on');
 
     const probe = await newPage(edge.url);
     const attempt = await play(probe, `${edge.url}/whep/${stream}`, undefined, { codecs: ['video/VP9'] });
