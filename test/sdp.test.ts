@@ -175,6 +175,15 @@ describe('media/sdp: viewers', () => {
     assert.equal(answered.codecs[0]!.parameters!['profile-level-id'], '640c1f', 'the answer names what Safari offered');
   });
 
+  it('sends a Firefox ESR 153 viewer VP8 on its own payload type, with its abs-send-time id, and takes no REMB (mediasoup would drop it)', () => {
+    const text = readFileSync(new URL('./fixtures/sdp/firefox-esr153-whep-offer.sdp', import.meta.url), 'utf8');
+    const video = sectionsOf(text).find((s) => s.kind === 'video')!;
+    const caps = consumerCapabilities(video, [{ mimeType: 'video/VP8', payloadType: 101, clockRate: 90000 }]);
+    assert.deepEqual(caps.codecs!.map((c) => [c.mimeType, c.preferredPayloadType]), [['video/VP8', 120]]);
+    assert.deepEqual(caps.codecs![0]!.rtcpFeedback!.map((fb) => `${fb.type}${fb.parameter ? ` ${fb.parameter}` : ''}`), ['nack', 'nack pli', 'ccm fir', 'transport-cc']);
+    assert.equal(caps.headerExtensions!.find((e) => /abs-send-time/.test(e.uri))?.preferredId, 4, "mediasoup's own id: the one extension a consumer keeps");
+  });
+
   it('names the codecs of an offer for a 422', () => {
     assert.deepEqual(offeredCodecs(chromium()[1]!), [
       'video/VP8',
