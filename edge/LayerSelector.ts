@@ -9,12 +9,13 @@ import { CLEAN_LOSS, HEAVY_LOSS, LayerPolicy, layerStep, stepLayers } from './La
  * WHEP layer extension) and go back to automatic.
  *
  * Automatic means one of two things, by what the viewer's transport can do:
- * - **estimated**: the viewer's offer put a bandwidth-estimation header extension
- *   (transport-cc, abs-send-time) at the id mediasoup writes it with, so mediasoup estimates the
- *   link and picks the layer itself (Firefox offers abs-send-time at mediasoup's id 4).
- * - **loss-driven** (everyone else: Chromium and Safari number their extensions differently, and
- *   mediasoup 3.27 cannot write them under the viewer's ids): the receiver's reports of lost
- *   packets move a ceiling (LayerPolicy), applied as the consumer's preferred layers.
+ * - **estimated**: the viewer's offer put transport-cc at the id mediasoup writes it with (5), so
+ *   mediasoup estimates the link and picks the layer itself. No browser does today.
+ * - **loss-driven** (every browser: Chromium and Safari number their extensions differently, and
+ *   mediasoup 3.27 cannot write them under the viewer's ids; Firefox's abs-send-time does line up,
+ *   but mediasoup drops the REMB it would bring, see consumerCapabilities in media/sdp.ts): the
+ *   receiver's reports of lost packets move a ceiling (LayerPolicy), applied as the consumer's
+ *   preferred layers.
  */
 
 export type LayerMode = 'auto' | 'pinned';
@@ -86,7 +87,7 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     this.#policy = new LayerPolicy(this.spatialLayers - 1 + this.temporalLayers - 1);
     this.#cap = { spatialLayer: this.spatialLayers - 1, temporalLayer: this.temporalLayers - 1 };
     const feedback = new Set(consumer.rtpParameters.codecs.flatMap((c) => c.rtcpFeedback ?? []).map((fb) => fb.type));
-    this.estimated = feedback.has('transport-cc') || feedback.has('goog-remb');
+    this.estimated = feedback.has('transport-cc');
     this.#layers = consumer.currentLayers;
     consumer.on('layerschange', (layers) => {
       const previous = this.#layers;

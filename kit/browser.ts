@@ -8,8 +8,20 @@ import { waitFor } from './processes.ts';
 /**
  * Real Chromium (Debian's), headless, with a fake camera and microphone, for the tests and the RTMP
  * benchmark (bench/rtmp.ts). Pages run WHIP and WHEP the way a browser client does:
- * RTCPeerConnection, fetch, and the stats a user would look at.
+ * RTCPeerConnection, fetch, and the stats a user would look at. The scripts below run as well in
+ * Firefox's pages (kit/firefox.ts): they take any ScriptPage.
  */
+
+/**
+ * A page the scripts below run in: what a playwright Page (Chromium) and a puppeteer Page
+ * (Firefox) both are. Each script is one function run in the page with one argument; the
+ * function's parameter is annotated, and that is what the argument is checked against.
+ * (`(arg: A) => R` with a free A would not do: puppeteer types the parameter as its
+ * FlattenHandle<A>, which a generic A is not.)
+ */
+export interface ScriptPage {
+  evaluate<F extends (arg: any) => unknown>(fn: F, ...arg: Parameters<F>): Promise<Awaited<ReturnType<F>>>;
+}
 
 const ARGS = [
   '--headless',
@@ -80,17 +92,18 @@ export interface PublishResult {
 
 /**
  * Publishes the fake camera and microphone over WHIP, preferring `videoCodec` (e.g. 'video/H264'),
- * in the given H.264 profiles only when `h264Profiles` is set.
+ * in the given H.264 profiles only when `h264Profiles` is set; without `videoCodec`, in the
+ * browser's own order of codecs.
  */
-export async function publish(page: Page, url: string, token: string, videoCodec: string, h264Profiles?: string[]): Promise<PublishResult> {
+export async function publish(page: ScriptPage, url: string, token: string, videoCodec?: string, h264Profiles?: string[]): Promise<PublishResult> {
   return page.evaluate(
-    async ({ url, token, videoCodec, h264Profiles }) => {
+    async ({ url, token, videoCodec, h264Profiles }: { url: string; token: string; videoCodec?: string; h264Profiles?: string[] }) => {
       const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
       const pc = new RTCPeerConnection();
       (window as any).publisher = pc;
       for (const track of media.getTracks()) {
         const transceiver = pc.addTransceiver(track, { direction: 'sendonly' });
-        if (track.kind === 'video') {
+        if (track.kind === 'video' && videoCodec) {
           const codecs = RTCRtpSender.getCapabilities('video')!.codecs;
           transceiver.setCodecPreferences([
             ...codecs.filter(
@@ -116,18 +129,16 @@ export async function publish(page: Page, url: string, token: string, videoCodec
 }
 
 /**
- * Publishes over WHIP with simulcast: the camera at 640x360 sent as three layers (RFC 8853 rids
- * q, h, f at a quarter, half and full size, lowest first), VP8, as Chromium's sendEncodings do.
- */
-/**
  * Layers a simulcast publisher sends, lowest first. Chromium sends three layers from a 960x540
  * picture up (two below that: its simulcast table in media/engine/simulcast.cc), so the default
- * capture is 960x540: 240x135 at 150 kbit/s, 480x270 at 500, 960x540 at 1,200.
+ * capture is 960x540: 240x135 at 150 kbit/s, 480x270 at 500, 960x540 at 1,200. A layer without a
+ * scale or bitrate gets the browser's own (Firefox 153 scales three layers by 4, 2 and 1); every
+ * layer needs its rid.
  */
 export interface SimulcastOptions {
   width?: number;
   height?: number;
-  layers?: Array<{ rid: string; scaleResolutionDownBy: number; maxBitrate: number }>;
+  layers?: Array<{ rid: string; scaleResolutionDownBy?: number; maxBitrate?: number }>;
 }
 
 const SIMULCAST_LAYERS: NonNullable<SimulcastOptions['layers']> = [
@@ -137,10 +148,10 @@ const SIMULCAST_LAYERS: NonNullable<SimulcastOptions['layers']> = [
 ];
 
 /** Publishes the fake camera over WHIP in simulcast (see SimulcastOptions); returns the response and the offer. */
-export async function publishSimulcast(page: Page, url: string, token: string, options: SimulcastOptions = {}): Promise<PublishResult & { offer: string }> {
+export async function publishSimulcast(page: ScriptPage, url: string, token: string, options: SimulcastOptions = {}): Promise<PublishResult & { offer: string }> {
   const { width = 960, height = 540, layers = SIMULCAST_LAYERS } = options;
   return page.evaluate(
-    async ({ url, token, width, height, layers }) => {
+    async ({ url, token, width, height, layers }: { url: string; token: string; width: number; height: number; layers: RTCRtpEncodingParameters[] }) => {
       const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width, height } });
       const pc = new RTCPeerConnection();
       (window as any).publisher = pc;
@@ -158,7 +169,7 @@ export async function publishSimulcast(page: Page, url: string, token: string, o
 }
 
 /** Frames the publisher has sent per simulcast layer (outbound-rtp by rid). */
-export async function framesSentByRid(page: Page): Promise<Record<string, number>> {
+export async function framesSentByRid(page: ScriptPage): Promise<Record<string, number>> {
   return page.evaluate(async () => {
     const out: Record<string, number> = {};
     (await ((window as any).publisher as RTCPeerConnection).getStats()).forEach((s: any) => {
@@ -173,7 +184,7 @@ export async function framesSentByRid(page: Page): Promise<Record<string, number
  * sent per layer. Chromium turns a layer on once its bandwidth estimate has room for it, so this
  * is a wait, not a figure.
  */
-export async function layersSending(page: Page, count: number, timeoutMs = 60_000): Promise<Record<string, number>> {
+export async function layersSending(page: ScriptPage, count: number, timeoutMs = 60_000): Promise<Record<string, number>> {
   let sent: Record<string, number> = {};
   await waitFor(`the publisher sending ${count} layers`, async () => {
     sent = await framesSentByRid(page);
@@ -196,9 +207,9 @@ export interface ReceiveOnly {
 }
 
 /** Plays over WHEP into a <video> element; returns the response as publish() does. */
-export async function play(page: Page, url: string, token?: string, only?: ReceiveOnly): Promise<PublishResult> {
+export async function play(page: ScriptPage, url: string, token?: string, only?: ReceiveOnly): Promise<PublishResult> {
   return page.evaluate(
-    async ({ url, token, only }) => {
+    async ({ url, token, only }: { url: string; token?: string; only?: ReceiveOnly }) => {
       const pc = new RTCPeerConnection();
       (window as any).viewer = pc;
       pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -264,7 +275,7 @@ export interface PlaybackStats {
 }
 
 /** What the viewer page sees: decoded frames, the picture size, freezes, losses, audio packets. */
-export async function playbackStats(page: Page): Promise<PlaybackStats> {
+export async function playbackStats(page: ScriptPage): Promise<PlaybackStats> {
   return page.evaluate(async () => {
     const pc = (window as any).viewer as RTCPeerConnection;
     const stats = await pc.getStats();
@@ -315,9 +326,9 @@ const FIRST_FRAME_POLL_MS = 20;
  * Milliseconds from a play()'s WHEP POST to its first decoded video frame, both read in the page
  * (getStats every FIRST_FRAME_POLL_MS, so the figure is that coarse); throws after `timeoutMs`.
  */
-export async function firstFrameMs(page: Page, timeoutMs: number): Promise<number> {
+export async function firstFrameMs(page: ScriptPage, timeoutMs: number): Promise<number> {
   const ms = await page.evaluate(
-    async ({ timeoutMs, pollMs }) => {
+    async ({ timeoutMs, pollMs }: { timeoutMs: number; pollMs: number }) => {
       const w = window as any;
       const pc = w.viewer as RTCPeerConnection;
       while (performance.now() - w.viewerPostedAt < timeoutMs) {
@@ -352,7 +363,7 @@ export interface SelectedCandidatePair {
  * The play() connection's selected candidate pair: its transport's `selectedCandidatePairId`, and
  * that pair's local and remote candidates. Undefined while ICE has selected none.
  */
-export async function selectedCandidatePair(page: Page): Promise<SelectedCandidatePair | undefined> {
+export async function selectedCandidatePair(page: ScriptPage): Promise<SelectedCandidatePair | undefined> {
   return page.evaluate(async () => {
     const stats = await ((window as any).viewer as RTCPeerConnection).getStats();
     let pairId: string | undefined;
@@ -374,7 +385,7 @@ export async function selectedCandidatePair(page: Page): Promise<SelectedCandida
 }
 
 /** Ends a play() session on the edge (DELETE, so the edge does not wait for it to time out) and closes its peer connection; best effort. */
-export async function stopViewing(page: Page): Promise<void> {
+export async function stopViewing(page: ScriptPage): Promise<void> {
   await page
     .evaluate(async () => {
       const location = (window as any).viewerLocation as string | null;
@@ -388,7 +399,7 @@ export async function stopViewing(page: Page): Promise<void> {
  * The viewer's WHEP extension URLs, from the Link header of its 201 (play()): the layer-selection
  * and server-sent-events URLs, by relation.
  */
-export async function viewerExtensions(page: Page): Promise<Record<string, string>> {
+export async function viewerExtensions(page: ScriptPage): Promise<Record<string, string>> {
   const header = await page.evaluate(() => (window as any).viewerLinks as string | null);
   const out: Record<string, string> = {};
   for (const link of header?.split(/,\s*(?=<)/) ?? []) {
@@ -400,9 +411,9 @@ export async function viewerExtensions(page: Page): Promise<Record<string, strin
 }
 
 /** POSTs a layer choice to the viewer's layer-selection URL (the WHEP layer extension); the status. */
-export async function selectLayer(page: Page, url: string, choice: Record<string, unknown>): Promise<{ status: number; body: string }> {
+export async function selectLayer(page: ScriptPage, url: string, choice: Record<string, unknown>): Promise<{ status: number; body: string }> {
   return page.evaluate(
-    async ({ url, choice }) => {
+    async ({ url, choice }: { url: string; choice: Record<string, unknown> }) => {
       const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(choice) });
       return { status: res.status, body: await res.text() };
     },
@@ -414,9 +425,9 @@ export async function selectLayer(page: Page, url: string, choice: Record<string
  * Opens an event stream (the WHEP server-sent-events extension) for `events` and listens with an
  * EventSource; every event received is kept in the page (see receivedEvents()).
  */
-export async function openEvents(page: Page, url: string, events: string[]): Promise<{ status: number; location: string | null }> {
+export async function openEvents(page: ScriptPage, url: string, events: string[]): Promise<{ status: number; location: string | null }> {
   return page.evaluate(
-    async ({ url, events }) => {
+    async ({ url, events }: { url: string; events: string[] }) => {
       const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(events) });
       const location = res.headers.get('location');
       const received: Array<{ event: string; data: unknown; at: number }> = [];
@@ -433,20 +444,20 @@ export async function openEvents(page: Page, url: string, events: string[]): Pro
 }
 
 /** The events the page's EventSource received so far (openEvents()). */
-export async function receivedEvents(page: Page): Promise<Array<{ event: string; data: any; at: number }>> {
+export async function receivedEvents(page: ScriptPage): Promise<Array<{ event: string; data: any; at: number }>> {
   return page.evaluate(() => ((window as any).receivedEvents ?? []) as Array<{ event: string; data: any; at: number }>);
 }
 
-export async function connectionState(page: Page, which: 'viewer' | 'publisher'): Promise<string> {
-  return page.evaluate((which) => ((window as any)[which] as RTCPeerConnection).connectionState, which);
+export async function connectionState(page: ScriptPage, which: 'viewer' | 'publisher'): Promise<string> {
+  return page.evaluate((which: 'viewer' | 'publisher') => ((window as any)[which] as RTCPeerConnection).connectionState, which);
 }
 
 /**
  * Stops a publish() of this page: DELETEs its WHIP session, then closes its RTCPeerConnection
  * (in that order: once the connection closes, the origin may end the session by itself first).
  */
-export async function stopPublishing(page: Page, token: string): Promise<number> {
-  return page.evaluate(async (token) => {
+export async function stopPublishing(page: ScriptPage, token: string): Promise<number> {
+  return page.evaluate(async (token: string) => {
     const location = (window as any).publisherLocation as string | null;
     const res = location ? await fetch(location, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } }) : undefined;
     const pc = (window as any).publisher as RTCPeerConnection | undefined;
@@ -490,11 +501,12 @@ const RETRY_MS = 500;
  * loss, naming the lost origin to the route API (`lost=`, which has the balancer check it and,
  * when it is gone, release its streams), RETRY_MS after a refusal — forever, until the page
  * closes. `window.publishLog` records each attempt: `{ origin, status }`; `window.publishLosses`
- * each loss: `{ origin, why, at }` (Date.now()).
+ * each loss: `{ origin, why, at }` (Date.now()). Tried in Chromium only: Firefox 153's transport
+ * stats carry no bytesReceived, one of the two things it watches.
  */
-export async function publishWithRetry(page: Page, balancerUrl: string, stream: string, token: string): Promise<void> {
+export async function publishWithRetry(page: ScriptPage, balancerUrl: string, stream: string, token: string): Promise<void> {
   await page.evaluate(
-    async ({ balancerUrl, stream, token, LOSS_MS, LOSS_CHECK_MS, RETRY_MS }) => {
+    async ({ balancerUrl, stream, token, LOSS_MS, LOSS_CHECK_MS, RETRY_MS }: { balancerUrl: string; stream: string; token: string; LOSS_MS: number; LOSS_CHECK_MS: number; RETRY_MS: number }) => {
       const w = window as any;
       w.publishLog = [] as Array<{ origin: string | null; status: number | string }>;
       w.publishLosses = [] as Array<{ origin: string | null; why: string; at: number }>;

@@ -11,19 +11,26 @@ import { createInterface } from 'node:readline';
  */
 
 const running = new Set<ChildProcess>();
+const hasExited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-/** Spawns a process that is registered until it exits (and killed if it outlives its parent). */
-export function spawnTracked(command: string, args: string[], options: SpawnOptions): ChildProcess {
-  const child = spawn(command, args, options);
+/**
+ * Registers a process something else spawned (a browser a driver library launched) until it exits:
+ * killed if it outlives its parent, like every process spawnTracked() starts.
+ */
+export function track(child: ChildProcess): ChildProcess {
+  if (hasExited(child)) return child;
   running.add(child);
   child.once('exit', () => running.delete(child));
   return child;
 }
 
-const hasExited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
+/** Spawns a process that is registered until it exits (and killed if it outlives its parent). */
+export function spawnTracked(command: string, args: string[], options: SpawnOptions): ChildProcess {
+  return track(spawn(command, args, options));
+}
 
 /**
  * Sends `signal` (SIGTERM by default), then SIGKILL after `graceMs`; resolves with the exit code

@@ -305,20 +305,37 @@ export function receivableCodecs(section: OfferSection, stream: RtpCodecParamete
 
 /**
  * What a viewer's m-section can receive, as mediasoup RtpCapabilities for Transport.consume(): the
- * codecs of its router (viewerCodecs) with the feedback the client offered.
+ * codecs of its router (viewerCodecs) with the feedback the client offered, but for REMB.
  *
  * Header extensions: a mediasoup consumer keeps only those whose id the client offered under the
  * router's own id, and writes extensions with the router's ids. Browsers pick other ids, so in
  * practice the answer announces none, and an answer may not re-number them (Chromium refuses
  * that). Chromium then ignores the extensions in the packets; an older libwebrtc that reads them
  * by its offered ids must offer none (see kit/clients/sdp.ts).
+ *
+ * REMB (goog-remb) is never taken. Firefox puts abs-send-time at mediasoup's id, so with goog-remb
+ * its consumer would get a REMB bandwidth estimator, and Firefox sends REMB; but mediasoup 3.27
+ * builds that estimator (libwebrtc's GoogCC) for transport-cc feedback only and drops every REMB
+ * ("Received REMB for packet feedback only GoogCC": TransportCongestionControlClient sets
+ * feedback_only since mediasoup PR #962, to keep publishers' losses out of viewers' estimates).
+ * The estimate would stay at its start value (initialAvailableOutgoingBitrate) and cap the
+ * viewer's simulcast layer there for good, up or down. Without it the edge picks the layer by the
+ * viewer's losses, as for every other browser (edge/LayerSelector.ts).
  */
 export function consumerCapabilities(section: OfferSection, stream: RtpCodecParameters[]): RtpCapabilities {
   const { media, kind } = section;
   return {
     codecs: viewerCodecs(section, stream).map(
       (c) =>
-        ({ kind, mimeType: c.mimeType, preferredPayloadType: c.payloadType, clockRate: c.clockRate, channels: c.channels, parameters: c.parameters, rtcpFeedback: c.rtcpFeedback }) as RtpCodecCapability,
+        ({
+          kind,
+          mimeType: c.mimeType,
+          preferredPayloadType: c.payloadType,
+          clockRate: c.clockRate,
+          channels: c.channels,
+          parameters: c.parameters,
+          rtcpFeedback: c.rtcpFeedback?.filter((fb) => fb.type !== 'goog-remb'),
+        }) as RtpCodecCapability,
     ),
     headerExtensions: (media.ext ?? []).map((e) => ({
       kind,

@@ -175,6 +175,15 @@ describe('media/sdp: viewers', () => {
     assert.equal(answered.codecs[0]!.parameters!['profile-level-id'], '640c1f', 'the answer names what Safari offered');
   });
 
+  it('sends a Firefox ESR 153 viewer VP8 on its own payload type, with its abs-send-time id, and takes no REMB (mediasoup would drop it)', () => {
+    const text = readFileSync(new URL('./fixtures/sdp/firefox-esr153-whep-offer.sdp', import.meta.url), 'utf8');
+    const video = sectionsOf(text).find((s) => s.kind === 'video')!;
+    const caps = consumerCapabilities(video, [{ mimeType: 'video/VP8', payloadType: 101, clockRate: 90000 }]);
+    assert.deepEqual(caps.codecs!.map((c) => [c.mimeType, c.preferredPayloadType]), [['video/VP8', 120]]);
+    assert.deepEqual(caps.codecs![0]!.rtcpFeedback!.map((fb) => `${fb.type}${fb.parameter ? ` ${fb.parameter}` : ''}`), ['nack', 'nack pli', 'ccm fir', 'transport-cc']);
+    assert.equal(caps.headerExtensions!.find((e) => /abs-send-time/.test(e.uri))?.preferredId, 4, "mediasoup's own id: the one extension a consumer keeps");
+  });
+
   it('names the codecs of an offer for a 422', () => {
     assert.deepEqual(offeredCodecs(chromium()[1]!), [
       'video/VP8',
@@ -215,14 +224,38 @@ describe('media/sdp: answers', () => {
     assert.equal(parsed.groups?.[0]?.mids, 'video0 audio1', 'only accepted sections are bundled');
   });
 
-  it('takes every simulcast layer a publisher offers (RFC 8853): rids in offer order, answered recv', () => {
-    const text = readFileSync(new URL('./fixtures/sdp/chromium-simulcast-whip-offer.sdp', import.meta.url), 'utf8');
-    const video = parseOffer(text).sections.filter(isSupported).find((s) => s.kind === 'video')!;
-    assert.deepEqual(producerParameters(video, ROUTER)?.encodings?.map((e) => e.rid), ['q', 'h', 'f'], 'one encoding per layer, lowest first');
-    const m = answer(text).media.find((s) => s.type === 'video')!;
-    assert.deepEqual(m.rids?.map((r) => `${r.id} ${r.direction}`), ['q recv', 'h recv', 'f recv']);
-    assert.deepEqual(m.simulcast, { dir1: 'recv', list1: 'q;h;f' });
-    assert.equal(answer(offer([{ kind: 'video', mid: '0', direction: 'sendonly', codecs: [VP8] }])).media[0]!.simulcast, undefined, 'no simulcast unless offered');
+  // Chromium's sendEncodings, and Firefox's (which also announces an SSRC and an RTX SSRC per layer).
+  for (const fixture of ['chromium-simulcast-whip-offer.sdp', 'firefox-esr153-simulcast-whip-offer.sdp']) {
+    it(`takes every simulcast layer a publisher offers (RFC 8853): rids in offer order, answered recv (${fixture})`, () => {
+      const text = readFileSync(new URL(`./fixtures/sdp/${fixture}`, import.meta.url), 'utf8');
+      const video = parseOffer(text).sections.filter(isSupported).find((s) => s.kind === 'video')!;
+      assert.deepEqual(producerParameters(video, ROUTER)?.encodings?.map((e) => e.rid), ['q', 'h', 'f'], 'one encoding per layer, lowest first');
+      const m = answer(text).media.find((s) => s.type === 'video')!;
+      assert.deepEqual(m.rids?.map((r) => `${r.id} ${r.direction}`), ['q recv', 'h recv', 'f recv']);
+      assert.deepEqual(m.simulcast, { dir1: 'recv', list1: 'q;h;f' });
+    });
+  }
+
+  it('answers no simulcast unless offered', () => {
+    assert.equal(answer(offer([{ kind: 'video', mid: '0', direction: 'sendonly', codecs: [VP8] }])).media[0]!.simulcast, undefined);
+  });
+
+  it('answers a Firefox ESR 153 publisher its own header-extension ids (the rid ones too) and VP8, its first choice', () => {
+    const extensions = (fixture: string) =>
+      answer(readFileSync(new URL(`./fixtures/sdp/${fixture}`, import.meta.url), 'utf8'))
+        .media.find((s) => s.type === 'video')!
+        .ext!.map((e) => `${e.value} ${e.uri.replace(/^.*[/:#]/, '')}`);
+    assert.deepEqual(extensions('firefox-esr153-whip-offer.sdp'), ['3 mid', '4 abs-send-time', '5 toffset', '6 playout-delay', '7 draft-holmer-rmcat-transport-wide-cc-extensions-01']);
+    assert.deepEqual(extensions('firefox-esr153-simulcast-whip-offer.sdp'), [
+      '3 mid',
+      '4 abs-send-time',
+      '5 toffset',
+      '6 playout-delay',
+      '7 draft-holmer-rmcat-transport-wide-cc-extensions-01',
+      '8 dependency-descriptor-rtp-header-extension',
+      '9 rtp-stream-id',
+      '10 repaired-rtp-stream-id',
+    ]);
   });
 });
 
@@ -245,6 +278,10 @@ describe('media/sdp: golden offers from other clients (test/fixtures/sdp)', () =
     'chrome-whep-offer.sdp': { plays: ['42e01f', '4d001f', '64001f'] },
     'safari-whep-offer.sdp': { plays: ['42e01f', '4d001f', '64001f'] }, // through 640c1f
     'firefox-whep-offer.sdp': { plays: ['42e01f'] },
+    // Debian's Firefox ESR 153, offline: no OpenH264 plugin, so no H.264 at all (VP8, VP9, AV1).
+    'firefox-esr153-whip-offer.sdp': { publishes: { audio: 'audio/opus', video: 'video/VP8' } },
+    'firefox-esr153-simulcast-whip-offer.sdp': { publishes: { audio: 'audio/opus', video: 'video/VP8' } },
+    'firefox-esr153-whep-offer.sdp': { plays: [] },
   };
 
   it('has an expectation for every fixture', () => assert.deepEqual(files.filter((f) => !expected[f]), []));
@@ -281,9 +318,10 @@ describe('media/sdp: golden offers from other clients (test/fixtures/sdp)', () =
           if (rtpParameters) accepted.set(s.mid, { direction: 'recvonly', rtpParameters });
         }
       } else {
-        // A viewer, offered a Constrained Baseline stream with Opus: what every browser decodes.
+        // A viewer, offered a Constrained Baseline stream with Opus: what every browser decodes,
+        // with a VP8 rendition for one without H.264 (Debian's Firefox ESR offline: no OpenH264).
         for (const s of parsed.sections.filter(isSupported)) {
-          const [codec] = receivableCodecs(s, [OPUS_STREAM, h264Of('42e01f')]);
+          const [codec] = receivableCodecs(s, [OPUS_STREAM, h264Of('42e01f'), { mimeType: 'video/VP8', payloadType: 101, clockRate: 90000 }]);
           if (codec) accepted.set(s.mid, { direction: 'sendonly', rtpParameters: { codecs: [{ mimeType: codec.mimeType, payloadType: codec.preferredPayloadType!, clockRate: codec.clockRate, channels: codec.channels, parameters: codec.parameters }], encodings: [{ ssrc: 1 }] } });
         }
       }
