@@ -38,6 +38,12 @@ export interface Rendition {
   close(reason: string): void;
 }
 
+/** A rendition started once for the relays that ask, and how many carry it. */
+interface RenditionEntry {
+  starting: Promise<Rendition | undefined>;
+  relays: number;
+}
+
 /**
  * After a key frame request, how long further requests wait before reaching the publisher. Every
  * edge and viewer that joins asks for a key frame; a publisher asked dozens of times a second
@@ -61,8 +67,8 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
   readonly #pipes = new Set<PipeTransport>();
   /** Each simulcast producer's layer order, found from its pictures' sizes (media/layerOrder.ts). */
   readonly #layerSizes = new Map<string, LayerSizes>();
-  /** The renditions by codec, while a relay carries them (pipeRendition): each one started once, and the relays carrying it. */
-  readonly #renditions = new Map<RenditionCodec, { starting: Promise<Rendition | undefined>; relays: number }>();
+  /** The renditions by codec, while a relay carries them (pipeRendition). */
+  readonly #renditions = new Map<RenditionCodec, RenditionEntry>();
   readonly #logger: Logger;
   #ended = false;
 
@@ -192,32 +198,39 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
     // Twice at most: a rendition that stopped (its last relay gone) while this one waited is started again.
     for (let attempt = 0; attempt < 2; attempt++) {
       if (this.#ended || pipe.closed) throw new Error(`stream ${this.name} or its relay has ended`);
-      let entry = this.#renditions.get(codec);
-      if (!entry) {
-        const started = { starting: this.#startRendition(codec), relays: 0 };
-        this.#renditions.set(codec, (entry = started));
-        // None to share when it failed or the stream is sent as that codec already: the next relay asks afresh.
-        const forget = () => void (this.#renditions.get(codec) === started && this.#renditions.delete(codec));
-        started.starting.then((rendition) => rendition || forget(), forget);
-      }
+      const entry = this.#renditions.get(codec) ?? this.#newRendition(codec);
       const rendition = await entry.starting;
       if (!rendition) throw new UnsupportedMediaError(`stream ${this.name} is sent as ${codec.toUpperCase()} already`);
       if (rendition.closed) {
-        if (this.#renditions.get(codec) === entry) this.#renditions.delete(codec);
+        this.#forgetRendition(codec, entry);
         continue;
       }
-      const carried = entry;
       const producer = rendition.producers[0]!;
       const consumer = await pipe.consume({ producerId: producer.id });
-      carried.relays++;
+      entry.relays++;
       consumer.observer.once('close', () => {
-        if (--carried.relays > 0) return;
+        if (--entry.relays > 0) return;
         rendition.close('no relay carries it');
-        if (this.#renditions.get(codec) === carried) this.#renditions.delete(codec);
+        this.#forgetRendition(codec, entry);
       });
       return { id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused };
     }
     throw new Error(`the ${codec} rendition of ${this.name} stopped while starting`);
+  }
+
+  #newRendition(codec: RenditionCodec): RenditionEntry {
+    const entry = { starting: this.#startRendition(codec), relays: 0 };
+    this.#renditions.set(codec, entry);
+    // None to share when it failed or the stream is sent in that codec already: the next relay asks afresh.
+    entry.starting.then(
+      (rendition) => rendition || this.#forgetRendition(codec, entry),
+      () => this.#forgetRendition(codec, entry),
+    );
+    return entry;
+  }
+
+  #forgetRendition(codec: RenditionCodec, entry: RenditionEntry): void {
+    if (this.#renditions.get(codec) === entry) this.#renditions.delete(codec);
   }
 
   /** The publisher's own rendition (RTMP: from its input), or one made from the video producer (WHIP). */

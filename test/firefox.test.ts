@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { networkInterfaces } from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { signStreamToken } from '../core/tokens.ts';
 import {
   TestBrowser,
@@ -23,12 +23,17 @@ import { metric } from '../kit/metrics.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { waitFor } from '../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { playerStats, playing, type PageStats } from './helpers/player.ts';
 
 /**
  * A real Firefox (Debian's ESR, kit/firefox.ts) against an origin and an edge, with a Chromium at
  * the other end: Firefox plays what Chromium publishes over WHIP, in one layer and in simulcast,
  * and publishes, in its own codec and in its own simulcast, what Chromium plays from the edge.
- * Every picture is proven by frames the receiving browser decoded.
+ * Every picture is proven by frames the receiving browser decoded. Then the README's quick start
+ * as a newcomer runs it (`relaycast all` on the embedded database, no flags for addresses): its
+ * player page plays in Firefox, an RTMP publish with x264's defaults plays there through the VP8
+ * rendition (this Firefox has no H.264), and a node that announces loopback alone, which Firefox
+ * cannot reach, makes the player say so.
  *
  * Firefox's bandwidth estimate (REMB) is not used: mediasoup 3.27 drops REMB (see
  * consumerCapabilities in media/sdp.ts), so the edge does not negotiate it and chooses Firefox's
@@ -38,25 +43,10 @@ import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 const SECRET = 'firefox-test-secret-0123456789abcdef';
 
 /**
- * The machine's own IPv4 address (the first of a non-loopback interface). Firefox pairs no loopback
- * ICE candidates, so a node announcing 127.0.0.1 (the default) never connects to it.
+ * No address flags: a node without --announced-ip offers every interface address besides loopback
+ * (core/announcedAddresses.ts), which is what Firefox pairs.
  */
-function interfaceIpv4(): string {
-  const address = Object.values(networkInterfaces())
-    .flat()
-    .find((a) => a?.family === 'IPv4' && !a.internal)?.address;
-  if (!address) throw new Error('no non-loopback IPv4 interface: Firefox cannot reach a node announcing only loopback');
-  return address;
-}
-
-/**
- * Both nodes announce the interface address and listen on every address (the default), so that
- * Firefox connects; both announce the same kind of address, as the relay between them needs.
- * Drop this once a node without --announced-ip offers every interface address besides loopback.
- */
-const ANNOUNCED = ['--announced-ip', interfaceIpv4()];
-
-const common = ['--heartbeat-ms', '500', '--node-ttl-ms', '3000', '--relay-linger-ms', '1000', ...ANNOUNCED];
+const common = ['--heartbeat-ms', '500', '--node-ttl-ms', '3000', '--relay-linger-ms', '1000'];
 
 /** A wait, not a figure: a first frame comes within seconds; two busy cores may slow it down. */
 const PICTURE_TIMEOUT_MS = 60_000;
@@ -100,7 +90,7 @@ describe('Firefox ESR (puppeteer over WebDriver BiDi) and Chromium, origin + edg
       TestBrowser.launch(),
       TestFirefox.launch(),
     ]);
-    console.log(`      ${await firefox.version()}, announcing ${ANNOUNCED[1]}`);
+    console.log(`      ${await firefox.version()}`);
   });
 
   after(async () => {
@@ -230,5 +220,110 @@ describe('Firefox ESR (puppeteer over WebDriver BiDi) and Chromium, origin + edg
     await viewer.close();
     assert.equal(await stopPublishing(publisher, await publishToken(stream)), 200);
     await publisher.close();
+  });
+
+  describe('the quick start: `relaycast all` on the embedded database, no address flags', () => {
+    const ADMIN = 'firefox-quickstart-admin-0123456789';
+    let node: RelaycastProcess | undefined;
+    let rtmp: ChildProcess | undefined;
+    const createStream = async (name: string) => {
+      const res = await fetch(`${node!.url}/api/v1/streams`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name }),
+      });
+      assert.equal(res.status, 201, await res.clone().text());
+      return (await res.json()) as { publishToken: string; streamKey: string; rtmpUrl: string };
+    };
+
+    before(async () => {
+      // As `npm start` runs it: every role, PGlite, the default listen and announced addresses.
+      node = await startRelaycast({ roles: ['all'], env: { RELAYCAST_ADMIN_TOKEN: ADMIN } });
+      const announced = node.output().split('\n').find((l) => l.includes('"msg":"media addresses announced"'));
+      assert.ok(announced, 'the node logs the media addresses it announces');
+      const { candidates } = JSON.parse(announced) as { candidates: string[] };
+      console.log(`      quick-start node announces ${candidates.join(', ')}`);
+      assert.ok(candidates.some((c) => !c.startsWith('127.')), `an interface address besides loopback: ${announced}`);
+    });
+    after(async () => {
+      rtmp?.kill('SIGKILL');
+      await node?.stop();
+    });
+
+    it("the player page (/play) plays a Chromium WHIP stream in Firefox", async () => {
+      const stream = 'quickstart-whip';
+      const { publishToken } = await createStream(stream);
+      const publisher = await chromium!.page(node!.url);
+      assert.equal((await publish(publisher, `${node!.url}/whip/${stream}`, publishToken, 'video/VP8')).status, 201);
+      const page = await firefox!.page(node!.url);
+      await page.goto(`${node!.url}/play/${stream}`);
+      const stats = await playing(page, 'the /play page playing in Firefox', { timeoutMs: PICTURE_TIMEOUT_MS });
+      console.log(`      Firefox /play: ${stats.state}, ${stats.width}x${stats.videoHeight}, ${stats.framesDecoded} frames decoded`);
+      await page.close();
+      await stopPublishing(publisher, publishToken);
+      await publisher.close();
+    });
+
+    it("an RTMP publish with x264's defaults (High, B-frames, 2 s key frames) plays in Firefox through the origin's VP8 rendition", async () => {
+      const stream = 'quickstart-rtmp';
+      const { streamKey, rtmpUrl } = await createStream(stream);
+      rtmp = spawn(
+        'ffmpeg',
+        ['-hide_banner', '-loglevel', 'error', '-nostdin', '-re', '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+          // What a user leaves at x264's defaults, with the 2 s key frames streaming services ask for.
+          '-c:v', 'libx264', '-preset', 'veryfast', '-g', '60', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-t', '120', '-f', 'flv', `${rtmpUrl}/${streamKey}`],
+        { stdio: 'ignore' },
+      );
+      const viewer = await firefox!.page(node!.url);
+      let played = { status: 0, body: '' };
+      // The stream is live once the bridge has probed the publish (a second or two): until then 404.
+      await waitFor('a WHEP answer for the RTMP stream', async () => {
+        played = await play(viewer, `${node!.url}/whep/${stream}`);
+        if (played.status !== 201) await stopViewing(viewer);
+        return played.status === 201;
+      }, 30_000, 1000);
+      const stats = await decoding(viewer, 'Firefox decoding the RTMP stream', (w) => w === 640);
+      console.log(`      Firefox, RTMP x264 defaults: ${describeStats(stats)}`);
+      assert.equal(stats.videoCodec, 'video/VP8', 'the VP8 rendition: this Firefox has no H.264');
+      assert.ok(stats.audioPacketsReceived > 0, 'audio too');
+      assert.match(node!.output(), /"component":"rtmp-rendition".*"rendition":"vp8"/);
+      await stopViewing(viewer);
+      await viewer.close();
+      rtmp.kill('SIGKILL');
+    });
+
+    it('a node that announces loopback alone: the player in Firefox says it cannot reach it, and what it offered', async function () {
+      // Three sessions of 10 s without media each (player/relaycast-player.js MEDIA_ATTEMPTS, CONNECT_TIMEOUT_MS).
+      this.timeout(150_000);
+      const stream = 'quickstart-loopback';
+      const loopback = await startRelaycast({ roles: ['all'], env: { RELAYCAST_ADMIN_TOKEN: ADMIN }, args: ['--rtc-listen-ip', '127.0.0.1'] });
+      try {
+        const res = await fetch(`${loopback.url}/api/v1/streams`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ name: stream }),
+        });
+        const { publishToken } = (await res.json()) as { publishToken: string };
+        const publisher = await chromium!.page(loopback.url);
+        assert.equal((await publish(publisher, `${loopback.url}/whip/${stream}`, publishToken, 'video/VP8')).status, 201, 'Chromium pairs loopback (--allow-loopback-in-peer-connection)');
+        const page = await firefox!.page(loopback.url);
+        await page.goto(`${loopback.url}/play/${stream}`);
+        let last: PageStats | undefined;
+        await waitFor('the player in state failed', async () => (last = await playerStats(page)).state === 'failed', 120_000, 500).catch((error: Error) => {
+          throw new Error(`${error.message}; last ${JSON.stringify(last)}`, { cause: error });
+        });
+        const failure = await page.evaluate(() => (window as any).relaycastPlayer.failure as { kind: string; offered: Array<{ address: string }>; reason: string });
+        console.log(`      Firefox, loopback-only node: ${failure.kind}: ${failure.reason}`);
+        assert.equal(failure.kind, 'ice');
+        assert.deepEqual([...new Set(failure.offered.map((c) => c.address))], ['127.0.0.1']);
+        assert.match(failure.reason, /127\.0\.0\.1:\d+ \(udp\)/);
+        assert.match(failure.reason, /--announced-ip/);
+        await page.close();
+        await stopPublishing(publisher, publishToken);
+        await publisher.close();
+      } finally {
+        await loopback.stop();
+      }
+    });
   });
 });

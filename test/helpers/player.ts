@@ -1,4 +1,4 @@
-import type { Page } from 'playwright-core';
+import type { ScriptPage } from '../../kit/browser.ts';
 import { waitFor } from '../../kit/processes.ts';
 
 /** The web player page (/play/{stream}) as a test reads it: window.relaycastPlayer.stats(). */
@@ -19,7 +19,7 @@ export interface PageStats {
   videoHeight: number;
 }
 
-export function playerStats(page: Page): Promise<PageStats> {
+export function playerStats(page: ScriptPage): Promise<PageStats> {
   return page.evaluate(() => ({ ...(window as any).relaycastPlayer.stats(), videoWidth: document.querySelector('video')!.videoWidth, videoHeight: document.querySelector('video')!.videoHeight }));
 }
 
@@ -27,7 +27,7 @@ export function playerStats(page: Page): Promise<PageStats> {
  * Waits (bounded) until the page plays: state playing, frames decoded, a picture; with `after`,
  * in a later session than that one (it reconnected).
  */
-export async function playing(page: Page, what: string, options: { timeoutMs?: number; afterSession?: number } = {}): Promise<PageStats> {
+export async function playing(page: ScriptPage, what: string, options: { timeoutMs?: number; afterSession?: number } = {}): Promise<PageStats> {
   let last: PageStats | undefined;
   try {
     await waitFor(
