@@ -233,7 +233,7 @@ describe('Firefox ESR (puppeteer over WebDriver BiDi) and Chromium, origin + edg
         body: JSON.stringify({ name }),
       });
       assert.equal(res.status, 201, await res.clone().text());
-      return (await res.json()) as { publishToken: string; streamKey: string; rtmpUrl: string };
+      return (await res.json()) as { publishToken: string; rtmpUrl: string };
     };
 
     before(async () => {
@@ -266,12 +266,12 @@ describe('Firefox ESR (puppeteer over WebDriver BiDi) and Chromium, origin + edg
 
     it("an RTMP publish with x264's defaults (High, B-frames, 2 s key frames) plays in Firefox through the origin's VP8 rendition", async () => {
       const stream = 'quickstart-rtmp';
-      const { streamKey, rtmpUrl } = await createStream(stream);
+      const { rtmpUrl } = await createStream(stream); // the key included
       rtmp = spawn(
         'ffmpeg',
         ['-hide_banner', '-loglevel', 'error', '-nostdin', '-re', '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
           // What a user leaves at x264's defaults, with the 2 s key frames streaming services ask for.
-          '-c:v', 'libx264', '-preset', 'veryfast', '-g', '60', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-t', '120', '-f', 'flv', `${rtmpUrl}/${streamKey}`],
+          '-c:v', 'libx264', '-preset', 'veryfast', '-g', '60', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-t', '120', '-f', 'flv', rtmpUrl],
         { stdio: 'ignore' },
       );
       const viewer = await firefox!.page(node!.url);
@@ -281,7 +281,9 @@ describe('Firefox ESR (puppeteer over WebDriver BiDi) and Chromium, origin + edg
         played = await play(viewer, `${node!.url}/whep/${stream}`);
         if (played.status !== 201) await stopViewing(viewer);
         return played.status === 201;
-      }, 30_000, 1000);
+      }, 30_000, 1000).catch((error: Error) => {
+        throw new Error(`${error.message}; last answer ${played.status} ${played.body.slice(0, 300)}`, { cause: error });
+      });
       const stats = await decoding(viewer, 'Firefox decoding the RTMP stream', (w) => w === 640);
       console.log(`      Firefox, RTMP x264 defaults: ${describeStats(stats)}`);
       assert.equal(stats.videoCodec, 'video/VP8', 'the VP8 rendition: this Firefox has no H.264');
