@@ -78,13 +78,14 @@ export class FfmpegProcess extends EventEmitter<FfmpegProcessEvents> {
     return this.#spawn();
   }
 
-  stop(): void {
+  /** Stops ffmpeg: `signal`, then SIGKILL after STOP_GRACE_MS. */
+  stop(signal: NodeJS.Signals = 'SIGTERM'): void {
     if (this.#stopped) return;
     this.#stopped = true;
     clearTimeout(this.#restartTimer);
     const child = this.#child;
     if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
+      child.kill(signal);
       const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
       child.once('exit', () => clearTimeout(timer));
     }
@@ -187,7 +188,9 @@ export function rtpOutputUrl(transport: PlainTransport): string {
  * simulcast consumer switches layers at key frames), no B-frames (WebRTC cannot reorder frames).
  * H.264 in Constrained Baseline, which every WebRTC H.264 decoder takes. VP8 with libvpx's
  * real-time settings: the fastest speed (cpu-used 8), no frame lag or alt-ref frames (they hold
- * frames back), error-resilient partitions for a lossy path.
+ * frames back), error-resilient partitions for a lossy path, and one thread: with libvpx's default
+ * of a thread per core a 360p rendition took 33–58 % of a core on a busy 2-core machine and fell
+ * behind real time, with one 8.6 % at full frame rate (`npm run bench:rtmp`, 2026-12-06).
  */
 export function encoderArgs(codec: RenditionCodec, kbps?: number): string[] {
   const keyFrames = ['-force_key_frames', 'expr:gte(t,n_forced*1)'];
@@ -199,7 +202,7 @@ export function encoderArgs(codec: RenditionCodec, kbps?: number): string[] {
     ];
   }
   return [
-    '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-lag-in-frames', '0', '-auto-alt-ref', '0', '-error-resilient', '1',
+    '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-lag-in-frames', '0', '-auto-alt-ref', '0', '-error-resilient', '1', '-threads', '1',
     '-pix_fmt', 'yuv420p', ...keyFrames, ...rate.flatMap((r) => ['-b:v', r, '-minrate', r, '-maxrate', r, '-bufsize', r]),
   ];
 }
