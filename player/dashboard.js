@@ -284,7 +284,7 @@ function streamRow(s, now) {
  */
 function relayTree(s) {
   const ids = new Set(s.edges.map((e) => e.id));
-  /** @param {string | null} parent @param {number} depth */
+  /** @param {string | null} parent @param {number} depth @returns {HTMLElement | null} */
   const level = (parent, depth) => {
     const below = s.edges.filter((e) => (parent === null ? !ids.has(e.parent) : e.parent === parent));
     if (below.length === 0 || depth > s.edges.length) return null;
