@@ -19,9 +19,9 @@ import { recordAudit } from '../db/repositories/audit.ts';
 import { Database } from '../db/Database.ts';
 import { setNodeDraining, type NodeLoad } from '../db/repositories/nodes.ts';
 import { nodeLoad, type Role, type RoleLoad } from '../core/Role.ts';
+import { announcedAddresses, type AnnouncedAddresses } from '../core/announcedAddresses.ts';
 // Types only: each role's module (and mediasoup, node-media-server, HAProxy's templates with it)
 // is loaded in start() when this process runs that role; a balancer never loads mediasoup.
-import { announcedAddresses, type AnnouncedAddresses } from '../core/announcedAddresses.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
 import type { Edge } from '../edge/Edge.ts';
 import type { AgentCheck } from '../edge/AgentCheck.ts';

@@ -60,3 +60,9 @@ export const RENDITION_RTP_CODECS: Record<RenditionCodec, RtpCodecParameters> = 
   },
   vp8: { mimeType: 'video/VP8', payloadType: 100, clockRate: 90000, parameters: {}, rtcpFeedback: [] },
 };
+
+/** Whether video sent as `sent` is the rendition in `codec` already (for H.264: in its profile). */
+export function isRendition(sent: RtpCodecParameters | undefined, codec: RenditionCodec): boolean {
+  const wanted = RENDITION_RTP_CODECS[codec];
+  return sent?.mimeType === wanted.mimeType && (codec !== 'h264' || sent.parameters?.['profile-level-id'] === wanted.parameters?.['profile-level-id']);
+}

@@ -3,7 +3,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import type { Consumer, PlainTransport, Producer, Router } from 'mediasoup/types';
 import { UnsupportedMediaError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
-import { RENDITION_RTP_CODECS, type RenditionCodec } from '../media/codecs.ts';
+import { isRendition, RENDITION_RTP_CODECS, type RenditionCodec } from '../media/codecs.ts';
 import { producerBitrate } from '../media/producerBitrate.ts';
 import { encoderArgs, FfmpegProcess, plainInput, rtpOutputUrl } from './FfmpegProcess.ts';
 import type { Rendition } from './PublishedStream.ts';
@@ -82,8 +82,8 @@ export class ProducerRendition implements Rendition {
   static async start(options: { router: Router; video: Producer; codec: RenditionCodec; logger: Logger; ffmpeg?: string }): Promise<ProducerRendition | undefined> {
     const { router, video, codec } = options;
     const sent = video.rtpParameters.codecs[0]!;
+    if (isRendition(sent, codec)) return undefined;
     const wanted = RENDITION_RTP_CODECS[codec];
-    if (sent.mimeType === wanted.mimeType && (codec !== 'h264' || sent.parameters?.['profile-level-id'] === wanted.parameters?.['profile-level-id'])) return undefined;
     const encoding = DECODABLE.get(sent.mimeType);
     if (!encoding) throw new UnsupportedMediaError(`no ${codec.toUpperCase()} version can be made of ${sent.mimeType.split('/')[1]} video`);
     const logger = options.logger.child({ component: 'whip-rendition', rendition: codec, from: sent.mimeType });

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import type { PlainTransport, Producer, Router, RtpParameters } from 'mediasoup/types';
 import { UnsupportedMediaError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
-import { H264_PROFILE_LEVEL_IDS, RENDITION_RTP_CODECS, type RenditionCodec } from '../media/codecs.ts';
+import { H264_PROFILE_LEVEL_IDS, isRendition, RENDITION_RTP_CODECS, type RenditionCodec } from '../media/codecs.ts';
 import { encoderArgs, FfmpegProcess, plainInput, rtpOutputUrl } from './FfmpegProcess.ts';
 import { planLadder, renditionKbps } from './ladder.ts';
 import type { Publisher } from './PublishedStream.ts';
@@ -236,9 +236,7 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
    */
   async rendition(codec: RenditionCodec): Promise<RtmpBridge | undefined> {
     if (this.#closed) throw new Error(`the bridge of ${this.stream} has closed`);
-    const sent = this.producers.find((p) => p.kind === 'video')?.rtpParameters.codecs[0];
-    const wanted = RENDITION_RTP_CODECS[codec];
-    if (sent?.mimeType === wanted.mimeType && (codec !== 'h264' || sent.parameters?.['profile-level-id'] === wanted.parameters?.['profile-level-id'])) return undefined;
+    if (isRendition(this.producers.find((p) => p.kind === 'video')?.rtpParameters.codecs[0], codec)) return undefined;
     const rendition = await RtmpBridge.start({ ...this.#options, rendition: codec });
     this.once('closed', (reason) => rendition.close(reason));
     return rendition;
