@@ -127,6 +127,22 @@ export class Balancer implements Role {
         res.set(CORS).redirect(307, `${this.nodeUrl(chosen.node)}/${kind}/${stream}${query}`);
       });
     }
+    // HLS players (and CDNs) start at a stream's playlist here and are sent to the nearest edge,
+    // where the playlist's relative URIs then resolve: 307, so that the client asks the edge itself.
+    this.router.get('/hls/:stream/:file', async (req, res, next) => {
+      const stream = String(req.params.stream);
+      if (!STREAM_NAME.test(stream)) return next();
+      const { lost } = parseRouteQuery({ lost: req.query.lost });
+      const { choices } = await this.route(req, stream, 'edge', 1, lost);
+      const chosen = choices[0];
+      if (!chosen) throw new Problem('no-capacity', 'no edge can take a viewer right now', { headers: { 'Retry-After': '5' } });
+      if (chosen.node.id === ctx.config.nodeId) return next();
+      const params = new URLSearchParams(req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '');
+      params.delete('lost');
+      const query = params.size > 0 ? `?${params}` : '';
+      // Not cacheable: the edge depends on who asks, and from where.
+      res.set(CORS).set('Cache-Control', 'no-store').redirect(307, `${this.nodeUrl(chosen.node)}/hls/${stream}/${encodeURIComponent(String(req.params.file))}${query}`);
+    });
     this.#auth = new AdminAuth(ctx.db.knex);
     const operations = adminOperations({
       db: ctx.db.knex,

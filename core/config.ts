@@ -96,6 +96,15 @@ const schema = z.object({
   capacity: z.coerce.number().int().min(1).optional(),
   /** How long an edge keeps a relay with no viewers, so that a viewer who reloads finds it warm. */
   relayLingerMs: z.coerce.number().int().min(0).max(3_600_000).default(5000),
+  /** When origins package streams for HLS (media/hls/): on the first HLS request, from the publish on, or never. */
+  hls: z.enum(['on-demand', 'always', 'off']).default('on-demand'),
+  /** How long an origin packages a stream after its last HLS request: a viewer who pauses, or a CDN between fetches, finds it warm. */
+  hlsLingerMs: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
+  /**
+   * Bytes an edge keeps of HLS playlists and media, least recently used going first: a stream's
+   * 36 s window as parts and segments is about 9 MB at 1 Mbit/s, so 256 MiB keeps some 28 at once.
+   */
+  hlsCacheBytes: z.coerce.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
   /** Edges an origin feeds each stream to; past it, edges pull from other edges (relay tiers). Unset: no limit. */
   originMaxRelays: z.coerce.number().int().min(1).max(100_000).optional(),
   /** Edges an edge feeds each stream to, as their parent. Unset: no limit. */
@@ -183,6 +192,9 @@ const descriptions: Record<ConfigKey, string> = {
   rtcMaxPort: 'highest UDP/TCP port for WebRTC media',
   capacity: `viewers this node serves at full load (default: ${VIEWERS_PER_WORKER} per worker)`,
   relayLingerMs: 'how long an edge keeps a stream\'s relay after its last viewer left',
+  hls: 'when origins package streams for LL-HLS: on-demand (first HLS request), always (from the publish on), off',
+  hlsLingerMs: 'how long an origin keeps packaging a stream after its last HLS request',
+  hlsCacheBytes: 'bytes an edge keeps of HLS playlists and media (least recently used go first)',
   originMaxRelays: 'edges an origin feeds each stream to; past it, edges pull from other edges (default: no limit)',
   edgeMaxChildren: 'edges an edge feeds each stream to as their parent (default: no limit)',
   iceServers: 'STUN/TURN servers offered to clients, e.g. stun:stun.example.com,turn:user:pass@turn.example.com:3478',

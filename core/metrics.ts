@@ -20,6 +20,19 @@ export class Metrics {
     labelNames: ['direction'] as const,
     registers: [this.registry],
   });
+  readonly hlsPackagers = new Gauge({ name: 'relaycast_hls_packagers', help: 'Streams an origin packages for HLS now', registers: [this.registry] });
+  readonly hlsViewers = new Gauge({
+    name: 'relaycast_hls_viewers',
+    help: 'HLS viewers of an edge: distinct clients that reloaded a stream\'s playlist within the last 10 s',
+    registers: [this.registry],
+  });
+  readonly hlsRequests = new Counter({
+    name: 'relaycast_hls_requests_total',
+    help: 'HLS requests an edge answered, by file kind (playlist, part, segment, init) and cache outcome (hit, coalesced: waited for a fetch under way, miss: fetched upstream)',
+    labelNames: ['kind', 'cache'] as const,
+    registers: [this.registry],
+  });
+  readonly hlsCacheBytes = new Gauge({ name: 'relaycast_hls_cache_bytes', help: 'Bytes an edge\'s HLS cache holds', registers: [this.registry] });
   readonly heartbeats = new Counter({
     name: 'relaycast_heartbeats_total',
     help: 'Registry heartbeats by outcome',

@@ -18,6 +18,8 @@ import { Relay } from './Relay.ts';
 import { orderUpstreams } from './RelayTree.ts';
 import type { UplinkTarget } from './Uplink.ts';
 import { Viewer } from './Viewer.ts';
+import { HlsCache } from './HlsCache.ts';
+import { HlsProxy } from './HlsProxy.ts';
 
 /**
  * How long a draining edge waits before ending its viewers' sessions, so that they are not sent
@@ -31,6 +33,12 @@ const DRAIN_NOTICE_MS = 2000;
  * viewers spread over 20 s instead of arriving at the other edges (and the balancer) at once.
  */
 const VIEWER_MOVE_GAP_MS = 20;
+
+/**
+ * How long an edge keeps a stream's origin for its HLS requests (a stream without a relay here):
+ * a cache miss is a few a second per stream, each would otherwise cost two queries.
+ */
+const HLS_ORIGIN_TTL_MS = 2000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -73,6 +81,9 @@ export class Edge implements Role {
   readonly #viewers = new Map<string, Viewer>();
   /** Relay rows being deleted, awaited at shutdown so none is cut off by the database closing. */
   readonly #deleting = new Set<Promise<void>>();
+  readonly #hls: HlsProxy;
+  /** Streams' origins as HLS last found them (HLS_ORIGIN_TTL_MS). */
+  readonly #hlsOrigins = new Map<string, { target: Promise<UplinkTarget>; until: number }>();
 
   constructor(ctx: EdgeContext) {
     this.#ctx = ctx;
@@ -89,6 +100,16 @@ export class Edge implements Role {
         logger: ctx.logger,
       }).router,
     );
+    this.#hls = new HlsProxy({
+      cache: new HlsCache(ctx.config.hlsCacheBytes),
+      upstream: (stream) => this.#hlsUpstream(stream),
+      authorize: (stream, token) => this.#authorize(stream, token),
+      clientAddress: (req) => ctx.config.trustedProxies.clientAddress(req.socket.remoteAddress ?? '', req.get('x-forwarded-for')),
+      clusterSecret: ctx.clusterSecret,
+      metrics: ctx.metrics,
+      logger: ctx.logger,
+    });
+    this.router.use(this.#hls.router);
     this.router.use(
       signallingRouter(
         { authorize: (stream, token) => this.#authorize(stream, token), accept: (stream, offer) => this.#play(stream, offer) },
@@ -107,9 +128,11 @@ export class Edge implements Role {
     );
   }
 
+  /** WebRTC viewers (of the relays here) and HLS viewers. */
   get viewers(): number {
     let n = 0;
     for (const relay of this.#relays.values()) n += relay.viewers;
+    for (const hls of this.#hls.viewers().values()) n += hls;
     return n;
   }
 
@@ -123,6 +146,10 @@ export class Edge implements Role {
       if (downlink) this.#ctx.metrics.viewerDownlink.observe(downlink);
     }
     this.#recordViewers();
+    let hlsViewers = 0;
+    for (const n of this.#hls.viewers().values()) hlsViewers += n;
+    this.#ctx.metrics.hlsViewers.set(hlsViewers);
+    this.#ctx.metrics.hlsCacheBytes.set(this.#hls.cache.bytes);
     return { viewers: this.viewers, streams: this.#relays.size, bitrateOut };
   }
 
@@ -361,6 +388,27 @@ export class Edge implements Role {
     const row = await getStream(this.#ctx.db.knex, name);
     if (!row || row.state !== 'live' || !row.originNodeId) throw new Problem('stream-not-live', `stream ${name} is not live`);
     return row;
+  }
+
+  /**
+   * Where this edge asks for a stream's HLS files: the node its relay of the stream pulls from
+   * (HLS follows the relay tree), else the stream's origin.
+   */
+  #hlsUpstream(stream: string): Promise<UplinkTarget> {
+    const fed = this.#relays.get(stream)?.upstreamTarget;
+    if (fed) return Promise.resolve(fed);
+    const known = this.#hlsOrigins.get(stream);
+    if (known && known.until > Date.now()) return known.target;
+    const target = (async () => {
+      const row = await this.#liveStream(stream);
+      const origin = await getNode(this.#ctx.db.knex, row.originNodeId!);
+      if (!origin || origin.state !== 'up') throw new Problem('stream-not-live', `stream ${stream} has no live origin`);
+      return { nodeId: origin.id, url: origin.publicUrl };
+    })();
+    this.#hlsOrigins.set(stream, { target, until: Date.now() + HLS_ORIGIN_TTL_MS });
+    target.catch(() => this.#hlsOrigins.delete(stream));
+    for (const [name, entry] of this.#hlsOrigins) if (entry.until <= Date.now()) this.#hlsOrigins.delete(name);
+    return target;
   }
 
   /** Where this edge may pull the stream of `row` from, best first (edge/RelayTree.ts). */

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import type { PlainTransport, Producer, Router } from 'mediasoup/types';
 import type { RenditionCodec } from '../media/codecs.ts';
@@ -205,4 +205,33 @@ export function encoderArgs(codec: RenditionCodec, kbps?: number): string[] {
     '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-lag-in-frames', '0', '-auto-alt-ref', '0', '-error-resilient', '1', '-threads', '1',
     '-pix_fmt', 'yuv420p', ...keyFrames, ...rate.flatMap((r) => ['-b:v', r, '-minrate', r, '-maxrate', r, '-bufsize', r]),
   ];
+}
+
+/**
+ * An even UDP port P on 127.0.0.1 with P + 1 free too: ffmpeg's SDP input listens for RTP on the
+ * SDP's port and for RTCP on the one above it.
+ */
+export async function evenPortPair(): Promise<number> {
+  const bind = (port: number) =>
+    new Promise<Socket>((resolve, reject) => {
+      const socket = createSocket('udp4');
+      socket.once('error', (error) => {
+        socket.close();
+        reject(error);
+      });
+      socket.bind(port, '127.0.0.1', () => resolve(socket));
+    });
+  const close = (socket: Socket) => new Promise<void>((resolve) => socket.close(() => resolve()));
+  // Bounded: a busy machine may hand out a few odd ports or taken neighbours in a row.
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const first = await bind(0);
+    const port = first.address().port;
+    await close(first);
+    if (port % 2 !== 0 || port >= 65535) continue;
+    const pair = await Promise.allSettled([bind(port), bind(port + 1)]);
+    const bound = pair.flatMap((p) => (p.status === 'fulfilled' ? [p.value] : []));
+    await Promise.all(bound.map(close));
+    if (bound.length === 2) return port;
+  }
+  throw new Error('no free pair of UDP ports on 127.0.0.1');
 }

@@ -14,6 +14,8 @@ import { RelayServer, type RelayUpstream } from '../media/RelayServer.ts';
 import type { Offer } from '../media/sdp.ts';
 import { PublishedStream } from './PublishedStream.ts';
 import { RtmpIngest } from './RtmpIngest.ts';
+import { HlsPackaging } from './HlsPackaging.ts';
+import { answerHls, INTERNAL_HLS_PATH, isHlsFile, sendHls } from '../media/hls/hlsFiles.ts';
 
 /** What an origin needs: the database and the media workers. */
 export type OriginContext = RoleContext & MediaContext & { db: Database };
@@ -28,6 +30,7 @@ export class Origin implements Role {
   readonly #streams = new Map<string, PublishedStream>();
   readonly #relayServer: RelayServer;
   #rtmp: RtmpIngest | undefined;
+  readonly #hls: HlsPackaging;
   /**
    * Placement releases under way, by publisher id: awaited by a WHIP DELETE (so that a client may
    * publish again as soon as it has its answer) and at shutdown (so none is cut off by the
@@ -67,6 +70,18 @@ export class Origin implements Role {
       logger: ctx.logger,
     });
     this.router.use(this.#relayServer.router);
+    this.#hls = new HlsPackaging({ mode: ctx.config.hls, lingerMs: ctx.config.hlsLingerMs, logger: ctx.logger });
+    // HLS, for the edges (and the edges they feed): the stream's packager starts with the first request.
+    this.router.get(`${INTERNAL_HLS_PATH}/:stream/:file`, async (req, res) => {
+      authorizeInternal(req, this.#ctx.clusterSecret);
+      const name = String(req.params.stream);
+      const file = String(req.params.file);
+      const stream = this.#streams.get(name);
+      if (!stream || stream.ended) throw new Problem('stream-not-here', `stream ${name} is not live on this origin`);
+      if (!this.#hls.enabled) throw new Problem('not-found', 'this origin does not package HLS (--hls off)');
+      if (!isHlsFile(file)) throw new Problem('not-found', `${file} is no HLS file`);
+      sendHls(res, await answerHls(await this.#hls.packager(stream), file, req.query));
+    });
     this.router.delete(`${STREAMS_PATH}/:name`, async (req, res) => {
       authorizeInternal(req, this.#ctx.clusterSecret);
       const stream = this.#streams.get(String(req.params.name));
@@ -90,6 +105,7 @@ export class Origin implements Role {
   async load(): Promise<RoleLoad> {
     let bitrateOut = 0;
     for (const stream of this.#streams.values()) bitrateOut += await stream.bitrateOut();
+    this.#ctx.metrics.hlsPackagers.set(this.#hls.size);
     return { viewers: 0, streams: this.#streams.size, bitrateOut };
   }
 
@@ -128,6 +144,7 @@ export class Origin implements Role {
   }
 
   async close(): Promise<void> {
+    this.#hls.close();
     for (const stream of this.#streams.values()) stream.end('origin shutting down');
     await this.#rtmp?.close();
     await Promise.all(this.#releasing.values());
@@ -180,6 +197,7 @@ export class Origin implements Role {
       detail: { protocol: stream.publisher.protocol, codecs: stream.codecs },
     }).catch((error) => logger.warn({ err: error }, 'audit write failed'));
     logger.info({ stream: name, protocol: stream.publisher.protocol, codecs: stream.codecs }, 'stream live');
+    this.#hls.placed(stream);
   }
 
   async #release(name: string, session: string, reason: string): Promise<void> {

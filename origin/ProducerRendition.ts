@@ -1,11 +1,10 @@
 import { randomInt } from 'node:crypto';
-import { createSocket, type Socket } from 'node:dgram';
 import type { Consumer, PlainTransport, Producer, Router } from 'mediasoup/types';
 import { UnsupportedMediaError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { isRendition, RENDITION_RTP_CODECS, type RenditionCodec } from '../media/codecs.ts';
 import { producerBitrate } from '../media/producerBitrate.ts';
-import { encoderArgs, FfmpegProcess, plainInput, rtpOutputUrl } from './FfmpegProcess.ts';
+import { encoderArgs, evenPortPair, FfmpegProcess, plainInput, rtpOutputUrl } from './FfmpegProcess.ts';
 import type { Rendition } from './PublishedStream.ts';
 
 /**
@@ -166,33 +165,4 @@ export class ProducerRendition implements Rendition {
     const stats = await this.producers[0]!.getStats().catch(() => []);
     return stats.reduce((sum, s) => sum + s.packetCount, 0);
   }
-}
-
-/**
- * An even UDP port P on 127.0.0.1 with P + 1 free too: ffmpeg's SDP input listens for RTP on the
- * SDP's port and for RTCP on the one above it.
- */
-async function evenPortPair(): Promise<number> {
-  const bind = (port: number) =>
-    new Promise<Socket>((resolve, reject) => {
-      const socket = createSocket('udp4');
-      socket.once('error', (error) => {
-        socket.close();
-        reject(error);
-      });
-      socket.bind(port, '127.0.0.1', () => resolve(socket));
-    });
-  const close = (socket: Socket) => new Promise<void>((resolve) => socket.close(() => resolve()));
-  // Bounded: a busy machine may hand out a few odd ports or taken neighbours in a row.
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const first = await bind(0);
-    const port = first.address().port;
-    await close(first);
-    if (port % 2 !== 0 || port >= 65535) continue;
-    const pair = await Promise.allSettled([bind(port), bind(port + 1)]);
-    const bound = pair.flatMap((p) => (p.status === 'fulfilled' ? [p.value] : []));
-    await Promise.all(bound.map(close));
-    if (bound.length === 2) return port;
-  }
-  throw new Error('no free pair of UDP ports on 127.0.0.1');
 }

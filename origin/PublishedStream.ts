@@ -11,6 +11,8 @@ import { buildAnswer, isSupported, producerParameters, type AcceptedSection, typ
 import { WebRtcSession, type RtcListen } from '../media/WebRtcSession.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
 import { ProducerRendition } from './ProducerRendition.ts';
+import { ProducerPackagerSource } from './ProducerPackagerSource.ts';
+import type { PackagerSource } from '../media/hls/HlsPackager.ts';
 
 export interface PublishedStreamEvents {
   ended: [reason: string];
@@ -29,6 +31,11 @@ export interface Publisher {
    * (origin/ProducerRendition.ts).
    */
   rendition?(codec: RenditionCodec): Promise<Rendition | undefined>;
+  /**
+   * What the HLS packager reads (see RtmpBridge.packagerSource). A publisher without it (WHIP) is
+   * packaged from its producers (origin/ProducerPackagerSource.ts).
+   */
+  packagerSource?(): PackagerSource;
 }
 
 /** A second version of a stream's video, made on the origin for the viewers that need it. */
@@ -240,6 +247,14 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
     if (!video) throw new UnsupportedMediaError(`stream ${this.name} has no video`);
     // It ends with the publish: its source consumer closes with the router.
     return ProducerRendition.start({ router: this.router, video, codec, logger: this.#logger });
+  }
+
+  /** What the stream's HLS packager reads: the publisher's own input (RTMP), or its producers' RTP (WHIP). */
+  async packagerSource(): Promise<PackagerSource> {
+    if (this.#ended) throw new Error(`stream ${this.name} has ended`);
+    if (this.publisher.packagerSource) return this.publisher.packagerSource();
+    // It ends with the publish: its consumers close with the router.
+    return ProducerPackagerSource.create(this.router, this.producers, this.#logger);
   }
 
   end(reason: string): void {

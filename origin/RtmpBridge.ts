@@ -6,6 +6,7 @@ import type { PlainTransport, Producer, Router, RtpParameters } from 'mediasoup/
 import { UnsupportedMediaError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { H264_PROFILE_LEVEL_IDS, isRendition, RENDITION_RTP_CODECS, type RenditionCodec } from '../media/codecs.ts';
+import { HLS_AUDIO_ENCODE, HLS_VIDEO_ENCODE, type PackagerSource } from '../media/hls/HlsPackager.ts';
 import { encoderArgs, FfmpegProcess, plainInput, rtpOutputUrl } from './FfmpegProcess.ts';
 import { planLadder, renditionKbps } from './ladder.ts';
 import type { Publisher } from './PublishedStream.ts';
@@ -240,6 +241,19 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
     const rendition = await RtmpBridge.start({ ...this.#options, rendition: codec });
     this.once('closed', (reason) => rendition.close(reason));
     return rendition;
+  }
+
+  /**
+   * What the stream's HLS packager reads (media/hls/HlsPackager.ts): the RTMP publish itself, its
+   * H.264 and AAC as they arrive. HLS takes what WebRTC does not (B-frames, High and Main
+   * profiles), so nothing is re-encoded for it; another video or audio codec is encoded to those.
+   */
+  packagerSource(): PackagerSource {
+    const { video, audio } = this.#options.probed ?? {};
+    const args = ['-hide_banner', '-loglevel', 'error', '-nostdin', '-rw_timeout', '10000000', '-i', this.#options.input, '-map', '0:v:0'];
+    args.push(...(video?.codec === 'h264' ? ['-c:v', 'copy'] : HLS_VIDEO_ENCODE));
+    if (audio) args.push('-map', '0:a:0', ...(audio.codec === 'aac' ? ['-c:a', 'copy'] : HLS_AUDIO_ENCODE));
+    return { args };
   }
 
   /** The running ffmpeg's pid. */

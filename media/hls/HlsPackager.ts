@@ -1,0 +1,194 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../../core/logger.ts';
+import { Fmp4Reader, type Fmp4Init } from './Fmp4Reader.ts';
+import { LivePlaylist } from './LivePlaylist.ts';
+
+/**
+ * One live stream packaged for HLS: an ffmpeg that reads the stream (the origin says how: the RTMP
+ * publish, or the WebRTC publish's RTP) and writes CMAF, fragmented MP4, to its stdout; the
+ * fragments go through Fmp4Reader into the LivePlaylist that the HLS routes serve. ffmpeg muxes
+ * (a well-kept muxer: moov, moof, trun, the CMAF brand); the playlist logic is ours.
+ *
+ * H.264 goes through as it arrives and AAC too; what else arrives is encoded to those (the source
+ * gives the encoder arguments). A packager whose ffmpeg ends, ends: the next request starts another
+ * with a new run id, so no name is ever reused.
+ */
+
+export interface PackagerSource {
+  /** ffmpeg's arguments up to and including its input(s) and its -map/-c choices. */
+  args: string[];
+  /** Called once the packager's ffmpeg runs (e.g. to ask a WebRTC publisher for a key frame). */
+  started?: () => void;
+  /** Releases what the source holds (transports, consumers); called once, at close. */
+  close?: () => void;
+}
+
+export interface HlsPackagerEvents {
+  /** The packager stopped: the stream ended, ffmpeg failed, or it was closed. */
+  closed: [reason: string];
+}
+
+export interface HlsPackagerOptions {
+  stream: string;
+  source: PackagerSource;
+  logger: Logger;
+  ffmpeg?: string;
+  /** Seconds: the longest part. */
+  partTarget?: number;
+  /** Seconds: a key frame after this long starts a segment. */
+  segmentMin?: number;
+  /** Whole seconds: the longest segment. */
+  targetDuration?: number;
+  /** Seconds of segments listed. */
+  window?: number;
+}
+
+/**
+ * Parts of a third of a second: inside RFC 8216bis's "0.2 to 0.5 s" and Apple's 0.33 s example,
+ * short enough for hls.js to sit 1 s (three parts, PART-HOLD-BACK) behind the live edge, long
+ * enough that a viewer's requests stay at three a second.
+ */
+export const PART_TARGET_S = 0.334;
+
+/**
+ * ffmpeg's fragment length (µs): a third of a part, so that a part is closed within a tenth of a
+ * second of its last frame rather than a whole part later (LivePlaylist groups fragments into parts).
+ */
+const FRAGMENT_US = 100_000;
+
+/** A key frame starts a new segment once the segment is a second long: an encoder's 2 s GOP makes 2 s segments. */
+export const SEGMENT_MIN_S = 1;
+
+/**
+ * TARGETDURATION: a segment is cut at 4 s even without a key frame (a publisher with 10 s GOPs,
+ * ffmpeg's default at 25 fps, still gets segments a player can load promptly).
+ */
+export const TARGET_DURATION_S = 4;
+
+/** A window of 36 s: CAN-SKIP-UNTIL (six target durations, 24 s) and a margin for delta updates to skip. */
+export const WINDOW_S = 36;
+
+/**
+ * How the packager encodes video that is not H.264 (a VP8 or VP9 WebRTC publish): x264 without
+ * look-ahead or B-frames (zerolatency: each frame leaves as it arrives), a key frame every 2 s so
+ * that segments are 2 s long whatever the publisher's key frames.
+ */
+export const HLS_VIDEO_ENCODE = ['-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-force_key_frames', 'expr:gte(t,n_forced*2)'];
+
+/**
+ * How it encodes audio that is not AAC (a WebRTC publish's Opus). AAC rather than Opus in fMP4:
+ * hls.js plays both in Chromium and Firefox, but Safari's native HLS (every iPhone) took Opus in
+ * fMP4 only from iOS 17 on, and smart TVs' players take AAC alone; one AAC encode per stream costs
+ * little next to the video.
+ */
+export const HLS_AUDIO_ENCODE = ['-c:a', 'aac', '-b:a', '128k', '-ar', '48000', '-ac', '2'];
+
+/** How long a packager waits for ffmpeg's init segment before it gives up: probing an input takes a second or two. */
+const INIT_TIMEOUT_MS = 15_000;
+
+/** ffmpeg gets this long to exit on SIGTERM before SIGKILL. */
+const STOP_GRACE_MS = 2000;
+
+export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
+  readonly stream: string;
+  readonly playlist: LivePlaylist;
+  readonly #reader = new Fmp4Reader();
+  readonly #child: ChildProcess;
+  readonly #source: PackagerSource;
+  readonly #logger: Logger;
+  readonly #ready: Promise<Fmp4Init>;
+  readonly startedAt = Date.now();
+  #closed = false;
+
+  constructor(options: HlsPackagerOptions) {
+    super();
+    this.stream = options.stream;
+    this.#source = options.source;
+    const run = randomBytes(4).toString('hex');
+    this.#logger = options.logger.child({ component: 'hls-packager', stream: options.stream, run });
+    this.playlist = new LivePlaylist({
+      run,
+      partTarget: options.partTarget ?? PART_TARGET_S,
+      segmentMin: options.segmentMin ?? SEGMENT_MIN_S,
+      targetDuration: options.targetDuration ?? TARGET_DURATION_S,
+      window: options.window ?? WINDOW_S,
+    });
+    const args = [
+      ...options.source.args,
+      '-f', 'mp4', '-movflags', 'empty_moov+default_base_moof+frag_keyframe+cmaf', '-frag_duration', String(FRAGMENT_US), '-flush_packets', '1', 'pipe:1',
+    ];
+    const child = (this.#child = spawn(options.ffmpeg ?? 'ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+    child.stdout!.on('data', (chunk: Buffer) => {
+      try {
+        this.#reader.push(chunk);
+      } catch (error) {
+        this.close(`unreadable packager output: ${(error as Error).message}`);
+      }
+    });
+    this.#reader.on('fragment', (fragment) => this.playlist.addFragment(fragment));
+    child.once('error', (error) => this.close(`could not start ffmpeg: ${error.message}`));
+    child.once('exit', (code, signal) => {
+      if (!this.#closed) this.#logger.warn({ code, signal, stderr }, 'packager ffmpeg exited');
+      this.close('ffmpeg exited');
+    });
+    this.#ready = new Promise<Fmp4Init>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no media from the stream in time')), INIT_TIMEOUT_MS);
+      const fail = (reason: string) => {
+        clearTimeout(timer);
+        reject(new Error(reason));
+      };
+      this.once('closed', fail);
+      // Ready once the first part is out: the init segment alone would give players an empty playlist.
+      const first = () => {
+        clearTimeout(timer);
+        this.off('closed', fail);
+        resolve(this.#reader.init!);
+      };
+      this.#reader.once('fragment', () => setImmediate(first));
+    });
+    this.#ready.catch((error: Error) => this.close(error.message));
+    this.#logger.info({ pid: child.pid }, 'packager started');
+    options.source.started?.();
+  }
+
+  /** The init segment, once ffmpeg wrote it and the first part is out; rejects if the packager fails first. */
+  ready(): Promise<Fmp4Init> {
+    return this.#ready;
+  }
+
+  get init(): Fmp4Init | undefined {
+    return this.#reader.init;
+  }
+
+  get initUri(): string {
+    return `init-${this.playlist.run}.mp4`;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
+  /** Stops packaging; `streamEnded` when the stream itself ended (the playlist then says EXT-X-ENDLIST). */
+  close(reason: string, streamEnded = false): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.playlist.end(streamEnded);
+    const child = this.#child;
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+      child.once('exit', () => clearTimeout(timer));
+    }
+    this.#source.close?.();
+    this.#logger.info({ reason }, 'packager stopped');
+    this.emit('closed', reason);
+  }
+}
