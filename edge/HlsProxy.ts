@@ -6,7 +6,7 @@ import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { streamName } from '../core/tokens.ts';
 import { INTERNAL_HLS_PATH, isHlsFile, parseReloadQuery, PUBLIC_HLS_PATH, sendHls, withQuery, type HlsAnswer } from '../media/hls/hlsFiles.ts';
-import { HlsCache } from './HlsCache.ts';
+import { type HlsCache } from './HlsCache.ts';
 import type { UplinkTarget } from './Uplink.ts';
 
 /**

@@ -40,9 +40,6 @@ export interface Fmp4ReaderEvents {
   fragment: [fragment: Fmp4Fragment];
 }
 
-/** Boxes that hold boxes, among those read here. */
-const CONTAINERS = new Set(['moov', 'trak', 'mdia', 'minf', 'stbl', 'moof', 'traf', 'mvex', 'edts', 'dinf']);
-
 /** A box larger than this is not what ffmpeg writes for a live fragment: the input is taken for corrupt. */
 const MAX_BOX_BYTES = 64 * 1024 * 1024;
 

@@ -53,10 +53,13 @@ export interface HlsPackagerOptions {
 export const PART_TARGET_S = 0.334;
 
 /**
- * ffmpeg's fragment length (µs): a third of a part, so that a part is closed within a tenth of a
- * second of its last frame rather than a whole part later (LivePlaylist groups fragments into parts).
+ * ffmpeg's fragment length (µs); LivePlaylist groups fragments into parts. ffmpeg cuts a fragment
+ * at the first frame at least this long after the fragment's first, so a fragment is one to three
+ * frames: parts come out within a frame or two of their last frame, and fill their target to 90 %
+ * or more at any common frame rate (15 to 60 fps; strict players want 85 %), at a cost of some
+ * 250 bytes of moof per fragment (30 kbit/s).
  */
-const FRAGMENT_US = 100_000;
+const FRAGMENT_US = 50_000;
 
 /** A key frame starts a new segment once the segment is a second long: an encoder's 2 s GOP makes 2 s segments. */
 export const SEGMENT_MIN_S = 1;

@@ -63,8 +63,14 @@ export interface ReloadPoint {
  */
 const MAX_MSN_AHEAD = 2;
 
-/** EXT-X-PART lines are listed for segments this many target durations from the end (RFC 8216bis 4.4.4.9: at least three). */
-const PART_LISTED_TARGETS = 3;
+/**
+ * EXT-X-PART lines are listed for the last three segments (the one being made counts): RFC 8216bis
+ * 4.4.4.9 asks that they go once more than three target durations from the end, and strict
+ * parsers (hls-parser) read that as the last three segments. Their bytes are kept a while longer
+ * (PART_DATA_TARGETS) for a player that read an older playlist.
+ */
+const PARTS_LISTED_SEGMENTS = 3;
+const PART_DATA_TARGETS = 4;
 
 /** CAN-SKIP-UNTIL, in target durations: six, the least RFC 8216bis 4.4.3.8 allows. */
 const SKIP_TARGETS = 6;
@@ -123,7 +129,7 @@ export class LivePlaylist {
 
   /** The media sequence number of the last complete segment, or of the one before the first. */
   get lastMsn(): number {
-    return this.#segments.at(-1)?.msn ?? this.#nextMsn - 1;
+    return this.#segments.at(-1)?.msn ?? (this.#open?.msn ?? this.#nextMsn) - 1;
   }
 
   /** PART-HOLD-BACK: three part targets, as RFC 8216bis 4.4.3.8 recommends (two at least). */
@@ -183,7 +189,7 @@ export class LivePlaylist {
 
   /** A part by its number: now if it is done; undefined if it is gone or will not be. */
   part(seq: number): Part | undefined {
-    for (const segment of [...this.#segments.slice(-PART_LISTED_TARGETS * 4), ...(this.#open ? [this.#open] : [])]) {
+    for (const segment of [...this.#segments.slice(-2 * PART_DATA_TARGETS), ...(this.#open ? [this.#open] : [])]) {
       const part = segment.parts.find((p) => p.seq === seq);
       if (part) return part;
     }
@@ -246,7 +252,6 @@ export class LivePlaylist {
       `#EXT-X-MEDIA-SEQUENCE:${first}`,
       `#EXT-X-MAP:URI="${options.initUri}"`,
     ];
-    // Segments listed with their parts: those starting within three target durations of the end.
     const total = segments.reduce((sum, s) => sum + s.duration, 0) + (this.#open?.duration ?? 0);
     let skipped = 0;
     if (options.skip) {
@@ -258,11 +263,9 @@ export class LivePlaylist {
       }
       if (skipped > 0) lines.push(`#EXT-X-SKIP:SKIPPED-SEGMENTS=${skipped}`);
     }
-    let elapsed = 0;
-    const partsFrom = total - PART_LISTED_TARGETS * td;
+    const partsFrom = segments.length + (this.#open && this.#open.parts.length > 0 ? 1 : 0) - PARTS_LISTED_SEGMENTS;
     segments.forEach((segment, i) => {
-      const listedParts = elapsed + segment.duration > partsFrom;
-      elapsed += segment.duration;
+      const listedParts = i >= partsFrom;
       if (i < skipped) return;
       lines.push(`#EXT-X-PROGRAM-DATE-TIME:${new Date(segment.programDateTime).toISOString()}`);
       if (listedParts) for (const part of segment.parts) lines.push(partLine(part));
@@ -319,7 +322,7 @@ export class LivePlaylist {
     for (let i = this.#segments.length - 1; i >= 0; i--) {
       const segment = this.#segments[i]!;
       fromEnd += segment.duration;
-      if (fromEnd <= (PART_LISTED_TARGETS + 1) * this.targetDuration) continue;
+      if (fromEnd <= PART_DATA_TARGETS * this.targetDuration) continue;
       for (const part of segment.parts) {
         this.#bytes -= part.data?.length ?? 0;
         part.data = undefined;
