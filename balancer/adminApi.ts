@@ -100,6 +100,7 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
     whipUrl: `${publicUrl}/whip/${name}`,
     whepUrl: `${publicUrl}/whep/${name}`,
     playerUrl: `${publicUrl}/play/${name}`,
+    hlsUrl: `${publicUrl}/hls/${name}/index.m3u8`,
   });
   const streamToken = (name: string, action: 'publish' | 'play', ttlSeconds = STREAM_TOKEN_TTL_S) =>
     signStreamToken(ctx.clusterSecret, { stream: name, action, ttlSeconds });
@@ -149,11 +150,11 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       body: s.createStreamBody,
       responses: { 201: { description: 'created; the key and tokens are shown once', schema: s.createdStream }, 409: { description: 'a stream with that name exists' } },
       handle: async ({ body, token, req }) => {
-        if (!(await createStream(db, { name: body.name, private: body.private, rtmpLadder: storedLadder(body.rtmpLadder) }))) {
+        if (!(await createStream(db, { name: body.name, private: body.private, rtmpLadder: storedLadder(body.rtmpLadder), hls: body.hls }))) {
           throw new Problem('stream-exists', `a stream named ${body.name} exists; rotate its key with POST /streams/${body.name}/key`);
         }
         const streamKey = await issueStreamKey(db, body.name);
-        await recordAudit(db, { actor: actor(token), action: 'stream.create', target: body.name, detail: { private: body.private, rtmpLadder: body.rtmpLadder } });
+        await recordAudit(db, { actor: actor(token), action: 'stream.create', target: body.name, detail: { private: body.private, rtmpLadder: body.rtmpLadder, hls: body.hls } });
         const [publishToken, playToken] = await Promise.all([streamToken(body.name, 'publish'), streamToken(body.name, 'play')]);
         return { status: 201, body: { ...(await shown(body.name)), streamKey, publishToken, playToken, ...(await urls(req, body.name, streamKey)) } };
       },
@@ -188,13 +189,13 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       path: '/streams/{name}',
       operationId: 'updateStream',
       tag: 'streams',
-      summary: 'Make a stream private (play token needed) or public; set its RTMP ladder (from its next RTMP publish)',
+      summary: 'Make a stream private (play token needed) or public; set its RTMP ladder (from its next RTMP publish) and its HLS packaging (from its next publish)',
       scope: 'write',
       params: s.streamParams,
       body: s.updateStreamBody,
       responses: { 200: { description: 'the stream', schema: s.streamView }, 404: { description: 'no such stream' } },
       handle: async ({ params, body, token }) => {
-        const settings = { private: body.private, rtmpLadder: body.rtmpLadder === undefined ? undefined : storedLadder(body.rtmpLadder) };
+        const settings = { private: body.private, rtmpLadder: body.rtmpLadder === undefined ? undefined : storedLadder(body.rtmpLadder), hls: body.hls };
         if (!(await updateStream(db, params.name, settings))) throw new Problem('not-found', `no stream named ${params.name}`);
         await recordAudit(db, { actor: actor(token), action: 'stream.update', target: params.name, detail: body });
         return { status: 200, body: await shown(params.name) };

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HLS_MODES } from '../core/config.ts';
 import { LADDER_MAX_HEIGHT, LADDER_MAX_RUNGS, LADDER_MIN_HEIGHT, LADDER_MIN_RUNGS, LADDER_RULE, ladderProblem } from '../core/rtmpLadder.ts';
 import { STREAM_NAME, STREAM_NAME_RULE } from '../core/tokens.ts';
 import { ADMIN_SCOPES } from '../db/repositories/adminTokens.ts';
@@ -61,15 +62,25 @@ export const rtmpLadder = z
   )
   .meta({ example: [720, 360, 180] });
 
+/** A stream's HLS packaging (media/hls/), or null for the origins' --hls. */
+export const hlsMode = z
+  .enum(HLS_MODES)
+  .nullable()
+  .describe(
+    'when the origin packages the stream for LL-HLS: on-demand (at the first HLS request, stopped after --hls-linger-ms without one), ' +
+      'always (from the publish on: no wait for the first viewer), off (no HLS); null: the origin\'s --hls. It applies from the next publish',
+  );
+
 export const createStreamBody = z
   .object({
     name: streamName,
     private: z.boolean().default(false).describe('a private stream needs a play token to watch'),
     rtmpLadder: rtmpLadder.default(null),
+    hls: hlsMode.default(null),
   })
   .strict();
 
-export const updateStreamBody = z.object({ private: z.boolean().optional(), rtmpLadder: rtmpLadder.optional() }).strict();
+export const updateStreamBody = z.object({ private: z.boolean().optional(), rtmpLadder: rtmpLadder.optional(), hls: hlsMode.optional() }).strict();
 
 /** Stream tokens last an hour by default, a week at most: a leaked one should not last. */
 export const streamTokenBody = z
@@ -111,6 +122,7 @@ export const streamView = z.object({
   state: z.enum(['live', 'idle']),
   private: z.boolean(),
   rtmpLadder,
+  hls: hlsMode,
   origin: z.object({ id: z.string(), region: z.string() }).nullable(),
   ingestProtocol: z.enum(['whip', 'rtmp']).nullable(),
   edges: z.array(
@@ -121,7 +133,9 @@ export const streamView = z.object({
       parent: z.string().describe('the node this edge pulls the stream from: the origin, or another edge (relay tiers)'),
     }),
   ),
-  viewers: z.number().int(),
+  hlsEdges: z.array(z.object({ id: z.string(), region: z.string(), viewers: z.number().int() })).describe('the edges serving it over HLS, with their HLS viewers'),
+  viewers: z.number().int().describe('every viewer: WebRTC and HLS'),
+  hlsViewers: z.number().int().describe('HLS viewers: distinct clients that reloaded its playlist within the last 10 s'),
   createdAt: dateTime,
   startedAt: nullableDateTime,
   endedAt: nullableDateTime,
@@ -132,6 +146,7 @@ export const streamUrls = z.object({
   whipUrl: z.url(),
   whepUrl: z.url(),
   playerUrl: z.url(),
+  hlsUrl: z.url().describe('LL-HLS multivariant playlist (the balancer sends players to the nearest edge); a private stream needs ?token=<play token>'),
 });
 
 export const createdStream = streamView.extend({

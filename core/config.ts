@@ -19,6 +19,10 @@ import { parseRange, TrustedProxies } from './TrustedProxies.ts';
 export const ROLES = ['origin', 'edge', 'balancer'] as const;
 export type Role = (typeof ROLES)[number];
 
+/** When origins package a stream for HLS: on its first HLS request, from its publish on, or never. */
+export const HLS_MODES = ['on-demand', 'always', 'off'] as const;
+export type HlsMode = (typeof HLS_MODES)[number];
+
 export const POLICY_NAMES = ['compact', 'packing', 'least-used', 'round-robin', 'random', 'stream-affinity'] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 
@@ -97,7 +101,7 @@ const schema = z.object({
   /** How long an edge keeps a relay with no viewers, so that a viewer who reloads finds it warm. */
   relayLingerMs: z.coerce.number().int().min(0).max(3_600_000).default(5000),
   /** When origins package streams for HLS (media/hls/): on the first HLS request, from the publish on, or never. */
-  hls: z.enum(['on-demand', 'always', 'off']).default('on-demand'),
+  hls: z.enum(HLS_MODES).default('on-demand'),
   /** How long an origin packages a stream after its last HLS request: a viewer who pauses, or a CDN between fetches, finds it warm. */
   hlsLingerMs: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
   /**

@@ -9,7 +9,7 @@ import { signallingRouter } from '../media/signalling.ts';
 import { authorizeStream } from '../core/tokens.ts';
 import { getNode, reportNodeLost } from '../db/repositories/nodes.ts';
 import { createRelay, deleteRelay, listParentCandidates, recordRelayViewers } from '../db/repositories/relays.ts';
-import { getStream, type StreamRecord } from '../db/repositories/streams.ts';
+import { getStream, recordHlsViewers, type StreamRecord } from '../db/repositories/streams.ts';
 import { answerParameters, buildAnswer, consumerCapabilities, describeCodec, isSupported, offeredCodecs, receivableCodecs, type AcceptedSection, type Offer } from '../media/sdp.ts';
 import { RelayServer } from '../media/RelayServer.ts';
 import { WebRtcSession } from '../media/WebRtcSession.ts';
@@ -67,6 +67,8 @@ export class Edge implements Role {
   readonly #relays = new Map<string, Relay>();
   /** The viewer counts last written to the relays' rows, as JSON. */
   #recordedViewers: string | undefined;
+  /** The HLS viewer counts last written, as JSON. */
+  #recordedHlsViewers: string | undefined;
   /** Relays being opened, so that viewers arriving together share one. */
   readonly #opening = new Map<string, Promise<Relay>>();
   /**
@@ -146,9 +148,9 @@ export class Edge implements Role {
       if (downlink) this.#ctx.metrics.viewerDownlink.observe(downlink);
     }
     this.#recordViewers();
-    let hlsViewers = 0;
-    for (const n of this.#hls.viewers().values()) hlsViewers += n;
-    this.#ctx.metrics.hlsViewers.set(hlsViewers);
+    const hls = [...this.#hls.viewers()].map(([stream, viewers]) => ({ stream, viewers }));
+    this.#recordHlsViewers(hls);
+    this.#ctx.metrics.hlsViewers.set(hls.reduce((sum, h) => sum + h.viewers, 0));
     this.#ctx.metrics.hlsCacheBytes.set(this.#hls.cache.bytes);
     return { viewers: this.viewers, streams: this.#relays.size, bitrateOut };
   }
@@ -161,6 +163,16 @@ export class Edge implements Role {
     this.#recordedViewers = key;
     recordRelayViewers(this.#ctx.db.knex, this.#ctx.config.nodeId, counts).catch(() => {
       this.#recordedViewers = undefined; // written again at the next heartbeat
+    });
+  }
+
+  /** Writes the HLS viewers by stream when they changed (the admin API shows them). */
+  #recordHlsViewers(counts: Array<{ stream: string; viewers: number }>): void {
+    const key = JSON.stringify(counts);
+    if (key === this.#recordedHlsViewers) return;
+    this.#recordedHlsViewers = key;
+    recordHlsViewers(this.#ctx.db.knex, this.#ctx.config.nodeId, counts).catch(() => {
+      this.#recordedHlsViewers = undefined; // written again at the next heartbeat
     });
   }
 

@@ -1,3 +1,4 @@
+import type { HlsMode } from '../core/config.ts';
 import type { Logger } from '../core/logger.ts';
 import { HlsPackager } from '../media/hls/HlsPackager.ts';
 import type { PublishedStream } from './PublishedStream.ts';
@@ -9,7 +10,8 @@ import type { PublishedStream } from './PublishedStream.ts';
  */
 
 export interface HlsPackagingOptions {
-  mode: 'on-demand' | 'always' | 'off';
+  /** The origin's --hls: what a stream without a setting of its own gets. */
+  mode: HlsMode;
   lingerMs: number;
   logger: Logger;
 }
@@ -26,6 +28,8 @@ interface Entry {
 export class HlsPackaging {
   readonly #options: HlsPackagingOptions;
   readonly #entries = new Map<string, Entry>();
+  /** The live streams' own modes (their `hls` setting as they went live). */
+  readonly #modes = new Map<string, HlsMode>();
   readonly #sweep: NodeJS.Timeout;
 
   constructor(options: HlsPackagingOptions) {
@@ -34,8 +38,9 @@ export class HlsPackaging {
     this.#sweep.unref();
   }
 
-  get enabled(): boolean {
-    return this.#options.mode !== 'off';
+  /** How stream `name` is packaged: its own setting, else the origin's. */
+  modeOf(name: string): HlsMode {
+    return this.#modes.get(name) ?? this.#options.mode;
   }
 
   /** Packagers running. */
@@ -43,9 +48,13 @@ export class HlsPackaging {
     return this.#entries.size;
   }
 
-  /** A stream went live: with `--hls always`, its packaging starts now. */
-  placed(stream: PublishedStream): void {
-    if (this.#options.mode === 'always') void this.packager(stream).catch(() => undefined);
+  /** A stream went live, with its own setting (null: the origin's): `always` starts its packaging now. */
+  placed(stream: PublishedStream, mode: HlsMode | null): void {
+    if (mode) this.#modes.set(stream.name, mode);
+    stream.once('ended', () => {
+      if (this.#modes.get(stream.name) === mode) this.#modes.delete(stream.name);
+    });
+    if (this.modeOf(stream.name) === 'always') void this.packager(stream).catch(() => undefined);
   }
 
   /** The stream's packager, started if it is not running; each call counts as a request (the linger starts again). */
@@ -83,10 +92,9 @@ export class HlsPackaging {
   }
 
   #stopIdle(): void {
-    if (this.#options.mode === 'always') return;
     const idleSince = Date.now() - this.#options.lingerMs;
-    for (const entry of this.#entries.values()) {
-      if (entry.lastRequest < idleSince) void entry.packager.then((p) => p.close('no HLS request for the linger time')).catch(() => undefined);
+    for (const [name, entry] of this.#entries) {
+      if (entry.lastRequest < idleSince && this.modeOf(name) !== 'always') void entry.packager.then((p) => p.close('no HLS request for the linger time')).catch(() => undefined);
     }
   }
 }

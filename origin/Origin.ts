@@ -8,7 +8,7 @@ import { signallingRouter } from '../media/signalling.ts';
 import { authorizeStream } from '../core/tokens.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { reportNodeLost } from '../db/repositories/nodes.ts';
-import { markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
+import { getStream, markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
 import { authorizeInternal, STREAMS_PATH } from '../core/internalApi.ts';
 import { RelayServer, type RelayUpstream } from '../media/RelayServer.ts';
 import type { Offer } from '../media/sdp.ts';
@@ -78,7 +78,7 @@ export class Origin implements Role {
       const file = String(req.params.file);
       const stream = this.#streams.get(name);
       if (!stream || stream.ended) throw new Problem('stream-not-here', `stream ${name} is not live on this origin`);
-      if (!this.#hls.enabled) throw new Problem('not-found', 'this origin does not package HLS (--hls off)');
+      if (this.#hls.modeOf(name) === 'off') throw new Problem('not-found', `stream ${name} is not packaged for HLS (hls: off)`);
       if (!isHlsFile(file)) throw new Problem('not-found', `${file} is no HLS file`);
       sendHls(res, await answerHls(await this.#hls.packager(stream), file, req.query));
     });
@@ -197,7 +197,11 @@ export class Origin implements Role {
       detail: { protocol: stream.publisher.protocol, codecs: stream.codecs },
     }).catch((error) => logger.warn({ err: error }, 'audit write failed'));
     logger.info({ stream: name, protocol: stream.publisher.protocol, codecs: stream.codecs }, 'stream live');
-    this.#hls.placed(stream);
+    const setting = await getStream(db.knex, name).then(
+      (row) => row?.hls ?? null,
+      () => null, // the origin's own --hls, then
+    );
+    this.#hls.placed(stream, setting);
   }
 
   async #release(name: string, session: string, reason: string): Promise<void> {

@@ -242,6 +242,22 @@ describe('admin API', function () {
       await json(await api('/streams/laddered', { method: 'DELETE' }), 204);
     });
 
+    it('sets a stream\'s HLS packaging (on-demand, always, off, or null for the origin\'s) and names its HLS URL', async () => {
+      const shown = await json(await api('/streams/show'), 200);
+      assert.equal(shown.hls, null, 'the origin\'s by default');
+      assert.equal(shown.hlsViewers, 0);
+      assert.deepEqual(shown.hlsEdges, []);
+      assert.equal((await json(await api('/streams/show', { method: 'PATCH', body: { hls: 'always' } }), 200)).hls, 'always');
+      assert.equal((await db.knex('streams').where({ name: 'show' }).first()).hls, 'always');
+      assert.equal((await json(await api('/streams/show', { method: 'PATCH', body: { private: true } }), 200)).hls, 'always', 'untouched by other changes');
+      assert.equal((await json(await api('/streams/show', { method: 'PATCH', body: { private: false, hls: null } }), 200)).hls, null);
+      for (const hls of ['sometimes', true, 1, {}]) await problem(await api('/streams/show', { method: 'PATCH', body: { hls } }), 400);
+      const created = await json(await api('/streams', { method: 'POST', body: { name: 'no-hls', hls: 'off' } }), 201);
+      assert.equal(created.hls, 'off');
+      assert.match(created.hlsUrl, /\/hls\/no-hls\/index\.m3u8$/);
+      await json(await api('/streams/no-hls', { method: 'DELETE' }), 204);
+    });
+
     it('rotates and revokes the RTMP key (the old key stops working in Postgres)', async () => {
       const rotated = await json(await api('/streams/page-a/key', { method: 'POST' }), 201);
       assert.match(rotated.streamKey, /^sk_/);

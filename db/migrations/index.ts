@@ -5,6 +5,7 @@ import * as rtmpLadder from './003_rtmp_ladder.ts';
 import * as rtmpUrl from './004_rtmp_url.ts';
 import * as nodeLossReports from './005_node_loss_reports.ts';
 import * as relayTiers from './006_relay_tiers.ts';
+import * as hls from './007_hls.ts';
 
 /**
  * Migrations are listed here rather than found on disk, so they load the same way under tsx, in a
@@ -17,6 +18,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '004_rtmp_url': rtmpUrl,
   '005_node_loss_reports': nodeLossReports,
   '006_relay_tiers': relayTiers,
+  '007_hls': hls,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { HlsMode } from '../../core/config.ts';
 
 /** The `streams` table: each stream's placement (its origin) and state. */
 
@@ -14,6 +15,8 @@ export interface StreamRecord {
   private: boolean;
   /** The stream's own RTMP ladder: heights highest first, [] for off, null for the origin's default. */
   rtmpLadder: number[] | null;
+  /** The stream's own HLS packaging, or null for the origins' --hls. */
+  hls: HlsMode | null;
   createdAt: Date;
   startedAt: Date | null;
   endedAt: Date | null;
@@ -28,6 +31,7 @@ interface StreamRow {
   codecs: unknown;
   private: boolean;
   rtmp_ladder: number[] | null;
+  hls: HlsMode | null;
   created_at: Date;
   started_at: Date | null;
   ended_at: Date | null;
@@ -43,6 +47,7 @@ function toRecord(row: StreamRow): StreamRecord {
     codecs: row.codecs,
     private: row.private,
     rtmpLadder: row.rtmp_ladder,
+    hls: row.hls,
     createdAt: new Date(row.created_at),
     startedAt: row.started_at ? new Date(row.started_at) : null,
     endedAt: row.ended_at ? new Date(row.ended_at) : null,
@@ -116,11 +121,16 @@ export interface StreamView {
   state: StreamState;
   private: boolean;
   rtmpLadder: number[] | null;
+  hls: HlsMode | null;
   origin: { id: string; region: string } | null;
   ingestProtocol: string | null;
   /** The edges relaying it, each with the node it pulls from (the origin, or a parent edge). */
   edges: Array<{ id: string; region: string; viewers: number; parent: string }>;
+  /** The edges serving it over HLS, with their HLS viewers. */
+  hlsEdges: Array<{ id: string; region: string; viewers: number }>;
+  /** Every viewer: WebRTC (the relays') and HLS. */
   viewers: number;
+  hlsViewers: number;
   createdAt: Date;
   startedAt: Date | null;
   endedAt: Date | null;
@@ -146,19 +156,30 @@ export async function listStreamViews(
     .whereIn('relays.stream_id', rows.map((r) => r.id))
     .orderBy('relays.edge_node_id')
     .select('relays.stream_id', 'relays.edge_node_id', 'nodes.region', 'relays.viewers', 'relays.upstream_node_id');
+  const hls: Array<{ stream_id: string | number; edge_node_id: string; region: string; viewers: number }> = await db('hls_viewers')
+    .join('nodes', 'nodes.id', 'hls_viewers.edge_node_id')
+    .whereIn('hls_viewers.stream_id', rows.map((r) => r.id))
+    .where('nodes.state', 'up')
+    .orderBy('hls_viewers.edge_node_id')
+    .select('hls_viewers.stream_id', 'hls_viewers.edge_node_id', 'nodes.region', 'hls_viewers.viewers');
   return rows.map((row) => {
     const edges = relays
       .filter((r) => String(r.stream_id) === String(row.id))
       .map((r) => ({ id: r.edge_node_id, region: r.region, viewers: r.viewers, parent: r.upstream_node_id }));
+    const hlsEdges = hls.filter((h) => String(h.stream_id) === String(row.id)).map((h) => ({ id: h.edge_node_id, region: h.region, viewers: h.viewers }));
+    const hlsViewers = hlsEdges.reduce((sum, e) => sum + e.viewers, 0);
     return {
       name: row.name,
       state: row.state,
       private: row.private,
       rtmpLadder: row.rtmp_ladder,
+      hls: row.hls,
       origin: row.origin_node_id ? { id: row.origin_node_id, region: row.origin_region ?? '' } : null,
       ingestProtocol: row.ingest_protocol,
       edges,
-      viewers: edges.reduce((sum, e) => sum + e.viewers, 0),
+      hlsEdges,
+      viewers: edges.reduce((sum, e) => sum + e.viewers, 0) + hlsViewers,
+      hlsViewers,
       createdAt: new Date(row.created_at),
       startedAt: row.started_at ? new Date(row.started_at) : null,
       endedAt: row.ended_at ? new Date(row.ended_at) : null,
@@ -166,10 +187,25 @@ export async function listStreamViews(
   });
 }
 
+/**
+ * Records an edge's HLS viewers by stream (its whole set: streams it no longer serves go), for
+ * the admin API.
+ */
+export async function recordHlsViewers(db: Knex, edgeNodeId: string, counts: Array<{ stream: string; viewers: number }>): Promise<void> {
+  await db.transaction(async (trx) => {
+    await trx('hls_viewers').where({ edge_node_id: edgeNodeId }).delete();
+    for (const { stream, viewers } of counts) {
+      await trx
+        .insert(trx('streams').select('id', trx.raw('?', [edgeNodeId]), trx.raw('?::integer', [viewers])).where({ name: stream }))
+        .into(trx.raw('hls_viewers (stream_id, edge_node_id, viewers)'));
+    }
+  });
+}
+
 /** Creates an idle stream; false when one with that name exists. */
-export async function createStream(db: Knex, stream: { name: string; private: boolean; rtmpLadder?: number[] | null }): Promise<boolean> {
+export async function createStream(db: Knex, stream: { name: string; private: boolean; rtmpLadder?: number[] | null; hls?: HlsMode | null }): Promise<boolean> {
   const rows = await db('streams')
-    .insert({ name: stream.name, private: stream.private, rtmp_ladder: stream.rtmpLadder ?? null })
+    .insert({ name: stream.name, private: stream.private, rtmp_ladder: stream.rtmpLadder ?? null, hls: stream.hls ?? null })
     .onConflict('name')
     .ignore()
     .returning('id');
@@ -181,6 +217,8 @@ export interface StreamSettings {
   private?: boolean;
   /** Heights highest first, [] for off, null for the origin's default; applies to the next RTMP publish. */
   rtmpLadder?: number[] | null;
+  /** null for the origins' --hls; applies to the next publish. */
+  hls?: HlsMode | null;
 }
 
 /** Changes a stream's settings; false when there is no such stream. */
@@ -188,6 +226,7 @@ export async function updateStream(db: Knex, name: string, settings: StreamSetti
   const columns: Record<string, unknown> = {};
   if (settings.private !== undefined) columns.private = settings.private;
   if (settings.rtmpLadder !== undefined) columns.rtmp_ladder = settings.rtmpLadder;
+  if (settings.hls !== undefined) columns.hls = settings.hls;
   const query = db('streams').where({ name });
   if (Object.keys(columns).length === 0) return (await query.first('id')) !== undefined;
   return (await query.update(columns)) === 1;
