@@ -21,7 +21,8 @@ const SWEEP_MS = 3000;
 
 interface Entry {
   stream: PublishedStream;
-  packager: Promise<HlsPackager>;
+  /** The stream's variants' packagers, best first (PublishedStream.packagerSources). */
+  variants: Promise<HlsPackager[]>;
   lastRequest: number;
 }
 
@@ -43,7 +44,7 @@ export class HlsPackaging {
     return this.#modes.get(name) ?? this.#options.mode;
   }
 
-  /** Packagers running. */
+  /** Streams packaged now. */
   get size(): number {
     return this.#entries.size;
   }
@@ -54,47 +55,68 @@ export class HlsPackaging {
     stream.once('ended', () => {
       if (this.#modes.get(stream.name) === mode) this.#modes.delete(stream.name);
     });
-    if (this.modeOf(stream.name) === 'always') void this.packager(stream).catch(() => undefined);
+    if (this.modeOf(stream.name) === 'always') void this.variants(stream).catch(() => undefined);
   }
 
-  /** The stream's packager, started if it is not running; each call counts as a request (the linger starts again). */
-  packager(stream: PublishedStream): Promise<HlsPackager> {
+  /**
+   * The stream's packagers, one per variant, best first, started if they are not running; each
+   * call counts as a request (the linger starts again). The variants start and stop together: a
+   * player switches between them.
+   */
+  variants(stream: PublishedStream): Promise<HlsPackager[]> {
     const now = Date.now();
     const entry = this.#entries.get(stream.name);
     if (entry && entry.stream === stream) {
       entry.lastRequest = now;
-      return entry.packager;
+      return entry.variants;
     }
     const started = this.#start(stream);
-    const fresh: Entry = { stream, packager: started, lastRequest: now };
+    const fresh: Entry = { stream, variants: started, lastRequest: now };
     this.#entries.set(stream.name, fresh);
     const forget = () => {
       if (this.#entries.get(stream.name) === fresh) this.#entries.delete(stream.name);
     };
-    started.then((packager) => packager.once('closed', forget), forget);
+    started.then((variants) => {
+      // One variant's ffmpeg gone (not the stream): all stop, and the next request starts afresh.
+      const stopAll = (reason: string) => {
+        forget();
+        for (const packager of variants) packager.close(reason);
+      };
+      for (const packager of variants) packager.once('closed', stopAll);
+    }, forget);
     return started;
   }
 
   /** Stops every packager (the origin shuts down). */
   close(): void {
     clearInterval(this.#sweep);
-    for (const entry of this.#entries.values()) void entry.packager.then((p) => p.close('origin shutting down', true)).catch(() => undefined);
+    for (const entry of this.#entries.values()) void entry.variants.then((all) => all.forEach((p) => p.close('origin shutting down', true))).catch(() => undefined);
     this.#entries.clear();
   }
 
-  async #start(stream: PublishedStream): Promise<HlsPackager> {
-    const source = await stream.packagerSource();
-    const packager = new HlsPackager({ stream: stream.name, source, logger: this.#options.logger });
-    const ended = () => packager.close('stream ended', true);
+  async #start(stream: PublishedStream): Promise<HlsPackager[]> {
+    const sources = await stream.packagerSources();
+    const variants: HlsPackager[] = [];
+    try {
+      for (const [i, source] of sources.entries()) {
+        variants.push(new HlsPackager({ stream: stream.name, variant: i, source: await source(), logger: this.#options.logger }));
+      }
+    } catch (error) {
+      for (const packager of variants) packager.close('a variant could not start');
+      throw error;
+    }
+    const ended = () => variants.forEach((p) => p.close('stream ended', true));
     stream.once('ended', ended);
-    packager.once('closed', () => stream.off('ended', ended));
-    return packager;
+    variants[0]!.once('closed', () => stream.off('ended', ended));
+    return variants;
   }
 
   #stopIdle(): void {
     const idleSince = Date.now() - this.#options.lingerMs;
     for (const [name, entry] of this.#entries) {
-      if (entry.lastRequest < idleSince && this.modeOf(name) !== 'always') void entry.packager.then((p) => p.close('no HLS request for the linger time')).catch(() => undefined);
+      if (entry.lastRequest < idleSince && this.modeOf(name) !== 'always') {
+        void entry.variants.then((all) => all.forEach((p) => p.close('no HLS request for the linger time'))).catch(() => undefined);
+      }
     }
   }
 }

@@ -36,6 +36,8 @@ export interface Publisher {
    * packaged from its producers (origin/ProducerPackagerSource.ts).
    */
   packagerSource?(): PackagerSource;
+  /** Its video's simulcast layers below its packagerSource's picture, largest first (see RtmpBridge.layersBelowSource). */
+  layersBelowSource?(): number[];
 }
 
 /** A second version of a stream's video, made on the origin for the viewers that need it. */
@@ -249,12 +251,24 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
     return ProducerRendition.start({ router: this.router, video, codec, logger: this.#logger });
   }
 
-  /** What the stream's HLS packager reads: the publisher's own input (RTMP), or its producers' RTP (WHIP). */
-  async packagerSource(): Promise<PackagerSource> {
+  /**
+   * What the stream's HLS packagers read, one per variant, best first: the publisher's own input
+   * (RTMP) or its top simulcast layer (WHIP), then each smaller layer of its simulcast or RTMP
+   * ladder, taken from the layer's RTP.
+   */
+  async packagerSources(): Promise<Array<() => Promise<PackagerSource>>> {
     if (this.#ended) throw new Error(`stream ${this.name} has ended`);
-    if (this.publisher.packagerSource) return this.publisher.packagerSource();
-    // It ends with the publish: its consumers close with the router.
-    return ProducerPackagerSource.create(this.router, this.producers, this.#logger);
+    // Sources from RTP end with the publish: their consumers close with the router.
+    const layer = (spatialLayer?: number) => () => ProducerPackagerSource.create(this.router, this.producers, this.#logger, spatialLayer);
+    const { publisher } = this;
+    if (publisher.packagerSource) {
+      const own = publisher.packagerSource();
+      return [async () => own, ...(publisher.layersBelowSource?.() ?? []).map((i) => layer(i))];
+    }
+    const video = this.producers.find((p) => p.kind === 'video');
+    if (!video || (video.rtpParameters.encodings?.length ?? 0) < 2) return [layer()];
+    const smallestFirst = await this.#layerOrder(video);
+    return [...smallestFirst].reverse().map((i) => layer(i));
   }
 
   end(reason: string): void {

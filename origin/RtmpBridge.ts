@@ -118,6 +118,8 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
   readonly #transports: PlainTransport[];
   readonly #logger: Logger;
   readonly #options: RtmpBridgeOptions;
+  /** A ladder's rungs' heights, lowest first (as the video producer's encodings); empty without one. */
+  #ladderHeights: number[] = [];
   #closed = false;
 
   private constructor(stream: string, mode: BridgeMode, args: string[], transports: PlainTransport[], producers: Producer[], logger: Logger, options: RtmpBridgeOptions) {
@@ -209,6 +211,7 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
         args.push('-payload_type', String(AUDIO_PT), '-ssrc', String(audioSsrc), '-seq', FfmpegProcess.seqSlot(audioSsrc), '-f', 'rtp', RtmpBridge.#rtpUrl(audio));
       }
       const bridge = new RtmpBridge(stream, mode, args, transports, producers, logger, { ...options, probed: found });
+      bridge.#ladderHeights = ladder.map((r) => r.height);
       await bridge.#ffmpeg.start();
       const layers = ladder.length > 0 ? ladder.map((r) => `${r.width}x${r.height}@${r.kbps}k`) : undefined;
       logger.info({ mode, codec, video: found.video, audio, layers, pid: bridge.pid }, 'rtmp bridge started');
@@ -254,6 +257,16 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
     args.push(...(video?.codec === 'h264' ? ['-c:v', 'copy'] : HLS_VIDEO_ENCODE));
     if (audio) args.push('-map', '0:a:0', ...(audio.codec === 'aac' ? ['-c:a', 'copy'] : HLS_AUDIO_ENCODE));
     return { args };
+  }
+
+  /**
+   * The ladder's rungs smaller than the publish itself (encoding indices, largest first): the HLS
+   * variants below the publish's own picture (packagerSource()). A rung as large as the publish
+   * adds nothing the publish does not have.
+   */
+  layersBelowSource(): number[] {
+    const source = this.#options.probed?.video?.height ?? Infinity;
+    return this.#ladderHeights.flatMap((height, i) => (height < source ? [i] : [])).reverse();
   }
 
   /** The running ffmpeg's pid. */

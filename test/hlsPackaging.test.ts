@@ -69,7 +69,7 @@ describe('HLS packaging (ffmpeg → CMAF → LL-HLS playlists)', function () {
   });
 
   it('cuts segments at key frames (2 s) and parts within PART-TARGET; strict hls-parser takes the playlists', async () => {
-    const media = strict(text(await answerHls(packager, 'media.m3u8', {}))) as InstanceType<typeof HLS.types.MediaPlaylist>;
+    const media = strict(text(await answerHls([packager], 'media.m3u8', {}))) as InstanceType<typeof HLS.types.MediaPlaylist>;
     assert.equal(media.lowLatencyCompatibility?.canBlockReload, true);
     assert.ok(media.partTargetDuration! <= 0.5);
     const done = media.segments.filter((s) => s.uri);
@@ -83,46 +83,46 @@ describe('HLS packaging (ffmpeg → CMAF → LL-HLS playlists)', function () {
     assert.ok(parts.length >= 6, `parts listed: ${parts.length}`);
     for (const p of parts) assert.ok(p.duration! <= media.partTargetDuration! + 1e-6, `part of ${p.duration} s`);
     assert.ok(media.prefetchSegments.length === 0 || media.renditionReports.length >= 0);
-    assert.match(text(await answerHls(packager, 'media.m3u8', {})), /#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-[0-9a-f]{8}-\d+\.m4s"/);
-    const multivariant = strict(text(await answerHls(packager, 'index.m3u8', {}))) as InstanceType<typeof HLS.types.MasterPlaylist>;
+    assert.match(text(await answerHls([packager], 'media.m3u8', {})), /#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-[0-9a-f]{8}-\d+\.m4s"/);
+    const multivariant = strict(text(await answerHls([packager], 'index.m3u8', {}))) as InstanceType<typeof HLS.types.MasterPlaylist>;
     assert.equal(multivariant.variants.length, 1);
     assert.match(multivariant.variants[0]!.codecs!, /^avc1\.64[0-9a-f]{4},mp4a\.40\.2$/);
     assert.ok(multivariant.variants[0]!.bandwidth > 10_000);
   });
 
   it('serves what the playlist lists: init, segments and parts as fMP4, immutable', async () => {
-    const playlist = text(await answerHls(packager, 'media.m3u8', {}));
-    const init = await answerHls(packager, packager.initUri, {});
+    const playlist = text(await answerHls([packager], 'media.m3u8', {}));
+    const init = await answerHls([packager], packager.initUri, {});
     assert.equal(init.headers['cache-control'], 'public, max-age=31536000, immutable');
     const segmentUri = /^seg-.*\.m4s$/m.exec(playlist)![0];
     const partUri = /URI="(part-[^"]+)"/.exec(playlist)![1]!;
     for (const uri of [segmentUri, partUri]) {
-      const answer = await answerHls(packager, uri, {});
+      const answer = await answerHls([packager], uri, {});
       assert.equal(answer.status, 200);
       assert.equal(answer.body.toString('latin1', 4, 8), 'moof');
     }
-    await assert.rejects(answerHls(packager, `seg-${packager.playlist.run}-1.m4s`, {}), (e: Problem) => e.status === 404);
+    await assert.rejects(answerHls([packager], `seg-${packager.playlist.run}-1.m4s`, {}), (e: Problem) => e.status === 404);
   });
 
   it('holds a blocking reload until the part it names, and refuses one too far ahead (400) or malformed', async () => {
     const { playlist } = packager;
     const next = { msn: playlist.lastMsn + 1, part: 2 };
     const started = Date.now();
-    const held = text(await answerHls(packager, 'media.m3u8', { _HLS_msn: String(next.msn), _HLS_part: String(next.part) }));
+    const held = text(await answerHls([packager], 'media.m3u8', { _HLS_msn: String(next.msn), _HLS_part: String(next.part) }));
     const waited = Date.now() - started;
     assert.ok(playlist.holds(next));
     const parsed = strict(held) as InstanceType<typeof HLS.types.MediaPlaylist>;
     const last = parsed.segments.at(-1)!;
     assert.ok(parsed.mediaSequenceBase! + parsed.segments.length - 1 >= next.msn, `answered after ${waited} ms with the part asked for`);
     assert.ok(last.parts.length > 0 || last.uri);
-    await assert.rejects(answerHls(packager, 'media.m3u8', { _HLS_msn: String(playlist.lastMsn + 10) }), (e: Problem) => e.status === 400);
-    await assert.rejects(answerHls(packager, 'media.m3u8', { _HLS_part: '1' }), (e: Problem) => e.status === 400);
-    await assert.rejects(answerHls(packager, 'media.m3u8', { _HLS_msn: 'x' }), (e: Problem) => e.status === 400);
+    await assert.rejects(answerHls([packager], 'media.m3u8', { _HLS_msn: String(playlist.lastMsn + 10) }), (e: Problem) => e.status === 400);
+    await assert.rejects(answerHls([packager], 'media.m3u8', { _HLS_part: '1' }), (e: Problem) => e.status === 400);
+    await assert.rejects(answerHls([packager], 'media.m3u8', { _HLS_msn: 'x' }), (e: Problem) => e.status === 400);
   });
 
   it('waits for the part a preload hint names and answers it once it is made', async () => {
-    const hinted = /PRELOAD-HINT:TYPE=PART,URI="([^"]+)"/.exec(text(await answerHls(packager, 'media.m3u8', {})))![1]!;
-    const answer = await answerHls(packager, hinted, {});
+    const hinted = /PRELOAD-HINT:TYPE=PART,URI="([^"]+)"/.exec(text(await answerHls([packager], 'media.m3u8', {})))![1]!;
+    const answer = await answerHls([packager], hinted, {});
     assert.equal(answer.status, 200);
     assert.ok(answer.body.length > 0);
   });

@@ -32,6 +32,8 @@ export interface HlsPackagerEvents {
 
 export interface HlsPackagerOptions {
   stream: string;
+  /** Which of the stream's variants, 0 the best (its media playlist is media.m3u8, then media-1.m3u8…). */
+  variant?: number;
   source: PackagerSource;
   logger: Logger;
   ffmpeg?: string;
@@ -96,6 +98,7 @@ const STOP_GRACE_MS = 2000;
 
 export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
   readonly stream: string;
+  readonly variant: number;
   readonly playlist: LivePlaylist;
   readonly #reader = new Fmp4Reader();
   readonly #child: ChildProcess;
@@ -108,9 +111,10 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
   constructor(options: HlsPackagerOptions) {
     super();
     this.stream = options.stream;
+    this.variant = options.variant ?? 0;
     this.#source = options.source;
     const run = randomBytes(4).toString('hex');
-    this.#logger = options.logger.child({ component: 'hls-packager', stream: options.stream, run });
+    this.#logger = options.logger.child({ component: 'hls-packager', stream: options.stream, variant: this.variant, run });
     this.playlist = new LivePlaylist({
       run,
       partTarget: options.partTarget ?? PART_TARGET_S,
@@ -147,11 +151,14 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
       this.once('closed', fail);
       // Ready once the first part is out: the init segment alone would give players an empty playlist.
       const first = () => {
+        if (!this.playlist.lastPosition) return;
         clearTimeout(timer);
         this.off('closed', fail);
+        this.#reader.off('fragment', firstPart);
         resolve(this.#reader.init!);
       };
-      this.#reader.once('fragment', () => setImmediate(first));
+      const firstPart = () => setImmediate(first);
+      this.#reader.on('fragment', firstPart);
     });
     this.#ready.catch((error: Error) => this.close(error.message));
     this.#logger.info({ pid: child.pid }, 'packager started');
@@ -169,6 +176,11 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
 
   get initUri(): string {
     return `init-${this.playlist.run}.mp4`;
+  }
+
+  /** Its media playlist's name: media.m3u8 for the best variant, media-{n}.m3u8 for the others. */
+  get playlistUri(): string {
+    return this.variant === 0 ? 'media.m3u8' : `media-${this.variant}.m3u8`;
   }
 
   get closed(): boolean {

@@ -140,6 +140,9 @@ export class LivePlaylist {
   /** Takes the next fragment of the stream (Fmp4Reader's), and publishes what it completes. */
   addFragment(fragment: Fmp4Fragment): void {
     if (this.#ended) return;
+    // The playlist starts at a key frame: what comes before (audio ahead of the first picture, a
+    // picture that needs an earlier one) is nothing a player can start with.
+    if (!this.#open && this.#segments.length === 0 && !fragment.independent) return;
     const now = this.#now();
     this.#anchor ??= { wall: now - fragment.duration * 1000, media: fragment.start };
     const open = this.#open;
@@ -237,8 +240,24 @@ export class LivePlaylist {
     });
   }
 
-  /** The media playlist; with `skip`, a delta update that leaves out what lies past CAN-SKIP-UNTIL. */
-  render(options: { skip?: boolean; initUri: string }): string {
+  /** The segment being made: its parts' bytes and duration so far. */
+  get openSegment(): { bytes: number; duration: number } {
+    const parts = this.#open?.parts ?? [];
+    return { bytes: parts.reduce((sum, p) => sum + (p.data?.length ?? 0), 0), duration: this.#open?.duration ?? 0 };
+  }
+
+  /** Where the live edge is: the last part made (its segment's sequence number and its index there). */
+  get lastPosition(): { msn: number; part: number } | undefined {
+    const last = this.#lastPart();
+    return last && { msn: last.msn, part: last.index };
+  }
+
+  /**
+   * The media playlist; with `skip`, a delta update that leaves out what lies past CAN-SKIP-UNTIL;
+   * `reports`: where the stream's other variants are (EXT-X-RENDITION-REPORT), so that a player
+   * switching to one asks it for the right part at once.
+   */
+  render(options: { skip?: boolean; initUri: string; reports?: Array<{ uri: string; position: { msn: number; part: number } | undefined }> }): string {
     const td = this.targetDuration;
     const skipUntil = SKIP_TARGETS * td;
     const segments = this.#segments;
@@ -277,6 +296,9 @@ export class LivePlaylist {
     }
     if (this.#endList) lines.push('#EXT-X-ENDLIST');
     else if (!this.#ended) lines.push(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="${this.#partUri(this.#nextPartSeq)}"`);
+    for (const { uri, position } of options.reports ?? []) {
+      if (position) lines.push(`#EXT-X-RENDITION-REPORT:URI="${uri}",LAST-MSN=${position.msn},LAST-PART=${position.part}`);
+    }
     return `${lines.join('\n')}\n`;
   }
 

@@ -7,8 +7,9 @@ import type { HlsPackager } from './HlsPackager.ts';
  * The files of a packaged stream, as origins answer them and edges pass them on (one answer shape,
  * HlsAnswer, so that an edge's cache keeps exactly what the origin said):
  *
- *   index.m3u8                        the multivariant playlist (one variant: media.m3u8)
- *   media.m3u8[?_HLS_msn=&_HLS_part=&_HLS_skip=]   the LL-HLS media playlist, blocking when asked
+ *   index.m3u8                        the multivariant playlist: media.m3u8, and media-{n}.m3u8 for
+ *                                     each smaller layer of a simulcast publish or an RTMP ladder
+ *   media.m3u8[?_HLS_msn=&_HLS_part=&_HLS_skip=]   an LL-HLS media playlist, blocking when asked
  *   init-{run}.mp4                    the init segment
  *   seg-{run}-{msn}.m4s               a segment
  *   part-{run}-{n}.m4s                a part
@@ -28,7 +29,7 @@ export interface HlsAnswer {
   body: Buffer;
 }
 
-const FILE = /^(index\.m3u8|media\.m3u8|init-[0-9a-f]{8}\.mp4|seg-[0-9a-f]{8}-\d{1,15}\.m4s|part-[0-9a-f]{8}-\d{1,15}\.m4s)$/;
+const FILE = /^(index\.m3u8|media(-[1-9])?\.m3u8|init-[0-9a-f]{8}\.mp4|seg-[0-9a-f]{8}-\d{1,15}\.m4s|part-[0-9a-f]{8}-\d{1,15}\.m4s)$/;
 
 /** Whether `file` is a name an HLS stream has (the rest are 404 without asking anyone). */
 export function isHlsFile(file: string): boolean {
@@ -80,37 +81,55 @@ const answer = (body: string | Buffer, type: string, cacheControl: string, statu
 const PLAYLIST = 'application/vnd.apple.mpegurl';
 const MP4 = 'video/mp4';
 
-/** A file of `packager`'s stream (the packager ready, see HlsPackager.ready()). */
-export async function answerHls(packager: HlsPackager, file: string, query: Record<string, unknown>): Promise<HlsAnswer> {
-  const { playlist } = packager;
-  const init = await packager.ready().catch((error: Error) => {
-    throw new Problem('service-unavailable', `stream ${packager.stream} could not be packaged: ${error.message}`, { headers: { 'Retry-After': '2' } });
+/** A file of a stream packaged as `variants` (best first, each ready: see HlsPackager.ready()). */
+export async function answerHls(variants: readonly HlsPackager[], file: string, query: Record<string, unknown>): Promise<HlsAnswer> {
+  const [best] = variants;
+  if (!best) throw new TypeError('a packaged stream has one variant at least');
+  await Promise.all(variants.map((v) => v.ready())).catch((error: Error) => {
+    throw new Problem('service-unavailable', `stream ${best.stream} could not be packaged: ${error.message}`, { headers: { 'Retry-After': '2' } });
   });
-  if (file === 'index.m3u8') return answer(multivariant(packager), PLAYLIST, 'public, max-age=1');
-  if (file === 'media.m3u8') {
-    const reload = parseReloadQuery(query);
-    const skip = reload._HLS_skip !== undefined;
-    if (reload._HLS_msn === undefined) return answer(playlist.render({ skip, initUri: packager.initUri }), PLAYLIST, 'public, max-age=1');
-    const point = { msn: reload._HLS_msn, part: reload._HLS_part };
-    if (playlist.tooFarAhead(point)) throw new Problem('invalid-request', `_HLS_msn=${point.msn} is too far past the last segment (${playlist.lastMsn})`);
-    const held = await playlist.waitUntil(() => playlist.holds(point), BLOCK_TARGETS * playlist.targetDuration * 1000);
-    if (held === undefined || (held && !playlist.streamEnded)) {
-      throw new Problem('service-unavailable', `stream ${packager.stream} made no media in time`, { headers: { 'Retry-After': '1' } });
+  if (file === 'index.m3u8') return answer(multivariant(variants), PLAYLIST, 'public, max-age=1');
+  const media = variants.find((v) => v.playlistUri === file);
+  if (media) return mediaPlaylist(media, variants, query);
+  if (file.endsWith('.m3u8')) throw new Problem('not-found', `stream ${best.stream} has no ${file}`);
+  // Media files name their packager's run: init-{run}.mp4, seg-{run}-{msn}.m4s, part-{run}-{n}.m4s.
+  const run = /^(?:init|seg|part)-([0-9a-f]{8})/.exec(file)?.[1];
+  const packager = variants.find((v) => v.playlist.run === run);
+  if (packager) {
+    const { playlist } = packager;
+    if (file === packager.initUri) return answer(packager.init!.data, MP4, IMMUTABLE);
+    if (file.startsWith('seg-')) {
+      const data = playlist.segment(file);
+      if (data) return answer(data, MP4, IMMUTABLE);
     }
-    return answer(playlist.render({ skip, initUri: packager.initUri }), PLAYLIST, `public, max-age=${BLOCKING_MAX_AGE_S}`);
+    if (file.startsWith('part-')) {
+      const seq = Number(file.slice(`part-${run}-`.length, -'.m4s'.length));
+      if (playlist.partComing(seq)) await playlist.waitUntil(() => playlist.part(seq) !== undefined, PART_WAIT_MS);
+      const data = playlist.part(seq)?.data;
+      if (data) return answer(data, MP4, IMMUTABLE);
+    }
   }
-  if (file === packager.initUri) return answer(init.data, MP4, IMMUTABLE);
-  if (file.startsWith('seg-')) {
-    const data = playlist.segment(file);
-    if (data) return answer(data, MP4, IMMUTABLE);
+  throw new Problem('not-found', `${file} is not (or no longer) in stream ${best.stream}'s window`);
+}
+
+/** A variant's media playlist, at once or (blocking reload) once it holds the part asked for. */
+async function mediaPlaylist(packager: HlsPackager, variants: readonly HlsPackager[], query: Record<string, unknown>): Promise<HlsAnswer> {
+  const { playlist } = packager;
+  const reload = parseReloadQuery(query);
+  const render = () =>
+    playlist.render({
+      skip: reload._HLS_skip !== undefined,
+      initUri: packager.initUri,
+      reports: variants.filter((v) => v !== packager).map((v) => ({ uri: v.playlistUri, position: v.playlist.lastPosition })),
+    });
+  if (reload._HLS_msn === undefined) return answer(render(), PLAYLIST, 'public, max-age=1');
+  const point = { msn: reload._HLS_msn, part: reload._HLS_part };
+  if (playlist.tooFarAhead(point)) throw new Problem('invalid-request', `_HLS_msn=${point.msn} is too far past the last segment (${playlist.lastMsn})`);
+  const held = await playlist.waitUntil(() => playlist.holds(point), BLOCK_TARGETS * playlist.targetDuration * 1000);
+  if (held === undefined || (held && !playlist.streamEnded)) {
+    throw new Problem('service-unavailable', `stream ${packager.stream} made no media in time`, { headers: { 'Retry-After': '1' } });
   }
-  if (file.startsWith(`part-${playlist.run}-`)) {
-    const seq = Number(file.slice(`part-${playlist.run}-`.length, -'.m4s'.length));
-    if (playlist.partComing(seq)) await playlist.waitUntil(() => playlist.part(seq) !== undefined, PART_WAIT_MS);
-    const data = playlist.part(seq)?.data;
-    if (data) return answer(data, MP4, IMMUTABLE);
-  }
-  throw new Problem('not-found', `${file} is not (or no longer) in stream ${packager.stream}'s window`);
+  return answer(render(), PLAYLIST, `public, max-age=${BLOCKING_MAX_AGE_S}`);
 }
 
 /** Sends an answer as it is (an origin's, or one an edge keeps). */
@@ -118,26 +137,29 @@ export function sendHls(res: Response, hls: HlsAnswer): void {
   res.status(hls.status).set(hls.headers).send(hls.body);
 }
 
-/** The multivariant playlist: the one variant, with the codecs and size the init segment names and the peak bitrate seen. */
-function multivariant(packager: HlsPackager): string {
-  const init = packager.init!;
-  const video = init.tracks.find((t) => t.kind === 'video');
-  const codecs = init.tracks.map((t) => t.codec).join(',');
-  const attributes = [`BANDWIDTH=${peakBandwidth(packager)}`, `CODECS="${codecs}"`];
-  if (video?.width && video.height) attributes.push(`RESOLUTION=${video.width}x${video.height}`);
-  return ['#EXTM3U', '#EXT-X-VERSION:9', `#EXT-X-STREAM-INF:${attributes.join(',')}`, 'media.m3u8', ''].join('\n');
+/**
+ * The multivariant playlist: each variant with the codecs and picture size its init segment names
+ * and the peak bitrate seen so far (a stream's variants share one audio, encoded with each).
+ */
+function multivariant(variants: readonly HlsPackager[]): string {
+  const lines = ['#EXTM3U', '#EXT-X-VERSION:9'];
+  for (const packager of variants) {
+    const init = packager.init!;
+    const video = init.tracks.find((t) => t.kind === 'video');
+    const attributes = [`BANDWIDTH=${peakBandwidth(packager)}`, `CODECS="${init.tracks.map((t) => t.codec).join(',')}"`];
+    if (video?.width && video.height) attributes.push(`RESOLUTION=${video.width}x${video.height}`);
+    lines.push(`#EXT-X-STREAM-INF:${attributes.join(',')}`, packager.playlistUri);
+  }
+  return `${lines.join('\n')}\n`;
 }
 
-/** BANDWIDTH: the peak segment bitrate so far (bit/s), or the parts' while no segment is complete; never 0. */
+/** BANDWIDTH: the peak segment bitrate so far (bit/s), or the parts' while no segment is complete. */
 function peakBandwidth(packager: HlsPackager): number {
-  const segments = packager.playlist.segments;
   let peak = 0;
-  for (const s of segments) if (s.duration > 0 && s.data) peak = Math.max(peak, (s.data.length * 8) / s.duration);
-  if (peak === 0) {
-    const part = packager.playlist.part(0);
-    if (part?.data && part.duration > 0) peak = (part.data.length * 8) / part.duration;
-  }
-  return Math.max(1, Math.round(peak));
+  for (const s of packager.playlist.segments) if (s.duration > 0 && s.data) peak = Math.max(peak, (s.data.length * 8) / s.duration);
+  if (peak > 0) return Math.round(peak);
+  const { bytes, duration } = packager.playlist.openSegment;
+  return Math.max(1, Math.round(duration > 0 ? (bytes * 8) / duration : 0));
 }
 
 /**
