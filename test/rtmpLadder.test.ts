@@ -150,6 +150,40 @@ describe('RTMP ladder: simulcast layers made from one RTMP publish', function ()
     }
   });
 
+  it('serves the ladder over HLS as variants: the publish itself (x264 High, copied) and each smaller rung, with rendition reports; ffprobe reads each', async () => {
+    const { origin, edge, db } = cluster;
+    const name = 'ladder-hls';
+    const { streamKey } = await cluster.createStream(name, { rtmpLadder: [720, 360, 180] });
+    publishRtmp(`rtmp://127.0.0.1:${origin.rtmpPort}/live/${streamKey}`, '1280x720');
+    await waitFor('the stream live', async () => (await getStream(db.knex, name))?.state === 'live', 20_000);
+    await layersReceiving(origin.url, name, ['180p', '360p', '720p']);
+    const started = Date.now();
+    const index = await fetch(`${edge.url}/hls/${name}/index.m3u8`);
+    assert.equal(index.status, 200, await index.clone().text());
+    console.log(`      multivariant playlist of a cold stream (three packagers started) in ${Date.now() - started} ms`);
+    const variants = [...(await index.text()).matchAll(/#EXT-X-STREAM-INF:BANDWIDTH=(\d+),CODECS="([^"]+)",RESOLUTION=(\d+x\d+)\n(\S+)/g)].map((m) => ({
+      bandwidth: Number(m[1]),
+      codecs: m[2]!,
+      resolution: m[3]!,
+      uri: m[4]!,
+    }));
+    // The 720p rung is no smaller than the publish: the publish itself (High profile, as sent) stands for it.
+    assert.deepEqual(variants.map((v) => [v.resolution, v.uri]), [['1280x720', 'media.m3u8'], ['640x360', 'media-1.m3u8'], ['320x180', 'media-2.m3u8']]);
+    assert.match(variants[0]!.codecs, /^avc1\.64/, 'the publish as it is: x264 High');
+    assert.match(variants[2]!.codecs, /^avc1\.42/, 'a rung: Constrained Baseline');
+    const lowest = await (await fetch(`${edge.url}/hls/${name}/media-2.m3u8`)).text();
+    assert.match(lowest, /#EXT-X-RENDITION-REPORT:URI="media\.m3u8",LAST-MSN=\d+,LAST-PART=\d+/);
+    assert.match(lowest, /#EXT-X-RENDITION-REPORT:URI="media-1\.m3u8",LAST-MSN=\d+,LAST-PART=\d+/);
+    for (const [i, variant] of variants.entries()) {
+      const probed = execFileSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=codec_name,width,height', '-of', 'csv=p=0', `${edge.url}/hls/${name}/${variant.uri}`], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      }).trim();
+      // ffprobe lists an HLS input's video under its program and again on its own: the first line says it.
+      assert.equal(probed.split('\n')[0], `h264,${variant.resolution.replace('x', ',')}`, `variant ${i}`);
+    }
+  });
+
   it('follows the origin\'s --rtmp-ladder when the stream sets none, never scaling a 360p input up: 360 and 270 only', async () => {
     const { origin, db } = cluster;
     const name = 'ladder-default-360';
