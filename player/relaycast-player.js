@@ -167,8 +167,9 @@ const HLS_FROZEN_MS = 15_000;
  *   waiting: the stream is not live (404), retrying; reconnecting: a session failed or was lost,
  *   retrying; unauthorized: the stream is private and the token is missing or refused, retrying
  *   slowly; unsupported: this browser cannot decode the stream's codecs (422; lastError says
- *   which), retrying slowly (the publisher may change them); failed: media could not connect
- *   MEDIA_ATTEMPTS times in a row (`failure` says why), not retrying until retry();
+ *   which), retrying slowly (the publisher may change them; in mode 'auto' HLS plays instead);
+ *   failed: media could not connect MEDIA_ATTEMPTS times in a row (`failure` says why), not
+ *   retrying until retry() (mode 'webrtc'; 'auto' plays HLS instead);
  *   stopped: stop() was called.
  */
 
