@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../core/paths.ts';
 import express, { type Response, type Router } from 'express';
@@ -12,9 +13,14 @@ import { streamName } from '../core/tokens.ts';
  *   page asks for. The page itself is public; its data is not.
  * - `GET /player/*`: the static files of `player/` (the `relaycast-player.js` module that sites
  *   may import, `embed.js`, the pages' scripts and styles).
+ * - `GET /player/vendor/hls.mjs`: hls.js (its ES module build, from node_modules), which the player
+ *   imports when it plays over HLS.
  */
 
 const PLAYER_DIR = join(PACKAGE_ROOT, 'player');
+
+/** hls.js's ES module build, served as the player's `vendor/hls.mjs` (a module beside it, for CSP's script-src 'self'). */
+const HLS_JS = createRequire(import.meta.url).resolve('hls.js/dist/hls.mjs');
 
 /**
  * Static files may be cached for 5 minutes: a deploy reaches every viewer within that, and a
@@ -39,8 +45,10 @@ export function webPagesRouter(): Router {
   router.get('/play/:stream', (req, res) => {
     streamName(req.params.stream); // a 400 for a name no stream can have
     sendPage(res, 'play.html', {
-      // WHEP goes to edges on other origins; any site may frame the player (that is what embed is for).
-      'Content-Security-Policy': `${BASE_CSP}; connect-src *; frame-ancestors *`,
+      // WHEP and HLS go to edges on other origins; any site may frame the player (that is what
+      // embed is for). Media: hls.js plays through a MediaSource (a blob: URL), Safari's own HLS
+      // from the edge.
+      'Content-Security-Policy': `${BASE_CSP}; connect-src *; media-src * blob:; frame-ancestors *`,
       // The page URL may carry a play token: never send it on as a Referer.
       'Referrer-Policy': 'no-referrer',
     });
@@ -52,6 +60,11 @@ export function webPagesRouter(): Router {
       'X-Frame-Options': 'DENY',
       'Referrer-Policy': 'no-referrer',
     });
+  });
+
+  router.get('/player/vendor/hls.mjs', (_req, res) => {
+    res.set('Access-Control-Allow-Origin', '*');
+    res.type('text/javascript').sendFile(HLS_JS, { maxAge: STATIC_MAX_AGE });
   });
 
   const assets = express.static(PLAYER_DIR, { maxAge: STATIC_MAX_AGE, index: false, redirect: false, dotfiles: 'ignore' });

@@ -2,7 +2,8 @@
 /**
  * The /play/{stream} page: a RelaycastPlayer on the page's <video>, the status and stats overlays,
  * and the embed snippet. Query: ?token=… (private streams), ?embed=1 (video only, for iframes),
- * &stats=1 (stats overlay shown in embed mode). The player is window.relaycastPlayer.
+ * &stats=1 (stats overlay shown in embed mode), ?mode=webrtc|hls (default: auto, WebRTC and HLS
+ * when it cannot play). The player is window.relaycastPlayer.
  */
 import { RelaycastPlayer } from './relaycast-player.js';
 
@@ -10,6 +11,9 @@ const params = new URLSearchParams(location.search);
 const stream = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() ?? '');
 const embed = params.get('embed') === '1';
 const token = params.get('token') ?? undefined;
+const modeParam = params.get('mode');
+/** @type {import('./relaycast-player.js').PlayerMode} */
+const mode = modeParam === 'webrtc' || modeParam === 'hls' ? modeParam : 'auto';
 
 /** @param {string} id */
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -24,7 +28,7 @@ $('embed-code').textContent =
   `<div data-relaycast-stream="${stream}" data-relaycast-server="${location.origin}"></div>\n` +
   `<script src="${location.origin}/player/embed.js"></script>`;
 
-const player = new RelaycastPlayer(video, { server: location.origin, stream, token });
+const player = new RelaycastPlayer(video, { server: location.origin, stream, token, mode });
 /** @type {any} */ (window).relaycastPlayer = player;
 
 /**
@@ -45,6 +49,13 @@ function render(s) {
   $('status').dataset.state = s.state;
   showStatus(s.stateText);
   $('live').hidden = !playing;
+  // How it plays, and over HLS how far behind live: "HLS · 1.3 s", "WebRTC".
+  const modeName = s.mode === 'hls' ? 'HLS' : s.mode === 'webrtc' ? 'WebRTC' : '';
+  const latency = s.latencyMs === null ? '' : `${(s.latencyMs / 1000).toFixed(1)} s`;
+  $('mode').hidden = !modeName;
+  $('mode').dataset.mode = s.mode ?? '';
+  $('mode').textContent = latency ? `${modeName} · ${latency}` : modeName;
+  $('mode').title = s.mode === 'hls' && player.failure ? `HLS, because WebRTC could not play: ${player.failure.reason}` : '';
   // Media could not connect: the reason is the status text; the Retry button and, for support,
   // what the edge offered and what this browser tried.
   $('retry').hidden = s.state !== 'failed';
@@ -63,6 +74,8 @@ function render(s) {
     layer: s.layer === null ? '–' : `${player.layers().find((l) => l.id === s.layer)?.label ?? s.layer} (${s.layerMode})`,
     downlink: s.downlinkKbps === null ? '–' : `${s.downlinkKbps.toLocaleString('en')} kbit/s`,
     edge: s.edge ?? '–',
+    mode: s.mode === 'hls' ? 'HLS' : s.mode === 'webrtc' ? 'WebRTC' : '–',
+    latency: s.latencyMs === null ? '–' : `${s.latencyMs.toLocaleString('en')} ms`,
   };
   for (const dd of statsBox.querySelectorAll('dd')) {
     const key = /** @type {HTMLElement} */ (dd).dataset.stat ?? '';

@@ -1,9 +1,10 @@
 // @ts-check
 /**
- * Relaycast web player: WHEP playback through the Relaycast balancer, with automatic reconnects.
+ * Relaycast web player: WHEP playback through the Relaycast balancer, with automatic reconnects,
+ * and LL-HLS when WebRTC cannot play.
  *
  *   import { RelaycastPlayer } from 'https://host/player/relaycast-player.js';
- *   const player = new RelaycastPlayer(videoElement, { server: 'https://host', stream: 'show' });
+ *   const player = new RelaycastPlayer(videoElement, { server: 'https://host', stream: 'show' }); // mode: 'auto'
  *   player.addEventListener('statechange', () => console.log(player.state));
  *   player.addEventListener('stats', () => console.log(player.stats()));
  *   player.addEventListener('layers', () => console.log(player.layers())); // for a quality menu
@@ -32,7 +33,16 @@
  * edge offered (the answer's `a=candidate` lines) and what this browser tried (getStats' candidate
  * pairs), until retry().
  *
- * Plain modern JavaScript (ES2022, no dependencies, no bundler); types in JSDoc.
+ * When WebRTC cannot play, HLS (mode 'auto', the default): instead of entering 'failed', and when
+ * the edge answers 422 (this browser cannot decode the stream's codecs over WebRTC), the player
+ * plays the edge's LL-HLS (`{edge}/hls/{stream}/index.m3u8`) and stays on it, with `failure`
+ * still saying why WebRTC did not work, until retry() tries WebRTC again. hls.js (which the
+ * balancer serves beside this module, vendor/hls.mjs) is imported only then; where there is no
+ * MediaSource (iOS Safari), the browser's own HLS plays. Mode 'webrtc' never plays HLS, mode 'hls'
+ * nothing else.
+ *
+ * Plain modern JavaScript (ES2022, no bundler); types in JSDoc. hls.js is its one dependency,
+ * loaded on demand.
  */
 
 /**
@@ -76,6 +86,13 @@ const MEDIA_ATTEMPTS = 3;
 /** Signalling requests (route API, WHEP POST) that take longer than this are aborted and retried. */
 const REQUEST_TIMEOUT_MS = 8000;
 
+/**
+ * The first HLS request of an attempt (the multivariant playlist) may take this long: an origin
+ * holds the request that starts a stream's packaging until the packager has its first media, up
+ * to 15 s (media/hls/HlsPackager.ts), and says 503 if none came; the player waits for that answer.
+ */
+const HLS_START_TIMEOUT_MS = 20_000;
+
 /** First retry delay: quick enough that a brief blip costs half a second. */
 const BACKOFF_INITIAL_MS = 500;
 
@@ -105,13 +122,54 @@ const STATS_INTERVAL_MS = 1000;
 const WATCH_INTERVAL_MS = 250;
 
 /**
+ * hls.js, as the balancer serves it beside this module (balancer/webPages.ts): imported the first
+ * time the player plays over HLS, never before.
+ */
+const HLS_MODULE = new URL('./vendor/hls.mjs', import.meta.url).href;
+
+/**
+ * hls.js's settings for LL-HLS. lowLatencyMode: load parts and use blocking reloads, and sit
+ * PART-HOLD-BACK (1 s, three parts) behind the live edge. maxLiveSyncPlaybackRate: play up to 1.5x
+ * to catch up when behind (after a stall, or a start on an older part): measured on this cluster,
+ * it brings the latency from ~2.0 s to ~1.25 s, and audio at up to 1.5x stays intelligible.
+ * liveSyncDuration(Count) is left unset on purpose: set, hls.js takes it instead of the playlist's
+ * PART-HOLD-BACK (and three 4 s segments would put the viewer 12 s behind). backBufferLength: a live viewer does not seek back, so 10 s behind the
+ * playhead is kept instead of everything (hls.js's default), which would grow for hours.
+ * enableWorker: the segments are already fMP4, which hls.js passes through without transmuxing;
+ * its worker would only need blob: in the page's script CSP.
+ * @type {Partial<import('hls.js').HlsConfig>}
+ */
+const HLS_CONFIG = {
+  lowLatencyMode: true,
+  maxLiveSyncPlaybackRate: 1.5,
+  backBufferLength: 10,
+  enableWorker: false,
+};
+
+/**
+ * An HLS session whose playback has not advanced for this long (its picture stopped while the
+ * video is not paused, or it never started after its playlist loaded) is lost, and started again.
+ * hls.js mends short gaps itself and says when it cannot (a fatal error), so this is only the
+ * backstop for what it does not see: longer than the edge holds a blocking reload (three target
+ * durations, 12 s), so a stream that merely paused its media is given the server's own time.
+ */
+const HLS_FROZEN_MS = 15_000;
+
+/**
+ * @typedef {'auto' | 'webrtc' | 'hls'} PlayerMode
+ *   auto: WebRTC, and HLS when WebRTC cannot connect or decode the stream (the default);
+ *   webrtc: WebRTC only (state 'failed' when it cannot connect); hls: HLS only.
+ */
+
+/**
  * @typedef {'idle' | 'connecting' | 'playing' | 'waiting' | 'reconnecting' | 'unauthorized' | 'unsupported' | 'failed' | 'stopped'} PlayerState
  *   idle: not started; connecting: a session is being set up; playing: media arrives;
  *   waiting: the stream is not live (404), retrying; reconnecting: a session failed or was lost,
  *   retrying; unauthorized: the stream is private and the token is missing or refused, retrying
  *   slowly; unsupported: this browser cannot decode the stream's codecs (422; lastError says
- *   which), retrying slowly (the publisher may change them); failed: media could not connect
- *   MEDIA_ATTEMPTS times in a row (`failure` says why), not retrying until retry();
+ *   which), retrying slowly (the publisher may change them; in mode 'auto' HLS plays instead);
+ *   failed: media could not connect MEDIA_ATTEMPTS times in a row (`failure` says why), not
+ *   retrying until retry() (mode 'webrtc'; 'auto' plays HLS instead);
  *   stopped: stop() was called.
  */
 
@@ -143,10 +201,12 @@ const WATCH_INTERVAL_MS = 250;
  */
 
 /**
- * Why media could not connect: `player.failure` in state 'failed'.
+ * Why WebRTC could not play: `player.failure` in state 'failed', and while the player plays over
+ * HLS instead (mode 'auto').
  * @typedef {object} MediaFailure
- * @property {'ice' | 'dtls' | 'no-media'} kind   ice: no address the edge offered answered;
- *   dtls: one answered but the DTLS handshake did not complete; no-media: connected, but no media came
+ * @property {'ice' | 'dtls' | 'no-media' | 'unsupported'} kind   ice: no address the edge offered answered;
+ *   dtls: one answered but the DTLS handshake did not complete; no-media: connected, but no media
+ *   came; unsupported: the edge answered 422, this browser cannot decode the stream's codecs over WebRTC
  * @property {string} reason   the same in words, for a viewer or their support
  * @property {string | null} edge   the node (or host) that answered the last session
  * @property {number} attempts   sessions in a row that got no media
@@ -179,6 +239,9 @@ const WATCH_INTERVAL_MS = 250;
  * @property {'auto' | 'pinned'} layerMode   whether the edge chooses the layer or the viewer pinned one
  * @property {number | null} downlinkKbps   what the edge knows the viewer's link carries (its estimate, or the bitrate last delivered without loss)
  * @property {number | null} viewers   viewers of the stream on this edge
+ * @property {'webrtc' | 'hls' | null} mode   how the player plays now (null before start() and after stop())
+ * @property {number | null} latencyMs   over HLS: how far behind the live edge playback is (hls.js's
+ *   estimate; the browser's own HLS: now minus the program date-time of the picture shown); null over WebRTC
  */
 
 /**
@@ -187,6 +250,7 @@ const WATCH_INTERVAL_MS = 250;
  * @property {string} [server]   the balancer's base URL (default: the page's origin)
  * @property {string} [token]   play token for a private stream (sent as Authorization: Bearer)
  * @property {RTCIceServer[]} [iceServers]   STUN/TURN servers; the WHEP answer's Link headers add to them
+ * @property {PlayerMode} [mode]   'auto' (default), 'webrtc' or 'hls'
  */
 
 /** @param {number} ms */
@@ -431,6 +495,56 @@ class Session {
   }
 }
 
+/**
+ * One HLS session: hls.js on the video (or the browser's own HLS, `hls` null), and the counters
+ * for the stats and the frozen watch. Replaced on every reconnect, like a WHEP Session.
+ */
+class HlsSession {
+  /** @param {string} url  the multivariant playlist's URL */
+  constructor(url) {
+    this.url = url;
+    /** @type {import('hls.js').default | null} */
+    this.hls = null;
+    /** Whether the browser's own HLS plays it (the video's src). */
+    this.native = false;
+    /** @type {string | null} */
+    this.edge = null;
+    /** When the playlist answered (the frozen watch counts from it), or null before. */
+    /** @type {number | null} */
+    this.loadedAt = null;
+    /** When playback last advanced, or null before it first did. */
+    /** @type {number | null} */
+    this.progressAt = null;
+    /** The video's currentTime at the last progress. */
+    this.lastTime = 0;
+    /** Media bytes loaded (segments and parts), for the bitrate. */
+    this.bytes = 0;
+    /** @type {{ at: number, bytes: number, frames: number } | null} */
+    this.lastSample = null;
+  }
+}
+
+/**
+ * Whether this browser can play HLS at all: hls.js needs MediaSource (ManagedMediaSource on newer
+ * iOS), and Safari plays HLS itself.
+ * @param {HTMLVideoElement} video
+ */
+function hlsPlayable(video) {
+  return 'MediaSource' in globalThis || 'ManagedMediaSource' in globalThis || video.canPlayType('application/vnd.apple.mpegurl') !== '';
+}
+
+/**
+ * An HLS codecs string's video codec as getStats names it ("avc1.64001f" → "video/H264").
+ * @param {string | undefined} codecs
+ */
+function hlsVideoCodec(codecs) {
+  if (!codecs) return null;
+  if (/^avc[13]\./.test(codecs)) return 'video/H264';
+  if (/^(hvc1|hev1)\./.test(codecs)) return 'video/H265';
+  if (/^av01\./.test(codecs)) return 'video/AV1';
+  return `video/${codecs}`;
+}
+
 export class RelaycastPlayer extends EventTarget {
   /** @type {HTMLVideoElement} */
   #video;
@@ -440,6 +554,16 @@ export class RelaycastPlayer extends EventTarget {
   #state = 'idle';
   /** @type {Session | null} */
   #session = null;
+  /** @type {HlsSession | null} */
+  #hlsSession = null;
+  /** How the player plays now: WebRTC or HLS; null before start() and after stop(). */
+  /** @type {'webrtc' | 'hls' | null} */
+  #mode = null;
+  /** In mode 'auto': WebRTC could not play, so every attempt plays HLS, until retry() or start(). */
+  #fellBack = false;
+  /** The mode at the last 'statechange': a change of mode alone fires one too. */
+  /** @type {'webrtc' | 'hls' | null} */
+  #announcedMode = null;
   /** Bumped by every attempt and by stop(): async work of an older attempt sees it and bails out. */
   #generation = 0;
   #backoffMs = BACKOFF_INITIAL_MS;
@@ -448,6 +572,7 @@ export class RelaycastPlayer extends EventTarget {
   #lostAt = null;
   /** New sessions in a row that got no media (MEDIA_ATTEMPTS); back to 0 once media plays, and by retry(). */
   #mediaFailures = 0;
+  /** Why WebRTC could not play: set on 'failed' or on falling back to HLS; cleared when WebRTC is tried again. */
   /** @type {MediaFailure | null} */
   #failure = null;
   /** The edge to name to the balancer at the next attempt: the last session's, which went silent. */
@@ -481,6 +606,7 @@ export class RelaycastPlayer extends EventTarget {
     super();
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(options.stream)) throw new TypeError(`invalid stream name: ${options.stream}`);
     this.#video = video;
+    if (options.mode !== undefined && !['auto', 'webrtc', 'hls'].includes(options.mode)) throw new TypeError(`invalid mode: ${options.mode}`);
     this.#options = { ...options, server: (options.server || globalThis.location.origin).replace(/\/+$/, '') };
     this.#stats = this.#emptyStats();
   }
@@ -494,9 +620,22 @@ export class RelaycastPlayer extends EventTarget {
     return this.#options.stream;
   }
 
-  /** Why media could not connect, in state 'failed' (null in every other state). */
+  /**
+   * Why WebRTC could not play: in state 'failed', and while the player plays over HLS instead of
+   * it (mode 'auto'); null otherwise.
+   */
   get failure() {
     return this.#failure;
+  }
+
+  /** How the player plays now: 'webrtc' or 'hls' ('statechange' fires when it changes); null before start() and after stop(). */
+  get mode() {
+    return this.#mode;
+  }
+
+  /** The mode it was asked for: 'auto' (WebRTC, else HLS), 'webrtc' or 'hls'. */
+  get requestedMode() {
+    return this.#options.mode ?? 'auto';
   }
 
   /** The stream's layers, highest first, for a quality menu ('layers' events say when they change). */
@@ -587,7 +726,7 @@ export class RelaycastPlayer extends EventTarget {
 
   /** The latest numbers (read each second while a session runs). */
   stats() {
-    return { ...this.#stats, state: this.#state, stateText: this.stateText(), retryInMs: this.#retryInMs() };
+    return { ...this.#stats, state: this.#state, stateText: this.stateText(), retryInMs: this.#retryInMs(), mode: this.#mode };
   }
 
   /** The state as a viewer reads it: "playing", "reconnecting in 2 s"… */
@@ -611,9 +750,9 @@ export class RelaycastPlayer extends EventTarget {
   }
 
   /**
-   * Starts playing (and keeps trying until stop(), or until media fails to connect MEDIA_ATTEMPTS
-   * times in a row: state 'failed'). Calling it while started does nothing; in state 'failed' it
-   * is retry().
+   * Starts playing (and keeps trying until stop(), or, in mode 'webrtc', until media fails to
+   * connect MEDIA_ATTEMPTS times in a row: state 'failed'). In mode 'auto' it starts with WebRTC
+   * again. Calling it while started does nothing; in state 'failed' it is retry().
    */
   start() {
     if (this.#state === 'failed') {
@@ -625,6 +764,8 @@ export class RelaycastPlayer extends EventTarget {
     this.#mediaFailures = 0;
     this.#lostAt = null;
     this.#lostNode = null;
+    this.#fellBack = false;
+    this.#failure = null;
     this.#stats = this.#emptyStats();
     this.#statsTimer = setInterval(() => void this.#tick(), WATCH_INTERVAL_MS);
     void this.#attempt();
@@ -632,15 +773,17 @@ export class RelaycastPlayer extends EventTarget {
 
   /**
    * Tries again now, with MEDIA_ATTEMPTS afresh: after 'failed' (the page's Retry button), or to
-   * cut a retry delay short. Does nothing while connecting or playing; before start() or after
-   * stop(), it is start().
+   * cut a retry delay short. After falling back to HLS (mode 'auto') it tries WebRTC again, even
+   * while HLS plays (and falls back again if WebRTC still cannot play). Otherwise it does nothing
+   * while connecting or playing; before start() or after stop(), it is start().
    */
   retry() {
     if (this.#state === 'idle' || this.#state === 'stopped') {
       this.start();
       return;
     }
-    if (this.#state === 'connecting' || this.#state === 'playing') return;
+    if (!this.#fellBack && (this.#state === 'connecting' || this.#state === 'playing')) return;
+    this.#fellBack = false;
     this.#backoffMs = BACKOFF_INITIAL_MS;
     this.#mediaFailures = 0;
     void this.#attempt();
@@ -653,6 +796,7 @@ export class RelaycastPlayer extends EventTarget {
     clearInterval(this.#statsTimer);
     this.#retryAt = null;
     this.#teardown();
+    this.#mode = null;
     this.#setState('stopped');
   }
 
@@ -662,9 +806,12 @@ export class RelaycastPlayer extends EventTarget {
     const generation = ++this.#generation;
     this.#retryAt = null;
     this.#teardown();
+    const hls = this.#options.mode === 'hls' || this.#fellBack;
+    if (!hls) this.#failure = null; // WebRTC is tried (again): what stopped it last time no longer holds
+    this.#mode = hls ? 'hls' : 'webrtc';
     this.#setState('connecting');
     try {
-      await this.#connect(generation);
+      await (hls ? this.#connectHls(generation) : this.#connect(generation));
     } catch (error) {
       if (generation !== this.#generation) return;
       this.#failed(/** @type {Error} */ (error));
@@ -741,6 +888,66 @@ export class RelaycastPlayer extends EventTarget {
   }
 
   /**
+   * Sets up one HLS session: route, the multivariant playlist, then hls.js on the video (or the
+   * browser's own HLS where there is no MediaSource). Resolves once playback is set up; #tickHls
+   * watches it.
+   * @param {number} generation
+   */
+  async #connectHls(generation) {
+    const { stream, token } = this.#options;
+    const video = this.#video;
+    this.#requests = new AbortController();
+    const mse = 'MediaSource' in globalThis || 'ManagedMediaSource' in globalThis;
+    /** @type {[{ url: string, node: string | null }, typeof import('hls.js').default | null]} */
+    const [target, Hls] = await Promise.all([this.#edgeUrl(generation), mse ? import(HLS_MODULE).then((module) => module.default) : null]);
+    if (generation !== this.#generation) return;
+    const native = video.canPlayType('application/vnd.apple.mpegurl') !== '';
+    if (!Hls?.isSupported() && !native) throw new SessionError('this browser plays neither this stream over WebRTC nor HLS', 422);
+    // The edge's own URL, or the balancer's, which redirects to one (the token goes in the query,
+    // so it survives the redirect; the edge adds it to every URI in the playlists it returns).
+    const url = `${target.url}/hls/${stream}/index.m3u8${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+    const session = new HlsSession(url);
+    session.edge = target.node;
+    this.#hlsSession = session;
+    // The multivariant playlist first, once: its status says what to do (404 the stream is not
+    // live, 401/403 the token, 503 the origin is still starting to package it), more plainly than
+    // hls.js's errors, and the browser's own HLS says nothing of it.
+    const res = await fetch(url, { signal: this.#signal(HLS_START_TIMEOUT_MS), cache: 'no-store' });
+    if (generation !== this.#generation) return;
+    if (!res.ok) {
+      const retryAfter = Number(res.headers.get('retry-after'));
+      throw new SessionError(await problemDetail(res), res.status, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined);
+    }
+    await res.arrayBuffer();
+    if (generation !== this.#generation) return;
+    session.edge ??= new URL(res.url).host;
+    session.loadedAt = performance.now();
+    video.srcObject = null; // WebRTC's stream, if it played before: a srcObject hides src
+    if (Hls?.isSupported()) {
+      const hls = new Hls(HLS_CONFIG);
+      session.hls = hls;
+      hls.on(Hls.Events.ERROR, (_event, data) => {
+        if (data.fatal && session === this.#hlsSession) this.#hlsFailed(data);
+      });
+      hls.on(Hls.Events.FRAG_LOADED, (_event, data) => {
+        session.bytes += (data.part ?? data.frag).stats.loaded;
+      });
+      hls.loadSource(res.url); // after the balancer's 307, the edge's URL: its reloads go there directly
+      hls.attachMedia(video);
+    } else {
+      session.native = true;
+      // The browser's player says little: an error is a lost session (the frozen watch covers the rest).
+      const signal = this.#requests?.signal;
+      video.addEventListener('error', () => this.#lost(`HLS: the browser's player failed (${video.error?.message || video.error?.code})`), { once: true, signal });
+      video.src = res.url;
+    }
+    video.play().catch(() => undefined); // refused without a user gesture unless muted: the page's Unmute button plays
+    this.#stats.sessions++;
+    this.#stats.edge = session.edge;
+    this.#emit('stats');
+  }
+
+  /**
    * Where to POST: the route API's first choice, or the balancer itself (which redirects) when the
    * route API fails or has no edge to offer. Either is told which edge the last session lost
    * (`lost=`), once: the balancer checks it and leaves it out if it is gone.
@@ -774,8 +981,12 @@ export class RelaycastPlayer extends EventTarget {
   #failed(error) {
     const status = error instanceof SessionError ? error.status : undefined;
     this.#stats.lastError = error.name === 'AbortError' || error.name === 'TimeoutError' ? 'request timed out' : error.message;
+    const edge = this.#session?.edge ?? null;
     this.#teardown();
-    if (status === 404) this.#retry('waiting');
+    if (status === 422 && this.#mode === 'webrtc' && this.#canFallBack()) {
+      const reason = `This browser cannot decode the stream over WebRTC: ${this.#stats.lastError}`;
+      this.#fallBack({ kind: 'unsupported', reason, edge, attempts: 1, offered: [], tried: [], local: [] });
+    } else if (status === 404) this.#retry('waiting');
     else if (status === 401 || status === 403) this.#retry('unauthorized', BACKOFF_MAX_MS);
     else if (status === 422) this.#retry('unsupported', BACKOFF_MAX_MS);
     else this.#retry('reconnecting', error instanceof SessionError ? error.retryAfterMs : undefined);
@@ -818,11 +1029,46 @@ export class RelaycastPlayer extends EventTarget {
       this.#retry('reconnecting');
       return;
     }
+    if (this.#canFallBack()) {
+      this.#fallBack(failure);
+      return;
+    }
     this.#generation++;
     clearTimeout(this.#retryTimer);
     this.#retryAt = null;
     this.#failure = failure;
     this.#setState('failed');
+  }
+
+  /** Whether WebRTC's failure may make the player play HLS instead: in mode 'auto', where this browser plays HLS. */
+  #canFallBack() {
+    return this.requestedMode === 'auto' && hlsPlayable(this.#video);
+  }
+
+  /**
+   * WebRTC cannot play here (mode 'auto'): HLS from now on, starting at once, with `failure` kept
+   * for the page and support, until retry() or start() tries WebRTC again.
+   * @param {MediaFailure} failure
+   */
+  #fallBack(failure) {
+    this.#failure = failure;
+    this.#fellBack = true;
+    this.#mediaFailures = 0;
+    this.#backoffMs = BACKOFF_INITIAL_MS;
+    void this.#attempt();
+  }
+
+  /**
+   * hls.js gave up (a fatal error): like a WHEP session that could not be set up or was lost. When
+   * an HTTP request failed, its status says which: 404 the stream is not live (any more), 401/403
+   * the token; anything else (network, media) reconnects.
+   * @param {import('hls.js').ErrorData} data
+   */
+  #hlsFailed(data) {
+    const status = data.response?.code;
+    const why = `HLS ${data.details}${status ? ` (HTTP ${status})` : ''}: ${data.error?.message ?? data.type}`;
+    if (status === 404 || status === 401 || status === 403) this.#failed(new SessionError(why, status));
+    else this.#lost(why);
   }
 
   /**
@@ -845,13 +1091,32 @@ export class RelaycastPlayer extends EventTarget {
     this.#setState(state);
   }
 
-  /** Ends the current session: closes the peer connection, DELETEs the session (best effort). */
+  /**
+   * Ends the current session: closes the peer connection and DELETEs the session (best effort), or
+   * stops hls.js (or the browser's own HLS).
+   */
   #teardown() {
     this.#requests?.abort();
     this.#requests = null;
+    const hlsSession = this.#hlsSession;
+    this.#hlsSession = null;
+    if (hlsSession) {
+      if (hlsSession.hls) hlsSession.hls.destroy(); // detaches the video, ends its MediaSource
+      else if (hlsSession.native) {
+        this.#video.removeAttribute('src');
+        this.#video.load();
+      }
+    }
     const session = this.#session;
     this.#session = null;
-    if (!session) return;
+    if (session) this.#closeWhep(session);
+    if (!session && !hlsSession) return;
+    const stats = this.#stats;
+    Object.assign(stats, { framesDecoded: 0, framesDropped: 0, width: 0, height: 0, fps: 0, bitrateKbps: 0, rttMs: null, audioPacketsReceived: 0, connectionState: 'none', session: null, layer: null, downlinkKbps: null, viewers: null, latencyMs: null });
+  }
+
+  /** @param {Session} session */
+  #closeWhep(session) {
     session.pc.ontrack = null;
     session.pc.onconnectionstatechange = null;
     session.pc.close();
@@ -863,13 +1128,11 @@ export class RelaycastPlayer extends EventTarget {
       // keepalive: the DELETE goes out even when the page is being closed.
       fetch(session.location, { method: 'DELETE', headers, keepalive: true, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).catch(() => undefined);
     }
-    const stats = this.#stats;
-    Object.assign(stats, { framesDecoded: 0, framesDropped: 0, width: 0, height: 0, fps: 0, bitrateKbps: 0, rttMs: null, audioPacketsReceived: 0, connectionState: 'none', session: null, layer: null, downlinkKbps: null, viewers: null });
   }
 
-  /** The signal for a signalling request: aborted by teardown/stop, or after REQUEST_TIMEOUT_MS. */
-  #signal() {
-    const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+  /** The signal for a signalling request: aborted by teardown/stop, or after REQUEST_TIMEOUT_MS (or `timeoutMs`). */
+  #signal(timeoutMs = REQUEST_TIMEOUT_MS) {
+    const timeout = AbortSignal.timeout(timeoutMs);
     const own = this.#requests?.signal;
     return own && 'any' in AbortSignal ? AbortSignal.any([own, timeout]) : timeout;
   }
@@ -877,6 +1140,10 @@ export class RelaycastPlayer extends EventTarget {
   // --- stats (once a second) and the stall watchdog (every WATCH_INTERVAL_MS) ---
 
   async #tick() {
+    if (this.#hlsSession) {
+      this.#tickHls(this.#hlsSession);
+      return;
+    }
     const session = this.#session;
     const generation = this.#generation;
     if (!session || session.pc.signalingState === 'closed') {
@@ -904,13 +1171,7 @@ export class RelaycastPlayer extends EventTarget {
     if (progress > session.lastProgress && session.pc.remoteDescription) {
       session.lastProgress = progress;
       session.progressAt = now;
-      if (this.#state !== 'playing') {
-        this.#backoffMs = BACKOFF_INITIAL_MS;
-        this.#mediaFailures = 0;
-        this.#lostAt = null;
-        this.#stats.lastError = null;
-        this.#setState('playing');
-      }
+      if (this.#state !== 'playing') this.#playing();
     } else if (this.#state === 'playing' && session.packetAt !== null && now - session.packetAt >= STALL_MS) {
       // Nothing at all from the edge: it (or the way to it) is gone. Name it to the balancer.
       this.#lost(`no packets for ${(now - session.packetAt) / 1000} s`, { hint: true });
@@ -929,6 +1190,63 @@ export class RelaycastPlayer extends EventTarget {
       this.#statsAt = now;
       this.#emit('stats');
     }
+  }
+
+  /**
+   * The HLS session's numbers (from the video and hls.js) and its frozen watch: playback that
+   * moves on is playing (so is a paused video with a picture: autoplay was refused, the page's
+   * Unmute button plays it); playback that has not moved for HLS_FROZEN_MS is lost.
+   * @param {HlsSession} session
+   */
+  #tickHls(session) {
+    const video = this.#video;
+    const s = this.#stats;
+    const now = performance.now();
+    const rates = now - this.#statsAt >= STATS_INTERVAL_MS - WATCH_INTERVAL_MS / 2;
+    if (session.loadedAt !== null) {
+      const quality = video.getVideoPlaybackQuality();
+      s.framesDecoded = quality.totalVideoFrames;
+      s.framesDropped = quality.droppedVideoFrames;
+      s.width = video.videoWidth;
+      s.height = video.videoHeight;
+      const hls = session.hls;
+      if (hls) {
+        s.latencyMs = hls.latency > 0 ? Math.round(hls.latency * 1000) : null;
+        s.videoCodec = hlsVideoCodec(hls.levels[hls.currentLevel]?.videoCodec) ?? s.videoCodec;
+      } else {
+        // Safari: the program date-time of the playlist's start (NaN without one), plus the position.
+        const start = /** @type {any} */ (video).getStartDate?.()?.getTime();
+        s.latencyMs = Number.isFinite(start) ? Math.max(0, Math.round(Date.now() - start - video.currentTime * 1000)) : null;
+      }
+      const picture = video.readyState >= HTMLMediaElement.HAVE_CURRENT_DATA;
+      if (picture && (video.currentTime !== session.lastTime || video.paused)) {
+        session.lastTime = video.currentTime;
+        session.progressAt = now;
+        if (this.#state !== 'playing') this.#playing();
+      } else if (!video.paused && now - (session.progressAt ?? session.loadedAt) >= HLS_FROZEN_MS) {
+        this.#lost(`HLS: playback stalled for ${Math.round((now - (session.progressAt ?? session.loadedAt)) / 1000)} s`);
+        return;
+      }
+    }
+    if (!rates) return;
+    const last = session.lastSample;
+    if (last && now > last.at) {
+      const dt = (now - last.at) / 1000;
+      s.bitrateKbps = Math.round(((session.bytes - last.bytes) * 8) / dt / 1000);
+      s.fps = Math.round((s.framesDecoded - last.frames) / dt);
+    }
+    session.lastSample = { at: now, bytes: session.bytes, frames: s.framesDecoded };
+    this.#statsAt = now;
+    this.#emit('stats');
+  }
+
+  /** Media plays (again): the backoff and the media failure count start afresh. */
+  #playing() {
+    this.#backoffMs = BACKOFF_INITIAL_MS;
+    this.#mediaFailures = 0;
+    this.#lostAt = null;
+    this.#stats.lastError = null;
+    this.#setState('playing');
   }
 
   /**
@@ -990,11 +1308,11 @@ export class RelaycastPlayer extends EventTarget {
 
   // --- helpers ---
 
-  /** @param {PlayerState} state */
+  /** 'statechange' when the state or the mode changed. @param {PlayerState} state */
   #setState(state) {
-    const changed = state !== this.#state;
+    const changed = state !== this.#state || this.#mode !== this.#announcedMode;
     this.#state = state;
-    if (state !== 'failed') this.#failure = null;
+    this.#announcedMode = this.#mode;
     if (changed) this.#emit('statechange');
     this.#emit('stats');
   }
@@ -1033,6 +1351,8 @@ export class RelaycastPlayer extends EventTarget {
       layerMode: 'auto',
       downlinkKbps: null,
       viewers: null,
+      mode: null,
+      latencyMs: null,
     };
   }
 }

@@ -353,11 +353,12 @@ describe('RTMP publishers as people configure them, played in Chromium', functio
     assert.deepEqual(problem.offeredCodecs.filter((c) => c.startsWith('video/')), ['video/VP9'], attempt.body);
     console.log(`      ${stream}: a VP9-only viewer → 422: ${problem.detail}`);
 
-    // The web player page (the balancer's), offering VP9 alone: it gets the 422 and says why.
+    // The web player page (the balancer's), offering VP9 alone: it gets the 422 and says why. In
+    // mode webrtc: by default it would play the stream over HLS instead (test/player.test.ts).
     const player = await newPage(origin.url);
     await player.addInitScript({ content: OFFER_VP9_ONLY });
     const openedAt = Date.now();
-    await player.goto(`${origin.url}/play/${stream}`);
+    await player.goto(`${origin.url}/play/${stream}?mode=webrtc`);
     const seen = new Set<string>();
     let last: PageStats | undefined;
     const observe = async () => {

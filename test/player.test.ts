@@ -4,10 +4,11 @@ import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { TestBrowser, publish, screenshot, stopPublishing } from '../kit/browser.ts';
+import { createNetns, netnsUnavailable, type NetNs } from '../kit/netns.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
 import { waitFor } from '../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
-import { playerStats, playing, type PageStats } from './helpers/player.ts';
+import { playerStats, playing, playingOverHls, type PageStats } from './helpers/player.ts';
 
 /**
  * The web player and the dashboard in real Chromium, against an origin, an edge and a balancer
@@ -112,6 +113,13 @@ describe('web player and dashboard (Chromium, origin + edge + balancer)', functi
     assert.match(await module.text(), /export class RelaycastPlayer/);
     assert.equal((await fetch(`${balancer.url}/dashboard`)).status, 200);
     assert.equal((await fetch(`${balancer.url}/player/README.md`)).status, 404);
+    // hls.js, which the player imports when it plays HLS: a module from the same place.
+    const hlsJs = await fetch(`${balancer.url}/player/vendor/hls.mjs`);
+    assert.equal(hlsJs.status, 200);
+    assert.match(hlsJs.headers.get('content-type') ?? '', /javascript/);
+    assert.match(hlsJs.headers.get('cache-control') ?? '', /max-age=300/);
+    assert.equal(hlsJs.headers.get('access-control-allow-origin'), '*');
+    assert.match(await hlsJs.text(), /export \{[^}]*\bHls as default\b/);
   });
 
   it('turns an embed <div> into an iframe of the player', async () => {
@@ -169,7 +177,7 @@ describe('web player and dashboard (Chromium, origin + edge + balancer)', functi
     await stopPublishing(publisher, token);
   });
 
-  it('says why when media cannot connect (the edge\'s ports blocked), and plays again on Retry', async function () {
+  it('falls back to HLS by itself when media cannot connect (the edge\'s ports blocked); ?mode=webrtc says why instead, and plays again on Retry', async function () {
     const unavailable = blockUnavailable();
     if (unavailable) {
       console.log(`      SKIPPED: ${unavailable}`);
@@ -178,36 +186,59 @@ describe('web player and dashboard (Chromium, origin + edge + balancer)', functi
     const stream = 'player-blocked';
     const token = await signStreamToken(SECRET, { stream, action: 'publish' });
     const publisher = await newPage(origin.url);
-    assert.equal((await publish(publisher, `${origin.url}/whip/${stream}`, token, 'video/VP8')).status, 201);
+    // H.264, which the origin packages for HLS as it comes: its packager for a VP8 WHIP publish
+    // (which encodes) got no media within its 15 s on this branch ("no media from the stream in time").
+    assert.equal((await publish(publisher, `${origin.url}/whip/${stream}`, token, 'video/H264')).status, 201);
     blockEdgeMedia();
     try {
-      // The page, and the same page as the embed's iframe shows it.
+      // The default page, the page with ?mode=webrtc, and the latter as the embed's iframe shows it;
+      // all three at once, since WebRTC's failure takes the same half minute for each.
       const viewer = await newPage(balancer.url);
+      const webrtcOnly = await newPage(balancer.url);
       const embedded = await newPage(balancer.url);
-      let posts = 0; // the page's WHEP POSTs, as the browser sent them
-      viewer.on('request', (request) => {
+      let posts = 0; // the ?mode=webrtc page's WHEP POSTs, as the browser sent them
+      webrtcOnly.on('request', (request) => {
         if (request.method() === 'POST' && new URL(request.url()).pathname === `/whep/${stream}`) posts++;
       });
       const openedAt = Date.now();
       await viewer.goto(`${balancer.url}/play/${stream}`);
-      await embedded.goto(`${balancer.url}/play/${stream}?embed=1`);
+      await webrtcOnly.goto(`${balancer.url}/play/${stream}?mode=webrtc`);
+      await embedded.goto(`${balancer.url}/play/${stream}?mode=webrtc&embed=1`);
+      await viewer.evaluate(() => {
+        const player = (window as any).relaycastPlayer;
+        (window as any).modes = [player.mode];
+        player.addEventListener('statechange', () => (window as any).modes.push(player.mode));
+      });
 
-      // A bound, not a figure: three sessions of at most 10 s each without media (the player's
-      // MEDIA_ATTEMPTS and CONNECT_TIMEOUT_MS) and two short retry delays.
+      // Default mode: WebRTC fails as below, then the page plays HLS by itself. A bound, not a
+      // figure: three sessions of at most 10 s each without media (the player's MEDIA_ATTEMPTS
+      // and CONNECT_TIMEOUT_MS), two short retry delays, then HLS's start.
+      const hls = await playingOverHls(viewer, 'the default page to fall back to HLS and play', 120_000);
+      const fellBackAfterMs = Date.now() - openedAt;
+      const modes = await viewer.evaluate(() => (window as any).modes as (string | null)[]);
+      assert.deepEqual([...new Set(modes)], ['webrtc', 'hls'], 'WebRTC first, then HLS, each announced by a statechange');
+      const kept = await viewer.evaluate(() => (window as any).relaycastPlayer.failure);
+      assert.equal(kept?.kind, 'ice', `why WebRTC did not play is kept: ${JSON.stringify(kept)}`);
+      assert.equal(hls.edge, 'edge-1', 'HLS from the edge the route API named');
+      await screenshot(viewer, 'player-hls-fallback');
+      console.log(`      default page: opened → playing over HLS: ${fellBackAfterMs} ms; ${hls.width}×${hls.height}, ${hls.fps} fps, latency ${hls.latencyMs} ms (hls.js)`);
+
+      // ?mode=webrtc: never HLS; 'failed', with the reason.
       let last: PageStats | undefined;
-      for (const [page, what] of [[viewer, 'the page'], [embedded, 'the embedded page']] as const) {
+      for (const [page, what] of [[webrtcOnly, 'the ?mode=webrtc page'], [embedded, 'the embedded ?mode=webrtc page']] as const) {
         await waitFor(`${what} in state failed`, async () => (last = await playerStats(page)).state === 'failed', 90_000, 250).catch((error) => {
           throw new Error(`${(error as Error).message}; last player stats: ${JSON.stringify(last)}`, { cause: error });
         });
+        assert.equal(last?.mode, 'webrtc', `${what} did not play HLS`);
       }
       const failedAfterMs = Date.now() - openedAt;
       await screenshot(embedded, 'player-failed-embed');
-      await viewer.locator('#failure summary').click(); // the details for support, in the screenshot
-      await screenshot(viewer, 'player-failed');
+      await webrtcOnly.locator('#failure summary').click(); // the details for support, in the screenshot
+      await screenshot(webrtcOnly, 'player-failed');
 
       // What the player knows: the edge offered its blocked ports on UDP and TCP, and this
       // browser's checks of them went unanswered.
-      const failure = await viewer.evaluate(() => (window as any).relaycastPlayer.failure);
+      const failure = await webrtcOnly.evaluate(() => (window as any).relaycastPlayer.failure);
       assert.equal(failure.kind, 'ice', JSON.stringify(failure));
       assert.equal(failure.edge, 'edge-1');
       const offered = failure.offered as { address: string; port: number; protocol: string }[];
@@ -221,28 +252,56 @@ describe('web player and dashboard (Chromium, origin + edge + balancer)', functi
       assert.ok(tried.every((p) => p.state !== 'succeeded' && p.responsesReceived === 0), JSON.stringify(tried));
 
       // What the viewer sees: the addresses, the advice, the Retry button; in the embed too.
-      for (const page of [viewer, embedded]) {
+      for (const page of [webrtcOnly, embedded]) {
         const text = await page.locator('#status-text').innerText();
         const shown = (await page.evaluate(() => (window as any).relaycastPlayer.failure)) as typeof failure;
         for (const c of shown.offered as typeof offered) assert.ok(text.includes(`127.0.0.1:${c.port} (${c.protocol})`), `the status names ${c.port}/${c.protocol}: ${text}`);
         assert.match(text, /--announced-ip/);
         assert.ok(await page.locator('#retry').isVisible(), 'the Retry button is shown');
-        if (page === viewer) console.log(`      opened → failed: ${failedAfterMs} ms (both pages); the page says: ${text}`);
+        if (page === webrtcOnly) console.log(`      ?mode=webrtc: opened → failed: ${failedAfterMs} ms (both pages); the page says: ${text}`);
       }
 
       // The way is open again, yet a failed page does not try by itself: one POST per attempt,
       // none since. Retry starts a new session, which plays.
       unblockEdgeMedia();
       assert.equal(posts, failure.attempts, 'no WHEP POST after the page failed');
-      const { sessions } = await playerStats(viewer);
-      await viewer.locator('#retry').click();
+      const { sessions } = await playerStats(webrtcOnly);
+      await webrtcOnly.locator('#retry').click();
       await waitFor('a new WHEP POST after Retry', () => posts > failure.attempts, 15_000);
-      await playing(viewer, 'the page to play after Retry', { afterSession: sessions });
-      assert.equal(await viewer.locator('#retry').isVisible(), false, 'no Retry button while playing');
+      const again = await playing(webrtcOnly, 'the page to play after Retry', { afterSession: sessions });
+      assert.equal(again.mode, 'webrtc');
+      assert.equal(await webrtcOnly.locator('#retry').isVisible(), false, 'no Retry button while playing');
+      // The fallen-back page stays on HLS by itself.
+      assert.equal((await playerStats(viewer)).mode, 'hls', 'no return to WebRTC without retry()');
     } finally {
       unblockEdgeMedia();
       await stopPublishing(publisher, token);
     }
+  });
+
+  it('plays over HLS with ?mode=hls, and shows it', async () => {
+    const stream = 'player-hls';
+    const token = await signStreamToken(SECRET, { stream, action: 'publish' });
+    const publisher = await newPage(origin.url);
+    assert.equal((await publish(publisher, `${origin.url}/whip/${stream}`, token, 'video/H264')).status, 201);
+    const viewer = await newPage(balancer.url);
+    let whep = 0;
+    viewer.on('request', (request) => {
+      if (new URL(request.url()).pathname.startsWith('/whep/')) whep++;
+    });
+    const openedAt = Date.now();
+    await viewer.goto(`${balancer.url}/play/${stream}?mode=hls`);
+    const stats = await playingOverHls(viewer, 'the ?mode=hls page to play');
+    const playingAfterMs = Date.now() - openedAt;
+    assert.equal(whep, 0, 'no WHEP request in mode hls');
+    assert.equal(stats.edge, 'edge-1');
+    // A few seconds more, for the live catch-up (maxLiveSyncPlaybackRate) to settle, then the figure.
+    await new Promise((r) => setTimeout(r, 5000));
+    const settled = await playerStats(viewer);
+    const badge = await viewer.locator('#mode').innerText();
+    await screenshot(viewer, 'player-hls');
+    console.log(`      ?mode=hls: opened → playing ${playingAfterMs} ms; ${settled.width}×${settled.height}, ${settled.fps} fps, ${settled.bitrateKbps} kbit/s, codec ${settled.videoCodec}; latency ${stats.latencyMs} ms at start, ${settled.latencyMs} ms 5 s later (hls.js); the page shows "${badge}"`);
+    await stopPublishing(publisher, token);
   });
 
   it('asks for a token on a private stream and plays with ?token=', async () => {
@@ -297,5 +356,75 @@ describe('web player and dashboard (Chromium, origin + edge + balancer)', functi
     await waitFor('load sparklines', async () => (await dashboard.locator('svg.spark polyline').count()) >= 3, 10_000);
     await screenshot(dashboard, 'dashboard');
     await stopPublishing(publisher, token);
+  });
+});
+
+/**
+ * A viewer on a network that lets web traffic through and nothing else: Chromium in a network
+ * namespace (kit/netns.ts) whose UDP is dropped, and TCP to the edge's media ports too (UDP alone
+ * is not enough: the edge also offers ICE-TCP, over which WebRTC plays, test/iceTcp.test.ts). The
+ * cluster listens on the namespace link's host address. The page falls back to HLS by itself.
+ */
+describe('web player on a network without UDP (Chromium in a network namespace)', function () {
+  this.timeout(240_000);
+  const stream = 'player-netns';
+  let netns: NetNs | undefined;
+  let testDb: TestDatabase | undefined;
+  let nodes: RelaycastProcess[] = [];
+  let publisherBrowser: TestBrowser | undefined;
+  let viewerBrowser: TestBrowser | undefined;
+
+  before(async function () {
+    const reason = netnsUnavailable({ firewall: true });
+    if (reason) {
+      console.log(`      SKIPPED: ${reason}`);
+      this.skip();
+    }
+    netns = await createNetns();
+    testDb = await createTestDatabase();
+    const env = { RELAYCAST_CLUSTER_SECRET: SECRET, RELAYCAST_ADMIN_TOKEN: ADMIN };
+    const start = (role: string, id: string, args: string[] = []) =>
+      startRelaycast({ roles: [role], host: netns!.hostIp, databaseUrl: testDb!.url, env, args: ['--node-id', id, '--heartbeat-ms', '500', '--node-ttl-ms', '3000', ...args] });
+    const edgePorts = ['--rtc-min-port', String(EDGE_MEDIA_MIN_PORT), '--rtc-max-port', String(EDGE_MEDIA_MAX_PORT)];
+    nodes = await Promise.all([start('origin', 'origin-ns'), start('edge', 'edge-ns', edgePorts), start('balancer', 'balancer-ns')]);
+    const balancer = nodes[2];
+    await waitFor('the edge in the route API', async () => {
+      const res = await fetch(`${balancer.url}/v1/route?stream=any&role=edge`);
+      return res.ok && ((await res.json()) as { choices: unknown[] }).choices.length > 0;
+    }, 15_000);
+    [publisherBrowser, viewerBrowser] = await Promise.all([TestBrowser.launch({ secureOrigins: [nodes[0].url] }), TestBrowser.launch({ netns: netns.name })]);
+    netns.blockUdp(true);
+    // TCP to the edge's media ports, dropped on the wire like the UDP (netdev egress, inside the namespace).
+    const ruleset =
+      `table netdev relaycast_player_block_tcp {\n  chain out {\n    type filter hook egress device "${netns.nsIf}" priority -500; policy accept;\n` +
+      `    tcp dport ${EDGE_MEDIA_MIN_PORT}-${EDGE_MEDIA_MAX_PORT} counter drop\n  }\n}\n`;
+    execFileSync('ip', ['netns', 'exec', netns.name, 'nft', '-f', '-'], { input: ruleset, timeout: 10_000, stdio: ['pipe', 'pipe', 'pipe'] });
+  });
+  after(async () => {
+    await viewerBrowser?.close();
+    await publisherBrowser?.close();
+    for (const node of nodes.reverse()) await node.stop();
+    await testDb?.drop();
+    await netns?.remove();
+  });
+
+  it('falls back to HLS by itself and plays', async () => {
+    const [origin, , balancer] = nodes;
+    const token = await signStreamToken(SECRET, { stream, action: 'publish' });
+    const publisher = await publisherBrowser!.page(origin.url);
+    assert.equal((await publish(publisher, `${origin.url}/whip/${stream}`, token, 'video/H264')).status, 201);
+    try {
+      const viewer = await viewerBrowser!.page(balancer.url);
+      const openedAt = Date.now();
+      await viewer.goto(`${balancer.url}/play/${stream}`);
+      const stats = await playingOverHls(viewer, 'the page in the namespace to fall back to HLS and play', 120_000);
+      const failure = await viewer.evaluate(() => (window as any).relaycastPlayer.failure);
+      assert.equal(failure?.kind, 'ice', `why WebRTC did not play is kept: ${JSON.stringify(failure)}`);
+      assert.ok((failure.offered as { address: string }[]).every((c) => c.address === netns!.hostIp), JSON.stringify(failure.offered));
+      await screenshot(viewer, 'player-netns-hls');
+      console.log(`      no UDP, no media TCP: opened → playing over HLS ${Date.now() - openedAt} ms; ${stats.width}×${stats.height}, latency ${stats.latencyMs} ms (hls.js); WebRTC said: ${failure.reason}`);
+    } finally {
+      await stopPublishing(publisher, token);
+    }
   });
 });
