@@ -47,7 +47,6 @@ export class ProducerPackagerSource implements PackagerSource {
   readonly #passthrough: boolean;
   readonly #logger: Logger;
   #timer: NodeJS.Timeout | undefined;
-  #keyFrameSeen = false;
   #closed = false;
 
   private constructor(args: string[], transports: PlainTransport[], video: Consumer | undefined, audio: Consumer | undefined, passthrough: boolean, logger: Logger) {
@@ -109,20 +108,25 @@ export class ProducerPackagerSource implements PackagerSource {
     }
   }
 
-  /** ffmpeg runs: ask for the first key frame until it comes, then (for the publisher's own H.264) one per segment. */
+  /**
+   * ffmpeg runs: ask for a key frame until its first part is out (flowing()). Not just until the
+   * first key frame passes: ffmpeg opens its ports a moment after it starts (seconds on a busy
+   * machine), and a key frame sent before that is lost to it. Audio flows from the first key frame on.
+   */
   started(): void {
     const video = this.#video;
     if (!video) return;
     void video.enableTraceEvent(['keyframe']).catch(() => undefined);
-    video.on('trace', (trace) => {
-      if (trace.type !== 'keyframe' || this.#keyFrameSeen) return;
-      this.#keyFrameSeen = true;
-      void this.#audio?.resume().catch(() => undefined);
-      clearInterval(this.#timer);
-      if (this.#passthrough && !this.#closed) this.#timer = setInterval(() => void video.requestKeyFrame().catch(() => undefined), SEGMENT_TARGET_MS);
-    });
+    video.once('trace', () => void this.#audio?.resume().catch(() => undefined));
     this.#timer = setInterval(() => void video.requestKeyFrame().catch(() => undefined), FIRST_KEY_FRAME_RETRY_MS);
     void video.requestKeyFrame().catch(() => undefined);
+  }
+
+  /** The first part is out: from now on, for the publisher's own H.264, a key frame per segment. */
+  flowing(): void {
+    clearInterval(this.#timer);
+    const video = this.#video;
+    if (video && this.#passthrough && !this.#closed) this.#timer = setInterval(() => void video.requestKeyFrame().catch(() => undefined), SEGMENT_TARGET_MS);
   }
 
   close(): void {

@@ -19,8 +19,10 @@ import { LivePlaylist } from './LivePlaylist.ts';
 export interface PackagerSource {
   /** ffmpeg's arguments up to and including its input(s) and its -map/-c choices. */
   args: string[];
-  /** Called once the packager's ffmpeg runs (e.g. to ask a WebRTC publisher for a key frame). */
+  /** Called once the packager's ffmpeg runs (e.g. to ask a WebRTC publisher for a key frame until media comes out). */
   started?: () => void;
+  /** Called once the packager's first part is out. */
+  flowing?: () => void;
   /** Releases what the source holds (transports, consumers); called once, at close. */
   close?: () => void;
 }
@@ -106,6 +108,8 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
   readonly #logger: Logger;
   readonly #ready: Promise<Fmp4Init>;
   readonly startedAt = Date.now();
+  /** The end of ffmpeg's stderr, for the log when it fails. */
+  #stderr = '';
   #closed = false;
 
   constructor(options: HlsPackagerOptions) {
@@ -127,8 +131,7 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
       '-f', 'mp4', '-movflags', 'empty_moov+default_base_moof+frag_keyframe+cmaf', '-frag_duration', String(FRAGMENT_US), '-flush_packets', '1', 'pipe:1',
     ];
     const child = (this.#child = spawn(options.ffmpeg ?? 'ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+    child.stderr!.on('data', (d: Buffer) => (this.#stderr = (this.#stderr + d.toString()).slice(-2000)));
     child.stdout!.on('data', (chunk: Buffer) => {
       try {
         this.#reader.push(chunk);
@@ -139,7 +142,7 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
     this.#reader.on('fragment', (fragment) => this.playlist.addFragment(fragment));
     child.once('error', (error) => this.close(`could not start ffmpeg: ${error.message}`));
     child.once('exit', (code, signal) => {
-      if (!this.#closed) this.#logger.warn({ code, signal, stderr }, 'packager ffmpeg exited');
+      if (!this.#closed) this.#logger.warn({ code, signal, stderr: this.#stderr }, 'packager ffmpeg exited');
       this.close('ffmpeg exited');
     });
     this.#ready = new Promise<Fmp4Init>((resolve, reject) => {
@@ -156,11 +159,15 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
         this.off('closed', fail);
         this.#reader.off('fragment', firstPart);
         resolve(this.#reader.init!);
+        this.#source.flowing?.();
       };
       const firstPart = () => setImmediate(first);
       this.#reader.on('fragment', firstPart);
     });
-    this.#ready.catch((error: Error) => this.close(error.message));
+    this.#ready.catch((error: Error) => {
+      if (!this.#closed) this.#logger.warn({ stderr: this.#stderr }, `packager made nothing: ${error.message}`);
+      this.close(error.message);
+    });
     this.#logger.info({ pid: child.pid }, 'packager started');
     options.source.started?.();
   }
