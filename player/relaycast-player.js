@@ -33,8 +33,8 @@
  * edge offered (the answer's `a=candidate` lines) and what this browser tried (getStats' candidate
  * pairs), until retry().
  *
- * When WebRTC cannot play, HLS (mode 'auto', the default): instead of entering 'failed', and when
- * the edge answers 422 (this browser cannot decode the stream's codecs over WebRTC), the player
+ * When WebRTC cannot play, HLS (mode 'auto', the default): at the first media failure instead of
+ * retrying towards 'failed', and when the edge answers 422 (this browser cannot decode the stream's codecs over WebRTC), the player
  * plays the edge's LL-HLS (`{edge}/hls/{stream}/index.m3u8`) and stays on it, with `failure`
  * still saying why WebRTC did not work, until retry() tries WebRTC again. hls.js (which the
  * balancer serves beside this module, vendor/hls.mjs) is imported only then; where there is no
@@ -1025,12 +1025,14 @@ export class RelaycastPlayer extends EventTarget {
     const failure = { ...diagnose(session.pc, session.offered, report), edge: session.edge, attempts };
     this.#stats.lastError = failure.reason;
     this.#teardown();
-    if (attempts < MEDIA_ATTEMPTS) {
-      this.#retry('reconnecting');
-      return;
-    }
+    // With HLS to fall back on, one failure is enough: the viewer watches within seconds (HLS plays
+    // wherever the page loaded) rather than after three attempts, half a minute; retry() comes back.
     if (this.#canFallBack()) {
       this.#fallBack(failure);
+      return;
+    }
+    if (attempts < MEDIA_ATTEMPTS) {
+      this.#retry('reconnecting');
       return;
     }
     this.#generation++;
