@@ -210,9 +210,9 @@ describe('web player and dashboard (Chromium, origin + edge + balancer)', functi
         player.addEventListener('statechange', () => (window as any).modes.push(player.mode));
       });
 
-      // Default mode: WebRTC fails as below, then the page plays HLS by itself. A bound, not a
-      // figure: three sessions of at most 10 s each without media (the player's MEDIA_ATTEMPTS
-      // and CONNECT_TIMEOUT_MS), two short retry delays, then HLS's start.
+      // Default mode: WebRTC's first session gets no media, then the page plays HLS by itself. A
+      // bound, not a figure: one session of at most 10 s without media (CONNECT_TIMEOUT_MS), then
+      // HLS's start.
       const hls = await playingOverHls(viewer, 'the default page to fall back to HLS and play', 120_000);
       const fellBackAfterMs = Date.now() - openedAt;
       const modes = await viewer.evaluate(() => (window as any).modes as (string | null)[]);
