@@ -25,6 +25,7 @@ const TOKEN_KEY = 'relaycast-admin-token';
  *   heartbeatAt: string }} NodeView
  * @typedef {{ name: string, state: 'live' | 'idle', private: boolean, origin: { id: string, region: string } | null,
  *   ingestProtocol: 'whip' | 'rtmp' | null, edges: { id: string, region: string, viewers: number, parent: string }[],
+ *   hlsEdges: { id: string, region: string, viewers: number }[], hlsViewers: number,
  *   viewers: number, createdAt: string, startedAt: string | null }} StreamView
  */
 
@@ -271,7 +272,7 @@ function streamRow(s, now) {
     h('td', {}, s.origin ? `${s.origin.id} ` : '–', s.origin ? h('small', {}, s.origin.region) : null),
     h('td', {}, s.ingestProtocol ?? '–'),
     h('td', {}, s.edges.length ? relayTree(s) : '–'),
-    h('td', { class: 'num viewers' }, String(s.viewers)),
+    h('td', { class: 'num viewers', title: `${s.viewers - s.hlsViewers} over WebRTC, ${s.hlsViewers} over HLS` }, String(s.viewers), s.hlsViewers > 0 ? h('small', { class: 'hls-viewers' }, ` (${s.hlsViewers} HLS)`) : null),
     h('td', {}, s.startedAt ? ago(now - Date.parse(s.startedAt)) : '–'),
   );
 }
