@@ -23,7 +23,9 @@ interface Entry {
   stream: PublishedStream;
   /** The stream's variants' packagers, best first (PublishedStream.packagerSources). */
   variants: Promise<HlsPackager[]>;
+  /** When the last request ended (or the first began), and how many are under way (a blocking reload, the first request waiting for the start). */
   lastRequest: number;
+  requests: number;
 }
 
 export class HlsPackaging {
@@ -59,6 +61,25 @@ export class HlsPackaging {
   }
 
   /**
+   * Answers one HLS request of `stream` with `answer`, given its packagers (started if they are
+   * not running). The linger counts from the end of the last request: none stops a packager that
+   * a request is waiting on.
+   */
+  async serve<T>(stream: PublishedStream, answer: (variants: HlsPackager[]) => Promise<T>): Promise<T> {
+    const variants = this.variants(stream);
+    const entry = this.#entries.get(stream.name);
+    if (entry) entry.requests++;
+    try {
+      return await answer(await variants);
+    } finally {
+      if (entry) {
+        entry.requests--;
+        entry.lastRequest = Date.now();
+      }
+    }
+  }
+
+  /**
    * The stream's packagers, one per variant, best first, started if they are not running; each
    * call counts as a request (the linger starts again). The variants start and stop together: a
    * player switches between them.
@@ -71,7 +92,7 @@ export class HlsPackaging {
       return entry.variants;
     }
     const started = this.#start(stream);
-    const fresh: Entry = { stream, variants: started, lastRequest: now };
+    const fresh: Entry = { stream, variants: started, lastRequest: now, requests: 0 };
     this.#entries.set(stream.name, fresh);
     const forget = () => {
       if (this.#entries.get(stream.name) === fresh) this.#entries.delete(stream.name);
@@ -114,7 +135,7 @@ export class HlsPackaging {
   #stopIdle(): void {
     const idleSince = Date.now() - this.#options.lingerMs;
     for (const [name, entry] of this.#entries) {
-      if (entry.lastRequest < idleSince && this.modeOf(name) !== 'always') {
+      if (entry.requests === 0 && entry.lastRequest < idleSince && this.modeOf(name) !== 'always') {
         void entry.variants.then((all) => all.forEach((p) => p.close('no HLS request for the linger time'))).catch(() => undefined);
       }
     }

@@ -80,7 +80,7 @@ export class Origin implements Role {
       if (!stream || stream.ended) throw new Problem('stream-not-here', `stream ${name} is not live on this origin`);
       if (this.#hls.modeOf(name) === 'off') throw new Problem('not-found', `stream ${name} is not packaged for HLS (hls: off)`);
       if (!isHlsFile(file)) throw new Problem('not-found', `${file} is no HLS file`);
-      sendHls(res, await answerHls(await this.#hls.variants(stream), file, req.query));
+      sendHls(res, await this.#hls.serve(stream, (variants) => answerHls(variants, file, req.query)));
     });
     this.router.delete(`${STREAMS_PATH}/:name`, async (req, res) => {
       authorizeInternal(req, this.#ctx.clusterSecret);
