@@ -32,7 +32,12 @@ const DEPACKETIZERS = new Map([
  */
 const SEGMENT_TARGET_MS = 2 * SEGMENT_MIN_S * 1000;
 
-/** The first key frame is asked for this often until it comes (ffmpeg opens its ports a moment after it starts). */
+/**
+ * The first key frame is asked for this often until ffmpeg's first fragment is out (flowing()):
+ * ffmpeg opens its ports a moment after it starts, and a key frame sent before that is lost (seen
+ * going out by mediasoup all the same); ffmpeg then gives up on video that had no key frame within
+ * ANALYZE_US ("unspecified size"), which a VP8 publisher, asked for no more key frames, never sent.
+ */
 const FIRST_KEY_FRAME_RETRY_MS = 300;
 
 /** How long ffmpeg reads its input before it starts writing: enough for the first key frame's SPS. */
@@ -101,7 +106,7 @@ export class ProducerPackagerSource implements PackagerSource {
     }
   }
 
-  /** ffmpeg runs: ask for the first key frame until it comes, then (for the publisher's own H.264) one per segment. */
+  /** ffmpeg runs: ask for a key frame until its first fragment is out (flowing()); the audio goes once a key frame went out. */
   started(): void {
     const video = this.#video;
     if (!video) return;
@@ -110,11 +115,16 @@ export class ProducerPackagerSource implements PackagerSource {
       if (trace.type !== 'keyframe' || this.#keyFrameSeen) return;
       this.#keyFrameSeen = true;
       void this.#audio?.resume().catch(() => undefined);
-      clearInterval(this.#timer);
-      if (this.#passthrough && !this.#closed) this.#timer = setInterval(() => void video.requestKeyFrame().catch(() => undefined), SEGMENT_TARGET_MS);
     });
     this.#timer = setInterval(() => void video.requestKeyFrame().catch(() => undefined), FIRST_KEY_FRAME_RETRY_MS);
     void video.requestKeyFrame().catch(() => undefined);
+  }
+
+  /** ffmpeg's first fragment is out: no more first key frame requests; for the publisher's own H.264, one per segment. */
+  flowing(): void {
+    clearInterval(this.#timer);
+    const video = this.#video;
+    if (video && this.#passthrough && !this.#closed) this.#timer = setInterval(() => void video.requestKeyFrame().catch(() => undefined), SEGMENT_TARGET_MS);
   }
 
   close(): void {

@@ -21,6 +21,8 @@ export interface PackagerSource {
   args: string[];
   /** Called once the packager's ffmpeg runs (e.g. to ask a WebRTC publisher for a key frame). */
   started?: () => void;
+  /** Called once ffmpeg's first fragment is out: its input reached it (until then, a key frame sent may have been lost). */
+  flowing?: () => void;
   /** Releases what the source holds (transports, consumers); called once, at close. */
   close?: () => void;
 }
@@ -149,6 +151,7 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
       const first = () => {
         clearTimeout(timer);
         this.off('closed', fail);
+        this.#source.flowing?.();
         resolve(this.#reader.init!);
       };
       this.#reader.once('fragment', () => setImmediate(first));
