@@ -406,4 +406,35 @@ describe('LL-HLS played by clients we did not write (balancer, origin, two edges
       await stopHls(page);
     }
   });
+
+  it('the origin stops (SIGTERM) while it packages a WHIP publish (RTP into ffmpeg), and leaves no packager ffmpeg behind', async () => {
+    const name = 'hls-whip-last';
+    const { publishToken } = await createStream(name);
+    const publisher = await chromium.page(origin.url);
+    pages.push(publisher);
+    assert.equal((await publish(publisher, `${origin.url}/whip/${name}`, publishToken, 'video/VP8')).status, 201);
+    await live(name);
+    await segmentListed(`${edge1.url}/hls/${name}/media.m3u8`);
+    // Each packager's ffmpeg, as the origin logged it: "packager started" with its pid (the line's
+    // last "pid"; the first is the origin's own, pino's base field).
+    const pids = origin
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('"packager started"'))
+      .map((line) => Number([...line.matchAll(/"pid":(\d+)/g)].at(-1)![1]));
+    const alive = () =>
+      pids.filter((pid) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+    assert.ok(alive().length > 0, 'a packager runs');
+    assert.equal(await origin.stop(), 0, 'the origin exits 0');
+    await waitFor('every packager ffmpeg gone', () => alive().length === 0, 10_000, 200).catch((error: Error) => {
+      throw new Error(`${error.message}: still running ${JSON.stringify(alive())}`, { cause: error });
+    });
+  });
 });
