@@ -32,7 +32,12 @@ const DEPACKETIZERS = new Map([
  */
 const SEGMENT_TARGET_MS = 2 * SEGMENT_MIN_S * 1000;
 
-/** The first key frame is asked for this often until it comes (ffmpeg opens its ports a moment after it starts). */
+/**
+ * The first key frame is asked for this often until the packager's first part is out (flowing()):
+ * ffmpeg opens its ports a moment after it starts, and a key frame sent before that is lost (seen
+ * going out by mediasoup all the same); ffmpeg then gives up on video that had no key frame within
+ * ANALYZE_US ("unspecified size"), which a VP8 publisher, asked for no more key frames, never sent.
+ */
 const FIRST_KEY_FRAME_RETRY_MS = 300;
 
 /** How long ffmpeg reads its input before it starts writing: enough for the first key frame's SPS. */

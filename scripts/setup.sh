@@ -28,6 +28,8 @@ packages=(ffmpeg haproxy)
 # for its network namespace, and a C compiler for its LD_PRELOAD shim.
 [ $want_test = 1 ] && packages+=(simple-whip-client gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice iproute2 gcc libc6-dev)
+# test/hls.test.ts: GStreamer's gst-launch-1.0 reads the HLS stream (hlsdemux, qtdemux) and decodes it (avdec_h264: libav).
+[ $want_test = 1 ] && packages+=(gstreamer1.0-tools gstreamer1.0-libav)
 # test/layers.test.ts shapes a viewer's link: tc (iproute2) for rate and delay, nftables for random
 # loss (these machines' kernel has no netem; nft's numgen is built in).
 [ $want_test = 1 ] && packages+=(nftables)

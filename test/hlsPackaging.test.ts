@@ -180,6 +180,14 @@ describe('LivePlaylist (made-up fragments)', () => {
     assert.equal(withParts, 3, 'parts are listed for the last three segments');
   });
 
+  it('lists parts for three segments counting the preload hint\'s, also right after a key frame opened a segment', () => {
+    const playlist = new LivePlaylist(options);
+    // The key frame that opens the fifth segment is in, none of its parts is done yet.
+    for (let i = 0; i <= 80; i++) playlist.addFragment(fragment(0.1, i % 20 === 0, i * 0.1));
+    const parsed = strict(playlist.render({ initUri: 'init-abcdef01.mp4' })) as InstanceType<typeof HLS.types.MediaPlaylist>;
+    assert.equal(parsed.segments.filter((s) => s.parts.length > 0).length, 3);
+  });
+
   it('wakes a blocking reload when its part is made, and every waiter when the stream ends', async () => {
     const playlist = new LivePlaylist(options);
     playlist.addFragment(fragment(0.1, true));

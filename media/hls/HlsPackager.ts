@@ -95,9 +95,6 @@ export const HLS_AUDIO_ENCODE = ['-c:a', 'aac', '-b:a', '128k', '-ar', '48000', 
 /** How long a packager waits for ffmpeg's init segment before it gives up: probing an input takes a second or two. */
 const INIT_TIMEOUT_MS = 15_000;
 
-/** ffmpeg gets this long to exit on SIGTERM before SIGKILL. */
-const STOP_GRACE_MS = 2000;
-
 export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
   readonly stream: string;
   readonly variant: number;
@@ -204,11 +201,10 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
     this.#closed = true;
     this.playlist.end(streamEnded);
     const child = this.#child;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-      child.once('exit', () => clearTimeout(timer));
-    }
+    // SIGKILL: the playlist has ended, nothing ffmpeg writes now is used; and blocked on an RTP
+    // input (a WHIP publish's) ffmpeg may not exit on SIGTERM, outliving an origin that stops
+    // before a grace period's SIGKILL (as ProducerRendition found).
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     this.#source.close?.();
     this.#logger.info({ reason }, 'packager stopped');
     this.emit('closed', reason);

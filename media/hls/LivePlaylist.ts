@@ -282,7 +282,9 @@ export class LivePlaylist {
       }
       if (skipped > 0) lines.push(`#EXT-X-SKIP:SKIPPED-SEGMENTS=${skipped}`);
     }
-    const partsFrom = segments.length + (this.#open && this.#open.parts.length > 0 ? 1 : 0) - PARTS_LISTED_SEGMENTS;
+    // Until the end, the playlist's last segment is the one being made, whether it has a part yet
+    // or only the preload hint (a strict parser gives the hint a segment of its own then): it counts.
+    const partsFrom = segments.length + (this.#ended ? 0 : 1) - PARTS_LISTED_SEGMENTS;
     segments.forEach((segment, i) => {
       const listedParts = i >= partsFrom;
       if (i < skipped) return;
