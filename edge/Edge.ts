@@ -40,6 +40,14 @@ const VIEWER_MOVE_GAP_MS = 20;
  */
 const HLS_ORIGIN_TTL_MS = 2000;
 
+/**
+ * How long an HLS request takes a stream's privacy as last read: an LL-HLS viewer makes three
+ * requests a second, a hundred of them would ask Postgres 300 times a second. A stream made
+ * private stops playing over HLS without a token within a second.
+ */
+const HLS_PRIVACY_MAX_AGE_MS = 1000;
+const PRIVACY_KNOWN_MAX = 10_000;
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** What an edge needs: the database and the media workers. */
@@ -79,6 +87,8 @@ export class Edge implements Role {
    * a read is already under way, so a stream made private applies to the next join.
    */
   readonly #privacyLookups = new Map<string, Promise<boolean>>();
+  /** What each stream's last privacy lookup said, and when: HLS requests (a few a second per viewer) take it for HLS_PRIVACY_MAX_AGE_MS. */
+  readonly #privacyKnown = new Map<string, { isPrivate: boolean; at: number }>();
   /** The viewers here, by session id. */
   readonly #viewers = new Map<string, Viewer>();
   /** Relay rows being deleted, awaited at shutdown so none is cut off by the database closing. */
@@ -105,7 +115,7 @@ export class Edge implements Role {
     this.#hls = new HlsProxy({
       cache: new HlsCache(ctx.config.hlsCacheBytes),
       upstream: (stream) => this.#hlsUpstream(stream),
-      authorize: (stream, token) => this.#authorize(stream, token),
+      authorize: (stream, token) => this.#authorize(stream, token, HLS_PRIVACY_MAX_AGE_MS),
       clientAddress: (req) => ctx.config.trustedProxies.clientAddress(req.socket.remoteAddress ?? '', req.get('x-forwarded-for')),
       clusterSecret: ctx.clusterSecret,
       metrics: ctx.metrics,
@@ -217,14 +227,22 @@ export class Edge implements Role {
    * database says which (an operator may change it at any time); while it is unreachable, a
    * relay here still knows what its stream was when it opened, so viewers of a warm edge can join.
    */
-  async #authorize(stream: string, token: string | undefined): Promise<void> {
+  async #authorize(stream: string, token: string | undefined, maxAgeMs = 0): Promise<void> {
     const relay = this.#relays.get(stream);
+    const known = this.#privacyKnown.get(stream);
     let isPrivate: boolean;
-    try {
-      isPrivate = await shared(this.#privacyLookups, stream, async () => (await getStream(this.#ctx.db.knex, stream))?.private ?? false);
-    } catch (error) {
-      if (!relay || !isDatabaseUnavailable(error)) throw error;
-      isPrivate = relay.private;
+    if (known && known.at > Date.now() - maxAgeMs) {
+      isPrivate = known.isPrivate;
+    } else {
+      try {
+        isPrivate = await shared(this.#privacyLookups, stream, async () => (await getStream(this.#ctx.db.knex, stream))?.private ?? false);
+        // Names nobody streams under must not grow it without bound.
+        if (this.#privacyKnown.size >= PRIVACY_KNOWN_MAX) this.#privacyKnown.clear();
+        this.#privacyKnown.set(stream, { isPrivate, at: Date.now() });
+      } catch (error) {
+        if (!relay || !isDatabaseUnavailable(error)) throw error;
+        isPrivate = relay.private;
+      }
     }
     if (!token && !isPrivate) return;
     await authorizeStream(token, { secret: this.#ctx.clusterSecret, stream, action: 'play' });

@@ -67,12 +67,13 @@ export class HlsProxy {
       await options.authorize(stream, token);
       if (file.endsWith('.m3u8')) this.#countViewer(stream, req);
       const answer = await this.#answer(stream, file, req);
-      // A private stream's player sends the token with every URI the playlist lists.
-      if (token && answer.status === 200 && file.endsWith('.m3u8')) {
-        sendHls(res, { ...answer, headers: { ...answer.headers, 'cache-control': 'private, max-age=1' }, body: Buffer.from(withQuery(answer.body.toString(), `token=${encodeURIComponent(token)}`)) });
-        return;
-      }
-      sendHls(res, answer);
+      if (!token || answer.status !== 200) return sendHls(res, answer);
+      // Played with a token: no shared cache may keep the answer for others (a token in the
+      // Authorization header does not make the URL anyone's own), and a playlist's URIs carry the
+      // token on, for a player sends nothing else with them.
+      const headers = { ...answer.headers, 'cache-control': (answer.headers['cache-control'] ?? 'no-cache').replace(/\bpublic\b/, 'private') };
+      const body = file.endsWith('.m3u8') ? Buffer.from(withQuery(answer.body.toString(), `token=${encodeURIComponent(token)}`)) : answer.body;
+      sendHls(res, { ...answer, headers, body });
     });
     this.router.get(`${INTERNAL_HLS_PATH}/:stream/:file`, async (req, res) => {
       authorizeInternal(req, options.clusterSecret);

@@ -361,6 +361,10 @@ describe('LL-HLS played by clients we did not write (balancer, origin, two edges
     const uris = [...media.matchAll(/URI="([^"]+)"/g)].map((m) => m[1]!).concat(media.split('\n').filter((l) => l !== '' && !l.startsWith('#')));
     assert.ok(uris.length > 3, media);
     for (const uri of uris) assert.ok(uri.endsWith(`?${token}`), `${uri} carries the token`);
+    // What was played with a token is no shared cache's to keep for others.
+    const part = await fetch(`${base}/${/URI="(part-[^"]+)"/.exec(media)![1]}`);
+    assert.equal(part.status, 200);
+    assert.equal(part.headers.get('cache-control'), 'private, max-age=31536000, immutable');
 
     // ffprobe starts at the balancer as a player would: the 307 keeps the token.
     const probe = await ffprobe(`${balancer.url}/hls/${name}/index.m3u8?${token}`);

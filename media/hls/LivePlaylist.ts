@@ -89,8 +89,8 @@ export class LivePlaylist {
   #openPart: { fragments: Fmp4Fragment[]; duration: number; independent: boolean } | undefined;
   #nextMsn: number;
   #nextPartSeq = 0;
-  /** The wall clock and media time of the first fragment: the program date-time's anchor. */
-  #anchor: { wall: number; media: number } | undefined;
+  /** Wall clock minus media time (ms), for the program date-time: the least seen at a fragment's arrival. */
+  #clockOffset: number | undefined;
   #waiters: Waiter[] = [];
   #ended = false;
   #endList = false;
@@ -143,15 +143,19 @@ export class LivePlaylist {
     // The playlist starts at a key frame: what comes before (audio ahead of the first picture, a
     // picture that needs an earlier one) is nothing a player can start with.
     if (!this.#open && this.#segments.length === 0 && !fragment.independent) return;
-    const now = this.#now();
-    this.#anchor ??= { wall: now - fragment.duration * 1000, media: fragment.start };
+    // Wall clock minus media time: at most the fragment's end's arrival. The least seen is the
+    // closest to live (the first fragments may be old, e.g. an RTMP server's cached GOP read at once).
+    const offset = this.#now() - (fragment.start + fragment.duration) * 1000;
+    this.#clockOffset = Math.min(this.#clockOffset ?? offset, offset);
     const open = this.#open;
     const openDuration = (open?.duration ?? 0) + (this.#openPart?.duration ?? 0);
     if (open && ((fragment.independent && openDuration >= this.#options.segmentMin) || openDuration + fragment.duration > this.targetDuration)) {
       this.#closePart();
       this.#closeSegment();
     }
-    if (this.#openPart && (fragment.independent || this.#openPart.duration + fragment.duration > this.partTarget)) this.#closePart();
+    // (A key frame within a segment does not end a part: the part before it would be short, and
+    // parts other than a segment's last must fill 85 % of PART-TARGET.)
+    if (this.#openPart && this.#openPart.duration + fragment.duration > this.partTarget) this.#closePart();
     if (!this.#open) {
       const msn = this.#nextMsn++;
       this.#open = {
@@ -159,7 +163,7 @@ export class LivePlaylist {
         uri: `seg-${this.run}-${msn}.m4s`,
         parts: [],
         duration: 0,
-        programDateTime: Math.round(this.#anchor.wall + (fragment.start - this.#anchor.media) * 1000),
+        programDateTime: Math.round(fragment.start * 1000 + this.#clockOffset),
         data: undefined,
       };
     }
