@@ -1,6 +1,6 @@
 import type { HlsMode } from '../core/config.ts';
 import type { Logger } from '../core/logger.ts';
-import { HlsPackager } from '../media/hls/HlsPackager.ts';
+import { HlsPackager, type PackagerSource } from '../media/hls/HlsPackager.ts';
 import type { PublishedStream } from './PublishedStream.ts';
 
 /**
@@ -117,15 +117,14 @@ export class HlsPackaging {
 
   async #start(stream: PublishedStream): Promise<HlsPackager[]> {
     const sources = await stream.packagerSources();
-    const variants: HlsPackager[] = [];
-    try {
-      for (const [i, source] of sources.entries()) {
-        variants.push(new HlsPackager({ stream: stream.name, variant: i, source: await source(), logger: this.#options.logger }));
-      }
-    } catch (error) {
-      for (const packager of variants) packager.close('a variant could not start');
-      throw error;
+    // Together: a layered source waits for its layer to be scored (ProducerPackagerSource).
+    const made = await Promise.allSettled(sources.map((source) => source()));
+    const failed = made.find((m) => m.status === 'rejected');
+    if (failed) {
+      for (const m of made) if (m.status === 'fulfilled') m.value.close?.();
+      throw failed.reason;
     }
+    const variants = made.map((m, i) => new HlsPackager({ stream: stream.name, variant: i, source: (m as PromiseFulfilledResult<PackagerSource>).value, logger: this.#options.logger }));
     const ended = () => variants.forEach((p) => p.close('stream ended', true));
     stream.once('ended', ended);
     variants[0]!.once('closed', () => stream.off('ended', ended));
