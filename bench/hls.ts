@@ -286,6 +286,13 @@ async function main(options: Options): Promise<number> {
       await page.close().catch(() => undefined);
     };
 
+    /** The WHIP publish of figure 4: started there, or (--quick, where time counts more than a quiet machine) now. */
+    const startWhip = async () => {
+      const token = await signStreamToken(SECRET, { stream: 'whip', action: 'publish', ttlSeconds: 3600 });
+      return child(WRTC_CLIENT, ['publish', '--target', `${o.url}/whip/whip`, '--token', token, '--kbps', '1000', '--width', '640', '--height', '360', '--seconds', '3600']);
+    };
+    const whipEarly = options.quick ? await startWhip() : undefined;
+
     say('publishing two stamped RTMP streams (live, cold), launching Chromium');
     const [liveKey, coldKey] = await Promise.all([publishRtmp('live'), publishRtmp('cold')]);
     browser = await TestBrowser.launch();
@@ -499,19 +506,17 @@ async function main(options: Options): Promise<number> {
 
     // ---- 4. the packagers' CPU: RTMP H.264 copied, WHIP VP8 encoded to x264 -----------------------
     say('packager CPU: a WHIP VP8 publish beside the RTMP one, one LL-HLS viewer on each');
-    const whipToken = await signStreamToken(SECRET, { stream: 'whip', action: 'publish', ttlSeconds: 3600 });
-    const whip = child(WRTC_CLIENT, ['publish', '--target', `${o.url}/whip/whip`, '--token', whipToken, '--kbps', '1000', '--width', '640', '--height', '360', '--seconds', '3600']);
+    const whip = whipEarly ?? (await startWhip());
     const packagerCpu: Record<'rtmp' | 'whip', number[]> = { rtmp: [], whip: [] };
     let whipVideo: { frameWidth: number | null; fps: number } = { frameWidth: null, fps: NaN };
     const keepers: Child[] = [];
     try {
       await whip.next('ready', 40_000);
-      for (const name of ['live', 'whip']) {
-        const g = child(LLHLS_CLIENT, ['--base', `${e.url}/hls/${name}/`]);
-        keepers.push(g);
+      keepers.push(...['live', 'whip'].map((name) => child(LLHLS_CLIENT, ['--base', `${e.url}/hls/${name}/`])));
+      await Promise.all(keepers.map(async (g) => {
         await g.next('ready', 30_000);
         await g.ask('add 1', 'added', 60_000);
-      }
+      }));
       // libwebrtc starts below its bitrate cap and ramps up.
       await sleep(options.quick ? SETTLE_MS : 10_000);
       const pids = { rtmp: packagers(o, `/live/${liveKey}`), whip: packagers(o, 'data:application/sdp') };
