@@ -68,9 +68,12 @@ const GOAL = { p50Ms: 2000, p95Ms: 3000, firstFrameMs: 1500 };
 
 /**
  * The origin stops a packager this long after its last HLS request (the product's default is
- * 30 s): short, so that a stream is unpackaged again a few seconds after a cold first-frame run.
+ * 30 s): shorter, so that a stream is unpackaged again soon after a cold first-frame run, but not
+ * much: the linger also runs while a packager is still starting (its first request waiting for
+ * the first part), and one that takes longer than this to start is stopped before it is ready (a
+ * WHIP packager on the loaded machine did, 7 times in a row, with 3 s).
  */
-const LINGER_MS = 3000;
+const LINGER_MS = 10_000;
 /** Bounds on waits (not figures): a first frame, a packager's exit, a stream going live. */
 const FIRST_FRAME_TIMEOUT_MS = 30_000;
 const PACKAGER_EXIT_TIMEOUT_MS = 30_000;
@@ -207,6 +210,25 @@ function plainClient(url: string): { child: ChildProcess; take(): { samples: num
   };
 }
 
+/** A node's warnings and errors (pino JSON lines, level ≥ 40), counted by component and message, with the first of each. */
+function serverWarnings(node: RelaycastProcess): Array<{ what: string; count: number; first: string }> {
+  const seen = new Map<string, { what: string; count: number; first: string }>();
+  for (const line of node.output().split('\n')) {
+    let entry: { level?: number; msg?: string; component?: string };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      continue;
+    }
+    if ((entry.level ?? 0) < 40) continue;
+    const what = `${entry.component ?? '-'}: ${entry.msg ?? '?'}`;
+    const known = seen.get(what);
+    if (known) known.count++;
+    else seen.set(what, { what, count: 1, first: line.slice(0, 600) });
+  }
+  return [...seen.values()];
+}
+
 const pct = (cores: number, digits = 1) => `${fmt(cores * 100, digits)} %`;
 
 // ---- the benchmark -------------------------------------------------------------------------------
@@ -286,23 +308,37 @@ async function main(options: Options): Promise<number> {
       await page.close().catch(() => undefined);
     };
 
-    /** The WHIP publish of figure 4: started there, or (--quick, where time counts more than a quiet machine) now. */
-    const startWhip = async () => {
+    /**
+     * What figure 4 needs: the WHIP publish, and an LL-HLS viewer on each stream that keeps its
+     * packager running. Started there, or (--quick, where time counts more than a quiet machine)
+     * at once, so that the WHIP packager's start overlaps the other figures.
+     */
+    const startPackagerLoad = async () => {
       const token = await signStreamToken(SECRET, { stream: 'whip', action: 'publish', ttlSeconds: 3600 });
-      return child(WRTC_CLIENT, ['publish', '--target', `${o.url}/whip/whip`, '--token', token, '--kbps', '1000', '--width', '640', '--height', '360', '--seconds', '3600']);
+      const whip = child(WRTC_CLIENT, ['publish', '--target', `${o.url}/whip/whip`, '--token', token, '--kbps', '1000', '--width', '640', '--height', '360', '--seconds', '3600']);
+      const keepers = ['live', 'whip'].map((name) => child(LLHLS_CLIENT, ['--base', `${e.url}/hls/${name}/`]));
+      const ready = (async () => {
+        await whip.next('ready', 40_000);
+        await Promise.all(keepers.map(async (g) => {
+          await g.next('ready', 30_000);
+          await g.ask('add 1', 'added', 60_000);
+        }));
+      })();
+      ready.catch(() => undefined);
+      return { whip, keepers, ready };
     };
-    const whipEarly = options.quick ? await startWhip() : undefined;
+    const packagerLoadEarly = options.quick ? await startPackagerLoad() : undefined;
 
     say('publishing two stamped RTMP streams (live, cold), launching Chromium');
-    const [liveKey, coldKey] = await Promise.all([publishRtmp('live'), publishRtmp('cold')]);
-    browser = await TestBrowser.launch();
+    const [liveKey, coldKey, launched] = await Promise.all([publishRtmp('live'), publishRtmp('cold'), TestBrowser.launch()]);
+    browser = launched;
 
     // ---- 2a. first frame of a stream not packaged yet ---------------------------------------------
     const cold: number[] = [];
     for (let run = 0; run < options.runs; run++) {
       await waitFor('the cold stream unpackaged', () => packagers(o, `/live/${coldKey}`).length === 0, PACKAGER_EXIT_TIMEOUT_MS, 100);
       // The edge keeps index.m3u8 for a second (max-age=1): a new run must not get the last one's.
-      await sleep(1500);
+      if (run > 0) await sleep(1500);
       const page = await newPage();
       try {
         await startPlayer(page, viaBalancer('cold'), HLS_PLAYER);
@@ -506,31 +542,32 @@ async function main(options: Options): Promise<number> {
 
     // ---- 4. the packagers' CPU: RTMP H.264 copied, WHIP VP8 encoded to x264 -----------------------
     say('packager CPU: a WHIP VP8 publish beside the RTMP one, one LL-HLS viewer on each');
-    const whip = whipEarly ?? (await startWhip());
+    const { whip, keepers, ready } = packagerLoadEarly ?? (await startPackagerLoad());
     const packagerCpu: Record<'rtmp' | 'whip', number[]> = { rtmp: [], whip: [] };
     let whipVideo: { frameWidth: number | null; fps: number } = { frameWidth: null, fps: NaN };
-    const keepers: Child[] = [];
     try {
-      await whip.next('ready', 40_000);
-      keepers.push(...['live', 'whip'].map((name) => child(LLHLS_CLIENT, ['--base', `${e.url}/hls/${name}/`])));
-      await Promise.all(keepers.map(async (g) => {
-        await g.next('ready', 30_000);
-        await g.ask('add 1', 'added', 60_000);
-      }));
+      await ready;
       // libwebrtc starts below its bitrate cap and ramps up.
       await sleep(options.quick ? SETTLE_MS : 10_000);
-      const pids = { rtmp: packagers(o, `/live/${liveKey}`), whip: packagers(o, 'data:application/sdp') };
-      for (const [which, list] of Object.entries(pids)) if (list.length !== 1) odd.push(`${list.length} packager ffmpegs for the ${which} stream, not 1`);
       const windows = options.quick ? 1 : 3;
       const stats0 = (await whip.ask('stats', 'stats', 30_000)).targets as Array<{ framesEncoded: number; frameWidth: number | null; at: number }>;
-      for (let w = 0; w < windows; w++) {
+      // A window counts only if each stream had one packager throughout (a packager that exits
+      // mid-window takes its CPU time with it); a few more windows are allowed for those that do not.
+      for (let w = 0, tries = 0; packagerCpu.rtmp.length < windows && tries < windows + 2; tries++) {
+        const pids = { rtmp: packagers(o, `/live/${liveKey}`), whip: packagers(o, 'data:application/sdp') };
         const meters = { rtmp: new CpuWindow(pids.rtmp, { children: false }), whip: new CpuWindow(pids.whip, { children: false }) };
         meters.rtmp.start();
         meters.whip.start();
         await sleep(options.window * 1000);
-        packagerCpu.rtmp.push(meters.rtmp.read());
-        packagerCpu.whip.push(meters.whip.read());
-        say(`packagers, window ${w + 1}/${windows}: RTMP ${pct(packagerCpu.rtmp.at(-1)!)}, WHIP ${pct(packagerCpu.whip.at(-1)!)}`);
+        const cores = { rtmp: meters.rtmp.read(), whip: meters.whip.read() };
+        const gone = Object.entries(pids).filter(([, list]) => list.length !== 1 || !list.every(isRunning));
+        if (gone.length > 0) {
+          odd.push(`packager window ${tries + 1}: not one packager ffmpeg running throughout for ${gone.map(([which, list]) => `${which} (${list.join(', ') || 'none'})`).join(' and ')}; window left out`);
+          continue;
+        }
+        packagerCpu.rtmp.push(cores.rtmp);
+        packagerCpu.whip.push(cores.whip);
+        say(`packagers, window ${++w}/${windows}: RTMP ${pct(cores.rtmp)}, WHIP ${pct(cores.whip)}`);
       }
       const stats1 = (await whip.ask('stats', 'stats', 30_000)).targets as Array<{ framesEncoded: number; frameWidth: number | null; at: number }>;
       whipVideo = { frameWidth: stats1[0]!.frameWidth, fps: ((stats1[0]!.framesEncoded - stats0[0]!.framesEncoded) * 1000) / Math.max(1, stats1[0]!.at - stats0[0]!.at) };
@@ -612,9 +649,11 @@ async function main(options: Options): Promise<number> {
         'WHIP: the libwebrtc client (kit/clients/wrtc.ts publish, 640x360 capped at 1 Mbit/s; its frame width and rate as it sent them in the window)',
       ],
     };
+    const warnings = { origin: serverWarnings(o), edge: serverWarnings(e) };
     const footer = [
       `machine: ${machine.cores} × ${machine.cpu}; load average at start ${loadAtStart}, at end ${loadAtEnd}; during: ${loads.map((l) => `${l.at} ${l.load.split(' ')[0]}`).join(', ')}`,
       ...(odd.length ? odd.map((x) => `odd: ${x}`) : ['odd: nothing']),
+      ...Object.entries(warnings).flatMap(([node, list]) => list.map((w) => `${node} logged ${w.count} × ${w.what}`)),
     ];
     for (const table of [latencyTable, firstFrameTable, edgeTable, packagerTable]) console.log(`\n${renderTable(table)}`);
     console.log(`\n${footer.join('\n')}`);
@@ -631,6 +670,7 @@ async function main(options: Options): Promise<number> {
       edge: { idleCores: idle, steps, cpuPerViewer: perViewer },
       packagers: { rtmpCopyCores: packagerCpu.rtmp, whipVp8ToX264Cores: packagerCpu.whip, medians: { rtmp: median(packagerCpu.rtmp), whip: median(packagerCpu.whip) }, whipVideo },
       odd,
+      serverWarnings: warnings,
       tables: [latencyTable, firstFrameTable, edgeTable, packagerTable],
     };
     writeFileSync(options.out, `${JSON.stringify(report, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
