@@ -29,7 +29,7 @@ const REQUEST_TIMEOUT_MS = 20_000;
 /** After a failed request a client waits this long, then starts again from a plain playlist (as a player recovers). */
 const RETRY_MS = 500;
 /** How long `add` waits for its new clients' first parts before it reports anyway (a wait, not a figure). */
-const ADD_WAIT_MS = 30_000;
+const ADD_WAIT_MS = 45_000;
 /** Browsers open at most six connections per host. */
 const SOCKETS_PER_CLIENT = 6;
 
