@@ -149,3 +149,46 @@ describe('simulcast layer benchmark (bench/layers.ts, shaped links only, 1 s eac
     }
   });
 });
+
+describe('LL-HLS benchmark (bench/hls.ts --quick)', function () {
+  this.timeout(240_000);
+
+  it('measures every figure once and writes them: latency per client, first frames, edge steps, packager CPU', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'relaycast-hls-smoke-'));
+    try {
+      const out = join(dir, 'hls.json');
+      const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../bench/hls.ts', import.meta.url)), '--quick', '--out', out], {
+        env: { ...process.env, DATABASE_URL: SERVER_URL },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout.on('data', (d) => (output += d));
+      child.stderr.on('data', (d) => (output += d));
+      const timer = setTimeout(() => child.kill('SIGINT'), 220_000);
+      const [code] = (await once(child, 'exit')) as [number | null];
+      clearTimeout(timer);
+      assert.equal(code, 0, output.slice(-4000));
+      for (const title of ['LL-HLS glass-to-glass latency', 'LL-HLS time to first frame', 'An edge serving N viewers', 'Origin packager CPU per stream']) {
+        assert.ok(output.includes(title), `no "${title}" in the output:\n${output.slice(-3000)}`);
+      }
+      const report = JSON.parse(readFileSync(out, 'utf8')) as {
+        latency: Array<{ label: string; frames: number }>;
+        firstFrame: { packaged: number[]; notPackaged: number[] };
+        edge: { steps: Array<{ kind: string; viewers: number }> };
+        packagers: { rtmpCopyCores: number[]; whipVp8ToX264Cores: number[] };
+        load: { start: string };
+      };
+      // That each figure was measured, not what it came to.
+      assert.equal(report.latency.length, 3);
+      for (const l of report.latency) assert.ok(l.frames > 0, `${l.label}: no stamped frame read`);
+      assert.equal(report.firstFrame.packaged.length, 1);
+      assert.equal(report.firstFrame.notPackaged.length, 1);
+      assert.deepEqual(report.edge.steps.map((s) => s.kind), ['LL-HLS', 'WebRTC']);
+      assert.equal(report.packagers.rtmpCopyCores.length, 1);
+      assert.equal(report.packagers.whipVp8ToX264Cores.length, 1);
+      assert.match(report.load.start, /^\d/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
