@@ -21,6 +21,11 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly hlsPackagers = new Gauge({ name: 'relaycast_hls_packagers', help: 'Streams an origin packages for HLS now', registers: [this.registry] });
+  readonly hlsPackagedBytes = new Gauge({
+    name: 'relaycast_hls_packaged_bytes',
+    help: 'Bytes an origin\'s HLS packagers hold: each variant\'s window of segments and recent parts',
+    registers: [this.registry],
+  });
   readonly hlsViewers = new Gauge({
     name: 'relaycast_hls_viewers',
     help: 'HLS viewers of an edge: distinct clients that reloaded a stream\'s playlist within the last 10 s',

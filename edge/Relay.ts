@@ -88,11 +88,6 @@ export class Relay extends EventEmitter<RelayEvents> {
   readonly router: Router;
   /** The node it pulls from now; kept while it looks for another. */
   upstreamNodeId = '';
-
-  /** The node feeding this relay now (origin or parent edge), if attached: an edge's HLS requests for the stream go there too. */
-  get upstreamTarget(): UplinkTarget | undefined {
-    return this.#closed ? undefined : this.#uplink?.target;
-  }
   /** Its place in the stream's tree (edge/RelayTree.ts). */
   treeKey = 0;
   /** The nodes the media comes through, origin first, this edge last. */
@@ -175,6 +170,11 @@ export class Relay extends EventEmitter<RelayEvents> {
       router.close();
       throw error;
     }
+  }
+
+  /** The node feeding this relay now (origin or parent edge), if attached: an edge's HLS requests for the stream go there too. */
+  get upstreamTarget(): UplinkTarget | undefined {
+    return this.#closed ? undefined : this.#uplink?.target;
   }
 
   get viewers(): number {

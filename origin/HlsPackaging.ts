@@ -51,6 +51,16 @@ export class HlsPackaging {
     return this.#entries.size;
   }
 
+  /** Bytes the packagers hold (their windows). */
+  async bytes(): Promise<number> {
+    let total = 0;
+    for (const entry of this.#entries.values()) {
+      const variants = await entry.variants.catch(() => []);
+      for (const packager of variants) total += packager.playlist.bytes;
+    }
+    return total;
+  }
+
   /** A stream went live, with its own setting (null: the origin's): `always` starts its packaging now. */
   placed(stream: PublishedStream, mode: HlsMode | null): void {
     if (mode) this.#modes.set(stream.name, mode);

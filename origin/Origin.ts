@@ -106,6 +106,7 @@ export class Origin implements Role {
     let bitrateOut = 0;
     for (const stream of this.#streams.values()) bitrateOut += await stream.bitrateOut();
     this.#ctx.metrics.hlsPackagers.set(this.#hls.size);
+    this.#ctx.metrics.hlsPackagedBytes.set(await this.#hls.bytes());
     return { viewers: 0, streams: this.#streams.size, bitrateOut };
   }
 

@@ -104,7 +104,6 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
   readonly #source: PackagerSource;
   readonly #logger: Logger;
   readonly #ready: Promise<Fmp4Init>;
-  readonly startedAt = Date.now();
   /** The end of ffmpeg's stderr, for the log when it fails. */
   #stderr = '';
   #closed = false;
