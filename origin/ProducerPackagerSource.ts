@@ -63,8 +63,8 @@ export class ProducerPackagerSource implements PackagerSource {
     this.#logger = logger;
   }
 
-  /** A source of `producers` (a video, an audio); a simulcast video's `spatialLayer` (encoding index), else its top layer. */
-  static async create(router: Router, producers: readonly Producer[], logger: Logger, spatialLayer?: number): Promise<ProducerPackagerSource> {
+  /** A source of `producers` (a video, an audio; a simulcast video's top layer). */
+  static async create(router: Router, producers: readonly Producer[], logger: Logger): Promise<ProducerPackagerSource> {
     const video = producers.find((p) => p.kind === 'video');
     const audio = producers.find((p) => p.kind === 'audio');
     if (!video) throw new UnsupportedMediaError('the stream has no video to package');
@@ -78,10 +78,10 @@ export class ProducerPackagerSource implements PackagerSource {
         const transport = await router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: false, comedia: false });
         transports.push(transport);
         await transport.connect({ ip: '127.0.0.1', port, rtcpPort: port + 1 });
-        // A simulcast layer (its every temporal layer), the top one unless told: from the start, as
-        // ffmpeg takes the picture size of the first key frame it gets for the whole run.
+        // A simulcast publish's top layer (its every temporal layer), from the start: ffmpeg takes
+        // the picture size of the first key frame it gets for the whole run.
         const simulcast = (producer.rtpParameters.encodings?.length ?? 0) > 1;
-        const preferredLayers = simulcast ? { spatialLayer: spatialLayer ?? 255, temporalLayer: 255 } : undefined;
+        const preferredLayers = simulcast ? { spatialLayer: 255, temporalLayer: 255 } : undefined;
         const consumer = await transport.consume({ producerId: producer.id, rtpCapabilities: router.rtpCapabilities, paused, preferredLayers });
         const codec = consumer.rtpParameters.codecs[0]!;
         const fmtp = Object.entries(codec.parameters ?? {}).map(([k, v]) => `${k}=${String(v)}`).join(';');
@@ -91,7 +91,7 @@ export class ProducerPackagerSource implements PackagerSource {
       const layered = (video.rtpParameters.encodings?.length ?? 0) > 1;
       const videoConsumer = await consume(video, layered);
       if (layered) {
-        await layerFlowing(video, spatialLayer);
+        await layerFlowing(video);
         await videoConsumer.resume();
       }
       const audioConsumer = audio ? await consume(audio, true) : undefined;
@@ -104,7 +104,7 @@ export class ProducerPackagerSource implements PackagerSource {
         '-map', '0:v:0', ...(passthrough ? ['-c:v', 'copy'] : ['-fps_mode', 'passthrough', ...HLS_VIDEO_ENCODE]),
         ...(audioConsumer ? ['-map', '0:a:0', ...HLS_AUDIO_ENCODE] : []),
       ];
-      const source = new ProducerPackagerSource(args, transports, videoConsumer, audioConsumer, passthrough, logger.child({ component: 'hls-source', layer: spatialLayer }));
+      const source = new ProducerPackagerSource(args, transports, videoConsumer, audioConsumer, passthrough, logger.child({ component: 'hls-source' }));
       videoConsumer.observer.once('close', () => source.close());
       return source;
     } catch (error) {
@@ -144,16 +144,15 @@ export class ProducerPackagerSource implements PackagerSource {
 }
 
 /**
- * How long a layered source waits for its layer to be scored before it starts anyway. mediasoup
- * scores a producer's layers from their first packets (a second or so); a consumer that starts
- * before its layer is scored starts on another one, and may never leave it: it switches layers
- * only with RTCP sender reports on both, which an RTMP ladder's ffmpeg does not send.
+ * How long a simulcast source waits for its top layer to be scored before it starts anyway.
+ * mediasoup scores a producer's layers from their first packets (a second or so); a consumer that
+ * starts before then starts on a lower layer, and ffmpeg would take that picture size for good.
  */
 const LAYER_SCORE_WAIT_MS = 3000;
 
-/** Resolves once `producer`'s layer `spatialLayer` (its top one if undefined) is scored, or after LAYER_SCORE_WAIT_MS. */
-async function layerFlowing(producer: Producer, spatialLayer: number | undefined): Promise<void> {
-  const index = spatialLayer ?? (producer.rtpParameters.encodings?.length ?? 1) - 1;
+/** Resolves once `producer`'s top layer is scored, or after LAYER_SCORE_WAIT_MS. */
+async function layerFlowing(producer: Producer): Promise<void> {
+  const index = (producer.rtpParameters.encodings?.length ?? 1) - 1;
   const scored = () => producer.score.some((s) => s.encodingIdx === index && s.score > 0);
   if (scored()) return;
   await new Promise<void>((resolve) => {

@@ -32,12 +32,10 @@ export interface Publisher {
    */
   rendition?(codec: RenditionCodec): Promise<Rendition | undefined>;
   /**
-   * What the HLS packager reads (see RtmpBridge.packagerSource). A publisher without it (WHIP) is
-   * packaged from its producers (origin/ProducerPackagerSource.ts).
+   * What the HLS packagers read, one per variant, best first (see RtmpBridge.packagerSources). A
+   * publisher without it (WHIP) is packaged from its producers (origin/ProducerPackagerSource.ts).
    */
-  packagerSource?(): PackagerSource;
-  /** Its video's simulcast layers below its packagerSource's picture, largest first (see RtmpBridge.layersBelowSource). */
-  layersBelowSource?(): number[];
+  packagerSources?(): PackagerSource[];
 }
 
 /** A second version of a stream's video, made on the origin for the viewers that need it. */
@@ -252,23 +250,16 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
   }
 
   /**
-   * What the stream's HLS packagers read, one per variant, best first: the publisher's own input
-   * (RTMP) or its top simulcast layer (WHIP), then each smaller layer of its simulcast or RTMP
-   * ladder, taken from the layer's RTP.
+   * What the stream's HLS packagers read, one per variant, best first: the publisher's own
+   * (RTMP: the publish, then its ladder's smaller rungs), or its producers' RTP (WHIP: one
+   * variant, a simulcast publish's top layer; see RtmpBridge.packagerSources for why not a
+   * variant per layer).
    */
   async packagerSources(): Promise<Array<() => Promise<PackagerSource>>> {
     if (this.#ended) throw new Error(`stream ${this.name} has ended`);
-    // Sources from RTP end with the publish: their consumers close with the router.
-    const layer = (spatialLayer?: number) => () => ProducerPackagerSource.create(this.router, this.producers, this.#logger, spatialLayer);
-    const { publisher } = this;
-    if (publisher.packagerSource) {
-      const own = publisher.packagerSource();
-      return [async () => own, ...(publisher.layersBelowSource?.() ?? []).map((i) => layer(i))];
-    }
-    const video = this.producers.find((p) => p.kind === 'video');
-    if (!video || (video.rtpParameters.encodings?.length ?? 0) < 2) return [layer()];
-    const smallestFirst = await this.#layerOrder(video);
-    return [...smallestFirst].reverse().map((i) => layer(i));
+    if (this.publisher.packagerSources) return this.publisher.packagerSources().map((source) => async () => source);
+    // It ends with the publish: its consumers close with the router.
+    return [() => ProducerPackagerSource.create(this.router, this.producers, this.#logger)];
   }
 
   end(reason: string): void {

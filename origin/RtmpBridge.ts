@@ -8,7 +8,7 @@ import type { Logger } from '../core/logger.ts';
 import { H264_PROFILE_LEVEL_IDS, isRendition, RENDITION_RTP_CODECS, type RenditionCodec } from '../media/codecs.ts';
 import { HLS_AUDIO_ENCODE, HLS_VIDEO_ENCODE, type PackagerSource } from '../media/hls/HlsPackager.ts';
 import { encoderArgs, FfmpegProcess, plainInput, rtpOutputUrl } from './FfmpegProcess.ts';
-import { planLadder, renditionKbps } from './ladder.ts';
+import { planLadder, renditionKbps, type Rendition as LadderRung } from './ladder.ts';
 import type { Publisher } from './PublishedStream.ts';
 
 /**
@@ -118,8 +118,8 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
   readonly #transports: PlainTransport[];
   readonly #logger: Logger;
   readonly #options: RtmpBridgeOptions;
-  /** A ladder's rungs' heights, lowest first (as the video producer's encodings); empty without one. */
-  #ladderHeights: number[] = [];
+  /** A ladder's rungs, lowest first (as the video producer's encodings); empty without one. */
+  #ladder: LadderRung[] = [];
   #closed = false;
 
   private constructor(stream: string, mode: BridgeMode, args: string[], transports: PlainTransport[], producers: Producer[], logger: Logger, options: RtmpBridgeOptions) {
@@ -211,7 +211,7 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
         args.push('-payload_type', String(AUDIO_PT), '-ssrc', String(audioSsrc), '-seq', FfmpegProcess.seqSlot(audioSsrc), '-f', 'rtp', RtmpBridge.#rtpUrl(audio));
       }
       const bridge = new RtmpBridge(stream, mode, args, transports, producers, logger, { ...options, probed: found });
-      bridge.#ladderHeights = ladder.map((r) => r.height);
+      bridge.#ladder = ladder;
       await bridge.#ffmpeg.start();
       const layers = ladder.length > 0 ? ladder.map((r) => `${r.width}x${r.height}@${r.kbps}k`) : undefined;
       logger.info({ mode, codec, video: found.video, audio, layers, pid: bridge.pid }, 'rtmp bridge started');
@@ -247,26 +247,23 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
   }
 
   /**
-   * What the stream's HLS packager reads (media/hls/HlsPackager.ts): the RTMP publish itself, its
-   * H.264 and AAC as they arrive. HLS takes what WebRTC does not (B-frames, High and Main
-   * profiles), so nothing is re-encoded for it; another video or audio codec is encoded to those.
+   * What the stream's HLS packagers read (media/hls/HlsPackager.ts), one per variant, best first.
+   * First the RTMP publish itself, its H.264 and AAC as they arrive: HLS takes what WebRTC does
+   * not (B-frames, High and Main profiles), so nothing is re-encoded for it; another video or
+   * audio codec is encoded to those. Then each rung of a ladder smaller than the publish, scaled
+   * and encoded from the publish by the variant's own ffmpeg, only while HLS is watched: the
+   * bridge's rungs leave it as RTP layers of one simulcast producer, and mediasoup's consumer of
+   * one lower layer on a PlainTransport did not stay on it (it went to the lowest within seconds).
    */
-  packagerSource(): PackagerSource {
+  packagerSources(): PackagerSource[] {
     const { video, audio } = this.#options.probed ?? {};
-    const args = ['-hide_banner', '-loglevel', 'error', '-nostdin', '-rw_timeout', '10000000', '-i', this.#options.input, '-map', '0:v:0'];
-    args.push(...(video?.codec === 'h264' ? ['-c:v', 'copy'] : HLS_VIDEO_ENCODE));
-    if (audio) args.push('-map', '0:a:0', ...(audio.codec === 'aac' ? ['-c:a', 'copy'] : HLS_AUDIO_ENCODE));
-    return { args };
-  }
-
-  /**
-   * The ladder's rungs smaller than the publish itself (encoding indices, largest first): the HLS
-   * variants below the publish's own picture (packagerSource()). A rung as large as the publish
-   * adds nothing the publish does not have.
-   */
-  layersBelowSource(): number[] {
-    const source = this.#options.probed?.video?.height ?? Infinity;
-    return this.#ladderHeights.flatMap((height, i) => (height < source ? [i] : [])).reverse();
+    const input = ['-hide_banner', '-loglevel', 'error', '-nostdin', '-rw_timeout', '10000000', '-i', this.#options.input];
+    const sound = audio ? ['-map', '0:a:0', ...(audio.codec === 'aac' ? ['-c:a', 'copy'] : HLS_AUDIO_ENCODE)] : [];
+    const own = [...input, '-map', '0:v:0', ...(video?.codec === 'h264' ? ['-c:v', 'copy'] : HLS_VIDEO_ENCODE), ...sound];
+    const source = video?.height ?? Infinity;
+    const rungs = this.#ladder.filter((rung) => rung.height < source).reverse();
+    const rung = (r: LadderRung) => [...input, '-map', '0:v:0', '-vf', `scale=${r.width}:${r.height}`, ...HLS_VIDEO_ENCODE, '-b:v', `${r.kbps}k`, '-maxrate', `${r.kbps}k`, '-bufsize', `${2 * r.kbps}k`, ...sound];
+    return [{ args: own }, ...rungs.map((r) => ({ args: rung(r) }))];
   }
 
   /** The running ffmpeg's pid. */

@@ -8,7 +8,7 @@ import type { HlsPackager } from './HlsPackager.ts';
  * HlsAnswer, so that an edge's cache keeps exactly what the origin said):
  *
  *   index.m3u8                        the multivariant playlist: media.m3u8, and media-{n}.m3u8 for
- *                                     each smaller layer of a simulcast publish or an RTMP ladder
+ *                                     each smaller rung of an RTMP ladder
  *   media.m3u8[?_HLS_msn=&_HLS_part=&_HLS_skip=]   an LL-HLS media playlist, blocking when asked
  *   init-{run}.mp4                    the init segment
  *   seg-{run}-{msn}.m4s               a segment
