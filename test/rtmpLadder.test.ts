@@ -175,6 +175,8 @@ describe('RTMP ladder: simulcast layers made from one RTMP publish', function ()
     assert.match(lowest, /#EXT-X-RENDITION-REPORT:URI="media\.m3u8",LAST-MSN=\d+,LAST-PART=\d+/);
     assert.match(lowest, /#EXT-X-RENDITION-REPORT:URI="media-1\.m3u8",LAST-MSN=\d+,LAST-PART=\d+/);
     for (const [i, variant] of variants.entries()) {
+      // A plain HLS client (ffmpeg) reads segments, not parts: it finds nothing in a playlist that lists no complete segment yet.
+      await waitFor(`${variant.uri} to list a segment`, async () => /#EXTINF/.test(await (await fetch(`${edge.url}/hls/${name}/${variant.uri}`)).text()), 20_000, 250);
       const probed = execFileSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=codec_name,width,height', '-of', 'csv=p=0', `${edge.url}/hls/${name}/${variant.uri}`], {
         encoding: 'utf8',
         timeout: 30_000,
