@@ -119,7 +119,6 @@ export class Edge implements Role {
       clientAddress: (req) => ctx.config.trustedProxies.clientAddress(req.socket.remoteAddress ?? '', req.get('x-forwarded-for')),
       clusterSecret: ctx.clusterSecret,
       metrics: ctx.metrics,
-      logger: ctx.logger,
     });
     this.router.use(this.#hls.router);
     this.router.use(

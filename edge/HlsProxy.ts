@@ -2,9 +2,8 @@ import express, { type Request, type Router } from 'express';
 import { CORS } from '../core/http.ts';
 import { Problem } from '../core/errors.ts';
 import { authorizeInternal, internalFetch } from '../core/internalApi.ts';
-import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
-import { streamName } from '../core/tokens.ts';
+import { bearerToken, streamName } from '../core/tokens.ts';
 import { INTERNAL_HLS_PATH, isHlsFile, parseReloadQuery, PUBLIC_HLS_PATH, sendHls, withQuery, type HlsAnswer } from '../media/hls/hlsFiles.ts';
 import { type HlsCache } from './HlsCache.ts';
 import type { UplinkTarget } from './Uplink.ts';
@@ -27,7 +26,6 @@ export interface HlsProxyOptions {
   clientAddress: (req: Request) => string;
   clusterSecret: string;
   metrics: Metrics;
-  logger: Logger;
 }
 
 /**
@@ -63,7 +61,7 @@ export class HlsProxy {
     this.router.get(`${PUBLIC_HLS_PATH}/:stream/:file`, async (req, res) => {
       res.set(HLS_CORS);
       const { stream, file } = this.#target(req);
-      const token = typeof req.query.token === 'string' ? req.query.token : bearer(req);
+      const token = typeof req.query.token === 'string' ? req.query.token : bearerToken(req.get('authorization'));
       await options.authorize(stream, token);
       if (file.endsWith('.m3u8')) this.#countViewer(stream, req);
       const answer = await this.#answer(stream, file, req);
@@ -142,9 +140,4 @@ export class HlsProxy {
     if (retryAfter) headers['retry-after'] = retryAfter;
     return { status: response.status, headers, body };
   }
-}
-
-function bearer(req: Request): string | undefined {
-  const header = req.get('authorization');
-  return header?.startsWith('Bearer ') ? header.slice('Bearer '.length) : undefined;
 }

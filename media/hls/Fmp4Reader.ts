@@ -251,6 +251,3 @@ export class Fmp4Reader extends EventEmitter<Fmp4ReaderEvents> {
     this.emit('fragment', { data, start: run.decodeTime / track.timescale, duration: run.duration / track.timescale, independent });
   }
 }
-
-/** ftyp's and moov's children, for the tests and tools that look inside an init segment. */
-export const mp4Boxes = { children, find };

@@ -186,14 +186,6 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
     return this.variant === 0 ? 'media.m3u8' : `media-${this.variant}.m3u8`;
   }
 
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  get pid(): number | undefined {
-    return this.#child.pid;
-  }
-
   /** Stops packaging; `streamEnded` when the stream itself ended (the playlist then says EXT-X-ENDLIST). */
   close(reason: string, streamEnded = false): void {
     if (this.#closed) return;
