@@ -4,7 +4,7 @@ import { FIELDS, describeKey, loadConfig, VERSION, type ConfigKey } from '../cor
 import { ConfigError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
 import { clusterSecret } from '../core/clusterSecret.ts';
-import { signStreamToken, type StreamAction } from '../core/tokens.ts';
+import { signStreamToken, STREAM_ACTIONS, type StreamAction } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { setNodeDraining } from '../db/repositories/nodes.ts';
@@ -90,7 +90,7 @@ async function printToken(argv: string[]): Promise<void> {
   const program = new Command('relaycast token')
     .description('print a publish or play token for one stream')
     .requiredOption('--stream <name>', 'stream name')
-    .addOption(new Option('--action <action>', 'what the token allows').choices(['publish', 'play']).default('publish'))
+    .addOption(new Option('--action <action>', 'what the token allows').choices([...STREAM_ACTIONS]).default('publish'))
     .option('--ttl <seconds>', 'lifetime in seconds', '86400')
     .option('--data-dir <dir>', 'data dir holding a generated cluster secret [RELAYCAST_DATA_DIR]')
     .option('--cluster-secret <secret>', 'cluster secret [RELAYCAST_CLUSTER_SECRET]');

@@ -10,10 +10,12 @@ import { STREAM_NAME, streamName } from '../core/tokens.ts';
 import { listNodes } from '../db/repositories/nodes.ts';
 import { listRelayedStreams } from '../db/repositories/relays.ts';
 import { listStreams } from '../db/repositories/streams.ts';
+import { recordedBytesByStream } from '../db/repositories/recordings.ts';
 import { AdminAuth } from './AdminAuth.ts';
 import { adminOperations } from './adminApi.ts';
 import { operationsRouter } from './apiOperations.ts';
 import { CORS } from '../core/http.ts';
+import { RECORDING_ID, RECORDINGS_PUBLIC_PATH } from '../core/recordingUrls.ts';
 import { GeoLocator } from './GeoLocator.ts';
 import { HaproxyController } from './HaproxyController.ts';
 import { webPagesRouter } from './webPages.ts';
@@ -142,6 +144,17 @@ export class Balancer implements Role {
       const query = params.size > 0 ? `?${params}` : '';
       // Not cacheable: the edge depends on who asks, and from where.
       res.set(CORS).set('Cache-Control', 'no-store').redirect(307, `${this.nodeUrl(chosen.node)}/hls/${stream}/${encodeURIComponent(String(req.params.file))}${query}`);
+    });
+    // Recordings play back from an edge too (edge/RecordingPlayback.ts): the nearest, as for HLS.
+    // The recording's id stands for the stream in the choice (stream-affinity keeps one on one edge).
+    this.router.get(`${RECORDINGS_PUBLIC_PATH}/:id/*rest`, async (req, res, next) => {
+      const id = String(req.params.id);
+      if (!RECORDING_ID.test(id)) return next();
+      const { choices } = await this.route(req, id, 'edge', 1);
+      const chosen = choices[0];
+      if (!chosen) throw new Problem('no-capacity', 'no edge can take a viewer right now', { headers: { 'Retry-After': '5' } });
+      if (chosen.node.id === ctx.config.nodeId) return next();
+      res.set(CORS).set('Cache-Control', 'no-store').redirect(307, `${this.nodeUrl(chosen.node)}${req.originalUrl}`);
     });
     this.#auth = new AdminAuth(ctx.db.knex);
     const operations = adminOperations({
@@ -313,7 +326,7 @@ export class Balancer implements Role {
     );
   }
 
-  /** Called at every heartbeat and /metrics scrape: the capacity gauges are refreshed here. */
+  /** Called at every heartbeat and /metrics scrape: the capacity and recording-storage gauges are refreshed here. */
   async load(): Promise<RoleLoad> {
     const { metrics, logger } = this.#ctx;
     try {
@@ -324,9 +337,11 @@ export class Balancer implements Role {
         metrics.regionDesiredEdges.set({ region: r.region }, r.desiredEdges);
         metrics.regionUtilisation.set({ region: r.region }, r.utilisation);
       }
+      metrics.recordingStoreBytes.reset();
+      for (const r of await recordedBytesByStream(this.#ctx.db.knex)) metrics.recordingStoreBytes.set({ stream: r.stream }, r.bytes);
     } catch (error) {
       // Stale gauges are better than none; the heartbeat itself reports the database.
-      logger.debug({ err: error }, 'capacity plan failed');
+      logger.debug({ err: error }, 'capacity plan or recording sums failed');
     }
     return { viewers: 0, streams: 0, bitrateOut: 0 };
   }

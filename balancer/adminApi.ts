@@ -4,11 +4,13 @@ import { z } from 'zod';
 import type { Config } from '../core/config.ts';
 import { Problem } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
-import { signStreamToken } from '../core/tokens.ts';
+import { signStreamToken, type StreamAction } from '../core/tokens.ts';
 import { listAudit, recordAudit } from '../db/repositories/audit.ts';
 import { listAdminTokens, newAdminToken, revokeAdminToken, storeAdminToken, type AdminTokenRecord } from '../db/repositories/adminTokens.ts';
 import { getNode, listNodes, setNodeDraining, type NodeRecord } from '../db/repositories/nodes.ts';
 import { issueStreamKey, revokeStreamKeys } from '../db/repositories/streamKeys.ts';
+import { deleteRecording, getRecording, listRecordings, recordingCursor, recordingLive, type RecordingRecord } from '../db/repositories/recordings.ts';
+import { recordingUrls } from '../core/recordingUrls.ts';
 import { createStream, deleteStream, listStreamViews, updateStream, type StreamView } from '../db/repositories/streams.ts';
 import { internalFetch, STREAMS_PATH } from '../core/internalApi.ts';
 import * as s from './apiSchemas.ts';
@@ -80,6 +82,18 @@ const shownLadder = (stored: number[] | null): LadderSetting => (stored && store
 /** A stream as the API shows it. */
 const streamView = (view: StreamView) => ({ ...view, rtmpLadder: shownLadder(view.rtmpLadder) });
 
+/** A recording as the API shows it, with where to play and export it. */
+const recordingViewOf = (publicUrl: string) => (r: RecordingRecord) => ({
+  id: r.id,
+  stream: r.stream,
+  startedAt: r.startedAt,
+  endedAt: r.endedAt,
+  live: recordingLive(r),
+  duration: Number(r.duration.toFixed(3)),
+  bytes: r.bytes,
+  ...recordingUrls(publicUrl, r.id),
+});
+
 /** One page: the first `limit` of `rows` (which were read with one more to see if there is a next). */
 function pageOf<T>(rows: T[], limit: number, cursorOf: (row: T) => string) {
   const items = rows.slice(0, limit);
@@ -89,6 +103,7 @@ function pageOf<T>(rows: T[], limit: number, cursorOf: (row: T) => string) {
 export function adminOperations(ctx: AdminApiContext): Operation[] {
   const { db, config } = ctx;
   const publicUrl = config.publicUrl;
+  const recordingView = recordingViewOf(publicUrl);
 
   /**
    * Where to publish and play. RTMP goes to the balancer's HAProxy when it takes RTMP (one address
@@ -102,7 +117,7 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
     playerUrl: `${publicUrl}/play/${name}`,
     hlsUrl: `${publicUrl}/hls/${name}/index.m3u8`,
   });
-  const streamToken = (name: string, action: 'publish' | 'play', ttlSeconds = STREAM_TOKEN_TTL_S) =>
+  const streamToken = (name: string, action: StreamAction, ttlSeconds = STREAM_TOKEN_TTL_S) =>
     signStreamToken(ctx.clusterSecret, { stream: name, action, ttlSeconds });
   const existing = async (name: string): Promise<StreamView> => {
     const [view] = await listStreamViews(db, { name });
@@ -150,11 +165,20 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       body: s.createStreamBody,
       responses: { 201: { description: 'created; the key and tokens are shown once', schema: s.createdStream }, 409: { description: 'a stream with that name exists' } },
       handle: async ({ body, token, req }) => {
-        if (!(await createStream(db, { name: body.name, private: body.private, rtmpLadder: storedLadder(body.rtmpLadder), hls: body.hls }))) {
+        if (
+          !(await createStream(db, {
+            name: body.name,
+            private: body.private,
+            rtmpLadder: storedLadder(body.rtmpLadder),
+            hls: body.hls,
+            record: body.record,
+            recordingRetentionDays: body.recordingRetentionDays,
+          }))
+        ) {
           throw new Problem('stream-exists', `a stream named ${body.name} exists; rotate its key with POST /streams/${body.name}/key`);
         }
         const streamKey = await issueStreamKey(db, body.name);
-        await recordAudit(db, { actor: actor(token), action: 'stream.create', target: body.name, detail: { private: body.private, rtmpLadder: body.rtmpLadder, hls: body.hls } });
+        await recordAudit(db, { actor: actor(token), action: 'stream.create', target: body.name, detail: { private: body.private, rtmpLadder: body.rtmpLadder, hls: body.hls, record: body.record, recordingRetentionDays: body.recordingRetentionDays } });
         const [publishToken, playToken] = await Promise.all([streamToken(body.name, 'publish'), streamToken(body.name, 'play')]);
         return { status: 201, body: { ...(await shown(body.name)), streamKey, publishToken, playToken, ...(await urls(req, body.name, streamKey)) } };
       },
@@ -189,13 +213,19 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       path: '/streams/{name}',
       operationId: 'updateStream',
       tag: 'streams',
-      summary: 'Make a stream private (play token needed) or public; set its RTMP ladder (from its next RTMP publish) and its HLS packaging (from its next publish)',
+      summary: 'Make a stream private (play token needed) or public; set its RTMP ladder (from its next RTMP publish), its HLS packaging and recording (from its next publish), and how long its recordings are kept',
       scope: 'write',
       params: s.streamParams,
       body: s.updateStreamBody,
       responses: { 200: { description: 'the stream', schema: s.streamView }, 404: { description: 'no such stream' } },
       handle: async ({ params, body, token }) => {
-        const settings = { private: body.private, rtmpLadder: body.rtmpLadder === undefined ? undefined : storedLadder(body.rtmpLadder), hls: body.hls };
+        const settings = {
+          private: body.private,
+          rtmpLadder: body.rtmpLadder === undefined ? undefined : storedLadder(body.rtmpLadder),
+          hls: body.hls,
+          record: body.record,
+          recordingRetentionDays: body.recordingRetentionDays,
+        };
         if (!(await updateStream(db, params.name, settings))) throw new Problem('not-found', `no stream named ${params.name}`);
         await recordAudit(db, { actor: actor(token), action: 'stream.update', target: params.name, detail: body });
         return { status: 200, body: await shown(params.name) };
@@ -215,6 +245,67 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
         const kicked = view.state === 'live' ? await kick(view) : false;
         await deleteStream(db, params.name);
         await recordAudit(db, { actor: actor(token), action: 'stream.delete', target: params.name, detail: { wasLive: view.state === 'live', kicked } });
+        return { status: 204 };
+      },
+    }),
+    operation({
+      method: 'get',
+      path: '/streams/{name}/recordings',
+      operationId: 'listRecordings',
+      tag: 'recordings',
+      summary: 'A stream\'s recordings that overlap a time range, oldest first',
+      scope: 'read',
+      params: s.streamParams,
+      query: s.recordingQuery,
+      responses: { 200: { description: 'one page of recordings', schema: s.pageOf(s.recordingView) } },
+      handle: async ({ params, query }) => {
+        const rows = await listRecordings(db, {
+          stream: params.name,
+          from: query.from ? new Date(query.from) : undefined,
+          to: query.to ? new Date(query.to) : undefined,
+          limit: query.limit + 1,
+          after: query.cursor,
+        }).catch((error: unknown) => {
+          if (error instanceof TypeError) throw new Problem('invalid-request', `query.cursor: ${error.message}`);
+          throw error;
+        });
+        const page = pageOf(rows, query.limit, recordingCursor);
+        return { status: 200, body: { items: page.items.map(recordingView), next: page.next } };
+      },
+    }),
+    operation({
+      method: 'get',
+      path: '/recordings/{id}',
+      operationId: 'getRecording',
+      tag: 'recordings',
+      summary: 'One recording, with its playlist and export URLs',
+      scope: 'read',
+      params: s.recordingId,
+      responses: { 200: { description: 'the recording', schema: s.recordingView }, 404: { description: 'no such recording' } },
+      handle: async ({ params }) => {
+        const recording = await getRecording(db, params.id);
+        if (!recording) throw new Problem('not-found', 'no such recording');
+        return { status: 200, body: recordingView(recording) };
+      },
+    }),
+    operation({
+      method: 'delete',
+      path: '/recordings/{id}',
+      operationId: 'deleteRecording',
+      tag: 'recordings',
+      summary: 'Delete a recording: it goes from the index at once, its files from their node\'s store at its next sweep (within a minute)',
+      scope: 'write',
+      params: s.recordingId,
+      responses: { 204: { description: 'deleted' }, 404: { description: 'no such recording' } },
+      handle: async ({ params, token }) => {
+        const recording = await getRecording(db, params.id);
+        if (!recording || !(await deleteRecording(db, params.id))) throw new Problem('not-found', 'no such recording');
+        await recordAudit(db, {
+          actor: actor(token),
+          action: 'recording.delete',
+          target: recording.stream,
+          detail: { recording: recording.id, startedAt: recording.startedAt.toISOString(), duration: recording.duration, bytes: recording.bytes },
+        });
         return { status: 204 };
       },
     }),
@@ -255,7 +346,7 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
       path: '/streams/{name}/tokens',
       operationId: 'createStreamToken',
       tag: 'streams',
-      summary: 'Sign a publish (WHIP) or play (WHEP) token for the stream',
+      summary: 'Sign a publish (WHIP, RTMP), play (WHEP, HLS) or playback (its recordings) token for the stream',
       scope: 'write',
       params: s.streamParams,
       body: s.streamTokenBody,

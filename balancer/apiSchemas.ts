@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { HLS_MODES } from '../core/config.ts';
 import { LADDER_MAX_HEIGHT, LADDER_MAX_RUNGS, LADDER_MIN_HEIGHT, LADDER_MIN_RUNGS, LADDER_RULE, ladderProblem } from '../core/rtmpLadder.ts';
-import { STREAM_NAME, STREAM_NAME_RULE } from '../core/tokens.ts';
+import { RECORDING_ID } from '../core/recordingUrls.ts';
+import { STREAM_ACTIONS, STREAM_NAME, STREAM_NAME_RULE } from '../core/tokens.ts';
 import { ADMIN_SCOPES } from '../db/repositories/adminTokens.ts';
 
 /**
@@ -71,21 +72,46 @@ export const hlsMode = z
       'always (from the publish on: no wait for the first viewer), off (no HLS); null: the origin\'s --hls. It applies from the next publish',
   );
 
+/** Whether a stream is recorded (media/record/), or null for the origins' --record. */
+export const recordSetting = z
+  .boolean()
+  .nullable()
+  .describe('whether the origin records the stream (from its next publish): true, false, or null for the origins\' --record');
+
+/** Days a stream's recordings are kept, or null for --recording-retention-days. */
+export const retentionSetting = z
+  .number()
+  .int()
+  .min(0)
+  .max(36_500)
+  .nullable()
+  .describe('days its recordings are kept (0: until deleted); null: the cluster\'s --recording-retention-days');
+
 export const createStreamBody = z
   .object({
     name: streamName,
     private: z.boolean().default(false).describe('a private stream needs a play token to watch'),
     rtmpLadder: rtmpLadder.default(null),
     hls: hlsMode.default(null),
+    record: recordSetting.default(null),
+    recordingRetentionDays: retentionSetting.default(null),
   })
   .strict();
 
-export const updateStreamBody = z.object({ private: z.boolean().optional(), rtmpLadder: rtmpLadder.optional(), hls: hlsMode.optional() }).strict();
+export const updateStreamBody = z
+  .object({
+    private: z.boolean().optional(),
+    rtmpLadder: rtmpLadder.optional(),
+    hls: hlsMode.optional(),
+    record: recordSetting.optional(),
+    recordingRetentionDays: retentionSetting.optional(),
+  })
+  .strict();
 
 /** Stream tokens last an hour by default, a week at most: a leaked one should not last. */
 export const streamTokenBody = z
   .object({
-    action: z.enum(['publish', 'play']),
+    action: z.enum(STREAM_ACTIONS),
     ttlSeconds: z.number().int().min(60).max(7 * 24 * 3600).default(3600),
   })
   .strict();
@@ -123,6 +149,8 @@ export const streamView = z.object({
   private: z.boolean(),
   rtmpLadder,
   hls: hlsMode,
+  record: recordSetting,
+  recordingRetentionDays: retentionSetting,
   origin: z.object({ id: z.string(), region: z.string() }).nullable(),
   ingestProtocol: z.enum(['whip', 'rtmp']).nullable(),
   edges: z.array(
@@ -136,6 +164,7 @@ export const streamView = z.object({
   hlsEdges: z.array(z.object({ id: z.string(), region: z.string(), viewers: z.number().int() })).describe('the edges serving it over HLS, with their HLS viewers'),
   viewers: z.number().int().describe('every viewer: WebRTC and HLS'),
   hlsViewers: z.number().int().describe('HLS viewers: distinct clients that reloaded its playlist within the last 10 s'),
+  recorded: z.object({ recordings: z.number().int(), bytes: z.number().int() }).describe('its recordings kept, and their size'),
   createdAt: dateTime,
   startedAt: nullableDateTime,
   endedAt: nullableDateTime,
@@ -157,7 +186,29 @@ export const createdStream = streamView.extend({
 });
 
 export const streamKey = z.object({ name: streamName, streamKey: z.string(), ...streamUrls.shape });
-export const streamToken = z.object({ token: z.string(), action: z.enum(['publish', 'play']), expiresAt: dateTime });
+export const streamToken = z.object({ token: z.string(), action: z.enum(STREAM_ACTIONS), expiresAt: dateTime });
+
+export const recordingQuery = z
+  .object({
+    from: z.iso.datetime({ offset: true }).optional().describe('recordings that end after this time'),
+    to: z.iso.datetime({ offset: true }).optional().describe('recordings that start before this time'),
+    ...page,
+  })
+  .strict();
+
+export const recordingId = z.object({ id: z.string().regex(RECORDING_ID, 'a recording id is 22 letters, digits, "_" or "-"') });
+
+export const recordingView = z.object({
+  id: z.string(),
+  stream: streamName,
+  startedAt: dateTime,
+  endedAt: dateTime.describe('the end of its last media'),
+  live: z.boolean().describe('still being recorded (its playlist is an EVENT playlist: a DVR window)'),
+  duration: z.number().describe('seconds of media'),
+  bytes: z.number().int(),
+  playlistUrl: z.url().describe('HLS playlist of the whole recording (add from= and to= for a range); a private stream needs ?token=<playback token>'),
+  exportUrl: z.url().describe('the recording (or from=/to= range) as one MP4, index first'),
+});
 
 export const nodeView = z.object({
   id: z.string(),

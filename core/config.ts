@@ -23,6 +23,9 @@ export type Role = (typeof ROLES)[number];
 export const HLS_MODES = ['on-demand', 'always', 'off'] as const;
 export type HlsMode = (typeof HLS_MODES)[number];
 
+/** Whether origins record a stream that has no setting of its own (media/record/). */
+export const RECORD_MODES = ['off', 'on'] as const;
+
 export const POLICY_NAMES = ['compact', 'packing', 'least-used', 'round-robin', 'random', 'stream-affinity'] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 
@@ -109,6 +112,16 @@ const schema = z.object({
    * 36 s window as parts and segments is about 9 MB at 1 Mbit/s, so 256 MiB keeps some 28 at once.
    */
   hlsCacheBytes: z.coerce.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
+  /** Whether origins record streams without a `record` setting of their own. */
+  record: z.enum(RECORD_MODES).default('off'),
+  /** Unset: <data dir>/recordings. */
+  recordDir: z.string().min(1).optional(),
+  /**
+   * Days recordings are kept, for streams without a retention of their own; 0 keeps them. A week:
+   * long enough to notice and export what matters, short enough that a forgotten cluster does not
+   * fill its disk (MediaMTX keeps a day by default, OvenMediaEngine until deleted).
+   */
+  recordingRetentionDays: z.coerce.number().int().min(0).max(36_500).default(7),
   /** Edges an origin feeds each stream to; past it, edges pull from other edges (relay tiers). Unset: no limit. */
   originMaxRelays: z.coerce.number().int().min(1).max(100_000).optional(),
   /** Edges an edge feeds each stream to, as their parent. Unset: no limit. */
@@ -152,8 +165,9 @@ const schema = z.object({
 
 type Parsed = z.infer<typeof schema>;
 
-export interface Config extends Omit<Parsed, 'nodeId' | 'publicUrl' | 'capacity' | 'defaultRegion'> {
+export interface Config extends Omit<Parsed, 'nodeId' | 'publicUrl' | 'capacity' | 'defaultRegion' | 'recordDir'> {
   defaultRegion: string;
+  recordDir: string;
   roles: Role[];
   nodeId: string;
   publicUrl: string;
@@ -199,6 +213,9 @@ const descriptions: Record<ConfigKey, string> = {
   hls: 'when origins package streams for LL-HLS: on-demand (first HLS request), always (from the publish on), off',
   hlsLingerMs: 'how long an origin keeps packaging a stream after its last HLS request',
   hlsCacheBytes: 'bytes an edge keeps of HLS playlists and media (least recently used go first)',
+  record: 'whether origins record streams without a record setting of their own: off or on',
+  recordDir: 'directory for recordings (default: <data dir>/recordings); a volume shared by the nodes lets any node serve them',
+  recordingRetentionDays: 'days recordings are kept for streams without a retention of their own (0: kept until deleted)',
   originMaxRelays: 'edges an origin feeds each stream to; past it, edges pull from other edges (default: no limit)',
   edgeMaxChildren: 'edges an edge feeds each stream to as their parent (default: no limit)',
   iceServers: 'STUN/TURN servers offered to clients, e.g. stun:stun.example.com,turn:user:pass@turn.example.com:3478',
@@ -328,6 +345,7 @@ export function loadConfig(sources: ConfigSources): Config {
     ...parsed,
     roles,
     dataDir: resolve(parsed.dataDir),
+    recordDir: resolve(parsed.recordDir ?? join(parsed.dataDir, 'recordings')),
     nodeId: parsed.nodeId ?? `${hostname()}-${parsed.httpPort}`,
     publicUrl: (parsed.publicUrl ?? `${parsed.tlsCert ? 'https' : 'http'}://127.0.0.1:${parsed.httpPort}`).replace(/\/+$/, ''),
     capacity: parsed.capacity ?? VIEWERS_PER_WORKER * parsed.workers,

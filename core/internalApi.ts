@@ -51,3 +51,9 @@ export function internalFetch(baseUrl: string, path: string, clusterSecret: stri
   headers.set('authorization', `Bearer ${clusterSecret}`);
   return fetch(`${baseUrl}${path}`, { ...init, headers });
 }
+
+/**
+ * `GET {RECORDINGS_PATH}/{key}?length=N` (balancer → the node that recorded it): a recorded file
+ * from the node's own store, its first N bytes (a segment as far as its row says it was flushed).
+ */
+export const RECORDINGS_PATH = '/internal/v1/recordings';

@@ -38,6 +38,20 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly hlsCacheBytes = new Gauge({ name: 'relaycast_hls_cache_bytes', help: 'Bytes an edge\'s HLS cache holds', registers: [this.registry] });
+  readonly recordings = new Gauge({ name: 'relaycast_recordings_active', help: 'Streams an origin records now', registers: [this.registry] });
+  readonly recordedSegments = new Counter({ name: 'relaycast_recorded_segments_total', help: 'Segments an origin recorded and indexed whole', registers: [this.registry] });
+  readonly recordingFailures = new Counter({
+    name: 'relaycast_recording_failures_total',
+    help: 'Writes a recorder could not make, by where (store: the disk or object store; index: Postgres). Any is worth an alert: a store failure is a gap in a recording',
+    labelNames: ['where'] as const,
+    registers: [this.registry],
+  });
+  readonly recordingStoreBytes = new Gauge({
+    name: 'relaycast_recording_store_bytes',
+    help: 'Bytes of recordings kept, by stream (the index\'s sums; the balancer reads them)',
+    labelNames: ['stream'] as const,
+    registers: [this.registry],
+  });
   readonly heartbeats = new Counter({
     name: 'relaycast_heartbeats_total',
     help: 'Registry heartbeats by outcome',

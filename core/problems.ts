@@ -37,6 +37,8 @@ export const PROBLEMS = {
   'no-layers': { status: 409, title: 'No Layers' },
   'precondition-failed': { status: 412, title: 'Precondition Failed' },
   'payload-too-large': { status: 413, title: 'Payload Too Large' },
+  /** A recording's playlist or export over more than a day of segments: ask for a shorter range. */
+  'range-too-long': { status: 422, title: 'Range Too Long' },
   'unsupported-media-type': { status: 415, title: 'Unsupported Media Type' },
   /** A well-formed offer with nothing the stream can be sent as; the body names both sides' codecs. */
   'unsupported-media': { status: 422, title: 'Unsupported Media' },

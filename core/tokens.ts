@@ -9,7 +9,9 @@ import { Problem } from './errors.ts';
  * (balancer/AdminAuth.ts); the internal API takes the cluster secret itself.
  */
 
-export type StreamAction = 'publish' | 'play';
+/** publish: WHIP or RTMP; play: watch it live (WHEP, HLS); playback: its recordings. */
+export const STREAM_ACTIONS = ['publish', 'play', 'playback'] as const;
+export type StreamAction = (typeof STREAM_ACTIONS)[number];
 
 export const STREAM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 export const STREAM_NAME_RULE = 'stream names are 1 to 64 letters, digits, "_" or "-"';

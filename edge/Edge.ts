@@ -20,6 +20,8 @@ import type { UplinkTarget } from './Uplink.ts';
 import { Viewer } from './Viewer.ts';
 import { HlsCache } from './HlsCache.ts';
 import { HlsProxy } from './HlsProxy.ts';
+import { recordingPlaybackRouter } from './RecordingPlayback.ts';
+import { LocalRecordingStore } from '../media/record/RecordingStore.ts';
 
 /**
  * How long a draining edge waits before ending its viewers' sessions, so that they are not sent
@@ -121,6 +123,7 @@ export class Edge implements Role {
       metrics: ctx.metrics,
     });
     this.router.use(this.#hls.router);
+    this.router.use(recordingPlaybackRouter({ db: ctx.db.knex, clusterSecret: ctx.clusterSecret, store: new LocalRecordingStore(ctx.config.recordDir), logger: ctx.logger }));
     this.router.use(
       signallingRouter(
         { authorize: (stream, token) => this.#authorize(stream, token), accept: (stream, offer) => this.#play(stream, offer) },

@@ -33,6 +33,8 @@ export class HlsPackaging {
   readonly #entries = new Map<string, Entry>();
   /** The live streams' own modes (their `hls` setting as they went live). */
   readonly #modes = new Map<string, HlsMode>();
+  /** Streams whose packagers run whether asked for or not (recorded ones), with how many hold them. */
+  readonly #held = new Map<string, number>();
   readonly #sweep: NodeJS.Timeout;
 
   constructor(options: HlsPackagingOptions) {
@@ -68,6 +70,22 @@ export class HlsPackaging {
       if (this.#modes.get(stream.name) === mode) this.#modes.delete(stream.name);
     });
     if (this.modeOf(stream.name) === 'always') void this.variants(stream).catch(() => undefined);
+  }
+
+  /**
+   * Keeps stream `name`'s packagers from stopping for want of requests (a recorder reads them)
+   * until the returned release is called.
+   */
+  hold(name: string): () => void {
+    this.#held.set(name, (this.#held.get(name) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.#held.get(name) ?? 1) - 1;
+      if (left > 0) this.#held.set(name, left);
+      else this.#held.delete(name);
+    };
   }
 
   /**
@@ -135,7 +153,7 @@ export class HlsPackaging {
       throw failed.reason;
     }
     const variants = made.map((m, i) => new HlsPackager({ stream: stream.name, variant: i, source: (m as PromiseFulfilledResult<PackagerSource>).value, logger: this.#options.logger }));
-    const ended = () => variants.forEach((p) => p.close('stream ended', true));
+    const ended = () => variants.forEach((p) => p.finish('stream ended'));
     stream.once('ended', ended);
     variants[0]!.once('closed', () => stream.off('ended', ended));
     return variants;
@@ -144,7 +162,7 @@ export class HlsPackaging {
   #stopIdle(): void {
     const idleSince = Date.now() - this.#options.lingerMs;
     for (const [name, entry] of this.#entries) {
-      if (entry.requests === 0 && entry.lastRequest < idleSince && this.modeOf(name) !== 'always') {
+      if (entry.requests === 0 && entry.lastRequest < idleSince && this.modeOf(name) !== 'always' && !this.#held.has(name)) {
         void entry.variants.then((all) => all.forEach((p) => p.close('no HLS request for the linger time'))).catch(() => undefined);
       }
     }

@@ -5,16 +5,18 @@ import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import type { Database } from '../db/Database.ts';
 import type { MediaContext } from '../media/WorkerPool.ts';
 import { signallingRouter } from '../media/signalling.ts';
-import { authorizeStream } from '../core/tokens.ts';
+import { authorizeStream, type StreamAction } from '../core/tokens.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { reportNodeLost } from '../db/repositories/nodes.ts';
 import { getStream, markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
-import { authorizeInternal, STREAMS_PATH } from '../core/internalApi.ts';
+import { authorizeInternal, RECORDINGS_PATH, STREAMS_PATH } from '../core/internalApi.ts';
 import { RelayServer, type RelayUpstream } from '../media/RelayServer.ts';
 import type { Offer } from '../media/sdp.ts';
 import { PublishedStream } from './PublishedStream.ts';
 import { RtmpIngest } from './RtmpIngest.ts';
 import { HlsPackaging } from './HlsPackaging.ts';
+import { Recordings } from './Recordings.ts';
+import { LocalRecordingStore, isRecordingKey } from '../media/record/RecordingStore.ts';
 import { answerHls, INTERNAL_HLS_PATH, isHlsFile, sendHls } from '../media/hls/hlsFiles.ts';
 
 /** What an origin needs: the database and the media workers. */
@@ -31,6 +33,8 @@ export class Origin implements Role {
   readonly #relayServer: RelayServer;
   #rtmp: RtmpIngest | undefined;
   readonly #hls: HlsPackaging;
+  readonly #recordings: Recordings;
+  readonly #store: LocalRecordingStore;
   /**
    * Placement releases under way, by publisher id: awaited by a WHIP DELETE (so that a client may
    * publish again as soon as it has its answer) and at shutdown (so none is cut off by the
@@ -82,6 +86,28 @@ export class Origin implements Role {
       if (!isHlsFile(file)) throw new Problem('not-found', `${file} is no HLS file`);
       sendHls(res, await this.#hls.serve(stream, (variants) => answerHls(variants, file, req.query)));
     });
+    this.#store = new LocalRecordingStore(ctx.config.recordDir);
+    this.#recordings = new Recordings({
+      db: ctx.db.knex,
+      nodeId: ctx.config.nodeId,
+      store: this.#store,
+      hls: this.#hls,
+      recordByDefault: ctx.config.record === 'on',
+      retentionDays: ctx.config.recordingRetentionDays,
+      logger: ctx.logger,
+      metrics: ctx.metrics,
+    });
+    // Recorded files, for a balancer serving a recording this node wrote (its store is its own disk).
+    this.router.get(`${RECORDINGS_PATH}/*key`, async (req, res) => {
+      authorizeInternal(req, this.#ctx.clusterSecret);
+      const key = ([] as string[]).concat((req.params as { key: string | string[] }).key).join('/');
+      if (!isRecordingKey(key)) throw new Problem('not-found', 'no such recorded file');
+      const length = req.query.length === undefined ? undefined : Number(req.query.length);
+      if (length !== undefined && !(Number.isInteger(length) && length >= 0)) throw new Problem('invalid-request', 'length must be a whole number of bytes');
+      const data = await this.#store.read(key, length);
+      if (!data) throw new Problem('not-found', 'no such recorded file on this node');
+      res.type('application/octet-stream').send(data);
+    });
     this.router.delete(`${STREAMS_PATH}/:name`, async (req, res) => {
       authorizeInternal(req, this.#ctx.clusterSecret);
       const stream = this.#streams.get(String(req.params.name));
@@ -107,6 +133,7 @@ export class Origin implements Role {
     for (const stream of this.#streams.values()) bitrateOut += await stream.bitrateOut();
     this.#ctx.metrics.hlsPackagers.set(this.#hls.size);
     this.#ctx.metrics.hlsPackagedBytes.set(await this.#hls.bytes());
+    this.#ctx.metrics.recordings.set(this.#recordings.size);
     return { viewers: 0, streams: this.#streams.size, bitrateOut };
   }
 
@@ -146,12 +173,13 @@ export class Origin implements Role {
 
   async close(): Promise<void> {
     this.#hls.close();
+    await this.#recordings.close();
     for (const stream of this.#streams.values()) stream.end('origin shutting down');
     await this.#rtmp?.close();
     await Promise.all(this.#releasing.values());
   }
 
-  async #authorize(stream: string, token: string | undefined, action: 'publish' | 'play'): Promise<void> {
+  async #authorize(stream: string, token: string | undefined, action: StreamAction): Promise<void> {
     await authorizeStream(token, { secret: this.#ctx.clusterSecret, stream, action });
   }
 
@@ -198,11 +226,9 @@ export class Origin implements Role {
       detail: { protocol: stream.publisher.protocol, codecs: stream.codecs },
     }).catch((error) => logger.warn({ err: error }, 'audit write failed'));
     logger.info({ stream: name, protocol: stream.publisher.protocol, codecs: stream.codecs }, 'stream live');
-    const setting = await getStream(db.knex, name).then(
-      (row) => row?.hls ?? null,
-      () => null, // the origin's own --hls, then
-    );
-    this.#hls.placed(stream, setting);
+    const row = await getStream(db.knex, name).catch(() => undefined); // the origin's own --hls and --record, then
+    this.#hls.placed(stream, row?.hls ?? null);
+    this.#recordings.placed(stream, row?.record ?? null);
   }
 
   async #release(name: string, session: string, reason: string): Promise<void> {

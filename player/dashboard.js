@@ -26,7 +26,7 @@ const TOKEN_KEY = 'relaycast-admin-token';
  * @typedef {{ name: string, state: 'live' | 'idle', private: boolean, origin: { id: string, region: string } | null,
  *   ingestProtocol: 'whip' | 'rtmp' | null, edges: { id: string, region: string, viewers: number, parent: string }[],
  *   hlsEdges: { id: string, region: string, viewers: number }[], hlsViewers: number,
- *   viewers: number, createdAt: string, startedAt: string | null }} StreamView
+ *   recorded: { recordings: number, bytes: number }, viewers: number, createdAt: string, startedAt: string | null }} StreamView
  */
 
 /** @param {string} id */
@@ -211,7 +211,7 @@ function render(nodes, streams) {
   if (nodes.length === 0) $('regions').replaceChildren(h('p', { class: 'empty' }, 'No nodes registered.'));
 
   $('streams').replaceChildren(...live.sort((a, b) => b.viewers - a.viewers || a.name.localeCompare(b.name)).map((s) => streamRow(s, now)));
-  if (live.length === 0) $('streams').replaceChildren(h('tr', {}, h('td', { colspan: '6', class: 'empty' }, 'No live streams.')));
+  if (live.length === 0) $('streams').replaceChildren(h('tr', {}, h('td', { colspan: '7', class: 'empty' }, 'No live streams.')));
 }
 
 /** @param {string} label @param {string} value @param {string} [sub] */
@@ -274,7 +274,20 @@ function streamRow(s, now) {
     h('td', {}, s.edges.length ? relayTree(s) : '–'),
     h('td', { class: 'num viewers', title: `${s.viewers - s.hlsViewers} over WebRTC, ${s.hlsViewers} over HLS` }, String(s.viewers), s.hlsViewers > 0 ? h('small', { class: 'hls-viewers' }, ` (${s.hlsViewers} HLS)`) : null),
     h('td', {}, s.startedAt ? ago(now - Date.parse(s.startedAt)) : '–'),
+    h('td', { class: 'num recorded', title: `${s.recorded.recordings} recordings kept` }, s.recorded.recordings ? size(s.recorded.bytes) : '–'),
   );
+}
+
+/** Bytes as people read them: 812 KB, 3.4 GB. @param {number} bytes */
+function size(bytes) {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value >= 10 || unit === 0 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
 }
 
 /**

@@ -172,7 +172,8 @@ describe('LL-HLS benchmark (bench/hls.ts --quick)', function () {
         assert.ok(output.includes(title), `no "${title}" in the output:\n${output.slice(-3000)}`);
       }
       const report = JSON.parse(readFileSync(out, 'utf8')) as {
-        latency: Array<{ label: string; frames: number }>;
+        latency: Array<{ label: string; frames: number; unreadable: number; stalls: number }>;
+        odd: string[];
         firstFrame: { packaged: number[]; notPackaged: number[] };
         edge: { steps: Array<{ kind: string; viewers: number }> };
         packagers: { rtmpCopyCores: number[]; whipVp8ToX264Cores: number[] };
@@ -180,7 +181,9 @@ describe('LL-HLS benchmark (bench/hls.ts --quick)', function () {
       };
       // That each figure was measured, not what it came to.
       assert.equal(report.latency.length, 3);
-      for (const l of report.latency) assert.ok(l.frames > 0, `${l.label}: no stamped frame read`);
+      for (const l of report.latency) {
+        assert.ok(l.frames > 0, `${l.label}: no stamped frame read (${l.unreadable} unreadable, ${l.stalls} stalls); the bench found odd: ${report.odd.join(' | ')}\n${output.slice(-3000)}`);
+      }
       assert.equal(report.firstFrame.packaged.length, 1);
       assert.equal(report.firstFrame.notPackaged.length, 1);
       assert.deepEqual(report.edge.steps.map((s) => s.kind), ['LL-HLS', 'WebRTC']);

@@ -6,6 +6,7 @@ import * as rtmpUrl from './004_rtmp_url.ts';
 import * as nodeLossReports from './005_node_loss_reports.ts';
 import * as relayTiers from './006_relay_tiers.ts';
 import * as hls from './007_hls.ts';
+import * as recordings from './008_recordings.ts';
 
 /**
  * Migrations are listed here rather than found on disk, so they load the same way under tsx, in a
@@ -19,6 +20,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '005_node_loss_reports': nodeLossReports,
   '006_relay_tiers': relayTiers,
   '007_hls': hls,
+  '008_recordings': recordings,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

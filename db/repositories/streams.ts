@@ -17,6 +17,10 @@ export interface StreamRecord {
   rtmpLadder: number[] | null;
   /** The stream's own HLS packaging, or null for the origins' --hls. */
   hls: HlsMode | null;
+  /** Whether the stream is recorded, or null for the origins' --record. */
+  record: boolean | null;
+  /** Days its recordings are kept, or null for --recording-retention-days. */
+  recordingRetentionDays: number | null;
   createdAt: Date;
   startedAt: Date | null;
   endedAt: Date | null;
@@ -32,6 +36,8 @@ interface StreamRow {
   private: boolean;
   rtmp_ladder: number[] | null;
   hls: HlsMode | null;
+  record: boolean | null;
+  recording_retention_days: number | null;
   created_at: Date;
   started_at: Date | null;
   ended_at: Date | null;
@@ -48,6 +54,8 @@ function toRecord(row: StreamRow): StreamRecord {
     private: row.private,
     rtmpLadder: row.rtmp_ladder,
     hls: row.hls,
+    record: row.record,
+    recordingRetentionDays: row.recording_retention_days,
     createdAt: new Date(row.created_at),
     startedAt: row.started_at ? new Date(row.started_at) : null,
     endedAt: row.ended_at ? new Date(row.ended_at) : null,
@@ -122,6 +130,8 @@ export interface StreamView {
   private: boolean;
   rtmpLadder: number[] | null;
   hls: HlsMode | null;
+  record: boolean | null;
+  recordingRetentionDays: number | null;
   origin: { id: string; region: string } | null;
   ingestProtocol: string | null;
   /** The edges relaying it, each with the node it pulls from (the origin, or a parent edge). */
@@ -131,6 +141,8 @@ export interface StreamView {
   /** Every viewer: WebRTC (the relays') and HLS. */
   viewers: number;
   hlsViewers: number;
+  /** Its recordings kept: how many, and their bytes. */
+  recorded: { recordings: number; bytes: number };
   createdAt: Date;
   startedAt: Date | null;
   endedAt: Date | null;
@@ -162,7 +174,14 @@ export async function listStreamViews(
     .where('nodes.state', 'up')
     .orderBy('hls_viewers.edge_node_id')
     .select('hls_viewers.stream_id', 'hls_viewers.edge_node_id', 'nodes.region', 'hls_viewers.viewers');
+  const recorded: Array<{ stream: string; recordings: string | number; bytes: string | number | null }> = await db('recordings')
+    .whereIn('stream', rows.map((r) => r.name))
+    .groupBy('stream')
+    .select('stream')
+    .count({ recordings: '*' })
+    .sum({ bytes: 'bytes' });
   return rows.map((row) => {
+    const kept = recorded.find((r) => r.stream === row.name);
     const edges = relays
       .filter((r) => String(r.stream_id) === String(row.id))
       .map((r) => ({ id: r.edge_node_id, region: r.region, viewers: r.viewers, parent: r.upstream_node_id }));
@@ -174,12 +193,15 @@ export async function listStreamViews(
       private: row.private,
       rtmpLadder: row.rtmp_ladder,
       hls: row.hls,
+      record: row.record,
+      recordingRetentionDays: row.recording_retention_days,
       origin: row.origin_node_id ? { id: row.origin_node_id, region: row.origin_region ?? '' } : null,
       ingestProtocol: row.ingest_protocol,
       edges,
       hlsEdges,
       viewers: edges.reduce((sum, e) => sum + e.viewers, 0) + hlsViewers,
       hlsViewers,
+      recorded: { recordings: Number(kept?.recordings ?? 0), bytes: Number(kept?.bytes ?? 0) },
       createdAt: new Date(row.created_at),
       startedAt: row.started_at ? new Date(row.started_at) : null,
       endedAt: row.ended_at ? new Date(row.ended_at) : null,
@@ -203,9 +225,19 @@ export async function recordHlsViewers(db: Knex, edgeNodeId: string, counts: Arr
 }
 
 /** Creates an idle stream; false when one with that name exists. */
-export async function createStream(db: Knex, stream: { name: string; private: boolean; rtmpLadder?: number[] | null; hls?: HlsMode | null }): Promise<boolean> {
+export async function createStream(
+  db: Knex,
+  stream: { name: string; private: boolean; rtmpLadder?: number[] | null; hls?: HlsMode | null; record?: boolean | null; recordingRetentionDays?: number | null },
+): Promise<boolean> {
   const rows = await db('streams')
-    .insert({ name: stream.name, private: stream.private, rtmp_ladder: stream.rtmpLadder ?? null, hls: stream.hls ?? null })
+    .insert({
+      name: stream.name,
+      private: stream.private,
+      rtmp_ladder: stream.rtmpLadder ?? null,
+      hls: stream.hls ?? null,
+      record: stream.record ?? null,
+      recording_retention_days: stream.recordingRetentionDays ?? null,
+    })
     .onConflict('name')
     .ignore()
     .returning('id');
@@ -219,6 +251,10 @@ export interface StreamSettings {
   rtmpLadder?: number[] | null;
   /** null for the origins' --hls; applies to the next publish. */
   hls?: HlsMode | null;
+  /** null for the origins' --record; applies to the next publish. */
+  record?: boolean | null;
+  /** null for --recording-retention-days. */
+  recordingRetentionDays?: number | null;
 }
 
 /** Changes a stream's settings; false when there is no such stream. */
@@ -227,6 +263,8 @@ export async function updateStream(db: Knex, name: string, settings: StreamSetti
   if (settings.private !== undefined) columns.private = settings.private;
   if (settings.rtmpLadder !== undefined) columns.rtmp_ladder = settings.rtmpLadder;
   if (settings.hls !== undefined) columns.hls = settings.hls;
+  if (settings.record !== undefined) columns.record = settings.record;
+  if (settings.recordingRetentionDays !== undefined) columns.recording_retention_days = settings.recordingRetentionDays;
   const query = db('streams').where({ name });
   if (Object.keys(columns).length === 0) return (await query.first('id')) !== undefined;
   return (await query.update(columns)) === 1;

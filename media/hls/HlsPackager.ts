@@ -92,6 +92,13 @@ export const HLS_VIDEO_ENCODE = ['-c:v', 'libx264', '-preset', 'veryfast', '-tun
  */
 export const HLS_AUDIO_ENCODE = ['-c:a', 'aac', '-b:a', '128k', '-ar', '48000', '-ac', '2'];
 
+/**
+ * How long an ended stream's ffmpeg may take to write its last fragments: it reads them from its
+ * input's end at once (an RTMP publish) or never (RTP, which has no end); a recording keeps the
+ * last frames of a publish that way.
+ */
+const FINISH_GRACE_MS = 2000;
+
 /** How long a packager waits for ffmpeg's init segment before it gives up: probing an input takes a second or two. */
 const INIT_TIMEOUT_MS = 15_000;
 
@@ -107,6 +114,8 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
   /** The end of ffmpeg's stderr, for the log when it fails. */
   #stderr = '';
   #closed = false;
+  /** The stream ended; ffmpeg is writing what it still holds (finish()). */
+  #finishing = false;
 
   constructor(options: HlsPackagerOptions) {
     super();
@@ -137,7 +146,9 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
     });
     this.#reader.on('fragment', (fragment) => this.playlist.addFragment(fragment));
     child.once('error', (error) => this.close(`could not start ffmpeg: ${error.message}`));
-    child.once('exit', (code, signal) => {
+    // 'close', not 'exit': everything ffmpeg wrote has been read by then.
+    child.once('close', (code, signal) => {
+      if (this.#finishing) return this.close('stream ended', true);
       if (!this.#closed) this.#logger.warn({ code, signal, stderr: this.#stderr }, 'packager ffmpeg exited');
       this.close('ffmpeg exited');
     });
@@ -184,6 +195,18 @@ export class HlsPackager extends EventEmitter<HlsPackagerEvents> {
   /** Its media playlist's name: media.m3u8 for the best variant, media-{n}.m3u8 for the others. */
   get playlistUri(): string {
     return this.variant === 0 ? 'media.m3u8' : `media-${this.variant}.m3u8`;
+  }
+
+  /**
+   * The stream ended: ffmpeg gets FINISH_GRACE_MS to write what it still holds (the last frames
+   * of an RTMP publish, whose input ends by itself; a WebRTC publish's RTP input does not, and
+   * waits the grace out), then the packager closes and its playlist says EXT-X-ENDLIST.
+   */
+  finish(reason: string): void {
+    if (this.#closed || this.#finishing) return;
+    this.#finishing = true;
+    const timer = setTimeout(() => this.close(reason, true), FINISH_GRACE_MS);
+    this.once('closed', () => clearTimeout(timer));
   }
 
   /** Stops packaging; `streamEnded` when the stream itself ended (the playlist then says EXT-X-ENDLIST). */

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { Fmp4Fragment } from './Fmp4Reader.ts';
 
 /**
@@ -77,7 +78,14 @@ const SKIP_TARGETS = 6;
 
 type Waiter = { ready: () => boolean; resolve: (ended: boolean) => void };
 
-export class LivePlaylist {
+export interface LivePlaylistEvents {
+  /** A part is done (the recorder appends it). */
+  part: [segment: Segment, part: Part];
+  /** A segment is complete, its bytes in `data`. */
+  segment: [segment: Segment];
+}
+
+export class LivePlaylist extends EventEmitter<LivePlaylistEvents> {
   readonly run: string;
   readonly partTarget: number;
   readonly targetDuration: number;
@@ -98,6 +106,7 @@ export class LivePlaylist {
   #bytes = 0;
 
   constructor(options: LivePlaylistOptions) {
+    super();
     if (!(options.partTarget > 0) || !(options.targetDuration >= 1) || !Number.isInteger(options.targetDuration)) {
       throw new TypeError('partTarget must be positive and targetDuration a whole number of seconds');
     }
@@ -244,10 +253,10 @@ export class LivePlaylist {
     });
   }
 
-  /** The segment being made: its parts' bytes and duration so far. */
-  get openSegment(): { bytes: number; duration: number } {
+  /** The segment being made: its parts' bytes and duration so far, and when it began (wall clock, ms). */
+  get openSegment(): { bytes: number; duration: number; programDateTime: number | undefined } {
     const parts = this.#open?.parts ?? [];
-    return { bytes: parts.reduce((sum, p) => sum + (p.data?.length ?? 0), 0), duration: this.#open?.duration ?? 0 };
+    return { bytes: parts.reduce((sum, p) => sum + (p.data?.length ?? 0), 0), duration: this.#open?.duration ?? 0, programDateTime: this.#open?.programDateTime };
   }
 
   /** Where the live edge is: the last part made (its segment's sequence number and its index there). */
@@ -323,9 +332,11 @@ export class LivePlaylist {
     if (!open || !segment) return;
     const seq = this.#nextPartSeq++;
     const data = Buffer.concat(open.fragments.map((f) => f.data));
-    segment.parts.push({ seq, msn: segment.msn, index: segment.parts.length, duration: open.duration, independent: open.independent, uri: this.#partUri(seq), data });
+    const part: Part = { seq, msn: segment.msn, index: segment.parts.length, duration: open.duration, independent: open.independent, uri: this.#partUri(seq), data };
+    segment.parts.push(part);
     segment.duration += open.duration;
     this.#bytes += data.length;
+    this.emit('part', segment, part);
   }
 
   #closeSegment(): void {
@@ -336,6 +347,7 @@ export class LivePlaylist {
     this.#bytes += segment.data.length;
     this.#segments.push(segment);
     this.#trim();
+    this.emit('segment', segment);
   }
 
   /** Drops segments older than the window, and the bytes of parts no longer listed. */

@@ -1,0 +1,285 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../../core/logger.ts';
+import type { Fmp4Init } from '../hls/Fmp4Reader.ts';
+import type { HlsPackager } from '../hls/HlsPackager.ts';
+import type { Part, Segment } from '../hls/LivePlaylist.ts';
+import type { AppendFile, RecordingStore } from './RecordingStore.ts';
+
+/**
+ * Records one run of a stream's HLS packager: the same CMAF the live playlist serves (a stream is
+ * packaged once), its init segment and each segment as a file of the store, appended part by part
+ * (a third of a second) as the packager makes them, and a row per segment in the index.
+ *
+ * Nothing acknowledged is lost: every FLUSH_MS the open segment's file is synced to disk and then
+ * its row says how far it goes, so a kill -9 of the origin loses what came in the last second at
+ * most; a playback reads a segment only as far as its row says. A store or index that fails is
+ * logged and counted (the `failure` event) and retried: the index at every flush, the store at the
+ * next segment. The recorder never throws at its packager.
+ */
+
+/** One segment as the index keeps it (db/repositories/recordings.ts's SegmentRecord, without the node). */
+export interface RecordedSegment {
+  recordingId: string;
+  run: string;
+  msn: number;
+  startedAt: Date;
+  duration: number;
+  bytes: number;
+  complete: boolean;
+  store: string;
+  key: string;
+  initKey: string;
+  codecs: string;
+}
+
+/** The index the recorder writes to, bound to its stream (the origin gives it; media/ knows no database). */
+export interface RecordingIndex {
+  /** The recording this run goes into: the stream's last one if it ended moments ago (`continued`), else a new one. */
+  open(startedAt: Date): Promise<{ id: string; continued: boolean }>;
+  /** Writes a segment's row as it is now; `added`: what this write adds to the recording since the segment's last successful write. */
+  write(segment: RecordedSegment, added: { duration: number; bytes: number }): Promise<void>;
+  /** The stream ended: the recording is closed (a DVR playlist gets its ENDLIST). */
+  close(recordingId: string): Promise<void>;
+}
+
+export interface RecorderEvents {
+  /** Something could not be written: `where` the store or the index. The recorder goes on. (Not 'error': nothing has to listen.) */
+  failure: [where: 'store' | 'index', error: Error];
+  /** A segment's row is complete in the index. */
+  recorded: [segment: RecordedSegment];
+  /** The recorder stopped and wrote what it could. */
+  closed: [];
+}
+
+export interface RecorderOptions {
+  packager: HlsPackager;
+  store: RecordingStore;
+  index: RecordingIndex;
+  logger: Logger;
+  flushMs?: number;
+}
+
+/**
+ * A second between flushes: the issue's bound on what a crash may lose, three parts' worth; the
+ * index gets one row update per recorded stream per second, which Postgres takes by the thousand.
+ */
+export const FLUSH_MS = 1000;
+
+interface OpenSegment {
+  record: RecordedSegment;
+  file: AppendFile | undefined;
+  /** What the index has of it (its last successful write). */
+  indexed: { duration: number; bytes: number } | undefined;
+  /** Bytes appended since the last sync. */
+  unsynced: boolean;
+  /** A store failure: the rest of its parts are skipped. */
+  failed: boolean;
+}
+
+export class Recorder extends EventEmitter<RecorderEvents> {
+  readonly #packager: HlsPackager;
+  readonly #store: RecordingStore;
+  readonly #index: RecordingIndex;
+  readonly #logger: Logger;
+  readonly #timer: NodeJS.Timeout;
+  /** Every write goes through this queue, in order. */
+  #queue: Promise<void>;
+  #recordingId: string | undefined;
+  #initKey = '';
+  #codecs = '';
+  #open: OpenSegment | undefined;
+  /** Segments done whose rows are not up to date yet (an index failure), retried at each flush. */
+  #behind: OpenSegment[] = [];
+  #closed = false;
+  readonly #done: Promise<void>;
+
+  constructor(options: RecorderOptions) {
+    super();
+    this.#packager = options.packager;
+    this.#store = options.store;
+    this.#index = options.index;
+    this.#logger = options.logger.child({ component: 'recorder', stream: options.packager.stream, run: options.packager.playlist.run });
+    const playlist = options.packager.playlist;
+    this.#queue = options.packager.ready().then(
+      (init) => this.#begin(init),
+      () => undefined, // the packager made nothing: nothing to record
+    );
+    const onPart = (segment: Segment, part: Part) => this.#enqueue(() => this.#append(segment, part));
+    const onSegment = (segment: Segment) => this.#enqueue(() => this.#finish(segment));
+    playlist.on('part', onPart);
+    playlist.on('segment', onSegment);
+    this.#timer = setInterval(() => this.#enqueue(() => this.#flush()), options.flushMs ?? FLUSH_MS);
+    this.#done = new Promise((resolve) => {
+      options.packager.once('closed', () => {
+        // The playlist ended before 'closed': its last segment's event is queued already.
+        playlist.off('part', onPart);
+        playlist.off('segment', onSegment);
+        clearInterval(this.#timer);
+        this.#enqueue(() => this.#end(playlist.streamEnded));
+        void this.#queue.then(() => {
+          this.#closed = true;
+          this.emit('closed');
+          resolve();
+        });
+      });
+    });
+  }
+
+  /** The recording this run goes into, once the index said. */
+  get recordingId(): string | undefined {
+    return this.#recordingId;
+  }
+
+  /** Resolves once the packager stopped and everything was written (or given up on). */
+  closed(): Promise<void> {
+    return this.#done;
+  }
+
+  #enqueue(step: () => Promise<void>): void {
+    if (this.#closed) return;
+    this.#queue = this.#queue.then(step).catch((error: Error) => this.#logger.error({ err: error }, 'recorder step failed'));
+  }
+
+  async #begin(init: Fmp4Init): Promise<void> {
+    const startedAt = new Date(this.#packager.playlist.openSegment.programDateTime ?? Date.now());
+    try {
+      const { id, continued } = await this.#index.open(startedAt);
+      this.#recordingId = id;
+      this.#logger.info({ recording: id, continued }, continued ? 'recording continued' : 'recording started');
+    } catch (error) {
+      // No recording to put rows in: this run goes unrecorded; the origin starts a new run later.
+      this.#fail('index', error as Error, 'could not open a recording; this run is not recorded');
+      return;
+    }
+    this.#initKey = `${this.#recordingId}/${this.#packager.playlist.run}/init.mp4`;
+    this.#codecs = init.tracks.map((t) => t.codec).join(',');
+    try {
+      await this.#store.writeFile(this.#initKey, init.data);
+    } catch (error) {
+      this.#fail('store', error as Error, 'could not write the init segment; this run is not recorded');
+      this.#recordingId = undefined;
+    }
+  }
+
+  async #append(segment: Segment, part: Part): Promise<void> {
+    if (!this.#recordingId || !part.data) return;
+    if (part.index === 0) {
+      await this.#closeFile();
+      if (this.#open) this.#behind.push(this.#open);
+      this.#open = {
+        record: {
+          recordingId: this.#recordingId,
+          run: this.#packager.playlist.run,
+          msn: segment.msn,
+          startedAt: new Date(segment.programDateTime),
+          duration: 0,
+          bytes: 0,
+          complete: false,
+          store: this.#store.kind,
+          key: `${this.#recordingId}/${this.#packager.playlist.run}/${segment.msn}.m4s`,
+          initKey: this.#initKey,
+          codecs: this.#codecs,
+        },
+        file: undefined,
+        indexed: undefined,
+        unsynced: false,
+        failed: false,
+      };
+      try {
+        this.#open.file = await this.#store.append(this.#open.record.key);
+      } catch (error) {
+        this.#open.failed = true;
+        this.#fail('store', error as Error, 'could not open a segment file; the segment is not recorded');
+      }
+    }
+    const open = this.#open;
+    // A part of a segment begun before this recorder (or after a failure): not recordable alone.
+    if (!open || open.failed || open.record.msn !== segment.msn || !open.file) return;
+    try {
+      await open.file.append(part.data);
+      open.record.duration += part.duration;
+      open.record.bytes += part.data.length;
+      open.unsynced = true;
+    } catch (error) {
+      open.failed = true;
+      this.#fail('store', error as Error, 'could not write a part; the rest of its segment is not recorded');
+    }
+  }
+
+  async #finish(segment: Segment): Promise<void> {
+    const open = this.#open;
+    if (!open || open.record.msn !== segment.msn) return;
+    await this.#sync(open);
+    await this.#closeFile();
+    open.record.complete = !open.failed;
+    this.#open = undefined;
+    if (open.record.bytes > 0) this.#behind.push(open);
+    await this.#writeRows();
+  }
+
+  /** Every FLUSH_MS: the open segment synced and its row brought up to date, and any row behind. */
+  async #flush(): Promise<void> {
+    const open = this.#open;
+    if (open && open.unsynced && !open.failed) {
+      await this.#sync(open);
+      if (!this.#behind.includes(open)) this.#behind.push(open);
+    }
+    await this.#writeRows();
+  }
+
+  async #end(streamEnded: boolean): Promise<void> {
+    const open = this.#open;
+    if (open) {
+      await this.#sync(open);
+      await this.#closeFile();
+      if (open.record.bytes > 0 && !this.#behind.includes(open)) this.#behind.push(open);
+      this.#open = undefined;
+    }
+    await this.#writeRows();
+    if (this.#behind.length) this.#logger.error({ segments: this.#behind.length }, 'recorder stopped with segments not indexed (their bytes are on disk)');
+    if (streamEnded && this.#recordingId) await this.#index.close(this.#recordingId).catch((error: Error) => this.#fail('index', error, 'could not close the recording'));
+  }
+
+  async #sync(open: OpenSegment): Promise<void> {
+    if (!open.file || !open.unsynced) return;
+    try {
+      await open.file.sync();
+      open.unsynced = false;
+    } catch (error) {
+      open.failed = true;
+      this.#fail('store', error as Error, 'could not sync a segment; the rest of it is not recorded');
+    }
+  }
+
+  async #closeFile(): Promise<void> {
+    const file = this.#open?.file;
+    if (!file) return;
+    this.#open!.file = undefined;
+    await file.close().catch(() => undefined);
+  }
+
+  /** Writes the rows behind, in order; stops at the first failure (the next flush tries again). */
+  async #writeRows(): Promise<void> {
+    while (this.#behind.length > 0) {
+      const segment = this.#behind[0]!;
+      // A row never names bytes not synced: a failed segment's row stops where its file stopped.
+      const record = { ...segment.record };
+      const added = { duration: record.duration - (segment.indexed?.duration ?? 0), bytes: record.bytes - (segment.indexed?.bytes ?? 0) };
+      try {
+        await this.#index.write(record, added);
+      } catch (error) {
+        this.#fail('index', error as Error, 'could not index a segment; retrying at the next flush');
+        return;
+      }
+      segment.indexed = { duration: record.duration, bytes: record.bytes };
+      this.#behind.shift();
+      if (record.complete) this.emit('recorded', record);
+      // The open segment stays open: it goes back on the list at the next flush.
+    }
+  }
+
+  #fail(where: 'store' | 'index', error: Error, message: string): void {
+    this.#logger.error({ err: error, recording: this.#recordingId }, message);
+    this.emit('failure', where, error);
+  }
+}
