@@ -122,6 +122,10 @@ const schema = z.object({
    * fill its disk (MediaMTX keeps a day by default, OvenMediaEngine until deleted).
    */
   recordingRetentionDays: z.coerce.number().int().min(0).max(36_500).default(7),
+  /** Unset: recordings stay in recordDir. */
+  recordS3: z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'must be s3://bucket or s3://bucket/prefix').optional(),
+  recordS3Endpoint: z.url({ protocol: /^https?$/ }).optional(),
+  recordS3Region: z.string().min(1).default('us-east-1'),
   /** Edges an origin feeds each stream to; past it, edges pull from other edges (relay tiers). Unset: no limit. */
   originMaxRelays: z.coerce.number().int().min(1).max(100_000).optional(),
   /** Edges an edge feeds each stream to, as their parent. Unset: no limit. */
@@ -216,6 +220,9 @@ const descriptions: Record<ConfigKey, string> = {
   record: 'whether origins record streams without a record setting of their own: off or on',
   recordDir: 'directory for recordings (default: <data dir>/recordings); a volume shared by the nodes lets any node serve them',
   recordingRetentionDays: 'days recordings are kept for streams without a retention of their own (0: kept until deleted)',
+  recordS3: 'S3-compatible object storage for recordings, s3://bucket/prefix (credentials: the AWS SDK\'s, e.g. AWS_ACCESS_KEY_ID); --record-dir is then the backlog of segments not uploaded yet',
+  recordS3Endpoint: 'URL of an S3-compatible service (MinIO, Ceph…; path-style addressing); unset: AWS',
+  recordS3Region: 'the bucket\'s region',
   originMaxRelays: 'edges an origin feeds each stream to; past it, edges pull from other edges (default: no limit)',
   edgeMaxChildren: 'edges an edge feeds each stream to as their parent (default: no limit)',
   iceServers: 'STUN/TURN servers offered to clients, e.g. stun:stun.example.com,turn:user:pass@turn.example.com:3478',

@@ -42,8 +42,13 @@ export class Metrics {
   readonly recordedSegments = new Counter({ name: 'relaycast_recorded_segments_total', help: 'Segments an origin recorded and indexed whole', registers: [this.registry] });
   readonly recordingFailures = new Counter({
     name: 'relaycast_recording_failures_total',
-    help: 'Writes a recorder could not make, by where (store: the disk or object store; index: Postgres). Any is worth an alert: a store failure is a gap in a recording',
+    help: 'Writes a recorder could not make, by where (store: the local disk; index: Postgres; upload: S3). Any is worth an alert: a store failure is a gap in a recording, an upload failure a growing backlog',
     labelNames: ['where'] as const,
+    registers: [this.registry],
+  });
+  readonly recordingUploadBacklog = new Gauge({
+    name: 'relaycast_recording_upload_backlog',
+    help: 'Recorded segments an origin holds on local disk not yet in S3 (with --record-s3); one that grows means the store is away',
     registers: [this.registry],
   });
   readonly recordingStoreBytes = new Gauge({

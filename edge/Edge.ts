@@ -22,6 +22,7 @@ import { HlsCache } from './HlsCache.ts';
 import { HlsProxy } from './HlsProxy.ts';
 import { recordingPlaybackRouter } from './RecordingPlayback.ts';
 import { LocalRecordingStore } from '../media/record/RecordingStore.ts';
+import { S3RecordingStore } from '../media/record/S3RecordingStore.ts';
 
 /**
  * How long a draining edge waits before ending its viewers' sessions, so that they are not sent
@@ -123,7 +124,15 @@ export class Edge implements Role {
       metrics: ctx.metrics,
     });
     this.router.use(this.#hls.router);
-    this.router.use(recordingPlaybackRouter({ db: ctx.db.knex, clusterSecret: ctx.clusterSecret, store: new LocalRecordingStore(ctx.config.recordDir), logger: ctx.logger }));
+    this.router.use(
+      recordingPlaybackRouter({
+        db: ctx.db.knex,
+        clusterSecret: ctx.clusterSecret,
+        store: new LocalRecordingStore(ctx.config.recordDir),
+        s3: ctx.config.recordS3 ? new S3RecordingStore({ url: ctx.config.recordS3, endpoint: ctx.config.recordS3Endpoint, region: ctx.config.recordS3Region }) : undefined,
+        logger: ctx.logger,
+      }),
+    );
     this.router.use(
       signallingRouter(
         { authorize: (stream, token) => this.#authorize(stream, token), accept: (stream, offer) => this.#play(stream, offer) },

@@ -36,6 +36,8 @@ export interface RecordingPlaybackContext {
   clusterSecret: string;
   /** This node's store: the same directory as the recording node's in one process or on a shared volume. */
   store: RecordingStore;
+  /** The S3 store, when recordings go there (--record-s3): segments whose row says `s3` are read from it. */
+  s3?: RecordingStore;
   logger: Logger;
 }
 
@@ -95,7 +97,15 @@ export function recordingPlaybackRouter(ctx: RecordingPlaybackContext): Router {
     return { from: parsed.data.from ? new Date(parsed.data.from) : undefined, to: parsed.data.to ? new Date(parsed.data.to) : undefined };
   };
 
-  const read = async (segment: Pick<SegmentRecord, 'nodeId'>, key: string, length?: number): Promise<Buffer> => {
+  const read = async (segment: Pick<SegmentRecord, 'nodeId' | 'store'>, key: string, length?: number): Promise<Buffer> => {
+    if (segment.store === 's3') {
+      if (!ctx.s3) throw new Problem('service-unavailable', 'this recording is in S3, and this edge has no --record-s3', { headers: { 'Retry-After': '60' } });
+      const data = await ctx.s3.read(key, length).catch((error: Error) => {
+        throw new Problem('service-unavailable', `could not read the recording from S3: ${error.message}`, { headers: { 'Retry-After': '5' } });
+      });
+      if (!data) throw new Problem('not-found', 'the recorded file is gone from S3');
+      return data;
+    }
     const local = await ctx.store.read(key, length).catch(() => undefined);
     if (local) return local;
     const node = await getNode(ctx.db, segment.nodeId);
@@ -105,7 +115,12 @@ export function recordingPlaybackRouter(ctx: RecordingPlaybackContext): Router {
     }).catch((error: Error) => {
       throw new Problem('service-unavailable', `could not reach ${segment.nodeId} for the recording: ${error.message}`, { headers: { 'Retry-After': '5' } });
     });
-    if (res.status === 404) throw new Problem('not-found', 'the recorded file is gone from its node');
+    if (res.status === 404) {
+      // Uploaded to S3 and deleted from the node between the row's read and this one.
+      const moved = ctx.s3 && (await ctx.s3.read(key, length).catch(() => undefined));
+      if (moved) return moved;
+      throw new Problem('not-found', 'the recorded file is gone from its node');
+    }
     if (!res.ok) throw new Problem('service-unavailable', `${segment.nodeId} answered ${res.status} for the recording`, { headers: { 'Retry-After': '5' } });
     return Buffer.from(await res.arrayBuffer());
   };
@@ -133,8 +148,13 @@ export function recordingPlaybackRouter(ctx: RecordingPlaybackContext): Router {
     const segments = playableSegments(await segmentsOf(req, recording), recordingLive(recording));
     if (segments.length === 0) throw new Problem('not-found', 'the recording has nothing in that range');
     const started = Date.now();
-    // Each file from the node that wrote it: a run's segments and init segment are one node's.
-    const nodeOf = new Map(segments.flatMap((seg) => [[seg.key, seg], [seg.initKey, seg]] as const));
+    // Each file from where it is: its node's disk (a run's segments and init segment are one node's), or S3.
+    // (A run's init segment is where the run's first segment is: uploads to S3 go oldest first.)
+    const nodeOf = new Map<string, SegmentRecord>();
+    for (const seg of segments) {
+      nodeOf.set(seg.key, seg);
+      if (!nodeOf.has(seg.initKey)) nodeOf.set(seg.initKey, seg);
+    }
     const exported = await exportMp4(segments, (key, length) => read(nodeOf.get(key)!, key, length));
     try {
       const name = `${recording.stream}-${segments[0]!.startedAt.toISOString().replace(/[:.]/g, '-')}.mp4`;

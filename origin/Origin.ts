@@ -17,6 +17,8 @@ import { RtmpIngest } from './RtmpIngest.ts';
 import { HlsPackaging } from './HlsPackaging.ts';
 import { Recordings } from './Recordings.ts';
 import { LocalRecordingStore, isRecordingKey } from '../media/record/RecordingStore.ts';
+import { S3RecordingStore } from '../media/record/S3RecordingStore.ts';
+import { RecordingUploads } from './RecordingUploads.ts';
 import { answerHls, INTERNAL_HLS_PATH, isHlsFile, sendHls } from '../media/hls/hlsFiles.ts';
 
 /** What an origin needs: the database and the media workers. */
@@ -35,6 +37,7 @@ export class Origin implements Role {
   readonly #hls: HlsPackaging;
   readonly #recordings: Recordings;
   readonly #store: LocalRecordingStore;
+  readonly #uploads: RecordingUploads | undefined;
   /**
    * Placement releases under way, by publisher id: awaited by a WHIP DELETE (so that a client may
    * publish again as soon as it has its answer) and at shutdown (so none is cut off by the
@@ -87,10 +90,13 @@ export class Origin implements Role {
       sendHls(res, await this.#hls.serve(stream, (variants) => answerHls(variants, file, req.query)));
     });
     this.#store = new LocalRecordingStore(ctx.config.recordDir);
+    const s3 = ctx.config.recordS3 ? new S3RecordingStore({ url: ctx.config.recordS3, endpoint: ctx.config.recordS3Endpoint, region: ctx.config.recordS3Region }) : undefined;
+    this.#uploads = s3 && new RecordingUploads({ db: ctx.db.knex, nodeId: ctx.config.nodeId, local: this.#store, s3, logger: ctx.logger, metrics: ctx.metrics });
     this.#recordings = new Recordings({
       db: ctx.db.knex,
       nodeId: ctx.config.nodeId,
       store: this.#store,
+      shared: s3,
       hls: this.#hls,
       recordByDefault: ctx.config.record === 'on',
       retentionDays: ctx.config.recordingRetentionDays,
@@ -174,6 +180,7 @@ export class Origin implements Role {
   async close(): Promise<void> {
     this.#hls.close();
     await this.#recordings.close();
+    await this.#uploads?.close();
     for (const stream of this.#streams.values()) stream.end('origin shutting down');
     await this.#rtmp?.close();
     await Promise.all(this.#releasing.values());

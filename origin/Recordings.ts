@@ -3,7 +3,7 @@ import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { closeRecording, expireSegments, forgetGarbage, garbageOf, openRecording, writeSegment } from '../db/repositories/recordings.ts';
 import { Recorder, type RecordingIndex } from '../media/record/Recorder.ts';
-import type { RecordingStore } from '../media/record/RecordingStore.ts';
+import type { RecordingStore, WritableRecordingStore } from '../media/record/RecordingStore.ts';
 import type { HlsPackaging } from './HlsPackaging.ts';
 import type { PublishedStream } from './PublishedStream.ts';
 
@@ -20,7 +20,9 @@ import type { PublishedStream } from './PublishedStream.ts';
 export interface RecordingsOptions {
   db: Knex;
   nodeId: string;
-  store: RecordingStore;
+  store: WritableRecordingStore;
+  /** The shared object store, when recordings go to S3: its garbage is any origin's to delete. */
+  shared?: RecordingStore;
   hls: HlsPackaging;
   /** --record on: streams without a setting of their own are recorded. */
   recordByDefault: boolean;
@@ -106,17 +108,22 @@ export class Recordings {
         if (n < SWEEP_BATCH) break;
       }
       if (expired > 0) logger.info({ segments: expired }, 'recorded segments past retention deleted');
-      const garbage = await garbageOf(db, { nodeId, store: store.kind, limit: SWEEP_BATCH });
-      const gone: string[] = [];
-      for (const item of garbage) {
-        try {
-          await store.remove(item.key);
-          gone.push(item.id);
-        } catch (error) {
-          logger.warn({ err: error, key: item.key }, 'could not delete a recorded file; trying again at the next sweep');
+      // This node's own files, and (any origin may) the shared store's.
+      const passes: Array<[RecordingStore, string | undefined]> = [[store, nodeId]];
+      if (this.#options.shared) passes.push([this.#options.shared, undefined]);
+      for (const [from, owner] of passes) {
+        const garbage = await garbageOf(db, { nodeId: owner, store: from.kind, limit: SWEEP_BATCH });
+        const gone: string[] = [];
+        for (const item of garbage) {
+          try {
+            await from.remove(item.key);
+            gone.push(item.id);
+          } catch (error) {
+            logger.warn({ err: error, key: item.key, store: from.kind }, 'could not delete a recorded file; trying again at the next sweep');
+          }
         }
+        await forgetGarbage(db, gone);
       }
-      await forgetGarbage(db, gone);
     } catch (error) {
       logger.warn({ err: error }, 'recording retention sweep failed; trying again at the next one');
     }

@@ -50,6 +50,8 @@ export async function up(knex: Knex): Promise<void> {
     t.unique(['recording_id', 'run', 'msn']);
     t.index(['recording_id', 'started_at']);
     t.index(['started_at']);
+    // The upload backlog of each node (origin/RecordingUploads.ts): its segments still on local disk.
+    t.index(['node_id', 'started_at'], 'recording_segments_local_idx', { predicate: knex.whereRaw("store = 'local'") });
   });
   await knex.schema.createTable('recording_garbage', (t) => {
     t.bigIncrements('id');

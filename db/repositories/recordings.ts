@@ -284,10 +284,33 @@ export async function expireSegments(db: Knex, options: { defaultDays: number; l
   });
 }
 
-/** Up to `limit` of the garbage that node `nodeId` holds in `store`. */
-export async function garbageOf(db: Knex, options: { nodeId: string; store: string; limit: number }): Promise<Array<{ id: string; key: string }>> {
-  const rows: Array<{ id: string | number; key: string }> = await db('recording_garbage').where({ node_id: options.nodeId, store: options.store }).orderBy('id').limit(options.limit).select('id', 'key');
+/** Up to `limit` of the garbage in `store`: of node `nodeId` (its local disk), or of any node (`nodeId` undefined: a shared store). */
+export async function garbageOf(db: Knex, options: { nodeId?: string; store: string; limit: number }): Promise<Array<{ id: string; key: string }>> {
+  const query = db('recording_garbage').where({ store: options.store }).orderBy('id').limit(options.limit).select('id', 'key');
+  if (options.nodeId !== undefined) query.where({ node_id: options.nodeId });
+  const rows: Array<{ id: string | number; key: string }> = await query;
   return rows.map((r) => ({ id: String(r.id), key: r.key }));
+}
+
+/** The oldest complete segments node `nodeId` still holds on local disk: its upload backlog. */
+export async function pendingUploads(db: Knex, options: { nodeId: string; limit: number }): Promise<Array<{ id: string; key: string; initKey: string; bytes: number }>> {
+  const rows: Array<{ id: string | number; key: string; init_key: string; bytes: string | number }> = await db('recording_segments')
+    .where({ node_id: options.nodeId, store: 'local', complete: true })
+    .orderBy('started_at')
+    .limit(options.limit)
+    .select('id', 'key', 'init_key', 'bytes');
+  return rows.map((r) => ({ id: String(r.id), key: r.key, initKey: r.init_key, bytes: Number(r.bytes) }));
+}
+
+/** How many segments wait in node `nodeId`'s backlog (complete or being written). */
+export async function uploadBacklog(db: Knex, nodeId: string): Promise<number> {
+  const [row] = await db('recording_segments').where({ node_id: nodeId, store: 'local' }).count({ n: '*' });
+  return Number(row?.n ?? 0);
+}
+
+/** A segment is in `store` now; false when its row went meanwhile (deleted, or past retention). */
+export async function markStored(db: Knex, id: string, store: string): Promise<boolean> {
+  return (await db('recording_segments').where({ id, store: 'local' }).update({ store })) === 1;
 }
 
 export async function forgetGarbage(db: Knex, ids: string[]): Promise<void> {

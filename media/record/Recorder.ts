@@ -3,7 +3,7 @@ import type { Logger } from '../../core/logger.ts';
 import type { Fmp4Init } from '../hls/Fmp4Reader.ts';
 import type { HlsPackager } from '../hls/HlsPackager.ts';
 import type { Part, Segment } from '../hls/LivePlaylist.ts';
-import type { AppendFile, RecordingStore } from './RecordingStore.ts';
+import type { AppendFile, WritableRecordingStore } from './RecordingStore.ts';
 
 /**
  * Records one run of a stream's HLS packager: the same CMAF the live playlist serves (a stream is
@@ -53,7 +53,7 @@ export interface RecorderEvents {
 
 export interface RecorderOptions {
   packager: HlsPackager;
-  store: RecordingStore;
+  store: WritableRecordingStore;
   index: RecordingIndex;
   logger: Logger;
   flushMs?: number;
@@ -78,7 +78,7 @@ interface OpenSegment {
 
 export class Recorder extends EventEmitter<RecorderEvents> {
   readonly #packager: HlsPackager;
-  readonly #store: RecordingStore;
+  readonly #store: WritableRecordingStore;
   readonly #index: RecordingIndex;
   readonly #logger: Logger;
   readonly #timer: NodeJS.Timeout;

@@ -4,7 +4,8 @@ import { dirname, join, resolve, sep } from 'node:path';
 /**
  * Where recorded bytes go: files named by keys (`{recording}/{run}/{msn}.m4s`). The local store
  * is a directory (a volume in the containers and the Helm chart); its files are written as the
- * recorder goes, so that a crash keeps what was flushed.
+ * recorder goes, so that a crash keeps what was flushed. With S3 configured, the local directory
+ * is the backlog: whole segments move to the bucket after (origin/RecordingUploads.ts).
  */
 
 /** A file being written: bytes appended, synced to disk, closed. */
@@ -15,17 +16,22 @@ export interface AppendFile {
   close(): Promise<void>;
 }
 
+/** A store recorded files can be read from and deleted from: the local directory, or S3 (S3RecordingStore.ts). */
 export interface RecordingStore {
   /** Its name in the index (`recording_segments.store`). */
   readonly kind: string;
-  /** Writes a small file whole (an init segment), durably. */
-  writeFile(key: string, data: Buffer): Promise<void>;
-  /** Opens a file to append to (a segment being recorded). */
-  append(key: string): Promise<AppendFile>;
   /** The file's first `length` bytes (all without), or undefined when there is no such file. */
   read(key: string, length?: number): Promise<Buffer | undefined>;
   /** Deletes a file; no error when it is gone already. */
   remove(key: string): Promise<void>;
+}
+
+/** The store a recorder writes to as it goes: always the local one (S3 gets whole segments after). */
+export interface WritableRecordingStore extends RecordingStore {
+  /** Writes a small file whole (an init segment), durably. */
+  writeFile(key: string, data: Buffer): Promise<void>;
+  /** Opens a file to append to (a segment being recorded). */
+  append(key: string): Promise<AppendFile>;
 }
 
 /** Keys are made by the recorder; this refuses anything else (a key from a URL must not leave the directory). */
@@ -35,7 +41,7 @@ export function isRecordingKey(key: string): boolean {
   return KEY.test(key) && !key.split('/').some((part) => part === '.' || part === '..');
 }
 
-export class LocalRecordingStore implements RecordingStore {
+export class LocalRecordingStore implements WritableRecordingStore {
   readonly kind = 'local';
   readonly #root: string;
 
