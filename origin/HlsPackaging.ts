@@ -16,6 +16,12 @@ export interface HlsPackagingOptions {
   logger: Logger;
 }
 
+/**
+ * How long an early packager (prestart) waits for its stream to be placed: the bridge's probe and
+ * start and the placement take a second or two; a publish refused never claims it.
+ */
+const EARLY_CLAIM_MS = 30_000;
+
 /** How often idle packagers are looked for: a tenth of the default linger. */
 const SWEEP_MS = 3000;
 
@@ -33,6 +39,8 @@ export class HlsPackaging {
   readonly #entries = new Map<string, Entry>();
   /** The live streams' own modes (their `hls` setting as they went live). */
   readonly #modes = new Map<string, HlsMode>();
+  /** Packagers started before their stream was placed (prestart), by stream name. */
+  readonly #early = new Map<string, { packager: HlsPackager; timer: NodeJS.Timeout }>();
   /** Streams whose packagers run whether asked for or not (recorded ones), with how many hold them. */
   readonly #held = new Map<string, number>();
   readonly #sweep: NodeJS.Timeout;
@@ -70,6 +78,31 @@ export class HlsPackaging {
       if (this.#modes.get(stream.name) === mode) this.#modes.delete(stream.name);
     });
     if (this.modeOf(stream.name) === 'always') void this.variants(stream).catch(() => undefined);
+  }
+
+  /**
+   * Starts the best variant's packager of stream `name` before the stream is placed (a recorded
+   * RTMP publish, whose first key frames would be gone from the RTMP server by the time the
+   * bridge is up and the stream placed: it keeps only the last GOP). The stream's packaging takes
+   * it as its first variant when it starts; unclaimed after EARLY_CLAIM_MS, it is closed.
+   */
+  prestart(name: string, source: PackagerSource): void {
+    if (this.#early.has(name) || this.#entries.has(name)) return;
+    const packager = new HlsPackager({ stream: name, variant: 0, source, logger: this.#options.logger });
+    const timer = setTimeout(() => this.dropEarly(name), EARLY_CLAIM_MS);
+    this.#early.set(name, { packager, timer });
+    packager.once('closed', () => {
+      if (this.#early.get(name)?.packager === packager) this.dropEarly(name);
+    });
+  }
+
+  /** Closes the early packager of `name`, if unclaimed (the publish was refused, or needs encoding). */
+  dropEarly(name: string): void {
+    const early = this.#early.get(name);
+    if (!early) return;
+    this.#early.delete(name);
+    clearTimeout(early.timer);
+    early.packager.close('not claimed by a placed stream');
   }
 
   /**
@@ -139,20 +172,30 @@ export class HlsPackaging {
   /** Stops every packager (the origin shuts down). */
   close(): void {
     clearInterval(this.#sweep);
+    for (const name of [...this.#early.keys()]) this.dropEarly(name);
     for (const entry of this.#entries.values()) void entry.variants.then((all) => all.forEach((p) => p.close('origin shutting down', true))).catch(() => undefined);
     this.#entries.clear();
   }
 
   async #start(stream: PublishedStream): Promise<HlsPackager[]> {
+    const early = this.#early.get(stream.name);
+    if (early) {
+      this.#early.delete(stream.name);
+      clearTimeout(early.timer);
+    }
+    const first = early && !early.packager.playlist.ended ? early.packager : undefined;
     const sources = await stream.packagerSources();
     // Together: a layered source waits for its layer to be scored (ProducerPackagerSource).
-    const made = await Promise.allSettled(sources.map((source) => source()));
+    const made = await Promise.allSettled(sources.map((source, i) => (i === 0 && first ? Promise.resolve(undefined) : source())));
     const failed = made.find((m) => m.status === 'rejected');
     if (failed) {
-      for (const m of made) if (m.status === 'fulfilled') m.value.close?.();
+      for (const m of made) if (m.status === 'fulfilled') m.value?.close?.();
+      first?.close('another variant failed');
       throw failed.reason;
     }
-    const variants = made.map((m, i) => new HlsPackager({ stream: stream.name, variant: i, source: (m as PromiseFulfilledResult<PackagerSource>).value, logger: this.#options.logger }));
+    const variants = made.map((m, i) =>
+      i === 0 && first ? first : new HlsPackager({ stream: stream.name, variant: i, source: (m as PromiseFulfilledResult<PackagerSource>).value!, logger: this.#options.logger }),
+    );
     const ended = () => variants.forEach((p) => p.finish('stream ended'));
     stream.once('ended', ended);
     variants[0]!.once('closed', () => stream.off('ended', ended));

@@ -20,6 +20,7 @@ import { LocalRecordingStore, isRecordingKey } from '../media/record/RecordingSt
 import { S3RecordingStore } from '../media/record/S3RecordingStore.ts';
 import { RecordingUploads } from './RecordingUploads.ts';
 import { answerHls, INTERNAL_HLS_PATH, isHlsFile, sendHls } from '../media/hls/hlsFiles.ts';
+import type { PackagerSource } from '../media/hls/HlsPackager.ts';
 
 /** What an origin needs: the database and the media workers. */
 export type OriginContext = RoleContext & MediaContext & { db: Database };
@@ -127,6 +128,22 @@ export class Origin implements Role {
   async start(): Promise<void> {
     this.#ctx.metrics.ingestLayerSource = (gauge) => this.#layerBitrates(gauge);
     if (this.#ctx.config.rtmpPort > 0) this.#rtmp = await RtmpIngest.start(this.#ctx, this, this.#ctx.config.rtmpPort);
+  }
+
+  /**
+   * An RTMP publish of stream `name` is being set up: if the stream is recorded (`setting`, else
+   * --record), its packaging starts now, from `source`, so that the recording has the publish's
+   * first frames (HlsPackaging.prestart). Returns whether it started.
+   */
+  packageEarly(name: string, setting: boolean | null, source: PackagerSource): boolean {
+    if (!(setting ?? this.#ctx.config.record === 'on')) return false;
+    this.#hls.prestart(name, source);
+    return true;
+  }
+
+  /** The early packaging of `name` is not wanted after all (the publish was refused, or must be encoded). */
+  dropEarlyPackaging(name: string): void {
+    this.#hls.dropEarly(name);
   }
 
   /** The stream if it is live here. */

@@ -266,6 +266,21 @@ export class RtmpBridge extends EventEmitter<RtmpBridgeEvents> implements Publis
     return [{ args: own }, ...rungs.map((r) => ({ args: rung(r) }))];
   }
 
+  /**
+   * The publish as a recording starts it before the bridge's probe (RtmpIngest): its H.264 and
+   * AAC copied, as packagerSources() copies them once probed. `copiedAsIs` says whether a probe
+   * agrees (nothing else in the publish to encode).
+   */
+  static earlyPackagerSource(input: string): PackagerSource {
+    return { args: ['-hide_banner', '-loglevel', 'error', '-nostdin', '-rw_timeout', '10000000', '-i', input, '-map', '0:v:0', '-c:v', 'copy', '-map', '0:a:0?', '-c:a', 'copy'] };
+  }
+
+  /** Whether the publish is what earlyPackagerSource() copies: H.264, and AAC or no audio. */
+  get copiedAsIs(): boolean {
+    const { video, audio } = this.#options.probed ?? {};
+    return video?.codec === 'h264' && (!audio || audio.codec === 'aac');
+  }
+
   /** The running ffmpeg's pid. */
   get pid(): number | undefined {
     return this.#ffmpeg.pid;

@@ -131,11 +131,13 @@ export class RtmpIngest {
     const ctx = this.#ctx;
     let name: string | undefined;
     let ladder: number[] = ctx.config.rtmpLadder;
+    let record: boolean | null = null;
     try {
       name = await streamOfKey(ctx.db.knex, session.streamName);
       // The stream's own ladder wins over the node's (--rtmp-ladder); null follows the node.
-      const own = name === undefined ? null : ((await getStream(ctx.db.knex, name))?.rtmpLadder ?? null);
-      if (own) ladder = own;
+      const row = name === undefined ? undefined : await getStream(ctx.db.knex, name);
+      if (row?.rtmpLadder) ladder = row.rtmpLadder;
+      record = row?.record ?? null;
     } catch (error) {
       ctx.logger.error({ err: error }, 'stream key lookup failed');
       return this.#refuse(session, 'database unavailable');
@@ -144,21 +146,22 @@ export class RtmpIngest {
     if (this.#origin.stream(name)) return this.#refuse(session, 'stream already live', name);
     if (session.socket.destroyed) return;
 
+    const input = `rtmp://${selfAddress(ctx.config.httpHost)}:${this.port}/${APP}/${session.streamName}?bridge=${this.#bridgeToken}`;
+    // A recording starts reading now: by the time the bridge has probed and started and the stream
+    // is placed, the RTMP server would hand a late reader the second GOP, not the first.
+    const early = this.#origin.packageEarly(name, record, RtmpBridge.earlyPackagerSource(input));
     const router = await ctx.workers.next().createRouter({ mediaCodecs: MEDIA_CODECS, appData: { stream: name } });
     let bridge: RtmpBridge;
     try {
-      bridge = await RtmpBridge.start({
-        router,
-        stream: name,
-        input: `rtmp://${selfAddress(ctx.config.httpHost)}:${this.port}/${APP}/${session.streamName}?bridge=${this.#bridgeToken}`,
-        ladder,
-        logger: ctx.logger,
-      });
+      bridge = await RtmpBridge.start({ router, stream: name, input, ladder, logger: ctx.logger });
     } catch (error) {
+      if (early) this.#origin.dropEarlyPackaging(name);
       router.close();
       ctx.logger.error({ err: error, stream: name }, 'rtmp bridge could not start');
       return this.#refuse(session, `bridge failed: ${(error as Error).message}`, name);
     }
+    // A publish that is not H.264 and AAC is encoded for HLS (packagerSources): not the early copy.
+    if (early && !bridge.copiedAsIs) this.#origin.dropEarlyPackaging(name);
     const stream = new PublishedStream(name, router, bridge, ctx.logger);
     stream.producers.push(...bridge.producers);
     this.#bridges.set(session.id, bridge);
@@ -169,12 +172,14 @@ export class RtmpIngest {
     });
     session.socket.once('close', () => stream.end('rtmp publisher left'));
     if (session.socket.destroyed) {
+      if (early) this.#origin.dropEarlyPackaging(name);
       stream.end('rtmp publisher left');
       return;
     }
     try {
       await this.#origin.place(stream);
     } catch (error) {
+      if (early) this.#origin.dropEarlyPackaging(name);
       const reason = error instanceof Problem && error.status === 409 ? 'stream already live' : 'placement failed';
       if (!(error instanceof Problem)) ctx.logger.error({ err: error, stream: name }, 'rtmp placement failed');
       return this.#refuse(session, reason, name);

@@ -113,6 +113,22 @@ describe('Recorder (media/record/Recorder.ts) against a full disk and an index a
     assert.equal(readFileSync(join(dir, 'recording-1/abcd1234/init.mp4')).toString(), 'init');
   });
 
+  it('attached to a packager that started earlier (a recorded RTMP publish): records what it made before, then on, nothing twice', async () => {
+    const store = new FillableStore(dir);
+    const { index, rows, totals } = memoryIndex();
+    const source = fakePackager();
+    source.feed(3.2); // a complete segment and part of the next before the recorder
+    const recorder = new Recorder({ packager: source.packager, store, index, logger, flushMs: 50 });
+    source.feed(3);
+    await tick(150);
+    source.close(true);
+    await recorder.closed();
+    const segments = [...rows.values()].sort((a, b) => a.msn - b.msn);
+    assert.equal(segments[0]!.msn, source.packager.playlist.segments[0]!.msn, 'the first segment the packager made is recorded');
+    for (const s of segments) assert.equal(readFileSync(join(dir, s.key)).length, s.bytes, `${s.key}: the row names the file's bytes`);
+    assert.ok(Math.abs(totals.duration - 6.2) < 0.1, `recorded ${totals.duration} s of 6.2 s`);
+  });
+
   it('a full disk: the segment it cut short is indexed as far as its file goes, counted, and the next ones are recorded', async () => {
     const store = new FillableStore(dir);
     const { index, rows } = memoryIndex();

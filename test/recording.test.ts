@@ -56,13 +56,13 @@ function publishRtmp(url: string, seconds: number): ChildProcess {
 interface ProbeResult {
   errors: string;
   format: { duration: number; formatName: string };
-  video?: { codec: string; profile: string; width: number; height: number; duration: number; frames: number };
-  audio?: { codec: string; duration: number };
+  video?: { codec: string; profile: string; width: number; height: number; start: number; duration: number; frames: number };
+  audio?: { codec: string; start: number; duration: number };
 }
 
 /** ffprobe of a file: every frame counted (-count_frames), every error it finds (-v error). */
 function probeFile(path: string): ProbeResult {
-  const run = spawnSync('ffprobe', ['-v', 'error', '-count_frames', '-show_entries', 'format=duration,format_name:stream=codec_type,codec_name,profile,width,height,duration,nb_read_frames', '-of', 'json', path], {
+  const run = spawnSync('ffprobe', ['-v', 'error', '-count_frames', '-show_entries', 'format=duration,format_name:stream=codec_type,codec_name,profile,width,height,start_time,duration,nb_read_frames', '-of', 'json', path], {
     encoding: 'utf8',
     timeout: 60_000,
   });
@@ -73,8 +73,16 @@ function probeFile(path: string): ProbeResult {
   return {
     errors: run.stderr.trim(),
     format: { duration: Number(out.format.duration), formatName: out.format.format_name! },
-    video: video && { codec: video.codec_name!, profile: video.profile!, width: Number(video.width), height: Number(video.height), duration: Number(video.duration), frames: Number(video.nb_read_frames) },
-    audio: audio && { codec: audio.codec_name!, duration: Number(audio.duration) },
+    video: video && {
+      codec: video.codec_name!,
+      profile: video.profile!,
+      width: Number(video.width),
+      height: Number(video.height),
+      start: Number(video.start_time),
+      duration: Number(video.duration),
+      frames: Number(video.nb_read_frames),
+    },
+    audio: audio && { codec: audio.codec_name!, start: Number(audio.start_time), duration: Number(audio.duration) },
   };
 }
 
@@ -219,6 +227,9 @@ describe('recording: RTMP (x264 defaults) and WHIP recorded, exported as MP4 (ff
     // Every frame that was streamed, within two.
     assert.ok(Math.abs(probe.video!.frames - SECONDS * FPS) <= 2, `${probe.video!.frames} video frames of ${SECONDS * FPS} streamed`);
     assert.ok(Math.abs(probe.video!.duration - SECONDS) <= 2.5 / FPS, `video ${probe.video!.duration} s of ${SECONDS} s streamed`);
+    // In sync: audio starts with the picture, as published: x264's B-frames put the first picture
+    // two frames (67 ms) after the first audio, and a frame more is an AAC frame's rounding.
+    assert.ok(Math.abs(probe.audio!.start - probe.video!.start) <= 3 / FPS, `audio starts at ${probe.audio!.start} s, video at ${probe.video!.start} s`);
     assert.ok(Math.abs(probe.audio!.duration - probe.video!.duration) < 0.1, `audio ${probe.audio!.duration} s beside video ${probe.video!.duration} s`);
   });
 

@@ -253,6 +253,11 @@ export class LivePlaylist extends EventEmitter<LivePlaylistEvents> {
     });
   }
 
+  /** The segment being made, with its parts so far (their bytes kept), if any. */
+  get open(): Readonly<Segment> | undefined {
+    return this.#open;
+  }
+
   /** The segment being made: its parts' bytes and duration so far, and when it began (wall clock, ms). */
   get openSegment(): { bytes: number; duration: number; programDateTime: number | undefined } {
     const parts = this.#open?.parts ?? [];

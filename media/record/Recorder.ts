@@ -104,6 +104,12 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       (init) => this.#begin(init),
       () => undefined, // the packager made nothing: nothing to record
     );
+    // What the packager made before this recorder (an early start, before the stream was placed)
+    // is recorded first: its complete segments whole, then the parts of the one being made.
+    // Taken and subscribed in one go, so that nothing is recorded twice or missed.
+    for (const segment of playlist.segments) this.#enqueue(() => this.#whole(segment));
+    const open = playlist.open;
+    if (open) for (const part of [...open.parts]) this.#enqueue(() => this.#append(open as Segment, part));
     const onPart = (segment: Segment, part: Part) => this.#enqueue(() => this.#append(segment, part));
     const onSegment = (segment: Segment) => this.#enqueue(() => this.#finish(segment));
     playlist.on('part', onPart);
@@ -141,7 +147,8 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   }
 
   async #begin(init: Fmp4Init): Promise<void> {
-    const startedAt = new Date(this.#packager.playlist.openSegment.programDateTime ?? Date.now());
+    const playlist = this.#packager.playlist;
+    const startedAt = new Date(playlist.segments[0]?.programDateTime ?? playlist.openSegment.programDateTime ?? Date.now());
     try {
       const { id, continued } = await this.#index.open(startedAt);
       this.#recordingId = id;
@@ -204,6 +211,39 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       open.failed = true;
       this.#fail('store', error as Error, 'could not write a part; the rest of its segment is not recorded');
     }
+  }
+
+  /** A segment complete before this recorder began: its bytes written at once. */
+  async #whole(segment: Segment): Promise<void> {
+    if (!this.#recordingId || !segment.data) return;
+    const key = `${this.#recordingId}/${this.#packager.playlist.run}/${segment.msn}.m4s`;
+    const whole: OpenSegment = {
+      record: {
+        recordingId: this.#recordingId,
+        run: this.#packager.playlist.run,
+        msn: segment.msn,
+        startedAt: new Date(segment.programDateTime),
+        duration: segment.duration,
+        bytes: segment.data.length,
+        complete: true,
+        store: this.#store.kind,
+        key,
+        initKey: this.#initKey,
+        codecs: this.#codecs,
+      },
+      file: undefined,
+      indexed: undefined,
+      unsynced: false,
+      failed: false,
+    };
+    try {
+      await this.#store.writeFile(key, segment.data);
+    } catch (error) {
+      this.#fail('store', error as Error, 'could not write a segment; it is not recorded');
+      return;
+    }
+    this.#behind.push(whole);
+    await this.#writeRows();
   }
 
   async #finish(segment: Segment): Promise<void> {
