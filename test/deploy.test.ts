@@ -66,9 +66,21 @@ describe('docker/compose.yml (docker-compose config)', function () {
     depends_on?: Record<string, { condition: string }>;
     healthcheck?: { test: string[]; disable?: boolean };
     stop_grace_period?: string;
+    /** `source:target[:mode]` (docker-compose 1.29's config) or the long form (compose v2's). */
+    volumes?: (string | { type?: string; source?: string; target: string; read_only?: boolean })[];
   }
-  type Compose = { services: Record<string, Service> };
+  type Compose = { services: Record<string, Service>; volumes?: Record<string, unknown> };
   const PUBLIC_IP = '203.0.113.7';
+  /** Recording settings given to the `custom` configuration. */
+  const RECORDING_ENV = {
+    RELAYCAST_RECORD: 'on',
+    RELAYCAST_RECORDING_RETENTION_DAYS: '30',
+    RELAYCAST_RECORD_S3: 's3://recordings/live',
+    RELAYCAST_RECORD_S3_ENDPOINT: 'http://minio.example.net:9000',
+    RELAYCAST_RECORD_S3_REGION: 'eu-central-1',
+    AWS_ACCESS_KEY_ID: 'AKIAEXAMPLEEXAMPLE',
+    AWS_SECRET_ACCESS_KEY: 'secret-access-key-example',
+  };
   let local: Compose;
   let custom: Compose;
 
@@ -97,11 +109,17 @@ describe('docker/compose.yml (docker-compose config)', function () {
       .filter(([, s]) => ['origin', 'edge', 'balancer', 'all'].includes(s.command?.[0] ?? ''))
       .map(([name, s]) => ({ name, service: s, roles: s.command!.filter((a) => !a.startsWith('-')), env: env(s) }));
   const withRole = (c: Compose, role: string) => nodes(c).filter((n) => n.roles.includes(role) || n.roles.includes('all'));
+  const mounts = (s: Service) =>
+    (s.volumes ?? []).map((v) => {
+      if (typeof v !== 'string') return { source: v.source, target: v.target, readOnly: v.read_only === true };
+      const [source, target, mode] = v.split(':');
+      return target === undefined ? { source: undefined, target: source!, readOnly: false } : { source, target, readOnly: mode === 'ro' };
+    });
 
   before(async function () {
     [local, custom] = await Promise.all([
       config({}),
-      config({ RELAYCAST_PUBLIC_IP: PUBLIC_IP, RELAYCAST_CLUSTER_SECRET: 'a-custom-cluster-secret-0123', RELAYCAST_ADMIN_TOKEN: 'a-custom-admin-token-0123', POSTGRES_PASSWORD: 'pw-custom' }),
+      config({ RELAYCAST_PUBLIC_IP: PUBLIC_IP, RELAYCAST_CLUSTER_SECRET: 'a-custom-cluster-secret-0123', RELAYCAST_ADMIN_TOKEN: 'a-custom-admin-token-0123', POSTGRES_PASSWORD: 'pw-custom', ...RECORDING_ENV }),
     ]);
   });
 
@@ -188,6 +206,53 @@ describe('docker/compose.yml (docker-compose config)', function () {
       if (c.roles.includes('balancer')) assert.equal(c.adminToken, 'a-custom-admin-token-0123');
     }
     for (const n of withRole(local, 'edge')) assert.equal(nodeConfig(n.name, n.roles, n.env).announcedIp, '127.0.0.1', 'local default');
+  });
+
+  it('mounts one recordings volume in every origin and edge, at their RELAYCAST_RECORD_DIR; the image makes that directory for its user', () => {
+    const media = [...withRole(local, 'origin'), ...withRole(local, 'edge')];
+    assert.ok(media.length >= 4);
+    const dirs = new Set<string>();
+    const volumes = new Set<string | undefined>();
+    for (const n of media) {
+      const { recordDir } = nodeConfig(n.name, n.roles, n.env);
+      const mount = mounts(n.service).find((m) => m.target === recordDir);
+      assert.ok(mount, `${n.name}: a volume at its record dir ${recordDir} (so recordings outlive the container, and edges read the origins' from disk)`);
+      assert.ok(!mount.readOnly, `${n.name}: the recordings volume is writable (origins record, every node sweeps its own files)`);
+      dirs.add(recordDir);
+      volumes.add(mount.source);
+    }
+    assert.deepEqual([...volumes], ['recordings'], 'one named volume, the same for all');
+    assert.ok(local.volumes && 'recordings' in local.volumes, 'declared as a named volume');
+    assert.equal(dirs.size, 1, `one path in every node: ${[...dirs]}`);
+    // A new named volume takes the ownership of the image's directory at its mount point: the
+    // image must make it, owned by the user it runs as (uid 10001), or nothing could be recorded.
+    const [dir] = [...dirs] as [string];
+    const dockerfile = read('docker/Dockerfile');
+    const user = /^USER (\d+):/m.exec(dockerfile)?.[1];
+    const useradd = dockerfile.split('\n').find((line) => line.includes('useradd ') && line.includes(`--uid ${user} `));
+    const userName = useradd?.split(/\s+/).filter((word) => word && word !== '\\').pop();
+    assert.ok(userName, `the image's user ${user} is made by useradd`);
+    assert.match(dockerfile, new RegExp(`mkdir -p [^&]*${dir}\\b`), `the image makes ${dir}`);
+    assert.match(dockerfile, new RegExp(`chown ${userName}:\\S+ [^&]*${dir}\\b`), `${dir} is owned by ${userName}`);
+    // The balancer neither records nor serves recordings.
+    for (const n of withRole(local, 'balancer')) assert.deepEqual(mounts(n.service).filter((m) => m.source === 'recordings'), [], n.name);
+  });
+
+  it('records only streams set to record, unless RELAYCAST_RECORD=on; RELAYCAST_RECORD_S3 and the AWS credentials reach origins and edges', () => {
+    // Left empty by default, which the config loader takes as not set.
+    for (const n of [...withRole(local, 'origin'), ...withRole(local, 'edge')]) {
+      const c = nodeConfig(n.name, n.roles, n.env);
+      assert.deepEqual([c.record, c.recordingRetentionDays, c.recordS3, c.recordS3Endpoint, c.recordS3Region], ['off', 7, undefined, undefined, 'us-east-1'], `${n.name}: the defaults`);
+    }
+    for (const n of withRole(custom, 'origin')) {
+      const c = nodeConfig(n.name, n.roles, n.env);
+      assert.deepEqual([c.record, c.recordingRetentionDays], ['on', 30], `${n.name}: RELAYCAST_RECORD, RELAYCAST_RECORDING_RETENTION_DAYS`);
+    }
+    for (const n of [...withRole(custom, 'origin'), ...withRole(custom, 'edge')]) {
+      const c = nodeConfig(n.name, n.roles, n.env);
+      assert.deepEqual([c.recordS3, c.recordS3Endpoint, c.recordS3Region], ['s3://recordings/live', 'http://minio.example.net:9000', 'eu-central-1'], `${n.name}: the bucket (origins upload, edges read back)`);
+      assert.deepEqual([n.env.AWS_ACCESS_KEY_ID, n.env.AWS_SECRET_ACCESS_KEY], [RECORDING_ENV.AWS_ACCESS_KEY_ID, RECORDING_ENV.AWS_SECRET_ACCESS_KEY], `${n.name}: the credentials, for the AWS SDK`);
+    }
   });
 });
 
@@ -515,6 +580,9 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
     hpa: { args: ['-f', join(CHART, 'ci/hpa-values.yaml')], externalSecrets: [] },
     portrange: { args: ['-f', join(CHART, 'ci/portrange-values.yaml')], externalSecrets: ['postgres-app'] },
     tls: { args: ['-f', join(CHART, 'ci/tls-values.yaml')], externalSecrets: ['postgres-app'] },
+    recording: { args: ['-f', join(CHART, 'ci/recording-values.yaml')], externalSecrets: ['postgres-app', 'recordings-s3'] },
+    // The user's own claim, mounted by StatefulSets.
+    recordingClaim: { args: ['-f', join(CHART, 'ci/portrange-values.yaml'), '--set', 'recording.persistence.enabled=true', '--set', 'recording.persistence.existingClaim=recordings-nfs'], externalSecrets: ['postgres-app'] },
   };
   const HOST_IP = '192.0.2.50';
   let cache: string;
@@ -587,7 +655,7 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
     assert.deepEqual(typeErrors(all), []);
     for (const [name, objects] of Object.entries(rendered)) assert.deepEqual(apiServerRuleErrors(objects), [], name);
     const kinds = new Set(all.map((o) => o.kind));
-    for (const kind of ['Deployment', 'StatefulSet', 'Service', 'Secret', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'ScaledObject', 'ServiceMonitor']) assert.ok(kinds.has(kind), `some scenario renders a ${kind}`);
+    for (const kind of ['Deployment', 'StatefulSet', 'Service', 'Secret', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'ScaledObject', 'ServiceMonitor', 'PersistentVolumeClaim']) assert.ok(kinds.has(kind), `some scenario renders a ${kind}`);
   });
 
   it('catches a misspelt field, a wrong type and a bad name (the checks above can fail)', async () => {
@@ -618,6 +686,9 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
       [['-f', join(CHART, 'ci/tls-values.yaml'), '--set', 'balancer.haproxy.enabled=false'], /balancer.tls.secretName needs balancer.haproxy.enabled: HAProxy terminates TLS/],
       [['-f', join(CHART, 'ci/tls-values.yaml'), '--set', 'balancer.publicUrl=http://live.example.com'], /balancer.publicUrl \(http:\/\/live.example.com\) must be https:\/\/ with balancer.tls.secretName/],
       [['-f', join(CHART, 'ci/tls-values.yaml'), '--set', 'balancer.tls.plainPort=8080'], /balancer.tls.plainPort \(8080\) must differ from balancer.httpPort/],
+      [['--set', 'database.url=postgres://x', '--set', 'recording.s3.url=https://recordings.example.com'], /recording.s3.url: Does not match pattern/],
+      [['--set', 'database.url=postgres://x', '--set', 'recording.s3.existingSecret=recordings-s3'], /recording.s3: endpoint, region and existingSecret are for the bucket in recording.s3.url/],
+      [['--set', 'database.url=postgres://x', '--set', 'recording.persistence.accessModes[0]=ReadWriteSome'], /recording.persistence.accessModes.0/],
     ];
     for (const [args, message] of refusals) {
       const result = await template(args);
@@ -896,6 +967,66 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
     for (const o of workloads('tls').filter((w) => component(w) !== 'balancer')) {
       const node = nodeConfig(describeObject(o), [component(o)!], await resolvedEnv(o, podOf(o).spec.containers[0]!));
       assert.ok(node.tlsCert === undefined && node.publicUrl.startsWith('http://'), `${describeObject(o)}: plain HTTP`);
+    }
+  });
+
+  it('recordings: a volume at RELAYCAST_RECORD_DIR in every origin and edge pod, one ReadWriteMany claim for all with recording.persistence, else an emptyDir', async () => {
+    /** The claim every origin and edge mounts, by scenario; undefined: an emptyDir each. */
+    const claims: Record<string, string | undefined> = { recording: 'rc-relaycast-recordings', recordingClaim: 'recordings-nfs' };
+    for (const scenario of Object.keys(SCENARIOS)) {
+      const media = workloads(scenario).filter((o) => ['origin', 'edge'].includes(component(o)!));
+      assert.ok(media.some((o) => component(o) === 'origin') && media.some((o) => component(o) === 'edge'), scenario);
+      for (const o of media) {
+        const pod = podOf(o);
+        const c = pod.spec.containers[0]!;
+        const { recordDir } = nodeConfig(`${scenario} ${describeObject(o)}`, [component(o)!], loadable(await resolvedEnv(o, c)));
+        const mount = (c.volumeMounts as { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[]).find((m) => m.mountPath === recordDir);
+        assert.ok(mount && !mount.readOnly && mount.subPath === undefined, `${scenario} ${describeObject(o)}: a writable volume at its record dir ${recordDir}`);
+        const volume = (pod.spec.volumes as { name: string; persistentVolumeClaim?: { claimName: string; readOnly?: boolean }; emptyDir?: object }[]).find((v) => v.name === mount.name)!;
+        if (claims[scenario]) assert.deepEqual(volume.persistentVolumeClaim, { claimName: claims[scenario] }, `${scenario} ${describeObject(o)}: the shared claim`);
+        else assert.ok(volume.emptyDir && !volume.persistentVolumeClaim, `${scenario} ${describeObject(o)}: an emptyDir without recording.persistence`);
+      }
+      for (const o of workloads(scenario).filter((w) => component(w) === 'balancer')) {
+        assert.ok(!(podOf(o).spec.volumes as { persistentVolumeClaim?: unknown }[] | undefined)?.some((v) => v.persistentVolumeClaim), `${scenario}: the balancer does not mount the recordings`);
+      }
+      const pvcs = byKind(scenario, 'PersistentVolumeClaim');
+      // The chart makes the claim unless it is the user's (existingClaim).
+      assert.deepEqual(pvcs.map((p) => p.metadata.name), scenario === 'recording' ? [claims.recording] : [], `${scenario}: claims rendered`);
+    }
+    const pvc = find('recording', 'PersistentVolumeClaim', 'rc-relaycast-recordings')!;
+    const spec = pvc.spec as { accessModes: string[]; storageClassName?: string; resources: { requests: { storage: string } } };
+    assert.deepEqual(spec.accessModes, ['ReadWriteMany'], 'pods of every origin and edge, on many nodes, mount it');
+    assert.equal(spec.storageClassName, 'nfs-client');
+    assert.equal(spec.resources.requests.storage, '500Gi');
+    assert.equal(pvc.metadata.annotations?.['helm.sh/resource-policy'], 'keep', 'helm uninstall leaves the recordings Postgres indexes');
+    const fsGroup = (podOf(find('recording', 'Deployment', 'rc-relaycast-origin')!).spec.securityContext as { fsGroup?: number }).fsGroup;
+    assert.equal(fsGroup, 10001, 'the volume is made writable for the image\'s group');
+  });
+
+  it('recordings: recording.enabled and retentionDays reach the origins; recording.s3 reaches origins and edges, with the credentials from the user\'s Secret', async () => {
+    const configs = async (scenario: string) =>
+      Promise.all(
+        workloads(scenario)
+          .filter((o) => ['origin', 'edge'].includes(component(o)!))
+          .map(async (o) => {
+            const c = podOf(o).spec.containers[0]!;
+            return { o, c, role: component(o)!, config: nodeConfig(`${scenario} ${describeObject(o)}`, [component(o)!], loadable(await resolvedEnv(o, c))) };
+          }),
+      );
+    for (const { o, c, role, config } of await configs('default')) {
+      if (role === 'origin') assert.deepEqual([config.record, config.recordingRetentionDays], ['off', 7], `${describeObject(o)}: record off by default, a week kept`);
+      assert.equal(config.recordS3, undefined, `${describeObject(o)}: no object storage by default`);
+      assert.ok(!c.env!.some((e) => e.name.startsWith('AWS_')), `${describeObject(o)}: no AWS credentials by default`);
+    }
+    const recording = await configs('recording');
+    assert.deepEqual(new Set(recording.map((r) => r.role)), new Set(['origin', 'edge']));
+    for (const { o, c, role, config } of recording) {
+      if (role === 'origin') assert.deepEqual([config.record, config.recordingRetentionDays], ['on', 30], `${describeObject(o)}: recording.enabled, recording.retentionDays`);
+      assert.deepEqual([config.recordS3, config.recordS3Endpoint, config.recordS3Region], ['s3://recordings/live', 'http://minio.storage.svc:9000', 'eu-central-1'], `${describeObject(o)}: the bucket (origins upload, edges read back)`);
+      for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) {
+        const e = c.env!.find((x) => x.name === name);
+        assert.deepEqual(e?.valueFrom?.secretKeyRef, { name: 'recordings-s3', key: name }, `${describeObject(o)}: ${name} from recording.s3.existingSecret`);
+      }
     }
   });
 

@@ -24,6 +24,7 @@ const MODELS: Record<string, string> = {
   'v1/Service': 'kubernetes-models/v1/Service',
   'v1/ServiceAccount': 'kubernetes-models/v1/ServiceAccount',
   'v1/ConfigMap': 'kubernetes-models/v1/ConfigMap',
+  'v1/PersistentVolumeClaim': 'kubernetes-models/v1/PersistentVolumeClaim',
   'apps/v1/Deployment': 'kubernetes-models/apps/v1/Deployment',
   'apps/v1/StatefulSet': 'kubernetes-models/apps/v1/StatefulSet',
   'apps/v1/DaemonSet': 'kubernetes-models/apps/v1/DaemonSet',

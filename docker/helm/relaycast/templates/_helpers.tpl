@@ -83,6 +83,62 @@ hook also uses, to call the node's drain endpoint), its node id (the pod name: u
 {{- end }}
 {{- end }}
 
+{{/*
+Recordings: where origins write them and edges read them, the recordings volume in every origin
+and edge pod (a shared claim with recording.persistence, else an emptyDir).
+*/}}
+{{- define "relaycast.recordDir" -}}
+/var/lib/relaycast-recordings
+{{- end }}
+
+{{- define "relaycast.recordingsClaim" -}}
+{{- .Values.recording.persistence.existingClaim | default (printf "%s-recordings" (include "relaycast.fullname" .)) }}
+{{- end }}
+
+{{/*
+Recording environment of an origin or an edge, called with (dict "root" . "origin" bool): the
+directory and the object storage for both (an edge reads what the origins wrote), whether to
+record and how long to keep for origins (they record, and sweep).
+*/}}
+{{- define "relaycast.recordingEnv" -}}
+{{- $r := .root.Values.recording }}
+{{- if and (not $r.s3.url) (or $r.s3.endpoint $r.s3.region $r.s3.existingSecret) }}
+{{- fail "recording.s3: endpoint, region and existingSecret are for the bucket in recording.s3.url (s3://bucket/prefix), which is empty" }}
+{{- end }}
+- name: RELAYCAST_RECORD_DIR
+  value: {{ include "relaycast.recordDir" .root | quote }}
+{{- if .origin }}
+- name: RELAYCAST_RECORD
+  value: {{ ternary "on" "off" $r.enabled | quote }}
+- name: RELAYCAST_RECORDING_RETENTION_DAYS
+  value: {{ $r.retentionDays | quote }}
+{{- end }}
+{{- with $r.s3.url }}
+- name: RELAYCAST_RECORD_S3
+  value: {{ . | quote }}
+{{- end }}
+{{- with $r.s3.endpoint }}
+- name: RELAYCAST_RECORD_S3_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- with $r.s3.region }}
+- name: RELAYCAST_RECORD_S3_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- with $r.s3.existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: AWS_ACCESS_KEY_ID
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: AWS_SECRET_ACCESS_KEY
+{{- end }}
+{{- end }}
+
 {{- define "relaycast.probes" -}}
 startupProbe:
   httpGet:

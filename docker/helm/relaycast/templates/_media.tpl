@@ -9,6 +9,7 @@ An origin or edge workload and what goes with it. Called with a dict:
 hostNetwork mode: a Deployment whose pods use their node's network and announce its address.
 portRange mode: a StatefulSet (pod N takes port block N and announced address N, see
 docker/entrypoint.sh), its headless Service, and a LoadBalancer Service per pod.
+Either way the pods mount the recordings volume (templates/recordings.yaml), one for all.
 */}}
 {{- define "relaycast.mediaWorkload" -}}
 {{- $root := .root }}
@@ -160,6 +161,7 @@ spec:
             - name: RELAYCAST_CAPACITY
               value: {{ . | quote }}
             {{- end }}
+            {{- include "relaycast.recordingEnv" (dict "root" $root "origin" (not $edge)) | nindent 12 }}
             - name: RELAYCAST_PRESTOP_ROLE
               value: {{ .component | quote }}
             - name: RELAYCAST_PRESTOP_WAIT_S
@@ -194,11 +196,20 @@ spec:
               mountPath: /var/lib/relaycast
             - name: tmp
               mountPath: /tmp
+            - name: recordings
+              mountPath: {{ include "relaycast.recordDir" $root }}
       volumes:
         - name: data
           emptyDir: {}
         - name: tmp
           emptyDir: {}
+        - name: recordings
+          {{- if $root.Values.recording.persistence.enabled }}
+          persistentVolumeClaim:
+            claimName: {{ include "relaycast.recordingsClaim" $root }}
+          {{- else }}
+          emptyDir: {}
+          {{- end }}
 {{- if $w.pdb.enabled }}
 ---
 apiVersion: policy/v1
