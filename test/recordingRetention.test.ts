@@ -97,4 +97,34 @@ describe('recording retention (origin/Recordings.ts sweep, db/repositories/recor
     assert.ok(existsSync(join(dir, forever, 'cccccccc', '0.m4s')));
     assert.equal((await db.knex('recording_garbage').count({ n: '*' }))[0]!.n, '0', 'the garbage of this node was emptied');
   });
+
+  it('takes the garbage a node left that is long gone (a pod replaced on a shared volume), not that of a live one', async () => {
+    await db.knex('nodes').insert([
+      { id: 'origin-old', roles: ['origin'], region: 'default', lat: 0, lon: 0, public_url: 'http://127.0.0.1:1', announced_ip: '127.0.0.1', version: 'x', capacity: 1, state: 'dead', heartbeat_at: new Date(Date.now() - 2 * DAY) },
+      { id: 'origin-2', roles: ['origin'], region: 'default', lat: 0, lon: 0, public_url: 'http://127.0.0.1:2', announced_ip: '127.0.0.1', version: 'x', capacity: 1, state: 'up' },
+    ]);
+    for (const key of ['orphan/aaaaaaaa/0.m4s', 'theirs/aaaaaaaa/0.m4s']) await store.writeFile(key, Buffer.from('x'));
+    await db.knex('recording_garbage').insert([
+      { store: 'local', node_id: 'origin-old', key: 'orphan/aaaaaaaa/0.m4s' },
+      { store: 'local', node_id: 'origin-2', key: 'theirs/aaaaaaaa/0.m4s' },
+    ]);
+    const recordings = new Recordings({
+      db: db.knex,
+      nodeId: 'origin-1',
+      store,
+      hls: {} as HlsPackaging,
+      recordByDefault: false,
+      retentionDays: 7,
+      logger: pino({ level: 'silent' }),
+      metrics: new Metrics(),
+    });
+    try {
+      await recordings.sweep();
+    } finally {
+      await recordings.close();
+    }
+    assert.ok(!existsSync(join(dir, 'orphan/aaaaaaaa/0.m4s')), 'the gone node\'s file was deleted');
+    assert.ok(existsSync(join(dir, 'theirs/aaaaaaaa/0.m4s')), 'a live node\'s file is its own to delete');
+    assert.deepEqual((await db.knex('recording_garbage').select('node_id')).map((r) => r.node_id), ['origin-2']);
+  });
 });

@@ -284,10 +284,30 @@ export async function expireSegments(db: Knex, options: { defaultDays: number; l
   });
 }
 
-/** Up to `limit` of the garbage in `store`: of node `nodeId` (its local disk), or of any node (`nodeId` undefined: a shared store). */
+/**
+ * A node silent this long is not coming back (a pod replaced at a rollout gets a new name): the
+ * garbage it left on a local store is anyone's to try (on a volume the nodes share, its files are
+ * there; elsewhere deleting a missing file costs nothing).
+ */
+const ORPHAN_AFTER_MS = 3600_000;
+
+/**
+ * Up to `limit` of the garbage in `store`: of node `nodeId` (its local disk) and of nodes long
+ * gone, or of any node (`nodeId` undefined: a shared store such as S3).
+ */
 export async function garbageOf(db: Knex, options: { nodeId?: string; store: string; limit: number }): Promise<Array<{ id: string; key: string }>> {
   const query = db('recording_garbage').where({ store: options.store }).orderBy('id').limit(options.limit).select('id', 'key');
-  if (options.nodeId !== undefined) query.where({ node_id: options.nodeId });
+  if (options.nodeId !== undefined) {
+    const nodeId = options.nodeId;
+    query.where((q) =>
+      q.where({ node_id: nodeId }).orWhereNotExists((alive) =>
+        alive
+          .from('nodes')
+          .whereRaw('nodes.id = recording_garbage.node_id')
+          .where((n) => n.where('nodes.state', 'up').orWhere('nodes.heartbeat_at', '>', new Date(Date.now() - ORPHAN_AFTER_MS))),
+      ),
+    );
+  }
   const rows: Array<{ id: string | number; key: string }> = await query;
   return rows.map((r) => ({ id: String(r.id), key: r.key }));
 }
