@@ -6,16 +6,16 @@ import type { CertificateWatcher } from '../core/CertificateWatcher.ts';
 import { Problem } from '../core/errors.ts';
 import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import type { Database } from '../db/Database.ts';
-import { STREAM_NAME, streamName } from '../core/tokens.ts';
+import { STREAM_NAME, authorizeStream, bearerToken, streamName } from '../core/tokens.ts';
 import { listNodes } from '../db/repositories/nodes.ts';
 import { listRelayedStreams } from '../db/repositories/relays.ts';
-import { listStreams } from '../db/repositories/streams.ts';
-import { recordedBytesByStream } from '../db/repositories/recordings.ts';
+import { getStream, listStreams } from '../db/repositories/streams.ts';
+import { latestRecording, recordedBytesByStream, recordingLive } from '../db/repositories/recordings.ts';
 import { AdminAuth } from './AdminAuth.ts';
 import { adminOperations } from './adminApi.ts';
 import { operationsRouter } from './apiOperations.ts';
 import { CORS } from '../core/http.ts';
-import { RECORDING_ID, RECORDINGS_PUBLIC_PATH } from '../core/recordingUrls.ts';
+import { RECORDING_ID, RECORDINGS_PUBLIC_PATH, recordingUrls } from '../core/recordingUrls.ts';
 import { GeoLocator } from './GeoLocator.ts';
 import { HaproxyController } from './HaproxyController.ts';
 import { webPagesRouter } from './webPages.ts';
@@ -44,6 +44,17 @@ const DEFAULT_EDGE_CAPACITY = 500;
 
 /** How many ranked choices the route API returns: the pick and a few to spill to. */
 const ROUTE_CHOICES = 10;
+
+/**
+ * How far back the web player's DVR window reaches (`GET /v1/dvr`): two hours, enough to catch up
+ * on most of a show from its start. Not the whole recording: a DVR player reloads its EVENT
+ * playlist every target duration for as long as it watches, and the playlist grows with the
+ * window (two hours of 2 s segments: 3,600 of them, some 300 KB). Well under the day a
+ * playlist may hold (edge/RecordingPlayback.ts MAX_RANGE_SEGMENTS, `422 range-too-long` past it):
+ * the window's start is fixed once (an EVENT playlist only grows), so a viewer may stay in it for
+ * some 22 hours more before the playlist reaches that limit.
+ */
+const DVR_WINDOW_MS = 2 * 60 * 60 * 1000;
 
 /** A node id as nodes are allowed to be named (core/config.ts nodeId). */
 const NODE_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -105,6 +116,15 @@ export class Balancer implements Role {
         client: { address: client, location },
         choices: choices.map((c) => ({ node: c.node.id, region: c.node.region, url: this.nodeUrl(c.node), ...(role === 'origin' ? { rtmpUrl: c.node.rtmpUrl ?? null } : {}), load: Number(c.load.toFixed(3)), distanceKm: c.distanceKm === undefined ? null : Math.round(c.distanceKm) })),
       });
+    });
+    // The DVR window of a live stream that is recorded: where the web player plays it behind live.
+    this.router.options('/v1/dvr', (_req, res) => {
+      res.set(CORS).status(204).end();
+    });
+    this.router.get('/v1/dvr', async (req, res) => {
+      // Every answer, a problem too, is readable by a player embedded in another site; none is cached (it names now).
+      res.set(CORS).set('Cache-Control', 'no-store');
+      res.json(await this.dvrWindow(streamName(req.query.stream), typeof req.query.token === 'string' ? req.query.token : bearerToken(req.get('authorization'))));
     });
     for (const [kind, role] of [['whep', 'edge'], ['whip', 'origin']] as const) {
       this.router.options(`/${kind}/:stream`, (_req, res) => {
@@ -178,6 +198,29 @@ export class Balancer implements Role {
     const api = operationsRouter(operations, (req, scope) => this.#auth.authorize(req.get('authorization'), scope));
     this.router.use('/api/v1', api);
     this.router.use(webPagesRouter());
+  }
+
+  /**
+   * The DVR window of `stream` (`GET /v1/dvr`): its live recording (the latest, while it is being
+   * recorded) from the later of its start and DVR_WINDOW_MS ago, and the balancer's URL of that
+   * range's playlist (EVENT: it grows while the recording goes on; the 307 to an edge is the
+   * balancer's, as for any recording). A private stream needs a `playback` token (401/403 without
+   * one), which the playlist URL then carries; 404 `not-found` when nothing is being recorded.
+   */
+  async dvrWindow(stream: string, token: string | undefined, now = Date.now()) {
+    const { db, config, clusterSecret } = this.#ctx;
+    const isPrivate = (await getStream(db.knex, stream))?.private ?? false;
+    if (isPrivate) await authorizeStream(token, { secret: clusterSecret, stream, action: 'playback' });
+    const recording = await latestRecording(db.knex, stream);
+    if (!recording || !recordingLive(recording, now)) throw new Problem('not-found', `${stream} is not being recorded`);
+    const from = new Date(Math.max(recording.startedAt.getTime(), now - DVR_WINDOW_MS));
+    const query = new URLSearchParams({ from: from.toISOString(), ...(isPrivate && token ? { token } : {}) });
+    return {
+      stream,
+      recording: { id: recording.id, startedAt: recording.startedAt.toISOString() },
+      from: from.toISOString(),
+      playlistUrl: `${recordingUrls(config.publicUrl, recording.id).playlistUrl}?${query}`,
+    };
   }
 
   /** Stores the first admin token (see AdminAuth.bootstrap), printing a made-up one once. */

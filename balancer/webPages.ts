@@ -7,8 +7,9 @@ import { streamName } from '../core/tokens.ts';
 /**
  * The browser pages the balancer serves (issue 6):
  * - `GET /play/{stream}`: the web player (`?token=` for a private stream, `?embed=1` for iframes,
- *   `&stats=1` to show the stats there). It asks this balancer's route API for an edge and plays
- *   over WHEP from it, reconnecting by itself.
+ *   `&stats=1` to show the stats there, `?playbackToken=` for a private stream's DVR window). It
+ *   asks this balancer's route API for an edge and plays over WHEP from it, reconnecting by itself;
+ *   a stream being recorded gets a DVR window (`/v1/dvr`, Balancer.ts).
  * - `GET /dashboard`: nodes and live streams, read from the admin API with the admin token the
  *   page asks for. The page itself is public; its data is not.
  * - `GET /player/*`: the static files of `player/` (the `relaycast-player.js` module that sites

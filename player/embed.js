@@ -2,7 +2,8 @@
  * Relaycast embed: turns every
  *   <div data-relaycast-stream="show" data-relaycast-server="https://host"></div>
  * on the page into (replaces it by) an iframe of https://host/play/show?embed=1. Optional attributes:
- * data-relaycast-token (play token of a private stream), data-relaycast-stats="1" (stats overlay),
+ * data-relaycast-token (play token of a private stream), data-relaycast-playback-token (its
+ * playback token, for the DVR window of its recording), data-relaycast-stats="1" (stats overlay),
  * data-relaycast-mode="webrtc" or "hls" (default: WebRTC, and HLS when it cannot play).
  * Without data-relaycast-server, the server is the one this script was loaded from.
  * window.RelaycastEmbed.scan() converts divs added later.
@@ -22,6 +23,8 @@
       const query = new URLSearchParams({ embed: '1' });
       const token = div.getAttribute('data-relaycast-token');
       if (token) query.set('token', token);
+      const playbackToken = div.getAttribute('data-relaycast-playback-token');
+      if (playbackToken) query.set('playbackToken', playbackToken);
       if (div.getAttribute('data-relaycast-stats') === '1') query.set('stats', '1');
       const mode = div.getAttribute('data-relaycast-mode');
       if (mode === 'webrtc' || mode === 'hls') query.set('mode', mode);

@@ -3,7 +3,9 @@
  * The /play/{stream} page: a RelaycastPlayer on the page's <video>, the status and stats overlays,
  * and the embed snippet. Query: ?token=… (private streams), ?embed=1 (video only, for iframes),
  * &stats=1 (stats overlay shown in embed mode), ?mode=webrtc|hls (default: auto, WebRTC and HLS
- * when it cannot play). The player is window.relaycastPlayer.
+ * when it cannot play), ?playbackToken=… (a private stream's DVR window). A stream that is being
+ * recorded gets a DVR button: its recording from up to two hours back, with the video's own
+ * controls as the seek bar, and a Live button back. The player is window.relaycastPlayer.
  */
 import { RelaycastPlayer } from './relaycast-player.js';
 
@@ -11,6 +13,7 @@ const params = new URLSearchParams(location.search);
 const stream = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() ?? '');
 const embed = params.get('embed') === '1';
 const token = params.get('token') ?? undefined;
+const playbackToken = params.get('playbackToken') ?? undefined;
 const modeParam = params.get('mode');
 /** @type {import('./relaycast-player.js').PlayerMode} */
 const mode = modeParam === 'webrtc' || modeParam === 'hls' ? modeParam : 'auto';
@@ -28,7 +31,7 @@ $('embed-code').textContent =
   `<div data-relaycast-stream="${stream}" data-relaycast-server="${location.origin}"></div>\n` +
   `<script src="${location.origin}/player/embed.js"></script>`;
 
-const player = new RelaycastPlayer(video, { server: location.origin, stream, token, mode });
+const player = new RelaycastPlayer(video, { server: location.origin, stream, token, playbackToken, mode });
 /** @type {any} */ (window).relaycastPlayer = player;
 
 /**
@@ -42,16 +45,37 @@ function showStatus(text) {
   line.replaceChildren(...text.split(/(--[a-z][a-z-]*)/).map((part, i) => (i % 2 ? Object.assign(document.createElement('code'), { textContent: part }) : part)));
 }
 
+/**
+ * How far behind live, as a viewer of a DVR window reads it: "12 s", "4:05", "1:02:09".
+ * @param {number} ms
+ */
+function behind(ms) {
+  const total = Math.round(ms / 1000);
+  if (total < 60) return `${total} s`;
+  const [h, m, sec] = [Math.floor(total / 3600), Math.floor(total / 60) % 60, total % 60];
+  const mmss = `${String(m).padStart(h ? 2 : 1, '0')}:${String(sec).padStart(2, '0')}`;
+  return h ? `${h}:${mmss}` : mmss;
+}
+
+const MODE_NAMES = { webrtc: 'WebRTC', hls: 'HLS', dvr: 'DVR' };
+
 /** @param {ReturnType<RelaycastPlayer['stats']>} s */
 function render(s) {
   const playing = s.state === 'playing';
+  const dvr = s.mode === 'dvr';
   $('status').hidden = playing;
   $('status').dataset.state = s.state;
   showStatus(s.stateText);
-  $('live').hidden = !playing;
-  // How it plays, and over HLS how far behind live: "HLS · 1.3 s", "WebRTC".
-  const modeName = s.mode === 'hls' ? 'HLS' : s.mode === 'webrtc' ? 'WebRTC' : '';
-  const latency = s.latencyMs === null ? '' : `${(s.latencyMs / 1000).toFixed(1)} s`;
+  $('live').hidden = !playing || dvr;
+  // The DVR window: its button while live, when the stream is being recorded; in it, the video's
+  // own controls (their seek bar spans the window) and the Live button.
+  $('dvr').hidden = dvr || player.dvr === null || s.mode === null;
+  $('go-live').hidden = !dvr;
+  $('stage').classList.toggle('dvr', dvr);
+  if (video.controls !== dvr) video.controls = dvr;
+  // How it plays, and how far behind live: "HLS · 1.3 s", "WebRTC", "DVR · 4:05 behind".
+  const modeName = s.mode ? MODE_NAMES[s.mode] : '';
+  const latency = s.latencyMs === null ? '' : dvr ? `${behind(s.latencyMs)} behind` : `${(s.latencyMs / 1000).toFixed(1)} s`;
   $('mode').hidden = !modeName;
   $('mode').dataset.mode = s.mode ?? '';
   $('mode').textContent = latency ? `${modeName} · ${latency}` : modeName;
@@ -74,8 +98,9 @@ function render(s) {
     layer: s.layer === null ? '–' : `${player.layers().find((l) => l.id === s.layer)?.label ?? s.layer} (${s.layerMode})`,
     downlink: s.downlinkKbps === null ? '–' : `${s.downlinkKbps.toLocaleString('en')} kbit/s`,
     edge: s.edge ?? '–',
-    mode: s.mode === 'hls' ? 'HLS' : s.mode === 'webrtc' ? 'WebRTC' : '–',
+    mode: modeName || '–',
     latency: s.latencyMs === null ? '–' : `${s.latencyMs.toLocaleString('en')} ms`,
+    playingDate: s.playingDate === null ? '–' : new Date(s.playingDate).toLocaleTimeString('en-GB'),
   };
   for (const dd of statsBox.querySelectorAll('dd')) {
     const key = /** @type {HTMLElement} */ (dd).dataset.stat ?? '';
@@ -83,6 +108,7 @@ function render(s) {
   }
 }
 player.addEventListener('stats', () => render(player.stats()));
+player.addEventListener('dvr', () => render(player.stats()));
 
 // The quality menu: Auto and each layer of a simulcast stream (hidden for a single-layer stream).
 const quality = /** @type {HTMLSelectElement} */ ($('quality'));
@@ -97,6 +123,10 @@ quality.addEventListener('change', () => {
 });
 
 $('retry').addEventListener('click', () => player.retry());
+$('dvr').addEventListener('click', () => {
+  player.enterDvr().catch((/** @type {Error} */ error) => console.warn('no DVR:', error.message));
+});
+$('go-live').addEventListener('click', () => player.leaveDvr());
 
 // Autoplay is only allowed muted; sound needs a click.
 const unmute = $('unmute');

@@ -41,9 +41,17 @@
  * MediaSource (iOS Safari), the browser's own HLS plays. Mode 'webrtc' never plays HLS, mode 'hls'
  * nothing else.
  *
+ * A DVR window (player/dvr.js), when the stream is being recorded: the balancer's `/v1/dvr` names
+ * the recording's playlist from up to two hours back (`player.dvr`; asked at start, at each
+ * session that plays, and every 30 s while playing). enterDvr() plays it with hls.js (mode 'dvr':
+ * the video's currentTime is the position in the window, seekable over all of it), leaveDvr()
+ * returns to live playback as before (WebRTC or LL-HLS).
+ *
  * Plain modern JavaScript (ES2022, no bundler); types in JSDoc. hls.js is its one dependency,
  * loaded on demand.
  */
+
+import { DVR_HLS_CONFIG, DvrWatch } from './dvr.js';
 
 /**
  * No RTP packet at all, audio or video, for this long while playing means the session is lost:
@@ -147,6 +155,12 @@ const HLS_CONFIG = {
 };
 
 /**
+ * Where DVR plays: the window, and where in it (seconds from its start; null: near its live end).
+ * A lost DVR session starts again where it was.
+ * @typedef {{ window: DvrWindow, at: number | null }} DvrTarget
+ */
+
+/**
  * An HLS session whose playback has not advanced for this long (its picture stopped while the
  * video is not paused, or it never started after its playlist loaded) is lost, and started again.
  * hls.js mends short gaps itself and says when it cannot (a fatal error), so this is only the
@@ -154,6 +168,8 @@ const HLS_CONFIG = {
  * durations, 12 s), so a stream that merely paused its media is given the server's own time.
  */
 const HLS_FROZEN_MS = 15_000;
+
+/** @typedef {import('./dvr.js').DvrWindow} DvrWindow */
 
 /**
  * @typedef {'auto' | 'webrtc' | 'hls'} PlayerMode
@@ -239,9 +255,13 @@ const HLS_FROZEN_MS = 15_000;
  * @property {'auto' | 'pinned'} layerMode   whether the edge chooses the layer or the viewer pinned one
  * @property {number | null} downlinkKbps   what the edge knows the viewer's link carries (its estimate, or the bitrate last delivered without loss)
  * @property {number | null} viewers   viewers of the stream on this edge
- * @property {'webrtc' | 'hls' | null} mode   how the player plays now (null before start() and after stop())
+ * @property {'webrtc' | 'hls' | 'dvr' | null} mode   how the player plays now: live over WebRTC or
+ *   HLS, or behind live in the DVR window (null before start() and after stop())
  * @property {number | null} latencyMs   over HLS: how far behind the live edge playback is (hls.js's
- *   estimate; the browser's own HLS: now minus the program date-time of the picture shown); null over WebRTC
+ *   estimate; the browser's own HLS: now minus the program date-time of the picture shown); in DVR:
+ *   now minus the program date-time of the picture shown; null over WebRTC
+ * @property {string | null} playingDate   over HLS and in DVR: when the picture shown was live, its
+ *   EXT-X-PROGRAM-DATE-TIME (ISO 8601; hls.js's playingDate), if the playlist says; null over WebRTC
  */
 
 /**
@@ -251,6 +271,8 @@ const HLS_FROZEN_MS = 15_000;
  * @property {string} [token]   play token for a private stream (sent as Authorization: Bearer)
  * @property {RTCIceServer[]} [iceServers]   STUN/TURN servers; the WHEP answer's Link headers add to them
  * @property {PlayerMode} [mode]   'auto' (default), 'webrtc' or 'hls'
+ * @property {string} [playbackToken]   playback token for a private stream's DVR window (its
+ *   recordings need one; the play token is for live viewing only). Without it, a private stream has no DVR.
  */
 
 /** @param {number} ms */
@@ -556,14 +578,20 @@ export class RelaycastPlayer extends EventTarget {
   #session = null;
   /** @type {HlsSession | null} */
   #hlsSession = null;
-  /** How the player plays now: WebRTC or HLS; null before start() and after stop(). */
-  /** @type {'webrtc' | 'hls' | null} */
+  /** How the player plays now: WebRTC or HLS live, or the DVR window; null before start() and after stop(). */
+  /** @type {'webrtc' | 'hls' | 'dvr' | null} */
   #mode = null;
   /** In mode 'auto': WebRTC could not play, so every attempt plays HLS, until retry() or start(). */
   #fellBack = false;
   /** The mode at the last 'statechange': a change of mode alone fires one too. */
-  /** @type {'webrtc' | 'hls' | null} */
+  /** @type {'webrtc' | 'hls' | 'dvr' | null} */
   #announcedMode = null;
+  /** The stream's DVR window, as the balancer last said (player/dvr.js). */
+  /** @type {DvrWatch} */
+  #dvrWatch;
+  /** Set while the viewer is in the DVR window (enterDvr() to leaveDvr()): every attempt plays it. */
+  /** @type {DvrTarget | null} */
+  #dvrTarget = null;
   /** Bumped by every attempt and by stop(): async work of an older attempt sees it and bails out. */
   #generation = 0;
   #backoffMs = BACKOFF_INITIAL_MS;
@@ -609,6 +637,8 @@ export class RelaycastPlayer extends EventTarget {
     if (options.mode !== undefined && !['auto', 'webrtc', 'hls'].includes(options.mode)) throw new TypeError(`invalid mode: ${options.mode}`);
     this.#options = { ...options, server: (options.server || globalThis.location.origin).replace(/\/+$/, '') };
     this.#stats = this.#emptyStats();
+    const { server, stream, playbackToken } = this.#options;
+    this.#dvrWatch = new DvrWatch({ server, stream, token: playbackToken, onChange: () => this.#emit('dvr') });
   }
 
   /** @returns {PlayerState} */
@@ -628,9 +658,57 @@ export class RelaycastPlayer extends EventTarget {
     return this.#failure;
   }
 
-  /** How the player plays now: 'webrtc' or 'hls' ('statechange' fires when it changes); null before start() and after stop(). */
+  /**
+   * How the player plays now: 'webrtc' or 'hls' live, 'dvr' in the DVR window ('statechange' fires
+   * when it changes); null before start() and after stop().
+   */
   get mode() {
     return this.#mode;
+  }
+
+  /**
+   * The stream's DVR window, when it is being recorded (and, for a private stream, the player has
+   * a playbackToken): the recording, where the window starts, its playlist. null when there is
+   * none, or before the balancer has said. 'dvr' fires when one appears or goes.
+   * @returns {DvrWindow | null}
+   */
+  get dvr() {
+    return this.#dvrWatch.window;
+  }
+
+  /**
+   * Plays the DVR window (mode 'dvr') instead of live: from `atSeconds` after the window's start
+   * (the video's currentTime counts from there, and the video is seekable over the window), or
+   * near its live end. The window is `dvr`, asked for first when not known; rejects when there is
+   * none. In DVR already, it moves the playhead there. The state then follows as live playback's
+   * does ('connecting', 'playing', 'reconnecting': a lost DVR session starts again where it was);
+   * a window that can no longer be played (the recording deleted, the token refused) and the end
+   * of one whose recording ended return to live by themselves.
+   * @param {number} [atSeconds]
+   */
+  async enterDvr(atSeconds) {
+    if (atSeconds !== undefined && !(Number.isFinite(atSeconds) && atSeconds >= 0)) throw new RangeError(`invalid DVR position: ${atSeconds}`);
+    if (this.#state === 'idle' || this.#state === 'stopped') throw new Error('the player is not started');
+    const session = this.#hlsSession;
+    if (this.#dvrTarget && session?.loadedAt != null) {
+      const to = atSeconds ?? session.hls?.liveSyncPosition ?? null;
+      if (to !== null) this.#video.currentTime = to;
+      return;
+    }
+    const window = this.#dvrWatch.window ?? (await this.#dvrWatch.check(true));
+    if (!window) throw new Error(`${this.#options.stream} has no DVR window: it is not being recorded${this.#options.playbackToken ? '' : ', or it is private (a playbackToken is needed)'}`);
+    if (this.#mode === null) return; // stopped meanwhile
+    this.#dvrTarget = { window, at: atSeconds ?? null };
+    this.#backoffMs = BACKOFF_INITIAL_MS;
+    void this.#attempt();
+  }
+
+  /** Leaves the DVR window: live playback again, as before (WebRTC, or HLS). Does nothing when not in DVR. */
+  leaveDvr() {
+    if (!this.#dvrTarget) return;
+    this.#dvrTarget = null;
+    this.#backoffMs = BACKOFF_INITIAL_MS;
+    if (this.#state !== 'idle' && this.#state !== 'stopped') void this.#attempt();
   }
 
   /** The mode it was asked for: 'auto' (WebRTC, else HLS), 'webrtc' or 'hls'. */
@@ -767,8 +845,10 @@ export class RelaycastPlayer extends EventTarget {
     this.#fellBack = false;
     this.#failure = null;
     this.#stats = this.#emptyStats();
+    this.#dvrTarget = null;
     this.#statsTimer = setInterval(() => void this.#tick(), WATCH_INTERVAL_MS);
     void this.#attempt();
+    this.#dvrWatch.start(() => this.#state === 'playing');
   }
 
   /**
@@ -797,6 +877,8 @@ export class RelaycastPlayer extends EventTarget {
     this.#retryAt = null;
     this.#teardown();
     this.#mode = null;
+    this.#dvrTarget = null;
+    this.#dvrWatch.stop();
     this.#setState('stopped');
   }
 
@@ -806,12 +888,13 @@ export class RelaycastPlayer extends EventTarget {
     const generation = ++this.#generation;
     this.#retryAt = null;
     this.#teardown();
-    const hls = this.#options.mode === 'hls' || this.#fellBack;
-    if (!hls) this.#failure = null; // WebRTC is tried (again): what stopped it last time no longer holds
-    this.#mode = hls ? 'hls' : 'webrtc';
+    const dvr = this.#dvrTarget;
+    const hls = !dvr && (this.#options.mode === 'hls' || this.#fellBack);
+    if (!dvr && !hls) this.#failure = null; // WebRTC is tried (again): what stopped it last time no longer holds
+    this.#mode = dvr ? 'dvr' : hls ? 'hls' : 'webrtc';
     this.#setState('connecting');
     try {
-      await (hls ? this.#connectHls(generation) : this.#connect(generation));
+      await (dvr ? this.#connectDvr(generation, dvr) : hls ? this.#connectHls(generation) : this.#connect(generation));
     } catch (error) {
       if (generation !== this.#generation) return;
       this.#failed(/** @type {Error} */ (error));
@@ -921,10 +1004,56 @@ export class RelaycastPlayer extends EventTarget {
     await res.arrayBuffer();
     if (generation !== this.#generation) return;
     session.edge ??= new URL(res.url).host;
+    this.#playHls(session, res.url, Hls, HLS_CONFIG);
+  }
+
+  /**
+   * Sets up the DVR session: the window's playlist, fetched once for its status as live HLS's is
+   * (the balancer's URL: the fetch follows its 307 to an edge, whose URL hls.js then reloads), then
+   * hls.js on it (DVR_HLS_CONFIG) from `target.at` or near its live end, or the browser's own HLS.
+   * The same HlsSession and #tickHls as live HLS; a recording that ended and was played to its
+   * end returns to live.
+   * @param {number} generation
+   * @param {DvrTarget} target
+   */
+  async #connectDvr(generation, target) {
+    const video = this.#video;
+    const requests = (this.#requests = new AbortController());
+    const mse = 'MediaSource' in globalThis || 'ManagedMediaSource' in globalThis;
+    /** @type {typeof import('hls.js').default | null} */
+    const Hls = mse ? await import(HLS_MODULE).then((module) => module.default) : null;
+    if (generation !== this.#generation) return;
+    if (!Hls?.isSupported() && video.canPlayType('application/vnd.apple.mpegurl') === '') throw new SessionError('this browser cannot play HLS, which the DVR window is', 422);
+    const session = new HlsSession(target.window.playlistUrl);
+    this.#hlsSession = session;
+    const res = await fetch(session.url, { signal: this.#signal(), cache: 'no-store' });
+    if (generation !== this.#generation) return;
+    if (!res.ok) {
+      const retryAfter = Number(res.headers.get('retry-after'));
+      throw new SessionError(await problemDetail(res), res.status, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined);
+    }
+    await res.arrayBuffer();
+    if (generation !== this.#generation) return;
+    session.edge = new URL(res.url).host;
+    video.addEventListener('ended', () => session === this.#hlsSession && this.leaveDvr(), { signal: requests.signal });
+    this.#playHls(session, res.url, Hls, { ...DVR_HLS_CONFIG, startPosition: target.at ?? -1 }, target.at);
+  }
+
+  /**
+   * Plays the playlist at `url` (it answered) on the video, for `session`: with hls.js and
+   * `config` where it is supported, else with the browser's own HLS (from `startAt` s, when given).
+   * @param {HlsSession} session
+   * @param {string} url
+   * @param {typeof import('hls.js').default | null} Hls
+   * @param {Partial<import('hls.js').HlsConfig>} config
+   * @param {number | null} [startAt]
+   */
+  #playHls(session, url, Hls, config, startAt = null) {
+    const video = this.#video;
     session.loadedAt = performance.now();
     video.srcObject = null; // WebRTC's stream, if it played before: a srcObject hides src
     if (Hls?.isSupported()) {
-      const hls = new Hls(HLS_CONFIG);
+      const hls = new Hls(config);
       session.hls = hls;
       hls.on(Hls.Events.ERROR, (_event, data) => {
         if (data.fatal && session === this.#hlsSession) this.#hlsFailed(data);
@@ -932,14 +1061,23 @@ export class RelaycastPlayer extends EventTarget {
       hls.on(Hls.Events.FRAG_LOADED, (_event, data) => {
         session.bytes += (data.part ?? data.frag).stats.loaded;
       });
-      hls.loadSource(res.url); // after the balancer's 307, the edge's URL: its reloads go there directly
+      hls.loadSource(url); // after the balancer's 307, the edge's URL: its reloads go there directly
       hls.attachMedia(video);
     } else {
       session.native = true;
       // The browser's player says little: an error is a lost session (the frozen watch covers the rest).
       const signal = this.#requests?.signal;
       video.addEventListener('error', () => this.#lost(`HLS: the browser's player failed (${video.error?.message || video.error?.code})`), { once: true, signal });
-      video.src = res.url;
+      if (startAt !== null) {
+        video.addEventListener(
+          'loadedmetadata',
+          () => {
+            video.currentTime = startAt;
+          },
+          { once: true, signal },
+        );
+      }
+      video.src = url;
     }
     video.play().catch(() => undefined); // refused without a user gesture unless muted: the page's Unmute button plays
     this.#stats.sessions++;
@@ -983,6 +1121,14 @@ export class RelaycastPlayer extends EventTarget {
     this.#stats.lastError = error.name === 'AbortError' || error.name === 'TimeoutError' ? 'request timed out' : error.message;
     const edge = this.#session?.edge ?? null;
     this.#teardown();
+    if (this.#mode === 'dvr' && (status === 401 || status === 403 || status === 404 || status === 422)) {
+      // The window cannot be played (any more): the recording was deleted, the token is refused,
+      // it reached a playlist's limit (a day). Live again; the balancer is asked afresh.
+      this.#dvrTarget = null;
+      void this.#dvrWatch.check(true);
+      void this.#attempt();
+      return;
+    }
     if (status === 422 && this.#mode === 'webrtc' && this.#canFallBack()) {
       const reason = `This browser cannot decode the stream over WebRTC: ${this.#stats.lastError}`;
       this.#fallBack({ kind: 'unsupported', reason, edge, attempts: 1, offered: [], tried: [], local: [] });
@@ -1003,6 +1149,8 @@ export class RelaycastPlayer extends EventTarget {
   #lost(why, { hint = false, recovering = true } = {}) {
     const wasPlaying = this.#state === 'playing';
     if (hint && this.#session?.node) this.#lostNode = this.#session.node;
+    // A DVR session starts again where it was.
+    if (this.#dvrTarget && this.#hlsSession?.loadedAt != null && this.#video.currentTime > 0) this.#dvrTarget.at = this.#video.currentTime;
     if (wasPlaying) {
       this.#stats.reconnects++;
       this.#lostAt = recovering ? performance.now() : null;
@@ -1114,7 +1262,7 @@ export class RelaycastPlayer extends EventTarget {
     if (session) this.#closeWhep(session);
     if (!session && !hlsSession) return;
     const stats = this.#stats;
-    Object.assign(stats, { framesDecoded: 0, framesDropped: 0, width: 0, height: 0, fps: 0, bitrateKbps: 0, rttMs: null, audioPacketsReceived: 0, connectionState: 'none', session: null, layer: null, downlinkKbps: null, viewers: null, latencyMs: null });
+    Object.assign(stats, { framesDecoded: 0, framesDropped: 0, width: 0, height: 0, fps: 0, bitrateKbps: 0, rttMs: null, audioPacketsReceived: 0, connectionState: 'none', session: null, layer: null, downlinkKbps: null, viewers: null, latencyMs: null, playingDate: null });
   }
 
   /** @param {Session} session */
@@ -1212,14 +1360,20 @@ export class RelaycastPlayer extends EventTarget {
       s.width = video.videoWidth;
       s.height = video.videoHeight;
       const hls = session.hls;
+      /** When the picture shown was live (its program date-time), ms. @type {number | null} */
+      let shownAt;
       if (hls) {
-        s.latencyMs = hls.latency > 0 ? Math.round(hls.latency * 1000) : null;
+        shownAt = hls.playingDate?.getTime() ?? null;
+        // Live: hls.js's estimate (from the playlist's end); DVR: from the wall clock, the figure a viewer behind live wants.
+        s.latencyMs = this.#mode === 'dvr' ? (shownAt === null ? null : Math.max(0, Date.now() - shownAt)) : hls.latency > 0 ? Math.round(hls.latency * 1000) : null;
         s.videoCodec = hlsVideoCodec(hls.levels[hls.currentLevel]?.videoCodec) ?? s.videoCodec;
       } else {
         // Safari: the program date-time of the playlist's start (NaN without one), plus the position.
         const start = /** @type {any} */ (video).getStartDate?.()?.getTime();
-        s.latencyMs = Number.isFinite(start) ? Math.max(0, Math.round(Date.now() - start - video.currentTime * 1000)) : null;
+        shownAt = Number.isFinite(start) ? start + Math.round(video.currentTime * 1000) : null;
+        s.latencyMs = shownAt === null ? null : Math.max(0, Date.now() - shownAt);
       }
+      s.playingDate = shownAt === null ? null : new Date(shownAt).toISOString();
       const picture = video.readyState >= HTMLMediaElement.HAVE_CURRENT_DATA;
       if (picture && (video.currentTime !== session.lastTime || video.paused)) {
         session.lastTime = video.currentTime;
@@ -1248,6 +1402,7 @@ export class RelaycastPlayer extends EventTarget {
     this.#mediaFailures = 0;
     this.#lostAt = null;
     this.#stats.lastError = null;
+    if (this.#state !== 'playing') void this.#dvrWatch.check(); // a session that plays: is it being recorded (now)?
     this.#setState('playing');
   }
 
@@ -1319,7 +1474,7 @@ export class RelaycastPlayer extends EventTarget {
     this.#emit('stats');
   }
 
-  /** @param {'statechange' | 'stats' | 'layers'} type */
+  /** @param {'statechange' | 'stats' | 'layers' | 'dvr'} type */
   #emit(type) {
     this.dispatchEvent(new CustomEvent(type, { detail: this.stats() }));
   }
@@ -1355,6 +1510,7 @@ export class RelaycastPlayer extends EventTarget {
       viewers: null,
       mode: null,
       latencyMs: null,
+      playingDate: null,
     };
   }
 }

@@ -176,6 +176,15 @@ export async function getRecording(db: Knex, id: string): Promise<RecordingRecor
   return row && toRecording(row);
 }
 
+/**
+ * A stream's most recent recording (the one a new run continues, or that is being recorded now:
+ * see `recordingLive`), or undefined; one backward step of the (stream, started_at) index.
+ */
+export async function latestRecording(db: Knex, stream: string): Promise<RecordingRecord | undefined> {
+  const row: RecordingRow | undefined = await db('recordings').where('stream', stream).orderBy('started_at', 'desc').first();
+  return row && toRecording(row);
+}
+
 /** A stream's recordings that overlap [from, to), oldest first; one range scan of (stream, started_at). */
 export async function listRecordings(db: Knex, filter: { stream: string; from?: Date; to?: Date; limit: number; after?: string }): Promise<RecordingRecord[]> {
   const query = db('recordings').where('stream', filter.stream).orderBy([{ column: 'started_at' }, { column: 'id' }]).limit(filter.limit);

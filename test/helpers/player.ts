@@ -21,8 +21,10 @@ export interface PageStats {
   videoWidth: number;
   videoHeight: number;
   videoCodec: string | null;
-  mode: 'webrtc' | 'hls' | null;
+  mode: 'webrtc' | 'hls' | 'dvr' | null;
   latencyMs: number | null;
+  /** Over HLS and in DVR: the program date-time of the picture shown (ISO 8601). */
+  playingDate: string | null;
   /** The video's playback position, s. */
   currentTime: number;
 }
