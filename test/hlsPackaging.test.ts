@@ -158,6 +158,21 @@ describe('LivePlaylist (made-up fragments)', () => {
     assert.equal(playlist.segments[0]!.msn, 1_800_000_000, 'the first media sequence number is the clock in seconds');
   });
 
+  it('stamps a segment with the wall clock of its media once a burst (an RTMP server\'s cached GOP) is over', () => {
+    let now = 1_800_000_000_000;
+    const playlist = new LivePlaylist({ ...options, now: () => now });
+    // The first 2 s of media arrive at once, 2 s late; then in real time.
+    for (let i = 0; i < 20; i++) playlist.addFragment(fragment(0.1, i % 20 === 0, i * 0.1));
+    for (let i = 20; i < 45; i++) {
+      now += 100;
+      playlist.addFragment(fragment(0.1, i % 20 === 0, i * 0.1));
+    }
+    // Fragment i ends at media (i + 1) × 0.1 s; from the burst's last one on, each arrives 100 ms
+    // after the one before: the wall clock is 2 s behind the first arrival's.
+    const offset = 1_800_000_000_000 - 2000;
+    for (const segment of playlist.segments) assert.equal(segment.programDateTime, Math.round(segment.mediaStart * 1000 + offset));
+  });
+
   it('cuts a segment at TARGETDURATION when key frames are further apart, and does not call it independent', () => {
     const playlist = new LivePlaylist(options);
     for (let i = 0; i < 100; i++) playlist.addFragment(fragment(0.1, i === 0, i * 0.1));

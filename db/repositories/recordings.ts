@@ -132,8 +132,9 @@ export async function openRecording(db: Knex, options: { stream: string; started
 }
 
 /**
- * Writes a segment's row as far as its bytes are flushed (again as it grows, and once complete),
- * and moves its recording's end, duration and size on by what this write adds.
+ * Writes a segment's row as far as its bytes are flushed (again as it grows, and once complete;
+ * its start too, which the packager may set earlier while the segment is made), and moves its
+ * recording's start back, its end, duration and size on by what this write adds.
  */
 export async function writeSegment(db: Knex, segment: SegmentRecord, added: { duration: number; bytes: number }): Promise<void> {
   await db.transaction(async (trx) => {
@@ -153,11 +154,12 @@ export async function writeSegment(db: Knex, segment: SegmentRecord, added: { du
         codecs: segment.codecs,
       })
       .onConflict(['recording_id', 'run', 'msn'])
-      .merge(['duration', 'bytes', 'complete']);
+      .merge(['started_at', 'duration', 'bytes', 'complete']);
     const end = new Date(segment.startedAt.getTime() + Math.round(segment.duration * 1000));
     await trx('recordings')
       .where('id', segment.recordingId)
       .update({
+        started_at: trx.raw('least(started_at, ?)', [segment.startedAt]),
         ended_at: trx.raw('greatest(ended_at, ?)', [end]),
         duration: trx.raw('duration + ?', [added.duration]),
         bytes: trx.raw('bytes + ?', [added.bytes]),

@@ -31,7 +31,9 @@ export interface Segment {
   uri: string;
   parts: Part[];
   duration: number;
-  /** Wall-clock time of its first sample, ms since the epoch. */
+  /** Media time of its first sample, seconds. */
+  mediaStart: number;
+  /** Wall-clock time of its first sample, ms since the epoch (set again while it is being made, as the clock offset settles). */
   programDateTime: number;
   /** Set once the segment is complete. */
   data: Buffer | undefined;
@@ -155,7 +157,12 @@ export class LivePlaylist extends EventEmitter<LivePlaylistEvents> {
     // Wall clock minus media time: at most the fragment's end's arrival. The least seen is the
     // closest to live (the first fragments may be old, e.g. an RTMP server's cached GOP read at once).
     const offset = this.#now() - (fragment.start + fragment.duration) * 1000;
-    this.#clockOffset = Math.min(this.#clockOffset ?? offset, offset);
+    if (this.#clockOffset === undefined || offset < this.#clockOffset) {
+      this.#clockOffset = offset;
+      // The segment being made moves with it: the first fragments of a publish often come in a
+      // burst (an RTMP server's cached GOP), which stamped it seconds late.
+      if (this.#open) this.#open.programDateTime = Math.round(this.#open.mediaStart * 1000 + offset);
+    }
     const open = this.#open;
     const openDuration = (open?.duration ?? 0) + (this.#openPart?.duration ?? 0);
     if (open && ((fragment.independent && openDuration >= this.#options.segmentMin) || openDuration + fragment.duration > this.targetDuration)) {
@@ -172,7 +179,8 @@ export class LivePlaylist extends EventEmitter<LivePlaylistEvents> {
         uri: `seg-${this.run}-${msn}.m4s`,
         parts: [],
         duration: 0,
-        programDateTime: Math.round(fragment.start * 1000 + this.#clockOffset),
+        mediaStart: fragment.start,
+        programDateTime: Math.round(fragment.start * 1000 + this.#clockOffset!),
         data: undefined,
       };
     }

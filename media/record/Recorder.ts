@@ -67,6 +67,8 @@ export const FLUSH_MS = 1000;
 
 interface OpenSegment {
   record: RecordedSegment;
+  /** The playlist's segment (its wall-clock start can still move while it is made). */
+  segment: Segment;
   file: AppendFile | undefined;
   /** What the index has of it (its last successful write). */
   indexed: { duration: number; bytes: number } | undefined;
@@ -187,6 +189,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
           initKey: this.#initKey,
           codecs: this.#codecs,
         },
+        segment,
         file: undefined,
         indexed: undefined,
         unsynced: false,
@@ -231,6 +234,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
         initKey: this.#initKey,
         codecs: this.#codecs,
       },
+      segment,
       file: undefined,
       indexed: undefined,
       unsynced: false,
@@ -303,6 +307,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     while (this.#behind.length > 0) {
       const segment = this.#behind[0]!;
       // A row never names bytes not synced: a failed segment's row stops where its file stopped.
+      segment.record.startedAt = new Date(segment.segment.programDateTime);
       const record = { ...segment.record };
       const added = { duration: record.duration - (segment.indexed?.duration ?? 0), bytes: record.bytes - (segment.indexed?.bytes ?? 0) };
       try {
