@@ -8,13 +8,13 @@
  *      packages HLS on demand: with no HLS viewer, no packager), not recorded but packaged
  *      (`hls: always`: what HLS alone costs) and recorded (`record: true`), one after another on
  *      streams of their own, alternating over --runs, for an RTMP publish (ffmpeg -re: ten
- *      seconds of testsrc2 640x360 30 fps encoded once with x264's defaults, -g 60, and AAC, looped
- *      and copied; its H.264 is copied by the packager, while the bridge to WebRTC re-encodes it:
- *      B-frames) and a WHIP publish (the libwebrtc
- *      client, kit/clients/wrtc.ts: 640x360 VP8 capped at 1 Mbit/s + Opus, which the packager
- *      encodes to x264 + AAC). The origin's process tree (node, its mediasoup worker, the bridge
- *      and packager ffmpegs: kit/cpu.ts, /proc) over a --window, and what was written: the record
- *      dir's growth, the node's write_bytes (/proc/<pid>/io), the index's bytes.
+ *      seconds of testsrc2 640x360 30 fps encoded once with x264's defaults, -g 60, and AAC,
+ *      looped and copied; the packager copies its H.264, the bridge to WebRTC re-encodes it:
+ *      B-frames) and a WHIP publish (the libwebrtc client, kit/clients/wrtc.ts: 640x360 VP8
+ *      capped at 1 Mbit/s + Opus, which the packager encodes to x264 + AAC). The origin's process
+ *      tree (node, its mediasoup worker, the bridge and packager ffmpegs: kit/cpu.ts, /proc) over
+ *      a --window, and what was written: the record dir's growth, the node's write_bytes
+ *      (/proc/<pid>/io), the index's bytes.
  *   2. The index at scale: --days days of 2-second segments of one stream (one recording a day:
  *      43,200 segment rows each, 1.3 M for 30 days; one SQL insert … select … generate_series),
  *      beside other streams' recordings (hourly ones: rows in `recordings`) and segments as noise.
@@ -24,15 +24,16 @@
  *      EXPLAIN ANALYZE of the listing's and the segment range's queries, as the repository makes
  *      them.
  *   3. Media lost on kill -9 of the recording origin, --kills times: an origin of its own records
- *      an RTMP publish; at a random moment (0–2 s) after two complete segments the origin is
- *      killed; loss = the kill's time − the end of the media the index holds (max of started_at +
- *      duration over the recording's rows). started_at is the packager's program date-time: the
- *      wall clock of the media as it leaves the packager's ffmpeg (media/hls/LivePlaylist.ts), so
- *      the loss counts from there (the part being filled, the flush interval, fdatasync and the
- *      row's write); the encoder's and RTMP's latency before it is not in it. Besides, the same
- *      quantity sampled every 100 ms while recording (what a kill at that moment would lose).
+ *      the RTMP publish; at a random moment 2–4 s (--quick: 0–2 s) after two complete segments
+ *      the origin is killed; loss = the kill's time − the end of the media the index holds (the
+ *      last segment row's started_at + duration). started_at is the packager's program
+ *      date-time: the wall clock of the media as it leaves the packager's ffmpeg
+ *      (media/hls/LivePlaylist.ts), so the loss counts from there (the part being filled, the
+ *      flush interval, fdatasync and the row's write); the encoder's and RTMP's latency before
+ *      it is not in it. Besides, the same quantity sampled every 100 ms while recording (what a
+ *      kill at that moment would lose).
  *   4. Export of a recording of --minutes (an hour) made quickly through the product's own code:
- *      ten seconds of testsrc2 encoded once (x264 defaults, -g 60, AAC), looped by ffmpeg
+ *      the ten-second clip of figure 1 (x264 defaults, -g 60, AAC), looped by ffmpeg
  *      (-stream_loop -1 -t …, -c copy) into the fragmented-MP4 muxer with HlsPackager's options,
  *      its stdout through Fmp4Reader and LivePlaylist (a clock that follows the media, so that
  *      the program date-times are an hour apart) into a Recorder (media/record/) writing a
@@ -41,7 +42,7 @@
  *      GET /recordings/{id}/export.mp4 from the edge: time to the first byte, total, size, the
  *      edge's CPU, and ffprobe's duration of what arrived.
  *
- *   npm run bench:recording [-- --runs 2 --window 12 --kills 5 --days 30 --requests 50 --minutes 60]
+ *   npm run bench:recording [-- --runs 2 --window 10 --kills 5 --days 30 --requests 50 --minutes 60]
  *   npm run bench:recording -- --quick      tiny sizes (the smoke test in test/bench.test.ts)
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
