@@ -195,3 +195,51 @@ describe('LL-HLS benchmark (bench/hls.ts --quick)', function () {
     }
   });
 });
+
+describe('recording benchmark (bench/recording.ts --quick)', function () {
+  this.timeout(240_000);
+
+  it('measures every figure once and writes them: CPU per stream, the index at scale, kill -9 loss, an export', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'relaycast-recording-smoke-'));
+    try {
+      const out = join(dir, 'recording.json');
+      const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../bench/recording.ts', import.meta.url)), '--quick', '--out', out], {
+        env: { ...process.env, DATABASE_URL: SERVER_URL },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout.on('data', (d) => (output += d));
+      child.stderr.on('data', (d) => (output += d));
+      const timer = setTimeout(() => child.kill('SIGINT'), 220_000);
+      const [code] = (await once(child, 'exit')) as [number | null];
+      clearTimeout(timer);
+      assert.equal(code, 0, output.slice(-4000));
+      for (const title of ['Recording cost per stream on the origin', 'Media lost on kill -9 of the recording origin', 'Export of a 1-minute recording as one MP4', 'Recordings index over 1 day(s)']) {
+        assert.ok(output.includes(title), `no "${title}" in the output:\n${output.slice(-3000)}`);
+      }
+      const report = JSON.parse(readFileSync(out, 'utf8')) as {
+        cpu: { samples: Array<{ publish: string; setting: string; cores: number }> };
+        kill: { runs: Array<{ lossMs: number; segments: number }> };
+        export: { build: { segments: number }; runs: Array<{ bytes: number; totalMs: number }>; probe: { duration: number } };
+        index: { counts: { archiveSegments: number }; timings: Array<{ what: string; ms: number[]; items: number }> };
+        odd: string[];
+        load: { start: string };
+      };
+      // That each figure was measured, not what it came to.
+      const odd = `the bench found odd: ${report.odd.join(' | ')}`;
+      assert.deepEqual(report.cpu.samples.map((s) => `${s.publish} ${s.setting}`).sort(), ['RTMP not recorded', 'RTMP recorded', 'WHIP not recorded', 'WHIP recorded'], odd);
+      assert.ok(report.cpu.samples.every((s) => s.cores > 0), odd);
+      assert.equal(report.kill.runs.length, 1, odd);
+      assert.ok(report.kill.runs[0]!.segments > 0 && Number.isFinite(report.kill.runs[0]!.lossMs), odd);
+      assert.ok(report.export.build.segments > 0, odd);
+      assert.equal(report.export.runs.length, 1, odd);
+      assert.ok(report.export.runs[0]!.bytes > 0 && report.export.probe.duration > 0, odd);
+      assert.ok(report.index.counts.archiveSegments > 0);
+      assert.equal(report.index.timings.length, 4);
+      for (const t of report.index.timings) assert.ok(t.ms.length > 0 && t.items > 0, `${t.what}: not measured`);
+      assert.match(report.load.start, /^\d/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
