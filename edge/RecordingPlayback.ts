@@ -65,11 +65,22 @@ const EVENT_PLAYLIST_MAX_AGE_S = 1;
  */
 export const MAX_RANGE_SEGMENTS = 43_200;
 
+/**
+ * An export is at most two hours of media: its first byte waits for the whole remux (some 8 s an
+ * hour, more on a busy edge), and a client or HAProxy in between (its `timeout server`, 30 s)
+ * gives up long before a day's would start. Longer stretches are exported in ranges.
+ */
+export const MAX_EXPORT_S = 2 * 3600;
+
+/** Exports an edge runs at once: each holds a CPU core's share, ffmpeg and twice its size in temporary disk. */
+const MAX_EXPORTS = 2;
+
 /** How long the edge waits for a recording node's file. */
 const FETCH_TIMEOUT_MS = 10_000;
 
 export function recordingPlaybackRouter(ctx: RecordingPlaybackContext): Router {
   const router = express.Router();
+  let exporting = 0;
 
   /** The recording, if the caller may play it back; the token's query for the playlist's URIs. */
   const allowed = async (req: Request): Promise<{ recording: RecordingRecord; query: string; isPrivate: boolean }> => {
@@ -147,6 +158,9 @@ export function recordingPlaybackRouter(ctx: RecordingPlaybackContext): Router {
     const { recording, isPrivate } = await allowed(req);
     const segments = playableSegments(await segmentsOf(req, recording), recordingLive(recording));
     if (segments.length === 0) throw new Problem('not-found', 'the recording has nothing in that range');
+    const seconds = segments.reduce((sum, seg) => sum + seg.duration, 0);
+    if (seconds > MAX_EXPORT_S) throw new Problem('range-too-long', `an export is at most ${MAX_EXPORT_S / 3600} hours of media; this range holds ${(seconds / 3600).toFixed(1)}: ask for a shorter one with from= and to=`);
+    if (exporting >= MAX_EXPORTS) throw new Problem('service-unavailable', `this edge is making ${exporting} exports already`, { headers: { 'Retry-After': '30' } });
     const started = Date.now();
     // Each file from where it is: its node's disk (a run's segments and init segment are one node's), or S3.
     // (A run's init segment is where the run's first segment is: uploads to S3 go oldest first.)
@@ -155,7 +169,10 @@ export function recordingPlaybackRouter(ctx: RecordingPlaybackContext): Router {
       nodeOf.set(seg.key, seg);
       if (!nodeOf.has(seg.initKey)) nodeOf.set(seg.initKey, seg);
     }
-    const exported = await exportMp4(segments, (key, length) => read(nodeOf.get(key)!, key, length));
+    const gone = new AbortController();
+    res.once('close', () => gone.abort());
+    exporting++;
+    const exported = await exportMp4(segments, (key, length) => read(nodeOf.get(key)!, key, length), { signal: gone.signal }).finally(() => exporting--);
     try {
       const name = `${recording.stream}-${segments[0]!.startedAt.toISOString().replace(/[:.]/g, '-')}.mp4`;
       res

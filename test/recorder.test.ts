@@ -154,6 +154,25 @@ describe('Recorder (media/record/Recorder.ts) against a full disk and an index a
     assert.ok(segments.filter((s) => s.complete && s.msn > cut.msn).length >= 1, 'segments after the full disk are recorded');
   });
 
+  it('an index that hangs holds up no file write: the segments reach the disk, and the rows follow once it answers', async () => {
+    const store = new FillableStore(dir);
+    const { index, rows } = memoryIndex();
+    let release!: () => void;
+    const hung = new Promise<void>((resolve) => (release = resolve));
+    const hanging: RecordingIndex = { ...index, write: async (segment, added) => (await hung, index.write(segment, added)) };
+    const source = fakePackager();
+    const recorder = new Recorder({ packager: source.packager, store, index: hanging, logger, flushMs: 50 });
+    source.feed(4.5);
+    await tick(300);
+    assert.equal(rows.size, 0, 'no row while the index hangs');
+    const written = ['0', '1'].map((i) => readFileSync(join(dir, `recording-1/abcd1234/${source.packager.playlist.segments[Number(i)]!.msn}.m4s`)).length);
+    assert.deepEqual(written, source.packager.playlist.segments.slice(0, 2).map((s) => s.data!.length), 'both complete segments are on disk whole');
+    release();
+    source.close(true);
+    await recorder.closed();
+    assert.equal([...rows.values()].filter((r) => r.complete).length, 3);
+  });
+
   it('the index away: rows come in at a later flush, the recording\'s totals counted once', async () => {
     const store = new FillableStore(dir);
     const { index, rows, totals, fail } = memoryIndex();

@@ -261,6 +261,11 @@ export class LivePlaylist extends EventEmitter<LivePlaylistEvents> {
     });
   }
 
+  /** Wall clock minus media time (ms), as it stands: the least seen so far. */
+  get clockOffset(): number | undefined {
+    return this.#clockOffset;
+  }
+
   /** The segment being made, with its parts so far (their bytes kept), if any. */
   get open(): Readonly<Segment> | undefined {
     return this.#open;

@@ -13,7 +13,9 @@ import type { VodSegment } from './VodPlaylist.ts';
  * demuxer and remuxes them, copying the media: no re-encode, audio and video as recorded.
  *
  * faststart needs the whole file before its first byte (the index goes first): the export is
- * written to a temporary folder, then sent.
+ * written to a temporary folder (about twice the range's size at the peak), then sent; an hour of
+ * a 1 Mbit/s stream takes some 8 s before its first byte (bench/recording.ts). An aborted export
+ * (`signal`: the client went away) stops its ffmpeg and deletes what it wrote.
  */
 
 export interface ExportedMp4 {
@@ -35,7 +37,7 @@ export interface ExportSegment extends VodSegment {
 /** How long ffmpeg may take to remux an export: an hour of 2 Mbit/s media (900 MB) copies in well under a minute. */
 const REMUX_TIMEOUT_MS = 10 * 60_000;
 
-export async function exportMp4(segments: ExportSegment[], read: SegmentReader, options: { ffmpeg?: string } = {}): Promise<ExportedMp4> {
+export async function exportMp4(segments: ExportSegment[], read: SegmentReader, options: { ffmpeg?: string; signal?: AbortSignal } = {}): Promise<ExportedMp4> {
   if (segments.length === 0) throw new TypeError('nothing to export');
   const dir = await mkdtemp(join(tmpdir(), 'relaycast-export-'));
   const remove = () => rm(dir, { recursive: true, force: true });
@@ -53,7 +55,10 @@ export async function exportMp4(segments: ExportSegment[], read: SegmentReader, 
         if (!out.write(data)) await once(out, 'drain');
       };
       await put(await read(run[0]!.initKey));
-      for (const segment of run) await put(await read(segment.key, segment.bytes));
+      for (const segment of run) {
+        options.signal?.throwIfAborted();
+        await put(await read(segment.key, segment.bytes));
+      }
       out.end();
       await once(out, 'finish');
       inputs.push(path);
@@ -61,7 +66,7 @@ export async function exportMp4(segments: ExportSegment[], read: SegmentReader, 
     const list = join(dir, 'runs.txt');
     await writeFile(list, inputs.map((p) => `file '${p}'\n`).join(''));
     const output = join(dir, 'export.mp4');
-    await remux(options.ffmpeg ?? 'ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'concat', '-safe', '0', '-i', list, '-map', '0', '-c', 'copy', '-movflags', '+faststart', '-f', 'mp4', output]);
+    await remux(options.ffmpeg ?? 'ffmpeg', options.signal, ['-hide_banner', '-loglevel', 'error', '-f', 'concat', '-safe', '0', '-i', list, '-map', '0', '-c', 'copy', '-movflags', '+faststart', '-f', 'mp4', output]);
     for (const path of inputs) await rm(path, { force: true });
     return { path: output, size: (await stat(output)).size, remove };
   } catch (error) {
@@ -70,9 +75,11 @@ export async function exportMp4(segments: ExportSegment[], read: SegmentReader, 
   }
 }
 
-function remux(ffmpeg: string, args: string[]): Promise<void> {
+function remux(ffmpeg: string, signal: AbortSignal | undefined, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(ffmpeg, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    signal?.throwIfAborted();
+    // Aborted (the client went away): SIGKILL, and the temporary folder goes with the error.
+    const child = spawn(ffmpeg, args, { stdio: ['ignore', 'ignore', 'pipe'], signal, killSignal: 'SIGKILL' });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
     const timer = setTimeout(() => child.kill('SIGKILL'), REMUX_TIMEOUT_MS);

@@ -11,8 +11,8 @@ import type { AppendFile, WritableRecordingStore } from './RecordingStore.ts';
  * (a third of a second) as the packager makes them, and a row per segment in the index.
  *
  * Nothing acknowledged is lost: every FLUSH_MS the open segment's file is synced to disk and then
- * its row says how far it goes, so a kill -9 of the origin loses what came in the last second at
- * most; a playback reads a segment only as far as its row says. A store or index that fails is
+ * its row says how far it goes, so a kill -9 of the origin loses about the last second at most;
+ * a playback reads a segment only as far as its row says. A store or index that fails is
  * logged and counted (the `failure` event) and retried: the index at every flush, the store at the
  * next segment. The recorder never throws at its packager.
  */
@@ -60,10 +60,15 @@ export interface RecorderOptions {
 }
 
 /**
- * A second between flushes: the issue's bound on what a crash may lose, three parts' worth; the
- * index gets one row update per recorded stream per second, which Postgres takes by the thousand.
+ * Half a second between flushes: a crash loses what came since the last one, plus the part being
+ * filled (a third of a second) and the sync and row write, so about a second at most (the
+ * issue's bound; at 1 s the benchmark saw 1.2 s). The index gets two row updates per recorded
+ * stream per second, which Postgres takes by the thousand.
  */
-export const FLUSH_MS = 1000;
+export const FLUSH_MS = 500;
+
+/** How long a stopping recorder waits for its last rows: a Postgres that hangs must not hold up an origin's shutdown. */
+const CLOSE_INDEX_WAIT_MS = 10_000;
 
 interface OpenSegment {
   record: RecordedSegment;
@@ -90,8 +95,13 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   #initKey = '';
   #codecs = '';
   #open: OpenSegment | undefined;
-  /** Segments done whose rows are not up to date yet (an index failure), retried at each flush. */
-  #behind: OpenSegment[] = [];
+  /**
+   * Rows to write: each segment's latest synced state, oldest segment first. The index has a chain
+   * of its own, so that a Postgres that hangs holds up no file write; rows it refused are tried
+   * again at the next flush.
+   */
+  readonly #rows = new Map<OpenSegment, RecordedSegment>();
+  #indexing: Promise<void> | undefined;
   #closed = false;
   readonly #done: Promise<void>;
 
@@ -171,10 +181,22 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   }
 
   async #append(segment: Segment, part: Part): Promise<void> {
-    if (!this.#recordingId || !part.data) return;
+    if (!this.#recordingId) return;
+    if (!part.data) {
+      // The playlist dropped the part's bytes before the recorder got to them (its disk hung for
+      // many seconds): the rest of that segment is lost, and said so.
+      if (this.#open?.segment === segment && !this.#open.failed) {
+        this.#open.failed = true;
+        this.#fail('store', new Error('the recorder fell behind the packager'), 'a part was gone before it could be written; the rest of its segment is not recorded');
+      }
+      return;
+    }
     if (part.index === 0) {
+      if (this.#open) {
+        await this.#sync(this.#open);
+        this.#queueRow(this.#open);
+      }
       await this.#closeFile();
-      if (this.#open) this.#behind.push(this.#open);
       this.#open = {
         record: {
           recordingId: this.#recordingId,
@@ -246,8 +268,8 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       this.#fail('store', error as Error, 'could not write a segment; it is not recorded');
       return;
     }
-    this.#behind.push(whole);
-    await this.#writeRows();
+    this.#queueRow(whole);
+    this.#kickRows();
   }
 
   async #finish(segment: Segment): Promise<void> {
@@ -257,8 +279,8 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     await this.#closeFile();
     open.record.complete = !open.failed;
     this.#open = undefined;
-    if (open.record.bytes > 0) this.#behind.push(open);
-    await this.#writeRows();
+    this.#queueRow(open);
+    this.#kickRows();
   }
 
   /** Every FLUSH_MS: the open segment synced and its row brought up to date, and any row behind. */
@@ -266,9 +288,9 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     const open = this.#open;
     if (open && open.unsynced && !open.failed) {
       await this.#sync(open);
-      if (!this.#behind.includes(open)) this.#behind.push(open);
+      this.#queueRow(open);
     }
-    await this.#writeRows();
+    this.#kickRows();
   }
 
   async #end(streamEnded: boolean): Promise<void> {
@@ -276,11 +298,15 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     if (open) {
       await this.#sync(open);
       await this.#closeFile();
-      if (open.record.bytes > 0 && !this.#behind.includes(open)) this.#behind.push(open);
+      this.#queueRow(open);
       this.#open = undefined;
     }
-    await this.#writeRows();
-    if (this.#behind.length) this.#logger.error({ segments: this.#behind.length }, 'recorder stopped with segments not indexed (their bytes are on disk)');
+    // The rows still to write (a write under way takes them up too); a Postgres that hangs gets CLOSE_INDEX_WAIT_MS.
+    let timer: NodeJS.Timeout | undefined;
+    this.#kickRows();
+    await Promise.race([this.#indexing, new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_INDEX_WAIT_MS)))]);
+    clearTimeout(timer);
+    if (this.#rows.size) this.#logger.error({ segments: this.#rows.size }, 'recorder stopped with segments not indexed (their bytes are on disk)');
     if (streamEnded && this.#recordingId) await this.#index.close(this.#recordingId).catch((error: Error) => this.#fail('index', error, 'could not close the recording'));
   }
 
@@ -302,13 +328,25 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     await file.close().catch(() => undefined);
   }
 
-  /** Writes the rows behind, in order; stops at the first failure (the next flush tries again). */
+  /** Takes a segment's state as it is now (synced) for its next row: the latest replaces an earlier one not written yet. */
+  #queueRow(segment: OpenSegment): void {
+    if (segment.record.bytes === 0) return;
+    // Its wall-clock start by the packager's latest clock offset: the first segments of a run
+    // may have been stamped before the offset settled.
+    const offset = this.#packager.playlist.clockOffset;
+    const startedAt = offset === undefined ? new Date(segment.segment.programDateTime) : new Date(Math.round(segment.segment.mediaStart * 1000 + offset));
+    this.#rows.set(segment, { ...segment.record, startedAt });
+  }
+
+  /** Starts writing the rows, unless that is under way. */
+  #kickRows(): void {
+    this.#indexing ??= this.#writeRows().finally(() => (this.#indexing = undefined));
+  }
+
+  /** Writes the rows waiting, oldest segment first; stops at the first failure (the next flush tries again). */
   async #writeRows(): Promise<void> {
-    while (this.#behind.length > 0) {
-      const segment = this.#behind[0]!;
-      // A row never names bytes not synced: a failed segment's row stops where its file stopped.
-      segment.record.startedAt = new Date(segment.segment.programDateTime);
-      const record = { ...segment.record };
+    for (let next = this.#rows.entries().next(); !next.done; next = this.#rows.entries().next()) {
+      const [segment, record] = next.value;
       const added = { duration: record.duration - (segment.indexed?.duration ?? 0), bytes: record.bytes - (segment.indexed?.bytes ?? 0) };
       try {
         await this.#index.write(record, added);
@@ -317,9 +355,9 @@ export class Recorder extends EventEmitter<RecorderEvents> {
         return;
       }
       segment.indexed = { duration: record.duration, bytes: record.bytes };
-      this.#behind.shift();
+      // A newer state taken meanwhile stays for the next round.
+      if (this.#rows.get(segment) === record) this.#rows.delete(segment);
       if (record.complete) this.emit('recorded', record);
-      // The open segment stays open: it goes back on the list at the next flush.
     }
   }
 
