@@ -15,7 +15,7 @@ import { AdminAuth } from './AdminAuth.ts';
 import { adminOperations } from './adminApi.ts';
 import { operationsRouter } from './apiOperations.ts';
 import { CORS } from '../core/http.ts';
-import { RECORDING_ID, RECORDINGS_PUBLIC_PATH, recordingUrls } from '../core/recordingUrls.ts';
+import { RECORDING_ID, RECORDINGS_PUBLIC_PATH, recordingUrls } from '../core/recordings.ts';
 import { GeoLocator } from './GeoLocator.ts';
 import { HaproxyController } from './HaproxyController.ts';
 import { webPagesRouter } from './webPages.ts';

@@ -10,7 +10,7 @@ import { listAdminTokens, newAdminToken, revokeAdminToken, storeAdminToken, type
 import { getNode, listNodes, setNodeDraining, type NodeRecord } from '../db/repositories/nodes.ts';
 import { issueStreamKey, revokeStreamKeys } from '../db/repositories/streamKeys.ts';
 import { deleteRecording, getRecording, listRecordings, recordingCursor, recordingLive, type RecordingRecord } from '../db/repositories/recordings.ts';
-import { recordingUrls } from '../core/recordingUrls.ts';
+import { recordingUrls } from '../core/recordings.ts';
 import { createStream, deleteStream, listStreamViews, updateStream, type StreamView } from '../db/repositories/streams.ts';
 import { internalFetch, STREAMS_PATH } from '../core/internalApi.ts';
 import * as s from './apiSchemas.ts';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { HLS_MODES } from '../core/config.ts';
 import { LADDER_MAX_HEIGHT, LADDER_MAX_RUNGS, LADDER_MIN_HEIGHT, LADDER_MIN_RUNGS, LADDER_RULE, ladderProblem } from '../core/rtmpLadder.ts';
-import { RECORDING_ID } from '../core/recordingUrls.ts';
+import { RECORDING_ID } from '../core/recordings.ts';
 import { STREAM_ACTIONS, STREAM_NAME, STREAM_NAME_RULE } from '../core/tokens.ts';
 import { ADMIN_SCOPES } from '../db/repositories/adminTokens.ts';
 

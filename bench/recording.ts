@@ -65,6 +65,7 @@ import { RESUME_GAP_MS } from '../origin/Recordings.ts';
 import { commOf, cpuSeconds, isRunning, loadavg, MachineCpu, processTree } from '../kit/cpu.ts';
 import { createTestDatabase } from '../kit/postgres.ts';
 import { spawnTracked, startChild, stopProcess, waitFor, type Child } from '../kit/processes.ts';
+import { adminClient } from '../kit/testPublish.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { fmt, max, median, percentile, sleep, spread } from '../kit/stats.ts';
 import { WRTC_CLIENT } from '../kit/wrtc.ts';
@@ -387,15 +388,7 @@ async function main(options: Options): Promise<number> {
     nodes.push(balancer, origin, edge);
     const clip = join(work, 'clip.mp4');
     encodeClip(clip);
-    const api = async (method: string, path: string, body?: unknown) => {
-      const res = await fetch(`${balancer.url}/api/v1${path}`, {
-        method,
-        headers: { authorization: `Bearer ${ADMIN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-        body: body ? JSON.stringify(body) : undefined,
-      });
-      const text = await res.text();
-      return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : undefined };
-    };
+    const api = adminClient(balancer.url, ADMIN);
     const createStream = async (name: string, settings: Record<string, unknown>) => {
       const created = await api('POST', '/streams', { name, ...settings });
       if (created.status !== 201) throw new Error(`POST /api/v1/streams: ${created.status} ${JSON.stringify(created.body)}`);
@@ -655,9 +648,9 @@ async function main(options: Options): Promise<number> {
         ],
         how: [
           `an origin of its own per run records the RTMP publish (the looped x264-defaults clip, -re); after two complete segments and a random ${options.quick ? '0–2' : '2–4'} s more, SIGKILL; its rows read from Postgres after the kill`,
-          'end of the indexed media: started_at + duration of the recording\'s last row (highest msn); started_at is the packager\'s program date-time, the wall clock of the media as it leaves the packager ffmpeg, so the encoder\'s and RTMP\'s latency before that are not counted; the part being filled (0.33 s), the flush interval (1 s), fdatasync and the row\'s write are',
+          `end of the indexed media: started_at + duration of the recording's last row (highest msn); started_at is the packager's program date-time, the wall clock of the media as it leaves the packager ffmpeg, so the encoder's and RTMP's latency before that are not counted; the part being filled (0.33 s), the flush interval (${FLUSH_MS / 1000} s), fdatasync and the row's write are`,
           `sampled: now − the same end, polled every 100 ms from the second complete segment to each kill: what a kill at that moment would lose; ${kills.map((k) => k.unindexedBytes).join(', ')} bytes on disk beyond the rows at the kills (written, not yet flushed and indexed; a playback ignores them)`,
-          `each run's first segment reaches ${kills.map((k) => fmt(k.firstOverlapMs, 0)).join(', ')} ms past the second's start (started_at + duration − the next started_at; 0 if the times were consistent): its program date-time is taken before the packager's clock offset settles`,
+          `each run's first segment reaches ${kills.map((k) => fmt(k.firstOverlapMs, 0)).join(', ')} ms past the second's start (started_at + duration − the next started_at; 0 if the times were consistent: LivePlaylist moves a segment being made with the settling clock offset)`,
         ],
       });
     }

@@ -4,7 +4,7 @@ import express, { type Request, type Router } from 'express';
 import type { Knex } from 'knex';
 import { z } from 'zod';
 import { CORS } from '../core/http.ts';
-import { RECORDING_ID, RECORDINGS_PUBLIC_PATH } from '../core/recordingUrls.ts';
+import { RECORDING_ID, RECORDINGS_PUBLIC_PATH } from '../core/recordings.ts';
 import { Problem } from '../core/errors.ts';
 import { RECORDINGS_PATH, internalFetch } from '../core/internalApi.ts';
 import type { Logger } from '../core/logger.ts';

@@ -131,7 +131,7 @@ export class RtmpIngest {
     const ctx = this.#ctx;
     let name: string | undefined;
     let ladder: number[] = ctx.config.rtmpLadder;
-    let record: boolean | null = null;
+    let record: boolean | null;
     try {
       name = await streamOfKey(ctx.db.knex, session.streamName);
       // The stream's own ladder wins over the node's (--rtmp-ladder); null follows the node.

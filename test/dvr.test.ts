@@ -9,7 +9,8 @@ import { Database } from '../db/Database.ts';
 import { TestBrowser, screenshot } from '../kit/browser.ts';
 import { strictMedia } from '../kit/hls.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
-import { spawnTracked, stopProcess, waitFor } from '../kit/processes.ts';
+import { stopProcess, waitFor } from '../kit/processes.ts';
+import { adminClient, publishTestRtmp } from '../kit/testPublish.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { playerStats, playing, type PageStats } from './helpers/player.ts';
 
@@ -31,22 +32,8 @@ const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '500', '--node
 /** The RTMP publish's frame rate: with `-g 60`, a key frame (and a recorded segment) every 2 s. */
 const FPS = 30;
 
-/**
- * ffmpeg publishing x264 (2 s GOP, no B-frames: the origin passes it to WebRTC as it is, no
- * re-encode on a machine the test shares) and AAC, in real time (-re), for at most `seconds`
- * (stopped sooner by the test).
- */
-function publishRtmp(url: string, seconds: number): ChildProcess {
-  return spawnTracked(
-    'ffmpeg',
-    [
-      ...['-hide_banner', '-loglevel', 'error', '-nostdin', '-re'],
-      ...['-f', 'lavfi', '-i', `testsrc2=size=640x360:rate=${FPS}`, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'],
-      ...['-c:v', 'libx264', '-preset', 'veryfast', '-bf', '0', '-g', String(2 * FPS), '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-t', String(seconds), '-f', 'flv', url],
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-}
+/** ffmpeg publishing x264 without B-frames (the origin passes it to WebRTC as it is: no re-encode on a machine the test shares) and AAC. */
+const publishRtmp = (url: string, seconds: number) => publishTestRtmp(url, { seconds, fps: FPS, bframes: false });
 
 /** What GET /v1/dvr answers with 200. */
 interface DvrAnswer {
@@ -101,15 +88,7 @@ describe('web player DVR window (Chromium; RTMP recorded on an origin, played ba
   const pages: Page[] = [];
   const publishers = new Set<ChildProcess>();
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${balancer.url}/api/v1${path}`, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const api = (method: string, path: string, body?: unknown) => adminClient(balancer.url, ADMIN)(method, path, body);
   /** Creates a recorded stream and publishes it over RTMP (for at most 5 minutes; stopped by stopPublish). */
   const publishRecorded = async (name: string, settings: Record<string, unknown> = {}) => {
     const created = await api('POST', '/streams', { name, record: true, ...settings });

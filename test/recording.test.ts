@@ -8,7 +8,8 @@ import { Database } from '../db/Database.ts';
 import { TestBrowser, publish, stopPublishing } from '../kit/browser.ts';
 import { hlsPlayback, hlsPlaying, playHls, startPlayerServer, stopHls, strictMedia, type PlayerServer } from '../kit/hls.ts';
 import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
-import { spawnTracked, stopProcess, waitFor } from '../kit/processes.ts';
+import { stopProcess, waitFor } from '../kit/processes.ts';
+import { adminClient, publishTestRtmp } from '../kit/testPublish.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 
 /**
@@ -40,18 +41,8 @@ const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '500', '--node
 const SECONDS = 10;
 const FPS = 30;
 
-/** ffmpeg publishing x264 with its defaults and a 2 s GOP (OBS's), AAC; `seconds` of it in real time (-re), or until stopped. */
-function publishRtmp(url: string, seconds: number): ChildProcess {
-  return spawnTracked(
-    'ffmpeg',
-    [
-      ...['-hide_banner', '-loglevel', 'error', '-nostdin', '-re'],
-      ...['-f', 'lavfi', '-i', `testsrc2=size=640x360:rate=${FPS}`, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'],
-      ...['-c:v', 'libx264', '-g', String(2 * FPS), '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-t', String(seconds), '-f', 'flv', url],
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-}
+/** ffmpeg publishing x264 with its defaults (High, B-frames) and a 2 s GOP (OBS's), AAC. */
+const publishRtmp = (url: string, seconds: number) => publishTestRtmp(url, { seconds, fps: FPS });
 
 interface ProbeResult {
   errors: string;
@@ -123,15 +114,7 @@ describe('recording: RTMP (x264 defaults) and WHIP recorded, exported as MP4 (ff
   let players: PlayerServer;
   const work = mkdtempSync(join(tmpdir(), 'relaycast-recording-test-'));
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${balancer.url}/api/v1${path}`, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const api = (method: string, path: string, body?: unknown) => adminClient(balancer.url, ADMIN)(method, path, body);
   const createStream = async (name: string, settings: Record<string, unknown>) => {
     const created = await api('POST', '/streams', { name, ...settings });
     assert.equal(created.status, 201, JSON.stringify(created.body));

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
+import type { RecordedSegment } from '../../core/recordings.ts';
 
 /**
  * The recordings index (migration 008): recordings, their segments and the bytes waiting to be
@@ -19,19 +20,9 @@ export interface RecordingRecord {
   bytes: number;
 }
 
-export interface SegmentRecord {
-  recordingId: string;
-  run: string;
-  msn: number;
-  startedAt: Date;
-  duration: number;
-  bytes: number;
-  complete: boolean;
-  store: string;
+/** A segment's row: the segment, and the node that wrote it (its local store holds it until it is uploaded). */
+export interface SegmentRecord extends RecordedSegment {
   nodeId: string;
-  key: string;
-  initKey: string;
-  codecs: string;
 }
 
 interface RecordingRow {

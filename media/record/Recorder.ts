@@ -1,9 +1,12 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../../core/logger.ts';
+import type { RecordedSegment } from '../../core/recordings.ts';
 import type { Fmp4Init } from '../hls/Fmp4Reader.ts';
 import type { HlsPackager } from '../hls/HlsPackager.ts';
 import type { Part, Segment } from '../hls/LivePlaylist.ts';
 import type { AppendFile, WritableRecordingStore } from './RecordingStore.ts';
+
+export type { RecordedSegment };
 
 /**
  * Records one run of a stream's HLS packager: the same CMAF the live playlist serves (a stream is
@@ -17,20 +20,6 @@ import type { AppendFile, WritableRecordingStore } from './RecordingStore.ts';
  * next segment. The recorder never throws at its packager.
  */
 
-/** One segment as the index keeps it (db/repositories/recordings.ts's SegmentRecord, without the node). */
-export interface RecordedSegment {
-  recordingId: string;
-  run: string;
-  msn: number;
-  startedAt: Date;
-  duration: number;
-  bytes: number;
-  complete: boolean;
-  store: string;
-  key: string;
-  initKey: string;
-  codecs: string;
-}
 
 /** The index the recorder writes to, bound to its stream (the origin gives it; media/ knows no database). */
 export interface RecordingIndex {
@@ -197,26 +186,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
         this.#queueRow(this.#open);
       }
       await this.#closeFile();
-      this.#open = {
-        record: {
-          recordingId: this.#recordingId,
-          run: this.#packager.playlist.run,
-          msn: segment.msn,
-          startedAt: new Date(segment.programDateTime),
-          duration: 0,
-          bytes: 0,
-          complete: false,
-          store: this.#store.kind,
-          key: `${this.#recordingId}/${this.#packager.playlist.run}/${segment.msn}.m4s`,
-          initKey: this.#initKey,
-          codecs: this.#codecs,
-        },
-        segment,
-        file: undefined,
-        indexed: undefined,
-        unsynced: false,
-        failed: false,
-      };
+      this.#open = this.#recorded(this.#recordingId, segment);
       try {
         this.#open.file = await this.#store.append(this.#open.record.key);
       } catch (error) {
@@ -241,18 +211,32 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   /** A segment complete before this recorder began: its bytes written at once. */
   async #whole(segment: Segment): Promise<void> {
     if (!this.#recordingId || !segment.data) return;
-    const key = `${this.#recordingId}/${this.#packager.playlist.run}/${segment.msn}.m4s`;
-    const whole: OpenSegment = {
+    const whole = this.#recorded(this.#recordingId, segment);
+    Object.assign(whole.record, { duration: segment.duration, bytes: segment.data.length, complete: true });
+    try {
+      await this.#store.writeFile(whole.record.key, segment.data);
+    } catch (error) {
+      this.#fail('store', error as Error, 'could not write a segment; it is not recorded');
+      return;
+    }
+    this.#queueRow(whole);
+    this.#kickRows();
+  }
+
+  /** A segment of the playlist as this recorder keeps it: nothing of it written yet. */
+  #recorded(recordingId: string, segment: Segment): OpenSegment {
+    const run = this.#packager.playlist.run;
+    return {
       record: {
-        recordingId: this.#recordingId,
-        run: this.#packager.playlist.run,
+        recordingId,
+        run,
         msn: segment.msn,
         startedAt: new Date(segment.programDateTime),
-        duration: segment.duration,
-        bytes: segment.data.length,
-        complete: true,
+        duration: 0,
+        bytes: 0,
+        complete: false,
         store: this.#store.kind,
-        key,
+        key: `${recordingId}/${run}/${segment.msn}.m4s`,
         initKey: this.#initKey,
         codecs: this.#codecs,
       },
@@ -262,14 +246,6 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       unsynced: false,
       failed: false,
     };
-    try {
-      await this.#store.writeFile(key, segment.data);
-    } catch (error) {
-      this.#fail('store', error as Error, 'could not write a segment; it is not recorded');
-      return;
-    }
-    this.#queueRow(whole);
-    this.#kickRows();
   }
 
   async #finish(segment: Segment): Promise<void> {
