@@ -31,10 +31,10 @@ const BUCKET = 'recordings';
 const CREDENTIALS = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
 /**
  * How long the store is away. The issue asks for a minute; the uploader's retries grow from 1 s
- * and cap at 60 s, so 20 s already sees several failed passes and the backoff, at a third of the
- * suite's time (bench/recording.ts is the place for longer outages).
+ * (1, 2, 4, 8 s…, capped at 60 s), so 12 s already sees several failed passes and the backoff
+ * growing, at a fifth of a minute of the suite's time; a longer outage runs the same code.
  */
-const OUTAGE_MS = 20_000;
+const OUTAGE_MS = 12_000;
 const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '500', '--node-ttl-ms', '3000'];
 
 describe('recording to S3-compatible storage (s3rver): uploads, a store away for a while, the backlog caught up', function () {
@@ -128,7 +128,7 @@ describe('recording to S3-compatible storage (s3rver): uploads, a store away for
     const backlog = (await metric(origin.url, 'relaycast_recording_upload_backlog')) ?? 0;
     const waiting = (await rows()).filter((r) => r.store === 'local' && r.complete).length;
     console.log(`      store away ${Date.now() - awayAt} ms: ${waiting} complete segments waiting on the origin's disk (backlog metric ${backlog})`);
-    assert.ok(waiting >= 5, `${waiting} segments waiting`);
+    assert.ok(waiting >= 3, `${waiting} segments waiting`);
     assert.ok(backlog > 0, `the backlog metric says ${backlog}`);
 
     await startS3();
