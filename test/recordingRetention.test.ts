@@ -58,13 +58,8 @@ describe('recording retention (origin/Recordings.ts sweep, db/repositories/recor
     return recording.id;
   };
 
-  it('deletes what is past its stream\'s retention (files too) and nothing else', async () => {
-    await createStream(db.knex, { name: 'kept-forever', private: false, recordingRetentionDays: 0 });
-    await createStream(db.knex, { name: 'kept-a-week', private: false, recordingRetentionDays: 7 });
-    // 'default' has no row of its own settings: --recording-retention-days (7 here).
-    const mixed = await record('kept-a-week', [10, 10, 1], 'aaaaaaaa');
-    const old = await record('default', [10, 9], 'bbbbbbbb');
-    const forever = await record('kept-forever', [400, 10], 'cccccccc');
+  /** One sweep of origin-1 (retention 7 days by default), as its minute job runs it. */
+  const sweep = async () => {
     const recordings = new Recordings({
       db: db.knex,
       nodeId: 'origin-1',
@@ -80,6 +75,16 @@ describe('recording retention (origin/Recordings.ts sweep, db/repositories/recor
     } finally {
       await recordings.close();
     }
+  };
+
+  it('deletes what is past its stream\'s retention (files too) and nothing else', async () => {
+    await createStream(db.knex, { name: 'kept-forever', private: false, recordingRetentionDays: 0 });
+    await createStream(db.knex, { name: 'kept-a-week', private: false, recordingRetentionDays: 7 });
+    // 'default' has no row of its own settings: --recording-retention-days (7 here).
+    const mixed = await record('kept-a-week', [10, 10, 1], 'aaaaaaaa');
+    const old = await record('default', [10, 9], 'bbbbbbbb');
+    const forever = await record('kept-forever', [400, 10], 'cccccccc');
+    await sweep();
     // kept-a-week: its one-day-old segment and its init segment stay; the recording starts there.
     const left = await recordingSegments(db.knex, mixed);
     assert.deepEqual(left.map((s) => s.msn), [2]);
@@ -108,21 +113,7 @@ describe('recording retention (origin/Recordings.ts sweep, db/repositories/recor
       { store: 'local', node_id: 'origin-old', key: 'orphan/aaaaaaaa/0.m4s' },
       { store: 'local', node_id: 'origin-2', key: 'theirs/aaaaaaaa/0.m4s' },
     ]);
-    const recordings = new Recordings({
-      db: db.knex,
-      nodeId: 'origin-1',
-      store,
-      hls: {} as HlsPackaging,
-      recordByDefault: false,
-      retentionDays: 7,
-      logger: pino({ level: 'silent' }),
-      metrics: new Metrics(),
-    });
-    try {
-      await recordings.sweep();
-    } finally {
-      await recordings.close();
-    }
+    await sweep();
     assert.ok(!existsSync(join(dir, 'orphan/aaaaaaaa/0.m4s')), 'the gone node\'s file was deleted');
     assert.ok(existsSync(join(dir, 'theirs/aaaaaaaa/0.m4s')), 'a live node\'s file is its own to delete');
     assert.deepEqual((await db.knex('recording_garbage').select('node_id')).map((r) => r.node_id), ['origin-2']);
