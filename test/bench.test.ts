@@ -150,6 +150,22 @@ describe('simulcast layer benchmark (bench/layers.ts, shaped links only, 1 s eac
   });
 });
 
+/** Runs `bench/{script} --quick --out {out}` against the suite's Postgres (SIGINT after 220 s); asserts exit 0 and returns its output. */
+async function runQuick(script: string, out: string): Promise<string> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL(`../bench/${script}`, import.meta.url)), '--quick', '--out', out], {
+    env: { ...process.env, DATABASE_URL: SERVER_URL },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const timer = setTimeout(() => child.kill('SIGINT'), 220_000);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(timer);
+  assert.equal(code, 0, output.slice(-4000));
+  return output;
+}
+
 describe('LL-HLS benchmark (bench/hls.ts --quick)', function () {
   this.timeout(240_000);
 
@@ -157,17 +173,7 @@ describe('LL-HLS benchmark (bench/hls.ts --quick)', function () {
     const dir = mkdtempSync(join(tmpdir(), 'relaycast-hls-smoke-'));
     try {
       const out = join(dir, 'hls.json');
-      const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../bench/hls.ts', import.meta.url)), '--quick', '--out', out], {
-        env: { ...process.env, DATABASE_URL: SERVER_URL },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let output = '';
-      child.stdout.on('data', (d) => (output += d));
-      child.stderr.on('data', (d) => (output += d));
-      const timer = setTimeout(() => child.kill('SIGINT'), 220_000);
-      const [code] = (await once(child, 'exit')) as [number | null];
-      clearTimeout(timer);
-      assert.equal(code, 0, output.slice(-4000));
+      const output = await runQuick('hls.ts', out);
       for (const title of ['LL-HLS glass-to-glass latency', 'LL-HLS time to first frame', 'An edge serving N viewers', 'Origin packager CPU per stream']) {
         assert.ok(output.includes(title), `no "${title}" in the output:\n${output.slice(-3000)}`);
       }
@@ -203,17 +209,7 @@ describe('recording benchmark (bench/recording.ts --quick)', function () {
     const dir = mkdtempSync(join(tmpdir(), 'relaycast-recording-smoke-'));
     try {
       const out = join(dir, 'recording.json');
-      const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../bench/recording.ts', import.meta.url)), '--quick', '--out', out], {
-        env: { ...process.env, DATABASE_URL: SERVER_URL },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let output = '';
-      child.stdout.on('data', (d) => (output += d));
-      child.stderr.on('data', (d) => (output += d));
-      const timer = setTimeout(() => child.kill('SIGINT'), 220_000);
-      const [code] = (await once(child, 'exit')) as [number | null];
-      clearTimeout(timer);
-      assert.equal(code, 0, output.slice(-4000));
+      const output = await runQuick('recording.ts', out);
       for (const title of ['Recording cost per stream on the origin', 'Media lost on kill -9 of the recording origin', 'Export of a 1-minute recording as one MP4', 'Recordings index over 1 day(s)']) {
         assert.ok(output.includes(title), `no "${title}" in the output:\n${output.slice(-3000)}`);
       }
