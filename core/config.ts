@@ -23,6 +23,9 @@ export type Role = (typeof ROLES)[number];
 export const HLS_MODES = ['on-demand', 'always', 'off'] as const;
 export type HlsMode = (typeof HLS_MODES)[number];
 
+/** What admission answers when the operator's endpoint is slow, down or answers nonsense (core/Admission.ts). */
+export const ADMISSION_FAILURE_ANSWERS = ['refuse', 'allow'] as const;
+
 /** Whether origins record a stream that has no setting of its own (media/record/). */
 export const RECORD_MODES = ['off', 'on'] as const;
 
@@ -48,6 +51,15 @@ function parsedText<T>(parse: (text: string) => T) {
       return z.NEVER;
     }
   });
+}
+
+/** Comma-separated whole numbers above 0, ascending ("off" or "" for none). */
+function parseThresholds(text: string): number[] {
+  if (text.trim() === '' || text.trim() === 'off') return [];
+  const values = text.split(',').map((s) => Number(s.trim()));
+  if (values.some((v) => !Number.isInteger(v) || v < 1)) throw new TypeError('must be whole numbers above 0, comma-separated');
+  if (values.some((v, i) => i > 0 && v <= values[i - 1]!)) throw new TypeError('must be in ascending order');
+  return values;
 }
 
 /** Comma-separated file paths, each of which must exist. */
@@ -131,6 +143,32 @@ const schema = z.object({
   /** Edges an edge feeds each stream to, as their parent. Unset: no limit. */
   edgeMaxChildren: z.coerce.number().int().min(1).max(100_000).optional(),
   iceServers: parsedText(parseIceServers).default([]),
+  /** The operator's admission endpoint: asked before each publish and play (core/Admission.ts). Unset: no admission call. */
+  admissionUrl: z.url({ protocol: /^https?$/ }).optional(),
+  /** Secret admission calls are signed with (Standard Webhooks, whsec_…); required with admissionUrl. */
+  admissionSecret: z.string().regex(/^whsec_[A-Za-z0-9+/=]{24,}$/, 'must be whsec_ followed by base64 of at least 18 bytes (relaycast webhook-secret makes one)').optional(),
+  /**
+   * How long a join waits for the admission endpoint. 2 s: a browser's join takes a few hundred
+   * ms, and an endpoint on the operator's own network answers in a few; past 2 s it is down.
+   */
+  admissionTimeoutMs: z.coerce.number().int().min(50).max(30_000).default(2000),
+  /** Refusing keeps a private platform private while its endpoint is down; allowing keeps a public one watchable. */
+  admissionOnFailure: z.enum(ADMISSION_FAILURE_ANSWERS).default('refuse'),
+  /** How long a decision is reused for the same stream, action, client address and token (the answer's `ttl` may say otherwise). */
+  admissionCacheMs: z.coerce.number().int().min(0).max(3_600_000).default(10_000),
+  /** Extra CA certificates (PEM) trusted for https:// webhook and admission endpoints, besides the system's. */
+  webhookCaFile: parsedText(existingFile).optional(),
+  /** How long an event delivery waits for the endpoint's answer before it counts as failed and is retried. */
+  webhookTimeoutMs: z.coerce.number().int().min(100).max(120_000).default(10_000),
+  /**
+   * How long an event is retried before it is given up (and kept, failed, for inspection and
+   * replay). A day covers an endpoint down over a night; Stripe and Svix retry for about three.
+   */
+  webhookGiveUpS: z.coerce.number().int().min(1).max(30 * 86_400).default(86_400),
+  /** Viewer counts whose crossing (up or down) makes a stream.viewers event. */
+  webhookViewerThresholds: parsedText(parseThresholds).default([1, 10, 100, 1000, 10_000, 100_000]),
+  /** Seconds between periodic stream.viewers events for each live stream (0: only at thresholds). */
+  webhookViewersPeriodS: z.coerce.number().int().min(0).max(86_400).default(0),
   policy: z.enum(POLICY_NAMES).default('compact'),
   streamThreshold: z.coerce.number().gt(0).max(1).default(0.8),
   viewerThreshold: z.coerce.number().gt(0).max(1.5).default(0.95),
@@ -226,6 +264,16 @@ const descriptions: Record<ConfigKey, string> = {
   originMaxRelays: 'edges an origin feeds each stream to; past it, edges pull from other edges (default: no limit)',
   edgeMaxChildren: 'edges an edge feeds each stream to as their parent (default: no limit)',
   iceServers: 'STUN/TURN servers offered to clients, e.g. stun:stun.example.com,turn:user:pass@turn.example.com:3478',
+  admissionUrl: 'the operator\'s admission endpoint, asked (signed POST) before each publish and play; it answers {"allow": true|false, "reason"}',
+  admissionSecret: 'whsec_… secret admission calls are signed with (required with --admission-url; relaycast webhook-secret makes one)',
+  admissionTimeoutMs: 'how long a publish or play waits for the admission endpoint before --admission-on-failure applies',
+  admissionOnFailure: 'answer when the admission endpoint is slow, down or answers nonsense: refuse (503) or allow',
+  admissionCacheMs: 'how long an admission decision is reused for the same stream, action, client address and token (0: never)',
+  webhookCaFile: 'PEM CA certificates trusted for https:// webhook and admission endpoints, besides the system\'s',
+  webhookTimeoutMs: 'how long an event delivery waits for the endpoint\'s answer',
+  webhookGiveUpS: 'seconds an event delivery is retried (exponential backoff) before it is given up and kept as failed',
+  webhookViewerThresholds: 'viewer counts whose crossing makes a stream.viewers event, comma-separated ascending (off: none)',
+  webhookViewersPeriodS: 'seconds between periodic stream.viewers events for each live stream (0: only at thresholds)',
   policy: `balancer edge selection policy: ${POLICY_NAMES.join(', ')}`,
   streamThreshold: 'load (0..1) above which a node takes no new streams',
   viewerThreshold: 'load above which a node takes no new viewers (higher than streamThreshold)',
@@ -344,6 +392,9 @@ export function loadConfig(sources: ConfigSources): Config {
   }
   if (parsed.httpPlainPort > 0 && (parsed.tlsCert === undefined || parsed.httpPlainPort === parsed.httpPort)) {
     throw new ConfigError('httpPlainPort', 'is for a node with tlsCert and tlsKey, and must differ from httpPort');
+  }
+  if ((parsed.admissionUrl === undefined) !== (parsed.admissionSecret === undefined)) {
+    throw new ConfigError(parsed.admissionUrl === undefined ? 'admissionUrl' : 'admissionSecret', 'admissionUrl and admissionSecret go together: every admission call is signed');
   }
   if (parsed.heartbeatMs * 2 > parsed.nodeTtlMs) {
     throw new ConfigError('nodeTtlMs', `must be at least twice heartbeatMs (${parsed.heartbeatMs}), or live nodes look dead`);

@@ -7,6 +7,7 @@ import * as nodeLossReports from './005_node_loss_reports.ts';
 import * as relayTiers from './006_relay_tiers.ts';
 import * as hls from './007_hls.ts';
 import * as recordings from './008_recordings.ts';
+import * as webhooks from './009_webhooks.ts';
 
 /**
  * Migrations are listed here rather than found on disk, so they load the same way under tsx, in a
@@ -21,6 +22,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '006_relay_tiers': relayTiers,
   '007_hls': hls,
   '008_recordings': recordings,
+  '009_webhooks': webhooks,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
