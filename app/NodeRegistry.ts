@@ -108,7 +108,7 @@ export class NodeRegistry {
     try {
       await this.#knex.transaction(async (trx) => {
         if (await markNodeGone(trx, this.#info.id)) {
-          const streams = await NodeRegistry.#cleanUpAfter(trx, [this.#info.id]);
+          const streams = await cleanUpAfterNodes(trx, [this.#info.id], 'its origin shut down');
           await recordAudit(trx, { actor: this.#info.id, action: 'node.gone', target: this.#info.id, detail: { streams } });
         }
       });
@@ -128,16 +128,12 @@ export class NodeRegistry {
       if (dead.length === 0) return dead;
       const entries = [];
       for (const id of dead) {
-        const streams = await NodeRegistry.#cleanUpAfter(trx, [id]);
+        const streams = await cleanUpAfterNodes(trx, [id], 'its origin died (missed heartbeats)');
         entries.push({ actor: this.#info.id, action: 'node.dead', target: id, detail: { streams } });
       }
       await recordAudit(trx, entries);
       return dead;
     });
-  }
-
-  static async #cleanUpAfter(trx: Knex, nodeIds: string[]): Promise<string[]> {
-    return cleanUpAfterNodes(trx, nodeIds);
   }
 
   /**
@@ -194,7 +190,7 @@ export class NodeRegistry {
         if (revived) this.#logger.warn('this node had been declared dead; registering again');
         await upsertNode(this.#knex, this.#info, load);
         // A process starting under an id that crashed before holds none of the old one's streams.
-        if (!this.#registered) await NodeRegistry.#cleanUpAfter(this.#knex, [this.#info.id]);
+        if (!this.#registered) await cleanUpAfterNodes(this.#knex, [this.#info.id], 'its origin restarted');
         await recordAudit(this.#knex, { actor: this.#info.id, action: 'node.up', target: this.#info.id });
         this.#registered = true;
         this.#logger.info({ registered: this.#info }, 'node registered');

@@ -5,17 +5,24 @@ import { ConfigError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
 import { clusterSecret } from '../core/clusterSecret.ts';
 import { signStreamToken, STREAM_ACTIONS, type StreamAction } from '../core/tokens.ts';
+import { newWebhookSecret } from '../core/webhookSignature.ts';
 import { Database } from '../db/Database.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { setNodeDraining } from '../db/repositories/nodes.ts';
 
 /**
- * `relaycast <roles...> [flags]`: starts one process running the given roles. Exit codes:
+ * `relaycast <roles...> [flags]`: starts one process running the given roles (also `relaycast
+ * token`, `drain`, `undrain`, and `webhook-secret`, which prints a new signing secret). Exit codes:
  * 0 after a clean shutdown, 1 when start-up fails, 2 for bad configuration.
  */
 export async function main(argv: string[]): Promise<void> {
   if (argv[2] === 'token') return printToken(argv);
   if (argv[2] === 'drain' || argv[2] === 'undrain') return drainNode(argv);
+  if (argv[2] === 'webhook-secret') {
+    // A signing secret for --admission-secret or a webhook endpoint (Standard Webhooks, whsec_…).
+    process.stdout.write(`${newWebhookSecret()}\n`);
+    return;
+  }
   const program = new Command('relaycast')
     .description('Origin/edge WebRTC live-streaming cluster')
     .version(VERSION)

@@ -23,6 +23,8 @@ import { planCapacity, type RegionCapacity } from './capacity.ts';
 import { NodeLossChecker } from './NodeLossChecker.ts';
 import { createPolicy, type NodeSnapshot, type Policy } from './policies.ts';
 import { RouteIndex } from './RouteIndex.ts';
+import { WebhookDispatcher } from './WebhookDispatcher.ts';
+import { WebhookClient } from '../core/webhookHttp.ts';
 
 /**
  * The balancer role: sends each viewer to the nearest edge with room and each publisher to the
@@ -84,6 +86,8 @@ export class Balancer implements Role {
   #geo: GeoLocator | undefined;
   #haproxy: HaproxyController | undefined;
   #snapshot: { at: number; index: Promise<RouteIndex> } | undefined;
+  readonly #webhooks: WebhookDispatcher;
+  readonly #webhookClient: WebhookClient;
   /** rtmp://host:port/live of this balancer's HAProxy, when it takes RTMP (--haproxy-rtmp-port). */
   readonly #rtmpThroughHaproxy: string | undefined;
 
@@ -102,6 +106,18 @@ export class Balancer implements Role {
       onDead: () => {
         this.#snapshot = undefined;
       },
+    });
+    this.#webhookClient = new WebhookClient({ caFile: config.webhookCaFile });
+    this.#webhooks = new WebhookDispatcher({
+      db: ctx.db.knex,
+      nodeId: config.nodeId,
+      client: this.#webhookClient,
+      timeoutMs: config.webhookTimeoutMs,
+      giveUpMs: config.webhookGiveUpS * 1000,
+      viewerThresholds: config.webhookViewerThresholds,
+      viewersPeriodS: config.webhookViewersPeriodS,
+      logger: ctx.logger,
+      metrics: ctx.metrics,
     });
     this.router = express.Router();
     this.router.get('/v1/route', async (req, res) => {
@@ -225,6 +241,7 @@ export class Balancer implements Role {
 
   /** Stores the first admin token (see AdminAuth.bootstrap), printing a made-up one once. */
   async databaseReady(): Promise<void> {
+    this.#webhooks.start();
     const made = await this.#auth.bootstrap(this.#ctx.config.adminToken, this.#ctx.logger);
     if (made) {
       // On the terminal only: the log is shipped and kept, and must never hold a secret.
@@ -390,6 +407,8 @@ export class Balancer implements Role {
   }
 
   async close(): Promise<void> {
+    await this.#webhooks.stop();
+    this.#webhookClient.close();
     await this.#haproxy?.stop();
   }
 }

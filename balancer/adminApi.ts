@@ -6,7 +6,7 @@ import { Problem } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { signStreamToken, type StreamAction } from '../core/tokens.ts';
 import { listAudit, recordAudit } from '../db/repositories/audit.ts';
-import { listAdminTokens, newAdminToken, revokeAdminToken, storeAdminToken, type AdminTokenRecord } from '../db/repositories/adminTokens.ts';
+import { listAdminTokens, newAdminToken, revokeAdminToken, storeAdminToken } from '../db/repositories/adminTokens.ts';
 import { getNode, listNodes, setNodeDraining, type NodeRecord } from '../db/repositories/nodes.ts';
 import { issueStreamKey, revokeStreamKeys } from '../db/repositories/streamKeys.ts';
 import { deleteRecording, getRecording, listRecordings, recordingCursor, recordingLive, type RecordingRecord } from '../db/repositories/recordings.ts';
@@ -14,14 +14,16 @@ import { recordingUrls } from '../core/recordings.ts';
 import { createStream, deleteStream, listStreamViews, updateStream, type StreamView } from '../db/repositories/streams.ts';
 import { internalFetch, STREAMS_PATH } from '../core/internalApi.ts';
 import * as s from './apiSchemas.ts';
-import { operation, type Operation } from './apiOperations.ts';
+import { actor, operation, pageOf, type Operation } from './apiOperations.ts';
+import { webhookOperations } from './webhookApi.ts';
 import type { RegionCapacity } from './capacity.ts';
 import { openApiDocument } from './openapi.ts';
 import { nodeLoad } from '../core/Role.ts';
 
 /**
  * The admin REST API (/api/v1): streams with their keys and tokens, nodes and their drain,
- * admin tokens, the audit log, HAProxy. Every change is audited under `admin:<token id>`.
+ * admin tokens, the audit log, webhooks (balancer/webhookApi.ts), HAProxy. Every change is
+ * audited under `admin:<token id>`.
  */
 
 export interface AdminApiContext {
@@ -49,8 +51,6 @@ const STREAM_TOKEN_TTL_S = 24 * 3600;
 
 /** How long the balancer waits for an origin to end a deleted stream's publish. */
 const KICK_TIMEOUT_MS = 5000;
-
-const actor = (token: AdminTokenRecord | undefined) => `admin:${token?.id ?? '?'}`;
 
 function nodeView(n: NodeRecord) {
   return {
@@ -93,12 +93,6 @@ const recordingViewOf = (publicUrl: string) => (r: RecordingRecord) => ({
   bytes: r.bytes,
   ...recordingUrls(publicUrl, r.id),
 });
-
-/** One page: the first `limit` of `rows` (which were read with one more to see if there is a next). */
-function pageOf<T>(rows: T[], limit: number, cursorOf: (row: T) => string) {
-  const items = rows.slice(0, limit);
-  return { items, next: rows.length > limit ? cursorOf(items[items.length - 1]!) : null };
-}
 
 export function adminOperations(ctx: AdminApiContext): Operation[] {
   const { db, config } = ctx;
@@ -473,6 +467,8 @@ export function adminOperations(ctx: AdminApiContext): Operation[] {
         return { status: 204 };
       },
     }),
+
+    ...webhookOperations(db),
 
     operation({
       method: 'post',

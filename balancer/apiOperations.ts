@@ -50,6 +50,15 @@ function parse(schema: z.ZodType | undefined, value: unknown, where: string): un
   });
 }
 
+/** Who an admin API change is audited under. */
+export const actor = (token: AdminTokenRecord | undefined) => `admin:${token?.id ?? '?'}`;
+
+/** One page: the first `limit` of `rows` (which were read with one more to see if there is a next). */
+export function pageOf<T>(rows: T[], limit: number, cursorOf: (row: T) => string) {
+  const items = rows.slice(0, limit);
+  return { items, next: rows.length > limit ? cursorOf(items[items.length - 1]!) : null };
+}
+
 /** `/streams/{name}` → `/streams/:name` */
 export const expressPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
 

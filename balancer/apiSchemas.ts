@@ -19,7 +19,7 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  * Free text from a client: Postgres refuses NUL in text and lone UTF-16 surrogates in jsonb (both
  * were 500s, found by fuzzing), so they are refused here with a 400.
  */
-const text = (max: number) =>
+export const text = (max: number) =>
   z
     .string()
     .min(1)

@@ -57,6 +57,34 @@ export class Metrics {
     labelNames: ['stream'] as const,
     registers: [this.registry],
   });
+  readonly webhookDeliveries = new Counter({
+    name: 'relaycast_webhook_deliveries_total',
+    help: 'Event webhook attempts a balancer made, by outcome: delivered (2xx), retried (to be tried again), failed (given up)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly webhookCallSeconds = new Histogram({
+    name: 'relaycast_webhook_call_seconds',
+    help: 'Time an event webhook endpoint took to answer (answers of any status)',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly webhookLagSeconds = new Histogram({
+    name: 'relaycast_webhook_lag_seconds',
+    help: 'Time from an event\'s change to its delivery (first delivery of each event to each endpoint)',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600],
+    registers: [this.registry],
+  });
+  readonly webhookOutboxPending = new Gauge({
+    name: 'relaycast_webhook_outbox_pending',
+    help: 'Event deliveries not made yet, to every endpoint (the outbox in Postgres; a balancer reads it)',
+    registers: [this.registry],
+  });
+  readonly webhookOutboxOldestSeconds = new Gauge({
+    name: 'relaycast_webhook_outbox_oldest_seconds',
+    help: 'Age of the oldest event delivery not made yet (0: none): alert when it grows',
+    registers: [this.registry],
+  });
   readonly heartbeats = new Counter({
     name: 'relaycast_heartbeats_total',
     help: 'Registry heartbeats by outcome',

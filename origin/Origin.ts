@@ -188,6 +188,7 @@ export class Origin implements Role {
         ingestProtocol: stream.publisher.protocol,
         codecs: stream.codecs,
         publisherSession: stream.publisher.id,
+        region: this.#ctx.config.region,
       });
       if (!placed) stream.end('taken over by another origin while this one was cut off');
       else this.#ctx.logger.info({ stream: stream.name }, 'stream placed again');
@@ -230,6 +231,7 @@ export class Origin implements Role {
         ingestProtocol: stream.publisher.protocol,
         codecs: stream.codecs,
         publisherSession: stream.publisher.id,
+        region: config.region,
       });
       if (!placed) throw new Problem('stream-already-live', `stream ${name} is live on another origin`);
     } catch (error) {
@@ -258,7 +260,7 @@ export class Origin implements Role {
   async #release(name: string, session: string, reason: string): Promise<void> {
     const { db, logger, config } = this.#ctx;
     try {
-      await markStreamIdle(db.knex, name, session);
+      await markStreamIdle(db.knex, name, session, reason);
       await recordAudit(db.knex, { actor: config.nodeId, action: 'stream.end', target: name, detail: { reason } });
     } catch (error) {
       // The row stays live until this node's TTL expires or it shuts down; neither loses a stream.

@@ -14,8 +14,8 @@ import { releaseStreamsOfOrigins } from './streams.ts';
  * another origin at once) and removes those streams' relays and every relay the nodes took part
  * in. Returns the names of the released streams. Run it in the transaction that ended the nodes.
  */
-export async function cleanUpAfterNodes(trx: Knex, nodeIds: string[]): Promise<string[]> {
-  const streams = await releaseStreamsOfOrigins(trx, nodeIds);
+export async function cleanUpAfterNodes(trx: Knex, nodeIds: string[], reason = 'its origin ended'): Promise<string[]> {
+  const streams = await releaseStreamsOfOrigins(trx, nodeIds, reason);
   await deleteRelaysOfStreams(trx, streams);
   await deleteRelaysOfNodes(trx, nodeIds);
   return streams;
@@ -34,7 +34,7 @@ export async function declareSilentNodeDead(
 ): Promise<string[] | undefined> {
   return knex.transaction(async (trx) => {
     if (!(await markSilentNodeDead(trx, death.nodeId, death.silentMs))) return undefined;
-    const streams = await cleanUpAfterNodes(trx, [death.nodeId]);
+    const streams = await cleanUpAfterNodes(trx, [death.nodeId], 'its origin was lost');
     await recordAudit(trx, { actor: death.actor, action: 'node.dead', target: death.nodeId, detail: { streams, reason: death.reason } });
     return streams;
   });

@@ -1,4 +1,6 @@
 import type { Knex } from 'knex';
+import { nodeSubject } from '../../core/webhookEvents.ts';
+import { recordEvent, type WebhookEvent } from './webhooks.ts';
 
 /** The `nodes` table: who is in the cluster, where, and how loaded. */
 
@@ -95,7 +97,17 @@ function loadColumns(load: NodeLoad) {
   };
 }
 
-/** Inserts the node, or brings an earlier row with the same id back to life. */
+/** A node.* event about `node`. */
+const nodeEvent = (type: 'node.up' | 'node.down' | 'node.draining', node: { id: string; region: string; roles: string[] }, more: Record<string, unknown> = {}): WebhookEvent => ({
+  type,
+  subject: nodeSubject(node.id),
+  data: { node: { id: node.id, region: node.region, roles: node.roles }, ...more },
+});
+
+/** node.down events for the rows an update returned (id, region, roles). */
+const downEvents = (rows: Array<{ id: string; region: string; roles: string[] }>, reason: 'dead' | 'gone') => rows.map((row) => nodeEvent('node.down', row, { reason }));
+
+/** Inserts the node, or brings an earlier row with the same id back to life, with its node.up event. */
 export async function upsertNode(db: Knex, info: NodeInfo, load: NodeLoad): Promise<void> {
   const row = {
     id: info.id,
@@ -119,12 +131,24 @@ export async function upsertNode(db: Knex, info: NodeInfo, load: NodeLoad): Prom
     lost_reported_by: null,
     lost_reason: null,
   };
-  await db('nodes').insert(row).onConflict('id').merge();
+  await db.transaction(async (trx) => {
+    await trx('nodes').insert(row).onConflict('id').merge();
+    await recordEvent(trx, nodeEvent('node.up', info));
+  });
 }
 
-/** Drains a node (or ends the drain); false when there is no such node. */
+/** Drains a node (or ends the drain), with a node.draining event when that changes it; false when there is no such node. */
 export async function setNodeDraining(db: Knex, id: string, draining: boolean): Promise<boolean> {
-  return (await db('nodes').where({ id }).update({ draining })) === 1;
+  return db.transaction(async (trx) => {
+    if (!(await trx('nodes').where({ id }).first('id'))) return false;
+    const changed: Array<{ id: string; region: string; roles: string[] }> = await trx('nodes')
+      .where({ id })
+      .whereNot({ draining })
+      .update({ draining })
+      .returning(['id', 'region', 'roles']);
+    await recordEvent(trx, changed.map((node) => nodeEvent('node.draining', node, { draining })));
+    return true;
+  });
 }
 
 /**
@@ -145,20 +169,28 @@ export async function heartbeatNode(db: Knex, id: string, load: NodeLoad): Promi
  * one caller, which then cleans up after it.
  */
 export async function markExpiredNodesDead(db: Knex, ttlMs: number): Promise<string[]> {
-  const rows: Array<{ id: string }> = await db('nodes')
-    .where('state', 'up')
-    .andWhere('heartbeat_at', '<', db.raw(`now() - make_interval(secs => ?)`, [ttlMs / 1000]))
-    .update({ state: 'dead', ended_at: db.fn.now(), viewers: 0, streams: 0, bitrate_out: 0 })
-    .returning('id');
-  return rows.map((r) => r.id);
+  return db.transaction(async (trx) => {
+    const rows: Array<{ id: string; region: string; roles: string[] }> = await trx('nodes')
+      .where('state', 'up')
+      .andWhere('heartbeat_at', '<', trx.raw(`now() - make_interval(secs => ?)`, [ttlMs / 1000]))
+      .update({ state: 'dead', ended_at: trx.fn.now(), viewers: 0, streams: 0, bitrate_out: 0 })
+      .returning(['id', 'region', 'roles']);
+    await recordEvent(trx, downEvents(rows, 'dead'));
+    return rows.map((r) => r.id);
+  });
 }
 
+/** Marks a node gone (it shut down), with its node.down event, unless it already was. */
 export async function markNodeGone(db: Knex, id: string): Promise<boolean> {
-  const updated = await db('nodes')
-    .where({ id })
-    .whereNot('state', 'gone')
-    .update({ state: 'gone', ended_at: db.fn.now(), viewers: 0, streams: 0, bitrate_out: 0 });
-  return updated === 1;
+  return db.transaction(async (trx) => {
+    const rows: Array<{ id: string; region: string; roles: string[] }> = await trx('nodes')
+      .where({ id })
+      .whereNot('state', 'gone')
+      .update({ state: 'gone', ended_at: trx.fn.now(), viewers: 0, streams: 0, bitrate_out: 0 })
+      .returning(['id', 'region', 'roles']);
+    await recordEvent(trx, downEvents(rows, 'gone'));
+    return rows.length === 1;
+  });
 }
 
 export async function getNode(db: Knex, id: string): Promise<NodeRecord | undefined> {
@@ -251,10 +283,13 @@ export async function nodeSilenceMs(db: Knex, id: string): Promise<number | unde
  * this call declared it dead.
  */
 export async function markSilentNodeDead(db: Knex, id: string, silentMs: number): Promise<boolean> {
-  const rows: Array<{ id: string }> = await db('nodes')
-    .where({ id, state: 'up' })
-    .andWhere('heartbeat_at', '<', db.raw(`now() - make_interval(secs => ?)`, [silentMs / 1000]))
-    .update({ state: 'dead', ended_at: db.fn.now(), viewers: 0, streams: 0, bitrate_out: 0 })
-    .returning('id');
-  return rows.length === 1;
+  return db.transaction(async (trx) => {
+    const rows: Array<{ id: string; region: string; roles: string[] }> = await trx('nodes')
+      .where({ id, state: 'up' })
+      .andWhere('heartbeat_at', '<', trx.raw(`now() - make_interval(secs => ?)`, [silentMs / 1000]))
+      .update({ state: 'dead', ended_at: trx.fn.now(), viewers: 0, streams: 0, bitrate_out: 0 })
+      .returning(['id', 'region', 'roles']);
+    await recordEvent(trx, downEvents(rows, 'dead'));
+    return rows.length === 1;
+  });
 }

@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
+import { RECORDINGS_PUBLIC_PATH } from '../../core/recordings.ts';
+import { streamSubject } from '../../core/webhookEvents.ts';
+import { recordEvent } from './webhooks.ts';
 import type { RecordedSegment } from '../../core/recordings.ts';
 
 /**
@@ -118,7 +121,13 @@ export async function openRecording(db: Knex, options: { stream: string; started
         updated_at: trx.fn.now(),
       })
       .returning('*')) as RecordingRow[];
-    return { recording: toRecording(row!), continued: false };
+    const recording = toRecording(row!);
+    await recordEvent(trx, {
+      type: 'recording.started',
+      subject: streamSubject(recording.stream),
+      data: { stream: recording.stream, recording: { id: recording.id, startedAt: recording.startedAt.toISOString(), ...recordingPaths(recording.id) } },
+    });
+    return { recording, continued: false };
   });
 }
 
@@ -159,9 +168,24 @@ export async function writeSegment(db: Knex, segment: SegmentRecord, added: { du
   });
 }
 
-/** The recorder of `id` stopped in order (the stream ended, or the origin shut down). */
+/** Where a recording plays and exports, under the balancer (the paths of core/recordings.ts). */
+const recordingPaths = (id: string) => ({ playlistPath: `${RECORDINGS_PUBLIC_PATH}/${id}/index.m3u8`, exportPath: `${RECORDINGS_PUBLIC_PATH}/${id}/export.mp4` });
+
+/** The recorder of `id` stopped in order (the stream ended, or the origin shut down), with its recording.finished event. */
 export async function closeRecording(db: Knex, id: string): Promise<void> {
-  await db('recordings').where('id', id).update({ closed_at: db.fn.now(), updated_at: db.fn.now() });
+  await db.transaction(async (trx) => {
+    const [row] = (await trx('recordings').where('id', id).update({ closed_at: trx.fn.now(), updated_at: trx.fn.now() }).returning('*')) as RecordingRow[];
+    if (!row) return;
+    const recording = toRecording(row);
+    await recordEvent(trx, {
+      type: 'recording.finished',
+      subject: streamSubject(recording.stream),
+      data: {
+        stream: recording.stream,
+        recording: { id, startedAt: recording.startedAt.toISOString(), endedAt: recording.endedAt.toISOString(), duration: recording.duration, bytes: recording.bytes, ...recordingPaths(id) },
+      },
+    });
+  });
 }
 
 export async function getRecording(db: Knex, id: string): Promise<RecordingRecord | undefined> {
@@ -221,8 +245,11 @@ export async function getSegment(db: Knex, id: string, run: string, msn?: number
   return row && toSegment(row);
 }
 
-/** Deletes a recording from the index; its bytes go to the garbage of the nodes that hold them. False when there was none. */
-export async function deleteRecording(db: Knex, id: string): Promise<boolean> {
+/**
+ * Deletes a recording from the index, with its recording.deleted event (`by`: who asked); its
+ * bytes go to the garbage of the nodes that hold them. False when there was none.
+ */
+export async function deleteRecording(db: Knex, id: string, by = 'admin'): Promise<boolean> {
   return db.transaction(async (trx) => {
     await trx.raw(
       `insert into recording_garbage (store, node_id, key)
@@ -230,7 +257,9 @@ export async function deleteRecording(db: Knex, id: string): Promise<boolean> {
          union select distinct store, node_id, init_key from recording_segments where recording_id = ?`,
       [id, id],
     );
-    return (await trx('recordings').where('id', id).delete()) === 1;
+    const deleted: Array<{ stream: string }> = await trx('recordings').where('id', id).delete().returning('stream');
+    await recordEvent(trx, deleted.map((r) => ({ type: 'recording.deleted' as const, subject: streamSubject(r.stream), data: { stream: r.stream, recording: { id }, by } })));
+    return deleted.length === 1;
   });
 }
 
@@ -275,8 +304,10 @@ export async function expireSegments(db: Knex, options: { defaultDays: number; l
     }
     for (const [id, sum] of byRecording) {
       const first: { started_at: Date } | undefined = await trx('recording_segments').where('recording_id', id).orderBy('started_at').first('started_at');
-      if (!first) await trx('recordings').where('id', id).delete();
-      else {
+      if (!first) {
+        const deleted: Array<{ stream: string }> = await trx('recordings').where('id', id).delete().returning('stream');
+        await recordEvent(trx, deleted.map((r) => ({ type: 'recording.deleted' as const, subject: streamSubject(r.stream), data: { stream: r.stream, recording: { id }, by: 'retention' } })));
+      } else {
         await trx('recordings')
           .where('id', id)
           .update({ started_at: first.started_at, duration: trx.raw('greatest(duration - ?, 0)', [sum.duration]), bytes: trx.raw('greatest(bytes - ?, 0)', [sum.bytes]) });

@@ -1,5 +1,7 @@
 import type { Knex } from 'knex';
 import type { HlsMode } from '../../core/config.ts';
+import { streamSubject } from '../../core/webhookEvents.ts';
+import { recordEvent, type WebhookEvent } from './webhooks.ts';
 
 /** The `streams` table: each stream's placement (its origin) and state. */
 
@@ -73,47 +75,92 @@ export interface LivePlacement {
   ingestProtocol: string;
   codecs: unknown;
   publisherSession: string;
+  /** The origin's region, for the stream.published event. */
+  region?: string;
 }
 
 /**
- * Places a live stream on its origin. Returns false, changing nothing, when the stream is already
- * live elsewhere: the caller answers 409.
+ * A publish on another origin this soon after the stream ended on its last is the same broadcast
+ * moved (its origin died or was drained, and the encoder reconnected elsewhere): a stream.moved
+ * event. 60 s, the recordings' resume gap (origin/Recordings.ts): what continues one recording is
+ * one move.
+ */
+const MOVE_WINDOW_S = 60;
+
+/**
+ * Places a live stream on its origin, with its stream.published event (and stream.moved when it
+ * comes back on another origin within MOVE_WINDOW_S). Returns false, changing nothing, when the
+ * stream is already live elsewhere: the caller answers 409.
  */
 export async function markStreamLive(db: Knex, placement: LivePlacement): Promise<boolean> {
-  const columns = {
-    state: 'live',
-    origin_node_id: placement.originNodeId,
-    ingest_protocol: placement.ingestProtocol,
-    codecs: JSON.stringify(placement.codecs ?? null),
-    publisher_session: placement.publisherSession,
-    started_at: db.fn.now(),
-    ended_at: null,
-  };
-  const rows = await db('streams')
-    .insert({ name: placement.name, ...columns })
-    .onConflict('name')
-    .merge(columns)
-    .where('streams.state', 'idle')
-    .returning('id');
-  return rows.length === 1;
+  return db.transaction(async (trx) => {
+    const before: { last_origin_node_id: string | null; recent: boolean } | undefined = await trx('streams')
+      .where({ name: placement.name })
+      .first('last_origin_node_id', trx.raw('coalesce(ended_at > now() - make_interval(secs => ?), false) as recent', [MOVE_WINDOW_S]));
+    const columns = {
+      state: 'live',
+      origin_node_id: placement.originNodeId,
+      last_origin_node_id: placement.originNodeId,
+      ingest_protocol: placement.ingestProtocol,
+      codecs: JSON.stringify(placement.codecs ?? null),
+      publisher_session: placement.publisherSession,
+      started_at: trx.fn.now(),
+      ended_at: null,
+      viewer_level: 0,
+      viewers_reported_at: null,
+    };
+    const rows = await trx('streams')
+      .insert({ name: placement.name, ...columns })
+      .onConflict('name')
+      .merge(columns)
+      .where('streams.state', 'idle')
+      .returning('id');
+    if (rows.length !== 1) return false;
+    const subject = streamSubject(placement.name);
+    const events: WebhookEvent[] = [];
+    if (before?.recent && before.last_origin_node_id && before.last_origin_node_id !== placement.originNodeId) {
+      events.push({ type: 'stream.moved', subject, data: { stream: placement.name, from: before.last_origin_node_id, to: placement.originNodeId } });
+    }
+    events.push({
+      type: 'stream.published',
+      subject,
+      data: { stream: placement.name, origin: { id: placement.originNodeId, region: placement.region ?? null }, protocol: placement.ingestProtocol, codecs: placement.codecs ?? null },
+    });
+    await recordEvent(trx, events);
+    return true;
+  });
 }
 
-/** Ends one publish; a no-op when that session is no longer the stream's publisher. */
-export async function markStreamIdle(db: Knex, name: string, publisherSession: string): Promise<boolean> {
-  const updated = await db('streams')
-    .where({ name, state: 'live', publisher_session: publisherSession })
-    .update({ state: 'idle', origin_node_id: null, publisher_session: null, ended_at: db.fn.now() });
-  return updated === 1;
+const unpublished = (name: string, origin: string | null, reason: string): WebhookEvent => ({
+  type: 'stream.unpublished',
+  subject: streamSubject(name),
+  data: { stream: name, origin, reason },
+});
+
+/** Ends one publish, with its stream.unpublished event; a no-op when that session is no longer the stream's publisher. */
+export async function markStreamIdle(db: Knex, name: string, publisherSession: string, reason = 'the publisher left'): Promise<boolean> {
+  return db.transaction(async (trx) => {
+    const rows: Array<{ last_origin_node_id: string | null }> = await trx('streams')
+      .where({ name, state: 'live', publisher_session: publisherSession })
+      .update({ state: 'idle', origin_node_id: null, publisher_session: null, ended_at: trx.fn.now(), viewer_level: 0 })
+      .returning('last_origin_node_id');
+    if (rows.length !== 1) return false;
+    await recordEvent(trx, unpublished(name, rows[0]!.last_origin_node_id, reason));
+    return true;
+  });
 }
 
-/** Ends every live stream placed on these origins (they died or shut down); returns the names. */
-export async function releaseStreamsOfOrigins(db: Knex, nodeIds: string[]): Promise<string[]> {
+/** Ends every live stream placed on these origins (they died or shut down), with their events; returns the names. */
+export async function releaseStreamsOfOrigins(db: Knex, nodeIds: string[], reason = 'its origin ended'): Promise<string[]> {
   if (nodeIds.length === 0) return [];
-  const rows: Array<{ name: string }> = await db('streams')
-    .whereIn('origin_node_id', nodeIds)
-    .update({ state: 'idle', origin_node_id: null, publisher_session: null, ended_at: db.fn.now() })
-    .returning('name');
-  return rows.map((r) => r.name);
+  return db.transaction(async (trx) => {
+    const rows: Array<{ name: string; last_origin_node_id: string | null }> = await trx('streams')
+      .whereIn('origin_node_id', nodeIds)
+      .update({ state: 'idle', origin_node_id: null, publisher_session: null, ended_at: trx.fn.now(), viewer_level: 0 })
+      .returning(['name', 'last_origin_node_id']);
+    await recordEvent(trx, rows.map((r) => unpublished(r.name, r.last_origin_node_id, reason)));
+    return rows.map((r) => r.name);
+  });
 }
 
 export async function listStreams(db: Knex, filter: { state?: StreamState } = {}): Promise<StreamRecord[]> {
@@ -222,6 +269,45 @@ export async function recordHlsViewers(db: Knex, edgeNodeId: string, counts: Arr
         .into(trx.raw('hls_viewers (stream_id, edge_node_id, viewers)'));
     }
   });
+}
+
+/**
+ * Writes the stream.viewers events due now: for each live stream whose viewers (WebRTC and HLS)
+ * crossed one of `thresholds` (ascending) since its last event, up or down, and for each whose
+ * last one is `periodS` old (0: none periodic). Safe from several balancers at once: each event
+ * is written by the one whose update of the stream's row finds it as it read it. Returns how many.
+ */
+export async function recordViewerEvents(db: Knex, options: { thresholds: number[]; periodS: number }): Promise<number> {
+  const rows: Array<{ id: string | number; name: string; viewer_level: number; reported_at: Date | string | null; due: boolean; viewers: string | number }> = await db('streams as s')
+    .where('s.state', 'live')
+    .select(
+      's.id',
+      's.name',
+      's.viewer_level',
+      's.viewers_reported_at as reported_at',
+      db.raw('(? > 0 and coalesce(s.viewers_reported_at, s.started_at) < now() - make_interval(secs => ?)) as due', [options.periodS, options.periodS]),
+      db.raw(
+        `(select coalesce(sum(r.viewers), 0) from relays r where r.stream_id = s.id)
+         + (select coalesce(sum(h.viewers), 0) from hls_viewers h join nodes n on n.id = h.edge_node_id where h.stream_id = s.id and n.state = 'up') as viewers`,
+      ),
+    );
+  let written = 0;
+  for (const row of rows) {
+    const viewers = Number(row.viewers);
+    const level = options.thresholds.filter((t) => viewers >= t).length;
+    if (level === row.viewer_level && !row.due) continue;
+    const crossed = level > row.viewer_level ? 'up' : level < row.viewer_level ? 'down' : null;
+    const threshold = crossed === 'up' ? options.thresholds[level - 1] : crossed === 'down' ? options.thresholds[level] : null;
+    written += await db.transaction(async (trx) => {
+      const query = trx('streams').where({ id: row.id, state: 'live', viewer_level: row.viewer_level });
+      if (row.reported_at === null) query.whereNull('viewers_reported_at');
+      else query.where('viewers_reported_at', new Date(row.reported_at));
+      if ((await query.update({ viewer_level: level, viewers_reported_at: trx.fn.now() })) !== 1) return 0;
+      await recordEvent(trx, { type: 'stream.viewers', subject: streamSubject(row.name), data: { stream: row.name, viewers, threshold: threshold ?? null, crossed } });
+      return 1;
+    });
+  }
+  return written;
 }
 
 /** Creates an idle stream; false when one with that name exists. */

@@ -255,7 +255,7 @@ export interface ClaimedDelivery {
  * are backing off and deliveries another dispatcher holds. The lease lasts `leaseMs`: a
  * dispatcher that dies mid-call leaves its deliveries to the others once it passes.
  */
-export async function claimDeliveries(db: Knex, options: { owner: string; limit: number; leaseMs: number }): Promise<ClaimedDelivery[]> {
+export async function claimDeliveries(db: Knex, options: { owner: string; nodeId: string; limit: number; leaseMs: number }): Promise<ClaimedDelivery[]> {
   const { rows } = (await db.raw(
     `with heads as (
        select d.id from webhook_deliveries d
@@ -276,7 +276,7 @@ export async function claimDeliveries(db: Knex, options: { owner: string; limit:
       where u.id = heads.id and w.id = u.endpoint_id and e.seq = u.event_seq
      returning u.id, u.endpoint_id, u.attempts, u.created_at, w.url, w.secret,
                e.id as event_id, e.seq as event_seq, e.type, e.subject, e.data, e.created_at as event_created_at`,
-    [options.limit, options.owner, options.leaseMs / 1000, options.owner],
+    [options.limit, options.owner, options.leaseMs / 1000, options.nodeId],
   )) as { rows: Array<DeliveryRow & { url: string; secret: string }> };
   return rows
     .map((row) => ({
