@@ -20,10 +20,11 @@ import { claimDeliveries, markAttemptFailed, markDelivered, outboxBacklog, prune
  */
 
 /**
- * How often an idle dispatcher looks for new deliveries: 250 ms, so an event reaches its endpoint
- * some 125 ms after its change on average, for one indexed query on an empty set four times a second.
+ * How often an idle dispatcher looks for new deliveries: 100 ms, so an event leaves some 50 ms
+ * after its change on average (events are written by other processes: nothing to wake it), for ten
+ * queries a second on an empty partial index, which cost Postgres nothing measurable.
  */
-const POLL_MS = 250;
+const POLL_MS = 100;
 
 /** Deliveries claimed at once, each the head of another stream's queue: as many as the client keeps connections open. */
 const BATCH = 32;
