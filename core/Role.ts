@@ -1,4 +1,5 @@
 import type { Router } from 'express';
+import type { Admission } from './Admission.ts';
 import type { CertificateWatcher } from './CertificateWatcher.ts';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
@@ -17,6 +18,8 @@ export interface RoleContext {
   clusterSecret: string;
   /** The node's TLS certificate (--tls-cert/--tls-key), one watcher for the process: its HTTPS port and the balancer's HAProxy. */
   certificates?: CertificateWatcher;
+  /** Asks the operator's admission endpoint before a publish or play (--admission-url); unset: nobody is asked. */
+  admission?: Admission;
 }
 
 /** A role's load, summed into the node's heartbeat. */
