@@ -81,7 +81,7 @@ const MAX_DECISIONS = 10_000;
  * call (one timeout) a second rather than hundreds of sockets waiting out the timeout, and an
  * endpoint that comes back is asked again within a second.
  */
-const FAILURE_MEMORY_MS = 1000;
+export const FAILURE_MEMORY_MS = 1000;
 
 /** Seconds a client refused for a failure is told to wait (Retry-After): the failure memory, rounded up, and a margin. */
 const FAILURE_RETRY_AFTER_S = 2;
