@@ -22,14 +22,13 @@
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname } from 'node:path';
-import { parseArgs } from 'node:util';
 import { signStreamToken } from '../core/tokens.ts';
 import { newWebhookSecret } from '../core/webhookSignature.ts';
 import { loadavg } from '../kit/cpu.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { fmt, median, percentile } from '../kit/stats.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../kit/webhookReceiver.ts';
-import { integerOption, runCommand } from './lib/options.ts';
+import { defaultOut, integerOption, parseBenchArgs, runCommand } from './lib/options.ts';
 import { renderTable } from './lib/report.ts';
 
 const SECRET = 'bench-cluster-secret-0123456789';
@@ -55,23 +54,12 @@ interface Options {
 }
 
 function parse(argv: string[]): Options | undefined {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      quick: { type: 'boolean', default: false },
-      joins: { type: 'string' },
-      warmup: { type: 'string' },
-      out: { type: 'string' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (values.help) return undefined;
-  const quick = values.quick;
-  const now = new Date().toISOString();
+  const args = parseBenchArgs(argv, ['joins', 'warmup']);
+  if (!args) return undefined;
   return {
-    joins: integerOption('joins', values.joins, quick ? 10 : 300),
-    warmup: integerOption('warmup', values.warmup, quick ? 2 : 10, 0),
-    out: values.out ?? (quick ? `bench/results/admission-quick-${now.replace(/[:.]/g, '-')}.json` : `bench/figures/admission-${now.slice(0, 10)}.json`),
+    joins: integerOption('joins', args.values.joins, args.quick ? 10 : 300),
+    warmup: integerOption('warmup', args.values.warmup, args.quick ? 2 : 10, 0),
+    out: args.out ?? defaultOut('admission', args.quick),
   };
 }
 
