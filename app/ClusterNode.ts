@@ -8,6 +8,8 @@ import { CpuMeter } from '../core/CpuMeter.ts';
 import { Problem } from '../core/errors.ts';
 import { createApp, errorHandler, notFound, refuseUnparsable } from '../core/http.ts';
 import { TlsListener } from '../core/TlsListener.ts';
+import { Admission } from '../core/Admission.ts';
+import { WebhookClient } from '../core/webhookHttp.ts';
 import { CertificateWatcher } from '../core/CertificateWatcher.ts';
 import type { Logger } from '../core/logger.ts';
 import { Metrics } from '../core/metrics.ts';
@@ -83,6 +85,8 @@ export class ClusterNode {
   /** Draining ahead of a shutdown (preStop or SIGTERM): the agent-check says drain. */
   #shutdownDraining = false;
   #databaseReady = false;
+  /** The process's one client for calls to operators' endpoints (admission; event webhooks). */
+  readonly #webhooks: WebhookClient;
 
   constructor(config: Config, logger: Logger) {
     this.config = config;
@@ -93,6 +97,7 @@ export class ClusterNode {
     this.app = createApp();
     this.#proxies = config.trustedProxies;
     this.#announced = announcedAddresses({ announcedIp: config.announcedIp, listenIp: config.rtcListenIp });
+    this.#webhooks = new WebhookClient({ caFile: config.webhookCaFile });
   }
 
   get httpPort(): number {
@@ -110,7 +115,7 @@ export class ClusterNode {
     // Read (and a bad pair refused) before anything starts; the HTTPS port and the balancer's
     // HAProxy share this one watcher.
     const certificates = config.tlsCert && config.tlsKey ? new CertificateWatcher(config.tlsCert, config.tlsKey) : undefined;
-    const base = { config, logger: this.logger, metrics: this.metrics, db: this.db, clusterSecret: this.#clusterSecret, certificates };
+    const base = { config, logger: this.logger, metrics: this.metrics, db: this.db, clusterSecret: this.#clusterSecret, certificates, admission: this.#admission(), webhookClient: this.#webhooks };
     // The balancer first: its WHIP/WHEP redirects see a request before this process's own roles.
     if (config.roles.includes('balancer')) {
       const { Balancer } = await import('../balancer/Balancer.ts');
@@ -202,8 +207,27 @@ export class ClusterNode {
     clearTimeout(timer);
     await this.#agent?.close();
     await this.#workers?.close();
+    this.#webhooks.close();
     await this.db.close();
     this.logger.info('stopped');
+  }
+
+  /** The admission webhook's client, one for the roles of the process, when --admission-url is set. */
+  #admission(): Admission | undefined {
+    const { config } = this;
+    if (!config.admissionUrl || !config.admissionSecret) return undefined;
+    return new Admission({
+      url: config.admissionUrl,
+      secret: config.admissionSecret,
+      timeoutMs: config.admissionTimeoutMs,
+      onFailure: config.admissionOnFailure,
+      cacheMs: config.admissionCacheMs,
+      node: { id: config.nodeId, region: config.region },
+      client: this.#webhooks,
+      metrics: this.metrics,
+      logger: this.logger.child({ component: 'admission' }),
+      proxies: config.trustedProxies,
+    });
   }
 
   /**

@@ -24,7 +24,6 @@ import { NodeLossChecker } from './NodeLossChecker.ts';
 import { createPolicy, type NodeSnapshot, type Policy } from './policies.ts';
 import { RouteIndex } from './RouteIndex.ts';
 import { WebhookDispatcher } from './WebhookDispatcher.ts';
-import { WebhookClient } from '../core/webhookHttp.ts';
 
 /**
  * The balancer role: sends each viewer to the nearest edge with room and each publisher to the
@@ -87,7 +86,6 @@ export class Balancer implements Role {
   #haproxy: HaproxyController | undefined;
   #snapshot: { at: number; index: Promise<RouteIndex> } | undefined;
   readonly #webhooks: WebhookDispatcher;
-  readonly #webhookClient: WebhookClient;
   /** rtmp://host:port/live of this balancer's HAProxy, when it takes RTMP (--haproxy-rtmp-port). */
   readonly #rtmpThroughHaproxy: string | undefined;
 
@@ -107,11 +105,10 @@ export class Balancer implements Role {
         this.#snapshot = undefined;
       },
     });
-    this.#webhookClient = new WebhookClient({ caFile: config.webhookCaFile });
     this.#webhooks = new WebhookDispatcher({
       db: ctx.db.knex,
       nodeId: config.nodeId,
-      client: this.#webhookClient,
+      client: ctx.webhookClient,
       timeoutMs: config.webhookTimeoutMs,
       giveUpMs: config.webhookGiveUpS * 1000,
       viewerThresholds: config.webhookViewerThresholds,
@@ -408,7 +405,6 @@ export class Balancer implements Role {
 
   async close(): Promise<void> {
     await this.#webhooks.stop();
-    this.#webhookClient.close();
     await this.#haproxy?.stop();
   }
 }

@@ -69,7 +69,7 @@ import { adminClient } from '../kit/testPublish.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
 import { fmt, max, median, percentile, sleep, spread } from '../kit/stats.ts';
 import { WRTC_CLIENT } from '../kit/wrtc.ts';
-import { integerOption, onInterrupt, runCommand } from './lib/options.ts';
+import { defaultOut, integerOption, onInterrupt, runCommand } from './lib/options.ts';
 import { renderTable, type Table } from './lib/report.ts';
 
 const SECRET = 'bench-cluster-secret-0123456789';
@@ -144,7 +144,6 @@ function parse(argv: string[]): Options | undefined {
   const quick = values.quick;
   const only = (values.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
   for (const s of only) if (!SECTIONS.includes(s as Section)) throw new Error(`--only: unknown section "${s}" (sections: ${SECTIONS.join(', ')})`);
-  const now = new Date().toISOString();
   return {
     quick,
     runs: integerOption('runs', values.runs, quick ? 1 : 2),
@@ -154,7 +153,7 @@ function parse(argv: string[]): Options | undefined {
     requests: integerOption('requests', values.requests, quick ? 5 : 50),
     minutes: integerOption('minutes', values.minutes, quick ? 1 : 60),
     only: SECTIONS.filter((s) => only.includes(s)),
-    out: values.out ?? (quick ? `bench/results/recording-quick-${now.replace(/[:.]/g, '-')}.json` : `bench/figures/recording-${now.slice(0, 10)}.json`),
+    out: values.out ?? defaultOut('recording', quick),
   };
 }
 

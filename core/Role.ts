@@ -1,8 +1,10 @@
 import type { Router } from 'express';
+import type { Admission } from './Admission.ts';
 import type { CertificateWatcher } from './CertificateWatcher.ts';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
+import type { WebhookClient } from './webhookHttp.ts';
 
 /**
  * The contract between a process (app/ClusterNode.ts) and the roles it runs. What a role gets
@@ -17,6 +19,10 @@ export interface RoleContext {
   clusterSecret: string;
   /** The node's TLS certificate (--tls-cert/--tls-key), one watcher for the process: its HTTPS port and the balancer's HAProxy. */
   certificates?: CertificateWatcher;
+  /** Asks the operator's admission endpoint before a publish or play (--admission-url); unset: nobody is asked. */
+  admission?: Admission;
+  /** The process's one client for calls to operators' endpoints (the balancer's event webhooks use it). */
+  webhookClient: WebhookClient;
 }
 
 /** A role's load, summed into the node's heartbeat. */

@@ -155,6 +155,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly admissionSeconds = new Histogram({
+    name: 'relaycast_admission_seconds',
+    help: 'Calls to the admission endpoint, by action (publish, play) and outcome (allowed, refused, failed: no answer in time, down, or an answer outside the contract), from the request to its answer',
+    labelNames: ['action', 'outcome'] as const,
+    // From an endpoint beside the node (a few ms) to the longest --admission-timeout-ms.
+    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly admissionDecisions = new Counter({
+    name: 'relaycast_admission_decisions_total',
+    help: 'Publishes and plays admitted or not, by action, outcome (allowed, refused, failed_allowed and failed_refused: the endpoint failed and --admission-on-failure answered) and source (endpoint: this join\'s call; cache: a decision or failure remembered, or a call already under way)',
+    labelNames: ['action', 'outcome', 'source'] as const,
+    registers: [this.registry],
+  });
+
   readonly regionEdges = new Gauge({
     name: 'relaycast_region_edges',
     help: 'Edges up and taking viewers, per region (balancer)',

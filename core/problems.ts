@@ -21,6 +21,8 @@ export const PROBLEMS = {
   unauthorized: { status: 401, title: 'Unauthorized' },
   /** A valid token that does not allow this (another stream, another action, a missing scope). */
   forbidden: { status: 403, title: 'Forbidden' },
+  /** The operator's admission endpoint (core/Admission.ts) said no to this publish or play; the detail is its reason. */
+  'admission-refused': { status: 403, title: 'Admission Refused' },
   'not-found': { status: 404, title: 'Not Found' },
   'stream-not-live': { status: 404, title: 'Stream Not Live' },
   /** Internal API: the stream (or relay) is not on the node asked. */
@@ -51,6 +53,8 @@ export const PROBLEMS = {
   'haproxy-reload-failed': { status: 502, title: 'HAProxy Reload Failed' },
   /** Starting, shutting down, the database unreachable, a relay that just closed: Retry-After says when. */
   'service-unavailable': { status: 503, title: 'Service Unavailable' },
+  /** The admission endpoint did not answer in time, was down or answered nonsense, and --admission-on-failure is refuse: Retry-After says when. */
+  'admission-unavailable': { status: 503, title: 'Admission Unavailable' },
   /** Every node that could take it is at its threshold. */
   'no-capacity': { status: 503, title: 'No Capacity' },
 } as const satisfies Record<string, { status: number; title: string }>;

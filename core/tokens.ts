@@ -58,14 +58,25 @@ export function secretsEqual(a: string, b: string): boolean {
 const unauthorized = (detail: string) =>
   new Problem('unauthorized', detail, { headers: { 'WWW-Authenticate': 'Bearer realm="relaycast"' } });
 
+/** A verified stream token's claims, as the admission endpoint gets them (core/Admission.ts). */
+export interface StreamClaims {
+  /** The stream. */
+  sub: string;
+  act: StreamAction;
+  /** Issued and expiry times, Unix seconds. */
+  iat: number | undefined;
+  exp: number | undefined;
+}
+
 /**
- * Checks that `token` is a stream token for exactly `action` on `stream`. Throws a 401 Problem for a missing, forged, expired or malformed token and a 403 for a
- * valid one that names another stream or action.
+ * Checks that `token` is a stream token for exactly `action` on `stream` and returns its claims.
+ * Throws a 401 Problem for a missing, forged, expired or malformed token and a 403 for a valid one
+ * that names another stream or action.
  */
 export async function authorizeStream(
   token: string | undefined,
   options: { secret: string; stream: string; action: StreamAction },
-): Promise<void> {
+): Promise<StreamClaims> {
   if (!token) throw unauthorized('a Bearer token is required');
   let payload;
   try {
@@ -76,4 +87,5 @@ export async function authorizeStream(
   }
   if (payload.sub !== options.stream) throw new Problem('forbidden', 'the token is for another stream');
   if (payload.act !== options.action) throw new Problem('forbidden', `the token does not allow ${options.action}`);
+  return { sub: options.stream, act: options.action, iat: payload.iat, exp: payload.exp };
 }

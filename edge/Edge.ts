@@ -6,7 +6,7 @@ import type { Database } from '../db/Database.ts';
 import type { MediaContext } from '../media/WorkerPool.ts';
 import { RENDITION_CODECS, RENDITION_RTP_CODECS } from '../media/codecs.ts';
 import { signallingRouter } from '../media/signalling.ts';
-import { authorizeStream } from '../core/tokens.ts';
+import { authorizeStream, type StreamClaims } from '../core/tokens.ts';
 import { getNode, reportNodeLost } from '../db/repositories/nodes.ts';
 import { createRelay, deleteRelay, listParentCandidates, recordRelayViewers } from '../db/repositories/relays.ts';
 import { getStream, recordHlsViewers, type StreamRecord } from '../db/repositories/streams.ts';
@@ -120,6 +120,7 @@ export class Edge implements Role {
       upstream: (stream) => this.#hlsUpstream(stream),
       authorize: (stream, token) => this.#authorize(stream, token, HLS_PRIVACY_MAX_AGE_MS),
       clientAddress: (req) => ctx.config.trustedProxies.clientAddress(req.socket.remoteAddress ?? '', req.get('x-forwarded-for')),
+      admission: ctx.admission,
       clusterSecret: ctx.clusterSecret,
       metrics: ctx.metrics,
     });
@@ -141,6 +142,7 @@ export class Edge implements Role {
           publicUrl: ctx.config.publicUrl,
           iceServers: ctx.config.iceServers,
           logger: ctx.logger,
+          admission: ctx.admission,
           extensions: Viewer.extensions((session) => {
             const viewer = this.#viewers.get(session.id);
             if (!viewer) throw new Problem('not-found', 'no such session (it may have ended)');
@@ -238,7 +240,7 @@ export class Edge implements Role {
    * database says which (an operator may change it at any time); while it is unreachable, a
    * relay here still knows what its stream was when it opened, so viewers of a warm edge can join.
    */
-  async #authorize(stream: string, token: string | undefined, maxAgeMs = 0): Promise<void> {
+  async #authorize(stream: string, token: string | undefined, maxAgeMs = 0): Promise<StreamClaims | null> {
     const relay = this.#relays.get(stream);
     const known = this.#privacyKnown.get(stream);
     let isPrivate: boolean;
@@ -255,8 +257,8 @@ export class Edge implements Role {
         isPrivate = relay.private;
       }
     }
-    if (!token && !isPrivate) return;
-    await authorizeStream(token, { secret: this.#ctx.clusterSecret, stream, action: 'play' });
+    if (!token && !isPrivate) return null;
+    return authorizeStream(token, { secret: this.#ctx.clusterSecret, stream, action: 'play' });
   }
 
   async #play(name: string, offer: Offer) {

@@ -1,9 +1,10 @@
 import express, { type Request, type Router } from 'express';
+import type { Admission } from '../core/Admission.ts';
 import { CORS } from '../core/http.ts';
 import { Problem } from '../core/errors.ts';
 import { authorizeInternal, internalFetch } from '../core/internalApi.ts';
 import type { Metrics } from '../core/metrics.ts';
-import { bearerToken, streamName } from '../core/tokens.ts';
+import { bearerToken, streamName, type StreamClaims } from '../core/tokens.ts';
 import { INTERNAL_HLS_PATH, isHlsFile, parseReloadQuery, PUBLIC_HLS_PATH, sendHls, withQuery, type HlsAnswer } from '../media/hls/hlsFiles.ts';
 import { type HlsCache } from './HlsCache.ts';
 import type { UplinkTarget } from './Uplink.ts';
@@ -20,10 +21,12 @@ export interface HlsProxyOptions {
   cache: HlsCache;
   /** Where to ask for the stream's files (a Problem when it is not live). */
   upstream: (stream: string) => Promise<UplinkTarget>;
-  /** Lets a viewer play the stream, or throws the 401/403 Problem (the edge's own check, as for WHEP). */
-  authorize: (stream: string, token: string | undefined) => Promise<void>;
+  /** Lets a viewer play the stream, or throws the 401/403 Problem (the edge's own check, as for WHEP); the token's claims, null without one. */
+  authorize: (stream: string, token: string | undefined) => Promise<StreamClaims | null>;
   /** The viewer's address (behind trusted proxies, theirs): viewers are counted by address and user agent. */
   clientAddress: (req: Request) => string;
+  /** Asked for every viewer request, after the token check: its cache answers all but the first of a client's requests within a TTL. */
+  admission?: Admission;
   clusterSecret: string;
   metrics: Metrics;
 }
@@ -62,7 +65,8 @@ export class HlsProxy {
       res.set(HLS_CORS);
       const { stream, file } = this.#target(req);
       const token = typeof req.query.token === 'string' ? req.query.token : bearerToken(req.get('authorization'));
-      await options.authorize(stream, token);
+      const claims = await options.authorize(stream, token);
+      await options.admission?.admitRequest(req, { action: 'play', protocol: 'hls', stream, token: claims, bearer: token });
       if (file.endsWith('.m3u8')) this.#countViewer(stream, req);
       const answer = await this.#answer(stream, file, req);
       if (!token || answer.status !== 200) return sendHls(res, answer);

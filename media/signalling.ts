@@ -2,7 +2,8 @@ import express, { type Request, type Response, type Router } from 'express';
 import { Problem } from '../core/errors.ts';
 import { CORS } from '../core/http.ts';
 import { iceServerLink, type IceServer } from '../core/iceServers.ts';
-import { bearerToken, streamName, type StreamAction } from '../core/tokens.ts';
+import type { Admission } from '../core/Admission.ts';
+import { bearerToken, streamName, type StreamAction, type StreamClaims } from '../core/tokens.ts';
 import type { Logger } from '../core/logger.ts';
 import { buildSdpFrag, parseOffer, parseSdpFrag, type Offer } from './sdp.ts';
 import type { WebRtcSession } from './WebRtcSession.ts';
@@ -16,8 +17,8 @@ import type { WebRtcSession } from './WebRtcSession.ts';
  */
 
 export interface SignallingHandler {
-  /** Throws a 401/403 Problem unless `token` may `action` on `stream`. */
-  authorize(stream: string, token: string | undefined, action: StreamAction): Promise<void>;
+  /** Throws a 401/403 Problem unless `token` may `action` on `stream`; returns its claims (null: no token, a public stream). */
+  authorize(stream: string, token: string | undefined, action: StreamAction): Promise<StreamClaims | null>;
   /** Sets up a session for the offer and returns it with the SDP answer. */
   accept(stream: string, offer: Offer): Promise<{ session: WebRtcSession; answer: string }>;
   /** Ends a session the client DELETEd; resolves once what it held is released. */
@@ -52,6 +53,8 @@ export interface SignallingOptions {
   iceServers: IceServer[];
   logger: Logger;
   extensions?: SessionExtension[];
+  /** Asked before a new session (a POST, not a PATCH or DELETE), after the token check. */
+  admission?: Admission;
 }
 
 /**
@@ -113,11 +116,14 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
   router.post(`/${kind}/:stream`, async (req: Request, res: Response) => {
     const received = performance.now();
     const stream = streamName(req.params.stream);
-    await handler.authorize(stream, bearerToken(req.get('authorization')), action);
+    const bearer = bearerToken(req.get('authorization'));
+    const claims = await handler.authorize(stream, bearer, action);
     const body = await readBody(req, res, 'application/sdp');
     if (body.trim() === '') throw new Problem('empty-body', 'the body must be an SDP offer');
 
     const offer = parseOffer(body);
+    // After the offer is read: a request that could not be served is not worth the operator's call.
+    await options.admission?.admitRequest(req, { action, protocol: kind, stream, token: claims, bearer });
     const { session, answer } = await handler.accept(stream, offer);
     sessions.set(session.id, session);
     session.once('closed', (reason) => {

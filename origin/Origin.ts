@@ -5,7 +5,7 @@ import type { Role, RoleContext, RoleLoad } from '../core/Role.ts';
 import type { Database } from '../db/Database.ts';
 import type { MediaContext } from '../media/WorkerPool.ts';
 import { signallingRouter } from '../media/signalling.ts';
-import { authorizeStream, type StreamAction } from '../core/tokens.ts';
+import { authorizeStream, type StreamAction, type StreamClaims } from '../core/tokens.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { reportNodeLost } from '../db/repositories/nodes.ts';
 import { getStream, markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
@@ -59,7 +59,7 @@ export class Origin implements Role {
             await this.#releasing.get(session.id);
           },
         },
-        { kind: 'whip', publicUrl: ctx.config.publicUrl, iceServers: ctx.config.iceServers, logger: ctx.logger },
+        { kind: 'whip', publicUrl: ctx.config.publicUrl, iceServers: ctx.config.iceServers, logger: ctx.logger, admission: ctx.admission },
       ),
     );
     this.#relayServer = new RelayServer({
@@ -204,8 +204,8 @@ export class Origin implements Role {
     await Promise.all(this.#releasing.values());
   }
 
-  async #authorize(stream: string, token: string | undefined, action: StreamAction): Promise<void> {
-    await authorizeStream(token, { secret: this.#ctx.clusterSecret, stream, action });
+  #authorize(stream: string, token: string | undefined, action: StreamAction): Promise<StreamClaims> {
+    return authorizeStream(token, { secret: this.#ctx.clusterSecret, stream, action });
   }
 
   async #publish(name: string, offer: Offer) {

@@ -39,6 +39,9 @@ function selfAddress(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
+/** The publisher's address, without the IPv4-mapped prefix (RTMP carries no X-Forwarded-For). */
+const clientAddress = (session: NmsSession) => (session.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+
 export class RtmpIngest {
   readonly port: number;
   readonly #nms: NodeMediaServer;
@@ -94,7 +97,7 @@ export class RtmpIngest {
 
   /** Plays are our own bridge's only: from this host (the address it reads from, selfAddress()) and with its token. */
   #onPlay(session: NmsSession): void {
-    const from = session.ip.replace(/^::ffff:/, '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+    const from = clientAddress(session);
     const local = from === '127.0.0.1' || from === selfAddress(this.#ctx.config.httpHost).replace(/^\[|\]$/g, '');
     if (!local || session.streamQuery?.bridge !== this.#bridgeToken) session.close();
   }
@@ -127,6 +130,24 @@ export class RtmpIngest {
     }).catch(() => undefined);
   }
 
+  /**
+   * Why the admission endpoint (--admission-url) keeps this publish out, or undefined when it lets
+   * it in (or none is set). The encoder's connect flashVer (e.g. "FMLE/3.0 (compatible; Lavf61.7.100)")
+   * stands for its user agent.
+   */
+  async #admissionRefusal(session: NmsSession, stream: string): Promise<string | undefined> {
+    const { admission } = this.#ctx;
+    if (!admission) return undefined;
+    const flashVer = session.rtmp?.connectCmdObj?.flashVer;
+    try {
+      await admission.admit({ action: 'publish', protocol: 'rtmp', stream, clientIp: clientAddress(session), userAgent: typeof flashVer === 'string' ? flashVer : undefined, token: null });
+      return undefined;
+    } catch (error) {
+      if (error instanceof Problem) return `${error.problem}: ${error.message}`;
+      throw error;
+    }
+  }
+
   async #accept(session: NmsSession): Promise<void> {
     const ctx = this.#ctx;
     let name: string | undefined;
@@ -144,6 +165,8 @@ export class RtmpIngest {
     }
     if (!name) return this.#refuse(session, 'unknown or revoked stream key');
     if (this.#origin.stream(name)) return this.#refuse(session, 'stream already live', name);
+    const refusal = await this.#admissionRefusal(session, name);
+    if (refusal) return this.#refuse(session, refusal, name);
     if (session.socket.destroyed) return;
 
     const input = `rtmp://${selfAddress(ctx.config.httpHost)}:${this.port}/${APP}/${session.streamName}?bridge=${this.#bridgeToken}`;

@@ -10,6 +10,8 @@ declare module 'node-media-server' {
     streamPath: string;
     streamQuery?: Record<string, string | string[] | undefined>;
     socket: Socket;
+    /** The RTMP state; `connectCmdObj` is the client's connect command (app, tcUrl, flashVer…). */
+    rtmp?: { connectCmdObj?: { flashVer?: unknown; [key: string]: unknown } };
     broadcast?: {
       publisher: NmsSession | null;
       /** `reconnecting`: the publisher left less than 30 s ago and the path waits for the next (its grace window). */

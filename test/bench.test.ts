@@ -239,3 +239,24 @@ describe('recording benchmark (bench/recording.ts --quick)', function () {
     }
   });
 });
+
+describe('admission webhook benchmark (bench/admission.ts --quick)', function () {
+  this.timeout(240_000);
+
+  it('times joins with no admission, admission uncached and cached, and writes them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'relaycast-admission-smoke-'));
+    try {
+      const out = join(dir, 'admission.json');
+      const output = await runQuick('admission.ts', out);
+      assert.ok(output.includes('Admission webhook: WHEP join latency'), output.slice(-3000));
+      const report = JSON.parse(readFileSync(out, 'utf8')) as { summary: Array<{ config: string; joins: number; p50: number }>; calls: number; unverified: number };
+      // That each figure was measured, not what it came to.
+      assert.deepEqual(report.summary.map((s) => s.config), ['none', 'uncached', 'cached']);
+      for (const s of report.summary) assert.ok(s.joins > 0 && s.p50 > 0, `${s.config}: not measured`);
+      assert.ok(report.calls > 0);
+      assert.equal(report.unverified, 0, 'every call was signed');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

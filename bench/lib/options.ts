@@ -87,6 +87,29 @@ export function parseOptions(argv: string[]): BenchOptions | undefined {
   };
 }
 
+/**
+ * A single benchmark's command line: its own `names` (each `--name value`) besides --quick, --out
+ * and --help; undefined for --help.
+ */
+export function parseBenchArgs<K extends string>(argv: string[], names: readonly K[]): { quick: boolean; out: string | undefined; values: Partial<Record<K, string>> } | undefined {
+  const own = Object.fromEntries(names.map((name) => [name, { type: 'string' as const }]));
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...own, quick: { type: 'boolean', default: false }, out: { type: 'string' }, help: { type: 'boolean', default: false } },
+  });
+  if (values.help) return undefined;
+  return { quick: values.quick === true, out: values.out as string | undefined, values: values as Partial<Record<K, string>> };
+}
+
+/**
+ * Where a benchmark's JSON goes when --out is not given: bench/figures/<name>-<date>.json, the
+ * figures kept in the tree; with --quick bench/results/<name>-quick-<time>.json (not kept).
+ */
+export function defaultOut(name: string, quick: boolean): string {
+  const now = new Date().toISOString();
+  return quick ? `bench/results/${name}-quick-${now.replace(/[:.]/g, '-')}.json` : `bench/figures/${name}-${now.slice(0, 10)}.json`;
+}
+
 export function runsFor(options: BenchOptions, kind: 'media' | 'cheap'): number {
   return options.runs ?? (options.quick ? 1 : kind === 'media' ? 3 : 5);
 }

@@ -141,12 +141,13 @@ export async function upsertNode(db: Knex, info: NodeInfo, load: NodeLoad): Prom
 export async function setNodeDraining(db: Knex, id: string, draining: boolean): Promise<boolean> {
   return db.transaction(async (trx) => {
     if (!(await trx('nodes').where({ id }).first('id'))) return false;
-    const changed: Array<{ id: string; region: string; roles: string[] }> = await trx('nodes')
+    const changed: Array<{ id: string; region: string; roles: string[]; state: NodeState }> = await trx('nodes')
       .where({ id })
       .whereNot({ draining })
       .update({ draining })
-      .returning(['id', 'region', 'roles']);
-    await recordEvent(trx, changed.map((node) => nodeEvent('node.draining', node, { draining })));
+      .returning(['id', 'region', 'roles', 'state']);
+    // A node that ended is not news: a shutdown's own drain is undone after its node.down.
+    await recordEvent(trx, changed.filter((node) => node.state === 'up').map((node) => nodeEvent('node.draining', node, { draining })));
     return true;
   });
 }
