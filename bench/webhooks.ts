@@ -22,7 +22,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Knex } from 'knex';
 import { WebhookDispatcher } from '../balancer/WebhookDispatcher.ts';
 import { createLogger } from '../core/logger.ts';
@@ -35,7 +34,7 @@ import { createEndpoint, recordEvent } from '../db/repositories/webhooks.ts';
 import { createTestDatabase } from '../kit/postgres.ts';
 import { fmt, percentile, sleep } from '../kit/stats.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../kit/webhookReceiver.ts';
-import { integerOption, onInterrupt, runCommand } from './lib/options.ts';
+import { defaultOut, integerOption, onInterrupt, parseBenchArgs, runCommand } from './lib/options.ts';
 import { renderTable, type Table } from './lib/report.ts';
 
 const USAGE = `npm run bench:webhooks [-- options]
@@ -57,27 +56,15 @@ interface Options {
 }
 
 function parse(argv: string[]): Options | undefined {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      quick: { type: 'boolean', default: false },
-      writes: { type: 'string' },
-      rate: { type: 'string' },
-      seconds: { type: 'string' },
-      backlog: { type: 'string' },
-      out: { type: 'string' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (values.help) return undefined;
-  const quick = values.quick;
-  const now = new Date().toISOString();
+  const args = parseBenchArgs(argv, ['writes', 'rate', 'seconds', 'backlog']);
+  if (!args) return undefined;
+  const { quick, values } = args;
   return {
     writes: integerOption('writes', values.writes, quick ? 50 : 500),
     rate: integerOption('rate', values.rate, quick ? 20 : 50),
     seconds: integerOption('seconds', values.seconds, quick ? 3 : 10),
     backlog: integerOption('backlog', values.backlog, quick ? 300 : 5000),
-    out: values.out ?? (quick ? `bench/results/webhooks-quick-${now.replace(/[:.]/g, '-')}.json` : `bench/figures/webhooks-${now.slice(0, 10)}.json`),
+    out: args.out ?? defaultOut('webhooks', quick),
   };
 }
 

@@ -240,7 +240,7 @@ describe('recording benchmark (bench/recording.ts --quick)', function () {
   });
 });
 
-describe('admission webhook benchmark (bench/admission.ts --quick)', function () {
+describe('webhook benchmarks (bench/admission.ts, bench/webhooks.ts --quick)', function () {
   this.timeout(240_000);
 
   it('times joins with no admission, admission uncached and cached, and writes them', async () => {
@@ -255,6 +255,24 @@ describe('admission webhook benchmark (bench/admission.ts --quick)', function ()
       for (const s of report.summary) assert.ok(s.joins > 0 && s.p50 > 0, `${s.config}: not measured`);
       assert.ok(report.calls > 0);
       assert.equal(report.unverified, 0, 'every call was signed');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('times the outbox: an event\'s write, its lag to the receiver, and backlogs drained', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'relaycast-webhooks-smoke-'));
+    try {
+      const out = join(dir, 'webhooks.json');
+      const output = await runQuick('webhooks.ts', out);
+      for (const title of ['What an event adds to the change it reports', 'Event lag from the change to the receiver', 'Outbox throughput']) {
+        assert.ok(output.includes(title), `no "${title}" in the output:\n${output.slice(-3000)}`);
+      }
+      const report = JSON.parse(readFileSync(out, 'utf8')) as { write: { withEvent: number[] }; lag: { ms: number[] }; drain: Array<{ perSecond: number }>; odd: string[] };
+      // That each figure was measured, not what it came to.
+      assert.ok(report.write.withEvent.length > 0 && report.lag.ms.length > 0, report.odd.join(' | '));
+      assert.equal(report.drain.length, 4);
+      assert.ok(report.drain.every((d) => d.perSecond > 0));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
