@@ -256,16 +256,26 @@ export interface ClaimedDelivery {
  * dispatcher that dies mid-call leaves its deliveries to the others once it passes.
  */
 export async function claimDeliveries(db: Knex, options: { owner: string; nodeId: string; limit: number; leaseMs: number }): Promise<ClaimedDelivery[]> {
+  // The queues' heads are found by walking the partial index (endpoint_id, subject, id) one queue
+  // at a time (a loose index scan: one probe per queue with pending deliveries), not by testing
+  // every pending delivery for an older one: a stream with a backlog of thousands (an endpoint
+  // down for hours) costs one probe, not a scan of its backlog on every claim.
   const { rows } = (await db.raw(
-    `with heads as (
+    `with recursive queues as (
+       (select endpoint_id, subject, id from webhook_deliveries
+         where state = 'pending' order by endpoint_id, subject, id limit 1)
+       union all
+       select n.endpoint_id, n.subject, n.id from queues q,
+         lateral (select endpoint_id, subject, id from webhook_deliveries
+                   where state = 'pending' and (endpoint_id, subject) > (q.endpoint_id, q.subject)
+                   order by endpoint_id, subject, id limit 1) n),
+     heads as (
        select d.id from webhook_deliveries d
+       join queues q on q.id = d.id
        join webhook_endpoints w on w.id = d.endpoint_id
        where d.state = 'pending' and d.next_attempt_at <= now()
          and (d.lease_until is null or d.lease_until < now())
          and w.enabled and (w.retry_at is null or w.retry_at <= now())
-         and not exists (
-           select 1 from webhook_deliveries p
-           where p.state = 'pending' and p.endpoint_id = d.endpoint_id and p.subject = d.subject and p.id < d.id)
        order by d.id
        limit ?
        for update of d skip locked)
