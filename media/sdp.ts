@@ -52,6 +52,14 @@ const FINGERPRINT_HASH = /^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2})+$/;
  * reads is checked here, once, so that a malformed offer is a 400 and never a TypeError deeper
  * down (found by fuzzing).
  */
+/**
+ * An a=mid: an SDP token (RFC 5888, RFC 4566) of at most 8 characters. 8: what mediasoup (since
+ * 3.28) lets a consumer's MID header extension carry in each packet; browsers use "0", "1", and
+ * GStreamer "video0". A longer one is refused here, with a 400, rather than by the worker.
+ */
+const MID_MAX_LENGTH = 8;
+const MID = new RegExp(`^[!#$%&'*+\\-.0-9A-Z^_\`a-z{|}~]{1,${MID_MAX_LENGTH}}$`);
+
 function checkSection(m: MediaDescription, mid: string, ssrcs: Set<number>): void {
   const bad = (what: string) => new InvalidSdpError(`media section ${mid}: ${what}`);
   for (const rtp of m.rtp) {
@@ -109,6 +117,7 @@ export function parseOffer(text: string): Offer {
   const sections: Offer['sections'] = media.map((m, index) => {
     const mid = m.mid === undefined ? undefined : String(m.mid);
     if (mid === undefined) throw new InvalidSdpError(`media section ${index} has no a=mid`);
+    if (!MID.test(mid)) throw new InvalidSdpError(`media section ${index}: a=mid must be 1 to ${MID_MAX_LENGTH} token characters (RFC 5888), each packet carries it`);
     if (mids.has(mid)) throw new InvalidSdpError(`a=mid:${mid} appears twice`);
     mids.add(mid);
     // Port 0 rejects a section, except one marked bundle-only in the offer's BUNDLE group (RFC 8843

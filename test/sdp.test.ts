@@ -130,6 +130,14 @@ describe('media/sdp: offers', () => {
     assert.deepEqual(parseOffer(outside).sections.map(isSupported), [true, false]);
   });
 
+  it('refuses an a=mid that is not a token of at most 8 characters (each packet carries it): malformed SDP, not a worker error', () => {
+    for (const mid of ['abcdefghi', '!\u{10000}', 'a"b']) {
+      const text = offer([{ kind: 'video', mid: '0', direction: 'sendonly', codecs: [VP8] }]).replaceAll('a=mid:0', `a=mid:${mid}`).replace('a=group:BUNDLE 0', `a=group:BUNDLE ${mid}`);
+      assert.throws(() => parseOffer(text), (e: Error) => e.name === 'InvalidSdpError' && /a=mid must be 1 to 8 token characters/.test(e.message), mid);
+    }
+    assert.equal(parseOffer(offer([{ kind: 'video', mid: 'abcdefgh', direction: 'sendonly', codecs: [VP8] }])).sections[0]!.mid, 'abcdefgh');
+  });
+
   it('lets a publisher send what every browser plays when it offers that too', () => {
     // Safari's order: High first, then Constrained Baseline.
     const [safari] = sectionsOf(offer([{ kind: 'video', mid: '0', direction: 'sendonly', codecs: [h264(98, '640c1f'), h264(100, '42e01f'), VP8] }]));
