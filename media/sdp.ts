@@ -53,9 +53,9 @@ const FINGERPRINT_HASH = /^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2})+$/;
  * down (found by fuzzing).
  */
 /**
- * An a=mid: an SDP token (RFC 5888, RFC 4566) of at most 8 characters. 8: what mediasoup (since
- * 3.28) lets a consumer's MID header extension carry in each packet; browsers use "0", "1", and
- * GStreamer "video0". A longer one is refused here, with a 400, rather than by the worker.
+ * An a=mid: an SDP token (RFC 5888, RFC 4566) of at most 8 characters. 8: what mediasoup 3.32
+ * lets a consumer's MID header extension carry in each packet (it refuses more); browsers use
+ * "0", "1", and GStreamer "video0". A longer one is refused here, with a 400, on any version.
  */
 const MID_MAX_LENGTH = 8;
 const MID = new RegExp(`^[!#$%&'*+\\-.0-9A-Z^_\`a-z{|}~]{1,${MID_MAX_LENGTH}}$`);
