@@ -2,8 +2,8 @@
  * An operator's webhook endpoint, for the tests and benchmarks: a small HTTP server, run as its
  * own process (startWebhookReceiver() below, or `node --import tsx kit/webhookReceiver.ts --secret
  * whsec_… [--port N] [--quiet]`), that records every POST (path, headers, body, whether its
- * Standard Webhooks signature verifies with the secret) and answers as it is told. Generic: the
- * admission webhook (POST /admit, answered per stream) and event webhooks (POST /events) alike.
+ * Standard Webhooks signature verifies with the secret, checked by the npm standardwebhooks
+ * library, not our code) and answers as it is told. Generic: the admission webhook (POST /admit, answered per stream) and event webhooks (POST /events) alike.
  *
  * It speaks JSON lines: on stdout `{"event":"listening","port"}`, then `{"event":"call",…}` per
  * POST (not with --quiet); on stdin one command a line, each answered by `{"event":"done"}` (or
@@ -23,7 +23,7 @@ import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { verifyWebhook } from '../core/webhookSignature.ts';
+import { Webhook } from 'standardwebhooks';
 import { startChild, type Child } from './processes.ts';
 
 export const WEBHOOK_RECEIVER = fileURLToPath(import.meta.url);
@@ -92,6 +92,17 @@ async function serve(): Promise<void> {
   const secret = values.secret;
   if (!secret) throw new Error('--secret whsec_… is required');
   const print = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`);
+  // Checked with the Standard Webhooks reference library (npm standardwebhooks), not our own code:
+  // what an operator's receiver would run.
+  const webhook = new Webhook(secret);
+  const verifies = (text: string, headers: IncomingMessage['headers']): boolean => {
+    try {
+      webhook.verify(text, Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, String(v)])));
+      return true;
+    } catch {
+      return false;
+    }
+  };
   let rules: ReceiverRule[] = [];
   let calls: ReceivedCall[] = [];
 
@@ -106,7 +117,7 @@ async function serve(): Promise<void> {
       // recorded as text
     }
     const path = (req.url ?? '/').split('?')[0]!;
-    const call: ReceivedCall = { path, headers: req.headers, body, verified: req.method === 'POST' && verifyWebhook(secret, req.headers, text), at: Date.now() };
+    const call: ReceivedCall = { path, headers: req.headers, body, verified: req.method === 'POST' && verifies(text, req.headers), at: Date.now() };
     calls.push(call);
     if (calls.length > MAX_CALLS) calls = calls.slice(-MAX_CALLS / 2);
     if (!values.quiet) print({ event: 'call', ...call });
