@@ -3,7 +3,8 @@
  * own process (startWebhookReceiver() below, or `node --import tsx kit/webhookReceiver.ts --secret
  * whsec_… [--port N] [--quiet]`), that records every POST (path, headers, body, whether its
  * Standard Webhooks signature verifies with the secret, checked by the npm standardwebhooks
- * library, not our code) and answers as it is told. Generic: the admission webhook (POST /admit, answered per stream) and event webhooks (POST /events) alike.
+ * library, not our code) and answers as it is told. Generic: the admission webhook (POST /admit,
+ * answered per stream) and event webhooks (POST /events) alike.
  *
  * It speaks JSON lines: on stdout `{"event":"listening","port"}`, then `{"event":"call",…}` per
  * POST (not with --quiet); on stdin one command a line, each answered by `{"event":"done"}` (or
