@@ -253,11 +253,11 @@ describe('media/sdp: answers', () => {
       answer(readFileSync(new URL(`./fixtures/sdp/${fixture}`, import.meta.url), 'utf8'))
         .media.find((s) => s.type === 'video')!
         .ext!.map((e) => `${e.value} ${e.uri.replace(/^.*[/:#]/, '')}`);
-    assert.deepEqual(extensions('firefox-esr153-whip-offer.sdp'), ['3 mid', '4 abs-send-time', '5 toffset', '6 playout-delay', '7 draft-holmer-rmcat-transport-wide-cc-extensions-01']);
+    // Firefox also offers toffset (5): mediasoup dropped it in 3.28, so the answer leaves it out.
+    assert.deepEqual(extensions('firefox-esr153-whip-offer.sdp'), ['3 mid', '4 abs-send-time', '6 playout-delay', '7 draft-holmer-rmcat-transport-wide-cc-extensions-01']);
     assert.deepEqual(extensions('firefox-esr153-simulcast-whip-offer.sdp'), [
       '3 mid',
       '4 abs-send-time',
-      '5 toffset',
       '6 playout-delay',
       '7 draft-holmer-rmcat-transport-wide-cc-extensions-01',
       '8 dependency-descriptor-rtp-header-extension',
