@@ -14,8 +14,8 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 export const CORS = {
   'Access-Control-Allow-Origin': '*',
   'Access-Control-Allow-Methods': 'GET, POST, PATCH, DELETE, OPTIONS',
-  'Access-Control-Allow-Headers': 'Authorization, Content-Type, If-Match',
-  'Access-Control-Expose-Headers': 'Location, ETag, Link, Accept-Post, Accept-Patch',
+  'Access-Control-Allow-Headers': 'Authorization, Content-Type, If-Match, Prefer',
+  'Access-Control-Expose-Headers': 'Location, ETag, Link, Accept-Post, Accept-Patch, Preference-Applied',
   'Access-Control-Max-Age': '86400',
 };
 

@@ -197,8 +197,8 @@ export class Metrics {
   });
   readonly layerSwitches = new Counter({
     name: 'relaycast_layer_switches_total',
-    help: 'Changes of the spatial layer a viewer receives, by direction and selection mode (auto, pinned)',
-    labelNames: ['direction', 'mode'] as const,
+    help: 'Changes of the spatial layer a viewer receives, by direction, selection mode (auto, pinned) and what drives automatic selection (estimate: mediasoup\'s bandwidth estimate from transport-cc; loss: the viewer\'s losses)',
+    labelNames: ['direction', 'mode', 'control'] as const,
     registers: [this.registry],
   });
   readonly viewerDownlink = new Histogram({

@@ -10,7 +10,19 @@ import { authorizeStream, type StreamClaims } from '../core/tokens.ts';
 import { getNode, reportNodeLost } from '../db/repositories/nodes.ts';
 import { createRelay, deleteRelay, listParentCandidates, recordRelayViewers } from '../db/repositories/relays.ts';
 import { getStream, recordHlsViewers, type StreamRecord } from '../db/repositories/streams.ts';
-import { answerParameters, buildAnswer, consumerCapabilities, describeCodec, isSupported, offeredCodecs, receivableCodecs, type AcceptedSection, type Offer } from '../media/sdp.ts';
+import {
+  answerParameters,
+  buildAnswer,
+  buildCounterOffer,
+  consumerCapabilities,
+  describeCodec,
+  isSupported,
+  offeredCodecs,
+  offersTransportCc,
+  receivableCodecs,
+  type AcceptedSection,
+  type Offer,
+} from '../media/sdp.ts';
 import { RelayServer } from '../media/RelayServer.ts';
 import { WebRtcSession } from '../media/WebRtcSession.ts';
 import { LayerSelector } from './LayerSelector.ts';
@@ -136,7 +148,7 @@ export class Edge implements Role {
     );
     this.router.use(
       signallingRouter(
-        { authorize: (stream, token) => this.#authorize(stream, token), accept: (stream, offer) => this.#play(stream, offer) },
+        { authorize: (stream, token) => this.#authorize(stream, token), accept: (stream, offer, options) => this.#play(stream, offer, options.counterOffer) },
         {
           kind: 'whep',
           publicUrl: ctx.config.publicUrl,
@@ -261,12 +273,12 @@ export class Edge implements Role {
     return authorizeStream(token, { secret: this.#ctx.clusterSecret, stream, action: 'play' });
   }
 
-  async #play(name: string, offer: Offer) {
+  async #play(name: string, offer: Offer, counterOffer: boolean) {
     const relay = await this.#relayFor(name);
     let release: (() => void) | undefined;
     try {
       release = relay.hold();
-      return await this.#join(relay, name, offer);
+      return await this.#join(relay, name, offer, counterOffer);
       // A relay that closed under the viewer (the stream ended upstream, a worker died) throws a
       // 503 with Retry-After: the player tries again and gets a new relay.
     } finally {
@@ -274,10 +286,18 @@ export class Edge implements Role {
     }
   }
 
-  async #join(relay: Relay, name: string, offer: Offer, renditionAsked = false): Promise<{ session: WebRtcSession; answer: string }> {
+  /**
+   * A viewer joins the relay: a session on the fan-out router that takes its codecs, a consumer per
+   * kind. `counterOffer`: the client takes a counter-offer (media/signalling.ts); one is made when
+   * it offered transport-cc, so that its consumers write the extensions at mediasoup's ids and the
+   * edge estimates its link (answering its offer, they could not).
+   */
+  async #join(relay: Relay, name: string, offer: Offer, counterOffer: boolean, renditionAsked = false): Promise<{ session: WebRtcSession; answer: string } | { session: WebRtcSession; counterOffer: string }> {
     const sections = offer.sections.filter(isSupported).filter((s) => s.direction === 'recvonly' || s.direction === 'sendrecv');
     const streamCodecs = relay.producers.map((p) => p.rtpParameters.codecs[0]!);
     const fanout = await relay.fanoutFor(sections.flatMap((s) => receivableCodecs(s, streamCodecs)));
+    const offering = counterOffer && sections.some(offersTransportCc);
+    const routerExtensions = offering ? fanout.router.rtpCapabilities.headerExtensions : undefined;
     const session = await WebRtcSession.create(fanout.router, name, this.#ctx.rtc);
     try {
       const accepted = new Map<string, AcceptedSection>();
@@ -286,7 +306,7 @@ export class Edge implements Role {
       for (const section of sections) {
         if (kinds.has(section.kind)) continue;
         const producer = fanout.producers.find((p) => p.kind === section.kind);
-        const rtpCapabilities = consumerCapabilities(section, streamCodecs);
+        const rtpCapabilities = consumerCapabilities(section, streamCodecs, routerExtensions);
         if (!producer || !fanout.router.canConsume({ producerId: producer.id, rtpCapabilities })) continue;
         // NACK without RTX. mediasoup drops a viewer's generic NACK feedback unless RTX is enabled
         // (ortc.getConsumerRtpParameters), and its RTX would use the router's payload type, which
@@ -314,7 +334,7 @@ export class Edge implements Role {
               throw error;
             },
           );
-          if (added) return await this.#join(relay, name, offer, true);
+          if (added) return await this.#join(relay, name, offer, counterOffer, true);
         }
       }
       if (accepted.size === 0 || missing.length > 0) {
@@ -324,13 +344,16 @@ export class Edge implements Role {
           offeredCodecs: [...new Set(sections.flatMap(offeredCodecs))],
         });
       }
-      await session.connect(offer);
+      const description = offering ? buildCounterOffer(offer, session.local, accepted, String(Date.now())) : undefined;
+      if (description) session.offer(description.mids);
+      else await session.connect(offer);
       // The picture starts at the next key frame: ask for one as soon as media can flow.
       session.once('connected', () => {
         for (const c of consumers) if (c.kind === 'video') void c.requestKeyFrame().catch(() => undefined);
       });
       relay.addViewer(session, kinds);
       this.#addViewer(session, relay, offer, consumers, fanout.producers);
+      if (description) return { session, counterOffer: description.sdp };
       return { session, answer: buildAnswer(offer, session.local, accepted, String(Date.now())) };
     } catch (error) {
       session.close('setup failed');
@@ -349,6 +372,7 @@ export class Edge implements Role {
       session,
       relay,
       layers,
+      estimated: consumers.some((c) => c.rtpParameters.codecs.some((codec) => codec.rtcpFeedback?.some((fb) => fb.type === 'transport-cc'))),
       video: producer,
       mediaId: mediaIndex >= 0 ? String(mediaIndex) : undefined,
     });
@@ -360,7 +384,7 @@ export class Edge implements Role {
         metrics.viewerLayers.dec({ layer: layerOf(before) });
         metrics.viewerLayers.inc({ layer: layerOf(now) });
         if (now && before && now.spatialLayer !== before.spatialLayer) {
-          metrics.layerSwitches.inc({ direction: now.spatialLayer > before.spatialLayer ? 'up' : 'down', mode: layers.mode });
+          metrics.layerSwitches.inc({ direction: now.spatialLayer > before.spatialLayer ? 'up' : 'down', mode: layers.mode, control: layers.estimated ? 'estimate' : 'loss' });
         }
       });
     }

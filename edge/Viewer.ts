@@ -83,6 +83,8 @@ export class Viewer {
   readonly session: WebRtcSession;
   readonly relay: Relay;
   readonly layers: LayerSelector | undefined;
+  /** mediasoup estimates the viewer's link (its consumers have transport-cc feedback: a counter-offer). */
+  readonly estimated: boolean;
   /** The video m-line's index in the viewer's offer: how WHEP extensions name it. */
   readonly mediaId: string | undefined;
   readonly #video: Producer | undefined;
@@ -91,10 +93,11 @@ export class Viewer {
   #lastLayers = '';
   #lastCount = -1;
 
-  constructor(options: { session: WebRtcSession; relay: Relay; video?: Producer; mediaId?: string; layers?: LayerSelector }) {
+  constructor(options: { session: WebRtcSession; relay: Relay; video?: Producer; mediaId?: string; layers?: LayerSelector; estimated: boolean }) {
     this.session = options.session;
     this.relay = options.relay;
     this.layers = options.layers;
+    this.estimated = options.estimated;
     this.mediaId = options.mediaId;
     this.#video = options.video;
     this.layers?.on('change', () => this.#send('layer', this.currentLayer()));
@@ -110,7 +113,7 @@ export class Viewer {
         ...(layers ? { spatialLayerId: layers.spatialLayer, temporalLayerId: layers.temporalLayer ?? 0 } : {}),
         ...(layers && this.relay.videoRids[layers.spatialLayer] ? { rid: this.relay.videoRids[layers.spatialLayer] } : {}),
         mode: selector?.mode ?? 'auto',
-        estimated: selector?.estimated ?? false,
+        estimated: this.estimated,
         ...(selector?.downlink ? { downlink: Math.round(selector.downlink) } : {}),
       },
     };

@@ -299,7 +299,7 @@ export async function playbackStats(page: ScriptPage): Promise<PlaybackStats> {
     const codecs = new Map<string, string>();
     stats.forEach((s: any) => {
       if (s.type === 'codec') codecs.set(s.id, s.mimeType);
-      if (s.type === 'inbound-rtp' && s.kind === 'video') {
+      if (s.type === 'inbound-rtp' && s.kind === 'video' && s.mid !== 'probator') {
         out.framesDecoded = s.framesDecoded ?? 0;
         out.frameWidth = s.frameWidth ?? 0;
         out.frameHeight = s.frameHeight ?? 0;
@@ -334,7 +334,7 @@ export async function firstFrameMs(page: ScriptPage, timeoutMs: number): Promise
       while (performance.now() - w.viewerPostedAt < timeoutMs) {
         let decoded = 0;
         (await pc.getStats()).forEach((s: any) => {
-          if (s.type === 'inbound-rtp' && s.kind === 'video') decoded = s.framesDecoded ?? 0;
+          if (s.type === 'inbound-rtp' && s.kind === 'video' && s.mid !== 'probator') decoded = s.framesDecoded ?? 0;
         });
         if (decoded > 0) return performance.now() - w.viewerPostedAt;
         await new Promise((r) => setTimeout(r, pollMs));

@@ -48,6 +48,8 @@ export class WebRtcSession extends EventEmitter<WebRtcSessionEvents> {
   readonly transport: WebRtcTransport;
   /** The client's current ICE username fragment; a PATCH with another one is an ICE restart. */
   remoteIceUfrag: string | undefined;
+  /** The mids of the counter-offer the client has yet to answer (see offer()), or undefined. */
+  #offered: Set<string> | undefined;
   #etag = WebRtcSession.#newEtag();
   #closed = false;
   #connected = false;
@@ -112,6 +114,36 @@ export class WebRtcSession extends EventEmitter<WebRtcSessionEvents> {
       iceCandidates: this.transport.iceCandidates,
       dtlsParameters: this.transport.dtlsParameters,
     };
+  }
+
+  /** The session made a counter-offer with these mids; it connects once the client answers (answer()). */
+  offer(mids: string[]): void {
+    this.#offered = new Set(mids);
+  }
+
+  /** A counter-offer waits for its answer. */
+  get offering(): boolean {
+    return this.#offered !== undefined;
+  }
+
+  /**
+   * The client's answer to the counter-offer: every section it answers must be one offered, and it
+   * must answer one at least; then DTLS goes ahead with its parameters.
+   */
+  async answer(answer: Offer): Promise<void> {
+    const offered = this.#offered;
+    if (!offered) throw new TypeError('this session made no counter-offer');
+    const unknown = answer.sections.find((s) => !offered.has(s.mid));
+    if (unknown) throw new InvalidSdpError(`the answer has a=mid:${unknown.mid}, which the offer did not`);
+    if (!answer.sections.some((s) => !('unsupported' in s))) throw new InvalidSdpError('the answer rejects every section offered');
+    // Taken before connecting: a second answer sent meanwhile is refused, not connected twice.
+    this.#offered = undefined;
+    try {
+      await this.connect(answer);
+    } catch (error) {
+      this.#offered = offered;
+      throw error;
+    }
   }
 
   async connect(offer: Offer): Promise<void> {

@@ -8,6 +8,7 @@ import type {
   RtpCapabilities,
   RtpCodecCapability,
   RtpCodecParameters,
+  RtpHeaderExtension,
   RtpHeaderExtensionParameters,
   RtpParameters,
   RouterRtpCodecCapability,
@@ -21,7 +22,8 @@ import { canDecode, describeProfile, h264Profile } from './h264.ts';
  * SDP ⇄ mediasoup RTP parameters, for WHIP (the client sends) and WHEP (the client receives).
  * Offers are parsed with sdp-transform and answers written with it; mediasoup's own ORTC rules
  * decide what a router can take. mediasoup is ICE-lite and takes the DTLS server role, so answers
- * carry `a=ice-lite` and `a=setup:passive`.
+ * carry `a=ice-lite` and `a=setup:passive`. A WHEP counter-offer (buildCounterOffer) is the other
+ * way round: the edge offers (`a=setup:actpass`) and parseAnswer reads the client's answer.
  */
 
 export interface OfferSection {
@@ -34,7 +36,7 @@ export interface OfferSection {
 export interface Offer {
   session: SessionDescription;
   sections: Array<OfferSection | { mid: string; kind: string; media: MediaDescription; unsupported: true }>;
-  /** The client's DTLS parameters (it is the DTLS client). */
+  /** The client's DTLS parameters (the DTLS client, but for an answer with setup:passive). */
   dtlsParameters: DtlsParameters;
   iceUfrag: string;
   icePwd: string;
@@ -89,7 +91,20 @@ function checkSection(m: MediaDescription, mid: string, ssrcs: Set<number>): voi
 }
 
 export function parseOffer(text: string): Offer {
-  if (!/^v=0\r?\n/.test(text)) throw new InvalidSdpError('the body is not an SDP offer (it must start with "v=0")');
+  return parseDescription(text, 'offer');
+}
+
+/**
+ * A client's answer to a counter-offer (buildCounterOffer), read as an offer is: its DTLS
+ * fingerprint and role, ICE credentials, and sections by mid. `a=setup:passive` is allowed here
+ * (the client then waits for the edge's DTLS handshake).
+ */
+export function parseAnswer(text: string): Offer {
+  return parseDescription(text, 'answer');
+}
+
+function parseDescription(text: string, type: 'offer' | 'answer'): Offer {
+  if (!/^v=0\r?\n/.test(text)) throw new InvalidSdpError(`the body is not an SDP ${type} (it must start with "v=0")`);
   let session: SessionDescription;
   try {
     session = sdpTransform.parse(text);
@@ -97,19 +112,20 @@ export function parseOffer(text: string): Offer {
     throw new InvalidSdpError(`the SDP could not be parsed: ${(error as Error).message}`);
   }
   const media = session.media ?? [];
-  if (media.length === 0) throw new InvalidSdpError('the offer has no media section');
-  if (media.length > MAX_SECTIONS) throw new InvalidSdpError(`the offer has more than ${MAX_SECTIONS} media sections`);
+  if (media.length === 0) throw new InvalidSdpError(`the ${type} has no media section`);
+  if (media.length > MAX_SECTIONS) throw new InvalidSdpError(`the ${type} has more than ${MAX_SECTIONS} media sections`);
 
   const fingerprint = session.fingerprint ?? media.find((m) => m.fingerprint)?.fingerprint;
-  if (!fingerprint) throw new InvalidSdpError('the offer has no DTLS fingerprint');
+  if (!fingerprint) throw new InvalidSdpError(`the ${type} has no DTLS fingerprint`);
   const algorithm = String(fingerprint.type ?? '').toLowerCase();
   if (!FINGERPRINT_ALGORITHMS.has(algorithm)) throw new InvalidSdpError(`unknown DTLS fingerprint algorithm "${algorithm}"`);
   if (!FINGERPRINT_HASH.test(String(fingerprint.hash ?? ''))) throw new InvalidSdpError('the DTLS fingerprint is not colon-separated hex');
   const iceUfrag = session.iceUfrag ?? media[0]!.iceUfrag;
   const icePwd = session.icePwd ?? media[0]!.icePwd;
-  if (!iceUfrag || !icePwd) throw new InvalidSdpError('the offer has no ICE credentials');
+  if (!iceUfrag || !icePwd) throw new InvalidSdpError(`the ${type} has no ICE credentials`);
   const setup = media[0]!.setup ?? session.setup;
-  if (setup === 'passive') throw new InvalidSdpError('the offer must let the server take the DTLS server role (setup:actpass or active)');
+  if (type === 'offer' && setup === 'passive') throw new InvalidSdpError('the offer must let the server take the DTLS server role (setup:actpass or active)');
+  if (type === 'answer' && setup !== 'active' && setup !== 'passive') throw new InvalidSdpError('the answer must take a DTLS role (setup:active or passive)');
 
   const mids = new Set<string>();
   const ssrcs = new Set<number>();
@@ -134,7 +150,7 @@ export function parseOffer(text: string): Offer {
     session,
     sections,
     dtlsParameters: {
-      role: 'client',
+      role: setup === 'passive' ? 'server' : 'client',
       fingerprints: [{ algorithm: algorithm as 'sha-256', value: String(fingerprint.hash) }],
     },
     iceUfrag,
@@ -318,21 +334,25 @@ export function receivableCodecs(section: OfferSection, stream: RtpCodecParamete
  *
  * Header extensions: a mediasoup consumer keeps only those whose id the client offered under the
  * router's own id, and writes extensions with the router's ids. Browsers pick other ids, so in
- * practice the answer announces none, and an answer may not re-number them (Chromium refuses
+ * practice an answer announces none, and an answer may not re-number them (Chromium refuses
  * that). Chromium then ignores the extensions in the packets; an older libwebrtc that reads them
- * by its offered ids must offer none (see kit/clients/sdp.ts).
+ * by its offered ids must offer none (see kit/clients/sdp.ts). Without transport-wide-cc there is
+ * no bandwidth estimate toward the viewer, and the edge picks its layer by its losses
+ * (edge/LayerSelector.ts).
+ *
+ * `routerExtensions` (the viewer's router's, for a counter-offer): each extension the client
+ * offered is taken at the router's id instead, which the edge's own offer then names
+ * (buildCounterOffer). With transport-wide-cc among them, mediasoup estimates the viewer's link.
  *
  * REMB (goog-remb) is never taken. Firefox puts abs-send-time at mediasoup's id, so with goog-remb
- * its consumer would get a REMB bandwidth estimator, and Firefox sends REMB; but mediasoup 3.27
- * builds that estimator (libwebrtc's GoogCC) for transport-cc feedback only and drops every REMB
- * ("Received REMB for packet feedback only GoogCC": TransportCongestionControlClient sets
- * feedback_only since mediasoup PR #962, to keep publishers' losses out of viewers' estimates).
- * The estimate would stay at its start value (initialAvailableOutgoingBitrate) and cap the
- * viewer's simulcast layer there for good, up or down. Without it the edge picks the layer by the
- * viewer's losses, as for every other browser (edge/LayerSelector.ts).
+ * its consumer would get a REMB bandwidth estimator, and Firefox sends REMB; but mediasoup builds
+ * that estimator for transport-cc feedback only and drops every REMB (since mediasoup PR #962, to
+ * keep publishers' losses out of viewers' estimates). The estimate would stay at its start value
+ * (initialAvailableOutgoingBitrate) and cap the viewer's simulcast layer there for good.
  */
-export function consumerCapabilities(section: OfferSection, stream: RtpCodecParameters[]): RtpCapabilities {
+export function consumerCapabilities(section: OfferSection, stream: RtpCodecParameters[], routerExtensions?: RtpHeaderExtension[]): RtpCapabilities {
   const { media, kind } = section;
+  const routerId = (uri: string) => routerExtensions?.find((e) => e.uri === uri && e.kind === kind)?.preferredId;
   return {
     codecs: viewerCodecs(section, stream).map(
       (c) =>
@@ -346,12 +366,10 @@ export function consumerCapabilities(section: OfferSection, stream: RtpCodecPara
           rtcpFeedback: c.rtcpFeedback?.filter((fb) => fb.type !== 'goog-remb'),
         }) as RtpCodecCapability,
     ),
-    headerExtensions: (media.ext ?? []).map((e) => ({
-      kind,
-      uri: e.uri as RtpHeaderExtensionParameters['uri'],
-      preferredId: e.value,
-      direction: 'sendrecv' as const,
-    })),
+    headerExtensions: (media.ext ?? []).flatMap((e) => {
+      const preferredId = routerExtensions ? routerId(e.uri) : e.value;
+      return preferredId === undefined ? [] : [{ kind, uri: e.uri as RtpHeaderExtensionParameters['uri'], preferredId, direction: 'sendrecv' as const }];
+    }),
   };
 }
 
@@ -430,15 +448,72 @@ function writeCodecs(params: RtpParameters): Pick<MediaAttributes, 'rtp' | 'fmtp
  * them (GStreamer's webrtcbin refuses an answer with one m-line lacking a fingerprint).
  */
 export function buildAnswer(offer: Offer, local: LocalTransport, accepted: Map<string, AcceptedSection>, sessionId: string): string {
+  return writeDescription('answer', offer.sections, local, accepted, sessionId);
+}
+
+/**
+ * The mid, SSRC and payload type of mediasoup's bandwidth probes (RTC::Consts in its worker:
+ * BweProbeRtpMid, BweProbeRtpSsrc, BweProbeRtpPayloadType). The receiver must know the stream, or
+ * it drops the probes unreported and the estimate can only climb as fast as the media grows
+ * (mediasoup-client announces the same "probator" stream).
+ */
+const PROBE_MID = 'probator';
+const PROBE_SSRC = 1234;
+const PROBE_PAYLOAD_TYPE = 127;
+
+/**
+ * A WHEP counter-offer (draft-ietf-wish-whep: the endpoint answers the client's offer with one of
+ * its own): the client's sections in its order, as an answer would have them but offered, with
+ * `a=setup:actpass` and the header extensions at the ids the consumers write them with (see
+ * consumerCapabilities), and after them the stream mediasoup sends its bandwidth probes on. The
+ * client answers it in a fresh RTCPeerConnection (Chromium refuses extension ids that change
+ * within one).
+ */
+export function buildCounterOffer(offer: Offer, local: LocalTransport, accepted: Map<string, AcceptedSection>, sessionId: string): { sdp: string; mids: string[] } {
+  const video = [...accepted.values()].find((a) => a.direction === 'sendonly' && a.rtpParameters.codecs[0]?.mimeType.toLowerCase().startsWith('video/'));
+  const taken = new Set([...accepted.values()].flatMap((a) => a.rtpParameters.codecs.map((c) => c.payloadType)));
+  const probeCodec = video?.rtpParameters.codecs[0];
+  const sections: DescribedSection[] = [...offer.sections];
+  const withProbe = new Map(accepted);
+  // The probes borrow the video codec's name under their own payload type, which no other codec
+  // of the bundle may use (RFC 8843: one payload type, one codec).
+  if (video && probeCodec && (!taken.has(PROBE_PAYLOAD_TYPE) || probeCodec.payloadType === PROBE_PAYLOAD_TYPE)) {
+    sections.push({ mid: PROBE_MID, kind: 'video', media: { type: 'video', port: 9, protocol: 'UDP/TLS/RTP/SAVPF', payloads: String(PROBE_PAYLOAD_TYPE) } as MediaDescription });
+    withProbe.set(PROBE_MID, {
+      direction: 'sendonly',
+      rtpParameters: {
+        mid: PROBE_MID,
+        codecs: [{ ...probeCodec, payloadType: PROBE_PAYLOAD_TYPE, rtcpFeedback: [] }],
+        headerExtensions: video.rtpParameters.headerExtensions,
+        encodings: [{ ssrc: PROBE_SSRC }],
+        rtcp: { cname: PROBE_MID, reducedSize: true },
+      },
+      msid: { stream: PROBE_MID, track: PROBE_MID },
+    });
+  }
+  return { sdp: writeDescription('offer', sections, local, withProbe, sessionId), mids: sections.map((s) => s.mid) };
+}
+
+/** The viewer offered transport-wide congestion control (the header extension and its feedback), which a counter-offer can put at mediasoup's ids. */
+export function offersTransportCc(section: OfferSection): boolean {
+  return (section.media.ext ?? []).some((e) => e.uri === TRANSPORT_CC_URI) && (section.media.rtcpFb ?? []).some((fb) => fb.type === 'transport-cc');
+}
+
+const TRANSPORT_CC_URI = 'http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01';
+
+/** An m-section to write: one of the client's, or the probe stream of a counter-offer. */
+type DescribedSection = Pick<Offer['sections'][number], 'mid' | 'kind' | 'media'>;
+
+function writeDescription(type: 'offer' | 'answer', sections: DescribedSection[], local: LocalTransport, accepted: Map<string, AcceptedSection>, sessionId: string): string {
   const fingerprint = local.dtlsParameters.fingerprints.find((f) => f.algorithm === 'sha-256') ?? local.dtlsParameters.fingerprints[0]!;
-  const bundle = offer.sections.filter((s) => accepted.has(s.mid)).map((s) => s.mid);
+  const bundle = sections.filter((s) => accepted.has(s.mid)).map((s) => s.mid);
   const transport = {
     iceUfrag: local.iceParameters.usernameFragment,
     icePwd: local.iceParameters.password,
     fingerprint: { type: fingerprint.algorithm, hash: fingerprint.value },
-    setup: 'passive',
+    setup: type === 'answer' ? 'passive' : 'actpass',
   } satisfies Partial<MediaDescription>;
-  const media: MediaDescription[] = offer.sections.map((section) => {
+  const media: MediaDescription[] = sections.map((section) => {
     const answer = accepted.get(section.mid);
     if (!answer) {
       return {

@@ -5,7 +5,7 @@ import { iceServerLink, type IceServer } from '../core/iceServers.ts';
 import type { Admission } from '../core/Admission.ts';
 import { bearerToken, streamName, type StreamAction, type StreamClaims } from '../core/tokens.ts';
 import type { Logger } from '../core/logger.ts';
-import { buildSdpFrag, parseOffer, parseSdpFrag, type Offer } from './sdp.ts';
+import { buildSdpFrag, parseAnswer, parseOffer, parseSdpFrag, type Offer } from './sdp.ts';
 import type { WebRtcSession } from './WebRtcSession.ts';
 
 /**
@@ -14,13 +14,22 @@ import type { WebRtcSession } from './WebRtcSession.ts';
  * PATCH the session with a trickle-ice-sdpfrag (ICE restart included); DELETE it; OPTIONS for
  * CORS preflight. What differs — who may do it and what media the session carries — is the
  * handler's.
+ *
+ * A WHEP counter-offer (draft-ietf-wish-whep): a client that sends `Prefer: counter-offer` with
+ * its offer may get 406 with the endpoint's own offer instead of an answer (`Preference-Applied:
+ * counter-offer`, with `Location` and `ETag` as for a 201), and PATCHes the session with its SDP
+ * answer (application/sdp) → 204. Clients that do not ask get the 201 as before.
  */
 
 export interface SignallingHandler {
   /** Throws a 401/403 Problem unless `token` may `action` on `stream`; returns its claims (null: no token, a public stream). */
   authorize(stream: string, token: string | undefined, action: StreamAction): Promise<StreamClaims | null>;
-  /** Sets up a session for the offer and returns it with the SDP answer. */
-  accept(stream: string, offer: Offer): Promise<{ session: WebRtcSession; answer: string }>;
+  /**
+   * Sets up a session for the offer and returns it with the SDP answer; or, when the client would
+   * take one (`counterOffer`) and the handler has a better session to offer, with an SDP offer of
+   * its own, in which case the session connects once the client's answer comes (session.answer).
+   */
+  accept(stream: string, offer: Offer, options: { counterOffer: boolean }): Promise<{ session: WebRtcSession; answer: string } | { session: WebRtcSession; counterOffer: string }>;
   /** Ends a session the client DELETEd; resolves once what it held is released. */
   end?(session: WebRtcSession): Promise<void>;
 }
@@ -67,14 +76,20 @@ const MAX_BODY = '64kb';
 const MAX_JSON_BODY = '8kb';
 
 /** The request body as text, after checking its type (415) and size (413, before reading it all). */
-async function readBody(req: Request, res: Response, type: string): Promise<string> {
-  if (!req.is(type)) {
-    throw new Problem('unsupported-media-type', `the body must be ${type}`, {
-      headers: { [req.method === 'PATCH' ? 'Accept-Patch' : 'Accept-Post']: type },
+async function readBody(req: Request, res: Response, ...types: string[]): Promise<string> {
+  const type = req.is(types);
+  if (!type) {
+    throw new Problem('unsupported-media-type', `the body must be ${types.join(' or ')}`, {
+      headers: { [req.method === 'PATCH' ? 'Accept-Patch' : 'Accept-Post']: types.join(', ') },
     });
   }
   await new Promise<void>((resolve, reject) => express.text({ type, limit: MAX_BODY })(req, res, (e?: unknown) => (e ? reject(e) : resolve())));
   return typeof req.body === 'string' ? req.body : '';
+}
+
+/** RFC 7240: the client asked for a counter-offer (`Prefer: counter-offer`). */
+function prefersCounterOffer(req: Request): boolean {
+  return (req.get('prefer') ?? '').split(',').some((p) => p.split(';')[0]!.trim().toLowerCase() === 'counter-offer');
 }
 
 /** The request's JSON body (415 unless application/json, 413 over MAX_JSON_BODY, 400 if not JSON); undefined when empty. */
@@ -124,7 +139,8 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
     const offer = parseOffer(body);
     // After the offer is read: a request that could not be served is not worth the operator's call.
     await options.admission?.admitRequest(req, { action, protocol: kind, stream, token: claims, bearer });
-    const { session, answer } = await handler.accept(stream, offer);
+    const accepted = await handler.accept(stream, offer, { counterOffer: prefersCounterOffer(req) });
+    const { session } = accepted;
     sessions.set(session.id, session);
     session.once('closed', (reason) => {
       sessions.delete(session.id);
@@ -135,11 +151,12 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
     const sessionUrl = `${forwardedPrefix(req) ?? options.publicUrl}/${kind}/${stream}/${session.id}`;
     const sessionLinks = extensions.map((e) => `<${sessionUrl}/${e.path}>; rel="${e.rel}"${e.linkParams ? `; ${e.linkParams}` : ''}`);
     if (links.length + sessionLinks.length > 0) res.set('Link', [...links, ...sessionLinks].join(', '));
-    res
-      .status(201)
-      .set({ Location: sessionUrl, ETag: session.etag, 'Accept-Patch': 'application/trickle-ice-sdpfrag' })
-      .type('application/sdp')
-      .send(answer);
+    res.set({ Location: sessionUrl, ETag: session.etag, Vary: 'Prefer' }).type('application/sdp');
+    if ('counterOffer' in accepted) {
+      res.status(406).set({ 'Preference-Applied': 'counter-offer', 'Accept-Patch': 'application/sdp, application/trickle-ice-sdpfrag' }).send(accepted.counterOffer);
+    } else {
+      res.status(201).set('Accept-Patch', 'application/trickle-ice-sdpfrag').send(accepted.answer);
+    }
   });
 
   const sessionOf = async (req: Request): Promise<WebRtcSession> => {
@@ -155,7 +172,14 @@ export function signallingRouter(handler: SignallingHandler, options: Signalling
     const ifMatch = req.get('if-match');
     if (!ifMatch) throw new Problem('precondition-required', 'PATCH needs If-Match with the session ETag (or * for an ICE restart)');
     if (ifMatch !== '*' && ifMatch !== session.etag) throw new Problem('precondition-failed', 'the ETag does not match the session');
-    const body = await readBody(req, res, 'application/trickle-ice-sdpfrag');
+    // An SDP answer only while the session's counter-offer waits for one.
+    const body = await readBody(req, res, 'application/trickle-ice-sdpfrag', ...(session.offering ? ['application/sdp'] : []));
+    if (req.is('application/sdp')) {
+      if (body.trim() === '') throw new Problem('empty-body', 'the body must be an SDP answer');
+      await session.answer(parseAnswer(body));
+      res.status(204).end();
+      return;
+    }
     const frag = parseSdpFrag(body);
     if (frag.iceUfrag && frag.icePwd && frag.iceUfrag !== session.remoteIceUfrag) {
       // New client credentials: an ICE restart. Answer with ours, under a new ETag.

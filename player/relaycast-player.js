@@ -254,6 +254,8 @@ const HLS_FROZEN_MS = 15_000;
  * @property {string | null} layer   the simulcast layer received (its rid or index), when the stream has layers
  * @property {'auto' | 'pinned'} layerMode   whether the edge chooses the layer or the viewer pinned one
  * @property {number | null} downlinkKbps   what the edge knows the viewer's link carries (its estimate, or the bitrate last delivered without loss)
+ * @property {boolean | null} estimated   the edge estimates this viewer's bandwidth from transport-cc feedback (a counter-offer
+ *   made that possible) and picks its layer by the estimate; false: by its losses; null: not known (no layers, or not yet)
  * @property {number | null} viewers   viewers of the stream on this edge
  * @property {'webrtc' | 'hls' | 'dvr' | null} mode   how the player plays now: live over WebRTC or
  *   HLS, or behind live in the DVR window (null before start() and after stop())
@@ -300,6 +302,9 @@ export function parseIceServerLinks(header) {
   }
   return servers;
 }
+
+/** The mid of the stream a counter-offer adds for the edge's bandwidth probes (media/sdp.ts): no track to play. */
+const PROBE_MID = 'probator';
 
 /** An error whose HTTP status decides what the player does next. */
 /** The WHEP extensions the player uses (draft-ietf-wish-whep, "Protocol extensions"). */
@@ -792,6 +797,7 @@ export class RelaycastPlayer extends EventTarget {
       this.#stats.layer = layer.rid ?? (layer.spatialLayerId === undefined ? null : String(layer.spatialLayerId));
       this.#stats.layerMode = layer.mode ?? 'auto';
       this.#stats.downlinkKbps = typeof layer.downlink === 'number' ? Math.round(layer.downlink / 1000) : this.#stats.downlinkKbps;
+      if (typeof layer.estimated === 'boolean') this.#stats.estimated = layer.estimated;
       this.#emit('stats');
     });
     on('viewercount', (data) => {
@@ -908,14 +914,68 @@ export class RelaycastPlayer extends EventTarget {
    */
   async #connect(generation) {
     const { stream, token } = this.#options;
-    const pc = new RTCPeerConnection({ iceServers: [...(this.#options.iceServers ?? []), ...this.#learnedIceServers] });
-    const session = new Session(pc);
+    const session = new Session(this.#peerConnection(generation));
     this.#session = session;
     this.#requests = new AbortController();
-    pc.addTransceiver('audio', { direction: 'recvonly' });
-    pc.addTransceiver('video', { direction: 'recvonly' });
+    session.pc.addTransceiver('audio', { direction: 'recvonly' });
+    session.pc.addTransceiver('video', { direction: 'recvonly' });
+    await session.pc.setLocalDescription(await session.pc.createOffer());
+
+    const target = await this.#edgeUrl(generation);
+    if (generation !== this.#generation) return;
+    session.edge = target.node;
+    session.node = target.node;
+    /** @type {Record<string, string>} */
+    const headers = { 'content-type': 'application/sdp', prefer: 'counter-offer' };
+    if (token) headers.authorization = `Bearer ${token}`;
+    const res = await fetch(`${target.url}/whep/${stream}${target.query}`, {
+      method: 'POST',
+      headers,
+      body: session.pc.localDescription?.sdp,
+      signal: this.#signal(),
+    });
+    if (generation !== this.#generation) return;
+    // 406 with an SDP body: the edge's counter-offer (see #answerCounterOffer).
+    const counterOffer = res.status === 406 && /^application\/sdp/i.test(res.headers.get('content-type') ?? '');
+    if (res.status !== 201 && !counterOffer) {
+      const retryAfter = Number(res.headers.get('retry-after'));
+      throw new SessionError(await problemDetail(res), res.status, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined);
+    }
+    const sdp = await res.text();
+    const location = res.headers.get('location');
+    // Location may be relative to the URL that answered (after a 307, the edge's).
+    session.location = location ? new URL(location, res.url).href : null;
+    session.edge ??= new URL(res.url).host;
+    const ice = parseIceServerLinks(res.headers.get('link'));
+    if (ice.length > 0) this.#learnedIceServers = ice; // used from the next session on
+    // Relative targets too (a node behind the balancer's /n/{node} path names its session so).
+    const links = Object.fromEntries(Object.entries(parseExtensionLinks(res.headers.get('link'))).map(([rel, url]) => [rel, new URL(url, res.url).href]));
+    session.layerUrl = links[WHEP_LAYER] ?? null;
+    if (generation !== this.#generation) return;
+    if (counterOffer) await this.#answerCounterOffer(session, sdp, res.headers.get('etag'), generation);
+    else await session.pc.setRemoteDescription({ type: 'answer', sdp });
+    if (generation !== this.#generation) return;
+    session.offered = offeredCandidates(sdp);
+    session.answeredAt = performance.now();
+    // Best effort: a player without the quality menu still plays.
+    void this.#openEvents(session, links, generation).catch(() => undefined);
+    this.#stats.sessions++;
+    this.#stats.session = session.location;
+    this.#stats.edge = session.edge;
+    this.#emit('stats');
+  }
+
+  /**
+   * A new peer connection for a session of this generation: its tracks go to the video element
+   * (but the stream of bandwidth probes a counter-offer adds, mid "probator"), and a connection
+   * that fails while playing is a lost session.
+   * @param {number} generation
+   */
+  #peerConnection(generation) {
+    const pc = new RTCPeerConnection({ iceServers: [...(this.#options.iceServers ?? []), ...this.#learnedIceServers] });
     const media = new MediaStream();
     pc.ontrack = (event) => {
+      if (event.transceiver.mid === PROBE_MID) return;
       media.addTrack(event.track);
       if (this.#video.srcObject !== media) this.#video.srcObject = media;
       this.#video.play().catch(() => undefined); // refused without a user gesture unless muted: the page's Unmute button plays
@@ -928,46 +988,33 @@ export class RelaycastPlayer extends EventTarget {
         this.#lost(`connection ${pc.connectionState}`, { hint: true });
       }
     };
-    await pc.setLocalDescription(await pc.createOffer());
+    return pc;
+  }
 
-    const target = await this.#edgeUrl(generation);
-    if (generation !== this.#generation) return;
-    session.edge = target.node;
-    session.node = target.node;
+  /**
+   * The edge answered our offer with one of its own (WHEP counter-offer: it numbers the RTP header
+   * extensions as its media server writes them, so that it can estimate this viewer's bandwidth
+   * from transport-cc feedback). Chromium refuses extension ids that change within one
+   * connection, so the offer is answered by a fresh RTCPeerConnection, and the answer PATCHed to
+   * the session.
+   * @param {Session} session
+   * @param {string} offer
+   * @param {string | null} etag
+   * @param {number} generation
+   */
+  async #answerCounterOffer(session, offer, etag, generation) {
+    if (!session.location) throw new SessionError('the counter-offer came without a session URL', 502);
+    const first = session.pc;
+    first.onconnectionstatechange = null;
+    first.close();
+    session.pc = this.#peerConnection(generation);
+    await session.pc.setRemoteDescription({ type: 'offer', sdp: offer });
+    await session.pc.setLocalDescription(await session.pc.createAnswer());
     /** @type {Record<string, string>} */
-    const headers = { 'content-type': 'application/sdp' };
-    if (token) headers.authorization = `Bearer ${token}`;
-    const res = await fetch(`${target.url}/whep/${stream}${target.query}`, {
-      method: 'POST',
-      headers,
-      body: pc.localDescription?.sdp,
-      signal: this.#signal(),
-    });
-    if (generation !== this.#generation) return;
-    if (res.status !== 201) {
-      const retryAfter = Number(res.headers.get('retry-after'));
-      throw new SessionError(await problemDetail(res), res.status, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined);
-    }
-    const answer = await res.text();
-    const location = res.headers.get('location');
-    // Location may be relative to the URL that answered (after a 307, the edge's).
-    session.location = location ? new URL(location, res.url).href : null;
-    session.edge ??= new URL(res.url).host;
-    const ice = parseIceServerLinks(res.headers.get('link'));
-    if (ice.length > 0) this.#learnedIceServers = ice; // used from the next session on
-    // Relative targets too (a node behind the balancer's /n/{node} path names its session so).
-    const links = Object.fromEntries(Object.entries(parseExtensionLinks(res.headers.get('link'))).map(([rel, url]) => [rel, new URL(url, res.url).href]));
-    session.layerUrl = links[WHEP_LAYER] ?? null;
-    if (generation !== this.#generation) return;
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-    session.offered = offeredCandidates(answer);
-    session.answeredAt = performance.now();
-    // Best effort: a player without the quality menu still plays.
-    void this.#openEvents(session, links, generation).catch(() => undefined);
-    this.#stats.sessions++;
-    this.#stats.session = session.location;
-    this.#stats.edge = session.edge;
-    this.#emit('stats');
+    const headers = { 'content-type': 'application/sdp', 'if-match': etag ?? '*' };
+    if (this.#options.token) headers.authorization = `Bearer ${this.#options.token}`;
+    const res = await fetch(session.location, { method: 'PATCH', headers, body: session.pc.localDescription?.sdp, signal: this.#signal() });
+    if (!res.ok) throw new SessionError(await problemDetail(res), res.status === 409 ? 502 : res.status);
   }
 
   /**
@@ -1262,7 +1309,7 @@ export class RelaycastPlayer extends EventTarget {
     if (session) this.#closeWhep(session);
     if (!session && !hlsSession) return;
     const stats = this.#stats;
-    Object.assign(stats, { framesDecoded: 0, framesDropped: 0, width: 0, height: 0, fps: 0, bitrateKbps: 0, rttMs: null, audioPacketsReceived: 0, connectionState: 'none', session: null, layer: null, downlinkKbps: null, viewers: null, latencyMs: null, playingDate: null });
+    Object.assign(stats, { framesDecoded: 0, framesDropped: 0, width: 0, height: 0, fps: 0, bitrateKbps: 0, rttMs: null, audioPacketsReceived: 0, connectionState: 'none', session: null, layer: null, downlinkKbps: null, estimated: null, viewers: null, latencyMs: null, playingDate: null });
   }
 
   /** @param {Session} session */
@@ -1427,7 +1474,7 @@ export class RelaycastPlayer extends EventTarget {
     /** @type {Map<string, any>} */
     const pairs = new Map();
     report.forEach((/** @type {any} */ r) => {
-      if (r.type === 'inbound-rtp') {
+      if (r.type === 'inbound-rtp' && r.mid !== PROBE_MID) {
         bytes += r.bytesReceived ?? 0;
         packets += r.packetsReceived ?? 0;
         if (r.kind === 'video') {
@@ -1507,6 +1554,7 @@ export class RelaycastPlayer extends EventTarget {
       layer: null,
       layerMode: 'auto',
       downlinkKbps: null,
+      estimated: null,
       viewers: null,
       mode: null,
       latencyMs: null,

@@ -121,7 +121,7 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
     netns!.shape(undefined);
     const up = await waitForHeight(viewer, `the top layer again once the link recovers`, (h) => h === HEIGHT.f, 120_000);
     console.log(`      link restored: back to ${HEIGHT.f}p after ${up} ms`);
-    const switchesDown = await metric(edge!.url, 'relaycast_layer_switches_total', { direction: 'down', mode: 'auto' });
+    const switchesDown = await metric(edge!.url, 'relaycast_layer_switches_total', { direction: 'down', mode: 'auto', control: 'loss' });
     assert.ok((switchesDown ?? 0) > 0, `the edge counted the switch down (relaycast_layer_switches_total: ${switchesDown})`);
     await viewer.close();
   });
@@ -196,6 +196,7 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
     await page.selectOption('#quality', 'auto');
     await waitFor('the top layer again', async () => (await playerStats(page)).videoHeight === HEIGHT.f, 60_000);
     await waitFor('the stats panel naming the automatic layer', async () => (await page.locator('dd[data-stat="layer"]').textContent()) === 'High (auto)', 10_000);
+    console.log(JSON.stringify(await page.evaluate(() => (window as any).relaycastPlayer.stats())));
     await page.close();
   });
 
