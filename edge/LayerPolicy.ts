@@ -152,3 +152,69 @@ export class LayerPolicy {
     return this.#ceiling;
   }
 }
+
+/**
+ * How long a bandwidth estimate must carry a higher spatial layer before an estimated viewer may
+ * get it. mediasoup probes the link with bursts of padding, and a shaper's burst allowance (tc's
+ * token bucket, a provider's policer) lets a burst through at many times the link's rate: the
+ * estimate leaps for a second or two, and mediasoup would switch the viewer to a layer the link
+ * cannot carry, a frozen picture until the next key frame (seen on a 250 kbit/s tc link: 170 →
+ * 1,361 → 219 kbit/s within 1.5 s, every 8 s). Five seconds outlasts such a leap and still
+ * follows a link that really grew within a few seconds.
+ */
+export const ESTIMATE_UP_HOLD_MS = 5000;
+
+/** A layer fits an estimate E if it needs at most this share of E: the rest carries audio and key frames. */
+const ESTIMATE_FIT = 0.85;
+
+/**
+ * Which spatial layer a viewer with a bandwidth estimate may receive at most (mediasoup picks
+ * within it by the estimate, temporal layers too): down at once when the estimate no longer
+ * carries it, up to the highest layer the estimate has carried all along for ESTIMATE_UP_HOLD_MS.
+ *
+ * Pure logic, as LayerPolicy: LayerSelector feeds it each estimate and applies its answer.
+ */
+export class EstimatePolicy {
+  #ceiling: number;
+  readonly #top: number;
+  /** Since when every estimate carried a layer above the ceiling, and the lowest such layer. */
+  #upSince: number | undefined;
+  #upTo = 0;
+
+  /** `top`: the highest spatial layer of the stream (layers are 0..top). */
+  constructor(top: number) {
+    if (!Number.isInteger(top) || top < 0) throw new TypeError(`top must be a layer index, not ${top}`);
+    this.#top = top;
+    this.#ceiling = top;
+  }
+
+  get ceiling(): number {
+    return this.#ceiling;
+  }
+
+  /**
+   * Takes an estimate (bits/s, at `at` ms) and the spatial layers' bitrates (lowest first; 0: not
+   * sent now, which fits anything: mediasoup passes over a layer that is not there); returns the
+   * ceiling from now on.
+   */
+  report(at: number, estimate: number, layerBitrates: number[]): number {
+    let fits = 0;
+    for (let layer = 1; layer <= this.#top; layer++) if ((layerBitrates[layer] ?? 0) <= ESTIMATE_FIT * estimate) fits = layer;
+    if (fits <= this.#ceiling) {
+      this.#upSince = undefined;
+      this.#ceiling = fits;
+      return this.#ceiling;
+    }
+    if (this.#upSince === undefined) {
+      this.#upSince = at;
+      this.#upTo = fits;
+    } else {
+      this.#upTo = Math.min(this.#upTo, fits);
+    }
+    if (at - this.#upSince >= ESTIMATE_UP_HOLD_MS) {
+      this.#ceiling = this.#upTo;
+      this.#upSince = undefined;
+    }
+    return this.#ceiling;
+  }
+}

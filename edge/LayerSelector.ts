@@ -2,20 +2,23 @@ import { EventEmitter } from 'node:events';
 import { parseScalabilityMode } from 'mediasoup';
 import type { Consumer, ConsumerLayers, Producer, WebRtcTransport } from 'mediasoup/types';
 import type { Logger } from '../core/logger.ts';
-import { CLEAN_LOSS, HEAVY_LOSS, LayerPolicy, layerStep, stepLayers } from './LayerPolicy.ts';
+import { recentProducerStats } from '../media/producerBitrate.ts';
+import { CLEAN_LOSS, EstimatePolicy, HEAVY_LOSS, LayerPolicy, layerStep, stepLayers } from './LayerPolicy.ts';
 
 /**
  * The simulcast layer one viewer receives. Automatic by default; the viewer may pin a layer (the
  * WHEP layer extension) and go back to automatic.
  *
  * Automatic means one of two things, by what the viewer's transport can do:
- * - **estimated**: the viewer's offer put transport-cc at the id mediasoup writes it with (5), so
- *   mediasoup estimates the link and picks the layer itself. No browser does today.
- * - **loss-driven** (every browser: Chromium and Safari number their extensions differently, and
- *   mediasoup 3.27 cannot write them under the viewer's ids; Firefox's abs-send-time does line up,
- *   but mediasoup drops the REMB it would bring, see consumerCapabilities in media/sdp.ts): the
- *   receiver's reports of lost packets move a ceiling (LayerPolicy), applied as the consumer's
- *   preferred layers.
+ * - **estimated**: the consumer writes transport-cc (the viewer took the edge's counter-offer, or
+ *   its offer put the extension at mediasoup's id), so mediasoup estimates the link and picks the
+ *   layer by the estimate, below a ceiling that follows the estimate's trace events
+ *   (EstimatePolicy: it keeps a short leap of the estimate from switching the viewer up).
+ * - **loss-driven** (viewers that answered nothing of ours: browsers number their extensions
+ *   otherwise, and mediasoup cannot write them under the viewer's ids; Firefox's abs-send-time
+ *   does line up, but mediasoup drops the REMB it would bring, see consumerCapabilities in
+ *   media/sdp.ts): the receiver's reports of lost packets move a ceiling (LayerPolicy), applied
+ *   as the consumer's preferred layers.
  */
 
 export type LayerMode = 'auto' | 'pinned';
@@ -50,6 +53,13 @@ const MIN_PACKETS = 30;
  */
 const NUDGE_EVERY_MS = 3000;
 
+/**
+ * How old the stream's layer bitrates may be when an estimate is weighed against them: they move
+ * slowly (the publisher's encoder), estimates come every second or so per viewer, and one read a
+ * second serves every viewer of the producer.
+ */
+const LAYER_BITRATES_MAX_AGE_MS = 1000;
+
 export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   readonly consumer: Consumer;
   /** mediasoup estimates this viewer's bandwidth (see the class comment). */
@@ -59,6 +69,7 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   readonly temporalLayers: number;
   readonly #logger: Logger;
   readonly #policy: LayerPolicy;
+  readonly #estimatePolicy: EstimatePolicy;
   #mode: LayerMode = 'auto';
   /** The highest layers automatic selection may choose (the viewer's limit; the top by default). */
   #cap: Required<LayerChoice>;
@@ -85,6 +96,7 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     this.temporalLayers = mode.temporalLayers;
     this.#logger = logger;
     this.#policy = new LayerPolicy(this.spatialLayers - 1 + this.temporalLayers - 1);
+    this.#estimatePolicy = new EstimatePolicy(this.spatialLayers - 1);
     this.#cap = { spatialLayer: this.spatialLayers - 1, temporalLayer: this.temporalLayers - 1 };
     const feedback = new Set(consumer.rtpParameters.codecs.flatMap((c) => c.rtcpFeedback ?? []).map((fb) => fb.type));
     this.estimated = feedback.has('transport-cc');
@@ -98,7 +110,10 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     if (this.estimated) {
       void transport.enableTraceEvent(['bwe']).catch(() => undefined);
       transport.on('trace', (trace) => {
-        if (trace.type === 'bwe') this.#downlink = (trace.info as { availableBitrate?: number }).availableBitrate;
+        const estimate = trace.type === 'bwe' ? (trace.info as { availableBitrate?: number }).availableBitrate : undefined;
+        if (estimate === undefined) return;
+        this.#downlink = estimate;
+        void this.#onEstimate(estimate).catch(() => undefined);
       });
     }
     consumer.observer.once('close', () => this.close());
@@ -142,7 +157,8 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     if (!Number.isInteger(temporalLayer) || temporalLayer < 0) throw new RangeError(`maxTemporalLayerId must be a layer index, not ${temporalLayer}`);
     this.#mode = 'auto';
     this.#cap = { spatialLayer: Math.min(spatialLayer, this.spatialLayers - 1), temporalLayer: Math.min(temporalLayer, this.temporalLayers - 1) };
-    await this.#prefer(this.estimated ? this.#policy.top : this.#policy.ceiling);
+    if (this.estimated) await this.#preferSpatial(this.#estimatePolicy.ceiling);
+    else await this.#prefer(this.#policy.ceiling);
   }
 
   close(): void {
@@ -177,6 +193,24 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     if (this.consumer.closed) return;
     const { spatialLayer, temporalLayer } = stepLayers(step, this.temporalLayers);
     await this.consumer.setPreferredLayers({ spatialLayer: Math.min(spatialLayer, this.#cap.spatialLayer), temporalLayer: Math.min(temporalLayer, this.#cap.temporalLayer) });
+  }
+
+  /** Applies an estimated viewer's ceiling (a spatial layer), within its cap. */
+  async #preferSpatial(spatialLayer: number): Promise<void> {
+    if (this.consumer.closed) return;
+    await this.consumer.setPreferredLayers({ spatialLayer: Math.min(spatialLayer, this.#cap.spatialLayer), temporalLayer: this.#cap.temporalLayer });
+  }
+
+  /** A new bandwidth estimate (the transport's bwe trace): the ceiling follows it (EstimatePolicy). */
+  async #onEstimate(estimate: number): Promise<void> {
+    if (this.#closed || !this.#producer || this.#producer.closed) return;
+    const stats = await recentProducerStats(this.#producer, LAYER_BITRATES_MAX_AGE_MS);
+    const bitrates = (this.#producer.rtpParameters.encodings ?? []).map((e) => stats.find((s) => s.ssrc === e.ssrc)?.bitrate ?? 0);
+    const before = this.#estimatePolicy.ceiling;
+    const ceiling = this.#estimatePolicy.report(Date.now(), estimate, bitrates);
+    if (ceiling === before || this.#mode !== 'auto') return;
+    this.#logger.debug({ estimate, from: before, to: ceiling }, 'viewer layer ceiling moved by the estimate');
+    await this.#preferSpatial(ceiling);
   }
 
   /**

@@ -1,8 +1,9 @@
 import type { Request, Response } from 'express';
-import type { Producer, ProducerStat } from 'mediasoup/types';
+import type { Producer } from 'mediasoup/types';
 import { z } from 'zod';
 import { Problem } from '../core/errors.ts';
 import { EventStream } from '../media/EventStream.ts';
+import { recentProducerStats } from '../media/producerBitrate.ts';
 import { readJson, type SessionExtension } from '../media/signalling.ts';
 import type { WebRtcSession } from '../media/WebRtcSession.ts';
 import type { LayerSelector } from './LayerSelector.ts';
@@ -64,21 +65,6 @@ export interface LayerInfo {
   bitrate: number;
 }
 
-/**
- * A producer's statistics read at most once per STATE_EVERY_MS however many of its viewers ask:
- * every viewer with an event stream refreshes its layers that often, and they share one producer
- * per relay fan-out.
- */
-const recentStats = new WeakMap<Producer, { at: number; stats: Promise<ProducerStat[]> }>();
-
-function producerStats(producer: Producer): Promise<ProducerStat[]> {
-  const recent = recentStats.get(producer);
-  if (recent && Date.now() - recent.at < STATE_EVERY_MS) return recent.stats;
-  const stats = producer.getStats().catch((): ProducerStat[] => []);
-  recentStats.set(producer, { at: Date.now(), stats });
-  return stats;
-}
-
 export class Viewer {
   readonly session: WebRtcSession;
   readonly relay: Relay;
@@ -91,6 +77,7 @@ export class Viewer {
   readonly #streams = new Map<string, EventStream>();
   #state: NodeJS.Timeout | undefined;
   #lastLayers = '';
+  #lastLayer = '';
   #lastCount = -1;
 
   constructor(options: { session: WebRtcSession; relay: Relay; video?: Producer; mediaId?: string; layers?: LayerSelector; estimated: boolean }) {
@@ -123,7 +110,7 @@ export class Viewer {
   async availableLayers(): Promise<Record<string, LayerInfo[]>> {
     const producer = this.#video;
     if (!producer || producer.closed) return { [this.mediaId ?? '0']: [] };
-    const stats = await producerStats(producer);
+    const stats = await recentProducerStats(producer, STATE_EVERY_MS);
     const encodings = producer.rtpParameters.encodings ?? [];
     const temporalLayerId = (this.layers?.temporalLayers ?? 1) - 1;
     const list = encodings.map((encoding, index): LayerInfo => {
@@ -207,8 +194,13 @@ export class Viewer {
     return stream;
   }
 
-  /** Sends the layers and the viewer count again when they changed. */
+  /** Sends the layers, this viewer's layer (its link's estimate moves) and the viewer count again when they changed. */
   async #refresh(): Promise<void> {
+    const layer = JSON.stringify(this.currentLayer());
+    if (layer !== this.#lastLayer) {
+      this.#lastLayer = layer;
+      this.#send('layer', JSON.parse(layer));
+    }
     const layers = JSON.stringify(await this.availableLayers());
     if (layers !== this.#lastLayers) {
       this.#lastLayers = layers;

@@ -1,4 +1,4 @@
-import type { Producer } from 'mediasoup/types';
+import type { Producer, ProducerStat } from 'mediasoup/types';
 
 /**
  * Bits per second arriving on a producer (all its RTP streams), 0 if its worker cannot say. A node's
@@ -9,4 +9,19 @@ import type { Producer } from 'mediasoup/types';
 export async function producerBitrate(producer: Producer): Promise<number> {
   const stats = await producer.getStats().catch(() => []);
   return stats.reduce((sum, s) => sum + (s.bitrate ?? 0), 0);
+}
+
+const recentStats = new WeakMap<Producer, { at: number; stats: Promise<ProducerStat[]> }>();
+
+/**
+ * A producer's statistics, read at most once per `maxAgeMs` however many ask: an edge's viewers of
+ * one stream share one producer per fan-out router, and each asks for its layers' bitrates (event
+ * streams, layer selection by estimate).
+ */
+export function recentProducerStats(producer: Producer, maxAgeMs: number): Promise<ProducerStat[]> {
+  const recent = recentStats.get(producer);
+  if (recent && Date.now() - recent.at < maxAgeMs) return recent.stats;
+  const stats = producer.getStats().catch((): ProducerStat[] => []);
+  recentStats.set(producer, { at: Date.now(), stats });
+  return stats;
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { LayerPolicy, UP_AFTER_MS, layerStep, stepLayers } from '../edge/LayerPolicy.ts';
+import { ESTIMATE_UP_HOLD_MS, EstimatePolicy, LayerPolicy, UP_AFTER_MS, layerStep, stepLayers } from '../edge/LayerPolicy.ts';
 import { lossRuleset, shapingCommands } from '../kit/netns.ts';
 
 /** Feeds `policy` one report a second from `start` with these losses; returns the ceiling after each. */
@@ -87,6 +87,44 @@ describe('layer steps: lower frame rates below the smallest picture (LayerPolicy
   it('without temporal layers, steps are the spatial layers', () => {
     assert.deepEqual(stepLayers(1, 1), { spatialLayer: 1, temporalLayer: 0 });
     assert.equal(layerStep({ spatialLayer: 0 }, 1), 0);
+  });
+});
+
+describe('EstimatePolicy (the spatial layer a viewer with a bandwidth estimate may get)', () => {
+  /** The test stream's layers (test/layers.test.ts): q, h and f at about 150, 330 and 1,200 kbit/s. */
+  const LAYERS = [150_000, 330_000, 1_200_000];
+  /** Feeds one estimate every 500 ms from `start`; returns the ceiling after each. */
+  const feed = (policy: EstimatePolicy, start: number, estimates: number[]) => estimates.map((e, i) => policy.report(start + i * 500, e, LAYERS));
+
+  it('steps down at once to the highest layer the estimate carries, the lowest when none', () => {
+    const policy = new EstimatePolicy(2);
+    assert.equal(policy.ceiling, 2);
+    assert.deepEqual(feed(policy, 0, [2_000_000, 500_000, 200_000, 100_000]), [2, 1, 0, 0]);
+  });
+
+  it('ignores a leap of the estimate shorter than the hold (a probe through a shaper\'s burst allowance)', () => {
+    const policy = new EstimatePolicy(2);
+    feed(policy, 0, [200_000]);
+    // 170 → 1,361 → 219 kbit/s, as seen on a 250 kbit/s tc link.
+    assert.deepEqual(feed(policy, 500, [170_000, 715_000, 1_361_000, 219_000, 210_000]), [0, 0, 0, 0, 0]);
+  });
+
+  it(`climbs after ${ESTIMATE_UP_HOLD_MS} ms of estimates that carry a higher layer, to the lowest of them`, () => {
+    const policy = new EstimatePolicy(2);
+    feed(policy, 0, [200_000]);
+    const steps = ESTIMATE_UP_HOLD_MS / 500;
+    // Estimates carrying f but once only h: up to h once the hold has passed, not before.
+    const climbing = feed(policy, 500, [2_000_000, 500_000, ...Array<number>(steps).fill(2_000_000)]);
+    assert.deepEqual(climbing.slice(0, steps), Array<number>(steps).fill(0));
+    assert.equal(climbing[steps], 1);
+    // And on to f after another hold of estimates that carry it.
+    const more = feed(policy, 500 * (steps + 3), Array<number>(steps + 1).fill(2_000_000));
+    assert.equal(more.at(-1), 2);
+  });
+
+  it('takes a layer the publisher does not send (bitrate 0) as fitting: mediasoup passes over it', () => {
+    const policy = new EstimatePolicy(2);
+    assert.equal(policy.report(0, 200_000, [150_000, 330_000, 0]), 2);
   });
 });
 

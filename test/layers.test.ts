@@ -196,7 +196,49 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
     await page.selectOption('#quality', 'auto');
     await waitFor('the top layer again', async () => (await playerStats(page)).videoHeight === HEIGHT.f, 60_000);
     await waitFor('the stats panel naming the automatic layer', async () => (await page.locator('dd[data-stat="layer"]').textContent()) === 'High (auto)', 10_000);
-    console.log(JSON.stringify(await page.evaluate(() => (window as any).relaycastPlayer.stats())));
+    await page.close();
+  });
+
+  it(`the web player takes the edge's counter-offer: the edge estimates its link from transport-cc, and on ${NARROW_KBIT} kbit/s moves it down by the estimate, not by its losses`, async () => {
+    netns!.shape(undefined);
+    const page = await viewerBrowser!.page(origin!.url);
+    await page.goto(`${origin!.url}/play/${stream}`);
+    await playing(page, 'the player page playing');
+    let stats = await page.evaluate(() => (window as any).relaycastPlayer.stats());
+    await waitFor('the edge\'s estimate of the link in the player\'s stats', async () => {
+      stats = await page.evaluate(() => (window as any).relaycastPlayer.stats());
+      return stats.estimated === true && stats.downlinkKbps > 0;
+    }, 30_000, 500).catch((error: Error) => {
+      throw new Error(`${error.message}; stats ${JSON.stringify(stats)}`, { cause: error });
+    });
+    await waitFor('the top layer', async () => (await playerStats(page)).videoHeight === HEIGHT.f, 60_000);
+    const byLoss = async () => (await metric(edge!.url, 'relaycast_layer_switches_total', { direction: 'down', mode: 'auto', control: 'loss' })) ?? 0;
+    const lossBefore = await byLoss();
+
+    netns!.shape({ rateKbit: NARROW_KBIT });
+    const started = Date.now();
+    await waitFor(`a lower layer on ${NARROW_KBIT} kbit/s`, async () => (await playerStats(page)).videoHeight < HEIGHT.f, 60_000, 250);
+    const down = Date.now() - started;
+    const before = await playerStats(page);
+    // Sampled, to see whether a leap of the estimate sends the top layer down the narrow link.
+    let topSamples = 0;
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      if ((await playerStats(page)).videoHeight === HEIGHT.f) topSamples++;
+    }
+    const after = await playerStats(page);
+    const estimate = await page.evaluate(() => (window as any).relaycastPlayer.stats().downlinkKbps);
+    console.log(`      estimate path, ${NARROW_KBIT} kbit/s: down to ${before.videoHeight}p after ${down} ms; then in 10 s: ${after.framesDecoded - before.framesDecoded} frames decoded, ${topSamples} of 20 samples at ${HEIGHT.f}p, height ${after.videoHeight}, the edge's estimate ${estimate} kbit/s`);
+    assert.ok(after.framesDecoded > before.framesDecoded, 'the viewer keeps decoding on the narrow link');
+    assert.ok(after.videoHeight < HEIGHT.f, 'the narrow link does not carry the top layer');
+    const byEstimate = await metric(edge!.url, 'relaycast_layer_switches_total', { direction: 'down', mode: 'auto', control: 'estimate' });
+    assert.ok((byEstimate ?? 0) > 0, `the edge counted a switch down by the estimate (${byEstimate})`);
+    assert.equal(await byLoss(), lossBefore, 'no switch by losses meanwhile');
+
+    netns!.shape(undefined);
+    const upStarted = Date.now();
+    await waitFor('the top layer again once the link recovers', async () => (await playerStats(page)).videoHeight === HEIGHT.f, 120_000, 250);
+    console.log(`      estimate path, link restored: back to ${HEIGHT.f}p after ${Date.now() - upStarted} ms`);
     await page.close();
   });
 

@@ -8,9 +8,12 @@ import { canDecode } from '../media/h264.ts';
 import {
   answerParameters,
   buildAnswer,
+  buildCounterOffer,
   consumerCapabilities,
   isSupported,
   offeredCodecs,
+  offersTransportCc,
+  parseAnswer,
   parseOffer,
   producerParameters,
   receivableCodecs,
@@ -264,6 +267,76 @@ describe('media/sdp: answers', () => {
       '9 rtp-stream-id',
       '10 repaired-rtp-stream-id',
     ]);
+  });
+});
+
+describe('media/sdp: counter-offers (WHEP)', () => {
+  const TWCC = 'http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01';
+  /** What an edge's consumers would be given for a recorded viewer offer made a counter-offer: its codecs, mediasoup's extension ids. */
+  function counterOffer(fixture: string) {
+    const parsed = parseOffer(readFileSync(new URL(`./fixtures/sdp/${fixture}`, import.meta.url), 'utf8'));
+    const accepted = new Map<string, AcceptedSection>();
+    let ssrc = 1000;
+    for (const s of parsed.sections.filter(isSupported)) {
+      const caps = consumerCapabilities(s, [OPUS_STREAM, { mimeType: 'video/VP8', payloadType: 101, clockRate: 90000 }], ROUTER.headerExtensions);
+      const codec = caps.codecs![0]!;
+      accepted.set(s.mid, {
+        direction: 'sendonly',
+        rtpParameters: {
+          mid: s.mid,
+          codecs: [{ mimeType: codec.mimeType, payloadType: codec.preferredPayloadType!, clockRate: codec.clockRate, channels: codec.channels, parameters: codec.parameters, rtcpFeedback: codec.rtcpFeedback }],
+          headerExtensions: caps.headerExtensions!.map((e) => ({ uri: e.uri, id: e.preferredId })),
+          encodings: [{ ssrc: ssrc++ }],
+        },
+        msid: { stream: 'show', track: `t${s.mid}` },
+      });
+    }
+    return { parsed, ...buildCounterOffer(parsed, LOCAL, accepted, '1') };
+  }
+
+  for (const fixture of ['chrome-whep-offer.sdp', 'firefox-esr153-whep-offer.sdp', 'safari-whep-offer.sdp']) {
+    it(`${fixture}: offers transport-cc; the counter-offer keeps its sections, offers DTLS actpass, mediasoup's extension ids, and the probe stream`, () => {
+      const { parsed, sdp, mids } = counterOffer(fixture);
+      assert.ok(parsed.sections.filter(isSupported).some(offersTransportCc), 'the browser offers transport-cc');
+      const out = sdpTransform.parse(sdp);
+      assert.deepEqual(out.media.map((m) => String(m.mid)), [...parsed.sections.map((s) => s.mid), 'probator']);
+      assert.deepEqual(mids, out.media.map((m) => String(m.mid)));
+      assert.deepEqual(out.groups?.[0]?.mids.split(' '), mids, 'every section, the probes too, in the bundle');
+      for (const m of out.media) assert.equal(m.setup, 'actpass', `mid ${m.mid}: the client picks its DTLS role`);
+      const video = out.media.find((m) => m.type === 'video' && m.mid !== 'probator')!;
+      const routerId = ROUTER.headerExtensions!.find((e) => e.kind === 'video' && e.uri === TWCC)!.preferredId;
+      assert.deepEqual(video.ext?.find((e) => e.uri === TWCC)?.value, routerId, 'transport-wide-cc at mediasoup\'s id');
+      assert.ok(video.rtcpFb?.some((fb) => fb.type === 'transport-cc'), 'transport-cc feedback offered');
+      const probe = out.media.find((m) => m.mid === 'probator')!;
+      assert.equal(probe.direction, 'sendonly');
+      assert.deepEqual(probe.rtp.map((r) => r.payload), [127]);
+      assert.ok(probe.ssrcs?.some((x) => x.id === 1234), 'the probes\' SSRC announced');
+      assert.deepEqual(probe.ext, video.ext, 'the probes carry the video\'s extensions');
+      // Our own offer reads back as a valid offer (no unknown mids, SSRCs once).
+      assert.equal(parseOffer(sdp).sections.length, mids.length);
+    });
+  }
+
+  it('reads an answer: setup active or passive decides the DTLS role; actpass or none is malformed', () => {
+    const { sdp } = counterOffer('chrome-whep-offer.sdp');
+    const answer = (setup: string) => sdp.replace(/a=setup:actpass/g, setup ? `a=setup:${setup}` : '').replace(/a=sendonly/g, 'a=recvonly').replace(/a=ice-lite\r\n/, '');
+    assert.equal(parseAnswer(answer('active')).dtlsParameters.role, 'client');
+    assert.equal(parseAnswer(answer('passive')).dtlsParameters.role, 'server');
+    assert.throws(() => parseAnswer(answer('actpass')), /setup:active or passive/);
+    assert.throws(() => parseAnswer(answer('')), /setup:active or passive/);
+    assert.throws(() => parseAnswer('v=0\r\n'), /no media section|the answer/);
+  });
+
+  it('adds no probe stream where the bundle already uses its payload type (127) for another codec', () => {
+    const parsed = parseOffer(readFileSync(new URL('./fixtures/sdp/chrome-whep-offer.sdp', import.meta.url), 'utf8'));
+    const audio = parsed.sections.filter(isSupported).find((s) => s.kind === 'audio')!;
+    const video = parsed.sections.filter(isSupported).find((s) => s.kind === 'video')!;
+    const accepted = new Map<string, AcceptedSection>([
+      [audio.mid, { direction: 'sendonly', rtpParameters: { codecs: [{ mimeType: 'audio/opus', payloadType: 127, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1 }] } }],
+      [video.mid, { direction: 'sendonly', rtpParameters: { codecs: [{ mimeType: 'video/VP8', payloadType: 96, clockRate: 90000 }], encodings: [{ ssrc: 2 }] } }],
+    ]);
+    const { mids } = buildCounterOffer(parsed, LOCAL, accepted, '1');
+    assert.ok(!mids.includes('probator'), mids.join(' '));
   });
 });
 
