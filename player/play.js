@@ -15,6 +15,7 @@ const embed = params.get('embed') === '1';
 const token = params.get('token') ?? undefined;
 const playbackToken = params.get('playbackToken') ?? undefined;
 const modeParam = params.get('mode');
+const counterOffer = params.get('counterOffer') === '1';
 /** @type {import('./relaycast-player.js').PlayerMode} */
 const mode = modeParam === 'webrtc' || modeParam === 'hls' ? modeParam : 'auto';
 
@@ -31,7 +32,7 @@ $('embed-code').textContent =
   `<div data-relaycast-stream="${stream}" data-relaycast-server="${location.origin}"></div>\n` +
   `<script src="${location.origin}/player/embed.js"></script>`;
 
-const player = new RelaycastPlayer(video, { server: location.origin, stream, token, playbackToken, mode });
+const player = new RelaycastPlayer(video, { server: location.origin, stream, token, playbackToken, mode, counterOffer });
 /** @type {any} */ (window).relaycastPlayer = player;
 
 /**

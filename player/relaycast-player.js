@@ -273,6 +273,9 @@ const HLS_FROZEN_MS = 15_000;
  * @property {string} [token]   play token for a private stream (sent as Authorization: Bearer)
  * @property {RTCIceServer[]} [iceServers]   STUN/TURN servers; the WHEP answer's Link headers add to them
  * @property {PlayerMode} [mode]   'auto' (default), 'webrtc' or 'hls'
+ * @property {boolean} [counterOffer]   ask the edge for a WHEP counter-offer (`Prefer: counter-offer`), so that it can
+ *   estimate this viewer's bandwidth from transport-cc and pick its layer by the estimate (default false for now: on a link
+ *   that suddenly narrows, the estimate can fall below the lowest layer and the edge then sends no video; see the README)
  * @property {string} [playbackToken]   playback token for a private stream's DVR window (its
  *   recordings need one; the play token is for live viewing only). Without it, a private stream has no DVR.
  */
@@ -926,7 +929,8 @@ export class RelaycastPlayer extends EventTarget {
     session.edge = target.node;
     session.node = target.node;
     /** @type {Record<string, string>} */
-    const headers = { 'content-type': 'application/sdp', prefer: 'counter-offer' };
+    const headers = { 'content-type': 'application/sdp' };
+    if (this.#options.counterOffer) headers.prefer = 'counter-offer';
     if (token) headers.authorization = `Bearer ${token}`;
     const res = await fetch(`${target.url}/whep/${stream}${target.query}`, {
       method: 'POST',

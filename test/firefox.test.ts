@@ -250,15 +250,17 @@ describe('Firefox ESR (puppeteer over WebDriver BiDi) and Chromium, origin + edg
       await node?.stop();
     });
 
-    it("the player page (/play) plays a Chromium WHIP stream in Firefox", async () => {
+    it("the player page (/play) plays a Chromium WHIP stream in Firefox, through the edge's counter-offer (transport-cc estimated)", async () => {
       const stream = 'quickstart-whip';
       const { publishToken } = await createStream(stream);
       const publisher = await chromium!.page(node!.url);
       assert.equal((await publish(publisher, `${node!.url}/whip/${stream}`, publishToken, 'video/VP8')).status, 201);
       const page = await firefox!.page(node!.url);
-      await page.goto(`${node!.url}/play/${stream}`);
+      await page.goto(`${node!.url}/play/${stream}?counterOffer=1`);
       const stats = await playing(page, 'the /play page playing in Firefox', { timeoutMs: PICTURE_TIMEOUT_MS });
       console.log(`      Firefox /play: ${stats.state}, ${stats.width}x${stats.videoHeight}, ${stats.framesDecoded} frames decoded`);
+      // The edge says so in the layer event once the player's event stream is open.
+      await waitFor('the player\'s stats saying the edge estimates the link', async () => (await page.evaluate(() => (window as any).relaycastPlayer.stats().estimated)) === true, 10_000);
       await page.close();
       await stopPublishing(publisher, publishToken);
       await publisher.close();
