@@ -11,8 +11,11 @@
  *             (bench/layers/switches.ts)
  *   cpu       edge CPU per viewer of the simulcast stream and of a single-layer one, side by side,
  *             libwebrtc viewers on the host, and the ratio (bench/layers/cpu.ts)
+ *   paths     the layer chosen by estimate (the viewer takes the edge's counter-offer) against by
+ *             loss, alternating, on a link cut from 2,000 to 400 kbit/s and back: time below the
+ *             top layer, seconds frozen, packets lost, time back on top (bench/layers/paths.ts)
  *
- * profiles and switch need root, `ip netns`, `tc` and `nft`; without them they are skipped, saying
+ * profiles, switch and paths need root, `ip netns`, `tc` and `nft`; without them they are skipped, saying
  * why, and cpu runs on loopback. Progress goes to stderr, tables to stdout, every value to --out
  * (JSON) if given.
  *
@@ -23,6 +26,7 @@ import { cpus, release, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadavg } from '../kit/cpu.ts';
 import { cpuPerViewer } from './layers/cpu.ts';
+import { pathComparison } from './layers/paths.ts';
 import { PROFILES, profiles } from './layers/profiles.ts';
 import { LayersRig } from './layers/rig.ts';
 import { switchTimes } from './layers/switches.ts';
@@ -30,7 +34,7 @@ import { integerOption, runCommand } from './lib/options.ts';
 import { Progress } from './lib/progress.ts';
 import { renderTable } from './lib/report.ts';
 
-const PARTS = ['profiles', 'switch', 'cpu'] as const;
+const PARTS = ['profiles', 'switch', 'cpu', 'paths'] as const;
 type Part = (typeof PARTS)[number];
 
 const USAGE = `npm run bench:layers [-- options]
@@ -38,7 +42,7 @@ const USAGE = `npm run bench:layers [-- options]
   --only LIST        parts, comma-separated: ${PARTS.join(',')} (default all)
   --seconds S        play time measured on each shaped link (default 30)
   --settle S         time on each link before that, from the viewer's first frame (default 10)
-  --runs N           switch-time runs (default 3)
+  --runs N           switch-time runs, and runs of each path in the paths part (default 3)
   --viewers N        libwebrtc viewers added on each stream for the CPU figures (default 20)
   --cpu-seconds S    each CPU window (default 20)
   --cpu-rounds N     rounds of the CPU comparison, streams in alternating order (default 2)
@@ -90,7 +94,11 @@ async function main(options: Options): Promise<number> {
   const started = new Date();
   const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10, kernel: release(), node: process.version };
   const shaped = options.only.filter((p) => p !== 'cpu');
-  const steps = (options.only.includes('profiles') ? PROFILES.length : 0) + (options.only.includes('switch') ? options.runs : 0) + (options.only.includes('cpu') ? 2 * options.cpuRounds : 0);
+  const steps =
+    (options.only.includes('profiles') ? PROFILES.length : 0) +
+    (options.only.includes('switch') ? options.runs : 0) +
+    (options.only.includes('cpu') ? 2 * options.cpuRounds : 0) +
+    (options.only.includes('paths') ? 2 * options.runs : 0);
   const progress = new Progress(steps + 1);
   progress.print(
     `relaycast simulcast layer benchmark\n` +
@@ -120,6 +128,7 @@ async function main(options: Options): Promise<number> {
     await run('profiles', () => profiles(rig, options, progress));
     await run('switch', () => switchTimes(rig, options, progress));
     await run('cpu', () => cpuPerViewer(rig, { viewers: options.viewers, seconds: options.cpuSeconds, rounds: options.cpuRounds }, progress));
+    await run('paths', () => pathComparison(rig, options, progress));
   } finally {
     progress.note('layers: stopping');
     await rig.stop();

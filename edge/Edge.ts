@@ -296,9 +296,13 @@ export class Edge implements Role {
     const sections = offer.sections.filter(isSupported).filter((s) => s.direction === 'recvonly' || s.direction === 'sendrecv');
     const streamCodecs = relay.producers.map((p) => p.rtpParameters.codecs[0]!);
     const fanout = await relay.fanoutFor(sections.flatMap((s) => receivableCodecs(s, streamCodecs)));
-    const offering = counterOffer && sections.some(offersTransportCc);
+    const offering = counterOffer && sections.some((s) => offersTransportCc(s));
     const routerExtensions = offering ? fanout.router.rtpCapabilities.headerExtensions : undefined;
-    const session = await WebRtcSession.create(fanout.router, name, this.#ctx.rtc);
+    // mediasoup estimates the link toward viewers with transport-cc at its id (a counter-offer's,
+    // or an offer that happens to use it); toward the others the edge alone picks the layer.
+    const transportCcId = fanout.router.rtpCapabilities.headerExtensions?.find((e) => e.kind === 'video' && e.uri.endsWith('transport-wide-cc-extensions-01'))?.preferredId;
+    const bwe = offering || sections.some((s) => offersTransportCc(s, { atId: transportCcId }));
+    const session = await WebRtcSession.create(fanout.router, name, this.#ctx.rtc, { bwe });
     try {
       const accepted = new Map<string, AcceptedSection>();
       const consumers: Consumer[] = [];

@@ -60,6 +60,18 @@ const NUDGE_EVERY_MS = 3000;
  */
 const LAYER_BITRATES_MAX_AGE_MS = 1000;
 
+/**
+ * What an estimated viewer's estimate may not fall below, on top of the stream's cheapest video
+ * (its lowest layer at its lowest frame rate): Opus's ~40 kbit/s with some room. mediasoup 3.32
+ * gives a simulcast consumer "send nothing" as its cheapest choice, so an estimate below the
+ * cheapest video leaves the viewer audio only, and with nothing more to measure the estimate does
+ * not climb back (seen after a cut from 1.4 Mbit/s to 250 kbit/s by tc: 59 kbit/s and no picture
+ * for a minute). The floor is set on the transport (setMinOutgoingBitrate) and follows the
+ * cheapest video when it moves by more than a fifth. A floor at the lowest layer's full rate
+ * instead froze it: Chromium pads that layer while probing, and the floor reached the link.
+ */
+const ESTIMATE_FLOOR_AUDIO_BPS = 50_000;
+
 export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   readonly consumer: Consumer;
   /** mediasoup estimates this viewer's bandwidth (see the class comment). */
@@ -70,6 +82,9 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   readonly #logger: Logger;
   readonly #policy: LayerPolicy;
   readonly #estimatePolicy: EstimatePolicy;
+  readonly #transport: WebRtcTransport;
+  /** The floor set on the transport's estimate (see ESTIMATE_FLOOR_AUDIO_BPS), bits/s; 0 before one is. */
+  #floor = 0;
   #mode: LayerMode = 'auto';
   /** The highest layers automatic selection may choose (the viewer's limit; the top by default). */
   #cap: Required<LayerChoice>;
@@ -97,6 +112,7 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     this.#logger = logger;
     this.#policy = new LayerPolicy(this.spatialLayers - 1 + this.temporalLayers - 1);
     this.#estimatePolicy = new EstimatePolicy(this.spatialLayers - 1);
+    this.#transport = transport;
     this.#cap = { spatialLayer: this.spatialLayers - 1, temporalLayer: this.temporalLayers - 1 };
     const feedback = new Set(consumer.rtpParameters.codecs.flatMap((c) => c.rtcpFeedback ?? []).map((fb) => fb.type));
     this.estimated = feedback.has('transport-cc');
@@ -116,8 +132,14 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
         void this.#onEstimate(estimate).catch(() => undefined);
       });
     }
+    // What mediasoup makes of the viewer's link and of each layer the stream arrives in: a layer
+    // whose producer stream scores 0 is not usable, and a viewer with none gets no video.
+    consumer.on('score', (score) => this.#logger.debug({ score: score.score, producerScores: score.producerScores }, 'viewer score'));
     consumer.observer.once('close', () => this.close());
-    this.#schedule();
+    // An estimated viewer's layers move on mediasoup's events alone (the bwe trace; mediasoup
+    // reconsiders its layers at each new estimate, newly sent layers included): no timer, no
+    // statistics read per viewer.
+    if (!this.estimated) this.#schedule();
   }
 
   get mode(): LayerMode {
@@ -205,12 +227,24 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   async #onEstimate(estimate: number): Promise<void> {
     if (this.#closed || !this.#producer || this.#producer.closed) return;
     const stats = await recentProducerStats(this.#producer, LAYER_BITRATES_MAX_AGE_MS);
-    const bitrates = (this.#producer.rtpParameters.encodings ?? []).map((e) => stats.find((s) => s.ssrc === e.ssrc)?.bitrate ?? 0);
+    const streams = (this.#producer.rtpParameters.encodings ?? []).map((e) => stats.find((s) => s.ssrc === e.ssrc));
+    const bitrates = streams.map((s) => s?.bitrate ?? 0);
+    await this.#keepFloor(streams[0]?.bitrateByLayer?.['0.0'] ?? 0);
     const before = this.#estimatePolicy.ceiling;
     const ceiling = this.#estimatePolicy.report(Date.now(), estimate, bitrates);
     if (ceiling === before || this.#mode !== 'auto') return;
     this.#logger.debug({ estimate, from: before, to: ceiling }, 'viewer layer ceiling moved by the estimate');
     await this.#preferSpatial(ceiling);
+  }
+
+  /** Keeps the transport's estimate above the stream's cheapest video (see ESTIMATE_FLOOR_AUDIO_BPS). */
+  async #keepFloor(cheapestVideo: number): Promise<void> {
+    if (cheapestVideo <= 0 || this.#transport.closed) return;
+    const floor = cheapestVideo + ESTIMATE_FLOOR_AUDIO_BPS;
+    if (Math.abs(floor - this.#floor) <= this.#floor / 5) return;
+    this.#floor = floor;
+    this.#logger.debug({ floor }, 'viewer estimate floor set');
+    await this.#transport.setMinOutgoingBitrate(floor);
   }
 
   /**
@@ -230,7 +264,6 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   async #poll(): Promise<void> {
     if (this.consumer.closed) return;
     await this.#nudge();
-    if (this.estimated) return;
     const stats = await this.consumer.getStats().catch(() => []);
     const sent = stats.find((s) => s.type === 'outbound-rtp');
     if (!sent) return;

@@ -206,16 +206,33 @@ export interface ReceiveOnly {
   codecs?: string[];
 }
 
-/** Plays over WHEP into a <video> element; returns the response as publish() does. */
-export async function play(page: ScriptPage, url: string, token?: string, only?: ReceiveOnly): Promise<PublishResult> {
+/**
+ * Plays over WHEP into a <video> element; returns the response as publish() does. With
+ * `counterOffer`, the POST says `Prefer: counter-offer` and a 406 with the edge's offer is
+ * answered as the web player does (a fresh RTCPeerConnection, the answer PATCHed); the result is
+ * then the 406's, with the PATCH's status in `patchStatus`.
+ */
+export async function play(page: ScriptPage, url: string, token?: string, only?: ReceiveOnly, options: { counterOffer?: boolean } = {}): Promise<PublishResult & { patchStatus?: number }> {
   return page.evaluate(
-    async ({ url, token, only }: { url: string; token?: string; only?: ReceiveOnly }) => {
-      const pc = new RTCPeerConnection();
+    async ({ url, token, only, counterOffer }: { url: string; token?: string; only?: ReceiveOnly; counterOffer: boolean }) => {
+      const video = document.createElement('video');
+      video.muted = true;
+      video.autoplay = true;
+      video.playsInline = true;
+      document.body.appendChild(video);
+      (window as any).video = video;
+      const stream = new MediaStream();
+      // (No named helpers in here: tsx would wrap them in a __name() the page does not have.)
+      let pc = new RTCPeerConnection();
       (window as any).viewer = pc;
+      pc.ontrack = (event) => {
+        if (event.transceiver.mid === 'probator') return;
+        stream.addTrack(event.track);
+        video.srcObject = stream;
+      };
       pc.addTransceiver('audio', { direction: 'recvonly' });
       const transceiver = pc.addTransceiver('video', { direction: 'recvonly' });
       if (only) {
-        // (No named helpers in here: tsx would wrap them in a __name() the page does not have.)
         const codecs = RTCRtpReceiver.getCapabilities('video')!.codecs;
         transceiver.setCodecPreferences([
           ...codecs.filter((c) =>
@@ -226,30 +243,35 @@ export async function play(page: ScriptPage, url: string, token?: string, only?:
           ...codecs.filter((c) => c.mimeType === 'video/rtx'),
         ]);
       }
-      const video = document.createElement('video');
-      video.muted = true;
-      video.autoplay = true;
-      video.playsInline = true;
-      document.body.appendChild(video);
-      (window as any).video = video;
-      const stream = new MediaStream();
-      pc.ontrack = (event) => {
-        stream.addTrack(event.track);
-        video.srcObject = stream;
-      };
       await pc.setLocalDescription(await pc.createOffer());
       const headers: Record<string, string> = { 'content-type': 'application/sdp' };
       if (token) headers.authorization = `Bearer ${token}`;
+      if (counterOffer) headers.prefer = 'counter-offer';
       // When the WHEP POST went out: where a user's wait for the picture starts (firstFrameMs()).
       (window as any).viewerPostedAt = performance.now();
       const res = await fetch(url, { method: 'POST', headers, body: pc.localDescription!.sdp });
       const body = await res.text();
-      if (res.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: body });
-      (window as any).viewerLocation = res.headers.get('location');
+      const location = res.headers.get('location');
+      let patchStatus: number | undefined;
+      if (res.status === 201) {
+        await pc.setRemoteDescription({ type: 'answer', sdp: body });
+      } else if (res.status === 406 && location && /^application\/sdp/.test(res.headers.get('content-type') ?? '')) {
+        const first = pc;
+        first.close();
+        pc = new RTCPeerConnection();
+        (window as any).viewer = pc;
+        pc.ontrack = first.ontrack;
+        await pc.setRemoteDescription({ type: 'offer', sdp: body });
+        await pc.setLocalDescription(await pc.createAnswer());
+        const patchHeaders: Record<string, string> = { 'content-type': 'application/sdp', 'if-match': res.headers.get('etag') ?? '*' };
+        if (token) patchHeaders.authorization = `Bearer ${token}`;
+        patchStatus = (await fetch(new URL(location, res.url), { method: 'PATCH', headers: patchHeaders, body: pc.localDescription!.sdp })).status;
+      }
+      (window as any).viewerLocation = location;
       (window as any).viewerLinks = res.headers.get('link');
-      return { status: res.status, location: res.headers.get('location'), body };
+      return { status: res.status, location, body, patchStatus };
     },
-    { url, token, only },
+    { url, token, only, counterOffer: options.counterOffer ?? false },
   );
 }
 

@@ -80,7 +80,15 @@ export class WebRtcSession extends EventEmitter<WebRtcSessionEvents> {
     this.#timer = setTimeout(() => this.close('connect timeout'), CONNECT_TIMEOUT_MS);
   }
 
-  static async create(router: Router, stream: string, listen: RtcListen): Promise<WebRtcSession> {
+  /**
+   * `bwe` (default true): mediasoup's bandwidth estimation on the transport (a publisher's needs
+   * it: its transport-cc feedback is what lets the browser raise its own bitrate). Since 3.32
+   * mediasoup estimates toward every viewer, from receiver-report losses where nothing better was
+   * negotiated, and its allocator then picks the viewer's layers, sending none at all when the
+   * estimate drops below the lowest. A WHEP viewer without transport-cc gets `bwe: false`: its
+   * layer is the edge's loss-driven choice alone (edge/LayerSelector.ts), as it was on 3.27.
+   */
+  static async create(router: Router, stream: string, listen: RtcListen, options: { bwe?: boolean } = {}): Promise<WebRtcSession> {
     const portRange = { min: listen.minPort, max: listen.maxPort };
     const transport = await router.createWebRtcTransport({
       // Per address a UDP candidate and an ICE-TCP one, the fallback for networks that block UDP;
@@ -90,6 +98,7 @@ export class WebRtcSession extends EventEmitter<WebRtcSessionEvents> {
         { protocol: 'tcp' as const, ip: listen.listenIp, announcedAddress, portRange },
       ]),
       preferUdp: true,
+      enableBwe: options.bwe ?? true,
       // 1 Mbps to start with instead of mediasoup's 600 kbps: a viewer's first seconds look sharp.
       initialAvailableOutgoingBitrate: 1_000_000,
     });

@@ -494,9 +494,14 @@ export function buildCounterOffer(offer: Offer, local: LocalTransport, accepted:
   return { sdp: writeDescription('offer', sections, local, withProbe, sessionId), mids: sections.map((s) => s.mid) };
 }
 
-/** The viewer offered transport-wide congestion control (the header extension and its feedback), which a counter-offer can put at mediasoup's ids. */
-export function offersTransportCc(section: OfferSection): boolean {
-  return (section.media.ext ?? []).some((e) => e.uri === TRANSPORT_CC_URI) && (section.media.rtcpFb ?? []).some((fb) => fb.type === 'transport-cc');
+/**
+ * The viewer offered transport-wide congestion control (the header extension and its feedback),
+ * which a counter-offer can put at mediasoup's ids; with `atId`, only where the offer already has
+ * the extension at that id (mediasoup's own: its consumers keep it as it is).
+ */
+export function offersTransportCc(section: OfferSection, options: { atId?: number } = {}): boolean {
+  const { atId } = options;
+  return (section.media.ext ?? []).some((e) => e.uri === TRANSPORT_CC_URI && (atId === undefined || e.value === atId)) && (section.media.rtcpFb ?? []).some((fb) => fb.type === 'transport-cc');
 }
 
 const TRANSPORT_CC_URI = 'http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01';

@@ -16,7 +16,7 @@ import { publishClient, type ClientRun } from '../kit/wrtc.ts';
 import { jsonBody, operationsOf, type ApiOperation } from './fuzz/admin.ts';
 import { assertProblem, assertStatus, check, runs, seeds, send, tallies, tally, type Answer, type RequestSpec, type Tally } from './fuzz/http.ts';
 import { badAuthorization, contentEncoding, contentType, gzipBodies, headerValue, pathSegment } from './fuzz/inputs.ts';
-import { OFFER_ICE_PWD, OFFER_ICE_UFRAG, PUBLISH_OFFER, VIEW_OFFER, sdpBody, sdpFrag } from './fuzz/sdp.ts';
+import { OFFER_ICE_PWD, OFFER_ICE_UFRAG, PUBLISH_OFFER, VIEW_OFFER, answerTo, sdpBody, sdpFrag } from './fuzz/sdp.ts';
 
 /**
  * Bounded property-based fuzzing (fast-check, fixed seeds) of what a client can send: SDP offers
@@ -338,6 +338,47 @@ describe('fuzzing (fast-check): SDP, trickle ICE, admin API, RTMP keys', functio
 
     it('answers generated stream names, methods, tokens, content types and encodings likewise', async () => {
       await signallingPathProperty('whep', edge, VIEW_OFFER, 'recvonly', 'fuzz-live', runs(1000));
+    });
+
+    it('makes a counter-offer when asked, and answers generated answers PATCHed to it with a 4xx problem or a 204', async () => {
+      const t = tally('PATCH /whep/fuzz-live/{session} answers');
+      let session: { path: string; etag: string; answer: string; at: number } | undefined;
+      const open = async () => {
+        const a = await send(edge.url, { method: 'POST', path: '/whep/fuzz-live', headers: { 'content-type': 'application/sdp', prefer: 'counter-offer' }, body: VIEW_OFFER });
+        assertStatus(a, 406, 'POST /whep/fuzz-live with Prefer: counter-offer');
+        assert.equal(a.headers['preference-applied'], 'counter-offer');
+        assert.match(a.body, /^a=setup:actpass\r?$/m);
+        session = { path: a.headers.location!.slice(edge.url.length), etag: a.headers.etag!, answer: answerTo(a.body), at: Date.now() };
+      };
+      const close = async () => {
+        if (!session) return;
+        assertStatus(await send(edge.url, { method: 'DELETE', path: session.path }), 200, `the session ${session.path} is still usable: DELETE`);
+        session = undefined;
+      };
+      // The answer each session's own offer calls for, one in ten; else generated bodies around it.
+      const input = fc.oneof({ weight: 1, arbitrary: fc.constant<string | Uint8Array | null>(null) }, { weight: 9, arbitrary: sdpBody(VIEW_OFFER, 'recvonly') });
+      await check('whep counter-offer answers', input, async (generated) => {
+        // An unanswered counter-offer ends after 20 s (WebRtcSession CONNECT_TIMEOUT_MS): a new one well before.
+        if (!session || Date.now() - session.at > 12_000) {
+          await close();
+          await open();
+        }
+        const s = session!;
+        const a = await send(edge.url, { method: 'PATCH', path: s.path, headers: { 'content-type': 'application/sdp', 'if-match': s.etag }, body: generated ?? s.answer });
+        t.count(a);
+        if (a.status === 204) {
+          // Answered: the session connects (or times out), and takes no second answer.
+          const again = await send(edge.url, { method: 'PATCH', path: s.path, headers: { 'content-type': 'application/sdp', 'if-match': s.etag }, body: s.answer });
+          assertStatus(again, 415, 'a second answer');
+          t.created++;
+          await close();
+          return;
+        }
+        assertProblem(a, `PATCH ${s.path} (an answer)`);
+        assert.ok(generated !== null, `the answer to the session's own offer was refused: ${a.status} ${a.body.slice(0, 300)}`);
+      }, runs(400));
+      await close();
+      console.log(`      ${t} (the 204s took the answer)`);
     });
 
     it('kept the publisher; after it stops, is healthy and left no live stream, relay, session or transport', async () => {

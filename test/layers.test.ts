@@ -56,6 +56,14 @@ async function waitForHeight(page: Page, what: string, wanted: (height: number) 
 }
 
 describe('simulcast layers toward viewers on shaped links (Chromium in a network namespace)', function () {
+  /** The edge's last layer decisions and scores (its debug log), for a failure's message. */
+  const edgeLog = () =>
+    (edge?.output() ?? '')
+      .split('\n')
+      .filter((l) => /viewer (layer|score|estimate)|ceiling/.test(l))
+      .slice(-25)
+      .map((l) => l.replace(/"(level|time|pid|hostname|node|role)":[^,]*,/g, ''))
+      .join('\n');
   this.timeout(240_000);
   let netns: NetNs | undefined;
   let testDb: TestDatabase | undefined;
@@ -81,7 +89,8 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
     // veth-announced edge does not carry media); only what goes into the namespace is shaped.
     [origin, edge] = await Promise.all([
       startRelaycast({ roles: ['origin', 'balancer'], host: netns.hostIp, databaseUrl: testDb.url, env, args: ['--node-id', 'origin-layers', ...common] }),
-      startRelaycast({ roles: ['edge'], host: netns.hostIp, databaseUrl: testDb.url, env, args: ['--node-id', 'edge-layers', ...common] }),
+      // Debug: the edge's layer decisions and mediasoup's scores, for a failure's message (edgeLog).
+      startRelaycast({ roles: ['edge'], host: netns.hostIp, databaseUrl: testDb.url, env, args: ['--node-id', 'edge-layers', '--log-level', 'debug', ...common] }),
     ]);
     [publisherBrowser, viewerBrowser] = await Promise.all([TestBrowser.launch({ secureOrigins: [origin.url] }), TestBrowser.launch({ netns: netns.name })]);
 
@@ -115,7 +124,7 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
     const down = await waitForHeight(viewer, `the lowest layer (${HEIGHT.q} high) on ${NARROW_KBIT} kbit/s`, (h) => h === HEIGHT.q, 60_000);
     const [before, after] = await watch(viewer, 10_000);
     console.log(`      ${NARROW_KBIT} kbit/s: down to ${HEIGHT.q}p after ${down} ms; then in 10 s: ${after.framesDecoded - before.framesDecoded} frames decoded, ${after.freezeCount - before.freezeCount} freezes, height ${after.frameHeight}`);
-    assert.ok(after.framesDecoded > before.framesDecoded, 'the viewer keeps decoding on the narrow link');
+    assert.ok(after.framesDecoded > before.framesDecoded, `the viewer keeps decoding on the narrow link; ${JSON.stringify(after)}; the edge: ${edgeLog()}`);
     assert.notEqual(after.frameHeight, HEIGHT.f, 'the narrow link does not carry the top layer');
 
     netns!.shape(undefined);
@@ -267,7 +276,7 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
       const down = await waitForHeight(viewer, `the ladder's lowest layer (180 high) on ${LADDER_NARROW_KBIT} kbit/s`, (h) => h === 180, 60_000);
       const [before, after] = await watch(viewer, 10_000);
       console.log(`      ladder, ${LADDER_NARROW_KBIT} kbit/s: down to 180p after ${down} ms; then in 10 s: ${after.framesDecoded - before.framesDecoded} frames decoded, ${after.freezeCount - before.freezeCount} freezes`);
-      assert.ok(after.framesDecoded > before.framesDecoded, 'the viewer keeps decoding on the narrow link');
+      assert.ok(after.framesDecoded > before.framesDecoded, `the viewer keeps decoding on the narrow link; ${JSON.stringify(after)}; the edge: ${edgeLog()}`);
       netns!.shape(undefined);
       const up = await waitForHeight(viewer, 'the ladder\'s top layer again', (h) => h === 360, 120_000);
       console.log(`      ladder, link restored: back to 360p after ${up} ms`);

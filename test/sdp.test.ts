@@ -297,7 +297,7 @@ describe('media/sdp: counter-offers (WHEP)', () => {
   for (const fixture of ['chrome-whep-offer.sdp', 'firefox-esr153-whep-offer.sdp', 'safari-whep-offer.sdp']) {
     it(`${fixture}: offers transport-cc; the counter-offer keeps its sections, offers DTLS actpass, mediasoup's extension ids, and the probe stream`, () => {
       const { parsed, sdp, mids } = counterOffer(fixture);
-      assert.ok(parsed.sections.filter(isSupported).some(offersTransportCc), 'the browser offers transport-cc');
+      assert.ok(parsed.sections.filter(isSupported).some((s) => offersTransportCc(s)), 'the browser offers transport-cc');
       const out = sdpTransform.parse(sdp);
       assert.deepEqual(out.media.map((m) => String(m.mid)), [...parsed.sections.map((s) => s.mid), 'probator']);
       assert.deepEqual(mids, out.media.map((m) => String(m.mid)));

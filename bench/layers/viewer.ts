@@ -14,13 +14,17 @@ export const TOP_HEIGHT = 540;
 /** How often the viewer's stats are read while waiting for a layer: the resolution of the switch times. */
 export const HEIGHT_POLL_MS = 250;
 
-/** A new page of `browser` playing `stream` from the edge; throws unless the edge answered 201. */
-export async function openViewer(browser: TestBrowser, edgeUrl: string, stream: string): Promise<Page> {
+/**
+ * A new page of `browser` playing `stream` from the edge; throws unless the edge answered 201 (or,
+ * with `counterOffer`, 406 with its offer, and took the answer: 204).
+ */
+export async function openViewer(browser: TestBrowser, edgeUrl: string, stream: string, options: { counterOffer?: boolean } = {}): Promise<Page> {
   const page = await browser.page(edgeUrl);
-  const played = await play(page, `${edgeUrl}/whep/${stream}`);
-  if (played.status !== 201) {
+  const played = await play(page, `${edgeUrl}/whep/${stream}`, undefined, undefined, options);
+  const ok = options.counterOffer ? played.status === 406 && played.patchStatus === 204 : played.status === 201;
+  if (!ok) {
     await page.close();
-    throw new Error(`WHEP play answered ${played.status}: ${played.body.slice(0, 300)}`);
+    throw new Error(`WHEP play answered ${played.status}${played.patchStatus ? ` (its answer PATCHed: ${played.patchStatus})` : ''}: ${played.body.slice(0, 300)}`);
   }
   return page;
 }
@@ -45,11 +49,13 @@ export async function waitForHeight(page: Page, wanted: (height: number) => bool
   return undefined;
 }
 
-/** The edge's count of viewers' layer switches so far: up and down, automatic and pinned. */
+/** The edge's count of viewers' layer switches so far: up and down, automatic and pinned, by estimate and by loss. */
 export async function layerSwitches(edgeUrl: string): Promise<number> {
   let total = 0;
   for (const direction of ['up', 'down']) {
-    for (const mode of ['auto', 'pinned']) total += (await metric(edgeUrl, 'relaycast_layer_switches_total', { direction, mode })) ?? 0;
+    for (const mode of ['auto', 'pinned']) {
+      for (const control of ['estimate', 'loss']) total += (await metric(edgeUrl, 'relaycast_layer_switches_total', { direction, mode, control })) ?? 0;
+    }
   }
   return total;
 }

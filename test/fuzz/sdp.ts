@@ -16,6 +16,27 @@ export const VIEW_OFFER = PUBLISH_OFFER.split('\r\n')
   .map((l) => (l === 'a=sendonly' ? 'a=recvonly' : l))
   .join('\r\n');
 
+/**
+ * The answer a client would PATCH to the edge's counter-offer `offer` (test/fuzz.test.ts): every
+ * section received, the client's ICE credentials and fingerprint (those of VIEW_OFFER), DTLS
+ * active, no SSRCs of the edge's.
+ */
+export function answerTo(offer: string): string {
+  const fingerprint = /^a=fingerprint:.*$/m.exec(VIEW_OFFER)![0];
+  return offer
+    .split('\r\n')
+    .filter((l) => !/^a=(ssrc|ssrc-group|msid|ice-lite|candidate|end-of-candidates)/.test(l))
+    .map((l) =>
+      l === 'a=sendonly' ? 'a=recvonly'
+      : l === 'a=setup:actpass' ? 'a=setup:active'
+      : l.startsWith('a=ice-ufrag:') ? `a=ice-ufrag:${OFFER_ICE_UFRAG}`
+      : l.startsWith('a=ice-pwd:') ? `a=ice-pwd:${OFFER_ICE_PWD}`
+      : l.startsWith('a=fingerprint:') ? fingerprint
+      : l,
+    )
+    .join('\r\n');
+}
+
 export const OFFER_ICE_UFRAG = /a=ice-ufrag:(\S+)/.exec(PUBLISH_OFFER)![1]!;
 export const OFFER_ICE_PWD = /a=ice-pwd:(\S+)/.exec(PUBLISH_OFFER)![1]!;
 
