@@ -61,7 +61,7 @@ const MEDIA: SectionId[] = ['fanout', 'ttff', 'latency'];
 function plannedSteps(options: BenchOptions): number {
   const steps: Record<SectionId, number> = {
     fanout: runsFor(options, 'media') * 2 * options.viewers.length,
-    ttff: ttffRuns(options),
+    ttff: ttffRuns(options).whip + ttffRuns(options).rtmp,
     latency: latencyRuns(options),
     tiers: tiersRuns(options).latency + tiersRuns(options).ttff,
     balancer: runsFor(options, 'cheap') * 2,

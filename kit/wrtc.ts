@@ -59,9 +59,14 @@ export function publishClient(url: string, token: string, seconds: number): Clie
 /**
  * `viewers` viewers (default 1) of one WHEP URL for `seconds` (and until each connected one has
  * decoded a second of video, within a bound). Lines: `answer`, `connected`, `first-frame` per
- * viewer, then `stats` ({viewers: [{frames, width, audioPackets, firstFrameMs, …}]}).
+ * viewer, then `stats` ({viewers: [{frames, width, audioPackets, firstFrameMs, …}]}). With
+ * `phases`, a `phases` line per viewer: its steps to the first frame (clients/phases.ts). With
+ * `h264`, receive-only viewers offering H.264 (they decode nothing: no `first-frame`).
  */
-export function playClient(url: string, options: { seconds: number; viewers?: number; token?: string }): ClientRun {
+export function playClient(url: string, options: { seconds: number; viewers?: number; token?: string; phases?: boolean; h264?: boolean }): ClientRun {
   const args = ['play', '--url', url, '--viewers', String(options.viewers ?? 1), '--seconds', String(options.seconds)];
-  return runClient(options.token ? [...args, '--token', options.token] : args, options.seconds);
+  if (options.token) args.push('--token', options.token);
+  if (options.phases) args.push('--phases');
+  if (options.h264) args.push('--h264');
+  return runClient(args, options.seconds);
 }

@@ -1,8 +1,12 @@
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import knexFactory from 'knex';
 import { signStreamToken } from '../../core/tokens.ts';
+import { issueStreamKey } from '../../db/repositories/streamKeys.ts';
+import { getStream } from '../../db/repositories/streams.ts';
 import { metric } from '../../kit/metrics.ts';
 import { createTestDatabase, type TestDatabase } from '../../kit/postgres.ts';
-import { startChild, waitFor, type Child } from '../../kit/processes.ts';
+import { spawnTracked, startChild, stopProcess, waitFor, type Child } from '../../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../../kit/relaycast.ts';
 import { sleep } from '../../kit/stats.ts';
 import { WRTC_CLIENT } from '../../kit/wrtc.ts';
@@ -25,6 +29,14 @@ export const STREAM = 'bench';
 export const SECRET = 'bench-cluster-secret-0123456789';
 /** Short, so that a cold-edge measurement does not wait long for the previous relay to go. */
 export const RELAY_LINGER_MS = 500;
+/**
+ * The RTMP publish's key frame interval (MediaRig.publishRtmp): 2 s, what streaming services ask
+ * encoders for (and x264's -g 60 at 30 frames/s). ffmpeg cannot answer a viewer's key frame
+ * request, so a new viewer of it waits for the next one.
+ */
+export const RTMP_KEY_FRAME_S = 2;
+/** The RTMP publish's frame rate: the WHIP publisher's (kit/clients/publish.ts, 30 by default). */
+const RTMP_FPS = 30;
 
 export class MediaRig {
   readonly db: TestDatabase;
@@ -116,6 +128,51 @@ export class MediaRig {
     await sleep(ms);
     const b = await this.publisherStats();
     return b.map((t, i) => ((t.bytesSent - a[i]!.bytesSent) * 8) / Math.max(1, t.at - a[i]!.at));
+  }
+
+  /**
+   * An RTMP publish of `stream` to the origin, as an encoder sends one: ffmpeg in real time (-re)
+   * from a synthetic source at the WHIP publisher's size, rate and bitrate, x264 with a key frame
+   * every RTMP_KEY_FRAME_S exactly (no scene-cut key frames) and no B-frames, so the origin passes
+   * it through as it is (origin/RtmpBridge.ts); AAC audio, which the bridge makes Opus. Resolves
+   * once the stream is live (its row in Postgres); `stop` ends the publish.
+   */
+  async publishRtmp(stream: string, options: BenchOptions): Promise<{ whep: string; stop(): Promise<void> }> {
+    const knex = knexFactory({ client: 'pg', connection: this.db.url, pool: { min: 0, max: 1 } });
+    let ffmpeg: ChildProcess | undefined;
+    const stop = async () => {
+      if (ffmpeg) await stopProcess(ffmpeg, 5000);
+    };
+    try {
+      const key = await issueStreamKey(knex, stream);
+      const gop = String(RTMP_FPS * RTMP_KEY_FRAME_S);
+      const kbps = `${options.kbps}k`;
+      ffmpeg = spawnTracked(
+        'ffmpeg',
+        [
+          ...['-hide_banner', '-loglevel', 'error', '-nostdin', '-re'],
+          ...['-f', 'lavfi', '-i', `testsrc2=size=320x180:rate=${RTMP_FPS}`, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'],
+          // ultrafast writes Constrained Baseline, what every WebRTC H.264 decoder takes (and what
+          // kit/clients/sdp.ts h264Offer asks for); zerolatency: no B-frames, no frame lag.
+          ...['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', gop, '-keyint_min', gop, '-sc_threshold', '0', '-bf', '0'],
+          ...['-b:v', kbps, '-maxrate', kbps, '-bufsize', kbps, '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-f', 'flv', `rtmp://127.0.0.1:${this.origin.rtmpPort}/live/${key}`],
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      let stderr = '';
+      ffmpeg.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-2000)));
+      const exited = ffmpeg;
+      await waitFor(`the RTMP publish of ${stream} live`, async () => {
+        if (exited.exitCode !== null) throw new Error(`ffmpeg exited (${exited.exitCode}): ${stderr}`);
+        return (await getStream(knex, stream))?.state === 'live';
+      }, 30_000, 100);
+      return { whep: `${this.edge.url}/whep/${stream}`, stop };
+    } catch (error) {
+      await stop();
+      throw error;
+    } finally {
+      await knex.destroy();
+    }
   }
 
   /** Waits until the edge holds no relay (the last viewer left and the linger ran out). */

@@ -4,7 +4,7 @@
  */
 import { sleep } from '../stats.ts';
 import { elapsed, emit } from './lines.ts';
-import { receiveOnlyAnswer, receiveOnlyOffer, withoutHeaderExtensions } from './sdp.ts';
+import { h264Offer, receiveOnlyAnswer, receiveOnlyOffer, withoutHeaderExtensions } from './sdp.ts';
 
 /**
  * How long a publisher or a viewer may take to connect (ICE and DTLS) after its answer. On a
@@ -28,6 +28,8 @@ export interface NegotiateOptions {
   token?: string;
   /** A viewer that receives but does not decode (sdp.ts receiveOnlyOffer). */
   receiveOnly?: boolean;
+  /** A receive-only viewer that offers the server H.264 rather than VP8 (sdp.ts h264Offer). */
+  h264?: boolean;
 }
 
 /**
@@ -41,14 +43,16 @@ export async function negotiate(pc: any, url: string, options: NegotiateOptions)
   await pc.setLocalDescription({ type: 'offer', sdp: options.receiveOnly ? receiveOnlyOffer(sent) : sent });
   const headers: Record<string, string> = { 'content-type': 'application/sdp' };
   if (options.token) headers.authorization = `Bearer ${options.token}`;
+  if (options.h264 && !options.receiveOnly) throw new Error('an H.264 offer is for a receive-only viewer: this libwebrtc decodes no H.264');
+  // A receive-only viewer shows the server the offer with VP8 in it (or H.264 in its place).
+  const shown = options.receiveOnly ? (options.h264 ? h264Offer(sent) : sent) : pc.localDescription.sdp;
   const postedAt = performance.now();
-  // A receive-only viewer shows the server the offer with VP8 in it.
-  const res = await fetch(url, { method: 'POST', headers, body: options.receiveOnly ? sent : pc.localDescription.sdp });
+  const res = await fetch(url, { method: 'POST', headers, body: shown });
   const body = await res.text();
   const answeredAt = performance.now();
   const header = res.headers.get('location');
   const answer: Answer = { status: res.status, location: header === null ? null : new URL(header, res.url).toString(), body, postedAt, answeredAt };
-  if (res.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: options.receiveOnly ? receiveOnlyAnswer(body, sent) : body });
+  if (res.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: options.receiveOnly ? receiveOnlyAnswer(body, sent, options.h264 ? 'H264' : 'VP8') : body });
   return answer;
 }
 

@@ -7,7 +7,13 @@
  * EXTRA_PLAY_MS more) while a connected viewer has decoded fewer than ENOUGH_FRAMES: what a test
  * asserts about the frames then depends on the media arriving, not on how fast a loaded machine
  * decodes it. Then one `stats` line: {"viewers": [{frames, width, audioPackets, videoPackets,
- * framesDecoded, keyFramesDecoded, firstFrameMs, state}]}, and the viewers leave.
+ * framesDecoded, keyFramesDecoded, firstFrameMs, state, phases?}]}, and the viewers leave.
+ *
+ * With `phases`, each viewer times its way to the first frame (phases.ts) and reports it in a
+ * `phases` line ({"viewer": i, answerMs, iceMs, dtlsMs, rtpMs, completeMs, frameMs, poll}) once
+ * its first frame is in, and in `stats`. With `h264` the viewers are receive-only and offer H.264
+ * (sdp.ts h264Offer): they decode nothing, their last phase is the first packet, and they do not
+ * wait for frames.
  */
 import { sleep } from '../stats.ts';
 import { emit } from './lines.ts';
@@ -26,39 +32,47 @@ export interface PlayOptions {
   viewers: number;
   seconds: number;
   token?: string;
+  /** Each viewer times its phases to the first frame (phases.ts). */
+  phases?: boolean;
+  /** Receive-only viewers offering H.264 (sdp.ts h264Offer): no frames. */
+  h264?: boolean;
 }
 
 interface Playing {
   viewer: Viewer;
-  /** Date.now() when the viewer was made, just before its offer. */
-  startedAt: number;
   frames: number;
   width: number;
-  /** From the WHEP POST to the first decoded frame: what a person waits for. */
+  /** From the WHEP POST to the first decoded frame (the sink's): what a person waits for. */
   firstFrameMs?: number;
 }
 
 export async function play(options: PlayOptions): Promise<void> {
   const list: Playing[] = [];
   for (let i = 0; i < options.viewers; i++) {
-    const entry = { frames: 0, width: 0, startedAt: Date.now() } as Playing;
+    const entry = { frames: 0, width: 0 } as Playing;
     entry.viewer = await openViewer(options.url, {
       token: options.token,
+      h264: options.h264,
+      phases: options.phases,
       onFrame: (frame) => {
         entry.frames++;
         entry.width = frame.width;
-        if (entry.firstFrameMs === undefined) {
-          entry.firstFrameMs = Date.now() - entry.startedAt;
+        // A frame needs ICE, DTLS and RTP after the answer: the viewer (and its POST's time) is known by then.
+        if (entry.firstFrameMs === undefined && entry.viewer) {
+          entry.firstFrameMs = Math.round(performance.now() - entry.viewer.answer.postedAt);
           emit('first-frame', { viewer: i, ms: entry.firstFrameMs });
         }
       },
     });
     reportAnswer(entry.viewer.answer, { viewer: i });
     reportConnection(entry.viewer.pc, { viewer: i });
+    const phases = entry.viewer.phases;
+    if (phases) void phases.done.then(() => emit('phases', { viewer: i, ...phases.times(), poll: phases.poll() }));
     list.push(entry);
   }
   await sleep(options.seconds * 1000);
-  const waitingOn = () => list.some((v) => v.viewer.pc.connectionState === 'connected' && v.frames < ENOUGH_FRAMES);
+  // Receive-only viewers decode nothing: there are no frames to wait for.
+  const waitingOn = () => !options.h264 && list.some((v) => v.viewer.pc.connectionState === 'connected' && v.frames < ENOUGH_FRAMES);
   for (const until = Date.now() + EXTRA_PLAY_MS; waitingOn() && Date.now() < until; ) await sleep(POLL_MS);
   const stats = [];
   for (const v of list) {
@@ -72,6 +86,7 @@ export async function play(options: PlayOptions): Promise<void> {
       keyFramesDecoded: video.keyFramesDecoded,
       firstFrameMs: v.firstFrameMs ?? null,
       state: v.viewer.pc.connectionState,
+      ...(v.viewer.phases ? { phases: v.viewer.phases.times() } : {}),
     });
   }
   emit('stats', { viewers: stats });

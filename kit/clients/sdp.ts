@@ -57,13 +57,35 @@ export function receiveOnlyOffer(offer: string): string {
   });
 }
 
-/** The answer a receive-only viewer takes: the server's VP8 announced as VP9 on the payload type VP9 has in `offer`. */
-export function receiveOnlyAnswer(answer: string, offer: string): string {
+/** profile-level-id of H.264 Constrained Baseline, level 3.1: what an RTMP publish passes through as (origin/RtmpBridge.ts). */
+const H264_CONSTRAINED_BASELINE = '42e01f';
+
+/**
+ * The offer a receive-only viewer shows the server to be sent a stream's H.264 as it is (an RTMP
+ * publish passed through): VP8's payload type offered as H.264 Constrained Baseline, with VP8's
+ * feedback and RTX. This libwebrtc has no H.264 decoder and offers none; a receive-only viewer
+ * decodes nothing anyway, so what it counts is the same. Without VP8 in the offer the server
+ * sends the H.264 itself, not a VP8 rendition.
+ */
+export function h264Offer(offer: string): string {
+  return editVideo(offer, (video) => {
+    const vp8 = payloadsOf(video, 'VP8')[0];
+    if (vp8 === undefined) throw new Error('receive-only: this libwebrtc offers no VP8');
+    for (const r of video.rtp) if (r.payload === vp8) r.codec = 'H264';
+    video.fmtp = [...video.fmtp.filter((f) => f.payload !== vp8), { payload: vp8, config: `level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=${H264_CONSTRAINED_BASELINE}` }];
+  });
+}
+
+/**
+ * The answer a receive-only viewer takes: the server's video (`codec`: VP8, or H.264 after
+ * h264Offer) announced as VP9 on the payload type VP9 has in `offer`.
+ */
+export function receiveOnlyAnswer(answer: string, offer: string, codec: 'VP8' | 'H264' = 'VP8'): string {
   const vp9 = sdpTransform.parse(offer).media.find((m) => m.type === 'video');
   const to = vp9 && payloadsOf(vp9, 'VP9')[0];
   if (to === undefined) throw new Error('receive-only: this libwebrtc offers no VP9');
   return editVideo(answer, (video) => {
-    const from = payloadsOf(video, 'VP8')[0];
+    const from = payloadsOf(video, codec)[0];
     if (from === undefined) return;
     video.payloads = sdpTransform.parsePayloads(video.payloads ?? '').map((pt) => (pt === from ? to : pt)).join(' ');
     for (const r of video.rtp) if (r.payload === from) Object.assign(r, { payload: to, codec: 'VP9' });
