@@ -20,6 +20,7 @@ import {
   offeredCodecs,
   offersTransportCc,
   receivableCodecs,
+  TRANSPORT_CC_URI,
   type AcceptedSection,
   type Offer,
 } from '../media/sdp.ts';
@@ -300,7 +301,7 @@ export class Edge implements Role {
     const routerExtensions = offering ? fanout.router.rtpCapabilities.headerExtensions : undefined;
     // mediasoup estimates the link toward viewers with transport-cc at its id (a counter-offer's,
     // or an offer that happens to use it); toward the others the edge alone picks the layer.
-    const transportCcId = fanout.router.rtpCapabilities.headerExtensions?.find((e) => e.kind === 'video' && e.uri.endsWith('transport-wide-cc-extensions-01'))?.preferredId;
+    const transportCcId = fanout.router.rtpCapabilities.headerExtensions?.find((e) => e.kind === 'video' && e.uri === TRANSPORT_CC_URI)?.preferredId;
     const bwe = offering || sections.some((s) => offersTransportCc(s, { atId: transportCcId }));
     const session = await WebRtcSession.create(fanout.router, name, this.#ctx.rtc, { bwe });
     try {

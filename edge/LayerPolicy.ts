@@ -73,6 +73,12 @@ export function layerStep(layers: { spatialLayer: number; temporalLayer?: number
   return layers.spatialLayer > 0 ? full + layers.spatialLayer : Math.min(layers.temporalLayer ?? full, full);
 }
 
+/** `top` checked as a layer index (both policies start at their stream's top). */
+function layerIndex(top: number): number {
+  if (!Number.isInteger(top) || top < 0) throw new TypeError(`top must be a layer index, not ${top}`);
+  return top;
+}
+
 export class LayerPolicy {
   /** The highest layer allowed now (the viewer gets it or the best below it the publisher sends). */
   #ceiling: number;
@@ -85,9 +91,7 @@ export class LayerPolicy {
 
   /** `top`: the highest step of the stream (steps are 0..top). */
   constructor(top: number) {
-    if (!Number.isInteger(top) || top < 0) throw new TypeError(`top must be a layer index, not ${top}`);
-    this.#top = top;
-    this.#ceiling = top;
+    this.#top = this.#ceiling = layerIndex(top);
   }
 
   get ceiling(): number {
@@ -183,9 +187,7 @@ export class EstimatePolicy {
 
   /** `top`: the highest spatial layer of the stream (layers are 0..top). */
   constructor(top: number) {
-    if (!Number.isInteger(top) || top < 0) throw new TypeError(`top must be a layer index, not ${top}`);
-    this.#top = top;
-    this.#ceiling = top;
+    this.#top = this.#ceiling = layerIndex(top);
   }
 
   get ceiling(): number {

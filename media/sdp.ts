@@ -504,7 +504,8 @@ export function offersTransportCc(section: OfferSection, options: { atId?: numbe
   return (section.media.ext ?? []).some((e) => e.uri === TRANSPORT_CC_URI && (atId === undefined || e.value === atId)) && (section.media.rtcpFb ?? []).some((fb) => fb.type === 'transport-cc');
 }
 
-const TRANSPORT_CC_URI = 'http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01';
+/** The transport-wide congestion control header extension (the one mediasoup's estimate needs). */
+export const TRANSPORT_CC_URI = 'http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01';
 
 /** An m-section to write: one of the client's, or the probe stream of a counter-offer. */
 type DescribedSection = Pick<Offer['sections'][number], 'mid' | 'kind' | 'media'>;
