@@ -18,6 +18,13 @@ export const RELAY_PATH = '/internal/v1/relays';
  */
 export const renditionPath = (relayId: string) => `${RELAY_PATH}/${relayId}/rendition`;
 
+/**
+ * `POST` (edge → upstream): the relay `relayId`, asked for paused, has its first viewer (or child
+ * edge) connected; the upstream resumes the pipe's consumers, which asks the publisher for a key
+ * frame (a parent edge resumes its own relay in turn). 204, or 404 for a relay it does not have.
+ */
+export const resumePath = (relayId: string) => `${RELAY_PATH}/${relayId}/resume`;
+
 /** `DELETE {STREAMS_PATH}/{name}` (balancer → origin): end a stream live there. 204, or 404. */
 export const STREAMS_PATH = '/internal/v1/streams';
 

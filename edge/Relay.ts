@@ -4,7 +4,7 @@ import { Problem, UnsupportedMediaError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { MEDIA_CODECS, type RenditionCodec } from '../media/codecs.ts';
 import { producerBitrate } from '../media/producerBitrate.ts';
-import { openPipe, type RelayRelease, type RelayUpstream } from '../media/RelayServer.ts';
+import { consumePipe, openPipe, type RelayRelease, type RelayUpstream } from '../media/RelayServer.ts';
 import type { RtcListen, WebRtcSession } from '../media/WebRtcSession.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
 import { RelayFeed, type UplinkRoutes } from './RelayFeed.ts';
@@ -113,6 +113,12 @@ export class Relay extends EventEmitter<RelayEvents> {
   #uplink: Uplink | undefined;
   /** Uplinks taken so far: a later one is asked for a key frame at once. */
   #uplinks = 0;
+  /**
+   * A viewer has connected here, or a child edge has resumed its pipe: media is wanted, and every
+   * uplink runs. Until then an uplink is opened paused (media/relayProtocol.ts RelayRequest.paused),
+   * so that the key frame the upstream asks for reaches a viewer who can take it.
+   */
+  #wanted = false;
   /** A move to another upstream is under way (#move). */
   #moving = false;
   /** The upstream change under way, if any (#oneAtATime). */
@@ -217,9 +223,10 @@ export class Relay extends EventEmitter<RelayEvents> {
       treeKey: this.treeKey,
       path: this.path,
       publisherSession: this.#feed.publisherSession,
-      openPipe: async (peer, rtc) => {
+      openPipe: async (peer, rtc, paused) => {
         if (this.#closed) throw relayClosed(`the relay of ${this.stream} just closed`);
-        const opened = await openPipe(this.router, peer, rtc, this.producers.map((producer) => ({ producer })));
+        const opened = await openPipe(this.router, peer, rtc, this.producers.map((producer) => ({ producer })), paused);
+        if (!paused) this.#want();
         const child = opened.pipe;
         this.#children.add(child);
         clearTimeout(this.#linger);
@@ -232,13 +239,14 @@ export class Relay extends EventEmitter<RelayEvents> {
       pipeRendition: async (pipe, codec) => {
         await this.rendition(codec);
         const producer = this.#feed.rendition(codec)!;
-        const consumer = await pipe.consume({ producerId: producer.id });
+        const consumer = await consumePipe(pipe, producer);
         return { id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused };
       },
       onRelease: (listener) => {
         this.#releaseListeners.add(listener);
         return () => this.#releaseListeners.delete(listener);
       },
+      resumed: () => this.#want(),
     };
   }
 
@@ -344,6 +352,8 @@ export class Relay extends EventEmitter<RelayEvents> {
     if (this.#closed) throw relayClosed(`the relay of ${this.stream} just closed; try again`);
     this.#viewers.set(session, kinds);
     clearTimeout(this.#linger);
+    if (session.connected) this.#want();
+    else session.once('connected', () => this.#want());
     session.once('closed', () => {
       this.#viewers.delete(session);
       this.#lingerIfIdle();
@@ -384,6 +394,13 @@ export class Relay extends EventEmitter<RelayEvents> {
     for (const listener of listeners) listener(release);
   }
 
+  /** Media is wanted here from now on: the uplink, if paused, starts (see #wanted). */
+  #want(): void {
+    if (this.#wanted || this.#closed) return;
+    this.#wanted = true;
+    this.#uplink?.resume();
+  }
+
   #lingerIfIdle(): void {
     if (this.#viewers.size === 0 && this.#children.size === 0 && this.#holds === 0 && !this.#closed) this.#startLinger();
   }
@@ -408,7 +425,8 @@ export class Relay extends EventEmitter<RelayEvents> {
       if (this.#closed) return { failures, republished };
       let uplink: Uplink;
       try {
-        uplink = await Uplink.open(this.router, target, { stream: this.stream, edgeNodeId: this.#source.edgeNodeId, ...(feeds ? { treeKey: this.treeKey } : {}) }, this.#rtc, this.#source.clusterSecret, this.#logger);
+        const request = { stream: this.stream, edgeNodeId: this.#source.edgeNodeId, paused: !this.#wanted, ...(feeds ? { treeKey: this.treeKey } : {}) };
+        uplink = await Uplink.open(this.router, target, request, this.#rtc, this.#source.clusterSecret, this.#logger);
       } catch (error) {
         if (!(error instanceof Problem)) throw error;
         if (error.problem === 'bad-gateway') this.#source.unreachable(target.nodeId, error.message);
@@ -455,6 +473,8 @@ export class Relay extends EventEmitter<RelayEvents> {
       void this.#reattach(uplink, reason);
     });
     uplink.on('move', (reason) => void this.#move(uplink, reason));
+    // A viewer connected while it was being opened paused.
+    if (this.#wanted) uplink.resume();
     // The picture restarts at the next key frame from this upstream.
     if (!first) uplink.requestKeyFrame();
   }

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Consumer, DirectTransport, PipeTransport, Producer, Router } from 'mediasoup/types';
 import { Problem, UnsupportedMediaError } from '../core/errors.ts';
-import { internalFetch, RELAY_PATH, RELAY_PING_MS, renditionPath } from '../core/internalApi.ts';
+import { internalFetch, RELAY_PATH, RELAY_PING_MS, renditionPath, resumePath } from '../core/internalApi.ts';
 import type { Logger } from '../core/logger.ts';
 import type { RenditionCodec } from '../media/codecs.ts';
 import type { RelayLine, RelayOffer, RelayProducer, RelayRequest, RenditionRequest } from '../media/relayProtocol.ts';
@@ -59,10 +59,13 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   readonly #clusterSecret: string;
   readonly #logger: Logger;
   #silence: NodeJS.Timeout | undefined;
+  /** Opened paused and not resumed yet (media/relayProtocol.ts RelayRequest.paused). */
+  #paused: boolean;
   #closed = false;
 
-  private constructor(router: Router, target: UplinkTarget, offer: RelayOffer, pipe: PipeTransport, abort: AbortController, clusterSecret: string, logger: Logger) {
+  private constructor(router: Router, target: UplinkTarget, offer: RelayOffer, pipe: PipeTransport, paused: boolean, abort: AbortController, clusterSecret: string, logger: Logger) {
     super();
+    this.#paused = paused;
     this.#router = router;
     this.target = target;
     this.offer = offer;
@@ -116,7 +119,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       }
       if (first.done || first.value.type !== 'ready') throw new Problem('bad-gateway', `${target.nodeId} closed the relay before it was ready`);
       const { type: _ready, ...offer } = first.value;
-      const uplink = new Uplink(router, target, offer, pipe, abort, clusterSecret, logger.child({ upstream: target.nodeId }));
+      const uplink = new Uplink(router, target, offer, pipe, request.paused ?? false, abort, clusterSecret, logger.child({ upstream: target.nodeId }));
       await pipe.connect({ ip: offer.ip, port: offer.port, srtpParameters: offer.srtpParameters });
       for (const p of offer.producers) await uplink.#add(p);
       void uplink.#follow(lines);
@@ -154,6 +157,23 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     if (this.#closed) throw new Problem('service-unavailable', 'the relay moved while the rendition started; try again', { headers: { 'Retry-After': '1' } });
     await this.#add(p);
     return this.producers.length - 1;
+  }
+
+  /**
+   * Starts an uplink opened paused (resumePath): the upstream's consumers start and ask the
+   * publisher for a key frame. An upstream that cannot resume it is taken for lost.
+   */
+  resume(): void {
+    if (!this.#paused || this.#closed) return;
+    this.#paused = false;
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(OPEN_TIMEOUT_MS)]);
+    internalFetch(this.target.url, resumePath(this.offer.relayId), this.#clusterSecret, { method: 'POST', signal }).then(
+      (response) => {
+        // 404: the relay is gone upstream (its line says why), or the upstream is of a release that never pauses.
+        if (!response.ok && response.status !== 404) this.#lose(`${this.target.nodeId} answered ${response.status} to the resume`, false);
+      },
+      (error: unknown) => this.#lose(`${this.target.nodeId} unreachable to resume: ${(error as Error).message}`),
+    );
   }
 
   /** Asks the upstream for a key frame of every video producer. */

@@ -1,14 +1,23 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import type { PipeTransport, Producer, Router as MediaRouter, SrtpParameters } from 'mediasoup/types';
+import type { Consumer, PipeTransport, Producer, Router as MediaRouter, SrtpParameters } from 'mediasoup/types';
 import { z } from 'zod';
 import { Problem } from '../core/errors.ts';
-import { authorizeInternal, RELAY_PATH, RELAY_PING_MS, renditionPath } from '../core/internalApi.ts';
+import { authorizeInternal, RELAY_PATH, RELAY_PING_MS, renditionPath, resumePath } from '../core/internalApi.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { STREAM_NAME } from '../core/tokens.ts';
 import { RENDITION_CODECS, type RenditionCodec } from './codecs.ts';
 import type { RelayLine, RelayProducer, RelayRequest, RenditionRequest } from './relayProtocol.ts';
 import type { RtcListen } from './WebRtcSession.ts';
+
+/**
+ * What a relay's pipe keeps beside its transport: its consumers, and whether they wait for the
+ * edge's first viewer (relayProtocol.ts RelayRequest.paused).
+ */
+export type RelayPipeData = { consumers: Consumer[]; paused: boolean };
+
+/** A pipe to one edge: a PipeTransport with its consumers (openPipe, consumePipe, resumePipe). */
+export type RelayPipe = PipeTransport<RelayPipeData>;
 
 /** The asking edge's side of a pipe. */
 export interface PipePeer {
@@ -30,10 +39,12 @@ export interface RelayUpstream {
   /** The nodes the media comes through, origin first, this node last. */
   readonly path: readonly string[];
   readonly publisherSession: string;
-  /** Opens a pipe to the asking edge and lists the producers it carries. */
-  openPipe(peer: PipePeer, rtc: RtcListen): Promise<{ producers: RelayProducer[]; pipe: PipeTransport }>;
+  /** Opens a pipe to the asking edge, its consumers `paused` until the edge resumes it, and lists the producers it carries. */
+  openPipe(peer: PipePeer, rtc: RtcListen, paused: boolean): Promise<{ producers: RelayProducer[]; pipe: RelayPipe }>;
   /** Adds the stream's rendition in `codec` to a pipe (UnsupportedMediaError when there is none). */
-  pipeRendition(pipe: PipeTransport, codec: RenditionCodec): Promise<RelayProducer>;
+  pipeRendition(pipe: RelayPipe, codec: RenditionCodec): Promise<RelayProducer>;
+  /** An edge resumed its pipe (it has a viewer): a relay resumes its own upstream in turn. */
+  resumed(): void;
   /** Calls `listener` with a `move`, and once with an `end` or `detach`; returns the unsubscribe. */
   onRelease(listener: (release: RelayRelease) => void): () => void;
 }
@@ -50,6 +61,7 @@ const relayRequest: z.ZodType<RelayRequest> = z.object({
     })
     .optional(),
   treeKey: z.number().int().min(0).optional(),
+  paused: z.boolean().optional(),
 });
 
 const renditionRequest: z.ZodType<RenditionRequest> = z.object({ codec: z.enum(RENDITION_CODECS).default('h264') });
@@ -79,7 +91,7 @@ export class RelayServer {
   readonly router: Router;
   readonly #options: RelayServerOptions;
   /** Open relays by their id (the pipe's), for the requests an edge makes about one (renditions). */
-  readonly #relays = new Map<string, { upstream: RelayUpstream; pipe: PipeTransport }>();
+  readonly #relays = new Map<string, { upstream: RelayUpstream; pipe: RelayPipe }>();
   /** Open relays per stream, for the limit. */
   readonly #perStream = new Map<string, number>();
 
@@ -96,6 +108,14 @@ export class RelayServer {
       if (!parsed.success) throw new Problem('invalid-request', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
       res.json(await relay.upstream.pipeRendition(relay.pipe, parsed.data.codec));
     });
+    this.router.post(resumePath(':relayId'), async (req, res, next) => {
+      authorizeInternal(req, options.clusterSecret);
+      const relay = this.#relays.get(String(req.params.relayId));
+      if (!relay) return next();
+      await resumePipe(relay.pipe);
+      relay.upstream.resumed();
+      res.status(204).end();
+    });
   }
 
   /** Edges this node feeds `stream` to now. */
@@ -108,7 +128,7 @@ export class RelayServer {
     authorizeInternal(req, clusterSecret);
     const parsed = relayRequest.safeParse(req.body);
     if (!parsed.success) throw new Problem('invalid-request', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-    const { stream: name, edgeNodeId, treeKey, ...peer } = parsed.data;
+    const { stream: name, edgeNodeId, treeKey, paused = false, ...peer } = parsed.data;
     const upstream = this.#options.upstream(name);
     if (!upstream) return next();
     // path[0] is the origin, which may be the asking node itself in `relaycast all`.
@@ -121,10 +141,10 @@ export class RelayServer {
       throw new Problem('relay-full', `${nodeId} feeds ${name} to ${count} edges, its most`);
     }
     this.#perStream.set(name, count + 1);
-    let pipe: PipeTransport;
+    let pipe: RelayPipe;
     let producers: RelayProducer[];
     try {
-      ({ pipe, producers } = await upstream.openPipe(peer, rtc));
+      ({ pipe, producers } = await upstream.openPipe(peer, rtc, paused));
     } catch (error) {
       this.#release(name);
       throw error;
@@ -178,20 +198,23 @@ export interface PipeSource {
 }
 
 /**
- * A PipeTransport on `router`, connected to the asking edge's, with a pipe consumer of each source:
- * SRTP because relays may cross networks we do not own, RTX so that lost packets are resent.
+ * A PipeTransport on `router`, connected to the asking edge's, with a pipe consumer of each source,
+ * `paused` until resumePipe: SRTP because relays may cross networks we do not own, RTX so that
+ * lost packets are resent.
  */
-export async function openPipe(router: MediaRouter, peer: PipePeer, rtc: RtcListen, sources: PipeSource[]): Promise<{ producers: RelayProducer[]; pipe: PipeTransport }> {
-  const pipe = await router.createPipeTransport({
+export async function openPipe(router: MediaRouter, peer: PipePeer, rtc: RtcListen, sources: PipeSource[], paused: boolean): Promise<{ producers: RelayProducer[]; pipe: RelayPipe }> {
+  const pipe = await router.createPipeTransport<RelayPipeData>({
     listenInfo: { protocol: 'udp', ip: rtc.listenIp, announcedAddress: rtc.announcedIp, portRange: { min: rtc.minPort, max: rtc.maxPort } },
     enableSrtp: true,
     enableRtx: true,
+    appData: { consumers: [], paused },
   });
   try {
-    await pipe.connect({ ip: peer.ip, port: peer.port, srtpParameters: peer.srtpParameters });
+    // Consumers before the connection: a consumer asks for a key frame when its transport
+    // connects (or at once on a connected one) unless it is paused by then.
     const producers: RelayProducer[] = [];
     for (const { producer, order } of sources) {
-      const consumer = await pipe.consume({ producerId: producer.id });
+      const consumer = await consumePipe(pipe, producer);
       const encodings = consumer.rtpParameters.encodings ?? [];
       if (encodings.length < 2) {
         producers.push({ id: producer.id, kind: consumer.kind, rtpParameters: consumer.rtpParameters, paused: producer.paused });
@@ -203,9 +226,37 @@ export async function openPipe(router: MediaRouter, peer: PipePeer, rtc: RtcList
       const rids = layers.map((i) => producer.rtpParameters.encodings?.[i]?.rid ?? (producer.appData.rids as string[] | undefined)?.[i] ?? '');
       producers.push({ id: producer.id, kind: consumer.kind, rtpParameters: { ...consumer.rtpParameters, encodings: layers.map((i) => encodings[i]!) }, paused: producer.paused, rids });
     }
+    await pipe.connect({ ip: peer.ip, port: peer.port, srtpParameters: peer.srtpParameters });
     return { producers, pipe };
   } catch (error) {
     pipe.close();
     throw error;
   }
+}
+
+/**
+ * A consumer of `producer` on the pipe, paused while the pipe is (a PipeTransport makes its
+ * consumers running: on a pipe not yet connected, pausing it at once keeps its key frame request).
+ */
+export async function consumePipe(pipe: RelayPipe, producer: Producer): Promise<Consumer> {
+  const consumer = await pipe.consume({ producerId: producer.id });
+  if (pipe.appData.paused) await consumer.pause();
+  pipe.appData.consumers.push(consumer);
+  consumer.observer.once('close', () => pipe.appData.consumers.splice(pipe.appData.consumers.indexOf(consumer), 1));
+  // The pipe was resumed while this consumer was being made.
+  if (consumer.paused && !pipe.appData.paused) await consumer.resume();
+  return consumer;
+}
+
+/** Starts a paused pipe's consumers: each asks its producer for a key frame as it starts. */
+export async function resumePipe(pipe: RelayPipe): Promise<void> {
+  if (!pipe.appData.paused) return;
+  pipe.appData.paused = false;
+  await Promise.all(
+    pipe.appData.consumers.map((consumer) =>
+      consumer.resume().catch((error: unknown) => {
+        if (!consumer.closed) throw error; // closed meanwhile: nothing to resume
+      }),
+    ),
+  );
 }

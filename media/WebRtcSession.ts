@@ -105,6 +105,11 @@ export class WebRtcSession extends EventEmitter<WebRtcSessionEvents> {
     return new WebRtcSession(stream, transport);
   }
 
+  /** DTLS is up (the `connected` event has been emitted). */
+  get connected(): boolean {
+    return this.#connected;
+  }
+
   static #newEtag(): string {
     return `"${randomBytes(9).toString('base64url')}"`;
   }

@@ -12,7 +12,7 @@ import type { RenditionCodec } from './codecs.ts';
  * request ends the relay. POST renditionPath(relayId) with a RenditionRequest answers 200 with a
  * RelayProducer (the rendition added to that relay's pipe), 422 when the origin cannot make one
  * (the stream is sent in that codec already, or ffmpeg cannot read it), 404 for a relay it does
- * not have.
+ * not have. POST resumePath(relayId) resumes a relay asked for `paused` (204).
  */
 
 /** The edge's side of the pipe. */
@@ -28,6 +28,15 @@ export interface RelayRequest {
    * (edge/RelayTree.ts). Absent for a relay that feeds no one yet.
    */
   treeKey?: number;
+  /**
+   * The edge has no viewer connected yet: the upstream opens the pipe's consumers paused, and the
+   * edge resumes them (resumePath) once its first viewer's DTLS is up. A consumer asks the
+   * publisher for a key frame when it starts, and the origin lets one request a publisher through
+   * per 350 ms (origin/PublishedStream.ts): one asked for while the viewer is still connecting
+   * arrives before the viewer can take it, and the viewer's own request then waits out that
+   * delay. Absent (an edge of an earlier release): the consumers start at once.
+   */
+  paused?: boolean;
 }
 
 /** Which rendition an edge asks for (media/codecs.ts RENDITION_CODECS); without a body, 'h264', as edges before VP8 renditions asked. */

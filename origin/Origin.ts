@@ -274,8 +274,10 @@ export class Origin implements Role {
       treeKey: 0,
       path: [this.#ctx.config.nodeId],
       publisherSession: stream.publisher.id,
-      openPipe: (peer, rtc) => stream.openPipe(peer, rtc),
+      openPipe: (peer, rtc, paused) => stream.openPipe(peer, rtc, paused),
       pipeRendition: (pipe, codec) => stream.pipeRendition(pipe, codec),
+      // The publisher feeds the origin whether or not an edge is resumed.
+      resumed: () => undefined,
       onRelease: (listener) => {
         const ended = (reason: string) => listener({ type: 'end', reason });
         stream.once('ended', ended);

@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
-import type { PipeTransport, Producer, Router } from 'mediasoup/types';
+import type { Producer, Router } from 'mediasoup/types';
 import { InvalidSdpError, UnsupportedMediaError } from '../core/errors.ts';
 import { MEDIA_CODECS, SUPPORTED_CODECS, type RenditionCodec } from '../media/codecs.ts';
 import { LayerSizes } from '../media/layerOrder.ts';
 import { producerBitrate } from '../media/producerBitrate.ts';
 import type { Logger } from '../core/logger.ts';
 import type { RelayProducer } from '../media/relayProtocol.ts';
-import { openPipe, type PipePeer } from '../media/RelayServer.ts';
+import { consumePipe, openPipe, type PipePeer, type RelayPipe } from '../media/RelayServer.ts';
 import { buildAnswer, isSupported, producerParameters, type AcceptedSection, type Offer } from '../media/sdp.ts';
 import { WebRtcSession, type RtcListen } from '../media/WebRtcSession.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
@@ -71,7 +71,7 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
   readonly router: Router;
   readonly publisher: Publisher;
   readonly producers: Producer[] = [];
-  readonly #pipes = new Set<PipeTransport>();
+  readonly #pipes = new Set<RelayPipe>();
   /** Each simulcast producer's layer order, found from its pictures' sizes (media/layerOrder.ts). */
   readonly #layerSizes = new Map<string, LayerSizes>();
   /** The renditions by codec, while a relay carries them (pipeRendition). */
@@ -174,14 +174,14 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
     return sizes.order();
   }
 
-  /** Pipes the stream to an edge (media/RelayServer.ts): every producer, simulcast layers smallest first. */
-  async openPipe(peer: PipePeer, rtc: RtcListen): Promise<{ producers: RelayProducer[]; pipe: PipeTransport }> {
+  /** Pipes the stream to an edge (media/RelayServer.ts): every producer, simulcast layers smallest first, `paused` until the edge resumes it. */
+  async openPipe(peer: PipePeer, rtc: RtcListen, paused: boolean): Promise<{ producers: RelayProducer[]; pipe: RelayPipe }> {
     if (this.#ended) throw new Error(`stream ${this.name} has ended`);
     const sources = [];
     for (const producer of this.producers) {
       sources.push({ producer, order: (producer.rtpParameters.encodings?.length ?? 0) > 1 ? await this.#layerOrder(producer) : undefined });
     }
-    const opened = await openPipe(this.router, peer, rtc, sources);
+    const opened = await openPipe(this.router, peer, rtc, sources, paused);
     this.#pipes.add(opened.pipe);
     opened.pipe.observer.once('close', () => this.#pipes.delete(opened.pipe));
     return opened;
@@ -201,7 +201,7 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
    * it; it stops when the last relay carrying it closes. Throws UnsupportedMediaError when the
    * stream is sent in that codec already, or none can be made of it.
    */
-  async pipeRendition(pipe: PipeTransport, codec: RenditionCodec): Promise<RelayProducer> {
+  async pipeRendition(pipe: RelayPipe, codec: RenditionCodec): Promise<RelayProducer> {
     // Twice at most: a rendition that stopped (its last relay gone) while this one waited is started again.
     for (let attempt = 0; attempt < 2; attempt++) {
       if (this.#ended || pipe.closed) throw new Error(`stream ${this.name} or its relay has ended`);
@@ -213,7 +213,7 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
         continue;
       }
       const producer = rendition.producers[0]!;
-      const consumer = await pipe.consume({ producerId: producer.id });
+      const consumer = await consumePipe(pipe, producer);
       entry.relays++;
       consumer.observer.once('close', () => {
         if (--entry.relays > 0) return;

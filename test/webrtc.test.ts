@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
@@ -18,6 +19,8 @@ import { playClient, publishClient } from '../kit/wrtc.ts';
  */
 
 const SECRET = 'webrtc-test-secret-0123456789';
+/** A WHEP offer recorded from Chrome (test/fixtures/sdp/README.md). */
+const WHEP_OFFER = readFileSync(new URL('./fixtures/sdp/chrome-whep-offer.sdp', import.meta.url), 'utf8');
 const LINGER_MS = 1000;
 const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '500', '--node-ttl-ms', '3000', '--relay-linger-ms', String(LINGER_MS)];
 
@@ -150,6 +153,43 @@ describe('WebRTC through an origin and an edge process', function () {
       const replay = await play(viewer, `${edge.url}/whep/${stream}`);
       assert.equal(replay.status, 404, 'a stream that ended is not live');
     } finally {
+      await publisher.close();
+      await viewer.close();
+    }
+  });
+
+  it("asks the publisher for a key frame when a cold edge's first viewer connects, not while it connects", async () => {
+    const stream = 'key-frames';
+    const token = await signStreamToken(SECRET, { stream, action: 'publish' });
+    const publisher = await browser.page(origin.url);
+    const viewer = await browser.page(edge.url);
+    // The key frame requests (PLI) the publisher's browser has received.
+    const plis = () =>
+      publisher.evaluate(async () => {
+        let count = 0;
+        (await ((window as any).publisher as RTCPeerConnection).getStats()).forEach((s: any) => {
+          if (s.type === 'outbound-rtp' && s.kind === 'video') count += s.pliCount ?? 0;
+        });
+        return count;
+      });
+    try {
+      assert.equal((await publish(publisher, `${origin.url}/whip/${stream}`, token, 'video/VP8')).status, 201);
+      await waitFor('the publisher connected', async () => (await connectionState(publisher, 'publisher')) === 'connected', 10_000);
+      const before = await plis();
+      // A viewer that offers and never connects: the edge opens the relay, paused at the origin.
+      const stranger = await fetch(`${edge.url}/whep/${stream}`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: WHEP_OFFER });
+      assert.equal(stranger.status, 201, await stranger.clone().text());
+      assert.equal(await metric(origin.url, 'relaycast_relays', { direction: 'out' }), 1, 'the relay is open');
+      // A request would reach the browser within a round trip; a second and a half is ample.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.equal(await plis(), before, 'no key frame asked for a viewer that has not connected');
+      assert.equal((await fetch(new URL(stranger.headers.get('location')!, edge.url), { method: 'DELETE' })).status, 200);
+
+      assert.equal((await play(viewer, `${edge.url}/whep/${stream}`)).status, 201);
+      await framesFlowing(viewer, 'the viewer that connected');
+      assert.ok((await plis()) > before, 'the connected viewer asked for a key frame');
+    } finally {
+      await deleteSession(publisher, 'publisherLocation', token).catch(() => undefined);
       await publisher.close();
       await viewer.close();
     }
