@@ -208,7 +208,7 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
     await page.close();
   });
 
-  it(`the web player asked for a counter-offer takes it: the edge estimates its link from transport-cc; on ${NARROW_KBIT} kbit/s (measured, not asserted yet: see the README)`, async () => {
+  it(`the web player asked for a counter-offer takes it: the edge estimates its link from transport-cc, and on ${NARROW_KBIT} kbit/s the estimate, not loss, takes it below the top layer (frames decoded there: printed, see the README)`, async () => {
     netns!.shape(undefined);
     const page = await viewerBrowser!.page(origin!.url);
     await page.goto(`${origin!.url}/play/${stream}?counterOffer=1`);
@@ -223,8 +223,12 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
     });
     await waitFor('the top layer', async () => (await playerStats(page)).videoHeight === HEIGHT.f, 60_000);
 
-    // The narrow link, sampled for 15 s: printed for the benchmark's sake, not asserted (a sudden
-    // cut can take the estimate below the lowest layer, and mediasoup then sends no video).
+    // The narrow link, sampled for 15 s. How fast and how smoothly is the benchmark's to measure
+    // (bench:layers --only paths); what must hold is the way down: by the estimate, none by loss.
+    // Frames decoded down there are printed, not asserted: on a loaded machine the estimate has
+    // sat near its floor with a few frames in 15 s (open in issue 33, see the README).
+    const byLoss = () => metric(edge!.url, 'relaycast_layer_switches_total', { direction: 'down', mode: 'auto', control: 'loss' });
+    const lossBefore = (await byLoss()) ?? 0;
     netns!.shape({ rateKbit: NARROW_KBIT });
     const started = Date.now();
     const before = await playerStats(page);
@@ -238,8 +242,12 @@ describe('simulcast layers toward viewers on shaped links (Chromium in a network
     }
     const after = await playerStats(page);
     const byEstimate = await metric(edge!.url, 'relaycast_layer_switches_total', { direction: 'down', mode: 'auto', control: 'estimate' });
-    console.log(`      estimate path, ${NARROW_KBIT} kbit/s: below ${HEIGHT.f}p after ${belowTopAt ?? 'never'} ms; in 15 s ${after.framesDecoded - before.framesDecoded} frames decoded, ${topSamples} later samples at ${HEIGHT.f}p, the edge's layer ${(await player()).layer}, estimate ${(await player()).downlinkKbps} kbit/s, switches down by estimate ${byEstimate ?? 0}`);
+    const summary = `below ${HEIGHT.f}p after ${belowTopAt ?? 'never'} ms; in 15 s ${after.framesDecoded - before.framesDecoded} frames decoded, ${topSamples} later samples at ${HEIGHT.f}p, the edge's layer ${(await player()).layer}, estimate ${(await player()).downlinkKbps} kbit/s, switches down by estimate ${byEstimate ?? 0}`;
+    console.log(`      estimate path, ${NARROW_KBIT} kbit/s: ${summary}`);
     netns!.shape(undefined);
+    assert.ok(belowTopAt !== undefined, `the narrow link takes the viewer below the top layer: ${summary}; the edge: ${edgeLog()}`);
+    assert.ok((byEstimate ?? 0) > 0, `the edge switched down by the estimate: ${summary}`);
+    assert.equal((await byLoss()) ?? 0, lossBefore, 'no switch by loss for a viewer the edge estimates');
     await page.close();
   });
 
