@@ -58,7 +58,9 @@ interface RenditionEntry {
  * ignore a request that comes within 300 ms of their last key frame, and mediasoup only asks
  * again a second later. Measured with the benchmark's time-to-first-frame figure (bench/sections/ttff.ts), median time to first frame on a warm edge:
  * 1000 ms → ~800 ms; 200 ms → ~110 ms but ~1.2 s on a cold edge (the ignored request); 350 ms →
- * ~140 ms warm, ~80 ms cold.
+ * ~180 ms warm (2026-12-07). A cold edge's relay asks for no key frame before its first viewer is
+ * connected (media/relayProtocol.ts RelayRequest.paused): a request spent earlier held the
+ * viewer's own for this delay (cold edge 482 ms before that change).
  */
 const KEY_FRAME_REQUEST_DELAY_MS = 350;
 
