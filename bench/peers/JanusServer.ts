@@ -76,7 +76,7 @@ export class JanusServer {
   /** Why Janus cannot run here, or undefined if it can. */
   static unavailable(): string | undefined {
     if (!modulesDir()) return "Janus is not installed (Debian's package: apt-get install janus)";
-    if (!ownInterface()) return 'no non-loopback IPv4 interface for Janus’s ICE candidates (libnice gathers none on loopback)';
+    if (!ownInterface()) return "no non-loopback IPv4 interface for Janus's ICE candidates (libnice gathers none on loopback)";
     return undefined;
   }
 

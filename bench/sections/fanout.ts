@@ -55,6 +55,7 @@ async function systemsOf(rig: MediaRig): Promise<System[]> {
   const systems: System[] = [
     {
       name: 'relaycast',
+      // The edge runs the project's mediasoup, as the baseline does.
       software: `Relaycast edge, mediasoup ${rig.baseline.mediasoup}`,
       view: receiveOnly(rig.edgeWhep),
       target: MediaRig.TARGET.origin,
@@ -343,7 +344,7 @@ export async function fanout(rig: MediaRig, options: BenchOptions, progress: Pro
       `clean: loss < ${LOSS_LIMIT_PCT} %, every viewer connected, the publisher at ≥ ${BITRATE_FLOOR * 100} % of its ${options.kbps} kbit/s cap and the viewers getting ≥ 95 % of what it sends (a starved machine makes the encoder back off: such a step is not at the fixed bitrate)`,
       'drops: datagrams the kernel dropped at full socket receive buffers over the window (a process not scheduled in time), from /proc/net/udp: at the servers\' sockets (origin + edge; baseline: both workers) / at the generators\'',
       `viewers: libwebrtc (@roamhq/wrtc) WHEP clients in ${options.generators} load-generator process(es) of their own; receive-only (ICE, DTLS, SRTP, RTCP reports, no decoding: see kit/clients/sdp.ts)`,
-      `the publisher sends one source to the origin and to the baseline (measured: ${publishedKbps.map((k) => fmt(k, 0)).join(' and ')} kbit/s of video)`,
+      `the publisher sends one source to the origin, the baseline${rig.peers.otherBaseline ? ' and the other baseline' : ''} (measured: ${publishedKbps.map((k) => fmt(k, 0)).join(' and ')} kbit/s of video)${rig.peers.janus ? '; Janus is fed by the baseline' : ''}`,
     ],
   };
   const cell = (x: number, f: (v: number) => string) => (Number.isFinite(x) ? f(x) : 'n/a');

@@ -4,8 +4,8 @@
  * offer, which arrives on the session's long poll), the answer sent with `start`. While it plays,
  * the long poll goes on and a keepalive keeps the session; `destroy` ends it. Receive-only as the
  * WHEP viewers are (sdp.ts receiveOnlyServerOffer): what the benchmark compares is the server's
- * work per viewer. Janus's API: https://janus.conf.meetecho.com/docs/rest.html and the streaming
- * plugin's `watch` / `start`.
+ * work per viewer. The requests are those of Janus's REST API documentation and of its streaming
+ * plugin's (`watch`, `start`, `info`).
  */
 import { randomBytes } from 'node:crypto';
 import wrtc from '@roamhq/wrtc';
