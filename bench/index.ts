@@ -28,7 +28,7 @@ import { Progress } from './lib/progress.ts';
 import { renderTable, type SectionId, type SectionResult } from './lib/report.ts';
 import { renderSvg } from './lib/svg.ts';
 import { balancer } from './sections/balancer.ts';
-import { fanout } from './sections/fanout.ts';
+import { fanout, fanoutSystemCount } from './sections/fanout.ts';
 import { haproxyLive } from './sections/haproxyLive.ts';
 import { latency, latencyRuns } from './sections/latency.ts';
 import { postgres } from './sections/postgres.ts';
@@ -60,7 +60,7 @@ const MEDIA: SectionId[] = ['fanout', 'ttff', 'latency'];
 /** Progress steps: each section's measurements, plus one as it finishes (and one for the media rig). */
 function plannedSteps(options: BenchOptions): number {
   const steps: Record<SectionId, number> = {
-    fanout: runsFor(options, 'media') * 2 * options.viewers.length,
+    fanout: runsFor(options, 'media') * fanoutSystemCount(options) * options.viewers.length,
     ttff: ttffRuns(options).whip + ttffRuns(options).rtmp,
     latency: latencyRuns(options),
     tiers: tiersRuns(options).latency + tiersRuns(options).ttff,

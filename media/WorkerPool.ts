@@ -55,10 +55,12 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   /**
    * The worker binary to run: the one configured (or MEDIASOUP_WORKER_BIN), else the one
    * scripts/setup.sh built offline if it is there, else mediasoup's own (downloaded by npm install).
+   * `version`: the mediasoup version it must match (another installation's, for the benchmark's
+   * comparison of versions); the project's by default.
    */
-  static resolveWorkerBin(configured?: string): string | undefined {
+  static resolveWorkerBin(configured?: string, version = mediasoup.version): string | undefined {
     if (configured) return configured;
-    const built = join(homedir(), '.cache', 'mediasoup-worker', `mediasoup-worker-${mediasoup.version}-static-openssl`);
+    const built = join(homedir(), '.cache', 'mediasoup-worker', `mediasoup-worker-${version}-static-openssl`);
     return existsSync(built) ? built : undefined;
   }
 

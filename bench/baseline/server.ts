@@ -9,7 +9,11 @@
  * one the benchmark compares with the edge's. Just enough WHIP/WHEP-like HTTP for the benchmark's
  * libwebrtc clients: POST an SDP offer to /whip/<stream> or /whep/<stream>, get an answer (201,
  * Location); DELETE the Location. /whip/<stream>?single puts the viewers on the ingest router
- * itself (one router, one hop: the latency benchmark's reference). GET /stats answers the process ids and counts.
+ * itself (one router, one hop: the latency benchmark's reference). GET /stats answers the process
+ * ids and counts. POST /forward/<stream> with [{"kind","payloadType","port","rtcpPort"}] sends the
+ * stream's tracks from the ingest router as plain RTP to those ports on 127.0.0.1 (what feeds
+ * Janus's streaming mountpoint in the fan-out benchmark: the same publisher's stream, without
+ * touching the fan-out worker).
  *
  * Kept as close to what Relaycast's media path does per viewer as a plain app would be (same
  * transport listen addresses, UDP and TCP; no RTX to viewers; the same key frame request delay on
@@ -17,13 +21,16 @@
  * everything around the media, not of media settings.
  *
  *   node --import tsx bench/baseline/server.ts --port 0 [--worker-bin path] [--min-port 30000 --max-port 32000]
- *   prints {"event":"listening","port":…,"pid":…,"ingestWorkerPid":…,"fanoutWorkerPid":…} when ready
+ *       [--mediasoup <another mediasoup installation's package directory>]
+ *   prints {"event":"listening","port":…,"mediasoup":"<version>","pid":…,"ingestWorkerPid":…,"fanoutWorkerPid":…} when ready
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import * as mediasoup from 'mediasoup';
+import type * as Mediasoup from 'mediasoup';
 import type { Consumer, MediaKind, Producer, Router, RtpCapabilities, RtpCodecCapability, RtpParameters, RouterRtpCodecCapability, WebRtcTransport } from 'mediasoup/types';
 import * as sdpTransform from 'sdp-transform';
 import type { MediaDescription, SessionDescription } from 'sdp-transform';
@@ -35,8 +42,15 @@ const { values } = parseArgs({
     'listen-ip': { type: 'string', default: '127.0.0.1' },
     'min-port': { type: 'string', default: '30000' },
     'max-port': { type: 'string', default: '32000' },
+    mediasoup: { type: 'string' },
   },
 });
+/**
+ * The mediasoup library: the project's, or with --mediasoup the one installed in that directory
+ * (another version, to compare versions on the same code; its worker must be of the same version,
+ * --worker-bin, as the library and the worker speak a protocol that changes between versions).
+ */
+const mediasoup = (values.mediasoup ? createRequire(join(resolve(values.mediasoup), 'package.json'))('./') : await import('mediasoup')) as typeof Mediasoup;
 const LISTEN_IP = values['listen-ip'];
 const PORT_RANGE = { min: Number(values['min-port']), max: Number(values['max-port']) };
 const KEY_FRAME_REQUEST_DELAY_MS = 350;
@@ -49,6 +63,9 @@ interface Stream {
   /** The viewers' router (fan-out worker) and the producers piped into it. */
   router: Router;
   producers: Producer[];
+  /** The publisher's router (ingest worker) and its producers. */
+  ingest: Router;
+  sources: Producer[];
   publisher: WebRtcTransport;
 }
 const streams = new Map<string, Stream>();
@@ -159,7 +176,7 @@ async function publish(name: string, sdp: string, single = false): Promise<{ id:
   const fanout = single ? router : await fanoutWorker.createRouter({ mediaCodecs });
   const transport = await createTransport(router);
   await transport.connect({ dtlsParameters: dtlsOf(offer) });
-  const stream: Stream = { router: fanout, producers: [], publisher: transport };
+  const stream: Stream = { router: fanout, producers: [], ingest: router, sources: [], publisher: transport };
   const sections = new Map<string, { params: RtpParameters; send: boolean }>();
   for (const m of offer.media) {
     const c = mainCodec(m);
@@ -180,6 +197,7 @@ async function publish(name: string, sdp: string, single = false): Promise<{ id:
       rtcp: { cname: m.ssrcs?.find((s) => s.attribute === 'cname')?.value, reducedSize: true },
     };
     const producer = await transport.produce({ kind, rtpParameters: params, keyFrameRequestDelay: kind === 'video' ? KEY_FRAME_REQUEST_DELAY_MS : undefined });
+    stream.sources.push(producer);
     if (single) {
       stream.producers.push(producer);
     } else {
@@ -244,6 +262,32 @@ async function play(name: string, sdp: string): Promise<{ id: string; answer: st
   return { id, answer: answer(offer, transport, sections) };
 }
 
+/** Where POST /forward/<stream> sends a track: plain RTP with this payload type to these ports on 127.0.0.1. */
+interface ForwardTarget {
+  kind: MediaKind;
+  payloadType: number;
+  port: number;
+  rtcpPort: number;
+}
+
+/**
+ * Sends the stream's tracks as plain RTP from its ingest router, each to its target's ports, as a tool feeding an RTP receiver does; a video key frame is asked for at
+ * once (a new consumer forwards no video before one). They stop with the stream.
+ */
+async function forward(name: string, targets: ForwardTarget[]): Promise<void> {
+  const stream = streams.get(name);
+  if (!stream) throw Object.assign(new Error('not live'), { status: 404 });
+  for (const target of targets) {
+    const producer = stream.sources.find((p) => p.kind === target.kind);
+    const codec = stream.ingest.rtpCapabilities.codecs?.find((c) => c.kind === target.kind && !/\/rtx$/i.test(c.mimeType));
+    if (!producer || !codec) throw Object.assign(new Error(`no ${target.kind} track`), { status: 404 });
+    const transport = await stream.ingest.createPlainTransport({ listenInfo: { protocol: 'udp', ip: LISTEN_IP }, rtcpMux: false, comedia: false });
+    await transport.connect({ ip: '127.0.0.1', port: target.port, rtcpPort: target.rtcpPort });
+    const consumer = await transport.consume({ producerId: producer.id, rtpCapabilities: { codecs: [{ ...codec, preferredPayloadType: target.payloadType }], headerExtensions: [] } });
+    if (consumer.kind === 'video') await consumer.requestKeyFrame();
+  }
+}
+
 async function body(req: IncomingMessage): Promise<string> {
   let text = '';
   for await (const chunk of req) text += chunk;
@@ -258,6 +302,9 @@ const server = createServer(async (req: IncomingMessage, res: ServerResponse) =>
       const text = await body(req);
       const { id, answer: sdp } = kind === 'whip' ? await publish(name, text, url.searchParams.has('single')) : await play(name, text);
       res.writeHead(201, { 'content-type': 'application/sdp', location: `/session/${id}` }).end(sdp);
+    } else if (req.method === 'POST' && kind === 'forward' && name) {
+      await forward(name, JSON.parse(await body(req)) as ForwardTarget[]);
+      res.writeHead(204).end();
     } else if (req.method === 'DELETE' && kind === 'session' && name) {
       sessions.get(name)?.transport.close();
       res.writeHead(200).end();
@@ -273,7 +320,7 @@ const server = createServer(async (req: IncomingMessage, res: ServerResponse) =>
 });
 server.listen(Number(values.port), '127.0.0.1', () => {
   process.stdout.write(
-    `${JSON.stringify({ event: 'listening', port: (server.address() as AddressInfo).port, pid: process.pid, ingestWorkerPid: ingestWorker.pid, fanoutWorkerPid: fanoutWorker.pid })}\n`,
+    `${JSON.stringify({ event: 'listening', port: (server.address() as AddressInfo).port, mediasoup: mediasoup.version, pid: process.pid, ingestWorkerPid: ingestWorker.pid, fanoutWorkerPid: fanoutWorker.pid })}\n`,
   );
 });
 const stop = () => {

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SECTION_IDS, type SectionId } from './report.ts';
 
@@ -15,6 +17,10 @@ export interface BenchOptions {
   generators: number;
   /** The publisher's video bitrate cap. */
   kbps: number;
+  /** Another mediasoup installation's package directory: fan-out also on the baseline with that version. */
+  mediasoupBaseline: string | undefined;
+  /** Fan-out also on Janus's streaming plugin (Debian's `janus`), where it is installed. */
+  janus: boolean;
   edges: number;
   regions: number;
   networks: number;
@@ -32,6 +38,13 @@ export const USAGE = `npm run bench [-- options]
   --seconds S          measurement window of each media figure (default 10)
   --generators N       load-generator processes for the fan-out viewers (default 2)
   --kbps N             publisher video bitrate cap (default 600)
+  --mediasoup-baseline DIR
+                       fanout: the baseline also on the mediasoup installed in DIR (its package
+                       directory, e.g. /work/ms-3.27.1/node_modules/mediasoup, with its worker built
+                       by scripts/mediasoup-offline/build-worker.sh VERSION), interleaved with the
+                       project's; without it, left out
+  --janus              fanout: Janus's streaming plugin beside them (Debian's janus package), fed by the
+                       same publisher through the baseline
   --edges N            edges in the balancer snapshot and HAProxy config (balancer, haproxy; default 1000)
   --regions N          regions they are spread over (default 50)
   --networks N         entries of the HAProxy geo map (default 100000)
@@ -58,6 +71,8 @@ export function parseOptions(argv: string[]): BenchOptions | undefined {
       seconds: { type: 'string' },
       generators: { type: 'string' },
       kbps: { type: 'string', default: '600' },
+      'mediasoup-baseline': { type: 'string' },
+      janus: { type: 'boolean', default: false },
       edges: { type: 'string' },
       regions: { type: 'string' },
       networks: { type: 'string' },
@@ -70,6 +85,8 @@ export function parseOptions(argv: string[]): BenchOptions | undefined {
   const quick = values.quick;
   const only = (values.only ?? SECTION_IDS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
   for (const id of only) if (!SECTION_IDS.includes(id as SectionId)) throw new Error(`--only: unknown section "${id}" (sections: ${SECTION_IDS.join(', ')})`);
+  const mediasoupBaseline = values['mediasoup-baseline'] === undefined ? undefined : resolve(values['mediasoup-baseline']);
+  if (mediasoupBaseline && !existsSync(join(mediasoupBaseline, 'package.json'))) throw new Error(`--mediasoup-baseline: no mediasoup package in ${mediasoupBaseline}`);
   const viewers = (values.viewers ?? (quick ? '2,4' : '10,25,50,75,100')).split(',').map((v) => integerOption('viewers', v, 0));
   return {
     quick,
@@ -79,6 +96,8 @@ export function parseOptions(argv: string[]): BenchOptions | undefined {
     seconds: integerOption('seconds', values.seconds, quick ? 1 : 10),
     generators: integerOption('generators', values.generators, quick ? 1 : 2),
     kbps: integerOption('kbps', values.kbps, 600, 30),
+    mediasoupBaseline,
+    janus: values.janus,
     edges: integerOption('edges', values.edges, quick ? 50 : 1000),
     regions: integerOption('regions', values.regions, quick ? 5 : 50),
     networks: integerOption('networks', values.networks, quick ? 1000 : 100_000),

@@ -1,18 +1,91 @@
 import { CpuWindow, MachineCpu, dropsBetween, loadavg, processTree, udpDrops } from '../../kit/cpu.ts';
 import { startChild, waitFor, type Child } from '../../kit/processes.ts';
-import { fmt, linearFit, median, sleep } from '../../kit/stats.ts';
+import { fmt, linearFit, median, spread, sleep } from '../../kit/stats.ts';
 import { WRTC_CLIENT } from '../../kit/wrtc.ts';
 import { runsFor, type BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
 import type { SectionResult, Table } from '../lib/report.ts';
-import type { MediaRig } from './rig.ts';
+import { MOUNTPOINT } from '../peers/JanusServer.ts';
+import { MediaRig, STREAM } from './rig.ts';
 
 /**
  * Edge fan-out: viewers of one ~600 kbit/s stream on the Relaycast edge (one mediasoup worker),
  * stepped up, and the same viewer load on the baseline (plain mediasoup) in the same run. At each
  * step: the server's CPU (its process and its worker, from /proc), the viewers' packet loss and
- * bitrate (their inbound-rtp stats), and the load generators' CPU.
+ * bitrate (their inbound-rtp stats), and the load generators' CPU. On request the same on the
+ * baseline with another mediasoup version and on Janus (MediaRig's peers), taking turns with them.
  */
+
+/** One server the viewers are stepped up on. */
+interface System {
+  /** Its name in the tables and the JSON. */
+  name: string;
+  /** What it runs. */
+  software: string;
+  /** The load generators' arguments (kit/clients/wrtc.ts view). */
+  view: string[];
+  /** The publisher's target whose bitrate reaches it (MediaRig.TARGET). */
+  target: number;
+  /** Its CPU: its own process, and its mediasoup worker (none apart for Janus). */
+  cpu: () => { process: CpuWindow; worker: CpuWindow };
+  /** Whose sockets' drops count (ingest included). */
+  pids: () => number[];
+  /** Resolves once its last viewer has gone. */
+  idle: () => Promise<void>;
+}
+
+/** How many systems the fan-out steps viewers up on with these options (Janus counted if asked for). */
+export function fanoutSystemCount(options: BenchOptions): number {
+  return 2 + (options.mediasoupBaseline ? 1 : 0) + (options.janus ? 1 : 0);
+}
+
+async function systemsOf(rig: MediaRig): Promise<System[]> {
+  const edgePid = rig.edge.child.pid!;
+  const receiveOnly = (whep: string) => ['view', '--url', whep, '--receive-only'];
+  const baselineOf = (name: string, baseline: MediaRig['baseline'], target: number): System => ({
+    name,
+    software: `plain mediasoup ${baseline.mediasoup}`,
+    view: receiveOnly(`${baseline.url}/whep/${STREAM}`),
+    target,
+    // Its process and its fan-out worker, not the worker that ingests (the edge's CPU does not include the origin's either).
+    cpu: () => ({ process: new CpuWindow([baseline.pid], { children: false }), worker: new CpuWindow([baseline.fanoutWorkerPid]) }),
+    pids: () => processTree([baseline.pid]),
+    idle: () => waitFor(`${name} viewers gone`, async () => ((await (await fetch(`${baseline.url}/stats`)).json()) as { viewers: number }).viewers === 0, 15_000, 100),
+  });
+  const systems: System[] = [
+    {
+      name: 'relaycast',
+      // The edge runs the project's mediasoup, as the baseline does.
+      software: `Relaycast edge, mediasoup ${rig.baseline.mediasoup}`,
+      view: receiveOnly(rig.edgeWhep),
+      target: MediaRig.TARGET.origin,
+      // The edge process and its one worker (its child process).
+      cpu: () => ({
+        process: new CpuWindow([edgePid], { children: false }),
+        worker: new CpuWindow(() => processTree([edgePid]).filter((pid) => pid !== edgePid)),
+      }),
+      pids: () => processTree([edgePid, rig.origin.child.pid!]),
+      idle: () => rig.relayGone(),
+    },
+    baselineOf('baseline', rig.baseline, MediaRig.TARGET.baseline),
+  ];
+  const { otherBaseline, janus } = rig.peers;
+  if (otherBaseline) systems.push(baselineOf(`baseline ${otherBaseline.mediasoup}`, otherBaseline, MediaRig.TARGET.otherBaseline));
+  if (janus) {
+    systems.push({
+      name: 'janus',
+      software: `Janus ${await janus.version()} streaming plugin, ${janus.eventLoops} event loops`,
+      view: ['view', '--url', janus.url, '--janus', String(MOUNTPOINT)],
+      // Its mountpoint is fed by the baseline's ingest router.
+      target: MediaRig.TARGET.baseline,
+      // One process (every thread), its plain-RTP ingest included.
+      cpu: () => ({ process: new CpuWindow([janus.pid]), worker: new CpuWindow([]) }),
+      pids: () => [janus.pid],
+      idle: () => waitFor('janus viewers gone', async () => (await janus.viewers()) === 0, 15_000, 100),
+    });
+  }
+  return systems;
+}
 
 interface Step {
   system: string;
@@ -77,41 +150,17 @@ function deltas(a: Snapshot[], b: Snapshot[]) {
 export async function fanout(rig: MediaRig, options: BenchOptions, progress: Progress): Promise<SectionResult> {
   const runs = runsFor(options, 'media');
   const steps = options.viewers;
-  const edgePid = rig.edge.child.pid!;
-  // cpu: the server measured (its Node process, its fan-out worker); pids: whose sockets' drops
-  // count (ingest included); target: the publisher's PeerConnection that feeds it.
-  const systems = [
-    {
-      name: 'relaycast',
-      whep: rig.edgeWhep,
-      target: 0,
-      // The edge process and its one worker (its child process).
-      cpu: () => ({
-        process: new CpuWindow([edgePid], { children: false }),
-        worker: new CpuWindow(() => processTree([edgePid]).filter((pid) => pid !== edgePid)),
-      }),
-      pids: () => processTree([edgePid, rig.origin.child.pid!]),
-      idle: () => rig.relayGone(),
-    },
-    {
-      name: 'baseline',
-      whep: rig.baselineWhep,
-      target: 1,
-      // Its process and its fan-out worker, not the worker that ingests (the edge's CPU does not include the origin's either).
-      cpu: () => ({ process: new CpuWindow([rig.baseline.pid], { children: false }), worker: new CpuWindow([rig.baseline.fanoutWorkerPid]) }),
-      pids: () => processTree([rig.baseline.pid]),
-      idle: () => waitFor('baseline viewers gone', async () => ((await (await fetch(`${rig.baseline.url}/stats`)).json()) as { viewers: number }).viewers === 0, 15_000, 100),
-    },
-  ];
+  const systems = await systemsOf(rig);
   const settleMs = options.quick ? 500 : 3000;
   const results: Step[] = [];
   const publishedKbps = await rig.publishedKbps(options.quick ? 1000 : 3000);
 
   for (let run = 0; run < runs; run++) {
-    // Alternate which system goes first, so that neither always meets the machine in the same state.
+    // The systems take turns, in the opposite order every other run, so that none always meets the
+    // machine in the same state (nor always comes right after the same one).
     const order = run % 2 === 0 ? systems : [...systems].reverse();
     for (const system of order) {
-      const generators = Array.from({ length: options.generators }, () => startChild(WRTC_CLIENT, ['view', '--url', system.whep, '--receive-only']));
+      const generators: Child[] = Array.from({ length: options.generators }, () => startChild(WRTC_CLIENT, system.view));
       try {
         await Promise.all(generators.map((g) => g.next('ready', 30_000)));
         let current = 0;
@@ -239,10 +288,39 @@ export async function fanout(rig: MediaRig, options: BenchOptions, progress: Pro
   const baseline = summary('baseline');
   const ratio = relaycast.cpuPerViewer / baseline.cpuPerViewer;
 
+  // Every system against one reference, run by run (the runs are interleaved: run i of each met
+  // the machine in about the same state): the baseline on the other mediasoup version if there is
+  // one, else the project's baseline.
+  const reference = systems.find((s) => s.name.startsWith('baseline ')) ?? systems.find((s) => s.name === 'baseline')!;
+  const bySystem = systems.map((s) => {
+    const sum = summary(s.name);
+    const ref = summary(reference.name);
+    const ratios = sum.perRun.map((r, i) => r.cpuPerViewer / ref.perRun[i]!.cpuPerViewer).filter(Number.isFinite);
+    return { name: s.name, software: s.software, ...sum, top: rowsFor(s.name).at(-1), ratioToReference: { perRun: ratios, median: median(ratios) } };
+  });
+  const systemTable: Table = {
+    title: `Fan-out CPU per viewer by system: ${runs} interleaved run${runs > 1 ? 's' : ''}, one publisher, the same viewers`,
+    head: ['system', 'software', 'viewers', 'server cores at the top step', 'CPU per viewer, % of a core', `÷ ${reference.name}`],
+    rows: bySystem.map((s) => [
+      s.name,
+      s.software,
+      s.maxCleanViewers > 0 ? `${steps[0]}–${s.maxCleanViewers}` : 'no clean step',
+      s.top ? `${fmt(s.top.serverCores, 2)} at ${s.top.viewers}` : 'n/a',
+      spread(s.perRun.map((r) => r.cpuPerViewer * 100).filter(Number.isFinite), 3),
+      s.name === reference.name ? '1' : spread(s.ratioToReference.perRun, 2),
+    ]),
+    how: [
+      'CPU per viewer: the least-squares slope of server CPU against viewers over each run\'s clean steps; the median over runs (the range of the runs)',
+      `÷ ${reference.name}: each run's slope over ${reference.name}'s in the same run, median (range): the runs are interleaved, so each pair met the machine in about the same state`,
+      'server CPU: mediasoup systems, their process + their fan-out worker (not the ingest); janus, its one process (every thread, its plain-RTP ingest included)',
+      'viewers: the steps fitted, from the first to the largest clean one (median over runs); cores: the median server CPU at the largest step',
+    ],
+  };
+
   const stepTable: Table = {
     title: `Edge fan-out: one ${options.kbps} kbit/s VP8 + Opus stream, 1 mediasoup worker, viewers stepped up (median of ${runs} run${runs > 1 ? 's' : ''} per row)`,
     head: ['system', 'viewers', 'receiving', 'loss %', 'publisher kbit/s', 'kbit/s/viewer', 'clean runs', 'server CPU', 'node + worker', 'CPU/viewer', 'generators CPU', 'machine busy', 'drops srv/gen', 'load (1 min)'],
-    rows: ['relaycast', 'baseline'].flatMap((system) =>
+    rows: systems.map((s) => s.name).flatMap((system) =>
       rowsFor(system).map((r) => [
         system,
         String(r.viewers),
@@ -261,12 +339,12 @@ export async function fanout(rig: MediaRig, options: BenchOptions, progress: Pro
       ]),
     ),
     how: [
-      `server CPU: the edge process + its mediasoup worker (baseline: its process + its fan-out worker; ingest is on the origin, and on the baseline's other worker), user+system time from /proc/<pid>/stat over ${options.seconds} s, in % of one core`,
+      `server CPU: the edge process + its mediasoup worker (baseline: its process + its fan-out worker; ingest is on the origin, and on the baseline's other worker; janus: its process, every thread), user+system time from /proc/<pid>/stat over ${options.seconds} s, in % of one core`,
       `loss and bitrate: sums of the viewers' inbound-rtp packetsLost / (packetsReceived + packetsLost) and bytesReceived (audio + video) over the same window; publisher kbit/s: its outbound-rtp video bytesSent to that system`,
       `clean: loss < ${LOSS_LIMIT_PCT} %, every viewer connected, the publisher at ≥ ${BITRATE_FLOOR * 100} % of its ${options.kbps} kbit/s cap and the viewers getting ≥ 95 % of what it sends (a starved machine makes the encoder back off: such a step is not at the fixed bitrate)`,
       'drops: datagrams the kernel dropped at full socket receive buffers over the window (a process not scheduled in time), from /proc/net/udp: at the servers\' sockets (origin + edge; baseline: both workers) / at the generators\'',
       `viewers: libwebrtc (@roamhq/wrtc) WHEP clients in ${options.generators} load-generator process(es) of their own; receive-only (ICE, DTLS, SRTP, RTCP reports, no decoding: see kit/clients/sdp.ts)`,
-      `the publisher sends one source to the origin and to the baseline (measured: ${publishedKbps.map((k) => fmt(k, 0)).join(' and ')} kbit/s of video)`,
+      `the publisher sends one source to the origin, the baseline${rig.peers.otherBaseline ? ' and the other baseline' : ''} (measured: ${publishedKbps.map((k) => fmt(k, 0)).join(' and ')} kbit/s of video)${rig.peers.janus ? '; Janus is fed by the baseline' : ''}`,
     ],
   };
   const cell = (x: number, f: (v: number) => string) => (Number.isFinite(x) ? f(x) : 'n/a');
@@ -323,8 +401,20 @@ export async function fanout(rig: MediaRig, options: BenchOptions, progress: Pro
   return {
     id: 'fanout',
     title: 'Edge fan-out',
-    tables: [stepTable, summaryTable],
-    data: { runs, steps, publishedKbps, lossLimitPct: LOSS_LIMIT_PCT, results, medians: { relaycast: rowsFor('relaycast'), baseline: rowsFor('baseline') }, relaycast, baseline, cpuPerViewerRatio: ratio },
+    tables: [stepTable, summaryTable, ...(systems.length > 2 ? [systemTable] : [])],
+    data: {
+      runs,
+      steps,
+      publishedKbps,
+      lossLimitPct: LOSS_LIMIT_PCT,
+      results,
+      medians: Object.fromEntries(systems.map((s) => [s.name, rowsFor(s.name)])),
+      relaycast,
+      baseline,
+      cpuPerViewerRatio: ratio,
+      systems: bySystem,
+      reference: reference.name,
+    },
     panels: [
       {
         kind: 'lines',
@@ -332,8 +422,7 @@ export async function fanout(rig: MediaRig, options: BenchOptions, progress: Pro
         xLabel: 'viewers',
         yLabel: '% of one core',
         series: [
-          { name: 'relaycast edge', points: points('relaycast') },
-          { name: 'baseline (plain mediasoup)', points: points('baseline') },
+          ...systems.map((s) => ({ name: s.software, points: points(s.name) })),
           { name: 'load generators', points: rowsFor('relaycast').map((r) => ({ x: r.viewers, y: r.generatorCores * 100 })) },
         ],
       },
@@ -347,6 +436,14 @@ export async function fanout(rig: MediaRig, options: BenchOptions, progress: Pro
         figure: 'fan-out: CPU per viewer, relaycast / baseline',
         value: `${cell(relaycast.cpuPerViewer, (v) => `${fmt(v * 100, 3)}%`)} / ${cell(baseline.cpuPerViewer, (v) => `${fmt(v * 100, 3)}%`)} of a core = ${cell(ratio, (v) => fmt(v, 2))}×`,
       },
+      ...(systems.length > 2
+        ? [
+            {
+              figure: `fan-out: CPU per viewer by system (÷ ${reference.name}, per run)`,
+              value: bySystem.map((s) => `${s.name} ${cell(s.cpuPerViewer, (v) => `${fmt(v * 100, 3)}%`)} (${cell(s.ratioToReference.median, (v) => fmt(v, 2))}×)`).join(', '),
+            },
+          ]
+        : []),
     ],
     load: results.map((r) => r.load),
   };

@@ -1,4 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import knexFactory from 'knex';
 import { signStreamToken } from '../../core/tokens.ts';
@@ -13,12 +15,16 @@ import { WRTC_CLIENT } from '../../kit/wrtc.ts';
 import { WorkerPool } from '../../media/WorkerPool.ts';
 import type { BenchOptions } from '../lib/options.ts';
 import type { Progress } from '../lib/progress.ts';
+import { JanusServer } from '../peers/JanusServer.ts';
 
 /**
  * What the media sections measure: a Relaycast origin and edge (separate processes, one mediasoup
  * worker each, on a fresh Postgres database), the baseline (bench/baseline/server.ts: plain
  * mediasoup, no Relaycast code), and one publisher process whose single synthetic source is sent
- * to both, so that both carry the same stream at the same bitrate at the same time.
+ * to both, so that both carry the same stream at the same bitrate at the same time. For the
+ * fan-out section, on request, peers beside them fed by the same publisher: the baseline on another
+ * mediasoup installation (--mediasoup-baseline: another version; a third publisher target), and
+ * Janus (--janus: its streaming plugin, fed plain RTP by the baseline's ingest router).
  */
 
 /** Plain mediasoup with no Relaycast code: the reference the media figures are set against. */
@@ -38,21 +44,61 @@ export const RTMP_KEY_FRAME_S = 2;
 /** The RTMP publish's frame rate: the WHIP publisher's (kit/clients/publish.ts, 30 by default). */
 const RTMP_FPS = 30;
 
+/** A baseline server: its process, the worker its viewers are on (the other one ingests), its mediasoup version. */
+export interface Baseline {
+  url: string;
+  pid: number;
+  fanoutWorkerPid: number;
+  mediasoup: string;
+  child: Child;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts bench/baseline/server.ts on the project's mediasoup, or with `mediasoupDir` on the
+ * mediasoup installed there (and the worker of its version: WorkerPool.resolveWorkerBin).
+ */
+async function startBaseline(mediasoupDir?: string): Promise<Baseline> {
+  let args: string[];
+  if (mediasoupDir) {
+    const { version } = JSON.parse(readFileSync(join(mediasoupDir, 'package.json'), 'utf8')) as { version: string };
+    const workerBin = WorkerPool.resolveWorkerBin(undefined, version);
+    if (!workerBin) throw new Error(`no mediasoup ${version} worker: build it with scripts/mediasoup-offline/build-worker.sh ${version}`);
+    args = ['--mediasoup', mediasoupDir, '--worker-bin', workerBin];
+  } else {
+    const workerBin = WorkerPool.resolveWorkerBin(process.env.MEDIASOUP_WORKER_BIN);
+    args = workerBin ? ['--worker-bin', workerBin] : [];
+  }
+  const child = startChild(BASELINE_SERVER, args);
+  try {
+    const listening = await child.next('listening', 30_000);
+    return { url: `http://127.0.0.1:${listening.port}`, pid: child.pid, fanoutWorkerPid: Number(listening.fanoutWorkerPid), mediasoup: String(listening.mediasoup), child, stop: () => child.stop() };
+  } catch (error) {
+    await child.stop();
+    throw error;
+  }
+}
+
 export class MediaRig {
   readonly db: TestDatabase;
   readonly origin: RelaycastProcess;
   readonly edge: RelaycastProcess;
-  /** The baseline server: its process, and the worker its viewers are on (the other one ingests). */
-  readonly baseline: { url: string; pid: number; fanoutWorkerPid: number; child: Child };
+  readonly baseline: Baseline;
   readonly publisher: Child;
+  /** The fan-out's peers, when asked for (--mediasoup-baseline, --janus): the baseline on another mediasoup, Janus. */
+  readonly peers: { otherBaseline?: Baseline; janus?: JanusServer };
 
-  private constructor(db: TestDatabase, origin: RelaycastProcess, edge: RelaycastProcess, baseline: MediaRig['baseline'], publisher: Child) {
+  private constructor(db: TestDatabase, origin: RelaycastProcess, edge: RelaycastProcess, baseline: Baseline, publisher: Child, peers: MediaRig['peers']) {
     this.db = db;
     this.origin = origin;
     this.edge = edge;
     this.baseline = baseline;
     this.publisher = publisher;
+    this.peers = peers;
   }
+
+  /** The publisher's targets, in order: the origin, the baseline, the other baseline if there is one. */
+  static readonly TARGET = { origin: 0, baseline: 1, otherBaseline: 2 } as const;
 
   get edgeWhep(): string {
     return `${this.edge.url}/whep/${STREAM}`;
@@ -69,34 +115,45 @@ export class MediaRig {
     try {
       const env = { RELAYCAST_CLUSTER_SECRET: SECRET };
       const common = ['--rtc-listen-ip', '127.0.0.1', '--relay-linger-ms', String(RELAY_LINGER_MS), '--log-level', 'warn', '--post-rate-limit', '0'];
-      // All three at once (Relaycast nodes take turns to migrate the database under a lock).
-      const workerBin = WorkerPool.resolveWorkerBin(process.env.MEDIASOUP_WORKER_BIN);
-      const child = startChild(BASELINE_SERVER, workerBin ? ['--worker-bin', workerBin] : []);
-      cleanup.unshift(() => child.stop());
+      // All at once (Relaycast nodes take turns to migrate the database under a lock).
+      const fanout = options.only.includes('fanout');
       const started = await Promise.allSettled([
         startRelaycast({ roles: ['origin'], databaseUrl: db.url, env, args: ['--node-id', 'bench-origin', ...common] }),
         startRelaycast({ roles: ['edge'], databaseUrl: db.url, env, args: ['--node-id', 'bench-edge', ...common] }),
-        child.next('listening', 30_000),
+        startBaseline(),
+        fanout && options.mediasoupBaseline ? startBaseline(options.mediasoupBaseline) : Promise.resolve(undefined),
       ]);
-      for (const s of started.slice(0, 2)) if (s.status === 'fulfilled') cleanup.unshift(() => (s.value as RelaycastProcess).stop());
+      for (const s of started) if (s.status === 'fulfilled' && s.value) cleanup.unshift(() => (s.value as { stop(): Promise<void> }).stop());
       const failure = started.find((s) => s.status === 'rejected');
       if (failure) throw (failure as PromiseRejectedResult).reason;
-      const [origin, edge] = started.slice(0, 2).map((s) => (s as PromiseFulfilledResult<RelaycastProcess>).value) as [RelaycastProcess, RelaycastProcess];
-      const listening = (started[2] as PromiseFulfilledResult<{ port?: unknown; fanoutWorkerPid?: unknown }>).value;
-      const baseline = { url: `http://127.0.0.1:${listening.port}`, pid: child.pid, fanoutWorkerPid: Number(listening.fanoutWorkerPid), child };
+      const [origin, edge, baseline, otherBaseline] = started.map((s) => (s as PromiseFulfilledResult<unknown>).value) as [RelaycastProcess, RelaycastProcess, Baseline, Baseline | undefined];
+      let janus: JanusServer | undefined;
+      if (fanout && options.janus) {
+        const unavailable = JanusServer.unavailable();
+        if (unavailable) progress.log(`media: Janus left out: ${unavailable}`);
+        else {
+          janus = await JanusServer.start();
+          cleanup.unshift(() => janus!.stop());
+        }
+      }
 
-      progress.note(`media: publishing ${options.kbps} kbit/s to the origin and to the baseline`);
+      const targets = [origin.url, baseline.url, ...(otherBaseline ? [otherBaseline.url] : [])];
+      progress.note(`media: publishing ${options.kbps} kbit/s to the origin and to the baseline${otherBaseline ? 's' : ''}`);
       const token = await signStreamToken(SECRET, { stream: STREAM, action: 'publish', ttlSeconds: 24 * 3600 });
       const publisher = startChild(WRTC_CLIENT, [
         'publish',
-        '--target', `${origin.url}/whip/${STREAM}`, '--token', token,
-        '--target', `${baseline.url}/whip/${STREAM}`, '--token', token,
+        ...targets.flatMap((url) => ['--target', `${url}/whip/${STREAM}`, '--token', token]),
         '--kbps', String(options.kbps),
         '--seconds', String(24 * 3600),
       ]);
       cleanup.unshift(() => publisher.stop());
       await publisher.next('ready', 40_000);
-      const rig = new MediaRig(db, origin, edge, baseline, publisher);
+      if (janus) {
+        // Janus's mountpoint is fed by the baseline's ingest router: the same publisher's stream, as plain RTP.
+        const res = await fetch(`${baseline.url}/forward/${STREAM}`, { method: 'POST', body: JSON.stringify(janus.tracks) });
+        if (!res.ok) throw new Error(`the baseline's forward to Janus: ${res.status} ${await res.text()}`);
+      }
+      const rig = new MediaRig(db, origin, edge, baseline, publisher, { otherBaseline, janus });
       // libwebrtc starts below its cap and ramps up with its congestion controller's estimate:
       // wait (up to 30 s) until both targets get 85 % of the cap.
       const deadline = Date.now() + (options.quick ? 0 : 30_000);
@@ -117,12 +174,12 @@ export class MediaRig {
     return signStreamToken(SECRET, { stream, action: 'publish', ttlSeconds: 24 * 3600 });
   }
 
-  /** The publisher's video counters per target (origin, baseline). */
+  /** The publisher's video counters per target (MediaRig.TARGET). */
   async publisherStats(): Promise<Array<{ bytesSent: number; framesEncoded: number; frameWidth: number | null; at: number }>> {
     return (await this.publisher.ask('stats', 'stats', 30_000)).targets as Array<{ bytesSent: number; framesEncoded: number; frameWidth: number | null; at: number }>;
   }
 
-  /** The publisher's video bitrate to each target (origin, baseline) over `ms`, in kbit/s. */
+  /** The publisher's video bitrate to each target (MediaRig.TARGET) over `ms`, in kbit/s. */
   async publishedKbps(ms: number): Promise<number[]> {
     const a = await this.publisherStats();
     await sleep(ms);
@@ -184,7 +241,9 @@ export class MediaRig {
     this.publisher.send('stop');
     await Promise.race([this.publisher.exited, sleep(5000)]);
     await this.publisher.stop();
-    await this.baseline.child.stop();
+    await this.peers.janus?.stop();
+    await this.peers.otherBaseline?.stop();
+    await this.baseline.stop();
     await this.edge.stop();
     await this.origin.stop();
     await this.db.drop();

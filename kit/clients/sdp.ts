@@ -93,3 +93,46 @@ export function receiveOnlyAnswer(answer: string, offer: string, codec: 'VP8' | 
     for (const f of video.rtcpFb ?? []) if (Number(f.payload) === from) f.payload = to;
   });
 }
+
+/** Payload types an offer may use for a dynamic codec (RFC 3551): where a new one is found. */
+const DYNAMIC_PAYLOAD_TYPES = { first: 96, last: 127 };
+
+/** The video section's `from` payload type renamed `to` (codec name and all; RTX's apt follows). */
+function renamePayload(video: MediaDescription, from: number, to: number, codec: string): void {
+  video.payloads = sdpTransform.parsePayloads(video.payloads ?? '').map((pt) => (pt === from ? to : pt)).join(' ');
+  for (const r of video.rtp) if (r.payload === from) Object.assign(r, { payload: to, codec });
+  for (const f of video.fmtp) {
+    if (f.payload === from) f.payload = to;
+    f.config = f.config.replace(new RegExp(`\\bapt=${from}\\b`), `apt=${to}`);
+  }
+  for (const f of video.rtcpFb ?? []) if (Number(f.payload) === from) f.payload = to;
+}
+
+/**
+ * A receive-only viewer of a server that makes the offer (Janus) rather than answering ours: the
+ * offer this libwebrtc is given has the server's VP8 turned into VP9 on a payload type the offer
+ * does not use, so that the VP8 packets arrive on a payload type it does not expect and are counted,
+ * then dropped, as above. `answer` turns its answer's VP9 back into the server's VP8: what the
+ * server is shown.
+ */
+export function receiveOnlyServerOffer(offer: string): { offer: string; answer(sdp: string): string } {
+  const used = new Set(sdpTransform.parse(offer).media.flatMap((m) => m.rtp.map((r) => r.payload)));
+  let vp8: number | undefined;
+  let unused = DYNAMIC_PAYLOAD_TYPES.first;
+  while (used.has(unused)) unused++;
+  if (unused > DYNAMIC_PAYLOAD_TYPES.last) throw new Error('receive-only: no payload type left for the stand-in VP9');
+  const changed = editVideo(offer, (video) => {
+    vp8 = payloadsOf(video, 'VP8')[0];
+    if (vp8 !== undefined) renamePayload(video, vp8, unused, 'VP9');
+  });
+  if (vp8 === undefined) throw new Error('receive-only: the server offers no VP8');
+  return {
+    offer: changed,
+    answer: (sdp) =>
+      editVideo(sdp, (video) => {
+        // The stand-in's VP9 parameters (profile-id) mean nothing for VP8.
+        video.fmtp = video.fmtp.filter((f) => f.payload !== unused);
+        renamePayload(video, unused, vp8!, 'VP8');
+      }),
+  };
+}

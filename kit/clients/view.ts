@@ -12,11 +12,13 @@
  *
  * Options: --stamp reads each decoded frame's capture stamp (stamp.ts) and records its delay;
  * --receive-only viewers never decode (sdp.ts), so that one process can hold many; --video-only
- * viewers have no audio section.
+ * viewers have no audio section; --janus <mountpoint>: the URL is a Janus's HTTP API and each
+ * viewer watches that streaming mountpoint (janus.ts; receive-only, audio and video).
  */
 import { max, median, sleep } from '../stats.ts';
 import { commands, emit } from './lines.ts';
 import { waitConnected } from './negotiate.ts';
+import { openJanusViewer } from './janus.ts';
 import { inbound } from './report.ts';
 import { delaySince, PLAUSIBLE_DELAY_MS, readStamp, wallMs } from './stamp.ts';
 import { openViewer, type Viewer } from './viewer.ts';
@@ -37,6 +39,8 @@ export interface ViewOptions {
   stamp: boolean;
   receiveOnly: boolean;
   videoOnly: boolean;
+  /** A Janus streaming mountpoint's id: `url` is then that Janus's HTTP API. */
+  janus?: number;
 }
 
 export async function view(options: ViewOptions): Promise<void> {
@@ -57,10 +61,14 @@ export async function view(options: ViewOptions): Promise<void> {
 
   /** One viewer that joined: answered 201 and connected, or it leaves again and the join throws. */
   async function connect(): Promise<Viewer> {
-    const viewer = await openViewer(options.url, { token: options.token, videoOnly: options.videoOnly, receiveOnly: options.receiveOnly, onFrame: options.stamp ? onFrame : undefined });
+    const viewer =
+      options.janus === undefined
+        ? await openViewer(options.url, { token: options.token, videoOnly: options.videoOnly, receiveOnly: options.receiveOnly, onFrame: options.stamp ? onFrame : undefined })
+        : await openJanusViewer(options.url, options.janus);
     try {
       const { status, body } = viewer.answer;
-      if (status !== 201) throw new Error(`${options.url} answered ${status}: ${body.slice(0, 300)}`);
+      // WHEP takes a viewer with 201 Created; Janus answers its `start` with 200.
+      if (status !== (options.janus === undefined ? 201 : 200)) throw new Error(`${options.url} answered ${status}: ${body.slice(0, 300)}`);
       await waitConnected(viewer.pc);
     } catch (error) {
       // It stops at once; its session, if the edge made one, is not left to time out there.

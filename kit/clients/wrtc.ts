@@ -9,6 +9,7 @@
  *           [--height 180] [--fps 30] [--seconds 600]                                  (publish.ts)
  *   play --url <whep url> [--viewers 1] [--seconds 5] [--token t] [--phases] [--h264]  (play.ts)
  *   view --url <whep url> [--token t] [--stamp] [--receive-only] [--video-only]      (view.ts)
+ *   view --url <Janus HTTP API url> --janus <mountpoint id>                  (view.ts, janus.ts)
  *
  * `publish` sends one synthetic source (source.ts: a moving gradient with noise, each frame
  * stamped with its capture time) to every target. `play` is the tests' viewer: a few viewers that
@@ -23,7 +24,7 @@ import { play } from './play.ts';
 import { publish } from './publish.ts';
 import { view } from './view.ts';
 
-const USAGE = 'usage: wrtc.ts publish --target <url> --token <t> … | play --url <url> [--viewers n] [--seconds s] [--phases] [--h264] | view --url <url> [--stamp]';
+const USAGE = 'usage: wrtc.ts publish --target <url> --token <t> … | play --url <url> [--viewers n] [--seconds s] [--phases] [--h264] | view --url <url> [--stamp] [--janus <mountpoint id>]';
 
 const [mode, ...rest] = process.argv.slice(2);
 try {
@@ -44,6 +45,7 @@ try {
       'video-only': { type: 'boolean', default: false },
       phases: { type: 'boolean', default: false },
       h264: { type: 'boolean', default: false },
+      janus: { type: 'string' },
     },
   });
   if ((mode === 'play' || mode === 'view') && !values.url) throw new Error(USAGE);
@@ -61,7 +63,9 @@ try {
   } else if (mode === 'play') {
     await play({ url: values.url!, viewers: Number(values.viewers), seconds: Number(values.seconds ?? 5), token: values.token[0], phases: values.phases, h264: values.h264 });
   } else if (mode === 'view') {
-    await view({ url: values.url!, token: values.token[0], stamp: values.stamp, receiveOnly: values['receive-only'], videoOnly: values['video-only'] });
+    const janus = values.janus === undefined ? undefined : Number(values.janus);
+    if (janus !== undefined && (!Number.isInteger(janus) || values.stamp || values['video-only'])) throw new Error('view --janus <mountpoint id>: an integer id; its viewers are receive-only, audio and video');
+    await view({ url: values.url!, token: values.token[0], stamp: values.stamp, receiveOnly: values['receive-only'] || janus !== undefined, videoOnly: values['video-only'], janus });
   } else {
     throw new Error(USAGE);
   }
