@@ -12,11 +12,12 @@
  *
  * Options: --stamp reads each decoded frame's capture stamp (stamp.ts) and records its delay;
  * --receive-only viewers never decode (sdp.ts), so that one process can hold many; --video-only
- * viewers have no audio section.
+ * viewers have no audio section; --counter-offer viewers take the edge's WHEP counter-offer
+ * (negotiate.ts), so that it estimates their links.
  */
 import { max, median, sleep } from '../stats.ts';
 import { commands, emit } from './lines.ts';
-import { waitConnected } from './negotiate.ts';
+import { accepted, waitConnected } from './negotiate.ts';
 import { inbound } from './report.ts';
 import { delaySince, PLAUSIBLE_DELAY_MS, readStamp, wallMs } from './stamp.ts';
 import { openViewer, type Viewer } from './viewer.ts';
@@ -37,6 +38,8 @@ export interface ViewOptions {
   stamp: boolean;
   receiveOnly: boolean;
   videoOnly: boolean;
+  /** Viewers take the edge's WHEP counter-offer (viewer.ts ViewerOptions.counterOffer). */
+  counterOffer?: boolean;
 }
 
 export async function view(options: ViewOptions): Promise<void> {
@@ -57,10 +60,17 @@ export async function view(options: ViewOptions): Promise<void> {
 
   /** One viewer that joined: answered 201 and connected, or it leaves again and the join throws. */
   async function connect(): Promise<Viewer> {
-    const viewer = await openViewer(options.url, { token: options.token, videoOnly: options.videoOnly, receiveOnly: options.receiveOnly, onFrame: options.stamp ? onFrame : undefined });
+    const viewer = await openViewer(options.url, {
+      token: options.token,
+      videoOnly: options.videoOnly,
+      receiveOnly: options.receiveOnly,
+      counterOffer: options.counterOffer,
+      onFrame: options.stamp ? onFrame : undefined,
+    });
     try {
-      const { status, body } = viewer.answer;
-      if (status !== 201) throw new Error(`${options.url} answered ${status}: ${body.slice(0, 300)}`);
+      const { status, body, counterOffer } = viewer.answer;
+      if (counterOffer && !accepted(viewer.answer)) throw new Error(`${options.url} counter-offered (${status}), and its session answered our answer ${counterOffer.status}: ${counterOffer.body.slice(0, 300)}`);
+      if (!accepted(viewer.answer)) throw new Error(`${options.url} answered ${status}: ${body.slice(0, 300)}`);
       await waitConnected(viewer.pc);
     } catch (error) {
       // It stops at once; its session, if the edge made one, is not left to time out there.
