@@ -143,8 +143,11 @@ export async function waitConnected(pc: any, timeoutMs = CONNECT_TIMEOUT_MS): Pr
  * `ended` when it fails or closes, each with `ms` since the client started.
  */
 export function reportConnection(pc: any, data: Record<string, unknown> = {}, options: { connected?: boolean } = {}): void {
-  pc.onconnectionstatechange = () => {
+  const report = () => {
     if (pc.connectionState === 'connected' && options.connected !== false) emit('connected', { ...data, ms: elapsed() });
     if (pc.connectionState === 'failed' || pc.connectionState === 'closed') emit('ended', { ...data, state: pc.connectionState, ms: elapsed() });
   };
+  pc.onconnectionstatechange = report;
+  // A counter-offer's PeerConnection can connect before its PATCH is answered, and so before this.
+  if (pc.connectionState === 'connected') report();
 }
