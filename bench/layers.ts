@@ -9,8 +9,9 @@
  *   switch    time until that viewer decodes the lowest layer after its link drops to 250 kbit/s,
  *             and the top layer again after the link recovers; each run and the median
  *             (bench/layers/switches.ts)
- *   cpu       edge CPU per viewer of the simulcast stream and of a single-layer one, side by side,
- *             libwebrtc viewers on the host, and the ratio (bench/layers/cpu.ts)
+ *   cpu       edge CPU per viewer of the simulcast stream, its layers by estimate (counter-offer)
+ *             and by loss, and of a single-layer one, side by side, libwebrtc viewers on the host,
+ *             the ratios, and the estimate's trace events per viewer (bench/layers/cpu.ts)
  *   paths     the layer chosen by estimate (the viewer takes the edge's counter-offer) against by
  *             loss, alternating, on a link cut from 2,000 to 400 kbit/s and back: time below the
  *             top layer, seconds frozen, packets lost, time back on top (bench/layers/paths.ts)
@@ -25,7 +26,7 @@ import { writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadavg } from '../kit/cpu.ts';
-import { cpuPerViewer } from './layers/cpu.ts';
+import { cpuPerViewer, DEFAULT_KINDS, KINDS, type Kind } from './layers/cpu.ts';
 import { pathComparison } from './layers/paths.ts';
 import { PROFILES, profiles } from './layers/profiles.ts';
 import { LayersRig } from './layers/rig.ts';
@@ -45,7 +46,9 @@ const USAGE = `npm run bench:layers [-- options]
   --runs N           switch-time runs, and runs of each path in the paths part (default 3)
   --viewers N        libwebrtc viewers added on each stream for the CPU figures (default 20)
   --cpu-seconds S    each CPU window (default 20)
-  --cpu-rounds N     rounds of the CPU comparison, streams in alternating order (default 2)
+  --cpu-rounds N     rounds of the CPU comparison, kinds in rotating order (default 2)
+  --cpu-kinds LIST   viewers measured, comma-separated: ${Object.keys(KINDS).join(',')}
+                     (default ${DEFAULT_KINDS.join(',')}; single is the reference)
   --out FILE         write every value there (JSON)
 `;
 
@@ -57,6 +60,7 @@ interface Options {
   viewers: number;
   cpuSeconds: number;
   cpuRounds: number;
+  cpuKinds: Kind[];
   out: string | undefined;
 }
 
@@ -71,6 +75,7 @@ function parseOptions(argv: string[]): Options | undefined {
       viewers: { type: 'string' },
       'cpu-seconds': { type: 'string' },
       'cpu-rounds': { type: 'string' },
+      'cpu-kinds': { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -78,6 +83,9 @@ function parseOptions(argv: string[]): Options | undefined {
   if (values.help) return undefined;
   const only = (values.only ?? PARTS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
   for (const part of only) if (!PARTS.includes(part as Part)) throw new Error(`--only: unknown part "${part}" (parts: ${PARTS.join(', ')})`);
+  const cpuKinds: string[] = values['cpu-kinds'] === undefined ? DEFAULT_KINDS : values['cpu-kinds'].split(',').map((s) => s.trim()).filter(Boolean);
+  for (const kind of cpuKinds) if (!(kind in KINDS)) throw new Error(`--cpu-kinds: unknown kind "${kind}" (kinds: ${Object.keys(KINDS).join(', ')})`);
+  if (!cpuKinds.includes('single')) throw new Error('--cpu-kinds: single, the reference, is needed');
   return {
     only: PARTS.filter((p) => only.includes(p)),
     seconds: integerOption('seconds', values.seconds, 30),
@@ -86,6 +94,7 @@ function parseOptions(argv: string[]): Options | undefined {
     viewers: integerOption('viewers', values.viewers, 20),
     cpuSeconds: integerOption('cpu-seconds', values['cpu-seconds'], 20),
     cpuRounds: integerOption('cpu-rounds', values['cpu-rounds'], 2),
+    cpuKinds: [...new Set(cpuKinds as Kind[])],
     out: values.out,
   };
 }
@@ -97,7 +106,7 @@ async function main(options: Options): Promise<number> {
   const steps =
     (options.only.includes('profiles') ? PROFILES.length : 0) +
     (options.only.includes('switch') ? options.runs : 0) +
-    (options.only.includes('cpu') ? 2 * options.cpuRounds : 0) +
+    (options.only.includes('cpu') ? options.cpuKinds.length * options.cpuRounds : 0) +
     (options.only.includes('paths') ? 2 * options.runs : 0);
   const progress = new Progress(steps + 1);
   progress.print(
@@ -127,7 +136,7 @@ async function main(options: Options): Promise<number> {
     };
     await run('profiles', () => profiles(rig, options, progress));
     await run('switch', () => switchTimes(rig, options, progress));
-    await run('cpu', () => cpuPerViewer(rig, { viewers: options.viewers, seconds: options.cpuSeconds, rounds: options.cpuRounds }, progress));
+    await run('cpu', () => cpuPerViewer(rig, { viewers: options.viewers, seconds: options.cpuSeconds, rounds: options.cpuRounds, kinds: options.cpuKinds }, progress));
     await run('paths', () => pathComparison(rig, options, progress));
   } finally {
     progress.note('layers: stopping');

@@ -201,6 +201,11 @@ export class Metrics {
     labelNames: ['direction', 'mode', 'control'] as const,
     registers: [this.registry],
   });
+  readonly bweTraces = new Counter({
+    name: 'relaycast_bwe_traces_total',
+    help: 'mediasoup bandwidth-estimation trace events (transport "bwe" trace) received for estimated simulcast viewers, whose layers move on them (edge/LayerSelector.ts)',
+    registers: [this.registry],
+  });
   readonly viewerDownlink = new Histogram({
     name: 'relaycast_viewer_downlink_bps',
     help: 'Simulcast viewers\' downlinks, sampled each heartbeat: the bandwidth estimate where mediasoup has one, else the bitrate last delivered without loss',

@@ -383,6 +383,13 @@ export class Edge implements Role {
     });
     this.#viewers.set(session.id, viewer);
     const layerOf = (l: { spatialLayer: number } | undefined) => (l ? String(l.spatialLayer) : 'none');
+    // The estimate's trace events that move an estimated viewer's layers, counted: their rate is
+    // part of what such a viewer costs.
+    if (layers?.estimated) {
+      session.transport.on('trace', (trace) => {
+        if (trace.type === 'bwe') metrics.bweTraces.inc();
+      });
+    }
     if (layers) {
       metrics.viewerLayers.inc({ layer: layerOf(layers.layers) });
       layers.on('change', (now, before) => {

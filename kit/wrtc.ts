@@ -61,12 +61,14 @@ export function publishClient(url: string, token: string, seconds: number): Clie
  * decoded a second of video, within a bound). Lines: `answer`, `connected`, `first-frame` per
  * viewer, then `stats` ({viewers: [{frames, width, audioPackets, firstFrameMs, …}]}). With
  * `phases`, a `phases` line per viewer: its steps to the first frame (clients/phases.ts). With
- * `h264`, receive-only viewers offering H.264 (they decode nothing: no `first-frame`).
+ * `h264`, receive-only viewers offering H.264 (they decode nothing: no `first-frame`). With
+ * `counterOffer`, viewers that take the edge's WHEP counter-offer (clients/negotiate.ts).
  */
-export function playClient(url: string, options: { seconds: number; viewers?: number; token?: string; phases?: boolean; h264?: boolean }): ClientRun {
+export function playClient(url: string, options: { seconds: number; viewers?: number; token?: string; phases?: boolean; h264?: boolean; counterOffer?: boolean }): ClientRun {
   const args = ['play', '--url', url, '--viewers', String(options.viewers ?? 1), '--seconds', String(options.seconds)];
   if (options.token) args.push('--token', options.token);
   if (options.phases) args.push('--phases');
   if (options.h264) args.push('--h264');
+  if (options.counterOffer) args.push('--counter-offer');
   return runClient(args, options.seconds);
 }

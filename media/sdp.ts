@@ -457,7 +457,7 @@ export function buildAnswer(offer: Offer, local: LocalTransport, accepted: Map<s
  * it drops the probes unreported and the estimate can only climb as fast as the media grows
  * (mediasoup-client announces the same "probator" stream).
  */
-const PROBE_MID = 'probator';
+export const PROBE_MID = 'probator';
 const PROBE_SSRC = 1234;
 const PROBE_PAYLOAD_TYPE = 127;
 

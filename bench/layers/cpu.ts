@@ -10,14 +10,20 @@ import type { Table } from '../lib/report.ts';
 import { SIMULCAST_STREAM, type LayersRig } from './rig.ts';
 
 /**
- * Part 3: the edge's CPU per viewer of a simulcast stream against a single-layer one, in one run.
- * Two Chromium pages publish: the three-layer stream, and the same camera as its top layer alone.
- * Libwebrtc viewers (kit/clients/wrtc.ts view, receive-only: they receive and report but do not
- * decode) join one stream at a time on the host: one viewer, a window, then `viewers` more, a
- * second window. The edge's process and worker CPU (/proc) between the two windows, over the
- * viewers added, is the CPU a viewer costs; the first viewer holds the relay, so the relay's own
- * cost and the edge's idle work fall out. A simulcast viewer's share includes the edge's
- * once-a-second getStats request for it (edge/LayerSelector.ts).
+ * Part 3: the edge's CPU per viewer of a simulcast stream, its layers chosen by estimate and by
+ * loss, against a single-layer stream, in one run. Two Chromium pages publish: the three-layer
+ * stream, and the same camera as its top layer alone. Libwebrtc viewers (kit/clients/wrtc.ts view,
+ * receive-only: they receive and report but do not decode) join one kind at a time on the host:
+ * one viewer, a window, then `viewers` more, a second window. The edge's process and worker CPU
+ * (/proc) between the two windows, over the viewers added, is the CPU a viewer costs; the first
+ * viewer holds the relay, so the relay's own cost and the edge's idle work fall out.
+ *
+ * The kinds (KINDS): simulcast viewers that take the edge's counter-offer (transport-cc: mediasoup
+ * estimates their links, and their layers follow the transport's `bwe` trace events, no polling),
+ * simulcast viewers with ordinary offers (loss-driven: the edge reads each one's stats once a
+ * second), single-layer viewers with ordinary offers; and on request single-layer viewers that take
+ * the counter-offer (mediasoup's estimation without layers to choose: what the estimate itself
+ * costs a transport). edge/LayerSelector.ts says what each simulcast kind costs the edge.
  */
 
 export const SINGLE_STREAM = 'single';
@@ -36,16 +42,39 @@ const RAMP_MS = 30_000;
 const SETTLE_MS = 5000;
 /** WHEP joins at a time, as bench/sections/fanout.ts adds its viewers. */
 const JOIN_CONCURRENCY = 8;
+/**
+ * How long simulcast viewers may take to reach the top layer before a window (a wait, not a
+ * figure): the windows compare viewers receiving the same layer. Loss-driven viewers start on it;
+ * estimated ones start below it when mediasoup's estimate falls after the first key frames (seen
+ * on this 2-core machine under load: 1,000 → 230–400 kbit/s within 2 s), and climb back by some
+ * 10–20 kbit/s a second, then EstimatePolicy holds the higher layer back for 5 s.
+ */
+const TOP_LAYER_WAIT_MS = 60_000;
 
-type Kind = 'simulcast' | 'single';
+/** What is measured, one kind at a time: which stream the viewers watch, and whether they take the counter-offer. */
+export const KINDS = {
+  estimate: { stream: 'simulcast', counterOffer: true, label: 'simulcast, by estimate (counter-offer)' },
+  loss: { stream: 'simulcast', counterOffer: false, label: 'simulcast, by loss (ordinary offer)' },
+  single: { stream: 'single', counterOffer: false, label: 'single layer (ordinary offer)' },
+  'single-estimate': { stream: 'single', counterOffer: true, label: 'single layer, estimated (counter-offer)' },
+} as const;
+export type Kind = keyof typeof KINDS;
+/** The kinds measured unless told otherwise (bench/layers.ts --cpu-kinds). */
+export const DEFAULT_KINDS: Kind[] = ['estimate', 'loss', 'single'];
+/** What the others are set against. */
+const REFERENCE: Kind = 'single';
 
 interface Window {
   /** Cores the edge process and its worker used (1 = one core busy). */
   cores: number;
+  /** Of them, the edge's Node process alone (the rest is its mediasoup worker). */
+  nodeCores: number;
   viewers: number;
   /** Viewers that received packets during the window. */
   receiving: number;
   kbpsPerViewer: number;
+  /** The edge's bwe trace events (relaycast_bwe_traces_total) per viewer per second in the window. */
+  tracesPerViewerSecond: number;
   load: string;
 }
 
@@ -56,12 +85,23 @@ export interface CpuRun {
   loaded: Window;
   /** CPU-seconds per viewer per second (cores per viewer added). */
   perViewer: number;
+  /** The same, of the edge's Node process alone. */
+  nodePerViewer: number;
   /** Simulcast viewers on the top layer at the end of the loaded window (relaycast_viewer_layers). */
   onTopLayer?: number;
+  /** How long the viewers added took to be all on the top layer before the loaded window, ms (null: not within TOP_LAYER_WAIT_MS). */
+  topLayerMs?: number | null;
   failedJoins: number;
 }
 
-export async function cpuPerViewer(rig: LayersRig, options: { viewers: number; seconds: number; rounds: number }, progress: Progress): Promise<{ table: Table; runs: CpuRun[]; ratio: number }> {
+export interface CpuOptions {
+  viewers: number;
+  seconds: number;
+  rounds: number;
+  kinds: Kind[];
+}
+
+export async function cpuPerViewer(rig: LayersRig, options: CpuOptions, progress: Progress): Promise<{ table: Table; runs: CpuRun[]; ratios: Partial<Record<Kind, number>> }> {
   progress.note('cpu: Chromium publishing the single-layer stream');
   const page = await rig.publisherBrowser.page(rig.origin.url);
   const token = await rig.publishToken(SINGLE_STREAM);
@@ -74,13 +114,18 @@ export async function cpuPerViewer(rig: LayersRig, options: { viewers: number; s
     if (single < top * RAMP_SHARE) progress.log(`cpu: the single-layer publisher sends ${Math.round(single)} kbit/s after ${RAMP_MS / 1000} s, the top layer ${Math.round(top)}`);
 
     for (let round = 1; round <= options.rounds; round++) {
-      // Alternate which stream goes first, so that neither always meets the machine in the same state.
-      const order: Kind[] = round % 2 === 1 ? ['simulcast', 'single'] : ['single', 'simulcast'];
+      // Each round starts with the next kind, so that none always meets the machine in the same state.
+      const shift = (round - 1) % options.kinds.length;
+      const order = [...options.kinds.slice(shift), ...options.kinds.slice(0, shift)];
       for (const kind of order) {
         progress.note(`cpu: round ${round} of ${options.rounds}, ${kind}: 1 + ${options.viewers} viewers`);
         const run = await measure(rig, kind, round, options);
         runs.push(run);
-        progress.log(`cpu: round ${round}, ${kind}: edge ${fmt(run.base.cores * 100)} % → ${fmt(run.loaded.cores * 100)} % of a core, ${fmt(run.perViewer * 100, 2)} % per viewer, ${fmt(run.loaded.kbpsPerViewer, 0)} kbit/s each`);
+        progress.log(
+          `cpu: round ${round}, ${kind}: edge ${fmt(run.base.cores * 100)} % → ${fmt(run.loaded.cores * 100)} % of a core, ${fmt(run.perViewer * 100, 3)} % per viewer ` +
+            `(Node ${fmt(run.nodePerViewer * 100, 3)} %), ${fmt(run.loaded.kbpsPerViewer, 0)} kbit/s each, ${fmt(run.loaded.tracesPerViewerSecond, 2)} bwe traces per viewer per s` +
+            (run.topLayerMs === undefined ? '' : `, all on the top layer ${run.topLayerMs === null ? 'not within the wait' : `after ${fmt(run.topLayerMs / 1000)} s`}`),
+        );
         progress.step();
       }
     }
@@ -88,10 +133,11 @@ export async function cpuPerViewer(rig: LayersRig, options: { viewers: number; s
     await stopPublishing(page, token).catch(() => undefined);
     await page.close().catch(() => undefined);
   }
-  const perViewer = (kind: Kind) => median(runs.filter((r) => r.kind === kind).map((r) => r.perViewer));
-  const ratio = perViewer('simulcast') / perViewer('single');
-  return { table: cpuTable(runs, options, ratio), runs, ratio };
+  const ratios = Object.fromEntries(options.kinds.filter((k) => k !== REFERENCE).map((kind) => [kind, perViewer(runs, kind) / perViewer(runs, REFERENCE)]));
+  return { table: cpuTable(runs, options, ratios), runs, ratios };
 }
+
+const perViewer = (runs: CpuRun[], kind: Kind) => median(runs.filter((r) => r.kind === kind).map((r) => r.perViewer));
 
 /** Video bytes the page's publisher has sent so far: of the layer `rid`, or of all its video. */
 async function videoBytesSent(page: Page, rid?: string): Promise<number> {
@@ -122,25 +168,52 @@ async function rampUp(single: Page, simulcast: Page): Promise<{ single: number; 
 }
 
 async function measure(rig: LayersRig, kind: Kind, round: number, options: { viewers: number; seconds: number }): Promise<CpuRun> {
-  const stream = kind === 'simulcast' ? SIMULCAST_STREAM : SINGLE_STREAM;
-  const generator = startChild(WRTC_CLIENT, ['view', '--url', rig.whep(stream), '--receive-only']);
+  const { stream: streamKind, counterOffer } = KINDS[kind];
+  const stream = streamKind === 'simulcast' ? SIMULCAST_STREAM : SINGLE_STREAM;
+  const generator = startChild(WRTC_CLIENT, ['view', '--url', rig.whep(stream), '--receive-only', ...(counterOffer ? ['--counter-offer'] : [])]);
   try {
     await generator.next('ready', 30_000);
+    const tracesBefore = await bweTraces(rig);
     const first = await generator.ask(`add 1 1`, 'added', 120_000);
     if (Number(first.playing) !== 1) throw new Error(`the first viewer of ${stream} receives nothing: ${JSON.stringify(first)}`);
-    await sleep(SETTLE_MS);
+    let topLayerMs: number | null | undefined;
+    const settle = async (viewers: number) => {
+      if (streamKind === 'simulcast') topLayerMs = await reachTopLayer(rig, viewers);
+      await sleep(SETTLE_MS);
+    };
+    await settle(1);
     const base = await cpuWindow(rig, generator, options.seconds);
     const added = await generator.ask(`add ${options.viewers} ${JOIN_CONCURRENCY}`, 'added', 180_000);
-    await sleep(SETTLE_MS);
+    await settle(Number(added.total));
     const loaded = await cpuWindow(rig, generator, options.seconds);
-    const onTopLayer = kind === 'simulcast' ? await metric(rig.edge.url, 'relaycast_viewer_layers', { layer: '2' }) : undefined;
+    // Estimated simulcast viewers, and they alone, get the estimate's trace events: at least as
+    // their estimates start (mediasoup sends one only when the estimate or its state changes, so
+    // a window on a quiet machine may see none).
+    const estimated = counterOffer && streamKind === 'simulcast';
+    const traced = (await bweTraces(rig)) - tracesBefore;
+    if (estimated !== traced > 0) throw new Error(`${kind}: ${traced} bwe trace events since the viewers joined: the edge ${estimated ? 'does not estimate' : 'estimates'} these viewers' links`);
+    const onTopLayer = streamKind === 'simulcast' ? await metric(rig.edge.url, 'relaycast_viewer_layers', { layer: '2' }) : undefined;
     const more = loaded.viewers - base.viewers;
-    return { kind, round, base, loaded, perViewer: more > 0 ? (loaded.cores - base.cores) / more : NaN, onTopLayer, failedJoins: Number(added.failed ?? 0) };
+    const per = (cores: (w: Window) => number) => (more > 0 ? (cores(loaded) - cores(base)) / more : NaN);
+    return { kind, round, base, loaded, perViewer: per((w) => w.cores), nodePerViewer: per((w) => w.nodeCores), onTopLayer, topLayerMs, failedJoins: Number(added.failed ?? 0) };
   } finally {
     await stopGenerator(generator);
     // The stream's relay goes RELAY_LINGER_MS after its last viewer: the next measurement starts without it.
     await waitFor('the relay to close', async () => (await metric(rig.edge.url, 'relaycast_relays', { direction: 'in' })) === 0, 15_000, 100).catch(() => undefined);
   }
+}
+
+/**
+ * Waits (at most TOP_LAYER_WAIT_MS) until `viewers` simulcast viewers receive the top layer
+ * (relaycast_viewer_layers); returns how long that took in ms (null: they did not within the wait).
+ */
+async function reachTopLayer(rig: LayersRig, viewers: number): Promise<number | null> {
+  const started = performance.now();
+  const top = async () => (await metric(rig.edge.url, 'relaycast_viewer_layers', { layer: '2' })) ?? 0;
+  return waitFor(`${viewers} viewers on the top layer`, async () => (await top()) >= viewers, TOP_LAYER_WAIT_MS, 500).then(
+    () => Math.round(performance.now() - started),
+    () => null,
+  );
 }
 
 async function stopGenerator(generator: Child): Promise<void> {
@@ -153,14 +226,24 @@ interface Snapshot extends Line {
   viewers: Array<{ bytesReceived: number; packetsReceived: number }>;
 }
 
+/** The bwe trace events the edge has had so far (relaycast_bwe_traces_total). */
+async function bweTraces(rig: LayersRig): Promise<number> {
+  return (await metric(rig.edge.url, 'relaycast_bwe_traces_total')) ?? 0;
+}
+
 /** The edge's CPU (its process and its mediasoup worker) over `seconds`, and what the viewers received meanwhile. */
 async function cpuWindow(rig: LayersRig, generator: Child, seconds: number): Promise<Window> {
   const edgePid = rig.edge.child.pid!;
   const cpu = new CpuWindow(() => processTree([edgePid]));
+  const node = new CpuWindow(() => [edgePid], { children: false });
   const a = (await generator.ask('snapshot a', 'snapshot', 60_000)) as Snapshot;
+  const tracesBefore = await bweTraces(rig);
   cpu.start();
+  node.start();
   await sleep(seconds * 1000);
   const cores = cpu.read();
+  const nodeCores = node.read();
+  const traced = (await bweTraces(rig)) - tracesBefore;
   const b = (await generator.ask('snapshot b', 'snapshot', 60_000)) as Snapshot;
   let bytes = 0;
   let receiving = 0;
@@ -170,42 +253,72 @@ async function cpuWindow(rig: LayersRig, generator: Child, seconds: number): Pro
     if (v.packetsReceived > before.packetsReceived) receiving++;
   });
   const windowSeconds = Math.max(0.001, (b.at - a.at) / 1000);
-  return { cores, viewers: b.viewers.length, receiving, kbpsPerViewer: (bytes * 8) / 1000 / windowSeconds / Math.max(1, b.viewers.length), load: loadavg() };
+  const viewers = Math.max(1, b.viewers.length);
+  return {
+    cores,
+    nodeCores,
+    viewers: b.viewers.length,
+    receiving,
+    kbpsPerViewer: (bytes * 8) / 1000 / windowSeconds / viewers,
+    tracesPerViewerSecond: traced / seconds / viewers,
+    load: loadavg(),
+  };
 }
 
-function cpuTable(runs: CpuRun[], options: { viewers: number; seconds: number; rounds: number }, ratio: number): Table {
+function cpuTable(runs: CpuRun[], options: CpuOptions, ratios: Partial<Record<Kind, number>>): Table {
   const row = (kind: Kind) => {
     const mine = runs.filter((r) => r.kind === kind);
     const pct = (f: (r: CpuRun) => number, digits = 1) => spread(mine.map((r) => f(r) * 100), digits);
     return [
-      kind === 'simulcast' ? 'simulcast (3 layers)' : 'single layer',
+      KINDS[kind].label,
       String(options.viewers + 1),
       pct((r) => r.base.cores),
       pct((r) => r.loaded.cores),
       spread(mine.map((r) => r.perViewer), 4),
-      pct((r) => r.perViewer, 2),
+      pct((r) => r.perViewer, 3),
+      pct((r) => r.nodePerViewer, 3),
       spread(mine.map((r) => r.loaded.kbpsPerViewer), 0),
-      kind === 'simulcast' ? spread(mine.map((r) => r.onTopLayer ?? NaN), 0) : '',
+      KINDS[kind].stream === 'simulcast' ? spread(mine.map((r) => r.onTopLayer ?? NaN), 0) : '',
       spread(mine.map((r) => r.loaded.receiving), 0),
+      spread(mine.map((r) => r.loaded.tracesPerViewerSecond), 2),
     ];
   };
-  const ratios = [...new Set(runs.map((r) => r.round))].map((round) => {
-    const of = (kind: Kind) => runs.find((r) => r.round === round && r.kind === kind)?.perViewer ?? NaN;
-    return fmt(of('simulcast') / of('single'), 2);
-  });
-  // The same per kbit/s delivered: what is left when the two streams' bitrates differ a little.
+  const against = options.kinds.filter((k) => k !== REFERENCE);
+  const perRound = (kind: Kind) =>
+    [...new Set(runs.map((r) => r.round))].map((round) => {
+      const of = (k: Kind) => runs.find((r) => r.round === round && r.kind === k)?.perViewer ?? NaN;
+      return fmt(of(kind) / of(REFERENCE), 2);
+    });
+  // The same per kbit/s delivered: what is left when the streams' bitrates differ a little.
   const perKbit = (kind: Kind) => median(runs.filter((r) => r.kind === kind).map((r) => r.perViewer / r.loaded.kbpsPerViewer));
   const failed = runs.reduce((sum, r) => sum + r.failedJoins, 0);
+  const loads = [...new Set(runs.flatMap((r) => [r.base.load, r.loaded.load]))];
   return {
-    title: `Edge CPU per viewer, simulcast vs single layer (${options.viewers} libwebrtc viewers added to one; ratio simulcast / single ${fmt(ratio, 2)}×)`,
-    head: ['stream', 'viewers', 'edge CPU, 1 viewer (%)', 'edge CPU, all (%)', 'CPU-s per viewer per s', '% of a core per viewer', 'kbit/s per viewer', 'on the top layer', 'receiving'],
-    rows: [row('simulcast'), row('single')],
+    title:
+      `Edge CPU per viewer by kind (${options.viewers} libwebrtc viewers added to one); against ${REFERENCE}: ` +
+      against.map((k) => `${k} ${fmt(ratios[k] ?? NaN, 2)}×`).join(', '),
+    head: [
+      'viewers of',
+      'viewers',
+      'edge CPU, 1 viewer (%)',
+      'edge CPU, all (%)',
+      'CPU-s per viewer per s',
+      '% of a core per viewer',
+      'of which Node (%)',
+      'kbit/s per viewer',
+      'on the top layer',
+      'receiving',
+      'bwe traces per viewer per s',
+    ],
+    rows: options.kinds.map(row),
     how: [
-      `medians of ${options.rounds} round(s) (range in brackets), streams in alternating order; ${options.seconds} s windows, ${SETTLE_MS / 1000} s after the viewers joined`,
-      'edge CPU: user + system time of the edge process and its mediasoup worker (/proc), in % of one core; per viewer: (all − 1 viewer) / viewers added',
+      `medians of ${options.rounds} round(s) (range in brackets), kinds in rotating order; ${options.seconds} s windows, ${SETTLE_MS / 1000} s after the viewers joined (simulcast: after they all reached the top layer, within ${TOP_LAYER_WAIT_MS / 1000} s)`,
+      'edge CPU: user + system time of the edge process and its mediasoup worker (/proc), in % of one core; per viewer: (all − 1 viewer) / viewers added; "of which Node": the edge process alone, the rest is its worker',
       'publishers: Chromium\'s fake camera at 960x540, as three VP8 layers (135/270/540 lines at ≤150/500/1,200 kbit/s) and as its top layer alone (one VP8 layer, no simulcast), both all the time',
-      'viewers: receive-only libwebrtc (they receive and send receiver reports, never decode) in one process on this host; simulcast viewers include the edge\'s getStats request for each once a second',
-      `ratio per round: ${ratios.join(', ')}; per kbit/s delivered: ${fmt(perKbit('simulcast') / perKbit('single'), 2)}×; load average at the windows: ${[...new Set(runs.flatMap((r) => [r.base.load, r.loaded.load]))].slice(0, 6).join(' | ')}` +
+      'viewers: receive-only libwebrtc (they receive and send receiver reports, never decode) in one process on this host; by estimate: they take the counter-offer (transport-cc feedback, the probe stream), and their layers follow the bwe trace; by loss: the edge reads each one\'s stats once a second',
+      'bwe traces: relaycast_bwe_traces_total over the loaded window, per viewer per second',
+      `ratio per round against ${REFERENCE}: ${against.map((k) => `${k} ${perRound(k).join(', ')}`).join('; ')}; per kbit/s delivered: ` +
+        `${against.map((k) => `${k} ${fmt(perKbit(k) / perKbit(REFERENCE), 2)}×`).join(', ')}; load average at the windows: ${loads.slice(0, 8).join(' | ')}` +
         (failed ? `; ${failed} join(s) failed` : ''),
     ],
   };

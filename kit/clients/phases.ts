@@ -19,7 +19,8 @@
  * at the frame.
  */
 import { max, median, sleep } from '../stats.ts';
-import type { Answer } from './negotiate.ts';
+import { accepted, type Answer } from './negotiate.ts';
+import { isMediaInbound } from './report.ts';
 
 /**
  * How often getStats() is polled for the first packet and the first complete frame: the
@@ -75,10 +76,10 @@ export class Phases {
   }
 
   /** The answer is in (negotiate.ts): the POST's time is known, and if it was accepted the poll for the first packet starts. */
-  answered(answer: Pick<Answer, 'status' | 'postedAt' | 'answeredAt'>): void {
+  answered(answer: Answer): void {
     this.#postedAt = answer.postedAt;
     this.#at.answerMs = answer.answeredAt;
-    if (answer.status !== 201) this.#finish();
+    if (!accepted(answer)) this.#finish();
     else if (!this.#polling) void this.#poll();
   }
 
@@ -119,7 +120,7 @@ export class Phases {
       const asked = performance.now();
       try {
         (await this.#pc.getStats()).forEach((s: any) => {
-          if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+          if (!isMediaInbound(s) || s.kind !== 'video') return;
           packets += s.packetsReceived ?? 0;
           frames += s.framesReceived ?? 0;
         });

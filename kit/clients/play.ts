@@ -13,7 +13,8 @@
  * `phases` line ({"viewer": i, answerMs, iceMs, dtlsMs, rtpMs, completeMs, frameMs, poll}) once
  * its first frame is in, and in `stats`. With `h264` the viewers are receive-only and offer H.264
  * (sdp.ts h264Offer): they decode nothing, their last phase is the first packet, and they do not
- * wait for frames.
+ * wait for frames. With `counterOffer` they take the edge's WHEP counter-offer (negotiate.ts): the
+ * `answer` line then carries the PATCH's status as `counterOffer`.
  */
 import { sleep } from '../stats.ts';
 import { emit } from './lines.ts';
@@ -36,6 +37,8 @@ export interface PlayOptions {
   phases?: boolean;
   /** Receive-only viewers offering H.264 (sdp.ts h264Offer): no frames. */
   h264?: boolean;
+  /** Viewers take the edge's WHEP counter-offer (viewer.ts ViewerOptions.counterOffer). */
+  counterOffer?: boolean;
 }
 
 interface Playing {
@@ -53,6 +56,7 @@ export async function play(options: PlayOptions): Promise<void> {
     entry.viewer = await openViewer(options.url, {
       token: options.token,
       h264: options.h264,
+      counterOffer: options.counterOffer,
       phases: options.phases,
       onFrame: (frame) => {
         entry.frames++;

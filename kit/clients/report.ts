@@ -2,6 +2,16 @@
  * The one stats report of the libwebrtc client: a PeerConnection's RTP counters (getStats()), per
  * kind, in the shape every command reports them from.
  */
+import { PROBE_MID } from '../../media/sdp.ts';
+
+/**
+ * An inbound-rtp stat of the viewer's media: audio or video, but not the stream of bandwidth
+ * probes a counter-offer adds (mid PROBE_MID: padding mediasoup sends to measure the link, no
+ * picture).
+ */
+export function isMediaInbound(s: any): boolean {
+  return s.type === 'inbound-rtp' && (s.kind === 'audio' || s.kind === 'video') && s.mid !== PROBE_MID;
+}
 
 /** inbound-rtp counters, summed over a kind's streams (0 where libwebrtc gives none). */
 export interface Inbound {
@@ -31,7 +41,7 @@ const zero = (): Inbound => Object.fromEntries(INBOUND_KEYS.map((k) => [k, 0])) 
 export async function inbound(pc: any): Promise<{ audio: Inbound; video: Inbound }> {
   const out = { audio: zero(), video: zero() };
   (await pc.getStats()).forEach((s: any) => {
-    if (s.type !== 'inbound-rtp' || (s.kind !== 'audio' && s.kind !== 'video')) return;
+    if (!isMediaInbound(s)) return;
     const into = out[s.kind as 'audio' | 'video'];
     for (const key of INBOUND_KEYS) into[key] += s[key] ?? 0;
   });

@@ -77,6 +77,45 @@ export function h264Offer(offer: string): string {
 }
 
 /**
+ * A WHEP counter-offer (the edge's offer after a 406) as a receive-only viewer's answering
+ * PeerConnection takes it: the server's video (`codec`) named VP9 on the server's own payload
+ * types, without its fmtp, so that libwebrtc answers VP9 there and drops every packet undecoded
+ * (receiveOnlyAnswer's trick, from the answering side). The probe stream's borrowed video codec
+ * (media/sdp.ts buildCounterOffer) is renamed with the rest. Without generic NACK: libwebrtc's
+ * NACK module sees only the packets its VP9 parser takes, and on the lower simulcast layers it
+ * takes some of VP8's and not others, so it asked for 15–20 retransmissions a second of packets it
+ * had received (seen on the 135- and 270-line layers; none on the top layer), which the edge sent,
+ * and which took as much of the estimate as the media.
+ */
+export function receiveOnlyCounterOffer(offer: string, codec: 'VP8' | 'H264' = 'VP8'): string {
+  return editVideo(offer, (video) => {
+    const renamed = new Set(payloadsOf(video, codec));
+    for (const r of video.rtp) if (renamed.has(r.payload)) r.codec = 'VP9';
+    video.fmtp = video.fmtp.filter((f) => !renamed.has(f.payload));
+    video.rtcpFb = video.rtcpFb?.filter((f) => !(renamed.has(Number(f.payload)) && f.type === 'nack' && f.subtype === undefined));
+  });
+}
+
+/**
+ * The answer to a counter-offer that a receive-only viewer PATCHes to the server: what its
+ * PeerConnection answered to receiveOnlyCounterOffer, with VP9 named back as the server's `codec`
+ * and given the fmtp the server offered for that payload type (`offer`: the counter-offer as it
+ * came), so that the server reads an answer to the offer it made.
+ */
+export function counterOfferAnswerShown(answer: string, offer: string, codec: 'VP8' | 'H264' = 'VP8'): string {
+  const offered = sdpTransform.parse(offer).media;
+  return edit(answer, (session) => {
+    for (const video of session.media) {
+      if (video.type !== 'video') continue;
+      const fmtp = offered.find((m) => String(m.mid) === String(video.mid))?.fmtp ?? [];
+      const renamed = new Set(payloadsOf(video, 'VP9'));
+      for (const r of video.rtp) if (renamed.has(r.payload)) r.codec = codec;
+      video.fmtp = [...video.fmtp.filter((f) => !renamed.has(f.payload)), ...fmtp.filter((f) => renamed.has(f.payload))];
+    }
+  });
+}
+
+/**
  * The answer a receive-only viewer takes: the server's video (`codec`: VP8, or H.264 after
  * h264Offer) announced as VP9 on the payload type VP9 has in `offer`.
  */

@@ -12,12 +12,13 @@
  *
  * Options: --stamp reads each decoded frame's capture stamp (stamp.ts) and records its delay;
  * --receive-only viewers never decode (sdp.ts), so that one process can hold many; --video-only
- * viewers have no audio section; --janus <mountpoint>: the URL is a Janus's HTTP API and each
- * viewer watches that streaming mountpoint (janus.ts; receive-only, audio and video).
+ * viewers have no audio section; --counter-offer viewers take the edge's WHEP counter-offer
+ * (negotiate.ts), so that it estimates their links; --janus <mountpoint>: the URL is a Janus's
+ * HTTP API and each viewer watches that streaming mountpoint (janus.ts; receive-only, audio and video).
  */
 import { max, median, sleep } from '../stats.ts';
 import { commands, emit } from './lines.ts';
-import { waitConnected } from './negotiate.ts';
+import { accepted, waitConnected } from './negotiate.ts';
 import { openJanusViewer } from './janus.ts';
 import { inbound } from './report.ts';
 import { delaySince, PLAUSIBLE_DELAY_MS, readStamp, wallMs } from './stamp.ts';
@@ -41,6 +42,8 @@ export interface ViewOptions {
   videoOnly: boolean;
   /** A Janus streaming mountpoint's id: `url` is then that Janus's HTTP API. */
   janus?: number;
+  /** Viewers take the edge's WHEP counter-offer (viewer.ts ViewerOptions.counterOffer). */
+  counterOffer?: boolean;
 }
 
 export async function view(options: ViewOptions): Promise<void> {
@@ -63,12 +66,23 @@ export async function view(options: ViewOptions): Promise<void> {
   async function connect(): Promise<Viewer> {
     const viewer =
       options.janus === undefined
-        ? await openViewer(options.url, { token: options.token, videoOnly: options.videoOnly, receiveOnly: options.receiveOnly, onFrame: options.stamp ? onFrame : undefined })
+        ? await openViewer(options.url, {
+            token: options.token,
+            videoOnly: options.videoOnly,
+            receiveOnly: options.receiveOnly,
+            counterOffer: options.counterOffer,
+            onFrame: options.stamp ? onFrame : undefined,
+          })
         : await openJanusViewer(options.url, options.janus);
     try {
-      const { status, body } = viewer.answer;
-      // WHEP takes a viewer with 201 Created; Janus answers its `start` with 200.
-      if (status !== (options.janus === undefined ? 201 : 200)) throw new Error(`${options.url} answered ${status}: ${body.slice(0, 300)}`);
+      const { status, body, counterOffer } = viewer.answer;
+      if (options.janus !== undefined) {
+        // Janus answers its `start` with 200.
+        if (status !== 200) throw new Error(`${options.url} answered ${status}: ${body.slice(0, 300)}`);
+      } else {
+        if (counterOffer && !accepted(viewer.answer)) throw new Error(`${options.url} counter-offered (${status}), and its session answered our answer ${counterOffer.status}: ${counterOffer.body.slice(0, 300)}`);
+        if (!accepted(viewer.answer)) throw new Error(`${options.url} answered ${status}: ${body.slice(0, 300)}`);
+      }
       await waitConnected(viewer.pc);
     } catch (error) {
       // It stops at once; its session, if the edge made one, is not left to time out there.

@@ -7,15 +7,19 @@
  *
  *   publish --target <whip url> --token <token> [--target … --token …] [--kbps 600] [--width 320]
  *           [--height 180] [--fps 30] [--seconds 600]                                  (publish.ts)
- *   play --url <whep url> [--viewers 1] [--seconds 5] [--token t] [--phases] [--h264]  (play.ts)
- *   view --url <whep url> [--token t] [--stamp] [--receive-only] [--video-only]      (view.ts)
+ *   play --url <whep url> [--viewers 1] [--seconds 5] [--token t] [--phases] [--h264]
+ *        [--counter-offer]                                                            (play.ts)
+ *   view --url <whep url> [--token t] [--stamp] [--receive-only] [--video-only]
+ *        [--counter-offer]                                                            (view.ts)
  *   view --url <Janus HTTP API url> --janus <mountpoint id>                  (view.ts, janus.ts)
  *
  * `publish` sends one synthetic source (source.ts: a moving gradient with noise, each frame
  * stamped with its capture time) to every target. `play` is the tests' viewer: a few viewers that
  * play for a while and report what they decoded (--phases: and how long each step to their first
  * frame took, phases.ts; --h264: receive-only, offering H.264). `view` is the benchmarks' load generator:
- * viewers added on command, their counters and latency stamps read on command.
+ * viewers added on command, their counters and latency stamps read on command. --counter-offer
+ * (both): the viewers ask for a WHEP counter-offer and answer it (negotiate.ts), so that the edge
+ * estimates their links (transport-cc) as it does the web player's with `counterOffer`.
  * Every command ends with a `done` line, or an `error` line and exit code 1.
  */
 import { parseArgs } from 'node:util';
@@ -24,7 +28,8 @@ import { play } from './play.ts';
 import { publish } from './publish.ts';
 import { view } from './view.ts';
 
-const USAGE = 'usage: wrtc.ts publish --target <url> --token <t> … | play --url <url> [--viewers n] [--seconds s] [--phases] [--h264] | view --url <url> [--stamp] [--janus <mountpoint id>]';
+const USAGE =
+  'usage: wrtc.ts publish --target <url> --token <t> … | play --url <url> [--viewers n] [--seconds s] [--phases] [--h264] [--counter-offer] | view --url <url> [--stamp] [--counter-offer] [--janus <mountpoint id>]';
 
 const [mode, ...rest] = process.argv.slice(2);
 try {
@@ -46,6 +51,7 @@ try {
       phases: { type: 'boolean', default: false },
       h264: { type: 'boolean', default: false },
       janus: { type: 'string' },
+      'counter-offer': { type: 'boolean', default: false },
     },
   });
   if ((mode === 'play' || mode === 'view') && !values.url) throw new Error(USAGE);
@@ -61,11 +67,11 @@ try {
       seconds: Number(values.seconds ?? 600),
     });
   } else if (mode === 'play') {
-    await play({ url: values.url!, viewers: Number(values.viewers), seconds: Number(values.seconds ?? 5), token: values.token[0], phases: values.phases, h264: values.h264 });
+    await play({ url: values.url!, viewers: Number(values.viewers), seconds: Number(values.seconds ?? 5), token: values.token[0], phases: values.phases, h264: values.h264, counterOffer: values['counter-offer'] });
   } else if (mode === 'view') {
     const janus = values.janus === undefined ? undefined : Number(values.janus);
     if (janus !== undefined && (!Number.isInteger(janus) || values.stamp || values['video-only'])) throw new Error('view --janus <mountpoint id>: an integer id; its viewers are receive-only, audio and video');
-    await view({ url: values.url!, token: values.token[0], stamp: values.stamp, receiveOnly: values['receive-only'] || janus !== undefined, videoOnly: values['video-only'], janus });
+    await view({ url: values.url!, token: values.token[0], stamp: values.stamp, receiveOnly: values['receive-only'] || janus !== undefined, videoOnly: values['video-only'], counterOffer: values['counter-offer'], janus });
   } else {
     throw new Error(USAGE);
   }
