@@ -135,6 +135,7 @@ export class ClusterNode {
         ...base,
         workers: this.#workers,
         rtc: { listenIp: config.rtcListenIp, announcedIp: pipe, candidateIps: candidates, minPort: config.rtcMinPort, maxPort: config.rtcMaxPort },
+        egressSent: async () => (await this.#currentLoad()).bitrateOut,
       };
       if (config.roles.includes('origin')) {
         const { Origin } = await import('../origin/Origin.ts');
@@ -149,7 +150,7 @@ export class ClusterNode {
     if (config.agentPort > 0 && this.#edge) {
       const { AgentCheck } = await import('../edge/AgentCheck.ts');
       this.#agent = await AgentCheck.start(config.agentPort, config.httpHost, () => ({
-        load: nodeLoad(this.#lastLoad.viewers, config.capacity, this.#lastCpu),
+        load: nodeLoad(this.#lastLoad.viewers, config.capacity, this.#lastCpu, this.#lastLoad.bitrateOut, config.egressCapacity),
         viewerThreshold: config.viewerThreshold,
         draining: this.#shutdownDraining || this.#stopping || (this.#registry?.draining ?? false),
       }));
@@ -173,6 +174,7 @@ export class ClusterNode {
         announcedIp: this.#announced.pipe,
         version: config.version,
         capacity: config.capacity,
+        egressCapacity: config.egressCapacity,
         agentPort: this.#agent?.port ?? null,
         rtmpUrl: config.roles.includes('origin') && config.rtmpPort > 0 ? `rtmp://${new URL(config.publicUrl).hostname}:${config.rtmpPort}/live` : null,
       },

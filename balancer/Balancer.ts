@@ -364,6 +364,8 @@ export class Balancer implements Role {
       capacity: n.capacity,
       viewers: n.viewers,
       cpu: n.cpu,
+      bitrateOut: n.bitrateOut,
+      egressCapacity: n.egressCapacity,
       draining: n.draining,
       streams: streams.get(n.id) ?? new Set(),
       agentPort: n.agentPort,

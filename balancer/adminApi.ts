@@ -65,8 +65,9 @@ function nodeView(n: NodeRecord) {
     viewers: n.viewers,
     streams: n.streams,
     bitrateOut: n.bitrateOut,
+    egressCapacity: n.egressCapacity,
     cpu: Number(n.cpu.toFixed(3)),
-    load: Number(nodeLoad(n.viewers, n.capacity, n.cpu).toFixed(3)),
+    load: Number(nodeLoad(n.viewers, n.capacity, n.cpu, n.bitrateOut, n.egressCapacity).toFixed(3)),
     startedAt: n.startedAt,
     heartbeatAt: n.heartbeatAt,
   };

@@ -5,7 +5,7 @@ import { nodeLoad } from '../core/Role.ts';
  * /api/v1/capacity). A pure function of the registry, like the policies.
  *
  * Demand is what the region's edges carry, in viewer slots: each edge's load (the larger of its
- * viewer share and its CPU, as the balancer ranks by) times its capacity. Edges are wanted for
+ * viewer share, its CPU and its egress share, as the balancer ranks by) times its capacity. Edges are wanted for
  *
  *   max(demand / targetUtilisation, demand + slackViewers)
  *
@@ -39,6 +39,9 @@ export interface EdgeSample {
   capacity: number;
   viewers: number;
   cpu: number;
+  /** Bits/s sent, and the most the edge's network sends: an edge full by egress counts as full. */
+  bitrateOut?: number;
+  egressCapacity?: number;
   draining: boolean;
 }
 
@@ -81,7 +84,7 @@ export function planCapacity(edges: EdgeSample[], settings: CapacitySettings, re
   for (const [region, all] of [...byRegion].sort(([a], [b]) => a.localeCompare(b))) {
     const serving = all.filter((e) => !e.draining);
     const draining = all.filter((e) => e.draining);
-    const slotsOf = (e: EdgeSample) => nodeLoad(e.viewers, e.capacity, e.cpu) * e.capacity;
+    const slotsOf = (e: EdgeSample) => nodeLoad(e.viewers, e.capacity, e.cpu, e.bitrateOut, e.egressCapacity) * e.capacity;
     // Viewers on draining edges are leaving for the serving ones: count them as demand there.
     const demand = all.reduce((sum, e) => sum + slotsOf(e), 0);
     const capacity = serving.reduce((sum, e) => sum + e.capacity, 0);

@@ -22,6 +22,9 @@ export interface NodeSnapshot {
   capacity: number;
   viewers: number;
   cpu: number;
+  /** Bits/s the node sends, and the most its network sends (--egress-capacity); without them, egress does not count. */
+  bitrateOut?: number;
+  egressCapacity?: number;
   draining: boolean;
   /** Streams this node already serves (edges: relayed; origins: published). */
   streams: ReadonlySet<string>;
@@ -79,7 +82,7 @@ export function compareNames(a: string, b: string): number {
 }
 
 export function loadOf(node: NodeSnapshot): number {
-  return nodeLoad(node.viewers, node.capacity, node.cpu);
+  return nodeLoad(node.viewers, node.capacity, node.cpu, node.bitrateOut, node.egressCapacity);
 }
 
 /** Fill one node up to the threshold before using the next: fewest nodes busy, others idle. */

@@ -32,9 +32,12 @@ export interface RoleLoad {
   bitrateOut: number;
 }
 
-/** A node's load, 0..1+: the larger of its viewer share of capacity and its CPU. */
-export function nodeLoad(viewers: number, capacity: number, cpu: number): number {
-  return Math.max(viewers / Math.max(capacity, 1), cpu);
+/**
+ * A node's load, 0..1+: the largest of its viewer share of capacity, its CPU and its egress share
+ * of what its network sends at most (bitrateOut of egressCapacity; left out when not given).
+ */
+export function nodeLoad(viewers: number, capacity: number, cpu: number, bitrateOut = 0, egressCapacity = Infinity): number {
+  return Math.max(viewers / Math.max(capacity, 1), cpu, bitrateOut / egressCapacity);
 }
 
 /** Origin, edge or balancer, as the process runs it. */

@@ -38,6 +38,13 @@ export type PolicyName = (typeof POLICY_NAMES)[number];
  */
 export const VIEWERS_PER_WORKER = 500;
 
+/**
+ * What a node's network sends at most, by default (bits/s): 1 Gbit/s, the least a server or
+ * cloud instance has, and about what the default capacity sends on its own (a 2-core edge, 1,000
+ * viewers of a 1 Mbit/s stream). A node with 10 Gbit/s says so with --egress-capacity 10G.
+ */
+export const DEFAULT_EGRESS_CAPACITY = 1_000_000_000;
+
 const port = z.coerce.number().int().min(1).max(65535);
 const region = z.string().regex(REGION, REGION_RULE);
 
@@ -60,6 +67,15 @@ function parseThresholds(text: string): number[] {
   if (values.some((v) => !Number.isInteger(v) || v < 1)) throw new TypeError('must be whole numbers above 0, comma-separated');
   if (values.some((v, i) => i > 0 && v <= values[i - 1]!)) throw new TypeError('must be in ascending order');
   return values;
+}
+
+/** A bitrate in bits/s: a number with an optional k, M or G (×1000), e.g. 1G, 800M, 2.5G. */
+function parseBitrate(text: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([kMG]?)\s*$/i.exec(text);
+  if (!match) throw new TypeError('must be bits per second, e.g. 1G, 800M or 2500000');
+  const value = Number(match[1]) * { '': 1, k: 1e3, m: 1e6, g: 1e9 }[match[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  if (value < 1e6 || value > 1e12) throw new TypeError('must be between 1M and 1000G');
+  return Math.round(value);
 }
 
 /** Comma-separated file paths, each of which must exist. */
@@ -113,6 +129,8 @@ const schema = z.object({
   rtcMaxPort: port.default(49999),
   /** Viewers this node takes at full load; the balancer's thresholds are fractions of it. */
   capacity: z.coerce.number().int().min(1).optional(),
+  /** Bits/s this node's network sends at most: to viewers and to edges it feeds. */
+  egressCapacity: z.preprocess((v) => (typeof v === 'number' ? String(v) : v), parsedText(parseBitrate)).default(DEFAULT_EGRESS_CAPACITY),
   /** How long an edge keeps a relay with no viewers, so that a viewer who reloads finds it warm. */
   relayLingerMs: z.coerce.number().int().min(0).max(3_600_000).default(5000),
   /** When origins package streams for HLS (media/hls/): on the first HLS request, from the publish on, or never. */
@@ -251,6 +269,7 @@ const descriptions: Record<ConfigKey, string> = {
   rtcMinPort: 'lowest UDP/TCP port for WebRTC media',
   rtcMaxPort: 'highest UDP/TCP port for WebRTC media',
   capacity: `viewers this node serves at full load (default: ${VIEWERS_PER_WORKER} per worker)`,
+  egressCapacity: 'bits/s this node\'s network sends at most, to viewers and to edges it feeds, e.g. 1G, 10G, 800M: the balancer loads it by that share too, and past it the node feeds no more edges (default: 1G)',
   relayLingerMs: 'how long an edge keeps a stream\'s relay after its last viewer left',
   hls: 'when origins package streams for LL-HLS: on-demand (first HLS request), always (from the publish on), off',
   hlsLingerMs: 'how long an origin keeps packaging a stream after its last HLS request',

@@ -20,6 +20,13 @@ export class Metrics {
     labelNames: ['direction'] as const,
     registers: [this.registry],
   });
+
+  readonly relayRefusals = new Counter({
+    name: 'relaycast_relay_refusals_total',
+    help: 'Relays this node refused to feed an edge for lack of room, by reason (limit: it feeds the stream to its most edges, --origin-max-relays or --edge-max-children; egress: it would send more than --egress-capacity)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly hlsPackagers = new Gauge({ name: 'relaycast_hls_packagers', help: 'Streams an origin packages for HLS now', registers: [this.registry] });
   readonly hlsPackagedBytes = new Gauge({
     name: 'relaycast_hls_packaged_bytes',

@@ -122,6 +122,7 @@ export class Edge implements Role {
         clusterSecret: ctx.clusterSecret,
         rtc: ctx.rtc,
         maxRelaysPerStream: ctx.config.edgeMaxChildren,
+        egress: { capacity: ctx.config.egressCapacity, sending: ctx.egressSent },
         metrics: ctx.metrics,
         edgeLost: (nodeId, reason) => this.#reportLost(nodeId, reason),
         upstream: (name) => this.#relays.get(name)?.upstream(),

@@ -3,7 +3,7 @@ import type { DirectTransport, Producer, Router, RouterRtpCodecCapability } from
 import { Problem, UnsupportedMediaError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { MEDIA_CODECS, type RenditionCodec } from '../media/codecs.ts';
-import { producerBitrate } from '../media/producerBitrate.ts';
+import { producerBitrate, producersBitrate } from '../media/producerBitrate.ts';
 import { consumePipe, openPipe, type RelayRelease, type RelayUpstream } from '../media/RelayServer.ts';
 import type { RtcListen, WebRtcSession } from '../media/WebRtcSession.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
@@ -236,6 +236,7 @@ export class Relay extends EventEmitter<RelayEvents> {
         });
         return opened;
       },
+      bitrate: () => producersBitrate(this.producers),
       pipeRendition: async (pipe, codec) => {
         await this.rendition(codec);
         const producer = this.#feed.rendition(codec)!;

@@ -50,7 +50,13 @@ export interface UpstreamChoice {
 /** The upstreams to ask, in order (at most UPSTREAMS_PER_ROUND). */
 export function orderUpstreams({ origin, parents, self, lost, treeKey, maxChildren = Infinity }: UpstreamChoice): UplinkTarget[] {
   const usable = parents.filter(
-    (p) => p.edgeNodeId !== self.id && p.edgeNodeId !== lost && (treeKey === undefined || p.treeKey < treeKey) && p.children < maxChildren,
+    (p) =>
+      p.edgeNodeId !== self.id &&
+      p.edgeNodeId !== lost &&
+      (treeKey === undefined || p.treeKey < treeKey) &&
+      p.children < maxChildren &&
+      // Full by its last heartbeat: it would refuse. One below its capacity is asked, and answers for itself.
+      p.bitrateOut < p.egressCapacity,
   );
   // Region distance: 0 within the edge's own region, else the nodes' distance.
   const distance = new Map(usable.map((p) => [p.edgeNodeId, p.region === self.region ? 0 : distanceKm(self, p)]));

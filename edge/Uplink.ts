@@ -107,7 +107,11 @@ export class Uplink extends EventEmitter<UplinkEvents> {
         });
         if (response.status === 404) throw new Problem('stream-not-live', `stream ${request.stream} is not live on ${target.nodeId}`);
         if (response.status === 409) throw new Problem('relay-order', `${target.nodeId} is below this relay`);
-        if (response.status === 503) throw new Problem('relay-full', `${target.nodeId} feeds as many edges as it may`);
+        if (response.status === 503) {
+          // The upstream's problem says which room it lacks (relays of the stream, or egress).
+          const refusal = (await response.json().catch(() => undefined)) as { detail?: unknown } | undefined;
+          throw new Problem('relay-full', typeof refusal?.detail === 'string' ? refusal.detail : `${target.nodeId} feeds as many edges as it may`);
+        }
         if (!response.ok || !response.body) throw new Problem('bad-gateway', `${target.nodeId} answered ${response.status}`);
         lines = readLines(response.body);
         first = await lines.next();

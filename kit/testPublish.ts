@@ -16,12 +16,15 @@ export interface RtmpTestPublish {
    * on a machine that tests share).
    */
   bframes?: boolean;
+  /** A constant video bitrate (kbit/s, x264's -b:v with a one-second buffer); default: x264's own rate control. */
+  kbps?: number;
 }
 
 /** ffmpeg publishing testsrc2 640x360 with x264 (a key frame every 2 s) and AAC, in real time (-re), to `url`. */
 export function publishTestRtmp(url: string, options: RtmpTestPublish): ChildProcess {
   const fps = options.fps ?? 30;
-  const video = options.bframes === false ? ['-c:v', 'libx264', '-preset', 'veryfast', '-bf', '0'] : ['-c:v', 'libx264'];
+  const rate = options.kbps ? ['-b:v', `${options.kbps}k`, '-maxrate', `${options.kbps}k`, '-bufsize', `${options.kbps}k`] : [];
+  const video = [...(options.bframes === false ? ['-c:v', 'libx264', '-preset', 'veryfast', '-bf', '0'] : ['-c:v', 'libx264']), ...rate];
   return spawnTracked(
     'ffmpeg',
     [

@@ -41,6 +41,8 @@ export interface RelayUpstream {
   readonly publisherSession: string;
   /** Opens a pipe to the asking edge, its consumers `paused` until the edge resumes it, and lists the producers it carries. */
   openPipe(peer: PipePeer, rtc: RtcListen, paused: boolean): Promise<{ producers: RelayProducer[]; pipe: RelayPipe }>;
+  /** Bits/s one more pipe of the stream carries (every producer, every layer). */
+  bitrate(): Promise<number>;
   /** Adds the stream's rendition in `codec` to a pipe (UnsupportedMediaError when there is none). */
   pipeRendition(pipe: RelayPipe, codec: RenditionCodec): Promise<RelayProducer>;
   /** An edge resumed its pipe (it has a viewer): a relay resumes its own upstream in turn. */
@@ -72,6 +74,11 @@ export interface RelayServerOptions {
   rtc: RtcListen;
   /** Edges this node feeds each stream to at most (undefined: no limit). */
   maxRelaysPerStream: number | undefined;
+  /**
+   * What this node's network sends at most (--egress-capacity), and what it sends now (viewers and
+   * relays of every role, app/ClusterNode.ts): a relay that would pass the capacity is refused.
+   */
+  egress: { capacity: number; sending: () => Promise<number> };
   /** relaycast_relays{direction="out"} counts the relays open here (with another role's, in `relaycast all`). */
   metrics: Metrics;
   /** An edge's relay connection dropped without an `end` or `detach` from here (it may be gone). */
@@ -83,8 +90,8 @@ export interface RelayServerOptions {
 
 /**
  * The upstream side of the internal relay API (media/relayProtocol.ts), the same on an origin and
- * on an edge that feeds other edges: it checks the request (cluster secret, schema, the limit on
- * relays per stream, the tree order), opens the pipe, and keeps the answer open with pings until
+ * on an edge that feeds other edges: it checks the request (cluster secret, schema, the tree order) and
+ * its room (relays per stream, egress capacity), opens the pipe, and keeps the answer open with pings until
  * the stream ends, the upstream detaches its relays, or the edge hangs up.
  */
 export class RelayServer {
@@ -138,7 +145,15 @@ export class RelayServer {
     }
     const count = this.relaysOf(name);
     if (maxRelaysPerStream !== undefined && count >= maxRelaysPerStream) {
+      this.#options.metrics.relayRefusals.inc({ reason: 'limit' });
       throw new Problem('relay-full', `${nodeId} feeds ${name} to ${count} edges, its most`);
+    }
+    // Two edges asking at the same moment both see the egress before either pipe: the capacity can
+    // be passed by one stream's bitrate per request in flight, and the next heartbeat shows it.
+    const [sending, bitrate] = await Promise.all([this.#options.egress.sending(), upstream.bitrate()]);
+    if (sending + bitrate > this.#options.egress.capacity) {
+      this.#options.metrics.relayRefusals.inc({ reason: 'egress' });
+      throw new Problem('relay-full', `${nodeId} sends ${mbits(sending)} of its ${mbits(this.#options.egress.capacity)} egress capacity; ${name} needs ${mbits(bitrate)} more`);
     }
     this.#perStream.set(name, count + 1);
     let pipe: RelayPipe;
@@ -189,6 +204,8 @@ export class RelayServer {
     else this.#perStream.delete(stream);
   }
 }
+
+const mbits = (bitsPerSecond: number) => `${(bitsPerSecond / 1e6).toFixed(1)} Mbit/s`;
 
 /** A producer to send through a pipe, with its simulcast layers' order and names when it has several. */
 export interface PipeSource {

@@ -171,4 +171,6 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
 export interface MediaContext {
   workers: WorkerPool;
   rtc: RtcListen;
+  /** Bits/s the whole node sends now (every role's viewers and relays): measured if that is quick, else the last measure. */
+  egressSent: () => Promise<number>;
 }

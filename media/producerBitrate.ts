@@ -11,6 +11,13 @@ export async function producerBitrate(producer: Producer): Promise<number> {
   return stats.reduce((sum, s) => sum + (s.bitrate ?? 0), 0);
 }
 
+/** Bits per second arriving on all of a stream's producers: what one more relay of it carries. */
+export async function producersBitrate(producers: readonly Producer[]): Promise<number> {
+  let total = 0;
+  for (const producer of producers) total += await producerBitrate(producer);
+  return total;
+}
+
 const recentStats = new WeakMap<Producer, { at: number; stats: Promise<ProducerStat[]> }>();
 
 /**

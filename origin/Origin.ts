@@ -10,6 +10,7 @@ import { recordAudit } from '../db/repositories/audit.ts';
 import { reportNodeLost } from '../db/repositories/nodes.ts';
 import { getStream, markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
 import { authorizeInternal, RECORDINGS_PATH, STREAMS_PATH } from '../core/internalApi.ts';
+import { producersBitrate } from '../media/producerBitrate.ts';
 import { RelayServer, type RelayUpstream } from '../media/RelayServer.ts';
 import type { Offer } from '../media/sdp.ts';
 import { PublishedStream } from './PublishedStream.ts';
@@ -67,6 +68,7 @@ export class Origin implements Role {
       clusterSecret: ctx.clusterSecret,
       rtc: ctx.rtc,
       maxRelaysPerStream: ctx.config.originMaxRelays,
+      egress: { capacity: ctx.config.egressCapacity, sending: ctx.egressSent },
       metrics: ctx.metrics,
       // The registry declares the edge dead early if it is (app/NodeRegistry.ts).
       edgeLost: (nodeId, reason) =>
@@ -275,6 +277,7 @@ export class Origin implements Role {
       path: [this.#ctx.config.nodeId],
       publisherSession: stream.publisher.id,
       openPipe: (peer, rtc, paused) => stream.openPipe(peer, rtc, paused),
+      bitrate: () => producersBitrate(stream.producers),
       pipeRendition: (pipe, codec) => stream.pipeRendition(pipe, codec),
       // The publisher feeds the origin whether or not an edge is resumed.
       resumed: () => undefined,

@@ -3,7 +3,7 @@ import type { Producer, Router } from 'mediasoup/types';
 import { InvalidSdpError, UnsupportedMediaError } from '../core/errors.ts';
 import { MEDIA_CODECS, SUPPORTED_CODECS, type RenditionCodec } from '../media/codecs.ts';
 import { LayerSizes } from '../media/layerOrder.ts';
-import { producerBitrate } from '../media/producerBitrate.ts';
+import { producersBitrate } from '../media/producerBitrate.ts';
 import type { Logger } from '../core/logger.ts';
 import type { RelayProducer } from '../media/relayProtocol.ts';
 import { consumePipe, openPipe, type PipePeer, type RelayPipe } from '../media/RelayServer.ts';
@@ -192,9 +192,7 @@ export class PublishedStream extends EventEmitter<PublishedStreamEvents> {
   /** Bits per second this stream sends to edges: its producers' bitrate times its relays (each pipe carries every producer). */
   async bitrateOut(): Promise<number> {
     if (this.#pipes.size === 0) return 0;
-    let incoming = 0;
-    for (const producer of this.producers) incoming += await producerBitrate(producer);
-    return incoming * this.#pipes.size;
+    return (await producersBitrate(this.producers)) * this.#pipes.size;
   }
 
   /**

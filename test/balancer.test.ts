@@ -146,7 +146,7 @@ describe('relaycast drain / undrain (CLI)', () => {
     const db = Database.open({ url: testDb.url });
     try {
       await db.migrate();
-      await upsertNode(db.knex, { id: 'edge-x', roles: ['edge'], region: 'r', lat: 0, lon: 0, publicUrl: 'http://x', announcedIp: '127.0.0.1', version: 't', capacity: 1, agentPort: null, rtmpUrl: null }, { viewers: 0, streams: 0, bitrateOut: 0, cpu: 0 });
+      await upsertNode(db.knex, { id: 'edge-x', roles: ['edge'], region: 'r', lat: 0, lon: 0, publicUrl: 'http://x', announcedIp: '127.0.0.1', version: 't', capacity: 1, egressCapacity: 1e9, agentPort: null, rtmpUrl: null }, { viewers: 0, streams: 0, bitrateOut: 0, cpu: 0 });
       const run = async (args: string[]) => {
         const child = runRelaycast(args, { DATABASE_URL: testDb.url });
         const [code] = await once(child, 'exit');

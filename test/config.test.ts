@@ -117,6 +117,21 @@ describe('config', () => {
     }
   });
 
+  it('takes the egress capacity in bits/s with k, M or G, 1 Gbit/s by default, and refuses what looks like another unit', () => {
+    assert.equal(loadConfig({ roles: ['edge'], env: {} }).egressCapacity, 1e9);
+    assert.equal(loadConfig({ roles: ['edge'], env: { RELAYCAST_EGRESS_CAPACITY: '10G' } }).egressCapacity, 1e10);
+    assert.equal(loadConfig({ roles: ['edge'], env: {}, flags: { egressCapacity: '2.5g' } }).egressCapacity, 2.5e9);
+    assert.equal(loadConfig({ roles: ['edge'], env: { RELAYCAST_EGRESS_CAPACITY: '800M' } }).egressCapacity, 8e8);
+    const dir = mkdtempSync(join(tmpdir(), 'relaycast-config-'));
+    writeFileSync(join(dir, 'egress.json'), JSON.stringify({ egressCapacity: 40_000_000 }));
+    assert.equal(loadConfig({ roles: ['edge'], env: {}, configFile: join(dir, 'egress.json') }).egressCapacity, 4e7, 'a number in a config file');
+    // 1000 would be 1 kbit/s (meant as Mbit/s?): below 1M is refused rather than taken.
+    for (const bad of ['1000', '10 Gbps', 'fast', '-1G', '2000G']) {
+      const error = configError(() => loadConfig({ roles: ['edge'], env: { RELAYCAST_EGRESS_CAPACITY: bad } }));
+      assert.equal(error.field, 'egressCapacity', bad);
+    }
+  });
+
   it('takes HAProxy\'s RTMP port as off (the default) or a port apart from HTTP\'s and this origin\'s RTMP', () => {
     assert.equal(loadConfig({ roles: ['balancer'], env: {} }).haproxyRtmpPort, 0, 'off by default');
     assert.equal(loadConfig({ roles: ['balancer'], env: { RELAYCAST_HAPROXY_RTMP_PORT: '1935' } }).haproxyRtmpPort, 1935, 'a balancer alone may take 1935');

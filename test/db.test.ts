@@ -30,7 +30,7 @@ for (const backend of BACKENDS) {
 
     it('migrates up, down and up again', async () => {
       const { db } = handle;
-      const all = ['001_initial', '002_agent_port', '003_rtmp_ladder', '004_rtmp_url', '005_node_loss_reports', '006_relay_tiers', '007_hls', '008_recordings', '009_webhooks'];
+      const all = ['001_initial', '002_agent_port', '003_rtmp_ladder', '004_rtmp_url', '005_node_loss_reports', '006_relay_tiers', '007_hls', '008_recordings', '009_webhooks', '010_egress_capacity'];
       assert.deepEqual(await db.migrate(), all);
       assert.deepEqual(await tables(db), TABLES);
       assert.deepEqual(await db.migrate(), [], 'a second run applies nothing');
@@ -43,7 +43,7 @@ for (const backend of BACKENDS) {
     it('places a live stream on one origin and refuses a second publisher', async () => {
       const { db } = handle;
       await db.migrate();
-      const info = { roles: ['origin'], region: 'eu', lat: 0, lon: 0, publicUrl: 'http://o', announcedIp: '127.0.0.1', version: 't', capacity: 10, agentPort: null, rtmpUrl: null };
+      const info = { roles: ['origin'], region: 'eu', lat: 0, lon: 0, publicUrl: 'http://o', announcedIp: '127.0.0.1', version: 't', capacity: 10, egressCapacity: 1e9, agentPort: null, rtmpUrl: null };
       const load = { viewers: 0, streams: 0, bitrateOut: 0, cpu: 0 };
       await upsertNode(db.knex, { id: 'o1', ...info }, load);
       await upsertNode(db.knex, { id: 'o2', ...info }, load);
@@ -89,7 +89,7 @@ describe('migrations on Postgres from several nodes at once', () => {
     const dbs = [0, 1, 2, 3].map(() => Database.open({ url: testDb.url }));
     try {
       const results = await Promise.all(dbs.map((db) => db.migrate()));
-      assert.deepEqual(results.flat().sort(), ['001_initial', '002_agent_port', '003_rtmp_ladder', '004_rtmp_url', '005_node_loss_reports', '006_relay_tiers', '007_hls', '008_recordings', '009_webhooks'], 'each migration ran once');
+      assert.deepEqual(results.flat().sort(), ['001_initial', '002_agent_port', '003_rtmp_ladder', '004_rtmp_url', '005_node_loss_reports', '006_relay_tiers', '007_hls', '008_recordings', '009_webhooks', '010_egress_capacity'], 'each migration ran once');
       // The state knex's own lock ends up in after racing first runs: two rows, one locked.
       await dbs[0]!.knex('knex_migrations_lock').insert({ is_locked: 1 });
       assert.deepEqual(await dbs[1]!.migrate(), []);

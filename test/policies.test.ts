@@ -19,11 +19,19 @@ describe('edge selection policies', () => {
   const elsewhere = [node('f1', 'frankfurt', 0), node('v1', 'virginia', 0), node('t1', 'tokyo', 0)];
   const all = [...paris, ...elsewhere];
 
-  it('measures load as the larger of viewer share and CPU, and distance on the globe', () => {
+  it('measures load as the largest of viewer share, CPU and egress share, and distance on the globe', () => {
     assert.equal(loadOf(node('a', 'paris', 30)), 0.3);
     assert.equal(loadOf(node('a', 'paris', 30, { cpu: 0.9 })), 0.9);
+    assert.equal(loadOf(node('a', 'paris', 30, { bitrateOut: 600e6, egressCapacity: 1e9 })), 0.6);
+    assert.equal(loadOf(node('a', 'paris', 30, { bitrateOut: 100e6, egressCapacity: 1e9 })), 0.3);
     const km = distanceKm({ lat: 48.86, lon: 2.35 }, { lat: 51.51, lon: -0.13 });
     assert.ok(km > 330 && km < 360, `Paris–London ${km} km`);
+  });
+
+  it('a node sending its egress capacity takes no viewers, however few it has', () => {
+    // p2 has the fewest viewers, but sends 96 % of its network's capacity (a stream fed to many edges).
+    const full = [node('p1', 'paris', 50), node('p2', 'paris', 10, { bitrateOut: 960e6, egressCapacity: 1e9 })];
+    assert.deepEqual(ids(rank(full, fromParis, createPolicy('least-used'), THRESHOLDS)), ['p1']);
   });
 
   it('packing fills the busiest node under the threshold first', () => {

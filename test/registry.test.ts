@@ -20,7 +20,7 @@ const HEARTBEAT_MS = 100;
 const TTL_MS = 500;
 
 function info(id: string, roles = ['edge']): NodeInfo {
-  return { id, roles, region: 'eu', lat: 48.8, lon: 2.3, publicUrl: `http://${id}`, announcedIp: '127.0.0.1', version: 'test', capacity: 100, agentPort: null, rtmpUrl: null };
+  return { id, roles, region: 'eu', lat: 48.8, lon: 2.3, publicUrl: `http://${id}`, announcedIp: '127.0.0.1', version: 'test', capacity: 100, egressCapacity: 1e9, agentPort: null, rtmpUrl: null };
 }
 
 function registry(db: Database, id: string, ttlMs = TTL_MS): NodeRegistry {

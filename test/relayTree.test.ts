@@ -78,13 +78,14 @@ describe('relay tree rules', () => {
     const eu = { region: 'eu', lat: 48.9, lon: 2.3 };
     const near = { region: 'eu-west', lat: 50.1, lon: 8.1 };
     const far = { region: 'us', lat: 40, lon: -74 };
+    const room = { bitrateOut: 200e6, egressCapacity: 1e9 };
     const parents = [
-      { edgeNodeId: 'edge-far', publicUrl: 'http://far', ...far, treeKey: 5, tier: 0, children: 0 },
-      { edgeNodeId: 'edge-near', publicUrl: 'http://near', ...near, treeKey: 6, tier: 0, children: 0 },
-      { edgeNodeId: 'edge-deep', publicUrl: 'http://deep', ...eu, treeKey: 7, tier: 2, children: 0 },
-      { edgeNodeId: 'edge-busy', publicUrl: 'http://busy', ...eu, treeKey: 8, tier: 1, children: 3 },
-      { edgeNodeId: 'edge-idle', publicUrl: 'http://idle', ...eu, treeKey: 9, tier: 1, children: 1 },
-      { edgeNodeId: 'edge-self', publicUrl: 'http://self', ...eu, treeKey: 10, tier: 0, children: 0 },
+      { edgeNodeId: 'edge-far', publicUrl: 'http://far', ...room, ...far, treeKey: 5, tier: 0, children: 0 },
+      { edgeNodeId: 'edge-near', publicUrl: 'http://near', ...room, ...near, treeKey: 6, tier: 0, children: 0 },
+      { edgeNodeId: 'edge-deep', publicUrl: 'http://deep', ...room, ...eu, treeKey: 7, tier: 2, children: 0 },
+      { edgeNodeId: 'edge-busy', publicUrl: 'http://busy', ...room, ...eu, treeKey: 8, tier: 1, children: 3 },
+      { edgeNodeId: 'edge-idle', publicUrl: 'http://idle', ...room, ...eu, treeKey: 9, tier: 1, children: 1 },
+      { edgeNodeId: 'edge-self', publicUrl: 'http://self', ...room, ...eu, treeKey: 10, tier: 0, children: 0 },
     ];
     assert.deepEqual(
       orderUpstreams({ origin, parents, self }).map((t) => t.nodeId),
@@ -101,7 +102,13 @@ describe('relay tree rules', () => {
       ['origin-1', 'edge-idle', 'edge-deep', 'edge-near', 'edge-far'],
       'parents feeding --edge-max-children are left out',
     );
-    const many = Array.from({ length: 20 }, (_, i) => ({ edgeNodeId: `edge-${i}`, publicUrl: `http://${i}`, ...eu, treeKey: i, tier: 0, children: i }));
+    const sendingTheirMost = parents.map((p) => (p.edgeNodeId === 'edge-idle' || p.edgeNodeId === 'edge-near' ? { ...p, bitrateOut: p.egressCapacity } : p));
+    assert.deepEqual(
+      orderUpstreams({ origin, parents: sendingTheirMost, self }).map((t) => t.nodeId),
+      ['origin-1', 'edge-busy', 'edge-deep', 'edge-far'],
+      'parents whose last heartbeat showed them sending their --egress-capacity are left out',
+    );
+    const many = Array.from({ length: 20 }, (_, i) => ({ edgeNodeId: `edge-${i}`, publicUrl: `http://${i}`, ...eu, ...room, treeKey: i, tier: 0, children: i }));
     assert.equal(orderUpstreams({ origin, parents: many, self }).length, UPSTREAMS_PER_ROUND);
   });
 });

@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
 import { Database } from '../db/Database.ts';
 import { TestBrowser, play, playbackStats, publish } from '../kit/browser.ts';
 import { metric } from '../kit/metrics.ts';
-import { createTestDatabase, type TestDatabase } from '../kit/postgres.ts';
+import { createTestDatabase, freePort, type TestDatabase } from '../kit/postgres.ts';
 import { waitFor } from '../kit/processes.ts';
 import { startRelaycast, type RelaycastProcess } from '../kit/relaycast.ts';
+import { publishTestRtmp } from '../kit/testPublish.ts';
 import { startOriginEdge, type OriginEdge } from './helpers/originEdge.ts';
 
 /**
@@ -233,5 +235,81 @@ describe('relay tiers: a Constrained Baseline viewer two tiers down gets the RTM
       ['edge-1 → edge-2', 'origin-1 → edge-1'],
       'the second edge pulls from the first',
     );
+  });
+});
+
+describe('relay tiers: a parent at its egress capacity refuses a child, which attaches elsewhere and plays (ffmpeg RTMP, Chromium)', function () {
+  this.timeout(180_000);
+  let cluster: OriginEdge;
+  const edges = new Map<string, RelaycastProcess>();
+  let browser: TestBrowser;
+  let publisher: ChildProcess | undefined;
+  const eu = ['--region', 'eu', '--lat', '48.9', '--lon', '2.3'];
+  let agentPort: number;
+  /** What edge-a's HAProxy agent-check answers now. */
+  const agentLine = async () => {
+    const socket = connect(agentPort, '127.0.0.1');
+    let line = '';
+    for await (const chunk of socket) line += String(chunk);
+    return line.trim();
+  };
+
+  before(async () => {
+    // edge-1 (region "default") and edge-a feed from the origin, which feeds two edges at most;
+    // edge-b, in edge-a's region, then asks the origin (full), edge-a (its own region: asked
+    // first), then edge-1. edge-a's network sends 1 Mbit/s at most, less than its viewer and a
+    // child of a 1.5 Mbit/s stream. Its heartbeat is a minute apart, so the registry still shows it
+    // sending nothing when edge-b looks (a heartbeat behind, as any parent can be): edge-b asks,
+    // and edge-a answers for itself with its own measure.
+    cluster = await startOriginEdge({ secret: SECRET, admin: ADMIN, originArgs: ['--origin-max-relays', '2'] });
+    const env = { RELAYCAST_CLUSTER_SECRET: SECRET };
+    const slowHeartbeat = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '60000', '--node-ttl-ms', '120000'];
+    agentPort = await freePort();
+    const [a, b] = await Promise.all([
+      startRelaycast({
+        roles: ['edge'],
+        databaseUrl: cluster.testDb.url,
+        env,
+        args: ['--node-id', 'edge-a', ...eu, '--egress-capacity', '1M', '--agent-port', String(agentPort), ...slowHeartbeat],
+      }),
+      startRelaycast({ roles: ['edge'], databaseUrl: cluster.testDb.url, env, args: ['--node-id', 'edge-b', ...eu, ...common] }),
+    ]);
+    edges.set('edge-a', a).set('edge-b', b);
+    browser = await TestBrowser.launch();
+  });
+  after(async () => {
+    publisher?.kill('SIGKILL');
+    await browser?.close();
+    await Promise.all([...edges.values()].map((e) => e.stop()));
+    await cluster?.stop();
+  });
+
+  it('edge-b pulls from edge-1, not from edge-a, which refused it for egress; every viewer decodes', async () => {
+    const name = 'egress-show';
+    const { rtmpUrl } = await cluster.createStream(name);
+    // A constant 1.5 Mbit/s, so that one viewer and one child are 3 Mbit/s whenever edge-a measures.
+    publisher = publishTestRtmp(rtmpUrl, { seconds: 120, bframes: false, kbps: 1500 });
+    await waitFor('the stream live', async () => (await cluster.db.knex('streams').where({ name }).first())?.state === 'live', 20_000, 200);
+    const watch = async (id: string, url: string) => {
+      const page = await browser.page(url);
+      const played = await play(page, `${url}/whep/${name}`);
+      assert.equal(played.status, 201, `${id}: ${played.body}`);
+      await waitFor(`${id}'s viewer to decode`, async () => (await playbackStats(page)).framesDecoded > 10, 30_000, 200);
+    };
+    await watch('edge-a', edges.get('edge-a')!.url);
+    await watch('edge-1', cluster.edge.url);
+    await watch('edge-b', edges.get('edge-b')!.url);
+
+    const rows = await cluster.db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', name).select('relays.edge_node_id', 'relays.upstream_node_id');
+    assert.deepEqual(
+      rows.map((r) => `${r.upstream_node_id} → ${r.edge_node_id}`).sort(),
+      ['edge-1 → edge-b', 'origin-1 → edge-1', 'origin-1 → edge-a'],
+      'edge-b attached below edge-1',
+    );
+    assert.ok((await metric(edges.get('edge-a')!.url, 'relaycast_relay_refusals_total', { reason: 'egress' }))! >= 1, 'edge-a refused a relay for egress');
+    assert.ok((await metric(cluster.origin.url, 'relaycast_relay_refusals_total', { reason: 'limit' }))! >= 1, 'the origin refused one at --origin-max-relays');
+    assert.equal(await metric(edges.get('edge-a')!.url, 'relaycast_relays', { direction: 'out' }), 0, 'edge-a feeds no edge');
+    // The scrape above measured edge-a's load: its viewer alone passes its egress capacity, so HAProxy is told to send it no one.
+    assert.equal(await agentLine(), 'up drain', 'edge-a\'s agent-check drains it');
   });
 });

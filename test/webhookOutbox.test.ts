@@ -118,7 +118,7 @@ for (const backend of BACKENDS) {
 
     it('writes node.up, stream.published, stream.unpublished and stream.moved with the changes', async () => {
       const { knex } = handle.db;
-      const info = { roles: ['origin'], region: 'eu', lat: 0, lon: 0, publicUrl: 'http://o', announcedIp: '127.0.0.1', version: 't', capacity: 10, agentPort: null, rtmpUrl: null };
+      const info = { roles: ['origin'], region: 'eu', lat: 0, lon: 0, publicUrl: 'http://o', announcedIp: '127.0.0.1', version: 't', capacity: 10, egressCapacity: 1e9, agentPort: null, rtmpUrl: null };
       for (const id of ['origin-a', 'origin-b']) await upsertNode(knex, { id, ...info }, { viewers: 0, streams: 0, bitrateOut: 0, cpu: 0 });
       assert.deepEqual((await listEvents(knex, { subject: 'node:origin-a' })).map((e) => [e.type, e.data.node]), [['node.up', { id: 'origin-a', region: 'eu', roles: ['origin'] }]]);
       const place = (origin: string) => markStreamLive(knex, { name: 'moving', originNodeId: origin, ingestProtocol: 'rtmp', codecs: ['h264'], publisherSession: `s-${origin}`, region: 'eu' });

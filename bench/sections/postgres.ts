@@ -57,7 +57,7 @@ export async function postgres(options: BenchOptions, progress: Progress): Promi
         ids.slice(i, i + 50).map((id, j) =>
           upsertNode(
             writers.knex,
-            { id, roles: i + j < origins ? ['origin'] : ['edge'], region: `region-${(i + j) % 50}`, lat: 0, lon: 0, publicUrl: `http://10.0.0.1:${8000 + ((i + j) % 1000)}`, announcedIp: '10.0.0.1', version: 'bench', capacity: 1000, agentPort: null, rtmpUrl: null },
+            { id, roles: i + j < origins ? ['origin'] : ['edge'], region: `region-${(i + j) % 50}`, lat: 0, lon: 0, publicUrl: `http://10.0.0.1:${8000 + ((i + j) % 1000)}`, announcedIp: '10.0.0.1', version: 'bench', capacity: 1000, egressCapacity: 1e9, agentPort: null, rtmpUrl: null },
             load(i + j),
           ),
         ),

@@ -43,6 +43,9 @@ export interface TreeRelay {
   parent: number;
   /** Edges it feeds this stream to. */
   children: number;
+  /** As ParentCandidate's: the simulator's parents are never full by egress. */
+  bitrateOut: number;
+  egressCapacity: number;
   /** 0: pulls from the origin; 1: from an edge that pulls from the origin; … */
   tier: number;
   /** Opening order, over the run: a parent's is smaller than its children's (the product's tree key). */
@@ -125,6 +128,8 @@ export class RelayTrees {
       stream,
       parent: parent ? parent.edge : ORIGIN,
       children: 0,
+      bitrateOut: 0,
+      egressCapacity: Infinity,
       tier: parent ? parent.tier + 1 : 0,
       treeKey: ++this.#opened,
     };

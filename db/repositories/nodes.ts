@@ -16,6 +16,8 @@ export interface NodeInfo {
   announcedIp: string;
   version: string;
   capacity: number;
+  /** Bits per second the node's network can send (--egress-capacity). */
+  egressCapacity: number;
   /** HAProxy agent-check port (edges), or null. */
   agentPort: number | null;
   /** Where the node takes RTMP publishers, rtmp://host:port/live (origins with RTMP), or null. */
@@ -51,6 +53,7 @@ interface NodeRow {
   version: string;
   state: NodeState;
   capacity: number;
+  egress_capacity: string | number;
   viewers: number;
   streams: number;
   bitrate_out: string | number;
@@ -75,6 +78,7 @@ function toRecord(row: NodeRow): NodeRecord {
     version: row.version,
     state: row.state,
     capacity: row.capacity,
+    egressCapacity: Number(row.egress_capacity),
     agentPort: row.agent_port,
     rtmpUrl: row.rtmp_url,
     viewers: row.viewers,
@@ -119,6 +123,7 @@ export async function upsertNode(db: Knex, info: NodeInfo, load: NodeLoad): Prom
     announced_ip: info.announcedIp,
     version: info.version,
     capacity: info.capacity,
+    egress_capacity: Math.round(info.egressCapacity),
     agent_port: info.agentPort,
     rtmp_url: info.rtmpUrl,
     ...loadColumns(load),

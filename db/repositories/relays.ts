@@ -63,6 +63,9 @@ export interface ParentCandidate {
   tier: number;
   /** Edges it feeds this stream to. */
   children: number;
+  /** Bits/s its node sends, and the most it may (--egress-capacity), as of its last heartbeat. */
+  bitrateOut: number;
+  egressCapacity: number;
 }
 
 /**
@@ -80,12 +83,14 @@ export async function listParentCandidates(db: Knex, streamId: string): Promise<
     tree_key: string | number;
     tier: number | null;
     children: string | number | null;
+    bitrate_out: string | number;
+    egress_capacity: string | number;
   }> = await db('relays')
     .join('nodes', 'nodes.id', 'relays.edge_node_id')
     .leftJoin(children, 'c.upstream_node_id', 'relays.edge_node_id')
     .where({ 'relays.stream_id': streamId, 'nodes.state': 'up', 'nodes.draining': false })
     .whereNotNull('relays.tree_key')
-    .select('relays.edge_node_id', 'nodes.public_url', 'nodes.region', 'nodes.lat', 'nodes.lon', 'relays.tree_key', 'relays.tier', 'c.children');
+    .select('relays.edge_node_id', 'nodes.public_url', 'nodes.region', 'nodes.lat', 'nodes.lon', 'relays.tree_key', 'relays.tier', 'c.children', 'nodes.bitrate_out', 'nodes.egress_capacity');
   return rows.map((r) => ({
     edgeNodeId: r.edge_node_id,
     publicUrl: r.public_url,
@@ -95,6 +100,8 @@ export async function listParentCandidates(db: Knex, streamId: string): Promise<
     treeKey: Number(r.tree_key),
     tier: r.tier ?? 0,
     children: Number(r.children ?? 0),
+    bitrateOut: Number(r.bitrate_out),
+    egressCapacity: Number(r.egress_capacity),
   }));
 }
 
