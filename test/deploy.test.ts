@@ -583,6 +583,9 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
     recording: { args: ['-f', join(CHART, 'ci/recording-values.yaml')], externalSecrets: ['postgres-app', 'recordings-s3'] },
     // The user's own claim, mounted by StatefulSets.
     recordingClaim: { args: ['-f', join(CHART, 'ci/portrange-values.yaml'), '--set', 'recording.persistence.enabled=true', '--set', 'recording.persistence.existingClaim=recordings-nfs'], externalSecrets: ['postgres-app'] },
+    rtmp: { args: ['-f', join(CHART, 'ci/rtmp-values.yaml')], externalSecrets: ['postgres-app'] },
+    // HAProxy's RTMP on a port of one's own, forwarding to origins reached at their announced addresses.
+    rtmpPortRange: { args: ['-f', join(CHART, 'ci/portrange-values.yaml'), '--set', 'balancer.haproxy.rtmp.enabled=true', '--set', 'balancer.haproxy.rtmp.port=1940'], externalSecrets: ['postgres-app'] },
   };
   const HOST_IP = '192.0.2.50';
   let cache: string;
@@ -689,6 +692,12 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
       [['--set', 'database.url=postgres://x', '--set', 'recording.s3.url=https://recordings.example.com'], /recording.s3.url: Does not match pattern/],
       [['--set', 'database.url=postgres://x', '--set', 'recording.s3.existingSecret=recordings-s3'], /recording.s3: endpoint, region and existingSecret are for the bucket in recording.s3.url/],
       [['--set', 'database.url=postgres://x', '--set', 'recording.persistence.accessModes[0]=ReadWriteSome'], /recording.persistence.accessModes.0/],
+      [['-f', join(CHART, 'ci/rtmp-values.yaml'), '--set', 'balancer.haproxy.rtmp.port=0'], /balancer.haproxy.rtmp.port: Must be greater than or equal to 1/],
+      [['-f', join(CHART, 'ci/rtmp-values.yaml'), '--set-string', 'balancer.haproxy.rtmp.port=1935'], /balancer.haproxy.rtmp.port: Invalid type. Expected: integer, given: string/],
+      [['-f', join(CHART, 'ci/rtmp-values.yaml'), '--set', 'balancer.haproxy.rtmp.prot=1935'], /Additional property prot is not allowed/],
+      [['-f', join(CHART, 'ci/rtmp-values.yaml'), '--set', 'balancer.haproxy.enabled=false'], /balancer.haproxy.rtmp.enabled needs balancer.haproxy.enabled/],
+      [['-f', join(CHART, 'ci/rtmp-values.yaml'), '--set', 'balancer.haproxy.rtmp.port=8000'], /balancer.haproxy.rtmp.port \(8000\) must differ from the balancer's other ports/],
+      [['-f', join(CHART, 'ci/tls-values.yaml'), '--set', 'balancer.haproxy.rtmp.enabled=true', '--set', 'balancer.haproxy.rtmp.port=443'], /balancer.haproxy.rtmp.port \(443\) must differ from .*the Service's port and tls.plainPort/],
     ];
     for (const [args, message] of refusals) {
       const result = await template(args);
@@ -967,6 +976,56 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
     for (const o of workloads('tls').filter((w) => component(w) !== 'balancer')) {
       const node = nodeConfig(describeObject(o), [component(o)!], await resolvedEnv(o, podOf(o).spec.containers[0]!));
       assert.ok(node.tlsCert === undefined && node.publicUrl.startsWith('http://'), `${describeObject(o)}: plain HTTP`);
+    }
+  });
+
+  it('RTMP through the balancer (balancer.haproxy.rtmp): the Service\'s RTMP port is HAProxy\'s, the one the admin API names; HAProxy reaches every origin\'s RTMP', async () => {
+    type ServiceSpec = { type: string; externalTrafficPolicy?: string; loadBalancerIP?: string; ports: { name: string; port: number; targetPort: string | number; protocol: string }[] };
+    const balancer = async (scenario: string) => {
+      const o = find(scenario, 'Deployment', 'rc-relaycast-balancer')!;
+      const c = podOf(o).spec.containers[0]!;
+      const env = await resolvedEnv(o, c);
+      return { c, env, config: nodeConfig(`${scenario} balancer`, ['balancer'], loadable(env)), svc: find(scenario, 'Service', 'rc-relaycast-balancer')!.spec as ServiceSpec };
+    };
+    // Off by default: RTMP goes to the origins' own Service.
+    for (const scenario of ['default', 'hpa', 'tls']) {
+      const { c, env, config, svc } = await balancer(scenario);
+      assert.equal(config.haproxyRtmpPort, 0, `${scenario}: HAProxy takes no RTMP`);
+      assert.equal(env.RELAYCAST_HAPROXY_RTMP_PORT, undefined);
+      assert.ok(!c.ports!.some((p) => p.name === 'rtmp') && !svc.ports.some((p) => p.name === 'rtmp'), `${scenario}: no RTMP port at the balancer`);
+    }
+    assert.ok(find('default', 'Service', 'rc-relaycast-origin-rtmp'), 'the origins\' RTMP Service, by default');
+    assert.equal(find('rtmp', 'Service', 'rc-relaycast-origin-rtmp'), undefined, 'origins.rtmpService.enabled: false (ci/rtmp-values.yaml)');
+
+    for (const [scenario, port] of [['rtmp', 1935], ['rtmpPortRange', 1940]] as const) {
+      const { c, env, config, svc } = await balancer(scenario);
+      const rtmp = svc.ports.filter((p) => p.name === 'rtmp');
+      assert.deepEqual(rtmp.map((p) => [p.port, p.protocol]), [[port, 'TCP']], `${scenario}: the balancer Service publishes RTMP`);
+      assert.equal(c.ports!.find((p) => p.name === rtmp[0]!.targetPort)?.containerPort, port, `${scenario}: to the container port of that number`);
+      assert.equal(env.RELAYCAST_HAPROXY_BIN, 'haproxy');
+      assert.equal(config.haproxyRtmpPort, port, `${scenario}: HAProxy takes RTMP on the port the container declares`);
+      assert.notEqual(Number(config.haproxyBind.split(':').pop()), port, 'apart from its HTTP bind');
+      // The admin API's rtmpUrl is rtmp://<public URL's host>:<haproxyRtmpPort>/live/<key>
+      // (balancer/Balancer.ts; test/rtmpFailover.test.ts): the balancer Service's address and port.
+      if (scenario === 'rtmp') assert.equal(`rtmp://${new URL(config.publicUrl).hostname}:${config.haproxyRtmpPort}/live`, 'rtmp://live.example.com:1935/live');
+      assert.deepEqual([svc.type, svc.externalTrafficPolicy], ['LoadBalancer', 'Local'], `${scenario}: one Service for HTTP and RTMP, balancer.service's type and policy`);
+      assert.equal(svc.ports.find((p) => p.name === 'http')?.targetPort, 'haproxy', `${scenario}: HTTP still to HAProxy`);
+    }
+
+    // HAProxy forwards to each origin's registered RTMP address, rtmp://<announced address>:<rtmpPort>:
+    // hostNetwork origins declare that port on their node; in portRange mode the origin's per-pod
+    // Service (at its announced address) publishes it.
+    const origin = find('rtmp', 'Deployment', 'rc-relaycast-origin')!;
+    const originConfig = nodeConfig('rtmp origin', ['origin'], await resolvedEnv(origin, podOf(origin).spec.containers[0]!));
+    assert.equal(podOf(origin).spec.hostNetwork, true);
+    assert.ok(originConfig.rtmpPort > 0 && podOf(origin).spec.containers[0]!.ports!.some((p) => p.name === 'rtmp' && p.containerPort === originConfig.rtmpPort), 'hostNetwork origins take RTMP on their node');
+    const set = find('rtmpPortRange', 'StatefulSet', 'rc-relaycast-origin')!;
+    const replicas = (set.spec as { replicas: number }).replicas;
+    for (let i = 0; i < replicas; i++) {
+      const config = nodeConfig(`rtmpPortRange origin ${i}`, ['origin'], await resolvedEnv(set, podOf(set).spec.containers[0]!, i));
+      const perPod = find('rtmpPortRange', 'Service', `rc-relaycast-origin-${i}`)!.spec as ServiceSpec;
+      assert.equal(perPod.loadBalancerIP, config.announcedIp, `origin ${i}: its per-pod Service is at its announced address`);
+      assert.deepEqual(perPod.ports.filter((p) => p.name === 'rtmp').map((p) => [p.port, p.targetPort, p.protocol]), [[config.rtmpPort, 'rtmp', 'TCP']], `origin ${i}: and publishes its RTMP port`);
     }
   });
 

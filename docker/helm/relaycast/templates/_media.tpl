@@ -278,6 +278,13 @@ spec:
       port: {{ $w.agentPort }}
       targetPort: agent
       protocol: TCP
+    {{- else }}
+    # The RTMP address the origin registers (rtmp://<its announced address>:<rtmpPort>): the route
+    # API and the admin API hand it out, and the balancer's HAProxy forwards RTMP to it.
+    - name: rtmp
+      port: {{ $w.rtmpPort }}
+      targetPort: rtmp
+      protocol: TCP
     {{- end }}
     {{- range $port := untilStep (int $first) (int (add $first $w.portRange.blockSize)) 1 }}
     - name: udp-{{ $port }}
