@@ -221,9 +221,10 @@ export const nodeView = z.object({
   capacity: z.number().int(),
   viewers: z.number().int(),
   streams: z.number().int(),
-  bitrateOut: z.number().describe('bits per second'),
+  bitrateOut: z.number().describe('bits per second sent, to viewers and to edges it feeds'),
+  egressCapacity: z.number().describe('bits per second its network sends at most (--egress-capacity)'),
   cpu: z.number().describe('share of one machine, 0..1'),
-  load: z.number().describe('what the balancer ranks by: max(viewers / capacity, cpu)'),
+  load: z.number().describe('what the balancer ranks by: max(viewers / capacity, cpu, bitrateOut / egressCapacity)'),
   startedAt: dateTime,
   heartbeatAt: dateTime,
 });

@@ -260,19 +260,20 @@ describe('relay tiers: a parent at its egress capacity refuses a child, which at
     // first), then edge-1. edge-a's network sends 1 Mbit/s at most, less than its viewer and a
     // child of a 1.5 Mbit/s stream. Its heartbeat is a minute apart, so the registry still shows it
     // sending nothing when edge-b looks (a heartbeat behind, as any parent can be): edge-b asks,
-    // and edge-a answers for itself with its own measure.
-    cluster = await startOriginEdge({ secret: SECRET, admin: ADMIN, originArgs: ['--origin-max-relays', '2'] });
+    // and edge-a answers for itself with its own measure. Every node's TTL is two minutes, so that
+    // no one takes edge-a for dead meanwhile.
+    const patient = ['--node-ttl-ms', '120000'];
+    cluster = await startOriginEdge({ secret: SECRET, admin: ADMIN, args: patient, originArgs: ['--origin-max-relays', '2'] });
     const env = { RELAYCAST_CLUSTER_SECRET: SECRET };
-    const slowHeartbeat = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '60000', '--node-ttl-ms', '120000'];
     agentPort = await freePort();
     const [a, b] = await Promise.all([
       startRelaycast({
         roles: ['edge'],
         databaseUrl: cluster.testDb.url,
         env,
-        args: ['--node-id', 'edge-a', ...eu, '--egress-capacity', '1M', '--agent-port', String(agentPort), ...slowHeartbeat],
+        args: ['--node-id', 'edge-a', ...eu, '--egress-capacity', '1M', '--agent-port', String(agentPort), ...common, '--heartbeat-ms', '60000', ...patient],
       }),
-      startRelaycast({ roles: ['edge'], databaseUrl: cluster.testDb.url, env, args: ['--node-id', 'edge-b', ...eu, ...common] }),
+      startRelaycast({ roles: ['edge'], databaseUrl: cluster.testDb.url, env, args: ['--node-id', 'edge-b', ...eu, ...common, ...patient] }),
     ]);
     edges.set('edge-a', a).set('edge-b', b);
     browser = await TestBrowser.launch();
@@ -308,7 +309,7 @@ describe('relay tiers: a parent at its egress capacity refuses a child, which at
     );
     assert.ok((await metric(edges.get('edge-a')!.url, 'relaycast_relay_refusals_total', { reason: 'egress' }))! >= 1, 'edge-a refused a relay for egress');
     assert.ok((await metric(cluster.origin.url, 'relaycast_relay_refusals_total', { reason: 'limit' }))! >= 1, 'the origin refused one at --origin-max-relays');
-    assert.equal(await metric(edges.get('edge-a')!.url, 'relaycast_relays', { direction: 'out' }), 0, 'edge-a feeds no edge');
+    assert.equal((await metric(edges.get('edge-a')!.url, 'relaycast_relays', { direction: 'out' })) ?? 0, 0, 'edge-a feeds no edge');
     // The scrape above measured edge-a's load: its viewer alone passes its egress capacity, so HAProxy is told to send it no one.
     assert.equal(await agentLine(), 'up drain', 'edge-a\'s agent-check drains it');
   });

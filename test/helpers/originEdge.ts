@@ -18,11 +18,12 @@ export interface OriginEdge {
   stop(): Promise<void>;
 }
 
-export async function startOriginEdge(options: { secret: string; admin: string; originArgs?: string[] }): Promise<OriginEdge> {
+/** `args` go to both processes, after the common ones (the last of a repeated flag wins); `originArgs` to the origin alone. */
+export async function startOriginEdge(options: { secret: string; admin: string; args?: string[]; originArgs?: string[] }): Promise<OriginEdge> {
   const testDb = await createTestDatabase();
   const db = Database.open({ url: testDb.url });
   const env = { RELAYCAST_CLUSTER_SECRET: options.secret, RELAYCAST_ADMIN_TOKEN: options.admin };
-  const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '500', '--node-ttl-ms', '3000', '--relay-linger-ms', '1000'];
+  const common = ['--rtc-listen-ip', '127.0.0.1', '--heartbeat-ms', '500', '--node-ttl-ms', '3000', '--relay-linger-ms', '1000', ...(options.args ?? [])];
   const [origin, edge] = await Promise.all([
     startRelaycast({ roles: ['origin', 'balancer'], databaseUrl: testDb.url, env, args: ['--node-id', 'origin-1', ...common, ...(options.originArgs ?? [])] }),
     startRelaycast({ roles: ['edge'], databaseUrl: testDb.url, env, args: ['--node-id', 'edge-1', ...common] }),
