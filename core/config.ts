@@ -40,8 +40,9 @@ export const VIEWERS_PER_WORKER = 500;
 
 /**
  * What a node's network sends at most, by default (bits/s): 1 Gbit/s, the least a server or
- * cloud instance has, and about what the default capacity sends on its own (a 2-core edge, 1,000
- * viewers of a 1 Mbit/s stream). A node with 10 Gbit/s says so with --egress-capacity 10G.
+ * cloud instance has. A worker sends about 175 Mbit/s per core (README, Egress), so an edge of 6
+ * cores or more, or a parent feeding many edges, reaches it before its CPU runs out. A node with
+ * 10 Gbit/s says so with --egress-capacity 10G.
  */
 export const DEFAULT_EGRESS_CAPACITY = 1_000_000_000;
 
