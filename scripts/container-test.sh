@@ -10,6 +10,7 @@
 #   bash scripts/container-test.sh up       the compose cluster, until every service is healthy
 #                                           (with RELAYCAST_TLS_DIR: docker/compose.tls.yml too)
 #   bash scripts/container-test.sh down     stops it and drops its volumes
+#   bash scripts/container-test.sh config   the compose configuration `up` would run, resolved
 #   bash scripts/container-test.sh engine-stop   stops the dockerd that `check` started, if any
 #
 # No container registry is needed: without one (these machines reach Debian's archive and the npm
@@ -209,11 +210,16 @@ case "$command" in
   image) image ;;
   up) up ;;
   down) down ;;
+  config)
+    export RELAYCAST_IMAGE=$IMAGE
+    [ "$BASE" = local ] && export RELAYCAST_POSTGRES_IMAGE=$POSTGRES
+    compose config
+    ;;
   all)
     image
     # Only this file: with .mocharc.json, a file named here would run beside its whole spec list.
     npx mocha --no-config --node-option import=tsx --require test/helpers/build.ts --extension ts \
       --timeout 180000 test/container.test.ts
     ;;
-  *) echo "usage: $0 [check|base|image|up|down]" >&2; exit 2 ;;
+  *) echo "usage: $0 [check|base|image|up|down|config]" >&2; exit 2 ;;
 esac

@@ -13,7 +13,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+case "${1:-}" in
+  --test) want_test=1 ;;
+  "") ;;
+  -h | --help)
+    sed -n '2,11s/^# \{0,1\}//p' "$0"
+    exit 0
+    ;;
+  *)
+    echo "setup: unknown option $1 (--test, or --help)" >&2
+    exit 2
+    ;;
+esac
 
 MEDIASOUP_VERSION=$(node -p "require('./package.json').dependencies.mediasoup")
 

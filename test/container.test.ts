@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,9 +44,23 @@ interface ScriptResult {
   stderr: string;
 }
 
+/**
+ * Every variable the compose files read (`${NAME:-default}`): the cluster the test brings up takes
+ * their defaults, whatever the caller's shell exports (a RELAYCAST_ADMIN_TOKEN of the developer's
+ * own made the cluster and the test disagree about the admin token). Only `env` sets them.
+ */
+const COMPOSE_VARIABLES = new Set(
+  ['docker/compose.yml', 'docker/compose.tls.yml'].flatMap((file) => [...readFileSync(join(ROOT, file), 'utf8').matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]!)),
+);
+
+/** The caller's environment without the compose files' variables, then `env`. */
+function scriptEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  return { ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !COMPOSE_VARIABLES.has(name))), ...env };
+}
+
 async function script(command: string, timeoutMs: number, env: Record<string, string> = {}): Promise<ScriptResult> {
   try {
-    const { stdout, stderr } = await exec('bash', [SCRIPT, command], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 64 << 20, env: { ...process.env, ...env } });
+    const { stdout, stderr } = await exec('bash', [SCRIPT, command], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 64 << 20, env: scriptEnv(env) });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code?: number; stdout?: string; stderr?: string; message: string };
@@ -135,6 +149,23 @@ describe('containers: the image and the compose cluster (scripts/container-test.
     if (down.code !== 0) console.log(`      ${SCRIPT} down exited ${down.code}: ${down.stderr.slice(-2000)}`);
     // The engine, if the script started it for this run (a machine's own engine stays up).
     await script('engine-stop', 60_000);
+  });
+
+  it('brings the same cluster up whatever the caller\'s shell exports: the compose files\' variables take their defaults', async () => {
+    const exported = { RELAYCAST_ADMIN_TOKEN: 'exported-by-the-callers-shell-0123', RELAYCAST_CLUSTER_SECRET: 'exported-by-the-callers-shell-4567', RELAYCAST_GEO_PINS: '203.0.113.77=exported-by-the-shell' };
+    const before = Object.fromEntries(Object.keys(exported).map((name) => [name, process.env[name]]));
+    Object.assign(process.env, exported);
+    let config: ScriptResult;
+    try {
+      config = await mustRun('config', 60_000);
+    } finally {
+      for (const [name, value] of Object.entries(before)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+    for (const value of Object.values(exported)) assert.ok(!config.stdout.includes(value), `${value} reached the compose configuration`);
+    assert.match(config.stdout, new RegExp(`RELAYCAST_ADMIN_TOKEN: ${ADMIN}\\b`), 'the admin token this test uses');
   });
 
   it('the image runs compiled JavaScript as a non-root user, with a health check', async () => {

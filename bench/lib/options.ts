@@ -30,6 +30,7 @@ export interface BenchOptions {
 }
 
 export const USAGE = `npm run bench [-- options]
+npm run bench:webrtc (--only fanout,ttff,latency), npm run bench:balancer (--only balancer)
 
   --quick              tiny sizes, one run of each figure (what the smoke test runs; < 1 min)
   --only LIST          sections, comma-separated: ${SECTION_IDS.join(',')}
