@@ -40,7 +40,7 @@ export const VIEWERS_PER_WORKER = 500;
 
 /**
  * What a node's network sends at most, by default (bits/s): 1 Gbit/s, the least a server or
- * cloud instance has. A worker sends about 175 Mbit/s per core (README, Egress), so an edge of 6
+ * cloud instance has. A worker sends about 175 Mbit/s per core (docs/operating/scaling.md, Egress), so an edge of 6
  * cores or more, or a parent feeding many edges, reaches it before its CPU runs out. A node with
  * 10 Gbit/s says so with --egress-capacity 10G.
  */
@@ -119,7 +119,8 @@ const schema = z.object({
     .optional(),
   adminToken: z.string().min(16, 'must be at least 16 characters').optional(),
   clusterSecret: z.string().min(16, 'must be at least 16 characters').optional(),
-  workers: z.coerce.number().int().min(1).max(256).default(availableParallelism()),
+  /** Unset: one per core (availableParallelism(), in loadConfig: a default must not depend on the machine). */
+  workers: z.coerce.number().int().min(1).max(256).optional(),
   workerBin: z.string().min(1).optional(),
   rtmpPort: z.coerce.number().int().min(0).max(65535).default(1935),
   /** Heights of the simulcast layers an origin's RTMP bridge makes, highest first; [] (off) passes the publish on as one layer. */
@@ -226,17 +227,25 @@ const schema = z.object({
 
 type Parsed = z.infer<typeof schema>;
 
-export interface Config extends Omit<Parsed, 'nodeId' | 'publicUrl' | 'capacity' | 'defaultRegion' | 'recordDir'> {
+export interface Config extends Omit<Parsed, 'nodeId' | 'publicUrl' | 'workers' | 'capacity' | 'defaultRegion' | 'recordDir'> {
   defaultRegion: string;
   recordDir: string;
   roles: Role[];
   nodeId: string;
   publicUrl: string;
+  workers: number;
   capacity: number;
   version: string;
 }
 
 export type ConfigKey = keyof z.infer<typeof schema>;
+
+/**
+ * What the schema makes of an empty input: each setting's default, undefined where it has none
+ * (a default computed at start from the machine or other settings, which the setting's
+ * description names). The configuration reference (npm run docs) prints these.
+ */
+export const CONFIG_DEFAULTS: Readonly<Parsed> = schema.parse({});
 
 export interface Field {
   key: ConfigKey;
@@ -252,25 +261,25 @@ const descriptions: Record<ConfigKey, string> = {
   tlsCert: 'PEM certificate chain: with --tls-key, the HTTP port speaks HTTPS only; read again when the file changes',
   tlsKey: 'PEM private key of --tls-cert',
   httpPlainPort: 'with TLS, a plain-HTTP port besides (same routes) for health checks, HAProxy and other nodes on a private network (0: none)',
-  region: 'region this node serves (balancer groups edges by it)',
+  region: `region this node serves (balancer groups edges by it): ${REGION_RULE}`,
   lat: 'latitude of this node',
   lon: 'longitude of this node',
   publicUrl: 'base URL clients reach this node at (default: http://127.0.0.1:<http port>, https:// with --tls-cert)',
-  announcedIp: 'IP address announced in ICE candidates and to other nodes (default: every interface address and 127.0.0.1; set it behind NAT)',
+  announcedIp: 'IP address announced in ICE candidates and to other nodes\' relays; set it behind NAT (default: every IPv4 address of the machine\'s interfaces and 127.0.0.1 in ICE candidates, or the one address of --rtc-listen-ip when it names one, and 127.0.0.1 to relays; logged at start as "media addresses announced")',
   dataDir: 'directory for the embedded database and other state',
   databaseUrl: 'Postgres URL; unset = embedded PGlite under the data dir',
   adminToken: 'first admin API token, scopes read+write (at least 16 characters; unset: one is made and printed once)',
-  clusterSecret: 'secret shared by all nodes for the internal relay API',
+  clusterSecret: 'secret all nodes share: signs stream tokens, guards the internal relay API (at least 16 characters; unset: generated once into the data dir)',
   workers: 'mediasoup workers (default: one per core)',
-  workerBin: 'path of the mediasoup-worker binary (default: mediasoup\'s own, or MEDIASOUP_WORKER_BIN)',
+  workerBin: 'path of the mediasoup-worker binary (default: MEDIASOUP_WORKER_BIN, else the one scripts/setup.sh built, else mediasoup\'s own)',
   rtmpPort: 'RTMP ingest port of an origin (0: no RTMP)',
-  rtmpLadder: 'simulcast layers an origin makes from each RTMP publish: off, or picture heights such as 720,360,180 (a stream\'s own setting wins; never upscaled)',
+  rtmpLadder: 'simulcast layers an origin makes from each RTMP publish: off, or 2–3 picture heights such as 720,360,180 (a stream\'s own setting wins; never upscaled)',
   agentPort: 'HAProxy agent-check port of an edge (0: none)',
   rtcListenIp: 'address WebRTC media sockets listen on',
-  rtcMinPort: 'lowest UDP/TCP port for WebRTC media',
-  rtcMaxPort: 'highest UDP/TCP port for WebRTC media',
+  rtcMinPort: 'lowest port for WebRTC media (UDP and ICE-TCP) and relays',
+  rtcMaxPort: 'highest port for WebRTC media (UDP and ICE-TCP) and relays',
   capacity: `viewers this node serves at full load (default: ${VIEWERS_PER_WORKER} per worker)`,
-  egressCapacity: 'bits/s this node\'s network sends at most, to viewers and to edges it feeds, e.g. 1G, 10G, 800M: the balancer loads it by that share too, and past it the node feeds no more edges (default: 1G)',
+  egressCapacity: 'bits/s this node\'s network sends at most, to viewers and to edges it feeds, e.g. 1G, 10G, 800M (1M–1000G): the balancer loads it by that share too, and past it the node feeds no more edges (default: 1G)',
   relayLingerMs: 'how long an edge keeps a stream\'s relay after its last viewer left',
   hls: 'when origins package streams for LL-HLS: on-demand (first HLS request), always (from the publish on), off',
   hlsLingerMs: 'how long an origin keeps packaging a stream after its last HLS request',
@@ -289,7 +298,7 @@ const descriptions: Record<ConfigKey, string> = {
   admissionTimeoutMs: 'how long a publish or play waits for the admission endpoint before --admission-on-failure applies',
   admissionOnFailure: 'answer when the admission endpoint is slow, down or answers nonsense: refuse (503) or allow',
   admissionCacheMs: 'how long an admission decision is reused for the same stream, action, client address and token (0: never)',
-  webhookCaFile: 'PEM CA certificates trusted for https:// webhook and admission endpoints, besides the system\'s',
+  webhookCaFile: 'PEM CA certificates trusted for https:// webhook and admission endpoints, besides Node\'s bundled roots',
   webhookTimeoutMs: 'how long an event delivery waits for the endpoint\'s answer',
   webhookGiveUpS: 'seconds an event delivery is retried (exponential backoff) before it is given up and kept as failed',
   webhookViewerThresholds: 'viewer counts whose crossing makes a stream.viewers event, comma-separated ascending (off: none)',
@@ -298,8 +307,8 @@ const descriptions: Record<ConfigKey, string> = {
   streamThreshold: 'load (0..1) above which a node takes no new streams',
   viewerThreshold: 'load above which a node takes no new viewers (higher than streamThreshold)',
   geoDatabase: 'GeoIP2/GeoLite2 City .mmdb files, comma-separated (default: bundled DB-IP City Lite)',
-  geoPins: 'CIDRs or addresses pinned to a region or position: 10.0.0.0/8=eu-west,192.0.2.0/24=48.8:2.3,198.51.100.7=us-east',
-  trustedProxies: 'addresses/CIDRs whose X-Forwarded-For is believed (geo, rate limit, audit), comma-separated',
+  geoPins: 'CIDRs or addresses pinned to a region or position: 10.0.0.0/8=eu-west,192.0.2.0/24=48.8:2.3,198.51.100.7=us-east (an address alone is a /32, /128)',
+  trustedProxies: 'addresses/CIDRs whose X-Forwarded-For is believed (geo, rate limit, audit), comma-separated; a balancer with --haproxy-bin adds loopback',
   defaultRegion: 'region for clients the geo lookup cannot place (default: this node\'s region)',
   haproxyBin: 'HAProxy binary: the balancer runs HAProxy in front of the cluster and keeps its config current',
   haproxyBind: 'where that HAProxy listens (address:port)',
@@ -309,14 +318,14 @@ const descriptions: Record<ConfigKey, string> = {
   nodeUrls: 'what the route API and the WHEP/WHIP 307s name for a node: direct (its public URL) or balancer (<balancer public URL>/n/<node id>, through HAProxy, which pins it; needs --haproxy-bin)',
   haproxyRtmpPort: 'RTMP port of that HAProxy, on the address of --haproxy-bind: publishers go to a live origin through it, and the admin API hands it out (0: off)',
   heartbeatMs: 'how often the node reports its load to the registry',
-  nodeTtlMs: 'a node whose last heartbeat is older than this is dead',
+  nodeTtlMs: 'a node whose last heartbeat is older than this is dead (at least twice --heartbeat-ms)',
   drainTimeoutMs: 'on SIGTERM, longest time spent moving viewers to other edges before exiting',
   targetUtilisation: 'autoscaling: share of a region\'s edge capacity to use (balancer; see GET /api/v1/capacity)',
   slackViewers: 'autoscaling: viewer slots each region keeps free whatever its load',
   minEdgesPerRegion: 'autoscaling: edges a region keeps with no viewers',
   postRateLimit: 'POST requests (API, WHIP, WHEP) per minute per client address (0: no limit)',
-  logLevel: 'pino log level',
-  logFormat: 'auto (readable on a terminal, JSON lines otherwise), json or pretty',
+  logLevel: 'pino log level: fatal, error, warn, info, debug, trace or silent',
+  logFormat: 'auto (readable lines on a terminal, pino-pretty; JSON lines otherwise), json or pretty: the same fields either way',
 };
 
 const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -395,6 +404,7 @@ export function loadConfig(sources: ConfigSources): Config {
     throw new ConfigError(key, issue.message);
   }
   const parsed = result.data;
+  const workers = parsed.workers ?? availableParallelism();
   if (parsed.rtcMinPort > parsed.rtcMaxPort) {
     throw new ConfigError('rtcMinPort', `must not be above rtcMaxPort (${parsed.rtcMaxPort})`);
   }
@@ -426,7 +436,8 @@ export function loadConfig(sources: ConfigSources): Config {
     recordDir: resolve(parsed.recordDir ?? join(parsed.dataDir, 'recordings')),
     nodeId: parsed.nodeId ?? `${hostname()}-${parsed.httpPort}`,
     publicUrl: (parsed.publicUrl ?? `${parsed.tlsCert ? 'https' : 'http'}://127.0.0.1:${parsed.httpPort}`).replace(/\/+$/, ''),
-    capacity: parsed.capacity ?? VIEWERS_PER_WORKER * parsed.workers,
+    workers,
+    capacity: parsed.capacity ?? VIEWERS_PER_WORKER * workers,
     defaultRegion: parsed.defaultRegion ?? parsed.region,
     // A balancer that runs HAProxy hears it on loopback, with the client in X-Forwarded-For.
     trustedProxies: parsed.haproxyBin ? parsed.trustedProxies.with([parseRange('127.0.0.1'), parseRange('::1')]) : parsed.trustedProxies,

@@ -70,7 +70,7 @@ describe('npm run entry points: --help and unknown options', function () {
 
   it('an option an entry of ours does not take ends non-zero with a message, no stack trace', async () => {
     // The benchmarks share their command-line entry (bench/lib/options.ts runCommand): one of them stands for all.
-    for (const name of ['setup', 'build', 'check', 'typecheck', 'simulate', 'bench:geomap']) {
+    for (const name of ['setup', 'build', 'check', 'typecheck', 'docs', 'simulate', 'bench:geomap']) {
       const run = await npmRun(name, ['--no-such-option']);
       assert.notEqual(run.code, 0, `${name} took --no-such-option:\n${run.stdout}`);
       assert.match(run.stderr, /no-such-option|unknown|takes no/i, `${name}: ${run.stderr}`);
