@@ -1,6 +1,6 @@
 /**
- * The layering of Relaycast's sources, checked by `npm run lint:imports` (in .ci/run). The README's
- * "Layout" section draws it:
+ * The layering of Relaycast's sources, checked by `npm run lint:imports` (in .ci/run). docs/developing/layout.md
+ * draws it:
  *
  *   app/            the composition root: the CLI and ClusterNode; it alone knows every role
  *   origin/ edge/ balancer/   the roles; none imports another

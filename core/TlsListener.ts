@@ -33,7 +33,7 @@ export interface TlsListenerOptions {
  *
  * HTTP/2: express 5 does not run on node:http2's compatibility layer (its request object breaks
  * there: a TypeError in IncomingMessage._read on the first request with a body), so a node speaks
- * HTTP/1.1. Terminating TLS at HAProxy gives browsers HTTP/2 (docs: README, HTTPS).
+ * HTTP/1.1. Terminating TLS at HAProxy gives browsers HTTP/2 (docs/operating/https.md).
  */
 export class TlsListener {
   readonly https: HttpsServer;

@@ -45,7 +45,7 @@ export function signWebhook(secret: string, id: string, body: string, now = Date
 
 /**
  * Whether `headers` (lower-case names) sign `body` with `secret`, within the timestamp tolerance.
- * For tests and for the README's receiver; any Standard Webhooks library does the same.
+ * For tests and for the receiver in docs/integrating/webhooks.md; any Standard Webhooks library does the same.
  */
 export function verifyWebhook(secret: string, headers: Record<string, string | string[] | undefined>, body: string, now = Date.now()): boolean {
   const id = headers['webhook-id'];

@@ -275,7 +275,7 @@ const HLS_FROZEN_MS = 15_000;
  * @property {PlayerMode} [mode]   'auto' (default), 'webrtc' or 'hls'
  * @property {boolean} [counterOffer]   ask the edge for a WHEP counter-offer (`Prefer: counter-offer`), so that it can
  *   estimate this viewer's bandwidth from transport-cc and pick its layer by the estimate (default false for now: on a link
- *   that suddenly narrows, the estimate can fall below the lowest layer and the edge then sends no video; see the README)
+ *   that suddenly narrows, the estimate can fall below the lowest layer and the edge then sends no video; see docs/integrating/publish-and-play.md)
  * @property {string} [playbackToken]   playback token for a private stream's DVR window (its
  *   recordings need one; the play token is for live viewing only). Without it, a private stream has no DVR.
  */
