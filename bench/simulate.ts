@@ -57,6 +57,12 @@ const { values } = parseArgs({
     'origin-max-relays': { type: 'string' },
     'edge-max-children': { type: 'string' },
     'stream-kbps': { type: 'string' },
+    'egress-gbps': { type: 'string', default: String(d.egressGbps) },
+    'origin-egress-gbps': { type: 'string', default: String(d.originEgressGbps) },
+    kill: { type: 'string', default: String(d.kill) },
+    'hash-balance-factors': { type: 'string', default: '' },
+    'whep-ms': { type: 'string', default: String(d.haproxyTiming.joinMs) },
+    'relay-open-ms': { type: 'string', default: String(d.haproxyTiming.openMs) },
     verify: { type: 'boolean', default: false },
     checks: { type: 'string', default: String(d.checks) },
     out: { type: 'string', default: fileURLToPath(new URL('./results/', import.meta.url)) },
@@ -95,6 +101,14 @@ const options: SimOptions = {
     edgeMaxChildren: values['edge-max-children'] === undefined ? undefined : integerOption('edge-max-children', values['edge-max-children']),
   },
   streamKbps: integerOption('stream-kbps', values['stream-kbps'], d.streamKbps),
+  egressGbps: number('egress-gbps'),
+  originEgressGbps: number('origin-egress-gbps'),
+  kill: number('kill'),
+  hashBalanceFactors: String(values['hash-balance-factors'])
+    .split(',')
+    .filter(Boolean)
+    .map((f) => integerOption('hash-balance-factors', f, undefined, 0)),
+  haproxyTiming: { joinMs: number('whep-ms'), openMs: number('relay-open-ms') },
   verify: Boolean(values.verify),
   checks: number('checks'),
 };
@@ -126,6 +140,12 @@ for (const name of options.policies) {
   });
   if (tty) process.stderr.write('\r\x1b[K');
   process.stderr.write(`${name}: ${result.seconds.toFixed(1)} s\n`);
+  results.push(result);
+}
+
+for (const factor of options.hashBalanceFactors) {
+  const result = runPolicy(model, 'stream-affinity', undefined, undefined, factor);
+  process.stderr.write(`haproxy ${factor}: ${result.seconds.toFixed(1)} s\n`);
   results.push(result);
 }
 

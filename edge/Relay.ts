@@ -92,6 +92,8 @@ export class Relay extends EventEmitter<RelayEvents> {
   treeKey = 0;
   /** The nodes the media comes through, origin first, this edge last. */
   path: string[] = [];
+  /** That path's length (great-circle hops summed, km), as the upstream's order worked it out; undefined when unknown. */
+  pathKm: number | undefined;
   readonly #feed: RelayFeed;
   readonly #workers: WorkerPool;
   readonly #rtc: RtcListen;
@@ -466,6 +468,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.#uplink = uplink;
     this.upstreamNodeId = uplink.target.nodeId;
     this.path = [...uplink.offer.path, this.#source.edgeNodeId];
+    this.pathKm = uplink.target.pathKm;
     if (!fed) this.treeKey = childKey(uplink.offer.treeKey);
     uplink.once('ended', (reason) => this.close(`stream ended upstream: ${reason}`, 'end'));
     uplink.once('lost', (reason, gone) => {

@@ -11,6 +11,8 @@ import type { RtcListen } from '../media/WebRtcSession.ts';
 export interface UplinkTarget {
   nodeId: string;
   url: string;
+  /** The media's path from the origin to this edge through it (km, edge/RelayTree.ts), when known. */
+  pathKm?: number;
 }
 
 export interface UplinkEvents {

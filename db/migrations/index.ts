@@ -8,6 +8,7 @@ import * as relayTiers from './006_relay_tiers.ts';
 import * as hls from './007_hls.ts';
 import * as recordings from './008_recordings.ts';
 import * as webhooks from './009_webhooks.ts';
+import * as relayPathKm from './011_relay_path_km.ts';
 
 /**
  * Migrations are listed here rather than found on disk, so they load the same way under tsx, in a
@@ -23,6 +24,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '007_hls': hls,
   '008_recordings': recordings,
   '009_webhooks': webhooks,
+  '011_relay_path_km': relayPathKm,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
