@@ -41,10 +41,11 @@ describe('relay tiers: an origin that feeds one edge, three edges, a viewer on e
   const stream = 'tiered-show';
 
   const relays = async () =>
-    (await db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', stream).select('relays.edge_node_id', 'relays.upstream_node_id', 'relays.tree_key')) as Array<{
+    (await db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', stream).select('relays.edge_node_id', 'relays.upstream_node_id', 'relays.tree_key', 'relays.path_km')) as Array<{
       edge_node_id: string;
       upstream_node_id: string;
       tree_key: string | number;
+      path_km: number | null;
     }>;
   const framesOn = async (id: string) => (await playbackStats(viewers.get(id)!)).framesDecoded;
 
@@ -92,6 +93,8 @@ describe('relay tiers: an origin that feeds one edge, three edges, a viewer on e
       assert.ok(parent, `${row.edge_node_id} pulls from an edge that relays the stream: ${JSON.stringify(rows)}`);
       assert.ok(Number(parent.tree_key) < Number(row.tree_key), 'a parent has the smaller tree key');
     }
+    // Every node sits at 0°, 0° here: each path is 0 km, recorded by the edge with its relay.
+    assert.deepEqual(rows.map((r) => r.path_km), [0, 0, 0], 'each relay records its path length');
     assert.equal(await metric(origin.url, 'relaycast_relays', { direction: 'out' }), 1, 'the origin feeds one edge');
 
     const res = await fetch(`${balancer.url}/api/v1/streams/${stream}`, { headers: { authorization: `Bearer ${ADMIN}` } });
