@@ -82,10 +82,11 @@ export const DEFAULT_OPTIONS: SimOptions = {
   tiers: {},
   // A 720p simulcast publish: ~2,000 kbit/s top layer + 500 + 150 (the layers bench's), + Opus.
   streamKbps: 2_700,
-  // The product's default --egress-capacity (1 Gbit/s) for edges; origins as a 10 GbE NIC, set by
-  // their operator (the busiest at full size without tiers would need 64 Gbit/s).
+  // The product's default --egress-capacity (1 Gbit/s) for edges. Origins unlimited: their NIC is
+  // the operator's choice, and a limit would turn "tiers off" into trees (the busiest origin at full
+  // size needs 64 Gbit/s without tiers, 3.8 with tiers 4 / 8).
   egressGbps: 1,
-  originEgressGbps: 10,
+  originEgressGbps: 0,
   kill: 10,
   hashBalanceFactors: [],
   // Assumed: an answer from a new WebRTC transport; a relay opened first adds a round trip or two

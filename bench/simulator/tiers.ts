@@ -52,7 +52,7 @@ export interface EgressLimits {
 export const ORIGIN = -1;
 
 /** A relay, as the product lists it to an edge choosing a parent (db/repositories/relays.ts ParentCandidate) and more. */
-export interface TreeRelay {
+export interface TreeRelay extends ParentCandidate {
   edge: number;
   edgeNodeId: string;
   publicUrl: string;
@@ -73,6 +73,9 @@ export interface TreeRelay {
   directKm: number;
   /** Its place in its stream's list. */
   slot: number;
+  /** ParentCandidate's egress figures: its edge's, written when it is listed as a candidate. */
+  bitrateOut: number;
+  egressCapacity: number;
 }
 
 /** Re-attachment after parents die (reattach()). */
@@ -176,25 +179,13 @@ export class RelayTrees {
     return this.#hooks.egressOf(relay.edge) + extraBps + this.egress.streamBps <= this.egress.edgeBps;
   }
 
-  /** The stream's relays as the product lists them (ParentCandidate), those that would accept only, `skip` left out. */
-  #candidates(stream: number, accepts: (r: TreeRelay) => boolean, skip?: (r: TreeRelay) => boolean): Array<ParentCandidate & { relay: TreeRelay }> {
-    const out: Array<ParentCandidate & { relay: TreeRelay }> = [];
+  /** The stream's relays as the product lists them (ParentCandidate, with their edges' egress now), those that would accept only, `skip` left out. */
+  #candidates(stream: number, accepts: (r: TreeRelay) => boolean, skip?: (r: TreeRelay) => boolean): TreeRelay[] {
+    const out: TreeRelay[] = [];
     for (const r of this.#ofStream[stream]!) {
       if (skip?.(r) || !accepts(r)) continue;
-      out.push({
-        edgeNodeId: r.edgeNodeId,
-        publicUrl: r.publicUrl,
-        region: r.region,
-        lat: r.lat,
-        lon: r.lon,
-        treeKey: r.treeKey,
-        tier: r.tier,
-        children: r.children,
-        pathKm: r.pathKm,
-        bitrateOut: this.#hooks.egressOf(r.edge),
-        egressCapacity: this.egress.edgeBps,
-        relay: r,
-      });
+      r.bitrateOut = this.#hooks.egressOf(r.edge);
+      out.push(r);
     }
     return out;
   }
@@ -214,8 +205,10 @@ export class RelayTrees {
 
   /** Edge `edge` opens a relay of `stream`: attaches it to the origin or a parent; returns it. */
   open(edge: number, stream: number): TreeRelay {
-    const candidates = this.#candidates(stream, (r) => this.#accepts(r));
-    const byId = new Map(candidates.map((c) => [c.edgeNodeId, c.relay]));
+    // Without --origin-max-relays the origin comes first in the order: when it accepts, nothing to rank.
+    const originFirst = this.limits.originMaxRelays === undefined && this.#originAccepts(stream);
+    const candidates = originFirst ? [] : this.#candidates(stream, (r) => this.#accepts(r));
+    const byId = new Map(candidates.map((c) => [c.edgeNodeId, c]));
     const order = this.#rank(edge, stream, candidates);
     let chosen: RankedUpstream | undefined;
     for (let k = 0; k < order.length && !chosen; k++) {
@@ -246,6 +239,8 @@ export class RelayTrees {
       pathKm: chosen.pathKm,
       directKm,
       slot: this.#ofStream[stream]!.length,
+      bitrateOut: 0,
+      egressCapacity: this.egress.edgeBps,
     };
     this.#relays.set(edge * this.#streams + stream, relay);
     this.#ofStream[stream]!.push(relay);
@@ -363,7 +358,7 @@ export class RelayTrees {
       const accepts = (p: TreeRelay) => this.#accepts(p, extraChildren.get(p) ?? 0, extraBps.get(p.edge) ?? 0);
       // Its own subtree cannot take it: with children it asks only smaller keys; without, it has no subtree.
       const candidates = this.#candidates(r.stream, accepts, (p) => deadSet.has(p.edge) || moving.has(p));
-      const byId = new Map(candidates.map((c) => [c.edgeNodeId, c.relay]));
+      const byId = new Map(candidates.map((c) => [c.edgeNodeId, c]));
       const order = this.#rank(r.edge, r.stream, candidates, { lost: this.#model.nodes[r.parent]!.id, treeKey: feeds ? r.treeKey : undefined });
       const o = this.#model.streams[r.stream]!.origin - this.#model.edgeCount;
       let chosen = -1;
