@@ -11,15 +11,18 @@ import type { UplinkTarget } from './Uplink.ts';
  * MAX_STRETCH × the great-circle distance from the origin (+ LOCAL_KM) and at most MAX_TIER deep;
  * a parent *has room* when it feeds fewer than --edge-max-children edges the stream and its egress
  * (as of its last heartbeat) leaves room for one more relay. The order:
- *   1. with --origin-max-relays set (the origin's relays are a budget), a parent near this edge
- *      (its region, or within LOCAL_KM) with a bounded path and room: the lowest tier, then the
- *      fewest children, then the shortest path. So a region's edges fan out below its first relay
+ *   1. with --origin-max-relays set (the origin's relays are a budget; without it the origin comes
+ *      first, as before tiers), a parent near this edge (its region, or within LOCAL_KM) with a
+ *      bounded path and room: the lowest tier, then the fewest children, then the shortest path. So a region's edges fan out below its first relay
  *      as a star, and the region spends one of the origin's relays, not one per edge: the budget
- *      goes to regions far apart. Without a limit the origin comes first, as before tiers;
- *   2. the origin (it answers relay-full past --origin-max-relays or its egress capacity);
- *   3. other parents with a bounded path and room, the least cost first: pathKm + HOP_KM per
+ *      goes to regions far apart;
+ *   2. other parents with a bounded path and room, the least cost first: pathKm + HOP_KM per
  *      tier, so a region far from the others pulls from the relay on its way from the origin
- *      rather than from the nearest region that happens to relay;
+ *      rather than from the nearest region that happens to relay; these too come before the
+ *      origin when it has a budget, which so goes to the edges with no bounded parent (asked
+ *      after them, the origin's relays went to the first edges to come, and 3× as many paths
+ *      passed the bound in the simulator at 1,000 edges);
+ *   3. the origin (it answers relay-full past --origin-max-relays or its egress capacity);
  *   4. the rest (unbounded paths, parents without room), the least cost first: an edge never
  *      refuses a viewer over its path, and a parent's figures may be stale.
  * Before (nearest region first, then lowest tier), regions chained across the globe: at full size
@@ -51,8 +54,9 @@ export const LOCAL_KM = 200;
 /**
  * The deepest tier a path may reach and still count as bounded: 3 edge → edge hops. Each hop is
  * one more node whose loss makes the edges below it re-attach (and ~1 ms of forwarding: `bench
- * --only tiers`); 3 still gives a tree of --origin-max-relays × 8³ edges at 8 children each (2,048
- * at 4), far more than a stream relays (the most-watched one at full size: ~600 edges).
+ * --only tiers`); 3 still gives a tree of 4 + 32 + 256 + 2,048 edges at --origin-max-relays 4 and 8
+ * children each, more than a stream relays (the most-watched one at full size in the simulator:
+ * ~730 edges with compact).
  */
 export const MAX_TIER = 3;
 

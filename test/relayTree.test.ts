@@ -90,7 +90,7 @@ describe('relay tree rules', () => {
   });
   const ids = (targets: Array<{ nodeId: string }>) => targets.map((t) => t.nodeId);
 
-  it('asks a parent of its own region first (lowest tier, fewest children), then the origin, then bounded remote parents by cost', () => {
+  it('asks a parent of its own region first (lowest tier, fewest children), then bounded remote parents by cost, then the origin (the origin first without a relay budget)', () => {
     const self = { id: 'edge-self', region: 'sg', lat: 1.35, lon: 103.8 }; // Singapore
     const sg = at(1.3, 103.9, 'sg');
     const mumbai = at(19.1, 72.9, 'in');
@@ -105,14 +105,14 @@ describe('relay tree rules', () => {
       parent('edge-self', sg, 0, direct),
     ];
     const order = orderUpstreams({ origin, parents, self, originMaxRelays: 4 });
-    assert.deepEqual(ids(order), ['edge-sg-idle', 'edge-sg-busy', 'edge-sg-deep', 'origin-1', 'edge-in']);
+    assert.deepEqual(ids(order), ['edge-sg-idle', 'edge-sg-busy', 'edge-sg-deep', 'edge-in', 'edge-jp']);
     assert.deepEqual(ids(orderUpstreams({ origin, parents, self })), ['origin-1', 'edge-sg-idle', 'edge-sg-busy', 'edge-sg-deep', 'edge-in'], 'without --origin-max-relays the origin first, as before tiers');
-    assert.equal(order.find((t) => t.nodeId === 'origin-1')!.pathKm, direct, "the origin's path is the great circle");
+    assert.equal(rankUpstreams({ origin, parents, self, originMaxRelays: 4 }).find((t) => t.nodeId === 'origin-1')!.pathKm, direct, "the origin's path is the great circle");
     const viaIndia = order.find((t) => t.nodeId === 'edge-in')!;
     assert.ok(Math.abs(viaIndia.pathKm - (distanceKm(origin, mumbai) + distanceKm(mumbai, self))) < 1e-6, 'a path is the parent’s path plus the hop');
     assert.equal(viaIndia.tier, 1);
-    // Tokyo's path (9,300 km + 5,300 km) is within 2 × 10,300 km as well, but costs more than Mumbai's.
-    assert.deepEqual(ids(rankUpstreams({ origin, parents, self, originMaxRelays: 4 }).slice(4)), ['edge-in', 'edge-jp']);
+    // Tokyo's path (9,300 km + 5,300 km) is within 2 × 10,300 km as well, but costs more than Mumbai's; the origin after both.
+    assert.deepEqual(ids(rankUpstreams({ origin, parents, self, originMaxRelays: 4 }).slice(3)), ['edge-in', 'edge-jp', 'origin-1']);
   });
 
   it('keeps every bounded choice within MAX_STRETCH × the great circle and MAX_TIER; puts unbounded and full parents last', () => {
