@@ -16,10 +16,13 @@
  * a join is rejected when rank() returns nothing. See bench/simulator/deciders.ts for how that
  * stays exact without passing every node at every join, and how it is checked.
  *
- * With --origin-max-relays, each stream's relays form a tree (bench/simulator/tiers.ts): past the
- * origin's limit an edge pulls from the nearest edge relaying the stream that feeds fewer than
- * --edge-max-children; the table adds origin egress in Gbit/s (--stream-kbps per stream) and the
- * relays and viewers per tier. Without it every edge pulls from its origin, as before tiers.
+ * With --origin-max-relays, each stream's relays form a tree (bench/simulator/tiers.ts) by the
+ * edge's own parent order (edge/RelayTree.ts); the table adds origin egress in Gbit/s
+ * (--stream-kbps per stream), relays and joins per tier, path / great circle, and a re-attachment
+ * after the --kill busiest parents die. Without it every edge pulls from its origin, as before
+ * tiers. Egress counts as load (--egress-gbps per edge, 0: not modelled; --origin-egress-gbps).
+ * --hash-balance-factors 0,125,…: HAProxy's bounded-load hashing in place of the 307, counting the
+ * second relays it opens (bench/simulator/haproxy.ts; --whep-ms, --relay-open-ms).
  *
  * Prints a table (stdout) and writes bench/results/simulate-<time>.json and .svg (--out DIR).
  */
