@@ -112,9 +112,18 @@ export interface RankedUpstream extends UplinkTarget {
   tier: number;
 }
 
-/** The upstreams to ask, in order (at most UPSTREAMS_PER_ROUND). */
+/**
+ * The upstreams to ask in a round, in order (at most UPSTREAMS_PER_ROUND): rankUpstreams' first,
+ * the origin always among them (last, in place of a parent, when it ranks later): parents'
+ * figures are a heartbeat old, and a round of parents that all refuse must not keep the origin
+ * from being asked.
+ */
 export function orderUpstreams(choice: UpstreamChoice): RankedUpstream[] {
-  return rankUpstreams(choice).slice(0, UPSTREAMS_PER_ROUND);
+  const ranked = rankUpstreams(choice);
+  const round = ranked.slice(0, UPSTREAMS_PER_ROUND);
+  const origin = ranked.findIndex((t) => t.origin);
+  if (origin >= UPSTREAMS_PER_ROUND) round[UPSTREAMS_PER_ROUND - 1] = ranked[origin]!;
+  return round;
 }
 
 /** Every upstream the edge could ask, best first (see the order above); the origin unless just lost. */
@@ -142,7 +151,7 @@ export function rankUpstreams({ origin, parents, self, lost, treeKey, maxChildre
   rest.sort(byCost);
   const target = ({ p, km }: { p: ParentCandidate; km: number }): RankedUpstream => ({ nodeId: p.edgeNodeId, url: p.publicUrl, pathKm: km, tier: p.tier + 1 });
   const out: RankedUpstream[] = [];
-  const originTarget = origin.nodeId === lost ? [] : [{ nodeId: origin.nodeId, url: origin.url, pathKm: directKm, tier: 0 }];
+  const originTarget = origin.nodeId === lost ? [] : [{ nodeId: origin.nodeId, url: origin.url, pathKm: directKm, tier: 0, origin: true }];
   if (originMaxRelays === undefined) out.push(...originTarget, ...near.map(target), ...far.map(target));
   else out.push(...near.map(target), ...far.map(target), ...originTarget);
   for (const x of rest) out.push(target(x));

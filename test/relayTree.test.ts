@@ -105,7 +105,7 @@ describe('relay tree rules', () => {
       parent('edge-self', sg, 0, direct),
     ];
     const order = orderUpstreams({ origin, parents, self, originMaxRelays: 4 });
-    assert.deepEqual(ids(order), ['edge-sg-idle', 'edge-sg-busy', 'edge-sg-deep', 'edge-in', 'edge-jp']);
+    assert.deepEqual(ids(order), ['edge-sg-idle', 'edge-sg-busy', 'edge-sg-deep', 'edge-in', 'origin-1'], 'the origin always in the round, last when it ranks later');
     assert.deepEqual(ids(orderUpstreams({ origin, parents, self })), ['origin-1', 'edge-sg-idle', 'edge-sg-busy', 'edge-sg-deep', 'edge-in'], 'without --origin-max-relays the origin first, as before tiers');
     assert.equal(rankUpstreams({ origin, parents, self, originMaxRelays: 4 }).find((t) => t.nodeId === 'origin-1')!.pathKm, direct, "the origin's path is the great circle");
     const viaIndia = order.find((t) => t.nodeId === 'edge-in')!;
@@ -176,6 +176,8 @@ describe('relay tree rules', () => {
     assert.deepEqual(ids(orderUpstreams({ origin, parents, self, lost: 'edge-a', treeKey: 8, ...o })), ['origin-1']);
     assert.deepEqual(ids(orderUpstreams({ origin, parents, self, lost: 'origin-1', ...o })), ['edge-a', 'edge-b']);
     const many = Array.from({ length: 20 }, (_, i) => parent(`edge-${i}`, eu, 0, 50, { treeKey: i, children: i % 3 }));
-    assert.equal(orderUpstreams({ origin, parents: many, self }).length, UPSTREAMS_PER_ROUND);
+    const round = orderUpstreams({ origin, parents: many, self, ...o });
+    assert.equal(round.length, UPSTREAMS_PER_ROUND);
+    assert.equal(round.at(-1)!.nodeId, 'origin-1', 'the origin is asked in every round');
   });
 });

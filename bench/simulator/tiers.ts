@@ -15,8 +15,10 @@ import type { Model } from './model.ts';
  * product's are as of the last heartbeat), so the edge leaves out the parents that would refuse;
  * only parents already open can be chosen, so a parent always opened before its children.
  *
- * The product asks UPSTREAMS_PER_ROUND per round; when none of them accepts the round fails (the
- * viewer is told 503 and retries). The simulator counts those opens (`refusedRounds`) and takes the
+ * The product asks UPSTREAMS_PER_ROUND per round (orderUpstreams: the first of that order, the
+ * origin always among them); when none of them accepts the round fails (the viewer is told 503
+ * and retries). Here the figures are live, so the first in the order that accepts is the first of
+ * the order, or the origin when it is first and full. The simulator counts those opens (`refusedRounds`) and takes the
  * first in the whole order that accepts, as a later round would; when none does (every parent and
  * the origin full) it attaches to the origin over its limits and counts it (`overflows`, 0 is the
  * aim).
