@@ -16,10 +16,13 @@
  * a join is rejected when rank() returns nothing. See bench/simulator/deciders.ts for how that
  * stays exact without passing every node at every join, and how it is checked.
  *
- * With --origin-max-relays, each stream's relays form a tree (bench/simulator/tiers.ts): past the
- * origin's limit an edge pulls from the nearest edge relaying the stream that feeds fewer than
- * --edge-max-children; the table adds origin egress in Gbit/s (--stream-kbps per stream) and the
- * relays and viewers per tier. Without it every edge pulls from its origin, as before tiers.
+ * With --origin-max-relays, each stream's relays form a tree (bench/simulator/tiers.ts) by the
+ * edge's own parent order (edge/RelayTree.ts); the table adds origin egress in Gbit/s
+ * (--stream-kbps per stream), relays and joins per tier, path / great circle, and a re-attachment
+ * after the --kill busiest parents die. Without it every edge pulls from its origin, as before
+ * tiers. Egress counts as load (--egress-gbps per edge, 0: not modelled; --origin-egress-gbps).
+ * --hash-balance-factors 0,125,…: HAProxy's bounded-load hashing in place of the 307, counting the
+ * second relays it opens (bench/simulator/haproxy.ts; --whep-ms, --relay-open-ms).
  *
  * Prints a table (stdout) and writes bench/results/simulate-<time>.json and .svg (--out DIR).
  */
@@ -57,6 +60,12 @@ const { values } = parseArgs({
     'origin-max-relays': { type: 'string' },
     'edge-max-children': { type: 'string' },
     'stream-kbps': { type: 'string' },
+    'egress-gbps': { type: 'string', default: String(d.egressGbps) },
+    'origin-egress-gbps': { type: 'string', default: String(d.originEgressGbps) },
+    kill: { type: 'string', default: String(d.kill) },
+    'hash-balance-factors': { type: 'string', default: '' },
+    'whep-ms': { type: 'string', default: String(d.haproxyTiming.joinMs) },
+    'relay-open-ms': { type: 'string', default: String(d.haproxyTiming.openMs) },
     verify: { type: 'boolean', default: false },
     checks: { type: 'string', default: String(d.checks) },
     out: { type: 'string', default: fileURLToPath(new URL('./results/', import.meta.url)) },
@@ -95,6 +104,14 @@ const options: SimOptions = {
     edgeMaxChildren: values['edge-max-children'] === undefined ? undefined : integerOption('edge-max-children', values['edge-max-children']),
   },
   streamKbps: integerOption('stream-kbps', values['stream-kbps'], d.streamKbps),
+  egressGbps: number('egress-gbps'),
+  originEgressGbps: number('origin-egress-gbps'),
+  kill: number('kill'),
+  hashBalanceFactors: String(values['hash-balance-factors'])
+    .split(',')
+    .filter(Boolean)
+    .map((f) => integerOption('hash-balance-factors', f, undefined, 0)),
+  haproxyTiming: { joinMs: number('whep-ms'), openMs: number('relay-open-ms') },
   verify: Boolean(values.verify),
   checks: number('checks'),
 };
@@ -126,6 +143,12 @@ for (const name of options.policies) {
   });
   if (tty) process.stderr.write('\r\x1b[K');
   process.stderr.write(`${name}: ${result.seconds.toFixed(1)} s\n`);
+  results.push(result);
+}
+
+for (const factor of options.hashBalanceFactors) {
+  const result = runPolicy(model, 'stream-affinity', undefined, undefined, factor);
+  process.stderr.write(`haproxy ${factor}: ${result.seconds.toFixed(1)} s\n`);
   results.push(result);
 }
 

@@ -222,7 +222,7 @@ export class Edge implements Role {
         relay.close('stream no longer live');
         continue;
       }
-      await createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: relay.upstreamNodeId, treeKey: relay.treeKey, tier: relay.tier });
+      await createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: relay.upstreamNodeId, treeKey: relay.treeKey, tier: relay.tier, pathKm: relay.pathKm });
     }
   }
 
@@ -440,7 +440,7 @@ export class Edge implements Role {
     this.#relays.set(name, relay);
     // The placement table records each relay's upstream and tree key, again after a re-attach.
     const record = () =>
-      createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: relay.upstreamNodeId, treeKey: relay.treeKey, tier: relay.tier });
+      createRelay(db.knex, { streamId: row.id, edgeNodeId: config.nodeId, upstreamNodeId: relay.upstreamNodeId, treeKey: relay.treeKey, tier: relay.tier, pathKm: relay.pathKm });
     const recorded = await record().catch((error) => {
       logger.warn({ err: error, stream: name }, 'could not record the relay');
       return undefined;
@@ -497,10 +497,11 @@ export class Edge implements Role {
     const origin = await getNode(db.knex, row.originNodeId!);
     if (!origin || origin.state !== 'up') throw new Problem('stream-not-live', `stream ${row.name} has no live origin`);
     return orderUpstreams({
-      origin: { nodeId: origin.id, url: origin.publicUrl },
+      origin: { nodeId: origin.id, url: origin.publicUrl, lat: origin.lat, lon: origin.lon },
       parents: await listParentCandidates(db.knex, row.id),
       self: { id: config.nodeId, region: config.region, lat: config.lat, lon: config.lon },
       maxChildren: config.edgeMaxChildren,
+      originMaxRelays: config.originMaxRelays,
       ...request,
     });
   }

@@ -66,9 +66,10 @@ const relayClosed = (detail: string) => new Problem('service-unavailable', detai
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Why no upstream took the relay: each one's refusal, and whether one carried another publish. */
+/** Why no upstream took the relay: each one's refusal (the origin's too, if asked), and whether one carried another publish. */
 interface AttachFailure {
   failures: Problem[];
+  originFailure?: Problem;
   republished: boolean;
 }
 
@@ -92,6 +93,8 @@ export class Relay extends EventEmitter<RelayEvents> {
   treeKey = 0;
   /** The nodes the media comes through, origin first, this edge last. */
   path: string[] = [];
+  /** That path's length (great-circle hops summed, km), as the upstream's order worked it out; undefined when unknown. */
+  pathKm: number | undefined;
   readonly #feed: RelayFeed;
   readonly #workers: WorkerPool;
   readonly #rtc: RtcListen;
@@ -153,9 +156,10 @@ export class Relay extends EventEmitter<RelayEvents> {
       relay = new Relay(source, router, input, workers, rtc, lingerMs, log);
       const failed = await relay.#attach(await source.upstreams({}));
       if (failed) {
-        // The origin, asked first, says most: not live there (404), or unreachable (502). When it
-        // is full and no parent took the relay either (one between upstreams), the viewer retries.
-        const [first] = failed.failures;
+        // The origin's answer says most (it may be asked after parents, edge/RelayTree.ts): not
+        // live there (404), or unreachable (502). When it is full and no parent took the relay
+        // either (one between upstreams), the viewer retries.
+        const first = failed.originFailure ?? failed.failures[0];
         if (first && first.problem !== 'relay-full') throw first;
         throw new Problem('service-unavailable', `no upstream took the relay of ${source.stream}: ${failed.failures.map((f) => f.message).join('; ')}`, {
           headers: { 'Retry-After': '1' },
@@ -420,10 +424,11 @@ export class Relay extends EventEmitter<RelayEvents> {
    */
   async #attach(targets: UplinkTarget[]): Promise<AttachFailure | undefined> {
     const failures: Problem[] = [];
+    let originFailure: Problem | undefined;
     let republished = false;
     const feeds = this.#children.size > 0;
     for (const target of targets.slice(0, UPSTREAMS_PER_ROUND)) {
-      if (this.#closed) return { failures, republished };
+      if (this.#closed) return { failures, originFailure, republished };
       let uplink: Uplink;
       try {
         const request = { stream: this.stream, edgeNodeId: this.#source.edgeNodeId, paused: !this.#wanted, ...(feeds ? { treeKey: this.treeKey } : {}) };
@@ -433,6 +438,7 @@ export class Relay extends EventEmitter<RelayEvents> {
         if (error.problem === 'bad-gateway') this.#source.unreachable(target.nodeId, error.message);
         this.#logger.debug({ upstream: target.nodeId, problem: error.type, detail: error.message }, 'upstream refused');
         failures.push(error);
+        if (target.origin) originFailure = error;
         continue;
       }
       const first = this.#feed.publisherSession === '';
@@ -446,7 +452,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       if (this.#closed || uplink.closed) {
         uplink.close();
         // The producers came from it: this relay cannot go on to another.
-        if (first) return { failures: [...failures, new Problem('bad-gateway', `${target.nodeId} went away while the relay opened`)], republished };
+        if (first) return { failures: [...failures, new Problem('bad-gateway', `${target.nodeId} went away while the relay opened`)], originFailure, republished };
         continue;
       }
       if (!feeds && this.#children.size > 0 && uplink.offer.treeKey >= this.treeKey) {
@@ -458,7 +464,7 @@ export class Relay extends EventEmitter<RelayEvents> {
       this.#install(uplink, routes, feeds || this.#children.size > 0);
       return undefined;
     }
-    return { failures, republished };
+    return { failures, originFailure, republished };
   }
 
   #install(uplink: Uplink, routes: UplinkRoutes, fed: boolean): void {
@@ -467,6 +473,7 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.#uplink = uplink;
     this.upstreamNodeId = uplink.target.nodeId;
     this.path = [...uplink.offer.path, this.#source.edgeNodeId];
+    this.pathKm = uplink.target.pathKm;
     if (!fed) this.treeKey = childKey(uplink.offer.treeKey);
     uplink.once('ended', (reason) => this.close(`stream ended upstream: ${reason}`, 'end'));
     uplink.once('lost', (reason, gone) => {

@@ -11,6 +11,10 @@ import type { RtcListen } from '../media/WebRtcSession.ts';
 export interface UplinkTarget {
   nodeId: string;
   url: string;
+  /** The media's path from the origin to this edge through it (km, edge/RelayTree.ts), when known. */
+  pathKm?: number;
+  /** It is the stream's origin (not a parent edge): its refusal says most (edge/Relay.ts). */
+  origin?: boolean;
 }
 
 export interface UplinkEvents {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 
 import { createStream, getStream, listStreamViews, markStreamIdle, markStreamLive, updateStream } from '../db/repositories/streams.ts';
 import { upsertNode } from '../db/repositories/nodes.ts';
+import { createRelay, listParentCandidates, listRelays } from '../db/repositories/relays.ts';
 import { BACKENDS } from './helpers/backends.ts';
 import { createTestDatabase } from '../kit/postgres.ts';
 import { Database } from '../db/Database.ts';
@@ -30,7 +31,7 @@ for (const backend of BACKENDS) {
 
     it('migrates up, down and up again', async () => {
       const { db } = handle;
-      const all = ['001_initial', '002_agent_port', '003_rtmp_ladder', '004_rtmp_url', '005_node_loss_reports', '006_relay_tiers', '007_hls', '008_recordings', '009_webhooks', '010_egress_capacity'];
+      const all = ['001_initial', '002_agent_port', '003_rtmp_ladder', '004_rtmp_url', '005_node_loss_reports', '006_relay_tiers', '007_hls', '008_recordings', '009_webhooks', '010_egress_capacity', '011_relay_path_km'];
       assert.deepEqual(await db.migrate(), all);
       assert.deepEqual(await tables(db), TABLES);
       assert.deepEqual(await db.migrate(), [], 'a second run applies nothing');
@@ -63,6 +64,35 @@ for (const backend of BACKENDS) {
       assert.equal((await getStream(db.knex, 'show'))?.originNodeId, 'o2');
     });
 
+    it('records each relay\'s path length and lists parents with it, their tier, children and egress', async () => {
+      const { db } = handle;
+      await db.migrate();
+      const info = { region: 'eu', lat: 50, lon: 8, announcedIp: '127.0.0.1', version: 't', capacity: 10, egressCapacity: 1e9, agentPort: null, rtmpUrl: null };
+      await upsertNode(db.knex, { id: 'o1', roles: ['origin'], publicUrl: 'http://o1', ...info }, { viewers: 0, streams: 1, bitrateOut: 0, cpu: 0 });
+      for (const [id, bitrateOut] of [['a', 5_400_000], ['b', 2_700_000], ['c', 0]] as const) {
+        await upsertNode(db.knex, { id, roles: ['edge'], publicUrl: `http://${id}`, ...info }, { viewers: 1, streams: 1, bitrateOut, cpu: 0 });
+      }
+      assert.equal(await markStreamLive(db.knex, { name: 'show', ingestProtocol: 'whip', codecs: { video: 'VP8' }, originNodeId: 'o1', publisherSession: 's1' }), true);
+      const streamId = (await getStream(db.knex, 'show'))!.id;
+      await createRelay(db.knex, { streamId, edgeNodeId: 'a', upstreamNodeId: 'o1', treeKey: 1, tier: 0, pathKm: 410.5 });
+      await createRelay(db.knex, { streamId, edgeNodeId: 'b', upstreamNodeId: 'a', treeKey: 2, tier: 1, pathKm: 1234.25 });
+      await createRelay(db.knex, { streamId, edgeNodeId: 'c', upstreamNodeId: 'a', treeKey: 3, tier: 1 });
+      const parents = (await listParentCandidates(db.knex, streamId)).sort((x, y) => x.treeKey - y.treeKey);
+      assert.deepEqual(
+        parents.map(({ edgeNodeId, tier, children, pathKm, bitrateOut, egressCapacity }) => ({ edgeNodeId, tier, children, pathKm, bitrateOut, egressCapacity })),
+        [
+          { edgeNodeId: 'a', tier: 0, children: 2, pathKm: 410.5, bitrateOut: 5_400_000, egressCapacity: 1e9 },
+          { edgeNodeId: 'b', tier: 1, children: 0, pathKm: 1234.25, bitrateOut: 2_700_000, egressCapacity: 1e9 },
+          { edgeNodeId: 'c', tier: 1, children: 0, pathKm: Infinity, bitrateOut: 0, egressCapacity: 1e9 },
+        ],
+        'a relay written without a path length lists as unknown (Infinity): never a bounded parent',
+      );
+      assert.deepEqual((await listRelays(db.knex)).map((r) => r.pathKm), [410.5, 1234.25, null]);
+      // A re-attach writes the new path over the old.
+      await createRelay(db.knex, { streamId, edgeNodeId: 'b', upstreamNodeId: 'o1', treeKey: 2, tier: 0, pathKm: 410 });
+      assert.equal((await listRelays(db.knex, { edgeNodeId: 'b' }))[0]!.pathKm, 410);
+    });
+
     it('keeps a stream\'s RTMP ladder: heights, off (empty), or the node\'s (null)', async () => {
       const { db } = handle;
       await db.migrate();
@@ -89,7 +119,7 @@ describe('migrations on Postgres from several nodes at once', () => {
     const dbs = [0, 1, 2, 3].map(() => Database.open({ url: testDb.url }));
     try {
       const results = await Promise.all(dbs.map((db) => db.migrate()));
-      assert.deepEqual(results.flat().sort(), ['001_initial', '002_agent_port', '003_rtmp_ladder', '004_rtmp_url', '005_node_loss_reports', '006_relay_tiers', '007_hls', '008_recordings', '009_webhooks', '010_egress_capacity'], 'each migration ran once');
+      assert.deepEqual(results.flat().sort(), ['001_initial', '002_agent_port', '003_rtmp_ladder', '004_rtmp_url', '005_node_loss_reports', '006_relay_tiers', '007_hls', '008_recordings', '009_webhooks', '010_egress_capacity', '011_relay_path_km'], 'each migration ran once');
       // The state knex's own lock ends up in after racing first runs: two rows, one locked.
       await dbs[0]!.knex('knex_migrations_lock').insert({ is_locked: 1 });
       assert.deepEqual(await dbs[1]!.migrate(), []);

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { childKey, orderUpstreams, UPSTREAMS_PER_ROUND } from '../edge/RelayTree.ts';
+import { distanceKm } from '../core/geo.ts';
+import type { ParentCandidate } from '../db/repositories/relays.ts';
+import { childKey, LOCAL_KM, MAX_STRETCH, MAX_TIER, orderUpstreams, rankUpstreams, UPSTREAMS_PER_ROUND } from '../edge/RelayTree.ts';
 
 /**
  * The relay tree's rules (edge/RelayTree.ts) as a model: edges attach, die, re-attach and move in
@@ -72,43 +74,110 @@ describe('relay tree rules', () => {
     );
   });
 
-  it('orders the origin first, then its own region\'s relays nearest the origin, feeding the fewest, then other regions by distance', () => {
-    const origin = { nodeId: 'origin-1', url: 'http://o' };
-    const self = { id: 'edge-self', region: 'eu', lat: 50, lon: 8 };
-    const eu = { region: 'eu', lat: 48.9, lon: 2.3 };
-    const near = { region: 'eu-west', lat: 50.1, lon: 8.1 };
-    const far = { region: 'us', lat: 40, lon: -74 };
-    const room = { bitrateOut: 200e6, egressCapacity: 1e9 };
+  const origin = { nodeId: 'origin-1', url: 'http://o', lat: 50.1, lon: 8.7 }; // Frankfurt
+  const room = { bitrateOut: 0, egressCapacity: 1e9 };
+  const at = (lat: number, lon: number, region: string) => ({ lat, lon, region });
+  const parent = (id: string, where: { lat: number; lon: number; region: string }, tier: number, pathKm: number, extra: Partial<ParentCandidate> = {}): ParentCandidate => ({
+    edgeNodeId: id,
+    publicUrl: `http://${id}`,
+    ...where,
+    treeKey: 10 + tier,
+    tier,
+    children: 0,
+    pathKm,
+    ...room,
+    ...extra,
+  });
+  const ids = (targets: Array<{ nodeId: string }>) => targets.map((t) => t.nodeId);
+
+  it('asks a parent of its own region first (lowest tier, fewest children), then bounded remote parents by cost, then the origin (the origin first without a relay budget)', () => {
+    const self = { id: 'edge-self', region: 'sg', lat: 1.35, lon: 103.8 }; // Singapore
+    const sg = at(1.3, 103.9, 'sg');
+    const mumbai = at(19.1, 72.9, 'in');
+    const tokyo = at(35.7, 139.7, 'jp');
+    const direct = distanceKm(origin, self);
     const parents = [
-      { edgeNodeId: 'edge-far', publicUrl: 'http://far', ...room, ...far, treeKey: 5, tier: 0, children: 0 },
-      { edgeNodeId: 'edge-near', publicUrl: 'http://near', ...room, ...near, treeKey: 6, tier: 0, children: 0 },
-      { edgeNodeId: 'edge-deep', publicUrl: 'http://deep', ...room, ...eu, treeKey: 7, tier: 2, children: 0 },
-      { edgeNodeId: 'edge-busy', publicUrl: 'http://busy', ...room, ...eu, treeKey: 8, tier: 1, children: 3 },
-      { edgeNodeId: 'edge-idle', publicUrl: 'http://idle', ...room, ...eu, treeKey: 9, tier: 1, children: 1 },
-      { edgeNodeId: 'edge-self', publicUrl: 'http://self', ...room, ...eu, treeKey: 10, tier: 0, children: 0 },
+      parent('edge-sg-deep', sg, 2, direct + 300),
+      parent('edge-sg-busy', sg, 1, direct + 100, { children: 3 }),
+      parent('edge-sg-idle', sg, 1, direct + 200, { children: 1 }),
+      parent('edge-in', mumbai, 0, distanceKm(origin, mumbai)),
+      parent('edge-jp', tokyo, 0, distanceKm(origin, tokyo)),
+      parent('edge-self', sg, 0, direct),
     ];
-    assert.deepEqual(
-      orderUpstreams({ origin, parents, self }).map((t) => t.nodeId),
-      ['origin-1', 'edge-idle', 'edge-busy', 'edge-deep', 'edge-near'],
-      'its own region first (lowest tier, then fewest children), the nearest other region next; never itself',
+    const order = orderUpstreams({ origin, parents, self, originMaxRelays: 4 });
+    assert.deepEqual(ids(order), ['edge-sg-idle', 'edge-sg-busy', 'edge-sg-deep', 'edge-in', 'origin-1'], 'the origin always in the round, last when it ranks later');
+    assert.deepEqual(ids(orderUpstreams({ origin, parents, self })), ['origin-1', 'edge-sg-idle', 'edge-sg-busy', 'edge-sg-deep', 'edge-in'], 'without --origin-max-relays the origin first, as before tiers');
+    assert.equal(rankUpstreams({ origin, parents, self, originMaxRelays: 4 }).find((t) => t.nodeId === 'origin-1')!.pathKm, direct, "the origin's path is the great circle");
+    const viaIndia = order.find((t) => t.nodeId === 'edge-in')!;
+    assert.ok(Math.abs(viaIndia.pathKm - (distanceKm(origin, mumbai) + distanceKm(mumbai, self))) < 1e-6, 'a path is the parent’s path plus the hop');
+    assert.equal(viaIndia.tier, 1);
+    // Tokyo's path (9,300 km + 5,300 km) is within 2 × 10,300 km as well, but costs more than Mumbai's; the origin after both.
+    assert.deepEqual(ids(rankUpstreams({ origin, parents, self, originMaxRelays: 4 }).slice(3)), ['edge-in', 'edge-jp', 'origin-1']);
+  });
+
+  it('keeps every bounded choice within MAX_STRETCH × the great circle and MAX_TIER; puts unbounded and full parents last', () => {
+    const self = { id: 'edge-self', region: 'sg', lat: 1.35, lon: 103.8 };
+    const sao = at(-23.5, -46.6, 'br');
+    const sg = at(1.3, 103.9, 'sg');
+    const direct = distanceKm(origin, self);
+    const parents = [
+      parent('edge-br', sao, 0, distanceKm(origin, sao)), // a detour through Brazil: > 2× the great circle
+      parent('edge-sg-too-deep', sg, MAX_TIER, direct), // a child of it would be MAX_TIER + 1 deep
+      parent('edge-sg-full', sg, 0, direct, { children: 8 }),
+      parent('edge-sg-no-egress', sg, 0, direct, { bitrateOut: 999e6 }),
+      parent('edge-sg-far-path', sg, 1, 3 * direct),
+    ];
+    const ranked = rankUpstreams({ origin, parents, self, maxChildren: 8, originMaxRelays: 4 });
+    assert.equal(ranked[0]!.nodeId, 'origin-1', 'no bounded parent: the origin first');
+    for (const t of ranked.slice(1)) {
+      const bounded = t.pathKm <= MAX_STRETCH * direct + LOCAL_KM && t.tier <= MAX_TIER;
+      const p = parents.find((x) => x.edgeNodeId === t.nodeId)!;
+      assert.ok(!bounded || p.children >= 8 || p.bitrateOut + 2.7e6 > p.egressCapacity, `${t.nodeId} was ranked after the origin though bounded and with room`);
+    }
+    assert.equal(ranked.length, parents.length + 1, 'unbounded and full parents are still listed, last (an edge never refuses a viewer over its path)');
+    // Property: whatever the parents, every parent ranked before the origin has a bounded path, room, and is near.
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ lat: fc.double({ min: -60, max: 70, noNaN: true }), lon: fc.double({ min: -180, max: 180, noNaN: true }), tier: fc.nat(5), extraKm: fc.double({ min: 0, max: 20000, noNaN: true }), children: fc.nat(10), same: fc.boolean() }), { maxLength: 30 }),
+        fc.record({ lat: fc.double({ min: -60, max: 70, noNaN: true }), lon: fc.double({ min: -180, max: 180, noNaN: true }) }),
+        (ps, me) => {
+          const me2 = { id: 'self', region: 'r', ...me };
+          const cands = ps.map((x, i) => parent(`e${i}`, { lat: x.lat, lon: x.lon, region: x.same ? 'r' : `r${i}` }, x.tier, distanceKm(origin, x) + x.extraKm, { children: x.children }));
+          const out = rankUpstreams({ origin, parents: cands, self: me2, maxChildren: 8, originMaxRelays: 4 });
+          const bound = MAX_STRETCH * distanceKm(origin, me2) + LOCAL_KM;
+          const o = out.findIndex((t) => t.nodeId === 'origin-1');
+          assert.ok(o >= 0);
+          for (const t of out.slice(0, o)) assert.ok(t.pathKm <= bound + 1e-6 && t.tier <= MAX_TIER, `${t.nodeId} before the origin: ${t.pathKm} km, tier ${t.tier}`);
+          // Bounded parents with room come before every unbounded one.
+          let seenUnbounded = false;
+          for (const t of out) {
+            if (t.nodeId === 'origin-1') continue;
+            const p = cands.find((c) => c.edgeNodeId === t.nodeId)!;
+            const good = t.pathKm <= bound + 1e-6 && t.tier <= MAX_TIER && p.children < 8;
+            if (!good) seenUnbounded = true;
+            else assert.ok(!seenUnbounded, `${t.nodeId} (bounded, with room) after an unbounded parent`);
+          }
+        },
+      ),
+      { numRuns: 500 },
     );
-    assert.deepEqual(
-      orderUpstreams({ origin, parents, self, lost: 'edge-idle', treeKey: 8 }).map((t) => t.nodeId),
-      ['origin-1', 'edge-deep', 'edge-near', 'edge-far'],
-      'the parent just lost and parents with a key not below its own are left out',
-    );
-    assert.deepEqual(
-      orderUpstreams({ origin, parents, self, maxChildren: 3 }).map((t) => t.nodeId),
-      ['origin-1', 'edge-idle', 'edge-deep', 'edge-near', 'edge-far'],
-      'parents feeding --edge-max-children are left out',
-    );
-    const sendingTheirMost = parents.map((p) => (p.edgeNodeId === 'edge-idle' || p.edgeNodeId === 'edge-near' ? { ...p, bitrateOut: p.egressCapacity } : p));
-    assert.deepEqual(
-      orderUpstreams({ origin, parents: sendingTheirMost, self }).map((t) => t.nodeId),
-      ['origin-1', 'edge-busy', 'edge-deep', 'edge-far'],
-      'parents whose last heartbeat showed them sending their --egress-capacity are left out',
-    );
-    const many = Array.from({ length: 20 }, (_, i) => ({ edgeNodeId: `edge-${i}`, publicUrl: `http://${i}`, ...eu, ...room, treeKey: i, tier: 0, children: i }));
-    assert.equal(orderUpstreams({ origin, parents: many, self }).length, UPSTREAMS_PER_ROUND);
+  });
+
+  it('leaves out itself, the parent just lost and parents with a key not below its own; asks at most UPSTREAMS_PER_ROUND', () => {
+    const self = { id: 'edge-self', region: 'eu', lat: 50, lon: 8 };
+    const eu = at(50.05, 8.3, 'eu');
+    const parents = [
+      parent('edge-a', eu, 0, 50, { treeKey: 5 }),
+      parent('edge-b', eu, 0, 50, { treeKey: 9, children: 1 }),
+      parent('edge-self', eu, 0, 50, { treeKey: 3 }),
+    ];
+    const o = { originMaxRelays: 4 };
+    assert.deepEqual(ids(orderUpstreams({ origin, parents, self, ...o })), ['edge-a', 'edge-b', 'origin-1']);
+    assert.deepEqual(ids(orderUpstreams({ origin, parents, self, lost: 'edge-a', treeKey: 8, ...o })), ['origin-1']);
+    assert.deepEqual(ids(orderUpstreams({ origin, parents, self, lost: 'origin-1', ...o })), ['edge-a', 'edge-b']);
+    const many = Array.from({ length: 20 }, (_, i) => parent(`edge-${i}`, eu, 0, 50, { treeKey: i, children: i % 3 }));
+    const round = orderUpstreams({ origin, parents: many, self, ...o });
+    assert.equal(round.length, UPSTREAMS_PER_ROUND);
+    assert.equal(round.at(-1)!.nodeId, 'origin-1', 'the origin is asked in every round');
   });
 });

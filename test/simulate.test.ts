@@ -11,6 +11,7 @@ import { buildModel, DEFAULT_OPTIONS, type SimOptions } from '../bench/simulator
 import { METRICS } from '../bench/simulator/report.ts';
 import { runPolicy, type PolicyResult } from '../bench/simulator/run.ts';
 import { ORIGIN, type RelayTrees } from '../bench/simulator/tiers.ts';
+import { distanceKm } from '../core/geo.ts';
 
 /**
  * Smoke test of the cluster simulator (bench/simulate.ts) at a tiny size, so that it keeps working.
@@ -61,6 +62,7 @@ describe('cluster simulator', () => {
         assert.ok(parent, `relay ${r.edge}:${r.stream}: its parent ${r.parent} relays the stream`);
         assert.ok(parent.treeKey < r.treeKey, 'a parent opened before its child');
         assert.equal(r.tier, parent.tier + 1);
+        assert.ok(Math.abs(r.pathKm - (parent.pathKm + distanceKm(parent, r))) < 1e-6, 'a path is its parent’s and the hop');
         children.set(`${r.parent}:${r.stream}`, (children.get(`${r.parent}:${r.stream}`) ?? 0) + 1);
         // Up the chain: the origin within as many steps as there are relays, never the same relay twice.
         const seen = new Set<string>();
@@ -70,6 +72,7 @@ describe('cluster simulator', () => {
         }
       }
       for (const count of fromOrigin) assert.ok(count <= LIMITS.originMaxRelays, `origin feeds ${count} edges one stream`);
+      for (const r of relays.values()) if (r.parent === ORIGIN) assert.ok(Math.abs(r.pathKm - r.directKm) < 1e-6, 'fed by the origin: the great circle');
       for (const r of relays.values()) {
         assert.equal(r.children, children.get(`${r.edge}:${r.stream}`) ?? 0, 'children counted');
         assert.ok(r.children <= LIMITS.edgeMaxChildren, `relay feeds ${r.children} edges`);
@@ -82,7 +85,12 @@ describe('cluster simulator', () => {
         let checks = 0;
         const r = runPolicy(model, name, undefined, (cluster) => {
           if (++checks % 97 === 0) checkTrees(cluster.trees, TINY.streams);
+          // Viewers stop at the viewer threshold and parents refuse past their egress: no edge above its capacity.
+          if (checks % 97 === 0) for (let e = 0; e < model.edgeCount; e++) assert.ok(cluster.egressOf(e) <= cluster.edgeEgressBps, `edge ${e} sends ${cluster.egressOf(e)} bit/s`);
         });
+        assert.equal(r.overflows, 0, `${name}: every relay found an upstream that takes it`);
+        assert.ok(r.egressPeakShare > 0 && r.egressPeakShare <= 1, `${name}: busiest edge at ${r.egressPeakShare} of its egress`);
+        assert.ok(r.p95Tier <= r.viewersByTier.length - 1);
         assert.ok(checks > 0);
         assert.equal(r.mismatches, 0, `${name}:\n${r.mismatchExamples.join('\n')}`);
         assert.ok(r.streamOriginRelaysPeak <= LIMITS.originMaxRelays && r.childrenPeak <= LIMITS.edgeMaxChildren, `${name}: peaks ${r.streamOriginRelaysPeak}, ${r.childrenPeak}`);
@@ -108,6 +116,35 @@ describe('cluster simulator', () => {
       assert.equal(cluster.relays + cluster.originRelays + cluster.trees.originFeeds[0]!, 0);
     });
 
+    it('counts egress as load: with a small egress capacity an edge takes fewer viewers, and parents with no room feed no one', () => {
+      // 100 Mbit/s at 2.7 Mbit/s a stream: 37 receivers at most (viewers and child relays together).
+      // (The balancer admits a viewer below the viewer threshold, 95 %: one viewer must be under 5 %.)
+      const model = buildModel({ ...TINY, egressGbps: 0.1, tiers: LIMITS });
+      const r = runPolicy(model, 'compact', undefined, (cluster) => {
+        for (let e = 0; e < model.edgeCount; e++) assert.ok(cluster.viewers[e]! + cluster.trees.edgeChildren[e]! <= 37, `edge ${e}: ${cluster.viewers[e]} viewers, ${cluster.trees.edgeChildren[e]} child relays`);
+      });
+      assert.ok(r.egressPeakShare <= 1 && r.egressPeakShare > 0.9, `busiest edge at ${r.egressPeakShare}`);
+      assert.ok(r.egressByEdges.length === 11 && r.egressByEdges[10] === 0, 'none above 100 % at the peak');
+    });
+
+    it('re-attaches the relays of killed parents with the product’s order, and accounts for every one', () => {
+      const model = buildModel({ ...TINY, tiers: LIMITS });
+      const cluster = new Cluster(model);
+      for (let e = 0; e < 12; e++) cluster.join(e * 7, 0);
+      const parents = [...cluster.trees.relays()].filter((x) => x.children > 0).map((x) => x.edge);
+      assert.ok(parents.length > 0);
+      const dead = parents.slice(0, 1);
+      const orphans = [...cluster.trees.relays()].filter((x) => dead.includes(x.parent)).length;
+      const result = cluster.trees.reattach(dead, (e, s) => cluster.relayViewers[e]!.get(s) ?? 0);
+      assert.equal(result.orphans, orphans);
+      assert.equal(result.firstRound + result.laterRound + result.none, orphans);
+      assert.equal(result.byTier.reduce((a, b) => a + b, 0), result.firstRound + result.laterRound);
+      assert.equal(result.viewersLost, 1, 'the killed edge’s own viewer');
+      assert.ok(result.viewersBelow >= orphans, 'each orphan has its viewer');
+      // Aside: nothing changed in the run.
+      assert.equal([...cluster.trees.relays()].filter((x) => dead.includes(x.parent)).length, orphans);
+    });
+
     it('changes nothing without limits: every relay is fed by the origin', () => {
       const model = buildModel({ ...TINY, tiers: {} });
       const r = runPolicy(model, 'compact');
@@ -115,6 +152,20 @@ describe('cluster simulator', () => {
       assert.equal(r.relaysByTier.length, 1);
       assert.equal(r.childrenPeak, 0);
     });
+  });
+
+  it('HAProxy’s bounded-load hashing: no join passed over without a bound; passed-over joins open second relays, more when requests stay longer in flight', () => {
+    const model = buildModel({ ...TINY, viewers: 3000 });
+    const run = (factor: number, openMs: number) => runPolicy({ ...model, options: { ...model.options, haproxyTiming: { joinMs: openMs / 5, openMs } } }, 'stream-affinity', undefined, undefined, factor);
+    const unbounded = run(0, 250);
+    assert.equal(unbounded.haproxy!.passedOver, 0);
+    assert.equal(unbounded.haproxy!.secondRelays, 0);
+    assert.equal(unbounded.label, 'haproxy 0');
+    const short = run(125, 50);
+    const long = run(125, 20_000);
+    for (const r of [short, long]) assert.ok(r.haproxy!.secondRelays <= r.haproxy!.passedOver && r.rejected === 0);
+    assert.ok(long.haproxy!.passedOver > short.haproxy!.passedOver && long.haproxy!.secondRelays > 0, `passed over: ${short.haproxy!.passedOver} → ${long.haproxy!.passedOver}`);
+    assert.ok(long.relaysPeak > unbounded.relaysPeak, 'second relays show in the relays');
   });
 
   it('npm run simulate prints every policy and metric, and writes the JSON and the chart', async () => {

@@ -43,10 +43,11 @@ describe('relay tiers: an origin that feeds one edge, three edges, a viewer on e
   const stream = 'tiered-show';
 
   const relays = async () =>
-    (await db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', stream).select('relays.edge_node_id', 'relays.upstream_node_id', 'relays.tree_key')) as Array<{
+    (await db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', stream).select('relays.edge_node_id', 'relays.upstream_node_id', 'relays.tree_key', 'relays.path_km')) as Array<{
       edge_node_id: string;
       upstream_node_id: string;
       tree_key: string | number;
+      path_km: number | null;
     }>;
   const framesOn = async (id: string) => (await playbackStats(viewers.get(id)!)).framesDecoded;
 
@@ -94,6 +95,8 @@ describe('relay tiers: an origin that feeds one edge, three edges, a viewer on e
       assert.ok(parent, `${row.edge_node_id} pulls from an edge that relays the stream: ${JSON.stringify(rows)}`);
       assert.ok(Number(parent.tree_key) < Number(row.tree_key), 'a parent has the smaller tree key');
     }
+    // Every node sits at 0°, 0° here: each path is 0 km, recorded by the edge with its relay.
+    assert.deepEqual(rows.map((r) => r.path_km), [0, 0, 0], 'each relay records its path length');
     assert.equal(await metric(origin.url, 'relaycast_relays', { direction: 'out' }), 1, 'the origin feeds one edge');
 
     const res = await fetch(`${balancer.url}/api/v1/streams/${stream}`, { headers: { authorization: `Bearer ${ADMIN}` } });
@@ -257,11 +260,12 @@ describe('relay tiers: a parent at its egress capacity refuses a child, which at
   before(async () => {
     // edge-1 (region "default") and edge-a feed from the origin, which feeds two edges at most;
     // edge-b, in edge-a's region, then asks the origin (full), edge-a (its own region: asked
-    // first), then edge-1. edge-a's network sends 1 Mbit/s at most, less than its viewer and a
-    // child of a 1.5 Mbit/s stream. Its heartbeat is a minute apart, so the registry still shows it
-    // sending nothing when edge-b looks (a heartbeat behind, as any parent can be): edge-b asks,
-    // and edge-a answers for itself with its own measure. Every node's TTL is two minutes, so that
-    // no one takes edge-a for dead meanwhile.
+    // before the far edge-1), then edge-1. edge-a's network sends 3 Mbit/s at most, less than its
+    // viewer and a child of a 3 Mbit/s stream. Its heartbeat is a minute apart, so the registry
+    // still shows it sending nothing when edge-b looks (a heartbeat behind, as any parent can be),
+    // with room for a relay as edge-b reckons one (RELAY_BITRATE, 2.7 Mbit/s): edge-b asks, and
+    // edge-a answers for itself with its own measure. Every node's TTL is two minutes, so that no
+    // one takes edge-a for dead meanwhile.
     const patient = ['--node-ttl-ms', '120000'];
     cluster = await startOriginEdge({ secret: SECRET, admin: ADMIN, args: patient, originArgs: ['--origin-max-relays', '2'] });
     const env = { RELAYCAST_CLUSTER_SECRET: SECRET };
@@ -271,7 +275,7 @@ describe('relay tiers: a parent at its egress capacity refuses a child, which at
         roles: ['edge'],
         databaseUrl: cluster.testDb.url,
         env,
-        args: ['--node-id', 'edge-a', ...eu, '--egress-capacity', '1M', '--agent-port', String(agentPort), ...common, '--heartbeat-ms', '60000', ...patient],
+        args: ['--node-id', 'edge-a', ...eu, '--egress-capacity', '3M', '--agent-port', String(agentPort), ...common, '--heartbeat-ms', '60000', ...patient],
       }),
       startRelaycast({ roles: ['edge'], databaseUrl: cluster.testDb.url, env, args: ['--node-id', 'edge-b', ...eu, ...common, ...patient] }),
     ]);
@@ -288,8 +292,8 @@ describe('relay tiers: a parent at its egress capacity refuses a child, which at
   it('edge-b pulls from edge-1, not from edge-a, which refused it for egress; every viewer decodes', async () => {
     const name = 'egress-show';
     const { rtmpUrl } = await cluster.createStream(name);
-    // A constant 1.5 Mbit/s, so that one viewer and one child are 3 Mbit/s whenever edge-a measures.
-    publisher = publishTestRtmp(rtmpUrl, { seconds: 120, bframes: false, kbps: 1500 });
+    // A constant 3 Mbit/s, so that one viewer and one child are about 6 Mbit/s whenever edge-a measures.
+    publisher = publishTestRtmp(rtmpUrl, { seconds: 120, bframes: false, kbps: 3000 });
     await waitFor('the stream live', async () => (await cluster.db.knex('streams').where({ name }).first())?.state === 'live', 20_000, 200);
     const watch = async (id: string, url: string) => {
       const page = await browser.page(url);

@@ -15,6 +15,12 @@ import { ORIGIN, RelayTrees } from './tiers.ts';
  * 10,000 edges at every join is what makes rank() slow here; a region's edges all lie within
  * `radiusKm` of its centre, so |client–centre| ± radius bounds it, and only regions whose lower
  * bound is not above the best upper bound can come first. Those few are resolved with distanceKm.
+ *
+ * Egress (--egress-gbps): an edge sends each of its viewers and each child relay the stream's
+ * bitrate, and the balancer's load of a node is max(viewers / capacity, cpu, bitrateOut /
+ * egressCapacity). The simulated edges use no CPU, so the egress share is kept in the snapshot's
+ * `cpu` field: rank() and the policies read the same load as the product's, and the simulator's
+ * checks against rank() over all nodes still hold.
  */
 
 const RAD = Math.PI / 180;
@@ -42,6 +48,12 @@ export class Cluster {
   totalViewers = 0;
   /** Edges with at least one viewer. */
   inUse = 0;
+  /** The largest egress / egress capacity of any edge over the run, and which edge. */
+  egressPeakShare = 0;
+  egressPeakEdge = -1;
+  /** Bits/s per viewer or child relay, and an edge's egress capacity (Infinity: not modelled). */
+  readonly streamBps: number;
+  readonly edgeEgressBps: number;
   readonly #lowThreshold: number;
   readonly #highThreshold: number;
   /** Per edge (mirrors NodeSnapshot.capacity). */
@@ -65,7 +77,16 @@ export class Cluster {
     this.relayViewers = Array.from({ length: E }, () => new Map());
     this.open = Int32Array.from(model.regions, (r) => r.edges.length);
     this.originEgress = new Int32Array(model.nodes.length - E);
-    this.trees = new RelayTrees(model, model.options.tiers);
+    const o = model.options;
+    this.streamBps = o.streamKbps * 1000;
+    this.edgeEgressBps = o.egressGbps > 0 ? o.egressGbps * 1e9 : Infinity;
+    for (let e = 0; e < E; e++) model.nodes[e]!.cpu = 0;
+    this.trees = new RelayTrees(
+      model,
+      o.tiers,
+      { edgeBps: this.edgeEgressBps, originBps: o.originEgressGbps > 0 ? o.originEgressGbps * 1e9 : Infinity, streamBps: this.streamBps },
+      { egressOf: (e) => this.egressOf(e), childrenChanged: (e) => this.#childrenChanged(e) },
+    );
     const { streams, viewers } = model.options.thresholds;
     this.#lowThreshold = Math.min(streams, viewers);
     this.#highThreshold = Math.max(streams, viewers);
@@ -94,6 +115,30 @@ export class Cluster {
       model.nodes[e]!.viewers = 0;
       model.streamSets[e]!.clear();
     }
+  }
+
+  /** Bits/s the edge sends: its viewers and child relays, the stream's bitrate each. */
+  egressOf(edge: number): number {
+    return (this.viewers[edge]! + this.trees.edgeChildren[edge]!) * this.streamBps;
+  }
+
+  /** The edge's egress changed: its load (the snapshot's cpu field, see above) follows. */
+  #refreshEgress(edge: number): void {
+    if (this.edgeEgressBps === Infinity) return;
+    const share = this.egressOf(edge) / this.edgeEgressBps;
+    this.#cpu[edge] = share;
+    this.model.nodes[edge]!.cpu = share;
+    if (share > this.egressPeakShare) {
+      this.egressPeakShare = share;
+      this.egressPeakEdge = edge;
+    }
+  }
+
+  #childrenChanged(edge: number): void {
+    const wasOpen = this.load(edge) < this.#lowThreshold;
+    this.#refreshEgress(edge);
+    const isOpen = this.load(edge) < this.#lowThreshold;
+    if (wasOpen !== isOpen) this.open[this.#region[edge]!]! += isOpen ? 1 : -1;
   }
 
   load(edge: number): number {
@@ -220,6 +265,7 @@ export class Cluster {
     this.model.nodes[edge]!.viewers = n;
     this.totalViewers++;
     if (n === 1) this.inUse++;
+    this.#refreshEgress(edge);
     const relay = this.relayViewers[edge]!;
     const count = relay.get(stream);
     relay.set(stream, (count ?? 0) + 1);
@@ -237,6 +283,7 @@ export class Cluster {
     this.model.nodes[edge]!.viewers = n;
     this.totalViewers--;
     if (n === 0) this.inUse--;
+    this.#refreshEgress(edge);
     const relay = this.relayViewers[edge]!;
     relay.set(stream, relay.get(stream)! - 1);
     this.#closeIdle(edge, stream);

@@ -36,8 +36,25 @@ export interface SimOptions {
   engine: 'fast' | 'rank';
   /** Relay tiers (bench/simulator/tiers.ts); {}: every edge pulls from the origin, as without tiers. */
   tiers: TierLimits;
-  /** Bitrate of every stream, all layers a relay carries (kbit/s): origin egress in bit/s = relays it feeds × this. */
+  /**
+   * Bitrate of every stream, all layers a relay carries (kbit/s): origin egress in bit/s = relays it
+   * feeds × this; an edge's = (viewers + child relays) × this (the product counts each producer's
+   * bitrate per receiver: edge/Relay.ts bitrateOut).
+   */
   streamKbps: number;
+  /** Egress capacity of every edge (Gbit/s, the product's --egress-capacity); 0: not modelled (load is viewers alone). */
+  egressGbps: number;
+  /** Egress capacity of every origin (Gbit/s); 0: not limited. */
+  originEgressGbps: number;
+  /**
+   * Edges killed at the end of the arrivals (about the peak) to measure re-attachment: the ones
+   * feeding the most child relays (bench/simulator/tiers.ts reattach(); the run goes on unchanged).
+   */
+  kill: number;
+  /** HAProxy's hashing in place of the 307, once per factor (hash-balance-factor; 0: unbounded); []: not run. */
+  hashBalanceFactors: number[];
+  /** How long a WHEP request is in flight at an edge that relays the stream, and at one that opens the relay first (ms). */
+  haproxyTiming: { joinMs: number; openMs: number };
   /** Every join also goes through rank() over all nodes, and must choose the same edge (slow; for tests). */
   verify: boolean;
   /** Joins per policy cross-checked against rank() over all nodes when not verifying every join. */
@@ -65,6 +82,16 @@ export const DEFAULT_OPTIONS: SimOptions = {
   tiers: {},
   // A 720p simulcast publish: ~2,000 kbit/s top layer + 500 + 150 (the layers bench's), + Opus.
   streamKbps: 2_700,
+  // The product's default --egress-capacity (1 Gbit/s) for edges. Origins unlimited: their NIC is
+  // the operator's choice, and a limit would turn "tiers off" into trees (the busiest origin at full
+  // size needs 64 Gbit/s without tiers, 3.8 with tiers 4 / 8).
+  egressGbps: 1,
+  originEgressGbps: 0,
+  kill: 10,
+  hashBalanceFactors: [],
+  // Assumed: an answer from a new WebRTC transport; a relay opened first adds a round trip or two
+  // to its upstream and the pipe's setup.
+  haproxyTiming: { joinMs: 50, openMs: 250 },
   verify: false,
   checks: 20,
 };

@@ -1,5 +1,6 @@
 import type { SimOptions } from './model.ts';
 import type { PolicyResult } from './run.ts';
+import { STRETCH_BINS } from './tiers.ts';
 import { renderTable, type BarsPanel } from '../lib/report.ts';
 import { renderSvg } from '../lib/svg.ts';
 
@@ -32,6 +33,12 @@ const tierShares = (counts: number[]) => {
   return byTier(counts, (n) => pct(sum > 0 ? n / sum : 0));
 };
 
+/** Shares of a histogram, one by one. */
+const tierSharesFlat = (counts: number[]) => {
+  const sum = counts.reduce((a, b) => a + b, 0);
+  return counts.map((n) => pct(sum > 0 ? n / sum : 0)).join(' / ');
+};
+
 export const METRICS: Metric[] = [
   { label: 'packing efficiency (mean load of edges in use)', text: (r) => pct(r.packingEfficiency), value: (r) => r.packingEfficiency * 100, unit: '%', better: 'higher', chart: true },
   { label: 'rejected joins', text: (r) => `${int(r.rejected)} (${pct(r.rejectedShare, 2)})`, value: (r) => r.rejectedShare * 100, unit: '%', better: 'lower', chart: true },
@@ -47,6 +54,44 @@ export const METRICS: Metric[] = [
   { label: 'relay opens whose first round of upstreams is full', text: (r) => int(r.refusedRounds), value: (r) => r.refusedRounds, unit: 'opens', better: 'lower', chart: false },
   { label: 'relays by tier at peak (0: from the origin)', text: (r) => byTier(r.relaysByTier, int), value: (r) => r.relaysByTier.length, unit: 'tiers', better: 'lower', chart: false },
   { label: 'joins by tier of their relay', text: (r) => tierShares(r.viewersByTier), value: (r) => r.viewersByTier.length, unit: 'tiers', better: 'lower', chart: false },
+  { label: 'joins by tier, p95', text: (r) => String(r.p95Tier), value: (r) => r.p95Tier, unit: 'tiers', better: 'lower', chart: false },
+  {
+    label: `path / great circle from the origin, joins ≥ 200 km from it (${STRETCH_BINS.map((b) => (b === Infinity ? '>3' : `≤${b === 1.0001 ? 1 : b}`)).join(' / ')}; max)`,
+    text: (r) => `${tierSharesFlat(r.stretchByJoins)}; ${r.stretchMax.toFixed(2)}`,
+    value: (r) => r.stretchMax,
+    unit: '×',
+    better: 'lower',
+    chart: false,
+  },
+  { label: 'joins whose path passes 2 × great circle + 200 km', text: (r) => int(r.joinsUnbounded), value: (r) => r.joinsUnbounded, unit: 'joins', better: 'lower', chart: false },
+  { label: 'edges by egress / capacity at peak (10 % bins, last > 100 %)', text: (r) => (r.egressByEdges.length > 0 ? r.egressByEdges.map(int).join(' / ') : 'not modelled'), value: (r) => r.egressByEdges.length, unit: 'bins', better: 'lower', chart: false },
+  { label: 'busiest edge egress, peak (share of capacity; Gbit/s)', text: (r) => `${pct(r.egressPeakShare)}; ${r.egressPeakGbits.toFixed(2)}`, value: (r) => r.egressPeakShare * 100, unit: '%', better: 'lower', chart: false },
+  { label: 'busiest origin egress, peak (Gbit/s)', text: (r) => r.busiestOriginGbits.toFixed(1), value: (r) => r.busiestOriginGbits, unit: 'Gbit/s', better: 'lower', chart: false },
+  { label: 'relay opens no upstream would take', text: (r) => int(r.overflows), value: (r) => r.overflows, unit: 'opens', better: 'lower', chart: false },
+  {
+    label: 'parents killed at the peak: relays orphaned (viewers below); re-attached 1st round / later / none',
+    text: (r) => (r.reattach ? `${int(r.reattach.orphans)} (${int(r.reattach.viewersBelow)}); ${int(r.reattach.firstRound)} / ${int(r.reattach.laterRound)} / ${int(r.reattach.none)}` : 'none killed'),
+    value: (r) => r.reattach?.none ?? 0,
+    unit: 'relays',
+    better: 'lower',
+    chart: false,
+  },
+  {
+    label: 're-attached: to the origin; by tier; path / great circle (bins as above); past the bound; deepest below',
+    text: (r) => (r.reattach ? `${int(r.reattach.toOrigin)}; ${r.reattach.byTier.map(int).join(' / ')}; ${r.reattach.stretch.map(int).join(' / ')}; ${int(r.reattach.unbounded)}; ${r.reattach.deepestAfter}` : '–'),
+    value: (r) => r.reattach?.deepestAfter ?? 0,
+    unit: 'tiers',
+    better: 'lower',
+    chart: false,
+  },
+  {
+    label: 'HAProxy only: joins passed over by bounded load; second relays they opened; in flight, most on one edge / backend',
+    text: (r) => (r.haproxy ? `${int(r.haproxy.passedOver)}; ${int(r.haproxy.secondRelays)}; ${r.haproxy.inFlightPeakEdge} / ${r.haproxy.inFlightPeakBackend}` : '–'),
+    value: (r) => r.haproxy?.secondRelays ?? 0,
+    unit: 'relays',
+    better: 'lower',
+    chart: false,
+  },
   { label: 'edges in use, peak', text: (r) => int(r.edgesPeak), value: (r) => r.edgesPeak, unit: 'edges', better: 'lower', chart: true },
   { label: 'edges ever used', text: (r) => int(r.edgesTouched), value: (r) => r.edgesTouched, unit: 'edges', better: 'lower', chart: false },
   { label: 'edges wanted (planCapacity, at peak)', text: (r) => int(r.edgesWanted), value: (r) => r.edgesWanted, unit: 'edges', better: 'lower', chart: true },
@@ -67,14 +112,14 @@ export function describe(options: SimOptions, origins: number): string {
     `${int(o.edges)} edges (capacity ${o.capacity}) and ${int(origins)} origins in ${o.regions} regions, ${int(o.streams)} streams (Zipf ${o.zipf}), ` +
     `${int(o.viewers)} viewers arriving over ${o.arrivalMinutes} min, watching ${o.watchMinutes} min on average; ` +
     `thresholds ${o.thresholds.streams}/${o.thresholds.viewers}, seed ${o.seed}, engine ${o.engine}; ` +
-    `${int(o.streamKbps)} kbit/s per stream; relay tiers: ${tierText(o.tiers)}`
+    `${int(o.streamKbps)} kbit/s per stream; egress capacity ${o.egressGbps > 0 ? `${o.egressGbps} Gbit/s per edge` : 'not modelled'}, ${o.originEgressGbps > 0 ? `${o.originEgressGbps} Gbit/s` : 'unlimited'} per origin; relay tiers: ${tierText(o.tiers)}`
   );
 }
 
 export function table(results: PolicyResult[]): string {
   return renderTable({
     title: 'Policies side by side',
-    head: ['', ...results.map((r) => r.policy)],
+    head: ['', ...results.map((r) => r.label)],
     rows: METRICS.map((m) => [m.label, ...results.map((r) => m.text(r))]),
     how: [],
   });
@@ -90,7 +135,7 @@ export function chart(results: PolicyResult[], subtitle: string): string {
     kind: 'bars',
     title: `${m.label} ${m.better === 'higher' ? '↑' : '↓'}`,
     unit: m.unit,
-    bars: results.map((r) => ({ label: r.policy, value: m.value(r), series: r.policy })),
+    bars: results.map((r) => ({ label: r.label, value: m.value(r), series: r.label })),
   }));
   return renderSvg('Relaycast simulator: balancer policies side by side (↑ higher is better, ↓ lower)', subtitle, panels);
 }

@@ -2,13 +2,20 @@ import { planCapacity, type CapacitySettings } from '../../balancer/capacity.ts'
 import { createPolicy, distanceKm, rank, type NodeSnapshot, type Policy, type PolicyName, type RouteRequest } from '../../balancer/policies.ts';
 import { Cluster } from './cluster.ts';
 import { createDecider } from './deciders.ts';
+import { haproxyDecider, type HaproxyStats } from './haproxy.ts';
 import type { Model } from './model.ts';
 import { derive, rng } from './random.ts';
+import { LOCAL_KM, MAX_STRETCH } from '../../edge/RelayTree.ts';
+import { STRETCH_BINS, stretchBin, type ReattachResult } from './tiers.ts';
 
 /** One policy's run: the event loop (arrivals in order, departures from a heap, samples every minute) and its figures. */
 
 export interface PolicyResult {
   policy: PolicyName;
+  /** The column's name: the policy, or `haproxy F` for HAProxy's hashing with hash-balance-factor F (bench/simulator/haproxy.ts). */
+  label: string;
+  /** HAProxy's hashing only: joins passed over by bounded load, second relays that made, requests in flight. */
+  haproxy: HaproxyStats | null;
   joins: number;
   rejected: number;
   /** Shares are 0..1. */
@@ -39,6 +46,27 @@ export interface PolicyResult {
   relaysByTier: number[];
   /** Joins served per tier of their edge's relay. */
   viewersByTier: number[];
+  /** The 95th percentile of that tier (edge → edge hops above the viewer's edge). */
+  p95Tier: number;
+  /**
+   * Joins by their relay's path / great circle from the origin (bins: STRETCH_BINS), for edges at
+   * least LOCAL_KM from the origin; the largest ratio among those; joins whose path passes the
+   * product's bound (MAX_STRETCH × great circle + LOCAL_KM), all edges.
+   */
+  stretchByJoins: number[];
+  stretchMax: number;
+  joinsUnbounded: number;
+  /** Edges by egress / capacity at the sample with most viewers (bins of 10 %, the last above 100 %), edges with any egress. */
+  egressByEdges: number[];
+  /** The largest egress / capacity of an edge over the run, and its egress then (Gbit/s) and child relays at the peak sample. */
+  egressPeakShare: number;
+  egressPeakGbits: number;
+  /** The busiest origin's egress, peak (Gbit/s). */
+  busiestOriginGbits: number;
+  /** Opens that no upstream would take (bench/simulator/tiers.ts overflows; 0 is the aim). */
+  overflows: number;
+  /** Re-attachment after the `kill` edges feeding the most child relays die at the end of the arrivals. */
+  reattach: ReattachResult | null;
   /** Most edges with a viewer at once; edges that ever had one. */
   edgesPeak: number;
   edgesTouched: number;
@@ -60,8 +88,19 @@ export const CAPACITY_SETTINGS: CapacitySettings = { targetUtilisation: 0.7, sla
 /** Policies with no state: rank() over all nodes may be asked again without disturbing the run. */
 const STATELESS: ReadonlySet<PolicyName> = new Set(['compact', 'packing', 'least-used', 'stream-affinity']);
 
-/** `observe`, when given, is called with the cluster after every join (for tests' invariants). */
-export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: number, total: number) => void, observe?: (cluster: Cluster) => void): PolicyResult {
+/**
+ * `observe`, when given, is called with the cluster after every join (for tests' invariants).
+ * `hashBalanceFactor`, when given, routes the joins as HAProxy's region backends would instead of
+ * the balancer's 307 (bench/simulator/haproxy.ts; `name` is then only a label and no join is
+ * checked against rank()).
+ */
+export function runPolicy(
+  model: Model,
+  name: PolicyName,
+  onProgress?: (done: number, total: number) => void,
+  observe?: (cluster: Cluster) => void,
+  hashBalanceFactor?: number,
+): PolicyResult {
   const started = performance.now();
   const cpuStarted = process.cpuUsage();
   const { options, workload: w, nodes, edgeCount } = model;
@@ -70,10 +109,11 @@ export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: nu
   const coin = () => rng(derive(options.seed, `coin:${name}`));
   const decisions = coin();
   const policy = createPolicy(name, decisions);
-  const decider = createDecider(options.engine, cluster, policy, decisions);
+  const viaHaproxy = hashBalanceFactor === undefined ? undefined : haproxyDecider(cluster, hashBalanceFactor, options.haproxyTiming);
+  const decider = viaHaproxy ?? createDecider(options.engine, cluster, policy, decisions);
   // With --verify, a second instance of the policy answers rank() over all nodes in lockstep.
-  const reference = options.verify ? createPolicy(name, coin()) : undefined;
-  const checkEvery = options.verify || options.checks <= 0 ? 0 : Math.max(1, Math.floor(V / options.checks));
+  const reference = options.verify && !viaHaproxy ? createPolicy(name, coin()) : undefined;
+  const checkEvery = viaHaproxy || options.verify || options.checks <= 0 ? 0 : Math.max(1, Math.floor(V / options.checks));
 
   const heap = new DepartureHeap(V);
   const edgeOf = new Int32Array(V);
@@ -89,10 +129,17 @@ export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: nu
   let edgesPeak = 0;
   let peakViewers = 0;
   const atPeak = new Int32Array(edgeCount);
+  const atPeakCpu = new Float64Array(edgeCount);
   let originEgressPeak = 0;
   let originRelaysPeak = 0;
   let relaysByTier: number[] = [];
   const viewersByTier: number[] = [];
+  const stretchByJoins = STRETCH_BINS.map(() => 0);
+  let stretchMax = 0;
+  let joinsUnbounded = 0;
+  let egressByEdges: number[] = [];
+  let reattach: ReattachResult | null = null;
+  const killAt = options.arrivalMinutes * 60;
   let samples = 0;
   let efficiencySum = 0;
   let efficiencySamples = 0;
@@ -111,7 +158,22 @@ export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: nu
     if (cluster.totalViewers > peakViewers) {
       peakViewers = cluster.totalViewers;
       atPeak.set(cluster.viewers);
+      for (let e = 0; e < edgeCount; e++) atPeakCpu[e] = nodes[e]!.cpu;
       relaysByTier = [...cluster.trees.atTier];
+      if (cluster.edgeEgressBps < Infinity) {
+        egressByEdges = Array.from({ length: 11 }, () => 0);
+        for (let e = 0; e < edgeCount; e++) {
+          const share = cluster.egressOf(e) / cluster.edgeEgressBps;
+          if (share > 0) egressByEdges[Math.min(10, Math.ceil(share * 10) - 1)]!++;
+        }
+      }
+    }
+    if (reattach === null && options.kill > 0 && nextSample >= killAt) {
+      const parents = Array.from({ length: edgeCount }, (_, e) => e)
+        .filter((e) => cluster.trees.edgeChildren[e]! > 0)
+        .sort((a, b) => cluster.trees.edgeChildren[b]! - cluster.trees.edgeChildren[a]! || a - b)
+        .slice(0, options.kill);
+      reattach = cluster.trees.reattach(parents, (e, s) => cluster.relayViewers[e]!.get(s) ?? 0);
     }
   };
   const mismatch = (v: number, what: string) => {
@@ -161,20 +223,28 @@ export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: nu
     if (cluster.regionOf(edge) === w.home[v]) own++;
     if (cluster.relays > relaysPeak) relaysPeak = cluster.relays;
     if (cluster.originRelays > originRelaysPeak) originRelaysPeak = cluster.originRelays;
-    const tier = cluster.trees.get(edge, stream)!.tier;
+    const relay = cluster.trees.get(edge, stream)!;
+    const tier = relay.tier;
     viewersByTier[tier] = (viewersByTier[tier] ?? 0) + 1;
+    if (relay.directKm >= LOCAL_KM) {
+      stretchByJoins[stretchBin(relay.pathKm, relay.directKm)]!++;
+      stretchMax = Math.max(stretchMax, relay.pathKm / relay.directKm);
+    }
+    if (relay.pathKm > MAX_STRETCH * relay.directKm + LOCAL_KM + 1e-6) joinsUnbounded++;
     if (cluster.inUse > edgesPeak) edgesPeak = cluster.inUse;
     observe?.(cluster);
     if (onProgress && v % progressEvery === 0) onProgress(v, V);
   }
   sample();
   onProgress?.(V, V);
-  const edgesAtPeak = nodes.slice(0, edgeCount).map((n, e) => ({ ...n, viewers: atPeak[e]! }));
+  const edgesAtPeak = nodes.slice(0, edgeCount).map((n, e) => ({ ...n, viewers: atPeak[e]!, cpu: atPeakCpu[e]! }));
   const edgesWanted = planCapacity(edgesAtPeak, CAPACITY_SETTINGS, model.regions.map((r) => r.name)).reduce((sum, r) => sum + r.desiredEdges, 0);
 
   const sorted = distances.subarray(0, served).sort();
   return {
     policy: name,
+    label: viaHaproxy ? `haproxy ${hashBalanceFactor}` : name,
+    haproxy: viaHaproxy?.stats ?? null,
     joins: V,
     rejected: V - served,
     rejectedShare: (V - served) / V,
@@ -194,6 +264,16 @@ export function runPolicy(model: Model, name: PolicyName, onProgress?: (done: nu
     refusedRounds: cluster.trees.refusedRounds,
     relaysByTier,
     viewersByTier: Array.from(viewersByTier, (n) => n ?? 0),
+    p95Tier: percentileIndex(Array.from(viewersByTier, (n) => n ?? 0), 0.95),
+    stretchByJoins,
+    stretchMax,
+    joinsUnbounded,
+    egressByEdges,
+    egressPeakShare: cluster.egressPeakShare,
+    egressPeakGbits: cluster.edgeEgressBps < Infinity ? (cluster.egressPeakShare * cluster.edgeEgressBps) / 1e9 : 0,
+    busiestOriginGbits: (originEgressPeak * options.streamKbps) / 1e6,
+    overflows: cluster.trees.overflows,
+    reattach,
     edgesPeak,
     edgesTouched: touched.reduce((a, b) => a + b, 0),
     edgesWanted,
@@ -231,6 +311,17 @@ function check(cluster: Cluster, policy: Policy, v: number, stream: number, requ
     if ((choice?.node ?? null) !== (edge < 0 ? null : nodes[edge])) return `chose ${edge < 0 ? 'none' : nodes[edge]!.id}, rank() ${choice?.node.id ?? 'none'}`;
   }
   return undefined;
+}
+
+/** The smallest index whose cumulative count reaches `share` of the total (a histogram's percentile). */
+function percentileIndex(counts: number[], share: number): number {
+  const total = counts.reduce((a, b) => a + b, 0);
+  let sum = 0;
+  for (let i = 0; i < counts.length; i++) {
+    sum += counts[i]!;
+    if (sum >= share * total) return i;
+  }
+  return 0;
 }
 
 /** A binary min-heap of departure times (viewer indices alongside). */

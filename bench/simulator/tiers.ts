@@ -1,24 +1,32 @@
 import { distanceKm } from '../../balancer/policies.ts';
-import { orderUpstreams, UPSTREAMS_PER_ROUND } from '../../edge/RelayTree.ts';
+import type { ParentCandidate } from '../../db/repositories/relays.ts';
+import { LOCAL_KM, MAX_STRETCH, MAX_TIER, rankUpstreams, UPSTREAMS_PER_ROUND, type RankedUpstream } from '../../edge/RelayTree.ts';
 import type { Model } from './model.ts';
 
 /**
- * Relay tiers (issue 18) in the simulator: per stream, the tree of relays from its origin. An
- * edge that opens a relay asks the product's upstreams in the product's order
- * (edge/RelayTree.ts orderUpstreams, the edge's own code): the origin, which feeds at most
- * `originMaxRelays` edges a stream, then the edges relaying the stream in the edge's own region,
- * then the nearest others (ties: lowest tier, fewest children, node id), each of which feeds at
- * most `edgeMaxChildren`. Only relays already
- * open can be parents, so a parent always opened before its children and the tree has no loop.
+ * Relay tiers (issues 18, 34) in the simulator: per stream, the tree of relays from its origin. An
+ * edge that opens a relay ranks its upstreams with the product's own code (edge/RelayTree.ts
+ * rankUpstreams, what orderUpstreams returns the first UPSTREAMS_PER_ROUND of): near parents with
+ * a bounded path (when the origin has a relay budget), the origin, other parents with a bounded
+ * path by cost, the rest. It takes the first that accepts, as a parent answers: the origin while
+ * it feeds fewer than `originMaxRelays` edges the stream and its egress has room for one more
+ * relay; a parent while it feeds fewer than `edgeMaxChildren` and its egress (viewers + child
+ * relays, × the stream's bitrate) has room. The figures an edge ranks by are live here (the
+ * product's are as of the last heartbeat), so the edge leaves out the parents that would refuse;
+ * only parents already open can be chosen, so a parent always opened before its children.
  *
- * The product asks the origin and UPSTREAMS_PER_ROUND − 1 parents per round; when all of them
- * are full the round fails (the viewer is told 503 and retries). The simulator counts those opens
- * (`refusedRounds`) and attaches the relay to the nearest relay with room, as a retry finding a
- * free parent would.
+ * The product asks UPSTREAMS_PER_ROUND per round (orderUpstreams: the first of that order, the
+ * origin always among them); when none of them accepts the round fails (the viewer is told 503
+ * and retries). Here the figures are live, so the first in the order that accepts is the first of
+ * the order, or the origin when it is first and full. The simulator counts those opens (`refusedRounds`) and takes the
+ * first in the whole order that accepts, as a later round would; when none does (every parent and
+ * the origin full) it attaches to the origin over its limits and counts it (`overflows`, 0 is the
+ * aim).
  *
  * A relay with children but no viewers of its own is kept (it still feeds them, as edge/Relay.ts
- * does), and goes with its last child; a parent never goes before its children, so re-attaching
- * is not modelled. Without limits every relay is fed by the origin, as before tiers.
+ * does), and goes with its last child. Re-attachment after a parent dies is measured aside
+ * (reattach()): the run goes on as if nothing died. Without limits every relay is fed by the
+ * origin, as before tiers, unless the origin's egress is full.
  */
 
 /** Tier limits, as the product's --origin-max-relays and --edge-max-children; undefined: no limit. */
@@ -27,11 +35,26 @@ export interface TierLimits {
   edgeMaxChildren?: number;
 }
 
+/** What the trees need from the cluster: each edge's egress, and to be told when an edge's child relays change. */
+export interface TreeHooks {
+  /** Bits/s the edge sends now (viewers and child relays). */
+  egressOf(edge: number): number;
+  /** The edge's child relays (over all streams) changed by `delta`. */
+  childrenChanged(edge: number, delta: 1 | -1): void;
+}
+
+/** Egress capacities and the stream's bitrate (bits/s); Infinity: not limited. */
+export interface EgressLimits {
+  edgeBps: number;
+  originBps: number;
+  streamBps: number;
+}
+
 /** The parent of a relay fed by its stream's origin. */
 export const ORIGIN = -1;
 
 /** A relay, as the product lists it to an edge choosing a parent (db/repositories/relays.ts ParentCandidate) and more. */
-export interface TreeRelay {
+export interface TreeRelay extends ParentCandidate {
   edge: number;
   edgeNodeId: string;
   publicUrl: string;
@@ -43,19 +66,60 @@ export interface TreeRelay {
   parent: number;
   /** Edges it feeds this stream to. */
   children: number;
-  /** As ParentCandidate's: the simulator's parents are never full by egress. */
-  bitrateOut: number;
-  egressCapacity: number;
   /** 0: pulls from the origin; 1: from an edge that pulls from the origin; … */
   tier: number;
   /** Opening order, over the run: a parent's is smaller than its children's (the product's tree key). */
   treeKey: number;
+  /** The media's path from the origin (great-circle hops summed, km), and the great circle itself. */
+  pathKm: number;
+  directKm: number;
+  /** Its place in its stream's list. */
+  slot: number;
+  /** ParentCandidate's egress figures: its edge's, written when it is listed as a candidate. */
+  bitrateOut: number;
+  egressCapacity: number;
+}
+
+/** Re-attachment after parents die (reattach()). */
+export interface ReattachResult {
+  killed: string[];
+  /** Relays that lost their parent (on live edges), and the viewers on them and below them (they keep their sessions). */
+  orphans: number;
+  viewersBelow: number;
+  /** Viewers on the killed edges themselves (their sessions end; they rejoin through the balancer). */
+  viewersLost: number;
+  /** Orphans that found a parent (or the origin) in their first round, in a later one, or none at all. */
+  firstRound: number;
+  laterRound: number;
+  none: number;
+  /** Of those that re-attached: to the origin; their new tier (index = tier); path / great circle (histogram by STRETCH_BINS). */
+  toOrigin: number;
+  byTier: number[];
+  stretch: number[];
+  /** Path beyond the product's bound (MAX_STRETCH × great circle + LOCAL_KM) after re-attaching. */
+  unbounded: number;
+  /** The deepest relay below a re-attached one, after (its subtree moves with it). */
+  deepestAfter: number;
+  /** Path lengths of the re-attached relays before and after, means (km). */
+  meanPathKmBefore: number;
+  meanPathKmAfter: number;
+}
+
+/** Upper bounds of the path / great-circle histogram's bins (the last: anything above 3). */
+export const STRETCH_BINS = [1.0001, 1.1, 1.25, 1.5, 2, 3, Infinity];
+
+export function stretchBin(pathKm: number, directKm: number): number {
+  const ratio = pathKm / Math.max(directKm, 1e-9);
+  return STRETCH_BINS.findIndex((bound) => ratio <= bound);
 }
 
 export class RelayTrees {
   readonly limits: TierLimits;
+  readonly egress: EgressLimits;
   /** Per stream: edges its origin feeds it to now. */
   readonly originFeeds: Int32Array;
+  /** Per origin (index into nodes − edgeCount): relays it feeds now, over all streams. */
+  readonly originRelays: Int32Array;
   /** Per edge: child relays it feeds, over all streams. */
   readonly edgeChildren: Int32Array;
   /** Live relays per tier (index = tier). */
@@ -64,35 +128,33 @@ export class RelayTrees {
   originFeedsPeak = 0;
   /** Opens whose first round the product would fail: the origin and the parents it asks all full. */
   refusedRounds = 0;
+  /** Opens no upstream would take (attached to the origin over its limits): 0 is the aim. */
+  overflows = 0;
   childrenPeak = 0;
   edgeChildrenPeak = 0;
   readonly #streams: number;
   readonly #model: Model;
+  readonly #hooks: TreeHooks;
   readonly #relays = new Map<number, TreeRelay>();
-  /** Per stream: its relays by region. */
-  readonly #byRegion: Map<number, Set<TreeRelay>>[];
-  /** Per region: every region, nearest centre first (itself first), and the distances between centres. */
-  readonly #regionOrder: Int32Array[];
-  readonly #centreKm: Float64Array[];
-  /** The largest distance from a region's centre to one of its edges: bounds edge distances by centre distances. */
-  readonly #maxRadiusKm: number;
-  readonly #regionOf: Int32Array;
+  /** Per stream: its live relays. */
+  readonly #ofStream: TreeRelay[][];
+  readonly #originTarget: Array<{ nodeId: string; url: string; lat: number; lon: number }>;
   #opened = 0;
 
-  constructor(model: Model, limits: TierLimits) {
+  constructor(model: Model, limits: TierLimits, egress: EgressLimits, hooks: TreeHooks) {
     this.limits = limits;
+    this.egress = egress;
+    this.#hooks = hooks;
     this.#streams = model.streams.length;
     this.originFeeds = new Int32Array(model.streams.length);
+    this.originRelays = new Int32Array(model.nodes.length - model.edgeCount);
     this.edgeChildren = new Int32Array(model.edgeCount);
     this.#model = model;
-    this.#byRegion = Array.from(model.streams, () => new Map());
-    this.#regionOf = new Int32Array(model.edgeCount);
-    for (const r of model.regions) for (const e of r.edges) this.#regionOf[e] = r.index;
-    this.#centreKm = model.regions.map((from) => Float64Array.from(model.regions, (to) => distanceKm(from, to)));
-    this.#regionOrder = model.regions.map((from) =>
-      Int32Array.from(model.regions, (to) => to.index).sort((a, b) => this.#centreKm[from.index]![a]! - this.#centreKm[from.index]![b]! || a - b),
-    );
-    this.#maxRadiusKm = Math.max(...model.regions.map((r) => r.radiusKm));
+    this.#ofStream = Array.from(model.streams, () => []);
+    this.#originTarget = model.streams.map((s) => {
+      const o = model.nodes[s.origin]!;
+      return { nodeId: o.id, url: o.publicUrl, lat: o.lat, lon: o.lon };
+    });
   }
 
   get(edge: number, stream: number): TreeRelay | undefined {
@@ -104,48 +166,96 @@ export class RelayTrees {
     return this.#relays.values();
   }
 
+  /** Whether the origin of `stream` takes one more relay. */
+  #originAccepts(stream: number, extraFeeds = 0, extraRelays = 0): boolean {
+    const { originMaxRelays } = this.limits;
+    const o = this.#model.streams[stream]!.origin - this.#model.edgeCount;
+    if (originMaxRelays !== undefined && this.originFeeds[stream]! + extraFeeds >= originMaxRelays) return false;
+    return (this.originRelays[o]! + extraRelays + 1) * this.egress.streamBps <= this.egress.originBps;
+  }
+
+  /** Whether a relay takes one more child: under --edge-max-children and its edge's egress capacity. */
+  #accepts(relay: TreeRelay, extraChildren = 0, extraBps = 0): boolean {
+    const { edgeMaxChildren } = this.limits;
+    if (edgeMaxChildren !== undefined && relay.children + extraChildren >= edgeMaxChildren) return false;
+    return this.#hooks.egressOf(relay.edge) + extraBps + this.egress.streamBps <= this.egress.edgeBps;
+  }
+
+  /** The stream's relays as the product lists them (ParentCandidate, with their edges' egress now), those that would accept only, `skip` left out. */
+  #candidates(stream: number, accepts: (r: TreeRelay) => boolean, skip?: (r: TreeRelay) => boolean): TreeRelay[] {
+    const out: TreeRelay[] = [];
+    for (const r of this.#ofStream[stream]!) {
+      if (skip?.(r) || !accepts(r)) continue;
+      r.bitrateOut = this.#hooks.egressOf(r.edge);
+      out.push(r);
+    }
+    return out;
+  }
+
+  #rank(edge: number, stream: number, parents: ParentCandidate[], extra: { lost?: string; treeKey?: number } = {}): RankedUpstream[] {
+    const self = this.#model.nodes[edge]!;
+    return rankUpstreams({
+      origin: this.#originTarget[stream]!,
+      parents,
+      self: { id: self.id, region: self.region, lat: self.lat, lon: self.lon },
+      maxChildren: this.limits.edgeMaxChildren,
+      originMaxRelays: this.limits.originMaxRelays,
+      relayBitrate: this.egress.streamBps,
+      ...extra,
+    });
+  }
+
   /** Edge `edge` opens a relay of `stream`: attaches it to the origin or a parent; returns it. */
   open(edge: number, stream: number): TreeRelay {
-    const { originMaxRelays } = this.limits;
-    let parent: TreeRelay | undefined;
-    if (originMaxRelays !== undefined && this.originFeeds[stream]! >= originMaxRelays) {
-      parent = this.#askedParent(edge, stream);
-      if (!parent) {
-        this.refusedRounds++;
-        // A tree always has room: each relay adds edgeMaxChildren ≥ 1 places and takes one.
-        parent = this.#nearestWithRoom(edge, stream);
-        if (!parent) throw new Error(`no parent with room for stream ${stream}`);
-      }
+    // Without --origin-max-relays the origin comes first in the order: when it accepts, nothing to rank.
+    const originFirst = this.limits.originMaxRelays === undefined && this.#originAccepts(stream);
+    const candidates = originFirst ? [] : this.#candidates(stream, (r) => this.#accepts(r));
+    const byId = new Map(candidates.map((c) => [c.edgeNodeId, c]));
+    const order = this.#rank(edge, stream, candidates);
+    let chosen: RankedUpstream | undefined;
+    for (let k = 0; k < order.length && !chosen; k++) {
+      if (k === UPSTREAMS_PER_ROUND) this.refusedRounds++;
+      const t = order[k]!;
+      if (byId.has(t.nodeId) || this.#originAccepts(stream)) chosen = t;
     }
-    const node = this.#model.nodes[edge]!;
+    const self = this.#model.nodes[edge]!;
+    const origin = this.#originTarget[stream]!;
+    const directKm = distanceKm(origin, self);
+    if (!chosen) {
+      this.overflows++;
+      chosen = { nodeId: origin.nodeId, url: origin.url, pathKm: directKm, tier: 0 };
+    }
+    const parent = byId.get(chosen.nodeId);
     const relay: TreeRelay = {
       edge,
-      edgeNodeId: node.id,
-      publicUrl: node.publicUrl,
-      region: node.region,
-      lat: node.lat,
-      lon: node.lon,
+      edgeNodeId: self.id,
+      publicUrl: self.publicUrl,
+      region: self.region,
+      lat: self.lat,
+      lon: self.lon,
       stream,
       parent: parent ? parent.edge : ORIGIN,
       children: 0,
-      bitrateOut: 0,
-      egressCapacity: Infinity,
       tier: parent ? parent.tier + 1 : 0,
       treeKey: ++this.#opened,
+      pathKm: chosen.pathKm,
+      directKm,
+      slot: this.#ofStream[stream]!.length,
+      bitrateOut: 0,
+      egressCapacity: this.egress.edgeBps,
     };
     this.#relays.set(edge * this.#streams + stream, relay);
+    this.#ofStream[stream]!.push(relay);
     this.atTier[relay.tier] = (this.atTier[relay.tier] ?? 0) + 1;
-    const byRegion = this.#byRegion[stream]!;
-    const region = this.#regionOf[edge]!;
-    if (!byRegion.has(region)) byRegion.set(region, new Set());
-    byRegion.get(region)!.add(relay);
     if (parent) {
       parent.children++;
       this.edgeChildren[parent.edge]!++;
+      this.#hooks.childrenChanged(parent.edge, 1);
       this.childrenPeak = Math.max(this.childrenPeak, parent.children);
       this.edgeChildrenPeak = Math.max(this.edgeChildrenPeak, this.edgeChildren[parent.edge]!);
     } else {
       this.originFeedsPeak = Math.max(this.originFeedsPeak, ++this.originFeeds[stream]!);
+      this.originRelays[this.#model.streams[stream]!.origin - this.#model.edgeCount]!++;
     }
     return relay;
   }
@@ -156,76 +266,135 @@ export class RelayTrees {
     if (relay.children > 0) throw new Error(`relay of stream ${stream} on edge ${edge} still feeds ${relay.children} edges`);
     this.#relays.delete(edge * this.#streams + stream);
     this.atTier[relay.tier]!--;
-    const byRegion = this.#byRegion[stream]!;
-    const region = this.#regionOf[edge]!;
-    const set = byRegion.get(region)!;
-    set.delete(relay);
-    if (set.size === 0) byRegion.delete(region);
+    const list = this.#ofStream[stream]!;
+    const last = list.pop()!;
+    if (last !== relay) {
+      list[relay.slot] = last;
+      last.slot = relay.slot;
+    }
     if (relay.parent === ORIGIN) {
       this.originFeeds[stream]!--;
+      this.originRelays[this.#model.streams[stream]!.origin - this.#model.edgeCount]!--;
     } else {
       const parent = this.get(relay.parent, stream)!;
       parent.children--;
       this.edgeChildren[parent.edge]!--;
+      this.#hooks.childrenChanged(parent.edge, -1);
     }
     return relay.parent;
   }
 
-  #hasRoom(relay: TreeRelay): boolean {
-    const { edgeMaxChildren } = this.limits;
-    return edgeMaxChildren === undefined || relay.children < edgeMaxChildren;
-  }
-
   /**
-   * The parent the product's first round finds: orderUpstreams() over the stream's relays nearest
-   * `edge` (whole regions, nearest centre first, until no edge of a farther region can be nearer
-   * than the last one asked), the first with room among the parents it asks; undefined if none.
+   * What happens when the edges `dead` die at once, without changing the run: every relay they fed
+   * (on a live edge) re-attaches as the product's would (edge/Relay.ts #reattach: the order from
+   * rankUpstreams with the lost parent left out and, for a relay that feeds others, only parents
+   * with a smaller tree key), one after another, each taking the first upstream that accepts;
+   * the relays on the dead edges are gone as parents. `viewersOf(edge, stream)` gives a relay's own viewers.
    */
-  #askedParent(edge: number, stream: number): TreeRelay | undefined {
-    const asked = UPSTREAMS_PER_ROUND - 1;
-    const byRegion = this.#byRegion[stream]!;
-    const home = this.#regionOf[edge]!;
-    const self = this.#model.nodes[edge]!;
-    const near: TreeRelay[] = [];
-    const distances: number[] = [];
-    for (const region of this.#regionOrder[home]!) {
-      if (near.length >= asked) {
-        const farthestAsked = distances.sort((a, b) => a - b)[asked - 1]!;
-        if (this.#centreKm[home]![region]! - 2 * this.#maxRadiusKm > farthestAsked) break;
-      }
-      for (const r of byRegion.get(region) ?? []) {
-        if (!this.#hasRoom(r)) continue; // the edge leaves them out (orderUpstreams' maxChildren)
-        near.push(r);
-        distances.push(distanceKm(self, r));
-      }
-    }
-    const origin = { nodeId: 'origin', url: '' };
-    const order = orderUpstreams({ origin, parents: near, self: { id: self.id, region: self.region, lat: self.lat, lon: self.lon }, maxChildren: this.limits.edgeMaxChildren }).filter((t) => t !== origin);
-    for (const target of order) {
-      const r = near.find((n) => n.edgeNodeId === target.nodeId)!;
-      if (this.#hasRoom(r)) return r;
-    }
-    return undefined;
-  }
-
-  /** The nearest relay with room (ties: fewest children, then node id), as a later round would find. */
-  #nearestWithRoom(edge: number, stream: number): TreeRelay | undefined {
-    const byRegion = this.#byRegion[stream]!;
-    const self = this.#model.nodes[edge]!;
-    let best: TreeRelay | undefined;
-    let bestKm = Infinity;
-    const home = this.#regionOf[edge]!;
-    for (const region of this.#regionOrder[home]!) {
-      if (best && this.#centreKm[home]![region]! - 2 * this.#maxRadiusKm > bestKm) break;
-      for (const r of byRegion.get(region) ?? []) {
-        if (!this.#hasRoom(r)) continue;
-        const km = distanceKm(self, r);
-        if (km < bestKm || (km === bestKm && (r.children < best!.children || (r.children === best!.children && r.edge < best!.edge)))) {
-          best = r;
-          bestKm = km;
-        }
+  reattach(dead: number[], viewersOf: (edge: number, stream: number) => number): ReattachResult {
+    const deadSet = new Set(dead);
+    const result: ReattachResult = {
+      killed: dead.map((e) => this.#model.nodes[e]!.id),
+      orphans: 0,
+      viewersBelow: 0,
+      viewersLost: 0,
+      firstRound: 0,
+      laterRound: 0,
+      none: 0,
+      toOrigin: 0,
+      byTier: [],
+      stretch: STRETCH_BINS.map(() => 0),
+      unbounded: 0,
+      deepestAfter: 0,
+      meanPathKmBefore: 0,
+      meanPathKmAfter: 0,
+    };
+    // Children lists of the affected streams, and the orphans.
+    const orphans: TreeRelay[] = [];
+    const childrenOf = new Map<TreeRelay, TreeRelay[]>();
+    const streams = new Set<number>();
+    for (const r of this.#relays.values()) {
+      if (deadSet.has(r.edge)) {
+        result.viewersLost += viewersOf(r.edge, r.stream);
+        streams.add(r.stream);
       }
     }
-    return best;
+    for (const s of streams) {
+      for (const r of this.#ofStream[s]!) {
+        if (r.parent === ORIGIN) continue;
+        const p = this.get(r.parent, s)!;
+        if (!childrenOf.has(p)) childrenOf.set(p, []);
+        childrenOf.get(p)!.push(r);
+        if (deadSet.has(r.parent) && !deadSet.has(r.edge)) orphans.push(r);
+      }
+    }
+    /** Relays between upstreams (the orphans and everything below them): they take no children meanwhile. */
+    const moving = new Set<TreeRelay>();
+    const below = (r: TreeRelay): { viewers: number; depth: number } => {
+      let viewers = 0;
+      let depth = 0;
+      const stack: Array<[TreeRelay, number]> = [[r, 0]];
+      for (let guard = 0; stack.length > 0 && guard <= this.#relays.size; guard++) {
+        const [at, d] = stack.pop()!;
+        moving.add(at);
+        viewers += viewersOf(at.edge, at.stream);
+        depth = Math.max(depth, d);
+        for (const c of childrenOf.get(at) ?? []) if (!deadSet.has(c.edge)) stack.push([c, d + 1]);
+      }
+      return { viewers, depth };
+    };
+    const subtrees = new Map(orphans.map((r) => [r, below(r)]));
+    // What the re-attachments add to parents and origins as they go.
+    const extraChildren = new Map<TreeRelay, number>();
+    const extraBps = new Map<number, number>();
+    const extraFeeds = new Map<number, number>();
+    const extraOrigin = new Map<number, number>();
+    orphans.sort((a, b) => a.treeKey - b.treeKey);
+    let before = 0;
+    let after = 0;
+    for (const r of orphans) {
+      result.orphans++;
+      const sub = subtrees.get(r)!;
+      result.viewersBelow += sub.viewers;
+      const feeds = r.children > 0;
+      const accepts = (p: TreeRelay) => this.#accepts(p, extraChildren.get(p) ?? 0, extraBps.get(p.edge) ?? 0);
+      // Its own subtree cannot take it: with children it asks only smaller keys; without, it has no subtree.
+      const candidates = this.#candidates(r.stream, accepts, (p) => deadSet.has(p.edge) || moving.has(p));
+      const byId = new Map(candidates.map((c) => [c.edgeNodeId, c]));
+      const order = this.#rank(r.edge, r.stream, candidates, { lost: this.#model.nodes[r.parent]!.id, treeKey: feeds ? r.treeKey : undefined });
+      const o = this.#model.streams[r.stream]!.origin - this.#model.edgeCount;
+      let chosen = -1;
+      for (let k = 0; k < order.length && chosen < 0; k++) {
+        const t = order[k]!;
+        if (byId.has(t.nodeId) || this.#originAccepts(r.stream, extraFeeds.get(r.stream) ?? 0, extraOrigin.get(o) ?? 0)) chosen = k;
+      }
+      if (chosen < 0) {
+        result.none++;
+        continue;
+      }
+      if (chosen < UPSTREAMS_PER_ROUND) result.firstRound++;
+      else result.laterRound++;
+      const t = order[chosen]!;
+      const parent = byId.get(t.nodeId);
+      if (parent) {
+        extraChildren.set(parent, (extraChildren.get(parent) ?? 0) + 1);
+        extraBps.set(parent.edge, (extraBps.get(parent.edge) ?? 0) + this.egress.streamBps);
+      } else {
+        result.toOrigin++;
+        extraFeeds.set(r.stream, (extraFeeds.get(r.stream) ?? 0) + 1);
+        extraOrigin.set(o, (extraOrigin.get(o) ?? 0) + 1);
+      }
+      result.byTier[t.tier] = (result.byTier[t.tier] ?? 0) + 1;
+      result.stretch[stretchBin(t.pathKm, r.directKm)]!++;
+      if (t.pathKm > MAX_STRETCH * r.directKm + LOCAL_KM || t.tier > MAX_TIER) result.unbounded++;
+      result.deepestAfter = Math.max(result.deepestAfter, t.tier + sub.depth);
+      before += r.pathKm;
+      after += t.pathKm;
+    }
+    result.byTier = Array.from(result.byTier, (n) => n ?? 0);
+    const moved = result.firstRound + result.laterRound;
+    result.meanPathKmBefore = moved > 0 ? before / moved : 0;
+    result.meanPathKmAfter = moved > 0 ? after / moved : 0;
+    return result;
   }
 }

@@ -9,6 +9,7 @@ import * as hls from './007_hls.ts';
 import * as recordings from './008_recordings.ts';
 import * as webhooks from './009_webhooks.ts';
 import * as egressCapacity from './010_egress_capacity.ts';
+import * as relayPathKm from './011_relay_path_km.ts';
 
 /**
  * Migrations are listed here rather than found on disk, so they load the same way under tsx, in a
@@ -25,6 +26,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '008_recordings': recordings,
   '009_webhooks': webhooks,
   '010_egress_capacity': egressCapacity,
+  '011_relay_path_km': relayPathKm,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

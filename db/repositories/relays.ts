@@ -11,6 +11,8 @@ export interface RelayRecord {
   viewers: number;
   /** The relay's place in its stream's tree (edge/RelayTree.ts); null for rows written before tiers. */
   treeKey: number | null;
+  /** The media's path from the origin, great-circle hops summed (km); null for rows written before 011. */
+  pathKm: number | null;
   createdAt: Date;
 }
 
@@ -22,6 +24,7 @@ interface RelayRow {
   state: string;
   viewers: number;
   tree_key: string | number | null;
+  path_km: number | null;
   created_at: Date;
 }
 
@@ -34,15 +37,17 @@ function toRecord(row: RelayRow): RelayRecord {
     state: row.state,
     viewers: row.viewers,
     treeKey: row.tree_key === null ? null : Number(row.tree_key),
+    pathKm: row.path_km === null || row.path_km === undefined ? null : Number(row.path_km),
     createdAt: new Date(row.created_at),
   };
 }
 
 export async function createRelay(
   db: Knex,
-  relay: { streamId: string; edgeNodeId: string; upstreamNodeId: string; treeKey: number; tier: number },
+  relay: { streamId: string; edgeNodeId: string; upstreamNodeId: string; treeKey: number; tier: number; pathKm?: number },
 ): Promise<RelayRecord> {
-  const columns = { upstream_node_id: relay.upstreamNodeId, tree_key: relay.treeKey, tier: relay.tier, state: 'up' };
+  const pathKm = relay.pathKm !== undefined && Number.isFinite(relay.pathKm) ? relay.pathKm : null;
+  const columns = { upstream_node_id: relay.upstreamNodeId, tree_key: relay.treeKey, tier: relay.tier, path_km: pathKm, state: 'up' };
   const [row] = (await db('relays')
     .insert({ stream_id: relay.streamId, edge_node_id: relay.edgeNodeId, ...columns })
     .onConflict(['stream_id', 'edge_node_id'])
@@ -63,7 +68,9 @@ export interface ParentCandidate {
   tier: number;
   /** Edges it feeds this stream to. */
   children: number;
-  /** Bits/s its node sends, and the most it may (--egress-capacity), as of its last heartbeat. */
+  /** The media's path from the origin to it, great-circle hops summed (km); Infinity when unknown (a row from before 011). */
+  pathKm: number;
+  /** Its node's egress (bits/s to viewers and child relays) and egress capacity (--egress-capacity), as of its last heartbeat. */
   bitrateOut: number;
   egressCapacity: number;
 }
@@ -83,6 +90,7 @@ export async function listParentCandidates(db: Knex, streamId: string): Promise<
     tree_key: string | number;
     tier: number | null;
     children: string | number | null;
+    path_km: number | null;
     bitrate_out: string | number;
     egress_capacity: string | number;
   }> = await db('relays')
@@ -90,7 +98,7 @@ export async function listParentCandidates(db: Knex, streamId: string): Promise<
     .leftJoin(children, 'c.upstream_node_id', 'relays.edge_node_id')
     .where({ 'relays.stream_id': streamId, 'nodes.state': 'up', 'nodes.draining': false })
     .whereNotNull('relays.tree_key')
-    .select('relays.edge_node_id', 'nodes.public_url', 'nodes.region', 'nodes.lat', 'nodes.lon', 'relays.tree_key', 'relays.tier', 'c.children', 'nodes.bitrate_out', 'nodes.egress_capacity');
+    .select('relays.edge_node_id', 'nodes.public_url', 'nodes.region', 'nodes.lat', 'nodes.lon', 'relays.tree_key', 'relays.tier', 'c.children', 'relays.path_km', 'nodes.bitrate_out', 'nodes.egress_capacity');
   return rows.map((r) => ({
     edgeNodeId: r.edge_node_id,
     publicUrl: r.public_url,
@@ -100,6 +108,7 @@ export async function listParentCandidates(db: Knex, streamId: string): Promise<
     treeKey: Number(r.tree_key),
     tier: r.tier ?? 0,
     children: Number(r.children ?? 0),
+    pathKm: r.path_km === null ? Infinity : Number(r.path_km),
     bitrateOut: Number(r.bitrate_out),
     egressCapacity: Number(r.egress_capacity),
   }));
