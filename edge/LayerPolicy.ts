@@ -261,7 +261,10 @@ export class EstimatePolicy {
       else this.#stuckSince ??= at;
       return this.#ceiling;
     }
-    this.#stuckSince = undefined;
+    // An estimate that carries the layer above only now and then (a layer's bitrate near the
+    // estimate's 85 %) does not restart the wait: only a climb does (seen: a try 26 s after the
+    // link was restored, the estimate at the middle layer's edge).
+    this.#stuckSince ??= at;
     if (this.#upSince === undefined) {
       this.#upSince = at;
       this.#upTo = fits;
@@ -271,6 +274,7 @@ export class EstimatePolicy {
     if (at - this.#upSince >= ESTIMATE_UP_HOLD_MS) {
       this.#ceiling = this.#upTo;
       this.#upSince = undefined;
+      this.#stuckSince = undefined;
     }
     return this.#ceiling;
   }
