@@ -171,10 +171,54 @@ export const ESTIMATE_UP_HOLD_MS = 5000;
 /** A layer fits an estimate E if it needs at most this share of E: the rest carries audio and key frames. */
 const ESTIMATE_FIT = 0.85;
 
+/** The estimate (bits/s) that carries a layer of this bitrate (see ESTIMATE_FIT). */
+export function estimateCarrying(layerBitrate: number): number {
+  return Math.ceil(layerBitrate / ESTIMATE_FIT);
+}
+
+/**
+ * How long an estimate may sit below the next layer up before the viewer tries that layer (EstimatePolicy.tryUp), and at most after failed tries (doubling each
+ * time). mediasoup 3.32's estimate can stay low on a link that has room (issue 33): after losses
+ * (a link cut by tc, 0.5 % lost over the cut) its loss-based controller (RTC::BWE::
+ * LossBasedController) holds the estimate and lets it grow only to 1.5 times the acknowledged
+ * bitrate, and an edge sends only the layer the estimate carries, so the acknowledged bitrate
+ * stays below the estimate and it never grows; its probes, which do reach the viewer, raise only
+ * the delay-based estimate. Seen with the worker instrumented: 318 kbit/s for 90 s after a 400
+ * kbit/s link was restored to 2,000, probes measuring 450–510 kbit/s every 5 s meanwhile. The
+ * first wait is longer than ESTIMATE_UP_HOLD_MS and than mediasoup's own probing after a drop
+ * (5 s): a link that recovers by itself has done so by then. An estimate that grows slowly still
+ * gets the try (a first version waited while it grew by a tenth per wait: 41 s between two
+ * layers after the link was restored, the estimate creeping up below the next layer).
+ */
+export const ESTIMATE_TRY_AFTER_MS = 10_000;
+const ESTIMATE_MAX_TRY_AFTER_MS = 60_000;
+
+/**
+ * How long a try lasts: the transport's floor holds the estimate at the tried layer's bitrate
+ * (LayerSelector), so mediasoup sends that layer and its loss-based controller sees what the link
+ * does with it (feedback every ~50 ms, receiver reports every second), and the layer's first key
+ * frame has gone out. A link that cannot carry the layer freezes the picture about this long (the
+ * loss-driven path's tries cost about 3 s each).
+ */
+export const ESTIMATE_TRY_MS = 3000;
+
+/**
+ * The floor during a try, over the estimate that just carries the tried layer: mediasoup's
+ * loss-based controller keeps the floor as its estimate after the try, and a floor that just
+ * carried the layer left it on the edge of fitting, off again as the layer's bitrate moved a few
+ * percent (seen: two tries of the middle layer 20 s apart, both judged failed on a link of 2,000
+ * kbit/s). With the layer on, the controller may grow to 1.5 times what is acknowledged.
+ */
+export const ESTIMATE_TRY_HEADROOM = 1.25;
+
+/** A try counts as failed when the ceiling falls below the tried layer this soon after it began. */
+const ESTIMATE_TRY_JUDGED_MS = 15_000;
+
 /**
  * Which spatial layer a viewer with a bandwidth estimate may receive at most (mediasoup picks
  * within it by the estimate, temporal layers too): down at once when the estimate no longer
- * carries it, up to the highest layer the estimate has carried all along for ESTIMATE_UP_HOLD_MS.
+ * carries it, up to the highest layer the estimate has carried all along for ESTIMATE_UP_HOLD_MS,
+ * and one layer up as a try (tryUp) when the estimate has sat below the next layer for a while.
  *
  * Pure logic, as LayerPolicy: LayerSelector feeds it each estimate and applies its answer.
  */
@@ -184,6 +228,12 @@ export class EstimatePolicy {
   /** Since when every estimate carried a layer above the ceiling, and the lowest such layer. */
   #upSince: number | undefined;
   #upTo = 0;
+  /** Since when the estimate has not carried the layer above the ceiling (below the top). */
+  #stuckSince: number | undefined;
+  /** The last try: when, the layer tried; and the wait before the next one. */
+  #triedAt: number | undefined;
+  #tried = 0;
+  #tryAfter = ESTIMATE_TRY_AFTER_MS;
 
   /** `top`: the highest spatial layer of the stream (layers are 0..top). */
   constructor(top: number) {
@@ -202,11 +252,19 @@ export class EstimatePolicy {
   report(at: number, estimate: number, layerBitrates: number[]): number {
     let fits = 0;
     for (let layer = 1; layer <= this.#top; layer++) if ((layerBitrates[layer] ?? 0) <= ESTIMATE_FIT * estimate) fits = layer;
+    this.#judgeTry(at, fits);
     if (fits <= this.#ceiling) {
       this.#upSince = undefined;
       this.#ceiling = fits;
+      // Below the top and not carrying the next layer: the wait for a try runs.
+      if (this.#ceiling >= this.#top) this.#stuckSince = undefined;
+      else this.#stuckSince ??= at;
       return this.#ceiling;
     }
+    // An estimate that carries the layer above only now and then (a layer's bitrate near the
+    // estimate's 85 %) does not restart the wait: only a climb does (seen: a try 26 s after the
+    // link was restored, the estimate at the middle layer's edge).
+    this.#stuckSince ??= at;
     if (this.#upSince === undefined) {
       this.#upSince = at;
       this.#upTo = fits;
@@ -216,7 +274,44 @@ export class EstimatePolicy {
     if (at - this.#upSince >= ESTIMATE_UP_HOLD_MS) {
       this.#ceiling = this.#upTo;
       this.#upSince = undefined;
+      this.#stuckSince = undefined;
     }
     return this.#ceiling;
+  }
+
+  /**
+   * Whether to try the layer above the ceiling now (at `at` ms): the estimate has sat below it
+   * for the current wait (ESTIMATE_TRY_AFTER_MS, doubled after each failed try). When
+   * so, the ceiling is that layer from now on, and the layer is returned: the caller holds the
+   * estimate there for ESTIMATE_TRY_MS (the transport's floor). The estimates after it decide as
+   * any other: one that does not carry the layer takes the ceiling down again.
+   */
+  tryUp(at: number): number | undefined {
+    if (this.#stuckSince === undefined || this.#ceiling >= this.#top) return undefined;
+    if (at - this.#stuckSince < this.#tryAfter) return undefined;
+    this.#judgeTry(at, this.#ceiling);
+    this.#ceiling++;
+    this.#triedAt = at;
+    this.#tried = this.#ceiling;
+    this.#stuckSince = undefined;
+    this.#upSince = undefined;
+    return this.#ceiling;
+  }
+
+  /** The wait before the next try (see ESTIMATE_TRY_AFTER_MS). */
+  get tryAfter(): number {
+    return this.#tryAfter;
+  }
+
+  /** A try is judged by the estimates after it: failed if they do not carry the layer within ESTIMATE_TRY_JUDGED_MS. */
+  #judgeTry(at: number, fits: number): void {
+    if (this.#triedAt === undefined || at - this.#triedAt < ESTIMATE_TRY_MS) return;
+    if (fits < this.#tried && at - this.#triedAt < ESTIMATE_TRY_JUDGED_MS) {
+      this.#tryAfter = Math.min(ESTIMATE_MAX_TRY_AFTER_MS, this.#tryAfter * 2);
+      this.#triedAt = undefined;
+    } else if (at - this.#triedAt >= ESTIMATE_TRY_JUDGED_MS || fits >= this.#tried) {
+      if (fits >= this.#tried) this.#tryAfter = ESTIMATE_TRY_AFTER_MS;
+      this.#triedAt = undefined;
+    }
   }
 }

@@ -3,7 +3,7 @@ import { parseScalabilityMode } from 'mediasoup';
 import type { Consumer, ConsumerLayers, Producer, WebRtcTransport } from 'mediasoup/types';
 import type { Logger } from '../core/logger.ts';
 import { recentProducerStats } from '../media/producerBitrate.ts';
-import { CLEAN_LOSS, EstimatePolicy, HEAVY_LOSS, LayerPolicy, layerStep, stepLayers } from './LayerPolicy.ts';
+import { CLEAN_LOSS, ESTIMATE_TRY_HEADROOM, ESTIMATE_TRY_MS, EstimatePolicy, HEAVY_LOSS, LayerPolicy, estimateCarrying, layerStep, stepLayers } from './LayerPolicy.ts';
 
 /**
  * The simulcast layer one viewer receives. Automatic by default; the viewer may pin a layer (the
@@ -13,7 +13,8 @@ import { CLEAN_LOSS, EstimatePolicy, HEAVY_LOSS, LayerPolicy, layerStep, stepLay
  * - **estimated**: the consumer writes transport-cc (the viewer took the edge's counter-offer, or
  *   its offer put the extension at mediasoup's id), so mediasoup estimates the link and picks the
  *   layer by the estimate, below a ceiling that follows the estimate's trace events
- *   (EstimatePolicy: it keeps a short leap of the estimate from switching the viewer up).
+ *   (EstimatePolicy: it keeps a short leap of the estimate from switching the viewer up, and
+ *   tries the layer above when the estimate has sat below it, see ESTIMATE_TRY_AFTER_MS).
  * - **loss-driven** (viewers that answered nothing of ours: browsers number their extensions
  *   otherwise, and mediasoup cannot write them under the viewer's ids; Firefox's abs-send-time
  *   does line up, but mediasoup drops the REMB it would bring, see consumerCapabilities in
@@ -72,6 +73,14 @@ const LAYER_BITRATES_MAX_AGE_MS = 1000;
  */
 const ESTIMATE_FLOOR_AUDIO_BPS = 50_000;
 
+/**
+ * How often an estimated viewer below its cap looks at its last estimate again (#tick): mediasoup
+ * sends a bwe trace only when the estimate or its state changes, and an estimate that rose and
+ * then stays put sends none, so the hold before a climb (ESTIMATE_UP_HOLD_MS) and the wait before
+ * a try (ESTIMATE_TRY_AFTER_MS) would otherwise never end. A viewer on its top layer is not looked at.
+ */
+const ESTIMATE_TICK_MS = 1000;
+
 export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   readonly consumer: Consumer;
   /** mediasoup estimates this viewer's bandwidth (see the class comment). */
@@ -96,6 +105,11 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   /** The send and loss counts at the last reading (see #poll). */
   #counted = { sent: 0, lost: 0 };
   #closed = false;
+  /** The last bandwidth estimate of an estimated viewer (bits/s), as mediasoup gave it. */
+  #estimate: number | undefined;
+  /** Until when (ms) a try of the layer above holds the transport's floor there (see EstimatePolicy.tryUp); 0: none. */
+  #tryUntil = 0;
+  #tryTimer: NodeJS.Timeout | undefined;
 
   /** The stream's video producer on the viewer's router: its layers' bitrates (see LayerPolicy.report). */
   readonly #producer: Producer | undefined;
@@ -129,6 +143,7 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
         const estimate = trace.type === 'bwe' ? (trace.info as { availableBitrate?: number }).availableBitrate : undefined;
         if (estimate === undefined) return;
         this.#downlink = estimate;
+        this.#estimate = estimate;
         void this.#onEstimate(estimate).catch(() => undefined);
       });
     }
@@ -136,10 +151,12 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     // whose producer stream scores 0 is not usable, and a viewer with none gets no video.
     consumer.on('score', (score) => this.#logger.debug({ score: score.score, producerScores: score.producerScores }, 'viewer score'));
     consumer.observer.once('close', () => this.close());
-    // An estimated viewer's layers move on mediasoup's events alone (the bwe trace; mediasoup
-    // reconsiders its layers at each new estimate, newly sent layers included): no timer, no
-    // statistics read per viewer.
+    // An estimated viewer's layers move on mediasoup's events (the bwe trace; mediasoup
+    // reconsiders its layers at each new estimate, newly sent layers included), no statistics
+    // read per viewer; a timer weighs the last estimate again each ESTIMATE_TICK_MS, and does
+    // nothing while the viewer is on its cap.
     if (!this.estimated) this.#schedule();
+    else this.#scheduleTick();
   }
 
   get mode(): LayerMode {
@@ -187,6 +204,7 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#tryTimer);
     this.removeAllListeners();
   }
 
@@ -226,15 +244,65 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
   /** A new bandwidth estimate (the transport's bwe trace): the ceiling follows it (EstimatePolicy). */
   async #onEstimate(estimate: number): Promise<void> {
     if (this.#closed || !this.#producer || this.#producer.closed) return;
-    const stats = await recentProducerStats(this.#producer, LAYER_BITRATES_MAX_AGE_MS);
-    const streams = (this.#producer.rtpParameters.encodings ?? []).map((e) => stats.find((s) => s.ssrc === e.ssrc));
-    const bitrates = streams.map((s) => s?.bitrate ?? 0);
-    await this.#keepFloor(streams[0]?.bitrateByLayer?.['0.0'] ?? 0);
+    const { bitrates, cheapest } = await this.#layerBitrates(this.#producer);
+    await this.#keepFloor(cheapest);
     const before = this.#estimatePolicy.ceiling;
     const ceiling = this.#estimatePolicy.report(Date.now(), estimate, bitrates);
     if (ceiling === before || this.#mode !== 'auto') return;
     this.#logger.debug({ estimate, from: before, to: ceiling }, 'viewer layer ceiling moved by the estimate');
     await this.#preferSpatial(ceiling);
+  }
+
+  /** The stream's spatial layers' bitrates (lowest first) and its cheapest video (the lowest layer at its lowest frame rate), bits/s. */
+  async #layerBitrates(producer: Producer): Promise<{ bitrates: number[]; cheapest: number }> {
+    const stats = await recentProducerStats(producer, LAYER_BITRATES_MAX_AGE_MS);
+    const streams = (producer.rtpParameters.encodings ?? []).map((e) => stats.find((s) => s.ssrc === e.ssrc));
+    return { bitrates: streams.map((s) => s?.bitrate ?? 0), cheapest: streams[0]?.bitrateByLayer?.['0.0'] ?? 0 };
+  }
+
+  #scheduleTick(): void {
+    if (this.#closed) return;
+    this.#timer = setTimeout(() => void this.#tick().catch(() => undefined).finally(() => this.#scheduleTick()), ESTIMATE_TICK_MS);
+  }
+
+  /**
+   * An estimated viewer below its cap: its last estimate weighed again (see ESTIMATE_TICK_MS), and
+   * a try of the layer above when the estimate has sat below it (EstimatePolicy.tryUp).
+   */
+  async #tick(): Promise<void> {
+    const estimate = this.#estimate;
+    const producer = this.#producer;
+    if (this.#mode !== 'auto' || estimate === undefined || !producer || producer.closed || this.#transport.closed) return;
+    if (this.#estimatePolicy.ceiling >= this.#cap.spatialLayer || Date.now() < this.#tryUntil) return;
+    const { bitrates } = await this.#layerBitrates(producer);
+    const before = this.#estimatePolicy.ceiling;
+    let ceiling = this.#estimatePolicy.report(Date.now(), estimate, bitrates);
+    const tried = ceiling < this.#cap.spatialLayer ? this.#estimatePolicy.tryUp(Date.now()) : undefined;
+    if (tried !== undefined) {
+      ceiling = tried;
+      await this.#tryLayer(tried, bitrates[tried] ?? 0);
+    }
+    if (ceiling === before) return;
+    this.#logger.debug({ estimate, from: before, to: ceiling, tried: tried !== undefined }, 'viewer layer ceiling moved by the estimate');
+    await this.#preferSpatial(ceiling);
+  }
+
+  /**
+   * Holds the transport's estimate at what carries `layer`, with ESTIMATE_TRY_HEADROOM, for
+   * ESTIMATE_TRY_MS (its floor), so that mediasoup sends that layer and measures the link with
+   * it; then the usual floor again, and the estimates decide (see EstimatePolicy.tryUp).
+   */
+  async #tryLayer(layer: number, bitrate: number): Promise<void> {
+    if (bitrate <= 0) return;
+    const floor = Math.max(this.#floor, Math.round(estimateCarrying(bitrate) * ESTIMATE_TRY_HEADROOM));
+    this.#tryUntil = Date.now() + ESTIMATE_TRY_MS;
+    this.#logger.debug({ layer, floor, estimate: this.#estimate }, 'viewer tries the layer above its estimate');
+    clearTimeout(this.#tryTimer);
+    this.#tryTimer = setTimeout(() => {
+      this.#tryUntil = 0;
+      if (!this.#transport.closed && this.#floor > 0) void this.#transport.setMinOutgoingBitrate(this.#floor).catch(() => undefined);
+    }, ESTIMATE_TRY_MS);
+    await this.#transport.setMinOutgoingBitrate(floor);
   }
 
   /** Keeps the transport's estimate above the stream's cheapest video (see ESTIMATE_FLOOR_AUDIO_BPS). */
@@ -244,6 +312,8 @@ export class LayerSelector extends EventEmitter<LayerSelectorEvents> {
     if (Math.abs(floor - this.#floor) <= this.#floor / 5) return;
     this.#floor = floor;
     this.#logger.debug({ floor }, 'viewer estimate floor set');
+    // During a try the floor is the tried layer's; the usual one comes back when it ends.
+    if (Date.now() < this.#tryUntil) return;
     await this.#transport.setMinOutgoingBitrate(floor);
   }
 

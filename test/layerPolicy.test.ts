@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { ESTIMATE_UP_HOLD_MS, EstimatePolicy, LayerPolicy, UP_AFTER_MS, layerStep, stepLayers } from '../edge/LayerPolicy.ts';
+import { ESTIMATE_TRY_AFTER_MS, ESTIMATE_TRY_MS, ESTIMATE_UP_HOLD_MS, EstimatePolicy, LayerPolicy, UP_AFTER_MS, estimateCarrying, layerStep, stepLayers } from '../edge/LayerPolicy.ts';
 import { lossRuleset, shapingCommands } from '../kit/netns.ts';
 
 /** Feeds `policy` one report a second from `start` with these losses; returns the ceiling after each. */
@@ -120,6 +120,61 @@ describe('EstimatePolicy (the spatial layer a viewer with a bandwidth estimate m
     // And on to f after another hold of estimates that carry it.
     const more = feed(policy, 500 * (steps + 3), Array<number>(steps + 1).fill(2_000_000));
     assert.equal(more.at(-1), 2);
+  });
+
+  it(`tries the layer above after ${ESTIMATE_TRY_AFTER_MS} ms of an estimate below it, and keeps it when the estimates after carry it`, () => {
+    const policy = new EstimatePolicy(2);
+    // Stuck at 318 kbit/s (issue 33): h needs 330.
+    feed(policy, 0, [318_000]);
+    assert.equal(policy.tryUp(ESTIMATE_TRY_AFTER_MS - 1), undefined);
+    assert.equal(policy.tryUp(ESTIMATE_TRY_AFTER_MS), 1);
+    assert.equal(policy.ceiling, 1);
+    // During the try the floor holds the estimate at what carries h; after it, the estimate stays.
+    assert.deepEqual(feed(policy, ESTIMATE_TRY_AFTER_MS + 500, [estimateCarrying(330_000), estimateCarrying(330_000)]), [1, 1]);
+    assert.equal(policy.report(ESTIMATE_TRY_AFTER_MS + ESTIMATE_TRY_MS + 1000, 420_000, LAYERS), 1);
+    assert.equal(policy.tryAfter, ESTIMATE_TRY_AFTER_MS);
+  });
+
+  it('waits again after a climb of its own, and twice as long after a failed try', () => {
+    const policy = new EstimatePolicy(2);
+    // The estimate carries h for the hold (a climb of its own): the wait for a try of f starts then.
+    feed(policy, 0, [200_000]);
+    feed(policy, 500, Array<number>(ESTIMATE_UP_HOLD_MS / 500 + 1).fill(500_000));
+    assert.equal(policy.ceiling, 1);
+    const climbed = 500 + ESTIMATE_UP_HOLD_MS + 500;
+    policy.report(climbed, 500_000, LAYERS);
+    assert.equal(policy.tryUp(climbed + ESTIMATE_TRY_AFTER_MS - 1), undefined);
+    assert.equal(policy.tryUp(climbed + ESTIMATE_TRY_AFTER_MS), 2);
+    assert.equal(policy.report(climbed + ESTIMATE_TRY_AFTER_MS + ESTIMATE_TRY_MS + 500, 500_000, LAYERS), 1);
+    assert.equal(policy.tryAfter, 2 * ESTIMATE_TRY_AFTER_MS);
+  });
+
+  it('waits twice as long after a failed try', () => {
+    const policy = new EstimatePolicy(2);
+    feed(policy, 0, [200_000]);
+    policy.report(8000, 260_000, LAYERS);
+    assert.equal(policy.tryUp(ESTIMATE_TRY_AFTER_MS), 1, 'the wait runs from the first estimate below h, a rise or not');
+    // The estimate after the try does not carry h: down again, and the next wait is doubled.
+    const after = ESTIMATE_TRY_AFTER_MS + ESTIMATE_TRY_MS + 500;
+    assert.equal(policy.report(after, 250_000, LAYERS), 0);
+    assert.equal(policy.tryAfter, 2 * ESTIMATE_TRY_AFTER_MS);
+    assert.equal(policy.tryUp(after + ESTIMATE_TRY_AFTER_MS), undefined);
+    assert.equal(policy.tryUp(after + 2 * ESTIMATE_TRY_AFTER_MS), 1);
+  });
+
+  it('an estimate at the edge of the layer above, carrying it now and then, does not restart the wait', () => {
+    const policy = new EstimatePolicy(2);
+    // h at 330 kbit/s fits 389 kbit/s and more: the estimate goes over and under it.
+    const estimates = Array.from({ length: ESTIMATE_TRY_AFTER_MS / 500 }, (_, i) => (i % 3 === 0 ? 395_000 : 380_000));
+    feed(policy, 0, estimates);
+    assert.equal(policy.ceiling, 0);
+    assert.equal(policy.tryUp(ESTIMATE_TRY_AFTER_MS), 1);
+  });
+
+  it('tries nothing on the top layer', () => {
+    const policy = new EstimatePolicy(2);
+    feed(policy, 0, [2_000_000]);
+    assert.equal(policy.tryUp(10 * ESTIMATE_TRY_AFTER_MS), undefined);
   });
 
   it('takes a layer the publisher does not send (bitrate 0) as fitting: mediasoup passes over it', () => {

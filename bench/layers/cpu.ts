@@ -45,9 +45,12 @@ const JOIN_CONCURRENCY = 8;
 /**
  * How long simulcast viewers may take to reach the top layer before a window (a wait, not a
  * figure): the windows compare viewers receiving the same layer. Loss-driven viewers start on it;
- * estimated ones start below it when mediasoup's estimate falls after the first key frames (seen
- * on this 2-core machine under load: 1,000 → 230–400 kbit/s within 2 s), and climb back by some
- * 10–20 kbit/s a second, then EstimatePolicy holds the higher layer back for 5 s.
+ * estimated ones start below it: this libwebrtc (@roamhq/wrtc 0.10, M106) reports every one of
+ * mediasoup's probe packets as lost in its transport-cc feedback, so mediasoup's loss-based
+ * controller holds the estimate at what was acknowledged at the first feedback (1,000 → 211
+ * kbit/s; 230–400 seen under load) and each later probe keeps it there, 10–20 kbit/s a second at
+ * most; the edge's tries of the layer above (EstimatePolicy.tryUp) lift it. Chromium reports the
+ * probes received and starts on the top layer (issue 33).
  */
 const TOP_LAYER_WAIT_MS = 60_000;
 
