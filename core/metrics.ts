@@ -239,5 +239,12 @@ export class Metrics {
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
       this.registry.removeSingleMetric(name);
     }
+    // The labelled counters the alert rules watch start at 0 (docker/helm/relaycast/files/relaycast-alerts.yml):
+    // increase() sees an increment only against an earlier sample, so a series that first appears
+    // at 1 (the first rejected certificate, the first failed upload) would never alert.
+    for (const result of ['loaded', 'rejected']) this.tlsReloads.inc({ result }, 0);
+    for (const where of ['store', 'index', 'upload']) this.recordingFailures.inc({ where }, 0);
+    for (const reason of ['limit', 'egress']) this.relayRefusals.inc({ reason }, 0);
+    for (const outcome of ['delivered', 'retried', 'failed']) this.webhookDeliveries.inc({ outcome }, 0);
   }
 }

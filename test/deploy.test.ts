@@ -658,7 +658,7 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
     assert.deepEqual(typeErrors(all), []);
     for (const [name, objects] of Object.entries(rendered)) assert.deepEqual(apiServerRuleErrors(objects), [], name);
     const kinds = new Set(all.map((o) => o.kind));
-    for (const kind of ['Deployment', 'StatefulSet', 'Service', 'Secret', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'ScaledObject', 'ServiceMonitor', 'PersistentVolumeClaim']) assert.ok(kinds.has(kind), `some scenario renders a ${kind}`);
+    for (const kind of ['Deployment', 'StatefulSet', 'Service', 'Secret', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'ScaledObject', 'ServiceMonitor', 'PrometheusRule', 'PersistentVolumeClaim']) assert.ok(kinds.has(kind), `some scenario renders a ${kind}`);
   });
 
   it('catches a misspelt field, a wrong type and a bad name (the checks above can fail)', async () => {
@@ -779,6 +779,26 @@ describe('docker/helm/relaycast (helm template, Kubernetes schemas)', function (
         assert.deepEqual(new Set(selected.map(({ o }) => component(o))), new Set(['balancer', 'origin', 'edge']), 'every node is scraped');
       }
     }
+  });
+
+  it('renders the alerting rules file into the PrometheusRule, its job the ServiceMonitor\'s (or prometheusRule.job)', async () => {
+    const file = readFileSync(join(CHART, 'files/relaycast-alerts.yml'), 'utf8');
+    const groupsFor = (job: string) => (parseYaml(file.replaceAll('job="relaycast"', `job="${job}"`)) as { groups: unknown[] }).groups;
+    assert.ok(file.includes('job="relaycast"'), 'the rules select the job by name');
+    const [rule, ...more] = byKind('keda', 'PrometheusRule');
+    assert.ok(rule && more.length === 0, 'one PrometheusRule');
+    assert.equal(rule.metadata.labels?.release, 'kube-prometheus-stack', 'prometheusRule.labels');
+    // prometheus-operator names a ServiceMonitor's job after the Service it selects.
+    const [monitor] = byKind('keda', 'ServiceMonitor');
+    const selector = (monitor!.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels;
+    const [service, ...others] = byKind('keda', 'Service').filter((s) => matches(selector, s.metadata.labels ?? {}));
+    assert.ok(service && others.length === 0);
+    assert.deepEqual((rule.spec as { groups: unknown[] }).groups, groupsFor(service.metadata.name));
+    assert.equal(byKind('default', 'PrometheusRule').length, 0, 'off by default');
+    const result = await template(['-f', join(CHART, 'ci/keda-values.yaml'), '--set', 'prometheusRule.job=relaycast-nodes']);
+    assert.equal(result.code, 0, result.stderr);
+    const [own] = parseAllDocuments(result.stdout).map((d) => d.toJS() as K8sObject | null).filter((o) => o?.kind === 'PrometheusRule');
+    assert.deepEqual((own!.spec as { groups: unknown[] }).groups, groupsFor('relaycast-nodes'));
   });
 
   it('drains origins and edges before they stop (preStop), within their grace period; pods run as non-root', async () => {
