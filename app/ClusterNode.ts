@@ -93,6 +93,7 @@ export class ClusterNode {
     this.#cpu = new CpuMeter(async () => (this.#workers ? this.#workers.cpuMs() : 0), config.workers);
     this.logger = logger;
     this.metrics = new Metrics({ node: config.nodeId });
+    this.metrics.egressCapacity.set(config.egressCapacity / 8);
     this.db = Database.open({ url: config.databaseUrl, pgliteDir: Database.pgliteDirIn(config.dataDir), logger });
     this.app = createApp();
     this.#proxies = config.trustedProxies;

@@ -14,6 +14,11 @@ export class Metrics {
     help: 'Media sent by this node to viewers and downstream edges: each stream\'s incoming bitrate times its receivers',
     registers: [this.registry],
   });
+  readonly egressCapacity = new Gauge({
+    name: 'relaycast_egress_capacity_bytes_per_second',
+    help: 'What this node\'s network sends at most (--egress-capacity): past it, the node feeds no more edges and the balancer sends it no viewers',
+    registers: [this.registry],
+  });
   readonly relays = new Gauge({
     name: 'relaycast_relays',
     help: 'Stream relays: out = piped from this node to edges, in = pulled by this edge from upstream',
