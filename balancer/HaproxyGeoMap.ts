@@ -6,7 +6,7 @@ import type { NodeSnapshot } from './policies.ts';
 /**
  * HAProxy's geo map from the GeoIP database, for HaproxyController: a build (GeoMap, in a worker
  * thread) starts when the regions or their edges' positions change, and `onBuilt` is called when
- * its map is in. Until then `text` is the last map built (undefined before the first: the
+ * its map is in. Until then `map` is the last map built (undefined before the first: the
  * controller renders the pins alone). A build that failed is not tried again until the geography
  * changes (the error is logged).
  */
@@ -30,8 +30,8 @@ export interface HaproxyGeoMapOptions {
 
 export class HaproxyGeoMap {
   readonly #options: HaproxyGeoMapOptions;
-  /** The geography the map was built for, its text, the build under way, the last that failed. */
-  #state: { key: string; text?: string; building: string; failed: string } = { key: '', building: '', failed: '' };
+  /** The geography the map was built for, its bytes, the build under way, the last that failed. */
+  #state: { key: string; map?: Buffer; building: string; failed: string } = { key: '', building: '', failed: '' };
   #worker: GeoMap | undefined;
   #idle: NodeJS.Timeout | undefined;
   #closed = false;
@@ -41,12 +41,12 @@ export class HaproxyGeoMap {
     this.#options = options;
   }
 
-  /** The last map built, or undefined before the first. */
-  get text(): string | undefined {
-    return this.#state.text;
+  /** The last map built (UTF-8 bytes), or undefined before the first. */
+  get map(): Buffer | undefined {
+    return this.#state.map;
   }
 
-  /** The geography the map in `text` was built for ('' before the first). */
+  /** The geography the map in `map` was built for ('' before the first). */
   get key(): string {
     return this.#state.key;
   }
@@ -68,7 +68,7 @@ export class HaproxyGeoMap {
       .then(
         (result) => {
           if (this.#state.building !== key) return; // a newer geography is being built
-          this.#state = { key, text: result.text, building: '', failed: '' };
+          this.#state = { key, map: result.map, building: '', failed: '' };
           this.#options.logger.info({ entries: result.entries, bytes: result.bytes, ms: Math.round(result.ms), regions: sites.size }, 'geo map built from the GeoIP database');
           if (!this.#closed) this.#options.onBuilt();
         },

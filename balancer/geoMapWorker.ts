@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { bundledDatabases } from './GeoLocator.ts';
 import { GeoMapBuilder, type GeoMapPin } from './GeoMapBuilder.ts';
-import { MmdbTree } from './MmdbTree.ts';
+import { BUILD_READS, MmdbTree } from './MmdbTree.ts';
 import type { Position } from './policies.ts';
 
 /**
@@ -24,7 +24,7 @@ export interface GeoMapRequest {
 const port = parentPort;
 if (!port) throw new Error('geoMapWorker runs as a worker thread (see GeoMap)');
 const { databases } = workerData as GeoMapWorkerData;
-const builder = Promise.all((databases ?? bundledDatabases()).map((path) => MmdbTree.open(path))).then((trees) => new GeoMapBuilder(trees));
+const builder = Promise.all((databases ?? bundledDatabases()).map((path) => MmdbTree.open(path, BUILD_READS))).then((trees) => new GeoMapBuilder(trees));
 // Reported to the first request; not an unhandled rejection before it comes.
 builder.catch(() => undefined);
 
