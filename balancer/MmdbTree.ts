@@ -1,7 +1,6 @@
 import { createRequire } from 'node:module';
 import type metadataExports from 'mmdb-lib/lib/metadata.js';
 import { ConfigError } from '../core/errors.ts';
-import { recordPosition } from './GeoLocator.ts';
 import { PagedFile } from './PagedFile.ts';
 import type { Position } from './policies.ts';
 
@@ -44,6 +43,15 @@ export const LOOKUP_READS: MmdbReadOptions = { tree: { pageBytes: 4096, cacheByt
  * pages, 8 MB of them kept: records met together mostly lie together).
  */
 export const BUILD_READS: MmdbReadOptions = { tree: { pageBytes: 64 << 10, cacheBytes: 1 << 20 }, data: { pageBytes: 4096, cacheBytes: 8 << 20 } };
+
+/** A record's position, in either shape; undefined when it has none (the next database is asked). */
+export function recordPosition(record: unknown): { lat: number; lon: number } | undefined {
+  if (!record || typeof record !== 'object') return undefined;
+  const r = record as { latitude?: number; longitude?: number; location?: { latitude?: number; longitude?: number } };
+  const lat = r.latitude ?? r.location?.latitude;
+  const lon = r.longitude ?? r.location?.longitude;
+  return lat === undefined || lon === undefined ? undefined : { lat, lon };
+}
 
 export class MmdbTree {
   readonly path: string;
