@@ -104,7 +104,8 @@ export class GeoMapBuilder {
     this.#trees = trees;
   }
 
-  build(input: GeoMapInput): GeoMapBuilt {
+  /** `sink`: takes the map's text chunk by chunk as it is written (the result's `map` is then empty). */
+  build(input: GeoMapInput, sink?: (bytes: Buffer) => void): GeoMapBuilt {
     const { sites, pins, defaultRegion } = input;
     if (!(sites instanceof Map)) throw new TypeError('sites must be a Map of region → positions');
     if (!Array.isArray(pins)) throw new TypeError('pins must be an array');
@@ -121,7 +122,7 @@ export class GeoMapBuilder {
     this.#nearest = new NearestRegion(sites, codes, this.#default);
     if (this.#names.length > MAX_REGIONS) throw new TypeError(`at most ${MAX_REGIONS} regions, not ${this.#names.length}`);
     this.#codes = new Map(this.#trees.map((tree) => [tree, new RecordCodes()]));
-    this.#out = new MapWriter(this.#names, HEADER);
+    this.#out = new MapWriter(this.#names, HEADER, sink);
     this.#networks = 0;
 
     const [pins4, pins6] = [new PrefixTrie(32), new PrefixTrie(128)];

@@ -130,7 +130,10 @@ export interface RenderedHaproxy {
 /** Whether two rendered maps are the same bytes (a text and its bytes are). */
 export function sameMap(a: string | Buffer, b: string | Buffer): boolean {
   if (typeof a === 'string' && typeof b === 'string') return a === b;
-  return Buffer.from(a).equals(Buffer.from(b));
+  // Never a copy of a built map (tens of MB, compared at every refresh): a text is the pins' only.
+  const bytes = (m: string | Buffer) => (typeof m === 'string' ? Buffer.byteLength(m) : m.length);
+  if (bytes(a) !== bytes(b)) return false;
+  return (typeof a === 'string' ? Buffer.from(a) : a).equals(typeof b === 'string' ? Buffer.from(b) : b);
 }
 
 /** A server's key in id maps: backend/name, as HAProxy's CLI names it. */

@@ -4,19 +4,20 @@ import { edgeSites, mapDefaultRegion, type MapPin } from './HaproxyConfig.ts';
 import type { NodeSnapshot } from './policies.ts';
 
 /**
- * HAProxy's geo map from the GeoIP database, for HaproxyController: a build (GeoMap, in a worker
- * thread) starts when the regions or their edges' positions change, and `onBuilt` is called when
+ * HAProxy's geo map from the GeoIP database, for HaproxyController: a build (GeoMap, in a child
+ * process) starts when the regions or their edges' positions change, and `onBuilt` is called when
  * its map is in. Until then `map` is the last map built (undefined before the first: the
  * controller renders the pins alone). A build that failed is not tried again until the geography
  * changes (the error is logged).
  */
 
 /**
- * How long the worker is kept after a build. It holds the decoded databases (~350 MB) and builds
- * again in 2–5 s instead of 7; edges join in bursts (a deploy, an autoscaler's step), so it is
- * kept a minute and then let go.
+ * How long the map process is kept after a build. It keeps nothing a next build could reuse but
+ * pages of the databases (every record is decoded again for a new geography), and starting one
+ * costs ~0.1 s: it is let go at once, so that its memory (~150 MB while it builds) is the
+ * balancer's only while a build runs.
  */
-const GEO_MAP_IDLE_MS = 60_000;
+const GEO_MAP_IDLE_MS = 0;
 
 export interface HaproxyGeoMapOptions {
   /** .mmdb files in GeoLocator's order; unset: the bundled ones. */

@@ -40,9 +40,9 @@ export const LOOKUP_READS: MmdbReadOptions = { tree: { pageBytes: 4096, cacheByt
 /**
  * A map build (GeoMapBuilder) walks the tree from its first node to its last, in order (large pages,
  * few kept), and decodes each record it meets once, here and there in the data section (small
- * pages, 8 MB of them kept: records met together mostly lie together).
+ * pages, 4 MB of them kept: records met together mostly lie together).
  */
-export const BUILD_READS: MmdbReadOptions = { tree: { pageBytes: 64 << 10, cacheBytes: 1 << 20 }, data: { pageBytes: 4096, cacheBytes: 8 << 20 } };
+export const BUILD_READS: MmdbReadOptions = { tree: { pageBytes: 64 << 10, cacheBytes: 1 << 20 }, data: { pageBytes: 4096, cacheBytes: 4 << 20 } };
 
 /** A record's position, in either shape; undefined when it has none (the next database is asked). */
 export function recordPosition(record: unknown): { lat: number; lon: number } | undefined {
@@ -170,9 +170,26 @@ export class MmdbTree {
     return this.#decode(record - this.nodeCount + this.#searchTreeSize)[0];
   }
 
-  /** The position of the data record `record` points to (> nodeCount); undefined when it has none. */
+  /**
+   * The position of the data record `record` points to (> nodeCount); undefined when it has none.
+   * Only the fields recordPosition reads are decoded (a map build reads 700,000 records: their
+   * names and codes decoded too were most of the build's garbage); the others are stepped over.
+   */
   position(record: number): Position | undefined {
-    return recordPosition(this.record(record));
+    const file = this.#data;
+    let at = record - this.nodeCount + this.#searchTreeSize;
+    let control = file.byte(at);
+    if (control >> 5 === 1) [at, control] = [this.#pointer(at), file.byte(this.#pointer(at))];
+    if (control >> 5 !== 7) return recordPosition(this.#decode(at)[0]);
+    const [size, start] = this.#header(at);
+    at = start;
+    const fields: Record<string, unknown> = {};
+    for (let i = 0; i < size; i++) {
+      const [key, next] = this.#decode(at);
+      if (key === 'latitude' || key === 'longitude' || key === 'location') [fields[key], at] = this.#decode(next);
+      else at = this.#skip(next);
+    }
+    return recordPosition(fields);
   }
 
   /** Bytes from the data section's start to the file's end: a bound on (record − nodeCount − 16). */
@@ -199,6 +216,54 @@ export class MmdbTree {
     file.bytes(at, this.#nodeBytes).copy(this.#scratch);
     this.#at = 0;
     return this.#scratch;
+  }
+
+  /** Where the pointer at `at` points (a file offset). */
+  #pointer(at: number): number {
+    const file = this.#data;
+    const control = file.byte(at++);
+    const size = (control >> 3) & 3;
+    const packed = size === 3 ? file.uint(at, 4) : (control & 7) * 2 ** (8 * (size + 1)) + file.uint(at, size + 1);
+    return this.#dataStart + POINTER_BASE[size]! + packed;
+  }
+
+  /** A value's size field (of a map, its pairs; of an array, its items) and where its payload starts: `at` is its control byte, not a pointer. */
+  #header(at: number): [number, number] {
+    const file = this.#data;
+    const control = file.byte(at++);
+    if (control >> 5 === 0) at++;
+    let size = control & 0x1f;
+    if (size === 29) size = 29 + file.byte(at++);
+    else if (size === 30) {
+      size = 285 + file.uint(at, 2);
+      at += 2;
+    } else if (size === 31) {
+      size = 65821 + file.uint(at, 3);
+      at += 3;
+    }
+    return [size, at];
+  }
+
+  /** The offset after the value at `at`, decoding nothing (a pointer is stepped over, not followed). Bounded by the file. */
+  #skip(at: number): number {
+    const file = this.#data;
+    const control = file.byte(at);
+    let type = control >> 5;
+    if (type === 1) return at + 2 + ((control >> 3) & 3);
+    if (type === 0) type = file.byte(at + 1) + 7;
+    let [size, next] = this.#header(at);
+    switch (type) {
+      case 7:
+        for (let i = 0; i < 2 * size; i++) next = this.#skip(next);
+        return next;
+      case 11:
+        for (let i = 0; i < size; i++) next = this.#skip(next);
+        return next;
+      case 14:
+        return next;
+      default:
+        return next + size;
+    }
   }
 
   /** The value at file offset `at` and the offset after it: mmdb-lib's Decoder.decode, type by type. Bounded by the file. */

@@ -1,6 +1,6 @@
-import { writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { bundledDatabases } from './GeoLocator.ts';
-import { GeoMapBuilder, type GeoMapPin } from './GeoMapBuilder.ts';
+import { GeoMapBuilder, type GeoMapBuilt, type GeoMapPin } from './GeoMapBuilder.ts';
 import { BUILD_READS, MmdbTree } from './MmdbTree.ts';
 import type { Position } from './policies.ts';
 
@@ -36,12 +36,22 @@ process.on('disconnect', () => process.exit(0));
 async function answer(request: GeoMapRequest): Promise<void> {
   try {
     const started = performance.now();
-    const result = (await builder).build({ sites: new Map(request.sites), pins: request.pins, defaultRegion: request.defaultRegion });
-    const { map, ...figures } = result;
-    writeFileSync(request.out, map);
+    const fd = openSync(request.out, 'w');
+    let built: GeoMapBuilt;
+    try {
+      // The map goes to its file as it is written: this process never holds all of it.
+      built = (await builder).build({ sites: new Map(request.sites), pins: request.pins, defaultRegion: request.defaultRegion }, (bytes) => writeAll(fd, bytes));
+    } finally {
+      closeSync(fd);
+    }
+    const { map: _empty, ...figures } = built;
     process.send!({ id: request.id, result: { ...figures, buildMs: performance.now() - started } });
   } catch (error) {
     const { name, message, field } = error as Error & { field?: string };
     process.send!({ id: request.id, error: { name, message, field } });
   }
+}
+
+function writeAll(fd: number, bytes: Buffer): void {
+  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
 }
