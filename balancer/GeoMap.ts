@@ -91,6 +91,8 @@ export class GeoMap {
     this.#worker = undefined;
     if (!worker || worker.exitCode !== null || worker.signalCode !== null) return;
     const exited = new Promise((resolve) => worker.once('exit', resolve));
+    // Waited for: the process's exit keeps this one's event loop alive until it comes.
+    worker.ref();
     worker.kill('SIGKILL');
     await exited;
   }

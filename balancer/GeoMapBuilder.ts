@@ -31,7 +31,7 @@ import { EMPTY, PrefixTrie } from './PrefixTrie.ts';
  *
  * A pin naming a region without edges gives its addresses the default region (HAProxy's fallback;
  * renderHaproxy leaves such a pin out). Synchronous and CPU-bound (seconds for the bundled
- * database): GeoMap runs it in a worker thread.
+ * database): GeoMap runs it in a child process.
  */
 
 /** What the map needs of a pin (the `geoPins` setting's GeoPin has it). */

@@ -34,7 +34,7 @@ import type { NodeSnapshot, Position } from './policies.ts';
  * hard-stop-after, so origins coming and going never cause one.
  *
  * With `geoMap`, the map covers every network of the GeoIP database (balancer/GeoMap.ts, built in
- * a worker thread when the regions or their edges' positions change); until the first build is in,
+ * a child process when the regions or their edges' positions change); until the first build is in,
  * and without it, the map holds the pins alone.
  */
 

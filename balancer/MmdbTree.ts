@@ -251,7 +251,8 @@ export class MmdbTree {
     let type = control >> 5;
     if (type === 1) return at + 2 + ((control >> 3) & 3);
     if (type === 0) type = file.byte(at + 1) + 7;
-    let [size, next] = this.#header(at);
+    const [size, start] = this.#header(at);
+    let next = start;
     switch (type) {
       case 7:
         for (let i = 0; i < 2 * size; i++) next = this.#skip(next);
