@@ -18,10 +18,13 @@ export { recordPosition };
  */
 
 /**
- * Decoded records kept per database (least recently used go first), as the maxmind package's
- * reader kept them: a client asking again costs the tree's walk alone.
+ * Decoded records kept per database (see Recent), as the maxmind package's reader kept them: a
+ * client asking again costs the tree's walk alone.
  */
 const RECORD_CACHE = 10_000;
+
+/** Client addresses whose answer is kept (see Recent): ~2 MB at most. */
+const ANSWER_CACHE = 10_000;
 
 type Found = Pick<Location, 'lat' | 'lon' | 'country'> | null;
 
@@ -62,15 +65,17 @@ export function bundledDatabases(): string[] {
 
 export class GeoLocator {
   readonly #trees: MmdbTree[];
+  /** Client address → its answer, least recently asked first. */
+  readonly #answers = new Recent<string, Location>(ANSWER_CACHE);
   /** Per database: data record → what locate() needs of it (null: no position). */
-  readonly #found: Array<Map<number, Found>>;
+  readonly #found: Array<Recent<number, Found>>;
   readonly #pins: GeoPin[];
   readonly #trusted: TrustedProxies;
   readonly #defaultRegion: string;
 
   private constructor(trees: MmdbTree[], pins: GeoPin[], trusted: TrustedProxies, defaultRegion: string) {
     this.#trees = trees;
-    this.#found = trees.map(() => new Map());
+    this.#found = trees.map(() => new Recent(RECORD_CACHE));
     this.#pins = pins;
     this.#trusted = trusted;
     this.#defaultRegion = defaultRegion;
@@ -95,6 +100,14 @@ export class GeoLocator {
   }
 
   locate(ip: string): Location {
+    // Clients ask again and again (a player's WHEP, its reconnects, its HLS): their answer is kept,
+    // so that only a new address walks the trees (whose deep pages a busy balancer cannot all keep).
+    let found = this.#answers.get(ip);
+    if (found === undefined) this.#answers.set(ip, (found = this.#locate(ip)));
+    return { ...found };
+  }
+
+  #locate(ip: string): Location {
     const address = parseAddress(ip);
     if (!address) return { region: this.#defaultRegion, source: 'default' };
     const pin = this.#pins.find((p) => inRange(address, p.range));
@@ -120,15 +133,43 @@ export class GeoLocator {
   #record(i: number, pointer: number): Found {
     const cache = this.#found[i]!;
     let found = cache.get(pointer);
-    if (found !== undefined) {
-      cache.delete(pointer);
-    } else {
+    if (found === undefined) {
       const record = this.#trees[i]!.record(pointer) as GeoRecord | null;
       const position = recordPosition(record);
       found = position ? { ...position, country: record!.country_code ?? record!.country?.iso_code } : null;
-      if (cache.size >= RECORD_CACHE) cache.delete(cache.keys().next().value!);
+      cache.set(pointer, found);
     }
-    cache.set(pointer, found);
     return found;
+  }
+}
+
+/**
+ * What was used lately, up to `size` entries and at least the last `size / 2`: two generations,
+ * the older dropped whole when the newer is full (a Map used as an LRU, deleting and re-adding on
+ * every hit, slows to a crawl as deleted entries pile up before its oldest).
+ */
+class Recent<K, V> {
+  readonly #half: number;
+  #now = new Map<K, V>();
+  #before = new Map<K, V>();
+
+  constructor(size: number) {
+    this.#half = Math.max(1, Math.floor(size / 2));
+  }
+
+  get(key: K): V | undefined {
+    const value = this.#now.get(key);
+    if (value !== undefined) return value;
+    const old = this.#before.get(key);
+    if (old !== undefined) this.set(key, old);
+    return old;
+  }
+
+  set(key: K, value: V): void {
+    if (this.#now.size >= this.#half) {
+      this.#before = this.#now;
+      this.#now = new Map();
+    }
+    this.#now.set(key, value);
   }
 }

@@ -53,6 +53,14 @@ function startWorker(workerData: GeoMapWorkerData): ChildProcess {
   });
 }
 
+/** A build no longer wanted when its turn came (see build()). */
+export class GeoMapSkipped extends Error {
+  constructor() {
+    super('geo map build skipped: no longer wanted');
+    this.name = 'GeoMapSkipped';
+  }
+}
+
 export class GeoMap {
   readonly #data: GeoMapWorkerData;
   #worker: ChildProcess | undefined;
@@ -68,7 +76,11 @@ export class GeoMap {
   }
 
   /** Builds the map for these regions and pins (after any build still running). */
-  build(input: GeoMapInput): Promise<GeoMapResult> {
+  /**
+   * `wanted`: asked when the build's turn comes; false skips it (a newer geography came meanwhile),
+   * rejecting with GeoMapSkipped.
+   */
+  build(input: GeoMapInput, wanted: () => boolean = () => true): Promise<GeoMapResult> {
     if (this.#closed) return Promise.reject(new Error('GeoMap is closed'));
     const { sites, pins, defaultRegion } = input ?? {};
     if (!(sites instanceof Map)) return Promise.reject(new TypeError('sites must be a Map of region → positions'));
@@ -79,7 +91,10 @@ export class GeoMap {
       pins: pins.map(({ cidr, region, lat, lon }) => ({ cidr, region, lat, lon })),
       defaultRegion,
     };
-    const run = this.#queue.then(() => this.#run(request));
+    const run = this.#queue.then(() => {
+      if (!wanted()) throw new GeoMapSkipped();
+      return this.#run(request);
+    });
     this.#queue = run.catch(() => undefined);
     return run;
   }

@@ -1,5 +1,5 @@
 import type { Logger } from '../core/logger.ts';
-import { GeoMap } from './GeoMap.ts';
+import { GeoMap, GeoMapSkipped } from './GeoMap.ts';
 import { edgeSites, mapDefaultRegion, type MapPin } from './HaproxyConfig.ts';
 import type { NodeSnapshot } from './policies.ts';
 
@@ -65,7 +65,9 @@ export class HaproxyGeoMap {
     clearTimeout(this.#idle);
     const worker = (this.#worker ??= new GeoMap({ databases: this.#options.databases }));
     worker
-      .build({ sites, pins: this.#options.pins, defaultRegion })
+      // A build queued behind another is skipped if a newer geography came meanwhile: edges join
+      // in bursts, and each build takes seconds.
+      .build({ sites, pins: this.#options.pins, defaultRegion }, () => this.#state.building === key)
       .then(
         (result) => {
           if (this.#state.building !== key) return; // a newer geography is being built
@@ -74,6 +76,7 @@ export class HaproxyGeoMap {
           if (!this.#closed) this.#options.onBuilt();
         },
         (error: unknown) => {
+          if (error instanceof GeoMapSkipped) return;
           if (this.#state.building === key) this.#state = { ...this.#state, building: '', failed: key };
           if (!this.#closed) this.#options.logger.error({ err: error }, 'geo map build failed; HAProxy keeps the map it has');
         },

@@ -18,6 +18,8 @@ export class PagedFile {
   /** Page number → its bytes and when it was last used (a count of page switches). */
   readonly #pages = new Map<number, { bytes: Buffer; used: number }>();
   #tick = 0;
+  /** Full-size pages let go, to be read into again (a build reads thousands: not one allocation each). */
+  readonly #free: Buffer[] = [];
   /** The page read last (most reads fall in it: a walk goes on where it stopped). */
   #lastIndex = -1;
   #last: Buffer = Buffer.alloc(0);
@@ -49,7 +51,8 @@ export class PagedFile {
       if (this.#fd === undefined) throw new Error(`${this.path} is closed`);
       const start = index * this.pageBytes;
       if (start >= this.size || start < 0) throw new RangeError(`${this.path}: offset ${start} is past the end (${this.size} bytes)`);
-      page = Buffer.allocUnsafeSlow(Math.min(this.pageBytes, this.size - start));
+      const length = Math.min(this.pageBytes, this.size - start);
+      page = (length === this.pageBytes ? this.#free.pop() : undefined) ?? Buffer.allocUnsafeSlow(length);
       let done = 0;
       while (done < page.length) {
         const n = readSync(this.#fd, page, done, page.length - done, start + done);
@@ -122,13 +125,18 @@ export class PagedFile {
   #evict(): void {
     const used = [...this.#pages.values()].map((p) => p.used).sort((a, b) => a - b);
     const below = used[Math.floor(used.length / 4)]!;
-    for (const [index, page] of this.#pages) if (page.used < below) this.#pages.delete(index);
+    for (const [index, page] of this.#pages) {
+      if (page.used >= below) continue;
+      this.#pages.delete(index);
+      if (page.bytes.length === this.pageBytes && index !== this.#lastIndex) this.#free.push(page.bytes);
+    }
   }
 
   close(): void {
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = undefined;
     this.#pages.clear();
+    this.#free.length = 0;
     this.#lastIndex = -1;
     this.#last = Buffer.alloc(0);
   }
