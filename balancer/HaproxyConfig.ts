@@ -116,7 +116,8 @@ export interface RenderedHaproxy {
   cfg: string;
   /** The config without its servers: equal shapes differ only in servers. */
   shape: string;
-  map: string;
+  /** The geo map: the pins' text, or the map built from the GeoIP database as its bytes (tens of MB: never made a string). */
+  map: string | Buffer;
   /** The node map (nodeMapLine per origin and edge), for /n/{node}/ paths. */
   nodeMap: string;
   regions: string[];
@@ -124,6 +125,15 @@ export interface RenderedHaproxy {
   sites: Map<string, Position>;
   /** Every region server, then the RTMP servers, in config order. */
   servers: HaproxyServer[];
+}
+
+/** Whether two rendered maps are the same bytes (a text and its bytes are). */
+export function sameMap(a: string | Buffer, b: string | Buffer): boolean {
+  if (typeof a === 'string' && typeof b === 'string') return a === b;
+  // Never a copy of a built map (tens of MB, compared at every refresh): a text is the pins' only.
+  const bytes = (m: string | Buffer) => (typeof m === 'string' ? Buffer.byteLength(m) : m.length);
+  if (bytes(a) !== bytes(b)) return false;
+  return (typeof a === 'string' ? Buffer.from(a) : a).equals(typeof b === 'string' ? Buffer.from(b) : b);
 }
 
 /** A server's key in id maps: backend/name, as HAProxy's CLI names it. */
@@ -218,7 +228,7 @@ export function mapDefaultRegion(regions: readonly string[], configured: string)
 }
 
 /**
- * `geoMap`: the map's text when it comes from the GeoIP database (balancer/GeoMap.ts, pins
+ * `geoMap`: the map's bytes when it comes from the GeoIP database (balancer/GeoMap.ts, pins
  * included); without it the map holds the pins alone. `kept`: regions HAProxy runs (with where
  * their edges were) whose backends stay though their edges are gone, served by the nearest
  * region's edges; the map sends no one there, but the default region may be one.
@@ -228,7 +238,7 @@ export function renderHaproxy(
   pins: readonly MapPin[],
   layout: HaproxyLayout,
   held: ReadonlyMap<string, number> = new Map(),
-  geoMap?: string,
+  geoMap?: Buffer,
   kept: ReadonlyMap<string, Position> = new Map(),
 ): RenderedHaproxy {
   const byRegion = new Map<string, NodeSnapshot[]>();

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
-import { parseServerIds, renderHaproxy, rtmpWeight, serverKey, type HaproxyLayout, type HaproxyServer, type MapPin, type RenderedHaproxy } from './HaproxyConfig.ts';
+import { parseServerIds, renderHaproxy, rtmpWeight, sameMap, serverKey, type HaproxyLayout, type HaproxyServer, type MapPin, type RenderedHaproxy } from './HaproxyConfig.ts';
 import { HaproxyGeoMap } from './HaproxyGeoMap.ts';
-import { HaproxyRuntime, parseMap, resolveAddress, splitAddress } from './HaproxyRuntime.ts';
+import { HaproxyRuntime, mapEntries, parseMap, resolveAddress, splitAddress } from './HaproxyRuntime.ts';
 import type { NodeSnapshot, Position } from './policies.ts';
 
 /**
@@ -34,7 +34,7 @@ import type { NodeSnapshot, Position } from './policies.ts';
  * hard-stop-after, so origins coming and going never cause one.
  *
  * With `geoMap`, the map covers every network of the GeoIP database (balancer/GeoMap.ts, built in
- * a worker thread when the regions or their edges' positions change); until the first build is in,
+ * a child process when the regions or their edges' positions change); until the first build is in,
  * and without it, the map holds the pins alone.
  */
 
@@ -95,7 +95,7 @@ export class HaproxyController {
   readonly #master: HaproxyRuntime;
   #child: ChildProcess | undefined;
   /** What HAProxy runs, and the registry inputs it was rendered from. */
-  #current = { cfg: '', shape: '', map: '', nodeMap: '', inputs: '', sites: new Map<string, Position>() };
+  #current: { cfg: string; shape: string; map: string | Buffer; nodeMap: string; inputs: string; sites: Map<string, Position> } = { cfg: '', shape: '', map: '', nodeMap: '', inputs: '', sites: new Map() };
   /** The servers HAProxy runs, by backend/name: the config's, plus those still being deleted. */
   #live = new Map<string, LiveServer>();
   #timer: NodeJS.Timeout | undefined;
@@ -226,7 +226,7 @@ export class HaproxyController {
   #render(nodes: NodeSnapshot[], dir: string, held: ReadonlyMap<string, number> = this.#heldIds(), kept?: ReadonlyMap<string, Position>): RenderedHaproxy {
     const { layout, pins } = this.#options;
     const paths = { mapPath: this.#paths(dir).map, nodeMapPath: this.#paths(dir).nodeMap, runtimeSocket: this.#runtimeSocket, serverStateFile: join(this.#options.dir, 'server-state') };
-    return renderHaproxy(nodes, pins, { ...layout, ...paths }, held, this.#geo?.text, kept);
+    return renderHaproxy(nodes, pins, { ...layout, ...paths }, held, this.#geo?.map, kept);
   }
 
   #heldIds(): Map<string, number> {
@@ -280,7 +280,7 @@ export class HaproxyController {
   /** Writes the config and map where HAProxy reads them, each by an atomic rename. */
   #install(rendered: RenderedHaproxy, nodes: NodeSnapshot[]): void {
     const paths = this.#paths(this.#options.dir);
-    if (rendered.map !== this.#current.map || !existsSync(paths.map)) {
+    if (!sameMap(rendered.map, this.#current.map) || !existsSync(paths.map)) {
       writeFileSync(`${paths.map}.tmp`, rendered.map);
       renameSync(`${paths.map}.tmp`, paths.map);
     }
@@ -338,13 +338,13 @@ export class HaproxyController {
     const next = this.#render(nodes, this.#options.dir, undefined, this.#current.sites);
     // A reload (which renders without the kept regions) drops the backends of regions left empty.
     if (force || next.shape !== this.#current.shape) return this.#reload(nodes, force ? 'asked' : 'shape');
-    if (next.cfg === this.#current.cfg && next.map === this.#current.map && next.nodeMap === this.#current.nodeMap && !deleting) {
+    if (next.cfg === this.#current.cfg && sameMap(next.map, this.#current.map) && next.nodeMap === this.#current.nodeMap && !deleting) {
       this.#current.inputs = this.#inputs(nodes);
       return;
     }
     try {
       await this.#applyServers(next.servers);
-      if (next.map !== this.#current.map) await this.#applyMap(next.map);
+      if (!sameMap(next.map, this.#current.map)) await this.#applyMap(next.map);
       if (next.nodeMap !== this.#current.nodeMap) {
         const done = await this.#runtime.updateMap(this.#paths(this.#options.dir).nodeMap, parseMap(this.#current.nodeMap), parseMap(next.nodeMap));
         this.#options.metrics.haproxyRuntimeChanges.inc({ kind: 'node-map' }, done.entries);
@@ -441,16 +441,24 @@ export class HaproxyController {
     if (done.added + done.deleted + done.updated + done.waiting > 0) this.#logger.info(done, 'haproxy servers changed through the runtime API (no reload)');
   }
 
-  /** Makes HAProxy's geo map `text`: a few entries edited in place, or the whole map replaced atomically. */
-  async #applyMap(text: string): Promise<void> {
+  /** Makes HAProxy's geo map `map`: a few entries edited in place, or the whole map replaced atomically. */
+  async #applyMap(map: string | Buffer): Promise<void> {
     const started = performance.now();
     const path = this.#paths(this.#options.dir).map;
     // A map from the GeoIP database is replaced whole: diffing two of them (a million lines each
     // at 100 regions) would hold the event loop for seconds, and a new geography moves most lines.
+    // Its entries are read from its bytes as they are sent, never all at once.
+    let entries = 0;
+    const counted = function* (map: string | Buffer) {
+      for (const entry of mapEntries(map)) {
+        entries++;
+        yield entry;
+      }
+    };
     const done =
-      text.length > WHOLE_MAP_BYTES || this.#current.map.length > WHOLE_MAP_BYTES
-        ? await ((entries) => this.#runtime.replaceMap(path, entries).then(() => ({ kind: 'map-replace' as const, entries: entries.length })))(parseMap(text))
-        : await this.#runtime.updateMap(path, parseMap(this.#current.map), parseMap(text));
+      map.length > WHOLE_MAP_BYTES || this.#current.map.length > WHOLE_MAP_BYTES
+        ? await this.#runtime.replaceMap(path, counted(map)).then(() => ({ kind: 'map-replace' as const, entries }))
+        : await this.#runtime.updateMap(path, parseMap(this.#current.map.toString()), parseMap(map.toString()));
     this.#options.metrics.haproxyRuntimeChanges.inc({ kind: done.kind }, done.kind === 'map-edit' ? done.entries : 1);
     this.#logger.info({ ...done, ms: Math.round(performance.now() - started) }, 'haproxy map changed through the runtime API (no reload)');
   }

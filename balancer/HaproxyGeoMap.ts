@@ -1,22 +1,23 @@
 import type { Logger } from '../core/logger.ts';
-import { GeoMap } from './GeoMap.ts';
+import { GeoMap, GeoMapSkipped } from './GeoMap.ts';
 import { edgeSites, mapDefaultRegion, type MapPin } from './HaproxyConfig.ts';
 import type { NodeSnapshot } from './policies.ts';
 
 /**
- * HAProxy's geo map from the GeoIP database, for HaproxyController: a build (GeoMap, in a worker
- * thread) starts when the regions or their edges' positions change, and `onBuilt` is called when
- * its map is in. Until then `text` is the last map built (undefined before the first: the
+ * HAProxy's geo map from the GeoIP database, for HaproxyController: a build (GeoMap, in a child
+ * process) starts when the regions or their edges' positions change, and `onBuilt` is called when
+ * its map is in. Until then `map` is the last map built (undefined before the first: the
  * controller renders the pins alone). A build that failed is not tried again until the geography
  * changes (the error is logged).
  */
 
 /**
- * How long the worker is kept after a build. It holds the decoded databases (~350 MB) and builds
- * again in 2–5 s instead of 7; edges join in bursts (a deploy, an autoscaler's step), so it is
- * kept a minute and then let go.
+ * How long the map process is kept after a build. It keeps nothing a next build could reuse but
+ * pages of the databases (every record is decoded again for a new geography), and starting one
+ * costs ~0.1 s: it is let go at once, so that its memory (~150 MB while it builds) is the
+ * balancer's only while a build runs.
  */
-const GEO_MAP_IDLE_MS = 60_000;
+const GEO_MAP_IDLE_MS = 0;
 
 export interface HaproxyGeoMapOptions {
   /** .mmdb files in GeoLocator's order; unset: the bundled ones. */
@@ -30,8 +31,8 @@ export interface HaproxyGeoMapOptions {
 
 export class HaproxyGeoMap {
   readonly #options: HaproxyGeoMapOptions;
-  /** The geography the map was built for, its text, the build under way, the last that failed. */
-  #state: { key: string; text?: string; building: string; failed: string } = { key: '', building: '', failed: '' };
+  /** The geography the map was built for, its bytes, the build under way, the last that failed. */
+  #state: { key: string; map?: Buffer; building: string; failed: string } = { key: '', building: '', failed: '' };
   #worker: GeoMap | undefined;
   #idle: NodeJS.Timeout | undefined;
   #closed = false;
@@ -41,12 +42,12 @@ export class HaproxyGeoMap {
     this.#options = options;
   }
 
-  /** The last map built, or undefined before the first. */
-  get text(): string | undefined {
-    return this.#state.text;
+  /** The last map built (UTF-8 bytes), or undefined before the first. */
+  get map(): Buffer | undefined {
+    return this.#state.map;
   }
 
-  /** The geography the map in `text` was built for ('' before the first). */
+  /** The geography the map in `map` was built for ('' before the first). */
   get key(): string {
     return this.#state.key;
   }
@@ -64,15 +65,18 @@ export class HaproxyGeoMap {
     clearTimeout(this.#idle);
     const worker = (this.#worker ??= new GeoMap({ databases: this.#options.databases }));
     worker
-      .build({ sites, pins: this.#options.pins, defaultRegion })
+      // A build queued behind another is skipped if a newer geography came meanwhile: edges join
+      // in bursts, and each build takes seconds.
+      .build({ sites, pins: this.#options.pins, defaultRegion }, () => this.#state.building === key)
       .then(
         (result) => {
           if (this.#state.building !== key) return; // a newer geography is being built
-          this.#state = { key, text: result.text, building: '', failed: '' };
+          this.#state = { key, map: result.map, building: '', failed: '' };
           this.#options.logger.info({ entries: result.entries, bytes: result.bytes, ms: Math.round(result.ms), regions: sites.size }, 'geo map built from the GeoIP database');
           if (!this.#closed) this.#options.onBuilt();
         },
         (error: unknown) => {
+          if (error instanceof GeoMapSkipped) return;
           if (this.#state.building === key) this.#state = { ...this.#state, building: '', failed: key };
           if (!this.#closed) this.#options.logger.error({ err: error }, 'geo map build failed; HAProxy keeps the map it has');
         },

@@ -250,7 +250,7 @@ export class HaproxyRuntime {
    * (HAProxy 2.4+ versioned maps). Until the commit, lookups see the old entries; on any error the
    * new version is cleared and the old one stays. Returns the number of `add map` commands sent.
    */
-  async replaceMap(map: string, entries: readonly MapEntry[]): Promise<number> {
+  async replaceMap(map: string, entries: Iterable<MapEntry>): Promise<number> {
     word(map, 'map');
     const prepared = await this.command(`prepare map ${map}`);
     const version = /New version created: (\d+)/.exec(prepared)?.[1];
@@ -266,7 +266,7 @@ export class HaproxyRuntime {
   }
 
   /** Sends entries as payloads of at most MAP_PAYLOAD_BYTES; returns how many commands it took. */
-  async #addMapEntries(command: string, entries: readonly MapEntry[]): Promise<number> {
+  async #addMapEntries(command: string, entries: Iterable<MapEntry>): Promise<number> {
     let chunk: string[] = [];
     let bytes = 0;
     let sent = 0;
@@ -328,15 +328,26 @@ export class HaproxyRuntime {
 
 /** The entries of a map file's text: one per line, the key its first word, the value the rest; # comments. */
 export function parseMap(text: string): MapEntry[] {
-  const entries: MapEntry[] = [];
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
+  return [...mapEntries(text)];
+}
+
+/**
+ * parseMap's entries one at a time, from the text or its UTF-8 bytes: a map of a million lines
+ * (the geo map) is read line by line, never as one string (two bytes a character once it holds
+ * one non-Latin-1 character) nor as a million entries at once.
+ */
+export function* mapEntries(map: string | Buffer): Generator<MapEntry> {
+  const bytes = typeof map !== 'string';
+  for (let start = 0; start < map.length; ) {
+    let end = bytes ? map.indexOf(0x0a, start) : map.indexOf('\n', start);
+    if (end < 0) end = map.length;
+    const line = (bytes ? map.toString('utf8', start, end) : map.slice(start, end)).trim();
+    start = end + 1;
     if (line === '' || line.startsWith('#')) continue;
     const space = line.search(/\s/);
     if (space < 0) throw new TypeError(`map line without a value: ${line}`);
-    entries.push([line.slice(0, space), line.slice(space).trim()]);
+    yield [line.slice(0, space), line.slice(space).trim()];
   }
-  return entries;
 }
 
 /**

@@ -1,22 +1,28 @@
 /**
- * HAProxy map file text (`cidr region` lines), written straight into one growing buffer rather than
- * as a million small strings (the garbage of which cost the geo map more than its walk). The
- * finished buffer owns its memory, so that a worker thread can hand it over without a copy.
+ * HAProxy map file text (`cidr region` lines), written straight into a buffer rather than as a
+ * million small strings (the garbage of which cost the geo map more than its walk): one growing
+ * buffer, or, given a sink, a buffer of SINK_CHUNK_BYTES handed to the sink each time it fills (the
+ * map process writes its file so, without ever holding the whole map).
  */
 
 /** What the buffer starts at (the bundled database's maps are 10–40 MB); it doubles when full. */
 const INITIAL_BYTES = 1 << 20;
+/** What a sink is handed at a time. */
+const SINK_CHUNK_BYTES = 1 << 20;
 /** The longest line a prefix can make: an IPv6 address, "/128", a space, and a newline. */
 const MAX_PREFIX_BYTES = 39 + 4 + 2;
 
 export class MapWriter {
-  #buffer = Buffer.allocUnsafeSlow(INITIAL_BYTES);
+  #buffer = Buffer.allocUnsafeSlow(Math.max(INITIAL_BYTES, SINK_CHUNK_BYTES));
   #length = 0;
   #lines = 0;
   /** Per region code: " name\n". */
   readonly #suffixes: Buffer[];
+  readonly #sink: ((bytes: Buffer) => void) | undefined;
 
-  constructor(regionNames: readonly string[], header: string) {
+  /** `sink`: called with each full chunk of the text (a view, to be used before it returns); unset: finish() returns it all. */
+  constructor(regionNames: readonly string[], header: string, sink?: (bytes: Buffer) => void) {
+    this.#sink = sink;
     if (!Array.isArray(regionNames) || regionNames.some((n) => typeof n !== 'string' || /\s/.test(n))) throw new TypeError('region names are strings without spaces');
     this.#suffixes = regionNames.map((name) => Buffer.from(` ${name}\n`, 'latin1'));
     this.#text(header);
@@ -45,8 +51,12 @@ export class MapWriter {
     this.#end(length, code);
   }
 
-  /** The map's bytes; the writer is done. */
+  /** The map's bytes (with a sink: what was not handed to it yet, handed now, and none); the writer is done. */
   finish(): Buffer {
+    if (this.#sink) {
+      if (this.#length > 0) this.#sink(this.#buffer.subarray(0, this.#length));
+      this.#length = 0;
+    }
     const done = this.#buffer.subarray(0, this.#length);
     this.#buffer = Buffer.alloc(0);
     return done;
@@ -75,6 +85,11 @@ export class MapWriter {
 
   #room(bytes: number): void {
     if (this.#length + bytes <= this.#buffer.length) return;
+    if (this.#sink && this.#length > 0) {
+      this.#sink(this.#buffer.subarray(0, this.#length));
+      this.#length = 0;
+      if (bytes <= this.#buffer.length) return;
+    }
     const grown = Buffer.allocUnsafeSlow(Math.max(this.#buffer.length * 2, this.#length + bytes));
     this.#buffer.copy(grown, 0, 0, this.#length);
     this.#buffer = grown;

@@ -1,21 +1,25 @@
 /**
  * Geo map benchmark (reports, does not pass or fail): HAProxy's geo map built from the whole GeoIP
  * database (the bundled DB-IP City Lite, or --database files) for N regions, through the product's
- * GeoMap (a worker thread):
+ * GeoMap (a child process):
  *
  *   entries, bytes  the map's IPv4 and IPv6 lines and its size
- *   build           GeoMap.build() as the balancer waits for it, once the worker has read the
- *                   databases (the first build, which also does that, is reported apart); per
- *                   family, that family's share of the work in the worker
+ *   build           GeoMap.build() as the balancer waits for it, its process started (the first
+ *                   build, which also starts it, is reported apart); per family, that family's
+ *                   share of the work in that process
  *   loop delay      the longest stall of this (the balancer's) event loop during the build
  *   haproxy -c      `haproxy -c` of a config that reads the map (or one family's lines) with map_ip,
  *                   next to the same config reading an empty map, alternately, in the same run
  *                   (what each refresh of the balancer's HAProxy pays)
  *
+ * With --balancer, then a real balancer's memory while it builds the map for the largest region
+ * count and at rest, beside its start-up and map times (bench/lib/balancerMemory.ts; needs
+ * Postgres, HAProxy and `npm run build`).
+ *
  * Regions are placed as bench:balancer places them (seeded, anywhere between 70° S and 70° N),
  * each with --edges-per-region edges within half a degree.
  *
- *   npm run bench:geomap [-- --regions 10,50,100 --edges-per-region 10 --runs 3]
+ *   npm run bench:geomap [-- --regions 10,50,100 --edges-per-region 10 --runs 3 --balancer]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,6 +30,7 @@ import { parseArgs } from 'node:util';
 import { GeoMap } from '../balancer/GeoMap.ts';
 import type { Position } from '../balancer/policies.ts';
 import { spread } from '../kit/stats.ts';
+import { measureBalancerMemory } from './lib/balancerMemory.ts';
 import { integerOption, runCommand } from './lib/options.ts';
 import { renderTable } from './lib/report.ts';
 
@@ -35,6 +40,7 @@ const USAGE = `npm run bench:geomap [-- options]
   --edges-per-region N   edges per region (default 10)
   --runs N               haproxy -c runs per map, with and without it (default 3)
   --database FILE        an .mmdb file (repeat for several, in GeoLocator's order); default the bundled DB-IP City Lite
+  --balancer             also a real balancer's peak and resting memory with the largest region count (npm run build first)
 `;
 
 /** The region HAProxy falls back to: the first generated one. */
@@ -45,6 +51,7 @@ interface Options {
   edgesPerRegion: number;
   runs: number;
   databases: string[] | undefined;
+  balancer: boolean;
 }
 
 function parse(argv: string[]): Options | undefined {
@@ -55,6 +62,7 @@ function parse(argv: string[]): Options | undefined {
       'edges-per-region': { type: 'string', default: '10' },
       runs: { type: 'string', default: '3' },
       database: { type: 'string', multiple: true },
+      balancer: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -64,6 +72,7 @@ function parse(argv: string[]): Options | undefined {
     edgesPerRegion: integerOption('edges-per-region', values['edges-per-region']),
     runs: integerOption('runs', values.runs),
     databases: values.database,
+    balancer: values.balancer,
   };
 }
 
@@ -160,14 +169,31 @@ async function main(options: Options): Promise<number> {
       head: ['regions', 'family', 'entries', 'size', 'build ms', 'loop stall ms', 'haproxy -c ms'],
       rows,
       how: [
-        'build (all): GeoMap.build() from call to answer, the worker and its decoded databases reused; IPv4/IPv6: each family\'s walk and entries in the worker',
-        `first build (${options.regions[0]} regions): ${first?.toFixed(0)} ms — it also starts the worker, reads the databases and decodes every record`,
+        'build (all): GeoMap.build() from call to answer, its process reused (it keeps no decoded record between builds; the balancer starts one per build); IPv4/IPv6: each family\'s walk and entries in that process',
+        `first build (${options.regions[0]} regions): ${first?.toFixed(0)} ms — it also starts the process`,
         "loop stall: the longest delay of this process's event loop while the build ran (perf_hooks, 10 ms resolution)",
         `haproxy -c: median (range) of ${options.runs} runs of \`haproxy -c -q\` on a config whose use_backend reads the map (whole, or one family's lines) with map_ip; the same config on an empty map, run alternately: ${spread(empty, 0)} ms`,
         `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}`,
       ],
     }),
   );
+  if (options.balancer) {
+    const regions = Math.max(...options.regions);
+    process.stderr.write(`a balancer with edges in ${regions} regions: building the full map…\n`);
+    const m = await measureBalancerMemory(regions, process.env.HAPROXY_BIN ?? 'haproxy');
+    console.log(
+      renderTable({
+        title: `A balancer building the full geo map for ${regions} regions (relaycast balancer, HAProxy, --haproxy-geo-map full)`,
+        head: ['ready ms', 'map built s', 'in HAProxy s', 'node peak MiB', 'map process peak MiB', 'tree peak MiB', 'node at rest MiB', 'HAProxy MiB'],
+        rows: [[m.readyMs.toFixed(0), (m.builtMs / 1000).toFixed(1), (m.appliedMs / 1000).toFixed(1), `${m.nodePeakMiB}`, `${m.helperPeakMiB}`, `${m.treePeakMiB}`, `${m.nodeRestMiB}${m.helperRestMiB ? ` (+${m.helperRestMiB})` : ''}`, `${m.haproxyMiB}`]],
+        how: [
+          'ready: spawn → /readyz 200; map built / in HAProxy: from the last edge\'s registration to the build for every region logged, and to its map replaced through the runtime API',
+          'node peak: VmHWM of the balancer\'s node process; map process peak: the largest sampled VmRSS (100 ms) of its other descendants but HAProxy; tree peak: the largest sample of the two summed',
+          `at rest: VmRSS 30 s after the map is in HAProxy (any helper still running in brackets); HAProxy: its processes' VmRSS then, apart (the map's entries live there); load ${m.load}`,
+        ],
+      }),
+    );
+  }
   return 0;
 }
 
