@@ -344,6 +344,9 @@ describe('HAProxy run by the balancer', function () {
     assert.ok(worker, 'a worker to crash');
     process.kill(worker, 'SIGSEGV'); // its master exits with it (exit-on-failure)
     const crashedAt = Date.now();
+    // The restart first: right after the crash a request can still be answered (seen: 5 ms after,
+    // before the master had exited), and the count read then was the old one.
+    await waitFor('the balancer to start HAProxy again', async () => ((await metric(balancer.url, 'relaycast_haproxy_restarts_total')) ?? 0) > restartsBefore, 20_000, 100);
     await waitFor('HAProxy answering again', async () => {
       const node = await servedBy('127.0.0.3', haproxyPort);
       return node !== null && !node.startsWith('error:');
