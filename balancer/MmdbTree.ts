@@ -229,18 +229,18 @@ export class MmdbTree {
 
   /** A value's size field (of a map, its pairs; of an array, its items) and where its payload starts: `at` is its control byte, not a pointer. */
   #header(at: number): [number, number] {
-    const file = this.#data;
-    const control = file.byte(at++);
+    const control = this.#data.byte(at++);
     if (control >> 5 === 0) at++;
-    let size = control & 0x1f;
-    if (size === 29) size = 29 + file.byte(at++);
-    else if (size === 30) {
-      size = 285 + file.uint(at, 2);
-      at += 2;
-    } else if (size === 31) {
-      size = 65821 + file.uint(at, 3);
-      at += 3;
-    }
+    return this.#size(control, at);
+  }
+
+  /** The size a control byte encodes, with the 1–3 bytes that follow it at `at` when it needs them, and where the payload starts. */
+  #size(control: number, at: number): [number, number] {
+    const file = this.#data;
+    const size = control & 0x1f;
+    if (size === 29) return [29 + file.byte(at), at + 1];
+    if (size === 30) return [285 + file.uint(at, 2), at + 2];
+    if (size === 31) return [65821 + file.uint(at, 3), at + 3];
     return [size, at];
   }
 
@@ -282,15 +282,8 @@ export class MmdbTree {
       type = file.byte(at++) + 7;
       if (type < 8) throw new Error(`${this.path}: invalid extended type at offset ${at - 1}`);
     }
-    let size = control & 0x1f;
-    if (size === 29) size = 29 + file.byte(at++);
-    else if (size === 30) {
-      size = 285 + file.uint(at, 2);
-      at += 2;
-    } else if (size === 31) {
-      size = 65821 + file.uint(at, 3);
-      at += 3;
-    }
+    let size: number;
+    [size, at] = this.#size(control, at);
     switch (type) {
       case 2: // UTF-8 string
         return [file.utf8(at, size), at + size];
