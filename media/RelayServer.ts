@@ -58,7 +58,9 @@ const relayRequest: z.ZodType<RelayRequest> = z.object({
   port: z.number().int().min(1).max(65535),
   srtpParameters: z
     .object({
-      cryptoSuite: z.enum(['AEAD_AES_256_GCM', 'AEAD_AES_128_GCM', 'AES_CM_128_HMAC_SHA1_80', 'AES_CM_128_HMAC_SHA1_32']),
+      // The suite both ends' PipeTransports use (mediasoup's default with enableSrtp): another
+      // would fail in the worker's connect, a 500 rather than this 400.
+      cryptoSuite: z.literal('AEAD_AES_256_GCM'),
       keyBase64: z.string().max(200),
     })
     .optional(),
@@ -148,17 +150,19 @@ export class RelayServer {
       this.#options.metrics.relayRefusals.inc({ reason: 'limit' });
       throw new Problem('relay-full', `${nodeId} feeds ${name} to ${count} edges, its most`);
     }
-    // Two edges asking at the same moment both see the egress before either pipe: the capacity can
-    // be passed by one stream's bitrate per request in flight, and the next heartbeat shows it.
-    const [sending, bitrate] = await Promise.all([this.#options.egress.sending(), upstream.bitrate()]);
-    if (sending + bitrate > this.#options.egress.capacity) {
-      this.#options.metrics.relayRefusals.inc({ reason: 'egress' });
-      throw new Problem('relay-full', `${nodeId} sends ${mbits(sending)} of its ${mbits(this.#options.egress.capacity)} egress capacity; ${name} needs ${mbits(bitrate)} more`);
-    }
+    // Counted before anything awaited: edges re-attaching at the same moment (their parent died)
+    // would otherwise all read the count below the limit, and all be fed.
     this.#perStream.set(name, count + 1);
     let pipe: RelayPipe;
     let producers: RelayProducer[];
     try {
+      // Two edges asking at the same moment both see the egress before either pipe: the capacity can
+      // be passed by one stream's bitrate per request in flight, and the next heartbeat shows it.
+      const [sending, bitrate] = await Promise.all([this.#options.egress.sending(), upstream.bitrate()]);
+      if (sending + bitrate > this.#options.egress.capacity) {
+        this.#options.metrics.relayRefusals.inc({ reason: 'egress' });
+        throw new Problem('relay-full', `${nodeId} sends ${mbits(sending)} of its ${mbits(this.#options.egress.capacity)} egress capacity; ${name} needs ${mbits(bitrate)} more`);
+      }
       ({ pipe, producers } = await upstream.openPipe(peer, rtc, paused));
     } catch (error) {
       this.#release(name);

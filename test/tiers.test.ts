@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import type { Page } from 'playwright-core';
 import { signStreamToken } from '../core/tokens.ts';
+import { RELAY_PATH } from '../core/internalApi.ts';
 import { Database } from '../db/Database.ts';
 import { TestBrowser, play, playbackStats, publish } from '../kit/browser.ts';
 import { metric } from '../kit/metrics.ts';
@@ -177,6 +179,43 @@ describe('relay tiers: an origin that feeds one edge, three edges, a viewer on e
     console.log(
       `      SIGTERM ${parent}: ${child} on the origin, its viewer 30 frames further ${Date.now() - started} ms after; frozen ${Math.round((after.totalFreezesDuration - before.totalFreezesDuration) * 1000)} ms in all`,
     );
+  });
+
+  it('counts a relay before it opens it: two edges asking at once past --origin-max-relays 1, one is fed, the other refused (relay-full)', async () => {
+    // What re-attaching edges do when their parent dies: ask the origin at the same moment.
+    const second = 'tiered-race';
+    const page = await browser.page(origin.url);
+    try {
+      const published = await publish(page, `${origin.url}/whip/${second}`, await signStreamToken(SECRET, { stream: second, action: 'publish' }), 'video/VP8');
+      assert.equal(published.status, 201, published.body);
+      const aborts = [new AbortController(), new AbortController()];
+      const ask = async (edgeNodeId: string, signal: AbortSignal) =>
+        fetch(`${origin.url}${RELAY_PATH}`, {
+          method: 'POST',
+          signal,
+          headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
+          // A pipe's far end that never answers: the origin sends its media to a closed port.
+          body: JSON.stringify({ stream: second, edgeNodeId, ip: '127.0.0.1', port: await freePort(), srtpParameters: { cryptoSuite: 'AEAD_AES_256_GCM', keyBase64: randomBytes(44).toString('base64') }, paused: true }),
+        });
+      try {
+        const answers = await Promise.all([ask('edge-race-1', aborts[0]!.signal), ask('edge-race-2', aborts[1]!.signal)]);
+        const statuses = answers.map((r) => r.status).sort();
+        const refusal = await answers.find((r) => r.status !== 200)?.text();
+        assert.deepEqual(statuses, [200, 503], `one fed, one refused: ${refusal}`);
+        assert.equal((JSON.parse(refusal!) as { type: string }).type.endsWith('relay-full'), true, 'the refusal is relay-full');
+        // A pipe the origin's worker could not connect is a bad request, not a server error.
+        const badSuite = await fetch(`${origin.url}${RELAY_PATH}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ stream: second, edgeNodeId: 'edge-race-3', ip: '127.0.0.1', port: 9, srtpParameters: { cryptoSuite: 'AES_CM_128_HMAC_SHA1_80', keyBase64: randomBytes(30).toString('base64') } }),
+        });
+        assert.equal(badSuite.status, 400, await badSuite.text());
+      } finally {
+        for (const abort of aborts) abort.abort();
+      }
+    } finally {
+      await page.close();
+    }
   });
 });
 
