@@ -32,6 +32,11 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly relayDemotions = new Counter({
+    name: 'relaycast_relay_demotions_total',
+    help: 'Relays an origin at --origin-max-relays asked to move below a newcomer nearer the way, to feed the newcomer in their place (media/treePaths.ts chooseDemotion)',
+    registers: [this.registry],
+  });
   readonly hlsPackagers = new Gauge({ name: 'relaycast_hls_packagers', help: 'Streams an origin packages for HLS now', registers: [this.registry] });
   readonly hlsPackagedBytes = new Gauge({
     name: 'relaycast_hls_packaged_bytes',

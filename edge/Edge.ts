@@ -431,6 +431,7 @@ export class Edge implements Role {
           return this.#upstreams(current, request);
         },
         unreachable: (nodeId, reason) => this.#reportLost(nodeId, reason),
+        ...(config.originMaxRelays === undefined ? {} : { tiered: { position: { lat: config.lat, lon: config.lon }, publicUrl: config.publicUrl } }),
       },
       this.#ctx.workers,
       this.#ctx.rtc,

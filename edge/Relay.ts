@@ -37,6 +37,12 @@ export interface RelaySource {
   upstreams: (request: { lost?: string; treeKey?: number }) => Promise<UplinkTarget[]>;
   /** An upstream did not answer, or its connection dropped: it may be gone (the registry checks). */
   unreachable: (nodeId: string, reason: string) => void;
+  /**
+   * Set in a tiered cluster (the edge has --origin-max-relays): where this edge is and the URL
+   * other nodes reach it at, told to upstreams (media/relayProtocol.ts RelayRequest.position); a
+   * relay fed by the origin is then movable (edge/RelayFeed.ts), as the origin may ask it to move.
+   */
+  tiered?: { position: { lat: number; lon: number }; publicUrl: string };
 }
 
 /**
@@ -136,7 +142,7 @@ export class Relay extends EventEmitter<RelayEvents> {
   private constructor(source: RelaySource, router: Router, input: DirectTransport, workers: WorkerPool, rtc: RtcListen, lingerMs: number, logger: Logger) {
     super();
     this.#source = source;
-    this.#feed = new RelayFeed(input);
+    this.#feed = new RelayFeed(input, source.tiered !== undefined);
     this.#workers = workers;
     this.#rtc = rtc;
     this.stream = source.stream;
@@ -431,7 +437,14 @@ export class Relay extends EventEmitter<RelayEvents> {
       if (this.#closed) return { failures, originFailure, republished };
       let uplink: Uplink;
       try {
-        const request = { stream: this.stream, edgeNodeId: this.#source.edgeNodeId, paused: !this.#wanted, ...(feeds ? { treeKey: this.treeKey } : {}) };
+        const request = {
+          stream: this.stream,
+          edgeNodeId: this.#source.edgeNodeId,
+          paused: !this.#wanted,
+          ...this.#source.tiered,
+          ...(target.makeRoom && this.#source.tiered ? { makeRoom: true } : {}),
+          ...(feeds ? { treeKey: this.treeKey } : {}),
+        };
         uplink = await Uplink.open(this.router, target, request, this.#rtc, this.#source.clusterSecret, this.#logger);
       } catch (error) {
         if (!(error instanceof Problem)) throw error;
@@ -474,13 +487,13 @@ export class Relay extends EventEmitter<RelayEvents> {
     this.upstreamNodeId = uplink.target.nodeId;
     this.path = [...uplink.offer.path, this.#source.edgeNodeId];
     this.pathKm = uplink.target.pathKm;
-    if (!fed) this.treeKey = childKey(uplink.offer.treeKey);
+    if (!fed) this.treeKey = uplink.offer.childTreeKey ?? childKey(uplink.offer.treeKey);
     uplink.once('ended', (reason) => this.close(`stream ended upstream: ${reason}`, 'end'));
     uplink.once('lost', (reason, gone) => {
       if (gone) this.#source.unreachable(uplink.target.nodeId, reason);
       void this.#reattach(uplink, reason);
     });
-    uplink.on('move', (reason) => void this.#move(uplink, reason));
+    uplink.on('move', (reason, to) => void this.#move(uplink, reason, to));
     // A viewer connected while it was being opened paused.
     if (this.#wanted) uplink.resume();
     // The picture restarts at the next key frame from this upstream.
@@ -502,10 +515,12 @@ export class Relay extends EventEmitter<RelayEvents> {
   }
 
   /**
-   * The upstream drains: attach to another before letting it go (make before break), so the
-   * viewers see at most a key frame's wait.
+   * The upstream drains, or (with `to`) the origin makes room for a relay nearer it and asks this
+   * one to move below it: attach to another (to `to` only) before letting the upstream go (make
+   * before break), so the viewers see at most a key frame's wait. A `to` whose relay is not up yet
+   * answers 404 and is asked again next round; one that never takes it leaves this relay where it is.
    */
-  async #move(from: Uplink, reason: string): Promise<void> {
+  async #move(from: Uplink, reason: string, to?: UplinkTarget): Promise<void> {
     if (this.#moving) return;
     this.#moving = true;
     try {
@@ -515,7 +530,7 @@ export class Relay extends EventEmitter<RelayEvents> {
           // The upstream let go meanwhile (#reattach takes over), or the relay closed.
           if (this.#uplink !== from || this.#closed) return true;
           const feeds = this.#children.size > 0;
-          const targets = await this.#source.upstreams({ lost: from.target.nodeId, treeKey: feeds ? this.treeKey : undefined }).catch(() => []);
+          const targets = to ? [to] : await this.#source.upstreams({ lost: from.target.nodeId, treeKey: feeds ? this.treeKey : undefined }).catch(() => []);
           if (this.#uplink !== from || targets.length === 0 || (await this.#attach(targets))) return this.#uplink !== from;
           from.close();
           this.#logger.info({ upstream: this.upstreamNodeId, from: from.target.nodeId, reason }, 'moved to another upstream');

@@ -21,7 +21,7 @@ export type UplinkRoutes = Route[];
 /**
  * A relay's producers and what feeds them (edge/Relay.ts). Fed by the origin, they are the
  * uplink's pipe producers as they come: the relay ends with the origin anyway, and no packet
- * passes through JavaScript. Fed by a parent edge, they live on a DirectTransport of the relay's
+ * passes through JavaScript (unless the relay is movable, see the constructor). Fed by a parent edge, they live on a DirectTransport of the relay's
  * router and outlive any one uplink: the current uplink's tap hands every packet here, and it
  * goes on with the relay's SSRC for that encoding and a sequence number that carries on from the
  * last one sent, so that viewers and child edges see one continuous stream across upstreams.
@@ -35,6 +35,7 @@ export class RelayFeed {
   readonly #input: DirectTransport;
   /** Fed by the origin: the producers are its pipe's. */
   #direct = false;
+  readonly #movable: boolean;
   /** The uplink whose packets go on, and its number (a new one restarts the sequence mapping). */
   #current: Uplink | undefined;
   #generation = 0;
@@ -43,8 +44,14 @@ export class RelayFeed {
   /** Index in `producers` of each rendition, once added. */
   readonly #renditions = new Map<RenditionCodec, number>();
 
-  constructor(input: DirectTransport) {
+  /**
+   * `movable`: a relay fed by the origin feeds its own producers too (tapped), as one fed by a
+   * parent does, so that it can move below a parent later (the origin making room for a relay
+   * nearer it, media/treePaths.ts chooseDemotion); it costs what a parent-fed relay costs.
+   */
+  constructor(input: DirectTransport, movable = false) {
     this.#input = input;
+    this.#movable = movable;
   }
 
   rendition(codec: RenditionCodec): Producer | undefined {
@@ -108,7 +115,7 @@ export class RelayFeed {
     this.publisherSession = uplink.offer.publisherSession;
     const video = uplink.offer.producers.find((p) => p.kind === 'video' && p.rids);
     if (video?.rids) this.videoRids = video.rids;
-    if (uplink.offer.path.length === 1) {
+    if (uplink.offer.path.length === 1 && !this.#movable) {
       this.#direct = true;
       this.producers.push(...uplink.producers);
       return [];

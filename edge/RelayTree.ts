@@ -1,4 +1,5 @@
 import { distanceKm } from '../core/geo.ts';
+import { LOCAL_KM, MAX_STRETCH } from '../media/treePaths.ts';
 import type { ParentCandidate } from '../db/repositories/relays.ts';
 import type { UplinkTarget } from './Uplink.ts';
 
@@ -37,19 +38,7 @@ import type { UplinkTarget } from './Uplink.ts';
  * feeds no one cannot gain a child while its key changes.
  */
 
-/**
- * How much longer than the great circle from the origin a path may be: 2×. A detour through a
- * parent that doubles the distance doubles the propagation delay (a path across the globe, 20,000
- * km, is ~100 ms one way in fibre); beyond that pulling from the origin is clearly the better trade.
- */
-export const MAX_STRETCH = 2;
-
-/**
- * Slack on the stretch bound, and the reach of "near" (km): a metro area. An edge next to the
- * origin could otherwise take no parent at all (2 × 10 km), while a hop within a metro costs well
- * under a millisecond of propagation (1 ms ≈ 200 km of fibre).
- */
-export const LOCAL_KM = 200;
+export { chooseDemotion, childKey, demotionKey, LOCAL_KM, MAX_STRETCH, type Demotion, type OriginFedRelay } from '../media/treePaths.ts';
 
 /**
  * The deepest tier a path may reach and still count as bounded: 3 edge → edge hops. Each hop is
@@ -75,11 +64,6 @@ export const RELAY_BITRATE = 2_700_000;
 
 /** Upstreams tried per round: the origin and a few parents; past them the round failed. */
 export const UPSTREAMS_PER_ROUND = 5;
-
-/** The key a relay that feeds no one takes when it attaches below an upstream with `parentKey`. */
-export function childKey(parentKey: number, now = Date.now()): number {
-  return Math.max(now, parentKey + 1);
-}
 
 export interface UpstreamChoice {
   /** The stream's origin, with its position (the nodes table's lat/lon). */
@@ -151,9 +135,12 @@ export function rankUpstreams({ origin, parents, self, lost, treeKey, maxChildre
   rest.sort(byCost);
   const target = ({ p, km }: { p: ParentCandidate; km: number }): RankedUpstream => ({ nodeId: p.edgeNodeId, url: p.publicUrl, pathKm: km, tier: p.tier + 1 });
   const out: RankedUpstream[] = [];
-  const originTarget = origin.nodeId === lost ? [] : [{ nodeId: origin.nodeId, url: origin.url, pathKm: directKm, tier: 0, origin: true }];
+  // Asked after every bounded parent (or with none), a full origin may make room for this edge.
+  const makeRoom = originMaxRelays !== undefined || near.length + far.length === 0;
+  const originTarget = origin.nodeId === lost ? [] : [{ nodeId: origin.nodeId, url: origin.url, pathKm: directKm, tier: 0, origin: true, makeRoom }];
   if (originMaxRelays === undefined) out.push(...originTarget, ...near.map(target), ...far.map(target));
   else out.push(...near.map(target), ...far.map(target), ...originTarget);
   for (const x of rest) out.push(target(x));
   return out;
 }
+

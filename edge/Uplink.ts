@@ -15,6 +15,11 @@ export interface UplinkTarget {
   pathKm?: number;
   /** It is the stream's origin (not a parent edge): its refusal says most (edge/Relay.ts). */
   origin?: boolean;
+  /**
+   * The origin, with no bounded parent after it in the edge's order: at its limit it may make room
+   * for this edge (media/treePaths.ts chooseDemotion) rather than leave it only unbounded paths.
+   */
+  makeRoom?: boolean;
 }
 
 export interface UplinkEvents {
@@ -24,8 +29,8 @@ export interface UplinkEvents {
   lost: [reason: string, gone: boolean];
   /** The stream ended upstream. */
   ended: [reason: string];
-  /** The upstream asks to be replaced (it drains) and feeds on meanwhile. */
-  move: [reason: string];
+  /** The upstream asks to be replaced (it drains; or, with `to`, the origin makes room below that node) and feeds on meanwhile. */
+  move: [reason: string, to: UplinkTarget | undefined];
 }
 
 /**
@@ -248,7 +253,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
           return;
         }
         if (line.type === 'detach') return this.#lose(`${this.target.nodeId} detached: ${line.reason}`, false);
-        if (line.type === 'move') this.emit('move', line.reason);
+        if (line.type === 'move') this.emit('move', line.reason, line.to && { nodeId: line.to.nodeId, url: line.to.url, pathKm: line.to.pathKm });
       }
       this.#lose(`${this.target.nodeId} closed the relay`, false);
     } catch (error) {

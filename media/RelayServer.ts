@@ -7,7 +7,8 @@ import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { STREAM_NAME } from '../core/tokens.ts';
 import { RENDITION_CODECS, type RenditionCodec } from './codecs.ts';
-import type { RelayLine, RelayProducer, RelayRequest, RenditionRequest } from './relayProtocol.ts';
+import type { RelayLine, RelayMoveTarget, RelayProducer, RelayRequest, RenditionRequest } from './relayProtocol.ts';
+import { chooseDemotion, childKey, demotionKey, type Demotion, type OriginFedRelay } from './treePaths.ts';
 import type { RtcListen } from './WebRtcSession.ts';
 
 /**
@@ -31,6 +32,19 @@ export interface PipePeer {
  * or they should find another upstream while it goes on feeding them (`move`).
  */
 export type RelayRelease = { type: 'end' | 'detach' | 'move'; reason: string };
+
+/** A relay this node feeds, as the origin weighs it for a demotion (chooseDemotion). */
+interface FedRelay extends OriginFedRelay {
+  /** Asks it to move below `to` (a `move` line). */
+  move(to: RelayMoveTarget, reason: string): void;
+}
+
+/**
+ * How long an origin waits for a relay it asked to move below a newcomer (it asks that node once a
+ * second, edge/Relay.ts MOVE_RETRY_MS, until the newcomer's relay is up and takes it) before it
+ * may make room again for that stream: meanwhile it feeds one relay over its limit, and only one.
+ */
+const DEMOTION_WAIT_MS = 10_000;
 
 /** A stream this node can feed to edges: a stream published here (origin) or relayed here (edge). */
 export interface RelayUpstream {
@@ -66,6 +80,9 @@ const relayRequest: z.ZodType<RelayRequest> = z.object({
     .optional(),
   treeKey: z.number().int().min(0).optional(),
   paused: z.boolean().optional(),
+  position: z.object({ lat: z.number().min(-90).max(90), lon: z.number().min(-180).max(180) }).optional(),
+  publicUrl: z.url({ protocol: /^https?$/ }).max(500).optional(),
+  makeRoom: z.boolean().optional(),
 });
 
 const renditionRequest: z.ZodType<RenditionRequest> = z.object({ codec: z.enum(RENDITION_CODECS).default('h264') });
@@ -87,6 +104,12 @@ export interface RelayServerOptions {
   edgeLost?: (edgeNodeId: string, reason: string) => void;
   /** The stream if this node can feed it now. */
   upstream: (stream: string) => RelayUpstream | undefined;
+  /**
+   * Where this node is, on an origin with maxRelaysPerStream: at the limit it makes room for an
+   * edge that says where it is by asking a relay it feeds to move below that edge
+   * (chooseDemotion). Undefined (an edge as parent): it refuses at the limit.
+   */
+  position?: { lat: number; lon: number };
   logger: Logger;
 }
 
@@ -103,6 +126,10 @@ export class RelayServer {
   readonly #relays = new Map<string, { upstream: RelayUpstream; pipe: RelayPipe }>();
   /** Open relays per stream, for the limit. */
   readonly #perStream = new Map<string, number>();
+  /** Per stream, the relays fed here whose edges said where they are (for demotions), by pipe id. */
+  readonly #fed = new Map<string, Map<string, FedRelay>>();
+  /** Per stream, the relay asked to move below a newcomer, until it does or DEMOTION_WAIT_MS passes. */
+  readonly #demoting = new Map<string, { nodeId: string; timer: NodeJS.Timeout }>();
 
   constructor(options: RelayServerOptions) {
     this.#options = options;
@@ -137,7 +164,7 @@ export class RelayServer {
     authorizeInternal(req, clusterSecret);
     const parsed = relayRequest.safeParse(req.body);
     if (!parsed.success) throw new Problem('invalid-request', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-    const { stream: name, edgeNodeId, treeKey, paused = false, ...peer } = parsed.data;
+    const { stream: name, edgeNodeId, treeKey, paused = false, position, publicUrl, makeRoom = false, ...peer } = parsed.data;
     const upstream = this.#options.upstream(name);
     if (!upstream) return next();
     // path[0] is the origin, which may be the asking node itself in `relaycast all`.
@@ -146,9 +173,14 @@ export class RelayServer {
       throw new Problem('relay-order', `a relay with tree key ${treeKey} cannot attach below one with ${upstream.treeKey}`);
     }
     const count = this.relaysOf(name);
+    let demotion: Demotion<FedRelay> | undefined;
     if (maxRelaysPerStream !== undefined && count >= maxRelaysPerStream) {
-      this.#options.metrics.relayRefusals.inc({ reason: 'limit' });
-      throw new Problem('relay-full', `${nodeId} feeds ${name} to ${count} edges, its most`);
+      // A relay that feeds others keeps its key, so no newcomer key can go above one it feeds.
+      if (count === maxRelaysPerStream && treeKey === undefined && makeRoom) demotion = this.#roomFor(name, position, publicUrl);
+      if (!demotion) {
+        this.#options.metrics.relayRefusals.inc({ reason: 'limit' });
+        throw new Problem('relay-full', `${nodeId} feeds ${name} to ${count} edges, its most`);
+      }
     }
     // Counted before anything awaited: edges re-attaching at the same moment (their parent died)
     // would otherwise all read the count below the limit, and all be fed.
@@ -172,6 +204,8 @@ export class RelayServer {
     this.#options.metrics.relays.inc({ direction: 'out' });
     const log = this.#options.logger.child({ stream: name, edge: edgeNodeId });
     log.info('relay opened');
+    // The key the asking relay takes: set here, so that this node knows the keys of the relays it feeds.
+    const key = treeKey ?? (demotion ? demotionKey(demotion.relay.treeKey) : childKey(upstream.treeKey));
     res.status(200).type('application/x-ndjson').set('Cache-Control', 'no-store');
     const line = (l: RelayLine) => `${JSON.stringify(l)}\n`;
     res.write(
@@ -185,8 +219,22 @@ export class RelayServer {
         treeKey: upstream.treeKey,
         path: [...upstream.path],
         publisherSession: upstream.publisherSession,
+        ...(treeKey === undefined ? { childTreeKey: key } : {}),
       }),
     );
+    if (position && publicUrl) {
+      const fed = this.#fed.get(name) ?? new Map<string, FedRelay>();
+      this.#fed.set(name, fed);
+      fed.set(pipe.id, { nodeId: edgeNodeId, ...position, treeKey: key, move: (to, reason) => res.write(line({ type: 'move', reason, to })) });
+    }
+    if (demotion && publicUrl) {
+      const demoted = demotion.relay;
+      const timer = setTimeout(() => this.#demoting.delete(name), DEMOTION_WAIT_MS);
+      this.#demoting.set(name, { nodeId: demoted.nodeId, timer });
+      this.#options.metrics.relayDemotions.inc();
+      log.info({ demoted: demoted.nodeId, pathKm: Math.round(demotion.pathKm) }, 'made room: asked a relay to move below this one');
+      demoted.move({ nodeId: edgeNodeId, url: publicUrl, pathKm: demotion.pathKm }, `${nodeId} feeds ${name} to its most edges; ${edgeNodeId} lies on the way`);
+    }
     const ping = setInterval(() => res.write(line({ type: 'ping' })), RELAY_PING_MS);
     const unsubscribe = upstream.onRelease((release) => (release.type === 'move' ? res.write(line(release)) : res.end(line(release))));
     res.once('close', () => {
@@ -198,8 +246,27 @@ export class RelayServer {
       this.#relays.delete(pipe.id);
       this.#options.metrics.relays.dec({ direction: 'out' });
       this.#release(name);
+      const fed = this.#fed.get(name);
+      fed?.delete(pipe.id);
+      if (fed?.size === 0) this.#fed.delete(name);
+      const demoting = this.#demoting.get(name);
+      if (demoting?.nodeId === edgeNodeId) {
+        clearTimeout(demoting.timer);
+        this.#demoting.delete(name);
+      }
       log.info('relay closed');
     });
+  }
+
+  /**
+   * At the limit for `stream`: the relay to move below the asking edge at `position`, if this node
+   * is an origin that makes room (options.position), the edge said where it is and how to reach
+   * it, no other relay of the stream is on its way down, and one would stay bounded below it.
+   */
+  #roomFor(stream: string, position: { lat: number; lon: number } | undefined, publicUrl: string | undefined): Demotion<FedRelay> | undefined {
+    const origin = this.#options.position;
+    if (!origin || !position || !publicUrl || this.#demoting.has(stream)) return undefined;
+    return chooseDemotion(origin, position, [...(this.#fed.get(stream)?.values() ?? [])]);
   }
 
   #release(stream: string): void {

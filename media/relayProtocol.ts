@@ -8,7 +8,8 @@ import type { RenditionCodec } from './codecs.ts';
  * as long as the relay: one `ready` line (a RelayOffer), `ping` lines, then an `end` line when the
  * stream ends upstream, or a `detach` line when the upstream stops feeding it while the stream
  * goes on (a parent shutting down: the edge re-attaches elsewhere). A `move` line (a parent
- * draining) asks the edge to find another upstream while this one keeps feeding it. Closing the
+ * draining) asks the edge to find another upstream while this one keeps feeding it; with a `to`,
+ * to move below that node (the origin making room for a relay nearer it). Closing the
  * request ends the relay. POST renditionPath(relayId) with a RenditionRequest answers 200 with a
  * RelayProducer (the rendition added to that relay's pipe), 422 when the origin cannot make one
  * (the stream is sent in that codec already, or ffmpeg cannot read it), 404 for a relay it does
@@ -37,6 +38,19 @@ export interface RelayRequest {
    * delay. Absent (an edge of an earlier release): the consumers start at once.
    */
   paused?: boolean;
+  /**
+   * Where the asking edge is (its --lat/--lon) and the URL other nodes reach it at: sent by an edge
+   * of a tiered cluster (it has --origin-max-relays), whose relays fed by the origin can move to
+   * a parent without their viewers noticing (edge/RelayFeed.ts). An origin at its limit may ask
+   * such a relay to move below a newcomer (media/treePaths.ts chooseDemotion).
+   */
+  position?: { lat: number; lon: number };
+  publicUrl?: string;
+  /**
+   * The asking edge has no bounded parent left after the origin in its order (edge/RelayTree.ts):
+   * the origin, at its limit, makes room for it if it can rather than refuse (needs position).
+   */
+  makeRoom?: boolean;
 }
 
 /** Which rendition an edge asks for (media/codecs.ts RENDITION_CODECS); without a body, 'h264', as edges before VP8 renditions asked. */
@@ -71,6 +85,20 @@ export interface RelayOffer {
   path: string[];
   /** The publish this is (its placement's publisher session): a relay re-attaches only to the same one. */
   publisherSession: string;
+  /**
+   * The tree key the asking relay takes, when it feeds no one yet (it sent no treeKey): larger
+   * than the upstream's, or, when the origin made room for it, smaller than the key of the relay
+   * it asked to move below it. Absent (an upstream of an earlier release): the edge takes
+   * edge/RelayTree.ts childKey(treeKey).
+   */
+  childTreeKey?: number;
 }
 
-export type RelayLine = ({ type: 'ready' } & RelayOffer) | { type: 'ping' } | { type: 'end'; reason: string } | { type: 'detach'; reason: string } | { type: 'move'; reason: string };
+/** Where an upstream asks a relay to move to (a `move` line's `to`): the node, and the relay's path through it (km). */
+export interface RelayMoveTarget {
+  nodeId: string;
+  url: string;
+  pathKm: number;
+}
+
+export type RelayLine = ({ type: 'ready' } & RelayOffer) | { type: 'ping' } | { type: 'end'; reason: string } | { type: 'detach'; reason: string } | { type: 'move'; reason: string; to?: RelayMoveTarget };

@@ -68,6 +68,7 @@ export class Origin implements Role {
       clusterSecret: ctx.clusterSecret,
       rtc: ctx.rtc,
       maxRelaysPerStream: ctx.config.originMaxRelays,
+      position: { lat: ctx.config.lat, lon: ctx.config.lon },
       egress: { capacity: ctx.config.egressCapacity, sending: ctx.egressSent },
       metrics: ctx.metrics,
       // The registry declares the edge dead early if it is (app/NodeRegistry.ts).

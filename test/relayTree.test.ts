@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { distanceKm } from '../core/geo.ts';
 import type { ParentCandidate } from '../db/repositories/relays.ts';
-import { childKey, LOCAL_KM, MAX_STRETCH, MAX_TIER, orderUpstreams, rankUpstreams, UPSTREAMS_PER_ROUND } from '../edge/RelayTree.ts';
+import { chooseDemotion, childKey, demotionKey, LOCAL_KM, MAX_STRETCH, MAX_TIER, orderUpstreams, rankUpstreams, UPSTREAMS_PER_ROUND } from '../edge/RelayTree.ts';
 
 /**
  * The relay tree's rules (edge/RelayTree.ts) as a model: edges attach, die, re-attach and move in
@@ -17,7 +17,7 @@ interface ModelRelay {
   key: number;
 }
 
-type Op = { kind: 'open' | 'kill' | 'attach'; who: number; to: number };
+type Op = { kind: 'open' | 'kill' | 'attach' | 'demote'; who: number; to: number };
 
 /** Follows parents from `id`; throws on a loop. */
 function depth(relays: Map<string, ModelRelay>, id: string): number {
@@ -32,9 +32,9 @@ function depth(relays: Map<string, ModelRelay>, id: string): number {
 }
 
 describe('relay tree rules', () => {
-  it('never make a loop, whatever attaches, dies and re-attaches when', () => {
+  it('never make a loop, whatever attaches, dies, re-attaches and is demoted when', () => {
     fc.assert(
-      fc.property(fc.array(fc.record({ kind: fc.constantFrom<Op['kind']>('open', 'kill', 'attach'), who: fc.nat(11), to: fc.nat(12) }), { maxLength: 120 }), (ops) => {
+      fc.property(fc.array(fc.record({ kind: fc.constantFrom<Op['kind']>('open', 'kill', 'attach', 'demote'), who: fc.nat(11), to: fc.nat(12) }), { maxLength: 120 }), (ops) => {
         const relays = new Map<string, ModelRelay>();
         let now = 1000;
         const children = (id: string) => [...relays.values()].filter((r) => r.parent === id).length;
@@ -49,6 +49,22 @@ describe('relay tree rules', () => {
             if (!relay) continue;
             relays.delete(who);
             for (const r of relays.values()) if (r.parent === who) r.parent = null;
+            continue;
+          }
+          if (op.kind === 'demote') {
+            // The origin makes room for a newcomer `who`: it takes a key below the demoted relay's
+            // (media/RelayServer.ts), and the demoted relay, fed by the origin, moves below it.
+            const demoted = relays.get(target);
+            if (relay || !demoted || demoted.parent !== 'origin' || demoted.key < 2) continue;
+            const newcomer = { parent: 'origin', key: demotionKey(demoted.key) };
+            relays.set(who, newcomer);
+            if (children(target) > 0) {
+              if (newcomer.key >= demoted.key) continue; // relay-order
+              demoted.parent = who;
+            } else {
+              demoted.parent = who;
+              demoted.key = childKey(newcomer.key, now);
+            }
             continue;
           }
           const parentKey = keyOf(target);
@@ -179,5 +195,23 @@ describe('relay tree rules', () => {
     const round = orderUpstreams({ origin, parents: many, self, ...o });
     assert.equal(round.length, UPSTREAMS_PER_ROUND);
     assert.equal(round.at(-1)!.nodeId, 'origin-1', 'the origin is asked in every round');
+  });
+
+  it('a full origin makes room by moving the relay whose path grows least through the newcomer, if that path stays bounded', () => {
+    const o = { lat: 0, lon: 0 };
+    const relay = (nodeId: string, lat: number, lon: number, treeKey = 1_000) => ({ nodeId, lat, lon, treeKey });
+    const east = relay('edge-east', 0, 40);
+    const north = relay('edge-north', 40, 0);
+    // A newcomer on the way east: the east relay moves below it, its path as long as before.
+    const onTheWay = chooseDemotion(o, { lat: 0, lon: 5 }, [north, east]);
+    assert.equal(onTheWay?.relay.nodeId, 'edge-east');
+    assert.ok(Math.abs(onTheWay.pathKm - distanceKm(o, east)) < 1, `${onTheWay.pathKm} km`);
+    // Far off every relay's way: none would stay within MAX_STRETCH × its great circle + LOCAL_KM.
+    const west = { lat: 0, lon: -60 };
+    assert.equal(chooseDemotion(o, west, [north, east]), undefined);
+    for (const r of [north, east]) assert.ok(distanceKm(o, west) + distanceKm(west, r) > MAX_STRETCH * distanceKm(o, r) + LOCAL_KM);
+    // A relay whose key leaves no smaller one for the newcomer is not moved.
+    assert.equal(chooseDemotion(o, { lat: 0, lon: 5 }, [relay('edge-east', 0, 40, 1)]), undefined);
+    assert.ok(demotionKey(1_000) < 1_000 && demotionKey(2) > 0, 'the newcomer\'s key is below the demoted relay\'s and above the origin\'s');
   });
 });

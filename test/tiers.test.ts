@@ -357,3 +357,83 @@ describe('relay tiers: a parent at its egress capacity refuses a child, which at
     assert.equal(await agentLine(), 'up drain', 'edge-a\'s agent-check drains it');
   });
 });
+
+describe('relay tiers: a full origin makes room for an edge on the way to its far relay, which moves below it (Chromium)', function () {
+  this.timeout(180_000);
+  let testDb: TestDatabase;
+  let db: Database;
+  let origin: RelaycastProcess;
+  let far: RelaycastProcess;
+  let near: RelaycastProcess;
+  let browser: TestBrowser;
+  const pages: Page[] = [];
+  const stream = 'room-show';
+  const relays = async () =>
+    (await db.knex('relays').join('streams', 'streams.id', 'relays.stream_id').where('streams.name', stream).orderBy('relays.edge_node_id').select('relays.edge_node_id', 'relays.upstream_node_id', 'relays.path_km')) as Array<{
+      edge_node_id: string;
+      upstream_node_id: string;
+      path_km: number | null;
+    }>;
+
+  before(async () => {
+    // The origin at 0°, 0° feeds each stream to one edge. edge-far (0°, 40° E: 4,448 km) asks
+    // first and takes it. edge-near (0°, 5° E: 556 km) comes next: edge-far is no bounded parent
+    // for it (4,448 + 3,892 km against 2 × 556 + 200), so it asks the full origin to make room,
+    // and edge-far's path through edge-near (556 + 3,892 km) is as long as its own.
+    testDb = await createTestDatabase();
+    db = Database.open({ url: testDb.url });
+    const env = { RELAYCAST_CLUSTER_SECRET: SECRET, RELAYCAST_ADMIN_TOKEN: ADMIN };
+    const limit = ['--origin-max-relays', '1'];
+    origin = await startRelaycast({ roles: ['origin', 'balancer'], databaseUrl: testDb.url, env, args: ['--node-id', 'origin-1', ...limit, ...common] });
+    [far, near] = await Promise.all([
+      startRelaycast({ roles: ['edge'], databaseUrl: testDb.url, env, args: ['--node-id', 'edge-far', '--region', 'far', '--lat', '0', '--lon', '40', ...limit, ...common] }),
+      startRelaycast({ roles: ['edge'], databaseUrl: testDb.url, env, args: ['--node-id', 'edge-near', '--region', 'near', '--lat', '0', '--lon', '5', ...limit, ...common] }),
+    ]);
+    browser = await TestBrowser.launch();
+  });
+  after(async () => {
+    for (const page of pages) await page.close().catch(() => undefined);
+    await browser?.close();
+    await Promise.all([far, near, origin].map((n) => n?.stop()));
+    await db?.close();
+    await testDb?.drop();
+  });
+
+  it('edge-near takes the origin\'s relay, edge-far moves below it, and edge-far\'s viewer keeps decoding in the same session', async () => {
+    const publisher = await browser.page(origin.url);
+    pages.push(publisher);
+    const published = await publish(publisher, `${origin.url}/whip/${stream}`, await signStreamToken(SECRET, { stream, action: 'publish' }), 'video/VP8');
+    assert.equal(published.status, 201, published.body);
+    const watch = async (edge: RelaycastProcess) => {
+      const page = await browser.page(edge.url);
+      pages.push(page);
+      const played = await play(page, `${edge.url}/whep/${stream}`);
+      assert.equal(played.status, 201, played.body);
+      await waitFor('the viewer to decode', async () => (await playbackStats(page)).framesDecoded > 10, 30_000, 200);
+      return page;
+    };
+    const farViewer = await watch(far);
+    assert.deepEqual((await relays()).map((r) => [r.edge_node_id, r.upstream_node_id]), [['edge-far', 'origin-1']]);
+
+    await watch(near);
+    await waitFor('edge-far below edge-near in the placement table', async () => {
+      const rows = await relays();
+      return rows.length === 2 && rows.some((r) => r.edge_node_id === 'edge-far' && r.upstream_node_id === 'edge-near');
+    }, 15_000, 200).catch((error: unknown) => {
+      const lines = (node: RelaycastProcess) => node.output().split('\n').filter((l) => /relay|room|mov|upstream/i.test(l)).slice(-10).join('\n');
+      throw new Error(`${(error as Error).message}\norigin:\n${lines(origin)}\nedge-far:\n${lines(far)}`, { cause: error });
+    });
+    const rows = await relays();
+    assert.deepEqual(rows.map((r) => [r.edge_node_id, r.upstream_node_id]), [['edge-far', 'edge-near'], ['edge-near', 'origin-1']]);
+    const farPath = rows[0]!.path_km!;
+    assert.ok(farPath > 4_440 && farPath <= 2 * 4_448 + 200, `edge-far's path through edge-near is recorded, and bounded: ${farPath} km`);
+    assert.equal(await metric(origin.url, 'relaycast_relay_demotions_total'), 1, 'the origin made room once');
+    await waitFor('the origin back at its limit', async () => (await metric(origin.url, 'relaycast_relays', { direction: 'out' })) === 1, 10_000, 200);
+
+    const before = await playbackStats(farViewer);
+    await waitFor('edge-far\'s viewer decoding on', async () => (await playbackStats(farViewer)).framesDecoded > before.framesDecoded + 30, 30_000, 100);
+    const after = await playbackStats(farViewer);
+    assert.equal(after.connectionState, 'connected', 'edge-far\'s viewer kept its session');
+    console.log(`      edge-far moved below edge-near (path ${Math.round(farPath)} km); its picture froze for ${Math.round(after.totalFreezesDuration * 1000)} ms in all (Chromium's totalFreezesDuration)`);
+  });
+});
