@@ -290,7 +290,7 @@ const descriptions: Record<ConfigKey, string> = {
   recordS3: 'S3-compatible object storage for recordings, s3://bucket/prefix (credentials: the AWS SDK\'s, e.g. AWS_ACCESS_KEY_ID); --record-dir is then the backlog of segments not uploaded yet',
   recordS3Endpoint: 'URL of an S3-compatible service (MinIO, Ceph…; path-style addressing); unset: AWS',
   recordS3Region: 'the bucket\'s region',
-  originMaxRelays: 'edges an origin feeds each stream to; past it, edges pull from other edges (default: no limit); on an edge, the origins\' limit: it asks bounded parents first',
+  originMaxRelays: 'edges an origin feeds each stream to; past it, edges pull from other edges (default: no limit); on an edge, the origins\' limit: it asks bounded parents first, and the origin may move its relay below a newcomer on the way',
   edgeMaxChildren: 'edges an edge feeds each stream to as their parent (default: no limit)',
   iceServers: 'STUN/TURN servers offered to clients, e.g. stun:stun.example.com,turn:user:pass@turn.example.com:3478',
   admissionUrl: 'the operator\'s admission endpoint, asked (signed POST) before each publish and play; it answers {"allow": true|false, "reason"}',
