@@ -12,6 +12,7 @@ import { METRICS } from '../bench/simulator/report.ts';
 import { runPolicy, type PolicyResult } from '../bench/simulator/run.ts';
 import { ORIGIN, type RelayTrees } from '../bench/simulator/tiers.ts';
 import { distanceKm } from '../core/geo.ts';
+import { LOCAL_KM, MAX_STRETCH } from '../edge/RelayTree.ts';
 
 /**
  * Smoke test of the cluster simulator (bench/simulate.ts) at a tiny size, so that it keeps working.
@@ -89,6 +90,7 @@ describe('cluster simulator', () => {
           if (checks % 97 === 0) for (let e = 0; e < model.edgeCount; e++) assert.ok(cluster.egressOf(e) <= cluster.edgeEgressBps, `edge ${e} sends ${cluster.egressOf(e)} bit/s`);
         });
         assert.equal(r.overflows, 0, `${name}: every relay found an upstream that takes it`);
+        assert.ok(r.demotions > 0, `${name}: the trees above were checked with relays moved below newcomers`);
         assert.ok(r.egressPeakShare > 0 && r.egressPeakShare <= 1, `${name}: busiest edge at ${r.egressPeakShare} of its egress`);
         assert.ok(r.p95Tier <= r.viewersByTier.length - 1);
         assert.ok(checks > 0);
@@ -143,6 +145,44 @@ describe('cluster simulator', () => {
       assert.ok(result.viewersBelow >= orphans, 'each orphan has its viewer');
       // Aside: nothing changed in the run.
       assert.equal([...cluster.trees.relays()].filter((x) => dead.includes(x.parent)).length, orphans);
+    });
+
+    it('makes room at a full origin: an edge near it, coming after the origin’s relays went far away, takes the place of the one it lies on the way to, which moves below it with its subtree, every path bounded', () => {
+      const model = buildModel({ ...TINY, tiers: LIMITS });
+      const cluster = new Cluster(model);
+      const { trees } = cluster;
+      const origin = model.nodes[model.streams[0]!.origin]!;
+      const edges = model.nodes.slice(0, model.edgeCount);
+      const km = (e: number) => distanceKm(origin, edges[e]!);
+      const byDistance = edges.map((_, e) => e).sort((a, b) => km(a) - km(b));
+      const near = byDistance[0]!;
+      // Far edges: no path through them bounded for `near`, while `near` lies on the way to some.
+      const far = byDistance.filter((e) => km(e) > 4 * km(near) + 2 * LOCAL_KM);
+      const growth = (e: number) => km(near) + distanceKm(edges[near]!, edges[e]!) - km(e);
+      far.sort((a, b) => growth(a) - growth(b));
+      const [onTheWay, away] = [far[0]!, far.at(-1)!];
+      const below = far.find((e) => e !== onTheWay && distanceKm(edges[e]!, edges[onTheWay]!) <= LOCAL_KM);
+      assert.ok(below !== undefined && growth(onTheWay) < growth(away), 'the world has the edges this needs');
+      // A relay of another stream first: tree key 1 cannot be demoted (its newcomer would need key 0, the origin's).
+      cluster.join(near, 1);
+      for (const e of [onTheWay, away, below]) cluster.join(e, 0);
+      assert.deepEqual([onTheWay, away, below].map((e) => trees.get(e, 0)!.tier), [0, 0, 1], 'the origin full, its relays far away');
+      const keyBefore = trees.get(onTheWay, 0)!.treeKey;
+      const originRelays = cluster.originRelays;
+
+      cluster.join(near, 0);
+      const [n, r, c] = [near, onTheWay, below].map((e) => trees.get(e, 0)!);
+      assert.equal(trees.demotions, 1);
+      assert.deepEqual([n.parent, n.tier, r.parent, r.tier, c.parent, c.tier], [ORIGIN, 0, near, 1, onTheWay, 2], 'near ← origin, on-the-way ← near, its child still below it');
+      assert.ok(n.treeKey < r.treeKey, 'the newcomer’s key is below the demoted relay’s');
+      assert.equal(r.treeKey, keyBefore);
+      assert.equal(trees.get(away, 0)!.parent, ORIGIN);
+      assert.equal(trees.originFeeds[0], LIMITS.originMaxRelays, 'the origin back at its limit');
+      assert.equal(cluster.originRelays, originRelays, 'origin egress unchanged');
+      assert.deepEqual([n.children, trees.edgeChildren[near]], [1, 1]);
+      assert.deepEqual(trees.atTier, [3, 1, 1], 'per tier: the origin’s two and the other stream’s; the demoted; its child');
+      for (const x of trees.relays()) assert.ok(x.pathKm <= MAX_STRETCH * x.directKm + LOCAL_KM, `edge ${x.edge}: path ${x.pathKm} km for ${x.directKm} km`);
+      checkTrees(trees, TINY.streams);
     });
 
     it('changes nothing without limits: every relay is fed by the origin', () => {

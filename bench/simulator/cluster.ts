@@ -271,7 +271,9 @@ export class Cluster {
     relay.set(stream, (count ?? 0) + 1);
     if (count === undefined) {
       this.relays++;
-      if (this.trees.open(edge, stream).parent === ORIGIN) this.#originFeeds(stream, 1);
+      // A demotion swaps one of the origin's relays for this one: its egress is unchanged.
+      const demotions = this.trees.demotions;
+      if (this.trees.open(edge, stream).parent === ORIGIN && this.trees.demotions === demotions) this.#originFeeds(stream, 1);
       this.model.streamSets[edge]!.add(this.model.streams[stream]!.name);
     }
     if (wasOpen && !(this.load(edge) < this.#lowThreshold)) this.open[this.#region[edge]!]!--;

@@ -67,6 +67,14 @@ export const METRICS: Metric[] = [
   { label: 'edges by egress / capacity at peak (10 % bins, last > 100 %)', text: (r) => (r.egressByEdges.length > 0 ? r.egressByEdges.map(int).join(' / ') : 'not modelled'), value: (r) => r.egressByEdges.length, unit: 'bins', better: 'lower', chart: false },
   { label: 'busiest edge egress, peak (share of capacity; Gbit/s)', text: (r) => `${pct(r.egressPeakShare)}; ${r.egressPeakGbits.toFixed(2)}`, value: (r) => r.egressPeakShare * 100, unit: '%', better: 'lower', chart: false },
   { label: 'busiest origin egress, peak (Gbit/s)', text: (r) => r.busiestOriginGbits.toFixed(1), value: (r) => r.busiestOriginGbits, unit: 'Gbit/s', better: 'lower', chart: false },
+  {
+    label: 'relay opens that asked the full origin: a relay of its moved below them; none could',
+    text: (r) => `${int(r.demotions)}; ${int(r.noDemotion)}`,
+    value: (r) => r.demotions,
+    unit: 'opens',
+    better: 'lower',
+    chart: false,
+  },
   { label: 'relay opens no upstream would take', text: (r) => int(r.overflows), value: (r) => r.overflows, unit: 'opens', better: 'lower', chart: false },
   {
     label: 'parents killed at the peak: relays orphaned (viewers below); re-attached 1st round / later / none',

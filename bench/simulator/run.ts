@@ -65,6 +65,9 @@ export interface PolicyResult {
   busiestOriginGbits: number;
   /** Opens that no upstream would take (bench/simulator/tiers.ts overflows; 0 is the aim). */
   overflows: number;
+  /** Opens that asked the full origin: it moved one of its relays below them (bench/simulator/tiers.ts demotions), or none could move (noDemotion). */
+  demotions: number;
+  noDemotion: number;
   /** Re-attachment after the `kill` edges feeding the most child relays die at the end of the arrivals. */
   reattach: ReattachResult | null;
   /** Most edges with a viewer at once; edges that ever had one. */
@@ -273,6 +276,8 @@ export function runPolicy(
     egressPeakGbits: cluster.edgeEgressBps < Infinity ? (cluster.egressPeakShare * cluster.edgeEgressBps) / 1e9 : 0,
     busiestOriginGbits: (originEgressPeak * options.streamKbps) / 1e6,
     overflows: cluster.trees.overflows,
+    demotions: cluster.trees.demotions,
+    noDemotion: cluster.trees.noDemotion,
     reattach,
     edgesPeak,
     edgesTouched: touched.reduce((a, b) => a + b, 0),

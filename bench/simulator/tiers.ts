@@ -1,6 +1,6 @@
 import { distanceKm } from '../../balancer/policies.ts';
 import type { ParentCandidate } from '../../db/repositories/relays.ts';
-import { LOCAL_KM, MAX_STRETCH, MAX_TIER, rankUpstreams, UPSTREAMS_PER_ROUND, type RankedUpstream } from '../../edge/RelayTree.ts';
+import { chooseDemotion, demotionKey, LOCAL_KM, MAX_STRETCH, MAX_TIER, rankUpstreams, UPSTREAMS_PER_ROUND, type Demotion, type RankedUpstream } from '../../edge/RelayTree.ts';
 import type { Model } from './model.ts';
 
 /**
@@ -22,6 +22,15 @@ import type { Model } from './model.ts';
  * first in the whole order that accepts, as a later round would; when none does (every parent and
  * the origin full) it attaches to the origin over its limits and counts it (`overflows`, 0 is the
  * aim).
+ *
+ * The origin at --origin-max-relays makes room for an edge that asks it (edge/RelayTree.ts
+ * chooseDemotion): one of its relays R that would stay bounded below the newcomer N moves below
+ * it, and N takes R's place with a smaller tree key (demotionKey), so R, which may feed others,
+ * can attach below N. The product's origin feeds N over its limit for a moment and R moves make
+ * before break when N takes it (N's own --edge-max-children and egress); here both happen at once,
+ * as one open (`demotions`). When no relay would stay bounded below N, or N has no room for R, the
+ * origin refuses as before and N goes on down its order (`noDemotion`). Only the origin's relay
+ * limit is relieved so: at its egress capacity the origin refuses as before.
  *
  * A relay with children but no viewers of its own is kept (it still feeds them, as edge/Relay.ts
  * does), and goes with its last child. Re-attachment after a parent dies is measured aside
@@ -80,6 +89,15 @@ export interface TreeRelay extends ParentCandidate {
   egressCapacity: number;
 }
 
+/** A relay the origin feeds, as chooseDemotion takes it, with the simulator's relay. */
+interface DemotionCandidate {
+  nodeId: string;
+  lat: number;
+  lon: number;
+  treeKey: number;
+  relay: TreeRelay;
+}
+
 /** Re-attachment after parents die (reattach()). */
 export interface ReattachResult {
   killed: string[];
@@ -130,6 +148,10 @@ export class RelayTrees {
   refusedRounds = 0;
   /** Opens no upstream would take (attached to the origin over its limits): 0 is the aim. */
   overflows = 0;
+  /** Opens that asked the origin at --origin-max-relays and took a relay's place, it moving below them (chooseDemotion). */
+  demotions = 0;
+  /** Opens that asked the origin at --origin-max-relays when none of its relays could move below them (none bounded there, or no room for it). */
+  noDemotion = 0;
   childrenPeak = 0;
   edgeChildrenPeak = 0;
   readonly #streams: number;
@@ -213,10 +235,16 @@ export class RelayTrees {
     const byId = new Map(candidates.map((c) => [c.edgeNodeId, c]));
     const order = this.#rank(edge, stream, candidates);
     let chosen: RankedUpstream | undefined;
+    let demotion: Demotion<DemotionCandidate> | undefined;
     for (let k = 0; k < order.length && !chosen; k++) {
       if (k === UPSTREAMS_PER_ROUND) this.refusedRounds++;
       const t = order[k]!;
       if (byId.has(t.nodeId) || this.#originAccepts(stream)) chosen = t;
+      else if (t.origin && this.#atRelayLimit(stream)) {
+        demotion = this.#demotion(edge, stream);
+        if (demotion) chosen = t;
+        else this.noDemotion++;
+      }
     }
     const self = this.#model.nodes[edge]!;
     const origin = this.#originTarget[stream]!;
@@ -237,7 +265,7 @@ export class RelayTrees {
       parent: parent ? parent.edge : ORIGIN,
       children: 0,
       tier: parent ? parent.tier + 1 : 0,
-      treeKey: ++this.#opened,
+      treeKey: demotion ? demotionKey(demotion.relay.relay.treeKey) : ++this.#opened,
       pathKm: chosen.pathKm,
       directKm,
       slot: this.#ofStream[stream]!.length,
@@ -253,11 +281,70 @@ export class RelayTrees {
       this.#hooks.childrenChanged(parent.edge, 1);
       this.childrenPeak = Math.max(this.childrenPeak, parent.children);
       this.edgeChildrenPeak = Math.max(this.edgeChildrenPeak, this.edgeChildren[parent.edge]!);
+    } else if (demotion) {
+      this.#demote(demotion.relay.relay, relay, demotion.pathKm);
     } else {
       this.originFeedsPeak = Math.max(this.originFeedsPeak, ++this.originFeeds[stream]!);
       this.originRelays[this.#model.streams[stream]!.origin - this.#model.edgeCount]!++;
     }
     return relay;
+  }
+
+  /** Whether the origin of `stream` refuses one more relay for its --origin-max-relays only (its egress has room): it may then make room (chooseDemotion). */
+  #atRelayLimit(stream: number): boolean {
+    return this.limits.originMaxRelays !== undefined && !this.#originAccepts(stream) && this.#originAccepts(stream, -1);
+  }
+
+  /**
+   * The relay the origin of `stream` would move below `edge` (about to open a relay), as the
+   * product's origin chooses it over the relays it feeds, if `edge` has room for it as a parent
+   * (#accepts, for a relay with no children yet).
+   */
+  #demotion(edge: number, stream: number): Demotion<DemotionCandidate> | undefined {
+    const fed: DemotionCandidate[] = [];
+    for (const r of this.#ofStream[stream]!) if (r.parent === ORIGIN) fed.push({ nodeId: r.edgeNodeId, lat: r.lat, lon: r.lon, treeKey: r.treeKey, relay: r });
+    const demotion = chooseDemotion(this.#originTarget[stream]!, this.#model.nodes[edge]!, fed);
+    if (!demotion) return undefined;
+    const { edgeMaxChildren } = this.limits;
+    if (edgeMaxChildren !== undefined && edgeMaxChildren < 1) return undefined;
+    return this.#hooks.egressOf(edge) + this.egress.streamBps <= this.egress.edgeBps ? demotion : undefined;
+  }
+
+  /**
+   * `demoted`, fed by the origin until now, moves below `newcomer` (just attached to the origin in
+   * its place) with the path `pathKm`; everything below it moves one tier down and its path grows
+   * as much. The origin's counts are unchanged: the newcomer in, the demoted relay out.
+   */
+  #demote(demoted: TreeRelay, newcomer: TreeRelay, pathKm: number): void {
+    const growth = pathKm - demoted.pathKm;
+    const list = this.#ofStream[demoted.stream]!;
+    const childrenOf = new Map<number, TreeRelay[]>();
+    for (const r of list) {
+      if (r.parent === ORIGIN) continue;
+      if (!childrenOf.has(r.parent)) childrenOf.set(r.parent, []);
+      childrenOf.get(r.parent)!.push(r);
+    }
+    // Down the subtree first (by the old links), then the demoted relay's own link.
+    const stack = [...(childrenOf.get(demoted.edge) ?? [])];
+    for (let guard = 0; stack.length > 0 && guard <= list.length; guard++) {
+      const r = stack.pop()!;
+      this.atTier[r.tier]!--;
+      r.tier++;
+      this.atTier[r.tier] = (this.atTier[r.tier] ?? 0) + 1;
+      r.pathKm += growth;
+      stack.push(...(childrenOf.get(r.edge) ?? []));
+    }
+    this.atTier[demoted.tier]!--;
+    demoted.parent = newcomer.edge;
+    demoted.tier = newcomer.tier + 1;
+    demoted.pathKm = pathKm;
+    this.atTier[demoted.tier] = (this.atTier[demoted.tier] ?? 0) + 1;
+    newcomer.children++;
+    this.edgeChildren[newcomer.edge]!++;
+    this.#hooks.childrenChanged(newcomer.edge, 1);
+    this.childrenPeak = Math.max(this.childrenPeak, newcomer.children);
+    this.edgeChildrenPeak = Math.max(this.edgeChildrenPeak, this.edgeChildren[newcomer.edge]!);
+    this.demotions++;
   }
 
   /** Closes a relay with no children; returns its parent's edge, or ORIGIN. */
@@ -290,6 +377,8 @@ export class RelayTrees {
    * rankUpstreams with the lost parent left out and, for a relay that feeds others, only parents
    * with a smaller tree key), one after another, each taking the first upstream that accepts;
    * the relays on the dead edges are gone as parents. `viewersOf(edge, stream)` gives a relay's own viewers.
+   * Re-attachment does not demote (the origin's making room, chooseDemotion, is modelled for
+   * opens only): an orphan that finds the origin full takes the next upstream in its order.
    */
   reattach(dead: number[], viewersOf: (edge: number, stream: number) => number): ReattachResult {
     const deadSet = new Set(dead);
