@@ -17,8 +17,9 @@
  * stays exact without passing every node at every join, and how it is checked.
  *
  * With --origin-max-relays, each stream's relays form a tree (bench/simulator/tiers.ts) by the
- * edge's own parent order (edge/RelayTree.ts); the table adds origin egress in Gbit/s
- * (--stream-kbps per stream), relays and joins per tier, path / great circle, and a re-attachment
+ * edge's own parent order (edge/RelayTree.ts), the origin at its limit making room by moving a
+ * relay below a newcomer (chooseDemotion); the table adds origin egress in Gbit/s (--stream-kbps
+ * per stream), relays and joins per tier, path / great circle, those moves, and a re-attachment
  * after the --kill busiest parents die. Without it every edge pulls from its origin, as before
  * tiers. Egress counts as load (--egress-gbps per edge, 0: not modelled; --origin-egress-gbps).
  * --hash-balance-factors 0,125,…: HAProxy's bounded-load hashing in place of the 307, counting the
