@@ -290,7 +290,11 @@ export class RelayTrees {
     return relay;
   }
 
-  /** Whether the origin of `stream` refuses one more relay for its --origin-max-relays only (its egress has room): it may then make room (chooseDemotion). */
+  /**
+   * Whether the origin of `stream` refuses one more relay for its --origin-max-relays only (its
+   * egress has room): it may then make room (chooseDemotion). Exactly at the limit: past it (after
+   * an overflow, a few opens a run) it refuses, where the product's origin would still look.
+   */
   #atRelayLimit(stream: number): boolean {
     return this.limits.originMaxRelays !== undefined && !this.#originAccepts(stream) && this.#originAccepts(stream, -1);
   }
