@@ -23,8 +23,8 @@ import type { Model } from './model.ts';
  * the origin full) it attaches to the origin over its limits and counts it (`overflows`, 0 is the
  * aim).
  *
- * The origin at --origin-max-relays makes room for an edge that asks it (edge/RelayTree.ts
- * chooseDemotion): one of its relays R that would stay bounded below the newcomer N moves below
+ * The origin at --origin-max-relays makes room for an edge that asks it to (rankUpstreams' makeRoom,
+ * media/treePaths.ts chooseDemotion): one of its relays R that would stay bounded below the newcomer N moves below
  * it, and N takes R's place with a smaller tree key (demotionKey), so R, which may feed others,
  * can attach below N. The product's origin feeds N over its limit for a moment and R moves make
  * before break when N takes it (N's own --edge-max-children and egress); here both happen at once,
@@ -240,7 +240,7 @@ export class RelayTrees {
       if (k === UPSTREAMS_PER_ROUND) this.refusedRounds++;
       const t = order[k]!;
       if (byId.has(t.nodeId) || this.#originAccepts(stream)) chosen = t;
-      else if (t.origin && this.#atRelayLimit(stream)) {
+      else if (t.origin && t.makeRoom && this.#atRelayLimit(stream)) {
         demotion = this.#demotion(edge, stream);
         if (demotion) chosen = t;
         else this.noDemotion++;
