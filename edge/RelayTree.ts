@@ -38,7 +38,7 @@ import type { UplinkTarget } from './Uplink.ts';
  * feeds no one cannot gain a child while its key changes.
  */
 
-export { chooseDemotion, childKey, demotionKey, LOCAL_KM, MAX_STRETCH, type Demotion, type OriginFedRelay } from '../media/treePaths.ts';
+export { chooseDemotion, childKey, DEMOTED_MAX_TIER, demotionKey, LOCAL_KM, MAX_STRETCH, type Demotion, type OriginFedRelay } from '../media/treePaths.ts';
 
 /**
  * The deepest tier a path may reach and still count as bounded: 3 edge → edge hops. Each hop is

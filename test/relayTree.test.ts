@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { distanceKm } from '../core/geo.ts';
 import type { ParentCandidate } from '../db/repositories/relays.ts';
-import { chooseDemotion, childKey, demotionKey, LOCAL_KM, MAX_STRETCH, MAX_TIER, orderUpstreams, rankUpstreams, UPSTREAMS_PER_ROUND } from '../edge/RelayTree.ts';
+import { childKey, chooseDemotion, DEMOTED_MAX_TIER, demotionKey, LOCAL_KM, MAX_STRETCH, MAX_TIER, orderUpstreams, rankUpstreams, UPSTREAMS_PER_ROUND } from '../edge/RelayTree.ts';
 
 /**
  * The relay tree's rules (edge/RelayTree.ts) as a model: edges attach, die, re-attach and move in
@@ -213,5 +213,19 @@ describe('relay tree rules', () => {
     // A relay whose key leaves no smaller one for the newcomer is not moved.
     assert.equal(chooseDemotion(o, { lat: 0, lon: 5 }, [relay('edge-east', 0, 40, 1)]), undefined);
     assert.ok(demotionKey(1_000) < 1_000 && demotionKey(2) > 0, 'the newcomer\'s key is below the demoted relay\'s and above the origin\'s');
+  });
+
+  it('moves below a newcomer only a relay whose subtree, one tier down, stays within DEMOTED_MAX_TIER (MAX_TIER + 1), the shallowest subtree first, then the least growth', () => {
+    assert.equal(DEMOTED_MAX_TIER, MAX_TIER + 1);
+    const o = { lat: 50, lon: 8 };
+    const newcomer = { lat: 49, lon: 8 };
+    // Due south of the origin, past the newcomer: its path through the newcomer is the great circle.
+    const south = (nodeId: string, treeKey: number, depthBelow?: number) => ({ nodeId, lat: 40, lon: 8, treeKey, depthBelow });
+    const north = { nodeId: 'north', lat: 60, lon: 8, treeKey: 7 };
+    assert.equal(chooseDemotion(o, newcomer, [south('a', 6, 0), north])!.relay.nodeId, 'a', 'the one the newcomer lies on the way to');
+    assert.equal(chooseDemotion(o, newcomer, [south('a', 6, DEMOTED_MAX_TIER), north])!.relay.nodeId, 'north', 'too deep below it: the next');
+    assert.equal(chooseDemotion(o, newcomer, [south('a', 6, DEMOTED_MAX_TIER)]), undefined, 'too deep, and no other');
+    assert.equal(chooseDemotion(o, newcomer, [south('a', 6, DEMOTED_MAX_TIER - 1), { ...north, depthBelow: DEMOTED_MAX_TIER - 1 }])!.relay.nodeId, 'a', 'as deep: the least growth');
+    assert.equal(chooseDemotion(o, newcomer, [south('a', 6, 2), { ...north, depthBelow: 1 }])!.relay.nodeId, 'north', 'the shallower subtree first');
   });
 });

@@ -160,13 +160,17 @@ describe('cluster simulator', () => {
       const far = byDistance.filter((e) => km(e) > 4 * km(near) + 2 * LOCAL_KM);
       const growth = (e: number) => km(near) + distanceKm(edges[near]!, edges[e]!) - km(e);
       far.sort((a, b) => growth(a) - growth(b));
-      const [onTheWay, away] = [far[0]!, far.at(-1)!];
-      const below = far.find((e) => e !== onTheWay && distanceKm(edges[e]!, edges[onTheWay]!) <= LOCAL_KM);
-      assert.ok(below !== undefined && growth(onTheWay) < growth(away), 'the world has the edges this needs');
+      const onTheWay = far[0]!;
+      const nextTo = (x: number) => far.find((e) => e !== x && distanceKm(edges[e]!, edges[x]!) <= LOCAL_KM);
+      const below = nextTo(onTheWay);
+      // Another far relay with a child: both subtrees as deep, so the least growth decides (chooseDemotion).
+      const away = [...far].reverse().find((e) => e !== below && nextTo(e) !== undefined && distanceKm(edges[e]!, edges[onTheWay]!) > 2 * LOCAL_KM)!;
+      const belowAway = away === undefined ? undefined : nextTo(away);
+      assert.ok(below !== undefined && belowAway !== undefined && growth(onTheWay) < growth(away), 'the world has the edges this needs');
       // A relay of another stream first: tree key 1 cannot be demoted (its newcomer would need key 0, the origin's).
       cluster.join(near, 1);
-      for (const e of [onTheWay, away, below]) cluster.join(e, 0);
-      assert.deepEqual([onTheWay, away, below].map((e) => trees.get(e, 0)!.tier), [0, 0, 1], 'the origin full, its relays far away');
+      for (const e of [onTheWay, away, below, belowAway]) cluster.join(e, 0);
+      assert.deepEqual([onTheWay, away, below, belowAway].map((e) => trees.get(e, 0)!.parent), [ORIGIN, ORIGIN, onTheWay, away], 'the origin full, its relays far away');
       const keyBefore = trees.get(onTheWay, 0)!.treeKey;
       const originRelays = cluster.originRelays;
 
@@ -180,7 +184,7 @@ describe('cluster simulator', () => {
       assert.equal(trees.originFeeds[0], LIMITS.originMaxRelays, 'the origin back at its limit');
       assert.equal(cluster.originRelays, originRelays, 'origin egress unchanged');
       assert.deepEqual([n.children, trees.edgeChildren[near]], [1, 1]);
-      assert.deepEqual(trees.atTier, [3, 1, 1], 'per tier: the origin’s two and the other stream’s; the demoted; its child');
+      assert.deepEqual(trees.atTier, [3, 2, 1], 'per tier: the origin’s two and the other stream’s; the demoted and the other child; the demoted’s child');
       for (const x of trees.relays()) assert.ok(x.pathKm <= MAX_STRETCH * x.directKm + LOCAL_KM, `edge ${x.edge}: path ${x.pathKm} km for ${x.directKm} km`);
       checkTrees(trees, TINY.streams);
     });

@@ -95,6 +95,7 @@ interface DemotionCandidate {
   lat: number;
   lon: number;
   treeKey: number;
+  depthBelow: number;
   relay: TreeRelay;
 }
 
@@ -305,13 +306,37 @@ export class RelayTrees {
    * (#accepts, for a relay with no children yet).
    */
   #demotion(edge: number, stream: number): Demotion<DemotionCandidate> | undefined {
+    // The depth below each relay the origin feeds, as the origin reads it from the placement table.
+    const list = this.#ofStream[stream]!;
+    const childrenOf = this.#childrenOf(list);
     const fed: DemotionCandidate[] = [];
-    for (const r of this.#ofStream[stream]!) if (r.parent === ORIGIN) fed.push({ nodeId: r.edgeNodeId, lat: r.lat, lon: r.lon, treeKey: r.treeKey, relay: r });
+    for (const r of list) {
+      if (r.parent !== ORIGIN) continue;
+      let depthBelow = 0;
+      const stack = [...(childrenOf.get(r.edge) ?? [])];
+      for (let guard = 0; stack.length > 0 && guard <= list.length; guard++) {
+        const c = stack.pop()!;
+        depthBelow = Math.max(depthBelow, c.tier - r.tier);
+        stack.push(...(childrenOf.get(c.edge) ?? []));
+      }
+      fed.push({ nodeId: r.edgeNodeId, lat: r.lat, lon: r.lon, treeKey: r.treeKey, depthBelow, relay: r });
+    }
     const demotion = chooseDemotion(this.#originTarget[stream]!, this.#model.nodes[edge]!, fed);
     if (!demotion) return undefined;
     const { edgeMaxChildren } = this.limits;
     if (edgeMaxChildren !== undefined && edgeMaxChildren < 1) return undefined;
     return this.#hooks.egressOf(edge) + this.egress.streamBps <= this.egress.edgeBps ? demotion : undefined;
+  }
+
+  /** A stream's relays by their parent's edge (the origin's left out). */
+  #childrenOf(list: TreeRelay[]): Map<number, TreeRelay[]> {
+    const childrenOf = new Map<number, TreeRelay[]>();
+    for (const r of list) {
+      if (r.parent === ORIGIN) continue;
+      if (!childrenOf.has(r.parent)) childrenOf.set(r.parent, []);
+      childrenOf.get(r.parent)!.push(r);
+    }
+    return childrenOf;
   }
 
   /**
@@ -322,12 +347,7 @@ export class RelayTrees {
   #demote(demoted: TreeRelay, newcomer: TreeRelay, pathKm: number): void {
     const growth = pathKm - demoted.pathKm;
     const list = this.#ofStream[demoted.stream]!;
-    const childrenOf = new Map<number, TreeRelay[]>();
-    for (const r of list) {
-      if (r.parent === ORIGIN) continue;
-      if (!childrenOf.has(r.parent)) childrenOf.set(r.parent, []);
-      childrenOf.get(r.parent)!.push(r);
-    }
+    const childrenOf = this.#childrenOf(list);
     // Down the subtree first (by the old links), then the demoted relay's own link.
     const stack = [...(childrenOf.get(demoted.edge) ?? [])];
     for (let guard = 0; stack.length > 0 && guard <= list.length; guard++) {
