@@ -110,6 +110,12 @@ export interface RelayServerOptions {
    * (chooseDemotion). Undefined (an edge as parent): it refuses at the limit.
    */
   position?: { lat: number; lon: number };
+  /**
+   * With `position`: the tiers below each relay of a stream (by edge node id, from the placement
+   * table), so that a move keeps the trees within media/treePaths.ts DEMOTED_MAX_TIER. Rejecting:
+   * the origin makes no room (refuses, as without position).
+   */
+  depthsBelow?: (stream: string) => Promise<Map<string, number>>;
   logger: Logger;
 }
 
@@ -172,19 +178,19 @@ export class RelayServer {
     if (treeKey !== undefined && treeKey <= upstream.treeKey) {
       throw new Problem('relay-order', `a relay with tree key ${treeKey} cannot attach below one with ${upstream.treeKey}`);
     }
-    const count = this.relaysOf(name);
     let demotion: Demotion<FedRelay> | undefined;
-    if (maxRelaysPerStream !== undefined && count >= maxRelaysPerStream) {
+    if (maxRelaysPerStream !== undefined && this.relaysOf(name) >= maxRelaysPerStream) {
       // A relay that feeds others keeps its key, so no newcomer key can go above one it feeds.
-      if (count === maxRelaysPerStream && treeKey === undefined && makeRoom) demotion = this.#roomFor(name, position, publicUrl);
-      if (!demotion) {
+      if (this.relaysOf(name) === maxRelaysPerStream && treeKey === undefined && makeRoom) demotion = await this.#roomFor(name, position, publicUrl);
+      const count = this.relaysOf(name);
+      if (!demotion && count >= maxRelaysPerStream) {
         this.#options.metrics.relayRefusals.inc({ reason: 'limit' });
         throw new Problem('relay-full', `${nodeId} feeds ${name} to ${count} edges, its most`);
       }
     }
-    // Counted before anything awaited: edges re-attaching at the same moment (their parent died)
-    // would otherwise all read the count below the limit, and all be fed.
-    this.#perStream.set(name, count + 1);
+    // Counted before anything else is awaited: edges re-attaching at the same moment (their parent
+    // died) would otherwise all read the count below the limit, and all be fed.
+    this.#perStream.set(name, this.relaysOf(name) + 1);
     let pipe: RelayPipe;
     let producers: RelayProducer[];
     try {
@@ -198,6 +204,7 @@ export class RelayServer {
       ({ pipe, producers } = await upstream.openPipe(peer, rtc, paused));
     } catch (error) {
       this.#release(name);
+      if (demotion) this.#demotionOver(name);
       throw error;
     }
     this.#relays.set(pipe.id, { upstream, pipe });
@@ -229,8 +236,6 @@ export class RelayServer {
     }
     if (demotion && publicUrl) {
       const demoted = demotion.relay;
-      const timer = setTimeout(() => this.#demoting.delete(name), DEMOTION_WAIT_MS);
-      this.#demoting.set(name, { nodeId: demoted.nodeId, timer });
       this.#options.metrics.relayDemotions.inc();
       log.info({ demoted: demoted.nodeId, pathKm: Math.round(demotion.pathKm) }, 'made room: asked a relay to move below this one');
       demoted.move({ nodeId: edgeNodeId, url: publicUrl, pathKm: demotion.pathKm }, `${nodeId} feeds ${name} to its most edges; ${edgeNodeId} lies on the way`);
@@ -249,11 +254,7 @@ export class RelayServer {
       const fed = this.#fed.get(name);
       fed?.delete(pipe.id);
       if (fed?.size === 0) this.#fed.delete(name);
-      const demoting = this.#demoting.get(name);
-      if (demoting?.nodeId === edgeNodeId) {
-        clearTimeout(demoting.timer);
-        this.#demoting.delete(name);
-      }
+      if (this.#demoting.get(name)?.nodeId === edgeNodeId) this.#demotionOver(name);
       log.info('relay closed');
     });
   }
@@ -263,10 +264,27 @@ export class RelayServer {
    * is an origin that makes room (options.position), the edge said where it is and how to reach
    * it, no other relay of the stream is on its way down, and one would stay bounded below it.
    */
-  #roomFor(stream: string, position: { lat: number; lon: number } | undefined, publicUrl: string | undefined): Demotion<FedRelay> | undefined {
+  async #roomFor(stream: string, position: { lat: number; lon: number } | undefined, publicUrl: string | undefined): Promise<Demotion<FedRelay> | undefined> {
     const origin = this.#options.position;
-    if (!origin || !position || !publicUrl || this.#demoting.has(stream)) return undefined;
-    return chooseDemotion(origin, position, [...(this.#fed.get(stream)?.values() ?? [])]);
+    const fed = this.#fed.get(stream);
+    if (!origin || !position || !publicUrl || !fed || this.#demoting.has(stream)) return undefined;
+    const depths = await this.#options.depthsBelow?.(stream).catch((error: unknown) => {
+      this.#options.logger.warn({ err: error, stream }, 'could not read the relay tree: no room made');
+      return null;
+    });
+    if (depths === null) return undefined;
+    // Counted again after the await: another request may have taken the room, or a relay left.
+    if (this.relaysOf(stream) !== this.#options.maxRelaysPerStream || this.#demoting.has(stream)) return undefined;
+    const demotion = chooseDemotion(origin, position, [...fed.values()].map((r) => ({ ...r, depthBelow: depths?.get(r.nodeId) ?? 0 })));
+    // Taken at once (before the caller's next await), so that no other request makes room meanwhile.
+    if (demotion) this.#demoting.set(stream, { nodeId: demotion.relay.nodeId, timer: setTimeout(() => this.#demoting.delete(stream), DEMOTION_WAIT_MS).unref() });
+    return demotion;
+  }
+
+  /** The relay asked to move below a newcomer for `stream` moved (its relay here closed), or never will: room may be made again. */
+  #demotionOver(stream: string): void {
+    clearTimeout(this.#demoting.get(stream)?.timer);
+    this.#demoting.delete(stream);
   }
 
   #release(stream: string): void {

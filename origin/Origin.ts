@@ -8,6 +8,7 @@ import { signallingRouter } from '../media/signalling.ts';
 import { authorizeStream, type StreamAction, type StreamClaims } from '../core/tokens.ts';
 import { recordAudit } from '../db/repositories/audit.ts';
 import { reportNodeLost } from '../db/repositories/nodes.ts';
+import { relayDepthsBelow } from '../db/repositories/relays.ts';
 import { getStream, markStreamIdle, markStreamLive } from '../db/repositories/streams.ts';
 import { authorizeInternal, RECORDINGS_PATH, STREAMS_PATH } from '../core/internalApi.ts';
 import { producersBitrate } from '../media/producerBitrate.ts';
@@ -69,6 +70,7 @@ export class Origin implements Role {
       rtc: ctx.rtc,
       maxRelaysPerStream: ctx.config.originMaxRelays,
       position: { lat: ctx.config.lat, lon: ctx.config.lon },
+      depthsBelow: (stream) => relayDepthsBelow(ctx.db.knex, stream),
       egress: { capacity: ctx.config.egressCapacity, sending: ctx.egressSent },
       metrics: ctx.metrics,
       // The registry declares the edge dead early if it is (app/NodeRegistry.ts).

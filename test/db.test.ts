@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 
 import { createStream, getStream, listStreamViews, markStreamIdle, markStreamLive, updateStream } from '../db/repositories/streams.ts';
 import { upsertNode } from '../db/repositories/nodes.ts';
-import { createRelay, listParentCandidates, listRelays } from '../db/repositories/relays.ts';
+import { createRelay, listParentCandidates, listRelays, relayDepthsBelow } from '../db/repositories/relays.ts';
 import { BACKENDS } from './helpers/backends.ts';
 import { createTestDatabase } from '../kit/postgres.ts';
 import { Database } from '../db/Database.ts';
@@ -88,9 +88,14 @@ for (const backend of BACKENDS) {
         'a relay written without a path length lists as unknown (Infinity): never a bounded parent',
       );
       assert.deepEqual((await listRelays(db.knex)).map((r) => r.pathKm), [410.5, 1234.25, null]);
+      // The tiers below each relay, what an origin weighs before it moves one (media/treePaths.ts).
+      assert.deepEqual(Object.fromEntries(await relayDepthsBelow(db.knex, 'show')), { a: 1, b: 0, c: 0 });
       // A re-attach writes the new path over the old.
       await createRelay(db.knex, { streamId, edgeNodeId: 'b', upstreamNodeId: 'o1', treeKey: 2, tier: 0, pathKm: 410 });
       assert.equal((await listRelays(db.knex, { edgeNodeId: 'b' }))[0]!.pathKm, 410);
+      await createRelay(db.knex, { streamId, edgeNodeId: 'a', upstreamNodeId: 'c', treeKey: 4, tier: 2 });
+      await createRelay(db.knex, { streamId, edgeNodeId: 'c', upstreamNodeId: 'b', treeKey: 3, tier: 1 });
+      assert.deepEqual(Object.fromEntries(await relayDepthsBelow(db.knex, 'show')), { a: 0, b: 2, c: 1 }, 'b → c → a');
     });
 
     it('keeps a stream\'s RTMP ladder: heights, off (empty), or the node\'s (null)', async () => {

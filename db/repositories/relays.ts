@@ -158,3 +158,32 @@ export async function recordRelayViewers(db: Knex, edgeNodeId: string, counts: A
     }
   });
 }
+
+/**
+ * For each relay of the stream `streamName`, the tiers of relays below it (0: it feeds no one),
+ * by its edge's id, from the upstream links: what an origin weighs before it moves a relay it
+ * feeds, with everything below it, a tier down (media/treePaths.ts chooseDemotion).
+ */
+export async function relayDepthsBelow(db: Knex, streamName: string): Promise<Map<string, number>> {
+  const rows: Array<{ edge_node_id: string; upstream_node_id: string }> = await db('relays')
+    .join('streams', 'streams.id', 'relays.stream_id')
+    .where('streams.name', streamName)
+    .select('relays.edge_node_id', 'relays.upstream_node_id');
+  const children = new Map<string, string[]>();
+  for (const r of rows) children.set(r.upstream_node_id, [...(children.get(r.upstream_node_id) ?? []), r.edge_node_id]);
+  const depths = new Map<string, number>();
+  // Deepest first by iteration, bounded by the rows: the table's links form a tree (tree keys), and
+  // a node on the current path is not entered again, should a row be stale mid-move.
+  const depthOf = (id: string, path: Set<string>): number => {
+    const known = depths.get(id);
+    if (known !== undefined) return known;
+    path.add(id);
+    let depth = 0;
+    for (const child of children.get(id) ?? []) if (!path.has(child)) depth = Math.max(depth, 1 + depthOf(child, path));
+    path.delete(id);
+    depths.set(id, depth);
+    return depth;
+  };
+  for (const r of rows) depthOf(r.edge_node_id, new Set());
+  return depths;
+}
