@@ -10,9 +10,10 @@ import type { GeoMapRequest, GeoMapWorkerData } from './geoMapWorker.ts';
 /**
  * HAProxy's geo map for the whole GeoIP database (see GeoMapBuilder for what is in it), built in
  * a child process: a build takes seconds of CPU for the bundled DB-IP City Lite (15 million
- * networks), which the balancer's event loop must not wait through, and ~150 MB while it runs
- * (pages of the databases, a code per record, the prefix table, the map), which a process gives
- * back whole when it ends (a worker thread's freed memory stayed in the balancer's resident set).
+ * networks), which the balancer's event loop must not wait through, and ~90 MB over its modules'
+ * ~50 MB while it runs at 100 regions (pages of the databases, a code per record, the prefix table;
+ * the map goes to its file 1 MB at a time), which a process gives back whole when it ends (a worker
+ * thread's freed memory stayed in the balancer's resident set).
  * The process reads the databases in pages (MmdbTree) and is kept for the next builds until
  * close(). Builds run one at a time. It ends when the balancer does (its IPC channel closes).
  *
@@ -63,9 +64,10 @@ const WORKER_PATH = fileURLToPath(new URL(`./geoMapWorker${extname(fileURLToPath
 
 /**
  * The child's V8 new space, in MB per semi-space: a build's garbage is short-lived (cursors, decoded
- * fields, IPv6 addresses' text), and V8's default (up to 16 MB, 48 MB of new space in all) grew to
- * its most, ~30 MB more resident memory than 2 MB for the same build time (measured: 165 MB at 2,
- * 167 at 4, 197 by default; bench:geomap). What survives is in typed arrays, outside the heap.
+ * fields, IPv6 addresses' text), and with V8's default (up to 16 MB) the new space grew to its most
+ * during a build: ~30 MB more resident memory than at 2, for no faster build (a 100-region build
+ * under tsx peaked at 197 MB by default, 165 at 2, 167 at 4; 2026-12-08). What survives a build
+ * step is in typed arrays, outside the heap.
  */
 const WORKER_SEMI_SPACE_MB = 2;
 
