@@ -1,5 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,14 +10,18 @@ import type { GeoMapRequest, GeoMapWorkerData } from './geoMapWorker.ts';
 /**
  * HAProxy's geo map for the whole GeoIP database (see GeoMapBuilder for what is in it), built in
  * a child process: a build takes seconds of CPU for the bundled DB-IP City Lite (15 million
- * networks), which the balancer's event loop must not wait through, and ~150 MB while it runs
- * (pages of the databases, a code per record, the prefix table, the map), which a process gives
- * back whole when it ends (a worker thread's freed memory stayed in the balancer's resident set).
+ * networks), which the balancer's event loop must not wait through, and ~90 MB over its modules'
+ * ~50 MB while it runs at 100 regions (pages of the databases, a code per record, the prefix table;
+ * the map goes to its file 1 MB at a time), which a process gives back whole when it ends (a worker
+ * thread's freed memory stayed in the balancer's resident set).
  * The process reads the databases in pages (MmdbTree) and is kept for the next builds until
  * close(). Builds run one at a time. It ends when the balancer does (its IPC channel closes).
  *
+ * The map goes to a file the caller names, written there by the child process: the balancer never
+ * holds it (MapFile copies and sends it from the file).
+ *
  *   const geoMap = new GeoMap({ databases });        // the balancer's --geo-database files, or the bundled ones
- *   const { map } = await geoMap.build({ sites, pins, defaultRegion });   // write map to geo.map
+ *   const { path, entries } = await geoMap.build({ sites, pins, defaultRegion }, { out: 'geo-1.map' });
  *   await geoMap.close();
  */
 
@@ -26,9 +30,9 @@ export interface GeoMapOptions {
   databases?: string[];
 }
 
-export interface GeoMapResult extends GeoMapBuilt {
-  /** The map as text (decoded from `map` when first read; write `map` to a file as it is). */
-  readonly text: string;
+export interface GeoMapResult extends Omit<GeoMapBuilt, 'map'> {
+  /** The map file (UTF-8 text), where build() was asked to write it. */
+  path: string;
   /** Lines that map a network (ipv4Entries + ipv6Entries). */
   entries: number;
   /** The map's size in bytes (UTF-8). */
@@ -39,16 +43,39 @@ export interface GeoMapResult extends GeoMapBuilt {
   buildMs: number;
 }
 
+/** buildGeoMap's answer: the map read back into memory (tests, benchmarks; never the balancer). */
+export interface GeoMapBytes extends Omit<GeoMapResult, 'path'> {
+  map: Buffer;
+  /** The map as text (decoded from `map` when first read). */
+  readonly text: string;
+}
+
+export interface GeoMapBuildOptions {
+  /** Where the map is written (replaced if it exists; removed if the build fails). */
+  out: string;
+  /** Asked when the build's turn comes; false skips it (a newer geography came meanwhile), rejecting with GeoMapSkipped. */
+  wanted?: () => boolean;
+}
+
 type Answer = { id: number; result: Omit<GeoMapBuilt, 'map'> & { buildMs: number }; error?: undefined } | { id: number; error: { name: string; message: string; field?: string } };
 
 /** The child's own file: .js from dist/, .ts when the sources run through tsx (tests, benchmarks). */
 const WORKER_PATH = fileURLToPath(new URL(`./geoMapWorker${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
 
+/**
+ * The child's V8 new space, in MB per semi-space: a build's garbage is short-lived (cursors, decoded
+ * fields, IPv6 addresses' text), and with V8's default (up to 16 MB) the new space grew to its most
+ * during a build: ~30 MB more resident memory than at 2, for no faster build (a 100-region build
+ * under tsx peaked at 197 MB by default, 165 at 2, 167 at 4; 2026-12-08). What survives a build
+ * step is in typed arrays, outside the heap.
+ */
+const WORKER_SEMI_SPACE_MB = 2;
+
 function startWorker(workerData: GeoMapWorkerData): ChildProcess {
   return fork(WORKER_PATH, [JSON.stringify(workerData)], {
     // From the sources the child needs tsx's loader as the parent has it; the parent's other
     // flags (an inspector port, a heap limit) are not the child's.
-    execArgv: WORKER_PATH.endsWith('.ts') ? ['--import', 'tsx'] : [],
+    execArgv: [...(WORKER_PATH.endsWith('.ts') ? ['--import', 'tsx'] : []), `--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
 }
@@ -75,18 +102,17 @@ export class GeoMap {
     this.#data = { databases: databases ? [...databases] : undefined };
   }
 
-  /** Builds the map for these regions and pins (after any build still running). */
-  /**
-   * `wanted`: asked when the build's turn comes; false skips it (a newer geography came meanwhile),
-   * rejecting with GeoMapSkipped.
-   */
-  build(input: GeoMapInput, wanted: () => boolean = () => true): Promise<GeoMapResult> {
+  /** Builds the map for these regions and pins into the file `out` (after any build still running). */
+  build(input: GeoMapInput, options: GeoMapBuildOptions): Promise<GeoMapResult> {
     if (this.#closed) return Promise.reject(new Error('GeoMap is closed'));
     const { sites, pins, defaultRegion } = input ?? {};
+    const { out, wanted = () => true } = options ?? {};
     if (!(sites instanceof Map)) return Promise.reject(new TypeError('sites must be a Map of region → positions'));
     if (!Array.isArray(pins)) return Promise.reject(new TypeError('pins must be an array'));
     if (typeof defaultRegion !== 'string') return Promise.reject(new TypeError('defaultRegion must be a region name'));
-    const request: Omit<GeoMapRequest, 'id' | 'out'> = {
+    if (typeof out !== 'string' || !out) return Promise.reject(new TypeError('out must be a file path'));
+    const request: Omit<GeoMapRequest, 'id'> = {
+      out,
       sites: [...(sites as GeoMapInput['sites'])].map(([name, positions]) => [name, positions.map(({ lat, lon }) => ({ lat, lon }))]),
       pins: pins.map(({ cidr, region, lat, lon }) => ({ cidr, region, lat, lon })),
       defaultRegion,
@@ -112,46 +138,35 @@ export class GeoMap {
     await exited;
   }
 
-  async #run(request: Omit<GeoMapRequest, 'id' | 'out'>): Promise<GeoMapResult> {
+  async #run(request: Omit<GeoMapRequest, 'id'>): Promise<GeoMapResult> {
     if (this.#closed) throw new Error('GeoMap is closed');
     const started = performance.now();
     const worker = this.#start();
     const id = this.#nextId++;
-    const dir = mkdtempSync(join(tmpdir(), 'relaycast-geomap-'));
-    const out = join(dir, 'geo.map');
     worker.ref();
     worker.channel?.ref();
     let answer: Answer;
-    let map = Buffer.alloc(0);
     try {
       answer = await new Promise<Answer>((resolve, reject) => {
         this.#pending.set(id, { resolve, reject });
-        worker.send({ id, out, ...request } satisfies GeoMapRequest);
+        worker.send({ id, ...request } satisfies GeoMapRequest);
       });
-      if (!answer.error) map = readFileSync(out);
+    } catch (error) {
+      rmSync(request.out, { force: true });
+      throw error;
     } finally {
-      rmSync(dir, { recursive: true, force: true });
       this.#pending.delete(id);
       worker.unref();
       worker.channel?.unref();
     }
     if (answer.error) {
+      rmSync(request.out, { force: true });
       const { name, message, field } = answer.error;
       if (name === 'ConfigError' && field) throw new ConfigError(field, message.replace(`${field}: `, ''));
       throw name === 'TypeError' ? new TypeError(message) : new Error(message);
     }
     const { result } = answer;
-    let text: string | undefined;
-    return {
-      ...result,
-      map,
-      get text() {
-        return (text ??= map.toString('utf8'));
-      },
-      entries: result.ipv4Entries + result.ipv6Entries,
-      bytes: map.length,
-      ms: performance.now() - started,
-    };
+    return { ...result, path: request.out, entries: result.ipv4Entries + result.ipv6Entries, bytes: statSync(request.out).size, ms: performance.now() - started };
   }
 
   #start(): ChildProcess {
@@ -171,12 +186,23 @@ export class GeoMap {
   }
 }
 
-/** One build in a process of its own, stopped after (GeoMap keeps one for many builds). */
-export async function buildGeoMap(options: GeoMapOptions & GeoMapInput): Promise<GeoMapResult> {
+/** One build in a process of its own, stopped after (GeoMap keeps one for many builds), its map read back. */
+export async function buildGeoMap(options: GeoMapOptions & GeoMapInput): Promise<GeoMapBytes> {
   const geoMap = new GeoMap(options);
+  const dir = mkdtempSync(join(tmpdir(), 'relaycast-geomap-'));
   try {
-    return await geoMap.build(options);
+    const { path: out, ...result } = await geoMap.build(options, { out: join(dir, 'geo.map') });
+    const map = readFileSync(out);
+    let text: string | undefined;
+    return {
+      ...result,
+      map,
+      get text() {
+        return (text ??= map.toString('utf8'));
+      },
+    };
   } finally {
+    rmSync(dir, { recursive: true, force: true });
     await geoMap.close();
   }
 }

@@ -3,7 +3,7 @@ import { REGION, type GeoPin } from '../core/geoPins.ts';
 import { parseRange } from '../core/TrustedProxies.ts';
 import type { MmdbTree } from './MmdbTree.ts';
 import { NearestRegion } from './NearestRegion.ts';
-import type { Position } from './policies.ts';
+import type { Position } from '../core/geo.ts';
 import { MapWriter } from './MapWriter.ts';
 import { MUST_MISS, NO_ENTRY, PrefixTable } from './PrefixTable.ts';
 import { EMPTY, PrefixTrie } from './PrefixTrie.ts';

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import Handlebars from 'handlebars';
 import { PACKAGE_ROOT } from '../core/paths.ts';
 import type { GeoPin } from '../core/geoPins.ts';
+import type { MapFile } from './MapFile.ts';
 import { distanceKm, regionsByDistance, type NodeSnapshot, type Position } from './policies.ts';
 
 /** What the geo map needs of a pin (the setting's GeoPin has it). */
@@ -112,12 +113,12 @@ export interface HaproxyServer {
   tls?: { caFile: string; sni?: string };
 }
 
-export interface RenderedHaproxy {
+export interface RenderedHaproxy<M extends string | MapFile = string> {
   cfg: string;
   /** The config without its servers: equal shapes differ only in servers. */
   shape: string;
-  /** The geo map: the pins' text, or the map built from the GeoIP database as its bytes (tens of MB: never made a string). */
-  map: string | Buffer;
+  /** The geo map: the pins' text, or the map built from the GeoIP database (tens of MB: its file, never read into memory) when renderHaproxy was given one. */
+  map: M;
   /** The node map (nodeMapLine per origin and edge), for /n/{node}/ paths. */
   nodeMap: string;
   regions: string[];
@@ -127,13 +128,12 @@ export interface RenderedHaproxy {
   servers: HaproxyServer[];
 }
 
-/** Whether two rendered maps are the same bytes (a text and its bytes are). */
-export function sameMap(a: string | Buffer, b: string | Buffer): boolean {
-  if (typeof a === 'string' && typeof b === 'string') return a === b;
-  // Never a copy of a built map (tens of MB, compared at every refresh): a text is the pins' only.
-  const bytes = (m: string | Buffer) => (typeof m === 'string' ? Buffer.byteLength(m) : m.length);
-  if (bytes(a) !== bytes(b)) return false;
-  return (typeof a === 'string' ? Buffer.from(a) : a).equals(typeof b === 'string' ? Buffer.from(b) : b);
+/**
+ * Whether two rendered maps are the same: texts by their text, built maps by their file (a build's
+ * file never changes: the same MapFile is the same map, another one a new build, replaced whole).
+ */
+export function sameMap(a: string | MapFile, b: string | MapFile): boolean {
+  return a === b;
 }
 
 /** A server's key in id maps: backend/name, as HAProxy's CLI names it. */
@@ -228,19 +228,21 @@ export function mapDefaultRegion(regions: readonly string[], configured: string)
 }
 
 /**
- * `geoMap`: the map's bytes when it comes from the GeoIP database (balancer/GeoMap.ts, pins
+ * `geoMap`: the map's file when it comes from the GeoIP database (balancer/GeoMap.ts, pins
  * included); without it the map holds the pins alone. `kept`: regions HAProxy runs (with where
  * their edges were) whose backends stay though their edges are gone, served by the nearest
  * region's edges; the map sends no one there, but the default region may be one.
  */
+export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly MapPin[], layout: HaproxyLayout, held?: ReadonlyMap<string, number>, geoMap?: undefined, kept?: ReadonlyMap<string, Position>): RenderedHaproxy<string>;
+export function renderHaproxy(nodes: readonly NodeSnapshot[], pins: readonly MapPin[], layout: HaproxyLayout, held?: ReadonlyMap<string, number>, geoMap?: MapFile, kept?: ReadonlyMap<string, Position>): RenderedHaproxy<string | MapFile>;
 export function renderHaproxy(
   nodes: readonly NodeSnapshot[],
   pins: readonly MapPin[],
   layout: HaproxyLayout,
   held: ReadonlyMap<string, number> = new Map(),
-  geoMap?: Buffer,
+  geoMap?: MapFile,
   kept: ReadonlyMap<string, Position> = new Map(),
-): RenderedHaproxy {
+): RenderedHaproxy<string | MapFile> {
   const byRegion = new Map<string, NodeSnapshot[]>();
   for (const n of [...nodes].filter((n) => n.roles.includes('edge')).sort((a, b) => a.id.localeCompare(b.id))) {
     byRegion.set(n.region, [...(byRegion.get(n.region) ?? []), n]);

@@ -7,7 +7,8 @@ import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { parseServerIds, renderHaproxy, rtmpWeight, sameMap, serverKey, type HaproxyLayout, type HaproxyServer, type MapPin, type RenderedHaproxy } from './HaproxyConfig.ts';
 import { HaproxyGeoMap } from './HaproxyGeoMap.ts';
-import { HaproxyRuntime, mapEntries, parseMap, resolveAddress, splitAddress } from './HaproxyRuntime.ts';
+import { HaproxyRuntime, parseMap, resolveAddress, splitAddress } from './HaproxyRuntime.ts';
+import { MapFile } from './MapFile.ts';
 import type { NodeSnapshot, Position } from './policies.ts';
 
 /**
@@ -80,7 +81,7 @@ const CHECK_TIMEOUT_MS = 60_000;
  * within hard-stop-after).
  */
 const DELETE_ATTEMPTS = 30;
-/** A map this large (~40,000 lines, what pins never reach) is replaced, not diffed. */
+/** A map text this large (~40,000 lines, what pins never reach) is replaced, not diffed. */
 const WHOLE_MAP_BYTES = 1 << 20;
 
 /** A server HAProxy runs; `deleting` counts del attempts once it is stopped and on its way out. */
@@ -95,7 +96,7 @@ export class HaproxyController {
   readonly #master: HaproxyRuntime;
   #child: ChildProcess | undefined;
   /** What HAProxy runs, and the registry inputs it was rendered from. */
-  #current: { cfg: string; shape: string; map: string | Buffer; nodeMap: string; inputs: string; sites: Map<string, Position> } = { cfg: '', shape: '', map: '', nodeMap: '', inputs: '', sites: new Map() };
+  #current: { cfg: string; shape: string; map: string | MapFile; nodeMap: string; inputs: string; sites: Map<string, Position> } = { cfg: '', shape: '', map: '', nodeMap: '', inputs: '', sites: new Map() };
   /** The servers HAProxy runs, by backend/name: the config's, plus those still being deleted. */
   #live = new Map<string, LiveServer>();
   #timer: NodeJS.Timeout | undefined;
@@ -118,6 +119,7 @@ export class HaproxyController {
     this.#geo = options.geoMap
       ? new HaproxyGeoMap({
           databases: options.geoMap.databases,
+          dir: join(options.dir, 'geo-builds'),
           pins: options.pins,
           defaultRegion: options.layout.defaultRegion,
           logger: this.#logger,
@@ -177,7 +179,11 @@ export class HaproxyController {
    * config), so that an operator's reload is not answered as done when it was not.
    */
   refresh(force = false): Promise<void> {
-    const run = this.#busy.then(() => this.#refresh(force));
+    const run = this.#busy.then(() => {
+      // Between refreshes nothing copies or sends an older map's file.
+      this.#geo?.prune();
+      return this.#refresh(force);
+    });
     this.#busy = run.catch((error) => this.#logger.error({ err: error }, 'haproxy refresh failed'));
     return run;
   }
@@ -205,8 +211,9 @@ export class HaproxyController {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    await this.#geo?.close();
+    // A refresh under way may still read the map's file, which close() removes.
     await this.#busy;
+    await this.#geo?.close();
     const child = this.#child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
@@ -223,7 +230,7 @@ export class HaproxyController {
    * Renders for `dir`, each server keeping the id it has in HAProxy (or `held`); with `kept`, the
    * regions HAProxy runs keep their backends though their edges are gone.
    */
-  #render(nodes: NodeSnapshot[], dir: string, held: ReadonlyMap<string, number> = this.#heldIds(), kept?: ReadonlyMap<string, Position>): RenderedHaproxy {
+  #render(nodes: NodeSnapshot[], dir: string, held: ReadonlyMap<string, number> = this.#heldIds(), kept?: ReadonlyMap<string, Position>): RenderedHaproxy<string | MapFile> {
     const { layout, pins } = this.#options;
     const paths = { mapPath: this.#paths(dir).map, nodeMapPath: this.#paths(dir).nodeMap, runtimeSocket: this.#runtimeSocket, serverStateFile: join(this.#options.dir, 'server-state') };
     return renderHaproxy(nodes, pins, { ...layout, ...paths }, held, this.#geo?.map, kept);
@@ -256,12 +263,12 @@ export class HaproxyController {
   }
 
   /** Renders for the live paths after checking the same config, pointing at a candidate map, with haproxy -c. */
-  async #renderChecked(nodes: NodeSnapshot[], held?: ReadonlyMap<string, number>): Promise<RenderedHaproxy | undefined> {
+  async #renderChecked(nodes: NodeSnapshot[], held?: ReadonlyMap<string, number>): Promise<RenderedHaproxy<string | MapFile> | undefined> {
     const candidateDir = join(this.#options.dir, 'candidate');
     mkdirSync(candidateDir, { recursive: true });
     const candidate = this.#render(nodes, candidateDir, held);
     const paths = this.#paths(candidateDir);
-    writeFileSync(paths.map, candidate.map);
+    writeMap(paths.map, candidate.map);
     writeFileSync(paths.nodeMap, candidate.nodeMap);
     writeFileSync(paths.cfg, candidate.cfg);
     try {
@@ -278,10 +285,10 @@ export class HaproxyController {
   }
 
   /** Writes the config and map where HAProxy reads them, each by an atomic rename. */
-  #install(rendered: RenderedHaproxy, nodes: NodeSnapshot[]): void {
+  #install(rendered: RenderedHaproxy<string | MapFile>, nodes: NodeSnapshot[]): void {
     const paths = this.#paths(this.#options.dir);
     if (!sameMap(rendered.map, this.#current.map) || !existsSync(paths.map)) {
-      writeFileSync(`${paths.map}.tmp`, rendered.map);
+      writeMap(`${paths.map}.tmp`, rendered.map);
       renameSync(`${paths.map}.tmp`, paths.map);
     }
     if (rendered.nodeMap !== this.#current.nodeMap || !existsSync(paths.nodeMap)) {
@@ -442,24 +449,29 @@ export class HaproxyController {
   }
 
   /** Makes HAProxy's geo map `map`: a few entries edited in place, or the whole map replaced atomically. */
-  async #applyMap(map: string | Buffer): Promise<void> {
+  async #applyMap(map: string | MapFile): Promise<void> {
     const started = performance.now();
     const path = this.#paths(this.#options.dir).map;
-    // A map from the GeoIP database is replaced whole: diffing two of them (a million lines each
-    // at 100 regions) would hold the event loop for seconds, and a new geography moves most lines.
-    // Its entries are read from its bytes as they are sent, never all at once.
-    let entries = 0;
-    const counted = function* (map: string | Buffer) {
-      for (const entry of mapEntries(map)) {
-        entries++;
-        yield entry;
-      }
-    };
-    const done =
-      map.length > WHOLE_MAP_BYTES || this.#current.map.length > WHOLE_MAP_BYTES
-        ? await this.#runtime.replaceMap(path, counted(map)).then(() => ({ kind: 'map-replace' as const, entries }))
-        : await this.#runtime.updateMap(path, parseMap(this.#current.map.toString()), parseMap(map.toString()));
+    const current = this.#current.map;
+    // A map from the GeoIP database is replaced whole, sent from its file (MapFile): diffing two of
+    // them (a million lines each at 100 regions) would hold the event loop for seconds, and a new
+    // geography moves most lines. So is a large text.
+    let done: { kind: 'map-edit' | 'map-replace'; entries: number };
+    if (map instanceof MapFile) {
+      await this.#runtime.replaceMap(path, map);
+      done = { kind: 'map-replace', entries: map.entries };
+    } else if (current instanceof MapFile || map.length > WHOLE_MAP_BYTES || current.length > WHOLE_MAP_BYTES) {
+      const entries = parseMap(map);
+      await this.#runtime.replaceMap(path, entries);
+      done = { kind: 'map-replace', entries: entries.length };
+    } else done = await this.#runtime.updateMap(path, parseMap(current), parseMap(map));
     this.#options.metrics.haproxyRuntimeChanges.inc({ kind: done.kind }, done.kind === 'map-edit' ? done.entries : 1);
     this.#logger.info({ ...done, ms: Math.round(performance.now() - started) }, 'haproxy map changed through the runtime API (no reload)');
   }
+}
+
+/** Writes a rendered map to `path`: the pins' text, or a built map's file copied (never read in). */
+function writeMap(path: string, map: string | MapFile): void {
+  if (map instanceof MapFile) map.copyTo(path);
+  else writeFileSync(path, map);
 }

@@ -1,6 +1,9 @@
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from '../core/logger.ts';
 import { GeoMap, GeoMapSkipped } from './GeoMap.ts';
 import { edgeSites, mapDefaultRegion, type MapPin } from './HaproxyConfig.ts';
+import { MapFile } from './MapFile.ts';
 import type { NodeSnapshot } from './policies.ts';
 
 /**
@@ -9,6 +12,11 @@ import type { NodeSnapshot } from './policies.ts';
  * its map is in. Until then `map` is the last map built (undefined before the first: the
  * controller renders the pins alone). A build that failed is not tried again until the geography
  * changes (the error is logged).
+ *
+ * Each build writes a file of its own in `dir` (the balancer's node process never reads it whole:
+ * see MapFile); `map` names the last one. The files of earlier maps are removed by prune(), which
+ * the controller calls between its refreshes: a refresh under way may still copy or send the map
+ * it rendered, though a newer one came meanwhile.
  */
 
 /**
@@ -22,6 +30,8 @@ const GEO_MAP_IDLE_MS = 0;
 export interface HaproxyGeoMapOptions {
   /** .mmdb files in GeoLocator's order; unset: the bundled ones. */
   databases?: string[];
+  /** Where the maps are built (emptied first: a previous run's maps are of no use). */
+  dir: string;
   pins: MapPin[];
   /** The configured default region (the map's default when it has edges). */
   defaultRegion: string;
@@ -31,19 +41,25 @@ export interface HaproxyGeoMapOptions {
 
 export class HaproxyGeoMap {
   readonly #options: HaproxyGeoMapOptions;
-  /** The geography the map was built for, its bytes, the build under way, the last that failed. */
-  #state: { key: string; map?: Buffer; building: string; failed: string } = { key: '', building: '', failed: '' };
+  /** The geography the map was built for, its file, the build under way, the last that failed. */
+  #state: { key: string; map?: MapFile; building: string; failed: string } = { key: '', building: '', failed: '' };
+  /** Files of maps built before `map`, removed by prune(). */
+  readonly #stale: string[] = [];
+  #builds = 0;
   #worker: GeoMap | undefined;
   #idle: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(options: HaproxyGeoMapOptions) {
     if (typeof options?.onBuilt !== 'function') throw new TypeError('onBuilt must be a function');
+    if (typeof options.dir !== 'string' || !options.dir) throw new TypeError('dir must be a directory path');
     this.#options = options;
+    rmSync(options.dir, { recursive: true, force: true });
+    mkdirSync(options.dir, { recursive: true });
   }
 
-  /** The last map built (UTF-8 bytes), or undefined before the first. */
-  get map(): Buffer | undefined {
+  /** The last map built (its file), or undefined before the first. */
+  get map(): MapFile | undefined {
     return this.#state.map;
   }
 
@@ -64,14 +80,19 @@ export class HaproxyGeoMap {
     state.building = key;
     clearTimeout(this.#idle);
     const worker = (this.#worker ??= new GeoMap({ databases: this.#options.databases }));
+    const out = join(this.#options.dir, `geo-${++this.#builds}.map`);
     worker
       // A build queued behind another is skipped if a newer geography came meanwhile: edges join
       // in bursts, and each build takes seconds.
-      .build({ sites, pins: this.#options.pins, defaultRegion }, () => this.#state.building === key)
+      .build({ sites, pins: this.#options.pins, defaultRegion }, { out, wanted: () => this.#state.building === key })
       .then(
         (result) => {
-          if (this.#state.building !== key) return; // a newer geography is being built
-          this.#state = { key, map: result.map, building: '', failed: '' };
+          if (this.#state.building !== key) {
+            rmSync(out, { force: true }); // a newer geography is being built
+            return;
+          }
+          if (this.#state.map) this.#stale.push(this.#state.map.path);
+          this.#state = { key, map: new MapFile(out, result.bytes, result.entries), building: '', failed: '' };
           this.#options.logger.info({ entries: result.entries, bytes: result.bytes, ms: Math.round(result.ms), regions: sites.size }, 'geo map built from the GeoIP database');
           if (!this.#closed) this.#options.onBuilt();
         },
@@ -84,10 +105,17 @@ export class HaproxyGeoMap {
       .finally(() => this.#letGoWhenIdle());
   }
 
+  /** Removes the files of maps older than `map` (call it when nothing may be copying or sending them). */
+  prune(): void {
+    for (const path of this.#stale.splice(0)) rmSync(path, { force: true });
+  }
+
+  /** Stops any build; the maps' files are removed. */
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#idle);
     await this.#worker?.close();
+    rmSync(this.#options.dir, { recursive: true, force: true });
   }
 
   #letGoWhenIdle(): void {

@@ -1,6 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { createConnection, isIP } from 'node:net';
 import { serverArguments, serverKey, type HaproxyServer } from './HaproxyConfig.ts';
+import { MapFile } from './MapFile.ts';
 
 /**
  * One of HAProxy's CLI sockets: the runtime API of the workers (the `stats socket` at level admin)
@@ -42,6 +43,8 @@ const RELOAD_RETRY_MS = 200;
  * silently drops a bigger payload (above). 100,000 entries are ~300 commands, ~0.3 s (bench).
  */
 const MAP_PAYLOAD_BYTES = 8192;
+/** What ends a payload: its last line's newline and an empty line. */
+const PAYLOAD_END = Buffer.from('\n\n');
 
 export class HaproxyCommandError extends Error {
   readonly command: string;
@@ -103,8 +106,11 @@ export class HaproxyRuntime {
     return this.#socket;
   }
 
-  /** Sends one command (with its payload lines, if any) and returns HAProxy's whole reply. */
-  command(command: string, payload?: readonly string[]): Promise<string> {
+  /**
+   * Sends one command (with its payload: lines, or their bytes joined by newlines) and returns
+   * HAProxy's whole reply.
+   */
+  command(command: string, payload?: readonly string[] | Buffer): Promise<string> {
     const socket = createConnection(this.#socket);
     let reply = '';
     socket.setEncoding('utf8');
@@ -113,7 +119,16 @@ export class HaproxyRuntime {
     return new Promise<string>((resolve, reject) => {
       socket.once('error', reject);
       socket.once('close', () => resolve(reply));
-      socket.once('connect', () => socket.end(payload ? `${command} <<\n${payload.join('\n')}\n\n` : `${command}\n`));
+      socket.once('connect', () => {
+        if (Buffer.isBuffer(payload)) {
+          // Written as it is, in one writev (a map file's payloads are views of its block, untouched
+          // until this command is answered): no copy of 8 KiB per command.
+          socket.cork();
+          socket.write(`${command} <<\n`);
+          socket.write(payload);
+          socket.end(PAYLOAD_END);
+        } else socket.end(payload ? `${command} <<\n${payload.join('\n')}\n\n` : `${command}\n`);
+      });
     });
   }
 
@@ -143,7 +158,7 @@ export class HaproxyRuntime {
    * A change HAProxy answers with an empty line when it is done. No reply at all is a failure too:
    * it is how 2.6 answers a payload too large for its buffer.
    */
-  async #change(command: string, payload?: readonly string[]): Promise<void> {
+  async #change(command: string, payload?: readonly string[] | Buffer): Promise<void> {
     const reply = await this.command(command, payload);
     if (reply === '' || reply.trim() !== '') throw new HaproxyCommandError(command, reply);
   }
@@ -249,14 +264,17 @@ export class HaproxyRuntime {
    * Replaces the whole map atomically: a new version filled in chunks, then committed in one step
    * (HAProxy 2.4+ versioned maps). Until the commit, lookups see the old entries; on any error the
    * new version is cleared and the old one stays. Returns the number of `add map` commands sent.
+   * A MapFile is sent from its file, a block at a time, as the bytes of its lines (the geo map:
+   * never held whole, nor as a million entries).
    */
-  async replaceMap(map: string, entries: Iterable<MapEntry>): Promise<number> {
+  async replaceMap(map: string, entries: Iterable<MapEntry> | MapFile): Promise<number> {
     word(map, 'map');
     const prepared = await this.command(`prepare map ${map}`);
     const version = /New version created: (\d+)/.exec(prepared)?.[1];
     if (!version) throw new HaproxyCommandError(`prepare map ${map}`, prepared);
     try {
-      const chunks = await this.#addMapEntries(`add map @${version} ${map}`, entries);
+      const command = `add map @${version} ${map}`;
+      const chunks = entries instanceof MapFile ? await this.#addMapPayloads(command, entries) : await this.#addMapEntries(command, entries);
       await this.#change(`commit map @${version} ${map}`);
       return chunks;
     } catch (error) {
@@ -285,6 +303,16 @@ export class HaproxyRuntime {
       bytes += line.length + 1;
     }
     await flush();
+    return sent;
+  }
+
+  /** Sends a map file's lines, as MapFile.payloads cuts them; returns how many commands it took. */
+  async #addMapPayloads(command: string, file: MapFile): Promise<number> {
+    let sent = 0;
+    for (const payload of file.payloads(MAP_PAYLOAD_BYTES)) {
+      await this.#change(command, payload);
+      sent++;
+    }
     return sent;
   }
 

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import type metadataExports from 'mmdb-lib/lib/metadata.js';
 import { ConfigError } from '../core/errors.ts';
 import { PagedFile } from './PagedFile.ts';
-import type { Position } from './policies.ts';
+import type { Position } from '../core/geo.ts';
 
 /**
  * One .mmdb file (the MaxMind DB format 2.0, https://maxmind.github.io/MaxMind-DB/), read through

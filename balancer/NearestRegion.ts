@@ -1,4 +1,4 @@
-import { distanceKm, regionDistanceKm, regionsByDistance, type Position } from './policies.ts';
+import { distanceKm, regionDistanceKm, regionsByDistance, type Position } from '../core/geo.ts';
 
 /**
  * The nearest region to a position, by the route API's own rule (regionsByDistance: a region is as

@@ -2,9 +2,9 @@
  * The fewest longest-prefix-match entries (HAProxy's map_ip) that give every address its value:
  * ORTC, the Optimal Routing Table Constructor (Draves, King, Venkatachary, Zill, INFOCOM 1999).
  * GeoMapBuilder hands the result of its walk over as a binary trie, bottom-up (join two sibling
- * results); entries() then finds, bottom-up, the set of values each subtree could inherit at no
- * cost (the children's common values, else all of theirs), and writes, top-down, an entry only
- * where the value inherited from above is not in that set. A region with a few holes becomes one
+ * results), and each node gets, as it is joined, the set of values its subtree could inherit at
+ * no cost (the children's common values, else all of theirs); entries() then writes, top-down, an
+ * entry only where the value inherited from above is not in that set. A region with a few holes becomes one
  * entry and the holes', instead of the many CIDRs around the holes.
  *
  * A leaf's value is a region code (≥ 0: an entry of that region must match), NO_ENTRY (no entry,
@@ -21,15 +21,22 @@ const MISS = -1;
 const FORCED = 0;
 /** Room for set ids in a combine() memo key (distinct sets stay far below 2^21). */
 const SET_KEY = 2 ** 21;
-/** Nodes the table starts with; it doubles when full. */
-const INITIAL_NODES = 1 << 16;
+/**
+ * The table's nodes are kept in chunks of 2^CHUNK_BITS, added as the walk needs them: an array
+ * doubled when full held up to twice the nodes (4M places for 2.9M nodes at 100 regions) and,
+ * while it grew, both copies.
+ */
+const CHUNK_BITS = 16;
+const CHUNK_NODES = 1 << CHUNK_BITS;
+/** Int32s per node: its left and right results, and its set id (computed when it is joined). */
+const NODE_INTS = 3;
 
 export class PrefixTable {
   readonly #default: number;
   /** 32-bit words per set: one bit per region, and one for MISS. */
   readonly #words: number;
-  #left = new Int32Array(INITIAL_NODES);
-  #right = new Int32Array(INITIAL_NODES);
+  /** Per node, NODE_INTS at (node mod CHUNK_NODES) × NODE_INTS of chunk node ÷ CHUNK_NODES; kept for the next trie. */
+  readonly #chunks: Int32Array[] = [];
   #nodes = 0;
   /** Interned sets of values as bit sets, by id; id FORCED is MUST_MISS's ({MISS}). */
   readonly #sets: Uint32Array[];
@@ -55,17 +62,15 @@ export class PrefixTable {
   /** The result for two sibling results: their value when both are the same leaf, else a node. */
   join(left: number, right: number): number {
     if (left === right && left >= MUST_MISS) return left;
-    if (this.#nodes === this.#left.length) {
-      for (const side of ['left', 'right'] as const) {
-        const grown = new Int32Array(this.#nodes * 2);
-        grown.set(side === 'left' ? this.#left : this.#right);
-        if (side === 'left') this.#left = grown;
-        else this.#right = grown;
-      }
-    }
-    this.#left[this.#nodes] = left;
-    this.#right[this.#nodes] = right;
-    return MUST_MISS - 1 - this.#nodes++;
+    const node = this.#nodes++;
+    if (node >>> CHUNK_BITS === this.#chunks.length) this.#chunks.push(new Int32Array(CHUNK_NODES * NODE_INTS));
+    const chunk = this.#chunks[node >>> CHUNK_BITS]!;
+    const at = (node & (CHUNK_NODES - 1)) * NODE_INTS;
+    chunk[at] = left;
+    chunk[at + 1] = right;
+    // Children are always joined before their parent: their sets are known.
+    chunk[at + 2] = this.#combine(this.#setOf(left), this.#setOf(right));
+    return MUST_MISS - 1 - node;
   }
 
   /**
@@ -73,16 +78,17 @@ export class PrefixTable {
    * inside it) of the fewest that give the trie under `root` its values; then forgets the trie.
    */
   entries(root: number, emit: (words: Uint32Array, length: number, code: number) => void): void {
-    // Children are always joined before their parent, so node numbers are a bottom-up order.
-    const sets = new Int32Array(this.#nodes);
-    for (let i = 0; i < this.#nodes; i++) sets[i] = this.#combine(this.#setOf(this.#left[i]!, sets), this.#setOf(this.#right[i]!, sets));
     this.#path.fill(0);
-    this.#assign(root, 0, MISS, sets, emit);
+    this.#assign(root, 0, MISS, emit);
     this.#nodes = 0;
   }
 
-  #setOf(result: number, sets: Int32Array): number {
-    if (result < MUST_MISS) return sets[MUST_MISS - 1 - result]!;
+  /** A result's set id: a node's, stored when it was joined, or a leaf value's. */
+  #setOf(result: number): number {
+    if (result < MUST_MISS) {
+      const node = MUST_MISS - 1 - result;
+      return this.#chunks[node >>> CHUNK_BITS]![(node & (CHUNK_NODES - 1)) * NODE_INTS + 2]!;
+    }
     let id = this.#leafSets.get(result);
     if (id === undefined) {
       id = result === MUST_MISS ? FORCED : this.#intern(this.#bitsOf(result === NO_ENTRY ? [MISS, this.#default] : [result]));
@@ -123,8 +129,8 @@ export class PrefixTable {
   }
 
   /** Top-down: an entry where the inherited value will not do. Depth ≤ 128: bounded. */
-  #assign(result: number, depth: number, inherited: number, sets: Int32Array, emit: (words: Uint32Array, length: number, code: number) => void): void {
-    const set = this.#sets[this.#setOf(result, sets)]!;
+  #assign(result: number, depth: number, inherited: number, emit: (words: Uint32Array, length: number, code: number) => void): void {
+    const set = this.#sets[this.#setOf(result)]!;
     let value = inherited;
     if (((set[(inherited + 1) >> 5]! >>> ((inherited + 1) & 31)) & 1) === 0) {
       // The inherited value is a region here (a miss is inherited only along FORCED paths, where
@@ -135,9 +141,11 @@ export class PrefixTable {
     }
     if (result >= MUST_MISS) return;
     const node = MUST_MISS - 1 - result;
-    this.#assign(this.#left[node]!, depth + 1, value, sets, emit);
+    const chunk = this.#chunks[node >>> CHUNK_BITS]!;
+    const at = (node & (CHUNK_NODES - 1)) * NODE_INTS;
+    this.#assign(chunk[at]!, depth + 1, value, emit);
     this.#path[depth >> 5]! |= 1 << (31 - (depth & 31));
-    this.#assign(this.#right[node]!, depth + 1, value, sets, emit);
+    this.#assign(chunk[at + 1]!, depth + 1, value, emit);
     this.#path[depth >> 5]! &= ~(1 << (31 - (depth & 31)));
   }
 }

@@ -2,7 +2,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { bundledDatabases } from './GeoLocator.ts';
 import { GeoMapBuilder, type GeoMapBuilt, type GeoMapPin } from './GeoMapBuilder.ts';
 import { BUILD_READS, MmdbTree } from './MmdbTree.ts';
-import type { Position } from './policies.ts';
+import type { Position } from '../core/geo.ts';
 
 /**
  * GeoMap's child process: opens the databases once (GeoMapWorkerData, its one argument, as JSON),

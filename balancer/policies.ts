@@ -1,9 +1,13 @@
 import type { PolicyName } from '../core/config.ts';
 import { nodeLoad } from '../core/Role.ts';
-import { distanceKm } from '../core/geo.ts';
+import { compareNames, distanceKm, regionDistanceKm, regionsByDistance, type Position } from '../core/geo.ts';
 
-/** The balancer's modules and the simulator take it from here with the policies. */
-export { distanceKm };
+/**
+ * The balancer's modules and the simulator take these from here with the policies (they live in
+ * core/geo.ts, which the geo map's process loads without this module's imports: the config schema
+ * alone is 17 MB of its memory).
+ */
+export { compareNames, distanceKm, regionDistanceKm, regionsByDistance, type Position };
 
 /**
  * Edge (and origin) selection: pure functions over a snapshot of the registry, so that the same
@@ -72,14 +76,6 @@ export interface Policy {
 }
 
 export { POLICY_NAMES, type PolicyName } from '../core/config.ts';
-
-/**
- * The one tie-break between node ids and between region names: UTF-16 code-unit order, as `<`
- * compares. Not localeCompare, which costs a microsecond a call and would dominate a decision.
- */
-export function compareNames(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 export function loadOf(node: NodeSnapshot): number {
   return nodeLoad(node.viewers, node.capacity, node.cpu, node.bitrateOut, node.egressCapacity);
@@ -270,32 +266,6 @@ export interface Choice {
   /** Distance from the client, when both positions are known. */
   distanceKm?: number;
   load: number;
-}
-
-/** A place on the globe. */
-export interface Position {
-  lat: number;
-  lon: number;
-}
-
-/**
- * How far a client is from a region: the distance to the region's nearest node of the role asked
- * for, whatever that node's load (a full or draining node is still where it is). One rule for the
- * route API, the 307, the route index and HAProxy's geo map, so that they all send a client to
- * the same region; a region moves only when a node joins or leaves it, never when load changes.
- */
-export function regionDistanceKm(point: Position, sites: readonly Position[]): number {
-  let nearest = Infinity;
-  for (const site of sites) nearest = Math.min(nearest, distanceKm(point, site));
-  return nearest;
-}
-
-/** The region names in `sites`, nearest to `point` first; ties by name. */
-export function regionsByDistance(point: Position, sites: ReadonlyMap<string, readonly Position[]>): string[] {
-  return [...sites.entries()]
-    .map(([name, positions]) => ({ name, distance: regionDistanceKm(point, positions) }))
-    .sort((a, b) => a.distance - b.distance || compareNames(a.name, b.name))
-    .map((r) => r.name);
 }
 
 /** Where the client is: its own position, or the centre of its pinned region's nodes. */

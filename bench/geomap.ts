@@ -22,7 +22,7 @@
  *   npm run bench:geomap [-- --regions 10,50,100 --edges-per-region 10 --runs 3 --balancer]
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -139,15 +139,15 @@ async function main(options: Options): Promise<number> {
     writeFileSync(join(dir, 'empty.map'), '');
     writeFileSync(join(dir, 'empty.cfg'), haproxyConfig(join(dir, 'empty.map')));
     // The first build starts the worker, reads the databases and decodes their records.
-    first = (await geoMap.build({ sites: sitesFor(options.regions[0]!, options.edgesPerRegion), pins: [], defaultRegion: DEFAULT_REGION })).ms;
+    first = (await geoMap.build({ sites: sitesFor(options.regions[0]!, options.edgesPerRegion), pins: [], defaultRegion: DEFAULT_REGION }, { out: join(dir, 'first.map') })).ms;
     for (const regions of options.regions) {
       const sites = sitesFor(regions, options.edgesPerRegion);
       const delay = monitorEventLoopDelay({ resolution: 10 });
       delay.enable();
-      const built = await geoMap.build({ sites, pins: [], defaultRegion: DEFAULT_REGION });
+      const built = await geoMap.build({ sites, pins: [], defaultRegion: DEFAULT_REGION }, { out: join(dir, `built-${regions}.map`) });
       delay.disable();
       // IPv4 lines come first: the map up to the first IPv6 line is the header and IPv4.
-      const text = built.map;
+      const text = readFileSync(built.path);
       const header = text.indexOf(0x0a) + 1;
       const split = built.ipv6Entries > 0 ? text.lastIndexOf(0x0a, text.indexOf(':', header)) + 1 : text.length;
       const [ipv4, ipv6] = [text.subarray(0, split), Buffer.concat([text.subarray(0, header), text.subarray(split)])];

@@ -6,7 +6,7 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bundledDatabases, GeoLocator } from '../balancer/GeoLocator.ts';
-import { buildGeoMap, type GeoMapResult } from '../balancer/GeoMap.ts';
+import { buildGeoMap, type GeoMapBytes } from '../balancer/GeoMap.ts';
 import { MmdbTree } from '../balancer/MmdbTree.ts';
 import { packing, rank, regionsByDistance, type NodeSnapshot, type Position } from '../balancer/policies.ts';
 import { parseGeoPins } from '../core/geoPins.ts';
@@ -99,7 +99,7 @@ async function haproxyRegions(socket: string, mapPath: string, addresses: string
 describe('HAProxy geo map from the GeoIP database', function () {
   let dir: string;
   let geo: GeoLocator;
-  let built: GeoMapResult;
+  let built: GeoMapBytes;
   let haproxy: ChildProcess | undefined;
   let socket: string;
   let mapPath: string;

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { HaproxyRuntime } from '../balancer/HaproxyRuntime.ts';
@@ -152,6 +153,11 @@ describe('HAProxy run by the balancer', function () {
     }
     assert.ok(countries.size >= 5, `addresses from ${[...countries].join(', ')}`);
     assert.equal(await reloads(), before, 'the map changed through the runtime API');
+    // The built map stays on disk, where the map process wrote it (the balancer never holds it):
+    // the last one only, and geo.map is a copy of it.
+    const builds = join(balancer.dataDir, 'haproxy', 'geo-builds');
+    await waitFor('the earlier maps removed', () => readdirSync(builds).length === 1, 10_000, 200);
+    assert.ok(readFileSync(join(builds, readdirSync(builds)[0]!)).equals(readFileSync(mapPath)), 'geo.map is the built map');
   });
 
   it('moves new requests to the backup region while an edge drains (agent-check)', async () => {

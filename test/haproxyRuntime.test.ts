@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderHaproxy, serverKey, type HaproxyLayout, type RenderedHaproxy } from '../balancer/HaproxyConfig.ts';
 import { diffMap, HaproxyCommandError, HaproxyRuntime, parseMap, type MapEntry } from '../balancer/HaproxyRuntime.ts';
+import { MapFile } from '../balancer/MapFile.ts';
 import type { NodeSnapshot } from '../balancer/policies.ts';
 import { FakeEdge, servedBy } from '../kit/FakeEdge.ts';
 import { freePort } from '../kit/postgres.ts';
@@ -137,6 +138,16 @@ describe('HAProxy runtime API (HAProxy 2.6)', function () {
     await assert.rejects(runtime.replaceMap(layout.mapPath, bad), /not a valid IPv4 or IPv6 address/);
     assert.equal(await get('11.1.2.3'), `r${(1 * 256 + 2) % 50}`);
 
+    // The same from a map file (the geo map's way: its bytes sent a block at a time, a header and a blank line left out).
+    const file = join(dir, 'replacement.map');
+    writeFileSync(file, `# a header, as GeoMapBuilder writes one →\n${entries((i) => `f${i % 7}`).map(([key, value], i) => `${key} ${value}\n${i === 5 ? '\n' : ''}`).join('')}`);
+    const fromFile = await runtime.replaceMap(layout.mapPath, new MapFile(file, statSync(file).size, 100_000));
+    const size = statSync(file).size;
+    assert.ok(fromFile >= size / 8192 && fromFile <= Math.ceil(size / 8100) + 2, `${fromFile} commands for ${size} bytes: full payloads`);
+    assert.equal(await get('11.1.2.3'), `f${(1 * 256 + 2) % 7}`);
+    assert.equal(await get('11.0.0.9'), 'f0', 'the first entry, after the header');
+    assert.equal(await get('12.134.159.1'), `f${99_999 % 7}`, 'the last entry');
+
     await runtime.editMap(layout.mapPath, { remove: ['11.1.2.0/24'], set: [['11.1.3.0/24', 'moved']], add: [['10.0.0.0/8', 'eu']] });
     assert.equal(await get('11.1.2.3'), undefined);
     assert.equal(await get('11.1.3.3'), 'moved');
@@ -150,5 +161,19 @@ describe('HAProxy runtime API (HAProxy 2.6)', function () {
     assert.deepEqual(diffMap(from, to), { remove: ['198.51.100.0/24'], set: [['192.0.2.0/24', 'ap']], add: [['203.0.113.0/24', 'us']], size: 3 });
     assert.equal(diffMap(from, [...to, ['10.0.0.0/8', 'us']]), undefined, 'a key twice');
     assert.throws(() => parseMap('10.0.0.0/8\n'), TypeError);
+  });
+
+  it('cuts a map file into payloads of whole lines, comments and blank lines left out', () => {
+    const lines = Array.from({ length: 60_000 }, (_, i) => `${i >> 8}.${i & 255}.0.0/16 region-${i % 13}`);
+    const file = join(dir, 'payloads.map');
+    // Blocks of 1 MiB: lines cut by a block's end; a last line without its newline.
+    writeFileSync(file, `# header\n${lines.slice(0, 10).join('\n')}\n\n  \n# between\n${lines.slice(10).join('\n')}`);
+    const payloads: string[] = [];
+    // Each is a view of a block the next ones reuse: read before the next is asked for.
+    for (const payload of new MapFile(file, statSync(file).size, lines.length).payloads(8192)) payloads.push(payload.toString());
+    assert.ok(payloads.every((p) => Buffer.byteLength(p) <= 8192 && !p.startsWith('\n') && !p.endsWith('\n') && !p.includes('\n\n')));
+    assert.deepEqual(payloads.join('\n').split('\n'), lines);
+    assert.equal(payloads[0], lines.slice(0, 10).join('\n'), 'a comment ends a payload');
+    assert.ok(payloads.length < (statSync(file).size / 8192) * 1.1 + 3, `${payloads.length} payloads: full ones`);
   });
 });
