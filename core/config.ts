@@ -313,7 +313,7 @@ const descriptions: Record<ConfigKey, string> = {
   haproxyBin: 'HAProxy binary: the balancer runs HAProxy in front of the cluster and keeps its config current',
   haproxyBind: 'where that HAProxy listens (address:port)',
   haproxyDir: 'where its haproxy.cfg, geo map and sockets live (default: <data dir>/haproxy)',
-  haproxyGeoMap: "HAProxy's geo map: full (every network of the GeoIP database, built in a worker thread) or pins (--geo-pins only)",
+  haproxyGeoMap: "HAProxy's geo map: full (every network of the GeoIP database, built in a short-lived child process) or pins (--geo-pins only)",
   haproxyCaFile: 'CA bundle that HAProxy checks nodes with an https:// public URL against (@system-ca: the system\'s)',
   nodeUrls: 'what the route API and the WHEP/WHIP 307s name for a node: direct (its public URL) or balancer (<balancer public URL>/n/<node id>, through HAProxy, which pins it; needs --haproxy-bin)',
   haproxyRtmpPort: 'RTMP port of that HAProxy, on the address of --haproxy-bind: publishers go to a live origin through it, and the admin API hands it out (0: off)',
