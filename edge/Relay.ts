@@ -8,7 +8,8 @@ import { consumePipe, openPipe, type RelayRelease, type RelayUpstream } from '..
 import type { RtcListen, WebRtcSession } from '../media/WebRtcSession.ts';
 import type { WorkerPool } from '../media/WorkerPool.ts';
 import { RelayFeed, type UplinkRoutes } from './RelayFeed.ts';
-import { childKey, UPSTREAMS_PER_ROUND } from './RelayTree.ts';
+import { childKey } from '../media/treePaths.ts';
+import { UPSTREAMS_PER_ROUND } from './RelayTree.ts';
 import { Uplink, type UplinkTarget } from './Uplink.ts';
 
 /** A router that sends to viewers whose offers share one payload-type mapping, fed from the relay. */

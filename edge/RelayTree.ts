@@ -38,8 +38,6 @@ import type { UplinkTarget } from './Uplink.ts';
  * feeds no one cannot gain a child while its key changes.
  */
 
-export { chooseDemotion, childKey, DEMOTED_MAX_TIER, demotionKey, LOCAL_KM, MAX_STRETCH, type Demotion, type OriginFedRelay } from '../media/treePaths.ts';
-
 /**
  * The deepest tier a path may reach and still count as bounded: 3 edge → edge hops. Each hop is
  * one more node whose loss makes the edges below it re-attach (and ~1 ms of forwarding: `bench

@@ -89,7 +89,7 @@ export interface RelayOffer {
    * The tree key the asking relay takes, when it feeds no one yet (it sent no treeKey): larger
    * than the upstream's, or, when the origin made room for it, smaller than the key of the relay
    * it asked to move below it. Absent (an upstream of an earlier release): the edge takes
-   * edge/RelayTree.ts childKey(treeKey).
+   * media/treePaths.ts childKey(treeKey).
    */
   childTreeKey?: number;
 }

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { distanceKm } from '../core/geo.ts';
 import type { ParentCandidate } from '../db/repositories/relays.ts';
-import { childKey, chooseDemotion, DEMOTED_MAX_TIER, demotionKey, LOCAL_KM, MAX_STRETCH, MAX_TIER, orderUpstreams, rankUpstreams, UPSTREAMS_PER_ROUND } from '../edge/RelayTree.ts';
+import { MAX_TIER, orderUpstreams, rankUpstreams, UPSTREAMS_PER_ROUND } from '../edge/RelayTree.ts';
+import { childKey, chooseDemotion, DEMOTED_MAX_TIER, demotionKey, LOCAL_KM, MAX_STRETCH } from '../media/treePaths.ts';
 
 /**
  * The relay tree's rules (edge/RelayTree.ts) as a model: edges attach, die, re-attach and move in

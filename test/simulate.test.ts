@@ -12,7 +12,7 @@ import { METRICS } from '../bench/simulator/report.ts';
 import { runPolicy, type PolicyResult } from '../bench/simulator/run.ts';
 import { ORIGIN, type RelayTrees } from '../bench/simulator/tiers.ts';
 import { distanceKm } from '../core/geo.ts';
-import { LOCAL_KM, MAX_STRETCH } from '../edge/RelayTree.ts';
+import { LOCAL_KM, MAX_STRETCH } from '../media/treePaths.ts';
 
 /**
  * Smoke test of the cluster simulator (bench/simulate.ts) at a tiny size, so that it keeps working.

@@ -5,7 +5,7 @@ import { createDecider } from './deciders.ts';
 import { haproxyDecider, type HaproxyStats } from './haproxy.ts';
 import type { Model } from './model.ts';
 import { derive, rng } from './random.ts';
-import { LOCAL_KM, MAX_STRETCH } from '../../edge/RelayTree.ts';
+import { LOCAL_KM, MAX_STRETCH } from '../../media/treePaths.ts';
 import { STRETCH_BINS, stretchBin, type ReattachResult } from './tiers.ts';
 
 /** One policy's run: the event loop (arrivals in order, departures from a heap, samples every minute) and its figures. */

@@ -1,6 +1,7 @@
 import { distanceKm } from '../../balancer/policies.ts';
 import type { ParentCandidate } from '../../db/repositories/relays.ts';
-import { chooseDemotion, demotionKey, LOCAL_KM, MAX_STRETCH, MAX_TIER, rankUpstreams, UPSTREAMS_PER_ROUND, type Demotion, type RankedUpstream } from '../../edge/RelayTree.ts';
+import { MAX_TIER, rankUpstreams, UPSTREAMS_PER_ROUND, type RankedUpstream } from '../../edge/RelayTree.ts';
+import { chooseDemotion, demotionKey, LOCAL_KM, MAX_STRETCH, type Demotion } from '../../media/treePaths.ts';
 import type { Model } from './model.ts';
 
 /**
